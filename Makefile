@@ -1,0 +1,185 @@
+# Makefile - builds every qvgpu artifact into build/ (build-san/ with SAN=1).
+#
+#   make              libqshim.so, qarbiter, qgpuctl, libqvgpu.so, the simulated driver
+#   make test         builds, then runs the Criterion suite (scripts/run-tests.sh)
+#   make test SAN=1   the same under -fsanitize=address,undefined, in build-san/
+#   make bench        builds, then runs the benchmarks in bench/ (scripts/run-bench.sh)
+#   make install      PREFIX (/usr/local) and DESTDIR honoured
+#
+# Sources are found by directory, so a new module needs no edit here:
+#   proto/*.c                      the wire, linked into every program that speaks it
+#   arbiter/*.c                    qarbiter (arbiter/main.c holds main())
+#   client/*.c                     libqvgpu.so; client/qgpuctl.c is the qgpuctl program
+#   shim/*.c                       libqshim.so
+#   sim/cuda*.c, sim/nvml*.c       the simulated libcuda.so.1 / libnvidia-ml.so.1; other
+#                                  sim/*.c files are the shared model linked into both
+#   tests/test_*.c                 one Criterion binary each; other tests/*.c are support
+#   tests/progs/*.c                workload programs the tests run, linked like a real CUDA
+#                                  program: against the toolkit's stub libcuda.so
+#   bench/*.c                      one benchmark program each
+
+CUDA_HOME ?= /usr/local/cuda
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+SAN       ?= 0
+
+ifeq ($(SAN),1)
+B := build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SANDEFS := -DQV_SAN=1
+else
+B := build
+SANFLAGS :=
+SANDEFS :=
+endif
+
+PKGS      := libzmq msgpack jansson inih
+TEST_PKGS := criterion
+
+# Stop early, in one line, when something the build needs is missing; but let
+# `make clean` and `make help` work on any machine.
+ifneq ($(filter-out clean help,$(or $(MAKECMDGOALS),all)),)
+ifeq ($(wildcard $(CUDA_HOME)/include/cuda.h),)
+$(error CUDA headers not found in $(CUDA_HOME)/include: install the CUDA toolkit or set CUDA_HOME)
+endif
+ifneq ($(shell pkg-config --exists $(PKGS) && echo ok),ok)
+$(error missing libraries (pkg-config $(PKGS)): run scripts/install-deps.sh)
+endif
+endif
+
+CFLAGS ?= -O2 -g
+override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -fPIC -fvisibility=hidden $(SANFLAGS)
+override CPPFLAGS += -D_GNU_SOURCE $(SANDEFS) -Iinclude -I. -I$(B)/gen \
+                     -isystem $(CUDA_HOME)/include -MMD -MP
+override LDFLAGS += $(SANFLAGS)
+
+PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LIBS_WIRE   := $(shell pkg-config --libs libzmq msgpack 2>/dev/null)
+LIBS_JSON   := $(shell pkg-config --libs jansson 2>/dev/null)
+LIBS_INI    := $(shell pkg-config --libs inih 2>/dev/null)
+CUDA_STUB   := -L$(CUDA_HOME)/lib64/stubs -lcuda
+
+obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
+
+PROTO_OBJ    := $(call obj,$(wildcard proto/*.c))
+ARBITER_OBJ  := $(call obj,$(filter-out arbiter/main.c,$(wildcard arbiter/*.c)))
+ARBITER_MAIN := $(call obj,$(wildcard arbiter/main.c))
+CLIENT_OBJ   := $(call obj,$(filter-out client/qgpuctl.c,$(wildcard client/*.c)))
+QGPUCTL_OBJ  := $(call obj,$(wildcard client/qgpuctl.c))
+SHIM_OBJ     := $(call obj,$(wildcard shim/*.c))
+SIM_CUDA_OBJ := $(call obj,$(wildcard sim/cuda*.c))
+SIM_NVML_OBJ := $(call obj,$(wildcard sim/nvml*.c))
+SIM_CORE_OBJ := $(call obj,$(filter-out $(wildcard sim/cuda*.c sim/nvml*.c),$(wildcard sim/*.c)))
+SIM_STUB_OBJ := $(B)/obj/gen/sim_stubs.o
+
+TEST_BIN     := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
+TEST_SUP_OBJ := $(call obj,$(filter-out $(wildcard tests/test_*.c),$(wildcard tests/*.c)))
+TEST_PROGS   := $(patsubst tests/progs/%.c,$(B)/tests/progs/%,$(wildcard tests/progs/*.c))
+BENCH_BIN    := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
+
+GEN := $(B)/gen/cuda_procaddr.h
+
+ARTIFACTS := $(B)/libqshim.so $(B)/qarbiter $(B)/qgpuctl $(B)/libqvgpu.so \
+             $(B)/sim/libcuda.so.1 $(B)/sim/libnvidia-ml.so.1 $(B)/qvgpu.pc
+
+.PHONY: all test bench install clean help
+all: $(ARTIFACTS)
+
+help:
+	@sed -n '3,8p' Makefile
+
+# ---- generated ----------------------------------------------------------------------
+$(B)/gen/cuda_procaddr.h: scripts/gen-procaddr.sh
+	@mkdir -p $(@D)
+	scripts/gen-procaddr.sh $(CUDA_HOME) $@
+
+$(B)/gen/sim_stubs.c: scripts/gen-sim-stubs.sh
+	@mkdir -p $(@D)
+	scripts/gen-sim-stubs.sh $(CUDA_HOME) $@
+
+# ---- objects ------------------------------------------------------------------------
+$(B)/obj/%.o: %.c | $(GEN)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+$(B)/obj/gen/%.o: $(B)/gen/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+# Tests and benches see the sim's and everyone's internals but export nothing.
+$(B)/obj/tests/%.o $(B)/obj/bench/%.o: CFLAGS += $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
+
+# ---- artifacts ----------------------------------------------------------------------
+# The shim must not depend on libcuda: it finds the driver at run time, so that a
+# program that never touches CUDA loads no driver, and pass-through stays exact.
+$(B)/libqshim.so: $(SHIM_OBJ) $(PROTO_OBJ)
+	$(CC) -shared -Wl,-soname,libqshim.so -Wl,--no-undefined $(LDFLAGS) -o $@ $^ \
+	    $(LIBS_WIRE) -ldl -lpthread
+
+$(B)/libqvgpu.so: $(CLIENT_OBJ) $(PROTO_OBJ)
+	$(CC) -shared -Wl,-soname,libqvgpu.so -Wl,--no-undefined $(LDFLAGS) -o $@ $^ \
+	    $(LIBS_WIRE) -lpthread
+
+$(B)/qgpuctl: $(QGPUCTL_OBJ) $(B)/libqvgpu.so
+	$(CC) $(LDFLAGS) -o $@ $(QGPUCTL_OBJ) -L$(B) -lqvgpu \
+	    -Wl,-rpath,'$$ORIGIN:$$ORIGIN/../lib' $(LIBS_JSON)
+
+$(B)/qarbiter: $(ARBITER_MAIN) $(ARBITER_OBJ) $(PROTO_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_WIRE) $(LIBS_JSON) $(LIBS_INI) -ldl -lpthread -lm
+
+$(B)/sim/libcuda.so.1: $(SIM_CUDA_OBJ) $(SIM_CORE_OBJ) $(SIM_STUB_OBJ)
+	@mkdir -p $(@D)
+	$(CC) -shared -Wl,-soname,libcuda.so.1 -Wl,--no-undefined $(LDFLAGS) -o $@ $^ \
+	    -lpthread -lrt -lm
+	ln -sf libcuda.so.1 $(@D)/libcuda.so
+
+$(B)/sim/libnvidia-ml.so.1: $(SIM_NVML_OBJ) $(SIM_CORE_OBJ)
+	@mkdir -p $(@D)
+	$(CC) -shared -Wl,-soname,libnvidia-ml.so.1 -Wl,--no-undefined $(LDFLAGS) -o $@ $^ \
+	    -lpthread -lrt -lm
+	ln -sf libnvidia-ml.so.1 $(@D)/libnvidia-ml.so
+
+$(B)/qvgpu.pc: scripts/qvgpu.pc.in
+	sed -e 's|@PREFIX@|$(PREFIX)|' $< > $@
+
+# ---- tests and benches --------------------------------------------------------------
+# Test binaries link the arbiter's and client's modules (not their main()) and the wire;
+# --as-needed keeps libcuda/libnvidia-ml out of those that never call the driver. At run
+# time LD_LIBRARY_PATH=$(B)/sim makes them bind to the simulated driver.
+TEST_LINK := $(TEST_SUP_OBJ) $(ARBITER_OBJ) $(CLIENT_OBJ) $(PROTO_OBJ)
+TEST_LIBS := -Wl,--as-needed $(CUDA_STUB) -L$(B)/sim -lnvidia-ml -Wl,--no-as-needed \
+             $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null) $(LIBS_WIRE) $(LIBS_JSON) \
+             $(LIBS_INI) -ldl -lpthread -lrt -lm
+
+$(B)/tests/%: $(B)/obj/tests/%.o $(TEST_LINK) | $(B)/sim/libnvidia-ml.so.1
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(TEST_LINK) $(TEST_LIBS)
+
+$(B)/tests/progs/%: $(B)/obj/tests/progs/%.o
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(CUDA_STUB) -ldl -lpthread -lm
+
+$(B)/bench/%: $(B)/obj/bench/%.o $(TEST_LINK) | $(B)/sim/libnvidia-ml.so.1
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(TEST_LINK) $(TEST_LIBS)
+
+test: all $(TEST_BIN) $(TEST_PROGS) $(BENCH_BIN)
+	@scripts/run-tests.sh $(B)
+
+bench: all $(TEST_PROGS) $(BENCH_BIN)
+	@scripts/run-bench.sh $(B)
+
+# ---- install ------------------------------------------------------------------------
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
+	    $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 0755 $(B)/qarbiter $(B)/qgpuctl $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(B)/libqvgpu.so $(B)/libqshim.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 0644 include/qvgpu.h $(DESTDIR)$(PREFIX)/include/
+	install -m 0644 $(B)/qvgpu.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+
+clean:
+	rm -rf build build-san
+
+.SECONDARY:
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# install-deps.sh - installs what qvgpu builds and tests against, when it is missing.
+#
+# On Debian 12 as root it installs the missing packages with apt-get; anywhere else it
+# says in one line what to install. It never touches the CUDA toolkit (not a Debian
+# package in the version we need): the build names CUDA_HOME when the headers are missing.
+set -eu
+
+pkgs="build-essential pkg-config libzmq3-dev libmsgpack-dev libcriterion-dev libffi-dev
+      libjansson-dev libinih-dev"
+libs="libzmq msgpack criterion libffi jansson inih"
+
+# A machine whose compiler and pkg-config already find every library needs nothing
+# (this is also how a machine without apt, set up with ../shared/gpu, passes).
+if command -v cc >/dev/null && command -v pkg-config >/dev/null &&
+   pkg-config --exists $libs 2>/dev/null; then
+    exit 0
+fi
+
+missing=""
+if command -v dpkg-query >/dev/null; then
+    for p in $pkgs; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+            missing="$missing $p"
+    done
+else
+    missing=" $pkgs"
+fi
+[ -n "$missing" ] || exit 0
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "install-deps: installing$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+else
+    echo "install-deps: missing Debian packages:$missing (as root: apt-get install$missing)" >&2
+    exit 1
+fi

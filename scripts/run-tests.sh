@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# run-tests.sh BUILD_DIR - runs every Criterion binary in BUILD_DIR/tests against the
+# simulated driver and exits non-zero if any test fails. Called by `make test`.
+#   T=pattern   runs only the binaries whose name contains pattern (make test T=sim)
+set -u
+b=${1:-build}
+QVGPU_BUILD=$(readlink -f "$b")
+export QVGPU_BUILD
+export LD_LIBRARY_PATH="$QVGPU_BUILD/sim${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+failed=()
+ran=0
+for t in "$b"/tests/test_*; do
+    [ -x "$t" ] || continue
+    name=$(basename "$t")
+    case "$name" in *"${T:-}"*) ;; *) continue ;; esac
+    ran=$((ran + 1))
+    echo "== $name"
+    # Two jobs: the tests time GPU work on the simulated engine, which runs on the wall
+    # clock, so they tolerate a busy machine but not an unbounded queue of processes.
+    if ! timeout 900 "$t" --jobs "${QV_TEST_JOBS:-2}" --short-filename; then
+        failed+=("$name")
+    fi
+done
+echo
+if [ "$ran" -eq 0 ]; then
+    echo "run-tests: no test binary in $b/tests matches '${T:-}'" >&2
+    exit 1
+fi
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "run-tests: FAILED ${#failed[@]} of $ran: ${failed[*]}" >&2
+    exit 1
+fi
+echo "run-tests: all $ran test binaries passed"
