@@ -148,16 +148,19 @@ Test(sim_device, cuda_visible_devices_selects_and_orders_devices)
     cr_assert(strstr(out, "dev 0 name=B"), "%s", out);
     free(out);
 
-    /* By UUID prefix, with and without "GPU-". */
+    /* By UUID prefix and by whole UUID. */
     CUuuid u;
     CU_OK(cuInit(0));
     CU_OK(cuDeviceGetUuid(&u, 2));
-    char env3[64], env4[64];
-    snprintf(env3, sizeof env3, "CUDA_VISIBLE_DEVICES=GPU-%02x%02x%02x%02x,0",
-             (unsigned char)u.bytes[0], (unsigned char)u.bytes[1], (unsigned char)u.bytes[2],
-             (unsigned char)u.bytes[3]);
-    snprintf(env4, sizeof env4, "CUDA_VISIBLE_DEVICES=%02x%02x%02x", (unsigned char)u.bytes[0],
-             (unsigned char)u.bytes[1], (unsigned char)u.bytes[2]);
+    const unsigned char *b = (const unsigned char *)u.bytes;
+    char env3[64], env4[96];
+    snprintf(env3, sizeof env3, "CUDA_VISIBLE_DEVICES=GPU-%02x%02x%02x%02x,0", b[0], b[1], b[2],
+             b[3]);
+    snprintf(env4, sizeof env4,
+             "CUDA_VISIBLE_DEVICES=GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+             "%02x%02x%02x%02x%02x%02x",
+             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+             b[13], b[14], b[15]);
     const char *e3[] = {env3, NULL}, *e4[] = {env4, NULL};
     out = info(e3, &status, NULL);
     cr_assert(strstr(out, "dev 0 name=C") && strstr(out, "dev 1 name=A"), "%s: %s", env3, out);
