@@ -20,6 +20,13 @@ static bool is_known(uintptr_t p, size_t n)
     return qsim_mem_kind_of(p, n) != 0;
 }
 
+/* The same for memory written: not mapped read-only. */
+static bool is_device_dest(uintptr_t p, size_t n)
+{
+    int k = qsim_mem_dest_kind_of(p, n);
+    return k && k != QSIM_MEM_HOST;
+}
+
 /* Issues w on the stream an API call names, and waits for it when sync. */
 static CUresult issue(CUstream h, bool per_thread, bool sync, const struct qsim_work *w)
 {
@@ -49,7 +56,7 @@ static CUresult copy(CUstream h, bool per_thread, bool sync, void *dst, const vo
 
 static CUresult htod(CUdeviceptr dst, const void *src, size_t n, CUstream h, bool pt, bool sync)
 {
-    if (n && (!src || !is_device((uintptr_t)dst, n)))
+    if (n && (!src || !is_device_dest((uintptr_t)dst, n)))
         return CUDA_ERROR_INVALID_VALUE;
     return copy(h, pt, sync, (void *)dst, src, n, QSIM_HTOD);
 }
@@ -63,7 +70,7 @@ static CUresult dtoh(void *dst, CUdeviceptr src, size_t n, CUstream h, bool pt, 
 
 static CUresult dtod(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream h, bool pt, bool sync)
 {
-    if (n && (!is_device((uintptr_t)dst, n) || !is_device((uintptr_t)src, n)))
+    if (n && (!is_device_dest((uintptr_t)dst, n) || !is_device((uintptr_t)src, n)))
         return CUDA_ERROR_INVALID_VALUE;
     return copy(h, pt, sync, (void *)dst, (const void *)src, n, QSIM_DTOD);
 }
@@ -74,6 +81,8 @@ static CUresult any(CUdeviceptr dst, CUdeviceptr src, size_t n, CUstream h, bool
     if (n && (!dst || !src))
         return CUDA_ERROR_INVALID_VALUE;
     bool dd = n && is_device((uintptr_t)dst, n), sd = n && is_device((uintptr_t)src, n);
+    if (dd && !is_device_dest((uintptr_t)dst, n))
+        return CUDA_ERROR_INVALID_VALUE; /* mapped read-only */
     int dir = dd ? (sd ? QSIM_DTOD : QSIM_HTOD) : (sd ? QSIM_DTOH : QSIM_HTOH);
     return copy(h, pt, sync, (void *)dst, (const void *)src, n, dir);
 }
@@ -255,7 +264,8 @@ static CUresult copy2d(const CUDA_MEMCPY2D *c, CUstream h, bool pt, bool sync)
         return rc;
     size_t span_s = (c->Height - 1) * c->srcPitch + c->WidthInBytes;
     size_t span_d = (c->Height - 1) * c->dstPitch + c->WidthInBytes;
-    if ((sdev && !is_known((uintptr_t)s, span_s)) || (ddev && !is_known((uintptr_t)d, span_d)))
+    if ((sdev && !is_known((uintptr_t)s, span_s)) ||
+        (ddev && !qsim_mem_dest_kind_of((uintptr_t)d, span_d)))
         return CUDA_ERROR_INVALID_VALUE;
     struct qsim_work w = {
         .type = QSIM_WORK_COPY, .dst = d, .src = s, .dpitch = c->dstPitch,
@@ -309,7 +319,7 @@ static CUresult set(CUdeviceptr dst, size_t pitch, uint32_t value, int elem, siz
         return CUDA_ERROR_INVALID_VALUE;
     if ((uintptr_t)dst % (uintptr_t)elem || (height > 1 && pitch % (size_t)elem))
         return CUDA_ERROR_INVALID_VALUE; /* misaligned for the element size */
-    if (!is_known((uintptr_t)dst, (height - 1) * pitch + row))
+    if (!qsim_mem_dest_kind_of((uintptr_t)dst, (height - 1) * pitch + row))
         return CUDA_ERROR_INVALID_VALUE;
     struct qsim_work w = {.type = QSIM_WORK_SET, .dst = (void *)dst, .dpitch = pitch,
                           .width = width, .height = height, .value = value, .elem = elem};

@@ -85,6 +85,7 @@ static void ctx_stop_locked(struct qsim_ctx *ctx)
     qsim_ctx_wait_idle(ctx);
     ctx->magic = 0;
     qsim_mem_drop_ctx_locked(ctx);
+    qsim_array_drop_ctx_locked(ctx);
     qsim_stream_drop_ctx_locked(ctx);
     ctx->legacy = NULL;
     if (qsim_lock_host() == CUDA_SUCCESS) {

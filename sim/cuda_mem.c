@@ -102,6 +102,15 @@ int qsim_mem_kind_of(uintptr_t p, size_t n)
     return kind;
 }
 
+int qsim_mem_dest_kind_of(uintptr_t p, size_t n)
+{
+    pthread_mutex_lock(&qsim_g.lock);
+    const struct qsim_alloc *a = qsim_mem_find_locked(p);
+    int kind = a && n <= a->size - (p - a->base) && !(a->flags & QSIM_READONLY) ? a->kind : 0;
+    pthread_mutex_unlock(&qsim_g.lock);
+    return kind;
+}
+
 /* Releases a plain allocation's mapping and charge. The entry is already removed. */
 static void release_plain(const struct qsim_alloc *a)
 {

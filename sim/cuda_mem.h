@@ -38,7 +38,12 @@ void qsim_mem_remove_locked(uintptr_t base);
  * when no single allocation does. Takes qsim_g.lock. */
 int qsim_mem_kind_of(uintptr_t p, size_t n);
 
+/* The same, for n bytes written at p: 0 also when the memory is mapped read-only. */
+int qsim_mem_dest_kind_of(uintptr_t p, size_t n);
+
 /* Frees every plain allocation made in ctx. Caller holds qsim_g.lock. */
 void qsim_mem_drop_ctx_locked(struct qsim_ctx *ctx);
+/* Frees every array and mipmapped array made in ctx (cuda_array.c). The same. */
+void qsim_array_drop_ctx_locked(struct qsim_ctx *ctx);
 
 #endif

@@ -114,8 +114,11 @@ struct qsim_alloc {
     struct qsim_ctx *ctx;       /* context that made it (freed with it), or NULL */
     void *owner;                /* pool chunk or VMM mapping, per kind */
     unsigned long long id;      /* CU_POINTER_ATTRIBUTE_BUFFER_ID */
-    unsigned flags;             /* cuMemHostAlloc / cuMemAllocManaged flags */
+    unsigned flags;             /* cuMemHostAlloc / cuMemAllocManaged flags, or
+                                   QSIM_READONLY for a read-only VMM mapping */
 };
+
+#define QSIM_READONLY 0x80000000u
 
 /* Sorted by base; ranges never overlap. */
 struct qsim_allocs {
@@ -132,7 +135,10 @@ struct qsim_primary {
 
 struct qsim_pool;
 struct qsim_phys;
+struct qsim_vma;
 struct qsim_module;
+struct qsim_array;
+struct qsim_mipmap;
 
 /* All mutable global state of the simulated libcuda. Only cuda_state.c defines any. */
 struct qsim_cuda {
@@ -156,7 +162,9 @@ struct qsim_cuda {
     struct qsim_pool *default_pool[QSIM_MAX_DEVICES]; /* made on first use (lock) */
     struct qsim_pool *cur_pool[QSIM_MAX_DEVICES];     /* cuDeviceSetMemPool (lock) */
     struct qsim_phys *phys;          /* live cuMemCreate allocations (lock) */
-    void *vas;                       /* VMM address reservations, cuda_vmm.c (lock) */
+    struct qsim_vma *vas;            /* VMM address reservations, cuda_vmm.c (lock) */
+    struct qsim_array *arrays;       /* every array ever made, cuda_array.c (lock) */
+    struct qsim_mipmap *mipmaps;     /* every mipmapped array ever made (lock) */
     _Atomic unsigned long long next_id; /* ids for contexts, streams, buffers; relaxed:
                                         only uniqueness matters */
     pthread_key_t thread_key;        /* per-thread default streams, freed at thread exit */

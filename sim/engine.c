@@ -244,19 +244,26 @@ static void account(struct qsim_shm *s, int d, const struct qsim_ectx *c, uint32
 
 /* ---- scheduling ------------------------------------------------------------------- */
 
-static bool op_blocked(const struct qsim_shm *s, const struct qsim_op *op)
+/* When op may start: 0 for any time, UINT64_MAX while it waits for work not yet done,
+ * else the time the work it waits for completed (a wait never lets its context run
+ * before that, even when its device is simulated up to an earlier time). */
+static uint64_t ready_at(const struct qsim_shm *s, const struct qsim_op *op)
 {
     if (op->kind != QSIM_OP_WAIT)
-        return false;
+        return 0;
     const struct qsim_stream_slot *w = &s->stream[op->arg];
-    return w->state != QSIM_SLOT_FREE && w->completed < op->wait_seq;
+    if (w->state == QSIM_SLOT_FREE)
+        return 0;
+    return w->completed < op->wait_seq ? UINT64_MAX : w->completed_t;
 }
 
 static void complete(struct qsim_shm *s, const struct qsim_op *op, uint64_t t)
 {
     struct qsim_stream_slot *st = &s->stream[op->stream];
-    if (op->seq > st->completed)
+    if (op->seq > st->completed) {
         st->completed = op->seq;
+        st->completed_t = t;
+    }
     if (st->state == QSIM_SLOT_DYING && st->completed >= st->submitted)
         st->state = QSIM_SLOT_FREE;
     if (op->kind == QSIM_OP_EVENT) {
@@ -312,12 +319,20 @@ void qsim_engine_advance_locked(struct qsim_shm *s, int d, uint64_t now)
     for (;;) {
         if (dev->nrun == 0)
             break;
-        for (int i = 0; i < dev->nrun; i++)
-            blocked[i] = op_blocked(s, head_op(&s->ctx[dev->runq[i]]));
+        uint64_t next = UINT64_MAX; /* when the first blocked context may run */
+        for (int i = 0; i < dev->nrun; i++) {
+            uint64_t r = ready_at(s, head_op(&s->ctx[dev->runq[i]]));
+            blocked[i] = r > dev->t;
+            next = blocked[i] && r < next ? r : next;
+        }
         struct sched sc = {dev->nrun, dev->cur, dev->t, dev->slice_start, dev->runq};
         int pick = choose(&sc, s->slice_ns, blocked);
         dev->cur = sc.cur;
         dev->slice_start = sc.slice_start;
+        if (pick < 0 && next <= now) {
+            dev->t = next; /* idle until a dependency is met */
+            continue;
+        }
         if (pick < 0)
             break;
         if (pick != dev->cur) {
@@ -387,9 +402,17 @@ uint64_t qsim_engine_predict_locked(const struct qsim_shm *s, int st, uint64_t s
         rem[i] = c->q[c->head % QSIM_QUEUE_DEPTH].remaining;
     }
     for (int step = 0; step < PREDICT_STEPS && sc.n > 0; step++) {
-        for (int i = 0; i < sc.n; i++)
-            blocked[i] = op_blocked(s, &s->ctx[rq[i]].q[head[i] % QSIM_QUEUE_DEPTH]);
+        uint64_t next = UINT64_MAX;
+        for (int i = 0; i < sc.n; i++) {
+            uint64_t r = ready_at(s, &s->ctx[rq[i]].q[head[i] % QSIM_QUEUE_DEPTH]);
+            blocked[i] = r > sc.t;
+            next = blocked[i] && r < next ? r : next;
+        }
         int pick = choose(&sc, s->slice_ns, blocked);
+        if (pick < 0 && next != UINT64_MAX) {
+            sc.t = next;
+            continue;
+        }
         if (pick < 0)
             return 0;
         if (pick != sc.cur) {

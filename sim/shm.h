@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #define QSIM_SHM_MAGIC 0x3174736f686d7371ull /* "qsmhost1" */
-#define QSIM_SHM_LAYOUT 3u
+#define QSIM_SHM_LAYOUT 4u
 
 #define QSIM_MAX_DEVICES 16
 #define QSIM_MAX_PROCS 256
@@ -112,6 +112,7 @@ struct qsim_stream_slot {
     uint32_t unused;
     uint64_t submitted; /* sequence number of the newest operation queued */
     uint64_t completed; /* sequence number of the newest operation completed */
+    uint64_t completed_t; /* when that one completed (device time) */
 };
 
 struct qsim_event_slot {
