@@ -139,6 +139,8 @@ struct qsim_vma;
 struct qsim_module;
 struct qsim_array;
 struct qsim_mipmap;
+struct qsim_graph;
+struct qsim_exec;
 
 /* All mutable global state of the simulated libcuda. Only cuda_state.c defines any. */
 struct qsim_cuda {
@@ -165,6 +167,8 @@ struct qsim_cuda {
     struct qsim_vma *vas;            /* VMM address reservations, cuda_vmm.c (lock) */
     struct qsim_array *arrays;       /* every array ever made, cuda_array.c (lock) */
     struct qsim_mipmap *mipmaps;     /* every mipmapped array ever made (lock) */
+    struct qsim_graph *graphs;       /* every graph ever made, cuda_graph.c (lock) */
+    struct qsim_exec *execs;         /* every executable graph ever made (lock) */
     _Atomic unsigned long long next_id; /* ids for contexts, streams, buffers; relaxed:
                                         only uniqueness matters */
     pthread_key_t thread_key;        /* per-thread default streams, freed at thread exit */
