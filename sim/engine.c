@@ -4,12 +4,15 @@
 #include "sim/engine.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 
 #include "sim/clock.h"
 
 /* A waiter whose operation's completion cannot be predicted looks again this soon. */
 #define RETRY_NS 200000u
+/* The last stretch of a wait is spent yielding rather than sleeping. */
+#define YIELD_NS 60000u
 /* A prediction is followed at most this many scheduling steps ahead. */
 #define PREDICT_STEPS 100000
 
@@ -463,7 +466,13 @@ static bool sleep_towards(uint64_t t, uint64_t now, uint64_t deadline)
         t = now + (t ? 20000u : RETRY_NS);
     if (deadline && t > deadline)
         t = deadline;
-    qsim_sleep_until(t);
+    /* A sleep overshoots by the timer slack and the wake-up latency (50-100 us), which
+     * would add that much to every short synchronisation: sleep until shortly before,
+     * then yield the CPU until the time has come. */
+    if (t > now + YIELD_NS)
+        qsim_sleep_until(t - YIELD_NS);
+    while (qsim_now_ns() < t)
+        sched_yield();
     return true;
 }
 
