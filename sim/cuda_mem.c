@@ -530,7 +530,7 @@ static CUresult pointer_get_attributes(unsigned n, CUpointer_attribute *attrs, v
             *(size_t *)data[i] = 0;
             break;
         case CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL:
-            *(int *)data[i] = -2; /* what the driver reports for unknown memory */
+            *(int *)data[i] = -2; /* no device */
             break;
         default:
             *(unsigned *)data[i] = 0;
