@@ -145,6 +145,10 @@ Test(sim_stream, stream_properties)
     CUcontext owner;
     CU_OK(cuStreamGetCtx(s, &owner));
     cr_assert_eq(owner, ctx);
+    CUgreenCtx green = (CUgreenCtx)1;
+    CU_OK(cuStreamGetCtx_v2(s, &owner, &green));
+    cr_assert_eq(owner, ctx);
+    cr_assert_null(green);
     CUdevice dev = -1;
     CU_OK(cuStreamGetDevice(s, &dev));
     cr_assert_eq(dev, 0);
