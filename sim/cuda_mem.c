@@ -243,7 +243,7 @@ QSIM_API CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigned
 static CUresult mem_free(CUdeviceptr dptr)
 {
     if (!dptr)
-        return CUDA_ERROR_INVALID_VALUE;
+        return CUDA_SUCCESS; /* free(NULL), as the real driver */
     pthread_mutex_lock(&qsim_g.lock);
     struct qsim_alloc *found = qsim_mem_find_locked((uintptr_t)dptr);
     struct qsim_alloc a = found ? *found : (struct qsim_alloc){0};
@@ -314,6 +314,8 @@ QSIM_API CUresult cuMemHostAlloc(void **pp, size_t bytesize, unsigned int Flags)
 
 static CUresult mem_free_host(void *p)
 {
+    if (!p)
+        return CUDA_SUCCESS; /* free(NULL), as the real driver */
     pthread_mutex_lock(&qsim_g.lock);
     struct qsim_alloc *found = qsim_mem_find_locked((uintptr_t)p);
     struct qsim_alloc a = found ? *found : (struct qsim_alloc){0};
@@ -372,6 +374,8 @@ QSIM_API CUresult cuMemHostRegister_v2(void *p, size_t bytesize, unsigned int Fl
 
 static CUresult host_unregister(void *p)
 {
+    if (!p)
+        return CUDA_ERROR_INVALID_VALUE;
     pthread_mutex_lock(&qsim_g.lock);
     struct qsim_alloc *a = qsim_mem_find_locked((uintptr_t)p);
     bool ok = a && a->base == (uintptr_t)p && (a->flags & QSIM_REGISTERED);

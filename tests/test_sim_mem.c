@@ -131,7 +131,9 @@ Test(sim_mem, frees_of_what_was_not_allocated_are_refused)
     cr_assert_eq(cuMemFree(p + 16), CUDA_ERROR_INVALID_VALUE);
     CU_OK(cuMemFree(p));
     cr_assert_eq(cuMemFree(p), CUDA_ERROR_INVALID_VALUE);
-    cr_assert_eq(cuMemFree(0), CUDA_ERROR_INVALID_VALUE);
+    CU_OK(cuMemFree(0)); /* free(NULL) semantics, as the real driver */
+    CU_OK(cuMemFreeHost(NULL));
+    cr_assert_eq(cuMemHostUnregister(NULL), CUDA_ERROR_INVALID_VALUE);
     cr_assert_eq(cuMemAlloc(&p, 0), CUDA_ERROR_INVALID_VALUE);
 }
 
