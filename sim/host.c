@@ -327,7 +327,7 @@ struct life {
     pthread_mutex_t *mutex; /* the slot's life mutex */
     pthread_mutex_t m;      /* guards the two below */
     pthread_cond_t cv;
-    int tid;                /* set once the mutex is held; -errno on failure */
+    int tid; /* set once the mutex is held; -errno on failure */
     bool done;
 };
 
