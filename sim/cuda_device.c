@@ -4,6 +4,7 @@
 #include "sim/cuda_state.h"
 
 #include <ctype.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -83,6 +84,16 @@ static void forked_child(void)
         atomic_store(&qsim_g.state, QSIM_FORKED);
 }
 
+/* Keeps this library loaded for good: from cuInit on, a thread of ours runs its code
+ * (the life thread) and thread exits call into it (per-thread streams), so a dlclose
+ * by whoever opened it must not unmap it. */
+static void pin_self(void)
+{
+    Dl_info info;
+    if (dladdr((void *)cuInit, &info) && info.dli_fname)
+        dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
 static CUresult init_once(void)
 {
     char err[QSIM_ERR_LEN];
@@ -115,6 +126,7 @@ static CUresult init_once(void)
         goto out;
     }
     qsim_g.me = &qsim_g.shm->proc[qsim_g.proc];
+    pin_self();
     if (pthread_key_create(&qsim_g.thread_key, qsim_stream_thread_exit) != 0) {
         rc = CUDA_ERROR_OPERATING_SYSTEM;
         goto out;
