@@ -119,10 +119,12 @@ static CUresult init_once(void)
         rc = CUDA_ERROR_NO_DEVICE;
         goto out;
     }
-    e = qsim_host_register(qsim_g.host, qsim_g.ndev, map, &qsim_g.proc, err);
+    e = qsim_host_register(qsim_g.host, cfg, qsim_g.ndev, map, &qsim_g.proc, err);
     if (e < 0) {
         fprintf(stderr, "%s\n", err);
-        rc = e == -ENOSPC ? CUDA_ERROR_OUT_OF_MEMORY : CUDA_ERROR_OPERATING_SYSTEM;
+        rc = e == -ENOSPC  ? CUDA_ERROR_OUT_OF_MEMORY
+             : e == -EBUSY ? CUDA_ERROR_INVALID_VALUE
+                           : CUDA_ERROR_OPERATING_SYSTEM;
         goto out;
     }
     qsim_g.me = &qsim_g.shm->proc[qsim_g.proc];
