@@ -540,6 +540,7 @@ int qsim_engine_wait_proc_idle(qsim_host_t *h, int p, uint64_t deadline)
         uint64_t now = qsim_now_ns();
         if (qsim_host_lock(h) < 0)
             return -ENOTRECOVERABLE;
+        qsim_host_reap_locked(s, true); /* a dead process's queues empty at once */
         qsim_engine_advance_all_locked(s, now);
         uint64_t t = UINT64_MAX;
         bool idle = true;
