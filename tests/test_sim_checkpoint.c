@@ -122,7 +122,7 @@ Test(sim_checkpoint, a_lock_blocks_the_target_and_honours_its_timeout, .timeout 
     qt_sim_private(NULL);
     CU_OK(cuInit(0));
     cr_assert_eq(nvmlInit_v2(), NVML_SUCCESS);
-    /* The target keeps 8 kernels of 100 ms queued. */
+    /* The target keeps 4 kernels of 100 ms queued. */
     const char *args[] = {"flood", "0", "2.5", "100000", NULL};
     qt_proc_t *t = sim_worker_start(args, NULL);
     sim_wait_line(t, "ready", 10000);
@@ -165,7 +165,7 @@ Test(sim_checkpoint, a_checkpointer_killed_half_way_does_not_leave_its_target_bl
      .timeout = 60)
 {
     qt_sim_private(NULL);
-    /* The target keeps 8 kernels of 200 ms queued: locking it takes over a second. */
+    /* The target keeps 4 kernels of 200 ms queued: locking it takes most of a second. */
     const char *args[] = {"flood", "0", "1.5", "200000", NULL};
     qt_proc_t *t = sim_worker_start(args, NULL);
     sim_wait_line(t, "ready", 10000);

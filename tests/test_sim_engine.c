@@ -146,7 +146,7 @@ Test(sim_engine, a_killed_process_queued_work_leaves_the_gpu, .timeout = 60)
     qt_sim_private(NULL);
     sim_up(0);
     CUfunction spin = sim_spin_kernel();
-    /* It queues 8 kernels of 200 ms, then dies. */
+    /* It queues 4 kernels of 200 ms, then dies. */
     const char *args[] = {"flood", "0", "5", "200000", NULL};
     qt_proc_t *w = sim_worker_start(args, NULL);
     sim_wait_line(w, "ready", 10000);

@@ -112,7 +112,11 @@ static int cmd_flood(int dev, double secs, unsigned kernel_us)
     CUfunction spin;
     CHECK(cuModuleLoadData(&mod, "qsim"));
     CHECK(cuModuleGetFunction(&spin, mod, "qsim_spin"));
-    enum { RING = 16, AHEAD = 8 };
+    /* Keeps about 64 ms of work queued (4 to 32 kernels), so that a few milliseconds
+     * without the CPU on a busy machine do not let the queue run dry. */
+    enum { RING = 64 };
+    unsigned long long ahead = 64000u / (kernel_us ? kernel_us : 1);
+    ahead = ahead < 4 ? 4 : ahead > 32 ? 32 : ahead;
     CUevent ev[RING];
     for (int i = 0; i < RING; i++)
         CHECK(cuEventCreate(&ev[i], 0));
@@ -125,8 +129,8 @@ static int cmd_flood(int dev, double secs, unsigned kernel_us)
         CHECK(cuLaunchKernel(spin, 1, 1, 1, 1, 1, 1, 0, NULL, params, NULL));
         CHECK(cuEventRecord(ev[launched % RING], NULL));
         launched++;
-        if (launched > AHEAD)
-            CHECK(cuEventSynchronize(ev[(launched - AHEAD) % RING]));
+        if (launched > ahead)
+            CHECK(cuEventSynchronize(ev[(launched - ahead) % RING]));
     }
     CHECK(cuCtxSynchronize());
     say("kernels=%llu wall_ns=%" PRIu64 "\n", launched, now_ns() - start);
