@@ -85,8 +85,13 @@ static void create(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
     int rc = memory(m, &has_mem, &spec.memory_mb, err);
     rc = rc ? rc : percent(m, "share", &has_share, &spec.share, err);
     rc = rc ? rc : percent(m, "limit", &spec.has_limit, &spec.limit, err);
-    if (rc == 0 && qp_msg_get_int(m, "gpu", &gpu) == 0 && gpu >= 0)
+    if (rc == 0 && qp_msg_get_int(m, "gpu", &gpu) == 0) {
+        if (gpu < -1) {
+            snprintf(err, sizeof err, "gpu %lld is not a GPU index (-1: any)", (long long)gpu);
+            rc = -EINVAL;
+        }
         spec.gpu = gpu > INT_MAX ? INT_MAX : (int)gpu;
+    }
     if (rc == 0 && has_share && spec.share == 0) {
         snprintf(err, sizeof err, "share 0%% is not a percentage from 1 to 100");
         rc = -EINVAL;

@@ -268,10 +268,13 @@ void qa_tenant_hello(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
     qp_msg_get_uint(m, "mem_used", &used);
     qa_vgpu_t *v = vid ? qa_host_find(qa_server_host(srv), vid) : NULL;
     if (!v || !secret_ok(v->secret, secret)) {
-        qa_log(qa_server_log(srv), QA_INFO, "tenant hello refused (pid %d): %s", (int)p->cred_pid,
-               !vid ? "no vGPU named"
-               : !v ? "unknown vGPU"
-                    : "wrong secret");
+        if (!p->warned) /* once per connection: a retrying shim must not flood the log */
+            qa_log(qa_server_log(srv), QA_INFO, "tenant hello refused (pid %d): %s",
+                   (int)p->cred_pid,
+                   !vid ? "no vGPU named"
+                   : !v ? "unknown vGPU"
+                        : "wrong secret");
+        p->warned = true;
         qa_server_error(srv, p, id, QP_E_AUTH,
                         "authentication failed: unknown vGPU or wrong secret");
         return;

@@ -415,6 +415,12 @@ Test(qa_daemon, hostile_messages_are_answered_and_the_next_client_is_served)
     qp_msg_set_uint(m, "vgpu", 1);
     raw_send_msg(&r, m);
     expect_error(&r, QP_E_PROTO, 11, "field 'vgpu'");
+    m = req("create", 15);
+    qp_msg_set_str(m, "vm", "x");
+    qp_msg_set_str(m, "profile", "Q1");
+    qp_msg_set_int(m, "gpu", -7);
+    raw_send_msg(&r, m);
+    expect_error(&r, QP_E_INVALID, 15, "gpu -7 is not a GPU index");
     m = req("create", 12);
     qp_msg_set_str(m, "vm", "x");
     qp_msg_set_uint(m, "memory_mb", 1024);

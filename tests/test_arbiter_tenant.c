@@ -428,3 +428,27 @@ Test(qa_tenant, the_admin_role_is_refused_on_the_tenant_socket)
     ctl_tenant_destroy(&t);
     teardown(&f);
 }
+
+Test(qa_tenant, after_an_arbiter_restart_tenants_rejoin_and_are_charged_again)
+{
+    struct fixture f = setup(NULL);
+    ctl_tenant_t *a = ctl_tenant_new(f.arb, f.id, f.secret);
+    cr_assert_eq(ctl_tenant_reserve(a, GIB, GIB, NULL), 0);
+    a->used = 700 * MIB;
+    cr_assert_eq(ctl_tenant_hb(a, NULL), 0);
+    qv_disconnect(&f.admin);
+    qt_arbiter_kill(f.arb, SIGKILL);
+    cr_assert_eq(qt_arbiter_restart(f.arb), 0);
+    f.admin = ctl_client(f.arb);
+    cr_assert_eq(ctl_info(f.admin, f.id).procs, 0, "a new arbiter knows no process");
+    /* the next message meets a lost session: the connection says hello again with what
+     * the process holds, then sends the heartbeat once more */
+    cr_assert_eq(ctl_tenant_hb(a, NULL), 0);
+    cr_assert_eq(a->sessions, 2);
+    qv_vgpu_t v = ctl_info(f.admin, f.id);
+    cr_assert_eq(v.procs, 1);
+    cr_assert_eq(v.memory_used, 700 * MIB);
+    cr_assert_eq(v.memory_reserved, 700 * MIB, "it holds what it uses, no more");
+    ctl_tenant_destroy(&a);
+    teardown(&f);
+}
