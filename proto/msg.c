@@ -2,6 +2,8 @@
  * Single-threaded per message; no global mutable state. */
 #include "proto/msg.h"
 
+#include "proto/arena.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <math.h>
@@ -13,67 +15,13 @@
 const qp_caps_t qp_caps_request = {QP_MAX_FRAME, QP_MAX_STR, QP_MAX_ARRAY};
 const qp_caps_t qp_caps_reply = {QP_MAX_REPLY_FRAME, QP_MAX_STR, QP_MAX_REPLY_ARRAY};
 
-/* A decoded tree takes at most ~24 arena bytes per input byte (a one-byte nil becomes a
- * 24-byte value), so this factor bounds decoding by the frame cap. */
-#define DECODE_MEM_FACTOR 32
+/* A decoded tree takes at most 32 arena bytes per input byte (a map entry of a one-byte
+ * key and a one-byte value becomes a 48-byte entry and a 16-byte key), so with this
+ * factor the cap never refuses a frame within its size limit, and still bounds it. */
+#define DECODE_MEM_FACTOR 64
 /* What a builder may use: far beyond any reply, still bounded. */
 #define BUILD_MEM_MAX ((size_t)32 << 20)
 #define FIRST_BLOCK 1024
-#define MIN_BLOCK 4096
-#define MAX_BLOCK (64 * 1024)
-
-/* ---- arena ------------------------------------------------------------------------- */
-
-struct block {
-    struct block *next; /* owned: the block allocated before this one */
-    size_t used;        /* bytes handed out from data */
-    size_t cap;         /* bytes in data */
-    max_align_t data[]; /* the memory */
-};
-
-struct arena {
-    struct block *head; /* owned: newest block first; the first is inside the root */
-    size_t total;       /* bytes of all blocks, checked against max */
-    size_t max;         /* cap on total */
-    int error;          /* first failure while building (-ENOMEM, -EMSGSIZE), sticky */
-};
-
-/* Returns size zeroed bytes aligned for any type, or NULL (and a sticky -ENOMEM). */
-static void *arena_alloc(struct arena *a, size_t size)
-{
-    size = (size + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
-    struct block *b = a->head;
-    if (b->cap - b->used < size) {
-        size_t cap = b->cap * 2;
-        if (cap < MIN_BLOCK)
-            cap = MIN_BLOCK;
-        if (cap > MAX_BLOCK)
-            cap = MAX_BLOCK;
-        if (cap < size)
-            cap = size;
-        if (a->total + cap > a->max || !(b = malloc(sizeof *b + cap))) {
-            a->error = a->error ? a->error : -ENOMEM;
-            return NULL;
-        }
-        b->cap = cap;
-        b->used = 0;
-        b->next = a->head;
-        a->head = b;
-        a->total += cap;
-    }
-    void *p = (char *)b->data + b->used;
-    b->used += size;
-    memset(p, 0, size);
-    return p;
-}
-
-static char *arena_strndup(struct arena *a, const char *s, size_t len)
-{
-    char *p = arena_alloc(a, len + 1);
-    if (p)
-        memcpy(p, s, len); /* the NUL comes from the zeroing */
-    return p;
-}
 
 /* ---- the tree ---------------------------------------------------------------------- */
 
@@ -106,17 +54,17 @@ struct entry {
 };
 
 struct qp_msg {
-    struct arena *arena; /* the root's arena, shared by the whole tree */
-    struct entry *head;  /* first entry; lookups are linear: maps hold a few keys */
-    struct entry *tail;  /* last entry, for appending */
-    bool is_root;        /* true only for the map that owns the arena */
+    qp_arena_t *arena;  /* the root's arena, shared by the whole tree */
+    struct entry *head; /* first entry; lookups are linear: maps hold a few keys */
+    struct entry *tail; /* last entry, for appending */
+    bool is_root;       /* true only for the map that owns the arena */
 };
 
 /* A root: its map, its arena and the first block in one allocation. */
 struct root {
     qp_msg_t map;
-    struct arena arena;
-    struct block first;
+    qp_arena_t arena;
+    qp_block_t first; /* FIRST_BLOCK bytes follow */
 };
 
 static qp_msg_t *root_new(size_t max)
@@ -126,8 +74,7 @@ static qp_msg_t *root_new(size_t max)
         return NULL;
     memset(r, 0, sizeof *r);
     r->first.cap = FIRST_BLOCK;
-    r->arena.head = &r->first;
-    r->arena.max = max;
+    qp_arena_init(&r->arena, &r->first, max);
     r->map.arena = &r->arena;
     r->map.is_root = true;
     return &r->map;
@@ -140,12 +87,7 @@ void qp_msg_destroy(qp_msg_t **self_p)
         return;
     assert(self->is_root); /* a nested map lives and dies with its root */
     struct root *r = (struct root *)self;
-    struct block *b = r->arena.head;
-    while (b != &r->first) {
-        struct block *next = b->next;
-        free(b);
-        b = next;
-    }
+    qp_arena_release(&r->arena, &r->first);
     free(r);
     *self_p = NULL;
 }
@@ -170,8 +112,8 @@ static struct entry *slot(qp_msg_t *self, const char *key)
         self->arena->error = self->arena->error ? self->arena->error : -EMSGSIZE;
         return NULL;
     }
-    e = arena_alloc(self->arena, sizeof *e);
-    if (!e || !(e->key = arena_strndup(self->arena, key, klen)))
+    e = qp_arena_alloc(self->arena, sizeof *e);
+    if (!e || !(e->key = qp_arena_strndup(self->arena, key, klen)))
         return NULL;
     if (self->tail)
         self->tail->next = e;
@@ -181,9 +123,9 @@ static struct entry *slot(qp_msg_t *self, const char *key)
     return e;
 }
 
-static qp_msg_t *map_new(struct arena *a)
+static qp_msg_t *map_new(qp_arena_t *a)
 {
-    qp_msg_t *m = arena_alloc(a, sizeof *m);
+    qp_msg_t *m = qp_arena_alloc(a, sizeof *m);
     if (m)
         m->arena = a;
     return m;
@@ -239,7 +181,7 @@ int qp_msg_set_str(qp_msg_t *self, const char *key, const char *value)
         return -EMSGSIZE;
     }
     struct entry *e = slot(self, key);
-    const char *copy = e ? arena_strndup(self->arena, value, len) : NULL;
+    const char *copy = e ? qp_arena_strndup(self->arena, value, len) : NULL;
     if (!copy)
         return self->arena->error;
     e->val.type = V_STR;
@@ -326,7 +268,7 @@ qp_msg_t *qp_msg_append_map(qp_msg_t *self, const char *key)
     if (e->val.v.a.n == e->val.v.a.cap) {
         /* Growth leaves the old items in the arena: amortised O(1), freed with the root. */
         uint32_t cap = e->val.v.a.cap ? e->val.v.a.cap * 2 : 8;
-        struct value *items = arena_alloc(self->arena, cap * sizeof *items);
+        struct value *items = qp_arena_alloc(self->arena, cap * sizeof *items);
         if (!items)
             return NULL;
         if (e->val.v.a.n)
@@ -430,7 +372,7 @@ struct reader {
     const uint8_t *p;     /* next byte to read */
     const uint8_t *end;   /* one past the last byte */
     const qp_caps_t *lim;
-    struct arena *arena;
+    qp_arena_t *arena;
     char *err; /* NULL or QP_ERR_LEN bytes */
     int depth; /* maps and arrays open around the value being read */
 };
@@ -473,7 +415,7 @@ static int rd_str_body(struct reader *r, uint64_t len, struct value *out)
         return -EPROTO;
     if (memchr(r->p, '\0', len))
         return fail(r, -EPROTO, "NUL byte inside a string");
-    char *s = arena_strndup(r->arena, (const char *)r->p, len);
+    char *s = qp_arena_strndup(r->arena, (const char *)r->p, len);
     if (!s)
         return fail(r, -ENOMEM, "out of memory");
     r->p += len;
@@ -496,7 +438,7 @@ static int rd_array(struct reader *r, uint64_t n, struct value *out)
         return fail(r, -EPROTO, "nested too deep");
     out->type = V_ARRAY;
     out->v.a.n = out->v.a.cap = (uint32_t)n;
-    if (n && !(out->v.a.items = arena_alloc(r->arena, n * sizeof(struct value))))
+    if (n && !(out->v.a.items = qp_arena_alloc(r->arena, n * sizeof(struct value))))
         return fail(r, -ENOMEM, "out of memory");
     for (uint64_t i = 0; i < n; i++) {
         int rc = rd_value(r, &out->v.a.items[i]);
@@ -543,7 +485,7 @@ static int rd_map(struct reader *r, uint64_t n, qp_msg_t **out)
     if (!m)
         return fail(r, -ENOMEM, "out of memory");
     for (uint64_t i = 0; i < n; i++) {
-        struct entry *e = arena_alloc(r->arena, sizeof *e);
+        struct entry *e = qp_arena_alloc(r->arena, sizeof *e);
         if (!e)
             return fail(r, -ENOMEM, "out of memory");
         int rc = rd_key(r, &e->key);
@@ -728,8 +670,6 @@ int qp_msg_decode(const void *buf, size_t len, const qp_caps_t *caps, qp_msg_t *
             rc = fail(&r, -EPROTO, "message has no string 't'");
     }
     if (rc < 0) {
-        if (rc == -ENOMEM && r.arena->total + FIRST_BLOCK >= r.arena->max)
-            rc = -EPROTO; /* hit the cap, not the system: the input was hostile */
         qp_msg_destroy(&root);
         return rc;
     }
