@@ -34,65 +34,65 @@ typedef struct qv_client qv_client_t;
 
 /* A vGPU. */
 typedef struct qv_vgpu {
-    char id[QV_ID_LEN];
-    char vm[129]; /* the VM or container it was made for */
-    int gpu;      /* index of its physical GPU */
-    char gpu_uuid[QV_UUID_LEN];
-    char profile[33];         /* "Q2", a configured profile, or "custom" */
-    uint64_t memory_mb;       /* memory quota */
-    uint64_t cuda_cores;      /* share x the GPU's CUDA cores */
-    unsigned share;           /* guaranteed percent of the GPU's time */
-    unsigned limit;           /* percent cap, 0 = none */
-    double util;              /* percent of the GPU its processes used, recent */
-    uint64_t memory_used;     /* bytes its processes hold */
-    uint64_t memory_reserved; /* bytes reserved to its processes */
-    unsigned procs;           /* live processes */
-    int64_t created;          /* unix seconds */
+    char id[QV_ID_LEN];         /* "vg-N", never reused */
+    char vm[129];               /* the VM or container it was made for */
+    int gpu;                    /* index of its physical GPU */
+    char gpu_uuid[QV_UUID_LEN]; /* that GPU's UUID ("GPU-...") */
+    char profile[33];           /* "Q2", a configured profile, or "custom" */
+    uint64_t memory_mb;         /* memory quota */
+    uint64_t cuda_cores;        /* share x the GPU's CUDA cores */
+    unsigned share;             /* guaranteed percent of the GPU's time */
+    unsigned limit;             /* percent cap, 0 = none */
+    double util;                /* percent of the GPU its processes used, recent */
+    uint64_t memory_used;       /* bytes its processes hold */
+    uint64_t memory_reserved;   /* bytes reserved to its processes */
+    unsigned procs;             /* live processes */
+    int64_t created;            /* unix seconds */
 } qv_vgpu_t;
 
 /* A physical GPU. */
 typedef struct qv_gpu {
-    int index;
-    char uuid[QV_UUID_LEN];
-    char name[96];
-    uint64_t memory_total_mb;
+    int index;                   /* NVML's index */
+    char uuid[QV_UUID_LEN];      /* "GPU-..." */
+    char name[96];               /* e.g. "NVIDIA GeForce GTX 1080" */
+    uint64_t memory_total_mb;    /* physical memory */
     uint64_t memory_used_mb;     /* every process on the GPU, as NVML reports */
     uint64_t memory_reserved_mb; /* sum of its vGPUs' quotas */
     double memory_util;          /* percent of its memory in use */
     double util;                 /* compute percent, recent average */
-    unsigned sms;
-    unsigned cuda_cores;
-    unsigned share_reserved; /* sum of its vGPUs' shares, percent */
-    unsigned vgpus;
+    unsigned sms;                /* streaming multiprocessors */
+    unsigned cuda_cores;         /* in all */
+    unsigned share_reserved;     /* sum of its vGPUs' shares, percent */
+    unsigned vgpus;              /* vGPUs placed on it */
 } qv_gpu_t;
 
 typedef struct qv_vgpu_list {
-    size_t count;
+    size_t count;     /* entries in vgpus */
     qv_vgpu_t *vgpus; /* count entries, in creation order */
 } qv_vgpu_list_t;
 
 typedef struct qv_gpu_list {
-    size_t count;
-    qv_gpu_t *gpus;
+    size_t count;          /* entries in gpus */
+    qv_gpu_t *gpus;        /* by index */
     double oversub_memory; /* per GPU, quotas may sum to memory x this */
     double oversub_share;  /* per GPU, shares may sum to 100% x this */
     char placement[16];    /* "spread" or "pack" */
 } qv_gpu_list_t;
 
 typedef struct qv_stats {
-    size_t ngpus;
-    qv_gpu_t *gpus;
-    unsigned vgpus_total;
-    unsigned vgpus_active; /* with at least one live process */
-    uint64_t memory_reserved_mb;
-    uint64_t memory_used_mb;
+    size_t ngpus;                /* entries in gpus */
+    qv_gpu_t *gpus;              /* by index */
+    unsigned vgpus_total;        /* vGPUs on the host */
+    unsigned vgpus_active;       /* with at least one live process */
+    uint64_t memory_reserved_mb; /* sum of all quotas */
+    uint64_t memory_used_mb;     /* held by the vGPUs' processes */
 } qv_stats_t;
 
 /* What a workload needs to join a vGPU. */
 typedef struct qv_creds {
-    char id[QV_ID_LEN];
-    char secret[QV_SECRET_LEN];
-    char gpu_uuid[QV_UUID_LEN];
+    char id[QV_ID_LEN];         /* QVGPU_VGPU */
+    char secret[QV_SECRET_LEN]; /* QVGPU_SECRET */
+    char gpu_uuid[QV_UUID_LEN]; /* CUDA_VISIBLE_DEVICES */
 } qv_creds_t;
 
 /* A vGPU to create: a profile, or memory_mb and share. */
@@ -108,10 +108,10 @@ typedef struct qv_create {
 
 /* What to change in a resize: only the fields whose has_ flag is set. */
 typedef struct qv_resize {
-    int has_memory, has_share, has_limit;
-    uint64_t memory_mb;
-    unsigned share;
-    unsigned limit; /* 0 removes the limit */
+    int has_memory, has_share, has_limit; /* non-zero: that field changes */
+    uint64_t memory_mb;                   /* new quota */
+    unsigned share;                       /* new share, percent */
+    unsigned limit;                       /* 0 removes the limit */
 } qv_resize_t;
 
 /* $QVGPU_SOCKET_DIR when set, else QV_DEFAULT_SOCKET_DIR. Borrowed. */

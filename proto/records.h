@@ -21,7 +21,7 @@
 
 /* LIMITS: what a tenant is allowed. */
 typedef struct qp_limits {
-    char id[QP_ID_LEN];
+    char id[QP_ID_LEN];         /* the vGPU */
     int gpu;                    /* index of the physical GPU */
     char gpu_uuid[QP_UUID_LEN]; /* its UUID, as CUDA_VISIBLE_DEVICES names it */
     uint64_t memory_quota;      /* bytes */
@@ -31,41 +31,41 @@ typedef struct qp_limits {
 
 /* INFO: a vGPU as the administrator sees it. */
 typedef struct qp_info {
-    char id[QP_ID_LEN];
-    char vm[QP_VM_LEN];
-    int gpu;
-    char gpu_uuid[QP_UUID_LEN];
+    char id[QP_ID_LEN];           /* "vg-N" */
+    char vm[QP_VM_LEN];           /* what it was made for */
+    int gpu;                      /* index of its physical GPU */
+    char gpu_uuid[QP_UUID_LEN];   /* that GPU's UUID */
     char profile[QP_PROFILE_LEN]; /* "Q2", a configured profile, or "custom" */
     uint64_t memory_mb;           /* quota */
     uint64_t cuda_cores;          /* share x the GPU's CUDA cores */
-    unsigned share;
-    unsigned limit;
-    double util;              /* percent of the GPU used by its processes, recent */
-    uint64_t memory_used;     /* bytes its processes hold */
-    uint64_t memory_reserved; /* bytes reserved to its processes (>= used, <= quota) */
-    unsigned procs;           /* live processes */
-    int64_t created;          /* unix seconds */
+    unsigned share;               /* percent */
+    unsigned limit;               /* percent, 0 = none */
+    double util;                  /* percent of the GPU used by its processes, recent */
+    uint64_t memory_used;         /* bytes its processes hold */
+    uint64_t memory_reserved;     /* bytes reserved to its processes (>= used, <= quota) */
+    unsigned procs;               /* live processes */
+    int64_t created;              /* unix seconds */
 } qp_info_t;
 
 /* GPU: one physical GPU. */
 typedef struct qp_gpu {
-    int index;
-    char uuid[QP_UUID_LEN];
-    char name[QP_GPU_NAME_LEN];
-    uint64_t memory_total_mb;
+    int index;                   /* NVML's */
+    char uuid[QP_UUID_LEN];      /* "GPU-..." */
+    char name[QP_GPU_NAME_LEN];  /* the product name */
+    uint64_t memory_total_mb;    /* physical memory */
     uint64_t memory_used_mb;     /* as NVML reports it: every process on the GPU */
     uint64_t memory_reserved_mb; /* sum of its vGPUs' quotas */
     double memory_util;          /* percent of memory in use (used / total) */
     double util;                 /* compute percent, EWMA */
-    unsigned sms;
-    unsigned cuda_cores;
-    unsigned share_reserved; /* sum of its vGPUs' shares, percent */
-    unsigned vgpus;          /* count */
+    unsigned sms;                /* streaming multiprocessors */
+    unsigned cuda_cores;         /* in all */
+    unsigned share_reserved;     /* sum of its vGPUs' shares, percent */
+    unsigned vgpus;              /* count */
 } qp_gpu_t;
 
 /* The totals of a `stats` reply. */
 typedef struct qp_totals {
-    unsigned vgpus_total;
+    unsigned vgpus_total;        /* vGPUs on the host */
     unsigned vgpus_active;       /* with at least one live process */
     uint64_t memory_reserved_mb; /* sum of all quotas */
     uint64_t memory_used_mb;     /* held by vGPUs' processes */
