@@ -11,7 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdbool.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 _Static_assert(QV_ERR_LEN == QP_ERR_LEN, "one error length for the API and the wire");
@@ -30,6 +34,38 @@ const char *qv_default_socket_dir(void)
 {
     const char *d = getenv("QVGPU_SOCKET_DIR");
     return d && *d ? d : QV_DEFAULT_SOCKET_DIR;
+}
+
+/* Whether an arbiter accepts connections at path within wait_ms. A stale socket file
+ * (a killed arbiter's) refuses at once, where ZeroMQ would wait for the whole timeout;
+ * a restarting arbiter replaces it within a moment, so refusals are retried briefly. */
+static bool listening(const char *path, int wait_ms)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sun.sun_path)
+        return true; /* qp_conn_new says what is wrong */
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    for (int waited = 0;; waited += 20) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return true;
+        bool refused = connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0 &&
+                       (errno == ECONNREFUSED || errno == ENOENT);
+        close(fd);
+        if (!refused)
+            return true;
+        if (waited >= wait_ms)
+            return false;
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* $QVGPU_TIMEOUT_MS, else the default. */
+static int env_timeout_ms(void)
+{
+    const char *t = getenv("QVGPU_TIMEOUT_MS");
+    return t && atoi(t) > 0 ? atoi(t) : DEFAULT_TIMEOUT_MS;
 }
 
 static qp_msg_t *admin_hello(void *arg)
@@ -59,13 +95,20 @@ qv_client_t *qv_connect(const char *socket_dir, char err[QV_ERR_LEN])
                  path, strerror(errno));
         return NULL;
     }
+    int timeout_ms = env_timeout_ms();
+    if (!listening(path, timeout_ms < 1000 ? timeout_ms : 1000)) {
+        snprintf(err, QV_ERR_LEN,
+                 "nothing listens on %.150s (qarbiter is not running: the "
+                 "socket file is a dead one's)",
+                 path);
+        return NULL;
+    }
     qv_client_t *self = calloc(1, sizeof *self);
     if (!self) {
         snprintf(err, QV_ERR_LEN, "out of memory");
         return NULL;
     }
-    const char *t = getenv("QVGPU_TIMEOUT_MS");
-    self->timeout_ms = t && atoi(t) > 0 ? atoi(t) : DEFAULT_TIMEOUT_MS;
+    self->timeout_ms = timeout_ms;
     qp_conn_hooks_t hooks = {admin_hello, NULL, NULL, NULL};
     self->conn = qp_conn_new(NULL, socket_dir, QP_ADMIN, &hooks, err);
     if (!self->conn || qp_conn_open(self->conn, self->timeout_ms, err) < 0) {

@@ -4,6 +4,7 @@
 
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <signal.h>
 #include <link.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -300,5 +301,19 @@ Test(qgpuctl, the_socket_dir_may_come_from_the_environment)
     cr_assert(strstr(err, "no arbiter at /nonexistent/admin.sock"), "%s", err);
     cr_assert_eq(count_lines(err), 1, "%s", err);
     free(out), free(err), free(env0), free(bin);
+    qt_arbiter_destroy(&arb);
+}
+
+Test(qgpuctl, a_dead_arbiter_is_reported_at_once)
+{
+    qt_arbiter_t *arb = ctl_arbiter(NULL, NULL);
+    qt_arbiter_kill(arb, SIGKILL); /* its socket files stay behind */
+    char *out, *err;
+    uint64_t t0 = qt_now_ns();
+    cr_assert_eq(qt_ctl(arb, &out, &err, "list", NULL), 1);
+    cr_assert_lt((qt_now_ns() - t0) / 1000000, 2000, "no waiting for a timeout");
+    cr_assert(strstr(err, "nothing listens on") && strstr(err, "not running"), "%s", err);
+    cr_assert_eq(count_lines(err), 1, "%s", err);
+    free(out), free(err);
     qt_arbiter_destroy(&arb);
 }
