@@ -1,0 +1,246 @@
+/* schema.c - request types, their fields and endpoints; error codes. Pure, no state. */
+#include "proto/schema.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *qp_endpoint_file(qp_endpoint_t ep)
+{
+    return ep == QP_ADMIN ? "admin.sock" : "tenant.sock";
+}
+
+const char *qp_endpoint_role(qp_endpoint_t ep)
+{
+    return ep == QP_ADMIN ? "admin" : "tenant";
+}
+
+static const struct {
+    const char *code;
+    int err;
+} codes[] = {
+    {QP_E_PROTO, -EPROTO},   {QP_E_AUTH, -EACCES},          {QP_E_NOTFOUND, -ENOENT},
+    {QP_E_INVALID, -EINVAL}, {QP_E_NOSPACE, -ENOSPC},       {QP_E_QUOTA, -EDQUOT},
+    {QP_E_INTERNAL, -EIO},   {QP_E_NOSESSION, -ECONNRESET},
+};
+
+int qp_code_errno(const char *code)
+{
+    for (size_t i = 0; code && i < sizeof codes / sizeof codes[0]; i++) {
+        if (strcmp(codes[i].code, code) == 0)
+            return codes[i].err;
+    }
+    return -EPROTO;
+}
+
+const char *qp_errno_code(int neg_errno)
+{
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        if (codes[i].err == neg_errno)
+            return codes[i].code;
+    }
+    return QP_E_INTERNAL;
+}
+
+/* ---- request table ----------------------------------------------------------------- */
+
+enum ftype {
+    F_STR,  /* string */
+    F_UINT, /* non-negative integer */
+    F_INT,  /* any integer within int64 */
+};
+
+struct field {
+    const char *key;
+    enum ftype type;
+    bool required;
+};
+
+struct request {
+    const char *type;
+    unsigned endpoints;         /* QP_ADMIN | QP_TENANT */
+    const struct field *fields; /* ends with a NULL key */
+};
+
+#define END                                                                                        \
+    {                                                                                              \
+        NULL, F_STR, false                                                                         \
+    }
+
+static const struct field f_hello[] = {
+    {"proto", F_UINT, true},     {"role", F_STR, true},
+    {"client", F_STR, false},    {"vgpu", F_STR, false},
+    {"secret", F_STR, false},    {"pid", F_INT, false},
+    {"mem_used", F_UINT, false}, END,
+};
+static const struct field f_create[] = {
+    {"vm", F_STR, true},
+    {"profile", F_STR, false},
+    {"memory_mb", F_UINT, false},
+    {"share", F_UINT, false},
+    {"limit", F_UINT, false},
+    {"gpu", F_INT, false},
+    END,
+};
+static const struct field f_vgpu[] = {{"vgpu", F_STR, true}, END};
+static const struct field f_resize[] = {
+    {"vgpu", F_STR, true},
+    {"memory_mb", F_UINT, false},
+    {"share", F_UINT, false},
+    {"limit", F_UINT, false},
+    END,
+};
+static const struct field f_none[] = {END};
+static const struct field f_reserve[] = {
+    {"need", F_UINT, true},
+    {"want", F_UINT, false},
+    {"used", F_UINT, false},
+    END,
+};
+static const struct field f_release[] = {{"reserved", F_UINT, true}, END};
+static const struct field f_hb[] = {
+    {"mem_used", F_UINT, true},
+    {"mem_reserved", F_UINT, true},
+    END,
+};
+
+static const struct request requests[] = {
+    {"hello", QP_ADMIN | QP_TENANT, f_hello},
+    {"create", QP_ADMIN, f_create},
+    {"destroy", QP_ADMIN, f_vgpu},
+    {"resize", QP_ADMIN, f_resize},
+    {"list", QP_ADMIN, f_none},
+    {"info", QP_ADMIN, f_vgpu},
+    {"creds", QP_ADMIN, f_vgpu},
+    {"gpus", QP_ADMIN, f_none},
+    {"stats", QP_ADMIN, f_none},
+    {"mem_reserve", QP_TENANT, f_reserve},
+    {"mem_release", QP_TENANT, f_release},
+    {"hb", QP_TENANT, f_hb},
+};
+
+static int check_field(const qp_msg_t *m, const struct field *f, char err[QP_ERR_LEN])
+{
+    static const char *names[] = {"a string", "an unsigned integer", "an integer"};
+    int rc;
+    const char *s;
+    uint64_t u;
+    int64_t i;
+    switch (f->type) {
+    case F_STR:
+        rc = qp_msg_get_str(m, f->key, &s);
+        break;
+    case F_UINT:
+        rc = qp_msg_get_uint(m, f->key, &u);
+        break;
+    default:
+        rc = qp_msg_get_int(m, f->key, &i);
+        break;
+    }
+    if (rc == -ENOENT && !f->required)
+        return 0;
+    if (rc == -ENOENT) {
+        snprintf(err, QP_ERR_LEN, "'%.64s' needs field '%s'", qp_msg_type(m), f->key);
+        return -EPROTO;
+    }
+    if (rc < 0) {
+        snprintf(err, QP_ERR_LEN, "field '%s' of '%.64s' must be %s", f->key, qp_msg_type(m),
+                 names[f->type]);
+        return -EPROTO;
+    }
+    return 0;
+}
+
+int qp_check_request(const qp_msg_t *m, qp_endpoint_t ep, char err[QP_ERR_LEN])
+{
+    const char *t = qp_msg_type(m);
+    if (!t) {
+        snprintf(err, QP_ERR_LEN, "message has no string 't'");
+        return -EPROTO;
+    }
+    uint64_t id;
+    if (qp_msg_has(m, "id") && qp_msg_get_uint(m, "id", &id) < 0) {
+        snprintf(err, QP_ERR_LEN, "field 'id' of '%.64s' must be an unsigned integer", t);
+        return -EPROTO;
+    }
+    for (size_t r = 0; r < sizeof requests / sizeof requests[0]; r++) {
+        if (strcmp(requests[r].type, t) != 0)
+            continue;
+        if (!(requests[r].endpoints & ep)) {
+            snprintf(err, QP_ERR_LEN, "'%s' is not allowed on %s", t, qp_endpoint_file(ep));
+            return -EACCES;
+        }
+        for (const struct field *f = requests[r].fields; f->key; f++) {
+            int rc = check_field(m, f, err);
+            if (rc < 0)
+                return rc;
+        }
+        return 0;
+    }
+    snprintf(err, QP_ERR_LEN, "unknown message type '%.64s'", t);
+    return -EPROTO;
+}
+
+/* ---- builders ---------------------------------------------------------------------- */
+
+/* Returns m, or NULL (m destroyed) when building failed. */
+static qp_msg_t *built(qp_msg_t *m, int rc)
+{
+    if (rc < 0)
+        qp_msg_destroy(&m);
+    return m;
+}
+
+qp_msg_t *qp_new_admin_hello(const char *client)
+{
+    qp_msg_t *m = qp_msg_new("hello");
+    if (!m)
+        return NULL;
+    int rc = qp_msg_set_uint(m, "proto", QP_PROTO_VERSION);
+    rc = rc ? rc : qp_msg_set_str(m, "role", "admin");
+    rc = rc ? rc : qp_msg_set_str(m, "client", client);
+    return built(m, rc);
+}
+
+qp_msg_t *qp_new_tenant_hello(const char *client, const char *vgpu, const char *secret, pid_t pid,
+                              uint64_t mem_used)
+{
+    qp_msg_t *m = qp_msg_new("hello");
+    if (!m)
+        return NULL;
+    int rc = qp_msg_set_uint(m, "proto", QP_PROTO_VERSION);
+    rc = rc ? rc : qp_msg_set_str(m, "role", "tenant");
+    rc = rc ? rc : qp_msg_set_str(m, "client", client);
+    rc = rc ? rc : qp_msg_set_str(m, "vgpu", vgpu);
+    rc = rc ? rc : qp_msg_set_str(m, "secret", secret);
+    rc = rc ? rc : qp_msg_set_int(m, "pid", pid);
+    rc = rc ? rc : qp_msg_set_uint(m, "mem_used", mem_used);
+    return built(m, rc);
+}
+
+qp_msg_t *qp_new_mem_reserve(uint64_t need, uint64_t want, uint64_t used)
+{
+    qp_msg_t *m = qp_msg_new("mem_reserve");
+    if (!m)
+        return NULL;
+    int rc = qp_msg_set_uint(m, "need", need);
+    rc = rc ? rc : qp_msg_set_uint(m, "want", want < need ? need : want);
+    rc = rc ? rc : qp_msg_set_uint(m, "used", used);
+    return built(m, rc);
+}
+
+qp_msg_t *qp_new_mem_release(uint64_t reserved)
+{
+    qp_msg_t *m = qp_msg_new("mem_release");
+    return m ? built(m, qp_msg_set_uint(m, "reserved", reserved)) : NULL;
+}
+
+qp_msg_t *qp_new_hb(uint64_t mem_used, uint64_t mem_reserved)
+{
+    qp_msg_t *m = qp_msg_new("hb");
+    if (!m)
+        return NULL;
+    int rc = qp_msg_set_uint(m, "mem_used", mem_used);
+    rc = rc ? rc : qp_msg_set_uint(m, "mem_reserved", mem_reserved);
+    return built(m, rc);
+}

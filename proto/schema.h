@@ -1,0 +1,69 @@
+/* schema.h - the protocol's vocabulary (PROTOCOL.md): endpoints, request types and
+ * their fields, error codes, and builders for the requests a peer sends.
+ *
+ * The arbiter runs qp_check_request() on every decoded request before it looks at it,
+ * so a handler reads fields whose presence and type are already known. Pure functions,
+ * no state. */
+#ifndef QP_SCHEMA_H
+#define QP_SCHEMA_H
+
+#include "proto/msg.h"
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/* The two endpoints in the socket dir. */
+typedef enum qp_endpoint {
+    QP_ADMIN = 1,  /* admin.sock: the host administrator (qgpuctl, libqvgpu) */
+    QP_TENANT = 2, /* tenant.sock: one process of one vGPU (the shim) */
+} qp_endpoint_t;
+
+/* File name of ep in the socket dir ("admin.sock", "tenant.sock"); static storage. */
+const char *qp_endpoint_file(qp_endpoint_t ep);
+/* Role name of ep in a hello ("admin", "tenant"); static storage. */
+const char *qp_endpoint_role(qp_endpoint_t ep);
+
+/* Name of the arbiter's lock file in the socket dir. */
+#define QP_LOCK_FILE "qarbiter.lock"
+
+/* Error codes of {t:"error", code} (PROTOCOL.md "Replies and errors"). */
+#define QP_E_PROTO "proto"
+#define QP_E_AUTH "auth"
+#define QP_E_NOTFOUND "notfound"
+#define QP_E_INVALID "invalid"
+#define QP_E_NOSPACE "nospace"
+#define QP_E_QUOTA "quota"
+#define QP_E_INTERNAL "internal"
+#define QP_E_NOSESSION "nosession"
+
+/* The negative errno a code stands for: proto -EPROTO, auth -EACCES, notfound -ENOENT,
+ * invalid -EINVAL, nospace -ENOSPC, quota -EDQUOT, internal -EIO, nosession
+ * -ECONNRESET; an unknown code (a newer arbiter) -EPROTO. */
+int qp_code_errno(const char *code);
+/* The code for a negative errno, the inverse of qp_code_errno (internal for others). */
+const char *qp_errno_code(int neg_errno);
+
+/* Checks that m, decoded from endpoint ep, is a request we know, allowed on ep, with
+ * every required field present and every known field of the right type; unknown fields
+ * are ignored. Returns 0, -EPROTO (err says which type or field is wrong) or -EACCES
+ * (a request of the other endpoint; err says so). */
+int qp_check_request(const qp_msg_t *m, qp_endpoint_t ep, char err[QP_ERR_LEN]);
+
+/* ---- requests a peer sends (each NULL when out of memory) ---------------------------- */
+
+/* {t:hello, proto, role:admin, client}. */
+qp_msg_t *qp_new_admin_hello(const char *client);
+/* {t:hello, proto, role:tenant, client, vgpu, secret, pid, mem_used}: mem_used is what
+ * this process already holds, re-charged by the arbiter (0 for a new process). */
+qp_msg_t *qp_new_tenant_hello(const char *client, const char *vgpu, const char *secret, pid_t pid,
+                              uint64_t mem_used);
+/* {t:mem_reserve, need, want, used}: the reservation this process must have now (need),
+ * would like (want >= need), and what it uses now (used, bytes). */
+qp_msg_t *qp_new_mem_reserve(uint64_t need, uint64_t want, uint64_t used);
+/* {t:mem_release, reserved}: the new, lower reservation. */
+qp_msg_t *qp_new_mem_release(uint64_t reserved);
+/* {t:hb, mem_used, mem_reserved}: sent as a request (with an id) it is answered with
+ * vgpu_used and vgpu_reserved; sent without an id it is not answered. */
+qp_msg_t *qp_new_hb(uint64_t mem_used, uint64_t mem_reserved);
+
+#endif
