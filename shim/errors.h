@@ -6,9 +6,10 @@
 #include "shim/cuda.h"
 
 /* 0 -> CUDA_SUCCESS; -ENOMEM, -EDQUOT (quota), -ENOTCONN (arbiter unreachable), -EACCES
- * (the arbiter refuses this process) -> CUDA_ERROR_OUT_OF_MEMORY; -ENODEV -> CUDA_ERROR_INVALID_DEVICE; -EINVAL ->
- * CUDA_ERROR_INVALID_VALUE; -ENOENT -> CUDA_ERROR_NOT_FOUND; -ENOSYS (no such entry point
- * in this driver) -> CUDA_ERROR_NOT_FOUND; anything else -> CUDA_ERROR_UNKNOWN. */
+ * (the arbiter refuses this process) -> CUDA_ERROR_OUT_OF_MEMORY; -ENODEV ->
+ * CUDA_ERROR_INVALID_DEVICE; -EINVAL -> CUDA_ERROR_INVALID_VALUE; -ENOENT -> CUDA_ERROR_NOT_FOUND;
+ * -ENOSYS (no such entry point in this driver) -> CUDA_ERROR_NOT_FOUND; anything else ->
+ * CUDA_ERROR_UNKNOWN. */
 CUresult qs_cu_error(int err);
 /* The same for NVML: memory errors -> NVML_ERROR_MEMORY, -ENODEV -> NVML_ERROR_NOT_FOUND,
  * -EINVAL -> NVML_ERROR_INVALID_ARGUMENT, -ENOSYS -> NVML_ERROR_FUNCTION_NOT_FOUND,

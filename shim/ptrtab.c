@@ -13,10 +13,10 @@
 #define INITIAL_CAP 64u
 
 struct slot {
-    uint64_t key;     /* pointer or handle */
-    uint64_t bytes;   /* what it charged */
-    const void *ctx;  /* context it dies with, or NULL */
-    uint8_t kind;     /* qs_alloc_kind_t; 0 marks an empty slot */
+    uint64_t key;    /* pointer or handle */
+    uint64_t bytes;  /* what it charged */
+    const void *ctx; /* context it dies with, or NULL */
+    uint8_t kind;    /* qs_alloc_kind_t; 0 marks an empty slot */
 };
 
 struct shard {

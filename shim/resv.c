@@ -18,8 +18,8 @@ uint64_t qs_resv_take(struct qs_resv *r, uint64_t max)
         take = a < 0 ? 0 : (uint64_t)a < max ? a : (int64_t)max;
         if (take == 0)
             return 0;
-    } while (!atomic_compare_exchange_weak_explicit(&r->avail, &a, a - take,
-                                                    memory_order_relaxed, memory_order_relaxed));
+    } while (!atomic_compare_exchange_weak_explicit(&r->avail, &a, a - take, memory_order_relaxed,
+                                                    memory_order_relaxed));
     atomic_fetch_sub_explicit(&r->reserved, (uint64_t)take, memory_order_relaxed);
     return (uint64_t)take;
 }

@@ -10,20 +10,17 @@ Test(shim_procaddr, picks_the_newest_variant_not_newer_than_asked)
     cr_assert_str_eq(qs_procaddr_variant("cuMemAlloc", 3020, false), "cuMemAlloc_v2");
     cr_assert_str_eq(qs_procaddr_variant("cuMemAlloc", 3010, false), "cuMemAlloc");
     cr_assert_str_eq(qs_procaddr_variant("cuMemAlloc", 2000, false), "cuMemAlloc");
-    cr_assert_str_eq(qs_procaddr_variant("cuGetProcAddress", 12000, false),
-                     "cuGetProcAddress_v2");
+    cr_assert_str_eq(qs_procaddr_variant("cuGetProcAddress", 12000, false), "cuGetProcAddress_v2");
     cr_assert_str_eq(qs_procaddr_variant("cuGetProcAddress", 11030, false), "cuGetProcAddress");
     cr_assert_str_eq(qs_procaddr_variant("cuCtxSynchronize", 12090, false), "cuCtxSynchronize");
-    cr_assert_str_eq(qs_procaddr_variant("cuCtxSynchronize", 13000, false),
-                     "cuCtxSynchronize_v2");
+    cr_assert_str_eq(qs_procaddr_variant("cuCtxSynchronize", 13000, false), "cuCtxSynchronize_v2");
 }
 
 Test(shim_procaddr, gives_the_per_thread_variant_only_when_asked)
 {
     cr_assert_str_eq(qs_procaddr_variant("cuLaunchKernel", 12000, true), "cuLaunchKernel_ptsz");
     cr_assert_str_eq(qs_procaddr_variant("cuLaunchKernel", 12000, false), "cuLaunchKernel");
-    cr_assert_str_eq(qs_procaddr_variant("cuMemAllocAsync", 11020, true),
-                     "cuMemAllocAsync_ptsz");
+    cr_assert_str_eq(qs_procaddr_variant("cuMemAllocAsync", 11020, true), "cuMemAllocAsync_ptsz");
     cr_assert_str_eq(qs_procaddr_variant("cuGraphLaunch", 12000, true), "cuGraphLaunch_ptsz");
     cr_assert_str_eq(qs_procaddr_variant("cuMemcpyHtoD", 12000, true), "cuMemcpyHtoD_v2_ptds");
 }

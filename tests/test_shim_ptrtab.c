@@ -38,8 +38,7 @@ Test(shim_ptrtab, finds_every_survivor_after_growing_and_deleting_half)
     enum { N = 20000 };
     /* Device pointers share low bits (2 MiB aligned): the hash must spread them. */
     for (uint64_t i = 0; i < N; i++)
-        cr_assert_eq(qs_ptrtab_put(t, QS_ALLOC_DPTR, 0x7f0000000000 + (i << 21), i + 1, NULL),
-                     0);
+        cr_assert_eq(qs_ptrtab_put(t, QS_ALLOC_DPTR, 0x7f0000000000 + (i << 21), i + 1, NULL), 0);
     for (uint64_t i = 0; i < N; i += 2) {
         uint64_t n = 0;
         cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_DPTR, 0x7f0000000000 + (i << 21), &n), 0);
