@@ -320,6 +320,11 @@ int qp_conn_send(qp_conn_t *self, qp_msg_t **msg, int timeout_ms, char err[QP_ER
     return rc;
 }
 
+int qp_conn_open(qp_conn_t *self, int timeout_ms, char err[QP_ERR_LEN])
+{
+    return ensure_session(self, now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0), err);
+}
+
 int qp_conn_wait(qp_conn_t *self, int timeout_ms, char err[QP_ERR_LEN])
 {
     uint64_t deadline = now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);

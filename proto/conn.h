@@ -71,6 +71,11 @@ int qp_conn_send(qp_conn_t *self, qp_msg_t **msg, int timeout_ms, char err[QP_ER
  * cannot be opened. */
 int qp_conn_wait(qp_conn_t *self, int timeout_ms, char err[QP_ERR_LEN]);
 
+/* Opens a session now unless one is open (calls do it by themselves when needed): to
+ * learn at once whether the arbiter is there and accepts us. Returns 0 or as
+ * qp_conn_call. */
+int qp_conn_open(qp_conn_t *self, int timeout_ms, char err[QP_ERR_LEN]);
+
 /* True while a session is open as far as this side knows. */
 bool qp_conn_in_session(const qp_conn_t *self);
 

@@ -2,7 +2,6 @@
 #include "proto/units.h"
 
 #include <errno.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,11 +49,14 @@ int qp_parse_size_mb(const char *s, uint64_t *mb, char err[QP_ERR_LEN])
             snprintf(err, QP_ERR_LEN, "size '%.64s' is absurdly large", s);
             return -EINVAL;
         }
-        if (fabs(v - nearbyint(v)) > 1e-6) {
+        /* No libm: the shim links this file and must not pull it in. */
+        uint64_t whole = (uint64_t)(v + 0.5);
+        double diff = v - (double)whole;
+        if (diff > 1e-6 || diff < -1e-6) {
             snprintf(err, QP_ERR_LEN, "size '%.64s' is not a whole number of MiB", s);
             return -EINVAL;
         }
-        *mb = (uint64_t)nearbyint(v);
+        *mb = whole;
         return 0;
     }
     snprintf(err, QP_ERR_LEN, "size '%.64s' has an unknown unit (use MiB, GiB or TiB)", s);

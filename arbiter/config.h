@@ -1,0 +1,62 @@
+/* config.h - the arbiter's settings: defaults, overridden by an INI file (--config).
+ *
+ *   [arbiter]
+ *   placement = spread | pack      where a vGPU goes when no GPU is named
+ *   oversub_memory = 1.0           per GPU, quotas may sum to memory x this
+ *   oversub_share = 1.0            per GPU, shares may sum to 100% x this
+ *   util_weight = 0.5              how much measured utilisation weighs in placement
+ *   log_level = info               error | warn | info | debug
+ *   heartbeat_timeout_ms = 1500    a silent tenant is dropped after this
+ *   reclaim_timeout_ms = 500       a mem_reserve waits this long for reclaimed memory
+ *
+ *   [profile NAME]                 a custom profile, used as --profile NAME
+ *   memory = 16GiB
+ *   share = 60
+ *   limit = 0                      optional
+ *
+ * Pure: parsing fills a struct, errors come back as one line naming file and line. */
+#ifndef QA_CONFIG_H
+#define QA_CONFIG_H
+
+#include "arbiter/log.h"
+#include "proto/msg.h"
+#include "proto/records.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define QA_MAX_PROFILES 64
+
+typedef struct qa_profile {
+    char name[QP_PROFILE_LEN];
+    uint64_t memory_mb; /* quota */
+    unsigned share;     /* percent, 1..100 */
+    unsigned limit;     /* percent cap, 0 = none */
+} qa_profile_t;
+
+typedef enum qa_policy {
+    QA_SPREAD, /* the least loaded GPU that fits */
+    QA_PACK,   /* the most loaded GPU that still fits */
+} qa_policy_t;
+
+typedef struct qa_config {
+    qa_policy_t placement;
+    double oversub_memory; /* ratio, > 0 */
+    double oversub_share;  /* ratio, > 0 */
+    double util_weight;    /* 0 ignores utilisation */
+    qa_level_t log_level;
+    unsigned heartbeat_timeout_ms;
+    unsigned reclaim_timeout_ms;
+    qa_profile_t profiles[QA_MAX_PROFILES]; /* Q1, Q2, Q4, Q8, then the file's */
+    size_t nprofiles;                       /* entries in profiles */
+} qa_config_t;
+
+/* The defaults: spread, no oversubscription, the four profiles of CONTRACT.md. */
+void qa_config_defaults(qa_config_t *cfg);
+/* Reads path over cfg (which holds defaults). Returns 0, or -EINVAL with err as
+ * "PATH:LINE: problem" (or "PATH: problem" when it cannot be read). */
+int qa_config_load(qa_config_t *cfg, const char *path, char err[QP_ERR_LEN]);
+/* The profile called name, or NULL. Borrowed from cfg. */
+const qa_profile_t *qa_config_profile(const qa_config_t *cfg, const char *name);
+
+#endif

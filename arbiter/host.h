@@ -1,0 +1,125 @@
+/* host.h - what the arbiter manages: the physical GPUs and the vGPUs placed on them.
+ *
+ * Validation, admission and placement of vGPU creations and resizes happen here; I/O
+ * does not (persistence is store.c, the wire is server.c), so every rule can be tested
+ * on made-up GPUs. The host owns its vGPUs; their session lists belong to tenant.c,
+ * which keeps the runtime figures (mem_used, mem_reserved, procs) up to date.
+ * Single-threaded: the arbiter's loop thread. */
+#ifndef QA_HOST_H
+#define QA_HOST_H
+
+#include "arbiter/config.h"
+#include "proto/records.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define QA_MAX_VGPUS 4096
+#define QA_MAX_GPUS 64
+
+/* A GPU as discovery found it. */
+typedef struct qa_gpu_desc {
+    unsigned index;
+    char uuid[QP_UUID_LEN];
+    char name[QP_GPU_NAME_LEN];
+    uint64_t memory_total; /* bytes */
+    unsigned sms;
+    unsigned cuda_cores;
+} qa_gpu_desc_t;
+
+typedef struct qa_gpu {
+    qa_gpu_desc_t desc;
+    uint64_t memory_used;        /* bytes, NVML's latest sample (every process) */
+    double util;                 /* compute percent, EWMA of NVML samples */
+    uint64_t memory_reserved_mb; /* sum of its vGPUs' quotas */
+    unsigned share_reserved;     /* sum of its vGPUs' shares */
+    unsigned nvgpus;             /* vGPUs placed on it */
+} qa_gpu_t;
+
+struct qa_peer;
+
+typedef struct qa_vgpu {
+    char id[QP_ID_LEN];           /* "vg-N", never reused */
+    char vm[QP_VM_LEN];           /* the VM or container it was made for */
+    char secret[QP_SECRET_LEN];   /* 128 random bits in hex, proves a tenant belongs */
+    char profile[QP_PROFILE_LEN]; /* "Q2", a configured profile, or "custom" */
+    unsigned gpu;                 /* index into the host's GPUs */
+    uint64_t memory_mb;           /* quota */
+    unsigned share;               /* percent */
+    unsigned limit;               /* percent, 0 = none */
+    int64_t created;              /* unix seconds */
+    /* runtime, never persisted */
+    double util;              /* percent of its GPU used by its processes, EWMA */
+    struct qa_peer *sessions; /* its tenant sessions: tenant.c's list */
+    unsigned procs;           /* live sessions (tenant.c) */
+    uint64_t mem_used;        /* bytes its processes reported holding (tenant.c) */
+    uint64_t mem_reserved;    /* bytes reserved to its processes (tenant.c) */
+} qa_vgpu_t;
+
+/* A create request. */
+typedef struct qa_spec {
+    const char *vm;      /* required */
+    const char *profile; /* NULL, or a profile name */
+    uint64_t memory_mb;  /* 0 = not given */
+    unsigned share;      /* 0 = not given */
+    bool has_limit;      /* limit given */
+    unsigned limit;      /* 0 = none */
+    int gpu;             /* -1: let placement choose */
+} qa_spec_t;
+
+/* A resize request: the has_ flags say which fields change. */
+typedef struct qa_change {
+    bool has_memory, has_share, has_limit;
+    uint64_t memory_mb;
+    unsigned share;
+    unsigned limit;
+} qa_change_t;
+
+typedef struct qa_host qa_host_t;
+
+/* A host with n GPUs (copied) ruled by cfg (borrowed: must outlive the host). Returns
+ * NULL when out of memory or n is 0 or over QA_MAX_GPUS. */
+qa_host_t *qa_host_new(const qa_gpu_desc_t *gpus, size_t n, const qa_config_t *cfg);
+/* Frees the host and its vGPUs; sets *self_p to NULL. */
+void qa_host_destroy(qa_host_t **self_p);
+
+size_t qa_host_ngpus(const qa_host_t *self);
+qa_gpu_t *qa_host_gpu(qa_host_t *self, size_t i);
+/* The GPU whose UUID is uuid, or NULL. */
+qa_gpu_t *qa_host_gpu_by_uuid(qa_host_t *self, const char *uuid);
+size_t qa_host_nvgpus(const qa_host_t *self);
+/* vGPU i in creation order (i < qa_host_nvgpus), borrowed until it is taken. */
+qa_vgpu_t *qa_host_vgpu(qa_host_t *self, size_t i);
+/* The vGPU called id, or NULL. O(vGPUs): at most QA_MAX_VGPUS. */
+qa_vgpu_t *qa_host_find(qa_host_t *self, const char *id);
+
+/* Validates spec, places and admits it, and adds a new vGPU with a fresh id and
+ * secret. Returns 0 with *out borrowed from the host, or -EINVAL (bad value), -ENOENT
+ * (no such GPU), -ENOSPC (admission refused) or -EIO (no randomness), with err as one
+ * line. */
+int qa_host_create(qa_host_t *self, const qa_spec_t *spec, int64_t now, qa_vgpu_t **out,
+                   char err[QP_ERR_LEN]);
+/* Adds a vGPU restored from state, without admission (the config may have changed);
+ * gpu_uuid says where it lives. Returns 0, -ENODEV (that GPU is gone), -EEXIST, or
+ * -EINVAL (a bad value), with err. */
+int qa_host_adopt(qa_host_t *self, const qa_vgpu_t *v, const char *gpu_uuid, char err[QP_ERR_LEN]);
+/* Applies change to the vGPU id after validation and admission on its GPU. Returns 0
+ * with *out borrowed, or -ENOENT, -EINVAL, -ENOSPC with err. */
+int qa_host_resize(qa_host_t *self, const char *id, const qa_change_t *change, qa_vgpu_t **out,
+                   char err[QP_ERR_LEN]);
+/* Removes the vGPU id from the host and returns it: the caller ends its sessions and
+ * frees it. NULL when there is none. */
+qa_vgpu_t *qa_host_take(qa_host_t *self, const char *id);
+
+/* The next id number to hand out; ids below it are never handed out again. */
+uint64_t qa_host_next_id(const qa_host_t *self);
+/* Raises the next id number to at least n (from persisted state). */
+void qa_host_skip_ids(qa_host_t *self, uint64_t n);
+
+/* Records for the wire. */
+void qa_host_info(qa_host_t *self, const qa_vgpu_t *v, qp_info_t *out);
+void qa_host_gpu_record(qa_host_t *self, size_t i, qp_gpu_t *out);
+void qa_host_limits(qa_host_t *self, const qa_vgpu_t *v, qp_limits_t *out);
+
+#endif

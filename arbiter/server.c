@@ -1,0 +1,621 @@
+/* server.c - qarbiter's sockets, peers, liveness and sampling around one event loop.
+ * Threads: the loop thread only (see server.h). */
+#include "arbiter/server.h"
+
+#include "arbiter/admin.h"
+#include "arbiter/nvml.h"
+#include "arbiter/sampler.h"
+#include "arbiter/tenant.h"
+#include "proto/records.h"
+#include "proto/schema.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#define BATCH 64                              /* messages read per wake-up of one socket */
+#define LIVENESS_NS 250000000ull              /* how often silent tenants are looked for */
+#define SAMPLE_MS 500                         /* NVML sampling period */
+#define IDLE_PEER_NS (600ull * 1000000000ull) /* an idle admin peer is forgotten */
+#define EWMA_ALPHA 0.3
+
+/* One endpoint: its socket, its monitor and its peers. */
+struct endpoint {
+    qa_server_t *srv;
+    qp_endpoint_t ep;
+    void *sock;        /* owned: ROUTER bound to path */
+    void *mon;         /* owned: PAIR receiving the ROUTER's monitor events */
+    qa_peers_t *peers; /* owned */
+    char path[256];    /* the socket file */
+    bool bound;        /* path was bound by us: remove it at the end */
+};
+
+struct qa_server {
+    const qa_config_t *cfg; /* borrowed */
+    const qa_log_t *log;    /* borrowed */
+    char socket_dir[200];
+    int lock_fd;              /* owned: flock'ed qarbiter.lock */
+    qa_nvml_t *nvml;          /* owned */
+    qa_host_t *host;          /* owned */
+    qa_store_t *store;        /* owned */
+    qa_sampler_t *sampler;    /* owned */
+    qa_gpu_sample_t *samples; /* owned, one per GPU: scratch for the latest round */
+    uint64_t sample_round;    /* latest round taken */
+    void *zctx;               /* owned */
+    struct endpoint admin, tenant;
+    qa_loop_t *loop;     /* owned */
+    int sig_fd;          /* owned: signalfd for SIGTERM/SIGINT */
+    qa_timer_t liveness; /* looks for silent peers */
+    qa_timer_t sampling; /* takes NVML samples */
+    uint64_t sessions;   /* session numbers handed out */
+};
+
+/* ---- accessors --------------------------------------------------------------------- */
+
+qa_host_t *qa_server_host(qa_server_t *self)
+{
+    return self->host;
+}
+
+qa_store_t *qa_server_store(qa_server_t *self)
+{
+    return self->store;
+}
+
+qa_loop_t *qa_server_loop(qa_server_t *self)
+{
+    return self->loop;
+}
+
+const qa_config_t *qa_server_config(const qa_server_t *self)
+{
+    return self->cfg;
+}
+
+const qa_log_t *qa_server_log(const qa_server_t *self)
+{
+    return self->log;
+}
+
+uint64_t qa_server_new_session(qa_server_t *self)
+{
+    return ++self->sessions;
+}
+
+static struct endpoint *endpoint_of(qa_server_t *self, const qa_peer_t *p)
+{
+    return p->ep == QP_ADMIN ? &self->admin : &self->tenant;
+}
+
+/* ---- sending ----------------------------------------------------------------------- */
+
+void qa_server_send(qa_server_t *self, qa_peer_t *p, qp_msg_t **msg)
+{
+    void *buf = NULL;
+    size_t len;
+    int rc = *msg ? qp_msg_encode(*msg, &qp_caps_reply, &buf, &len) : -ENOMEM;
+    qp_msg_destroy(msg);
+    if (rc < 0) {
+        qa_log(self->log, QA_ERROR, "cannot encode a reply: %s", strerror(-rc));
+        return;
+    }
+    void *sock = endpoint_of(self, p)->sock;
+    /* ROUTER without ROUTER_MANDATORY never blocks: a gone peer or a full queue drops. */
+    if (zmq_send(sock, p->rid, p->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(sock, buf, len, ZMQ_DONTWAIT) < 0)
+        qa_log(self->log, QA_DEBUG, "a reply was dropped: %s", zmq_strerror(errno));
+    free(buf);
+}
+
+void qa_server_error(qa_server_t *self, qa_peer_t *p, uint64_t id, const char *code,
+                     const char *fmt, ...)
+{
+    char text[QP_ERR_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    qp_msg_t *m = qp_msg_new_error(id, code, "%s", text);
+    qa_server_send(self, p, &m);
+}
+
+/* ---- peers ------------------------------------------------------------------------- */
+
+static void drop_peer(struct endpoint *e, qa_peer_t *p)
+{
+    if (p->ep == QP_TENANT)
+        qa_tenant_end(e->srv, p, false);
+    qa_peers_remove(e->peers, p);
+}
+
+/* Reads every monitor event queued for e and drops the peers whose connection closed. */
+static void drain_monitor(struct endpoint *e)
+{
+    for (;;) {
+        zmq_msg_t ev;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, e->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return;
+        }
+        uint16_t event = 0;
+        int32_t fd = -1;
+        if (zmq_msg_size(&ev) >= 6) {
+            memcpy(&event, zmq_msg_data(&ev), 2);
+            memcpy(&fd, (char *)zmq_msg_data(&ev) + 2, 4);
+        }
+        bool more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        while (more) { /* the endpoint address frame */
+            zmq_msg_init(&ev);
+            if (zmq_msg_recv(&ev, e->mon, ZMQ_DONTWAIT) < 0)
+                more = false;
+            else
+                more = zmq_msg_more(&ev);
+            zmq_msg_close(&ev);
+        }
+        if (event != ZMQ_EVENT_DISCONNECTED)
+            continue;
+        qa_peer_t *p = qa_peers_by_fd(e->peers, fd);
+        if (p) {
+            qa_log(e->srv->log, QA_DEBUG, "%s peer (pid %d) disconnected", qp_endpoint_role(e->ep),
+                   (int)p->cred_pid);
+            drop_peer(e, p);
+        }
+    }
+}
+
+static void on_monitor(void *arg)
+{
+    drain_monitor(arg);
+}
+
+/* Binds p to its connection's fd. The monitor is drained first: libzmq queues a closed
+ * connection's "disconnected" event before it closes the fd, so before a new connection
+ * can reuse the number; draining now consumes any event about an older holder of fd,
+ * which must not be taken for p's later. */
+static void bind_fd(struct endpoint *e, qa_peer_t *p, int fd)
+{
+    if (fd < 0 || p->fd == fd)
+        return;
+    drain_monitor(e);
+    qa_peer_t *old = qa_peers_by_fd(e->peers, fd);
+    if (old && old != p) /* its event was lost: the fd's reuse proves it is gone */
+        drop_peer(e, old);
+    if (qa_peers_bind_fd(e->peers, p, fd) < 0)
+        return;
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+        p->cred_pid = cred.pid;
+}
+
+/* ---- requests ---------------------------------------------------------------------- */
+
+static void on_hello(qa_server_t *self, qa_peer_t *p, const qp_msg_t *m)
+{
+    uint64_t id = qp_msg_id(m), proto = 0;
+    const char *role = NULL;
+    qp_msg_get_uint(m, "proto", &proto);
+    qp_msg_get_str(m, "role", &role);
+    if (proto != QP_PROTO_VERSION) {
+        qa_server_error(self, p, id, QP_E_PROTO,
+                        "protocol version mismatch: client speaks %llu, arbiter speaks %d",
+                        (unsigned long long)proto, QP_PROTO_VERSION);
+        return;
+    }
+    if (strcmp(role, qp_endpoint_role(p->ep)) != 0) {
+        qa_server_error(self, p, id, QP_E_AUTH, "role '%.32s' is not served on %s", role,
+                        qp_endpoint_file(p->ep));
+        return;
+    }
+    if (p->ep == QP_TENANT) {
+        qa_tenant_end(self, p, true); /* a new hello replaces the session */
+        qa_tenant_hello(self, p, m);
+        return;
+    }
+    p->session = true;
+    qp_msg_t *rep = qp_msg_new_ok(id);
+    qp_msg_set_uint(rep, "proto", QP_PROTO_VERSION);
+    qp_msg_set_str(rep, "arbiter", "qarbiter/" QA_VERSION);
+    qa_server_send(self, p, &rep);
+}
+
+/* Handles one message of peer p: body is its only frame unless extra is set. */
+static void handle(struct endpoint *e, qa_peer_t *p, const void *body, size_t len, bool extra)
+{
+    qa_server_t *self = e->srv;
+    char err[QP_ERR_LEN];
+    qp_msg_t *m = NULL;
+    int rc;
+    if (extra) {
+        rc = -EPROTO;
+        snprintf(err, sizeof err, "a message must be one frame");
+    } else {
+        rc = qp_msg_decode(body, len, &qp_caps_request, &m, err);
+    }
+    if (rc < 0) {
+        if (!p->warned)
+            qa_log(self->log, QA_WARN,
+                   "malformed message on %s from pid %d: %s (more from it "
+                   "are not logged)",
+                   qp_endpoint_file(e->ep), (int)p->cred_pid, err);
+        p->warned = true;
+        qa_server_error(self, p, 0, QP_E_PROTO, "malformed message: %s", err);
+        return;
+    }
+    uint64_t id = qp_msg_id(m);
+    rc = qp_check_request(m, e->ep, err);
+    if (rc < 0) {
+        qa_server_error(self, p, id, rc == -EACCES ? QP_E_AUTH : QP_E_PROTO, "%s", err);
+    } else if (strcmp(qp_msg_type(m), "hello") == 0) {
+        on_hello(self, p, m);
+    } else if (!p->session) {
+        qa_server_error(self, p, id, QP_E_NOSESSION, "hello first");
+    } else if (e->ep == QP_ADMIN) {
+        qa_admin_handle(self, p, m);
+    } else {
+        qa_tenant_request(self, p, m);
+    }
+    qp_msg_destroy(&m);
+}
+
+/* Reads one message from e's ROUTER. Returns false when there was none. */
+static bool recv_one(struct endpoint *e)
+{
+    zmq_msg_t rid, body;
+    zmq_msg_init(&rid);
+    if (zmq_msg_recv(&rid, e->sock, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&rid);
+        return false;
+    }
+    zmq_msg_init(&body);
+    bool got_body = zmq_msg_more(&rid) && zmq_msg_recv(&body, e->sock, ZMQ_DONTWAIT) >= 0;
+    bool extra = got_body && zmq_msg_more(&body);
+    int fd = got_body ? zmq_msg_get(&body, ZMQ_SRCFD) : -1;
+    for (bool more = extra; more;) { /* a peer sent several frames: read them all */
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        more = zmq_msg_recv(&part, e->sock, ZMQ_DONTWAIT) >= 0 && zmq_msg_more(&part);
+        zmq_msg_close(&part);
+    }
+    if (got_body) {
+        qa_peer_t *p = qa_peers_find(e->peers, zmq_msg_data(&rid), zmq_msg_size(&rid));
+        if (!p && (p = qa_peers_add(e->peers, zmq_msg_data(&rid), zmq_msg_size(&rid)))) {
+            p->srv = e->srv;
+            p->ep = e->ep;
+        }
+        if (p) {
+            p->last_seen = qa_now_ns();
+            bind_fd(e, p, fd);
+            handle(e, p, zmq_msg_data(&body), zmq_msg_size(&body), extra);
+        } else {
+            qa_log(e->srv->log, QA_ERROR, "out of memory for a new peer: message dropped");
+        }
+    }
+    zmq_msg_close(&body);
+    zmq_msg_close(&rid);
+    return true;
+}
+
+static void on_router(void *arg)
+{
+    struct endpoint *e = arg;
+    for (int i = 0; i < BATCH && recv_one(e); i++)
+        ;
+}
+
+/* ---- periodic work ----------------------------------------------------------------- */
+
+static void check_peer(void *arg, qa_peer_t *p)
+{
+    struct endpoint *e = arg;
+    uint64_t idle = qa_now_ns() - p->last_seen;
+    uint64_t limit = e->srv->cfg->heartbeat_timeout_ms * 1000000ull;
+    if (e->ep == QP_TENANT && p->session && idle > limit) {
+        qa_log(e->srv->log, QA_INFO,
+               "tenant pid %d of vGPU %s silent for %u ms: session dropped, %llu bytes freed",
+               (int)p->pid, p->vgpu ? p->vgpu->id : "?", e->srv->cfg->heartbeat_timeout_ms,
+               (unsigned long long)p->reserved);
+        drop_peer(e, p);
+    } else if ((!p->session && idle > limit) || idle > IDLE_PEER_NS) {
+        drop_peer(e, p); /* never said hello, or an administrator long idle: forget it */
+    }
+}
+
+static void on_liveness(void *arg)
+{
+    qa_server_t *self = arg;
+    drain_monitor(&self->tenant);
+    drain_monitor(&self->admin);
+    qa_peers_each(self->tenant.peers, check_peer, &self->tenant);
+    qa_peers_each(self->admin.peers, check_peer, &self->admin);
+    qa_timer_start(self->loop, &self->liveness, qa_now_ns() + LIVENESS_NS, on_liveness, self);
+}
+
+static double ewma(double old, double sample, bool first)
+{
+    return first ? sample : old + EWMA_ALPHA * (sample - old);
+}
+
+static void on_sampling(void *arg)
+{
+    qa_server_t *self = arg;
+    bool first = self->sample_round == 0;
+    if (qa_sampler_take(self->sampler, self->samples, &self->sample_round)) {
+        for (size_t i = 0; i < qa_host_ngpus(self->host); i++) {
+            qa_gpu_t *g = qa_host_gpu(self->host, i);
+            const qa_gpu_sample_t *s = &self->samples[i];
+            if (!s->ok)
+                continue;
+            g->util = ewma(g->util, s->util, first);
+            g->memory_used = s->memory_used;
+        }
+        for (size_t i = 0; i < qa_host_nvgpus(self->host); i++) {
+            qa_vgpu_t *v = qa_host_vgpu(self->host, i);
+            const qa_gpu_sample_t *s = &self->samples[v->gpu];
+            if (s->ok)
+                v->util = ewma(v->util, qa_tenant_util(v, s), first);
+        }
+    }
+    qa_timer_start(self->loop, &self->sampling, qa_now_ns() + SAMPLE_MS * 1000000ull, on_sampling,
+                   self);
+}
+
+static void on_signal(void *arg)
+{
+    qa_server_t *self = arg;
+    struct signalfd_siginfo si;
+    if (read(self->sig_fd, &si, sizeof si) == (ssize_t)sizeof si) {
+        qa_log(self->log, QA_INFO, "%s: stopping", strsignal((int)si.ssi_signo));
+        qa_loop_stop(self->loop);
+    }
+}
+
+/* ---- start and stop ---------------------------------------------------------------- */
+
+static int take_lock(qa_server_t *self, char *err)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", self->socket_dir, QP_LOCK_FILE);
+    self->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (self->lock_fd < 0) {
+        snprintf(err, QP_ERR_LEN, "cannot open %.200s: %s", path, strerror(errno));
+        return -errno;
+    }
+    if (flock(self->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        char pid[32] = "";
+        ssize_t n = pread(self->lock_fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        snprintf(err, QP_ERR_LEN,
+                 "another qarbiter%s%s%s holds %.180s: stop it first, or use another "
+                 "--socket-dir",
+                 pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "", path);
+        close(self->lock_fd);
+        self->lock_fd = -1;
+        return -EBUSY;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+    if (ftruncate(self->lock_fd, 0) < 0 || pwrite(self->lock_fd, pid, (size_t)n, 0) != n)
+        qa_log(self->log, QA_WARN, "cannot write the pid into %s", path);
+    return 0;
+}
+
+static int adopt_one(void *arg, const qa_vgpu_t *v, const char *uuid, char err[QP_ERR_LEN])
+{
+    qa_server_t *self = arg;
+    int rc = qa_host_adopt(self->host, v, uuid, err);
+    if (rc == -ENODEV) { /* its GPU is gone: keep the file, serve the others */
+        qa_log(self->log, QA_WARN, "%s; it is not served until that GPU is back", err);
+        return 0;
+    }
+    if (rc < 0) {
+        char why[QP_ERR_LEN];
+        snprintf(why, sizeof why, "%s", err);
+        snprintf(err, QP_ERR_LEN, "state of vGPU %s: %.180s (fix or remove its file)", v->id, why);
+    }
+    return rc;
+}
+
+static int discover(qa_server_t *self, char *err)
+{
+    qa_gpu_desc_t gpus[QA_MAX_GPUS];
+    size_t n;
+    unsigned derived;
+    if (!(self->nvml = qa_nvml_open(err)))
+        return -ENODEV;
+    int rc = qa_nvml_describe(self->nvml, gpus, QA_MAX_GPUS, &n, &derived, err);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        qa_log(self->log, QA_INFO, "GPU %u: %s, %s, %llu MiB, %u SMs, %u CUDA cores", gpus[i].index,
+               gpus[i].name, gpus[i].uuid, (unsigned long long)(gpus[i].memory_total >> 20),
+               gpus[i].sms, gpus[i].cuda_cores);
+    if (derived)
+        qa_log(self->log, QA_INFO,
+               "%u SM or core counts derived from the compute capability "
+               "(the driver does not report them)",
+               derived);
+    if (!(self->host = qa_host_new(gpus, n, self->cfg))) {
+        snprintf(err, QP_ERR_LEN, "out of memory");
+        return -ENOMEM;
+    }
+    if (!(self->samples = calloc(n, sizeof *self->samples))) {
+        snprintf(err, QP_ERR_LEN, "out of memory");
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+static int load_state(qa_server_t *self, const char *dir, char *err)
+{
+    if (!(self->store = qa_store_open(dir, err)))
+        return -EIO;
+    uint64_t next_id;
+    int rc = qa_store_load(self->store, adopt_one, self, &next_id, err);
+    if (rc < 0)
+        return rc;
+    qa_host_skip_ids(self->host, next_id);
+    qa_log(self->log, QA_INFO, "state: %zu vGPUs from %s", qa_host_nvgpus(self->host), dir);
+    return 0;
+}
+
+/* Binds e's ROUTER on socket_dir/<file> with mode, and its monitor. */
+static int open_endpoint(qa_server_t *self, struct endpoint *e, qp_endpoint_t ep, mode_t mode,
+                         char *err)
+{
+    e->srv = self;
+    e->ep = ep;
+    snprintf(e->path, sizeof e->path, "%s/%s", self->socket_dir, qp_endpoint_file(ep));
+    if (!(e->peers = qa_peers_new()) || !(e->sock = zmq_socket(self->zctx, ZMQ_ROUTER)) ||
+        !(e->mon = zmq_socket(self->zctx, ZMQ_PAIR)))
+        goto fail;
+    int zero = 0;
+    int64_t max = QP_MAX_FRAME;
+    if (zmq_setsockopt(e->sock, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
+        zmq_setsockopt(e->sock, ZMQ_MAXMSGSIZE, &max, sizeof max) < 0)
+        goto fail;
+    char mon[64], ep_str[300];
+    snprintf(mon, sizeof mon, "inproc://qa-monitor-%s", qp_endpoint_role(ep));
+    if (zmq_socket_monitor(e->sock, mon, ZMQ_EVENT_DISCONNECTED) < 0 ||
+        zmq_setsockopt(e->mon, ZMQ_LINGER, &zero, sizeof zero) < 0 || zmq_connect(e->mon, mon) < 0)
+        goto fail;
+    /* We hold the lock: a socket file here is a dead arbiter's. */
+    unlink(e->path);
+    snprintf(ep_str, sizeof ep_str, "ipc://%s", e->path);
+    mode_t old = umask((mode_t)(~mode & 0777));
+    int rc = zmq_bind(e->sock, ep_str);
+    umask(old);
+    if (rc < 0)
+        goto fail;
+    e->bound = true;
+    if (chmod(e->path, mode) < 0)
+        goto fail;
+    if (qa_loop_add_zsock(self->loop, e->sock, on_router, e) < 0 ||
+        qa_loop_add_zsock(self->loop, e->mon, on_monitor, e) < 0)
+        goto fail;
+    return 0;
+fail:
+    snprintf(err, QP_ERR_LEN, "cannot listen on %.200s: %s", e->path, zmq_strerror(errno));
+    return -EIO;
+}
+
+qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
+{
+    qa_server_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        snprintf(err, QP_ERR_LEN, "out of memory");
+        return NULL;
+    }
+    self->cfg = opts->cfg;
+    self->log = opts->log;
+    self->lock_fd = self->sig_fd = -1;
+    if (strlen(opts->socket_dir) >= sizeof self->socket_dir - 16) {
+        snprintf(err, QP_ERR_LEN, "socket dir '%.60s...' is too long for Unix sockets",
+                 opts->socket_dir);
+        goto fail;
+    }
+    snprintf(self->socket_dir, sizeof self->socket_dir, "%s", opts->socket_dir);
+    if (mkdir(self->socket_dir, 0755) < 0 && errno != EEXIST) {
+        snprintf(err, QP_ERR_LEN, "cannot create socket dir %.150s: %s", self->socket_dir,
+                 strerror(errno));
+        goto fail;
+    }
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigprocmask(SIG_BLOCK, &sigs, NULL);
+    if ((self->sig_fd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
+        snprintf(err, QP_ERR_LEN, "cannot make a signalfd: %s", strerror(errno));
+        goto fail;
+    }
+    if (take_lock(self, err) < 0 || discover(self, err) < 0 ||
+        load_state(self, opts->state_dir, err) < 0)
+        goto fail;
+    if (!(self->sampler = qa_sampler_start(self->nvml, qa_host_ngpus(self->host), SAMPLE_MS)) ||
+        !(self->loop = qa_loop_new()) || !(self->zctx = zmq_ctx_new())) {
+        snprintf(err, QP_ERR_LEN, "cannot start: out of memory or threads");
+        goto fail;
+    }
+    /* admin.sock last: its appearance tells that the arbiter is ready. */
+    if (open_endpoint(self, &self->tenant, QP_TENANT, 0666, err) < 0 ||
+        open_endpoint(self, &self->admin, QP_ADMIN, 0600, err) < 0)
+        goto fail;
+    if (qa_loop_add_fd(self->loop, self->sig_fd, on_signal, self) < 0 ||
+        qa_timer_start(self->loop, &self->liveness, qa_now_ns() + LIVENESS_NS, on_liveness, self) <
+            0 ||
+        qa_timer_start(self->loop, &self->sampling, qa_now_ns(), on_sampling, self) < 0) {
+        snprintf(err, QP_ERR_LEN, "cannot start: out of memory");
+        goto fail;
+    }
+    qa_log(self->log, QA_INFO, "serving %s and %s", self->admin.path, self->tenant.path);
+    return self;
+
+fail:
+    qa_server_destroy(&self);
+    return NULL;
+}
+
+int qa_server_run(qa_server_t *self)
+{
+    return qa_loop_run(self->loop);
+}
+
+static void stop_pending(void *arg, qa_peer_t *p)
+{
+    qa_timer_stop(arg, &p->pending.timer);
+}
+
+static void close_endpoint(qa_server_t *self, struct endpoint *e)
+{
+    if (e->peers)
+        qa_peers_each(e->peers, stop_pending, self->loop);
+    if (e->mon)
+        zmq_close(e->mon);
+    if (e->sock)
+        zmq_close(e->sock);
+    if (e->bound)
+        unlink(e->path);
+    qa_peers_destroy(&e->peers);
+}
+
+void qa_server_destroy(qa_server_t **self_p)
+{
+    qa_server_t *self = *self_p;
+    if (!self)
+        return;
+    if (self->loop) {
+        qa_timer_stop(self->loop, &self->liveness);
+        qa_timer_stop(self->loop, &self->sampling);
+    }
+    close_endpoint(self, &self->admin);
+    close_endpoint(self, &self->tenant);
+    if (self->zctx)
+        zmq_ctx_term(self->zctx);
+    qa_loop_destroy(&self->loop);
+    qa_sampler_stop(&self->sampler);
+    qa_store_close(&self->store);
+    qa_host_destroy(&self->host);
+    qa_nvml_close(&self->nvml);
+    free(self->samples);
+    if (self->sig_fd >= 0)
+        close(self->sig_fd);
+    if (self->lock_fd >= 0)
+        close(self->lock_fd);
+    free(self);
+    *self_p = NULL;
+}

@@ -1,0 +1,57 @@
+/* server.h - qarbiter's daemon: takes the socket dir's lock, discovers the GPUs, loads
+ * the state, binds tenant.sock and then admin.sock (whose appearance means "ready"),
+ * and serves both endpoints from one event loop until SIGTERM or SIGINT.
+ *
+ * The loop thread does all the work; two helper threads (store.c's syncer and
+ * sampler.c's NVML sampler) never touch the server's state. admin.c and tenant.c handle
+ * requests through the accessors below. */
+#ifndef QA_SERVER_H
+#define QA_SERVER_H
+
+#include "arbiter/config.h"
+#include "arbiter/host.h"
+#include "arbiter/log.h"
+#include "arbiter/loop.h"
+#include "arbiter/peer.h"
+#include "arbiter/store.h"
+#include "proto/msg.h"
+
+#define QA_VERSION "0.1.0"
+
+typedef struct qa_server qa_server_t;
+
+typedef struct qa_server_opts {
+    const char *socket_dir; /* where admin.sock, tenant.sock and qarbiter.lock live */
+    const char *state_dir;  /* where vGPUs persist */
+    const qa_config_t *cfg; /* borrowed: must outlive the server */
+    const qa_log_t *log;    /* borrowed: must outlive the server */
+} qa_server_opts_t;
+
+/* Starts everything but the loop. Returns NULL with err as one line when the lock is
+ * held by another arbiter, there is no GPU, the state cannot be read, or a socket
+ * cannot be bound; whatever was made is undone. SIGTERM and SIGINT are blocked in the
+ * calling thread (and so in threads it starts) and received through a signalfd. */
+qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN]);
+/* Serves until SIGTERM/SIGINT. Returns 0, or a negative errno if the loop fails. */
+int qa_server_run(qa_server_t *self);
+/* Closes and removes the sockets, syncs the state, frees *self_p; sets it to NULL. */
+void qa_server_destroy(qa_server_t **self_p);
+
+/* ---- for request handlers ---------------------------------------------------------- */
+
+qa_host_t *qa_server_host(qa_server_t *self);
+qa_store_t *qa_server_store(qa_server_t *self);
+qa_loop_t *qa_server_loop(qa_server_t *self);
+const qa_config_t *qa_server_config(const qa_server_t *self);
+const qa_log_t *qa_server_log(const qa_server_t *self);
+/* A fresh session number. */
+uint64_t qa_server_new_session(qa_server_t *self);
+
+/* Sends *msg (taken) to p without blocking: a peer that does not read loses messages
+ * rather than stall the arbiter. */
+void qa_server_send(qa_server_t *self, qa_peer_t *p, qp_msg_t **msg);
+/* Sends {t:error, id, code, msg}. */
+void qa_server_error(qa_server_t *self, qa_peer_t *p, uint64_t id, const char *code,
+                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+#endif

@@ -1,0 +1,341 @@
+/* store.c - vGPU files with atomic replace, and a thread that makes them durable.
+ * Threads: see store.h. */
+#include "arbiter/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define FORMAT_VERSION 1
+#define ID_BLOCK 64
+
+struct qa_store {
+    char *dir;            /* owned: the state dir */
+    int vgpus_fd;         /* owned: the vgpus/ directory, for *at() calls */
+    int dir_fd;           /* owned: the state dir */
+    uint64_t ids_bound;   /* meta.json says ids below this may have been handed out */
+    pthread_t thread;     /* the sync thread */
+    pthread_mutex_t lock; /* guards dirty and stop */
+    pthread_cond_t wake;  /* signalled when dirty or stop is set */
+    bool dirty;           /* something was written since the last syncfs */
+    bool stop;            /* the thread should end */
+};
+
+static void *sync_main(void *arg)
+{
+    qa_store_t *self = arg;
+    pthread_mutex_lock(&self->lock);
+    for (;;) {
+        while (!self->dirty && !self->stop)
+            pthread_cond_wait(&self->wake, &self->lock);
+        if (self->stop)
+            break;
+        self->dirty = false;
+        pthread_mutex_unlock(&self->lock);
+        /* One syncfs covers every file and rename made since the last one, so a burst
+         * of requests costs one sync. */
+        syncfs(self->dir_fd);
+        pthread_mutex_lock(&self->lock);
+    }
+    pthread_mutex_unlock(&self->lock);
+    return NULL;
+}
+
+static void mark_dirty(qa_store_t *self)
+{
+    pthread_mutex_lock(&self->lock);
+    self->dirty = true;
+    pthread_cond_signal(&self->wake);
+    pthread_mutex_unlock(&self->lock);
+}
+
+/* Removes "*.tmp" files left in dir_fd by a write that was interrupted. */
+static void remove_temps(int dir_fd)
+{
+    int fd = dup(dir_fd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (n > 4 && strcmp(e->d_name + n - 4, ".tmp") == 0)
+            unlinkat(dir_fd, e->d_name, 0);
+    }
+    closedir(d);
+}
+
+qa_store_t *qa_store_open(const char *dir, char err[QP_ERR_LEN])
+{
+    qa_store_t *self = calloc(1, sizeof *self);
+    if (!self || !(self->dir = strdup(dir))) {
+        free(self);
+        snprintf(err, QP_ERR_LEN, "out of memory");
+        return NULL;
+    }
+    self->dir_fd = self->vgpus_fd = -1;
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        goto fail;
+    if ((self->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        goto fail;
+    if (mkdirat(self->dir_fd, "vgpus", 0700) < 0 && errno != EEXIST)
+        goto fail;
+    if ((self->vgpus_fd = openat(self->dir_fd, "vgpus", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+        goto fail;
+    if (faccessat(self->dir_fd, ".", W_OK, 0) < 0)
+        goto fail;
+    remove_temps(self->dir_fd);
+    remove_temps(self->vgpus_fd);
+    pthread_mutex_init(&self->lock, NULL);
+    pthread_cond_init(&self->wake, NULL);
+    int rc = pthread_create(&self->thread, NULL, sync_main, self);
+    if (rc != 0) {
+        errno = rc;
+        pthread_mutex_destroy(&self->lock);
+        pthread_cond_destroy(&self->wake);
+        goto fail;
+    }
+    return self;
+
+fail:
+    snprintf(err, QP_ERR_LEN, "cannot use state dir %.150s: %s", dir, strerror(errno));
+    if (self->vgpus_fd >= 0)
+        close(self->vgpus_fd);
+    if (self->dir_fd >= 0)
+        close(self->dir_fd);
+    free(self->dir);
+    free(self);
+    return NULL;
+}
+
+void qa_store_close(qa_store_t **self_p)
+{
+    qa_store_t *self = *self_p;
+    if (!self)
+        return;
+    pthread_mutex_lock(&self->lock);
+    self->stop = true;
+    pthread_cond_signal(&self->wake);
+    pthread_mutex_unlock(&self->lock);
+    pthread_join(self->thread, NULL);
+    syncfs(self->dir_fd);
+    pthread_mutex_destroy(&self->lock);
+    pthread_cond_destroy(&self->wake);
+    close(self->vgpus_fd);
+    close(self->dir_fd);
+    free(self->dir);
+    free(self);
+    *self_p = NULL;
+}
+
+/* Writes doc as name in dir_fd through name.tmp and a rename. */
+static int write_atomic(qa_store_t *self, int dir_fd, const char *name, json_t *doc, char *err)
+{
+    char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
+    char tmp[128];
+    snprintf(tmp, sizeof tmp, "%s.tmp", name);
+    int fd = -1, saved = ENOMEM;
+    if (!text)
+        goto fail;
+    if ((fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+        goto fail_errno;
+    size_t len = strlen(text), done = 0;
+    while (done < len) {
+        ssize_t n = write(fd, text + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            goto fail_errno;
+        done += (size_t)n;
+    }
+    if (close(fd) < 0) {
+        fd = -1;
+        goto fail_errno;
+    }
+    fd = -1;
+    if (renameat(dir_fd, tmp, dir_fd, name) < 0)
+        goto fail_errno;
+    free(text);
+    mark_dirty(self);
+    return 0;
+
+fail_errno:
+    saved = errno;
+fail:
+    if (fd >= 0)
+        close(fd);
+    unlinkat(dir_fd, tmp, 0);
+    free(text);
+    snprintf(err, QP_ERR_LEN, "cannot write %.120s/%s: %s", self->dir, name, strerror(saved));
+    return -EIO;
+}
+
+int qa_store_put(qa_store_t *self, const qa_vgpu_t *v, const char *gpu_uuid, char err[QP_ERR_LEN])
+{
+    json_t *doc =
+        json_pack("{s:i, s:s, s:s, s:s, s:s, s:s, s:I, s:i, s:i, s:I}", "version", FORMAT_VERSION,
+                  "id", v->id, "vm", v->vm, "secret", v->secret, "profile", v->profile, "gpu_uuid",
+                  gpu_uuid, "memory_mb", (json_int_t)v->memory_mb, "share", (int)v->share, "limit",
+                  (int)v->limit, "created", (json_int_t)v->created);
+    char name[QP_ID_LEN + 8];
+    snprintf(name, sizeof name, "%s.json", v->id);
+    int rc = doc ? write_atomic(self, self->vgpus_fd, name, doc, err) : -EIO;
+    if (!doc)
+        snprintf(err, QP_ERR_LEN, "out of memory writing vGPU %s", v->id);
+    json_decref(doc);
+    return rc;
+}
+
+int qa_store_remove(qa_store_t *self, const char *id, char err[QP_ERR_LEN])
+{
+    char name[QP_ID_LEN + 8];
+    snprintf(name, sizeof name, "%s.json", id);
+    if (unlinkat(self->vgpus_fd, name, 0) < 0 && errno != ENOENT) {
+        snprintf(err, QP_ERR_LEN, "cannot remove %.120s/vgpus/%s: %s", self->dir, name,
+                 strerror(errno));
+        return -EIO;
+    }
+    mark_dirty(self);
+    return 0;
+}
+
+int qa_store_note_ids(qa_store_t *self, uint64_t next_id, char err[QP_ERR_LEN])
+{
+    if (next_id <= self->ids_bound)
+        return 0;
+    uint64_t bound = next_id + ID_BLOCK;
+    json_t *doc = json_pack("{s:i, s:I}", "version", FORMAT_VERSION, "next_id", (json_int_t)bound);
+    int rc = doc ? write_atomic(self, self->dir_fd, "meta.json", doc, err) : -EIO;
+    if (!doc)
+        snprintf(err, QP_ERR_LEN, "out of memory writing meta.json");
+    json_decref(doc);
+    if (rc == 0)
+        self->ids_bound = bound;
+    return rc;
+}
+
+/* ---- loading ----------------------------------------------------------------------- */
+
+static json_t *read_json(int dir_fd, const char *name, const char *where, char *err)
+{
+    int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, QP_ERR_LEN, "cannot read %.150s/%.40s: %s", where, name, strerror(errno));
+        return NULL;
+    }
+    json_error_t je;
+    json_t *doc = json_loadfd(fd, JSON_REJECT_DUPLICATES, &je);
+    close(fd);
+    if (!doc)
+        snprintf(err, QP_ERR_LEN, "%.100s/%.40s:%d: %.60s (fix or remove the file)", where, name,
+                 je.line, je.text);
+    return doc;
+}
+
+static int copy_str(json_t *doc, const char *key, char *out, size_t size)
+{
+    const char *s = json_string_value(json_object_get(doc, key));
+    if (!s || strlen(s) >= size)
+        return -1;
+    memcpy(out, s, strlen(s) + 1);
+    return 0;
+}
+
+static int get_uint(json_t *doc, const char *key, uint64_t max, uint64_t *out)
+{
+    json_t *j = json_object_get(doc, key);
+    if (!json_is_integer(j) || json_integer_value(j) < 0 || (uint64_t)json_integer_value(j) > max)
+        return -1;
+    *out = (uint64_t)json_integer_value(j);
+    return 0;
+}
+
+/* Parses one vGPU file into v and uuid. */
+static int parse_vgpu(json_t *doc, qa_vgpu_t *v, char uuid[QP_UUID_LEN])
+{
+    uint64_t version, memory_mb, share, limit, created;
+    memset(v, 0, sizeof *v);
+    if (!json_is_object(doc) || get_uint(doc, "version", 1000, &version) < 0 ||
+        version != FORMAT_VERSION || copy_str(doc, "id", v->id, sizeof v->id) < 0 ||
+        copy_str(doc, "vm", v->vm, sizeof v->vm) < 0 ||
+        copy_str(doc, "secret", v->secret, sizeof v->secret) < 0 ||
+        copy_str(doc, "profile", v->profile, sizeof v->profile) < 0 ||
+        copy_str(doc, "gpu_uuid", uuid, QP_UUID_LEN) < 0 ||
+        get_uint(doc, "memory_mb", UINT32_MAX, &memory_mb) < 0 ||
+        get_uint(doc, "share", 100, &share) < 0 || get_uint(doc, "limit", 100, &limit) < 0 ||
+        get_uint(doc, "created", INT64_MAX, &created) < 0)
+        return -1;
+    v->memory_mb = memory_mb;
+    v->share = (unsigned)share;
+    v->limit = (unsigned)limit;
+    v->created = (int64_t)created;
+    return 0;
+}
+
+int qa_store_load(qa_store_t *self, qa_store_each_fn *each, void *arg, uint64_t *next_id,
+                  char err[QP_ERR_LEN])
+{
+    *next_id = 1;
+    if (faccessat(self->dir_fd, "meta.json", F_OK, 0) == 0) {
+        json_t *meta = read_json(self->dir_fd, "meta.json", self->dir, err);
+        uint64_t n;
+        if (!meta)
+            return -EINVAL;
+        int bad = get_uint(meta, "next_id", UINT64_MAX / 2, &n);
+        json_decref(meta);
+        if (bad < 0) {
+            snprintf(err, QP_ERR_LEN, "%.150s/meta.json: no valid 'next_id' (fix or remove it)",
+                     self->dir);
+            return -EINVAL;
+        }
+        *next_id = n;
+        self->ids_bound = n;
+    }
+    int fd = dup(self->vgpus_fd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        snprintf(err, QP_ERR_LEN, "cannot list %.150s/vgpus: %s", self->dir, strerror(errno));
+        return -EINVAL;
+    }
+    rewinddir(d);
+    char where[200];
+    snprintf(where, sizeof where, "%.150s/vgpus", self->dir);
+    int rc = 0;
+    struct dirent *e;
+    while (rc == 0 && (e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (e->d_name[0] == '.' || n < 6 || strcmp(e->d_name + n - 5, ".json") != 0)
+            continue;
+        json_t *doc = read_json(self->vgpus_fd, e->d_name, where, err);
+        if (!doc) {
+            rc = -EINVAL;
+            break;
+        }
+        qa_vgpu_t v;
+        char uuid[QP_UUID_LEN];
+        if (parse_vgpu(doc, &v, uuid) < 0 || strlen(v.id) + 5 != n ||
+            strncmp(e->d_name, v.id, n - 5) != 0) {
+            snprintf(err, QP_ERR_LEN, "%.150s/%.60s: not a valid vGPU record (fix or remove it)",
+                     where, e->d_name);
+            rc = -EINVAL;
+        } else {
+            rc = each(arg, &v, uuid, err);
+        }
+        json_decref(doc);
+    }
+    closedir(d);
+    return rc;
+}

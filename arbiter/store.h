@@ -1,0 +1,51 @@
+/* store.h - the arbiter's state on disk, in --state-dir:
+ *
+ *   vgpus/<id>.json   one file per vGPU: id, vm, secret, profile, GPU UUID, limits
+ *   meta.json         ids handed out so far, so that none is ever handed out twice
+ *
+ * Every write goes to a temporary file that is renamed over the old one, so a reader
+ * (a restarted arbiter) sees the old file or the new one, never half of either. Writes
+ * reach the kernel before the request is answered, so they survive kill -9 of the
+ * arbiter; making them durable against power loss (syncfs) is left to a background
+ * thread woken after each write, which keeps fsync off the request path: what was
+ * answered in the last few milliseconds before a power cut may be lost.
+ *
+ * Threads: the loop thread calls everything; the sync thread only calls syncfs() and
+ * shares one flag with it under a mutex. */
+#ifndef QA_STORE_H
+#define QA_STORE_H
+
+#include "arbiter/host.h"
+#include "proto/msg.h"
+
+#include <stdint.h>
+
+typedef struct qa_store qa_store_t;
+
+/* Opens (creating, mode 0700) the state dir and starts the sync thread; leftover
+ * temporary files of an interrupted write are removed. Returns NULL with err. */
+qa_store_t *qa_store_open(const char *dir, char err[QP_ERR_LEN]);
+/* Syncs once more, stops the thread, frees *self_p and sets it to NULL. */
+void qa_store_close(qa_store_t **self_p);
+
+/* Called by qa_store_load for each vGPU found: v (borrowed) and the UUID of its GPU.
+ * A negative return stops the load with that value (err filled by the callback). */
+typedef int qa_store_each_fn(void *arg, const qa_vgpu_t *v, const char *gpu_uuid,
+                             char err[QP_ERR_LEN]);
+
+/* Reads every vGPU file and calls each; *next_id receives the first id number that was
+ * never handed out. Returns 0, or -EINVAL naming the file that cannot be read or parsed
+ * (the arbiter refuses to start rather than forget a vGPU). */
+int qa_store_load(qa_store_t *self, qa_store_each_fn *each, void *arg, uint64_t *next_id,
+                  char err[QP_ERR_LEN]);
+
+/* Writes v's file (gpu_uuid: where it lives). Returns 0 or -EIO with err. */
+int qa_store_put(qa_store_t *self, const qa_vgpu_t *v, const char *gpu_uuid, char err[QP_ERR_LEN]);
+/* Removes the file of vGPU id. Returns 0 (also when there was none) or -EIO. */
+int qa_store_remove(qa_store_t *self, const char *id, char err[QP_ERR_LEN]);
+/* Records that ids up to next_id - 1 are used. meta.json is rewritten only every 64
+ * ids (it records a bound ahead of use), so most creations write one file. Returns 0
+ * or -EIO. */
+int qa_store_note_ids(qa_store_t *self, uint64_t next_id, char err[QP_ERR_LEN]);
+
+#endif

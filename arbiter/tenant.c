@@ -1,0 +1,376 @@
+/* tenant.c - tenant authentication, memory reservations with reclaim, heartbeats.
+ * Single-threaded: the loop thread (see tenant.h). */
+#include "arbiter/tenant.h"
+
+#include "proto/records.h"
+#include "proto/schema.h"
+#include "proto/units.h"
+
+#include <errno.h>
+#include <string.h>
+
+static uint64_t quota_of(const qa_vgpu_t *v)
+{
+    return v->memory_mb * QP_MIB;
+}
+
+/* Recomputes v's totals from its sessions: O(sessions), a handful per vGPU. */
+static void recount(qa_vgpu_t *v)
+{
+    v->mem_used = v->mem_reserved = 0;
+    v->procs = 0;
+    for (qa_peer_t *s = v->sessions; s; s = s->next_in_vgpu) {
+        v->mem_used += s->used;
+        v->mem_reserved += s->reserved;
+        v->procs++;
+    }
+}
+
+/* What p could hold: the quota minus the other processes' reservations. */
+static uint64_t room_for(const qa_peer_t *p)
+{
+    const qa_vgpu_t *v = p->vgpu;
+    uint64_t others = v->mem_reserved - p->reserved;
+    return quota_of(v) > others ? quota_of(v) - others : 0;
+}
+
+/* Reservation the other processes hold beyond their reported use. */
+static uint64_t others_unused(const qa_peer_t *p)
+{
+    uint64_t n = 0;
+    for (const qa_peer_t *s = p->vgpu->sessions; s; s = s->next_in_vgpu) {
+        if (s != p && s->reserved > s->used)
+            n += s->reserved - s->used;
+    }
+    return n;
+}
+
+/* Secrets are compared in constant time: a tenant must not learn a prefix. */
+static bool secret_ok(const char *want, const char *got)
+{
+    size_t n = strlen(want);
+    if (!got || strlen(got) != n)
+        return false;
+    unsigned char diff = 0;
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)(want[i] ^ got[i]);
+    return diff == 0;
+}
+
+static void grant(qa_server_t *srv, qa_peer_t *p, uint64_t id, uint64_t need, uint64_t want)
+{
+    uint64_t room = room_for(p);
+    p->reserved = want < room ? want : room;
+    if (p->reserved < need) /* callers checked need <= room */
+        p->reserved = need;
+    recount(p->vgpu);
+    qp_msg_t *rep = qp_msg_new_ok(id);
+    qp_msg_set_uint(rep, "reserved", p->reserved);
+    qp_msg_set_uint(rep, "vgpu_used", p->vgpu->mem_used);
+    qa_server_send(srv, p, &rep);
+}
+
+static void refuse_quota(qa_server_t *srv, qa_peer_t *p, uint64_t id, uint64_t need,
+                         const char *why)
+{
+    uint64_t room = room_for(p);
+    qp_msg_t *rep =
+        qp_msg_new_error(id, QP_E_QUOTA,
+                         "vGPU %s cannot reserve %llu MiB for this process: %s "
+                         "(quota %llu MiB, %llu MiB free for it)",
+                         p->vgpu->id, (unsigned long long)(need >> 20), why,
+                         (unsigned long long)p->vgpu->memory_mb, (unsigned long long)(room >> 20));
+    qp_msg_set_uint(rep, "free", room);
+    qa_server_send(srv, p, &rep);
+}
+
+/* The waiting request of v that came first, or NULL. */
+static qa_peer_t *first_waiting(qa_vgpu_t *v)
+{
+    qa_peer_t *best = NULL;
+    for (qa_peer_t *s = v->sessions; s; s = s->next_in_vgpu) {
+        if (s->pending.active && (!best || s->pending.seq < best->pending.seq))
+            best = s;
+    }
+    return best;
+}
+
+/* Grants waiting requests of v in arrival order while they fit. */
+static void serve_waiting(qa_server_t *srv, qa_vgpu_t *v)
+{
+    qa_peer_t *p;
+    while ((p = first_waiting(v)) && p->pending.need <= room_for(p)) {
+        p->pending.active = false;
+        qa_timer_stop(qa_server_loop(srv), &p->pending.timer);
+        grant(srv, p, p->pending.id, p->pending.need, p->pending.want);
+    }
+}
+
+static void on_reclaim_timeout(void *arg)
+{
+    qa_peer_t *p = arg;
+    qa_server_t *srv = p->srv;
+    p->pending.active = false;
+    refuse_quota(srv, p, p->pending.id, p->pending.need,
+                 "the other processes did not give back enough in time");
+    serve_waiting(srv, p->vgpu);
+}
+
+static void push_reclaim(qa_server_t *srv, qa_peer_t *s, uint64_t keep)
+{
+    qp_msg_t *m = qp_msg_new("mem_reclaim");
+    qp_msg_set_uint(m, "keep", keep);
+    qa_server_send(srv, s, &m);
+}
+
+/* Asks the others to give back enough unused reservation for p's need. */
+static void reclaim_for(qa_server_t *srv, qa_peer_t *p, uint64_t need)
+{
+    uint64_t room = room_for(p);
+    uint64_t short_by = need > room ? need - room : 0;
+    for (qa_peer_t *s = p->vgpu->sessions; s && short_by; s = s->next_in_vgpu) {
+        if (s == p || s->reserved <= s->used)
+            continue;
+        uint64_t give = s->reserved - s->used;
+        if (give > short_by)
+            give = short_by;
+        push_reclaim(srv, s, s->reserved - give);
+        short_by -= give;
+    }
+}
+
+static uint64_t next_seq(qa_vgpu_t *v)
+{
+    uint64_t n = 0;
+    for (qa_peer_t *s = v->sessions; s; s = s->next_in_vgpu) {
+        if (s->pending.active && s->pending.seq >= n)
+            n = s->pending.seq + 1;
+    }
+    return n;
+}
+
+static void mem_reserve(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
+{
+    uint64_t id = qp_msg_id(m), need = 0, want, used;
+    qp_msg_get_uint(m, "need", &need);
+    if (qp_msg_get_uint(m, "want", &want) < 0 || want < need)
+        want = need;
+    if (qp_msg_get_uint(m, "used", &used) == 0) {
+        p->used = used;
+        recount(p->vgpu);
+    }
+    if (p->pending.active) {
+        qa_server_error(srv, p, id, QP_E_INVALID,
+                        "a mem_reserve of this process is already waiting");
+        return;
+    }
+    if (need > quota_of(p->vgpu)) {
+        refuse_quota(srv, p, id, need, "that is more than the whole quota");
+        return;
+    }
+    if (!first_waiting(p->vgpu) && need <= room_for(p)) {
+        grant(srv, p, id, need, want);
+        return;
+    }
+    if (need > room_for(p) + others_unused(p)) {
+        refuse_quota(srv, p, id, need, "its other processes use the rest");
+        return;
+    }
+    const qa_config_t *cfg = qa_server_config(srv);
+    p->pending.active = true;
+    p->pending.id = id;
+    p->pending.need = need;
+    p->pending.want = want;
+    p->pending.seq = next_seq(p->vgpu);
+    if (qa_timer_start(qa_server_loop(srv), &p->pending.timer,
+                       qa_now_ns() + cfg->reclaim_timeout_ms * 1000000ull, on_reclaim_timeout,
+                       p) < 0) {
+        p->pending.active = false;
+        qa_server_error(srv, p, id, QP_E_INTERNAL, "out of memory");
+        return;
+    }
+    reclaim_for(srv, p, need);
+    serve_waiting(srv, p->vgpu);
+}
+
+static void mem_release(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
+{
+    uint64_t id = qp_msg_id(m), reserved = 0;
+    qp_msg_get_uint(m, "reserved", &reserved);
+    if (reserved > p->reserved) {
+        qa_server_error(srv, p, id, QP_E_INVALID,
+                        "mem_release cannot raise a reservation (%llu > %llu bytes): use "
+                        "mem_reserve",
+                        (unsigned long long)reserved, (unsigned long long)p->reserved);
+        return;
+    }
+    p->reserved = reserved;
+    recount(p->vgpu);
+    qp_msg_t *rep = qp_msg_new_ok(id);
+    qp_msg_set_uint(rep, "reserved", p->reserved);
+    qp_msg_set_uint(rep, "vgpu_used", p->vgpu->mem_used);
+    qa_server_send(srv, p, &rep);
+    serve_waiting(srv, p->vgpu);
+}
+
+static void heartbeat(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
+{
+    uint64_t used = 0, reserved = 0;
+    qp_msg_get_uint(m, "mem_used", &used);
+    qp_msg_get_uint(m, "mem_reserved", &reserved);
+    p->used = used;
+    bool lowered = false;
+    /* A lower report with nothing pending means the process gave up on a grant that
+     * came too late (its connection drops stale replies): take the difference back.
+     * Never raise: a report is not a request. */
+    if (!p->pending.active && reserved < p->reserved) {
+        uint64_t keep = reserved > used ? reserved : used;
+        if (keep < p->reserved) {
+            p->reserved = keep;
+            lowered = true;
+        }
+    }
+    recount(p->vgpu);
+    if (qp_msg_has(m, "id")) {
+        qp_msg_t *rep = qp_msg_new_ok(qp_msg_id(m));
+        qp_msg_set_uint(rep, "vgpu_used", p->vgpu->mem_used);
+        qp_msg_set_uint(rep, "vgpu_reserved", p->vgpu->mem_reserved);
+        qa_server_send(srv, p, &rep);
+    }
+    if (lowered)
+        serve_waiting(srv, p->vgpu);
+}
+
+void qa_tenant_request(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
+{
+    const char *t = qp_msg_type(m);
+    if (!p->vgpu) { /* cannot happen: a tenant session always has its vGPU */
+        qa_server_error(srv, p, qp_msg_id(m), QP_E_NOSESSION, "hello first");
+    } else if (strcmp(t, "mem_reserve") == 0) {
+        mem_reserve(srv, p, m);
+    } else if (strcmp(t, "mem_release") == 0) {
+        mem_release(srv, p, m);
+    } else if (strcmp(t, "hb") == 0) {
+        heartbeat(srv, p, m);
+    } else {
+        qa_server_error(srv, p, qp_msg_id(m), QP_E_PROTO, "'%.32s' is not a tenant request", t);
+    }
+}
+
+void qa_tenant_hello(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
+{
+    uint64_t id = qp_msg_id(m), used = 0;
+    const char *vid = NULL, *secret = NULL;
+    int64_t pid = 0;
+    qp_msg_get_str(m, "vgpu", &vid);
+    qp_msg_get_str(m, "secret", &secret);
+    qp_msg_get_int(m, "pid", &pid);
+    qp_msg_get_uint(m, "mem_used", &used);
+    qa_vgpu_t *v = vid ? qa_host_find(qa_server_host(srv), vid) : NULL;
+    if (!v || !secret_ok(v->secret, secret)) {
+        qa_log(qa_server_log(srv), QA_INFO, "tenant hello refused (pid %d): %s", (int)p->cred_pid,
+               !vid ? "no vGPU named"
+               : !v ? "unknown vGPU"
+                    : "wrong secret");
+        qa_server_error(srv, p, id, QP_E_AUTH,
+                        "authentication failed: unknown vGPU or wrong secret");
+        return;
+    }
+    p->session = true;
+    p->vgpu = v;
+    p->next_in_vgpu = v->sessions;
+    v->sessions = p;
+    p->session_id = qa_server_new_session(srv);
+    p->pid = (pid_t)pid;
+    p->used = used;
+    p->reserved = used; /* it holds this already: charge it, whatever the quota says */
+    recount(v);
+    if (v->mem_reserved > quota_of(v))
+        qa_log(qa_server_log(srv), QA_WARN,
+               "vGPU %s holds %llu MiB after pid %d re-reported %llu MiB, over its %llu MiB "
+               "quota: new reservations wait until use drops",
+               v->id, (unsigned long long)(v->mem_reserved >> 20), (int)pid,
+               (unsigned long long)(used >> 20), (unsigned long long)v->memory_mb);
+    qa_log(qa_server_log(srv), QA_DEBUG, "tenant pid %d (host pid %d) joined vGPU %s", (int)pid,
+           (int)p->cred_pid, v->id);
+    qp_limits_t lim;
+    qa_host_limits(qa_server_host(srv), v, &lim);
+    qp_msg_t *rep = qp_msg_new_ok(id);
+    qp_msg_set_uint(rep, "proto", QP_PROTO_VERSION);
+    qp_msg_set_str(rep, "arbiter", "qarbiter/" QA_VERSION);
+    qp_limits_put(qp_msg_add_map(rep, "vgpu"), &lim);
+    qp_msg_set_uint(rep, "session", p->session_id);
+    qp_msg_set_uint(rep, "reserved", p->reserved);
+    qp_msg_set_uint(rep, "vgpu_used", v->mem_used);
+    qa_server_send(srv, p, &rep);
+}
+
+/* Unlinks p from its vGPU and forgets its session. */
+static void detach(qa_server_t *srv, qa_peer_t *p, bool tell)
+{
+    if (p->pending.active) {
+        qa_timer_stop(qa_server_loop(srv), &p->pending.timer);
+        p->pending.active = false;
+        if (tell)
+            qa_server_error(srv, p, p->pending.id, QP_E_NOSESSION, "the session ended");
+    }
+    qa_vgpu_t *v = p->vgpu;
+    if (v) {
+        qa_peer_t **pp = &v->sessions;
+        while (*pp && *pp != p)
+            pp = &(*pp)->next_in_vgpu;
+        if (*pp)
+            *pp = p->next_in_vgpu;
+    }
+    p->vgpu = NULL;
+    p->next_in_vgpu = NULL;
+    p->session = false;
+    p->used = p->reserved = 0;
+    if (v)
+        recount(v);
+}
+
+void qa_tenant_end(qa_server_t *srv, qa_peer_t *p, bool tell)
+{
+    qa_vgpu_t *v = p->vgpu;
+    detach(srv, p, tell);
+    if (v)
+        serve_waiting(srv, v);
+}
+
+void qa_tenant_vgpu_gone(qa_server_t *srv, qa_vgpu_t *v)
+{
+    while (v->sessions)
+        detach(srv, v->sessions, true);
+}
+
+void qa_tenant_resized(qa_server_t *srv, qa_vgpu_t *v, uint64_t old_memory_mb)
+{
+    qp_limits_t lim;
+    qa_host_limits(qa_server_host(srv), v, &lim);
+    for (qa_peer_t *s = v->sessions; s; s = s->next_in_vgpu) {
+        qp_msg_t *m = qp_msg_new("limits");
+        qp_limits_put(qp_msg_add_map(m, "vgpu"), &lim);
+        qa_server_send(srv, s, &m);
+    }
+    if (v->memory_mb < old_memory_mb && v->mem_reserved > quota_of(v)) {
+        for (qa_peer_t *s = v->sessions; s; s = s->next_in_vgpu) {
+            if (s->reserved > s->used)
+                push_reclaim(srv, s, 0);
+        }
+    }
+    serve_waiting(srv, v);
+}
+
+double qa_tenant_util(const qa_vgpu_t *v, const qa_gpu_sample_t *s)
+{
+    unsigned sum = 0;
+    for (const qa_peer_t *p = v->sessions; p; p = p->next_in_vgpu) {
+        unsigned pid = (unsigned)(p->cred_pid ? p->cred_pid : p->pid);
+        for (size_t i = 0; i < s->nprocs; i++) {
+            if (s->procs[i].pid == pid)
+                sum += s->procs[i].sm;
+        }
+    }
+    return sum > 100 ? 100 : sum;
+}

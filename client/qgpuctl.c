@@ -1,0 +1,586 @@
+/* qgpuctl.c - the administrator's command line over libqvgpu: create, destroy, resize,
+ * list, info, gpus, stats, and run/env to put a workload into a vGPU.
+ * Single-threaded. Exit status: 0 success, 1 the operation failed, 2 bad usage; `run`
+ * exits with its command's status. */
+#include "qvgpu.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <limits.h>
+#include <link.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char usage[] =
+    "usage: qgpuctl [--socket-dir DIR] [--json] COMMAND [ARGS]\n"
+    "  create --vm NAME (--profile Q1|Q2|Q4|Q8|NAME | --memory SIZE --share PCT)\n"
+    "         [--limit PCT] [--gpu INDEX]      make a vGPU; prints its id\n"
+    "  destroy ID                              remove a vGPU\n"
+    "  resize ID [--memory SIZE] [--share PCT] [--limit PCT]   change it live\n"
+    "  list | info ID | gpus | stats           show vGPUs, one vGPU, GPUs, totals\n"
+    "  run ID -- CMD [ARGS...]                 run CMD inside the vGPU\n"
+    "  env ID                                  print what run sets, as export lines\n"
+    "The arbiter is found at --socket-dir, else $QVGPU_SOCKET_DIR, else /run/qvgpu.\n";
+
+/* Options every command may use. */
+struct global {
+    const char *socket_dir; /* NULL: libqvgpu's default */
+    bool json;              /* one JSON document instead of a table */
+};
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("qgpuctl: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 1;
+}
+
+#define USAGE 2
+static int bad_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int bad_usage(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("qgpuctl: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs(" (qgpuctl --help)\n", stderr);
+    va_end(ap);
+    return USAGE;
+}
+
+static qv_client_t *connect_or_say(const struct global *g)
+{
+    char err[QV_ERR_LEN];
+    qv_client_t *c = qv_connect(g->socket_dir, err);
+    if (!c)
+        fail("%s", err);
+    return c;
+}
+
+/* ---- value parsing ----------------------------------------------------------------- */
+
+static int parse_percent(const char *opt, const char *s, unsigned min, unsigned *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(s, &end, 10);
+    if (*end == '%')
+        end++;
+    if (errno || end == s || *end || s[0] == '-' || v < min || v > 100)
+        return bad_usage("%s '%s' is not a percentage from %u to 100", opt, s, min);
+    *out = (unsigned)v;
+    return 0;
+}
+
+static int parse_size(const char *opt, const char *s, uint64_t *out)
+{
+    char err[QV_ERR_LEN];
+    if (qv_parse_size_mb(s, out, err) < 0)
+        return bad_usage("%s: %s", opt, err);
+    return 0;
+}
+
+/* The value after option argv[*i], or NULL after saying it is missing. */
+static const char *value(int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc) {
+        bad_usage("%s needs a value", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+/* ---- output ------------------------------------------------------------------------ */
+
+static void print_json(json_t *doc)
+{
+    char *text = doc ? json_dumps(doc, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    if (text)
+        puts(text);
+    free(text);
+    json_decref(doc);
+}
+
+static json_t *vgpu_json(const qv_vgpu_t *v)
+{
+    return json_pack("{s:s, s:s, s:i, s:s, s:s, s:I, s:I, s:i, s:i, s:f, s:I, s:I, s:i, s:I}", "id",
+                     v->id, "vm", v->vm, "gpu", v->gpu, "gpu_uuid", v->gpu_uuid, "profile",
+                     v->profile, "memory_mb", (json_int_t)v->memory_mb, "cuda_cores",
+                     (json_int_t)v->cuda_cores, "share", (int)v->share, "limit", (int)v->limit,
+                     "util", v->util, "memory_used", (json_int_t)v->memory_used, "memory_reserved",
+                     (json_int_t)v->memory_reserved, "procs", (int)v->procs, "created",
+                     (json_int_t)v->created);
+}
+
+static json_t *gpu_json(const qv_gpu_t *g)
+{
+    return json_pack("{s:i, s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:i, s:i, s:i, s:i}", "index",
+                     g->index, "uuid", g->uuid, "name", g->name, "memory_total_mb",
+                     (json_int_t)g->memory_total_mb, "memory_used_mb",
+                     (json_int_t)g->memory_used_mb, "memory_reserved_mb",
+                     (json_int_t)g->memory_reserved_mb, "memory_util", g->memory_util, "util",
+                     g->util, "sms", (int)g->sms, "cuda_cores", (int)g->cuda_cores,
+                     "share_reserved", (int)g->share_reserved, "vgpus", (int)g->vgpus);
+}
+
+static json_t *gpus_json(const qv_gpu_t *gpus, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, gpu_json(&gpus[i]));
+    return a;
+}
+
+/* "8 GiB" or "1536 MiB". */
+static const char *mib(uint64_t mb, char buf[32])
+{
+    if (mb >= 1024 && mb % 1024 == 0)
+        snprintf(buf, 32, "%llu GiB", (unsigned long long)(mb / 1024));
+    else
+        snprintf(buf, 32, "%llu MiB", (unsigned long long)mb);
+    return buf;
+}
+
+static const char *limit_text(unsigned limit, char buf[16])
+{
+    if (limit)
+        snprintf(buf, 16, "%u%%", limit);
+    else
+        snprintf(buf, 16, "none");
+    return buf;
+}
+
+static void print_gpu_table(const qv_gpu_t *gpus, size_t n)
+{
+    printf("%-5s %-28s %10s %10s %10s %6s %6s %6s %5s\n", "GPU", "NAME", "MEMORY", "USED",
+           "RESERVED", "SHARE", "VGPUS", "UTIL", "SMS");
+    for (size_t i = 0; i < n; i++) {
+        const qv_gpu_t *g = &gpus[i];
+        char a[32], b[32], c[32], share[16];
+        snprintf(share, sizeof share, "%u%%", g->share_reserved);
+        printf("%-5d %-28.28s %10s %10s %10s %6s %6u %5.1f%% %5u\n", g->index, g->name,
+               mib(g->memory_total_mb, a), mib(g->memory_used_mb, b), mib(g->memory_reserved_mb, c),
+               share, g->vgpus, g->util, g->sms);
+    }
+}
+
+/* ---- commands ---------------------------------------------------------------------- */
+
+static int cmd_create(const struct global *g, int argc, char **argv)
+{
+    qv_create_t req = {.gpu = -1};
+    for (int i = 0; i < argc; i++) {
+        const char *v;
+        int rc = 0;
+        if (strcmp(argv[i], "--vm") == 0 || strcmp(argv[i], "--profile") == 0) {
+            if (!(v = value(argc, argv, &i)))
+                return USAGE;
+            *(argv[i - 1][2] == 'v' ? &req.vm : &req.profile) = v;
+        } else if (strcmp(argv[i], "--memory") == 0) {
+            rc = (v = value(argc, argv, &i)) ? parse_size("--memory", v, &req.memory_mb) : USAGE;
+        } else if (strcmp(argv[i], "--share") == 0) {
+            rc = (v = value(argc, argv, &i)) ? parse_percent("--share", v, 1, &req.share) : USAGE;
+        } else if (strcmp(argv[i], "--limit") == 0) {
+            rc = (v = value(argc, argv, &i)) ? parse_percent("--limit", v, 0, &req.limit) : USAGE;
+            req.has_limit = 1;
+        } else if (strcmp(argv[i], "--gpu") == 0) {
+            unsigned gpu;
+            char *end;
+            if (!(v = value(argc, argv, &i)))
+                return USAGE;
+            gpu = (unsigned)strtoul(v, &end, 10);
+            if (end == v || *end || v[0] == '-' || gpu > 1023)
+                return bad_usage("--gpu '%s' is not a GPU index", v);
+            req.gpu = (int)gpu;
+        } else {
+            return bad_usage("create: unknown option '%s'", argv[i]);
+        }
+        if (rc)
+            return rc;
+    }
+    if (!req.vm)
+        return bad_usage("create needs --vm NAME");
+    if (!req.profile && (!req.memory_mb || !req.share))
+        return bad_usage("create needs --profile, or both --memory and --share");
+    if (req.profile && (req.memory_mb || req.share))
+        return bad_usage("create takes --profile or --memory/--share, not both");
+    qv_client_t *c = connect_or_say(g);
+    if (!c)
+        return 1;
+    qv_vgpu_t v;
+    char err[QV_ERR_LEN];
+    int rc = qv_create(c, &req, &v, NULL, err);
+    qv_disconnect(&c);
+    if (rc < 0)
+        return fail("cannot create vGPU for '%s': %s", req.vm, err);
+    if (g->json)
+        print_json(vgpu_json(&v));
+    else
+        printf("%s\n", v.id);
+    return 0;
+}
+
+static int cmd_destroy(const struct global *g, int argc, char **argv)
+{
+    if (argc != 1)
+        return bad_usage("destroy takes one vGPU id");
+    qv_client_t *c = connect_or_say(g);
+    if (!c)
+        return 1;
+    char err[QV_ERR_LEN];
+    int rc = qv_destroy(c, argv[0], err);
+    qv_disconnect(&c);
+    return rc < 0 ? fail("cannot destroy vGPU '%s': %s", argv[0], err) : 0;
+}
+
+static int cmd_resize(const struct global *g, int argc, char **argv)
+{
+    if (argc < 1 || argv[0][0] == '-')
+        return bad_usage("resize needs a vGPU id first");
+    qv_resize_t req = {0};
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        int rc;
+        if (strcmp(argv[i], "--memory") == 0) {
+            rc = (v = value(argc, argv, &i)) ? parse_size("--memory", v, &req.memory_mb) : USAGE;
+            req.has_memory = 1;
+        } else if (strcmp(argv[i], "--share") == 0) {
+            rc = (v = value(argc, argv, &i)) ? parse_percent("--share", v, 1, &req.share) : USAGE;
+            req.has_share = 1;
+        } else if (strcmp(argv[i], "--limit") == 0) {
+            rc = (v = value(argc, argv, &i)) ? parse_percent("--limit", v, 0, &req.limit) : USAGE;
+            req.has_limit = 1;
+        } else {
+            return bad_usage("resize: unknown option '%s'", argv[i]);
+        }
+        if (rc)
+            return rc;
+    }
+    if (!req.has_memory && !req.has_share && !req.has_limit)
+        return bad_usage("resize needs --memory, --share or --limit");
+    qv_client_t *c = connect_or_say(g);
+    if (!c)
+        return 1;
+    qv_vgpu_t v;
+    char err[QV_ERR_LEN];
+    int rc = qv_resize(c, argv[0], &req, &v, err);
+    qv_disconnect(&c);
+    if (rc < 0)
+        return fail("cannot resize vGPU '%s': %s", argv[0], err);
+    if (g->json)
+        print_json(vgpu_json(&v));
+    return 0;
+}
+
+static int cmd_list(const struct global *g, int argc, char **argv)
+{
+    (void)argv;
+    if (argc != 0)
+        return bad_usage("list takes no arguments");
+    qv_client_t *c = connect_or_say(g);
+    if (!c)
+        return 1;
+    qv_vgpu_list_t *l;
+    char err[QV_ERR_LEN];
+    int rc = qv_list(c, &l, err);
+    qv_disconnect(&c);
+    if (rc < 0)
+        return fail("cannot list vGPUs: %s", err);
+    if (g->json) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < l->count; i++)
+            json_array_append_new(a, vgpu_json(&l->vgpus[i]));
+        print_json(json_pack("{s:o}", "vgpus", a));
+    } else {
+        printf("%-10s %-16s %4s %-8s %9s %6s %6s %10s %6s %6s\n", "ID", "VM", "GPU", "PROFILE",
+               "MEMORY", "SHARE", "LIMIT", "USED", "PROCS", "UTIL");
+        for (size_t i = 0; i < l->count; i++) {
+            const qv_vgpu_t *v = &l->vgpus[i];
+            char a[32], b[32], share[16], lim[16];
+            snprintf(share, sizeof share, "%u%%", v->share);
+            printf("%-10s %-16.16s %4d %-8.8s %9s %6s %6s %10s %6u %5.1f%%\n", v->id, v->vm, v->gpu,
+                   v->profile, mib(v->memory_mb, a), share, limit_text(v->limit, lim),
+                   mib(v->memory_used >> 20, b), v->procs, v->util);
+        }
+    }
+    qv_vgpu_list_free(&l);
+    return 0;
+}
+
+static int cmd_info(const struct global *g, int argc, char **argv)
+{
+    if (argc != 1)
+        return bad_usage("info takes one vGPU id");
+    qv_client_t *c = connect_or_say(g);
+    if (!c)
+        return 1;
+    qv_vgpu_t v;
+    char err[QV_ERR_LEN];
+    int rc = qv_info(c, argv[0], &v, err);
+    qv_disconnect(&c);
+    if (rc < 0)
+        return fail("cannot show vGPU '%s': %s", argv[0], err);
+    if (g->json) {
+        print_json(vgpu_json(&v));
+        return 0;
+    }
+    char a[32], b[32], lim[16], when[64];
+    time_t created = (time_t)v.created;
+    struct tm tm;
+    strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", gmtime_r(&created, &tm));
+    printf("id:          %s\n", v.id);
+    printf("vm:          %s\n", v.vm);
+    printf("gpu:         %d (%s)\n", v.gpu, v.gpu_uuid);
+    printf("profile:     %s\n", v.profile);
+    printf("memory:      %s\n", mib(v.memory_mb, a));
+    printf("cuda_cores:  %llu\n", (unsigned long long)v.cuda_cores);
+    printf("share:       %u%%\n", v.share);
+    printf("limit:       %s\n", limit_text(v.limit, lim));
+    printf("utilization: %.1f%%\n", v.util);
+    printf("memory_used: %s (%llu bytes)\n", mib(v.memory_used >> 20, b),
+           (unsigned long long)v.memory_used);
+    printf("processes:   %u\n", v.procs);
+    printf("created:     %s\n", when);
+    return 0;
+}
+
+static int cmd_gpus(const struct global *g, int argc, char **argv)
+{
+    (void)argv;
+    if (argc != 0)
+        return bad_usage("gpus takes no arguments");
+    qv_client_t *c = connect_or_say(g);
+    if (!c)
+        return 1;
+    qv_gpu_list_t *l;
+    char err[QV_ERR_LEN];
+    int rc = qv_gpus(c, &l, err);
+    qv_disconnect(&c);
+    if (rc < 0)
+        return fail("cannot list GPUs: %s", err);
+    if (g->json) {
+        print_json(json_pack("{s:o, s:f, s:f, s:s}", "gpus", gpus_json(l->gpus, l->count),
+                             "oversub_memory", l->oversub_memory, "oversub_share", l->oversub_share,
+                             "placement", l->placement));
+    } else {
+        print_gpu_table(l->gpus, l->count);
+        printf("oversubscription: memory x%.2f, share x%.2f; placement: %s\n", l->oversub_memory,
+               l->oversub_share, l->placement);
+    }
+    qv_gpu_list_free(&l);
+    return 0;
+}
+
+static int cmd_stats(const struct global *g, int argc, char **argv)
+{
+    (void)argv;
+    if (argc != 0)
+        return bad_usage("stats takes no arguments");
+    qv_client_t *c = connect_or_say(g);
+    if (!c)
+        return 1;
+    qv_stats_t *s;
+    char err[QV_ERR_LEN];
+    int rc = qv_stats(c, &s, err);
+    qv_disconnect(&c);
+    if (rc < 0)
+        return fail("cannot read statistics: %s", err);
+    if (g->json) {
+        print_json(json_pack(
+            "{s:o, s:i, s:i, s:I, s:I}", "gpus", gpus_json(s->gpus, s->ngpus), "vgpus_total",
+            (int)s->vgpus_total, "vgpus_active", (int)s->vgpus_active, "memory_reserved_mb",
+            (json_int_t)s->memory_reserved_mb, "memory_used_mb", (json_int_t)s->memory_used_mb));
+    } else {
+        char a[32], b[32];
+        print_gpu_table(s->gpus, s->ngpus);
+        printf("vGPUs: %u (%u active); memory reserved %s, used %s\n", s->vgpus_total,
+               s->vgpus_active, mib(s->memory_reserved_mb, a), mib(s->memory_used_mb, b));
+    }
+    qv_stats_free(&s);
+    return 0;
+}
+
+/* ---- run and env ------------------------------------------------------------------- */
+
+/* The path of libqshim.so: $QVGPU_SHIM, else next to this program, else in ../lib. */
+static int find_shim(char out[PATH_MAX])
+{
+    const char *env = getenv("QVGPU_SHIM");
+    if (env && *env) {
+        if (!realpath(env, out))
+            return fail("QVGPU_SHIM=%s: %s", env, strerror(errno));
+        return 0;
+    }
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n < 0)
+        return fail("cannot find this program's path: %s", strerror(errno));
+    self[n] = '\0';
+    const char *dir = dirname(self);
+    const char *tries[] = {"%s/libqshim.so", "%s/../lib/libqshim.so"};
+    for (size_t i = 0; i < 2; i++) {
+        char path[PATH_MAX + 32];
+        snprintf(path, sizeof path, tries[i], dir);
+        if (access(path, R_OK) == 0 && realpath(path, out))
+            return 0;
+    }
+    return fail("cannot find libqshim.so next to qgpuctl or in ../lib (set QVGPU_SHIM)");
+}
+
+#ifdef QV_SAN
+/* Under AddressSanitizer the runtime must be preloaded before an instrumented shim. */
+static int find_asan(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    if (info->dlpi_name && strstr(info->dlpi_name, "libasan.so")) {
+        *(const char **)data = info->dlpi_name;
+        return 1;
+    }
+    return 0;
+}
+#endif
+
+/* The environment a workload of vGPU id needs, as NAME=VALUE strings (5 of them, caller
+ * frees each). */
+static int workload_env(const struct global *g, const char *id, char *vars[5])
+{
+    char shim[PATH_MAX];
+    if (find_shim(shim))
+        return 1;
+    qv_client_t *c = connect_or_say(g);
+    if (!c)
+        return 1;
+    qv_creds_t cr;
+    char err[QV_ERR_LEN];
+    int rc = qv_creds(c, id, &cr, err);
+    qv_disconnect(&c);
+    if (rc < 0)
+        return fail("cannot get vGPU '%s': %s", id, err);
+    const char *dir = g->socket_dir ? g->socket_dir : qv_default_socket_dir();
+    char abs[PATH_MAX];
+    if (!realpath(dir, abs))
+        snprintf(abs, sizeof abs, "%s", dir);
+    /* LD_PRELOAD: what the caller preloads stays first, then the shim. */
+    const char *old = getenv("LD_PRELOAD");
+    const char *asan = "";
+#ifdef QV_SAN
+    dl_iterate_phdr(find_asan, &asan);
+    if (!asan || (old && strstr(old, "libasan.so")))
+        asan = "";
+#endif
+    bool have = old && strstr(old, shim);
+    int ok = asprintf(&vars[0], "LD_PRELOAD=%s%s%s%s%s", asan, *asan ? ":" : "", old ? old : "",
+                      old && *old && !have ? ":" : "", have ? "" : shim) > 0;
+    ok &= asprintf(&vars[1], "QVGPU_VGPU=%s", cr.id) > 0;
+    ok &= asprintf(&vars[2], "QVGPU_SECRET=%s", cr.secret) > 0;
+    ok &= asprintf(&vars[3], "QVGPU_SOCKET_DIR=%s", abs) > 0;
+    ok &= asprintf(&vars[4], "CUDA_VISIBLE_DEVICES=%s", cr.gpu_uuid) > 0;
+    return ok ? 0 : fail("out of memory");
+}
+
+static int cmd_run(const struct global *g, int argc, char **argv)
+{
+    if (argc < 3 || strcmp(argv[1], "--") != 0)
+        return bad_usage("run needs: run ID -- CMD [ARGS...]");
+    char *vars[5];
+    if (workload_env(g, argv[0], vars))
+        return 1;
+    for (int i = 0; i < 5; i++)
+        putenv(vars[i]); /* the strings become the environment's */
+    execvp(argv[2], &argv[2]);
+    int e = errno;
+    fail("cannot run '%s': %s", argv[2], strerror(e));
+    return e == ENOENT ? 127 : 126;
+}
+
+/* Prints NAME=VALUE as a shell export with VALUE single-quoted. */
+static void print_export(const char *var)
+{
+    const char *eq = strchr(var, '=');
+    printf("export %.*s='", (int)(eq - var), var);
+    for (const char *c = eq + 1; *c; c++) {
+        if (*c == '\'')
+            fputs("'\\''", stdout);
+        else
+            putchar(*c);
+    }
+    puts("'");
+}
+
+static int cmd_env(const struct global *g, int argc, char **argv)
+{
+    if (argc != 1)
+        return bad_usage("env takes one vGPU id");
+    char *vars[5];
+    if (workload_env(g, argv[0], vars))
+        return 1;
+    for (int i = 0; i < 5; i++) {
+        print_export(vars[i]);
+        free(vars[i]);
+    }
+    return 0;
+}
+
+/* ---- main -------------------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    int (*fn)(const struct global *g, int argc, char **argv);
+} commands[] = {
+    {"create", cmd_create}, {"destroy", cmd_destroy}, {"resize", cmd_resize},
+    {"list", cmd_list},     {"info", cmd_info},       {"gpus", cmd_gpus},
+    {"stats", cmd_stats},   {"run", cmd_run},         {"env", cmd_env},
+};
+
+int main(int argc, char **argv)
+{
+    struct global g = {NULL, false};
+    int i = 1;
+    for (; i < argc && argv[i][0] == '-'; i++) {
+        if (strcmp(argv[i], "--socket-dir") == 0) {
+            if (!(g.socket_dir = value(argc, argv, &i)))
+                return USAGE;
+        } else if (strcmp(argv[i], "--json") == 0) {
+            g.json = true;
+        } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        } else {
+            return bad_usage("unknown option '%s'", argv[i]);
+        }
+    }
+    if (i >= argc)
+        return bad_usage("no command given");
+    const char *name = argv[i++];
+    /* --json may also follow the command (not inside run's command line) */
+    int n = 0;
+    char **rest = argv + i;
+    for (int k = i; k < argc; k++) {
+        if (strcmp(argv[k], "--") == 0) {
+            while (k < argc)
+                rest[n++] = argv[k++];
+            break;
+        }
+        if (strcmp(argv[k], "--json") == 0)
+            g.json = true;
+        else
+            rest[n++] = argv[k];
+    }
+    rest[n] = NULL;
+    for (size_t c = 0; c < sizeof commands / sizeof commands[0]; c++) {
+        if (strcmp(commands[c].name, name) == 0)
+            return commands[c].fn(&g, n, rest);
+    }
+    return bad_usage("unknown command '%s'", name);
+}

@@ -1,0 +1,395 @@
+/* qvgpu.c - libqvgpu: the admin protocol as a C API (include/qvgpu.h). One thread per
+ * client at a time; no global state. */
+#include "qvgpu.h"
+
+#include "proto/conn.h"
+#include "proto/records.h"
+#include "proto/schema.h"
+#include "proto/units.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+_Static_assert(QV_ERR_LEN == QP_ERR_LEN, "one error length for the API and the wire");
+_Static_assert(QV_ID_LEN == QP_ID_LEN && QV_SECRET_LEN == QP_SECRET_LEN &&
+                   QV_UUID_LEN == QP_UUID_LEN,
+               "API records hold what the wire carries");
+
+#define DEFAULT_TIMEOUT_MS 5000
+
+struct qv_client {
+    qp_conn_t *conn; /* owned */
+    int timeout_ms;  /* per call */
+};
+
+const char *qv_default_socket_dir(void)
+{
+    const char *d = getenv("QVGPU_SOCKET_DIR");
+    return d && *d ? d : QV_DEFAULT_SOCKET_DIR;
+}
+
+static qp_msg_t *admin_hello(void *arg)
+{
+    (void)arg;
+    return qp_new_admin_hello("libqvgpu/0.1.0");
+}
+
+qv_client_t *qv_connect(const char *socket_dir, char err[QV_ERR_LEN])
+{
+    if (!socket_dir)
+        socket_dir = qv_default_socket_dir();
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", socket_dir, qp_endpoint_file(QP_ADMIN));
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        snprintf(err, QV_ERR_LEN,
+                 "no arbiter at %.180s (is qarbiter running? use --socket-dir "
+                 "or QVGPU_SOCKET_DIR)",
+                 path);
+        return NULL;
+    }
+    if (access(path, R_OK | W_OK) < 0) {
+        snprintf(err, QV_ERR_LEN,
+                 "cannot use %.180s: %s (the admin socket is for the host "
+                 "administrator)",
+                 path, strerror(errno));
+        return NULL;
+    }
+    qv_client_t *self = calloc(1, sizeof *self);
+    if (!self) {
+        snprintf(err, QV_ERR_LEN, "out of memory");
+        return NULL;
+    }
+    const char *t = getenv("QVGPU_TIMEOUT_MS");
+    self->timeout_ms = t && atoi(t) > 0 ? atoi(t) : DEFAULT_TIMEOUT_MS;
+    qp_conn_hooks_t hooks = {admin_hello, NULL, NULL, NULL};
+    self->conn = qp_conn_new(NULL, socket_dir, QP_ADMIN, &hooks, err);
+    if (!self->conn || qp_conn_open(self->conn, self->timeout_ms, err) < 0) {
+        qp_conn_destroy(&self->conn);
+        free(self);
+        return NULL;
+    }
+    return self;
+}
+
+void qv_disconnect(qv_client_t **client_p)
+{
+    qv_client_t *self = *client_p;
+    if (!self)
+        return;
+    qp_conn_destroy(&self->conn);
+    free(self);
+    *client_p = NULL;
+}
+
+void qv_set_timeout(qv_client_t *client, int timeout_ms)
+{
+    if (timeout_ms > 0)
+        client->timeout_ms = timeout_ms;
+}
+
+/* Sends *req (taken) and returns the ok reply in *rep, or a negative errno with err. */
+static int call(qv_client_t *self, qp_msg_t *req, qp_msg_t **rep, char *err)
+{
+    *rep = NULL;
+    if (!req) {
+        snprintf(err, QV_ERR_LEN, "out of memory");
+        return -ENOMEM;
+    }
+    int rc = qp_conn_call(self->conn, &req, rep, self->timeout_ms, err);
+    if (rc < 0)
+        qp_msg_destroy(rep);
+    return rc;
+}
+
+static qp_msg_t *with_id(const char *type, const char *id)
+{
+    qp_msg_t *m = qp_msg_new(type);
+    if (m && qp_msg_set_str(m, "vgpu", id) < 0)
+        qp_msg_destroy(&m);
+    return m;
+}
+
+static void vgpu_from(const qp_info_t *i, qv_vgpu_t *o)
+{
+    memset(o, 0, sizeof *o);
+    _Static_assert(sizeof o->vm == sizeof i->vm && sizeof o->profile == sizeof i->profile,
+                   "same string sizes");
+    memcpy(o->id, i->id, sizeof o->id);
+    memcpy(o->vm, i->vm, sizeof o->vm);
+    o->gpu = i->gpu;
+    memcpy(o->gpu_uuid, i->gpu_uuid, sizeof o->gpu_uuid);
+    memcpy(o->profile, i->profile, sizeof o->profile);
+    o->memory_mb = i->memory_mb;
+    o->cuda_cores = i->cuda_cores;
+    o->share = i->share;
+    o->limit = i->limit;
+    o->util = i->util;
+    o->memory_used = i->memory_used;
+    o->memory_reserved = i->memory_reserved;
+    o->procs = i->procs;
+    o->created = i->created;
+}
+
+static void gpu_from(const qp_gpu_t *g, qv_gpu_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->index = g->index;
+    memcpy(o->uuid, g->uuid, sizeof o->uuid);
+    _Static_assert(sizeof o->name == sizeof g->name, "same string sizes");
+    memcpy(o->name, g->name, sizeof o->name);
+    o->memory_total_mb = g->memory_total_mb;
+    o->memory_used_mb = g->memory_used_mb;
+    o->memory_reserved_mb = g->memory_reserved_mb;
+    o->memory_util = g->memory_util;
+    o->util = g->util;
+    o->sms = g->sms;
+    o->cuda_cores = g->cuda_cores;
+    o->share_reserved = g->share_reserved;
+    o->vgpus = g->vgpus;
+}
+
+/* Reads the `vgpu` INFO of rep into out (may be NULL). */
+static int read_vgpu(const qp_msg_t *rep, qv_vgpu_t *out, char *err)
+{
+    qp_info_t info;
+    int rc = qp_info_get(qp_msg_get_map(rep, "vgpu"), &info, err);
+    if (rc == 0 && out)
+        vgpu_from(&info, out);
+    return rc;
+}
+
+int qv_create(qv_client_t *client, const qv_create_t *req, qv_vgpu_t *out,
+              char secret[QV_SECRET_LEN], char err[QV_ERR_LEN])
+{
+    qp_msg_t *m = qp_msg_new("create"), *rep;
+    qp_msg_set_str(m, "vm", req->vm ? req->vm : "");
+    if (req->profile)
+        qp_msg_set_str(m, "profile", req->profile);
+    if (req->memory_mb)
+        qp_msg_set_uint(m, "memory_mb", req->memory_mb);
+    if (req->share)
+        qp_msg_set_uint(m, "share", req->share);
+    if (req->has_limit)
+        qp_msg_set_uint(m, "limit", req->limit);
+    if (req->gpu >= 0)
+        qp_msg_set_int(m, "gpu", req->gpu);
+    int rc = call(client, m, &rep, err);
+    if (rc < 0)
+        return rc;
+    const char *s = NULL;
+    rc = read_vgpu(rep, out, err);
+    if (rc == 0 && secret) {
+        if (qp_msg_get_str(rep, "secret", &s) < 0 || strlen(s) >= QV_SECRET_LEN) {
+            snprintf(err, QV_ERR_LEN, "the arbiter's reply has no valid secret");
+            rc = -EPROTO;
+        } else {
+            memcpy(secret, s, strlen(s) + 1);
+        }
+    }
+    qp_msg_destroy(&rep);
+    return rc;
+}
+
+int qv_destroy(qv_client_t *client, const char *id, char err[QV_ERR_LEN])
+{
+    qp_msg_t *rep;
+    int rc = call(client, with_id("destroy", id), &rep, err);
+    qp_msg_destroy(&rep);
+    return rc;
+}
+
+int qv_resize(qv_client_t *client, const char *id, const qv_resize_t *req, qv_vgpu_t *out,
+              char err[QV_ERR_LEN])
+{
+    qp_msg_t *m = with_id("resize", id), *rep;
+    if (req->has_memory)
+        qp_msg_set_uint(m, "memory_mb", req->memory_mb);
+    if (req->has_share)
+        qp_msg_set_uint(m, "share", req->share);
+    if (req->has_limit)
+        qp_msg_set_uint(m, "limit", req->limit);
+    int rc = call(client, m, &rep, err);
+    if (rc == 0)
+        rc = read_vgpu(rep, out, err);
+    qp_msg_destroy(&rep);
+    return rc;
+}
+
+int qv_info(qv_client_t *client, const char *id, qv_vgpu_t *out, char err[QV_ERR_LEN])
+{
+    qp_msg_t *rep;
+    int rc = call(client, with_id("info", id), &rep, err);
+    if (rc == 0)
+        rc = read_vgpu(rep, out, err);
+    qp_msg_destroy(&rep);
+    return rc;
+}
+
+int qv_list(qv_client_t *client, qv_vgpu_list_t **out, char err[QV_ERR_LEN])
+{
+    qp_msg_t *rep;
+    *out = NULL;
+    int rc = call(client, qp_msg_new("list"), &rep, err);
+    size_t n = 0;
+    if (rc == 0 && qp_msg_count_maps(rep, "vgpus", &n) < 0) {
+        snprintf(err, QV_ERR_LEN, "the arbiter's list reply has no 'vgpus' array");
+        rc = -EPROTO;
+    }
+    qv_vgpu_list_t *l = rc == 0 ? calloc(1, sizeof *l) : NULL;
+    if (rc == 0 && (!l || (n && !(l->vgpus = calloc(n, sizeof *l->vgpus))))) {
+        snprintf(err, QV_ERR_LEN, "out of memory");
+        rc = -ENOMEM;
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        qp_info_t info;
+        rc = qp_info_get(qp_msg_map_at(rep, "vgpus", i), &info, err);
+        if (rc == 0)
+            vgpu_from(&info, &l->vgpus[l->count++]);
+    }
+    qp_msg_destroy(&rep);
+    if (rc < 0)
+        qv_vgpu_list_free(&l);
+    *out = l;
+    return rc;
+}
+
+void qv_vgpu_list_free(qv_vgpu_list_t **list_p)
+{
+    if (!*list_p)
+        return;
+    free((*list_p)->vgpus);
+    free(*list_p);
+    *list_p = NULL;
+}
+
+/* Reads the `gpus` array of rep into a new array. */
+static int read_gpus(const qp_msg_t *rep, qv_gpu_t **gpus, size_t *count, char *err)
+{
+    size_t n = 0;
+    *gpus = NULL;
+    *count = 0;
+    if (qp_msg_count_maps(rep, "gpus", &n) < 0) {
+        snprintf(err, QV_ERR_LEN, "the arbiter's reply has no 'gpus' array");
+        return -EPROTO;
+    }
+    if (n && !(*gpus = calloc(n, sizeof **gpus))) {
+        snprintf(err, QV_ERR_LEN, "out of memory");
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        qp_gpu_t g;
+        int rc = qp_gpu_get(qp_msg_map_at(rep, "gpus", i), &g, err);
+        if (rc < 0) {
+            free(*gpus);
+            *gpus = NULL;
+            return rc;
+        }
+        gpu_from(&g, &(*gpus)[(*count)++]);
+    }
+    return 0;
+}
+
+int qv_gpus(qv_client_t *client, qv_gpu_list_t **out, char err[QV_ERR_LEN])
+{
+    qp_msg_t *rep;
+    *out = NULL;
+    int rc = call(client, qp_msg_new("gpus"), &rep, err);
+    if (rc < 0)
+        return rc;
+    qv_gpu_list_t *l = calloc(1, sizeof *l);
+    const char *placement = "";
+    if (!l) {
+        snprintf(err, QV_ERR_LEN, "out of memory");
+        rc = -ENOMEM;
+    } else if ((rc = read_gpus(rep, &l->gpus, &l->count, err)) == 0 &&
+               (qp_msg_get_float(rep, "oversub_memory", &l->oversub_memory) < 0 ||
+                qp_msg_get_float(rep, "oversub_share", &l->oversub_share) < 0)) {
+        snprintf(err, QV_ERR_LEN, "the arbiter's gpus reply lacks the oversubscription ratios");
+        rc = -EPROTO;
+    }
+    if (rc == 0) {
+        qp_msg_get_str(rep, "placement", &placement);
+        snprintf(l->placement, sizeof l->placement, "%s", placement);
+    }
+    qp_msg_destroy(&rep);
+    if (rc < 0)
+        qv_gpu_list_free(&l);
+    *out = l;
+    return rc;
+}
+
+void qv_gpu_list_free(qv_gpu_list_t **list_p)
+{
+    if (!*list_p)
+        return;
+    free((*list_p)->gpus);
+    free(*list_p);
+    *list_p = NULL;
+}
+
+int qv_stats(qv_client_t *client, qv_stats_t **out, char err[QV_ERR_LEN])
+{
+    qp_msg_t *rep;
+    *out = NULL;
+    int rc = call(client, qp_msg_new("stats"), &rep, err);
+    if (rc < 0)
+        return rc;
+    qv_stats_t *s = calloc(1, sizeof *s);
+    qp_totals_t t;
+    if (!s) {
+        snprintf(err, QV_ERR_LEN, "out of memory");
+        rc = -ENOMEM;
+    } else if ((rc = read_gpus(rep, &s->gpus, &s->ngpus, err)) == 0 &&
+               (rc = qp_totals_get(rep, &t, err)) == 0) {
+        s->vgpus_total = t.vgpus_total;
+        s->vgpus_active = t.vgpus_active;
+        s->memory_reserved_mb = t.memory_reserved_mb;
+        s->memory_used_mb = t.memory_used_mb;
+    }
+    qp_msg_destroy(&rep);
+    if (rc < 0)
+        qv_stats_free(&s);
+    *out = s;
+    return rc;
+}
+
+void qv_stats_free(qv_stats_t **stats_p)
+{
+    if (!*stats_p)
+        return;
+    free((*stats_p)->gpus);
+    free(*stats_p);
+    *stats_p = NULL;
+}
+
+int qv_creds(qv_client_t *client, const char *id, qv_creds_t *out, char err[QV_ERR_LEN])
+{
+    qp_msg_t *rep;
+    int rc = call(client, with_id("creds", id), &rep, err);
+    if (rc < 0)
+        return rc;
+    const char *vid, *secret, *uuid;
+    if (qp_msg_get_str(rep, "vgpu", &vid) < 0 || qp_msg_get_str(rep, "secret", &secret) < 0 ||
+        qp_msg_get_str(rep, "gpu_uuid", &uuid) < 0 || strlen(vid) >= sizeof out->id ||
+        strlen(secret) >= sizeof out->secret || strlen(uuid) >= sizeof out->gpu_uuid) {
+        snprintf(err, QV_ERR_LEN, "the arbiter's creds reply is malformed");
+        rc = -EPROTO;
+    } else {
+        memset(out, 0, sizeof *out);
+        memcpy(out->id, vid, strlen(vid) + 1);
+        memcpy(out->secret, secret, strlen(secret) + 1);
+        memcpy(out->gpu_uuid, uuid, strlen(uuid) + 1);
+    }
+    qp_msg_destroy(&rep);
+    return rc;
+}
+
+int qv_parse_size_mb(const char *text, uint64_t *mb, char err[QV_ERR_LEN])
+{
+    return qp_parse_size_mb(text, mb, err);
+}

@@ -1,0 +1,158 @@
+/* qvgpu.h - libqvgpu: the administrator's C API to qarbiter (what qgpuctl is built on).
+ *
+ * A qv_client_t is one connection to the arbiter's admin socket; it is used by one
+ * thread at a time (make one per thread). Every call returns 0 or a negative errno and,
+ * on failure, writes one line for a person into err (QV_ERR_LEN bytes):
+ *   -ENOENT     no such vGPU or GPU
+ *   -EINVAL     a bad value (unknown profile, share 0, limit below share, ...)
+ *   -ENOSPC     admission control: the memory or share cannot be guaranteed
+ *   -EACCES     refused (wrong endpoint or permissions)
+ *   -ENOTCONN   no arbiter answers at the socket dir
+ *   -ETIMEDOUT  the arbiter did not answer in time (qv_set_timeout)
+ *   -EIO        the arbiter failed (it logged why); -EPROTO, -ENOMEM
+ * Results are plain structs the caller owns: single records are filled in place, lists
+ * are allocated and freed with their own function. */
+#ifndef QVGPU_H
+#define QVGPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QV_EXPORT __attribute__((visibility("default")))
+
+#define QV_ERR_LEN 256
+#define QV_ID_LEN 32     /* a vGPU id with its NUL */
+#define QV_SECRET_LEN 33 /* a vGPU secret (128 bits in hex) with its NUL */
+#define QV_UUID_LEN 96
+#define QV_DEFAULT_SOCKET_DIR "/run/qvgpu"
+
+typedef struct qv_client qv_client_t;
+
+/* A vGPU. */
+typedef struct qv_vgpu {
+    char id[QV_ID_LEN];
+    char vm[129]; /* the VM or container it was made for */
+    int gpu;      /* index of its physical GPU */
+    char gpu_uuid[QV_UUID_LEN];
+    char profile[33];         /* "Q2", a configured profile, or "custom" */
+    uint64_t memory_mb;       /* memory quota */
+    uint64_t cuda_cores;      /* share x the GPU's CUDA cores */
+    unsigned share;           /* guaranteed percent of the GPU's time */
+    unsigned limit;           /* percent cap, 0 = none */
+    double util;              /* percent of the GPU its processes used, recent */
+    uint64_t memory_used;     /* bytes its processes hold */
+    uint64_t memory_reserved; /* bytes reserved to its processes */
+    unsigned procs;           /* live processes */
+    int64_t created;          /* unix seconds */
+} qv_vgpu_t;
+
+/* A physical GPU. */
+typedef struct qv_gpu {
+    int index;
+    char uuid[QV_UUID_LEN];
+    char name[96];
+    uint64_t memory_total_mb;
+    uint64_t memory_used_mb;     /* every process on the GPU, as NVML reports */
+    uint64_t memory_reserved_mb; /* sum of its vGPUs' quotas */
+    double memory_util;          /* percent of its memory in use */
+    double util;                 /* compute percent, recent average */
+    unsigned sms;
+    unsigned cuda_cores;
+    unsigned share_reserved; /* sum of its vGPUs' shares, percent */
+    unsigned vgpus;
+} qv_gpu_t;
+
+typedef struct qv_vgpu_list {
+    size_t count;
+    qv_vgpu_t *vgpus; /* count entries, in creation order */
+} qv_vgpu_list_t;
+
+typedef struct qv_gpu_list {
+    size_t count;
+    qv_gpu_t *gpus;
+    double oversub_memory; /* per GPU, quotas may sum to memory x this */
+    double oversub_share;  /* per GPU, shares may sum to 100% x this */
+    char placement[16];    /* "spread" or "pack" */
+} qv_gpu_list_t;
+
+typedef struct qv_stats {
+    size_t ngpus;
+    qv_gpu_t *gpus;
+    unsigned vgpus_total;
+    unsigned vgpus_active; /* with at least one live process */
+    uint64_t memory_reserved_mb;
+    uint64_t memory_used_mb;
+} qv_stats_t;
+
+/* What a workload needs to join a vGPU. */
+typedef struct qv_creds {
+    char id[QV_ID_LEN];
+    char secret[QV_SECRET_LEN];
+    char gpu_uuid[QV_UUID_LEN];
+} qv_creds_t;
+
+/* A vGPU to create: a profile, or memory_mb and share. */
+typedef struct qv_create {
+    const char *vm;      /* required */
+    const char *profile; /* NULL, or "Q1", "Q2", "Q4", "Q8", a configured profile */
+    uint64_t memory_mb;  /* with share, when profile is NULL */
+    unsigned share;      /* percent, 1..100 */
+    int has_limit;       /* non-zero: limit applies */
+    unsigned limit;      /* percent, 0 = none; not below share */
+    int gpu;             /* a GPU index, or -1 to let the arbiter place it */
+} qv_create_t;
+
+/* What to change in a resize: only the fields whose has_ flag is set. */
+typedef struct qv_resize {
+    int has_memory, has_share, has_limit;
+    uint64_t memory_mb;
+    unsigned share;
+    unsigned limit; /* 0 removes the limit */
+} qv_resize_t;
+
+/* $QVGPU_SOCKET_DIR when set, else QV_DEFAULT_SOCKET_DIR. Borrowed. */
+QV_EXPORT const char *qv_default_socket_dir(void);
+
+/* Connects to the arbiter at socket_dir (NULL: qv_default_socket_dir()) and opens a
+ * session, within the timeout ($QVGPU_TIMEOUT_MS, default 5000). Returns NULL with err
+ * when no arbiter is there, the socket is not ours to use, or it does not answer. */
+QV_EXPORT qv_client_t *qv_connect(const char *socket_dir, char err[QV_ERR_LEN]);
+/* Closes and frees *client_p; sets it to NULL. NULL is a no-op. */
+QV_EXPORT void qv_disconnect(qv_client_t **client_p);
+/* Sets how long each call waits for the arbiter (milliseconds, > 0). */
+QV_EXPORT void qv_set_timeout(qv_client_t *client, int timeout_ms);
+
+/* Creates a vGPU. out receives it; secret (may be NULL) its secret. */
+QV_EXPORT int qv_create(qv_client_t *client, const qv_create_t *req, qv_vgpu_t *out,
+                        char secret[QV_SECRET_LEN], char err[QV_ERR_LEN]);
+/* Destroys vGPU id; its processes lose their session (their next request is refused). */
+QV_EXPORT int qv_destroy(qv_client_t *client, const char *id, char err[QV_ERR_LEN]);
+/* Changes a vGPU's limits live; out (may be NULL) receives the result. */
+QV_EXPORT int qv_resize(qv_client_t *client, const char *id, const qv_resize_t *req, qv_vgpu_t *out,
+                        char err[QV_ERR_LEN]);
+QV_EXPORT int qv_info(qv_client_t *client, const char *id, qv_vgpu_t *out, char err[QV_ERR_LEN]);
+/* Every vGPU: *out is the caller's, freed with qv_vgpu_list_free. */
+QV_EXPORT int qv_list(qv_client_t *client, qv_vgpu_list_t **out, char err[QV_ERR_LEN]);
+QV_EXPORT void qv_vgpu_list_free(qv_vgpu_list_t **list_p);
+/* Every GPU and the oversubscription ratios: *out freed with qv_gpu_list_free. */
+QV_EXPORT int qv_gpus(qv_client_t *client, qv_gpu_list_t **out, char err[QV_ERR_LEN]);
+QV_EXPORT void qv_gpu_list_free(qv_gpu_list_t **list_p);
+/* GPUs and host totals: *out freed with qv_stats_free. */
+QV_EXPORT int qv_stats(qv_client_t *client, qv_stats_t **out, char err[QV_ERR_LEN]);
+QV_EXPORT void qv_stats_free(qv_stats_t **stats_p);
+/* The credentials a workload of vGPU id needs (what qgpuctl run/env hand it). */
+QV_EXPORT int qv_creds(qv_client_t *client, const char *id, qv_creds_t *out, char err[QV_ERR_LEN]);
+
+/* Parses a memory size ("8GiB", "1536MiB", "512"; no unit means MiB) into whole MiB.
+ * Returns 0 or -EINVAL with err. */
+QV_EXPORT int qv_parse_size_mb(const char *text, uint64_t *mb, char err[QV_ERR_LEN]);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

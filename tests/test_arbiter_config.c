@@ -1,0 +1,143 @@
+/* test_arbiter_config.c - defaults, the INI file, and errors that name file and line. */
+#include "arbiter/config.h"
+#include "tests/harness.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Writes text to a new file and returns its path (caller frees). */
+static char *write_conf(const char *text)
+{
+    char *dir = qt_tmpdir();
+    char *path;
+    cr_assert(asprintf(&path, "%s/qarbiter.conf", dir) > 0);
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+    free(dir);
+    return path;
+}
+
+/* Loads text; returns the result and leaves the error line in err. */
+static int load(qa_config_t *cfg, const char *text, char *err)
+{
+    qa_config_defaults(cfg);
+    char *path = write_conf(text);
+    int rc = qa_config_load(cfg, path, err);
+    free(path);
+    return rc;
+}
+
+Test(qa_config, defaults_are_the_contract_profiles_spread_and_no_oversubscription)
+{
+    qa_config_t cfg;
+    qa_config_defaults(&cfg);
+    cr_assert_eq(cfg.placement, QA_SPREAD);
+    cr_assert_float_eq(cfg.oversub_memory, 1.0, 1e-12);
+    cr_assert_float_eq(cfg.oversub_share, 1.0, 1e-12);
+    const char *names[] = {"Q1", "Q2", "Q4", "Q8"};
+    unsigned shares[] = {10, 20, 40, 80};
+    for (int i = 0; i < 4; i++) {
+        const qa_profile_t *p = qa_config_profile(&cfg, names[i]);
+        cr_assert_not_null(p);
+        cr_assert_eq(p->memory_mb, 1024u << i);
+        cr_assert_eq(p->share, shares[i]);
+        cr_assert_eq(p->limit, 0);
+    }
+    cr_assert_null(qa_config_profile(&cfg, "Q3"));
+}
+
+Test(qa_config, reads_every_setting_and_custom_profiles)
+{
+    qa_config_t cfg;
+    char err[QP_ERR_LEN];
+    int rc = load(&cfg,
+                  "# a comment\n"
+                  "[arbiter]\n"
+                  "placement = pack\n"
+                  "oversub_memory = 1.5\n"
+                  "oversub_share = 2\n"
+                  "util_weight = 0\n"
+                  "log_level = debug\n"
+                  "heartbeat_timeout_ms = 3000\n"
+                  "reclaim_timeout_ms = 250\n"
+                  "\n"
+                  "[profile Q16]\n"
+                  "memory = 16GiB\n"
+                  "share = 60\n"
+                  "limit = 90\n"
+                  "[profile tiny.gpu]\n"
+                  "memory = 256MiB ; inline comment\n"
+                  "share = 5\n",
+                  err);
+    cr_assert_eq(rc, 0, "%s", err);
+    cr_assert_eq(cfg.placement, QA_PACK);
+    cr_assert_float_eq(cfg.oversub_memory, 1.5, 1e-12);
+    cr_assert_float_eq(cfg.oversub_share, 2.0, 1e-12);
+    cr_assert_float_eq(cfg.util_weight, 0.0, 1e-12);
+    cr_assert_eq(cfg.log_level, QA_DEBUG);
+    cr_assert_eq(cfg.heartbeat_timeout_ms, 3000);
+    cr_assert_eq(cfg.reclaim_timeout_ms, 250);
+    const qa_profile_t *p = qa_config_profile(&cfg, "Q16");
+    cr_assert_not_null(p);
+    cr_assert_eq(p->memory_mb, 16384);
+    cr_assert_eq(p->share, 60);
+    cr_assert_eq(p->limit, 90);
+    p = qa_config_profile(&cfg, "tiny.gpu");
+    cr_assert_not_null(p);
+    cr_assert_eq(p->memory_mb, 256);
+    cr_assert_not_null(qa_config_profile(&cfg, "Q1"), "built-ins stay");
+}
+
+/* Each bad file must fail naming the file, the right line and the problem. */
+Test(qa_config, names_file_line_and_problem)
+{
+    struct {
+        const char *text;
+        int line;
+        const char *words;
+    } cases[] = {
+        {"[arbiter]\nplacement = random\n", 2, "placement 'random'"},
+        {"[arbiter]\n\noversub_memory = -1\n", 3, "oversub_memory"},
+        {"[arbiter]\noversub_share = lots\n", 2, "oversub_share"},
+        {"[arbiter]\nlog_level = loud\n", 2, "log_level"},
+        {"[arbiter]\nheartbeat_timeout_ms = 5\n", 2, "heartbeat_timeout_ms"},
+        {"[arbiter]\ncolour = blue\n", 2, "unknown key 'colour'"},
+        {"[gpus]\nx = 1\n", 2, "unknown section [gpus]"},
+        {"placement = pack\n", 1, "outside any section"},
+        {"[arbiter]\nthis line is wrong\n", 2, "syntax error"},
+        {"[profile Q2]\nmemory = 4GiB\n", 2, "built in"},
+        {"[profile custom]\nmemory = 4GiB\n", 2, "reserved"},
+        {"[profile bad name!]\nmemory = 4GiB\n", 2, "profile name"},
+        {"[profile big]\nmemory = 4 parsecs\n", 2, "unknown unit"},
+        {"[profile big]\nmemory = 4GiB\nshare = 101\n", 3, "share '101'"},
+        {"[profile big]\nmemory = 4GiB\nshare = 10\nlimit = x\n", 4, "limit 'x'"},
+        {"[profile big]\nmemory = 4GiB\ncolour = 1\n", 3, "unknown key 'colour'"},
+        {"[arbiter]\nplacement = pack\n[profile half]\nmemory = 4GiB\n", 4,
+         "needs both 'memory' and 'share'"},
+        {"[profile capped]\nmemory = 4GiB\nshare = 50\nlimit = 20\n", 2, "below its share"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        qa_config_t cfg;
+        char err[QP_ERR_LEN];
+        cr_assert_eq(load(&cfg, cases[i].text, err), -EINVAL, "case %zu accepted", i);
+        char where[32];
+        snprintf(where, sizeof where, "qarbiter.conf:%d: ", cases[i].line);
+        cr_assert(strstr(err, where), "case %zu: want line %d in: %s", i, cases[i].line, err);
+        cr_assert(strstr(err, cases[i].words), "case %zu: want '%s' in: %s", i, cases[i].words,
+                  err);
+        cr_assert_null(strchr(err, '\n'));
+    }
+}
+
+Test(qa_config, an_unreadable_file_is_named)
+{
+    qa_config_t cfg;
+    qa_config_defaults(&cfg);
+    char err[QP_ERR_LEN];
+    cr_assert_eq(qa_config_load(&cfg, "/nonexistent/qarbiter.conf", err), -EINVAL);
+    cr_assert(strstr(err, "/nonexistent/qarbiter.conf: cannot read"), "%s", err);
+}

@@ -1,0 +1,197 @@
+/* test_arbiter_host.c - vGPU creation, resize and removal rules on made-up GPUs. */
+#include "arbiter/host.h"
+#include "proto/units.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+static qa_config_t cfg;
+
+static qa_host_t *two_gpus(void)
+{
+    qa_config_defaults(&cfg);
+    qa_gpu_desc_t g[2] = {
+        {0, "GPU-aaaa", "NVIDIA GeForce GTX 1080", 8192 * QP_MIB, 20, 2560},
+        {1, "GPU-bbbb", "NVIDIA GeForce GTX 1080", 8192 * QP_MIB, 20, 2560},
+    };
+    qa_host_t *h = qa_host_new(g, 2, &cfg);
+    cr_assert_not_null(h);
+    return h;
+}
+
+static qa_spec_t profile(const char *vm, const char *name)
+{
+    return (qa_spec_t){.vm = vm, .profile = name, .gpu = -1};
+}
+
+Test(qa_host, creates_from_a_profile_with_id_secret_and_cores)
+{
+    qa_host_t *h = two_gpus();
+    qa_vgpu_t *v;
+    char err[QP_ERR_LEN];
+    qa_spec_t s = profile("vm-1", "Q2");
+    cr_assert_eq(qa_host_create(h, &s, 1700000000, &v, err), 0, "%s", err);
+    cr_assert_str_eq(v->id, "vg-1");
+    cr_assert_eq(strlen(v->secret), 32);
+    cr_assert_eq(strspn(v->secret, "0123456789abcdef"), 32);
+    qp_info_t info;
+    qa_host_info(h, v, &info);
+    cr_assert_eq(info.memory_mb, 2048);
+    cr_assert_eq(info.share, 20);
+    cr_assert_eq(info.cuda_cores, 512, "share x the GPU's cores");
+    cr_assert_str_eq(info.profile, "Q2");
+    cr_assert_str_eq(info.gpu_uuid, "GPU-aaaa");
+    cr_assert_eq(info.created, 1700000000);
+    qa_vgpu_t *w;
+    cr_assert_eq(qa_host_create(h, &s, 0, &w, err), 0);
+    cr_assert_str_eq(w->id, "vg-2");
+    cr_assert_str_neq(w->secret, v->secret);
+    cr_assert_eq(w->gpu, 1, "spread puts the second one on the other GPU");
+    qa_host_destroy(&h);
+    cr_assert_null(h);
+}
+
+Test(qa_host, ids_are_never_reused)
+{
+    qa_host_t *h = two_gpus();
+    qa_vgpu_t *v;
+    char err[QP_ERR_LEN];
+    qa_spec_t s = profile("vm", "Q1");
+    qa_host_create(h, &s, 0, &v, err);
+    free(qa_host_take(h, "vg-1"));
+    cr_assert_null(qa_host_find(h, "vg-1"));
+    qa_host_create(h, &s, 0, &v, err);
+    cr_assert_str_eq(v->id, "vg-2");
+    qa_host_destroy(&h);
+}
+
+Test(qa_host, refuses_bad_requests_with_the_reason)
+{
+    qa_host_t *h = two_gpus();
+    qa_vgpu_t *v;
+    char err[QP_ERR_LEN];
+    struct {
+        qa_spec_t spec;
+        int rc;
+        const char *words;
+    } cases[] = {
+        {{.vm = "", .profile = "Q1", .gpu = -1}, -EINVAL, "VM name"},
+        {{.vm = "a\nb", .profile = "Q1", .gpu = -1}, -EINVAL, "VM name"},
+        {{.vm = "a", .profile = "Q3", .gpu = -1}, -EINVAL, "unknown profile 'Q3' (known: Q1"},
+        {{.vm = "a", .profile = "Q1", .memory_mb = 5, .gpu = -1}, -EINVAL, "not both"},
+        {{.vm = "a", .memory_mb = 1024, .gpu = -1}, -EINVAL, "both memory and share"},
+        {{.vm = "a", .memory_mb = 1024, .share = 101, .gpu = -1}, -EINVAL, "share 101%"},
+        {{.vm = "a", .profile = "Q2", .has_limit = true, .limit = 10, .gpu = -1},
+         -EINVAL,
+         "below share"},
+        {{.vm = "a", .profile = "Q1", .gpu = 2}, -ENOENT, "no GPU 2"},
+        {{.vm = "a", .memory_mb = 9000, .share = 10, .gpu = 0}, -ENOSPC, "in all"},
+        {{.vm = "a", .memory_mb = 9000, .share = 10, .gpu = -1}, -ENOSPC, "no GPU can"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        cr_assert_eq(qa_host_create(h, &cases[i].spec, 0, &v, err), cases[i].rc, "case %zu", i);
+        cr_assert(strstr(err, cases[i].words), "case %zu: %s", i, err);
+    }
+    cr_assert_eq(qa_host_nvgpus(h), 0);
+    cr_assert_eq(qa_host_next_id(h), 1, "refusals use no id");
+    qa_host_destroy(&h);
+}
+
+Test(qa_host, admission_fills_both_gpus_then_refuses)
+{
+    qa_host_t *h = two_gpus();
+    qa_vgpu_t *v;
+    char err[QP_ERR_LEN];
+    qa_spec_t s = profile("vm", "Q4");
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(qa_host_create(h, &s, 0, &v, err), 0, "%d: %s", i, err);
+    cr_assert_eq(qa_host_gpu(h, 0)->nvgpus, 2);
+    cr_assert_eq(qa_host_gpu(h, 1)->nvgpus, 2);
+    cr_assert_eq(qa_host_gpu(h, 0)->memory_reserved_mb, 8192);
+    qa_spec_t one = profile("vm", "Q1");
+    cr_assert_eq(qa_host_create(h, &one, 0, &v, err), -ENOSPC);
+    /* share is full (80%) but memory too: a 0-memory request is invalid anyway */
+    free(qa_host_take(h, "vg-1"));
+    cr_assert_eq(qa_host_create(h, &one, 0, &v, err), 0, "%s", err);
+    cr_assert_eq(v->gpu, 0);
+    qa_host_destroy(&h);
+}
+
+Test(qa_host, oversubscription_admits_more)
+{
+    qa_host_t *h = two_gpus();
+    cfg.oversub_memory = 2;
+    cfg.oversub_share = 2;
+    qa_vgpu_t *v;
+    char err[QP_ERR_LEN];
+    qa_spec_t s = profile("vm", "Q8");
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(qa_host_create(h, &s, 0, &v, err), 0, "%d: %s", i, err);
+    cr_assert_eq(qa_host_create(h, &s, 0, &v, err), -ENOSPC);
+    qp_gpu_t g;
+    qa_host_gpu_record(h, 0, &g);
+    cr_assert_eq(g.memory_reserved_mb, 16384);
+    cr_assert_eq(g.share_reserved, 160);
+    qa_host_destroy(&h);
+}
+
+Test(qa_host, resize_validates_admits_and_leaves_a_custom_profile)
+{
+    qa_host_t *h = two_gpus();
+    qa_vgpu_t *v, *w;
+    char err[QP_ERR_LEN];
+    qa_spec_t s = {.vm = "a", .profile = "Q4", .gpu = 0};
+    qa_host_create(h, &s, 0, &v, err);
+    qa_spec_t t = {.vm = "b", .profile = "Q2", .gpu = 0};
+    qa_host_create(h, &t, 0, &w, err);
+    qa_change_t c = {.has_memory = true, .memory_mb = 6144};
+    cr_assert_eq(qa_host_resize(h, "vg-1", &c, &v, err), 0, "%s", err);
+    cr_assert_eq(v->memory_mb, 6144);
+    cr_assert_str_eq(v->profile, "custom");
+    cr_assert_eq(qa_host_gpu(h, 0)->memory_reserved_mb, 8192);
+    c.memory_mb = 6145;
+    cr_assert_eq(qa_host_resize(h, "vg-1", &c, &v, err), -ENOSPC);
+    cr_assert_eq(v->memory_mb, 6144, "a refused resize changes nothing");
+    qa_change_t l = {.has_limit = true, .limit = 30};
+    cr_assert_eq(qa_host_resize(h, "vg-1", &l, &v, err), -EINVAL);
+    cr_assert(strstr(err, "below share 40%"), "%s", err);
+    l.limit = 50;
+    cr_assert_eq(qa_host_resize(h, "vg-1", &l, &v, err), 0);
+    cr_assert_eq(v->limit, 50);
+    qa_change_t shrink = {.has_memory = true, .memory_mb = 512, .has_share = true, .share = 5};
+    cr_assert_eq(qa_host_resize(h, "vg-2", &shrink, &w, err), 0);
+    cr_assert_eq(qa_host_gpu(h, 0)->share_reserved, 45);
+    cr_assert_eq(qa_host_resize(h, "vg-9", &shrink, &w, err), -ENOENT);
+    qa_host_destroy(&h);
+}
+
+Test(qa_host, adopts_persisted_vgpus_by_gpu_uuid_and_keeps_counting)
+{
+    qa_host_t *h = two_gpus();
+    char err[QP_ERR_LEN];
+    qa_vgpu_t v = {.id = "vg-7",
+                   .vm = "a",
+                   .secret = "00112233445566778899aabbccddeeff",
+                   .profile = "Q2",
+                   .gpu = 0,
+                   .memory_mb = 2048,
+                   .share = 20};
+    cr_assert_eq(qa_host_adopt(h, &v, "GPU-bbbb", err), 0, "%s", err);
+    qa_vgpu_t *got = qa_host_find(h, "vg-7");
+    cr_assert_not_null(got);
+    cr_assert_eq(got->gpu, 1, "placed by UUID, not by the old index");
+    cr_assert_eq(qa_host_next_id(h), 8);
+    cr_assert_eq(qa_host_adopt(h, &v, "GPU-bbbb", err), -EEXIST);
+    strcpy(v.id, "vg-3");
+    cr_assert_eq(qa_host_adopt(h, &v, "GPU-gone", err), -ENODEV);
+    cr_assert(strstr(err, "GPU-gone"), "%s", err);
+    cr_assert_eq(qa_host_adopt(h, &v, "GPU-aaaa", err), 0);
+    cr_assert_str_eq(qa_host_vgpu(h, 0)->id, "vg-3", "creation order is kept");
+    strcpy(v.id, "../etc");
+    cr_assert_eq(qa_host_adopt(h, &v, "GPU-aaaa", err), -EINVAL);
+    strcpy(v.id, "vg-4");
+    strcpy(v.secret, "short");
+    cr_assert_eq(qa_host_adopt(h, &v, "GPU-aaaa", err), -EINVAL);
+    qa_host_destroy(&h);
+}
