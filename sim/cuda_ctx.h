@@ -1,0 +1,18 @@
+/* cuda_ctx.h - contexts: the calling thread's current one and handle checks.
+ * Threads: any; each thread has its own context stack. */
+#ifndef QSIM_CUDA_CTX_H
+#define QSIM_CUDA_CTX_H
+
+#include "sim/cuda_state.h"
+
+/* The calling thread's current context, or NULL. May be destroyed: see qsim_ctx_get. */
+struct qsim_ctx *qsim_ctx_current(void);
+
+/* The current context in *out; CUDA_ERROR_INVALID_CONTEXT when there is none or it was
+ * destroyed. */
+CUresult qsim_ctx_get(struct qsim_ctx **out);
+
+/* The live context behind h (NULL: the current one), or NULL when h names none. */
+struct qsim_ctx *qsim_ctx_of(CUcontext h);
+
+#endif
