@@ -1,0 +1,526 @@
+/* test_arbiter.c - qarbiter as a daemon on the sim: discovery, start and stop, the lock,
+ * socket modes, flags and config errors, persistence across kill -9, hostile input on a
+ * real socket, and slow or dead clients. */
+#include "proto/msg.h"
+#include "proto/schema.h"
+#include "tests/ctl_support.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <zmq.h>
+
+static char *path_in(const char *dir, const char *name)
+{
+    char *p;
+    cr_assert(asprintf(&p, "%s/%s", dir, name) > 0);
+    return p;
+}
+
+static bool exists(const char *dir, const char *name)
+{
+    char *p = path_in(dir, name);
+    struct stat st;
+    bool ok = stat(p, &st) == 0;
+    free(p);
+    return ok;
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+Test(qa_daemon, reports_every_simulated_gpu)
+{
+    qt_arbiter_t *arb = ctl_arbiter(CTL_GPUS, NULL);
+    qv_client_t *c = ctl_client(arb);
+    qv_gpu_list_t *l;
+    char err[QV_ERR_LEN];
+    cr_assert_eq(qv_gpus(c, &l, err), 0, "%s", err);
+    cr_assert_eq(l->count, 3);
+    const uint64_t mem[] = {8192, 8192, 4096};
+    const unsigned sms[] = {20, 20, 10};
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert_eq(l->gpus[i].index, (int)i);
+        cr_assert_eq(l->gpus[i].memory_total_mb, mem[i]);
+        cr_assert_eq(l->gpus[i].sms, sms[i]);
+        cr_assert_eq(l->gpus[i].cuda_cores, sms[i] * 128, "CONTRACT: cores = SMs x 128");
+        cr_assert_neq(l->gpus[i].uuid[0], '\0');
+        cr_assert_eq(l->gpus[i].vgpus, 0);
+    }
+    cr_assert_str_eq(l->gpus[2].name, "NVIDIA GeForce GTX 1050");
+    cr_assert_str_neq(l->gpus[0].uuid, l->gpus[1].uuid);
+    cr_assert_float_eq(l->oversub_memory, 1.0, 1e-9);
+    cr_assert_str_eq(l->placement, "spread");
+    qv_gpu_list_free(&l);
+    qv_disconnect(&c);
+    qt_arbiter_destroy(&arb);
+}
+
+Test(qa_daemon, without_a_driver_it_says_so_in_one_line_and_exits_1)
+{
+    qt_sim_private(NULL);
+    char *dir = qt_tmpdir();
+    char *bin = qt_build_path("qarbiter");
+    char *sock = path_in(dir, "sock"), *state = path_in(dir, "state");
+    const char *argv[] = {bin, "--socket-dir", sock, "--state-dir", state, NULL};
+    const char *env[] = {"LD_LIBRARY_PATH=/nonexistent", NULL};
+    char *out, *err;
+    int rc = qt_run(argv, env, 5000, &out, &err);
+    if (strstr(err, "NVML") && !strstr(err, "no NVIDIA driver"))
+        cr_skip_test("this machine has a system NVML: %s", err);
+    cr_assert_eq(rc, 1, "%s", err);
+    cr_assert(strstr(err, "qarbiter: no NVIDIA driver: cannot load libnvidia-ml.so.1"), "%s", err);
+    cr_assert_eq(count_lines(err), 1, "%s", err);
+    cr_assert_not(exists(sock, "admin.sock"));
+    free(out), free(err), free(bin), free(sock), free(state), free(dir);
+}
+
+Test(qa_daemon, a_second_arbiter_on_the_same_socket_dir_refuses)
+{
+    qt_arbiter_t *arb = ctl_arbiter(CTL_GPUS, NULL);
+    char *bin = qt_build_path("qarbiter");
+    char *dir = qt_tmpdir();
+    const char *argv[] = {bin, "--socket-dir", qt_arbiter_socket_dir(arb), "--state-dir", dir,
+                          NULL};
+    char *out, *err;
+    cr_assert_eq(qt_run(argv, NULL, 5000, &out, &err), 1, "%s", err);
+    char pid[32];
+    snprintf(pid, sizeof pid, "(pid %d)", (int)qt_proc_pid(qt_arbiter_proc(arb)));
+    cr_assert(strstr(err, "another qarbiter") && strstr(err, pid), "%s", err);
+    cr_assert(strstr(err, "qarbiter.lock"), "%s", err);
+    cr_assert_eq(count_lines(err), 1, "%s", err);
+    qv_client_t *c = ctl_client(arb); /* the first one still serves */
+    qv_disconnect(&c);
+    free(out), free(err), free(bin), free(dir);
+    qt_arbiter_destroy(&arb);
+}
+
+Test(qa_daemon, sigterm_and_sigint_stop_it_cleanly_and_remove_its_sockets)
+{
+    int sigs[] = {SIGTERM, SIGINT};
+    for (int i = 0; i < 2; i++) {
+        qt_arbiter_t *arb = ctl_arbiter(CTL_GPUS, NULL);
+        const char *dir = qt_arbiter_socket_dir(arb);
+        cr_assert(exists(dir, "admin.sock") && exists(dir, "tenant.sock"));
+        qt_proc_t *p = qt_arbiter_proc(arb);
+        qt_proc_kill(p, sigs[i]);
+        cr_assert_eq(qt_proc_wait(p, 5000), 0, "exit status 0, no leak: %s", qt_proc_stderr(p));
+        cr_assert_not(exists(dir, "admin.sock"));
+        cr_assert_not(exists(dir, "tenant.sock"));
+        cr_assert(strstr(qt_proc_stderr(p), "stopping"), "%s", qt_proc_stderr(p));
+        qt_arbiter_destroy(&arb);
+    }
+}
+
+Test(qa_daemon, admin_socket_is_the_administrators_and_tenant_socket_everyones)
+{
+    qt_arbiter_t *arb = ctl_arbiter(NULL, NULL);
+    struct stat st;
+    char *admin = path_in(qt_arbiter_socket_dir(arb), "admin.sock");
+    char *tenant = path_in(qt_arbiter_socket_dir(arb), "tenant.sock");
+    cr_assert_eq(stat(admin, &st), 0);
+    cr_assert(S_ISSOCK(st.st_mode));
+    cr_assert_eq(st.st_mode & 0777, 0600);
+    cr_assert_eq(stat(tenant, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0666);
+    free(admin), free(tenant);
+    qt_arbiter_destroy(&arb);
+}
+
+/* Runs qarbiter with extra arguments on fresh dirs; returns its status, stderr in *err. */
+static int run_arbiter(const char *extra[], char **err)
+{
+    char *bin = qt_build_path("qarbiter");
+    char *dir = qt_tmpdir();
+    char *sock = path_in(dir, "sock"), *state = path_in(dir, "state");
+    const char *argv[16] = {bin, "--socket-dir", sock, "--state-dir", state};
+    size_t n = 5;
+    for (size_t i = 0; extra[i]; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    char *out;
+    int rc = qt_run(argv, NULL, 5000, &out, err);
+    free(out), free(bin), free(sock), free(state), free(dir);
+    return rc;
+}
+
+Test(qa_daemon, bad_flags_and_bad_config_exit_2_with_one_line)
+{
+    qt_sim_private(NULL);
+    char *err;
+    const char *bogus[] = {"--bogus", NULL};
+    cr_assert_eq(run_arbiter(bogus, &err), 2);
+    cr_assert(strstr(err, "unknown option '--bogus'"), "%s", err);
+    cr_assert_eq(count_lines(err), 1, "%s", err);
+    free(err);
+    const char *novalue[] = {"--config", NULL};
+    cr_assert_eq(run_arbiter(novalue, &err), 2);
+    cr_assert(strstr(err, "--config needs a value"), "%s", err);
+    free(err);
+    char *dir = qt_tmpdir();
+    char *conf = path_in(dir, "bad.conf");
+    FILE *f = fopen(conf, "w");
+    fputs("[arbiter]\nplacement = everywhere\n", f);
+    fclose(f);
+    const char *badconf[] = {"--config", conf, NULL};
+    cr_assert_eq(run_arbiter(badconf, &err), 2);
+    cr_assert(strstr(err, "bad.conf:2: placement 'everywhere'"), "%s", err);
+    cr_assert_eq(count_lines(err), 1, "%s", err);
+    free(err);
+    const char *missing[] = {"--config", "/nonexistent.conf", NULL};
+    cr_assert_eq(run_arbiter(missing, &err), 2);
+    cr_assert(strstr(err, "/nonexistent.conf: cannot read"), "%s", err);
+    free(err), free(conf), free(dir);
+}
+
+static void create_custom(qv_client_t *c, const char *vm, uint64_t mb, unsigned share,
+                          unsigned limit, int gpu, char id[QV_ID_LEN])
+{
+    qv_create_t req = {
+        .vm = vm, .memory_mb = mb, .share = share, .has_limit = 1, .limit = limit, .gpu = gpu};
+    qv_vgpu_t v;
+    char err[QV_ERR_LEN];
+    cr_assert_eq(qv_create(c, &req, &v, NULL, err), 0, "%s", err);
+    memcpy(id, v.id, QV_ID_LEN);
+}
+
+Test(qa_daemon, every_vgpu_survives_kill_9_with_its_id_secret_and_limits)
+{
+    qt_arbiter_t *arb = ctl_arbiter(CTL_GPUS, NULL);
+    qv_client_t *c = ctl_client(arb);
+    char ids[4][QV_ID_LEN], secret[QV_SECRET_LEN], err[QV_ERR_LEN];
+    ctl_create(c, "vm-a", "Q2", ids[0], secret);
+    ctl_create(c, "vm-b", "Q4", ids[1], secret);
+    create_custom(c, "vm-c", 1536, 15, 30, 2, ids[2]);
+    ctl_create(c, "vm-d", "Q1", ids[3], secret);
+    qv_resize_t r = {.has_share = 1, .share = 25, .has_limit = 1, .limit = 0};
+    cr_assert_eq(qv_resize(c, ids[0], &r, NULL, err), 0, "%s", err);
+    cr_assert_eq(qv_destroy(c, ids[3], err), 0, "%s", err);
+    qv_vgpu_list_t *before;
+    cr_assert_eq(qv_list(c, &before, err), 0, "%s", err);
+    qv_creds_t creds[3];
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(qv_creds(c, ids[i], &creds[i], err), 0, "%s", err);
+    qv_disconnect(&c);
+
+    qt_arbiter_kill(arb, SIGKILL);
+    cr_assert_eq(qt_arbiter_restart(arb), 0);
+    c = ctl_client(arb);
+    qv_vgpu_list_t *after;
+    cr_assert_eq(qv_list(c, &after, err), 0, "%s", err);
+    cr_assert_eq(after->count, 3);
+    for (size_t i = 0; i < 3; i++) {
+        const qv_vgpu_t *a = &before->vgpus[i], *b = &after->vgpus[i];
+        cr_assert_str_eq(a->id, b->id);
+        cr_assert_str_eq(a->vm, b->vm);
+        cr_assert_str_eq(a->profile, b->profile);
+        cr_assert_eq(a->gpu, b->gpu);
+        cr_assert_str_eq(a->gpu_uuid, b->gpu_uuid);
+        cr_assert_eq(a->memory_mb, b->memory_mb);
+        cr_assert_eq(a->share, b->share);
+        cr_assert_eq(a->limit, b->limit);
+        cr_assert_eq(a->created, b->created);
+        qv_creds_t cr;
+        cr_assert_eq(qv_creds(c, a->id, &cr, err), 0, "%s", err);
+        cr_assert_str_eq(cr.secret, creds[i].secret);
+    }
+    cr_assert_eq(after->vgpus[0].share, 25);
+    cr_assert_str_eq(after->vgpus[0].profile, "custom");
+    cr_assert_eq(after->vgpus[2].gpu, 2);
+    cr_assert_eq(after->vgpus[2].limit, 30);
+    /* the old secret still opens a tenant session */
+    ctl_tenant_t *t = ctl_tenant_new(arb, creds[1].id, creds[1].secret);
+    cr_assert_eq(ctl_tenant_hello(t), 0);
+    ctl_tenant_destroy(&t);
+    /* and no id is ever handed out again, not even the destroyed one's */
+    char fresh[QV_ID_LEN];
+    ctl_create(c, "vm-e", "Q1", fresh, secret);
+    for (int i = 0; i < 4; i++)
+        cr_assert_str_neq(fresh, ids[i]);
+    qv_vgpu_list_free(&before);
+    qv_vgpu_list_free(&after);
+    qv_disconnect(&c);
+    qt_arbiter_destroy(&arb);
+}
+
+Test(qa_daemon, a_corrupt_state_file_stops_the_start_naming_it)
+{
+    qt_arbiter_t *arb = ctl_arbiter(NULL, NULL);
+    qv_client_t *c = ctl_client(arb);
+    char id[QV_ID_LEN], secret[QV_SECRET_LEN];
+    ctl_create(c, "vm", "Q1", id, secret);
+    qv_disconnect(&c);
+    qt_arbiter_kill(arb, SIGKILL);
+    char *file;
+    cr_assert(asprintf(&file, "%s/vgpus/%s.json", qt_arbiter_state_dir(arb), id) > 0);
+    FILE *f = fopen(file, "w");
+    fputs("{\"id\": \"vg-1\", \"truncated", f);
+    fclose(f);
+    char *bin = qt_build_path("qarbiter");
+    const char *argv[] = {
+        bin, "--socket-dir", qt_arbiter_socket_dir(arb), "--state-dir", qt_arbiter_state_dir(arb),
+        NULL};
+    char *out, *err;
+    cr_assert_eq(qt_run(argv, NULL, 5000, &out, &err), 1, "%s", err);
+    /* the log may have said what it found before; the reason is one last line */
+    const char *last = strstr(err, "\nqarbiter: ");
+    last = last ? last + 1 : err;
+    cr_assert(strncmp(last, "qarbiter: ", 10) == 0, "%s", err);
+    cr_assert(strstr(last, file) && strstr(last, "fix or remove"), "%s", err);
+    cr_assert_eq(count_lines(last), 1, "%s", err);
+    free(out), free(err), free(bin), free(file);
+    qt_arbiter_destroy(&arb);
+}
+
+/* ---- raw sockets ------------------------------------------------------------------- */
+
+struct raw {
+    void *ctx;
+    void *sock;
+};
+
+static struct raw raw_connect(const qt_arbiter_t *arb, const char *file)
+{
+    struct raw r = {zmq_ctx_new(), NULL};
+    r.sock = zmq_socket(r.ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(r.sock, ZMQ_LINGER, &zero, sizeof zero);
+    char ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s/%s", qt_arbiter_socket_dir(arb), file);
+    cr_assert_eq(zmq_connect(r.sock, ep), 0);
+    return r;
+}
+
+static void raw_close(struct raw *r)
+{
+    zmq_close(r->sock);
+    zmq_ctx_term(r->ctx);
+}
+
+static void raw_send(struct raw *r, const void *buf, size_t len, int flags)
+{
+    cr_assert_geq(zmq_send(r->sock, buf, len, flags), 0);
+}
+
+static void raw_send_msg(struct raw *r, qp_msg_t *m)
+{
+    void *buf;
+    size_t len;
+    cr_assert_eq(qp_msg_encode(m, NULL, &buf, &len), 0);
+    raw_send(r, buf, len, 0);
+    free(buf);
+    qp_msg_destroy(&m);
+}
+
+/* The next reply within ms, or NULL. */
+static qp_msg_t *raw_recv(struct raw *r, int ms)
+{
+    zmq_pollitem_t it = {r->sock, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, ms) <= 0)
+        return NULL;
+    zmq_msg_t f;
+    zmq_msg_init(&f);
+    cr_assert_geq(zmq_msg_recv(&f, r->sock, 0), 0);
+    qp_msg_t *m = NULL;
+    cr_assert_eq(qp_msg_decode(zmq_msg_data(&f), zmq_msg_size(&f), &qp_caps_reply, &m, NULL), 0);
+    zmq_msg_close(&f);
+    return m;
+}
+
+/* Asserts that the next reply is an error with code, id and words in its msg. */
+static void expect_error(struct raw *r, const char *code, uint64_t id, const char *words)
+{
+    qp_msg_t *m = raw_recv(r, 3000);
+    cr_assert_not_null(m, "no reply (wanted %s: %s)", code, words);
+    const char *c = NULL, *text = NULL;
+    cr_assert(qp_msg_is_error(m), "wanted an error");
+    qp_msg_get_str(m, "code", &c);
+    qp_msg_get_str(m, "msg", &text);
+    cr_assert_str_eq(c, code, "%s", text);
+    cr_assert_eq(qp_msg_id(m), id, "%s", text);
+    cr_assert(strstr(text, words), "'%s' not in: %s", words, text);
+    qp_msg_destroy(&m);
+}
+
+static qp_msg_t *req(const char *type, uint64_t id)
+{
+    qp_msg_t *m = qp_msg_new(type);
+    qp_msg_set_uint(m, "id", id);
+    return m;
+}
+
+static void assert_serves(const qt_arbiter_t *arb)
+{
+    qv_client_t *c = ctl_client(arb);
+    qv_vgpu_list_t *l;
+    char err[QV_ERR_LEN];
+    cr_assert_eq(qv_list(c, &l, err), 0, "%s", err);
+    qv_vgpu_list_free(&l);
+    qv_disconnect(&c);
+}
+
+Test(qa_daemon, hostile_messages_are_answered_and_the_next_client_is_served)
+{
+    qt_arbiter_t *arb = ctl_arbiter(CTL_GPUS, NULL);
+    struct raw r = raw_connect(arb, "admin.sock");
+
+    raw_send(&r, "\xc1garbage", 8, 0);
+    expect_error(&r, QP_E_PROTO, 0, "malformed message");
+    qp_msg_t *list = req("list", 5);
+    void *buf;
+    size_t len;
+    qp_msg_encode(list, NULL, &buf, &len);
+    raw_send(&r, buf, len - 1, 0);
+    expect_error(&r, QP_E_PROTO, 0, "truncated");
+    free(buf);
+    qp_msg_destroy(&list);
+    raw_send_msg(&r, req("list", 6));
+    expect_error(&r, QP_E_NOSESSION, 6, "hello first");
+    qp_msg_t *h = qp_new_admin_hello("raw/1");
+    qp_msg_set_uint(h, "proto", 2);
+    qp_msg_set_uint(h, "id", 7);
+    raw_send_msg(&r, h);
+    expect_error(&r, QP_E_PROTO, 7, "client speaks 2, arbiter speaks 1");
+    h = qp_new_admin_hello("raw/1");
+    qp_msg_set_uint(h, "id", 8);
+    raw_send_msg(&r, h);
+    qp_msg_t *ok = raw_recv(&r, 3000);
+    cr_assert_not_null(ok);
+    cr_assert_str_eq(qp_msg_type(ok), "ok");
+    qp_msg_destroy(&ok);
+
+    qp_msg_t *m = req("create", 9);
+    qp_msg_set_str(m, "vm", "x");
+    qp_msg_set_str(m, "share", "lots");
+    raw_send_msg(&r, m);
+    expect_error(&r, QP_E_PROTO, 9, "field 'share'");
+    raw_send_msg(&r, req("self_destruct", 10));
+    expect_error(&r, QP_E_PROTO, 10, "unknown message type");
+    m = req("resize", 11);
+    qp_msg_set_uint(m, "vgpu", 1);
+    raw_send_msg(&r, m);
+    expect_error(&r, QP_E_PROTO, 11, "field 'vgpu'");
+    m = req("create", 12);
+    qp_msg_set_str(m, "vm", "x");
+    qp_msg_set_uint(m, "memory_mb", 1024);
+    qp_msg_set_uint(m, "share", 4000000000u);
+    raw_send_msg(&r, m);
+    expect_error(&r, QP_E_INVALID, 12, "share");
+    raw_send(&r, "\x81\xa1t\xa4list", 7, ZMQ_SNDMORE);
+    raw_send(&r, "second", 6, 0);
+    expect_error(&r, QP_E_PROTO, 0, "one frame");
+    m = req("hb", 13); /* a tenant request on the admin socket */
+    qp_msg_set_uint(m, "mem_used", 0);
+    qp_msg_set_uint(m, "mem_reserved", 0);
+    raw_send_msg(&r, m);
+    expect_error(&r, QP_E_AUTH, 13, "not allowed on admin.sock");
+
+    /* a tenant hello on the admin socket */
+    qp_msg_t *th = qp_new_tenant_hello("raw/1", "vg-1", "00", 1, 0);
+    qp_msg_set_uint(th, "id", 14);
+    raw_send_msg(&r, th);
+    expect_error(&r, QP_E_AUTH, 14, "role 'tenant' is not served on admin.sock");
+
+    /* random junk: answered or dropped, never fatal */
+    srand(7);
+    for (int i = 0; i < 2000; i++) {
+        uint8_t junk[64];
+        size_t n = (size_t)(rand() % 64);
+        for (size_t k = 0; k < n; k++)
+            junk[k] = (uint8_t)rand();
+        if (n)
+            junk[0] = (uint8_t)(0x80 | (rand() & 0xf));
+        raw_send(&r, junk, n, 0);
+    }
+    int replies = 0;
+    qp_msg_t *x;
+    while ((x = raw_recv(&r, 500))) {
+        replies++;
+        qp_msg_destroy(&x);
+    }
+    cr_assert_geq(replies, 1000, "most junk is answered (%d)", replies);
+    raw_close(&r);
+    assert_serves(arb);
+    qt_arbiter_destroy(&arb);
+}
+
+Test(qa_daemon, an_oversized_frame_costs_only_its_sender_the_connection)
+{
+    qt_arbiter_t *arb = ctl_arbiter(NULL, NULL);
+    struct raw r = raw_connect(arb, "tenant.sock");
+    size_t big = 100 * 1024;
+    char *buf = calloc(1, big);
+    buf[0] = (char)0x81;
+    raw_send(&r, buf, big, 0);
+    free(buf);
+    cr_assert_null(raw_recv(&r, 300), "no answer to a frame over the limit");
+    assert_serves(arb);
+    /* the sender reconnects by itself and is served again */
+    raw_send_msg(&r, req("mem_reserve", 3));
+    qp_msg_t *m = raw_recv(&r, 3000);
+    cr_assert_not_null(m);
+    cr_assert(qp_msg_is_error(m));
+    qp_msg_destroy(&m);
+    raw_close(&r);
+    qt_arbiter_destroy(&arb);
+}
+
+Test(qa_daemon, clients_that_never_read_or_never_speak_do_not_block_others)
+{
+    qt_arbiter_t *arb = ctl_arbiter(CTL_GPUS, NULL);
+    qv_client_t *c = ctl_client(arb);
+    char id[QV_ID_LEN], secret[QV_SECRET_LEN], err[QV_ERR_LEN];
+    for (int i = 0; i < 20; i++)
+        ctl_create(c, "filler", "Q1", id, secret);
+    /* one floods requests whose replies (all 20 vGPUs) it never reads */
+    struct raw flood = raw_connect(arb, "admin.sock");
+    qp_msg_t *h = qp_new_admin_hello("flood/1");
+    qp_msg_set_uint(h, "id", 1);
+    raw_send_msg(&flood, h);
+    for (int i = 0; i < 5000; i++) {
+        qp_msg_t *m = req("list", (uint64_t)i + 2);
+        void *buf;
+        size_t len;
+        qp_msg_encode(m, NULL, &buf, &len);
+        zmq_send(flood.sock, buf, len, ZMQ_DONTWAIT);
+        free(buf);
+        qp_msg_destroy(&m);
+    }
+    /* others connect at the socket level and never finish the handshake, or send junk */
+    int silent = socket(AF_UNIX, SOCK_STREAM, 0), noisy = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s/admin.sock", qt_arbiter_socket_dir(arb));
+    cr_assert_eq(connect(silent, (struct sockaddr *)&sun, sizeof sun), 0);
+    cr_assert_eq(connect(noisy, (struct sockaddr *)&sun, sizeof sun), 0);
+    cr_assert_eq(write(noisy, "GET / HTTP/1.0\r\n\r\n", 18), 18);
+    /* meanwhile a well-behaved client is served promptly */
+    uint64_t worst = 0;
+    for (int i = 0; i < 200; i++) {
+        uint64_t t0 = qt_now_ns();
+        qv_vgpu_t v;
+        cr_assert_eq(qv_info(c, id, &v, err), 0, "%s", err);
+        uint64_t dt = qt_now_ns() - t0;
+        worst = dt > worst ? dt : worst;
+    }
+    cr_assert_lt(worst, 1000000000ull, "worst info took %llu ms",
+                 (unsigned long long)(worst / 1000000));
+    close(silent);
+    close(noisy);
+    raw_close(&flood);
+    assert_serves(arb);
+    qv_disconnect(&c);
+    qt_arbiter_destroy(&arb);
+}

@@ -1,0 +1,430 @@
+/* test_arbiter_tenant.c - the tenant side of a real qarbiter on the sim: the secret, the
+ * vGPU's quota shared by its processes, reclaim, heartbeats, liveness (close, kill -9,
+ * SIGSTOP), resize pushes, destroy, and the wall between tenants and the admin API. */
+#include "proto/records.h"
+#include "proto/schema.h"
+#include "proto/units.h"
+#include "tests/ctl_support.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MIB QP_MIB
+#define GIB (1024 * QP_MIB)
+
+struct fixture {
+    qt_arbiter_t *arb;
+    qv_client_t *admin;
+    char id[QV_ID_LEN];
+    char secret[QV_SECRET_LEN];
+};
+
+/* An arbiter with one Q2 vGPU (2 GiB). */
+static struct fixture setup(const char *config)
+{
+    struct fixture f;
+    f.arb = ctl_arbiter(CTL_GPUS, config);
+    f.admin = ctl_client(f.arb);
+    ctl_create(f.admin, "vm-t", "Q2", f.id, f.secret);
+    return f;
+}
+
+static void teardown(struct fixture *f)
+{
+    qv_disconnect(&f->admin);
+    qt_arbiter_destroy(&f->arb);
+}
+
+Test(qa_tenant, the_right_secret_opens_a_session_with_the_vgpus_limits)
+{
+    struct fixture f = setup(NULL);
+    ctl_tenant_t *t = ctl_tenant_new(f.arb, f.id, f.secret);
+    cr_assert_eq(ctl_tenant_hello(t), 0);
+    cr_assert_eq(t->sessions, 1);
+    cr_assert_eq(t->last_quota, 2 * GIB);
+    cr_assert(ctl_wait_procs(f.admin, f.id, 1, 2000));
+    ctl_tenant_destroy(&t);
+    teardown(&f);
+}
+
+Test(qa_tenant, a_wrong_or_missing_secret_or_unknown_vgpu_is_refused_alike)
+{
+    struct fixture f = setup(NULL);
+    char other[QV_ID_LEN], other_secret[QV_SECRET_LEN];
+    ctl_create(f.admin, "vm-o", "Q1", other, other_secret);
+    const char *cases[][2] = {
+        {f.id, "00000000000000000000000000000000"},
+        {f.id, ""},
+        {f.id, other_secret}, /* another vGPU's secret */
+        {"vg-999", f.secret},
+        {f.id, "0"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ctl_tenant_t *t = ctl_tenant_new(f.arb, cases[i][0], cases[i][1]);
+        char err[QP_ERR_LEN];
+        cr_assert_eq(qp_conn_open(t->conn, 3000, err), -EACCES, "case %zu", i);
+        cr_assert(strstr(err, "unknown vGPU or wrong secret"), "case %zu: %s", i, err);
+        cr_assert_eq(t->sessions, 0);
+        ctl_tenant_destroy(&t);
+    }
+    cr_assert_eq(ctl_info(f.admin, f.id).procs, 0);
+    teardown(&f);
+}
+
+Test(qa_tenant, reservations_of_all_processes_stay_within_the_quota)
+{
+    struct fixture f = setup(NULL);
+    ctl_tenant_t *a = ctl_tenant_new(f.arb, f.id, f.secret);
+    ctl_tenant_t *b = ctl_tenant_new(f.arb, f.id, f.secret);
+    uint64_t free = 0;
+    cr_assert_eq(ctl_tenant_reserve(a, 512 * MIB, 1536 * MIB, NULL), 0);
+    cr_assert_eq(a->reserved, 1536 * MIB, "want is granted when it fits");
+    a->used = 1536 * MIB; /* a uses all of it: nothing to reclaim */
+    cr_assert_eq(ctl_tenant_hb(a, NULL), 0);
+    cr_assert_eq(ctl_tenant_reserve(b, 256 * MIB, 1024 * MIB, NULL), 0);
+    cr_assert_eq(b->reserved, 512 * MIB, "min(want, room)");
+    cr_assert_eq(ctl_tenant_reserve(b, 600 * MIB, 600 * MIB, &free), -EDQUOT);
+    cr_assert_eq(free, 512 * MIB, "free is the room this process could have");
+    cr_assert_eq(ctl_tenant_reserve(a, 3 * GIB, 3 * GIB, NULL), -EDQUOT,
+                 "more than the whole quota");
+    qv_vgpu_t v = ctl_info(f.admin, f.id);
+    cr_assert_eq(v.memory_reserved, 2 * GIB);
+    cr_assert_eq(v.procs, 2);
+    ctl_tenant_destroy(&a);
+    ctl_tenant_destroy(&b);
+    teardown(&f);
+}
+
+Test(qa_tenant, release_lowers_and_never_raises)
+{
+    struct fixture f = setup(NULL);
+    ctl_tenant_t *a = ctl_tenant_new(f.arb, f.id, f.secret);
+    cr_assert_eq(ctl_tenant_reserve(a, GIB, GIB, NULL), 0);
+    cr_assert_eq(ctl_tenant_release(a, 256 * MIB), 0);
+    cr_assert_eq(a->reserved, 256 * MIB);
+    cr_assert_eq(ctl_tenant_release(a, GIB), -EINVAL);
+    cr_assert_eq(ctl_info(f.admin, f.id).memory_reserved, 256 * MIB);
+    ctl_tenant_destroy(&a);
+    teardown(&f);
+}
+
+Test(qa_tenant, heartbeats_report_use_and_return_the_whole_vgpus_use)
+{
+    struct fixture f = setup(NULL);
+    ctl_tenant_t *a = ctl_tenant_new(f.arb, f.id, f.secret);
+    ctl_tenant_t *b = ctl_tenant_new(f.arb, f.id, f.secret);
+    cr_assert_eq(ctl_tenant_reserve(a, 512 * MIB, 512 * MIB, NULL), 0);
+    cr_assert_eq(ctl_tenant_reserve(b, 512 * MIB, 512 * MIB, NULL), 0);
+    a->used = 100 * MIB;
+    b->used = 300 * MIB;
+    uint64_t vgpu_used = 0;
+    cr_assert_eq(ctl_tenant_hb(a, &vgpu_used), 0);
+    cr_assert_eq(ctl_tenant_hb(b, &vgpu_used), 0);
+    cr_assert_eq(vgpu_used, 400 * MIB);
+    qv_vgpu_t v = ctl_info(f.admin, f.id);
+    cr_assert_eq(v.memory_used, 400 * MIB);
+    /* a heartbeat without id is not answered but still counts */
+    qp_msg_t *hb = qp_new_hb(200 * MIB, 512 * MIB);
+    char err[QP_ERR_LEN];
+    cr_assert_eq(qp_conn_send(a->conn, &hb, 1000, err), 0);
+    a->used = 200 * MIB;
+    for (int i = 0; i < 100 && vgpu_used != 500 * MIB; i++) { /* a and b race: poll */
+        cr_assert_eq(ctl_tenant_hb(b, &vgpu_used), 0);
+        qt_sleep_ms(5);
+    }
+    cr_assert_eq(vgpu_used, 500 * MIB);
+    ctl_tenant_destroy(&a);
+    ctl_tenant_destroy(&b);
+    teardown(&f);
+}
+
+Test(qa_tenant, a_heartbeat_below_the_record_takes_back_a_lost_grant)
+{
+    struct fixture f = setup(NULL);
+    ctl_tenant_t *a = ctl_tenant_new(f.arb, f.id, f.secret);
+    cr_assert_eq(ctl_tenant_reserve(a, GIB, GIB, NULL), 0);
+    a->reserved = 256 * MIB; /* as if the grant had come after the call gave up */
+    a->used = 100 * MIB;
+    cr_assert_eq(ctl_tenant_hb(a, NULL), 0);
+    cr_assert_eq(ctl_info(f.admin, f.id).memory_reserved, 256 * MIB);
+    a->reserved = 4 * GIB; /* a report never raises */
+    cr_assert_eq(ctl_tenant_hb(a, NULL), 0);
+    cr_assert_eq(ctl_info(f.admin, f.id).memory_reserved, 256 * MIB);
+    ctl_tenant_destroy(&a);
+    teardown(&f);
+}
+
+/* Pumps a tenant's pushes on a thread while the test waits on another tenant's call. */
+struct pumper {
+    ctl_tenant_t *t;
+    atomic_bool stop;
+    pthread_t thread;
+};
+
+static void *pump_main(void *arg)
+{
+    struct pumper *p = arg;
+    while (!atomic_load(&p->stop))
+        ctl_tenant_pump(p->t, 20);
+    return NULL;
+}
+
+static void pump_start(struct pumper *p, ctl_tenant_t *t)
+{
+    p->t = t;
+    atomic_store(&p->stop, false);
+    pthread_create(&p->thread, NULL, pump_main, p);
+}
+
+static void pump_stop(struct pumper *p)
+{
+    atomic_store(&p->stop, true);
+    pthread_join(p->thread, NULL);
+}
+
+Test(qa_tenant, unused_reservation_of_a_sibling_is_reclaimed)
+{
+    struct fixture f = setup(NULL);
+    ctl_tenant_t *a = ctl_tenant_new(f.arb, f.id, f.secret);
+    ctl_tenant_t *b = ctl_tenant_new(f.arb, f.id, f.secret);
+    cr_assert_eq(ctl_tenant_reserve(a, 1536 * MIB, 1536 * MIB, NULL), 0);
+    a->used = 512 * MIB;
+    cr_assert_eq(ctl_tenant_hb(a, NULL), 0);
+    a->give_back = true;
+    struct pumper p;
+    pump_start(&p, a);
+    uint64_t t0 = qt_now_ns();
+    cr_assert_eq(ctl_tenant_reserve(b, GIB, GIB, NULL), 0, "a gives back what it does not use");
+    uint64_t ms = (qt_now_ns() - t0) / 1000000;
+    pump_stop(&p);
+    cr_assert(ms < 450, "served by the release, not the timeout (%llu ms)", (unsigned long long)ms);
+    cr_assert_eq(b->reserved, GIB);
+    cr_assert_geq(a->reclaims, 1);
+    cr_assert_eq(a->last_keep, 1024 * MIB, "asked for just what b lacked");
+    cr_assert_leq(ctl_info(f.admin, f.id).memory_reserved, 2 * GIB);
+    ctl_tenant_destroy(&a);
+    ctl_tenant_destroy(&b);
+    teardown(&f);
+}
+
+Test(qa_tenant, a_sibling_that_keeps_its_reservation_makes_the_request_fail_in_time)
+{
+    struct fixture f = setup("[arbiter]\nreclaim_timeout_ms = 300\n");
+    ctl_tenant_t *a = ctl_tenant_new(f.arb, f.id, f.secret);
+    ctl_tenant_t *b = ctl_tenant_new(f.arb, f.id, f.secret);
+    cr_assert_eq(ctl_tenant_reserve(a, 2 * GIB, 2 * GIB, NULL), 0);
+    uint64_t t0 = qt_now_ns(), free = 1;
+    cr_assert_eq(ctl_tenant_reserve(b, GIB, GIB, &free), -EDQUOT);
+    uint64_t ms = (qt_now_ns() - t0) / 1000000;
+    cr_assert(ms >= 250 && ms < 2500, "gave up after the reclaim timeout (%llu ms)",
+              (unsigned long long)ms);
+    cr_assert_eq(free, 0);
+    ctl_tenant_pump(a, 50);
+    cr_assert_geq(a->reclaims, 1, "a was asked");
+    /* the waiting request is gone: the next one is served normally */
+    cr_assert_eq(ctl_tenant_release(a, GIB), 0);
+    cr_assert_eq(ctl_tenant_reserve(b, GIB, GIB, NULL), 0);
+    ctl_tenant_destroy(&a);
+    ctl_tenant_destroy(&b);
+    teardown(&f);
+}
+
+Test(qa_tenant, closing_the_connection_returns_the_memory_at_once)
+{
+    struct fixture f = setup(NULL);
+    ctl_tenant_t *a = ctl_tenant_new(f.arb, f.id, f.secret);
+    cr_assert_eq(ctl_tenant_reserve(a, 2 * GIB, 2 * GIB, NULL), 0);
+    cr_assert(ctl_wait_procs(f.admin, f.id, 1, 1000));
+    uint64_t t0 = qt_now_ns();
+    ctl_tenant_destroy(&a);
+    cr_assert(ctl_wait_procs(f.admin, f.id, 0, 2000), "the session ended");
+    uint64_t ms = (qt_now_ns() - t0) / 1000000;
+    cr_assert(ms < 1000, "seen by the socket monitor, not the heartbeat timeout (%llu ms)",
+              (unsigned long long)ms);
+    cr_assert_eq(ctl_info(f.admin, f.id).memory_reserved, 0);
+    ctl_tenant_t *b = ctl_tenant_new(f.arb, f.id, f.secret);
+    cr_assert_eq(ctl_tenant_reserve(b, 2 * GIB, 2 * GIB, NULL), 0);
+    ctl_tenant_destroy(&b);
+    teardown(&f);
+}
+
+/* A child process that joins the vGPU, reserves, reports use every 200 ms until killed,
+ * and writes one byte to fd each time it opens a session. */
+static pid_t tenant_child(const struct fixture *f, uint64_t reserve, uint64_t used, int fd)
+{
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid > 0)
+        return pid;
+    ctl_tenant_t *tp = ctl_tenant_new(f->arb, f->id, f->secret);
+    int sessions = 0;
+    if (ctl_tenant_reserve(tp, reserve, reserve, NULL) != 0)
+        _exit(3);
+    tp->used = used;
+    for (;;) {
+        qp_msg_t *hb = qp_new_hb(tp->used, tp->reserved);
+        char err[QP_ERR_LEN];
+        qp_conn_send(tp->conn, &hb, 500, err);
+        qp_conn_wait(tp->conn, 200, err);
+        if (tp->sessions != sessions) {
+            sessions = tp->sessions;
+            if (write(fd, "s", 1) != 1)
+                _exit(4);
+        }
+    }
+}
+
+Test(qa_tenant, a_killed_process_gives_its_memory_back_within_2_s)
+{
+    struct fixture f = setup(NULL);
+    int pfd[2];
+    cr_assert_eq(pipe(pfd), 0);
+    pid_t child = tenant_child(&f, 2 * GIB, GIB, pfd[1]);
+    char c;
+    cr_assert_eq(read(pfd[0], &c, 1), 1, "the child joined");
+    cr_assert(ctl_wait_procs(f.admin, f.id, 1, 2000));
+    uint64_t t0 = qt_now_ns();
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    cr_assert(ctl_wait_procs(f.admin, f.id, 0, 2000), "its session ended");
+    uint64_t ms = (qt_now_ns() - t0) / 1000000;
+    cr_assert(ms < 2000, "within 2 s (%llu ms)", (unsigned long long)ms);
+    cr_assert_eq(ctl_info(f.admin, f.id).memory_reserved, 0);
+    teardown(&f);
+}
+
+Test(qa_tenant, a_stopped_process_is_dropped_and_re_reports_when_it_resumes)
+{
+    struct fixture f = setup("[arbiter]\nheartbeat_timeout_ms = 600\n");
+    int pfd[2];
+    cr_assert_eq(pipe(pfd), 0);
+    pid_t child = tenant_child(&f, GIB, 700 * MIB, pfd[1]);
+    char c;
+    cr_assert_eq(read(pfd[0], &c, 1), 1);
+    cr_assert(ctl_wait_procs(f.admin, f.id, 1, 2000));
+    kill(child, SIGSTOP);
+    cr_assert(ctl_wait_procs(f.admin, f.id, 0, 3000), "a silent process is dropped");
+    cr_assert_eq(ctl_info(f.admin, f.id).memory_reserved, 0);
+    kill(child, SIGCONT);
+    cr_assert_eq(read(pfd[0], &c, 1), 1, "it opened a new session by itself");
+    cr_assert(ctl_wait_procs(f.admin, f.id, 1, 2000));
+    qv_vgpu_t v = ctl_info(f.admin, f.id);
+    cr_assert_eq(v.memory_used, 700 * MIB, "it re-reported what it holds");
+    cr_assert_eq(v.memory_reserved, 700 * MIB, "and that is charged again");
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+    teardown(&f);
+}
+
+Test(qa_tenant, resize_pushes_limits_and_a_shrink_reclaims)
+{
+    struct fixture f = setup(NULL);
+    ctl_tenant_t *a = ctl_tenant_new(f.arb, f.id, f.secret);
+    cr_assert_eq(ctl_tenant_reserve(a, 1536 * MIB, 1536 * MIB, NULL), 0);
+    a->used = 512 * MIB;
+    cr_assert_eq(ctl_tenant_hb(a, NULL), 0);
+    qv_resize_t grow = {.has_memory = 1, .memory_mb = 4096, .has_share = 1, .share = 30};
+    char err[QV_ERR_LEN];
+    cr_assert_eq(qv_resize(f.admin, f.id, &grow, NULL, err), 0, "%s", err);
+    ctl_tenant_pump(a, 100);
+    cr_assert_eq(a->limits, 1);
+    cr_assert_eq(a->last_quota, 4 * GIB);
+    cr_assert_eq(a->reclaims, 0, "growing asks nothing back");
+    qv_resize_t shrink = {.has_memory = 1, .memory_mb = 1024};
+    cr_assert_eq(qv_resize(f.admin, f.id, &shrink, NULL, err), 0, "%s", err);
+    a->give_back = true;
+    ctl_tenant_pump(a, 150);
+    cr_assert_eq(a->limits, 2);
+    cr_assert_eq(a->last_quota, GIB);
+    cr_assert_eq(a->reclaims, 1);
+    cr_assert_eq(a->last_keep, 0, "give back all that is not used");
+    cr_assert_eq(a->reserved, 512 * MIB);
+    /* below use: nothing is killed, new reservations fail until use drops */
+    qv_resize_t tiny = {.has_memory = 1, .memory_mb = 256};
+    cr_assert_eq(qv_resize(f.admin, f.id, &tiny, NULL, err), 0, "%s", err);
+    ctl_tenant_pump(a, 100);
+    cr_assert_eq(ctl_info(f.admin, f.id).procs, 1);
+    cr_assert_eq(ctl_tenant_reserve(a, 600 * MIB, 600 * MIB, NULL), -EDQUOT);
+    ctl_tenant_destroy(&a);
+    teardown(&f);
+}
+
+Test(qa_tenant, a_destroyed_vgpu_ends_its_sessions_and_refuses_new_ones)
+{
+    struct fixture f = setup(NULL);
+    ctl_tenant_t *a = ctl_tenant_new(f.arb, f.id, f.secret);
+    cr_assert_eq(ctl_tenant_reserve(a, GIB, GIB, NULL), 0);
+    char err[QV_ERR_LEN];
+    cr_assert_eq(qv_destroy(f.admin, f.id, err), 0, "%s", err);
+    cr_assert_eq(ctl_tenant_reserve(a, GIB, GIB, NULL), -EACCES,
+                 "the session is gone and the secret no longer opens one");
+    ctl_tenant_destroy(&a);
+    teardown(&f);
+}
+
+/* Sends one raw request on a fresh tenant session and returns the reply's errno. */
+static int raw_tenant_request(struct fixture *f, qp_msg_t *req, char *err)
+{
+    ctl_tenant_t *t = ctl_tenant_new(f->arb, f->id, f->secret);
+    cr_assert_eq(ctl_tenant_hello(t), 0);
+    qp_msg_t *rep = NULL;
+    int rc = qp_conn_call(t->conn, &req, &rep, 3000, err);
+    qp_msg_destroy(&rep);
+    ctl_tenant_destroy(&t);
+    return rc;
+}
+
+Test(qa_tenant, a_tenant_can_neither_manage_nor_see_any_vgpu)
+{
+    struct fixture f = setup(NULL);
+    char other[QV_ID_LEN], other_secret[QV_SECRET_LEN];
+    ctl_create(f.admin, "vm-o", "Q1", other, other_secret);
+    const char *admin_only[] = {"create", "destroy", "resize", "list",
+                                "info",   "creds",   "gpus",   "stats"};
+    for (size_t i = 0; i < sizeof admin_only / sizeof admin_only[0]; i++) {
+        qp_msg_t *m = qp_msg_new(admin_only[i]);
+        qp_msg_set_str(m, "vgpu", other);
+        qp_msg_set_str(m, "vm", "evil");
+        qp_msg_set_str(m, "profile", "Q8");
+        qp_msg_set_uint(m, "memory_mb", 8192);
+        char err[QP_ERR_LEN];
+        cr_assert_eq(raw_tenant_request(&f, m, err), -EACCES, "%s", admin_only[i]);
+        cr_assert(strstr(err, "not allowed on tenant.sock"), "%s", err);
+    }
+    /* a tenant request naming another vGPU acts on its own session only */
+    ctl_tenant_t *t = ctl_tenant_new(f.arb, f.id, f.secret);
+    qp_msg_t *m = qp_new_mem_reserve(GIB, GIB, 0), *rep = NULL;
+    qp_msg_set_str(m, "vgpu", other);
+    char err[QP_ERR_LEN];
+    cr_assert_eq(qp_conn_call(t->conn, &m, &rep, 3000, err), 0, "%s", err);
+    qp_msg_destroy(&rep);
+    cr_assert_eq(ctl_info(f.admin, other).memory_reserved, 0);
+    cr_assert_eq(ctl_info(f.admin, f.id).memory_reserved, GIB);
+    ctl_tenant_destroy(&t);
+    qv_vgpu_t o = ctl_info(f.admin, other);
+    cr_assert_eq(o.memory_mb, 1024, "nothing changed the other vGPU");
+    cr_assert_str_eq(o.vm, "vm-o");
+    teardown(&f);
+}
+
+Test(qa_tenant, the_admin_role_is_refused_on_the_tenant_socket)
+{
+    struct fixture f = setup(NULL);
+    char err[QP_ERR_LEN];
+    ctl_tenant_t *t = ctl_tenant_new(f.arb, f.id, f.secret);
+    qp_msg_t *hello = qp_new_admin_hello("evil/1"), *rep = NULL;
+    /* the connection opens its own tenant session first, so send the admin hello as a
+     * request inside it: the arbiter must refuse the role, not the order */
+    cr_assert_eq(qp_conn_call(t->conn, &hello, &rep, 3000, err), -EACCES);
+    cr_assert(strstr(err, "role 'admin' is not served on tenant.sock"), "%s", err);
+    qp_msg_destroy(&rep);
+    ctl_tenant_destroy(&t);
+    teardown(&f);
+}
