@@ -34,24 +34,26 @@ static bool used_becomes(qt_arbiter_t *arb, const qts_vgpu_t *v, long long want,
     }
 }
 
-/* Allocation functions the simulated driver implements, each with the routes to it. */
-static const char *const charged[] = {"cuMemAlloc_v2", "cuMemAllocPitch_v2", "cuMemAllocManaged"};
 static const char *const routes[] = {"direct", "dlsym", "next", "procaddr", "procaddr1"};
+#define NROUTES (sizeof routes / sizeof *routes)
 
-Test(shim_mem, every_allocation_function_is_refused_past_the_quota_through_every_route)
+/* In a fresh Q1 vGPU, each of the nsyms allocation variants through each route: 600 MiB
+ * is granted, 600 MiB more refused, and after the free 600 MiB granted again; at the end
+ * the whole quota is free and the arbiter has everything back. */
+static void check_refusals(const char *const syms[], size_t nsyms)
 {
     qts_vgpu_t v;
     qt_arbiter_t *arb = arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     const char *cmds[128] = {"init"};
-    static char bufs[128][96];
+    static char bufs[64][96];
     size_t n = 1;
-    for (size_t f = 0; f < sizeof charged / sizeof *charged; f++) {
-        for (size_t r = 0; r < sizeof routes / sizeof *routes; r++) {
-            /* 600 MiB fits in 1 GiB once, not twice; freed, it fits again. */
-            char *alloc = bufs[n];
-            snprintf(alloc, sizeof bufs[n], "alloc:%s:%s:600M", charged[f], routes[r]);
+    cr_assert_leq(nsyms * NROUTES, 24);
+    for (size_t f = 0; f < nsyms; f++) {
+        for (size_t r = 0; r < NROUTES; r++) {
+            char *alloc = bufs[f * NROUTES + r];
+            snprintf(alloc, sizeof bufs[0], "alloc:%s:%s:600M", syms[f], routes[r]);
             cmds[n++] = alloc;
             cmds[n++] = alloc;
             cmds[n++] = "free";
@@ -63,35 +65,67 @@ Test(shim_mem, every_allocation_function_is_refused_past_the_quota_through_every
     cmds[n] = NULL;
     char *out = NULL, *err = NULL;
     cr_assert_eq(qts_runv(&e, &out, &err, cmds), 0, "%s", err);
-    for (size_t f = 0; f < sizeof charged / sizeof *charged; f++) {
-        for (size_t r = 0; r < sizeof routes / sizeof *routes; r++) {
+    for (size_t f = 0; f < nsyms; f++) {
+        for (size_t r = 0; r < NROUTES; r++) {
             char prefix[128];
-            snprintf(prefix, sizeof prefix, "alloc %s %s ", charged[f], routes[r]);
-            /* The three results in order: granted, refused, granted after the free. */
-            const char *p = out;
-            int got[3];
-            for (int k = 0; k < 3; k++) {
-                p = strstr(p, prefix);
-                cr_assert_not_null(p, "missing %s (%d):\n%s", prefix, k, out);
-                got[k] = atoi(p + strlen(prefix));
-                p += strlen(prefix);
-            }
-            cr_assert_eq(got[0], 0, "%s first: %d", prefix, got[0]);
-            cr_assert_eq(got[1], 2, "%s past the quota: %d", prefix, got[1]);
-            cr_assert_eq(got[2], 0, "%s after the free: %d", prefix, got[2]);
+            snprintf(prefix, sizeof prefix, "alloc %s %s ", syms[f], routes[r]);
+            cr_assert_eq(qts_field_at(out, prefix, 0, 0), 0, "%s first:\n%s", prefix, out);
+            cr_assert_eq(qts_field_at(out, prefix, 1, 0), 2, "%s past the quota:\n%s", prefix, out);
+            cr_assert_eq(qts_field_at(out, prefix, 2, 0), 0, "%s after the free:\n%s", prefix, out);
         }
     }
-    cr_assert_eq(qts_count_lines(out, "free 0"),
-                 (int)(2 * (sizeof charged / sizeof *charged) * (sizeof routes / sizeof *routes)),
-                 "%s", out);
-    /* Everything was freed: the whole quota is free again. */
-    cr_assert_eq(qts_field(out, "info ", 1), (long long)GiB);
+    cr_assert_eq(qts_count_lines(out, "free 0"), (int)(2 * nsyms * NROUTES), "%s", out);
+    cr_assert_eq(qts_field(out, "info ", 1), (long long)GiB, "all given back: %s", out);
     cr_assert_eq(qts_field(out, "info ", 2), (long long)GiB);
     cr_assert(strstr(err, "past its memory quota"), "one line says why: %s", err);
     cr_assert_eq(qts_count_lines(err, "qvgpu:"), 1, "%s", err);
     free(out);
     free(err);
     cr_assert(used_becomes(arb, &v, 0, 3000), "the arbiter got everything back");
+    qt_arbiter_destroy(&arb);
+}
+
+Test(shim_mem, plain_pitched_and_managed_allocations_are_refused_past_the_quota_on_every_route)
+{
+    static const char *const syms[] = {"cuMemAlloc_v2", "cuMemAllocPitch_v2", "cuMemAllocManaged"};
+    check_refusals(syms, sizeof syms / sizeof *syms);
+}
+
+Test(shim_mem, stream_ordered_allocations_are_refused_past_the_quota_on_every_route)
+{
+    static const char *const syms[] = {"cuMemAllocAsync", "cuMemAllocAsync_ptsz",
+                                       "cuMemAllocFromPoolAsync", "cuMemAllocFromPoolAsync_ptsz"};
+    check_refusals(syms, sizeof syms / sizeof *syms);
+}
+
+Test(shim_mem, vmm_and_array_allocations_are_refused_past_the_quota_on_every_route)
+{
+    static const char *const syms[] = {"cuMemCreate", "cuArrayCreate_v2", "cuArray3DCreate_v2",
+                                       "cuMipmappedArrayCreate"};
+    check_refusals(syms, sizeof syms / sizeof *syms);
+}
+
+Test(shim_mem, a_pool_is_charged_what_it_holds_until_it_trims)
+{
+    qts_vgpu_t v;
+    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qts_env_t e;
+    qts_env_of(&e, arb, &v);
+    char *out = NULL;
+    /* A pool grows by whole 2 MiB granules and keeps freed memory until it trims: at
+     * synchronisation (release threshold 0), or with cuMemPoolTrimTo. */
+    cr_assert_eq(qts_run(&e, &out, NULL, "init", "alloc:cuMemAllocAsync:direct:1M", "info",
+                         "free_async", "info", "sync", "info", "pool_keep:1G",
+                         "alloc:cuMemAllocAsync_ptsz:direct:100M", "free_async", "sync", "info",
+                         "pool_trim:0", "info", NULL),
+                 0);
+    long long q = (long long)GiB, M = (long long)QTS_MIB;
+    cr_assert_eq(qts_field_at(out, "info ", 0, 1), q - 2 * M, "one granule: %s", out);
+    cr_assert_eq(qts_field_at(out, "info ", 1, 1), q - 2 * M, "freed, still held: %s", out);
+    cr_assert_eq(qts_field_at(out, "info ", 2, 1), q, "trimmed at sync: %s", out);
+    cr_assert_eq(qts_field_at(out, "info ", 3, 1), q - 100 * M, "kept past sync: %s", out);
+    cr_assert_eq(qts_field_at(out, "info ", 4, 1), q, "trimmed: %s", out);
+    free(out);
     qt_arbiter_destroy(&arb);
 }
 

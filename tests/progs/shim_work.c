@@ -17,6 +17,10 @@
  *   free                      free <rc>                the newest live allocation, freed
  *                             with the matching variant through the same route
  *   freeall                   freeall <n>
+ *   free_async                free_async <rc>          cuMemFreeAsync of the newest live
+ *                             (stream-ordered) allocation, without synchronising
+ *   pool_keep:BYTES           pool_keep <rc>           the default pool's release threshold
+ *   pool_trim:BYTES           pool_trim <rc>           cuMemPoolTrimTo on the default pool
  *   grab:BYTES                grab <n>                 cuMemAlloc_v2 until refused
  *   info:ROUTE                info <rc> <free> <total> cuMemGetInfo (v2; ROUTE v1: v1)
  *   totalmem:ROUTE            totalmem <rc> <bytes>    cuDeviceTotalMem of device 0
@@ -602,24 +606,23 @@ static void cmd_launch(char *arg)
         rc = ((CUresult(*)(const CUlaunchConfig *, CUfunction, void **, void **))fn)(&cfg, f,
                                                                                      params, NULL);
     } else if (fn && v->kind == K_GRAPH) {
+        /* A graph of one kernel, captured from a stream as runtimes build them. */
+        CUstream st;
         CUgraph g;
         CUgraphExec ge;
-        CUgraphNode node;
-        CUDA_KERNEL_NODE_PARAMS p = {.func = f,
-                                     .gridDimX = 1,
-                                     .gridDimY = 1,
-                                     .gridDimZ = 1,
-                                     .blockDimX = 1,
-                                     .blockDimY = 1,
-                                     .blockDimZ = 1,
-                                     .kernelParams = params};
-        rc = cuGraphCreate(&g, 0);
+        rc = cuStreamCreate(&st, CU_STREAM_NON_BLOCKING);
         if (rc == CUDA_SUCCESS)
-            rc = cuGraphAddKernelNode_v2(&node, g, NULL, 0, &p);
+            rc = cuStreamBeginCapture_v2(st, CU_STREAM_CAPTURE_MODE_GLOBAL);
+        if (rc == CUDA_SUCCESS)
+            rc = cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, st, params, NULL);
+        if (rc == CUDA_SUCCESS)
+            rc = cuStreamEndCapture(st, &g);
         if (rc == CUDA_SUCCESS)
             rc = cuGraphInstantiateWithFlags(&ge, g, 0);
         if (rc == CUDA_SUCCESS)
-            rc = ((CUresult(*)(CUgraphExec, CUstream))fn)(ge, NULL);
+            rc = ((CUresult(*)(CUgraphExec, CUstream))fn)(ge, st);
+        if (rc == CUDA_SUCCESS)
+            rc = cuStreamSynchronize(st);
     }
     if (rc == CUDA_SUCCESS)
         rc = cuCtxSynchronize();
@@ -798,6 +801,26 @@ static void run(int argc, char **argv)
             while (nallocs > 0 && do_free(&allocs[--nallocs]) == CUDA_SUCCESS)
                 n++;
             out("freeall %d", n);
+        } else if (strcmp(cmd, "free_async") == 0) {
+            CUresult rc = CUDA_ERROR_INVALID_VALUE;
+            if (nallocs > 0 && allocs[nallocs - 1].v->kind != K_VMM) {
+                struct alloc *a = &allocs[--nallocs];
+                rc = cuMemFreeAsync(a->handle, a->stream);
+            }
+            out("free_async %d", rc);
+        } else if (strcmp(cmd, "pool_keep") == 0 && arg) {
+            CUmemoryPool pool;
+            cuuint64_t keep = parse_bytes(arg);
+            CUresult rc = cuDeviceGetDefaultMemPool(&pool, dev);
+            if (rc == CUDA_SUCCESS)
+                rc = cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &keep);
+            out("pool_keep %d", rc);
+        } else if (strcmp(cmd, "pool_trim") == 0 && arg) {
+            CUmemoryPool pool;
+            CUresult rc = cuDeviceGetDefaultMemPool(&pool, dev);
+            if (rc == CUDA_SUCCESS)
+                rc = cuMemPoolTrimTo(pool, parse_bytes(arg));
+            out("pool_trim %d", rc);
         } else if (strcmp(cmd, "grab") == 0 && arg) {
             uint64_t bytes = parse_bytes(arg);
             int n = 0;
