@@ -7,7 +7,9 @@
  * POLL_MS. Hooks of the connection (hello, session, push) run on the agent thread. */
 #include "shim/agent.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -400,11 +402,41 @@ int qs_agent_reserve(uint64_t n)
     return req.rc;
 }
 
+/* Closes this process's copies of the parent's connections to the tenant socket. Left
+ * open, a long-lived child (a data-loader worker) would keep the parent's connection up
+ * after the parent is killed, and the arbiter would see the death only when heartbeats
+ * stop, not at once. A connected Unix socket's peer name is the path it connected to. */
+static void close_inherited_connections(void)
+{
+    char want[sizeof((struct sockaddr_un *)0)->sun_path];
+    int n = snprintf(want, sizeof want, "%s/tenant.sock", qs_g.socket_dir);
+    DIR *d = opendir("/proc/self/fd");
+    if (!d || n < 0 || (size_t)n >= sizeof want) {
+        if (d)
+            closedir(d);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int fd = atoi(e->d_name);
+        struct sockaddr_un sun;
+        socklen_t len = sizeof sun;
+        if (fd <= 2 || fd == dirfd(d))
+            continue;
+        if (getpeername(fd, (struct sockaddr *)&sun, &len) == 0 && sun.sun_family == AF_UNIX &&
+            len > offsetof(struct sockaddr_un, sun_path) &&
+            strncmp(sun.sun_path, want, sizeof sun.sun_path) == 0)
+            close(fd);
+    }
+    closedir(d);
+}
+
 void qs_agent_forget_after_fork(void)
 {
     /* The parent's agent is left as it is: its thread, mutexes and ZeroMQ context belong to
-     * a process image this one no longer shares. Its session ends when the parent exits or
-     * misses heartbeats; the child says its own hello. */
+     * a process image this one no longer shares. The child says its own hello. */
+    if (qs_g.agent)
+        close_inherited_connections();
     qs_g.agent = NULL;
 }
 

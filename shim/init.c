@@ -47,6 +47,7 @@ static void after_fork_parent(void)
 static void after_fork_child(void)
 {
     pthread_mutex_init(&qs_g.init_lock, NULL);
+    pthread_mutex_init(&qs_g.dev_lock, NULL);
     if (!qs_g.managed)
         return;
     qs_agent_forget_after_fork();

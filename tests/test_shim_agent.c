@@ -170,3 +170,31 @@ Test(shim_agent, fork_and_exec_children_are_processes_of_the_vgpu_of_their_own)
     qt_proc_destroy(&p);
     qt_arbiter_destroy(&arb);
 }
+
+Test(shim_agent, a_forked_child_does_not_keep_its_killed_parents_memory)
+{
+    qts_vgpu_t v;
+    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qts_env_t e;
+    qts_env_of(&e, arb, &v);
+    /* The parent holds 900 MiB and forks a child that lives on without CUDA (a
+     * data-loader worker); the parent waits for it and is killed meanwhile. */
+    qt_proc_t *parent = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:900M", "ready",
+                                  "fork:1", "sleep:8000", NULL);
+    cr_assert(qts_wait_line(parent, "ready", 10000));
+    qt_proc_t *next = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:900M", "ready",
+                                "alloc_retry:cuMemAlloc_v2:direct:900M:5000", NULL);
+    cr_assert(qts_wait_line(next, "ready", 10000));
+    cr_assert_eq(qts_field(qt_proc_stdout(next), "alloc cuMemAlloc_v2 direct ", 0), 2);
+    uint64_t t0 = qt_now_ns();
+    qt_proc_kill(parent, SIGKILL);
+    cr_assert_eq(qt_proc_wait(next, 10000), 0);
+    uint64_t dt = qt_now_ns() - t0;
+    cr_assert_eq(qts_field_at(qt_proc_stdout(next), "alloc cuMemAlloc_v2 direct ", 1, 0), 0);
+    /* Seen when the connection closed, not 1.5 s later when heartbeats stopped: the child
+     * closed its copy of the parent's connection. */
+    cr_assert_lt(dt, 1000000000ull, "took %llu ms", (unsigned long long)(dt / 1000000));
+    qt_proc_destroy(&parent);
+    qt_proc_destroy(&next);
+    qt_arbiter_destroy(&arb);
+}
