@@ -32,7 +32,8 @@
 #define HB_MS 500            /* PROTOCOL.md: a heartbeat every 500 ms */
 #define CALL_MS 1500         /* a reply's deadline: the arbiter may hold mem_reserve 500 ms */
 #define RETRY_MS 200         /* an unreachable arbiter is tried this often... */
-#define SEND_MS 300          /* ...each try waiting this long for a connection and hello */
+#define REFUSED_MS 5000      /* ...one that refused our hello, this often */
+#define SEND_MS 300          /* each such try waits this long for a connection and hello */
 #define REQUEST_WAIT_MS 4000 /* an application thread's bound on one request */
 #define MiB (1024ull * 1024ull)
 
@@ -110,7 +111,6 @@ static void apply_limits(const qp_msg_t *map)
         return;
     }
     atomic_store_explicit(&qs_g.quota, l.memory_quota, memory_order_relaxed);
-    atomic_store_explicit(&qs_g.limits_known, 1, memory_order_release);
     qs_device_set_uuid(l.gpu_uuid);
 }
 
@@ -316,7 +316,7 @@ static void *agent_main(void *arg)
                 int64_t avail = atomic_load_explicit(&qs_g.resv.avail, memory_order_relaxed);
                 if (up && avail > (int64_t)(2 * headroom()))
                     release(a, qs_resv_used(&qs_g.resv) + headroom());
-                next_hb = now + (up ? HB_MS : RETRY_MS);
+                next_hb = now + (up ? HB_MS : a->refused ? REFUSED_MS : RETRY_MS);
             }
         }
         pthread_mutex_lock(&a->lock);

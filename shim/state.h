@@ -27,15 +27,15 @@
 
 /* A memory pool whose growth is charged (cuMemAllocAsync, cuMemAllocFromPoolAsync). */
 struct qs_pool {
-    CUmemoryPool pool;    /* the driver's handle; NULL: a free record */
-    bool device;          /* its memory lives on the GPU (host pools are not charged) */
-    uint64_t charged;     /* bytes of it charged now: its reserved memory as last seen */
+    CUmemoryPool pool;    /* the driver's handle; set once, before npools counts it */
+    bool device;          /* its memory lives on the GPU (host pools are not charged): lock */
+    uint64_t charged;     /* bytes of it charged now, its reserved memory as last seen: lock */
     pthread_mutex_t lock; /* held across an allocation's before/after measurement */
 };
 
 /* Messages logged once per process (or per outage where noted); shim/log.h. */
 struct qs_logged {
-    atomic_int no_dlsym, no_cuda, no_nvml, no_entry, no_device, bad_env;
+    atomic_int no_dlsym, no_cuda, no_nvml, no_device, bad_env;
     atomic_int unreachable; /* per outage: cleared when the arbiter answers again */
     atomic_int quota;       /* first refusal past the quota */
     atomic_int pools_full, table_full, agent, refused;
@@ -72,9 +72,8 @@ struct qs_state {
     struct qs_resv resv;                /* the reservation; shim/resv.h */
     _Atomic uint64_t quota;             /* the vGPU's memory quota in bytes; agent writes */
     _Atomic uint64_t vgpu_others;       /* the vGPU's other processes' use, last reported; agent */
-    atomic_int limits_known;            /* 1 once a hello or limits push gave the quota; agent */
     qs_ptrtab_t *ptrs;                  /* owned: live allocations; created by qs_init() */
-    pthread_mutex_t pools_lock;         /* guards pool records' pool/device fields when added */
+    pthread_mutex_t pools_lock;         /* serialises adding pool records */
     struct qs_pool pools[QS_MAX_POOLS]; /* pools seen; records are never removed */
     atomic_int npools;                  /* records in use (release-stored after filling one) */
     struct qs_agent *agent;             /* owned by shim/agent.c; NULL when pass-through */
