@@ -2,12 +2,16 @@
  * function through every route is refused past the quota and gives back exactly what it
  * took; processes of one vGPU never exceed it together; the virtual views; live resize;
  * one vGPU's workload cannot see or use another's quota; pass-through changes nothing. */
+#include "proto/conn.h"
+#include "proto/schema.h"
 #include "tests/shim_support.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <unistd.h>
 
 #define GiB (1024ull * QTS_MIB)
 
@@ -285,6 +289,52 @@ Test(shim_mem, a_workload_cannot_use_or_see_another_vgpus_quota)
     cr_assert_eq(qts_field(out, "alloc cuMemAlloc_v2 direct ", 0), 0);
     free(out);
     qt_proc_destroy(&pa);
+    qt_arbiter_destroy(&arb);
+}
+
+/* A tenant's own connection, as its shim holds it: hello with v's credentials. */
+struct tenant {
+    const qts_vgpu_t *v;
+};
+
+static qp_msg_t *tenant_hello(void *arg)
+{
+    const struct tenant *t = arg;
+    return qp_new_tenant_hello("test", t->v->id, t->v->secret, getpid(), 0);
+}
+
+Test(shim_mem, the_tenant_socket_neither_shows_nor_changes_any_quota)
+{
+    /* Everything a workload can reach: its shim's connection. Administrative requests
+     * (resize, info, creds) are refused there, for its own vGPU as for another's. */
+    qts_vgpu_t a, b;
+    qt_arbiter_t *arb = arbiter_with(&a, "Q1");
+    qts_vgpu_create(arb, &b, "--vm", "vm-b", "--profile", "Q2", NULL);
+    struct tenant t = {&a};
+    qp_conn_hooks_t hooks = {.hello = tenant_hello, .arg = &t};
+    char err[QP_ERR_LEN];
+    qp_conn_t *c = qp_conn_new(NULL, qt_arbiter_socket_dir(arb), QP_TENANT, &hooks, err);
+    cr_assert_not_null(c, "%s", err);
+    cr_assert_eq(qp_conn_open(c, 5000, err), 0, "%s", err);
+    static const char *const targets[] = {"a", "b"};
+    for (int i = 0; i < 2; i++) {
+        const char *id = i == 0 ? a.id : b.id;
+        static const char *const types[] = {"resize", "info", "creds", "destroy"};
+        for (size_t k = 0; k < sizeof types / sizeof *types; k++) {
+            qp_msg_t *m = qp_msg_new(types[k]), *rep = NULL;
+            qp_msg_set_str(m, "vgpu", id);
+            if (k == 0)
+                qp_msg_set_uint(m, "memory_mb", 8192);
+            int rc = qp_conn_call(c, &m, &rep, 5000, err);
+            cr_assert_eq(rc, -EACCES, "%s on %s's vGPU: %d %s", types[k], targets[i], rc, err);
+            qp_msg_destroy(&rep);
+        }
+    }
+    qp_conn_destroy(&c);
+    char *out = NULL;
+    cr_assert_eq(qt_ctl(arb, &out, NULL, "--json", "info", b.id, NULL), 0);
+    cr_assert(strstr(out, "\"memory_mb\": 2048") || strstr(out, "\"memory_mb\":2048"), "%s", out);
+    free(out);
     qt_arbiter_destroy(&arb);
 }
 
