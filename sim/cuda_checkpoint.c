@@ -133,6 +133,7 @@ QSIM_API CUresult cuCheckpointProcessLock(int pid, CUcheckpointLockArgs *args)
         qsim_unlock_host();
         return CUDA_ERROR_ILLEGAL_STATE; /* locked, or being locked by someone else */
     }
+    p->locker = qsim_g.proc;
     atomic_store(&p->gate, 1);
     qsim_unlock_host();
 

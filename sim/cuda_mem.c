@@ -126,7 +126,8 @@ void qsim_mem_drop_ctx_locked(struct qsim_ctx *ctx)
         struct qsim_alloc a = r->v[i];
         if (a.ctx == ctx && (a.kind & (QSIM_MEM_DEVICE | QSIM_MEM_MANAGED | QSIM_MEM_HOST))) {
             qsim_mem_remove_locked(a.base);
-            release_plain(&a);
+            if (!(a.flags & QSIM_REGISTERED)) /* registered memory is only forgotten */
+                release_plain(&a);
         } else {
             i++;
         }
@@ -242,7 +243,7 @@ QSIM_API CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigned
 static CUresult mem_free(CUdeviceptr dptr)
 {
     if (!dptr)
-        return CUDA_ERROR_INVALID_VALUE;
+        return CUDA_SUCCESS; /* free(NULL), as the real driver */
     pthread_mutex_lock(&qsim_g.lock);
     struct qsim_alloc *found = qsim_mem_find_locked((uintptr_t)dptr);
     struct qsim_alloc a = found ? *found : (struct qsim_alloc){0};
@@ -313,10 +314,13 @@ QSIM_API CUresult cuMemHostAlloc(void **pp, size_t bytesize, unsigned int Flags)
 
 static CUresult mem_free_host(void *p)
 {
+    if (!p)
+        return CUDA_SUCCESS; /* free(NULL), as the real driver */
     pthread_mutex_lock(&qsim_g.lock);
     struct qsim_alloc *found = qsim_mem_find_locked((uintptr_t)p);
     struct qsim_alloc a = found ? *found : (struct qsim_alloc){0};
-    bool ok = found && a.base == (uintptr_t)p && a.kind == QSIM_MEM_HOST;
+    bool ok = found && a.base == (uintptr_t)p && a.kind == QSIM_MEM_HOST &&
+              !(a.flags & QSIM_REGISTERED);
     if (ok)
         qsim_mem_remove_locked(a.base);
     pthread_mutex_unlock(&qsim_g.lock);
@@ -329,6 +333,61 @@ static CUresult mem_free_host(void *p)
 QSIM_API CUresult cuMemFreeHost(void *p)
 {
     QSIM_GUARDED(mem_free_host(p));
+}
+
+/* True when some entry overlaps [base, base + size). */
+static bool overlaps_locked(uintptr_t base, size_t size)
+{
+    size_t i = upper_bound(base + size - 1);
+    return i > 0 && qsim_g.allocs.v[i - 1].base + qsim_g.allocs.v[i - 1].size > base;
+}
+
+static CUresult host_register(void *p, size_t bytes, unsigned flags)
+{
+    const unsigned known = CU_MEMHOSTREGISTER_PORTABLE | CU_MEMHOSTREGISTER_DEVICEMAP |
+                           CU_MEMHOSTREGISTER_IOMEMORY | CU_MEMHOSTREGISTER_READ_ONLY;
+    if (!p || bytes == 0 || (flags & ~known))
+        return CUDA_ERROR_INVALID_VALUE;
+    if (flags & CU_MEMHOSTREGISTER_IOMEMORY)
+        return CUDA_ERROR_NOT_SUPPORTED; /* no I/O memory to map */
+    struct qsim_ctx *ctx;
+    CUresult rc = qsim_ctx_get(&ctx);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    struct qsim_alloc a = {
+        .base = (uintptr_t)p, .size = bytes, .kind = QSIM_MEM_HOST, .ordinal = -1, .ctx = ctx,
+        .id = qsim_new_id(),
+        .flags = flags | QSIM_REGISTERED |
+                 (flags & CU_MEMHOSTREGISTER_READ_ONLY ? QSIM_READONLY : 0u),
+    };
+    pthread_mutex_lock(&qsim_g.lock);
+    rc = overlaps_locked(a.base, bytes) ? CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED
+                                        : qsim_mem_add_locked(&a);
+    pthread_mutex_unlock(&qsim_g.lock);
+    return rc;
+}
+
+QSIM_API CUresult cuMemHostRegister_v2(void *p, size_t bytesize, unsigned int Flags)
+{
+    QSIM_GUARDED(host_register(p, bytesize, Flags));
+}
+
+static CUresult host_unregister(void *p)
+{
+    if (!p)
+        return CUDA_ERROR_INVALID_VALUE;
+    pthread_mutex_lock(&qsim_g.lock);
+    struct qsim_alloc *a = qsim_mem_find_locked((uintptr_t)p);
+    bool ok = a && a->base == (uintptr_t)p && (a->flags & QSIM_REGISTERED);
+    if (ok)
+        qsim_mem_remove_locked((uintptr_t)p);
+    pthread_mutex_unlock(&qsim_g.lock);
+    return ok ? CUDA_SUCCESS : CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED;
+}
+
+QSIM_API CUresult cuMemHostUnregister(void *p)
+{
+    QSIM_GUARDED(host_unregister(p));
 }
 
 /* What a query about pointer p found: a copy of its registry entry. */
@@ -363,7 +422,7 @@ static CUresult mem_host_get_flags(unsigned *flags, void *p)
     struct qsim_alloc a;
     if (!flags || !lookup((uintptr_t)p, &a) || a.kind != QSIM_MEM_HOST)
         return CUDA_ERROR_INVALID_VALUE;
-    *flags = a.flags;
+    *flags = a.flags & ~(QSIM_REGISTERED | QSIM_READONLY);
     return CUDA_SUCCESS;
 }
 
@@ -530,7 +589,7 @@ static CUresult pointer_get_attributes(unsigned n, CUpointer_attribute *attrs, v
             *(size_t *)data[i] = 0;
             break;
         case CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL:
-            *(int *)data[i] = -2; /* what the driver reports for unknown memory */
+            *(int *)data[i] = -2; /* no device */
             break;
         default:
             *(unsigned *)data[i] = 0;

@@ -14,6 +14,9 @@ struct qsim_cuda qsim_g = {
 
 __thread struct qsim_thread qsim_t;
 
+/* A thread held at the checkpoint gate looks this often whether its locker died. */
+#define GATE_RECHECK_NS 100000000u
+
 CUresult qsim_enter_slow(void)
 {
     for (;;) {
@@ -26,8 +29,14 @@ CUresult qsim_enter_slow(void)
         if (atomic_fetch_sub(&me->in_api, 1) == 1)
             qsim_futex_wake(&me->in_api);
         uint32_t g;
-        while ((g = atomic_load(&me->gate)) != 0)
-            qsim_futex_wait(&me->gate, g, 0);
+        while ((g = atomic_load(&me->gate)) != 0) {
+            qsim_futex_wait(&me->gate, g, GATE_RECHECK_NS);
+            /* If the checkpointer died half-way, reaping it opens the gate. */
+            if (atomic_load(&me->gate) && qsim_host_lock(qsim_g.host) == 0) {
+                qsim_host_reap_locked(qsim_g.shm, true);
+                qsim_host_unlock(qsim_g.host);
+            }
+        }
         atomic_fetch_add(&me->in_api, 1);
         if (!atomic_load(&me->gate))
             return CUDA_SUCCESS;

@@ -119,6 +119,9 @@ struct qsim_alloc {
 };
 
 #define QSIM_READONLY 0x80000000u
+/* flags bit of host memory the application registered (cuMemHostRegister): not ours to
+ * unmap. */
+#define QSIM_REGISTERED 0x40000000u
 
 /* Sorted by base; ranges never overlap. */
 struct qsim_allocs {

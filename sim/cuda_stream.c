@@ -525,6 +525,26 @@ QSIM_API CUresult cuStreamGetCtx_ptsz(CUstream hStream, CUcontext *pctx)
     QSIM_GUARDED(stream_get(hStream, true, SF_CTX, pctx));
 }
 
+/* Green contexts are not simulated: a stream's green context is always NULL. */
+static CUresult stream_get_ctx_v2(CUstream h, bool per_thread, CUcontext *pctx, CUgreenCtx *green)
+{
+    if (!pctx || !green)
+        return CUDA_ERROR_INVALID_VALUE;
+    *green = NULL;
+    return stream_get(h, per_thread, SF_CTX, pctx);
+}
+
+QSIM_API CUresult cuStreamGetCtx_v2(CUstream hStream, CUcontext *pCtx, CUgreenCtx *pGreenCtx)
+{
+    QSIM_GUARDED(stream_get_ctx_v2(hStream, false, pCtx, pGreenCtx));
+}
+
+QSIM_API CUresult cuStreamGetCtx_v2_ptsz(CUstream hStream, CUcontext *pCtx,
+                                         CUgreenCtx *pGreenCtx)
+{
+    QSIM_GUARDED(stream_get_ctx_v2(hStream, true, pCtx, pGreenCtx));
+}
+
 QSIM_API CUresult cuStreamGetId(CUstream hStream, unsigned long long *streamId)
 {
     QSIM_GUARDED(stream_get(hStream, false, SF_ID, streamId));

@@ -288,6 +288,16 @@ static void reap_proc(struct qsim_shm *s, int slot)
     atomic_store(&p->gate, 0);
     qsim_futex_wake(&p->gate);
     qsim_futex_wake(&p->in_api);
+    /* A checkpointer killed half-way through a lock must not leave its target blocked
+     * and still RUNNING, where no unlock can reach it. */
+    for (int q = 0; q < QSIM_MAX_PROCS; q++) {
+        struct qsim_proc *t = &s->proc[q];
+        if (t->state == QSIM_SLOT_USED && t->locker == slot && atomic_load(&t->gate) &&
+            atomic_load(&t->ckpt) == QSIM_CKPT_RUNNING) {
+            atomic_store(&t->gate, 0);
+            qsim_futex_wake(&t->gate);
+        }
+    }
     p->pid = 0;
     p->state = QSIM_SLOT_FREE;
 }
@@ -409,6 +419,7 @@ int qsim_host_register(qsim_host_t *self, int ndev, const int ord_map[], int *sl
     atomic_store(&pr->ckpt, 0);
     atomic_store(&pr->gate, 0);
     atomic_store(&pr->in_api, 0);
+    pr->locker = -1;
     memset(pr->busy, 0, sizeof pr->busy);
     pr->state = QSIM_SLOT_USED;
     *slot = p;

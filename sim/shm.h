@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #define QSIM_SHM_MAGIC 0x3174736f686d7371ull /* "qsmhost1" */
-#define QSIM_SHM_LAYOUT 4u
+#define QSIM_SHM_LAYOUT 5u
 
 #define QSIM_MAX_DEVICES 16
 #define QSIM_MAX_PROCS 256
@@ -140,6 +140,7 @@ struct qsim_proc {
     _Atomic uint32_t ckpt;   /* CUprocessState */
     _Atomic uint32_t gate;   /* nonzero: its driver calls block on entry */
     _Atomic uint32_t in_api; /* its threads now inside a driver call */
+    int32_t locker;          /* slot of the process that closed its gate */
     struct qsim_hist busy[QSIM_MAX_DEVICES]; /* its device time, by device index */
 };
 

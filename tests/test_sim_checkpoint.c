@@ -161,6 +161,29 @@ Test(sim_checkpoint, a_lock_blocks_the_target_and_honours_its_timeout, .timeout 
     nvmlShutdown();
 }
 
+Test(sim_checkpoint, a_checkpointer_killed_half_way_does_not_leave_its_target_blocked,
+     .timeout = 60)
+{
+    qt_sim_private(NULL);
+    /* The target keeps 8 kernels of 200 ms queued: locking it takes over a second. */
+    const char *args[] = {"flood", "0", "1.5", "200000", NULL};
+    qt_proc_t *t = sim_worker_start(args, NULL);
+    sim_wait_line(t, "ready", 10000);
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", (int)qt_proc_pid(t));
+    const char *lock_args[] = {"lock", pid, NULL};
+    qt_proc_t *locker = sim_worker_start(lock_args, NULL);
+    sim_wait_line(locker, "locking", 10000);
+    qt_sleep_ms(100);
+    qt_proc_kill(locker, SIGKILL);
+    qt_proc_wait(locker, 5000);
+    /* Unblocked, the target finishes its 1.5 s of flooding and exits. */
+    cr_assert_eq(qt_proc_wait(t, 20000), 0, "%s%s", qt_proc_stdout(t), qt_proc_stderr(t));
+    cr_assert_null(strstr(qt_proc_stdout(locker), "locked\n"));
+    qt_proc_destroy(&locker);
+    qt_proc_destroy(&t);
+}
+
 Test(sim_checkpoint, unknown_processes_and_bad_arguments_are_refused)
 {
     qt_sim_private(NULL);

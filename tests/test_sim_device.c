@@ -3,6 +3,8 @@
 #include <criterion/criterion.h>
 #include <cuda.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "tests/harness.h"
 #include "tests/sim_support.h"
@@ -232,4 +234,25 @@ Test(sim_device, error_names_and_strings)
     CU_OK(cuGetErrorString(CUDA_ERROR_OUT_OF_MEMORY, &s));
     cr_assert_str_eq(s, "out of memory");
     cr_assert_eq(cuGetErrorName((CUresult)12345, &s), CUDA_ERROR_INVALID_VALUE);
+}
+
+Test(sim_device, a_child_forked_after_cuInit_cannot_use_the_driver)
+{
+    qt_sim_private(NULL);
+    sim_up(0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int n;
+        CUdeviceptr p;
+        bool refused = cuDeviceGetCount(&n) == CUDA_ERROR_NOT_INITIALIZED &&
+                       cuMemAlloc(&p, 16) == CUDA_ERROR_NOT_INITIALIZED &&
+                       cuInit(0) == CUDA_ERROR_NOT_INITIALIZED;
+        _exit(refused ? 0 : 1);
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child was not refused");
+    int n;
+    CU_OK(cuDeviceGetCount(&n)); /* the parent carries on */
 }

@@ -61,8 +61,15 @@ Test(sim_graph, a_captured_graph_runs_its_kernels_when_launched)
     CU_OK(cuGraphNodeGetType(nodes[4], &type));
     cr_assert_eq(type, CU_GRAPH_NODE_TYPE_MEMSET);
 
-    CUgraphExec x;
+    CUgraphExec x, x2;
     CU_OK(cuGraphInstantiate(&x, g, 0));
+    /* The CUDA 11 form, as a program built then binds it. */
+    CUresult (*instantiate_v2)(CUgraphExec *, CUgraph, CUgraphNode *, char *, size_t);
+    CU_OK(cuGetProcAddress_v2("cuGraphInstantiate", (void **)&instantiate_v2, 11000, 0, NULL));
+    char log[16] = "x";
+    CU_OK(instantiate_v2(&x2, g, NULL, log, sizeof log));
+    cr_assert_str_eq(log, "");
+    CU_OK(cuGraphExecDestroy(x2));
     CU_OK(cuGraphDestroy(g)); /* the executable graph is a copy */
     for (int launch = 0; launch < 2; launch++) {
         t0 = qt_now_ns();

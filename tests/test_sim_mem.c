@@ -131,7 +131,9 @@ Test(sim_mem, frees_of_what_was_not_allocated_are_refused)
     cr_assert_eq(cuMemFree(p + 16), CUDA_ERROR_INVALID_VALUE);
     CU_OK(cuMemFree(p));
     cr_assert_eq(cuMemFree(p), CUDA_ERROR_INVALID_VALUE);
-    cr_assert_eq(cuMemFree(0), CUDA_ERROR_INVALID_VALUE);
+    CU_OK(cuMemFree(0)); /* free(NULL) semantics, as the real driver */
+    CU_OK(cuMemFreeHost(NULL));
+    cr_assert_eq(cuMemHostUnregister(NULL), CUDA_ERROR_INVALID_VALUE);
     cr_assert_eq(cuMemAlloc(&p, 0), CUDA_ERROR_INVALID_VALUE);
 }
 
@@ -172,4 +174,24 @@ Test(sim_mem, address_ranges_and_pointer_attributes)
     cr_assert_eq(range, 10000);
     CU_OK(cuPointerGetAttributes(2, attrs, data, (CUdeviceptr)&local));
     cr_assert_eq(type, 0, "unknown memory reads as type 0");
+}
+
+Test(sim_mem, registered_host_memory_is_known_but_not_device_memory)
+{
+    qt_sim_private("Small:1GiB:4");
+    sim_up(0);
+    static char buf[8192];
+    CU_OK(cuMemHostRegister(buf, sizeof buf, CU_MEMHOSTREGISTER_DEVICEMAP));
+    cr_assert_eq(sim_free_bytes(), 1 * GiB);
+    cr_assert_eq(cuMemHostRegister(buf + 100, 10, 0), CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED);
+    CUdeviceptr d;
+    CU_OK(cuMemHostGetDevicePointer(&d, buf + 5, 0));
+    cr_assert_eq((void *)d, buf + 5);
+    unsigned type;
+    CU_OK(cuPointerGetAttribute(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, (CUdeviceptr)buf));
+    cr_assert_eq(type, CU_MEMORYTYPE_HOST);
+    cr_assert_eq(cuMemFreeHost(buf), CUDA_ERROR_INVALID_VALUE, "not the driver's to free");
+    CU_OK(cuMemHostUnregister(buf));
+    cr_assert_eq(cuMemHostUnregister(buf), CUDA_ERROR_HOST_MEMORY_NOT_REGISTERED);
+    buf[0] = 1; /* still the application's */
 }

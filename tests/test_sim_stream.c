@@ -145,8 +145,43 @@ Test(sim_stream, stream_properties)
     CUcontext owner;
     CU_OK(cuStreamGetCtx(s, &owner));
     cr_assert_eq(owner, ctx);
+    CUgreenCtx green = (CUgreenCtx)1;
+    CU_OK(cuStreamGetCtx_v2(s, &owner, &green));
+    cr_assert_eq(owner, ctx);
+    cr_assert_null(green);
     CUdevice dev = -1;
     CU_OK(cuStreamGetDevice(s, &dev));
     cr_assert_eq(dev, 0);
     cr_assert_eq(cuStreamCreate(&s, 0x40), CUDA_ERROR_INVALID_VALUE);
+}
+
+Test(sim_stream, ptsz_and_ptds_variants_work_on_the_per_thread_stream)
+{
+    qt_sim_private(NULL);
+    sim_up(0);
+    CUfunction spin = sim_spin_kernel();
+    const cuuint64_t pt = CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM;
+    CUresult (*launch)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                       unsigned, CUstream, void **, void **);
+    CUresult (*htod)(CUdeviceptr, const void *, size_t);
+    CUresult (*query)(CUstream);
+    CU_OK(cuGetProcAddress_v2("cuLaunchKernel", (void **)&launch, 13000, pt, NULL));
+    CU_OK(cuGetProcAddress_v2("cuMemcpyHtoD", (void **)&htod, 13000, pt, NULL));
+    CU_OK(cuGetProcAddress_v2("cuStreamQuery", (void **)&query, 13000, pt, NULL));
+    unsigned long long ns = 40000000;
+    void *params[] = {&ns};
+    CU_OK(launch(spin, 1, 1, 1, 1, 1, 1, 0, NULL, params, NULL));
+    cr_assert_eq(query(NULL), CUDA_ERROR_NOT_READY, "NULL is the busy per-thread stream");
+    cr_assert_eq(cuStreamQuery(CU_STREAM_PER_THREAD), CUDA_ERROR_NOT_READY);
+    CUstream other;
+    CU_OK(cuStreamCreate(&other, CU_STREAM_NON_BLOCKING));
+    CU_OK(cuStreamQuery(other));
+    /* A synchronous _ptds copy waits for the per-thread stream's kernel. */
+    CUdeviceptr d;
+    int v = 42;
+    CU_OK(cuMemAlloc(&d, sizeof v));
+    uint64_t t0 = qt_now_ns();
+    CU_OK(htod(d, &v, sizeof v));
+    cr_assert_geq(qt_now_ns() - t0, 30000000ull);
+    CU_OK(query(NULL));
 }

@@ -7,6 +7,7 @@
  *   sim_worker target DEV BYTES           allocates and fills BYTES, says "ready", and on
  *                                         SIGUSR1 checks them and reports its device
  *   sim_worker lockholder                 takes the host lock and waits to be killed
+ *   sim_worker lock PID                   cuCheckpointProcessLock(PID), then says "locked"
  *
  * Exits 0 when the command worked, 1 when the driver said no (the error on stdout), 2 on
  * a usage error. Single-threaded. */
@@ -195,6 +196,15 @@ static int cmd_lockholder(void)
         pause();
 }
 
+static int cmd_lock(int pid)
+{
+    CHECK(cuInit(0));
+    say("locking\n");
+    CHECK(cuCheckpointProcessLock(pid, NULL));
+    say("locked\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : "";
@@ -208,7 +218,9 @@ int main(int argc, char **argv)
         return cmd_target(atoi(argv[2]), strtoull(argv[3], NULL, 0));
     if (strcmp(cmd, "lockholder") == 0 && argc == 2)
         return cmd_lockholder();
+    if (strcmp(cmd, "lock") == 0 && argc == 3)
+        return cmd_lock(atoi(argv[2]));
     fprintf(stderr, "usage: sim_worker info | alloc DEV BYTES | flood DEV SECS KERNEL_US | "
-                    "target DEV BYTES | lockholder\n");
+                    "target DEV BYTES | lockholder | lock PID\n");
     return 2;
 }
