@@ -32,6 +32,11 @@ B := build
 SANFLAGS :=
 SANDEFS :=
 endif
+# `make bench B=pattern` names benchmarks (scripts/run-bench.sh), not the build dir.
+ifeq ($(origin B),command line)
+BENCH_FILTER := $(B)
+override B := $(if $(filter 1,$(SAN)),build-san,build)
+endif
 
 PKGS      := libzmq msgpack jansson inih
 TEST_PKGS := criterion
@@ -167,7 +172,7 @@ test: all $(TEST_BIN) $(TEST_PROGS) $(BENCH_BIN)
 	@scripts/run-tests.sh $(B)
 
 bench: all $(TEST_PROGS) $(BENCH_BIN)
-	@scripts/run-bench.sh $(B)
+	@B=$(BENCH_FILTER) scripts/run-bench.sh $(B)
 
 # ---- install ------------------------------------------------------------------------
 install: all

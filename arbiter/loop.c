@@ -9,12 +9,14 @@
 #include <zmq.h>
 
 #define MAX_WATCHES 16
+#define BURST 64 /* callback calls for one socket in one turn of the loop */
 
 struct watch {
     void *zsock; /* the ZeroMQ socket, or NULL for a plain fd */
     int fd;      /* the fd to poll: the socket's ZMQ_FD, or the plain fd */
     qa_io_fn *fn;
     void *arg;
+    bool check; /* zsock: ZMQ_EVENTS must be looked at before the loop sleeps */
 };
 
 struct qa_loop {
@@ -54,7 +56,7 @@ static int add_watch(qa_loop_t *self, void *zsock, int fd, qa_io_fn *fn, void *a
 {
     if (self->nwatches == MAX_WATCHES)
         return -ENOMEM;
-    self->watches[self->nwatches++] = (struct watch){zsock, fd, fn, arg};
+    self->watches[self->nwatches++] = (struct watch){zsock, fd, fn, arg, zsock != NULL};
     return 0;
 }
 
@@ -70,6 +72,14 @@ int qa_loop_add_zsock(qa_loop_t *self, void *zsock, qa_io_fn *fn, void *arg)
 int qa_loop_add_fd(qa_loop_t *self, int fd, qa_io_fn *fn, void *arg)
 {
     return add_watch(self, NULL, fd, fn, arg);
+}
+
+void qa_loop_touch(qa_loop_t *self, void *zsock)
+{
+    for (size_t i = 0; i < self->nwatches; i++) {
+        if (self->watches[i].zsock == zsock)
+            self->watches[i].check = true;
+    }
 }
 
 /* ---- timer heap -------------------------------------------------------------------- */
@@ -172,14 +182,24 @@ int qa_loop_run(qa_loop_t *self)
     struct pollfd pfds[MAX_WATCHES];
     while (!self->stop) {
         run_timers(self);
-        /* ZMQ_FD only says that ZMQ_EVENTS must be looked at again, so a socket with
-         * queued input is served without sleeping, and checked after every wake-up. */
+        /* ZMQ_FD only says that ZMQ_EVENTS must be looked at again: a socket whose fd
+         * woke us, whose callback ran or that was touched is asked, and its callback
+         * called while it has input, up to BURST times a turn so that one busy socket
+         * cannot starve the others; asking is a system call, so it is done only then. */
         bool busy = false;
         for (size_t i = 0; i < self->nwatches && !self->stop; i++) {
             struct watch *w = &self->watches[i];
-            if (w->zsock && zsock_readable(w->zsock)) {
+            if (!w->zsock || !w->check)
+                continue;
+            int calls = 0;
+            w->check = false;
+            while (zsock_readable(w->zsock) && !self->stop) {
+                if (calls++ == BURST) {
+                    w->check = busy = true;
+                    break;
+                }
                 w->fn(w->arg);
-                busy = true;
+                w->check = false; /* what the callback did is covered by the next ask */
             }
         }
         if (self->stop)
@@ -202,7 +222,11 @@ int qa_loop_run(qa_loop_t *self)
             return -errno;
         for (size_t i = 0; n > 0 && i < self->nwatches && !self->stop; i++) {
             struct watch *w = &self->watches[i];
-            if (!w->zsock && (pfds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+            if (!(pfds[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            if (w->zsock)
+                w->check = true;
+            else
                 w->fn(w->arg);
         }
     }

@@ -17,8 +17,9 @@
 typedef struct qa_loop qa_loop_t;
 
 /* Called when a watched socket or fd may be read. For a ZeroMQ socket the callback
- * receives with ZMQ_DONTWAIT until EAGAIN, or a batch and returns: the loop calls again
- * at once while the socket still has input, so one busy socket cannot starve others. */
+ * handles one message (receiving with ZMQ_DONTWAIT) and returns: the loop asks
+ * ZMQ_EVENTS and calls again while the socket has input, a bounded number of times per
+ * turn, so that one busy socket cannot starve others. */
 typedef void qa_io_fn(void *arg);
 typedef void qa_timer_fn(void *arg);
 
@@ -37,6 +38,13 @@ void qa_loop_destroy(qa_loop_t **self_p);
 /* Watches a ZeroMQ socket / a file descriptor for input. Returns 0 or -ENOMEM. */
 int qa_loop_add_zsock(qa_loop_t *self, void *zsock, qa_io_fn *fn, void *arg);
 int qa_loop_add_fd(qa_loop_t *self, int fd, qa_io_fn *fn, void *arg);
+
+/* Says that zsock was operated on outside its own callback (a send from another
+ * callback or a timer): ZeroMQ may then have consumed the wake-up of its ZMQ_FD, so the
+ * loop must look at its ZMQ_EVENTS before sleeping. Sockets are otherwise only looked at
+ * after their fd woke the loop or their callback ran, which saves the system calls that
+ * asking every socket on every turn would cost. */
+void qa_loop_touch(qa_loop_t *self, void *zsock);
 
 /* CLOCK_MONOTONIC now, in nanoseconds. */
 uint64_t qa_now_ns(void);

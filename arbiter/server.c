@@ -111,6 +111,7 @@ void qa_server_send(qa_server_t *self, qa_peer_t *p, qp_msg_t **msg)
         return;
     }
     void *sock = endpoint_of(self, p)->sock;
+    qa_loop_touch(self->loop, sock);
     /* ROUTER without ROUTER_MANDATORY never blocks: a gone peer or a full queue drops. */
     if (zmq_send(sock, p->rid, p->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
         zmq_send(sock, buf, len, ZMQ_DONTWAIT) < 0)
@@ -142,6 +143,7 @@ static void drop_peer(struct endpoint *e, qa_peer_t *p)
 /* Reads every monitor event queued for e and drops the peers whose connection closed. */
 static void drain_monitor(struct endpoint *e)
 {
+    qa_loop_touch(e->srv->loop, e->mon);
     for (;;) {
         zmq_msg_t ev;
         zmq_msg_init(&ev);
@@ -311,9 +313,7 @@ static bool recv_one(struct endpoint *e)
 
 static void on_router(void *arg)
 {
-    struct endpoint *e = arg;
-    for (int i = 0; i < BATCH && recv_one(e); i++)
-        ;
+    recv_one(arg);
 }
 
 /* ---- periodic work ----------------------------------------------------------------- */

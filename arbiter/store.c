@@ -16,6 +16,8 @@
 
 #define FORMAT_VERSION 1
 #define ID_BLOCK 64
+#define MAX_DIRTY 128    /* files remembered for the next sync; beyond, syncfs */
+#define SYNC_DELAY_MS 50 /* a sync waits this long for more writes to batch with */
 
 struct qa_store {
     char *dir;            /* owned: the state dir */
@@ -23,11 +25,35 @@ struct qa_store {
     int dir_fd;           /* owned: the state dir */
     uint64_t ids_bound;   /* meta.json says ids below this may have been handed out */
     pthread_t thread;     /* the sync thread */
-    pthread_mutex_t lock; /* guards dirty and stop */
+    pthread_mutex_t lock; /* guards dirty, names, ndirty, overflow and stop */
     pthread_cond_t wake;  /* signalled when dirty or stop is set */
-    bool dirty;           /* something was written since the last syncfs */
-    bool stop;            /* the thread should end */
+    bool dirty;           /* something changed since the last sync */
+    char names[MAX_DIRTY][QP_ID_LEN + 16]; /* files written since: "vgpus/ID.json" */
+    size_t ndirty;                         /* entries in names */
+    bool overflow; /* more files than names holds: sync the whole filesystem */
+    char batch[MAX_DIRTY][QP_ID_LEN + 16]; /* the sync thread's copy of names */
+    bool stop;                             /* the thread should end */
 };
+
+/* Makes what the loop wrote durable: the files named, then both directories (their
+ * renames and unlinks). Runs on the sync thread, without the lock. */
+static void sync_files(qa_store_t *self, char (*names)[QP_ID_LEN + 16], size_t n, bool overflow)
+{
+    if (overflow) {
+        syncfs(self->dir_fd);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        /* Gone already (destroyed since): the directory sync covers its removal. */
+        int fd = openat(self->dir_fd, names[i], O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            fsync(fd);
+            close(fd);
+        }
+    }
+    fsync(self->vgpus_fd);
+    fsync(self->dir_fd);
+}
 
 static void *sync_main(void *arg)
 {
@@ -38,20 +64,38 @@ static void *sync_main(void *arg)
             pthread_cond_wait(&self->wake, &self->lock);
         if (self->stop)
             break;
+        /* Batch: a burst of requests costs one round of fsyncs, off the request path. */
+        pthread_mutex_unlock(&self->lock);
+        struct timespec delay = {0, SYNC_DELAY_MS * 1000000L};
+        nanosleep(&delay, NULL);
+        pthread_mutex_lock(&self->lock);
+        size_t n = self->ndirty;
+        bool overflow = self->overflow;
+        memcpy(self->batch, self->names, n * sizeof self->batch[0]);
+        self->ndirty = 0;
+        self->overflow = false;
         self->dirty = false;
         pthread_mutex_unlock(&self->lock);
-        /* One syncfs covers every file and rename made since the last one, so a burst
-         * of requests costs one sync. */
-        syncfs(self->dir_fd);
+        sync_files(self, self->batch, n, overflow);
         pthread_mutex_lock(&self->lock);
     }
     pthread_mutex_unlock(&self->lock);
     return NULL;
 }
 
-static void mark_dirty(qa_store_t *self)
+/* Notes that name (relative to the state dir; NULL for a removal) must reach the disk. */
+static void mark_dirty(qa_store_t *self, const char *name)
 {
     pthread_mutex_lock(&self->lock);
+    bool known = false;
+    for (size_t i = 0; name && i < self->ndirty && !known; i++)
+        known = strcmp(self->names[i], name) == 0;
+    if (name && !known) {
+        if (self->ndirty < MAX_DIRTY)
+            snprintf(self->names[self->ndirty++], sizeof self->names[0], "%s", name);
+        else
+            self->overflow = true;
+    }
     self->dirty = true;
     pthread_cond_signal(&self->wake);
     pthread_mutex_unlock(&self->lock);
@@ -129,7 +173,7 @@ void qa_store_close(qa_store_t **self_p)
     pthread_cond_signal(&self->wake);
     pthread_mutex_unlock(&self->lock);
     pthread_join(self->thread, NULL);
-    syncfs(self->dir_fd);
+    sync_files(self, self->names, self->ndirty, self->overflow);
     pthread_mutex_destroy(&self->lock);
     pthread_cond_destroy(&self->wake);
     close(self->vgpus_fd);
@@ -139,8 +183,10 @@ void qa_store_close(qa_store_t **self_p)
     *self_p = NULL;
 }
 
-/* Writes doc as name in dir_fd through name.tmp and a rename. */
-static int write_atomic(qa_store_t *self, int dir_fd, const char *name, json_t *doc, char *err)
+/* Writes doc as name in dir_fd through name.tmp and a rename; path is name relative to
+ * the state dir, for the sync thread. */
+static int write_atomic(qa_store_t *self, int dir_fd, const char *name, const char *path,
+                        json_t *doc, char *err)
 {
     char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
     char tmp[128];
@@ -167,7 +213,7 @@ static int write_atomic(qa_store_t *self, int dir_fd, const char *name, json_t *
     if (renameat(dir_fd, tmp, dir_fd, name) < 0)
         goto fail_errno;
     free(text);
-    mark_dirty(self);
+    mark_dirty(self, path);
     return 0;
 
 fail_errno:
@@ -188,9 +234,10 @@ int qa_store_put(qa_store_t *self, const qa_vgpu_t *v, const char *gpu_uuid, cha
                   "id", v->id, "vm", v->vm, "secret", v->secret, "profile", v->profile, "gpu_uuid",
                   gpu_uuid, "memory_mb", (json_int_t)v->memory_mb, "share", (int)v->share, "limit",
                   (int)v->limit, "created", (json_int_t)v->created);
-    char name[QP_ID_LEN + 8];
+    char name[QP_ID_LEN + 8], path[QP_ID_LEN + 16];
     snprintf(name, sizeof name, "%s.json", v->id);
-    int rc = doc ? write_atomic(self, self->vgpus_fd, name, doc, err) : -EIO;
+    snprintf(path, sizeof path, "vgpus/%s", name);
+    int rc = doc ? write_atomic(self, self->vgpus_fd, name, path, doc, err) : -EIO;
     if (!doc)
         snprintf(err, QP_ERR_LEN, "out of memory writing vGPU %s", v->id);
     json_decref(doc);
@@ -206,7 +253,7 @@ int qa_store_remove(qa_store_t *self, const char *id, char err[QP_ERR_LEN])
                  strerror(errno));
         return -EIO;
     }
-    mark_dirty(self);
+    mark_dirty(self, NULL);
     return 0;
 }
 
@@ -216,7 +263,7 @@ int qa_store_note_ids(qa_store_t *self, uint64_t next_id, char err[QP_ERR_LEN])
         return 0;
     uint64_t bound = next_id + ID_BLOCK;
     json_t *doc = json_pack("{s:i, s:I}", "version", FORMAT_VERSION, "next_id", (json_int_t)bound);
-    int rc = doc ? write_atomic(self, self->dir_fd, "meta.json", doc, err) : -EIO;
+    int rc = doc ? write_atomic(self, self->dir_fd, "meta.json", "meta.json", doc, err) : -EIO;
     if (!doc)
         snprintf(err, QP_ERR_LEN, "out of memory writing meta.json");
     json_decref(doc);

@@ -6,12 +6,13 @@
  * Every write goes to a temporary file that is renamed over the old one, so a reader
  * (a restarted arbiter) sees the old file or the new one, never half of either. Writes
  * reach the kernel before the request is answered, so they survive kill -9 of the
- * arbiter; making them durable against power loss (syncfs) is left to a background
- * thread woken after each write, which keeps fsync off the request path: what was
- * answered in the last few milliseconds before a power cut may be lost.
+ * arbiter. Making them durable against power loss (fsync of the files written and of
+ * the directories) is left to a background thread that batches whatever was written in
+ * 50 ms, which keeps fsync off the request path: what was answered in the last
+ * ~100 ms before a power cut may be lost.
  *
- * Threads: the loop thread calls everything; the sync thread only calls syncfs() and
- * shares one flag with it under a mutex. */
+ * Threads: the loop thread calls everything; the sync thread only fsyncs, and takes the
+ * list of files to sync from the loop under a mutex. */
 #ifndef QA_STORE_H
 #define QA_STORE_H
 

@@ -104,7 +104,9 @@ bool qp_conn_in_session(const qp_conn_t *self)
     return self->session;
 }
 
-/* Encodes and sends m once a connection is there, waiting until deadline for one. */
+/* Encodes and sends m once a connection is there, waiting until deadline for one.
+ * Blocking calls with ZMQ_SNDTIMEO/ZMQ_RCVTIMEO cost fewer system calls than zmq_poll
+ * followed by a non-blocking call, and a round trip is mostly system calls. */
 static int send_msg(qp_conn_t *self, const qp_msg_t *m, uint64_t deadline, char *err)
 {
     void *buf;
@@ -115,17 +117,13 @@ static int send_msg(qp_conn_t *self, const qp_msg_t *m, uint64_t deadline, char 
         return rc;
     }
     for (;;) {
-        if (zmq_send(self->sock, buf, len, ZMQ_DONTWAIT) >= 0) {
+        int wait = (int)left_ms(deadline);
+        zmq_setsockopt(self->sock, ZMQ_SNDTIMEO, &wait, sizeof wait);
+        if (zmq_send(self->sock, buf, len, 0) >= 0) {
             free(buf);
             return 0;
         }
-        if (errno != EAGAIN && errno != EINTR)
-            break;
-        zmq_pollitem_t item = {self->sock, 0, ZMQ_POLLOUT, 0};
-        long wait = left_ms(deadline);
-        if (wait == 0)
-            break;
-        if (zmq_poll(&item, 1, wait) < 0 && errno != EINTR)
+        if (errno != EINTR || left_ms(deadline) == 0)
             break;
     }
     free(buf);
@@ -139,35 +137,32 @@ static int send_msg(qp_conn_t *self, const qp_msg_t *m, uint64_t deadline, char 
 static int recv_msg(qp_conn_t *self, uint64_t deadline, qp_msg_t **out)
 {
     for (;;) {
+        int wait = (int)left_ms(deadline);
+        zmq_setsockopt(self->sock, ZMQ_RCVTIMEO, &wait, sizeof wait);
         zmq_msg_t frame;
         zmq_msg_init(&frame);
-        if (zmq_msg_recv(&frame, self->sock, ZMQ_DONTWAIT) >= 0) {
-            bool more = zmq_msg_more(&frame);
-            int rc = qp_msg_decode(zmq_msg_data(&frame), zmq_msg_size(&frame), &qp_caps_reply, out,
-                                   NULL);
+        if (zmq_msg_recv(&frame, self->sock, 0) < 0) {
             zmq_msg_close(&frame);
-            while (more) { /* the arbiter sends one frame; drain anything else */
-                zmq_msg_init(&frame);
-                if (zmq_msg_recv(&frame, self->sock, ZMQ_DONTWAIT) < 0)
-                    break;
-                more = zmq_msg_more(&frame);
-                zmq_msg_close(&frame);
-                rc = -EPROTO;
-            }
-            if (rc == 0)
-                return 0;
-            qp_msg_destroy(out);
-            continue;
+            if (errno == EINTR && left_ms(deadline) > 0)
+                continue;
+            return -ETIMEDOUT; /* EAGAIN: the time is up; ETERM: nothing will come */
         }
+        bool more = zmq_msg_more(&frame);
+        int rc =
+            qp_msg_decode(zmq_msg_data(&frame), zmq_msg_size(&frame), &qp_caps_reply, out, NULL);
         zmq_msg_close(&frame);
-        if (errno != EAGAIN && errno != EINTR)
-            return -ETIMEDOUT; /* the context is going away: nothing will come */
-        zmq_pollitem_t item = {self->sock, 0, ZMQ_POLLIN, 0};
-        long wait = left_ms(deadline);
-        if (wait == 0)
-            return -ETIMEDOUT;
-        if (zmq_poll(&item, 1, wait) < 0 && errno != EINTR)
-            return -ETIMEDOUT;
+        while (more) { /* the arbiter sends one frame; drain anything else */
+            zmq_msg_init(&frame);
+            if (zmq_msg_recv(&frame, self->sock, ZMQ_DONTWAIT) < 0)
+                more = false;
+            else
+                more = zmq_msg_more(&frame);
+            zmq_msg_close(&frame);
+            rc = -EPROTO;
+        }
+        if (rc == 0)
+            return 0;
+        qp_msg_destroy(out);
     }
 }
 

@@ -6,28 +6,14 @@
 #include "proto/schema.h"
 
 #include <criterion/criterion.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-/* The sim's NVML (branch sim) may not be merged yet: then there is nothing to run
- * qarbiter on, and the daemon tests say so instead of failing. */
-static void need_sim_nvml(void)
-{
-    void *lib = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
-    bool ok = lib && dlsym(lib, "nvmlInit_v2");
-    if (lib)
-        dlclose(lib);
-    if (!ok)
-        cr_skip_test("no simulated NVML in LD_LIBRARY_PATH (merge branch sim)");
-}
-
 qt_arbiter_t *ctl_arbiter(const char *gpus, const char *config)
 {
-    need_sim_nvml();
     qt_sim_private(gpus);
     qt_arbiter_t *a = qt_arbiter_start(config, NULL);
     cr_assert_not_null(a, "qarbiter did not start");

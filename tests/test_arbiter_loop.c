@@ -1,0 +1,138 @@
+/* test_arbiter_loop.c - the event loop: timers in deadline order with nanosecond
+ * deadlines, restart and stop from callbacks, plain fds, and ZeroMQ sockets served
+ * while they have input. */
+#include "arbiter/loop.h"
+
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+struct rec {
+    qa_loop_t *loop;
+    int order[32]; /* ids of the timers that fired, in order */
+    int n;
+    int stop_after; /* stop the loop after this many fired */
+};
+
+struct tm {
+    qa_timer_t t;
+    struct rec *rec;
+    int id;
+};
+
+static void fired(void *arg)
+{
+    struct tm *x = arg;
+    x->rec->order[x->rec->n++] = x->id;
+    if (x->rec->n == x->rec->stop_after)
+        qa_loop_stop(x->rec->loop);
+}
+
+Test(qa_loop, timers_fire_in_deadline_order_and_stopped_ones_do_not)
+{
+    qa_loop_t *loop = qa_loop_new();
+    struct rec rec = {.loop = loop, .stop_after = 4};
+    struct tm t[6];
+    memset(t, 0, sizeof t);
+    uint64_t now = qa_now_ns();
+    const uint64_t at_us[6] = {900, 100, 500, 300, 700, 200};
+    for (int i = 0; i < 6; i++) {
+        t[i].rec = &rec;
+        t[i].id = i;
+        cr_assert_eq(qa_timer_start(loop, &t[i].t, now + at_us[i] * 1000, fired, &t[i]), 0);
+        cr_assert(qa_timer_running(&t[i].t));
+    }
+    qa_timer_stop(loop, &t[3].t); /* 300 us */
+    qa_timer_stop(loop, &t[3].t); /* twice is harmless */
+    cr_assert_not(qa_timer_running(&t[3].t));
+    /* restarting moves it */
+    cr_assert_eq(qa_timer_start(loop, &t[0].t, now + 50 * 1000, fired, &t[0]), 0);
+    cr_assert_eq(qa_loop_run(loop), 0);
+    int want[4] = {0, 1, 5, 2};
+    cr_assert_arr_eq(rec.order, want, sizeof want);
+    cr_assert(qa_timer_running(&t[4].t), "not due yet when the loop stopped");
+    qa_loop_destroy(&loop);
+    cr_assert_null(loop);
+    cr_assert_not(qa_timer_running(&t[4].t), "a destroyed loop forgets its timers");
+}
+
+Test(qa_loop, sub_millisecond_timers_are_not_rounded_to_milliseconds)
+{
+    qa_loop_t *loop = qa_loop_new();
+    struct rec rec = {.loop = loop, .stop_after = 1};
+    struct tm t = {.rec = &rec};
+    uint64_t t0 = qa_now_ns();
+    /* 20 timers of 200 us in a row: rounded to 1 ms they would take 20 ms */
+    for (int i = 0; i < 20; i++) {
+        qa_timer_start(loop, &t.t, qa_now_ns() + 200000, fired, &t);
+        qa_loop_run(loop);
+        rec.stop_after = rec.n + 1;
+    }
+    uint64_t us = (qa_now_ns() - t0) / 1000;
+    cr_assert_geq(us, 4000);
+    cr_assert_lt(us, 16000, "took %llu us", (unsigned long long)us);
+    qa_loop_destroy(&loop);
+}
+
+struct io {
+    qa_loop_t *loop;
+    void *sock;
+    int fd;
+    int calls;
+    int want;
+};
+
+static void on_fd(void *arg)
+{
+    struct io *io = arg;
+    char c;
+    if (read(io->fd, &c, 1) == 1 && ++io->calls == io->want)
+        qa_loop_stop(io->loop);
+}
+
+static void on_zsock(void *arg)
+{
+    struct io *io = arg;
+    char buf[16];
+    cr_assert_geq(zmq_recv(io->sock, buf, sizeof buf, ZMQ_DONTWAIT), 0,
+                  "called only with input queued");
+    if (++io->calls == io->want)
+        qa_loop_stop(io->loop);
+}
+
+Test(qa_loop, serves_a_plain_fd)
+{
+    qa_loop_t *loop = qa_loop_new();
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    struct io io = {.loop = loop, .fd = p[0], .want = 3};
+    cr_assert_eq(qa_loop_add_fd(loop, p[0], on_fd, &io), 0);
+    cr_assert_eq(write(p[1], "abc", 3), 3);
+    cr_assert_eq(qa_loop_run(loop), 0);
+    cr_assert_eq(io.calls, 3);
+    close(p[0]);
+    close(p[1]);
+    qa_loop_destroy(&loop);
+}
+
+Test(qa_loop, serves_every_queued_message_of_a_zeromq_socket)
+{
+    void *ctx = zmq_ctx_new();
+    void *in = zmq_socket(ctx, ZMQ_PAIR), *out = zmq_socket(ctx, ZMQ_PAIR);
+    zmq_bind(in, "inproc://loop-test");
+    zmq_connect(out, "inproc://loop-test");
+    qa_loop_t *loop = qa_loop_new();
+    struct io io = {.loop = loop, .sock = in, .want = 200};
+    cr_assert_eq(qa_loop_add_zsock(loop, in, on_zsock, &io), 0);
+    /* more than one burst, queued before the loop runs: ZMQ_FD has signalled once */
+    for (int i = 0; i < 200; i++)
+        zmq_send(out, "m", 1, 0);
+    cr_assert_eq(qa_loop_run(loop), 0);
+    cr_assert_eq(io.calls, 200);
+    qa_loop_destroy(&loop);
+    zmq_close(in);
+    zmq_close(out);
+    zmq_ctx_term(ctx);
+}
