@@ -57,12 +57,13 @@ int qs_mem_charge(uint64_t n)
 {
     if (n == 0)
         return 0;
-    /* A grant may be taken by other threads before this one charges again: retry a few
-     * times, each with a fresh round trip, then give up as the quota would. */
+    /* A grant may be taken by other threads before this one charges again: ask again.
+     * This ends: each grant raises the reservation (the arbiter grants at least what is
+     * used plus n), and the quota bounds it; the cap only guards against a broken peer. */
     for (int attempt = 0;; attempt++) {
         if (qs_resv_try_charge(&qs_g.resv, n))
             return 0;
-        if (attempt == 4)
+        if (attempt == 64)
             return -EDQUOT;
         int rc = qs_agent_reserve(n);
         if (rc == -ENOTCONN) {

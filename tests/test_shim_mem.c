@@ -200,6 +200,28 @@ Test(shim_mem, processes_of_one_vgpu_never_exceed_its_quota_together)
     qt_arbiter_destroy(&arb);
 }
 
+Test(shim_mem, threads_of_one_process_racing_for_the_quota_get_all_of_it_and_no_more)
+{
+    /* 128 MiB: each grant adds 8 MiB of headroom, one chunk, so 16 threads race for
+     * every grant. */
+    qt_sim_private(NULL);
+    qt_arbiter_t *arb = qt_arbiter_start(NULL, NULL);
+    cr_assert_not_null(arb);
+    qts_vgpu_t v;
+    qts_vgpu_create(arb, &v, "--vm", "vm-a", "--memory", "128MiB", "--share", "10", NULL);
+    qts_env_t e;
+    qts_env_of(&e, arb, &v);
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(qts_run(&e, &out, &err, "init", "threads:16:grab:8M", "info", NULL), 0);
+    cr_assert_eq(qts_field(out, "threads ", 0), 16, "each thread ends refused: %s", out);
+    /* 16 chunks fill the quota exactly: contention must not refuse one early. */
+    cr_assert_eq(qts_field(out, "threads ", 2), 16, "%s\n%s", out, err);
+    cr_assert_eq(qts_field(out, "info ", 1), 0);
+    free(out);
+    free(err);
+    qt_arbiter_destroy(&arb);
+}
+
 Test(shim_mem, views_show_the_quota_and_the_whole_vgpus_use)
 {
     qts_vgpu_t v;

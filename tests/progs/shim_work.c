@@ -40,7 +40,9 @@
  *                             "[child] ") and exits; the parent skips them and prints
  *                             fork <child's exit status>
  *   exec:N                    the same, but the child execs this program anew with them
- *   threads:T:CMD             runs CMD in T threads at once: threads <ok> <failed>
+ *   threads:T:CMD             runs CMD in T threads at once: threads <ok> <failed> <grabbed>;
+ *                             CMD is init, alloc_free:BYTES (200 pairs), or grab:BYTES
+ *                             (cuMemAlloc_v2 until refused; grabbed counts them all)
  *
  * ROUTE is one of: direct (the linked symbol), dlsym (dlopen("libcuda.so.1") + dlsym),
  * default (dlsym(RTLD_DEFAULT)), next (dlsym(RTLD_NEXT)), dlvsym (dlvsym(RTLD_DEFAULT)
@@ -684,6 +686,7 @@ static void run(int argc, char **argv);
 struct thread_arg {
     char cmd[256];
     int ok;
+    long grabbed;
 };
 
 static void *thread_main(void *arg)
@@ -706,6 +709,14 @@ static void *thread_main(void *arg)
                 cuCtxSetCurrent(c) == CUDA_SUCCESS;
         for (int i = 0; t->ok && i < 200; i++)
             t->ok = cuMemAlloc_v2(&p, bytes) == CUDA_SUCCESS && cuMemFree_v2(p) == CUDA_SUCCESS;
+    } else if (strncmp(cmd, "grab:", 5) == 0) {
+        CUdeviceptr p;
+        uint64_t bytes = parse_bytes(cmd + 5);
+        CUresult rc;
+        cuCtxSetCurrent(ctx);
+        while ((rc = cuMemAlloc_v2(&p, bytes)) == CUDA_SUCCESS)
+            t->grabbed++;
+        t->ok = rc == CUDA_ERROR_OUT_OF_MEMORY;
     }
     return NULL;
 }
@@ -723,14 +734,17 @@ static void cmd_threads(char *arg)
     for (int i = 0; i < n; i++) {
         snprintf(ta[i].cmd, sizeof ta[i].cmd, "%s", cmd + 1);
         ta[i].ok = 0;
+        ta[i].grabbed = 0;
         pthread_create(&th[i], NULL, thread_main, &ta[i]);
     }
     int ok = 0;
+    long grabbed = 0;
     for (int i = 0; i < n; i++) {
         pthread_join(th[i], NULL);
         ok += ta[i].ok;
+        grabbed += ta[i].grabbed;
     }
-    out("threads %d %d", ok, n - ok);
+    out("threads %d %d %ld", ok, n - ok, grabbed);
 }
 
 static const char *self_path;
