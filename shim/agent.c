@@ -374,6 +374,7 @@ int qs_agent_reserve(uint64_t n)
     struct qs_agent *a = qs_g.agent;
     if (!a || !a->started)
         return -ENOTCONN;
+    int saved = errno;
     struct qs_req req = {.n = n};
     struct timespec until = deadline_in(REQUEST_WAIT_MS);
     pthread_mutex_lock(&a->lock);
@@ -399,6 +400,7 @@ int qs_agent_reserve(uint64_t n)
         }
     }
     pthread_mutex_unlock(&a->lock);
+    errno = saved;
     return req.rc;
 }
 

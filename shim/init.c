@@ -4,6 +4,7 @@
  * init_lock serialises it; the fork handlers run in the forking thread. */
 #include "shim/init.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,7 @@ __attribute__((constructor)) static void load_environment(void)
 
 void qs_init_slow(void)
 {
+    int saved = errno; /* thread creation and dlopen may set it */
     pthread_mutex_lock(&qs_g.init_lock);
     if (!atomic_load_explicit(&qs_g.inited, memory_order_relaxed)) {
         if (qs_g.managed) {
@@ -87,4 +89,5 @@ void qs_init_slow(void)
         atomic_store_explicit(&qs_g.inited, 1, memory_order_release);
     }
     pthread_mutex_unlock(&qs_g.init_lock);
+    errno = saved;
 }

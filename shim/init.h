@@ -14,7 +14,10 @@
 
 /* Joins the vGPU once per process: thread-safe, cheap once done (one acquire load).
  * A no-op in pass-through mode. Never fails: without an arbiter the agent keeps trying
- * and allocations beyond the (empty) reservation fail. */
+ * and allocations beyond the (empty) reservation fail. A flag and a mutex rather than
+ * pthread_once, because a fork child must be able to run it again, and a
+ * pthread_once_t cannot be reset; the fork handlers hold the mutex across fork, so no
+ * child inherits an initialisation half done. Keeps errno. */
 void qs_init_slow(void);
 static inline void qs_init(void)
 {

@@ -4,6 +4,7 @@
 #include "shim/real.h"
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <link.h>
 #include <string.h>
 
@@ -96,12 +97,12 @@ static void *library(bool nvml)
 
 void *qs_real_resolve(int id)
 {
+    int saved = errno; /* dlopen may set it; the application's must survive */
     const char *name = qs_entry_name(id);
     void *h = library(strncmp(name, "nvml", 4) == 0);
-    if (!h)
-        return NULL;
-    void *fn = qs_libc_dlsym(h, name);
-    qs_real_offer(id, fn);
+    if (h)
+        qs_real_offer(id, qs_libc_dlsym(h, name));
+    errno = saved;
     return atomic_load_explicit(&qs_g.real[id], memory_order_acquire);
 }
 

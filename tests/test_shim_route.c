@@ -21,8 +21,23 @@ static void unreachable_vgpu(qts_env_t *e)
     free(dir);
 }
 
-static const char *const alloc_symbols[] = {"cuMemAlloc_v2", "cuMemAllocPitch_v2",
-                                            "cuMemAllocManaged"};
+/* Every charged variant, the 32-bit v1 ones included (the simulated driver does not
+ * implement those, but the shim refuses before it asks the driver). */
+static const char *const alloc_symbols[] = {"cuMemAlloc_v2",
+                                            "cuMemAlloc",
+                                            "cuMemAllocPitch_v2",
+                                            "cuMemAllocPitch",
+                                            "cuMemAllocManaged",
+                                            "cuMemAllocAsync",
+                                            "cuMemAllocAsync_ptsz",
+                                            "cuMemAllocFromPoolAsync",
+                                            "cuMemAllocFromPoolAsync_ptsz",
+                                            "cuMemCreate",
+                                            "cuArrayCreate_v2",
+                                            "cuArrayCreate",
+                                            "cuArray3DCreate_v2",
+                                            "cuArray3DCreate",
+                                            "cuMipmappedArrayCreate"};
 static const char *const routes[] = {"direct", "dlsym", "default", "next", "procaddr", "procaddr1"};
 
 Test(shim_route, every_route_to_an_allocation_reaches_the_shim)
@@ -30,9 +45,9 @@ Test(shim_route, every_route_to_an_allocation_reaches_the_shim)
     qt_sim_private(NULL);
     qts_env_t e;
     unreachable_vgpu(&e);
-    const char *cmds[64] = {"init"};
+    const char *cmds[100] = {"init"};
     size_t n = 1;
-    char bufs[64][96];
+    static char bufs[100][96];
     for (size_t s = 0; s < sizeof alloc_symbols / sizeof *alloc_symbols; s++) {
         for (size_t r = 0; r < sizeof routes / sizeof *routes; r++) {
             snprintf(bufs[n], sizeof bufs[n], "alloc:%s:%s:16M", alloc_symbols[s], routes[r]);
