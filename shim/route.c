@@ -10,6 +10,7 @@
 #include "shim/elfsym.h"
 #include "shim/early.h"
 #include "shim/hooks.h"
+#include "shim/log.h"
 #include "shim/init.h"
 #include "shim/procaddr.h"
 #include "shim/real.h"
@@ -81,6 +82,26 @@ QS_EARLY QS_EXPORT void *dlvsym(void *handle, const char *name, const char *vers
     return route(name, fn, caller);
 }
 
+/* Whether the driver resolves symbol at cuda_version to the same function as at the
+ * newest version our table knows (CUDA_VERSION of the toolkit the shim was built with).
+ * A newer driver may have added a variant the table does not name: the hook for the old
+ * variant must then not stand in for it (its parameters may differ). */
+static bool known_variant(const char *symbol, void *fn, int cuda_version, cuuint64_t flags)
+{
+    if (cuda_version <= CUDA_VERSION)
+        return true;
+    QS_PFN_cuGetProcAddress_v2 real = QS_REAL(cuGetProcAddress_v2);
+    CUdriverProcAddressQueryResult st;
+    void *known = NULL;
+    if (real && real(symbol, &known, CUDA_VERSION, flags, &st) == CUDA_SUCCESS && known == fn)
+        return true;
+    qs_log_once(&qs_g.logged.newer_variant,
+                "the driver has a variant of %s newer than CUDA %d.%d: the shim does not "
+                "intercept it (rebuild the shim against a newer toolkit)",
+                symbol, CUDA_VERSION / 1000, CUDA_VERSION % 1000 / 10);
+    return false;
+}
+
 /* After the driver resolved symbol to *pfn: hand out our hook for the exact variant it
  * chose (the generated table says which), keeping *pfn as that variant's real function. */
 static void route_procaddr(const char *symbol, void **pfn, int cuda_version, cuuint64_t flags)
@@ -90,7 +111,7 @@ static void route_procaddr(const char *symbol, void **pfn, int cuda_version, cuu
     const char *variant = qs_procaddr_variant(
         symbol, cuda_version, (flags & CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM) != 0);
     int id = qs_hook_find(variant);
-    if (id < 0)
+    if (id < 0 || !known_variant(symbol, *pfn, cuda_version, flags))
         return;
     qs_real_offer(id, *pfn);
     *pfn = qs_hook_addr(id);

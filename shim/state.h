@@ -38,7 +38,7 @@ struct qs_logged {
     atomic_int no_dlsym, no_cuda, no_nvml, no_device, bad_env;
     atomic_int unreachable; /* per outage: cleared when the arbiter answers again */
     atomic_int quota;       /* first refusal past the quota */
-    atomic_int pools_full, table_full, agent, refused;
+    atomic_int pools_full, table_full, agent, refused, newer_variant;
 };
 
 struct qs_agent; /* shim/agent.c */

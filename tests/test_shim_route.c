@@ -38,16 +38,20 @@ static const char *const alloc_symbols[] = {"cuMemAlloc_v2",
                                             "cuArray3DCreate_v2",
                                             "cuArray3DCreate",
                                             "cuMipmappedArrayCreate"};
+/* The routes a program takes to one exact variant; and, for lookups only, procaddrmax:
+ * cuGetProcAddress asked for a CUDA version newer than the shim's toolkit knows. */
 static const char *const routes[] = {"direct", "dlsym", "default", "next", "procaddr", "procaddr1"};
+static const char *const lookup_routes[] = {"direct",   "dlsym",     "default",    "next",
+                                            "procaddr", "procaddr1", "procaddrmax"};
 
 Test(shim_route, every_route_to_an_allocation_reaches_the_shim)
 {
     qt_sim_private(NULL);
     qts_env_t e;
     unreachable_vgpu(&e);
-    const char *cmds[100] = {"init"};
+    const char *cmds[120] = {"init"};
     size_t n = 1;
-    static char bufs[100][96];
+    static char bufs[120][96];
     for (size_t s = 0; s < sizeof alloc_symbols / sizeof *alloc_symbols; s++) {
         for (size_t r = 0; r < sizeof routes / sizeof *routes; r++) {
             snprintf(bufs[n], sizeof bufs[n], "alloc:%s:%s:16M", alloc_symbols[s], routes[r]);
@@ -140,10 +144,11 @@ Test(shim_route, hands_out_its_hooks_for_every_variant_through_every_route)
     char *out = NULL;
     cr_assert_eq(qts_runv(&e, &out, NULL, cmds), 0);
     for (size_t i = 0; i < sizeof hooked / sizeof *hooked; i++) {
-        for (size_t r = 0; r < sizeof routes / sizeof *routes; r++) {
+        for (size_t r = 0; r < sizeof lookup_routes / sizeof *lookup_routes; r++) {
             char obj[128];
-            resolved(out, hooked[i], routes[r], obj, sizeof obj);
-            cr_assert_str_eq(obj, "libqshim.so", "%s through %s: %s", hooked[i], routes[r], obj);
+            resolved(out, hooked[i], lookup_routes[r], obj, sizeof obj);
+            cr_assert_str_eq(obj, "libqshim.so", "%s through %s: %s", hooked[i], lookup_routes[r],
+                             obj);
         }
     }
     /* An entry point the shim does not manage is the driver's own, however it is found. */

@@ -47,7 +47,8 @@
  * ROUTE is one of: direct (the linked symbol), dlsym (dlopen("libcuda.so.1") + dlsym),
  * default (dlsym(RTLD_DEFAULT)), next (dlsym(RTLD_NEXT)), dlvsym (dlvsym(RTLD_DEFAULT)
  * with no version the driver has: an unversioned definition matches), procaddr
- * (cuGetProcAddress_v2 with the variant's name, version and per-thread flag), procaddr1
+ * (cuGetProcAddress_v2 with the variant's name, version and per-thread flag), procaddrmax
+ * (the same asking for CUDA version 99999, as a program newer than the shim), procaddr1
  * (the same through cuGetProcAddress, the v1 entry point). Exit status: 0, or 2 on a
  * malformed command. */
 #define __CUDA_API_VERSION_INTERNAL 1
@@ -206,6 +207,13 @@ static void *resolve(const struct variant *v, const char *route)
     if (strcmp(route, "procaddr") == 0) {
         CUdriverProcAddressQueryResult st;
         if (cuGetProcAddress_v2(v->name, &fn, v->version, flags, &st) != CUDA_SUCCESS)
+            return NULL;
+        return fn;
+    }
+    if (strcmp(route, "procaddrmax") == 0) {
+        /* as a program built against a toolkit newer than the shim's asks */
+        CUdriverProcAddressQueryResult st;
+        if (cuGetProcAddress_v2(v->name, &fn, 99999, flags, &st) != CUDA_SUCCESS)
             return NULL;
         return fn;
     }
@@ -634,8 +642,8 @@ static void cmd_launch(char *arg)
 /* Which object each route's answer for sym lies in ("-" for none). */
 static void cmd_resolve(const char *sym)
 {
-    static const char *const routes[] = {"direct", "dlsym",    "default",  "next",
-                                         "dlvsym", "procaddr", "procaddr1"};
+    static const char *const routes[] = {"direct", "dlsym",    "default",   "next",
+                                         "dlvsym", "procaddr", "procaddr1", "procaddrmax"};
     const struct variant *v = find_variant(sym);
     char line[1024];
     int n = snprintf(line, sizeof line, "resolve %s", sym);
