@@ -81,14 +81,16 @@ static int parse_entry(const char *entry, struct qsim_gpu_spec *g, char err[QSIM
     if (trimmed(entry, (size_t)(c1 - entry), g->name, sizeof g->name) <= 0) {
         snprintf(err, QSIM_ERR_LEN,
                  "qsim: bad QSIM_GPUS entry \"%.100s\": NAME is empty or longer than %d characters "
-                 "%s", entry, QSIM_NAME_LEN - 1, EXAMPLE);
+                 "%s",
+                 entry, QSIM_NAME_LEN - 1, EXAMPLE);
         return -EINVAL;
     }
     if (trimmed(c1 + 1, (size_t)(c2 - c1 - 1), mem, sizeof mem) < 0 ||
         parse_size(mem, &g->memory) < 0) {
         snprintf(err, QSIM_ERR_LEN,
                  "qsim: bad QSIM_GPUS entry \"%.100s\": MEMORY must be a size such as 8GiB or "
-                 "8192MiB %s", entry, EXAMPLE);
+                 "8192MiB %s",
+                 entry, EXAMPLE);
         return -EINVAL;
     }
     unsigned n;
@@ -118,8 +120,7 @@ int qsim_config_parse_gpus(qsim_config_t *cfg, const char *list, char err[QSIM_E
             return -EINVAL;
         }
         if (cfg->ngpu == QSIM_MAX_DEVICES) {
-            snprintf(err, QSIM_ERR_LEN, "qsim: bad QSIM_GPUS: more than %d GPUs",
-                     QSIM_MAX_DEVICES);
+            snprintf(err, QSIM_ERR_LEN, "qsim: bad QSIM_GPUS: more than %d GPUs", QSIM_MAX_DEVICES);
             return -EINVAL;
         }
         struct qsim_gpu_spec *g = &cfg->gpu[cfg->ngpu];
@@ -181,15 +182,15 @@ void qsim_config_cc(const char *name, int *major, int *minor)
         const char *pattern;
         int major, minor;
     } table[] = {
-        {"GTX 10", 6, 1},    {"TITAN X", 6, 1},  {"TITAN Xp", 6, 1}, {"P100", 6, 0},
-        {"P40", 6, 1},       {"P4", 6, 1},       {"V100", 7, 0},     {"TITAN V", 7, 0},
-        {"GTX 16", 7, 5},    {"RTX 20", 7, 5},   {"T4", 7, 5},       {"TITAN RTX", 7, 5},
-        {"A100", 8, 0},      {"A30", 8, 0},      {"A800", 8, 0},     {"RTX 30", 8, 6},
-        {"A10", 8, 6},       {"A40", 8, 6},      {"A16", 8, 6},      {"A2", 8, 6},
-        {"RTX A", 8, 6},     {"RTX 40", 8, 9},   {"L40", 8, 9},      {"L4", 8, 9},
-        {"Ada", 8, 9},       {"H100", 9, 0},     {"H200", 9, 0},     {"H800", 9, 0},
-        {"H20", 9, 0},       {"GH200", 9, 0},    {"B200", 10, 0},    {"B100", 10, 0},
-        {"GB200", 10, 0},    {"RTX 50", 12, 0},  {"RTX PRO", 12, 0},
+        {"GTX 10", 6, 1}, {"TITAN X", 6, 1}, {"TITAN Xp", 6, 1}, {"P100", 6, 0},
+        {"P40", 6, 1},    {"P4", 6, 1},      {"V100", 7, 0},     {"TITAN V", 7, 0},
+        {"GTX 16", 7, 5}, {"RTX 20", 7, 5},  {"T4", 7, 5},       {"TITAN RTX", 7, 5},
+        {"A100", 8, 0},   {"A30", 8, 0},     {"A800", 8, 0},     {"RTX 30", 8, 6},
+        {"A10", 8, 6},    {"A40", 8, 6},     {"A16", 8, 6},      {"A2", 8, 6},
+        {"RTX A", 8, 6},  {"RTX 40", 8, 9},  {"L40", 8, 9},      {"L4", 8, 9},
+        {"Ada", 8, 9},    {"H100", 9, 0},    {"H200", 9, 0},     {"H800", 9, 0},
+        {"H20", 9, 0},    {"GH200", 9, 0},   {"B200", 10, 0},    {"B100", 10, 0},
+        {"GB200", 10, 0}, {"RTX 50", 12, 0}, {"RTX PRO", 12, 0},
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         if (strcasestr(name, table[i].pattern)) {
@@ -230,7 +231,7 @@ void qsim_config_uuid(const char *ns, int index, uint8_t uuid[16])
 void qsim_config_uuid_str(const uint8_t u[16], char out[QSIM_UUID_STR_LEN])
 {
     snprintf(out, QSIM_UUID_STR_LEN,
-             "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0],
-             u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13],
-             u[14], u[15]);
+             "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1],
+             u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14],
+             u[15]);
 }

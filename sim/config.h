@@ -25,11 +25,11 @@ struct qsim_gpu_spec {
 };
 
 typedef struct qsim_config {
-    char ns[QSIM_NS_LEN];                    /* namespace */
-    int ngpu;                                /* entries in gpu[] */
+    char ns[QSIM_NS_LEN]; /* namespace */
+    int ngpu;             /* entries in gpu[] */
     struct qsim_gpu_spec gpu[QSIM_MAX_DEVICES];
-    uint64_t slice_ns;                       /* time slice */
-    char gpus[QSIM_GPUS_LEN];                /* the list normalised, to compare hosts */
+    uint64_t slice_ns;        /* time slice */
+    char gpus[QSIM_GPUS_LEN]; /* the list normalised, to compare hosts */
 } qsim_config_t;
 
 /* Reads the QSIM_* variables into *cfg. Returns 0, or -EINVAL with one line in err that

@@ -14,8 +14,8 @@
 
 #define ROW_ALIGN 512u
 #define ARRAY_ALIGN (64u << 10)
-#define KNOWN_FLAGS                                                                        \
-    (CUDA_ARRAY3D_LAYERED | CUDA_ARRAY3D_SURFACE_LDST | CUDA_ARRAY3D_CUBEMAP |             \
+#define KNOWN_FLAGS                                                                                \
+    (CUDA_ARRAY3D_LAYERED | CUDA_ARRAY3D_SURFACE_LDST | CUDA_ARRAY3D_CUBEMAP |                     \
      CUDA_ARRAY3D_TEXTURE_GATHER | CUDA_ARRAY3D_COLOR_ATTACHMENT)
 
 struct qsim_mipmap;
@@ -35,12 +35,12 @@ struct qsim_mipmap {
     uint32_t magic;               /* QSIM_MAGIC_MIPMAP while it exists */
     CUDA_ARRAY3D_DESCRIPTOR desc; /* level 0 */
     unsigned levels;
-    size_t size;                  /* all levels */
+    size_t size; /* all levels */
     int ordinal;
     struct qsim_ctx *ctx;
-    void *mem;                    /* owned: every level, one after another */
-    struct qsim_array **level;    /* owned array of level handles, made on first use */
-    struct qsim_mipmap *next;     /* qsim_g.mipmaps */
+    void *mem;                 /* owned: every level, one after another */
+    struct qsim_array **level; /* owned array of level handles, made on first use */
+    struct qsim_mipmap *next;  /* qsim_g.mipmaps */
 };
 
 /* Bytes of one element of format f with n channels; 0 when not simulated. */
@@ -189,8 +189,11 @@ static CUresult array_create_2d(CUarray *out, const CUDA_ARRAY_DESCRIPTOR *d)
 {
     if (!d)
         return CUDA_ERROR_INVALID_VALUE;
-    CUDA_ARRAY3D_DESCRIPTOR d3 = {.Width = d->Width, .Height = d->Height, .Depth = 0,
-                                  .Format = d->Format, .NumChannels = d->NumChannels};
+    CUDA_ARRAY3D_DESCRIPTOR d3 = {.Width = d->Width,
+                                  .Height = d->Height,
+                                  .Depth = 0,
+                                  .Format = d->Format,
+                                  .NumChannels = d->NumChannels};
     return array_create(out, &d3);
 }
 
@@ -209,9 +212,9 @@ static CUresult array_destroy(CUarray h)
 {
     pthread_mutex_lock(&qsim_g.lock);
     struct qsim_array *a = array_of(h);
-    CUresult rc = !a ? CUDA_ERROR_INVALID_HANDLE
-                     : a->parent ? CUDA_ERROR_INVALID_VALUE /* a level of a mipmap */
-                                 : CUDA_SUCCESS;
+    CUresult rc = !a          ? CUDA_ERROR_INVALID_HANDLE
+                  : a->parent ? CUDA_ERROR_INVALID_VALUE /* a level of a mipmap */
+                              : CUDA_SUCCESS;
     if (rc == CUDA_SUCCESS)
         array_free_locked(a);
     pthread_mutex_unlock(&qsim_g.lock);
@@ -223,8 +226,7 @@ QSIM_API CUresult cuArrayDestroy(CUarray hArray)
     QSIM_GUARDED(array_destroy(hArray));
 }
 
-static CUresult array_descriptor(CUDA_ARRAY_DESCRIPTOR *d2, CUDA_ARRAY3D_DESCRIPTOR *d3,
-                                 CUarray h)
+static CUresult array_descriptor(CUDA_ARRAY_DESCRIPTOR *d2, CUDA_ARRAY3D_DESCRIPTOR *d3, CUarray h)
 {
     if (!d2 && !d3)
         return CUDA_ERROR_INVALID_VALUE;
@@ -377,8 +379,9 @@ static CUresult mipmap_level(CUarray *out, CUmipmappedArray h, unsigned level)
         return CUDA_ERROR_INVALID_VALUE;
     pthread_mutex_lock(&qsim_g.lock);
     struct qsim_mipmap *m = mipmap_of(h);
-    CUresult rc = !m ? CUDA_ERROR_INVALID_HANDLE
-                     : level >= m->levels ? CUDA_ERROR_INVALID_VALUE : CUDA_SUCCESS;
+    CUresult rc = !m                   ? CUDA_ERROR_INVALID_HANDLE
+                  : level >= m->levels ? CUDA_ERROR_INVALID_VALUE
+                                       : CUDA_SUCCESS;
     if (rc == CUDA_SUCCESS && !m->level[level]) {
         struct qsim_array *a = array_object_locked();
         if (a) {

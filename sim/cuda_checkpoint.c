@@ -137,9 +137,8 @@ QSIM_API CUresult cuCheckpointProcessLock(int pid, CUcheckpointLockArgs *args)
     atomic_store(&p->gate, 1);
     qsim_unlock_host();
 
-    uint64_t deadline = args && args->timeoutMs
-                            ? qsim_now_ns() + (uint64_t)args->timeoutMs * 1000000u
-                            : 0;
+    uint64_t deadline =
+        args && args->timeoutMs ? qsim_now_ns() + (uint64_t)args->timeoutMs * 1000000u : 0;
     if (!wait_outside(p, pid, deadline)) {
         rc = p->pid == pid ? CUDA_ERROR_NOT_READY : CUDA_ERROR_INVALID_VALUE;
     } else {

@@ -42,13 +42,19 @@ static CUresult issue(CUstream h, bool per_thread, bool sync, const struct qsim_
 }
 
 /* A 1D copy of n bytes in direction dir; the caller has checked the pointers. */
-static CUresult copy(CUstream h, bool per_thread, bool sync, void *dst, const void *src,
-                     size_t n, int dir)
+static CUresult copy(CUstream h, bool per_thread, bool sync, void *dst, const void *src, size_t n,
+                     int dir)
 {
     if (n == 0)
         return CUDA_SUCCESS;
-    struct qsim_work w = {.type = QSIM_WORK_COPY, .dst = dst, .src = src, .dpitch = n,
-                          .spitch = n, .width = n, .height = 1, .dir = dir};
+    struct qsim_work w = {.type = QSIM_WORK_COPY,
+                          .dst = dst,
+                          .src = src,
+                          .dpitch = n,
+                          .spitch = n,
+                          .width = n,
+                          .height = 1,
+                          .dir = dir};
     return issue(h, per_thread, sync, &w);
 }
 
@@ -92,14 +98,13 @@ QSIM_API CUresult cuMemcpyHtoD_v2(CUdeviceptr dstDevice, const void *srcHost, si
     QSIM_GUARDED(htod(dstDevice, srcHost, ByteCount, NULL, false, true));
 }
 
-QSIM_API CUresult cuMemcpyHtoD_v2_ptds(CUdeviceptr dstDevice, const void *srcHost,
-                                       size_t ByteCount)
+QSIM_API CUresult cuMemcpyHtoD_v2_ptds(CUdeviceptr dstDevice, const void *srcHost, size_t ByteCount)
 {
     QSIM_GUARDED(htod(dstDevice, srcHost, ByteCount, NULL, true, true));
 }
 
-QSIM_API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dstDevice, const void *srcHost,
-                                       size_t ByteCount, CUstream hStream)
+QSIM_API CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr dstDevice, const void *srcHost, size_t ByteCount,
+                                       CUstream hStream)
 {
     QSIM_GUARDED(htod(dstDevice, srcHost, ByteCount, hStream, false, false));
 }
@@ -126,8 +131,8 @@ QSIM_API CUresult cuMemcpyDtoHAsync_v2(void *dstHost, CUdeviceptr srcDevice, siz
     QSIM_GUARDED(dtoh(dstHost, srcDevice, ByteCount, hStream, false, false));
 }
 
-QSIM_API CUresult cuMemcpyDtoHAsync_v2_ptsz(void *dstHost, CUdeviceptr srcDevice,
-                                            size_t ByteCount, CUstream hStream)
+QSIM_API CUresult cuMemcpyDtoHAsync_v2_ptsz(void *dstHost, CUdeviceptr srcDevice, size_t ByteCount,
+                                            CUstream hStream)
 {
     QSIM_GUARDED(dtoh(dstHost, srcDevice, ByteCount, hStream, true, false));
 }
@@ -258,8 +263,8 @@ static CUresult copy2d(const CUDA_MEMCPY2D *c, CUstream h, bool pt, bool sync)
     CUresult rc = side(c->srcMemoryType, c->srcHost, c->srcDevice, c->srcXInBytes, c->srcY,
                        c->srcPitch, &s, &sdev);
     if (rc == CUDA_SUCCESS)
-        rc = side(c->dstMemoryType, c->dstHost, c->dstDevice, c->dstXInBytes, c->dstY,
-                  c->dstPitch, &d, &ddev);
+        rc = side(c->dstMemoryType, c->dstHost, c->dstDevice, c->dstXInBytes, c->dstY, c->dstPitch,
+                  &d, &ddev);
     if (rc != CUDA_SUCCESS)
         return rc;
     size_t span_s = (c->Height - 1) * c->srcPitch + c->WidthInBytes;
@@ -268,8 +273,13 @@ static CUresult copy2d(const CUDA_MEMCPY2D *c, CUstream h, bool pt, bool sync)
         (ddev && !qsim_mem_dest_kind_of((uintptr_t)d, span_d)))
         return CUDA_ERROR_INVALID_VALUE;
     struct qsim_work w = {
-        .type = QSIM_WORK_COPY, .dst = d, .src = s, .dpitch = c->dstPitch,
-        .spitch = c->srcPitch, .width = c->WidthInBytes, .height = c->Height,
+        .type = QSIM_WORK_COPY,
+        .dst = d,
+        .src = s,
+        .dpitch = c->dstPitch,
+        .spitch = c->srcPitch,
+        .width = c->WidthInBytes,
+        .height = c->Height,
         .dir = ddev ? (sdev ? QSIM_DTOD : QSIM_HTOD) : (sdev ? QSIM_DTOH : QSIM_HTOH),
     };
     return issue(h, pt, sync, &w);
@@ -321,8 +331,13 @@ static CUresult set(CUdeviceptr dst, size_t pitch, uint32_t value, int elem, siz
         return CUDA_ERROR_INVALID_VALUE; /* misaligned for the element size */
     if (!qsim_mem_dest_kind_of((uintptr_t)dst, (height - 1) * pitch + row))
         return CUDA_ERROR_INVALID_VALUE;
-    struct qsim_work w = {.type = QSIM_WORK_SET, .dst = (void *)dst, .dpitch = pitch,
-                          .width = width, .height = height, .value = value, .elem = elem};
+    struct qsim_work w = {.type = QSIM_WORK_SET,
+                          .dst = (void *)dst,
+                          .dpitch = pitch,
+                          .width = width,
+                          .height = height,
+                          .value = value,
+                          .elem = elem};
     return issue(h, pt, false, &w);
 }
 
@@ -410,8 +425,8 @@ QSIM_API CUresult cuMemsetD2D16_v2(CUdeviceptr dstDevice, size_t dstPitch, unsig
     QSIM_GUARDED(set(dstDevice, dstPitch, us, 2, Width, Height, NULL, false));
 }
 
-QSIM_API CUresult cuMemsetD2D16_v2_ptds(CUdeviceptr dstDevice, size_t dstPitch,
-                                        unsigned short us, size_t Width, size_t Height)
+QSIM_API CUresult cuMemsetD2D16_v2_ptds(CUdeviceptr dstDevice, size_t dstPitch, unsigned short us,
+                                        size_t Width, size_t Height)
 {
     QSIM_GUARDED(set(dstDevice, dstPitch, us, 2, Width, Height, NULL, true));
 }
@@ -434,9 +449,8 @@ QSIM_API CUresult cuMemsetD2D8Async(CUdeviceptr dstDevice, size_t dstPitch, unsi
     QSIM_GUARDED(set(dstDevice, dstPitch, uc, 1, Width, Height, hStream, false));
 }
 
-QSIM_API CUresult cuMemsetD2D8Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch,
-                                         unsigned char uc, size_t Width, size_t Height,
-                                         CUstream hStream)
+QSIM_API CUresult cuMemsetD2D8Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch, unsigned char uc,
+                                         size_t Width, size_t Height, CUstream hStream)
 {
     QSIM_GUARDED(set(dstDevice, dstPitch, uc, 1, Width, Height, hStream, true));
 }
@@ -447,9 +461,8 @@ QSIM_API CUresult cuMemsetD2D16Async(CUdeviceptr dstDevice, size_t dstPitch, uns
     QSIM_GUARDED(set(dstDevice, dstPitch, us, 2, Width, Height, hStream, false));
 }
 
-QSIM_API CUresult cuMemsetD2D16Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch,
-                                          unsigned short us, size_t Width, size_t Height,
-                                          CUstream hStream)
+QSIM_API CUresult cuMemsetD2D16Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch, unsigned short us,
+                                          size_t Width, size_t Height, CUstream hStream)
 {
     QSIM_GUARDED(set(dstDevice, dstPitch, us, 2, Width, Height, hStream, true));
 }
@@ -460,9 +473,8 @@ QSIM_API CUresult cuMemsetD2D32Async(CUdeviceptr dstDevice, size_t dstPitch, uns
     QSIM_GUARDED(set(dstDevice, dstPitch, ui, 4, Width, Height, hStream, false));
 }
 
-QSIM_API CUresult cuMemsetD2D32Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch,
-                                          unsigned int ui, size_t Width, size_t Height,
-                                          CUstream hStream)
+QSIM_API CUresult cuMemsetD2D32Async_ptsz(CUdeviceptr dstDevice, size_t dstPitch, unsigned int ui,
+                                          size_t Width, size_t Height, CUstream hStream)
 {
     QSIM_GUARDED(set(dstDevice, dstPitch, ui, 4, Width, Height, hStream, true));
 }

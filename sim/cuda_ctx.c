@@ -388,7 +388,8 @@ static CUresult ctx_set_cache_config(CUfunc_cache config)
 {
     struct qsim_ctx *c;
     CUresult rc = qsim_ctx_get(&c);
-    if (rc == CUDA_SUCCESS && (config < CU_FUNC_CACHE_PREFER_NONE || config > CU_FUNC_CACHE_PREFER_EQUAL))
+    if (rc == CUDA_SUCCESS &&
+        (config < CU_FUNC_CACHE_PREFER_NONE || config > CU_FUNC_CACHE_PREFER_EQUAL))
         rc = CUDA_ERROR_INVALID_VALUE;
     if (rc == CUDA_SUCCESS)
         c->cache_config = config;

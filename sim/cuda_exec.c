@@ -17,19 +17,19 @@
 #define QSIM_SPIN_NAME "qsim_spin"
 
 struct qsim_module {
-    uint32_t magic;             /* QSIM_MAGIC_MODULE while loaded */
-    struct qsim_ctx *ctx;       /* context it was loaded in */
-    struct qsim_func *funcs;    /* owned: functions looked up so far */
-    struct qsim_module *next;   /* qsim_g.modules: kept after unload, so that stale
-                                   handles read as invalid instead of freed memory */
+    uint32_t magic;           /* QSIM_MAGIC_MODULE while loaded */
+    struct qsim_ctx *ctx;     /* context it was loaded in */
+    struct qsim_func *funcs;  /* owned: functions looked up so far */
+    struct qsim_module *next; /* qsim_g.modules: kept after unload, so that stale
+                                 handles read as invalid instead of freed memory */
 };
 
 struct qsim_func {
-    uint32_t magic;             /* QSIM_MAGIC_FUNC while its module is loaded */
-    bool spin;                  /* qsim_spin: runs for its parameter's nanoseconds */
-    char *name;                 /* owned */
-    struct qsim_module *mod;    /* module it belongs to */
-    struct qsim_func *next;     /* the module's list */
+    uint32_t magic;          /* QSIM_MAGIC_FUNC while its module is loaded */
+    bool spin;               /* qsim_spin: runs for its parameter's nanoseconds */
+    char *name;              /* owned */
+    struct qsim_module *mod; /* module it belongs to */
+    struct qsim_func *next;  /* the module's list */
 };
 
 /* ---- modules ----------------------------------------------------------------------- */
@@ -255,11 +255,12 @@ static CUresult spin_ns(void **params, void **extra, uint64_t *ns)
     return CUDA_SUCCESS;
 }
 
+/* A launch as every entry point describes it. */
 struct launch {
-    unsigned grid[3], block[3];
-    unsigned shmem;
-    CUstream stream;
-    bool cooperative;
+    unsigned grid[3], block[3]; /* dimensions in blocks, in threads */
+    unsigned shmem;             /* dynamic shared memory; not simulated */
+    CUstream stream;            /* as the caller named it */
+    bool cooperative;           /* all blocks must be resident at once */
 };
 
 static CUresult launch(CUfunction h, const struct launch *l, void **params, void **extra,
@@ -295,11 +296,14 @@ static CUresult launch(CUfunction h, const struct launch *l, void **params, void
 QSIM_API CUresult cuLaunchKernel(CUfunction f, unsigned int gridDimX, unsigned int gridDimY,
                                  unsigned int gridDimZ, unsigned int blockDimX,
                                  unsigned int blockDimY, unsigned int blockDimZ,
-                                 unsigned int sharedMemBytes, CUstream hStream,
-                                 void **kernelParams, void **extra)
+                                 unsigned int sharedMemBytes, CUstream hStream, void **kernelParams,
+                                 void **extra)
 {
-    struct launch l = {{gridDimX, gridDimY, gridDimZ}, {blockDimX, blockDimY, blockDimZ},
-                       sharedMemBytes, hStream, false};
+    struct launch l = {{gridDimX, gridDimY, gridDimZ},
+                       {blockDimX, blockDimY, blockDimZ},
+                       sharedMemBytes,
+                       hStream,
+                       false};
     QSIM_GUARDED(launch(f, &l, kernelParams, extra, false));
 }
 
@@ -309,8 +313,11 @@ QSIM_API CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int gridDimX, unsig
                                       unsigned int sharedMemBytes, CUstream hStream,
                                       void **kernelParams, void **extra)
 {
-    struct launch l = {{gridDimX, gridDimY, gridDimZ}, {blockDimX, blockDimY, blockDimZ},
-                       sharedMemBytes, hStream, false};
+    struct launch l = {{gridDimX, gridDimY, gridDimZ},
+                       {blockDimX, blockDimY, blockDimZ},
+                       sharedMemBytes,
+                       hStream,
+                       false};
     QSIM_GUARDED(launch(f, &l, kernelParams, extra, true));
 }
 
@@ -320,8 +327,11 @@ QSIM_API CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned int gridDimX,
                                             unsigned int blockDimZ, unsigned int sharedMemBytes,
                                             CUstream hStream, void **kernelParams)
 {
-    struct launch l = {{gridDimX, gridDimY, gridDimZ}, {blockDimX, blockDimY, blockDimZ},
-                       sharedMemBytes, hStream, true};
+    struct launch l = {{gridDimX, gridDimY, gridDimZ},
+                       {blockDimX, blockDimY, blockDimZ},
+                       sharedMemBytes,
+                       hStream,
+                       true};
     QSIM_GUARDED(launch(f, &l, kernelParams, NULL, false));
 }
 
@@ -332,8 +342,11 @@ QSIM_API CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned int grid
                                                  unsigned int sharedMemBytes, CUstream hStream,
                                                  void **kernelParams)
 {
-    struct launch l = {{gridDimX, gridDimY, gridDimZ}, {blockDimX, blockDimY, blockDimZ},
-                       sharedMemBytes, hStream, true};
+    struct launch l = {{gridDimX, gridDimY, gridDimZ},
+                       {blockDimX, blockDimY, blockDimZ},
+                       sharedMemBytes,
+                       hStream,
+                       true};
     QSIM_GUARDED(launch(f, &l, kernelParams, NULL, true));
 }
 
@@ -344,15 +357,17 @@ static CUresult launch_ex(const CUlaunchConfig *c, CUfunction f, void **params, 
         return CUDA_ERROR_INVALID_VALUE;
     struct launch l = {{c->gridDimX, c->gridDimY, c->gridDimZ},
                        {c->blockDimX, c->blockDimY, c->blockDimZ},
-                       c->sharedMemBytes, c->hStream, false};
+                       c->sharedMemBytes,
+                       c->hStream,
+                       false};
     for (unsigned i = 0; i < c->numAttrs; i++)
         if (c->attrs[i].id == CU_LAUNCH_ATTRIBUTE_COOPERATIVE && c->attrs[i].value.cooperative)
             l.cooperative = true;
     return launch(f, &l, params, extra, per_thread);
 }
 
-QSIM_API CUresult cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction f,
-                                   void **kernelParams, void **extra)
+QSIM_API CUresult cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction f, void **kernelParams,
+                                   void **extra)
 {
     QSIM_GUARDED(launch_ex(config, f, kernelParams, extra, false));
 }

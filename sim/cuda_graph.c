@@ -14,34 +14,34 @@
 #include "sim/cuda_ctx.h"
 
 struct qsim_node {
-    uint32_t magic;             /* QSIM_MAGIC_NODE while its graph exists */
-    struct qsim_work w;         /* what it does */
-    struct qsim_graph *graph;   /* the graph it belongs to */
-    struct qsim_node *next;     /* the graph's nodes, in order */
+    uint32_t magic;           /* QSIM_MAGIC_NODE while its graph exists */
+    struct qsim_work w;       /* what it does */
+    struct qsim_graph *graph; /* the graph it belongs to */
+    struct qsim_node *next;   /* the graph's nodes, in order */
 };
 
 struct qsim_graph {
-    uint32_t magic;             /* QSIM_MAGIC_GRAPH while it exists */
-    struct qsim_node *head;     /* owned: its nodes in order */
+    uint32_t magic;         /* QSIM_MAGIC_GRAPH while it exists */
+    struct qsim_node *head; /* owned: its nodes in order */
     struct qsim_node *tail;
-    size_t n;                   /* nodes */
-    struct qsim_graph *next;    /* qsim_g.graphs: kept after destruction (stale handles) */
+    size_t n;                /* nodes */
+    struct qsim_graph *next; /* qsim_g.graphs: kept after destruction (stale handles) */
 };
 
 struct qsim_exec {
-    uint32_t magic;             /* QSIM_MAGIC_EXEC while it exists */
-    struct qsim_work *work;     /* owned: the nodes' work, in order */
+    uint32_t magic;         /* QSIM_MAGIC_EXEC while it exists */
+    struct qsim_work *work; /* owned: the nodes' work, in order */
     size_t n;
-    struct qsim_exec *next;     /* qsim_g.execs */
+    struct qsim_exec *next; /* qsim_g.execs */
 };
 
 struct qsim_capture {
-    struct qsim_graph *graph;       /* being built; handed over at the end */
-    CUstreamCaptureStatus status;   /* ACTIVE or INVALIDATED */
+    struct qsim_graph *graph;     /* being built; handed over at the end */
+    CUstreamCaptureStatus status; /* ACTIVE or INVALIDATED */
     CUstreamCaptureMode mode;
-    unsigned long long id;          /* unique in the process */
-    struct qsim_stream *origin;     /* the stream that began it */
-    CUgraphNode last;               /* newest node, what the next one depends on */
+    unsigned long long id;      /* unique in the process */
+    struct qsim_stream *origin; /* the stream that began it */
+    CUgraphNode last;           /* newest node, what the next one depends on */
 };
 
 static const CUgraphNodeType node_types[] = {
@@ -88,9 +88,9 @@ CUresult qsim_capture_take(struct qsim_stream *st, const struct qsim_work *w, bo
     *taken = true;
     if (!cap) {
         /* Waiting on an event recorded in a capture joins the stream to it. */
-        struct qsim_capture *ecap =
-            w->type == QSIM_WORK_WAIT ? atomic_load_explicit(&w->event->cap, memory_order_relaxed)
-                                      : NULL;
+        struct qsim_capture *ecap = w->type == QSIM_WORK_WAIT
+                                        ? atomic_load_explicit(&w->event->cap, memory_order_relaxed)
+                                        : NULL;
         if (ecap && ecap->status == CU_STREAM_CAPTURE_STATUS_ACTIVE)
             atomic_store_explicit(&st->cap, ecap, memory_order_relaxed);
         else
@@ -293,8 +293,8 @@ QSIM_API CUresult cuStreamGetCaptureInfo_v2_ptsz(CUstream hStream, CUstreamCaptu
 
 QSIM_API CUresult cuStreamGetCaptureInfo_v3(CUstream hStream, CUstreamCaptureStatus *status,
                                             cuuint64_t *id, CUgraph *graph,
-                                            const CUgraphNode **deps,
-                                            const CUgraphEdgeData **edges, size_t *ndeps)
+                                            const CUgraphNode **deps, const CUgraphEdgeData **edges,
+                                            size_t *ndeps)
 {
     QSIM_GUARDED(capture_info(hStream, false, status, id, graph, deps, edges, ndeps));
 }
@@ -394,8 +394,8 @@ static CUresult instantiate(CUgraphExec *out, CUgraph h, unsigned long long flag
     struct qsim_graph *g = graph_of(h);
     struct qsim_exec *x = NULL;
     CUresult rc = g ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
-    if (g && (!(x = calloc(1, sizeof *x)) ||
-              (g->n && !(x->work = calloc(g->n, sizeof *x->work))))) {
+    if (g &&
+        (!(x = calloc(1, sizeof *x)) || (g->n && !(x->work = calloc(g->n, sizeof *x->work))))) {
         free(x);
         x = NULL;
         rc = CUDA_ERROR_OUT_OF_MEMORY;
@@ -419,8 +419,8 @@ QSIM_API CUresult cuGraphInstantiateWithFlags(CUgraphExec *phGraphExec, CUgraph 
     QSIM_GUARDED(instantiate(phGraphExec, hGraph, flags));
 }
 
-static CUresult instantiate_logged(CUgraphExec *out, CUgraph h, CUgraphNode *err_node,
-                                   char *log, size_t log_size)
+static CUresult instantiate_logged(CUgraphExec *out, CUgraph h, CUgraphNode *err_node, char *log,
+                                   size_t log_size)
 {
     CUresult rc = instantiate(out, h, 0);
     if (err_node)

@@ -33,8 +33,8 @@ void qsim_mem_uncharge(int ord, uint64_t bytes)
 
 void *qsim_mem_map(size_t bytes)
 {
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
     return p == MAP_FAILED ? NULL : p;
 }
 
@@ -247,8 +247,8 @@ static CUresult mem_free(CUdeviceptr dptr)
     pthread_mutex_lock(&qsim_g.lock);
     struct qsim_alloc *found = qsim_mem_find_locked((uintptr_t)dptr);
     struct qsim_alloc a = found ? *found : (struct qsim_alloc){0};
-    bool plain = found && a.base == (uintptr_t)dptr &&
-                 (a.kind & (QSIM_MEM_DEVICE | QSIM_MEM_MANAGED));
+    bool plain =
+        found && a.base == (uintptr_t)dptr && (a.kind & (QSIM_MEM_DEVICE | QSIM_MEM_MANAGED));
     if (plain)
         qsim_mem_remove_locked(a.base);
     pthread_mutex_unlock(&qsim_g.lock);
@@ -319,8 +319,8 @@ static CUresult mem_free_host(void *p)
     pthread_mutex_lock(&qsim_g.lock);
     struct qsim_alloc *found = qsim_mem_find_locked((uintptr_t)p);
     struct qsim_alloc a = found ? *found : (struct qsim_alloc){0};
-    bool ok = found && a.base == (uintptr_t)p && a.kind == QSIM_MEM_HOST &&
-              !(a.flags & QSIM_REGISTERED);
+    bool ok =
+        found && a.base == (uintptr_t)p && a.kind == QSIM_MEM_HOST && !(a.flags & QSIM_REGISTERED);
     if (ok)
         qsim_mem_remove_locked(a.base);
     pthread_mutex_unlock(&qsim_g.lock);
@@ -355,10 +355,14 @@ static CUresult host_register(void *p, size_t bytes, unsigned flags)
     if (rc != CUDA_SUCCESS)
         return rc;
     struct qsim_alloc a = {
-        .base = (uintptr_t)p, .size = bytes, .kind = QSIM_MEM_HOST, .ordinal = -1, .ctx = ctx,
+        .base = (uintptr_t)p,
+        .size = bytes,
+        .kind = QSIM_MEM_HOST,
+        .ordinal = -1,
+        .ctx = ctx,
         .id = qsim_new_id(),
-        .flags = flags | QSIM_REGISTERED |
-                 (flags & CU_MEMHOSTREGISTER_READ_ONLY ? QSIM_READONLY : 0u),
+        .flags =
+            flags | QSIM_REGISTERED | (flags & CU_MEMHOSTREGISTER_READ_ONLY ? QSIM_READONLY : 0u),
     };
     pthread_mutex_lock(&qsim_g.lock);
     rc = overlaps_locked(a.base, bytes) ? CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED
@@ -550,8 +554,7 @@ static CUresult pointer_get_attribute(void *data, CUpointer_attribute attr, CUde
     return pointer_attribute(attr, known ? &a : NULL, p, data);
 }
 
-QSIM_API CUresult cuPointerGetAttribute(void *data, CUpointer_attribute attribute,
-                                        CUdeviceptr ptr)
+QSIM_API CUresult cuPointerGetAttribute(void *data, CUpointer_attribute attribute, CUdeviceptr ptr)
 {
     QSIM_GUARDED(pointer_get_attribute(data, attribute, ptr));
 }

@@ -21,27 +21,27 @@
 #include "sim/engine.h"
 
 struct qsim_chunk {
-    uintptr_t base;             /* the mapping */
-    size_t size;                /* bytes reserved (and charged), whole granules */
-    size_t asked;               /* bytes of the allocation using it */
-    bool in_use;                /* handed out */
-    int free_stream;            /* engine stream slot it was freed on; -1: free now */
-    uint64_t free_seq;          /* ... and the operation after which it is */
-    struct qsim_chunk *next;    /* the pool's list */
+    uintptr_t base;          /* the mapping */
+    size_t size;             /* bytes reserved (and charged), whole granules */
+    size_t asked;            /* bytes of the allocation using it */
+    bool in_use;             /* handed out */
+    int free_stream;         /* engine stream slot it was freed on; -1: free now */
+    uint64_t free_seq;       /* ... and the operation after which it is */
+    struct qsim_chunk *next; /* the pool's list */
 };
 
 struct qsim_pool {
-    uint32_t magic;             /* QSIM_MAGIC_POOL while it exists */
-    int ordinal;                /* device it reserves on */
-    bool is_default;            /* the device's default pool: never destroyed */
-    uint64_t threshold;         /* CU_MEMPOOL_ATTR_RELEASE_THRESHOLD */
-    int reuse[3];               /* the three REUSE_* attributes; not acted upon */
-    uint64_t reserved;          /* bytes in chunks */
-    uint64_t used;              /* bytes in chunks in use */
-    uint64_t reserved_high;     /* high-water marks since their last reset */
+    uint32_t magic;         /* QSIM_MAGIC_POOL while it exists */
+    int ordinal;            /* device it reserves on */
+    bool is_default;        /* the device's default pool: never destroyed */
+    uint64_t threshold;     /* CU_MEMPOOL_ATTR_RELEASE_THRESHOLD */
+    int reuse[3];           /* the three REUSE_* attributes; not acted upon */
+    uint64_t reserved;      /* bytes in chunks */
+    uint64_t used;          /* bytes in chunks in use */
+    uint64_t reserved_high; /* high-water marks since their last reset */
     uint64_t used_high;
-    struct qsim_chunk *chunks;  /* owned */
-    struct qsim_pool *next;     /* qsim_g.pools */
+    struct qsim_chunk *chunks; /* owned */
+    struct qsim_pool *next;    /* qsim_g.pools */
 };
 
 /* ---- helpers (qsim_g.lock held) ---------------------------------------------------- */
@@ -190,8 +190,12 @@ static CUresult alloc_from(struct qsim_pool *p, CUdeviceptr *dptr, size_t bytes,
         if (p->reserved > p->reserved_high)
             p->reserved_high = p->reserved;
     }
-    struct qsim_alloc a = {.base = best->base, .size = bytes, .kind = QSIM_MEM_POOL,
-                           .ordinal = p->ordinal, .owner = p, .id = qsim_new_id()};
+    struct qsim_alloc a = {.base = best->base,
+                           .size = bytes,
+                           .kind = QSIM_MEM_POOL,
+                           .ordinal = p->ordinal,
+                           .owner = p,
+                           .id = qsim_new_id()};
     rc = qsim_mem_add_locked(&a);
     if (rc == CUDA_SUCCESS) {
         best->in_use = true;
@@ -462,8 +466,8 @@ static CUresult device_pool(CUmemoryPool *out, CUdevice dev, bool current)
     if (rc != CUDA_SUCCESS)
         return rc;
     pthread_mutex_lock(&qsim_g.lock);
-    struct qsim_pool *p = current && qsim_g.cur_pool[dev] ? qsim_g.cur_pool[dev]
-                                                          : default_pool_locked(dev);
+    struct qsim_pool *p =
+        current && qsim_g.cur_pool[dev] ? qsim_g.cur_pool[dev] : default_pool_locked(dev);
     pthread_mutex_unlock(&qsim_g.lock);
     if (!p)
         return CUDA_ERROR_OUT_OF_MEMORY;

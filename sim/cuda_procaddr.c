@@ -93,7 +93,8 @@ QSIM_API CUresult cuGetProcAddress(const char *symbol, void **pfn, int cudaVersi
 }
 
 QSIM_API CUresult cuGetProcAddress_v2(const char *symbol, void **pfn, int cudaVersion,
-                                      cuuint64_t flags, CUdriverProcAddressQueryResult *symbolStatus)
+                                      cuuint64_t flags,
+                                      CUdriverProcAddressQueryResult *symbolStatus)
 {
     return proc_address(symbol, pfn, cudaVersion, flags, symbolStatus);
 }

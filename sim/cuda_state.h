@@ -55,43 +55,43 @@ struct qsim_capture;
 
 /* A context: a primary one (one per device, retained and released) or a created one. */
 struct qsim_ctx {
-    uint32_t magic;             /* QSIM_MAGIC_CTX while alive */
-    int ordinal;                /* CUDA ordinal */
-    int slot;                   /* engine context slot */
-    unsigned flags;             /* CU_CTX_* given at creation */
-    bool primary;               /* the device's primary context */
-    CUfunc_cache cache_config;  /* cuCtxSetCacheConfig; not acted upon */
+    uint32_t magic;              /* QSIM_MAGIC_CTX while alive */
+    int ordinal;                 /* CUDA ordinal */
+    int slot;                    /* engine context slot */
+    unsigned flags;              /* CU_CTX_* given at creation */
+    bool primary;                /* the device's primary context */
+    CUfunc_cache cache_config;   /* cuCtxSetCacheConfig; not acted upon */
     size_t limits[CU_LIMIT_MAX]; /* cuCtxSetLimit; not acted upon */
-    unsigned long long id;      /* cuCtxGetId; unique in the process */
-    struct qsim_stream *legacy; /* owned: its legacy default stream */
-    struct qsim_ctx *next;      /* qsim_g.ctxs: every context ever made (lock) */
+    unsigned long long id;       /* cuCtxGetId; unique in the process */
+    struct qsim_stream *legacy;  /* owned: its legacy default stream */
+    struct qsim_ctx *next;       /* qsim_g.ctxs: every context ever made (lock) */
 };
 
 /* A stream: user-created, or a context's legacy or a thread's per-thread default one. */
 struct qsim_stream {
-    uint32_t magic;             /* QSIM_MAGIC_STREAM while alive */
-    int slot;                   /* engine stream slot */
-    struct qsim_ctx *ctx;       /* context its work runs in */
-    unsigned flags;             /* CU_STREAM_* */
+    uint32_t magic;       /* QSIM_MAGIC_STREAM while alive */
+    int slot;             /* engine stream slot */
+    struct qsim_ctx *ctx; /* context its work runs in */
+    unsigned flags;       /* CU_STREAM_* */
     int priority;
-    bool builtin;               /* legacy or per-thread: not for cuStreamDestroy */
-    unsigned long long id;      /* cuStreamGetId */
-    bool per_thread;            /* a thread's per-thread default stream */
+    bool builtin;          /* legacy or per-thread: not for cuStreamDestroy */
+    unsigned long long id; /* cuStreamGetId */
+    bool per_thread;       /* a thread's per-thread default stream */
     /* Capture it takes part in, or NULL. Written under qsim_g.lock; read without it
      * (relaxed) by the launch path, which takes the lock only when it is set. */
     _Atomic(struct qsim_capture *) cap;
-    struct qsim_stream *next;   /* qsim_g.streams (live) or qsim_g.free_streams (lock) */
+    struct qsim_stream *next;     /* qsim_g.streams (live) or qsim_g.free_streams (lock) */
     struct qsim_stream *tls_next; /* per_thread: the owning thread's list */
 };
 
 struct qsim_event {
-    uint32_t magic;             /* QSIM_MAGIC_EVENT while alive */
-    int slot;                   /* engine event slot */
-    unsigned flags;             /* CU_EVENT_* */
-    struct qsim_ctx *ctx;       /* context it was created in */
+    uint32_t magic;       /* QSIM_MAGIC_EVENT while alive */
+    int slot;             /* engine event slot */
+    unsigned flags;       /* CU_EVENT_* */
+    struct qsim_ctx *ctx; /* context it was created in */
     /* Capture its last record happened in, or NULL; as qsim_stream.cap. */
     _Atomic(struct qsim_capture *) cap;
-    struct qsim_event *next;    /* qsim_g.events (live) or qsim_g.free_events (lock) */
+    struct qsim_event *next; /* qsim_g.events (live) or qsim_g.free_events (lock) */
 };
 
 enum qsim_mem_kind {
@@ -106,16 +106,16 @@ enum qsim_mem_kind {
  * MAP_NORESERVE mapping in this process: its device pointer is its address, it costs
  * nothing until touched, and it stays valid across checkpoint and restore. */
 struct qsim_alloc {
-    uintptr_t base;             /* first byte a pointer may name */
-    size_t size;                /* bytes asked for */
-    size_t charged;             /* bytes charged to the device (0: host memory) */
-    int kind;                   /* enum qsim_mem_kind */
-    int ordinal;                /* device charged; -1 for host memory */
-    struct qsim_ctx *ctx;       /* context that made it (freed with it), or NULL */
-    void *owner;                /* pool chunk or VMM mapping, per kind */
-    unsigned long long id;      /* CU_POINTER_ATTRIBUTE_BUFFER_ID */
-    unsigned flags;             /* cuMemHostAlloc / cuMemAllocManaged flags, or
-                                   QSIM_READONLY for a read-only VMM mapping */
+    uintptr_t base;        /* first byte a pointer may name */
+    size_t size;           /* bytes asked for */
+    size_t charged;        /* bytes charged to the device (0: host memory) */
+    int kind;              /* enum qsim_mem_kind */
+    int ordinal;           /* device charged; -1 for host memory */
+    struct qsim_ctx *ctx;  /* context that made it (freed with it), or NULL */
+    void *owner;           /* pool chunk or VMM mapping, per kind */
+    unsigned long long id; /* CU_POINTER_ATTRIBUTE_BUFFER_ID */
+    unsigned flags;        /* cuMemHostAlloc / cuMemAllocManaged flags, or
+                              QSIM_READONLY for a read-only VMM mapping */
 };
 
 #define QSIM_READONLY 0x80000000u
@@ -125,15 +125,15 @@ struct qsim_alloc {
 
 /* Sorted by base; ranges never overlap. */
 struct qsim_allocs {
-    struct qsim_alloc *v;       /* owned */
+    struct qsim_alloc *v; /* owned */
     size_t n;
     size_t cap;
 };
 
 struct qsim_primary {
-    struct qsim_ctx *ctx;       /* the device's primary context, made on first retain */
-    int retained;               /* retain count; active while > 0 */
-    unsigned flags;             /* cuDevicePrimaryCtxSetFlags */
+    struct qsim_ctx *ctx; /* the device's primary context, made on first retain */
+    int retained;         /* retain count; active while > 0 */
+    unsigned flags;       /* cuDevicePrimaryCtxSetFlags */
 };
 
 struct qsim_pool;
@@ -147,35 +147,35 @@ struct qsim_exec;
 
 /* All mutable global state of the simulated libcuda. Only cuda_state.c defines any. */
 struct qsim_cuda {
-    pthread_mutex_t lock;            /* guards the fields marked (lock) */
-    _Atomic int state;               /* enum qsim_run_state; READY stored with release */
-    CUresult init_rc;                /* result of the first cuInit (lock) */
-    qsim_host_t *host;               /* set by cuInit */
-    struct qsim_shm *shm;            /* the host's mapping, set by cuInit */
-    struct qsim_proc *me;            /* this process's slot in shm, set by cuInit */
-    int proc;                        /* its index */
-    int ndev;                        /* CUDA ordinals (after CUDA_VISIBLE_DEVICES) */
-    struct qsim_primary primary[QSIM_MAX_DEVICES]; /* (lock) */
-    struct qsim_ctx *ctxs;           /* every context ever made (lock) */
-    struct qsim_stream *streams;     /* live user and legacy streams (lock) */
-    struct qsim_stream *free_streams; /* (lock) */
-    struct qsim_event *events;       /* live events (lock) */
-    struct qsim_event *free_events;  /* (lock) */
-    struct qsim_allocs allocs;       /* device and page-locked memory (lock) */
-    struct qsim_module *modules;     /* every module ever loaded (lock) */
-    struct qsim_pool *pools;         /* every live memory pool (lock) */
+    pthread_mutex_t lock; /* guards the fields marked (lock) */
+    _Atomic int state;    /* enum qsim_run_state; READY stored with release */
+    CUresult init_rc;     /* result of the first cuInit (lock) */
+    qsim_host_t *host;    /* set by cuInit */
+    struct qsim_shm *shm; /* the host's mapping, set by cuInit */
+    struct qsim_proc *me; /* this process's slot in shm, set by cuInit */
+    int proc;             /* its index */
+    int ndev;             /* CUDA ordinals (after CUDA_VISIBLE_DEVICES) */
+    struct qsim_primary primary[QSIM_MAX_DEVICES];    /* (lock) */
+    struct qsim_ctx *ctxs;                            /* every context ever made (lock) */
+    struct qsim_stream *streams;                      /* live user and legacy streams (lock) */
+    struct qsim_stream *free_streams;                 /* (lock) */
+    struct qsim_event *events;                        /* live events (lock) */
+    struct qsim_event *free_events;                   /* (lock) */
+    struct qsim_allocs allocs;                        /* device and page-locked memory (lock) */
+    struct qsim_module *modules;                      /* every module ever loaded (lock) */
+    struct qsim_pool *pools;                          /* every live memory pool (lock) */
     struct qsim_pool *default_pool[QSIM_MAX_DEVICES]; /* made on first use (lock) */
     struct qsim_pool *cur_pool[QSIM_MAX_DEVICES];     /* cuDeviceSetMemPool (lock) */
-    struct qsim_phys *phys;          /* live cuMemCreate allocations (lock) */
-    struct qsim_vma *vas;            /* VMM address reservations, cuda_vmm.c (lock) */
-    struct qsim_array *arrays;       /* every array ever made, cuda_array.c (lock) */
-    struct qsim_mipmap *mipmaps;     /* every mipmapped array ever made (lock) */
-    struct qsim_graph *graphs;       /* every graph ever made, cuda_graph.c (lock) */
-    struct qsim_exec *execs;         /* every executable graph ever made (lock) */
+    struct qsim_phys *phys;                           /* live cuMemCreate allocations (lock) */
+    struct qsim_vma *vas;               /* VMM address reservations, cuda_vmm.c (lock) */
+    struct qsim_array *arrays;          /* every array ever made, cuda_array.c (lock) */
+    struct qsim_mipmap *mipmaps;        /* every mipmapped array ever made (lock) */
+    struct qsim_graph *graphs;          /* every graph ever made, cuda_graph.c (lock) */
+    struct qsim_exec *execs;            /* every executable graph ever made (lock) */
     _Atomic unsigned long long next_id; /* ids for contexts, streams, buffers; relaxed:
                                         only uniqueness matters */
-    pthread_key_t thread_key;        /* per-thread default streams, freed at thread exit */
-    _Atomic(void *) self;            /* dlopen handle of this library, cuda_procaddr.c */
+    pthread_key_t thread_key;           /* per-thread default streams, freed at thread exit */
+    _Atomic(void *) self;               /* dlopen handle of this library, cuda_procaddr.c */
 };
 extern struct qsim_cuda qsim_g;
 
@@ -215,14 +215,14 @@ static inline void qsim_leave(void)
 }
 
 /* Body of an entry point: enter, evaluate call (a CUresult), leave, return it. */
-#define QSIM_GUARDED(call)                                                                 \
-    do {                                                                                   \
-        CUresult rc_ = qsim_enter();                                                       \
-        if (rc_ == CUDA_SUCCESS) {                                                         \
-            rc_ = (call);                                                                  \
-            qsim_leave();                                                                  \
-        }                                                                                  \
-        return rc_;                                                                        \
+#define QSIM_GUARDED(call)                                                                         \
+    do {                                                                                           \
+        CUresult rc_ = qsim_enter();                                                               \
+        if (rc_ == CUDA_SUCCESS) {                                                                 \
+            rc_ = (call);                                                                          \
+            qsim_leave();                                                                          \
+        }                                                                                          \
+        return rc_;                                                                                \
     } while (0)
 
 /* ---- shared helpers --------------------------------------------------------------- */

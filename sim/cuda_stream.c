@@ -42,8 +42,8 @@ static void live_remove_locked(struct qsim_stream *st)
     }
 }
 
-CUresult qsim_stream_new_locked(struct qsim_ctx *ctx, unsigned flags, int priority,
-                                bool builtin, struct qsim_stream **out)
+CUresult qsim_stream_new_locked(struct qsim_ctx *ctx, unsigned flags, int priority, bool builtin,
+                                struct qsim_stream **out)
 {
     struct qsim_stream *st = qsim_g.free_streams;
     if (st)
@@ -254,9 +254,9 @@ CUresult qsim_work_run(struct qsim_stream *st, const struct qsim_work *w, uint64
 
 CUresult qsim_work_issue(struct qsim_stream *st, const struct qsim_work *w, uint64_t *seq)
 {
-    bool maybe_captured = atomic_load_explicit(&st->cap, memory_order_relaxed) ||
-                          (w->type == QSIM_WORK_WAIT &&
-                           atomic_load_explicit(&w->event->cap, memory_order_relaxed));
+    bool maybe_captured =
+        atomic_load_explicit(&st->cap, memory_order_relaxed) ||
+        (w->type == QSIM_WORK_WAIT && atomic_load_explicit(&w->event->cap, memory_order_relaxed));
     if (maybe_captured) {
         bool taken = false;
         CUresult rc = qsim_capture_take(st, w, &taken);
@@ -539,8 +539,7 @@ QSIM_API CUresult cuStreamGetCtx_v2(CUstream hStream, CUcontext *pCtx, CUgreenCt
     QSIM_GUARDED(stream_get_ctx_v2(hStream, false, pCtx, pGreenCtx));
 }
 
-QSIM_API CUresult cuStreamGetCtx_v2_ptsz(CUstream hStream, CUcontext *pCtx,
-                                         CUgreenCtx *pGreenCtx)
+QSIM_API CUresult cuStreamGetCtx_v2_ptsz(CUstream hStream, CUcontext *pCtx, CUgreenCtx *pGreenCtx)
 {
     QSIM_GUARDED(stream_get_ctx_v2(hStream, true, pCtx, pGreenCtx));
 }
@@ -684,8 +683,7 @@ QSIM_API CUresult cuEventRecordWithFlags(CUevent hEvent, CUstream hStream, unsig
     QSIM_GUARDED(event_record(hEvent, hStream, flags, false));
 }
 
-QSIM_API CUresult cuEventRecordWithFlags_ptsz(CUevent hEvent, CUstream hStream,
-                                              unsigned int flags)
+QSIM_API CUresult cuEventRecordWithFlags_ptsz(CUevent hEvent, CUstream hStream, unsigned int flags)
 {
     QSIM_GUARDED(event_record(hEvent, hStream, flags, true));
 }

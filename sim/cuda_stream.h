@@ -20,17 +20,17 @@ enum qsim_copy_dir { QSIM_HTOD, QSIM_DTOH, QSIM_DTOD, QSIM_HTOH };
 /* One operation as the application asked for it. Pointers are the application's: a
  * captured copy reads its source when the graph is launched, as on the real driver. */
 struct qsim_work {
-    int type;               /* enum qsim_work_type */
-    uint64_t ns;            /* KERNEL: device time */
-    void *dst;              /* COPY, SET: first destination byte */
-    const void *src;        /* COPY: first source byte */
-    size_t dpitch;          /* COPY, SET: bytes from one destination row to the next */
-    size_t spitch;          /* COPY: the same for the source */
-    size_t width;           /* COPY: bytes per row; SET: elements per row */
-    size_t height;          /* COPY, SET: rows (1 for a plain copy or memset) */
-    int dir;                /* COPY: enum qsim_copy_dir */
-    uint32_t value;         /* SET: the element value */
-    int elem;               /* SET: element size, 1, 2 or 4 */
+    int type;                 /* enum qsim_work_type */
+    uint64_t ns;              /* KERNEL: device time */
+    void *dst;                /* COPY, SET: first destination byte */
+    const void *src;          /* COPY: first source byte */
+    size_t dpitch;            /* COPY, SET: bytes from one destination row to the next */
+    size_t spitch;            /* COPY: the same for the source */
+    size_t width;             /* COPY: bytes per row; SET: elements per row */
+    size_t height;            /* COPY, SET: rows (1 for a plain copy or memset) */
+    int dir;                  /* COPY: enum qsim_copy_dir */
+    uint32_t value;           /* SET: the element value */
+    int elem;                 /* SET: element size, 1, 2 or 4 */
     struct qsim_event *event; /* RECORD, WAIT */
 };
 
@@ -43,8 +43,8 @@ uint64_t qsim_copy_ns(int dir, size_t bytes);
 CUresult qsim_stream_resolve(CUstream h, bool per_thread, struct qsim_stream **out);
 
 /* A new stream of ctx (builtin: a legacy default stream). Caller holds qsim_g.lock. */
-CUresult qsim_stream_new_locked(struct qsim_ctx *ctx, unsigned flags, int priority,
-                                bool builtin, struct qsim_stream **out);
+CUresult qsim_stream_new_locked(struct qsim_ctx *ctx, unsigned flags, int priority, bool builtin,
+                                struct qsim_stream **out);
 /* Destroys every stream of ctx (it is being destroyed). Caller holds qsim_g.lock. */
 void qsim_stream_drop_ctx_locked(struct qsim_ctx *ctx);
 

@@ -14,31 +14,31 @@
 #include <unistd.h>
 
 struct qsim_phys {
-    uint32_t magic;             /* QSIM_MAGIC_PHYS while it exists */
-    int fd;                     /* owned memfd */
+    uint32_t magic; /* QSIM_MAGIC_PHYS while it exists */
+    int fd;         /* owned memfd */
     size_t size;
-    int ordinal;                /* device it is charged on */
-    int refs;                   /* the handle (until cuMemRelease or a retain's release)
-                                   plus one per mapping */
-    CUmemAllocationProp prop;   /* as created */
-    struct qsim_phys *next;     /* qsim_g.phys */
+    int ordinal;              /* device it is charged on */
+    int refs;                 /* the handle (until cuMemRelease or a retain's release)
+                                 plus one per mapping */
+    CUmemAllocationProp prop; /* as created */
+    struct qsim_phys *next;   /* qsim_g.phys */
 };
 
 /* A reservation, and the mappings in it. */
 struct qsim_vma {
     uintptr_t base;
     size_t size;
-    struct qsim_vmap *maps;          /* owned */
-    struct qsim_vma *next;           /* qsim_g.vas */
+    struct qsim_vmap *maps; /* owned */
+    struct qsim_vma *next;  /* qsim_g.vas */
 };
 
 struct qsim_vmap {
     uintptr_t va;
     size_t size;
-    struct qsim_phys *phys;     /* holds one reference */
-    size_t offset;              /* into phys */
-    bool accessible;            /* cuMemSetAccess gave read or write access */
-    bool readonly;              /* ... read access only */
+    struct qsim_phys *phys; /* holds one reference */
+    size_t offset;          /* into phys */
+    bool accessible;        /* cuMemSetAccess gave read or write access */
+    bool readonly;          /* ... read access only */
     struct qsim_vmap *next;
 };
 
@@ -104,7 +104,8 @@ static CUresult mem_create(CUmemGenericAllocationHandle *h, size_t size,
 {
     if (!h || !prop_valid(prop) || flags || size == 0 || size % QSIM_GRANULARITY)
         return CUDA_ERROR_INVALID_VALUE;
-    if (prop->requestedHandleTypes & ~(CUmemAllocationHandleType)CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR)
+    if (prop->requestedHandleTypes &
+        ~(CUmemAllocationHandleType)CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR)
         return CUDA_ERROR_NOT_SUPPORTED;
     int ord = prop->location.id;
     CUresult rc = qsim_mem_charge(ord, size);
@@ -210,8 +211,8 @@ static CUresult address_reserve(CUdeviceptr *ptr, size_t size, size_t align, CUd
         return CUDA_ERROR_OUT_OF_MEMORY;
     /* Over-reserve by the alignment, then trim both ends; `addr` is only a hint. */
     size_t span = size + align;
-    char *m = mmap((void *)addr, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
+    char *m =
+        mmap((void *)addr, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED) {
         free(v);
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -272,8 +273,8 @@ static bool overlaps(const struct qsim_vma *v, uintptr_t va, size_t size)
     return false;
 }
 
-static CUresult mem_map(CUdeviceptr ptr, size_t size, size_t offset,
-                        CUmemGenericAllocationHandle h, unsigned long long flags)
+static CUresult mem_map(CUdeviceptr ptr, size_t size, size_t offset, CUmemGenericAllocationHandle h,
+                        unsigned long long flags)
 {
     if (flags || size == 0 || size % QSIM_GRANULARITY || offset % QSIM_GRANULARITY ||
         (uintptr_t)ptr % QSIM_GRANULARITY)
@@ -341,8 +342,7 @@ QSIM_API CUresult cuMemUnmap(CUdeviceptr ptr, size_t size)
     QSIM_GUARDED(mem_unmap(ptr, size));
 }
 
-static CUresult set_access(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *desc,
-                           size_t count)
+static CUresult set_access(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *desc, size_t count)
 {
     if (!desc || count == 0 || size == 0)
         return CUDA_ERROR_INVALID_VALUE;
@@ -375,9 +375,13 @@ static CUresult set_access(CUdeviceptr ptr, size_t size, const CUmemAccessDesc *
         if (m->accessible)
             qsim_mem_remove_locked(m->va);
         if (accessible) {
-            struct qsim_alloc a = {.base = m->va, .size = m->size, .kind = QSIM_MEM_VMM,
-                                   .ordinal = m->phys->ordinal, .owner = m,
-                                   .id = qsim_new_id(), .flags = readonly ? QSIM_READONLY : 0};
+            struct qsim_alloc a = {.base = m->va,
+                                   .size = m->size,
+                                   .kind = QSIM_MEM_VMM,
+                                   .ordinal = m->phys->ordinal,
+                                   .owner = m,
+                                   .id = qsim_new_id(),
+                                   .flags = readonly ? QSIM_READONLY : 0};
             rc = qsim_mem_add_locked(&a);
         }
         if (rc == CUDA_SUCCESS) {

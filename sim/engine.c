@@ -283,11 +283,11 @@ static void complete(struct qsim_shm *s, const struct qsim_op *op, uint64_t t)
 /* A scheduler's view of one device: the device itself, or a private copy of it that a
  * prediction runs forward without changing anything. */
 struct sched {
-    int n;                       /* contexts with work */
-    int cur;                     /* running one, index into rq */
-    uint64_t t;                  /* its time */
+    int n;      /* contexts with work */
+    int cur;    /* running one, index into rq */
+    uint64_t t; /* its time */
     uint64_t slice_start;
-    int16_t *rq;                 /* context slots */
+    int16_t *rq; /* context slots */
 };
 
 /* Which run queue entry runs next: the current one until its slice ends, then the next

@@ -327,7 +327,7 @@ struct life {
     pthread_mutex_t *mutex; /* the slot's life mutex */
     pthread_mutex_t m;      /* guards the two below */
     pthread_cond_t cv;
-    int tid;                /* set once the mutex is held; -errno on failure */
+    int tid; /* set once the mutex is held; -errno on failure */
     bool done;
 };
 
@@ -377,8 +377,8 @@ static int start_life(pthread_mutex_t *mutex)
     return rc ? -rc : l.tid;
 }
 
-int qsim_host_register(qsim_host_t *self, int ndev, const int ord_map[], int *slot,
-                       char err[QSIM_ERR_LEN])
+int qsim_host_register(qsim_host_t *self, const qsim_config_t *cfg, int ndev, const int ord_map[],
+                       int *slot, char err[QSIM_ERR_LEN])
 {
     struct qsim_shm *s = self->shm;
     if (qsim_host_lock(self) < 0) {
@@ -391,6 +391,14 @@ int qsim_host_register(qsim_host_t *self, int ndev, const int ord_map[], int *sl
         if (s->proc[i].state == QSIM_SLOT_FREE)
             p = i;
     int rc = 0;
+    if (strcmp(s->gpus, cfg->gpus) != 0 || s->slice_ns != cfg->slice_ns) {
+        snprintf(err, QSIM_ERR_LEN,
+                 "qsim: namespace \"%s\" was just rebuilt with QSIM_GPUS=\"%.200s\": use the "
+                 "same or another QSIM_NAMESPACE",
+                 s->ns, s->gpus);
+        rc = -EBUSY;
+        goto out;
+    }
     if (p < 0) {
         snprintf(err, QSIM_ERR_LEN, "qsim: more than %d processes on namespace \"%s\"",
                  QSIM_MAX_PROCS, s->ns);

@@ -38,10 +38,12 @@ void qsim_host_unlock(qsim_host_t *self);
 void qsim_host_reap_locked(struct qsim_shm *s, bool force);
 
 /* Registers the calling process: takes a process slot, starts the thread whose life
- * proves the process alive, and records its CUDA ordinal -> device map. Returns 0 and
- * the slot in *slot, or -errno with a line in err (-ENOSPC: too many processes). */
-int qsim_host_register(qsim_host_t *self, int ndev, const int ord_map[], int *slot,
-                       char err[QSIM_ERR_LEN]);
+ * proves the process alive, and records its CUDA ordinal -> device map, computed for
+ * the configuration cfg. Returns 0 and the slot in *slot, or -errno with a line in err
+ * (-ENOSPC: too many processes; -EBUSY: another process rebuilt the host with another
+ * configuration since it was opened). */
+int qsim_host_register(qsim_host_t *self, const qsim_config_t *cfg, int ndev, const int ord_map[],
+                       int *slot, char err[QSIM_ERR_LEN]);
 
 /* Charges bytes to process slot p's ordinal ord. Returns 0, or -ENOMEM (nothing
  * charged) when the device has less than bytes free. */

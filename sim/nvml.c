@@ -27,10 +27,10 @@ struct nvmlDevice_st {
 
 /* All mutable global state of the simulated NVML. */
 static struct {
-    pthread_mutex_t lock;                         /* guards the rest */
-    int refs;                                     /* nvmlInit calls not yet shut down */
-    qsim_host_t *host;                            /* set while refs > 0 */
-    struct nvmlDevice_st devs[QSIM_MAX_DEVICES];  /* the handles: &devs[i] */
+    pthread_mutex_t lock;                        /* guards the rest */
+    int refs;                                    /* nvmlInit calls not yet shut down */
+    qsim_host_t *host;                           /* set while refs > 0 */
+    struct nvmlDevice_st devs[QSIM_MAX_DEVICES]; /* the handles: &devs[i] */
 } nvml_g = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* ---- init -------------------------------------------------------------------------- */
@@ -90,23 +90,40 @@ QSIM_NVML_API nvmlReturn_t nvmlShutdown(void)
 QSIM_NVML_API const char *nvmlErrorString(nvmlReturn_t result)
 {
     switch (result) {
-    case NVML_SUCCESS: return "Success";
-    case NVML_ERROR_UNINITIALIZED: return "Uninitialized";
-    case NVML_ERROR_INVALID_ARGUMENT: return "Invalid Argument";
-    case NVML_ERROR_NOT_SUPPORTED: return "Not Supported";
-    case NVML_ERROR_NO_PERMISSION: return "Insufficient Permissions";
-    case NVML_ERROR_ALREADY_INITIALIZED: return "Already Initialized";
-    case NVML_ERROR_NOT_FOUND: return "Not Found";
-    case NVML_ERROR_INSUFFICIENT_SIZE: return "Insufficient Size";
-    case NVML_ERROR_DRIVER_NOT_LOADED: return "Driver Not Loaded";
-    case NVML_ERROR_TIMEOUT: return "Timeout";
-    case NVML_ERROR_LIBRARY_NOT_FOUND: return "Library Not Found";
-    case NVML_ERROR_FUNCTION_NOT_FOUND: return "Function Not Found";
-    case NVML_ERROR_GPU_IS_LOST: return "GPU is lost";
-    case NVML_ERROR_MEMORY: return "Insufficient Memory";
-    case NVML_ERROR_NO_DATA: return "No data";
-    case NVML_ERROR_ARGUMENT_VERSION_MISMATCH: return "Argument version mismatch";
-    default: return "Unknown Error";
+    case NVML_SUCCESS:
+        return "Success";
+    case NVML_ERROR_UNINITIALIZED:
+        return "Uninitialized";
+    case NVML_ERROR_INVALID_ARGUMENT:
+        return "Invalid Argument";
+    case NVML_ERROR_NOT_SUPPORTED:
+        return "Not Supported";
+    case NVML_ERROR_NO_PERMISSION:
+        return "Insufficient Permissions";
+    case NVML_ERROR_ALREADY_INITIALIZED:
+        return "Already Initialized";
+    case NVML_ERROR_NOT_FOUND:
+        return "Not Found";
+    case NVML_ERROR_INSUFFICIENT_SIZE:
+        return "Insufficient Size";
+    case NVML_ERROR_DRIVER_NOT_LOADED:
+        return "Driver Not Loaded";
+    case NVML_ERROR_TIMEOUT:
+        return "Timeout";
+    case NVML_ERROR_LIBRARY_NOT_FOUND:
+        return "Library Not Found";
+    case NVML_ERROR_FUNCTION_NOT_FOUND:
+        return "Function Not Found";
+    case NVML_ERROR_GPU_IS_LOST:
+        return "GPU is lost";
+    case NVML_ERROR_MEMORY:
+        return "Insufficient Memory";
+    case NVML_ERROR_NO_DATA:
+        return "No data";
+    case NVML_ERROR_ARGUMENT_VERSION_MISMATCH:
+        return "Argument version mismatch";
+    default:
+        return "Unknown Error";
     }
 }
 
@@ -488,8 +505,8 @@ QSIM_NVML_API nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t h,
         return rc;
     uint64_t now = qsim_now_ns(), now_us = qsim_realtime_us();
     const uint64_t history = (QSIM_HIST_LEN - 1) * QSIM_HIST_BUCKET_NS;
-    uint64_t span = lastSeen ? (lastSeen < now_us ? (now_us - lastSeen) * 1000u : 0)
-                             : UTIL_WINDOW_NS;
+    uint64_t span =
+        lastSeen ? (lastSeen < now_us ? (now_us - lastSeen) * 1000u : 0) : UTIL_WINDOW_NS;
     if (span > history)
         span = history;
     qsim_host_reap_locked(s, false);

@@ -51,8 +51,8 @@ enum qsim_slot_state {
 /* Busy nanoseconds per time bucket. Bucket b (= time / QSIM_HIST_BUCKET_NS) lives in
  * ns[b % QSIM_HIST_LEN] while b > last - QSIM_HIST_LEN; buckets after `last` are zero. */
 struct qsim_hist {
-    uint64_t last;                /* newest bucket written */
-    uint32_t ns[QSIM_HIST_LEN];   /* busy ns in each bucket (<= QSIM_HIST_BUCKET_NS) */
+    uint64_t last;              /* newest bucket written */
+    uint32_t ns[QSIM_HIST_LEN]; /* busy ns in each bucket (<= QSIM_HIST_BUCKET_NS) */
 };
 
 /* One simulated GPU. */
@@ -62,16 +62,16 @@ struct qsim_dev {
     uint32_t sms;             /* multiprocessors; set at creation */
     int32_t cc_major;         /* compute capability; set at creation */
     int32_t cc_minor;
-    uint8_t uuid[16];         /* stable for (namespace, index); set at creation */
-    uint64_t used;            /* bytes held by processes that are not checkpointed */
+    uint8_t uuid[16]; /* stable for (namespace, index); set at creation */
+    uint64_t used;    /* bytes held by processes that are not checkpointed */
     /* The execution engine (engine.c). */
-    uint64_t t;               /* CLOCK_MONOTONIC ns up to which the device is simulated */
-    uint64_t slice_start;     /* when the running context's time slice began */
-    int32_t cur;              /* index in runq of the running context; -1: none */
-    int32_t nrun;             /* entries in runq */
+    uint64_t t;                  /* CLOCK_MONOTONIC ns up to which the device is simulated */
+    uint64_t slice_start;        /* when the running context's time slice began */
+    int32_t cur;                 /* index in runq of the running context; -1: none */
+    int32_t nrun;                /* entries in runq */
     int16_t runq[QSIM_MAX_CTXS]; /* context slots with queued work, round-robin order */
-    struct qsim_hist busy;    /* time any operation ran */
-    struct qsim_hist copy;    /* time a copy or memset ran */
+    struct qsim_hist busy;       /* time any operation ran */
+    struct qsim_hist copy;       /* time a copy or memset ran */
 };
 
 enum qsim_op_kind {
@@ -96,32 +96,32 @@ struct qsim_op {
 /* A context's queue. Operations of all its streams share one FIFO: a context runs its
  * work in submission order, one operation at a time. */
 struct qsim_ectx {
-    uint32_t state;    /* enum qsim_slot_state (never DYING) */
-    int32_t proc;      /* owning process slot */
-    int32_t ordinal;   /* the owner's CUDA ordinal */
-    int32_t dev;       /* device index it runs on (changes on a remapping restore) */
-    uint64_t head;     /* index of the oldest queued operation */
-    uint64_t tail;     /* index past the newest; head == tail: idle */
+    uint32_t state;  /* enum qsim_slot_state (never DYING) */
+    int32_t proc;    /* owning process slot */
+    int32_t ordinal; /* the owner's CUDA ordinal */
+    int32_t dev;     /* device index it runs on (changes on a remapping restore) */
+    uint64_t head;   /* index of the oldest queued operation */
+    uint64_t tail;   /* index past the newest; head == tail: idle */
     struct qsim_op q[QSIM_QUEUE_DEPTH]; /* ring, indexed by (index % QSIM_QUEUE_DEPTH) */
 };
 
 struct qsim_stream_slot {
-    uint32_t state;     /* enum qsim_slot_state */
-    int32_t proc;       /* owning process slot */
-    int32_t ctx;        /* context slot its work is queued on */
+    uint32_t state; /* enum qsim_slot_state */
+    int32_t proc;   /* owning process slot */
+    int32_t ctx;    /* context slot its work is queued on */
     uint32_t unused;
-    uint64_t submitted; /* sequence number of the newest operation queued */
-    uint64_t completed; /* sequence number of the newest operation completed */
+    uint64_t submitted;   /* sequence number of the newest operation queued */
+    uint64_t completed;   /* sequence number of the newest operation completed */
     uint64_t completed_t; /* when that one completed (device time) */
 };
 
 struct qsim_event_slot {
-    uint32_t state;  /* enum qsim_slot_state */
-    int32_t proc;    /* owning process slot */
-    int32_t stream;  /* stream slot of the latest record; -1: never recorded */
-    uint32_t done;   /* the latest record has completed and `time` is valid */
-    uint64_t seq;    /* sequence number of the latest record in `stream` */
-    uint64_t time;   /* CLOCK_MONOTONIC ns at which the latest record completed */
+    uint32_t state; /* enum qsim_slot_state */
+    int32_t proc;   /* owning process slot */
+    int32_t stream; /* stream slot of the latest record; -1: never recorded */
+    uint32_t done;  /* the latest record has completed and `time` is valid */
+    uint64_t seq;   /* sequence number of the latest record in `stream` */
+    uint64_t time;  /* CLOCK_MONOTONIC ns at which the latest record completed */
 };
 
 /* A process that called cuInit. */
@@ -129,34 +129,34 @@ struct qsim_proc {
     /* Held by the process's life thread for as long as the process lives: a trylock
      * that gets EOWNERDEAD or succeeds means the process is gone (robust, shared). */
     pthread_mutex_t life;
-    uint32_t state;         /* QSIM_SLOT_FREE or QSIM_SLOT_USED */
-    int32_t pid;            /* host pid */
-    int32_t restore_tid;    /* thread id of its life thread (cuCheckpointProcessGetRestoreThreadId) */
-    int32_t ndev;           /* CUDA ordinals it sees */
+    uint32_t state;      /* QSIM_SLOT_FREE or QSIM_SLOT_USED */
+    int32_t pid;         /* host pid */
+    int32_t restore_tid; /* thread id of its life thread (cuCheckpointProcessGetRestoreThreadId) */
+    int32_t ndev;        /* CUDA ordinals it sees */
     int32_t ord_map[QSIM_MAX_DEVICES]; /* ordinal -> device index */
     uint64_t mem[QSIM_MAX_DEVICES];    /* bytes it holds, by ordinal */
     uint32_t nctx[QSIM_MAX_DEVICES];   /* contexts it has, by ordinal */
     /* Checkpointing (cuda_checkpoint.c). The three words are also futex words. */
-    _Atomic uint32_t ckpt;   /* CUprocessState */
-    _Atomic uint32_t gate;   /* nonzero: its driver calls block on entry */
-    _Atomic uint32_t in_api; /* its threads now inside a driver call */
-    int32_t locker;          /* slot of the process that closed its gate */
+    _Atomic uint32_t ckpt;                   /* CUprocessState */
+    _Atomic uint32_t gate;                   /* nonzero: its driver calls block on entry */
+    _Atomic uint32_t in_api;                 /* its threads now inside a driver call */
+    int32_t locker;                          /* slot of the process that closed its gate */
     struct qsim_hist busy[QSIM_MAX_DEVICES]; /* its device time, by device index */
 };
 
 struct qsim_shm {
-    uint64_t magic;            /* QSIM_SHM_MAGIC once initialised; set before publishing */
-    uint32_t layout;           /* QSIM_SHM_LAYOUT */
+    uint64_t magic;  /* QSIM_SHM_MAGIC once initialised; set before publishing */
+    uint32_t layout; /* QSIM_SHM_LAYOUT */
     uint32_t unused;
-    uint64_t size;             /* sizeof(struct qsim_shm) */
-    pthread_mutex_t lock;      /* the host lock: robust, process-shared */
-    char ns[QSIM_NS_LEN];      /* namespace */
-    char gpus[QSIM_GPUS_LEN];  /* the configuration, normalised (config.c) */
-    uint64_t slice_ns;         /* time slice */
-    uint32_t ndev;             /* devices in dev[] */
+    uint64_t size;            /* sizeof(struct qsim_shm) */
+    pthread_mutex_t lock;     /* the host lock: robust, process-shared */
+    char ns[QSIM_NS_LEN];     /* namespace */
+    char gpus[QSIM_GPUS_LEN]; /* the configuration, normalised (config.c) */
+    uint64_t slice_ns;        /* time slice */
+    uint32_t ndev;            /* devices in dev[] */
     uint32_t unused2;
-    uint64_t last_reap;        /* when dead processes were last looked for */
-    uint32_t ctx_hint;         /* where the next free-slot searches start */
+    uint64_t last_reap; /* when dead processes were last looked for */
+    uint32_t ctx_hint;  /* where the next free-slot searches start */
     uint32_t stream_hint;
     uint32_t event_hint;
     uint32_t unused3;

@@ -19,13 +19,13 @@
 #define GiB (1024ull * MiB)
 
 /* Asserts that a driver call succeeded, naming it and the error otherwise. */
-#define CU_OK(call)                                                                        \
-    do {                                                                                   \
-        CUresult rc_ = (call);                                                             \
-        const char *name_ = "?";                                                           \
-        if (rc_ != CUDA_SUCCESS)                                                           \
-            cuGetErrorName(rc_, &name_);                                                   \
-        cr_assert_eq(rc_, CUDA_SUCCESS, "%s failed: %d %s", #call, (int)rc_, name_);       \
+#define CU_OK(call)                                                                                \
+    do {                                                                                           \
+        CUresult rc_ = (call);                                                                     \
+        const char *name_ = "?";                                                                   \
+        if (rc_ != CUDA_SUCCESS)                                                                   \
+            cuGetErrorName(rc_, &name_);                                                           \
+        cr_assert_eq(rc_, CUDA_SUCCESS, "%s failed: %d %s", #call, (int)rc_, name_);               \
     } while (0)
 
 /* cuInit, then device dev's primary context made current. Returns the context. */
@@ -76,7 +76,7 @@ static inline qt_proc_t *sim_worker_start(const char *const *args, const char *c
 }
 
 struct sim_line_wait {
-    qt_proc_t *proc; /* whose stdout to read */
+    qt_proc_t *proc;  /* whose stdout to read */
     const char *word; /* what to wait for at the start of a line */
 };
 

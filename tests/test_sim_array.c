@@ -10,8 +10,8 @@ Test(sim_array, an_array_occupies_what_its_requirements_say)
 {
     qt_sim_private("Small:1GiB:4");
     sim_up(0);
-    CUDA_ARRAY_DESCRIPTOR d = {.Width = 1000, .Height = 600, .Format = CU_AD_FORMAT_FLOAT,
-                               .NumChannels = 4};
+    CUDA_ARRAY_DESCRIPTOR d = {
+        .Width = 1000, .Height = 600, .Format = CU_AD_FORMAT_FLOAT, .NumChannels = 4};
     CUarray a;
     CU_OK(cuArrayCreate(&a, &d));
     CUDA_ARRAY_MEMORY_REQUIREMENTS req;
@@ -35,8 +35,11 @@ Test(sim_array, three_dimensional_and_layered_arrays)
 {
     qt_sim_private("Small:1GiB:4");
     sim_up(0);
-    CUDA_ARRAY3D_DESCRIPTOR d = {.Width = 256, .Height = 256, .Depth = 64,
-                                 .Format = CU_AD_FORMAT_UNSIGNED_INT8, .NumChannels = 1};
+    CUDA_ARRAY3D_DESCRIPTOR d = {.Width = 256,
+                                 .Height = 256,
+                                 .Depth = 64,
+                                 .Format = CU_AD_FORMAT_UNSIGNED_INT8,
+                                 .NumChannels = 1};
     CUarray a, l;
     CU_OK(cuArray3DCreate(&a, &d));
     d.Flags = CUDA_ARRAY3D_LAYERED;
@@ -62,15 +65,15 @@ Test(sim_array, bad_descriptors_are_refused_and_capacity_holds)
     qt_sim_private("Small:1GiB:4");
     sim_up(0);
     CUarray a;
-    CUDA_ARRAY_DESCRIPTOR d = {.Width = 0, .Height = 1, .Format = CU_AD_FORMAT_FLOAT,
-                               .NumChannels = 1};
+    CUDA_ARRAY_DESCRIPTOR d = {
+        .Width = 0, .Height = 1, .Format = CU_AD_FORMAT_FLOAT, .NumChannels = 1};
     cr_assert_eq(cuArrayCreate(&a, &d), CUDA_ERROR_INVALID_VALUE);
     d.Width = 16;
     d.NumChannels = 3;
     cr_assert_eq(cuArrayCreate(&a, &d), CUDA_ERROR_INVALID_VALUE);
     /* 16384 x 16384 x 4 channels x 4 bytes is 4 GiB: more than the device. */
-    d = (CUDA_ARRAY_DESCRIPTOR){.Width = 16384, .Height = 16384, .Format = CU_AD_FORMAT_FLOAT,
-                                .NumChannels = 4};
+    d = (CUDA_ARRAY_DESCRIPTOR){
+        .Width = 16384, .Height = 16384, .Format = CU_AD_FORMAT_FLOAT, .NumChannels = 4};
     cr_assert_eq(cuArrayCreate(&a, &d), CUDA_ERROR_OUT_OF_MEMORY);
 }
 
@@ -78,8 +81,8 @@ Test(sim_array, a_mipmapped_array_is_the_sum_of_its_levels)
 {
     qt_sim_private("Small:1GiB:4");
     sim_up(0);
-    CUDA_ARRAY3D_DESCRIPTOR d = {.Width = 1024, .Height = 1024, .Format = CU_AD_FORMAT_FLOAT,
-                                 .NumChannels = 1};
+    CUDA_ARRAY3D_DESCRIPTOR d = {
+        .Width = 1024, .Height = 1024, .Format = CU_AD_FORMAT_FLOAT, .NumChannels = 1};
     CUmipmappedArray m;
     cr_assert_eq(cuMipmappedArrayCreate(&m, &d, 12), CUDA_ERROR_INVALID_VALUE, "11 at most");
     CU_OK(cuMipmappedArrayCreate(&m, &d, 11));
@@ -112,8 +115,8 @@ Test(sim_array, arrays_go_with_their_context)
     CU_OK(cuInit(0));
     CUcontext c;
     CU_OK(cuCtxCreate(&c, NULL, 0, 0));
-    CUDA_ARRAY_DESCRIPTOR d = {.Width = 4096, .Height = 4096, .Format = CU_AD_FORMAT_FLOAT,
-                               .NumChannels = 1};
+    CUDA_ARRAY_DESCRIPTOR d = {
+        .Width = 4096, .Height = 4096, .Format = CU_AD_FORMAT_FLOAT, .NumChannels = 1};
     CUarray a;
     CU_OK(cuArrayCreate(&a, &d));
     cr_assert_eq(sim_free_bytes(), 1 * GiB - 64 * MiB);

@@ -86,8 +86,7 @@ Test(sim_checkpoint, restore_moves_a_process_to_another_gpu_with_its_data, .time
     cr_assert_eq(cuCheckpointProcessRestore(pid, &ra), CUDA_ERROR_OUT_OF_MEMORY,
                  "100 MiB does not fit in 64 MiB");
     pair.newUuid = u3;
-    cr_assert_eq(cuCheckpointProcessRestore(pid, &ra), CUDA_ERROR_INVALID_VALUE,
-                 "another chip");
+    cr_assert_eq(cuCheckpointProcessRestore(pid, &ra), CUDA_ERROR_INVALID_VALUE, "another chip");
     pair.oldUuid = u1;
     pair.newUuid = u0;
     cr_assert_eq(cuCheckpointProcessRestore(pid, &ra), CUDA_ERROR_INVALID_VALUE,
@@ -150,7 +149,8 @@ Test(sim_checkpoint, a_lock_blocks_the_target_and_honours_its_timeout, .timeout 
     cr_assert_eq(nvmlDeviceGetHandleByIndex_v2(0, &d), NVML_SUCCESS);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    unsigned long long since = (unsigned long long)ts.tv_sec * 1000000u + ts.tv_nsec / 1000 - 250000;
+    unsigned long long since =
+        (unsigned long long)ts.tv_sec * 1000000u + ts.tv_nsec / 1000 - 250000;
     cr_assert_eq(nvmlDeviceGetProcessUtilization(d, s, &n, since), NVML_SUCCESS);
     cr_assert_eq(n, 1);
     cr_assert_eq(s[0].smUtil, 0, "busy while locked: %u%%", s[0].smUtil);
@@ -192,7 +192,8 @@ Test(sim_checkpoint, unknown_processes_and_bad_arguments_are_refused)
     CU_OK(cuInit(0));
     CU_OK(cuCheckpointProcessGetState(getpid(), &s));
     cr_assert_eq(s, CU_PROCESS_STATE_RUNNING, "this process itself");
-    cr_assert_eq(cuCheckpointProcessGetState(1, &s), CUDA_ERROR_INVALID_VALUE, "not a CUDA process");
+    cr_assert_eq(cuCheckpointProcessGetState(1, &s), CUDA_ERROR_INVALID_VALUE,
+                 "not a CUDA process");
     cr_assert_eq(cuCheckpointProcessLock(999999, NULL), CUDA_ERROR_INVALID_VALUE);
     CUcheckpointLockArgs la = {.reserved0 = 1};
     cr_assert_eq(cuCheckpointProcessLock(getpid(), &la), CUDA_ERROR_INVALID_VALUE);

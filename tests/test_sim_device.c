@@ -86,8 +86,7 @@ Test(sim_device, bad_device_numbers_and_attributes_are_refused)
     cr_assert_eq(cuDeviceGet(&d, -1), CUDA_ERROR_INVALID_DEVICE);
     cr_assert_eq(cuDeviceGetAttribute(&v, CU_DEVICE_ATTRIBUTE_WARP_SIZE, 3),
                  CUDA_ERROR_INVALID_DEVICE);
-    cr_assert_eq(cuDeviceGetAttribute(&v, (CUdevice_attribute)100000, 0),
-                 CUDA_ERROR_INVALID_VALUE);
+    cr_assert_eq(cuDeviceGetAttribute(&v, (CUdevice_attribute)100000, 0), CUDA_ERROR_INVALID_VALUE);
     cr_assert_eq(cuDeviceGetName(name, 0, 0), CUDA_ERROR_INVALID_VALUE);
     CU_OK(cuDeviceGetName(name, sizeof name, 0));
     cr_assert_str_eq(name, "NVIDIA ", "names are truncated to the buffer");
@@ -161,8 +160,8 @@ Test(sim_device, cuda_visible_devices_selects_and_orders_devices)
     snprintf(env4, sizeof env4,
              "CUDA_VISIBLE_DEVICES=GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
              "%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-             b[13], b[14], b[15]);
+             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
     const char *e3[] = {env3, NULL}, *e4[] = {env4, NULL};
     out = info(e3, &status, NULL);
     cr_assert(strstr(out, "dev 0 name=C") && strstr(out, "dev 1 name=A"), "%s: %s", env3, out);
@@ -189,8 +188,8 @@ Test(sim_device, a_bad_qsim_gpus_fails_cuInit_with_one_line_naming_the_entry)
         "QSIM_GPUS=",
         "QSIM_TIMESLICE_US=abc",
     };
-    static const char *named[] = {"8XB", "Broken", "Zero:0GiB:4", "NoSMs:1GiB:0", "QSIM_GPUS",
-                                  "QSIM_TIMESLICE_US"};
+    static const char *named[] = {"8XB",          "Broken",    "Zero:0GiB:4",
+                                  "NoSMs:1GiB:0", "QSIM_GPUS", "QSIM_TIMESLICE_US"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *env[] = {bad[i], NULL};
         int status;

@@ -51,7 +51,8 @@ Test(sim_exec, other_kernels_take_no_time_and_any_image_loads)
     sim_up(0);
     CUmodule mod;
     CUfunction f, again;
-    CU_OK(cuModuleLoadData(&mod, "\x7f" "ELF whatever"));
+    CU_OK(cuModuleLoadData(&mod, "\x7f"
+                                 "ELF whatever"));
     CU_OK(cuModuleGetFunction(&f, mod, "saxpy"));
     CU_OK(cuModuleGetFunction(&again, mod, "saxpy"));
     cr_assert_eq(f, again, "one handle per name");
@@ -118,8 +119,14 @@ Test(sim_exec, launch_ex_and_cooperative_launches_run_and_check_their_size)
     void *params[] = {&ns};
     CUlaunchAttribute coop = {.id = CU_LAUNCH_ATTRIBUTE_COOPERATIVE};
     coop.value.cooperative = 1;
-    CUlaunchConfig cfg = {.gridDimX = 4, .gridDimY = 1, .gridDimZ = 1, .blockDimX = 256,
-                          .blockDimY = 1, .blockDimZ = 1, .attrs = &coop, .numAttrs = 1};
+    CUlaunchConfig cfg = {.gridDimX = 4,
+                          .gridDimY = 1,
+                          .gridDimZ = 1,
+                          .blockDimX = 256,
+                          .blockDimY = 1,
+                          .blockDimZ = 1,
+                          .attrs = &coop,
+                          .numAttrs = 1};
     uint64_t t0 = qt_now_ns();
     CU_OK(cuLaunchKernelEx(&cfg, spin, params, NULL));
     CU_OK(cuLaunchCooperativeKernel(spin, 4, 1, 1, 256, 1, 1, 0, NULL, params));

@@ -95,7 +95,8 @@ Test(sim_mem, pitched_managed_and_host_memory)
     CU_OK(cuMemAllocPitch(&p, &pitch, 1000, 100, 4));
     cr_assert_geq(pitch, 1000);
     cr_assert_eq(pitch % 512, 0);
-    cr_assert_eq(sim_free_bytes(), 1 * GiB - pitch * 100, "a pitched allocation costs pitch x rows");
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - pitch * 100,
+                 "a pitched allocation costs pitch x rows");
     cr_assert_eq(cuMemAllocPitch(&p, &pitch, 1000, 100, 3), CUDA_ERROR_INVALID_VALUE);
 
     CUdeviceptr m;
@@ -161,8 +162,9 @@ Test(sim_mem, address_ranges_and_pointer_attributes)
     cr_assert_eq(ordinal, 0);
     CU_OK(cuPointerGetAttribute(&managed, CU_POINTER_ATTRIBUTE_IS_MANAGED, p));
     cr_assert_eq(managed, 0);
-    cr_assert_eq(cuPointerGetAttribute(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, (CUdeviceptr)&local),
-                 CUDA_ERROR_INVALID_VALUE);
+    cr_assert_eq(
+        cuPointerGetAttribute(&type, CU_POINTER_ATTRIBUTE_MEMORY_TYPE, (CUdeviceptr)&local),
+        CUDA_ERROR_INVALID_VALUE);
 
     CUpointer_attribute attrs[] = {CU_POINTER_ATTRIBUTE_MEMORY_TYPE,
                                    CU_POINTER_ATTRIBUTE_RANGE_SIZE};

@@ -64,9 +64,8 @@ Test(sim_nvml, devices_match_cuda_and_ignore_cuda_visible_devices)
              (unsigned char)cu.bytes[0], (unsigned char)cu.bytes[1], (unsigned char)cu.bytes[2],
              (unsigned char)cu.bytes[3], (unsigned char)cu.bytes[4], (unsigned char)cu.bytes[5],
              (unsigned char)cu.bytes[6], (unsigned char)cu.bytes[7], (unsigned char)cu.bytes[8],
-             (unsigned char)cu.bytes[9], (unsigned char)cu.bytes[10],
-             (unsigned char)cu.bytes[11], (unsigned char)cu.bytes[12],
-             (unsigned char)cu.bytes[13], (unsigned char)cu.bytes[14],
+             (unsigned char)cu.bytes[9], (unsigned char)cu.bytes[10], (unsigned char)cu.bytes[11],
+             (unsigned char)cu.bytes[12], (unsigned char)cu.bytes[13], (unsigned char)cu.bytes[14],
              (unsigned char)cu.bytes[15]);
     cr_assert_str_eq(uuid, want);
     nvmlDevice_t by_uuid;

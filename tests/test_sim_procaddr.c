@@ -32,8 +32,8 @@ static void expect(const char *name, int version, cuuint64_t flags, const char *
     void *h = driver();
     void *sym = dlsym(h, want);
     cr_assert_not_null(sym, "%s is not exported", want);
-    cr_assert_eq(pfn, sym, "%s@%d flags %llu is not %s", name, version,
-                 (unsigned long long)flags, want);
+    cr_assert_eq(pfn, sym, "%s@%d flags %llu is not %s", name, version, (unsigned long long)flags,
+                 want);
     dlclose(h);
 }
 

@@ -89,8 +89,8 @@ static bool nvml_open(struct nvml *n)
     *(void **)&n->memory = dlsym(n->lib, "nvmlDeviceGetMemoryInfo");
     *(void **)&n->util = dlsym(n->lib, "nvmlDeviceGetUtilizationRates");
     *(void **)&n->procs = dlsym(n->lib, "nvmlDeviceGetComputeRunningProcesses_v3");
-    return n->init && n->shutdown && n->count && n->handle && n->name && n->memory &&
-           n->util && n->procs;
+    return n->init && n->shutdown && n->count && n->handle && n->name && n->memory && n->util &&
+           n->procs;
 }
 
 /* True when the NVML this process would load is a real driver's (not this build's
@@ -219,9 +219,9 @@ int main(int argc, char **argv)
     unsigned char *src = malloc(n), *dst = calloc(1, n);
     for (size_t i = 0; src && i < n; i++)
         src[i] = (unsigned char)(i * 31 + 7);
-    bool copied = src && dst && alloc_ok && CU(cuMemAlloc(&e, n)) &&
-                  CU(cuMemcpyHtoD(d, src, n)) && CU(cuMemcpyDtoD(e, d, n)) &&
-                  CU(cuMemcpyDtoH(dst, e, n)) && memcmp(src, dst, n) == 0;
+    bool copied = src && dst && alloc_ok && CU(cuMemAlloc(&e, n)) && CU(cuMemcpyHtoD(d, src, n)) &&
+                  CU(cuMemcpyDtoD(e, d, n)) && CU(cuMemcpyDtoH(dst, e, n)) &&
+                  memcmp(src, dst, n) == 0;
     verdict(copied, "4 MiB host -> device -> device -> host comes back unchanged");
     free(src);
     free(dst);
@@ -233,9 +233,8 @@ int main(int argc, char **argv)
     void *params[] = {&ns};
     float ms = 0;
     bool timed = CU(cuModuleLoadData(&mod, spin_ptx)) &&
-                 CU(cuModuleGetFunction(&spin, mod, "qsim_spin")) &&
-                 CU(cuEventCreate(&t0, 0)) && CU(cuEventCreate(&t1, 0)) &&
-                 CU(cuEventRecord(t0, NULL)) &&
+                 CU(cuModuleGetFunction(&spin, mod, "qsim_spin")) && CU(cuEventCreate(&t0, 0)) &&
+                 CU(cuEventCreate(&t1, 0)) && CU(cuEventRecord(t0, NULL)) &&
                  CU(cuLaunchKernel(spin, 1, 1, 1, 1, 1, 1, 0, NULL, params, NULL)) &&
                  CU(cuEventRecord(t1, NULL)) && CU(cuEventSynchronize(t1)) &&
                  CU(cuEventElapsedTime(&ms, t0, t1));

@@ -25,16 +25,16 @@
 
 #include "sim/shm.h"
 
-#define CHECK(call)                                                                        \
-    do {                                                                                   \
-        CUresult rc_ = (call);                                                             \
-        if (rc_ != CUDA_SUCCESS) {                                                         \
-            const char *name_ = "?";                                                       \
-            cuGetErrorName(rc_, &name_);                                                   \
-            printf("error %d %s in %s\n", (int)rc_, name_, #call);                         \
-            fflush(stdout);                                                                \
-            return 1;                                                                      \
-        }                                                                                  \
+#define CHECK(call)                                                                                \
+    do {                                                                                           \
+        CUresult rc_ = (call);                                                                     \
+        if (rc_ != CUDA_SUCCESS) {                                                                 \
+            const char *name_ = "?";                                                               \
+            cuGetErrorName(rc_, &name_);                                                           \
+            printf("error %d %s in %s\n", (int)rc_, name_, #call);                                 \
+            fflush(stdout);                                                                        \
+            return 1;                                                                              \
+        }                                                                                          \
     } while (0)
 
 static uint64_t now_ns(void)
@@ -84,7 +84,8 @@ static int cmd_info(void)
         CHECK(cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, d));
         say("dev %d name=%s uuid=GPU-", i, name);
         for (int b = 0; b < 16; b++)
-            say("%s%02x", b == 4 || b == 6 || b == 8 || b == 10 ? "-" : "", (unsigned char)u.bytes[b]);
+            say("%s%02x", b == 4 || b == 6 || b == 8 || b == 10 ? "-" : "",
+                (unsigned char)u.bytes[b]);
         say(" mem=%zu sms=%d cc=%d.%d\n", mem, sms, major, minor);
     }
     return 0;
