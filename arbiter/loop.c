@@ -202,6 +202,9 @@ int qa_loop_run(qa_loop_t *self)
                 w->check = false; /* what the callback did is covered by the next ask */
             }
         }
+        /* A callback may have touched a socket the pass had already looked at. */
+        for (size_t i = 0; i < self->nwatches; i++)
+            busy |= self->watches[i].check;
         if (self->stop)
             break;
         struct timespec ts = {0, 0}, *timeout = &ts;

@@ -10,7 +10,8 @@ struct qa_peers {
     size_t nbuckets;     /* a power of two */
     size_t count;        /* peers in the table */
     qa_peer_t **by_fd;   /* owned array of borrowed peers, indexed by fd */
-    size_t nfd;          /* entries in by_fd */
+    bool *closed;        /* owned, indexed by fd: the connection on it was closed */
+    size_t nfd;          /* entries in by_fd and closed */
 };
 
 /* FNV-1a: routing ids are short (5 bytes by default) and not chosen by attackers in a
@@ -52,6 +53,7 @@ void qa_peers_destroy(qa_peers_t **self_p)
     }
     free(self->buckets);
     free(self->by_fd);
+    free(self->closed);
     free(self);
     *self_p = NULL;
 }
@@ -128,26 +130,65 @@ qa_peer_t *qa_peers_by_fd(qa_peers_t *self, int fd)
     return fd >= 0 && (size_t)fd < self->nfd ? self->by_fd[fd] : NULL;
 }
 
+/* Makes the fd arrays hold fd. */
+static int grow_fds(qa_peers_t *self, int fd)
+{
+    if ((size_t)fd < self->nfd)
+        return 0;
+    size_t n = self->nfd ? self->nfd : 64;
+    while (n <= (size_t)fd)
+        n *= 2;
+    qa_peer_t **a = realloc(self->by_fd, n * sizeof *a);
+    if (!a)
+        return -ENOMEM;
+    self->by_fd = a;
+    bool *c = realloc(self->closed, n * sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    self->closed = c;
+    memset(a + self->nfd, 0, (n - self->nfd) * sizeof *a);
+    memset(c + self->nfd, 0, (n - self->nfd) * sizeof *c);
+    self->nfd = n;
+    return 0;
+}
+
 int qa_peers_bind_fd(qa_peers_t *self, qa_peer_t *p, int fd)
 {
     if (fd < 0)
         return 0;
-    if ((size_t)fd >= self->nfd) {
-        size_t n = self->nfd ? self->nfd : 64;
-        while (n <= (size_t)fd)
-            n *= 2;
-        qa_peer_t **a = realloc(self->by_fd, n * sizeof *a);
-        if (!a)
-            return -ENOMEM;
-        memset(a + self->nfd, 0, (n - self->nfd) * sizeof *a);
-        self->by_fd = a;
-        self->nfd = n;
-    }
-    if (p->fd >= 0 && p->fd != fd && (size_t)p->fd < self->nfd && self->by_fd[p->fd] == p)
-        self->by_fd[p->fd] = NULL;
+    if (grow_fds(self, fd) < 0)
+        return -ENOMEM;
+    qa_peers_unbind_fd(self, p);
     self->by_fd[fd] = p;
     p->fd = fd;
     return 0;
+}
+
+void qa_peers_unbind_fd(qa_peers_t *self, qa_peer_t *p)
+{
+    if (p->fd >= 0 && (size_t)p->fd < self->nfd && self->by_fd[p->fd] == p)
+        self->by_fd[p->fd] = NULL;
+    p->fd = -1;
+}
+
+int qa_peers_set_fd_closed(qa_peers_t *self, int fd, bool closed)
+{
+    if (fd < 0 || grow_fds(self, fd) < 0)
+        return -ENOMEM;
+    self->closed[fd] = closed;
+    return 0;
+}
+
+bool qa_peers_fd_closed(const qa_peers_t *self, int fd)
+{
+    return fd >= 0 && (size_t)fd < self->nfd && self->closed[fd];
+}
+
+bool qa_rid_newer(const qa_peer_t *a, const qa_peer_t *b)
+{
+    if (a->rid_len != b->rid_len)
+        return a->rid_len > b->rid_len;
+    return memcmp(a->rid, b->rid, a->rid_len) > 0;
 }
 
 void qa_peers_each(qa_peers_t *self, void (*fn)(void *arg, qa_peer_t *p), void *arg)

@@ -69,6 +69,16 @@ qa_peer_t *qa_peers_by_fd(qa_peers_t *self, int fd);
 /* Records that p's connection is fd (p must have none bound yet, or the same).
  * Returns 0 or -ENOMEM. */
 int qa_peers_bind_fd(qa_peers_t *self, qa_peer_t *p, int fd);
+/* Forgets p's fd (p stays). */
+void qa_peers_unbind_fd(qa_peers_t *self, qa_peer_t *p);
+/* Whether the last connection seen on fd was closed (and no new one accepted since), as
+ * the socket monitor reported. Returns 0 or -ENOMEM for set. */
+int qa_peers_set_fd_closed(qa_peers_t *self, int fd, bool closed);
+bool qa_peers_fd_closed(const qa_peers_t *self, int fd);
+/* Whether routing id a was given after b by the same ROUTER: libzmq numbers the ids it
+ * makes (0x00 then a big-endian counter), so among the connections that held one fd in
+ * turn the largest id is the latest. */
+bool qa_rid_newer(const qa_peer_t *a, const qa_peer_t *b);
 
 /* Calls fn on every peer; fn may remove the peer it is given, and no other. */
 void qa_peers_each(qa_peers_t *self, void (*fn)(void *arg, qa_peer_t *p), void *arg);

@@ -183,18 +183,23 @@ static void on_monitor(void *arg)
     drain_monitor(arg);
 }
 
-/* Binds p to its connection's fd. The monitor is drained first: libzmq queues a closed
- * connection's "disconnected" event before it closes the fd, so before a new connection
- * can reuse the number; draining now consumes any event about an older holder of fd,
- * which must not be taken for p's later. */
+/* Binds p, which just opened a session and holds no fd, to its connection's fd (from
+ * ZMQ_SRCFD), so that the monitor's "disconnected" event for that fd ends it at once,
+ * and learns its process. The monitor was drained when p's message was taken (see
+ * recv_one), so an event queued after that about fd is about p's connection or a later
+ * one, either of which means p's is gone. Another peer may hold fd: the leftover hello
+ * of a connection that closed after its events were read. Of the connections that held
+ * one fd in turn the newest is the live one; the other keeps no fd and ends by the
+ * heartbeat timeout (tenants) or idleness (admins), never by a wrong event. */
 static void bind_fd(struct endpoint *e, qa_peer_t *p, int fd)
 {
-    if (fd < 0 || p->fd == fd)
+    if (fd < 0 || p->fd >= 0)
         return;
-    drain_monitor(e);
-    qa_peer_t *old = qa_peers_by_fd(e->peers, fd);
-    if (old && old != p) /* its event was lost: the fd's reuse proves it is gone */
-        drop_peer(e, old);
+    qa_peer_t *holder = qa_peers_by_fd(e->peers, fd);
+    if (holder && !qa_rid_newer(p, holder))
+        return;
+    if (holder)
+        qa_peers_unbind_fd(e->peers, holder);
     if (qa_peers_bind_fd(e->peers, p, fd) < 0)
         return;
     struct ucred cred;
@@ -294,16 +299,23 @@ static bool recv_one(struct endpoint *e)
     }
     if (got_body) {
         qa_peer_t *p = qa_peers_find(e->peers, zmq_msg_data(&rid), zmq_msg_size(&rid));
-        if (!p && (p = qa_peers_add(e->peers, zmq_msg_data(&rid), zmq_msg_size(&rid)))) {
+        /* A peer not bound to its connection yet: read the monitor first, so that a
+         * message whose connection has closed since is known for one. */
+        if (!p || p->fd < 0)
+            drain_monitor(e);
+        if (fd >= 0 && (!p || p->fd < 0) && qa_peers_fd_closed(e->peers, fd)) {
+            qa_log(e->srv->log, QA_DEBUG, "a message of a closed connection was dropped");
+            if (p)
+                drop_peer(e, p);
+        } else if (!p && !(p = qa_peers_add(e->peers, zmq_msg_data(&rid), zmq_msg_size(&rid)))) {
+            qa_log(e->srv->log, QA_ERROR, "out of memory for a new peer: message dropped");
+        } else {
             p->srv = e->srv;
             p->ep = e->ep;
-        }
-        if (p) {
             p->last_seen = qa_now_ns();
-            bind_fd(e, p, fd);
             handle(e, p, zmq_msg_data(&body), zmq_msg_size(&body), extra);
-        } else {
-            qa_log(e->srv->log, QA_ERROR, "out of memory for a new peer: message dropped");
+            if (p->session)
+                bind_fd(e, p, fd);
         }
     }
     zmq_msg_close(&body);
@@ -490,8 +502,11 @@ static int open_endpoint(qa_server_t *self, struct endpoint *e, qp_endpoint_t ep
         goto fail;
     char mon[64], ep_str[300];
     snprintf(mon, sizeof mon, "inproc://qa-monitor-%s", qp_endpoint_role(ep));
-    if (zmq_socket_monitor(e->sock, mon, ZMQ_EVENT_DISCONNECTED) < 0 ||
-        zmq_setsockopt(e->mon, ZMQ_LINGER, &zero, sizeof zero) < 0 || zmq_connect(e->mon, mon) < 0)
+    /* No high-water mark on the monitor's pipe: a lost "disconnected" event would keep a
+     * dead peer's reservation until its heartbeat timeout. */
+    if (zmq_socket_monitor(e->sock, mon, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) < 0 ||
+        zmq_setsockopt(e->mon, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
+        zmq_setsockopt(e->mon, ZMQ_RCVHWM, &zero, sizeof zero) < 0 || zmq_connect(e->mon, mon) < 0)
         goto fail;
     /* We hold the lock: a socket file here is a dead arbiter's. */
     unlink(e->path);

@@ -6,6 +6,7 @@
 #include "tests/ctl_support.h"
 
 #include <criterion/criterion.h>
+#include <cuda.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -15,6 +16,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -521,6 +523,111 @@ Test(qa_daemon, clients_that_never_read_or_never_speak_do_not_block_others)
     close(noisy);
     raw_close(&flood);
     assert_serves(arb);
+    qv_disconnect(&c);
+    qt_arbiter_destroy(&arb);
+}
+
+/* A child that joins vGPU id and keeps GPU dev busy with qsim_spin kernels for ms,
+ * heartbeating in between; exits 0 when all went well. */
+static pid_t busy_tenant(const qt_arbiter_t *arb, const char *id, const char *secret, int dev,
+                         int ms)
+{
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid > 0)
+        return pid;
+    ctl_tenant_t *t = ctl_tenant_new(arb, id, secret);
+    CUdevice d;
+    CUcontext ctx;
+    CUmodule mod;
+    CUfunction spin;
+    if (ctl_tenant_hello(t) != 0 || cuInit(0) != CUDA_SUCCESS || cuDeviceGet(&d, dev) ||
+        cuDevicePrimaryCtxRetain(&ctx, d) || cuCtxSetCurrent(ctx) ||
+        cuModuleLoadData(&mod, "qsim") || cuModuleGetFunction(&spin, mod, "qsim_spin"))
+        _exit(3);
+    unsigned long long ns = 20000000; /* 20 ms kernels */
+    void *params[] = {&ns};
+    uint64_t end = qt_now_ns() + (uint64_t)ms * 1000000u;
+    while (qt_now_ns() < end) {
+        if (cuLaunchKernel(spin, 1, 1, 1, 1, 1, 1, 0, NULL, params, NULL) || cuCtxSynchronize())
+            _exit(4);
+        qp_msg_t *hb = qp_new_hb(0, 0);
+        char err[QP_ERR_LEN];
+        if (qp_conn_send(t->conn, &hb, 1000, err) < 0)
+            _exit(5);
+    }
+    _exit(0);
+}
+
+Test(qa_daemon, utilisation_is_measured_per_gpu_and_vgpu_and_steers_placement)
+{
+    qt_arbiter_t *arb = ctl_arbiter(CTL_GPUS, NULL);
+    qv_client_t *c = ctl_client(arb);
+    char busy[QV_ID_LEN], idle[QV_ID_LEN], sb[QV_SECRET_LEN], si[QV_SECRET_LEN];
+    char err[QV_ERR_LEN];
+    ctl_create(c, "busy", "Q2", busy, sb);
+    ctl_create(c, "idle", "Q2", idle, si);
+    qv_vgpu_t vb = ctl_info(c, busy), vi = ctl_info(c, idle);
+    cr_assert_neq(vb.gpu, vi.gpu, "spread placed them apart");
+    pid_t child = busy_tenant(arb, busy, sb, vb.gpu, 5000);
+    /* both figures are averages of 500 ms samples: wait until they have risen */
+    bool seen = false;
+    qv_gpu_list_t *g = NULL;
+    for (int i = 0; i < 80 && !seen; i++) {
+        qt_sleep_ms(50);
+        qv_gpu_list_free(&g);
+        cr_assert_eq(qv_gpus(c, &g, err), 0, "%s", err);
+        seen = ctl_info(c, busy).util > 25 && g->gpus[vb.gpu].util > 25;
+    }
+    cr_assert(seen, "the busy vGPU (%.1f%%) and its GPU (%.1f%%) show their use",
+              ctl_info(c, busy).util, g->gpus[vb.gpu].util);
+    cr_assert_lt(g->gpus[vi.gpu].util, 5, "the other is not (%.1f%%)", g->gpus[vi.gpu].util);
+    cr_assert_lt(ctl_info(c, idle).util, 5);
+    /* equal reservations on GPUs 0 and 1 (and as full a GPU 2): the index would pick the
+     * busy GPU 0, the measured utilisation steers the new vGPU away from it */
+    cr_assert_eq(vb.gpu, 0);
+    char third[QV_ID_LEN], s3[QV_SECRET_LEN];
+    ctl_create(c, "third", "Q2", third, s3);
+    cr_assert_neq(ctl_info(c, third).gpu, 0, "placed away from the busy GPU");
+    qv_gpu_list_free(&g);
+    int status;
+    cr_assert_eq(waitpid(child, &status, WNOHANG), 0, "the child still works (%d)", status);
+    kill(child, SIGKILL);
+    waitpid(child, &status, 0);
+    qv_disconnect(&c);
+    qt_arbiter_destroy(&arb);
+}
+
+/* Regression: messages a closed connection left queued used to be taken, once the new
+ * connection reused its fd number, as proof that the new one was gone. */
+Test(qa_daemon, messages_left_by_a_closed_connection_do_not_hurt_the_next_one)
+{
+    qt_arbiter_t *arb = ctl_arbiter(CTL_GPUS, NULL);
+    qv_client_t *c = ctl_client(arb);
+    char id[QV_ID_LEN], secret[QV_SECRET_LEN], err[QV_ERR_LEN];
+    for (int i = 0; i < 10; i++)
+        ctl_create(c, "filler", "Q1", id, secret);
+    for (int round = 0; round < 5; round++) {
+        struct raw flood = raw_connect(arb, "admin.sock");
+        qp_msg_t *h = qp_new_admin_hello("flood/1");
+        qp_msg_set_uint(h, "id", 1);
+        raw_send_msg(&flood, h);
+        /* fewer than the arbiter's queue holds, all flushed before the close: the
+         * arbiter reads them at once, sees the end of the connection and closes its fd,
+         * while most requests still wait in its queue */
+        for (int i = 0; i < 800; i++)
+            raw_send_msg(&flood, req("list", (uint64_t)i + 2));
+        int linger = 5000;
+        zmq_setsockopt(flood.sock, ZMQ_LINGER, &linger, sizeof linger);
+        raw_close(&flood);
+        qv_client_t *next = ctl_client(arb);
+        qv_vgpu_list_t *l;
+        for (int i = 0; i < 20; i++) {
+            cr_assert_eq(qv_list(next, &l, err), 0, "round %d call %d: %s", round, i, err);
+            qv_vgpu_list_free(&l);
+        }
+        qv_disconnect(&next);
+    }
     qv_disconnect(&c);
     qt_arbiter_destroy(&arb);
 }

@@ -61,3 +61,25 @@ Test(qa_peers, rebinding_an_fd_moves_it)
     cr_assert_null(qa_peers_add(t, big, sizeof big), "routing ids are at most 255 bytes");
     qa_peers_destroy(&t);
 }
+
+Test(qa_peers, remembers_closed_fds_and_orders_routing_ids)
+{
+    qa_peers_t *t = qa_peers_new();
+    cr_assert_not(qa_peers_fd_closed(t, 12));
+    cr_assert_eq(qa_peers_set_fd_closed(t, 12, true), 0);
+    cr_assert(qa_peers_fd_closed(t, 12));
+    cr_assert_eq(qa_peers_set_fd_closed(t, 12, false), 0, "a new connection took it");
+    cr_assert_not(qa_peers_fd_closed(t, 12));
+    cr_assert_not(qa_peers_fd_closed(t, -1));
+    /* libzmq's own ids: 0x00 and a big-endian counter */
+    qa_peer_t *old = qa_peers_add(t, "\x00\x6b\x8b\x45\xff", 5);
+    qa_peer_t *new = qa_peers_add(t, "\x00\x6b\x8b\x46\x00", 5);
+    cr_assert(qa_rid_newer(new, old));
+    cr_assert_not(qa_rid_newer(old, new));
+    cr_assert_not(qa_rid_newer(old, old));
+    qa_peers_bind_fd(t, old, 12);
+    qa_peers_unbind_fd(t, old);
+    cr_assert_eq(old->fd, -1);
+    cr_assert_null(qa_peers_by_fd(t, 12));
+    qa_peers_destroy(&t);
+}
