@@ -1,0 +1,466 @@
+/* agent.c - the agent thread: this process's only link to the arbiter.
+ *
+ * Threads: the agent thread alone touches conn and the fields marked "agent"; it is
+ * also the only writer of the reservation (shim/resv.h) and of the quota. Application
+ * threads queue reservation requests under lock and wait on `done`; the agent waits on
+ * `wake` between rounds, so a request is sent at once, and drains pushes every
+ * POLL_MS. Hooks of the connection (hello, session, push) run on the agent thread. */
+#include "shim/agent.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stddef.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proto/conn.h"
+#include "proto/records.h"
+#include "shim/device.h"
+#include "shim/log.h"
+#include "shim/mem.h"
+#include "shim/state.h"
+
+#define CLIENT "qshim/0.1.0"
+#define POLL_MS 20           /* pushes (limits, mem_reclaim) are seen within this */
+#define HB_MS 500            /* PROTOCOL.md: a heartbeat every 500 ms */
+#define CALL_MS 1500         /* a reply's deadline: the arbiter may hold mem_reserve 500 ms */
+#define RETRY_MS 200         /* an unreachable arbiter is tried this often... */
+#define REFUSED_MS 5000      /* ...one that refused our hello, this often */
+#define SEND_MS 300          /* each such try waits this long for a connection and hello */
+#define REQUEST_WAIT_MS 4000 /* an application thread's bound on one request */
+#define MiB (1024ull * 1024ull)
+
+/* One application thread's request, on its stack while it waits. */
+struct qs_req {
+    uint64_t n;          /* bytes the reservation must grow by */
+    int rc;              /* the answer (agent writes, under lock) */
+    bool done;           /* answered (under lock) */
+    struct qs_req *next; /* queue link (under lock) */
+};
+
+struct qs_agent {
+    pthread_t thread;       /* the agent thread */
+    bool started;           /* thread was created */
+    pthread_mutex_t lock;   /* guards queue, hello_done, stop */
+    pthread_cond_t wake;    /* signalled for the agent: a request, or stop */
+    pthread_cond_t done;    /* broadcast for waiters: a request answered, hello done */
+    struct qs_req *queue;   /* pending requests (lock) */
+    bool hello_done;        /* the first session attempt finished (lock) */
+    bool stop;              /* the process is exiting (lock) */
+    atomic_int connected;   /* in session as of the last exchange: any thread reads */
+    qp_conn_t *conn;        /* owned; agent */
+    uint64_t reported_used; /* our use in our last report to the arbiter; agent */
+    bool refused;           /* the last hello was refused (auth); agent */
+    bool reclaim;           /* a mem_reclaim push awaits action; agent */
+    uint64_t reclaim_keep;  /* its keep; agent */
+    char err[QP_ERR_LEN];   /* the last failure; agent */
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static struct timespec deadline_in(int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* Reservation asked beyond need, so that the next allocations need no round trip: a
+ * sixteenth of the quota, between 8 and 256 MiB. */
+static uint64_t headroom(void)
+{
+    uint64_t h = qs_mem_quota() / 16;
+    return h < 8 * MiB ? 8 * MiB : h > 256 * MiB ? 256 * MiB : h;
+}
+
+/* ---- what the arbiter tells us ------------------------------------------------------- */
+
+static void note_vgpu_used(struct qs_agent *a, const qp_msg_t *rep)
+{
+    uint64_t vgpu_used;
+    if (qp_msg_get_uint(rep, "vgpu_used", &vgpu_used) == 0)
+        atomic_store_explicit(&qs_g.vgpu_others,
+                              vgpu_used > a->reported_used ? vgpu_used - a->reported_used : 0,
+                              memory_order_relaxed);
+}
+
+static void apply_limits(const qp_msg_t *map)
+{
+    qp_limits_t l;
+    char err[QP_ERR_LEN];
+    if (!map || qp_limits_get(map, &l, err) < 0) {
+        qs_log_once(&qs_g.logged.agent, "the arbiter sent malformed limits: %s", err);
+        return;
+    }
+    atomic_store_explicit(&qs_g.quota, l.memory_quota, memory_order_relaxed);
+    qs_device_set_uuid(l.gpu_uuid);
+}
+
+/* Hook: a new session needs a hello. The arbiter starts the session's reservation at
+ * the mem_used we report, so ours drops to what we use now. */
+static qp_msg_t *hello_hook(void *arg)
+{
+    struct qs_agent *a = arg;
+    a->reported_used = qs_resv_reset_to_used(&qs_g.resv);
+    return qp_new_tenant_hello(CLIENT, qs_g.vgpu, qs_g.secret, getpid(), a->reported_used);
+}
+
+static void session_hook(void *arg, const qp_msg_t *rep)
+{
+    struct qs_agent *a = arg;
+    apply_limits(qp_msg_get_map(rep, "vgpu"));
+    note_vgpu_used(a, rep);
+}
+
+/* Hook: a push. Runs inside a call on this connection, so it only records what to do. */
+static void push_hook(void *arg, const qp_msg_t *m)
+{
+    struct qs_agent *a = arg;
+    const char *t = qp_msg_type(m);
+    uint64_t keep;
+    if (t && strcmp(t, "limits") == 0) {
+        apply_limits(qp_msg_get_map(m, "vgpu"));
+    } else if (t && strcmp(t, "mem_reclaim") == 0 && qp_msg_get_uint(m, "keep", &keep) == 0) {
+        a->reclaim_keep = a->reclaim ? (keep < a->reclaim_keep ? keep : a->reclaim_keep) : keep;
+        a->reclaim = true;
+    }
+}
+
+/* ---- exchanges (agent thread) -------------------------------------------------------- */
+
+/* The arbiter refused our hello (wrong secret, or the vGPU was destroyed). */
+static void note_refused(struct qs_agent *a)
+{
+    a->refused = true;
+    qs_log_once(&qs_g.logged.refused,
+                "the arbiter refuses this process for vGPU %s (%s): "
+                "it can allocate no GPU memory",
+                qs_g.vgpu, a->err);
+}
+
+/* Records the outcome of an exchange with the arbiter: whether we are in session. */
+static void note_session(struct qs_agent *a)
+{
+    bool up = qp_conn_in_session(a->conn);
+    int was = atomic_exchange_explicit(&a->connected, up, memory_order_relaxed);
+    if (up && !was)
+        atomic_store_explicit(&qs_g.logged.unreachable, 0, memory_order_relaxed);
+}
+
+/* Sends a heartbeat (with an id, so that the reply tells the vGPU's use). When no session
+ * is open this is also how a new one is tried: the connection says hello first. */
+static void heartbeat(struct qs_agent *a, int timeout_ms)
+{
+    uint64_t used = qs_resv_used(&qs_g.resv);
+    qp_msg_t *m = qp_new_hb(used, atomic_load_explicit(&qs_g.resv.reserved, memory_order_relaxed));
+    qp_msg_t *rep = NULL;
+    if (!m)
+        return;
+    int rc = qp_conn_call(a->conn, &m, &rep, timeout_ms, a->err);
+    if (rc == 0) {
+        a->reported_used = used;
+        note_vgpu_used(a, rep);
+    }
+    qp_msg_destroy(&rep);
+    note_session(a);
+    if (rc == -EACCES)
+        note_refused(a);
+    else if (rc == 0)
+        a->refused = false;
+}
+
+/* Gives back reservation down to max(keep, what we use). */
+static void release(struct qs_agent *a, uint64_t keep)
+{
+    uint64_t used = qs_resv_used(&qs_g.resv);
+    uint64_t reserved = atomic_load_explicit(&qs_g.resv.reserved, memory_order_relaxed);
+    uint64_t floor = keep > used ? keep : used;
+    if (reserved <= floor || qs_resv_take(&qs_g.resv, reserved - floor) == 0)
+        return;
+    qp_msg_t *m =
+        qp_new_mem_release(atomic_load_explicit(&qs_g.resv.reserved, memory_order_relaxed));
+    qp_msg_t *rep = NULL;
+    if (!m)
+        return;
+    /* On failure the arbiter's record stays higher; the next heartbeat reconciles it. */
+    if (qp_conn_call(a->conn, &m, &rep, CALL_MS, a->err) == 0)
+        note_vgpu_used(a, rep);
+    qp_msg_destroy(&rep);
+    note_session(a);
+}
+
+/* Grows the reservation so that n more bytes fit. Returns 0, -EDQUOT, -EACCES (the
+ * arbiter refuses this process) or -ENOTCONN. */
+static int reserve(struct qs_agent *a, uint64_t n)
+{
+    if (n <= INT64_MAX &&
+        atomic_load_explicit(&qs_g.resv.avail, memory_order_relaxed) >= (int64_t)n)
+        return 0; /* an earlier grant covers it */
+    if (!atomic_load_explicit(&a->connected, memory_order_relaxed))
+        return a->refused ? -EACCES : -ENOTCONN; /* fail fast; the heartbeat retries */
+    uint64_t used = qs_resv_used(&qs_g.resv), need, want;
+    if (__builtin_add_overflow(used, n, &need))
+        return -EDQUOT;
+    want = need + headroom() < need ? need : need + headroom();
+    qp_msg_t *m = qp_new_mem_reserve(need, want, used), *rep = NULL;
+    if (!m)
+        return -ENOMEM;
+    int rc = qp_conn_call(a->conn, &m, &rep, CALL_MS, a->err);
+    uint64_t reserved;
+    if (rc == 0 && qp_msg_get_uint(rep, "reserved", &reserved) == 0) {
+        a->reported_used = used;
+        note_vgpu_used(a, rep);
+        qs_resv_grant(&qs_g.resv, reserved);
+    } else if (rc == 0) {
+        qs_log_once(&qs_g.logged.agent, "the arbiter answered mem_reserve without "
+                                        "'reserved'");
+        rc = -EPROTO;
+    }
+    qp_msg_destroy(&rep);
+    note_session(a);
+    if (rc == -EACCES)
+        note_refused(a);
+    if (rc == 0 || rc == -EDQUOT || rc == -EACCES)
+        return rc;
+    return -ENOTCONN;
+}
+
+/* ---- the thread ---------------------------------------------------------------------- */
+
+static void answer(struct qs_agent *a, struct qs_req *queue)
+{
+    while (queue) {
+        struct qs_req *r = queue;
+        queue = r->next;
+        int rc = reserve(a, r->n);
+        pthread_mutex_lock(&a->lock);
+        r->rc = rc;
+        r->done = true;
+        pthread_mutex_unlock(&a->lock);
+        pthread_cond_broadcast(&a->done);
+    }
+}
+
+/* Whether something accepts connections on the tenant socket: a quick local check, so
+ * that a process started while the arbiter is down does not wait for a hello that cannot
+ * come (a stale socket file refuses at once). */
+static bool arbiter_listening(void)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    int n = snprintf(sun.sun_path, sizeof sun.sun_path, "%s/tenant.sock", qs_g.socket_dir);
+    if (n < 0 || (size_t)n >= sizeof sun.sun_path)
+        return true; /* qp_conn_new says what is wrong */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return true;
+    bool ok = connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
+    close(fd);
+    return ok;
+}
+
+static void *agent_main(void *arg)
+{
+    struct qs_agent *a = arg;
+    char err[QP_ERR_LEN];
+    qp_conn_hooks_t hooks = {hello_hook, session_hook, push_hook, a};
+    a->conn = qp_conn_new(NULL, qs_g.socket_dir, QP_TENANT, &hooks, err);
+    if (!a->conn)
+        qs_log_once(&qs_g.logged.agent, "cannot connect to the arbiter: %s", err);
+    else
+        heartbeat(a, arbiter_listening() ? CALL_MS : 0);
+    pthread_mutex_lock(&a->lock);
+    a->hello_done = true;
+    pthread_cond_broadcast(&a->done);
+    uint64_t next_hb = now_ms() + HB_MS;
+    while (!a->stop) {
+        if (!a->queue) {
+            struct timespec until = deadline_in(POLL_MS);
+            pthread_cond_timedwait(&a->wake, &a->lock, &until);
+        }
+        struct qs_req *queue = a->queue;
+        a->queue = NULL;
+        pthread_mutex_unlock(&a->lock);
+
+        answer(a, queue);
+        if (a->conn) {
+            bool up = atomic_load_explicit(&a->connected, memory_order_relaxed);
+            if (up && qp_conn_wait(a->conn, 0, a->err) < 0)
+                note_session(a);
+            if (a->reclaim) {
+                a->reclaim = false;
+                release(a, a->reclaim_keep);
+            }
+            uint64_t now = now_ms();
+            if (now >= next_hb) {
+                heartbeat(a, up ? CALL_MS : SEND_MS);
+                up = atomic_load_explicit(&a->connected, memory_order_relaxed);
+                /* Hoarding: more than twice the headroom unused goes back. */
+                int64_t avail = atomic_load_explicit(&qs_g.resv.avail, memory_order_relaxed);
+                if (up && avail > (int64_t)(2 * headroom()))
+                    release(a, qs_resv_used(&qs_g.resv) + headroom());
+                next_hb = now + (up ? HB_MS : a->refused ? REFUSED_MS : RETRY_MS);
+            }
+        }
+        pthread_mutex_lock(&a->lock);
+    }
+    pthread_mutex_unlock(&a->lock);
+    qp_conn_destroy(&a->conn);
+    return NULL;
+}
+
+int qs_agent_start(void)
+{
+    struct qs_agent *a = calloc(1, sizeof *a);
+    if (!a)
+        return -ENOMEM;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&a->lock, NULL);
+    pthread_cond_init(&a->wake, &ca);
+    pthread_cond_init(&a->done, &ca);
+    pthread_condattr_destroy(&ca);
+    /* The application's signals are for its own threads: the agent takes none. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&a->thread, NULL, agent_main, a);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        qs_log_once(&qs_g.logged.agent, "cannot start the agent thread: %s", strerror(rc));
+        a->hello_done = true;
+        qs_g.agent = a; /* requests are answered -ENOTCONN */
+        return -rc;
+    }
+    a->started = true;
+    qs_g.agent = a;
+    return 0;
+}
+
+void qs_agent_wait_hello(int timeout_ms)
+{
+    struct qs_agent *a = qs_g.agent;
+    if (!a)
+        return;
+    struct timespec until = deadline_in(timeout_ms);
+    pthread_mutex_lock(&a->lock);
+    while (!a->hello_done) {
+        if (pthread_cond_timedwait(&a->done, &a->lock, &until) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&a->lock);
+}
+
+int qs_agent_reserve(uint64_t n)
+{
+    struct qs_agent *a = qs_g.agent;
+    if (!a || !a->started)
+        return -ENOTCONN;
+    int saved = errno;
+    struct qs_req req = {.n = n};
+    struct timespec until = deadline_in(REQUEST_WAIT_MS);
+    pthread_mutex_lock(&a->lock);
+    req.next = a->queue;
+    a->queue = &req;
+    pthread_cond_signal(&a->wake);
+    while (!req.done) {
+        if (pthread_cond_timedwait(&a->done, &a->lock, &until) == ETIMEDOUT)
+            break;
+    }
+    if (!req.done) {
+        /* Still queued (the agent is stuck): unlink, since req lives on this stack. If the
+         * agent already took it, it answers under lock, and we wait for that. */
+        struct qs_req **p = &a->queue;
+        while (*p && *p != &req)
+            p = &(*p)->next;
+        if (*p) {
+            *p = req.next;
+            req.rc = -ENOTCONN;
+        } else {
+            while (!req.done)
+                pthread_cond_wait(&a->done, &a->lock);
+        }
+    }
+    pthread_mutex_unlock(&a->lock);
+    errno = saved;
+    return req.rc;
+}
+
+/* Closes this process's copies of the parent's connections to the tenant socket. Left
+ * open, a long-lived child (a data-loader worker) would keep the parent's connection up
+ * after the parent is killed, and the arbiter would see the death only when heartbeats
+ * stop, not at once. A connected Unix socket's peer name is the path it connected to. */
+static void close_inherited_connections(void)
+{
+    char want[sizeof((struct sockaddr_un *)0)->sun_path];
+    int n = snprintf(want, sizeof want, "%s/tenant.sock", qs_g.socket_dir);
+    DIR *d = opendir("/proc/self/fd");
+    if (!d || n < 0 || (size_t)n >= sizeof want) {
+        if (d)
+            closedir(d);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int fd = atoi(e->d_name);
+        struct sockaddr_un sun;
+        socklen_t len = sizeof sun;
+        if (fd <= 2 || fd == dirfd(d))
+            continue;
+        if (getpeername(fd, (struct sockaddr *)&sun, &len) == 0 && sun.sun_family == AF_UNIX &&
+            len > offsetof(struct sockaddr_un, sun_path) &&
+            strncmp(sun.sun_path, want, sizeof sun.sun_path) == 0)
+            close(fd);
+    }
+    closedir(d);
+}
+
+void qs_agent_forget_after_fork(void)
+{
+    /* The parent's agent is left as it is: its thread, mutexes and ZeroMQ context belong to
+     * a process image this one no longer shares. The child says its own hello. */
+    if (qs_g.agent)
+        close_inherited_connections();
+    qs_g.agent = NULL;
+}
+
+/* At exit: stop the agent and close the connection, so that the arbiter takes back this
+ * process's reservation at once. Bounded, since exit must not hang on a stuck arbiter. */
+__attribute__((destructor)) static void stop_agent(void)
+{
+    struct qs_agent *a = qs_g.agent;
+    if (!a || !a->started)
+        return;
+    pthread_mutex_lock(&a->lock);
+    a->stop = true;
+    pthread_cond_signal(&a->wake);
+    pthread_mutex_unlock(&a->lock);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 2;
+    if (pthread_timedjoin_np(a->thread, NULL, &until) == 0) {
+        qs_g.agent = NULL;
+        pthread_cond_destroy(&a->wake);
+        pthread_cond_destroy(&a->done);
+        pthread_mutex_destroy(&a->lock);
+        free(a);
+    }
+}

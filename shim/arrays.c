@@ -1,0 +1,255 @@
+/* arrays.c - CUDA arrays and mipmapped arrays: charged what the driver says they need.
+ *
+ * What an array holds is known once it exists (cuArrayGetMemoryRequirements,
+ * cuMipmappedArrayGetMemoryRequirements): each hook charges a generous estimate from the
+ * descriptor first (so that a race for the last bytes of the quota is decided before the
+ * driver allocates), creates the array, then settles on the driver's figure. Sparse and
+ * deferred-mapping arrays hold no memory of their own (their backing comes from
+ * cuMemCreate, charged there) and are not charged. Threads: any. */
+#include <errno.h>
+
+#include "shim/device.h"
+#include "shim/errors.h"
+#include "shim/init.h"
+#include "shim/mem.h"
+#include "shim/real.h"
+
+/* Bytes per element of one channel; 16 (an upper bound) for packed, block-compressed and
+ * video formats, whose channel count the format itself implies. */
+static uint64_t format_bytes(CUarray_format f, unsigned int channels)
+{
+    uint64_t c = channels ? channels : 1;
+    switch (f) {
+    case CU_AD_FORMAT_UNSIGNED_INT8:
+    case CU_AD_FORMAT_SIGNED_INT8:
+        return c;
+    case CU_AD_FORMAT_UNSIGNED_INT16:
+    case CU_AD_FORMAT_SIGNED_INT16:
+    case CU_AD_FORMAT_HALF:
+        return 2 * c;
+    case CU_AD_FORMAT_UNSIGNED_INT32:
+    case CU_AD_FORMAT_SIGNED_INT32:
+    case CU_AD_FORMAT_FLOAT:
+        return 4 * c;
+    default:
+        return 16;
+    }
+}
+
+#define ROW_ALIGN 512u          /* rows are padded to at least this on GPUs */
+#define ARRAY_SLACK (64u << 10) /* allocation granularity of arrays, at most */
+
+/* An upper bound of what an array of w x h x d texels of bpp bytes holds; 0 on overflow
+ * (the caller refuses it). */
+static uint64_t estimate(uint64_t w, uint64_t h, uint64_t d, uint64_t bpp)
+{
+    uint64_t row, bytes;
+    if (__builtin_mul_overflow(w, bpp, &row))
+        return 0;
+    row = (row + ROW_ALIGN - 1) / ROW_ALIGN * ROW_ALIGN;
+    if (__builtin_mul_overflow(row, h ? h : 1, &bytes) ||
+        __builtin_mul_overflow(bytes, d ? d : 1, &bytes) ||
+        __builtin_add_overflow(bytes, ARRAY_SLACK, &bytes))
+        return 0;
+    return bytes;
+}
+
+/* Depth as the driver lays it out: layers, or six faces per cubemap (layer). */
+static uint64_t depth_of(uint64_t depth, unsigned int flags)
+{
+    if (flags & CUDA_ARRAY3D_CUBEMAP)
+        return (flags & CUDA_ARRAY3D_LAYERED) ? depth : 6;
+    return depth;
+}
+
+static bool holds_no_memory(unsigned int flags)
+{
+    return (flags & (CUDA_ARRAY3D_SPARSE | CUDA_ARRAY3D_DEFERRED_MAPPING)) != 0;
+}
+
+/* What the driver says arr (or the mipmapped array mip) holds on our device, else 0. */
+static uint64_t required(CUarray arr, CUmipmappedArray mip)
+{
+    CUDA_ARRAY_MEMORY_REQUIREMENTS req = {0};
+    CUresult r = CUDA_ERROR_NOT_SUPPORTED;
+    if (qs_device_state() != QS_DEV_MAPPED)
+        return 0;
+    if (arr) {
+        QS_PFN_cuArrayGetMemoryRequirements fn = QS_REAL(cuArrayGetMemoryRequirements);
+        if (fn)
+            r = fn(&req, arr, qs_g.dev);
+    } else {
+        QS_PFN_cuMipmappedArrayGetMemoryRequirements fn =
+            QS_REAL(cuMipmappedArrayGetMemoryRequirements);
+        if (fn)
+            r = fn(&req, mip, qs_g.dev);
+    }
+    return r == CUDA_SUCCESS ? req.size : 0;
+}
+
+/* After creating an array charged est: settle on what the driver says it holds. Returns
+ * the final charge, or 0 with *r set to an error when the difference does not fit (the
+ * caller destroys the array). */
+static uint64_t settle(uint64_t est, uint64_t actual, CUresult *r)
+{
+    if (actual == 0)
+        return est; /* the driver cannot tell: keep the estimate */
+    if (actual > est) {
+        int rc = qs_mem_charge(actual - est);
+        if (rc < 0) {
+            qs_mem_uncharge(est);
+            *r = qs_cu_error(rc);
+            return 0;
+        }
+    } else {
+        qs_mem_uncharge(est - actual);
+    }
+    return actual;
+}
+
+/* Common body of the array-creating hooks: create() makes the array into *handle. */
+#define CREATE_CHARGED(kind, est, create, destroy, handle, arr, mip)                               \
+    do {                                                                                           \
+        uint64_t est_ = (est);                                                                     \
+        if (est_ == 0)                                                                             \
+            return CUDA_ERROR_OUT_OF_MEMORY;                                                       \
+        int rc_ = qs_mem_charge(est_);                                                             \
+        if (rc_ < 0)                                                                               \
+            return qs_cu_error(rc_);                                                               \
+        CUresult r_ = (create);                                                                    \
+        if (r_ != CUDA_SUCCESS) {                                                                  \
+            qs_mem_uncharge(est_);                                                                 \
+            return r_;                                                                             \
+        }                                                                                          \
+        uint64_t n_ = settle(est_, required(arr, mip), &r_);                                       \
+        if (r_ != CUDA_SUCCESS) {                                                                  \
+            (destroy);                                                                             \
+            return r_;                                                                             \
+        }                                                                                          \
+        qs_mem_track(kind, (uint64_t)(uintptr_t)(handle), n_, true);                               \
+        return CUDA_SUCCESS;                                                                       \
+    } while (0)
+
+QS_EXPORT CUresult cuArrayCreate_v2(CUarray *pHandle, const CUDA_ARRAY_DESCRIPTOR *d)
+{
+    QS_PFN_cuArrayCreate_v2 real = QS_REAL(cuArrayCreate_v2);
+    QS_PFN_cuArrayDestroy destroy = QS_REAL(cuArrayDestroy);
+    if (!real || !destroy)
+        return qs_cu_error(-ENOSYS);
+    if (!qs_g.managed || !pHandle || !d)
+        return real(pHandle, d);
+    qs_init();
+    CREATE_CHARGED(QS_ALLOC_ARRAY,
+                   estimate(d->Width, d->Height, 1, format_bytes(d->Format, d->NumChannels)),
+                   real(pHandle, d), destroy(*pHandle), *pHandle, *pHandle, NULL);
+}
+
+QS_EXPORT CUresult cuArrayCreate(CUarray *pHandle, const CUDA_ARRAY_DESCRIPTOR_v1 *d)
+{
+    QS_PFN_cuArrayCreate real = QS_REAL(cuArrayCreate);
+    QS_PFN_cuArrayDestroy destroy = QS_REAL(cuArrayDestroy);
+    if (!real || !destroy)
+        return qs_cu_error(-ENOSYS);
+    if (!qs_g.managed || !pHandle || !d)
+        return real(pHandle, d);
+    qs_init();
+    CREATE_CHARGED(QS_ALLOC_ARRAY,
+                   estimate(d->Width, d->Height, 1, format_bytes(d->Format, d->NumChannels)),
+                   real(pHandle, d), destroy(*pHandle), *pHandle, *pHandle, NULL);
+}
+
+QS_EXPORT CUresult cuArray3DCreate_v2(CUarray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR *d)
+{
+    QS_PFN_cuArray3DCreate_v2 real = QS_REAL(cuArray3DCreate_v2);
+    QS_PFN_cuArrayDestroy destroy = QS_REAL(cuArrayDestroy);
+    if (!real || !destroy)
+        return qs_cu_error(-ENOSYS);
+    if (!qs_g.managed || !pHandle || !d || holds_no_memory(d->Flags))
+        return real(pHandle, d);
+    qs_init();
+    CREATE_CHARGED(QS_ALLOC_ARRAY,
+                   estimate(d->Width, d->Height, depth_of(d->Depth, d->Flags),
+                            format_bytes(d->Format, d->NumChannels)),
+                   real(pHandle, d), destroy(*pHandle), *pHandle, *pHandle, NULL);
+}
+
+QS_EXPORT CUresult cuArray3DCreate(CUarray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR_v1 *d)
+{
+    QS_PFN_cuArray3DCreate real = QS_REAL(cuArray3DCreate);
+    QS_PFN_cuArrayDestroy destroy = QS_REAL(cuArrayDestroy);
+    if (!real || !destroy)
+        return qs_cu_error(-ENOSYS);
+    if (!qs_g.managed || !pHandle || !d || holds_no_memory(d->Flags))
+        return real(pHandle, d);
+    qs_init();
+    CREATE_CHARGED(QS_ALLOC_ARRAY,
+                   estimate(d->Width, d->Height, depth_of(d->Depth, d->Flags),
+                            format_bytes(d->Format, d->NumChannels)),
+                   real(pHandle, d), destroy(*pHandle), *pHandle, *pHandle, NULL);
+}
+
+/* A mipmapped array's levels, each half the last in every dimension (at least 1). */
+static uint64_t mip_estimate(const CUDA_ARRAY3D_DESCRIPTOR *d, unsigned int levels)
+{
+    uint64_t w = d->Width, h = d->Height, dd = depth_of(d->Depth, d->Flags), total = 0;
+    uint64_t bpp = format_bytes(d->Format, d->NumChannels);
+    bool layered = (d->Flags & (CUDA_ARRAY3D_LAYERED | CUDA_ARRAY3D_CUBEMAP)) != 0;
+    for (unsigned int l = 0; l < (levels ? levels : 1); l++) {
+        uint64_t e = estimate(w, h, dd, bpp);
+        if (e == 0 || __builtin_add_overflow(total, e, &total))
+            return 0;
+        w = w > 1 ? w / 2 : 1;
+        h = h > 1 ? h / 2 : h;
+        if (!layered)
+            dd = dd > 1 ? dd / 2 : dd;
+    }
+    return total;
+}
+
+QS_EXPORT CUresult cuMipmappedArrayCreate(CUmipmappedArray *pHandle,
+                                          const CUDA_ARRAY3D_DESCRIPTOR *d,
+                                          unsigned int numMipmapLevels)
+{
+    QS_PFN_cuMipmappedArrayCreate real = QS_REAL(cuMipmappedArrayCreate);
+    QS_PFN_cuMipmappedArrayDestroy destroy = QS_REAL(cuMipmappedArrayDestroy);
+    if (!real || !destroy)
+        return qs_cu_error(-ENOSYS);
+    if (!qs_g.managed || !pHandle || !d || holds_no_memory(d->Flags))
+        return real(pHandle, d, numMipmapLevels);
+    qs_init();
+    CREATE_CHARGED(QS_ALLOC_MIPMAP, mip_estimate(d, numMipmapLevels),
+                   real(pHandle, d, numMipmapLevels), destroy(*pHandle), *pHandle, NULL, *pHandle);
+}
+
+QS_EXPORT CUresult cuArrayDestroy(CUarray hArray)
+{
+    QS_PFN_cuArrayDestroy real = QS_REAL(cuArrayDestroy);
+    if (!real)
+        return qs_cu_error(-ENOSYS);
+    if (!qs_g.managed || !hArray)
+        return real(hArray);
+    uint64_t key = (uint64_t)(uintptr_t)hArray, n = qs_mem_untrack(QS_ALLOC_ARRAY, key);
+    CUresult r = real(hArray);
+    if (r == CUDA_SUCCESS)
+        qs_mem_uncharge(n);
+    else
+        qs_mem_retrack(QS_ALLOC_ARRAY, key, n, true);
+    return r;
+}
+
+QS_EXPORT CUresult cuMipmappedArrayDestroy(CUmipmappedArray hMipmappedArray)
+{
+    QS_PFN_cuMipmappedArrayDestroy real = QS_REAL(cuMipmappedArrayDestroy);
+    if (!real)
+        return qs_cu_error(-ENOSYS);
+    if (!qs_g.managed || !hMipmappedArray)
+        return real(hMipmappedArray);
+    uint64_t key = (uint64_t)(uintptr_t)hMipmappedArray;
+    uint64_t n = qs_mem_untrack(QS_ALLOC_MIPMAP, key);
+    CUresult r = real(hMipmappedArray);
+    if (r == CUDA_SUCCESS)
+        qs_mem_uncharge(n);
+    else
+        qs_mem_retrack(QS_ALLOC_MIPMAP, key, n, true);
+    return r;
+}

@@ -1,0 +1,205 @@
+/* device.c - device visibility hooks: cuInit, cuDeviceGetCount, cuDeviceGet and
+ * cuDeviceTotalMem (which reports the quota).
+ * Threads: any; qs_g.dev_lock guards the mapping while it is made (once), dev_state is
+ * then read with acquire loads. */
+#include "shim/device.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shim/errors.h"
+#include "shim/init.h"
+#include "shim/log.h"
+#include "shim/mem.h"
+#include "shim/real.h"
+#include "shim/uuid.h"
+
+void qs_device_set_uuid(const char *uuid)
+{
+    if (!uuid || !*uuid || strlen(uuid) >= sizeof qs_g.gpu_uuid)
+        return;
+    pthread_mutex_lock(&qs_g.dev_lock);
+    if (atomic_load_explicit(&qs_g.dev_state, memory_order_relaxed) == QS_DEV_UNKNOWN &&
+        !qs_g.env_forced)
+        memcpy(qs_g.gpu_uuid, uuid, strlen(uuid) + 1);
+    else if (!qs_uuid_equal(uuid, qs_g.gpu_uuid))
+        qs_log_once(&qs_g.logged.no_device,
+                    "the arbiter places vGPU %s on %s, but this "
+                    "process already uses %s",
+                    qs_g.vgpu, uuid, qs_g.gpu_uuid);
+    pthread_mutex_unlock(&qs_g.dev_lock);
+}
+
+/* dev_lock held. */
+static const char *chosen_uuid(void)
+{
+    if (!qs_g.gpu_uuid[0] && qs_g.env_gpu[0])
+        memcpy(qs_g.gpu_uuid, qs_g.env_gpu, sizeof qs_g.gpu_uuid);
+    return qs_g.gpu_uuid;
+}
+
+void qs_device_uuid(char *out, size_t cap)
+{
+    pthread_mutex_lock(&qs_g.dev_lock);
+    snprintf(out, cap, "%s", chosen_uuid());
+    pthread_mutex_unlock(&qs_g.dev_lock);
+}
+
+/* Before the driver's first cuInit: make it enumerate the vGPU's GPU alone, as the real
+ * driver and the simulated one both honour CUDA_VISIBLE_DEVICES at initialisation. The
+ * workload may have changed the variable since it started; the vGPU decides. */
+static void force_visible_devices(void)
+{
+    pthread_mutex_lock(&qs_g.dev_lock);
+    if (!qs_g.env_forced) {
+        const char *uuid = chosen_uuid();
+        const char *cur = getenv("CUDA_VISIBLE_DEVICES");
+        if (uuid[0] && !(cur && strcmp(cur, uuid) == 0))
+            setenv("CUDA_VISIBLE_DEVICES", uuid, 1);
+        qs_g.env_forced = true;
+    }
+    pthread_mutex_unlock(&qs_g.dev_lock);
+}
+
+/* Finds the vGPU's GPU among the devices the driver shows. dev_lock held. */
+static int map_device(void)
+{
+    QS_PFN_cuDeviceGetCount count_fn = QS_REAL(cuDeviceGetCount);
+    QS_PFN_cuDeviceGet get_fn = QS_REAL(cuDeviceGet);
+    QS_PFN_cuDeviceGetUuid_v2 uuid_fn = QS_REAL(cuDeviceGetUuid_v2);
+    int n = 0;
+    if (!count_fn || !get_fn || !uuid_fn || count_fn(&n) != CUDA_SUCCESS)
+        return QS_DEV_UNKNOWN; /* not initialised: the caller passes the driver's error on */
+    const char *uuid = chosen_uuid();
+    for (int i = 0; uuid[0] && i < n; i++) {
+        CUdevice d;
+        CUuuid u;
+        char s[QS_UUID_STR_LEN];
+        if (get_fn(&d, i) != CUDA_SUCCESS || uuid_fn(&u, d) != CUDA_SUCCESS)
+            continue;
+        qs_uuid_format((const unsigned char *)u.bytes, s);
+        if (qs_uuid_equal(s, uuid)) {
+            qs_g.dev = d;
+            return QS_DEV_MAPPED;
+        }
+    }
+    if (uuid[0])
+        qs_log_once(&qs_g.logged.no_device,
+                    "GPU %s of vGPU %s is not visible to this "
+                    "process: it sees no CUDA device",
+                    uuid, qs_g.vgpu);
+    else
+        qs_log_once(&qs_g.logged.no_device,
+                    "no GPU is known for vGPU %s (no arbiter reply, "
+                    "no CUDA_VISIBLE_DEVICES): it sees no CUDA device",
+                    qs_g.vgpu);
+    return QS_DEV_NONE;
+}
+
+int qs_device_state(void)
+{
+    int st = atomic_load_explicit(&qs_g.dev_state, memory_order_acquire);
+    if (st != QS_DEV_UNKNOWN)
+        return st;
+    pthread_mutex_lock(&qs_g.dev_lock);
+    st = atomic_load_explicit(&qs_g.dev_state, memory_order_relaxed);
+    if (st == QS_DEV_UNKNOWN) {
+        st = map_device();
+        /* release: qs_g.dev is written before the state that says it is valid */
+        atomic_store_explicit(&qs_g.dev_state, st, memory_order_release);
+    }
+    pthread_mutex_unlock(&qs_g.dev_lock);
+    return st;
+}
+
+bool qs_device_is_ours(CUdevice dev)
+{
+    return qs_device_state() == QS_DEV_MAPPED && dev == qs_g.dev;
+}
+
+QS_EXPORT CUresult cuInit(unsigned int flags)
+{
+    QS_PFN_cuInit real = QS_REAL(cuInit);
+    if (!real)
+        return qs_cu_error(-ENOSYS);
+    if (!qs_g.managed)
+        return real(flags);
+    qs_init();
+    force_visible_devices();
+    CUresult rc = real(flags);
+    if (rc == CUDA_SUCCESS) {
+        qs_device_state();
+    } else if (rc == CUDA_ERROR_NO_DEVICE) {
+        char uuid[QS_UUID_LEN];
+        qs_device_uuid(uuid, sizeof uuid);
+        if (uuid[0])
+            qs_log_once(&qs_g.logged.no_device,
+                        "GPU %s of vGPU %s is not visible to this "
+                        "process: it sees no CUDA device",
+                        uuid, qs_g.vgpu);
+    }
+    return rc;
+}
+
+QS_EXPORT CUresult cuDeviceGetCount(int *count)
+{
+    QS_PFN_cuDeviceGetCount real = QS_REAL(cuDeviceGetCount);
+    if (!real)
+        return qs_cu_error(-ENOSYS);
+    if (!qs_g.managed || !count)
+        return real(count);
+    qs_init();
+    int n;
+    CUresult rc = real(&n);
+    if (rc != CUDA_SUCCESS)
+        return rc;
+    *count = qs_device_state() == QS_DEV_MAPPED ? 1 : 0;
+    return CUDA_SUCCESS;
+}
+
+QS_EXPORT CUresult cuDeviceGet(CUdevice *device, int ordinal)
+{
+    QS_PFN_cuDeviceGet real = QS_REAL(cuDeviceGet);
+    if (!real)
+        return qs_cu_error(-ENOSYS);
+    if (!qs_g.managed || !device)
+        return real(device, ordinal);
+    qs_init();
+    int st = qs_device_state();
+    if (st == QS_DEV_UNKNOWN)
+        return real(device, ordinal); /* the driver's own answer: not initialised */
+    if (st != QS_DEV_MAPPED || ordinal != 0)
+        return CUDA_ERROR_INVALID_DEVICE;
+    *device = qs_g.dev;
+    return CUDA_SUCCESS;
+}
+
+QS_EXPORT CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev)
+{
+    QS_PFN_cuDeviceTotalMem_v2 real = QS_REAL(cuDeviceTotalMem_v2);
+    if (!real)
+        return qs_cu_error(-ENOSYS);
+    CUresult rc = real(bytes, dev);
+    if (rc == CUDA_SUCCESS && qs_g.managed && qs_device_is_ours(dev)) {
+        qs_init();
+        *bytes = (size_t)qs_mem_quota();
+    }
+    return rc;
+}
+
+QS_EXPORT CUresult cuDeviceTotalMem(unsigned int *bytes, CUdevice dev)
+{
+    QS_PFN_cuDeviceTotalMem real = QS_REAL(cuDeviceTotalMem);
+    if (!real)
+        return qs_cu_error(-ENOSYS);
+    CUresult rc = real(bytes, dev);
+    if (rc == CUDA_SUCCESS && qs_g.managed && qs_device_is_ours(dev)) {
+        qs_init();
+        uint64_t q = qs_mem_quota();
+        *bytes = q > UINT_MAX ? UINT_MAX : (unsigned int)q;
+    }
+    return rc;
+}

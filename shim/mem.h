@@ -1,0 +1,51 @@
+/* mem.h - charging device memory to the vGPU: the allocation hooks' common part.
+ *
+ * An allocation charges its bytes before the driver is asked (so that processes racing
+ * for the last bytes of a quota cannot both win), gives them back if the driver fails,
+ * and remembers them under its pointer or handle, so that its free gives back exactly
+ * that. Charging is an atomic compare-and-swap against this process's reservation; only
+ * when the reservation runs short does the thread ask the agent for more (a round trip
+ * to the arbiter). Threads: any. */
+#ifndef QS_MEM_H
+#define QS_MEM_H
+
+#include <stdint.h>
+
+#include "shim/ptrtab.h"
+#include "shim/state.h"
+
+/* Tenant set-up (the allocation table); called by qs_init_slow() once per process. */
+void qs_mem_init(void);
+/* In a fork child: forget the parent's allocations, reservation and pools. */
+void qs_mem_reset_after_fork(void);
+
+/* The vGPU's quota in bytes; 0 while the arbiter never answered (nothing can be charged). */
+uint64_t qs_mem_quota(void);
+/* What the vGPU's processes hold: the others' as the arbiter last reported, plus ours now. */
+uint64_t qs_mem_vgpu_used(void);
+
+/* Charges n bytes. Returns 0; -EDQUOT past the quota; -ENOTCONN when the reservation is
+ * short and the arbiter unreachable (logged once per outage). */
+int qs_mem_charge(uint64_t n);
+/* Gives n charged bytes back. */
+void qs_mem_uncharge(uint64_t n);
+/* Charges n bytes the device already holds, past the quota if need be. */
+void qs_mem_force(uint64_t n);
+
+/* Remembers that (kind, key) holds bytes charged in the current context (ctx_bound) or
+ * for the process (not). Should the table be out of memory, the charge stays: it then
+ * outlives the allocation, which errs on the safe side (logged once). */
+void qs_mem_track(qs_alloc_kind_t kind, uint64_t key, uint64_t bytes, bool ctx_bound);
+/* Forgets (kind, key); returns what it charged, or 0 when it charged nothing. */
+uint64_t qs_mem_untrack(qs_alloc_kind_t kind, uint64_t key);
+/* Puts back what qs_mem_untrack() took, when the driver refused the free. */
+void qs_mem_retrack(qs_alloc_kind_t kind, uint64_t key, uint64_t bytes, bool ctx_bound);
+
+/* The driver freed everything allocated in ctx (it was destroyed): uncharge it. */
+void qs_mem_context_gone(CUcontext ctx);
+
+/* Stream-ordered pools (shim/pools.c): re-measures every charged pool and charges or
+ * gives back the difference. Cheap when no pool was used. */
+void qs_pools_reconcile(void);
+
+#endif

@@ -1,0 +1,172 @@
+/* nvml.c - NVML as a vGPU's workload sees it: one device, index 0, the vGPU's GPU, whose
+ * memory is the quota. Other GPUs cannot be reached by index or UUID.
+ * Threads: any; the handle is found once (nvml_state, release-stored) under dev_lock. */
+#include <errno.h>
+#include <string.h>
+
+#include "shim/device.h"
+#include "shim/errors.h"
+#include "shim/init.h"
+#include "shim/mem.h"
+#include "shim/real.h"
+
+/* QS_DEV_MAPPED and *dev, QS_DEV_NONE, or the error NVML gave (not initialised) as a
+ * negative nvmlReturn_t. */
+static int our_device(nvmlDevice_t *dev)
+{
+    int st = atomic_load_explicit(&qs_g.nvml_state, memory_order_acquire);
+    if (st == QS_DEV_UNKNOWN) {
+        QS_PFN_nvmlDeviceGetHandleByUUID by_uuid = QS_REAL(nvmlDeviceGetHandleByUUID);
+        char uuid[QS_UUID_LEN];
+        nvmlDevice_t h = NULL;
+        qs_init();
+        qs_device_uuid(uuid, sizeof uuid);
+        nvmlReturn_t r = uuid[0] && by_uuid ? by_uuid(uuid, &h) : NVML_ERROR_NOT_FOUND;
+        if (r == NVML_ERROR_UNINITIALIZED)
+            return -(int)r;
+        pthread_mutex_lock(&qs_g.dev_lock);
+        st = atomic_load_explicit(&qs_g.nvml_state, memory_order_relaxed);
+        if (st == QS_DEV_UNKNOWN) {
+            atomic_store_explicit(&qs_g.nvml_dev, h, memory_order_relaxed);
+            st = r == NVML_SUCCESS ? QS_DEV_MAPPED : QS_DEV_NONE;
+            /* release: the handle is stored before the state that says it is valid */
+            atomic_store_explicit(&qs_g.nvml_state, st, memory_order_release);
+        }
+        pthread_mutex_unlock(&qs_g.dev_lock);
+    }
+    *dev = atomic_load_explicit(&qs_g.nvml_dev, memory_order_relaxed);
+    return st;
+}
+
+static bool is_ours(nvmlDevice_t dev)
+{
+    nvmlDevice_t ours;
+    return our_device(&ours) == QS_DEV_MAPPED && dev == ours;
+}
+
+static nvmlReturn_t count(nvmlReturn_t r, unsigned int *n)
+{
+    nvmlDevice_t ours;
+    if (r != NVML_SUCCESS)
+        return r;
+    int st = our_device(&ours);
+    if (st < 0)
+        return (nvmlReturn_t)-st;
+    *n = st == QS_DEV_MAPPED ? 1 : 0;
+    return NVML_SUCCESS;
+}
+
+QS_EXPORT nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *deviceCount)
+{
+    QS_PFN_nvmlDeviceGetCount_v2 real = QS_REAL(nvmlDeviceGetCount_v2);
+    if (!real)
+        return qs_nvml_error(-ENOSYS);
+    if (!qs_g.managed || !deviceCount)
+        return real(deviceCount);
+    unsigned int n;
+    return count(real(&n), deviceCount);
+}
+
+QS_EXPORT nvmlReturn_t nvmlDeviceGetCount(unsigned int *deviceCount)
+{
+    QS_PFN_nvmlDeviceGetCount real = QS_REAL(nvmlDeviceGetCount);
+    if (!real)
+        return qs_nvml_error(-ENOSYS);
+    if (!qs_g.managed || !deviceCount)
+        return real(deviceCount);
+    unsigned int n;
+    return count(real(&n), deviceCount);
+}
+
+static nvmlReturn_t by_index(unsigned int index, nvmlDevice_t *device)
+{
+    nvmlDevice_t ours;
+    int st = our_device(&ours);
+    if (st < 0)
+        return (nvmlReturn_t)-st;
+    if (st != QS_DEV_MAPPED || index != 0)
+        return NVML_ERROR_INVALID_ARGUMENT; /* as NVML answers an index past the count */
+    *device = ours;
+    return NVML_SUCCESS;
+}
+
+QS_EXPORT nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t *device)
+{
+    QS_PFN_nvmlDeviceGetHandleByIndex_v2 real = QS_REAL(nvmlDeviceGetHandleByIndex_v2);
+    if (!real)
+        return qs_nvml_error(-ENOSYS);
+    if (!qs_g.managed || !device)
+        return real(index, device);
+    return by_index(index, device);
+}
+
+QS_EXPORT nvmlReturn_t nvmlDeviceGetHandleByIndex(unsigned int index, nvmlDevice_t *device)
+{
+    QS_PFN_nvmlDeviceGetHandleByIndex real = QS_REAL(nvmlDeviceGetHandleByIndex);
+    if (!real)
+        return qs_nvml_error(-ENOSYS);
+    if (!qs_g.managed || !device)
+        return real(index, device);
+    return by_index(index, device);
+}
+
+QS_EXPORT nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t *device)
+{
+    QS_PFN_nvmlDeviceGetHandleByUUID real = QS_REAL(nvmlDeviceGetHandleByUUID);
+    if (!real)
+        return qs_nvml_error(-ENOSYS);
+    nvmlDevice_t h = NULL;
+    if (!qs_g.managed || !device)
+        return real(uuid, device);
+    nvmlReturn_t r = real(uuid, &h);
+    if (r != NVML_SUCCESS)
+        return r;
+    if (!is_ours(h))
+        return NVML_ERROR_NOT_FOUND;
+    *device = h;
+    return NVML_SUCCESS;
+}
+
+QS_EXPORT nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t device, unsigned int *index)
+{
+    QS_PFN_nvmlDeviceGetIndex real = QS_REAL(nvmlDeviceGetIndex);
+    if (!real)
+        return qs_nvml_error(-ENOSYS);
+    if (!qs_g.managed || !index || !is_ours(device))
+        return real(device, index);
+    *index = 0;
+    return NVML_SUCCESS;
+}
+
+/* The vGPU's memory: total = quota, used = what its processes hold, free = the rest. */
+static void view(unsigned long long *total, unsigned long long *used, unsigned long long *free)
+{
+    uint64_t q = qs_mem_quota(), u = qs_mem_vgpu_used();
+    *total = q;
+    *used = u > q ? q : u;
+    *free = q - *used;
+}
+
+QS_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t *memory)
+{
+    QS_PFN_nvmlDeviceGetMemoryInfo real = QS_REAL(nvmlDeviceGetMemoryInfo);
+    if (!real)
+        return qs_nvml_error(-ENOSYS);
+    nvmlReturn_t r = real(device, memory);
+    if (r == NVML_SUCCESS && qs_g.managed && memory && is_ours(device))
+        view(&memory->total, &memory->used, &memory->free);
+    return r;
+}
+
+QS_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t *memory)
+{
+    QS_PFN_nvmlDeviceGetMemoryInfo_v2 real = QS_REAL(nvmlDeviceGetMemoryInfo_v2);
+    if (!real)
+        return qs_nvml_error(-ENOSYS);
+    nvmlReturn_t r = real(device, memory);
+    if (r == NVML_SUCCESS && qs_g.managed && memory && is_ours(device)) {
+        view(&memory->total, &memory->used, &memory->free);
+        memory->reserved = 0;
+    }
+    return r;
+}

@@ -1,0 +1,315 @@
+/* pools.c - stream-ordered allocation (cuMemAllocAsync, cuMemAllocFromPoolAsync): a pool
+ * is charged what it holds on the GPU (CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT), not what
+ * its allocations ask for, since the pool keeps freed memory until it trims.
+ *
+ * An allocation charges headroom first (its size, rounded up to the 2 MiB a pool grows
+ * by at least), then settles on the pool's growth measured before and after. A pool
+ * shrinks only when it trims (at synchronisation, cuMemPoolTrimTo): those hooks
+ * re-measure every charged pool. Where the driver cannot measure a pool, each allocation
+ * is charged its size and uncharged at its free.
+ * Threads: any; a pool's lock is held across one measurement and its allocation, so two
+ * threads never count one growth twice. Pool records are added under pools_lock and
+ * never removed, so readers scan them lock-free up to npools (acquire). */
+#include <errno.h>
+
+#include "shim/device.h"
+#include "shim/errors.h"
+#include "shim/init.h"
+#include "shim/log.h"
+#include "shim/mem.h"
+#include "shim/real.h"
+
+#define POOL_CHUNK (2ull << 20)
+
+/* The record of pool, added (charged unless device is 0) when new. NULL when full. */
+static struct qs_pool *record(CUmemoryPool pool, bool device)
+{
+    int n = atomic_load_explicit(&qs_g.npools, memory_order_acquire);
+    for (int i = 0; i < n; i++) {
+        if (qs_g.pools[i].pool == pool)
+            return &qs_g.pools[i];
+    }
+    struct qs_pool *rec = NULL;
+    pthread_mutex_lock(&qs_g.pools_lock);
+    n = atomic_load_explicit(&qs_g.npools, memory_order_relaxed);
+    for (int i = 0; i < n && !rec; i++) {
+        if (qs_g.pools[i].pool == pool)
+            rec = &qs_g.pools[i];
+    }
+    if (!rec && n < QS_MAX_POOLS) {
+        rec = &qs_g.pools[n];
+        pthread_mutex_lock(&rec->lock);
+        rec->pool = pool;
+        rec->device = device;
+        rec->charged = 0;
+        pthread_mutex_unlock(&rec->lock);
+        /* release: the record is filled before readers can reach it */
+        atomic_store_explicit(&qs_g.npools, n + 1, memory_order_release);
+    }
+    pthread_mutex_unlock(&qs_g.pools_lock);
+    if (!rec)
+        qs_log_once(&qs_g.logged.pools_full,
+                    "more than %d memory pools: allocations from "
+                    "the others are charged one by one",
+                    QS_MAX_POOLS);
+    return rec;
+}
+
+/* The bytes pool holds on the GPU. Returns 0 or -ENOSYS when the driver cannot tell. */
+static int reserved_mem(CUmemoryPool pool, uint64_t *bytes)
+{
+    QS_PFN_cuMemPoolGetAttribute get = QS_REAL(cuMemPoolGetAttribute);
+    cuuint64_t v = 0;
+    if (!get || get(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT, &v) != CUDA_SUCCESS)
+        return -ENOSYS;
+    *bytes = v;
+    return 0;
+}
+
+/* Charges or gives back the difference between what rec is charged and what it holds
+ * now (cur). Lock held. */
+static void settle(struct qs_pool *rec, uint64_t cur)
+{
+    if (cur > rec->charged)
+        qs_mem_force(cur - rec->charged);
+    else
+        qs_mem_uncharge(rec->charged - cur);
+    rec->charged = cur;
+}
+
+void qs_pools_reconcile(void)
+{
+    int n = atomic_load_explicit(&qs_g.npools, memory_order_acquire);
+    for (int i = 0; i < n; i++) {
+        struct qs_pool *rec = &qs_g.pools[i];
+        uint64_t cur;
+        pthread_mutex_lock(&rec->lock);
+        if (rec->device && reserved_mem(rec->pool, &cur) == 0)
+            settle(rec, cur);
+        pthread_mutex_unlock(&rec->lock);
+    }
+}
+
+/* One stream-ordered allocation, whichever entry point the application used. */
+struct pool_call {
+    int id;            /* the hook: QS_H_cuMemAllocAsync... */
+    CUdeviceptr *dptr; /* the application's */
+    size_t bytes;      /* asked */
+    CUmemoryPool pool; /* the pool it comes from */
+    CUstream stream;   /* the application's */
+};
+
+static CUresult call_alloc(const struct pool_call *c)
+{
+    switch (c->id) {
+    case QS_H_cuMemAllocAsync:
+        return QS_REAL(cuMemAllocAsync)(c->dptr, c->bytes, c->stream);
+    case QS_H_cuMemAllocAsync_ptsz:
+        return QS_REAL(cuMemAllocAsync_ptsz)(c->dptr, c->bytes, c->stream);
+    case QS_H_cuMemAllocFromPoolAsync:
+        return QS_REAL(cuMemAllocFromPoolAsync)(c->dptr, c->bytes, c->pool, c->stream);
+    default:
+        return QS_REAL(cuMemAllocFromPoolAsync_ptsz)(c->dptr, c->bytes, c->pool, c->stream);
+    }
+}
+
+/* Frees c's allocation again, on the same kind of stream. */
+static void call_free(const struct pool_call *c)
+{
+    bool ptsz = c->id == QS_H_cuMemAllocAsync_ptsz || c->id == QS_H_cuMemAllocFromPoolAsync_ptsz;
+    if (ptsz) {
+        QS_PFN_cuMemFreeAsync_ptsz f = QS_REAL(cuMemFreeAsync_ptsz);
+        if (f)
+            f(*c->dptr, c->stream);
+    } else {
+        QS_PFN_cuMemFreeAsync f = QS_REAL(cuMemFreeAsync);
+        if (f)
+            f(*c->dptr, c->stream);
+    }
+}
+
+/* Where the pool cannot be measured: charge the allocation itself, until its free. */
+static CUresult alloc_unmeasured(const struct pool_call *c)
+{
+    int rc = qs_mem_charge(c->bytes);
+    if (rc < 0)
+        return qs_cu_error(rc);
+    CUresult r = call_alloc(c);
+    if (r != CUDA_SUCCESS)
+        qs_mem_uncharge(c->bytes);
+    else
+        qs_mem_track(QS_ALLOC_DPTR, *c->dptr, c->bytes, true);
+    return r;
+}
+
+static CUresult alloc_charged(const struct pool_call *c)
+{
+    uint64_t cur;
+    struct qs_pool *rec = record(c->pool, true);
+    if (!rec || reserved_mem(c->pool, &cur) < 0)
+        return alloc_unmeasured(c);
+    pthread_mutex_lock(&rec->lock);
+    if (!rec->device) {
+        pthread_mutex_unlock(&rec->lock);
+        return call_alloc(c);
+    }
+    /* What the pool holds may have changed since we last looked (a trim we did not see). */
+    settle(rec, cur);
+    uint64_t headroom = ((uint64_t)c->bytes + POOL_CHUNK - 1) / POOL_CHUNK * POOL_CHUNK;
+    int rc = qs_mem_charge(headroom);
+    if (rc < 0) {
+        pthread_mutex_unlock(&rec->lock);
+        return qs_cu_error(rc);
+    }
+    CUresult r = call_alloc(c);
+    uint64_t after = cur + (r == CUDA_SUCCESS ? headroom : 0);
+    reserved_mem(c->pool, &after);
+    uint64_t have = rec->charged + headroom;
+    if (after > have && r == CUDA_SUCCESS && qs_mem_charge(after - have) < 0) {
+        /* It grew by more than the headroom, past the quota: refuse it. The pool keeps
+         * the memory until it trims, so it stays charged until then. */
+        call_free(c);
+        qs_mem_force(after - have);
+        r = CUDA_ERROR_OUT_OF_MEMORY;
+    } else if (after > have && r != CUDA_SUCCESS) {
+        qs_mem_force(after - have);
+    } else if (after < have) {
+        qs_mem_uncharge(have - after);
+    }
+    rec->charged = after;
+    pthread_mutex_unlock(&rec->lock);
+    return r;
+}
+
+static CUresult alloc_async(struct pool_call *c)
+{
+    if (!qs_g.managed || !c->dptr || c->bytes == 0)
+        return call_alloc(c);
+    qs_init();
+    if (!c->pool) {
+        /* cuMemAllocAsync: the current pool of the stream's device, which is ours. */
+        QS_PFN_cuDeviceGetMemPool get = QS_REAL(cuDeviceGetMemPool);
+        if (qs_device_state() != QS_DEV_MAPPED || !get || get(&c->pool, qs_g.dev) != CUDA_SUCCESS)
+            return alloc_unmeasured(c);
+    }
+    return alloc_charged(c);
+}
+
+#define ASYNC_HOOK(name)                                                                           \
+    QS_EXPORT CUresult name(CUdeviceptr *dptr, size_t bytesize, CUstream hStream)                  \
+    {                                                                                              \
+        if (!QS_REAL(name))                                                                        \
+            return qs_cu_error(-ENOSYS);                                                           \
+        struct pool_call c = {QS_H_##name, dptr, bytesize, NULL, hStream};                         \
+        return alloc_async(&c);                                                                    \
+    }
+#define FROM_POOL_HOOK(name)                                                                       \
+    QS_EXPORT CUresult name(CUdeviceptr *dptr, size_t bytesize, CUmemoryPool pool,                 \
+                            CUstream hStream)                                                      \
+    {                                                                                              \
+        if (!QS_REAL(name))                                                                        \
+            return qs_cu_error(-ENOSYS);                                                           \
+        if (!pool)                                                                                 \
+            return QS_REAL(name)(dptr, bytesize, pool, hStream);                                   \
+        struct pool_call c = {QS_H_##name, dptr, bytesize, pool, hStream};                         \
+        return alloc_async(&c);                                                                    \
+    }
+
+ASYNC_HOOK(cuMemAllocAsync)
+ASYNC_HOOK(cuMemAllocAsync_ptsz)
+FROM_POOL_HOOK(cuMemAllocFromPoolAsync)
+FROM_POOL_HOOK(cuMemAllocFromPoolAsync_ptsz)
+
+/* A stream-ordered free returns memory to its pool, not to the GPU: nothing to give back
+ * until the pool trims, except for an allocation charged on its own. */
+#define FREE_ASYNC_HOOK(name)                                                                      \
+    QS_EXPORT CUresult name(CUdeviceptr dptr, CUstream hStream)                                    \
+    {                                                                                              \
+        QS_PFN_##name real = QS_REAL(name);                                                        \
+        if (!real)                                                                                 \
+            return qs_cu_error(-ENOSYS);                                                           \
+        if (!qs_g.managed || !dptr)                                                                \
+            return real(dptr, hStream);                                                            \
+        uint64_t n = qs_mem_untrack(QS_ALLOC_DPTR, dptr);                                          \
+        CUresult r = real(dptr, hStream);                                                          \
+        if (r == CUDA_SUCCESS)                                                                     \
+            qs_mem_uncharge(n);                                                                    \
+        else                                                                                       \
+            qs_mem_retrack(QS_ALLOC_DPTR, dptr, n, true);                                          \
+        return r;                                                                                  \
+    }
+
+FREE_ASYNC_HOOK(cuMemFreeAsync)
+FREE_ASYNC_HOOK(cuMemFreeAsync_ptsz)
+
+QS_EXPORT CUresult cuMemPoolCreate(CUmemoryPool *pool, const CUmemPoolProps *props)
+{
+    QS_PFN_cuMemPoolCreate real = QS_REAL(cuMemPoolCreate);
+    if (!real)
+        return qs_cu_error(-ENOSYS);
+    CUresult r = real(pool, props);
+    if (r != CUDA_SUCCESS || !qs_g.managed || !pool || !props)
+        return r;
+    bool device = props->location.type == CU_MEM_LOCATION_TYPE_DEVICE ||
+                  props->allocType == CU_MEM_ALLOCATION_TYPE_MANAGED;
+    struct qs_pool *rec = record(*pool, device);
+    if (rec) {
+        /* The handle of a destroyed pool may come back for this one. */
+        pthread_mutex_lock(&rec->lock);
+        rec->device = device;
+        pthread_mutex_unlock(&rec->lock);
+    }
+    return r;
+}
+
+QS_EXPORT CUresult cuMemPoolDestroy(CUmemoryPool pool)
+{
+    QS_PFN_cuMemPoolDestroy real = QS_REAL(cuMemPoolDestroy);
+    if (!real)
+        return qs_cu_error(-ENOSYS);
+    CUresult r = real(pool);
+    if (r != CUDA_SUCCESS || !qs_g.managed)
+        return r;
+    int n = atomic_load_explicit(&qs_g.npools, memory_order_acquire);
+    for (int i = 0; i < n; i++) {
+        struct qs_pool *rec = &qs_g.pools[i];
+        if (rec->pool != pool)
+            continue;
+        pthread_mutex_lock(&rec->lock);
+        settle(rec, 0);
+        rec->device = false;
+        pthread_mutex_unlock(&rec->lock);
+    }
+    return r;
+}
+
+QS_EXPORT CUresult cuMemPoolTrimTo(CUmemoryPool pool, size_t minBytesToKeep)
+{
+    QS_PFN_cuMemPoolTrimTo real = QS_REAL(cuMemPoolTrimTo);
+    if (!real)
+        return qs_cu_error(-ENOSYS);
+    CUresult r = real(pool, minBytesToKeep);
+    if (r == CUDA_SUCCESS && qs_g.managed)
+        qs_pools_reconcile();
+    return r;
+}
+
+/* ---- synchronisation: pools trim here ------------------------------------------------ */
+
+#define SYNC_HOOK(name, params, args)                                                              \
+    QS_EXPORT CUresult name params                                                                 \
+    {                                                                                              \
+        QS_PFN_##name real = QS_REAL(name);                                                        \
+        if (!real)                                                                                 \
+            return qs_cu_error(-ENOSYS);                                                           \
+        CUresult r = real args;                                                                    \
+        if (qs_g.managed && atomic_load_explicit(&qs_g.npools, memory_order_relaxed))              \
+            qs_pools_reconcile();                                                                  \
+        return r;                                                                                  \
+    }
+
+SYNC_HOOK(cuStreamSynchronize, (CUstream hStream), (hStream))
+SYNC_HOOK(cuStreamSynchronize_ptsz, (CUstream hStream), (hStream))
+SYNC_HOOK(cuCtxSynchronize, (void), ())
+SYNC_HOOK(cuCtxSynchronize_v2, (CUcontext ctx), (ctx))
+SYNC_HOOK(cuEventSynchronize, (CUevent hEvent), (hEvent))

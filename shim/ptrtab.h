@@ -1,0 +1,40 @@
+/* ptrtab.h - what each live allocation charged, so that its free uncharges exactly that.
+ *
+ * Threads: any. The table is split into shards, each with its own mutex, chosen by a
+ * hash of the key, so threads freeing and allocating different pointers rarely meet;
+ * there is no global lock. */
+#ifndef QS_PTRTAB_H
+#define QS_PTRTAB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* What a key names: the same number may be a device pointer and, say, a VMM handle. */
+typedef enum qs_alloc_kind {
+    QS_ALLOC_DPTR = 1, /* cuMemAlloc*, cuMemAllocPitch*, cuMemAllocManaged: cuMemFree */
+    QS_ALLOC_ARRAY,    /* cuArrayCreate*, cuArray3DCreate*: cuArrayDestroy */
+    QS_ALLOC_MIPMAP,   /* cuMipmappedArrayCreate: cuMipmappedArrayDestroy */
+    QS_ALLOC_VMM,      /* cuMemCreate: cuMemRelease */
+} qs_alloc_kind_t;
+
+typedef struct qs_ptrtab qs_ptrtab_t;
+
+/* An empty table, or NULL when out of memory. */
+qs_ptrtab_t *qs_ptrtab_new(void);
+/* Frees *self_p and its entries, then sets it to NULL; a NULL *self_p is a no-op. */
+void qs_ptrtab_destroy(qs_ptrtab_t **self_p);
+/* Remembers that (kind, key) charged bytes, in context ctx (NULL: outlives contexts).
+ * Returns 0, -EEXIST when (kind, key) is already there (left unchanged), or -ENOMEM. */
+int qs_ptrtab_put(qs_ptrtab_t *self, qs_alloc_kind_t kind, uint64_t key, uint64_t bytes,
+                  const void *ctx);
+/* Forgets (kind, key) and stores what it charged in *bytes. Returns 0 or -ENOENT. */
+int qs_ptrtab_take(qs_ptrtab_t *self, qs_alloc_kind_t kind, uint64_t key, uint64_t *bytes);
+/* Forgets every entry made in ctx (the driver freed them with it); returns their bytes. */
+uint64_t qs_ptrtab_take_ctx(qs_ptrtab_t *self, const void *ctx);
+/* Number of entries and their bytes, summed shard by shard (not a snapshot). */
+void qs_ptrtab_totals(qs_ptrtab_t *self, uint64_t *count, uint64_t *bytes);
+/* Empties the table and re-creates its mutexes without touching them: for the child of a
+ * fork, where a mutex may have been held by a thread that does not exist there. */
+void qs_ptrtab_reset_after_fork(qs_ptrtab_t *self);
+
+#endif

@@ -1,0 +1,8 @@
+/* state.c - defines the shim's one global (shim/state.h). */
+#include "shim/state.h"
+
+struct qs_state qs_g = {
+    .dev_lock = PTHREAD_MUTEX_INITIALIZER,
+    .init_lock = PTHREAD_MUTEX_INITIALIZER,
+    .pools_lock = PTHREAD_MUTEX_INITIALIZER,
+};

@@ -1,0 +1,20 @@
+/* uuid.h - GPU UUIDs as the driver gives them (16 bytes) and as people, NVML and
+ * CUDA_VISIBLE_DEVICES write them ("GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"). Pure. */
+#ifndef QS_UUID_H
+#define QS_UUID_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define QS_UUID_STR_LEN 41 /* "GPU-" + 36 + NUL */
+
+/* Writes bytes as "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" (lower case) into out. */
+void qs_uuid_format(const unsigned char bytes[16], char out[QS_UUID_STR_LEN]);
+/* Whether a and b name the same GPU: case-insensitive, "GPU-" prefix optional on
+ * either. An empty string matches nothing. */
+bool qs_uuid_equal(const char *a, const char *b);
+/* Copies the first entry of a CUDA_VISIBLE_DEVICES list into out (cap bytes) if it is a
+ * GPU UUID ("GPU-..."), else leaves out empty. Returns whether it copied one. */
+bool qs_uuid_from_visible(const char *visible, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,905 @@
+/* shim_work.c - a CUDA workload for the shim's tests, driven by its arguments.
+ *
+ * Linked against the toolkit's stub libcuda.so like any CUDA program; at run time it binds
+ * to whatever libcuda.so.1 the loader finds (the simulated one in tests), with or without
+ * libqshim.so preloaded. Each argument is a command; each command prints one line to
+ * stdout (line-buffered, so a test can follow a live process):
+ *
+ *   init                      cuInit, device 0's primary context made current
+ *   count                     count <rc> <n>           cuDeviceGetCount
+ *   devices                   dev <ordinal> <rc> <uuid>, for ordinals 0..3
+ *   alloc:SYM:ROUTE:BYTES     alloc <SYM> <ROUTE> <rc> allocate with variant SYM reached
+ *                             through ROUTE; kept for `free`
+ *   alloc_retry:SYM:ROUTE:BYTES:MS   alloc <SYM> <ROUTE> <rc> <tries>  alloc again every
+ *                             10 ms until it succeeds or MS pass
+ *   reset                     reset <rc>               cuDevicePrimaryCtxReset, then the
+ *                             primary context is made current again
+ *   free                      free <rc>                the newest live allocation, freed
+ *                             with the matching variant through the same route
+ *   freeall                   freeall <n>
+ *   free_async                free_async <rc>          cuMemFreeAsync of the newest live
+ *                             (stream-ordered) allocation, without synchronising
+ *   pool_keep:BYTES           pool_keep <rc>           the default pool's release threshold
+ *   pool_trim:BYTES           pool_trim <rc>           cuMemPoolTrimTo on the default pool
+ *   grab:BYTES                grab <n>                 cuMemAlloc_v2 until refused
+ *   info:ROUTE                info <rc> <free> <total> cuMemGetInfo (v2; ROUTE v1: v1)
+ *   totalmem:ROUTE            totalmem <rc> <bytes>    cuDeviceTotalMem of device 0
+ *   nvml                      nvml <rc> <count> <total> <used> <free> <uuid>
+ *   nvml_other:UUID           nvml_other <rc>          nvmlDeviceGetHandleByUUID(UUID)
+ *   launch:SYM:ROUTE:NS       launch <SYM> <ROUTE> <rc> qsim_spin(NS) then synchronize
+ *   resolve:SYM               resolve <SYM> <route>=<object>... which library answers
+ *   nextsym:NAME              nextsym <NAME> <object> same|differs   dlsym(RTLD_NEXT, NAME)
+ *                             from this program, against dlsym(RTLD_DEFAULT, NAME)
+ *   init_via:ROUTE            init <rc>                cuInit and cuDeviceGet found through
+ *                             ROUTE, as a runtime initialising lazily does
+ *   sync                      sync <rc>                cuCtxSynchronize
+ *   sleep:MS                  sleep
+ *   ready / hold              ready (then, for hold, sleeps until killed)
+ *   setenv:NAME=VALUE         setenv
+ *   fork:N                    the child runs the next N commands (its lines prefixed
+ *                             "[child] ") and exits; the parent skips them and prints
+ *                             fork <child's exit status>
+ *   exec:N                    the same, but the child execs this program anew with them
+ *   threads:T:CMD             runs CMD in T threads at once: threads <ok> <failed> <grabbed>;
+ *                             CMD is init, alloc_free:BYTES (200 pairs), or grab:BYTES
+ *                             (cuMemAlloc_v2 until refused; grabbed counts them all)
+ *
+ * ROUTE is one of: direct (the linked symbol), dlsym (dlopen("libcuda.so.1") + dlsym),
+ * default (dlsym(RTLD_DEFAULT)), next (dlsym(RTLD_NEXT)), dlvsym (dlvsym(RTLD_DEFAULT)
+ * with no version the driver has: an unversioned definition matches), procaddr
+ * (cuGetProcAddress_v2 with the variant's name, version and per-thread flag), procaddrmax
+ * (the same asking for CUDA version 99999, as a program newer than the shim), procaddr1
+ * (the same through cuGetProcAddress, the v1 entry point). Exit status: 0, or 2 on a
+ * malformed command. */
+#define __CUDA_API_VERSION_INTERNAL 1
+#include <cuda.h>
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "include/nvml_subset.h"
+
+enum kind {
+    K_ALLOC,
+    K_ALLOC1,
+    K_PITCH,
+    K_PITCH1,
+    K_MANAGED,
+    K_ASYNC,
+    K_POOL,
+    K_VMM,
+    K_ARRAY,
+    K_ARRAY1,
+    K_ARRAY3D,
+    K_ARRAY3D1,
+    K_MIPMAP,
+    K_FREE,
+    K_FREE1,
+    K_FREEASYNC,
+    K_RELEASE,
+    K_ARRAYDESTROY,
+    K_MIPDESTROY,
+    K_SYNC,
+    K_INFO,
+    K_INFO1,
+    K_TOTAL,
+    K_TOTAL1,
+    K_LAUNCH,
+    K_LAUNCHEX,
+    K_COOP,
+    K_GRAPH
+};
+
+/* One exported variant: its name for cuGetProcAddress, the version that introduced it,
+ * whether it is the per-thread one, how to call it, and the linked symbol. */
+struct variant {
+    const char *symbol;
+    const char *name;
+    int version;
+    bool ptsz;
+    enum kind kind;
+    void *direct;
+    const char *free_symbol; /* the variant that frees what this one allocates */
+};
+
+#define V(sym, name, ver, pt, kind, free_sym)                                                      \
+    {                                                                                              \
+#sym, name, ver, pt, kind, (void *)&sym, free_sym                                          \
+    }
+static const struct variant variants[] = {
+    V(cuMemAlloc_v2, "cuMemAlloc", 12000, false, K_ALLOC, "cuMemFree_v2"),
+    V(cuMemAlloc, "cuMemAlloc", 2000, false, K_ALLOC1, "cuMemFree"),
+    V(cuMemAllocPitch_v2, "cuMemAllocPitch", 12000, false, K_PITCH, "cuMemFree_v2"),
+    V(cuMemAllocPitch, "cuMemAllocPitch", 2000, false, K_PITCH1, "cuMemFree"),
+    V(cuMemAllocManaged, "cuMemAllocManaged", 12000, false, K_MANAGED, "cuMemFree_v2"),
+    V(cuMemAllocAsync, "cuMemAllocAsync", 12000, false, K_ASYNC, "cuMemFreeAsync"),
+    V(cuMemAllocAsync_ptsz, "cuMemAllocAsync", 12000, true, K_ASYNC, "cuMemFreeAsync_ptsz"),
+    V(cuMemAllocFromPoolAsync, "cuMemAllocFromPoolAsync", 12000, false, K_POOL, "cuMemFreeAsync"),
+    V(cuMemAllocFromPoolAsync_ptsz, "cuMemAllocFromPoolAsync", 12000, true, K_POOL,
+      "cuMemFreeAsync_ptsz"),
+    V(cuMemCreate, "cuMemCreate", 12000, false, K_VMM, "cuMemRelease"),
+    V(cuArrayCreate_v2, "cuArrayCreate", 12000, false, K_ARRAY, "cuArrayDestroy"),
+    V(cuArrayCreate, "cuArrayCreate", 2000, false, K_ARRAY1, "cuArrayDestroy"),
+    V(cuArray3DCreate_v2, "cuArray3DCreate", 12000, false, K_ARRAY3D, "cuArrayDestroy"),
+    V(cuArray3DCreate, "cuArray3DCreate", 2000, false, K_ARRAY3D1, "cuArrayDestroy"),
+    V(cuMipmappedArrayCreate, "cuMipmappedArrayCreate", 12000, false, K_MIPMAP,
+      "cuMipmappedArrayDestroy"),
+    V(cuMemFree_v2, "cuMemFree", 12000, false, K_FREE, NULL),
+    V(cuMemFree, "cuMemFree", 2000, false, K_FREE1, NULL),
+    V(cuMemFreeAsync, "cuMemFreeAsync", 12000, false, K_FREEASYNC, NULL),
+    V(cuMemFreeAsync_ptsz, "cuMemFreeAsync", 12000, true, K_FREEASYNC, NULL),
+    V(cuMemRelease, "cuMemRelease", 12000, false, K_RELEASE, NULL),
+    V(cuArrayDestroy, "cuArrayDestroy", 12000, false, K_ARRAYDESTROY, NULL),
+    V(cuMipmappedArrayDestroy, "cuMipmappedArrayDestroy", 12000, false, K_MIPDESTROY, NULL),
+    V(cuStreamSynchronize, "cuStreamSynchronize", 12000, false, K_SYNC, NULL),
+    V(cuStreamSynchronize_ptsz, "cuStreamSynchronize", 12000, true, K_SYNC, NULL),
+    V(cuMemGetInfo_v2, "cuMemGetInfo", 12000, false, K_INFO, NULL),
+    V(cuMemGetInfo, "cuMemGetInfo", 2000, false, K_INFO1, NULL),
+    V(cuDeviceTotalMem_v2, "cuDeviceTotalMem", 12000, false, K_TOTAL, NULL),
+    V(cuDeviceTotalMem, "cuDeviceTotalMem", 2000, false, K_TOTAL1, NULL),
+    V(cuLaunchKernel, "cuLaunchKernel", 12000, false, K_LAUNCH, NULL),
+    V(cuLaunchKernel_ptsz, "cuLaunchKernel", 12000, true, K_LAUNCH, NULL),
+    V(cuLaunchKernelEx, "cuLaunchKernelEx", 12000, false, K_LAUNCHEX, NULL),
+    V(cuLaunchKernelEx_ptsz, "cuLaunchKernelEx", 12000, true, K_LAUNCHEX, NULL),
+    V(cuLaunchCooperativeKernel, "cuLaunchCooperativeKernel", 12000, false, K_COOP, NULL),
+    V(cuLaunchCooperativeKernel_ptsz, "cuLaunchCooperativeKernel", 12000, true, K_COOP, NULL),
+    V(cuGraphLaunch, "cuGraphLaunch", 12000, false, K_GRAPH, NULL),
+    V(cuGraphLaunch_ptsz, "cuGraphLaunch", 12000, true, K_GRAPH, NULL),
+    V(cuInit, "cuInit", 12000, false, K_SYNC, NULL),
+    V(cuDeviceGetCount, "cuDeviceGetCount", 12000, false, K_SYNC, NULL),
+    V(cuGetProcAddress_v2, "cuGetProcAddress", 12000, false, K_SYNC, NULL),
+    V(cuMemcpyHtoD_v2, "cuMemcpyHtoD", 12000, false, K_SYNC, NULL),
+};
+#define NVARIANTS (sizeof variants / sizeof *variants)
+
+static const char *prefix = "";
+static CUdevice dev;
+static CUcontext ctx;
+
+static void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void out(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("%s", prefix);
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    fflush(stdout);
+}
+
+static const struct variant *find_variant(const char *symbol)
+{
+    for (size_t i = 0; i < NVARIANTS; i++) {
+        if (strcmp(variants[i].symbol, symbol) == 0)
+            return &variants[i];
+    }
+    return NULL;
+}
+
+/* The function for v through route, or NULL (route unknown, or lookup failed). */
+static void *resolve(const struct variant *v, const char *route)
+{
+    void *fn = NULL;
+    if (strcmp(route, "direct") == 0)
+        return v->direct;
+    if (strcmp(route, "dlsym") == 0) {
+        void *h = dlopen("libcuda.so.1", RTLD_LAZY);
+        return h ? dlsym(h, v->symbol) : NULL;
+    }
+    if (strcmp(route, "default") == 0)
+        return dlsym(RTLD_DEFAULT, v->symbol);
+    if (strcmp(route, "next") == 0)
+        return dlsym(RTLD_NEXT, v->symbol);
+    if (strcmp(route, "dlvsym") == 0)
+        return dlvsym(RTLD_DEFAULT, v->symbol, "QVGPU_ANY");
+    cuuint64_t flags =
+        v->ptsz ? CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM : CU_GET_PROC_ADDRESS_LEGACY_STREAM;
+    if (strcmp(route, "procaddr") == 0) {
+        CUdriverProcAddressQueryResult st;
+        if (cuGetProcAddress_v2(v->name, &fn, v->version, flags, &st) != CUDA_SUCCESS)
+            return NULL;
+        return fn;
+    }
+    if (strcmp(route, "procaddrmax") == 0) {
+        /* as a program built against a toolkit newer than the shim's asks */
+        CUdriverProcAddressQueryResult st;
+        if (cuGetProcAddress_v2(v->name, &fn, 99999, flags, &st) != CUDA_SUCCESS)
+            return NULL;
+        return fn;
+    }
+    if (strcmp(route, "procaddr1") == 0) {
+        if (cuGetProcAddress(v->name, &fn, v->version, flags) != CUDA_SUCCESS)
+            return NULL;
+        return fn;
+    }
+    return NULL;
+}
+
+/* ---- allocations ----------------------------------------------------------------------- */
+
+struct alloc {
+    const struct variant *v; /* how it was made */
+    const char *route;       /* through which route (static storage: argv) */
+    uint64_t handle;         /* pointer, array or VMM handle */
+    CUstream stream;         /* for stream-ordered ones */
+};
+static struct alloc allocs[4096];
+static int nallocs;
+
+static CUstream stream_for(const struct variant *v)
+{
+    (void)v;
+    return NULL; /* the default stream: legacy or per-thread by the variant itself */
+}
+
+static CUresult do_alloc(const struct variant *v, void *fn, uint64_t bytes, uint64_t *handle)
+{
+    CUresult rc;
+    switch (v->kind) {
+    case K_ALLOC: {
+        CUdeviceptr p = 0;
+        rc = ((CUresult(*)(CUdeviceptr *, size_t))fn)(&p, bytes);
+        *handle = p;
+        return rc;
+    }
+    case K_ALLOC1: {
+        CUdeviceptr_v1 p = 0;
+        rc = ((CUresult(*)(CUdeviceptr_v1 *, unsigned int))fn)(&p, (unsigned int)bytes);
+        *handle = p;
+        return rc;
+    }
+    case K_PITCH: {
+        CUdeviceptr p = 0;
+        size_t pitch = 0;
+        rc = ((CUresult(*)(CUdeviceptr *, size_t *, size_t, size_t, unsigned int))fn)(
+            &p, &pitch, 4000, bytes / 4096, 4);
+        *handle = p;
+        return rc;
+    }
+    case K_PITCH1: {
+        CUdeviceptr_v1 p = 0;
+        unsigned int pitch = 0;
+        rc = ((CUresult(*)(CUdeviceptr_v1 *, unsigned int *, unsigned int, unsigned int,
+                           unsigned int))fn)(&p, &pitch, 4000, (unsigned int)(bytes / 4096), 4);
+        *handle = p;
+        return rc;
+    }
+    case K_MANAGED: {
+        CUdeviceptr p = 0;
+        rc =
+            ((CUresult(*)(CUdeviceptr *, size_t, unsigned int))fn)(&p, bytes, CU_MEM_ATTACH_GLOBAL);
+        *handle = p;
+        return rc;
+    }
+    case K_ASYNC: {
+        CUdeviceptr p = 0;
+        rc = ((CUresult(*)(CUdeviceptr *, size_t, CUstream))fn)(&p, bytes, stream_for(v));
+        *handle = p;
+        return rc;
+    }
+    case K_POOL: {
+        CUdeviceptr p = 0;
+        CUmemoryPool pool;
+        if ((rc = cuDeviceGetDefaultMemPool(&pool, dev)) != CUDA_SUCCESS)
+            return rc;
+        rc = ((CUresult(*)(CUdeviceptr *, size_t, CUmemoryPool, CUstream))fn)(&p, bytes, pool,
+                                                                              stream_for(v));
+        *handle = p;
+        return rc;
+    }
+    case K_VMM: {
+        CUmemAllocationProp prop = {.type = CU_MEM_ALLOCATION_TYPE_PINNED,
+                                    .location = {CU_MEM_LOCATION_TYPE_DEVICE, dev}};
+        size_t g = 1;
+        if ((rc = cuMemGetAllocationGranularity(&g, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM)))
+            return rc;
+        CUmemGenericAllocationHandle h = 0;
+        rc = ((CUresult(*)(CUmemGenericAllocationHandle *, size_t, const CUmemAllocationProp *,
+                           unsigned long long))fn)(&h, (bytes + g - 1) / g * g, &prop, 0);
+        *handle = h;
+        return rc;
+    }
+    case K_ARRAY: {
+        /* float4 rows of 4096 texels: 64 KiB each */
+        CUDA_ARRAY_DESCRIPTOR d = {4096, bytes / 65536, CU_AD_FORMAT_FLOAT, 4};
+        CUarray a = NULL;
+        rc = ((CUresult(*)(CUarray *, const CUDA_ARRAY_DESCRIPTOR *))fn)(&a, &d);
+        *handle = (uint64_t)(uintptr_t)a;
+        return rc;
+    }
+    case K_ARRAY1: {
+        CUDA_ARRAY_DESCRIPTOR_v1 d = {4096, (unsigned int)(bytes / 65536), CU_AD_FORMAT_FLOAT, 4};
+        CUarray a = NULL;
+        rc = ((CUresult(*)(CUarray *, const CUDA_ARRAY_DESCRIPTOR_v1 *))fn)(&a, &d);
+        *handle = (uint64_t)(uintptr_t)a;
+        return rc;
+    }
+    case K_ARRAY3D:
+    case K_MIPMAP: {
+        CUDA_ARRAY3D_DESCRIPTOR d = {4096, 16, bytes / (65536 * 16), CU_AD_FORMAT_FLOAT, 4, 0};
+        if (v->kind == K_MIPMAP) {
+            CUmipmappedArray m = NULL;
+            d.Height = bytes / 65536;
+            d.Depth = 0;
+            rc = ((CUresult(*)(CUmipmappedArray *, const CUDA_ARRAY3D_DESCRIPTOR *,
+                               unsigned int))fn)(&m, &d, 1);
+            *handle = (uint64_t)(uintptr_t)m;
+            return rc;
+        }
+        CUarray a = NULL;
+        rc = ((CUresult(*)(CUarray *, const CUDA_ARRAY3D_DESCRIPTOR *))fn)(&a, &d);
+        *handle = (uint64_t)(uintptr_t)a;
+        return rc;
+    }
+    case K_ARRAY3D1: {
+        CUDA_ARRAY3D_DESCRIPTOR_v1 d = {
+            4096, 16, (unsigned int)(bytes / (65536 * 16)), CU_AD_FORMAT_FLOAT, 4, 0};
+        CUarray a = NULL;
+        rc = ((CUresult(*)(CUarray *, const CUDA_ARRAY3D_DESCRIPTOR_v1 *))fn)(&a, &d);
+        *handle = (uint64_t)(uintptr_t)a;
+        return rc;
+    }
+    default:
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+}
+
+static CUresult do_free(const struct alloc *a)
+{
+    const struct variant *fv = find_variant(a->v->free_symbol);
+    void *fn = fv ? resolve(fv, a->route) : NULL;
+    if (!fn)
+        return CUDA_ERROR_NOT_FOUND;
+    switch (fv->kind) {
+    case K_FREE:
+        return ((CUresult(*)(CUdeviceptr))fn)(a->handle);
+    case K_FREE1:
+        return ((CUresult(*)(CUdeviceptr_v1))fn)((CUdeviceptr_v1)a->handle);
+    case K_FREEASYNC: {
+        CUresult rc = ((CUresult(*)(CUdeviceptr, CUstream))fn)(a->handle, a->stream);
+        const struct variant *sv =
+            find_variant(fv->ptsz ? "cuStreamSynchronize_ptsz" : "cuStreamSynchronize");
+        void *sync = resolve(sv, a->route);
+        CUresult rc2 = sync ? ((CUresult(*)(CUstream))sync)(a->stream) : CUDA_ERROR_NOT_FOUND;
+        return rc ? rc : rc2;
+    }
+    case K_RELEASE:
+        return ((CUresult(*)(CUmemGenericAllocationHandle))fn)(a->handle);
+    case K_ARRAYDESTROY:
+        return ((CUresult(*)(CUarray))fn)((CUarray)(uintptr_t)a->handle);
+    case K_MIPDESTROY:
+        return ((CUresult(*)(CUmipmappedArray))fn)((CUmipmappedArray)(uintptr_t)a->handle);
+    default:
+        return CUDA_ERROR_INVALID_VALUE;
+    }
+}
+
+/* ---- commands ------------------------------------------------------------------------- */
+
+static uint64_t parse_bytes(const char *s)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (*end == 'K')
+        v *= 1024;
+    else if (*end == 'M')
+        v *= 1024 * 1024;
+    else if (*end == 'G')
+        v *= 1024.0 * 1024 * 1024;
+    return (uint64_t)v;
+}
+
+static void cmd_init(void)
+{
+    CUresult rc = cuInit(0);
+    if (rc == CUDA_SUCCESS)
+        rc = cuDeviceGet(&dev, 0);
+    if (rc == CUDA_SUCCESS)
+        rc = cuDevicePrimaryCtxRetain(&ctx, dev);
+    if (rc == CUDA_SUCCESS)
+        rc = cuCtxSetCurrent(ctx);
+    out("init %d", rc);
+}
+
+static void uuid_str(CUdevice d, char *s, size_t cap)
+{
+    CUuuid u;
+    if (cuDeviceGetUuid_v2(&u, d) != CUDA_SUCCESS) {
+        snprintf(s, cap, "-");
+        return;
+    }
+    const unsigned char *b = (const unsigned char *)u.bytes;
+    snprintf(s, cap, "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
+}
+
+static void cmd_alloc(char *arg)
+{
+    char *sym = strtok(arg, ":"), *route = strtok(NULL, ":"), *bytes = strtok(NULL, ":");
+    const struct variant *v = sym ? find_variant(sym) : NULL;
+    if (!v || !route || !bytes) {
+        out("alloc %s ? %d", sym ? sym : "?", CUDA_ERROR_INVALID_VALUE);
+        return;
+    }
+    void *fn = resolve(v, route);
+    uint64_t h = 0;
+    CUresult rc = fn ? do_alloc(v, fn, parse_bytes(bytes), &h) : CUDA_ERROR_NOT_FOUND;
+    if (rc == CUDA_SUCCESS && nallocs < (int)(sizeof allocs / sizeof *allocs))
+        allocs[nallocs++] = (struct alloc){v, route, h, stream_for(v)};
+    out("alloc %s %s %d", sym, route, rc);
+}
+
+static void cmd_alloc_retry(char *arg)
+{
+    char *sym = strtok(arg, ":"), *route = strtok(NULL, ":"), *bytes = strtok(NULL, ":");
+    char *ms = strtok(NULL, ":");
+    const struct variant *v = sym ? find_variant(sym) : NULL;
+    if (!v || !route || !bytes || !ms) {
+        out("alloc %s ? %d 0", sym ? sym : "?", CUDA_ERROR_INVALID_VALUE);
+        return;
+    }
+    void *fn = resolve(v, route);
+    struct timespec start, now, pause = {0, 10000000};
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    CUresult rc = CUDA_ERROR_NOT_FOUND;
+    int tries = 0;
+    for (;;) {
+        uint64_t h = 0;
+        tries++;
+        rc = fn ? do_alloc(v, fn, parse_bytes(bytes), &h) : CUDA_ERROR_NOT_FOUND;
+        if (rc == CUDA_SUCCESS) {
+            allocs[nallocs++] = (struct alloc){v, route, h, stream_for(v)};
+            break;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long elapsed = (now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000;
+        if (elapsed >= atol(ms))
+            break;
+        nanosleep(&pause, NULL);
+    }
+    out("alloc %s %s %d %d", sym, route, rc, tries);
+}
+
+static void cmd_free(void)
+{
+    if (nallocs == 0) {
+        out("free %d", CUDA_ERROR_INVALID_VALUE);
+        return;
+    }
+    out("free %d", do_free(&allocs[--nallocs]));
+}
+
+static void cmd_info(const char *route)
+{
+    if (route && strcmp(route, "v1") == 0) {
+        unsigned int f = 0, t = 0;
+        CUresult rc = cuMemGetInfo(&f, &t);
+        out("info %d %u %u", rc, f, t);
+        return;
+    }
+    const struct variant *v = find_variant("cuMemGetInfo_v2");
+    void *fn = resolve(v, route ? route : "direct");
+    size_t f = 0, t = 0;
+    CUresult rc = fn ? ((CUresult(*)(size_t *, size_t *))fn)(&f, &t) : CUDA_ERROR_NOT_FOUND;
+    out("info %d %zu %zu", rc, f, t);
+}
+
+static void cmd_totalmem(const char *route)
+{
+    if (route && strcmp(route, "v1") == 0) {
+        unsigned int b = 0;
+        CUresult rc = cuDeviceTotalMem(&b, dev);
+        out("totalmem %d %u", rc, b);
+        return;
+    }
+    const struct variant *v = find_variant("cuDeviceTotalMem_v2");
+    void *fn = resolve(v, route ? route : "direct");
+    size_t b = 0;
+    CUresult rc = fn ? ((CUresult(*)(size_t *, CUdevice))fn)(&b, dev) : CUDA_ERROR_NOT_FOUND;
+    out("totalmem %d %zu", rc, b);
+}
+
+static void *nvml_lib(void)
+{
+    static void *h;
+    if (!h)
+        h = dlopen("libnvidia-ml.so.1", RTLD_LAZY);
+    return h;
+}
+
+static void cmd_nvml(void)
+{
+    void *h = nvml_lib();
+    if (!h) {
+        out("nvml %d", NVML_ERROR_LIBRARY_NOT_FOUND);
+        return;
+    }
+    __typeof__(&nvmlInit_v2) init = dlsym(h, "nvmlInit_v2");
+    __typeof__(&nvmlDeviceGetCount_v2) count = dlsym(h, "nvmlDeviceGetCount_v2");
+    __typeof__(&nvmlDeviceGetHandleByIndex_v2) by_index = dlsym(h, "nvmlDeviceGetHandleByIndex_v2");
+    __typeof__(&nvmlDeviceGetMemoryInfo) mem = dlsym(h, "nvmlDeviceGetMemoryInfo");
+    __typeof__(&nvmlDeviceGetMemoryInfo_v2) mem2 = dlsym(h, "nvmlDeviceGetMemoryInfo_v2");
+    __typeof__(&nvmlDeviceGetUUID) uuid = dlsym(h, "nvmlDeviceGetUUID");
+    __typeof__(&nvmlDeviceGetIndex) index = dlsym(h, "nvmlDeviceGetIndex");
+    unsigned int n = 0, idx = 99;
+    nvmlDevice_t d;
+    nvmlMemory_t m = {0};
+    nvmlMemory_v2_t m2 = {.version = nvmlMemory_v2};
+    char u[NVML_DEVICE_UUID_V2_BUFFER_SIZE] = "-";
+    nvmlReturn_t rc = init();
+    if (rc == NVML_SUCCESS)
+        rc = count(&n);
+    if (rc == NVML_SUCCESS && n > 0) {
+        rc = by_index(0, &d);
+        if (rc == NVML_SUCCESS)
+            rc = mem(d, &m);
+        if (rc == NVML_SUCCESS)
+            rc = mem2(d, &m2);
+        if (rc == NVML_SUCCESS)
+            rc = uuid(d, u, sizeof u);
+        if (rc == NVML_SUCCESS)
+            rc = index(d, &idx);
+    }
+    nvmlDevice_t d1;
+    nvmlReturn_t rc1 = n > 0 ? by_index(1, &d1) : NVML_ERROR_INVALID_ARGUMENT;
+    out("nvml %d %u %llu %llu %llu %s v2 %llu %llu idx %u second %d", rc, n, m.total, m.used,
+        m.free, u, m2.total, m2.used, idx, rc1);
+}
+
+static void cmd_nvml_other(const char *uuid_arg)
+{
+    void *h = nvml_lib();
+    __typeof__(&nvmlInit_v2) init = h ? dlsym(h, "nvmlInit_v2") : NULL;
+    __typeof__(&nvmlDeviceGetHandleByUUID) by_uuid =
+        h ? dlsym(h, "nvmlDeviceGetHandleByUUID") : NULL;
+    nvmlDevice_t d;
+    if (!init || !by_uuid) {
+        out("nvml_other %d", NVML_ERROR_LIBRARY_NOT_FOUND);
+        return;
+    }
+    init();
+    out("nvml_other %d", by_uuid(uuid_arg, &d));
+}
+
+static CUfunction spin_function(void)
+{
+    static CUfunction f;
+    if (!f) {
+        CUmodule mod;
+        static const char image[] = "qsim";
+        if (cuModuleLoadData(&mod, image) != CUDA_SUCCESS ||
+            cuModuleGetFunction(&f, mod, "qsim_spin") != CUDA_SUCCESS)
+            f = NULL;
+    }
+    return f;
+}
+
+static void cmd_launch(char *arg)
+{
+    char *sym = strtok(arg, ":"), *route = strtok(NULL, ":"), *ns_s = strtok(NULL, ":");
+    const struct variant *v = sym ? find_variant(sym) : NULL;
+    CUfunction f = spin_function();
+    if (!v || !route || !ns_s || !f) {
+        out("launch %s %s %d", sym ? sym : "?", route ? route : "?",
+            f ? CUDA_ERROR_INVALID_VALUE : CUDA_ERROR_NOT_FOUND);
+        return;
+    }
+    void *fn = resolve(v, route);
+    unsigned long long ns = strtoull(ns_s, NULL, 10);
+    void *params[] = {&ns};
+    CUresult rc = CUDA_ERROR_NOT_FOUND;
+    if (fn && v->kind == K_LAUNCH)
+        rc = ((CUresult(*)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                           unsigned, CUstream, void **, void **))fn)(f, 1, 1, 1, 1, 1, 1, 0, NULL,
+                                                                     params, NULL);
+    else if (fn && v->kind == K_COOP)
+        rc = ((CUresult(*)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                           unsigned, CUstream, void **))fn)(f, 1, 1, 1, 1, 1, 1, 0, NULL, params);
+    else if (fn && v->kind == K_LAUNCHEX) {
+        CUlaunchConfig cfg = {.gridDimX = 1,
+                              .gridDimY = 1,
+                              .gridDimZ = 1,
+                              .blockDimX = 1,
+                              .blockDimY = 1,
+                              .blockDimZ = 1};
+        rc = ((CUresult(*)(const CUlaunchConfig *, CUfunction, void **, void **))fn)(&cfg, f,
+                                                                                     params, NULL);
+    } else if (fn && v->kind == K_GRAPH) {
+        /* A graph of one kernel, captured from a stream as runtimes build them. */
+        CUstream st;
+        CUgraph g;
+        CUgraphExec ge;
+        rc = cuStreamCreate(&st, CU_STREAM_NON_BLOCKING);
+        if (rc == CUDA_SUCCESS)
+            rc = cuStreamBeginCapture_v2(st, CU_STREAM_CAPTURE_MODE_GLOBAL);
+        if (rc == CUDA_SUCCESS)
+            rc = cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, st, params, NULL);
+        if (rc == CUDA_SUCCESS)
+            rc = cuStreamEndCapture(st, &g);
+        if (rc == CUDA_SUCCESS)
+            rc = cuGraphInstantiateWithFlags(&ge, g, 0);
+        if (rc == CUDA_SUCCESS)
+            rc = ((CUresult(*)(CUgraphExec, CUstream))fn)(ge, st);
+        if (rc == CUDA_SUCCESS)
+            rc = cuStreamSynchronize(st);
+    }
+    if (rc == CUDA_SUCCESS)
+        rc = cuCtxSynchronize();
+    out("launch %s %s %d", sym, route, rc);
+}
+
+/* Which object each route's answer for sym lies in ("-" for none). */
+static void cmd_resolve(const char *sym)
+{
+    static const char *const routes[] = {"direct", "dlsym",    "default",   "next",
+                                         "dlvsym", "procaddr", "procaddr1", "procaddrmax"};
+    const struct variant *v = find_variant(sym);
+    char line[1024];
+    int n = snprintf(line, sizeof line, "resolve %s", sym);
+    for (size_t i = 0; v && i < sizeof routes / sizeof *routes; i++) {
+        void *fn = resolve(v, routes[i]);
+        Dl_info info;
+        const char *obj = "-";
+        if (fn && dladdr(fn, &info) && info.dli_fname) {
+            const char *slash = strrchr(info.dli_fname, '/');
+            obj = slash ? slash + 1 : info.dli_fname;
+        }
+        n += snprintf(line + n, sizeof line - (size_t)n, " %s=%s", routes[i], obj);
+    }
+    out("%s", line);
+}
+
+static void cmd_nextsym(const char *name)
+{
+    void *next = dlsym(RTLD_NEXT, name), *def = dlsym(RTLD_DEFAULT, name);
+    Dl_info info;
+    const char *obj = "-";
+    if (next && dladdr(next, &info) && info.dli_fname) {
+        const char *slash = strrchr(info.dli_fname, '/');
+        obj = slash ? slash + 1 : info.dli_fname;
+    }
+    out("nextsym %s %s %s", name, obj, next == def ? "same" : "differs");
+}
+
+static void cmd_init_via(const char *route)
+{
+    void *init = resolve(find_variant("cuInit"), route);
+    void *count = resolve(find_variant("cuDeviceGetCount"), route);
+    int n = -1;
+    CUresult rc = init ? ((CUresult(*)(unsigned int))init)(0) : CUDA_ERROR_NOT_FOUND;
+    if (rc == CUDA_SUCCESS)
+        rc = count ? ((CUresult(*)(int *))count)(&n) : CUDA_ERROR_NOT_FOUND;
+    if (rc == CUDA_SUCCESS)
+        rc = cuDeviceGet(&dev, 0);
+    if (rc == CUDA_SUCCESS)
+        rc = cuDevicePrimaryCtxRetain(&ctx, dev);
+    if (rc == CUDA_SUCCESS)
+        rc = cuCtxSetCurrent(ctx);
+    out("init %d %d", rc, n);
+}
+
+static void run(int argc, char **argv);
+
+struct thread_arg {
+    char cmd[256];
+    int ok;
+    long grabbed;
+};
+
+static void *thread_main(void *arg)
+{
+    struct thread_arg *t = arg;
+    char *cmd = t->cmd;
+    if (strcmp(cmd, "init") == 0) {
+        CUdevice d;
+        CUcontext c;
+        t->ok = cuInit(0) == CUDA_SUCCESS && cuDeviceGet(&d, 0) == CUDA_SUCCESS &&
+                cuDevicePrimaryCtxRetain(&c, d) == CUDA_SUCCESS &&
+                cuCtxSetCurrent(c) == CUDA_SUCCESS;
+    } else if (strncmp(cmd, "alloc_free:", 11) == 0) {
+        CUdeviceptr p;
+        CUdevice d;
+        CUcontext c;
+        uint64_t bytes = parse_bytes(cmd + 11);
+        t->ok = cuInit(0) == CUDA_SUCCESS && cuDeviceGet(&d, 0) == CUDA_SUCCESS &&
+                cuDevicePrimaryCtxRetain(&c, d) == CUDA_SUCCESS &&
+                cuCtxSetCurrent(c) == CUDA_SUCCESS;
+        for (int i = 0; t->ok && i < 200; i++)
+            t->ok = cuMemAlloc_v2(&p, bytes) == CUDA_SUCCESS && cuMemFree_v2(p) == CUDA_SUCCESS;
+    } else if (strncmp(cmd, "grab:", 5) == 0) {
+        CUdeviceptr p;
+        uint64_t bytes = parse_bytes(cmd + 5);
+        CUresult rc;
+        cuCtxSetCurrent(ctx);
+        while ((rc = cuMemAlloc_v2(&p, bytes)) == CUDA_SUCCESS)
+            t->grabbed++;
+        t->ok = rc == CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    return NULL;
+}
+
+static void cmd_threads(char *arg)
+{
+    int n = atoi(arg);
+    char *cmd = strchr(arg, ':');
+    if (n <= 0 || n > 64 || !cmd) {
+        out("threads 0 0");
+        return;
+    }
+    pthread_t th[64];
+    struct thread_arg ta[64];
+    for (int i = 0; i < n; i++) {
+        snprintf(ta[i].cmd, sizeof ta[i].cmd, "%s", cmd + 1);
+        ta[i].ok = 0;
+        ta[i].grabbed = 0;
+        pthread_create(&th[i], NULL, thread_main, &ta[i]);
+    }
+    int ok = 0;
+    long grabbed = 0;
+    for (int i = 0; i < n; i++) {
+        pthread_join(th[i], NULL);
+        ok += ta[i].ok;
+        grabbed += ta[i].grabbed;
+    }
+    out("threads %d %d %ld", ok, n - ok, grabbed);
+}
+
+static const char *self_path;
+
+static void cmd_fork(int argc, char **argv, int n, bool exec_it)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (exec_it) {
+            char **args = calloc((size_t)n + 2, sizeof *args);
+            args[0] = (char *)self_path;
+            for (int i = 0; i < n && i < argc; i++)
+                args[i + 1] = argv[i];
+            execv(self_path, args);
+            _exit(127);
+        }
+        prefix = "[child] ";
+        nallocs = 0;
+        run(n < argc ? n : argc, argv);
+        exit(0);
+    }
+    int st = 0;
+    waitpid(pid, &st, 0);
+    out("%s %d", exec_it ? "exec" : "fork", WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+}
+
+static void run(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++) {
+        char buf[512];
+        snprintf(buf, sizeof buf, "%s", argv[i]);
+        char *arg = strchr(buf, ':');
+        if (arg)
+            *arg++ = '\0';
+        const char *cmd = buf;
+        if (strcmp(cmd, "init") == 0) {
+            cmd_init();
+        } else if (strcmp(cmd, "count") == 0) {
+            int n = -1;
+            CUresult rc = cuDeviceGetCount(&n);
+            out("count %d %d", rc, n);
+        } else if (strcmp(cmd, "devices") == 0) {
+            for (int o = 0; o < 4; o++) {
+                CUdevice d;
+                char u[64] = "-";
+                CUresult rc = cuDeviceGet(&d, o);
+                if (rc == CUDA_SUCCESS)
+                    uuid_str(d, u, sizeof u);
+                out("dev %d %d %s", o, rc, u);
+            }
+        } else if (strcmp(cmd, "alloc") == 0 && arg) {
+            cmd_alloc(arg);
+        } else if (strcmp(cmd, "alloc_retry") == 0 && arg) {
+            cmd_alloc_retry(arg);
+        } else if (strcmp(cmd, "reset") == 0) {
+            CUresult rc = cuDevicePrimaryCtxReset_v2(dev);
+            if (rc == CUDA_SUCCESS)
+                rc = cuDevicePrimaryCtxRetain(&ctx, dev);
+            if (rc == CUDA_SUCCESS)
+                rc = cuCtxSetCurrent(ctx);
+            nallocs = 0;
+            out("reset %d", rc);
+        } else if (strcmp(cmd, "free") == 0) {
+            cmd_free();
+        } else if (strcmp(cmd, "freeall") == 0) {
+            int n = 0;
+            while (nallocs > 0 && do_free(&allocs[--nallocs]) == CUDA_SUCCESS)
+                n++;
+            out("freeall %d", n);
+        } else if (strcmp(cmd, "free_async") == 0) {
+            CUresult rc = CUDA_ERROR_INVALID_VALUE;
+            if (nallocs > 0 && allocs[nallocs - 1].v->kind != K_VMM) {
+                struct alloc *a = &allocs[--nallocs];
+                rc = cuMemFreeAsync(a->handle, a->stream);
+            }
+            out("free_async %d", rc);
+        } else if (strcmp(cmd, "pool_keep") == 0 && arg) {
+            CUmemoryPool pool;
+            cuuint64_t keep = parse_bytes(arg);
+            CUresult rc = cuDeviceGetDefaultMemPool(&pool, dev);
+            if (rc == CUDA_SUCCESS)
+                rc = cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &keep);
+            out("pool_keep %d", rc);
+        } else if (strcmp(cmd, "pool_trim") == 0 && arg) {
+            CUmemoryPool pool;
+            CUresult rc = cuDeviceGetDefaultMemPool(&pool, dev);
+            if (rc == CUDA_SUCCESS)
+                rc = cuMemPoolTrimTo(pool, parse_bytes(arg));
+            out("pool_trim %d", rc);
+        } else if (strcmp(cmd, "grab") == 0 && arg) {
+            uint64_t bytes = parse_bytes(arg);
+            int n = 0;
+            CUdeviceptr p;
+            while (n < 100000 && cuMemAlloc_v2(&p, bytes) == CUDA_SUCCESS)
+                n++;
+            out("grab %d", n);
+        } else if (strcmp(cmd, "info") == 0) {
+            cmd_info(arg);
+        } else if (strcmp(cmd, "totalmem") == 0) {
+            cmd_totalmem(arg);
+        } else if (strcmp(cmd, "nvml") == 0) {
+            cmd_nvml();
+        } else if (strcmp(cmd, "nvml_other") == 0 && arg) {
+            cmd_nvml_other(arg);
+        } else if (strcmp(cmd, "launch") == 0 && arg) {
+            cmd_launch(arg);
+        } else if (strcmp(cmd, "resolve") == 0 && arg) {
+            cmd_resolve(arg);
+        } else if (strcmp(cmd, "nextsym") == 0 && arg) {
+            cmd_nextsym(arg);
+        } else if (strcmp(cmd, "init_via") == 0 && arg) {
+            cmd_init_via(arg);
+        } else if (strcmp(cmd, "sync") == 0) {
+            out("sync %d", cuCtxSynchronize());
+        } else if (strcmp(cmd, "sleep") == 0 && arg) {
+            struct timespec ts = {atoi(arg) / 1000, (long)(atoi(arg) % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+            out("sleep");
+        } else if (strcmp(cmd, "ready") == 0) {
+            out("ready");
+        } else if (strcmp(cmd, "hold") == 0) {
+            out("ready");
+            for (;;)
+                pause();
+        } else if (strcmp(cmd, "setenv") == 0 && arg && strchr(arg, '=')) {
+            char *eq = strchr(arg, '=');
+            *eq = '\0';
+            setenv(arg, eq + 1, 1);
+            out("setenv");
+        } else if ((strcmp(cmd, "fork") == 0 || strcmp(cmd, "exec") == 0) && arg) {
+            int n = atoi(arg);
+            cmd_fork(argc - i - 1, argv + i + 1, n, strcmp(cmd, "exec") == 0);
+            i += n;
+        } else if (strcmp(cmd, "threads") == 0 && arg) {
+            cmd_threads(arg);
+        } else {
+            fprintf(stderr, "shim_work: unknown command '%s'\n", argv[i]);
+            exit(2);
+        }
+    }
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    self_path = argv[0];
+    run(argc - 1, argv + 1);
+    return 0;
+}

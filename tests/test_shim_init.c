@@ -1,0 +1,111 @@
+/* test_shim_init.c - when the shim starts: lazily and once whatever the number of threads,
+ * through a runtime's lazy initialisation, and over again in fork and exec children.
+ * A program that never touches CUDA is not touched. */
+#include "tests/shim_support.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void unreachable_vgpu(qts_env_t *e)
+{
+    char uuids[4][64];
+    cr_assert_geq(qts_gpu_uuids(uuids, 4), 1);
+    char *dir = qt_tmpdir();
+    qts_env_vgpu(e, dir, "vgpu-init", "00112233445566778899aabbccddeeff", uuids[0]);
+    free(dir);
+}
+
+Test(shim_init, many_threads_making_the_first_call_at_once_all_succeed)
+{
+    qt_sim_private(NULL);
+    qts_env_t e;
+    char *out = NULL, *err = NULL;
+    unreachable_vgpu(&e);
+    cr_assert_eq(qts_run(&e, &out, &err, "threads:16:init", "count", NULL), 0, "%s", err);
+    cr_assert_eq(qts_field(out, "threads ", 0), 16, "%s", out);
+    cr_assert_eq(qts_field(out, "count ", 1), 1);
+    free(out);
+    free(err);
+}
+
+Test(shim_init, a_runtime_that_initialises_through_cugetprocaddress_gets_the_vgpu)
+{
+    qt_sim_private("GPU A:8GiB:20,GPU B:4GiB:10");
+    char uuids[4][64], *out = NULL;
+    cr_assert_eq(qts_gpu_uuids(uuids, 4), 2);
+    qts_env_t e;
+    char *dir = qt_tmpdir();
+    qts_env_vgpu(&e, dir, "vgpu-lazy", "00", uuids[1]);
+    cr_assert_eq(qts_run(&e, &out, NULL, "init_via:procaddr", "devices", NULL), 0);
+    cr_assert_eq(qts_field(out, "init ", 0), 0);
+    cr_assert_eq(qts_field(out, "init ", 1), 1, "one device through cuGetProcAddress");
+    char line[256];
+    cr_assert(qts_line(out, "dev 0 0 ", line, sizeof line));
+    cr_assert_str_eq(line + 8, uuids[1]);
+    free(out);
+    free(dir);
+}
+
+Test(shim_init, fork_children_work_before_and_after_the_parent_uses_cuda)
+{
+    qt_sim_private(NULL);
+    qts_env_t e;
+    char *out = NULL, *err = NULL;
+    unreachable_vgpu(&e);
+    /* A child forked before any CUDA call initialises on its own; one forked after only
+     * exits (CUDA is not usable in a fork child of an initialised process) and must not
+     * hang on its parent's agent at exit. */
+    cr_assert_eq(qts_run(&e, &out, &err, "fork:3", "init", "count", "alloc:cuMemAlloc_v2:direct:1M",
+                         "init", "count", "fork:1", "ready", "alloc:cuMemAlloc_v2:direct:1M", NULL),
+                 0, "%s", err);
+    cr_assert_eq(qts_field(out, "[child] init ", 0), 0, "%s", out);
+    cr_assert_eq(qts_field(out, "[child] count ", 1), 1);
+    cr_assert_eq(qts_field(out, "[child] alloc cuMemAlloc_v2 direct ", 0), 2,
+                 "the child is a vGPU process of its own (arbiter unreachable)");
+    cr_assert_eq(qts_count_lines(out, "fork 0"), 2, "%s", out);
+    cr_assert_eq(qts_field(out, "count ", 1), 1);
+    cr_assert_eq(qts_field(out, "alloc cuMemAlloc_v2 direct ", 0), 2);
+    free(out);
+    free(err);
+}
+
+Test(shim_init, exec_children_get_the_shim_again)
+{
+    qt_sim_private("GPU A:8GiB:20,GPU B:4GiB:10");
+    char uuids[4][64], *out = NULL, *err = NULL;
+    cr_assert_eq(qts_gpu_uuids(uuids, 4), 2);
+    qts_env_t e;
+    char *dir = qt_tmpdir();
+    qts_env_vgpu(&e, dir, "vgpu-exec", "00", uuids[1]);
+    cr_assert_eq(qts_run(&e, &out, &err, "init", "exec:3", "init", "devices",
+                         "alloc:cuMemAlloc_v2:direct:1M", "count", NULL),
+                 0, "%s", err);
+    cr_assert_eq(qts_field(out, "exec ", 0), 0, "%s", out);
+    char line[256];
+    cr_assert(qts_line(out, "dev 0 0 ", line, sizeof line), "%s", out);
+    cr_assert_str_eq(line + 8, uuids[1]);
+    cr_assert_eq(qts_field(out, "dev 1 ", 0), 101);
+    cr_assert_eq(qts_field(out, "alloc cuMemAlloc_v2 direct ", 0), 2);
+    cr_assert_eq(qts_field(out, "count ", 1), 1);
+    free(out);
+    free(err);
+    free(dir);
+}
+
+Test(shim_init, a_program_that_never_touches_cuda_is_untouched)
+{
+    qt_sim_private(NULL);
+    qts_env_t e;
+    unreachable_vgpu(&e);
+    const char *argv[] = {"/bin/sh", "-c", "echo hello; exit 3", NULL};
+    char *out = NULL, *err = NULL;
+    uint64_t t0 = qt_now_ns();
+    cr_assert_eq(qt_run(argv, e.v, 10000, &out, &err), 3);
+    cr_assert_str_eq(out, "hello\n");
+    cr_assert_str_eq(err, "", "nothing on stderr: %s", err);
+    cr_assert_lt(qt_now_ns() - t0, 2000000000ull, "no wait for an arbiter");
+    free(out);
+    free(err);
+}
