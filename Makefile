@@ -24,18 +24,13 @@ DESTDIR   ?=
 SAN       ?= 0
 
 ifeq ($(SAN),1)
-B := build-san
+BUILD := build-san
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 SANDEFS := -DQV_SAN=1
 else
-B := build
+BUILD := build
 SANFLAGS :=
 SANDEFS :=
-endif
-# `make bench B=pattern` names benchmarks (scripts/run-bench.sh), not the build dir.
-ifeq ($(origin B),command line)
-BENCH_FILTER := $(B)
-override B := $(if $(filter 1,$(SAN)),build-san,build)
 endif
 
 PKGS      := libzmq msgpack jansson inih
@@ -54,7 +49,7 @@ endif
 
 CFLAGS ?= -O2 -g
 override CFLAGS += -std=gnu11 -Wall -Wextra -Werror -fPIC -fvisibility=hidden $(SANFLAGS)
-override CPPFLAGS += -D_GNU_SOURCE $(SANDEFS) -Iinclude -I. -I$(B)/gen \
+override CPPFLAGS += -D_GNU_SOURCE $(SANDEFS) -Iinclude -I. -I$(BUILD)/gen \
                      -isystem $(CUDA_HOME)/include -MMD -MP
 override LDFLAGS += $(SANFLAGS)
 
@@ -64,7 +59,7 @@ LIBS_JSON   := $(shell pkg-config --libs jansson 2>/dev/null)
 LIBS_INI    := $(shell pkg-config --libs inih 2>/dev/null)
 CUDA_STUB   := -L$(CUDA_HOME)/lib64/stubs -lcuda
 
-obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 PROTO_OBJ    := $(call obj,$(wildcard proto/*.c))
 ARBITER_OBJ  := $(call obj,$(filter-out arbiter/main.c,$(wildcard arbiter/*.c)))
@@ -75,17 +70,17 @@ SHIM_OBJ     := $(call obj,$(wildcard shim/*.c))
 SIM_CUDA_OBJ := $(call obj,$(wildcard sim/cuda*.c))
 SIM_NVML_OBJ := $(call obj,$(wildcard sim/nvml*.c))
 SIM_CORE_OBJ := $(call obj,$(filter-out $(wildcard sim/cuda*.c sim/nvml*.c),$(wildcard sim/*.c)))
-SIM_STUB_OBJ := $(B)/obj/gen/sim_stubs.o
+SIM_STUB_OBJ := $(BUILD)/obj/gen/sim_stubs.o
 
-TEST_BIN     := $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
+TEST_BIN     := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 TEST_SUP_OBJ := $(call obj,$(filter-out $(wildcard tests/test_*.c),$(wildcard tests/*.c)))
-TEST_PROGS   := $(patsubst tests/progs/%.c,$(B)/tests/progs/%,$(wildcard tests/progs/*.c))
-BENCH_BIN    := $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/*.c))
+TEST_PROGS   := $(patsubst tests/progs/%.c,$(BUILD)/tests/progs/%,$(wildcard tests/progs/*.c))
+BENCH_BIN    := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 
-GEN := $(B)/gen/cuda_procaddr.h
+GEN := $(BUILD)/gen/cuda_procaddr.h
 
-ARTIFACTS := $(B)/libqshim.so $(B)/qarbiter $(B)/qgpuctl $(B)/libqvgpu.so \
-             $(B)/sim/libcuda.so.1 $(B)/sim/libnvidia-ml.so.1 $(B)/qvgpu.pc
+ARTIFACTS := $(BUILD)/libqshim.so $(BUILD)/qarbiter $(BUILD)/qgpuctl $(BUILD)/libqvgpu.so \
+             $(BUILD)/sim/libcuda.so.1 $(BUILD)/sim/libnvidia-ml.so.1 $(BUILD)/qvgpu.pc
 
 .PHONY: all test bench install clean help
 all: $(ARTIFACTS)
@@ -94,97 +89,100 @@ help:
 	@sed -n '3,8p' Makefile
 
 # ---- generated ----------------------------------------------------------------------
-$(B)/gen/cuda_procaddr.h: scripts/gen-procaddr.sh
+$(BUILD)/gen/cuda_procaddr.h: scripts/gen-procaddr.sh
 	@mkdir -p $(@D)
 	scripts/gen-procaddr.sh $(CUDA_HOME) $@
 
-$(B)/gen/sim_stubs.c: scripts/gen-sim-stubs.sh
+$(BUILD)/gen/sim_stubs.c: scripts/gen-sim-stubs.sh
 	@mkdir -p $(@D)
 	scripts/gen-sim-stubs.sh $(CUDA_HOME) $@
 
 # ---- objects ------------------------------------------------------------------------
-$(B)/obj/%.o: %.c | $(GEN)
+$(BUILD)/obj/%.o: %.c | $(GEN)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
-$(B)/obj/gen/%.o: $(B)/gen/%.c
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 # Tests and benches see the sim's and everyone's internals but export nothing.
-$(B)/obj/tests/%.o $(B)/obj/bench/%.o: CFLAGS += $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
+$(BUILD)/obj/tests/%.o $(BUILD)/obj/bench/%.o: CFLAGS += $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
 
 # ---- artifacts ----------------------------------------------------------------------
 # The shim must not depend on libcuda: it finds the driver at run time, so that a
 # program that never touches CUDA loads no driver, and pass-through stays exact.
-$(B)/libqshim.so: $(SHIM_OBJ) $(PROTO_OBJ)
+$(BUILD)/libqshim.so: $(SHIM_OBJ) $(PROTO_OBJ)
+	@mkdir -p $(@D)
 	$(CC) -shared -Wl,-soname,libqshim.so -Wl,--no-undefined $(LDFLAGS) -o $@ $^ \
 	    $(LIBS_WIRE) -ldl -lpthread
 
-$(B)/libqvgpu.so: $(CLIENT_OBJ) $(PROTO_OBJ)
+$(BUILD)/libqvgpu.so: $(CLIENT_OBJ) $(PROTO_OBJ)
+	@mkdir -p $(@D)
 	$(CC) -shared -Wl,-soname,libqvgpu.so -Wl,--no-undefined $(LDFLAGS) -o $@ $^ \
 	    $(LIBS_WIRE) -lpthread
 
-$(B)/qgpuctl: $(QGPUCTL_OBJ) $(B)/libqvgpu.so
-	$(CC) $(LDFLAGS) -o $@ $(QGPUCTL_OBJ) -L$(B) -lqvgpu \
+$(BUILD)/qgpuctl: $(QGPUCTL_OBJ) $(BUILD)/libqvgpu.so
+	$(CC) $(LDFLAGS) -o $@ $(QGPUCTL_OBJ) -L$(BUILD) -lqvgpu \
 	    -Wl,-rpath,'$$ORIGIN:$$ORIGIN/../lib' $(LIBS_JSON)
 
-$(B)/qarbiter: $(ARBITER_MAIN) $(ARBITER_OBJ) $(PROTO_OBJ)
+$(BUILD)/qarbiter: $(ARBITER_MAIN) $(ARBITER_OBJ) $(PROTO_OBJ)
+	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_WIRE) $(LIBS_JSON) $(LIBS_INI) -ldl -lpthread -lm
 
-$(B)/sim/libcuda.so.1: $(SIM_CUDA_OBJ) $(SIM_CORE_OBJ) $(SIM_STUB_OBJ)
+$(BUILD)/sim/libcuda.so.1: $(SIM_CUDA_OBJ) $(SIM_CORE_OBJ) $(SIM_STUB_OBJ)
 	@mkdir -p $(@D)
 	$(CC) -shared -Wl,-soname,libcuda.so.1 -Wl,--no-undefined $(LDFLAGS) -o $@ $^ \
 	    -lpthread -lrt -lm
 	ln -sf libcuda.so.1 $(@D)/libcuda.so
 
-$(B)/sim/libnvidia-ml.so.1: $(SIM_NVML_OBJ) $(SIM_CORE_OBJ)
+$(BUILD)/sim/libnvidia-ml.so.1: $(SIM_NVML_OBJ) $(SIM_CORE_OBJ)
 	@mkdir -p $(@D)
 	$(CC) -shared -Wl,-soname,libnvidia-ml.so.1 -Wl,--no-undefined $(LDFLAGS) -o $@ $^ \
 	    -lpthread -lrt -lm
 	ln -sf libnvidia-ml.so.1 $(@D)/libnvidia-ml.so
 
-$(B)/qvgpu.pc: scripts/qvgpu.pc.in
+$(BUILD)/qvgpu.pc: scripts/qvgpu.pc.in
 	sed -e 's|@PREFIX@|$(PREFIX)|' $< > $@
 
 # ---- tests and benches --------------------------------------------------------------
 # Test binaries link the arbiter's and client's modules (not their main()) and the wire;
 # --as-needed keeps libcuda/libnvidia-ml out of those that never call the driver. At run
-# time LD_LIBRARY_PATH=$(B)/sim makes them bind to the simulated driver.
+# time LD_LIBRARY_PATH=$(BUILD)/sim makes them bind to the simulated driver.
 TEST_LINK := $(TEST_SUP_OBJ) $(ARBITER_OBJ) $(CLIENT_OBJ) $(PROTO_OBJ)
-TEST_LIBS := -Wl,--as-needed $(CUDA_STUB) -L$(B)/sim -lnvidia-ml -Wl,--no-as-needed \
+TEST_LIBS := -Wl,--as-needed $(CUDA_STUB) -L$(BUILD)/sim -lnvidia-ml -Wl,--no-as-needed \
              $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null) $(LIBS_WIRE) $(LIBS_JSON) \
              $(LIBS_INI) -ldl -lpthread -lrt -lm
 
-$(B)/tests/%: $(B)/obj/tests/%.o $(TEST_LINK) | $(B)/sim/libnvidia-ml.so.1
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-ml.so.1
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(TEST_LINK) $(TEST_LIBS)
 
-$(B)/tests/progs/%: $(B)/obj/tests/progs/%.o
+$(BUILD)/tests/progs/%: $(BUILD)/obj/tests/progs/%.o
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(CUDA_STUB) -ldl -lpthread -lm
 
-$(B)/bench/%: $(B)/obj/bench/%.o $(TEST_LINK) | $(B)/sim/libnvidia-ml.so.1
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-ml.so.1
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(TEST_LINK) $(TEST_LIBS)
 
 test: all $(TEST_BIN) $(TEST_PROGS) $(BENCH_BIN)
-	@scripts/run-tests.sh $(B)
+	@scripts/run-tests.sh $(BUILD)
 
 bench: all $(TEST_PROGS) $(BENCH_BIN)
-	@B=$(BENCH_FILTER) scripts/run-bench.sh $(B)
+	@scripts/run-bench.sh $(BUILD)
 
 # ---- install ------------------------------------------------------------------------
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
 	    $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 0755 $(B)/qarbiter $(B)/qgpuctl $(DESTDIR)$(PREFIX)/bin/
-	install -m 0755 $(B)/libqvgpu.so $(B)/libqshim.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 0755 $(BUILD)/qarbiter $(BUILD)/qgpuctl $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(BUILD)/libqvgpu.so $(BUILD)/libqshim.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 include/qvgpu.h $(DESTDIR)$(PREFIX)/include/
-	install -m 0644 $(B)/qvgpu.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -m 0644 $(BUILD)/qvgpu.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
 
 clean:
 	rm -rf build build-san
 
 .SECONDARY:
--include $(shell find $(B)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

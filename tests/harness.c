@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -423,16 +425,29 @@ const char *qt_shim_preload(void)
 
 /* ---- a real arbiter ---------------------------------------------------------------- */
 
-static bool admin_socket_exists(void *arg)
+/* True when something accepts connections on DIR/admin.sock. The file alone proves
+ * nothing: a killed arbiter leaves it behind. */
+static bool admin_socket_accepts(const char *socket_dir)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if ((size_t)snprintf(sa.sun_path, sizeof sa.sun_path, "%s/admin.sock", socket_dir) >=
+        sizeof sa.sun_path)
+        return false;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    bool ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
+static bool arbiter_up_or_gone(void *arg)
 {
     qt_arbiter_t *a = arg;
-    char *path = xasprintf("%s/admin.sock", a->socket_dir);
-    struct stat st;
-    bool ok = stat(path, &st) == 0;
-    free(path);
-    if (!ok && a->proc && waitpid(a->proc->pid, NULL, WNOHANG) != 0)
-        return true; /* it exited: stop waiting, the caller sees it */
-    return ok;
+    if (admin_socket_accepts(a->socket_dir))
+        return true;
+    /* it exited: stop waiting, arbiter_spawn reports it */
+    return a->proc && waitpid(a->proc->pid, NULL, WNOHANG) != 0;
 }
 
 static int arbiter_spawn(qt_arbiter_t *a)
@@ -444,12 +459,8 @@ static int arbiter_spawn(qt_arbiter_t *a)
     free(bin);
     if (!a->proc)
         return -1;
-    qt_wait_until(admin_socket_exists, a, 5000);
-    char *path = xasprintf("%s/admin.sock", a->socket_dir);
-    struct stat st;
-    int up = stat(path, &st) == 0;
-    free(path);
-    if (!up) {
+    qt_wait_until(arbiter_up_or_gone, a, 5000);
+    if (!admin_socket_accepts(a->socket_dir)) {
         qt_proc_wait(a->proc, 100);
         fprintf(stderr, "harness: qarbiter did not come up:\n%s", qt_proc_stderr(a->proc));
         qt_proc_destroy(&a->proc);
