@@ -1,10 +1,13 @@
 /* agent.c - the agent thread: this process's only link to the arbiter.
  *
  * Threads: the agent thread alone touches conn and the fields marked "agent"; it is
- * also the only writer of the reservation (shim/resv.h) and of the quota. Application
- * threads queue reservation requests under lock and wait on `done`; the agent waits on
- * `wake` between rounds, so a request is sent at once, and drains pushes every
- * POLL_MS. Hooks of the connection (hello, session, push) run on the agent thread. */
+ * also the only writer of the reservation (shim/resv.h), of the quota and of the compute
+ * gate (shim/gate.h). Application threads queue reservation requests under lock and wait
+ * on `done`; a thread blocked at the gate counts itself in the gate and signals `wake`.
+ * While idle the agent waits on `wake` between rounds, so a request is sent at once, and
+ * reads pushes every POLL_MS; while a lease is held or awaited it waits on the socket in
+ * slices of SLICE_MS instead, so that a grant opens the gate as it arrives. Hooks of the
+ * connection (hello, session, push) run on the agent thread. */
 #include "shim/agent.h"
 
 #include <dirent.h>
@@ -23,6 +26,7 @@
 #include "proto/conn.h"
 #include "proto/records.h"
 #include "shim/device.h"
+#include "shim/gate.h"
 #include "shim/log.h"
 #include "shim/mem.h"
 #include "shim/state.h"
@@ -36,6 +40,12 @@
 #define SEND_MS 300          /* each such try waits this long for a connection and hello */
 #define REQUEST_WAIT_MS 4000 /* an application thread's bound on one request */
 #define MiB (1024ull * 1024ull)
+#define MS_NS 1000000ull
+#define SLICE_MS 1           /* pushes are read this often while a lease is held or awaited */
+#define EXT_NS (2 * MS_NS)   /* PROTOCOL.md: tok_ext about 2 ms before the lease ends */
+#define IDLE_NS (2 * MS_NS)  /* no launch this long (at most a quarter lease): the lease goes */
+#define BUSY_NS 100000ull    /* a drain this long found queued work: the process is busy */
+#define MAX_LEASE_NS (60000ull * MS_NS) /* a longer grant is taken as this (hostile input) */
 
 /* One application thread's request, on its stack while it waits. */
 struct qs_req {
@@ -61,6 +71,17 @@ struct qs_agent {
     bool reclaim;           /* a mem_reclaim push awaits action; agent */
     uint64_t reclaim_keep;  /* its keep; agent */
     char err[QP_ERR_LEN];   /* the last failure; agent */
+    /* the compute lease (PROTOCOL.md "Compute tokens"); agent */
+    uint64_t lease;       /* the number of the lease held; 0: none */
+    uint64_t since;       /* monotonic ns its first grant arrived: `used` counts from here */
+    uint64_t end;         /* monotonic ns it ends */
+    uint64_t len;         /* ns of its latest grant */
+    uint64_t last_launch; /* monotonic ns the agent last saw a launch (or the grant) */
+    bool requested;       /* tok_req (or tok_ret with more) sent, no grant since */
+    bool ext_sent;        /* tok_ext sent for the current end */
+    bool revoked;         /* tok_revoke came for the lease held */
+    bool launched;        /* a launch went through during the lease held */
+    bool no_tokens;       /* the arbiter refused tok_req: nothing is enforced this session */
 };
 
 static uint64_t now_ms(void)
@@ -123,11 +144,45 @@ static qp_msg_t *hello_hook(void *arg)
     return qp_new_tenant_hello(CLIENT, qs_g.vgpu, qs_g.secret, getpid(), a->reported_used);
 }
 
+/* Forgets the lease (the session that granted it is gone) and closes the gate, or opens
+ * it for good with free: nobody enforces shares without an arbiter. Waiting threads
+ * re-request in the new session. */
+static void drop_lease(struct qs_agent *a, bool free)
+{
+    a->lease = 0;
+    a->requested = false;
+    a->revoked = false;
+    a->no_tokens = false;
+    qs_gate_set(free ? QS_GATE_FREE : 0);
+}
+
 static void session_hook(void *arg, const qp_msg_t *rep)
 {
     struct qs_agent *a = arg;
     apply_limits(qp_msg_get_map(rep, "vgpu"));
     note_vgpu_used(a, rep);
+    drop_lease(a, false);
+}
+
+/* tok_grant: a new lease, or more time on the one held. The end counts from receipt. */
+static void grant(struct qs_agent *a, uint64_t lease, uint64_t ns)
+{
+    uint64_t now = qs_gate_now();
+    if (ns > MAX_LEASE_NS)
+        ns = MAX_LEASE_NS;
+    if (lease != a->lease || a->lease == 0) {
+        a->lease = lease;
+        a->since = now;
+        a->last_launch = now;
+        a->launched = false;
+        a->revoked = false;
+    }
+    a->end = now + ns;
+    a->len = ns;
+    a->ext_sent = false;
+    a->requested = false;
+    if (!a->revoked)
+        qs_gate_set(a->end);
 }
 
 /* Hook: a push. Runs inside a call on this connection, so it only records what to do. */
@@ -141,6 +196,28 @@ static void push_hook(void *arg, const qp_msg_t *m)
     } else if (t && strcmp(t, "mem_reclaim") == 0 && qp_msg_get_uint(m, "keep", &keep) == 0) {
         a->reclaim_keep = a->reclaim ? (keep < a->reclaim_keep ? keep : a->reclaim_keep) : keep;
         a->reclaim = true;
+    } else if (t && strcmp(t, "tok_grant") == 0) {
+        uint64_t lease, ns;
+        if (qp_msg_get_uint(m, "lease", &lease) == 0 && qp_msg_get_uint(m, "ns", &ns) == 0 &&
+            lease != 0)
+            grant(a, lease, ns);
+    } else if (t && strcmp(t, "tok_revoke") == 0) {
+        uint64_t lease;
+        if (qp_msg_get_uint(m, "lease", &lease) == 0 && lease == a->lease && a->lease) {
+            a->revoked = true;
+            qs_gate_set(0); /* stop submitting now; the agent drains and returns it */
+        }
+    } else if (qp_msg_is_error(m) && a->requested && !a->lease) {
+        /* Errors without an id answer messages without one: here our tok_req, refused by
+         * an arbiter that grants no leases. Launches then go as without an arbiter. */
+        const char *msg = NULL;
+        qp_msg_get_str(m, "msg", &msg);
+        qs_log_once(&qs_g.logged.agent, "the arbiter grants no compute leases (%s): "
+                                        "kernel launches are not gated",
+                    msg ? msg : "no reason given");
+        a->requested = false;
+        a->no_tokens = true;
+        qs_gate_set(QS_GATE_FREE);
     }
 }
 
@@ -163,6 +240,8 @@ static void note_session(struct qs_agent *a)
     int was = atomic_exchange_explicit(&a->connected, up, memory_order_relaxed);
     if (up && !was)
         atomic_store_explicit(&qs_g.logged.unreachable, 0, memory_order_relaxed);
+    if (!up)
+        drop_lease(a, true);
 }
 
 /* Sends a heartbeat (with an id, so that the reply tells the vGPU's use). When no session
@@ -243,6 +322,101 @@ static int reserve(struct qs_agent *a, uint64_t n)
     return -ENOTCONN;
 }
 
+/* ---- the compute lease (agent thread) ------------------------------------------------ */
+
+/* Sends a tok_* message {t, lease (unless 0), used and more (for tok_ret)}. Returns 0 or
+ * as qp_conn_send. */
+static int send_tok(struct qs_agent *a, const char *type, uint64_t lease, uint64_t used, bool more)
+{
+    qp_msg_t *m = qp_msg_new(type);
+    if (!m)
+        return -ENOMEM;
+    if (lease)
+        qp_msg_set_uint(m, "lease", lease);
+    if (strcmp(type, "tok_ret") == 0) {
+        qp_msg_set_uint(m, "used", used);
+        qp_msg_set_bool(m, "more", more);
+    }
+    int rc = qp_conn_send(a->conn, &m, SEND_MS, a->err);
+    note_session(a);
+    return rc;
+}
+
+/* Ends the lease held: closes the gate, waits for the work queued under it, and gives it
+ * back with the time used from the grant to the end of that work. more (queue us again)
+ * when a thread waits at the gate or launched lately; idle says the lease goes back
+ * because launches stopped (then only threads that came since count). */
+static void give_back(struct qs_agent *a, bool idle)
+{
+    qs_gate_set(0);
+    qs_gate_drain();
+    uint64_t done = qs_gate_now(), lease = a->lease;
+    bool more = qs_gate_waiting() > 0 || qs_gate_launched() ||
+                (!idle && done - a->last_launch < IDLE_NS);
+    a->lease = 0;
+    a->revoked = false;
+    if (send_tok(a, "tok_ret", lease, done - a->since, more) == 0 && more)
+        a->requested = true; /* tok_ret with more queues us again */
+}
+
+/* The idle threshold of the lease held: IDLE_NS, at most a quarter of the lease. */
+static uint64_t idle_ns(const struct qs_agent *a)
+{
+    return a->len / 4 < IDLE_NS ? a->len / 4 : IDLE_NS;
+}
+
+/* Whether the process stopped using the GPU under its lease: no launch for idle_ns and
+ * no work left queued. The queued work is waited for with the gate still open: a process
+ * that queued deep and waits for the result is busy, not idle (a drain that lasted says
+ * so), and one that launches again meanwhile keeps its lease. */
+static bool went_idle(struct qs_agent *a, uint64_t now)
+{
+    if (now - a->last_launch < idle_ns(a) || qs_gate_waiting() > 0)
+        return false;
+    qs_gate_drain();
+    uint64_t after = qs_gate_now();
+    if (after - now >= BUSY_NS || qs_gate_launched() || qs_gate_waiting() > 0) {
+        a->last_launch = after;
+        return false;
+    }
+    return true;
+}
+
+/* One step of the lease: ask for one when a thread waits, extend it while launches go
+ * on, give it back when it ends, is revoked, or the process went idle. */
+static void tokens(struct qs_agent *a)
+{
+    if (a->no_tokens)
+        return;
+    uint64_t now = qs_gate_now();
+    if (qs_gate_take_launched()) {
+        a->launched = true;
+        a->last_launch = now;
+    }
+    int waiting = qs_gate_waiting();
+    if (!a->lease) {
+        if (waiting && !a->requested && send_tok(a, "tok_req", 0, 0, false) == 0)
+            a->requested = !a->lease; /* a hello inside the send may have reset us */
+        return;
+    }
+    bool over = a->revoked || now >= a->end;
+    if (!over && !a->ext_sent && now + EXT_NS >= a->end && (a->launched || waiting)) {
+        a->ext_sent = true;
+        send_tok(a, "tok_ext", a->lease, 0, false);
+    }
+    if (over)
+        give_back(a, false);
+    else if (went_idle(a, now))
+        give_back(a, true);
+}
+
+/* Whether the agent must watch the socket closely: a lease is held or awaited. */
+static bool lease_active(struct qs_agent *a)
+{
+    return atomic_load_explicit(&a->connected, memory_order_relaxed) && !a->no_tokens &&
+           (a->lease || a->requested || qs_gate_waiting() > 0);
+}
+
 /* ---- the thread ---------------------------------------------------------------------- */
 
 static void answer(struct qs_agent *a, struct qs_req *queue)
@@ -291,7 +465,9 @@ static void *agent_main(void *arg)
     pthread_cond_broadcast(&a->done);
     uint64_t next_hb = now_ms() + HB_MS;
     while (!a->stop) {
-        if (!a->queue) {
+        /* lease_active() reads the gate's waiters under our lock: a thread counts itself
+         * there before it signals wake, so it is either seen here or wakes us. */
+        if (!a->queue && !lease_active(a)) {
             struct timespec until = deadline_in(POLL_MS);
             pthread_cond_timedwait(&a->wake, &a->lock, &until);
         }
@@ -302,7 +478,10 @@ static void *agent_main(void *arg)
         answer(a, queue);
         if (a->conn) {
             bool up = atomic_load_explicit(&a->connected, memory_order_relaxed);
-            if (up && qp_conn_wait(a->conn, 0, a->err) < 0)
+            if (up)
+                tokens(a);
+            int slice = lease_active(a) ? SLICE_MS : 0;
+            if (up && qp_conn_wait(a->conn, slice, a->err) < 0)
                 note_session(a);
             if (a->reclaim) {
                 a->reclaim = false;
@@ -328,6 +507,7 @@ static void *agent_main(void *arg)
 
 int qs_agent_start(void)
 {
+    qs_gate_reset();
     struct qs_agent *a = calloc(1, sizeof *a);
     if (!a)
         return -ENOMEM;
@@ -353,6 +533,17 @@ int qs_agent_start(void)
     a->started = true;
     qs_g.agent = a;
     return 0;
+}
+
+bool qs_agent_kick(void)
+{
+    struct qs_agent *a = qs_g.agent;
+    if (!a || !a->started)
+        return false;
+    pthread_mutex_lock(&a->lock);
+    pthread_cond_signal(&a->wake);
+    pthread_mutex_unlock(&a->lock);
+    return true;
 }
 
 void qs_agent_wait_hello(int timeout_ms)
@@ -440,6 +631,7 @@ void qs_agent_forget_after_fork(void)
     if (qs_g.agent)
         close_inherited_connections();
     qs_g.agent = NULL;
+    qs_gate_reset(); /* no lease: the parent's is the parent's */
 }
 
 /* At exit: stop the agent and close the connection, so that the arbiter takes back this
@@ -449,6 +641,9 @@ __attribute__((destructor)) static void stop_agent(void)
     struct qs_agent *a = qs_g.agent;
     if (!a || !a->started)
         return;
+    /* Threads still launching while the process exits must not wait for a grant that
+     * will not come. */
+    qs_gate_set(QS_GATE_FREE);
     pthread_mutex_lock(&a->lock);
     a->stop = true;
     pthread_cond_signal(&a->wake);

@@ -79,6 +79,8 @@
     X(cuArrayGetMemoryRequirements)                                                                \
     X(cuCtxGetCurrent)                                                                             \
     X(cuCtxGetDevice)                                                                              \
+    X(cuCtxPopCurrent_v2)                                                                          \
+    X(cuCtxPushCurrent_v2)                                                                         \
     X(cuDeviceGetMemPool)                                                                          \
     X(cuDeviceGetUuid_v2)                                                                          \
     X(cuDevicePrimaryCtxGetState)                                                                  \
