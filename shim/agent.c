@@ -196,14 +196,14 @@ static void push_hook(void *arg, const qp_msg_t *m)
     } else if (t && strcmp(t, "mem_reclaim") == 0 && qp_msg_get_uint(m, "keep", &keep) == 0) {
         a->reclaim_keep = a->reclaim ? (keep < a->reclaim_keep ? keep : a->reclaim_keep) : keep;
         a->reclaim = true;
-    } else if (t && strcmp(t, "tok_grant") == 0) {
-        uint64_t lease, ns;
-        if (qp_msg_get_uint(m, "lease", &lease) == 0 && qp_msg_get_uint(m, "ns", &ns) == 0 &&
-            lease != 0)
-            grant(a, lease, ns);
-    } else if (t && strcmp(t, "tok_revoke") == 0) {
-        uint64_t lease;
-        if (qp_msg_get_uint(m, "lease", &lease) == 0 && lease == a->lease && a->lease) {
+    } else if (qp_is_tok(m)) {
+        qp_tok_t tok;
+        char err[QP_ERR_LEN];
+        if (qp_tok_get(m, &tok, err) < 0) {
+            qs_log_once(&qs_g.logged.agent, "the arbiter sent a malformed %s: %s", t, err);
+        } else if (tok.kind == QP_TOK_GRANT && tok.lease != 0) {
+            grant(a, tok.lease, tok.ns);
+        } else if (tok.kind == QP_TOK_REVOKE && tok.lease == a->lease && a->lease) {
             a->revoked = true;
             qs_gate_set(0); /* stop submitting now; the agent drains and returns it */
         }
@@ -324,19 +324,11 @@ static int reserve(struct qs_agent *a, uint64_t n)
 
 /* ---- the compute lease (agent thread) ------------------------------------------------ */
 
-/* Sends a tok_* message {t, lease (unless 0), used and more (for tok_ret)}. Returns 0 or
- * as qp_conn_send. */
-static int send_tok(struct qs_agent *a, const char *type, uint64_t lease, uint64_t used, bool more)
+/* Sends *m (taken), a tok_* message: no id, no reply. Returns 0 or as qp_conn_send. */
+static int send_tok(struct qs_agent *a, qp_msg_t *m)
 {
-    qp_msg_t *m = qp_msg_new(type);
     if (!m)
         return -ENOMEM;
-    if (lease)
-        qp_msg_set_uint(m, "lease", lease);
-    if (strcmp(type, "tok_ret") == 0) {
-        qp_msg_set_uint(m, "used", used);
-        qp_msg_set_bool(m, "more", more);
-    }
     int rc = qp_conn_send(a->conn, &m, SEND_MS, a->err);
     note_session(a);
     return rc;
@@ -355,7 +347,7 @@ static void give_back(struct qs_agent *a, bool idle)
                 (!idle && done - a->last_launch < IDLE_NS);
     a->lease = 0;
     a->revoked = false;
-    if (send_tok(a, "tok_ret", lease, done - a->since, more) == 0 && more)
+    if (send_tok(a, qp_new_tok_ret(lease, done - a->since, more)) == 0 && more)
         a->requested = true; /* tok_ret with more queues us again */
 }
 
@@ -395,14 +387,14 @@ static void tokens(struct qs_agent *a)
     }
     int waiting = qs_gate_waiting();
     if (!a->lease) {
-        if (waiting && !a->requested && send_tok(a, "tok_req", 0, 0, false) == 0)
+        if (waiting && !a->requested && send_tok(a, qp_new_tok_req()) == 0)
             a->requested = !a->lease; /* a hello inside the send may have reset us */
         return;
     }
     bool over = a->revoked || now >= a->end;
     if (!over && !a->ext_sent && now + EXT_NS >= a->end && (a->launched || waiting)) {
         a->ext_sent = true;
-        send_tok(a, "tok_ext", a->lease, 0, false);
+        send_tok(a, qp_new_tok_ext(a->lease));
     }
     if (over)
         give_back(a, false);

@@ -73,10 +73,22 @@ static bool gate_open(void)
     return end != 0 && qs_gate_now() < end;
 }
 
-CUresult qs_gate_wait(void)
+/* Whether stream is being captured into a graph: its launches are recorded, not run. */
+static bool capturing(CUstream stream)
+{
+    QS_PFN_cuStreamIsCapturing is = QS_REAL(cuStreamIsCapturing);
+    CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
+    return is && is(stream, &st) == CUDA_SUCCESS && st == CU_STREAM_CAPTURE_STATUS_ACTIVE;
+}
+
+CUresult qs_gate_wait(CUstream stream)
 {
     int saved = errno;
     qs_init(); /* a fork child launches before any other hook joined its vGPU */
+    if (capturing(stream)) {
+        errno = saved;
+        return CUDA_SUCCESS;
+    }
     struct qs_gate *g = &qs_g.gate;
     pthread_mutex_lock(&g->lock);
     note_context(g);

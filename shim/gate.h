@@ -32,14 +32,15 @@ static inline uint64_t qs_gate_now(void)
 }
 
 /* The slow path: blocks until this process holds a lease (or nothing is enforced), then
- * returns CUDA_SUCCESS. Records the calling thread's context for the drain. Keeps errno. */
-CUresult qs_gate_wait(void);
+ * returns CUDA_SUCCESS. A launch into a stream being captured runs nothing and goes at
+ * once. Records the calling thread's context for the drain. Keeps errno. */
+CUresult qs_gate_wait(CUstream stream);
 
 /* CUDA_SUCCESS when work may be submitted on stream now (after waiting for a lease if
  * need be); otherwise the error the launch returns. */
 static inline CUresult qs_gate_launch(CUstream stream)
 {
-    (void)stream; /* leases are per process: every stream of it shares one */
+    /* Leases are per process: every stream shares one; only the slow path looks at it. */
     if (!qs_g.managed)
         return CUDA_SUCCESS;
     /* Relaxed: nothing is published with the lease; only its value matters. A launch that
@@ -53,7 +54,7 @@ static inline CUresult qs_gate_launch(CUstream stream)
             atomic_store_explicit(&qs_g.gate.launched, 1, memory_order_relaxed);
         return CUDA_SUCCESS;
     }
-    return qs_gate_wait();
+    return qs_gate_wait(stream);
 }
 
 /* ---- the agent's side (shim/agent.c) ------------------------------------------------- */

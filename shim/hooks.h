@@ -89,6 +89,7 @@
     X(cuMemPoolGetAttribute)                                                                       \
     X(cuMipmappedArrayGetMemoryRequirements)                                                       \
     X(cuStreamGetCtx)                                                                              \
+    X(cuStreamIsCapturing)                                                                         \
     X(nvmlDeviceGetUUID)
 
 /* One id per entry: hooks first (QS_H_<name>), then calls. */

@@ -26,7 +26,14 @@
  *   totalmem:ROUTE            totalmem <rc> <bytes>    cuDeviceTotalMem of device 0
  *   nvml                      nvml <rc> <count> <total> <used> <free> <uuid>
  *   nvml_other:UUID           nvml_other <rc>          nvmlDeviceGetHandleByUUID(UUID)
- *   launch:SYM:ROUTE:NS       launch <SYM> <ROUTE> <rc> qsim_spin(NS) then synchronize
+ *   launch:SYM:ROUTE:NS       launch <SYM> <ROUTE> <rc> <in_us> <after_us>  qsim_spin(NS)
+ *                             then synchronize; in_us: microseconds inside the launch call
+ *                             (a gate waiting for a lease), after_us: from its return
+ *                             until the synchronisation returned (the kernel's run)
+ *   spin:NS:DEPTH:MS          spin <kernels> <after_us> <max_in_us> for MS milliseconds,
+ *                             DEPTH qsim_spin(NS) launches (cuLaunchKernel) then a
+ *                             cuCtxSynchronize, again and again; after_us: the mean per
+ *                             round from the last launch's return to the sync's return
  *   resolve:SYM               resolve <SYM> <route>=<object>... which library answers
  *   nextsym:NAME              nextsym <NAME> <object> same|differs   dlsym(RTLD_NEXT, NAME)
  *                             from this program, against dlsym(RTLD_DEFAULT, NAME)
@@ -585,6 +592,13 @@ static CUfunction spin_function(void)
     return f;
 }
 
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static void cmd_launch(char *arg)
 {
     char *sym = strtok(arg, ":"), *route = strtok(NULL, ":"), *ns_s = strtok(NULL, ":");
@@ -599,6 +613,7 @@ static void cmd_launch(char *arg)
     unsigned long long ns = strtoull(ns_s, NULL, 10);
     void *params[] = {&ns};
     CUresult rc = CUDA_ERROR_NOT_FOUND;
+    uint64_t t0 = now_us(), t1 = 0;
     if (fn && v->kind == K_LAUNCH)
         rc = ((CUresult(*)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
                            unsigned, CUstream, void **, void **))fn)(f, 1, 1, 1, 1, 1, 1, 0, NULL,
@@ -629,14 +644,51 @@ static void cmd_launch(char *arg)
             rc = cuStreamEndCapture(st, &g);
         if (rc == CUDA_SUCCESS)
             rc = cuGraphInstantiateWithFlags(&ge, g, 0);
+        t0 = now_us();
         if (rc == CUDA_SUCCESS)
             rc = ((CUresult(*)(CUgraphExec, CUstream))fn)(ge, st);
+        t1 = now_us();
         if (rc == CUDA_SUCCESS)
             rc = cuStreamSynchronize(st);
     }
+    if (!t1)
+        t1 = now_us();
     if (rc == CUDA_SUCCESS)
         rc = cuCtxSynchronize();
-    out("launch %s %s %d", sym, route, rc);
+    uint64_t t2 = now_us();
+    out("launch %s %s %d %llu %llu", sym, route, rc, (unsigned long long)(t1 - t0),
+        (unsigned long long)(t2 - t1));
+}
+
+static void cmd_spin(const char *arg)
+{
+    unsigned long long ns = 0;
+    int depth = 0, ms = 0;
+    CUfunction f = spin_function();
+    if (sscanf(arg, "%llu:%d:%d", &ns, &depth, &ms) != 3 || depth <= 0 || !f) {
+        out("spin 0 0 0 bad");
+        return;
+    }
+    void *params[] = {&ns};
+    uint64_t start = now_us(), after = 0, max_in = 0, kernels = 0, rounds = 0;
+    while (now_us() - start < (uint64_t)ms * 1000u) {
+        uint64_t t1 = 0;
+        for (int i = 0; i < depth; i++) {
+            uint64_t t0 = now_us();
+            if (cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, params, NULL) != CUDA_SUCCESS) {
+                out("spin %llu 0 0 failed", (unsigned long long)kernels);
+                return;
+            }
+            t1 = now_us();
+            max_in = t1 - t0 > max_in ? t1 - t0 : max_in;
+        }
+        cuCtxSynchronize();
+        after += now_us() - t1;
+        kernels += (uint64_t)depth;
+        rounds++;
+    }
+    out("spin %llu %llu %llu", (unsigned long long)kernels, (unsigned long long)(after / rounds),
+        (unsigned long long)max_in);
 }
 
 /* Which object each route's answer for sym lies in ("-" for none). */
@@ -860,6 +912,8 @@ static void run(int argc, char **argv)
             cmd_nvml_other(arg);
         } else if (strcmp(cmd, "launch") == 0 && arg) {
             cmd_launch(arg);
+        } else if (strcmp(cmd, "spin") == 0 && arg) {
+            cmd_spin(arg);
         } else if (strcmp(cmd, "resolve") == 0 && arg) {
             cmd_resolve(arg);
         } else if (strcmp(cmd, "nextsym") == 0 && arg) {
