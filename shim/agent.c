@@ -492,6 +492,13 @@ static void *agent_main(void *arg)
         }
         pthread_mutex_lock(&a->lock);
     }
+    /* Stopping: threads still waiting for an answer get one; later ones see stop. */
+    for (struct qs_req *r = a->queue; r; r = r->next) {
+        r->rc = -ENOTCONN;
+        r->done = true;
+    }
+    a->queue = NULL;
+    pthread_cond_broadcast(&a->done);
     pthread_mutex_unlock(&a->lock);
     qp_conn_destroy(&a->conn);
     return NULL;
@@ -533,9 +540,10 @@ bool qs_agent_kick(void)
     if (!a || !a->started)
         return false;
     pthread_mutex_lock(&a->lock);
+    bool alive = !a->stop;
     pthread_cond_signal(&a->wake);
     pthread_mutex_unlock(&a->lock);
-    return true;
+    return alive;
 }
 
 void qs_agent_wait_hello(int timeout_ms)
@@ -561,6 +569,11 @@ int qs_agent_reserve(uint64_t n)
     struct qs_req req = {.n = n};
     struct timespec until = deadline_in(REQUEST_WAIT_MS);
     pthread_mutex_lock(&a->lock);
+    if (a->stop) { /* the process is exiting: the agent answers nothing more */
+        pthread_mutex_unlock(&a->lock);
+        errno = saved;
+        return -ENOTCONN;
+    }
     req.next = a->queue;
     a->queue = &req;
     pthread_cond_signal(&a->wake);
@@ -627,7 +640,11 @@ void qs_agent_forget_after_fork(void)
 }
 
 /* At exit: stop the agent and close the connection, so that the arbiter takes back this
- * process's reservation at once. Bounded, since exit must not hang on a stuck arbiter. */
+ * process's reservation (and lease) at once. Bounded, since exit must not hang on a stuck
+ * arbiter. The agent itself is never freed: application threads run on while exit()
+ * calls destructors, and one may have read qs_g.agent just before and be about to lock
+ * it. Stopped, it answers every request -ENOTCONN and opens the gate for good; the
+ * memory goes with the process. */
 __attribute__((destructor)) static void stop_agent(void)
 {
     struct qs_agent *a = qs_g.agent;
@@ -643,11 +660,6 @@ __attribute__((destructor)) static void stop_agent(void)
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += 2;
-    if (pthread_timedjoin_np(a->thread, NULL, &until) == 0) {
-        qs_g.agent = NULL;
-        pthread_cond_destroy(&a->wake);
-        pthread_cond_destroy(&a->done);
-        pthread_mutex_destroy(&a->lock);
-        free(a);
-    }
+    if (pthread_timedjoin_np(a->thread, NULL, &until) == 0)
+        qs_gate_set(QS_GATE_FREE); /* its last round may have closed the gate again */
 }

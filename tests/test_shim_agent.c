@@ -198,3 +198,22 @@ Test(shim_agent, a_forked_child_does_not_keep_its_killed_parents_memory)
     qt_proc_destroy(&next);
     qt_arbiter_destroy(&arb);
 }
+
+Test(shim_agent, a_process_exiting_while_threads_ask_the_agent_exits_cleanly)
+{
+    qts_vgpu_t v;
+    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qts_env_t e;
+    qts_env_of(&e, arb, &v);
+    /* 2 GiB never fits a 1 GiB quota: every allocation waits for the arbiter's refusal,
+     * and the launches for leases, while exit() stops the agent under them. */
+    for (int i = 0; i < 3; i++) {
+        char *out = NULL, *err = NULL;
+        cr_assert_eq(qts_run(&e, &out, &err, "init", "exit_busy:8:2G:300", NULL), 0,
+                     "stdout:\n%s\nstderr:\n%s", out, err);
+        cr_assert_eq(qts_count_lines(out, "exit_busy"), 1, "%s", out);
+        free(out);
+        free(err);
+    }
+    qt_arbiter_destroy(&arb);
+}

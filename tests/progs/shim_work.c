@@ -47,6 +47,9 @@
  *                             "[child] ") and exits; the parent skips them and prints
  *                             fork <child's exit status>
  *   exec:N                    the same, but the child execs this program anew with them
+ *   exit_busy:T:BYTES:MS      starts T threads that allocate BYTES (cuMemAlloc_v2, freed
+ *                             when granted) and launch 0.1 ms kernels without end, sleeps
+ *                             MS, prints exit_busy and exits while they run
  *   threads:T:CMD             runs CMD in T threads at once: threads <ok> <failed> <grabbed>;
  *                             CMD is init, alloc_free:BYTES (200 pairs), or grab:BYTES
  *                             (cuMemAlloc_v2 until refused; grabbed counts them all)
@@ -807,6 +810,44 @@ static void cmd_threads(char *arg)
     out("threads %d %d %ld", ok, n - ok, grabbed);
 }
 
+static void *busy_main(void *arg)
+{
+    uint64_t bytes = *(const uint64_t *)arg;
+    unsigned long long ns = 100000;
+    void *params[] = {&ns};
+    CUfunction f = spin_function();
+    cuCtxSetCurrent(ctx);
+    for (;;) {
+        CUdeviceptr p;
+        if (cuMemAlloc_v2(&p, bytes) == CUDA_SUCCESS)
+            cuMemFree_v2(p);
+        if (f)
+            cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, params, NULL);
+    }
+    return NULL;
+}
+
+static void cmd_exit_busy(const char *arg)
+{
+    int n = 0, ms = 0;
+    static uint64_t bytes;
+    char size[64];
+    if (sscanf(arg, "%d:%63[^:]:%d", &n, size, &ms) != 3 || n <= 0 || n > 64) {
+        out("exit_busy bad");
+        return;
+    }
+    bytes = parse_bytes(size);
+    spin_function(); /* loaded once, before the threads race for it */
+    for (int i = 0; i < n; i++) {
+        pthread_t t;
+        pthread_create(&t, NULL, busy_main, &bytes);
+    }
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    out("exit_busy");
+    exit(0);
+}
+
 static const char *self_path;
 
 static void cmd_fork(int argc, char **argv, int n, bool exec_it)
@@ -914,6 +955,8 @@ static void run(int argc, char **argv)
             cmd_launch(arg);
         } else if (strcmp(cmd, "spin") == 0 && arg) {
             cmd_spin(arg);
+        } else if (strcmp(cmd, "exit_busy") == 0 && arg) {
+            cmd_exit_busy(arg);
         } else if (strcmp(cmd, "resolve") == 0 && arg) {
             cmd_resolve(arg);
         } else if (strcmp(cmd, "nextsym") == 0 && arg) {
