@@ -12,7 +12,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -46,6 +45,15 @@
 #define IDLE_NS (2 * MS_NS)  /* no launch this long (at most a quarter lease): the lease goes */
 #define BUSY_NS 100000ull    /* a drain this long found queued work: the process is busy */
 #define MAX_LEASE_NS (60000ull * MS_NS) /* a longer grant is taken as this (hostile input) */
+
+/* The arbiter's tenant socket as a peer sees it: the address it bound (which may differ
+ * from our path to it: a symlink, a bind mount into a container) and the credentials of
+ * the process that listens. Every connection to it, ZeroMQ's included, shows both. */
+struct qs_peer_sig {
+    struct sockaddr_un addr; /* getpeername() of a connection */
+    socklen_t len;           /* its length */
+    struct ucred cred;       /* SO_PEERCRED of a connection */
+};
 
 /* One application thread's request, on its stack while it waits. */
 struct qs_req {
@@ -82,6 +90,10 @@ struct qs_agent {
     bool revoked;         /* tok_revoke came for the lease held */
     bool launched;        /* a launch went through during the lease held */
     bool no_tokens;       /* the arbiter refused tok_req: nothing is enforced this session */
+    /* what a fork child closes: the agent writes sig with sig_ok cleared, then sets it
+     * (release); the child of a fork in between sees it cleared and closes nothing */
+    struct qs_peer_sig sig; /* learned by probe_arbiter() */
+    atomic_bool sig_ok;     /* sig is complete */
 };
 
 static uint64_t now_ms(void)
@@ -110,6 +122,37 @@ static uint64_t headroom(void)
 {
     uint64_t h = qs_mem_quota() / 16;
     return h < 8 * MiB ? 8 * MiB : h > 256 * MiB ? 256 * MiB : h;
+}
+
+/* Whether something accepts connections on the tenant socket: a quick local check, so
+ * that a process started while the arbiter is down does not wait for a hello that cannot
+ * come (a stale socket file refuses at once). A connection also tells a->sig, what this
+ * process's connections to the arbiter look like (a fork child closes its copies). */
+static bool probe_arbiter(struct qs_agent *a)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    int n = snprintf(sun.sun_path, sizeof sun.sun_path, "%s/tenant.sock", qs_g.socket_dir);
+    if (n < 0 || (size_t)n >= sizeof sun.sun_path)
+        return true; /* qp_conn_new says what is wrong */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return true;
+    bool ok = connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
+    if (ok) {
+        struct qs_peer_sig sig = {.len = sizeof sig.addr};
+        socklen_t clen = sizeof sig.cred;
+        if (getpeername(fd, (struct sockaddr *)&sig.addr, &sig.len) == 0 &&
+            sig.len <= sizeof sig.addr &&
+            getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &sig.cred, &clen) == 0) {
+            atomic_store_explicit(&a->sig_ok, false, memory_order_relaxed);
+            /* the clear lands before the new bytes: a fork snapshots memory at any point */
+            atomic_thread_fence(memory_order_release);
+            a->sig = sig;
+            atomic_store_explicit(&a->sig_ok, true, memory_order_release);
+        }
+    }
+    close(fd);
+    return ok;
 }
 
 /* ---- what the arbiter tells us ------------------------------------------------------- */
@@ -162,6 +205,7 @@ static void session_hook(void *arg, const qp_msg_t *rep)
     apply_limits(qp_msg_get_map(rep, "vgpu"));
     note_vgpu_used(a, rep);
     drop_lease(a, false);
+    probe_arbiter(a); /* a new session may be a restarted arbiter: a new pid */
 }
 
 /* tok_grant: a new lease, or more time on the one held. The end counts from receipt. */
@@ -425,23 +469,6 @@ static void answer(struct qs_agent *a, struct qs_req *queue)
     }
 }
 
-/* Whether something accepts connections on the tenant socket: a quick local check, so
- * that a process started while the arbiter is down does not wait for a hello that cannot
- * come (a stale socket file refuses at once). */
-static bool arbiter_listening(void)
-{
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    int n = snprintf(sun.sun_path, sizeof sun.sun_path, "%s/tenant.sock", qs_g.socket_dir);
-    if (n < 0 || (size_t)n >= sizeof sun.sun_path)
-        return true; /* qp_conn_new says what is wrong */
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return true;
-    bool ok = connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
-    close(fd);
-    return ok;
-}
-
 static void *agent_main(void *arg)
 {
     struct qs_agent *a = arg;
@@ -451,7 +478,7 @@ static void *agent_main(void *arg)
     if (!a->conn)
         qs_log_once(&qs_g.logged.agent, "cannot connect to the arbiter: %s", err);
     else
-        heartbeat(a, arbiter_listening() ? CALL_MS : 0);
+        heartbeat(a, probe_arbiter(a) ? CALL_MS : 0);
     pthread_mutex_lock(&a->lock);
     a->hello_done = true;
     pthread_cond_broadcast(&a->done);
@@ -603,27 +630,27 @@ int qs_agent_reserve(uint64_t n)
 /* Closes this process's copies of the parent's connections to the tenant socket. Left
  * open, a long-lived child (a data-loader worker) would keep the parent's connection up
  * after the parent is killed, and the arbiter would see the death only when heartbeats
- * stop, not at once. A connected Unix socket's peer name is the path it connected to. */
-static void close_inherited_connections(void)
+ * stop, not at once. A socket is one when its peer has the address and credentials the
+ * parent's probe saw: the address as the arbiter bound it, not the path this process
+ * reaches it by, which may differ (symlink, bind mount), and the listening process's
+ * pid, uid and gid, so that no other socket that happens to share the name is closed. */
+static void close_inherited_connections(const struct qs_peer_sig *sig)
 {
-    char want[sizeof((struct sockaddr_un *)0)->sun_path];
-    int n = snprintf(want, sizeof want, "%s/tenant.sock", qs_g.socket_dir);
     DIR *d = opendir("/proc/self/fd");
-    if (!d || n < 0 || (size_t)n >= sizeof want) {
-        if (d)
-            closedir(d);
+    if (!d)
         return;
-    }
     struct dirent *e;
     while ((e = readdir(d))) {
         int fd = atoi(e->d_name);
         struct sockaddr_un sun;
-        socklen_t len = sizeof sun;
+        socklen_t len = sizeof sun, clen = sizeof(struct ucred);
+        struct ucred cred;
         if (fd <= 2 || fd == dirfd(d))
             continue;
-        if (getpeername(fd, (struct sockaddr *)&sun, &len) == 0 && sun.sun_family == AF_UNIX &&
-            len > offsetof(struct sockaddr_un, sun_path) &&
-            strncmp(sun.sun_path, want, sizeof sun.sun_path) == 0)
+        if (getpeername(fd, (struct sockaddr *)&sun, &len) == 0 && len == sig->len &&
+            memcmp(&sun, &sig->addr, len) == 0 &&
+            getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0 &&
+            cred.pid == sig->cred.pid && cred.uid == sig->cred.uid && cred.gid == sig->cred.gid)
             close(fd);
     }
     closedir(d);
@@ -633,10 +660,13 @@ void qs_agent_forget_after_fork(void)
 {
     /* The parent's agent is left as it is: its thread, mutexes and ZeroMQ context belong to
      * a process image this one no longer shares. The child says its own hello. */
-    if (qs_g.agent)
-        close_inherited_connections();
+    int saved = errno; /* fork() must leave the application's errno as it was */
+    struct qs_agent *a = qs_g.agent;
+    if (a && atomic_load_explicit(&a->sig_ok, memory_order_acquire))
+        close_inherited_connections(&a->sig);
     qs_g.agent = NULL;
     qs_gate_reset(); /* no lease: the parent's is the parent's */
+    errno = saved;
 }
 
 /* At exit: stop the agent and close the connection, so that the arbiter takes back this

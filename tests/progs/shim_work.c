@@ -47,6 +47,9 @@
  *                             "[child] ") and exits; the parent skips them and prints
  *                             fork <child's exit status>
  *   exec:N                    the same, but the child execs this program anew with them
+ *   fork_errno                sets errno to EXDEV and forks: the child prints
+ *                             "[child] fork_errno <errno>" at once and exits; the parent
+ *                             fork_errno <its errno after fork>
  *   exit_busy:T:BYTES:MS      starts T threads that allocate BYTES (cuMemAlloc_v2, freed
  *                             when granted) and launch 0.1 ms kernels without end, sleeps
  *                             MS, prints exit_busy and exits while they run
@@ -65,6 +68,7 @@
 #include <cuda.h>
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -848,6 +852,21 @@ static void cmd_exit_busy(const char *arg)
     exit(0);
 }
 
+static void cmd_fork_errno(void)
+{
+    fflush(stdout);
+    errno = EXDEV;
+    pid_t pid = fork();
+    int e = errno;
+    if (pid == 0) {
+        printf("[child] fork_errno %d\n", e);
+        fflush(stdout);
+        _exit(0);
+    }
+    waitpid(pid, NULL, 0);
+    out("fork_errno %d", e);
+}
+
 static const char *self_path;
 
 static void cmd_fork(int argc, char **argv, int n, bool exec_it)
@@ -955,6 +974,8 @@ static void run(int argc, char **argv)
             cmd_launch(arg);
         } else if (strcmp(cmd, "spin") == 0 && arg) {
             cmd_spin(arg);
+        } else if (strcmp(cmd, "fork_errno") == 0) {
+            cmd_fork_errno();
         } else if (strcmp(cmd, "exit_busy") == 0 && arg) {
             cmd_exit_busy(arg);
         } else if (strcmp(cmd, "resolve") == 0 && arg) {
