@@ -126,7 +126,8 @@ Test(shim_gate, every_launch_route_waits_for_the_lease)
     }
     cmds[n] = NULL;
     char *out = NULL, *err = NULL;
-    cr_assert_eq(qts_runv(&ea, &out, &err, cmds), 0, "%s", err);
+    int st = qts_runv(&ea, &out, &err, cmds);
+    cr_assert_eq(st, 0, "exit %d\nstdout:\n%s\nstderr:\n%s", st, out, err);
     for (size_t l = 0; l < NL; l++) {
         for (size_t r = 0; r < NR; r++) {
             char prefix[128];
