@@ -119,7 +119,7 @@ Test(shim_gate, every_launch_route_waits_for_the_lease)
     size_t n = 1, k = 0;
     for (size_t l = 0; l < NL; l++) {
         for (size_t r = 0; r < NR; r++, k++) {
-            snprintf(bufs[k], sizeof bufs[k], "launch:%s:%s:10000000", launches[l], routes[r]);
+            snprintf(bufs[k], sizeof bufs[k], "launch:%s:%s:10000000:timed", launches[l], routes[r]);
             cmds[n++] = bufs[k];
             cmds[n++] = "sleep:20";
         }
