@@ -333,8 +333,7 @@ QS_EXPORT CUresult cuCtxDestroy_v2(CUcontext ctx)
     QS_PFN_cuCtxDestroy_v2 real = QS_REAL(cuCtxDestroy_v2);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (qs_g.managed)
-        qs_gate_forget_context(ctx); /* first: the agent must not be draining it */
+    qs_gate_forget_context(ctx); /* first: the agent must not be draining it */
     CUresult r = real(ctx);
     if (r == CUDA_SUCCESS && qs_g.managed)
         qs_mem_context_gone(ctx);
@@ -346,8 +345,7 @@ QS_EXPORT CUresult cuCtxDestroy(CUcontext ctx)
     QS_PFN_cuCtxDestroy real = QS_REAL(cuCtxDestroy);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (qs_g.managed)
-        qs_gate_forget_context(ctx); /* first: the agent must not be draining it */
+    qs_gate_forget_context(ctx); /* first: the agent must not be draining it */
     CUresult r = real(ctx);
     if (r == CUDA_SUCCESS && qs_g.managed)
         qs_mem_context_gone(ctx);
