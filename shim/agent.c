@@ -298,6 +298,18 @@ static void note_session(struct qs_agent *a)
         drop_lease(a, true);
 }
 
+/* The gate follows whether the arbiter can be reached, as told by an exchange's result
+ * rc: free while it cannot (nobody would grant a lease: waiting launches would hang),
+ * closed again once an exchange succeeds (a new session closes it by itself). */
+static void note_reach(struct qs_agent *a, int rc)
+{
+    if (rc == -ENOTCONN)
+        drop_lease(a, true);
+    else if (rc == 0 && !a->no_tokens &&
+             atomic_load_explicit(&qs_g.gate.end, memory_order_relaxed) == QS_GATE_FREE)
+        qs_gate_set(0);
+}
+
 /* Sends a heartbeat (with an id, so that the reply tells the vGPU's use). When no session
  * is open this is also how a new one is tried: the connection says hello first. */
 static void heartbeat(struct qs_agent *a, int timeout_ms)
@@ -314,6 +326,7 @@ static void heartbeat(struct qs_agent *a, int timeout_ms)
     }
     qp_msg_destroy(&rep);
     note_session(a);
+    note_reach(a, rc);
     if (rc == -EACCES)
         note_refused(a);
     else if (rc == 0)
@@ -385,6 +398,7 @@ static int send_tok(struct qs_agent *a, qp_msg_t *m)
         return -ENOMEM;
     int rc = qp_conn_send(a->conn, &m, SEND_MS, a->err);
     note_session(a);
+    note_reach(a, rc);
     return rc;
 }
 
