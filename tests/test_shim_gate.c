@@ -236,3 +236,25 @@ Test(shim_gate, launches_go_on_when_the_arbiter_dies_and_wait_again_when_it_is_b
     qt_proc_destroy(&pa);
     qt_arbiter_destroy(&arb);
 }
+
+Test(shim_gate, a_long_drain_does_not_silence_the_process)
+{
+    qt_arbiter_t *arb = arbiter();
+    qts_vgpu_t a;
+    qts_env_t ea;
+    vgpu(arb, &a, &ea, "a", "50");
+    /* 3.2 s of kernels queued at once, then waited for: the shim's drain waits as long,
+     * well past the arbiter's 1.5 s heartbeat timeout. The process must stay in its
+     * session meanwhile: its memory stays charged. */
+    qt_proc_t *pa = qts_start(&ea, "init", "alloc:cuMemAlloc_v2:direct:100M", "ready",
+                              "spin:800000000:4:1", NULL);
+    cr_assert(qts_wait_line(pa, "ready", 10000));
+    qt_sleep_ms(2500);
+    cr_assert_eq(qts_vgpu_used(arb, &a), 100 * (long long)QTS_MIB,
+                 "the arbiter dropped the process during its drain");
+    char *oa = finish(pa, 30000);
+    cr_assert_eq(qts_field(oa, "spin ", 0), 4, "%s", oa);
+    free(oa);
+    qt_proc_destroy(&pa);
+    qt_arbiter_destroy(&arb);
+}
