@@ -24,7 +24,8 @@ qa_compute_t *qa_compute_new(struct qa_server *srv, size_t ngpus);
  * and peers' pointers into it are dangling afterwards: call it at shutdown only. */
 void qa_compute_destroy(qa_compute_t **self_p);
 
-/* p just opened a session on its vGPU: it may ask for leases. Returns 0 or -ENOMEM. */
+/* p just opened a session on its vGPU: it may ask for leases. Returns 0, -ENOMEM, or
+ * -ENODEV when the vGPU's GPU has no scheduler (cannot happen: the host has it). */
 int qa_compute_join(qa_compute_t *self, qa_peer_t *p);
 /* p's session ends: a lease it holds is given back now, the next process granted. */
 void qa_compute_leave(qa_compute_t *self, qa_peer_t *p);
@@ -35,12 +36,8 @@ void qa_compute_resized(qa_compute_t *self, qa_vgpu_t *v);
 /* v is being destroyed; its sessions have left already. */
 void qa_compute_vgpu_gone(qa_compute_t *self, qa_vgpu_t *v);
 
-/* Takes a utilisation sample (call it periodically) and stores each vGPU's figure in
- * its util. */
+/* Takes a utilisation sample (call it periodically) and stores the figures in host:
+ * each vGPU's util, each GPU's leased and hung. */
 void qa_compute_sample(qa_compute_t *self, qa_host_t *host);
-/* Percent of GPU i's time under lease lately, all its vGPUs together. */
-double qa_compute_gpu_leased(const qa_compute_t *self, size_t i);
-/* Leases taken back from hung holders on GPU i since the arbiter started. */
-uint64_t qa_compute_gpu_hung(const qa_compute_t *self, size_t i);
 
 #endif
