@@ -35,8 +35,12 @@
     X(cuGraphLaunch)                                                                               \
     X(cuGraphLaunch_ptsz)                                                                          \
     X(cuInit)                                                                                      \
+    X(cuLaunch)                                                                                    \
     X(cuLaunchCooperativeKernel)                                                                   \
+    X(cuLaunchCooperativeKernelMultiDevice)                                                        \
     X(cuLaunchCooperativeKernel_ptsz)                                                              \
+    X(cuLaunchGrid)                                                                                \
+    X(cuLaunchGridAsync)                                                                           \
     X(cuLaunchKernel)                                                                              \
     X(cuLaunchKernelEx)                                                                            \
     X(cuLaunchKernelEx_ptsz)                                                                       \

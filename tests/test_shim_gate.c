@@ -258,3 +258,29 @@ Test(shim_gate, a_long_drain_does_not_silence_the_process)
     qt_proc_destroy(&pa);
     qt_arbiter_destroy(&arb);
 }
+
+Test(shim_gate, a_deprecated_launch_waits_for_the_lease_too)
+{
+    qt_arbiter_t *arb = arbiter();
+    qts_vgpu_t a, b;
+    qts_env_t ea, eb;
+    vgpu(arb, &a, &ea, "a", "50");
+    vgpu(arb, &b, &eb, "b", "50");
+    /* b holds the lease when it is stopped: a's launch must wait until the arbiter takes
+     * it back, lease_grace_ms (1 s) after its end. An ungated launch returns at once
+     * (the simulated driver does not run cuLaunchGrid: it answers NOT_SUPPORTED). */
+    qt_proc_t *pb = qts_start(&eb, "init", "ready", "spin:5000000:1:60000", NULL);
+    cr_assert(qts_wait_line(pb, "ready", 10000));
+    qt_sleep_ms(300);
+    qt_proc_kill(pb, SIGSTOP);
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(qts_run(&ea, &out, &err, "init", "launch:cuLaunchGrid:dlsym:1000:timed", NULL),
+                 0, "%s", err);
+    cr_assert_gt(qts_field(out, "launch cuLaunchGrid dlsym ", 1), 500000,
+                 "cuLaunchGrid did not wait for the stopped holder's lease:\n%s", out);
+    free(out);
+    free(err);
+    qt_proc_kill(pb, SIGCONT);
+    qt_proc_destroy(&pb);
+    qt_arbiter_destroy(&arb);
+}

@@ -27,14 +27,16 @@
  *   nvml                      nvml <rc> <count> <total> <used> <free> <uuid>
  *   nvml_other:UUID           nvml_other <rc>          nvmlDeviceGetHandleByUUID(UUID)
  *   launch:SYM:ROUTE:NS       launch <SYM> <ROUTE> <rc> qsim_spin(NS) then synchronize
+ *                             (the deprecated cuLaunch, cuLaunchGrid* pass no parameter)
  *   launch:SYM:ROUTE:NS:timed launch <SYM> <ROUTE> <rc> <in_us> <after_us>  the same;
  *                             in_us: microseconds inside the launch call (a gate waiting
  *                             for a lease), after_us: from its return until the
  *                             synchronisation returned (the kernel's run)
  *   spin:NS:DEPTH:MS          spin <kernels> <after_us> <max_in_us> for MS milliseconds,
  *                             DEPTH qsim_spin(NS) launches (cuLaunchKernel) then a
- *                             cuCtxSynchronize, again and again; after_us: the mean per
- *                             round from the last launch's return to the sync's return
+ *                             cuCtxSynchronize, again and again; after_us: the median over
+ *                             rounds of the time from the last launch's return to the
+ *                             sync's return (a median: a busy machine stalls a few)
  *   resolve:SYM               resolve <SYM> <route>=<object>... which library answers
  *   nextsym:NAME              nextsym <NAME> <object> same|differs   dlsym(RTLD_NEXT, NAME)
  *                             from this program, against dlsym(RTLD_DEFAULT, NAME)
@@ -111,7 +113,11 @@ enum kind {
     K_LAUNCH,
     K_LAUNCHEX,
     K_COOP,
-    K_GRAPH
+    K_GRAPH,
+    K_LAUNCH1,    /* cuLaunch */
+    K_GRID,       /* cuLaunchGrid */
+    K_GRIDASYNC,  /* cuLaunchGridAsync */
+    K_COOPMULTI   /* cuLaunchCooperativeKernelMultiDevice */
 };
 
 /* One exported variant: its name for cuGetProcAddress, the version that introduced it,
@@ -169,6 +175,11 @@ static const struct variant variants[] = {
     V(cuLaunchCooperativeKernel_ptsz, "cuLaunchCooperativeKernel", 12000, true, K_COOP, NULL),
     V(cuGraphLaunch, "cuGraphLaunch", 12000, false, K_GRAPH, NULL),
     V(cuGraphLaunch_ptsz, "cuGraphLaunch", 12000, true, K_GRAPH, NULL),
+    V(cuLaunch, "cuLaunch", 2000, false, K_LAUNCH1, NULL),
+    V(cuLaunchGrid, "cuLaunchGrid", 2000, false, K_GRID, NULL),
+    V(cuLaunchGridAsync, "cuLaunchGridAsync", 2000, false, K_GRIDASYNC, NULL),
+    V(cuLaunchCooperativeKernelMultiDevice, "cuLaunchCooperativeKernelMultiDevice", 9000, false,
+      K_COOPMULTI, NULL),
     V(cuInit, "cuInit", 12000, false, K_SYNC, NULL),
     V(cuDeviceGetCount, "cuDeviceGetCount", 12000, false, K_SYNC, NULL),
     V(cuGetProcAddress_v2, "cuGetProcAddress", 12000, false, K_SYNC, NULL),
@@ -639,6 +650,22 @@ static void cmd_launch(char *arg)
                               .blockDimZ = 1};
         rc = ((CUresult(*)(const CUlaunchConfig *, CUfunction, void **, void **))fn)(&cfg, f,
                                                                                      params, NULL);
+    } else if (fn && v->kind == K_LAUNCH1) {
+        rc = ((CUresult(*)(CUfunction))fn)(f);
+    } else if (fn && v->kind == K_GRID) {
+        rc = ((CUresult(*)(CUfunction, int, int))fn)(f, 1, 1);
+    } else if (fn && v->kind == K_GRIDASYNC) {
+        rc = ((CUresult(*)(CUfunction, int, int, CUstream))fn)(f, 1, 1, NULL);
+    } else if (fn && v->kind == K_COOPMULTI) {
+        CUDA_LAUNCH_PARAMS p = {.function = f,
+                                .gridDimX = 1,
+                                .gridDimY = 1,
+                                .gridDimZ = 1,
+                                .blockDimX = 1,
+                                .blockDimY = 1,
+                                .blockDimZ = 1,
+                                .kernelParams = params};
+        rc = ((CUresult(*)(CUDA_LAUNCH_PARAMS *, unsigned, unsigned))fn)(&p, 1, 0);
     } else if (fn && v->kind == K_GRAPH) {
         /* A graph of one kernel, captured from a stream as runtimes build them. */
         CUstream st;
@@ -672,8 +699,15 @@ static void cmd_launch(char *arg)
         out("launch %s %s %d", sym, route, rc);
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 static void cmd_spin(const char *arg)
 {
+    static uint64_t after[1 << 16];
     unsigned long long ns = 0;
     int depth = 0, ms = 0;
     CUfunction f = spin_function();
@@ -682,7 +716,8 @@ static void cmd_spin(const char *arg)
         return;
     }
     void *params[] = {&ns};
-    uint64_t start = now_us(), after = 0, max_in = 0, kernels = 0, rounds = 0;
+    uint64_t start = now_us(), max_in = 0, kernels = 0;
+    size_t rounds = 0;
     while (now_us() - start < (uint64_t)ms * 1000u) {
         uint64_t t1 = 0;
         for (int i = 0; i < depth; i++) {
@@ -695,11 +730,12 @@ static void cmd_spin(const char *arg)
             max_in = t1 - t0 > max_in ? t1 - t0 : max_in;
         }
         cuCtxSynchronize();
-        after += now_us() - t1;
+        if (rounds < sizeof after / sizeof *after)
+            after[rounds++] = now_us() - t1;
         kernels += (uint64_t)depth;
-        rounds++;
     }
-    out("spin %llu %llu %llu", (unsigned long long)kernels, (unsigned long long)(after / rounds),
+    qsort(after, rounds, sizeof *after, cmp_u64);
+    out("spin %llu %llu %llu", (unsigned long long)kernels, (unsigned long long)after[rounds / 2],
         (unsigned long long)max_in);
 }
 
