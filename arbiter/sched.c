@@ -99,13 +99,19 @@ static void refill(const qa_sched_t *self, qa_sched_ent_t *e, uint64_t now)
         e->refilled = now;
 }
 
-/* The lease e would get now, its bucket aside: its quantum, at most window / active
- * vGPUs when others compete, at least quantum_min. O(vGPUs). */
-static uint64_t wanted_len(const qa_sched_t *self, const qa_sched_ent_t *e)
+/* vGPUs waiting or holding: O(vGPUs), so callers count once per decision. */
+static unsigned count_active(const qa_sched_t *self)
 {
     unsigned n = 0;
     for (const qa_sched_ent_t *o = self->ents; o; o = o->next)
         n += active(self, o);
+    return n;
+}
+
+/* The lease e would get now with n vGPUs active, its bucket aside: its quantum, at
+ * most window / n when others compete, at least quantum_min. */
+static uint64_t wanted_len(const qa_sched_t *self, const qa_sched_ent_t *e, unsigned n)
+{
     uint64_t q = e->quantum;
     if (n > 1)
         q = min_u64(q, self->p.window_ns / n);
@@ -116,15 +122,15 @@ static uint64_t wanted_len(const qa_sched_t *self, const qa_sched_ent_t *e)
  * most half the bucket's cap (so that waiting for it leaves room before the bucket
  * overflows) and at least quantum_min. Granting at quantum_min alone would hand a busy
  * limited vGPU slivers of leases whose hand-over costs eat into its limit. */
-static int64_t threshold(const qa_sched_t *self, const qa_sched_ent_t *e)
+static int64_t threshold(const qa_sched_t *self, const qa_sched_ent_t *e, unsigned n)
 {
-    uint64_t t = min_u64(wanted_len(self, e), (uint64_t)bucket_cap(self, e) / 2);
+    uint64_t t = min_u64(wanted_len(self, e, n), (uint64_t)bucket_cap(self, e) / 2);
     return (int64_t)max_u64(t, self->p.quantum_min_ns);
 }
 
-static bool bucket_ok(const qa_sched_t *self, const qa_sched_ent_t *e)
+static bool bucket_ok(const qa_sched_t *self, const qa_sched_ent_t *e, unsigned n)
 {
-    return !e->limit || e->bucket >= threshold(self, e);
+    return !e->limit || e->bucket >= threshold(self, e, n);
 }
 
 static void charge(qa_sched_t *self, qa_sched_ent_t *e, uint64_t ns)
@@ -201,12 +207,12 @@ static void rejoin(qa_sched_t *self, qa_sched_ent_t *e)
 
 /* Refills e's bucket and says whether it may be granted now; marks it throttled while
  * it waits without enough in its bucket, and has it rejoin when that ends. */
-static bool eligible(qa_sched_t *self, qa_sched_ent_t *e, uint64_t now)
+static bool eligible(qa_sched_t *self, qa_sched_ent_t *e, unsigned n, uint64_t now)
 {
     refill(self, e, now);
     if (!e->nwaiting)
         return false;
-    if (!bucket_ok(self, e)) {
+    if (!bucket_ok(self, e, n)) {
         e->throttled = true;
         return false;
     }
@@ -224,8 +230,9 @@ static bool eligible(qa_sched_t *self, qa_sched_ent_t *e, uint64_t now)
 static bool would_go_first(qa_sched_t *self, const qa_sched_ent_t *h, uint64_t now)
 {
     bool first = false;
+    unsigned n = count_active(self);
     for (qa_sched_ent_t *e = self->ents; e; e = e->next) {
-        if (eligible(self, e, now) && (e == h || e->vtime <= h->vtime))
+        if (eligible(self, e, n, now) && (e == h || e->vtime <= h->vtime))
             first = true;
     }
     return first;
@@ -234,7 +241,7 @@ static bool would_go_first(qa_sched_t *self, const qa_sched_ent_t *h, uint64_t n
 /* The lease length for e now: wanted_len, and no more than its bucket holds. */
 static uint64_t lease_len(const qa_sched_t *self, const qa_sched_ent_t *e)
 {
-    uint64_t q = wanted_len(self, e);
+    uint64_t q = wanted_len(self, e, count_active(self));
     if (e->limit && e->bucket > 0)
         q = min_u64(q, (uint64_t)e->bucket);
     return q;
@@ -247,8 +254,9 @@ static void dispatch(qa_sched_t *self, uint64_t now)
         return;
     advance_vclock(self, NULL);
     qa_sched_ent_t *best = NULL;
+    unsigned n = count_active(self);
     for (qa_sched_ent_t *e = self->ents; e; e = e->next) {
-        if (eligible(self, e, now) && (!best || e->vtime < best->vtime))
+        if (eligible(self, e, n, now) && (!best || e->vtime < best->vtime))
             best = e;
     }
     if (!best)
@@ -485,13 +493,14 @@ uint64_t qa_sched_deadline(const qa_sched_t *self)
     if (self->holder)
         return self->lease_end + self->p.grace_ns;
     uint64_t when = UINT64_MAX;
+    unsigned n = count_active(self);
     for (const qa_sched_ent_t *e = self->ents; e; e = e->next) {
         if (!e->nwaiting)
             continue;
-        if (bucket_ok(self, e))
+        if (bucket_ok(self, e, n))
             return e->refilled; /* cannot happen after a dispatch; be safe */
         /* When the bucket reaches its threshold, rounded up. */
-        uint64_t short_by = (uint64_t)(threshold(self, e) - e->bucket);
+        uint64_t short_by = (uint64_t)(threshold(self, e, n) - e->bucket);
         uint64_t wait = (short_by * 100 + e->limit - 1) / e->limit;
         when = min_u64(when, e->refilled + wait);
     }
