@@ -71,6 +71,5 @@ QS_LAUNCH_HOOK(cuLaunchGridAsync, hStream,
                (f, grid_width, grid_height, hStream))
 /* One launch on several GPUs: the lease is this process's, whatever the device. */
 QS_LAUNCH_HOOK(cuLaunchCooperativeKernelMultiDevice, NULL,
-               (CUDA_LAUNCH_PARAMS *launchParamsList, unsigned int numDevices,
-                unsigned int flags),
+               (CUDA_LAUNCH_PARAMS * launchParamsList, unsigned int numDevices, unsigned int flags),
                (launchParamsList, numDevices, flags))

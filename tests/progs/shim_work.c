@@ -114,10 +114,10 @@ enum kind {
     K_LAUNCHEX,
     K_COOP,
     K_GRAPH,
-    K_LAUNCH1,    /* cuLaunch */
-    K_GRID,       /* cuLaunchGrid */
-    K_GRIDASYNC,  /* cuLaunchGridAsync */
-    K_COOPMULTI   /* cuLaunchCooperativeKernelMultiDevice */
+    K_LAUNCH1,   /* cuLaunch */
+    K_GRID,      /* cuLaunchGrid */
+    K_GRIDASYNC, /* cuLaunchGridAsync */
+    K_COOPMULTI  /* cuLaunchCooperativeKernelMultiDevice */
 };
 
 /* One exported variant: its name for cuGetProcAddress, the version that introduced it,
