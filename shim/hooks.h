@@ -57,10 +57,13 @@
     X(cuMemFree_v2)                                                                                \
     X(cuMemGetInfo)                                                                                \
     X(cuMemGetInfo_v2)                                                                             \
+    X(cuMemMap)                                                                                    \
     X(cuMemPoolCreate)                                                                             \
     X(cuMemPoolDestroy)                                                                            \
     X(cuMemPoolTrimTo)                                                                             \
     X(cuMemRelease)                                                                                \
+    X(cuMemRetainAllocationHandle)                                                                 \
+    X(cuMemUnmap)                                                                                  \
     X(cuMipmappedArrayCreate)                                                                      \
     X(cuMipmappedArrayDestroy)                                                                     \
     X(cuStreamSynchronize)                                                                         \

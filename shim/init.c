@@ -33,12 +33,14 @@ static bool getenv_copy(const char *name, char *buf, size_t cap)
 
 static void before_fork(void)
 {
-    /* No initialisation may be half done in the child. */
+    /* No initialisation, and no table update, may be half done in the child. */
     pthread_mutex_lock(&qs_g.init_lock);
+    qs_vmm_lock_for_fork();
 }
 
 static void after_fork_parent(void)
 {
+    qs_vmm_unlock_after_fork();
     pthread_mutex_unlock(&qs_g.init_lock);
 }
 

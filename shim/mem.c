@@ -29,6 +29,7 @@ void qs_mem_reset_after_fork(void)
 {
     if (qs_g.ptrs)
         qs_ptrtab_reset_after_fork(qs_g.ptrs);
+    qs_vmm_reset_after_fork();
     atomic_store(&qs_g.resv.avail, 0);
     atomic_store(&qs_g.resv.used, 0);
     atomic_store(&qs_g.resv.reserved, 0);

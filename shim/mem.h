@@ -44,6 +44,12 @@ void qs_mem_retrack(qs_alloc_kind_t kind, uint64_t key, uint64_t bytes, bool ctx
 /* The driver freed everything allocated in ctx (it was destroyed): uncharge it. */
 void qs_mem_context_gone(CUcontext ctx);
 
+/* Physical allocations (shim/vmm.c) across fork: the forking thread takes vmm_lock before
+ * fork and drops it after in the parent; the child forgets the parent's allocations. */
+void qs_vmm_lock_for_fork(void);
+void qs_vmm_unlock_after_fork(void);
+void qs_vmm_reset_after_fork(void);
+
 /* Stream-ordered pools (shim/pools.c): re-measures every charged pool and charges or
  * gives back the difference. Cheap when no pool was used. */
 void qs_pools_reconcile(void);

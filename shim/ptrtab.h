@@ -14,7 +14,6 @@ typedef enum qs_alloc_kind {
     QS_ALLOC_DPTR = 1, /* cuMemAlloc*, cuMemAllocPitch*, cuMemAllocManaged: cuMemFree */
     QS_ALLOC_ARRAY,    /* cuArrayCreate*, cuArray3DCreate*: cuArrayDestroy */
     QS_ALLOC_MIPMAP,   /* cuMipmappedArrayCreate: cuMipmappedArrayDestroy */
-    QS_ALLOC_VMM,      /* cuMemCreate: cuMemRelease */
 } qs_alloc_kind_t;
 
 typedef struct qs_ptrtab qs_ptrtab_t;

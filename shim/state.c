@@ -5,4 +5,5 @@ struct qs_state qs_g = {
     .dev_lock = PTHREAD_MUTEX_INITIALIZER,
     .init_lock = PTHREAD_MUTEX_INITIALIZER,
     .pools_lock = PTHREAD_MUTEX_INITIALIZER,
+    .vmm_lock = PTHREAD_MUTEX_INITIALIZER,
 };

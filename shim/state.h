@@ -42,6 +42,7 @@ struct qs_logged {
 };
 
 struct qs_agent; /* shim/agent.c */
+struct qs_vmm;   /* shim/vmm.c */
 
 struct qs_state {
     /* ---- environment: the constructor writes, then read-only ---- */
@@ -77,6 +78,8 @@ struct qs_state {
     struct qs_pool pools[QS_MAX_POOLS]; /* pools seen; records are never removed */
     atomic_int npools;                  /* records in use (release-stored after filling one) */
     struct qs_agent *agent;             /* owned by shim/agent.c; NULL when pass-through */
+    pthread_mutex_t vmm_lock;           /* guards vmm; held across fork */
+    struct qs_vmm *vmm; /* owned by shim/vmm.c: charged cuMemCreate allocations, mappings */
 
     struct qs_logged logged;
 };

@@ -109,6 +109,29 @@ Test(shim_mem, vmm_and_array_allocations_are_refused_past_the_quota_on_every_rou
     check_refusals(syms, sizeof syms / sizeof *syms);
 }
 
+Test(shim_mem, physical_memory_is_charged_until_released_and_unmapped)
+{
+    qts_vgpu_t v;
+    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qts_env_t e;
+    qts_env_of(&e, arb, &v);
+    char *out = NULL;
+    /* The driver keeps a released allocation while it is mapped: so does the charge. */
+    cr_assert_eq(qts_run(&e, &out, NULL, "init", "alloc:cuMemCreate:direct:64M", "map:32M",
+                         "map:64M", "free", "info", "unmap", "info", "unmap", "info", NULL),
+                 0);
+    long long q = (long long)GiB, M = (long long)QTS_MIB;
+    cr_assert_eq(qts_count_lines(out, "map 0"), 2, "%s", out);
+    cr_assert_eq(qts_field(out, "free ", 0), 0, "%s", out);
+    cr_assert_eq(qts_count_lines(out, "unmap 0"), 2, "%s", out);
+    cr_assert_eq(qts_field_at(out, "info ", 0, 1), q - 64 * M, "released, mapped twice: %s", out);
+    cr_assert_eq(qts_field_at(out, "info ", 1, 1), q - 64 * M, "still mapped once: %s", out);
+    cr_assert_eq(qts_field_at(out, "info ", 2, 1), q, "released and unmapped: %s", out);
+    free(out);
+    cr_assert(used_becomes(arb, &v, 0, 3000), "the arbiter got it back");
+    qt_arbiter_destroy(&arb);
+}
+
 Test(shim_mem, a_pool_is_charged_what_it_holds_until_it_trims)
 {
     qts_vgpu_t v;

@@ -22,9 +22,9 @@ Test(shim_ptrtab, keeps_kinds_apart_and_refuses_a_duplicate)
     qs_ptrtab_t *t = qs_ptrtab_new();
     uint64_t n = 0;
     cr_assert_eq(qs_ptrtab_put(t, QS_ALLOC_DPTR, 42, 1, NULL), 0);
-    cr_assert_eq(qs_ptrtab_put(t, QS_ALLOC_VMM, 42, 2, NULL), 0);
+    cr_assert_eq(qs_ptrtab_put(t, QS_ALLOC_MIPMAP, 42, 2, NULL), 0);
     cr_assert_eq(qs_ptrtab_put(t, QS_ALLOC_DPTR, 42, 3, NULL), -EEXIST);
-    cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_VMM, 42, &n), 0);
+    cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_MIPMAP, 42, &n), 0);
     cr_assert_eq(n, 2);
     cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_ARRAY, 42, &n), -ENOENT);
     cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_DPTR, 42, &n), 0);
@@ -68,7 +68,7 @@ Test(shim_ptrtab, forgets_a_destroyed_context_and_nothing_else)
     int a, b;
     for (uint64_t i = 1; i <= 1000; i++)
         qs_ptrtab_put(t, QS_ALLOC_DPTR, i * 512, 10, (i % 3) ? (void *)&a : (void *)&b);
-    qs_ptrtab_put(t, QS_ALLOC_VMM, 7, 1000, NULL);
+    qs_ptrtab_put(t, QS_ALLOC_MIPMAP, 7, 1000, NULL);
     cr_assert_eq(qs_ptrtab_take_ctx(t, &a), 667 * 10);
     uint64_t count, bytes;
     qs_ptrtab_totals(t, &count, &bytes);

@@ -17,6 +17,9 @@
  *   free                      free <rc>                the newest live allocation, freed
  *                             with the matching variant through the same route
  *   freeall                   freeall <n>
+ *   map:BYTES                 map <rc>                 maps the first BYTES of the newest
+ *                             live cuMemCreate allocation into an address range of its own
+ *   unmap                     unmap <rc>               unmaps the newest mapping, frees its range
  *   free_async                free_async <rc>          cuMemFreeAsync of the newest live
  *                             (stream-ordered) allocation, without synchronising
  *   pool_keep:BYTES           pool_keep <rc>           the default pool's release threshold
@@ -471,6 +474,41 @@ static void cmd_alloc_retry(char *arg)
     out("alloc %s %s %d %d", sym, route, rc, tries);
 }
 
+/* Mappings made by `map`, newest last. */
+static struct mapping {
+    CUdeviceptr va;
+    size_t size;
+} maps[64];
+static int nmaps;
+
+static void cmd_map(const char *bytes)
+{
+    size_t size = parse_bytes(bytes);
+    CUresult rc = CUDA_ERROR_INVALID_VALUE;
+    CUdeviceptr va = 0;
+    if (nallocs > 0 && allocs[nallocs - 1].v->kind == K_VMM && nmaps < 64 &&
+        (rc = cuMemAddressReserve(&va, size, 0, 0, 0)) == CUDA_SUCCESS) {
+        rc = cuMemMap(va, size, 0, allocs[nallocs - 1].handle, 0);
+        if (rc == CUDA_SUCCESS)
+            maps[nmaps++] = (struct mapping){va, size};
+        else
+            cuMemAddressFree(va, size);
+    }
+    out("map %d", rc);
+}
+
+static void cmd_unmap(void)
+{
+    CUresult rc = CUDA_ERROR_INVALID_VALUE;
+    if (nmaps > 0) {
+        struct mapping m = maps[--nmaps];
+        rc = cuMemUnmap(m.va, m.size);
+        if (rc == CUDA_SUCCESS)
+            rc = cuMemAddressFree(m.va, m.size);
+    }
+    out("unmap %d", rc);
+}
+
 static void cmd_free(void)
 {
     if (nallocs == 0) {
@@ -818,6 +856,10 @@ static void run(int argc, char **argv)
             out("reset %d", rc);
         } else if (strcmp(cmd, "free") == 0) {
             cmd_free();
+        } else if (strcmp(cmd, "map") == 0 && arg) {
+            cmd_map(arg);
+        } else if (strcmp(cmd, "unmap") == 0) {
+            cmd_unmap();
         } else if (strcmp(cmd, "freeall") == 0) {
             int n = 0;
             while (nallocs > 0 && do_free(&allocs[--nallocs]) == CUDA_SUCCESS)
