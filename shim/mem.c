@@ -38,6 +38,8 @@ void qs_mem_reset_after_fork(void)
     for (int i = 0; i < QS_MAX_POOLS; i++) {
         pthread_mutex_init(&qs_g.pools[i].lock, NULL);
         qs_g.pools[i].charged = 0;
+        qs_g.pools[i].live = 0;
+        qs_g.pools[i].destroyed = false;
     }
     atomic_store(&qs_g.logged.unreachable, 0);
     atomic_store(&qs_g.logged.quota, 0);
@@ -117,12 +119,50 @@ void qs_mem_track(qs_alloc_kind_t kind, uint64_t key, uint64_t bytes, bool ctx_b
                     "or the driver returned a live pointer): its memory stays charged");
 }
 
+void qs_mem_track_pooled(uint64_t dptr, struct qs_pool *pool)
+{
+    /* Unable to remember it, its pool never sees it freed: a destroyed pool then stays
+     * charged, which errs on the safe side. */
+    if (!qs_g.ptrs || qs_ptrtab_put(qs_g.ptrs, QS_ALLOC_POOLED, dptr, 0, pool) < 0)
+        qs_log_once(&qs_g.logged.table_full,
+                    "cannot remember an allocation (out of memory, "
+                    "or the driver returned a live pointer): its memory stays charged");
+}
+
 uint64_t qs_mem_untrack(qs_alloc_kind_t kind, uint64_t key)
 {
     uint64_t bytes = 0;
-    if (!qs_g.ptrs || qs_ptrtab_take(qs_g.ptrs, kind, key, &bytes) < 0)
+    if (!qs_g.ptrs || qs_ptrtab_take(qs_g.ptrs, kind, key, &bytes, NULL) < 0)
         return 0;
     return bytes;
+}
+
+void qs_mem_free_begin(qs_alloc_kind_t kind, uint64_t key, struct qs_freeing *f)
+{
+    *f = (struct qs_freeing){.kind = 0, .key = key};
+    if (!qs_g.ptrs)
+        return;
+    if (qs_ptrtab_take(qs_g.ptrs, kind, key, &f->bytes, &f->owner) == 0)
+        f->kind = kind;
+    else if (kind == QS_ALLOC_DPTR &&
+             qs_ptrtab_take(qs_g.ptrs, QS_ALLOC_POOLED, key, &f->bytes, &f->owner) == 0)
+        f->kind = QS_ALLOC_POOLED;
+}
+
+CUresult qs_mem_free_end(CUresult r, const struct qs_freeing *f)
+{
+    if (!f->kind)
+        return r;
+    if (r != CUDA_SUCCESS) {
+        if (qs_ptrtab_put(qs_g.ptrs, f->kind, f->key, f->bytes, f->owner) < 0)
+            qs_log_once(&qs_g.logged.table_full, "cannot remember an allocation (out of "
+                                                 "memory): its memory stays charged");
+        return r;
+    }
+    qs_mem_uncharge(f->bytes);
+    if (f->kind == QS_ALLOC_POOLED)
+        qs_pools_freed((struct qs_pool *)f->owner);
+    return r;
 }
 
 void qs_mem_retrack(qs_alloc_kind_t kind, uint64_t key, uint64_t bytes, bool ctx_bound)
@@ -292,8 +332,7 @@ QS_EXPORT CUresult cuMemAllocPitch(CUdeviceptr_v1 *dptr, unsigned int *pPitch,
 
 /* ---- frees --------------------------------------------------------------------------- */
 
-/* The entry leaves the table before the driver frees the pointer: once freed, another
- * thread may be handed the same address and must find no stale entry under it. */
+/* A free of a pool's allocation (cuMemFree works on those too) reaches the pool. */
 QS_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr)
 {
     QS_PFN_cuMemFree_v2 real = QS_REAL(cuMemFree_v2);
@@ -301,13 +340,9 @@ QS_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr)
         return qs_cu_error(-ENOSYS);
     if (!qs_g.managed || !dptr)
         return real(dptr);
-    uint64_t n = qs_mem_untrack(QS_ALLOC_DPTR, dptr);
-    CUresult r = real(dptr);
-    if (r == CUDA_SUCCESS)
-        qs_mem_uncharge(n);
-    else
-        qs_mem_retrack(QS_ALLOC_DPTR, dptr, n, true);
-    return r;
+    struct qs_freeing f;
+    qs_mem_free_begin(QS_ALLOC_DPTR, dptr, &f);
+    return qs_mem_free_end(real(dptr), &f);
 }
 
 QS_EXPORT CUresult cuMemFree(CUdeviceptr_v1 dptr)
@@ -317,13 +352,9 @@ QS_EXPORT CUresult cuMemFree(CUdeviceptr_v1 dptr)
         return qs_cu_error(-ENOSYS);
     if (!qs_g.managed || !dptr)
         return real(dptr);
-    uint64_t n = qs_mem_untrack(QS_ALLOC_DPTR, dptr);
-    CUresult r = real(dptr);
-    if (r == CUDA_SUCCESS)
-        qs_mem_uncharge(n);
-    else
-        qs_mem_retrack(QS_ALLOC_DPTR, dptr, n, true);
-    return r;
+    struct qs_freeing f;
+    qs_mem_free_begin(QS_ALLOC_DPTR, dptr, &f);
+    return qs_mem_free_end(real(dptr), &f);
 }
 
 /* ---- contexts: the driver frees what was allocated in a context it destroys ---------- */

@@ -15,7 +15,7 @@
 struct slot {
     uint64_t key;    /* pointer or handle */
     uint64_t bytes;  /* what it charged */
-    const void *ctx; /* context it dies with, or NULL */
+    const void *ctx; /* context it dies with, its pool (QS_ALLOC_POOLED), or NULL */
     uint8_t kind;    /* qs_alloc_kind_t; 0 marks an empty slot */
 };
 
@@ -140,7 +140,8 @@ static void remove_at(struct shard *s, size_t i)
     s->n--;
 }
 
-int qs_ptrtab_take(qs_ptrtab_t *self, qs_alloc_kind_t kind, uint64_t key, uint64_t *bytes)
+int qs_ptrtab_take(qs_ptrtab_t *self, qs_alloc_kind_t kind, uint64_t key, uint64_t *bytes,
+                   const void **ctx)
 {
     uint64_t h = hash(kind, key);
     struct shard *s = shard_of(self, h);
@@ -150,6 +151,8 @@ int qs_ptrtab_take(qs_ptrtab_t *self, qs_alloc_kind_t kind, uint64_t key, uint64
         size_t i = probe(s, kind, key, h);
         if (s->slots[i].kind) {
             *bytes = s->slots[i].bytes;
+            if (ctx)
+                *ctx = s->slots[i].ctx;
             remove_at(s, i);
             rc = 0;
         }

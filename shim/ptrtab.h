@@ -14,6 +14,8 @@ typedef enum qs_alloc_kind {
     QS_ALLOC_DPTR = 1, /* cuMemAlloc*, cuMemAllocPitch*, cuMemAllocManaged: cuMemFree */
     QS_ALLOC_ARRAY,    /* cuArrayCreate*, cuArray3DCreate*: cuArrayDestroy */
     QS_ALLOC_MIPMAP,   /* cuMipmappedArrayCreate: cuMipmappedArrayDestroy */
+    QS_ALLOC_POOLED,   /* cuMemAllocAsync* from a measured pool (which is charged, not the
+                          allocation): cuMemFree*, cuMemFreeAsync*; owner: its qs_pool */
 } qs_alloc_kind_t;
 
 typedef struct qs_ptrtab qs_ptrtab_t;
@@ -22,12 +24,15 @@ typedef struct qs_ptrtab qs_ptrtab_t;
 qs_ptrtab_t *qs_ptrtab_new(void);
 /* Frees *self_p and its entries, then sets it to NULL; a NULL *self_p is a no-op. */
 void qs_ptrtab_destroy(qs_ptrtab_t **self_p);
-/* Remembers that (kind, key) charged bytes, in context ctx (NULL: outlives contexts).
- * Returns 0, -EEXIST when (kind, key) is already there (left unchanged), or -ENOMEM. */
+/* Remembers that (kind, key) charged bytes, owned by ctx: the context it dies with, or for
+ * QS_ALLOC_POOLED its pool's record (NULL: outlives contexts). Returns 0, -EEXIST when
+ * (kind, key) is already there (left unchanged), or -ENOMEM. */
 int qs_ptrtab_put(qs_ptrtab_t *self, qs_alloc_kind_t kind, uint64_t key, uint64_t bytes,
                   const void *ctx);
-/* Forgets (kind, key) and stores what it charged in *bytes. Returns 0 or -ENOENT. */
-int qs_ptrtab_take(qs_ptrtab_t *self, qs_alloc_kind_t kind, uint64_t key, uint64_t *bytes);
+/* Forgets (kind, key) and stores what it charged in *bytes and, unless ctx is NULL, its
+ * owner in *ctx. Returns 0 or -ENOENT. */
+int qs_ptrtab_take(qs_ptrtab_t *self, qs_alloc_kind_t kind, uint64_t key, uint64_t *bytes,
+                   const void **ctx);
 /* Forgets every entry made in ctx (the driver freed them with it); returns their bytes. */
 uint64_t qs_ptrtab_take_ctx(qs_ptrtab_t *self, const void *ctx);
 /* Number of entries and their bytes, summed shard by shard (not a snapshot). */

@@ -27,9 +27,14 @@
 
 /* A memory pool whose growth is charged (cuMemAllocAsync, cuMemAllocFromPoolAsync). */
 struct qs_pool {
-    CUmemoryPool pool;    /* the driver's handle; set once, before npools counts it */
+    /* the driver's handle: set before npools counts it; NULL once the pool is destroyed
+     * with allocations outstanding (the handle is dead, and may come back for a new
+     * pool, which gets a record of its own): stored under lock, read without */
+    _Atomic(CUmemoryPool) pool;
     bool device;          /* its memory lives on the GPU (host pools are not charged): lock */
     uint64_t charged;     /* bytes of it charged now, its reserved memory as last seen: lock */
+    uint64_t live;        /* allocations from it not yet freed: lock */
+    bool destroyed;       /* destroyed while live > 0: charged until the last is freed: lock */
     pthread_mutex_t lock; /* held across an allocation's before/after measurement */
 };
 

@@ -156,6 +156,35 @@ Test(shim_mem, a_pool_is_charged_what_it_holds_until_it_trims)
     qt_arbiter_destroy(&arb);
 }
 
+Test(shim_mem, a_pool_destroyed_with_live_allocations_stays_charged_until_they_are_freed)
+{
+    qts_vgpu_t v;
+    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qts_env_t e;
+    qts_env_of(&e, arb, &v);
+    char *out = NULL;
+    /* The driver defers a busy pool's release to its allocations' frees. */
+    cr_assert_eq(qts_run(&e, &out, NULL, "init", "pool_new",
+                         "alloc:cuMemAllocFromPoolAsync:direct:8M",
+                         "alloc:cuMemAllocFromPoolAsync_ptsz:direct:4M", "pool_destroy", "sync",
+                         "info", "free", "info", "free", "info", "pool_new",
+                         "alloc:cuMemAllocFromPoolAsync:direct:2M", "info", "free", "pool_destroy",
+                         "info", NULL),
+                 0);
+    long long q = (long long)GiB, M = (long long)QTS_MIB;
+    cr_assert_eq(qts_count_lines(out, "pool_new 0"), 2, "%s", out);
+    cr_assert_eq(qts_count_lines(out, "pool_destroy 0"), 2, "%s", out);
+    cr_assert_eq(qts_count_lines(out, "free 0"), 3, "%s", out);
+    cr_assert_eq(qts_field_at(out, "info ", 0, 1), q - 12 * M, "destroyed, busy: %s", out);
+    cr_assert_leq(qts_field_at(out, "info ", 1, 1), q - 8 * M, "one still live: %s", out);
+    cr_assert_eq(qts_field_at(out, "info ", 2, 1), q, "drained, given back: %s", out);
+    cr_assert_eq(qts_field_at(out, "info ", 3, 1), q - 2 * M, "a new pool: %s", out);
+    cr_assert_eq(qts_field_at(out, "info ", 4, 1), q, "destroyed idle: %s", out);
+    free(out);
+    cr_assert(used_becomes(arb, &v, 0, 3000), "the arbiter got it all back");
+    qt_arbiter_destroy(&arb);
+}
+
 Test(shim_mem, charges_exactly_what_the_device_holds)
 {
     qts_vgpu_t v;

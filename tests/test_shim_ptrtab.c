@@ -10,9 +10,9 @@ Test(shim_ptrtab, gives_back_exactly_what_was_put)
     qs_ptrtab_t *t = qs_ptrtab_new();
     uint64_t n = 0;
     cr_assert_eq(qs_ptrtab_put(t, QS_ALLOC_DPTR, 0x7f0000200000, 4096, NULL), 0);
-    cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_DPTR, 0x7f0000200000, &n), 0);
+    cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_DPTR, 0x7f0000200000, &n, NULL), 0);
     cr_assert_eq(n, 4096);
-    cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_DPTR, 0x7f0000200000, &n), -ENOENT);
+    cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_DPTR, 0x7f0000200000, &n, NULL), -ENOENT);
     qs_ptrtab_destroy(&t);
     cr_assert_null(t);
 }
@@ -24,11 +24,24 @@ Test(shim_ptrtab, keeps_kinds_apart_and_refuses_a_duplicate)
     cr_assert_eq(qs_ptrtab_put(t, QS_ALLOC_DPTR, 42, 1, NULL), 0);
     cr_assert_eq(qs_ptrtab_put(t, QS_ALLOC_MIPMAP, 42, 2, NULL), 0);
     cr_assert_eq(qs_ptrtab_put(t, QS_ALLOC_DPTR, 42, 3, NULL), -EEXIST);
-    cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_MIPMAP, 42, &n), 0);
+    cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_MIPMAP, 42, &n, NULL), 0);
     cr_assert_eq(n, 2);
-    cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_ARRAY, 42, &n), -ENOENT);
-    cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_DPTR, 42, &n), 0);
+    cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_ARRAY, 42, &n, NULL), -ENOENT);
+    cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_DPTR, 42, &n, NULL), 0);
     cr_assert_eq(n, 1, "the duplicate must not have replaced the first entry");
+    qs_ptrtab_destroy(&t);
+}
+
+Test(shim_ptrtab, gives_back_the_owner_it_was_put_with)
+{
+    qs_ptrtab_t *t = qs_ptrtab_new();
+    int pool;
+    uint64_t n = 1;
+    const void *owner = NULL;
+    cr_assert_eq(qs_ptrtab_put(t, QS_ALLOC_POOLED, 0x7f0000400000, 0, &pool), 0);
+    cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_POOLED, 0x7f0000400000, &n, &owner), 0);
+    cr_assert_eq(n, 0);
+    cr_assert_eq(owner, &pool);
     qs_ptrtab_destroy(&t);
 }
 
@@ -41,7 +54,7 @@ Test(shim_ptrtab, finds_every_survivor_after_growing_and_deleting_half)
         cr_assert_eq(qs_ptrtab_put(t, QS_ALLOC_DPTR, 0x7f0000000000 + (i << 21), i + 1, NULL), 0);
     for (uint64_t i = 0; i < N; i += 2) {
         uint64_t n = 0;
-        cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_DPTR, 0x7f0000000000 + (i << 21), &n), 0);
+        cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_DPTR, 0x7f0000000000 + (i << 21), &n, NULL), 0);
         cr_assert_eq(n, i + 1);
     }
     uint64_t count, bytes, expect = 0;
@@ -52,7 +65,7 @@ Test(shim_ptrtab, finds_every_survivor_after_growing_and_deleting_half)
     cr_assert_eq(bytes, expect);
     for (uint64_t i = 1; i < N; i += 2) {
         uint64_t n = 0;
-        cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_DPTR, 0x7f0000000000 + (i << 21), &n), 0,
+        cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_DPTR, 0x7f0000000000 + (i << 21), &n, NULL), 0,
                      "entry %lu lost", (unsigned long)i);
         cr_assert_eq(n, i + 1);
     }
@@ -77,7 +90,7 @@ Test(shim_ptrtab, forgets_a_destroyed_context_and_nothing_else)
     cr_assert_eq(qs_ptrtab_take_ctx(t, &a), 0);
     for (uint64_t i = 3; i <= 1000; i += 3) {
         uint64_t n;
-        cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_DPTR, i * 512, &n), 0);
+        cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_DPTR, i * 512, &n, NULL), 0);
     }
     qs_ptrtab_destroy(&t);
 }
@@ -90,7 +103,7 @@ Test(shim_ptrtab, empties_after_fork_reset)
     uint64_t count, bytes, n;
     qs_ptrtab_totals(t, &count, &bytes);
     cr_assert_eq(count, 0);
-    cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_DPTR, 1, &n), -ENOENT);
+    cr_assert_eq(qs_ptrtab_take(t, QS_ALLOC_DPTR, 1, &n, NULL), -ENOENT);
     cr_assert_eq(qs_ptrtab_put(t, QS_ALLOC_DPTR, 1, 5, NULL), 0);
     qs_ptrtab_destroy(&t);
 }
@@ -109,7 +122,7 @@ static void *churn(void *arg)
             qs_ptrtab_put(w->t, QS_ALLOC_DPTR, w->base + i * 256, i, NULL);
         for (uint64_t i = 0; i < 500; i++) {
             uint64_t n = 0;
-            if (qs_ptrtab_take(w->t, QS_ALLOC_DPTR, w->base + i * 256, &n) < 0 || n != i)
+            if (qs_ptrtab_take(w->t, QS_ALLOC_DPTR, w->base + i * 256, &n, NULL) < 0 || n != i)
                 w->lost++;
         }
     }

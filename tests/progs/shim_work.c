@@ -23,6 +23,9 @@
  *   free_async                free_async <rc>          cuMemFreeAsync of the newest live
  *                             (stream-ordered) allocation, without synchronising
  *   pool_keep:BYTES           pool_keep <rc>           the default pool's release threshold
+ *   pool_new                  pool_new <rc>            creates a device pool, which
+ *                             cuMemAllocFromPoolAsync* then use instead of the default one
+ *   pool_destroy              pool_destroy <rc>        destroys it (allocations may be live)
  *   pool_trim:BYTES           pool_trim <rc>           cuMemPoolTrimTo on the default pool
  *   grab:BYTES                grab <n>                 cuMemAlloc_v2 until refused
  *   info:ROUTE                info <rc> <free> <total> cuMemGetInfo (v2; ROUTE v1: v1)
@@ -167,6 +170,7 @@ static const struct variant variants[] = {
 static const char *prefix = "";
 static CUdevice dev;
 static CUcontext ctx;
+static CUmemoryPool own_pool; /* made by pool_new; NULL: the device's default pool */
 
 static void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void out(const char *fmt, ...)
@@ -232,7 +236,7 @@ static void *resolve(const struct variant *v, const char *route)
 
 struct alloc {
     const struct variant *v; /* how it was made */
-    const char *route;       /* through which route (static storage: argv) */
+    const char *route;       /* through which route (owned; never freed: a test program) */
     uint64_t handle;         /* pointer, array or VMM handle */
     CUstream stream;         /* for stream-ordered ones */
 };
@@ -292,8 +296,8 @@ static CUresult do_alloc(const struct variant *v, void *fn, uint64_t bytes, uint
     }
     case K_POOL: {
         CUdeviceptr p = 0;
-        CUmemoryPool pool;
-        if ((rc = cuDeviceGetDefaultMemPool(&pool, dev)) != CUDA_SUCCESS)
+        CUmemoryPool pool = own_pool;
+        if (!pool && (rc = cuDeviceGetDefaultMemPool(&pool, dev)) != CUDA_SUCCESS)
             return rc;
         rc = ((CUresult(*)(CUdeviceptr *, size_t, CUmemoryPool, CUstream))fn)(&p, bytes, pool,
                                                                               stream_for(v));
@@ -439,7 +443,7 @@ static void cmd_alloc(char *arg)
     uint64_t h = 0;
     CUresult rc = fn ? do_alloc(v, fn, parse_bytes(bytes), &h) : CUDA_ERROR_NOT_FOUND;
     if (rc == CUDA_SUCCESS && nallocs < (int)(sizeof allocs / sizeof *allocs))
-        allocs[nallocs++] = (struct alloc){v, route, h, stream_for(v)};
+        allocs[nallocs++] = (struct alloc){v, strdup(route), h, stream_for(v)};
     out("alloc %s %s %d", sym, route, rc);
 }
 
@@ -462,7 +466,7 @@ static void cmd_alloc_retry(char *arg)
         tries++;
         rc = fn ? do_alloc(v, fn, parse_bytes(bytes), &h) : CUDA_ERROR_NOT_FOUND;
         if (rc == CUDA_SUCCESS) {
-            allocs[nallocs++] = (struct alloc){v, route, h, stream_for(v)};
+            allocs[nallocs++] = (struct alloc){v, strdup(route), h, stream_for(v)};
             break;
         }
         clock_gettime(CLOCK_MONOTONIC, &now);
@@ -856,6 +860,13 @@ static void run(int argc, char **argv)
             out("reset %d", rc);
         } else if (strcmp(cmd, "free") == 0) {
             cmd_free();
+        } else if (strcmp(cmd, "pool_new") == 0) {
+            CUmemPoolProps props = {.allocType = CU_MEM_ALLOCATION_TYPE_PINNED,
+                                    .location = {CU_MEM_LOCATION_TYPE_DEVICE, dev}};
+            out("pool_new %d", cuMemPoolCreate(&own_pool, &props));
+        } else if (strcmp(cmd, "pool_destroy") == 0) {
+            out("pool_destroy %d", cuMemPoolDestroy(own_pool));
+            own_pool = NULL;
         } else if (strcmp(cmd, "map") == 0 && arg) {
             cmd_map(arg);
         } else if (strcmp(cmd, "unmap") == 0) {
