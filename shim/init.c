@@ -35,12 +35,12 @@ static void before_fork(void)
 {
     /* No initialisation, and no table update, may be half done in the child. */
     pthread_mutex_lock(&qs_g.init_lock);
-    qs_vmm_lock_for_fork();
+    qs_mem_before_fork();
 }
 
 static void after_fork_parent(void)
 {
-    qs_vmm_unlock_after_fork();
+    qs_mem_after_fork_parent();
     pthread_mutex_unlock(&qs_g.init_lock);
 }
 

@@ -25,6 +25,20 @@ void qs_mem_init(void)
                                              "will not give memory back to the vGPU");
 }
 
+void qs_mem_before_fork(void)
+{
+    if (qs_g.ptrs)
+        qs_ptrtab_lock_all(qs_g.ptrs);
+    qs_vmm_lock_for_fork();
+}
+
+void qs_mem_after_fork_parent(void)
+{
+    qs_vmm_unlock_after_fork();
+    if (qs_g.ptrs)
+        qs_ptrtab_unlock_all(qs_g.ptrs);
+}
+
 void qs_mem_reset_after_fork(void)
 {
     if (qs_g.ptrs)

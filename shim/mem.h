@@ -16,6 +16,11 @@
 
 /* Tenant set-up (the allocation table); called by qs_init_slow() once per process. */
 void qs_mem_init(void);
+/* Around fork (shim/init.c's handlers, init_lock held): the forking thread takes the
+ * allocation tables' locks before it forks and drops them after, in the parent, so that
+ * no table is caught half-changed in the child. */
+void qs_mem_before_fork(void);
+void qs_mem_after_fork_parent(void);
 /* In a fork child: forget the parent's allocations, reservation and pools. */
 void qs_mem_reset_after_fork(void);
 
@@ -62,8 +67,7 @@ void qs_mem_retrack(qs_alloc_kind_t kind, uint64_t key, uint64_t bytes, bool ctx
 /* The driver freed everything allocated in ctx (it was destroyed): uncharge it. */
 void qs_mem_context_gone(CUcontext ctx);
 
-/* Physical allocations (shim/vmm.c) across fork: the forking thread takes vmm_lock before
- * fork and drops it after in the parent; the child forgets the parent's allocations. */
+/* Physical allocations (shim/vmm.c) across fork, for the three above. */
 void qs_vmm_lock_for_fork(void);
 void qs_vmm_unlock_after_fork(void);
 void qs_vmm_reset_after_fork(void);

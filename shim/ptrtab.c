@@ -196,13 +196,28 @@ void qs_ptrtab_totals(qs_ptrtab_t *self, uint64_t *count, uint64_t *bytes)
     *bytes = b;
 }
 
+void qs_ptrtab_lock_all(qs_ptrtab_t *self)
+{
+    /* In shard order; no thread holds two shard locks otherwise, so this cannot deadlock. */
+    for (unsigned k = 0; k < SHARDS; k++)
+        pthread_mutex_lock(&self->shards[k].lock);
+}
+
+void qs_ptrtab_unlock_all(qs_ptrtab_t *self)
+{
+    for (unsigned k = SHARDS; k-- > 0;)
+        pthread_mutex_unlock(&self->shards[k].lock);
+}
+
 void qs_ptrtab_reset_after_fork(qs_ptrtab_t *self)
 {
+    /* Every shard was locked across fork: slots, cap and n agree, and slots is live. */
     for (unsigned k = 0; k < SHARDS; k++) {
         struct shard *s = &self->shards[k];
-        pthread_mutex_init(&s->lock, NULL);
-        if (s->cap)
-            memset(s->slots, 0, s->cap * sizeof *s->slots);
+        free(s->slots);
+        s->slots = NULL;
+        s->cap = 0;
         s->n = 0;
+        pthread_mutex_init(&s->lock, NULL);
     }
 }

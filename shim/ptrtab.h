@@ -37,8 +37,14 @@ int qs_ptrtab_take(qs_ptrtab_t *self, qs_alloc_kind_t kind, uint64_t key, uint64
 uint64_t qs_ptrtab_take_ctx(qs_ptrtab_t *self, const void *ctx);
 /* Number of entries and their bytes, summed shard by shard (not a snapshot). */
 void qs_ptrtab_totals(qs_ptrtab_t *self, uint64_t *count, uint64_t *bytes);
-/* Empties the table and re-creates its mutexes without touching them: for the child of a
- * fork, where a mutex may have been held by a thread that does not exist there. */
+/* Around fork: the forking thread takes every shard's lock before it forks, so that no
+ * shard is caught half-grown (its slots freed, or not yet moved) in the child, and drops
+ * them after, in the parent. */
+void qs_ptrtab_lock_all(qs_ptrtab_t *self);
+void qs_ptrtab_unlock_all(qs_ptrtab_t *self);
+/* In the child of a fork made under qs_ptrtab_lock_all(): empties the table, freeing its
+ * slots (the parent's entries: the child charged none of them), and re-creates its
+ * mutexes, which the child's only thread holds. */
 void qs_ptrtab_reset_after_fork(qs_ptrtab_t *self);
 
 #endif

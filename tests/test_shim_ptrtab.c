@@ -4,6 +4,9 @@
 
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 Test(shim_ptrtab, gives_back_exactly_what_was_put)
 {
@@ -99,6 +102,7 @@ Test(shim_ptrtab, empties_after_fork_reset)
 {
     qs_ptrtab_t *t = qs_ptrtab_new();
     qs_ptrtab_put(t, QS_ALLOC_DPTR, 1, 1, NULL);
+    qs_ptrtab_lock_all(t);
     qs_ptrtab_reset_after_fork(t);
     uint64_t count, bytes, n;
     qs_ptrtab_totals(t, &count, &bytes);
@@ -147,4 +151,68 @@ Test(shim_ptrtab, stays_exact_with_many_threads)
     qs_ptrtab_totals(t, &count, &bytes);
     cr_assert_eq(count, 0);
     qs_ptrtab_destroy(&t);
+}
+
+struct grower {
+    qs_ptrtab_t *t;
+    atomic_bool stop;
+};
+
+/* Puts and takes batches big enough to make shards grow and shrink back all the time. */
+static void *grow_forever(void *arg)
+{
+    struct grower *g = arg;
+    for (uint64_t round = 0; !atomic_load(&g->stop); round++) {
+        uint64_t base = (round + 1) << 40, n;
+        for (uint64_t i = 0; i < 4096; i++)
+            qs_ptrtab_put(g->t, QS_ALLOC_DPTR, base + (i << 21), 1, NULL);
+        for (uint64_t i = 0; i < 4096; i++)
+            qs_ptrtab_take(g->t, QS_ALLOC_DPTR, base + (i << 21), &n, NULL);
+    }
+    return NULL;
+}
+
+/* In the child: the reset table must be empty and work (exit status 0), whatever the
+ * other thread was doing when the parent forked. */
+static int child_checks(qs_ptrtab_t *t)
+{
+    qs_ptrtab_reset_after_fork(t);
+    uint64_t count, bytes, n;
+    qs_ptrtab_totals(t, &count, &bytes);
+    if (count != 0 || bytes != 0)
+        return 1;
+    for (uint64_t i = 0; i < 1000; i++) {
+        if (qs_ptrtab_put(t, QS_ALLOC_DPTR, 0x10000 + i * 512, i, NULL) != 0)
+            return 2;
+    }
+    for (uint64_t i = 0; i < 1000; i++) {
+        if (qs_ptrtab_take(t, QS_ALLOC_DPTR, 0x10000 + i * 512, &n, NULL) != 0 || n != i)
+            return 3;
+    }
+    qs_ptrtab_destroy(&t);
+    return 0;
+}
+
+Test(shim_ptrtab, a_fork_child_gets_an_empty_working_table_while_another_thread_grows_it)
+{
+    struct grower g = {.t = qs_ptrtab_new()};
+    pthread_t th;
+    pthread_create(&th, NULL, grow_forever, &g);
+    for (int i = 0; i < 30; i++) {
+        /* As shim/init.c's fork handlers do. */
+        qs_ptrtab_lock_all(g.t);
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(child_checks(g.t));
+        qs_ptrtab_unlock_all(g.t);
+        cr_assert_gt(pid, 0);
+        int st = -1;
+        cr_assert_eq(waitpid(pid, &st, 0), pid);
+        cr_assert(WIFEXITED(st), "fork %d: child died (status %d)", i, st);
+        cr_assert_eq(WEXITSTATUS(st), 0, "fork %d: child's table was wrong", i);
+        usleep(1000);
+    }
+    atomic_store(&g.stop, true);
+    pthread_join(th, NULL);
+    qs_ptrtab_destroy(&g.t);
 }
