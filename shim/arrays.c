@@ -136,7 +136,7 @@ QS_EXPORT CUresult cuArrayCreate_v2(CUarray *pHandle, const CUDA_ARRAY_DESCRIPTO
     QS_PFN_cuArrayDestroy destroy = QS_REAL(cuArrayDestroy);
     if (!real || !destroy)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !pHandle || !d)
+    if (!qs_managed() || !pHandle || !d)
         return real(pHandle, d);
     qs_init();
     CREATE_CHARGED(QS_ALLOC_ARRAY,
@@ -150,7 +150,7 @@ QS_EXPORT CUresult cuArrayCreate(CUarray *pHandle, const CUDA_ARRAY_DESCRIPTOR_v
     QS_PFN_cuArrayDestroy destroy = QS_REAL(cuArrayDestroy);
     if (!real || !destroy)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !pHandle || !d)
+    if (!qs_managed() || !pHandle || !d)
         return real(pHandle, d);
     qs_init();
     CREATE_CHARGED(QS_ALLOC_ARRAY,
@@ -164,7 +164,7 @@ QS_EXPORT CUresult cuArray3DCreate_v2(CUarray *pHandle, const CUDA_ARRAY3D_DESCR
     QS_PFN_cuArrayDestroy destroy = QS_REAL(cuArrayDestroy);
     if (!real || !destroy)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !pHandle || !d || holds_no_memory(d->Flags))
+    if (!qs_managed() || !pHandle || !d || holds_no_memory(d->Flags))
         return real(pHandle, d);
     qs_init();
     CREATE_CHARGED(QS_ALLOC_ARRAY,
@@ -179,7 +179,7 @@ QS_EXPORT CUresult cuArray3DCreate(CUarray *pHandle, const CUDA_ARRAY3D_DESCRIPT
     QS_PFN_cuArrayDestroy destroy = QS_REAL(cuArrayDestroy);
     if (!real || !destroy)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !pHandle || !d || holds_no_memory(d->Flags))
+    if (!qs_managed() || !pHandle || !d || holds_no_memory(d->Flags))
         return real(pHandle, d);
     qs_init();
     CREATE_CHARGED(QS_ALLOC_ARRAY,
@@ -214,7 +214,7 @@ QS_EXPORT CUresult cuMipmappedArrayCreate(CUmipmappedArray *pHandle,
     QS_PFN_cuMipmappedArrayDestroy destroy = QS_REAL(cuMipmappedArrayDestroy);
     if (!real || !destroy)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !pHandle || !d || holds_no_memory(d->Flags))
+    if (!qs_managed() || !pHandle || !d || holds_no_memory(d->Flags))
         return real(pHandle, d, numMipmapLevels);
     qs_init();
     CREATE_CHARGED(QS_ALLOC_MIPMAP, mip_estimate(d, numMipmapLevels),
@@ -226,7 +226,7 @@ QS_EXPORT CUresult cuArrayDestroy(CUarray hArray)
     QS_PFN_cuArrayDestroy real = QS_REAL(cuArrayDestroy);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !hArray)
+    if (!qs_managed() || !hArray)
         return real(hArray);
     uint64_t key = (uint64_t)(uintptr_t)hArray, n = qs_mem_untrack(QS_ALLOC_ARRAY, key);
     CUresult r = real(hArray);
@@ -242,7 +242,7 @@ QS_EXPORT CUresult cuMipmappedArrayDestroy(CUmipmappedArray hMipmappedArray)
     QS_PFN_cuMipmappedArrayDestroy real = QS_REAL(cuMipmappedArrayDestroy);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !hMipmappedArray)
+    if (!qs_managed() || !hMipmappedArray)
         return real(hMipmappedArray);
     uint64_t key = (uint64_t)(uintptr_t)hMipmappedArray;
     uint64_t n = qs_mem_untrack(QS_ALLOC_MIPMAP, key);

@@ -125,7 +125,7 @@ QS_EXPORT CUresult cuInit(unsigned int flags)
     QS_PFN_cuInit real = QS_REAL(cuInit);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed)
+    if (!qs_managed())
         return real(flags);
     qs_init();
     force_visible_devices();
@@ -149,7 +149,7 @@ QS_EXPORT CUresult cuDeviceGetCount(int *count)
     QS_PFN_cuDeviceGetCount real = QS_REAL(cuDeviceGetCount);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !count)
+    if (!qs_managed() || !count)
         return real(count);
     qs_init();
     int n;
@@ -165,7 +165,7 @@ QS_EXPORT CUresult cuDeviceGet(CUdevice *device, int ordinal)
     QS_PFN_cuDeviceGet real = QS_REAL(cuDeviceGet);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !device)
+    if (!qs_managed() || !device)
         return real(device, ordinal);
     qs_init();
     int st = qs_device_state();
@@ -183,7 +183,7 @@ QS_EXPORT CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev)
     if (!real)
         return qs_cu_error(-ENOSYS);
     CUresult rc = real(bytes, dev);
-    if (rc == CUDA_SUCCESS && qs_g.managed && qs_device_is_ours(dev)) {
+    if (rc == CUDA_SUCCESS && qs_managed() && qs_device_is_ours(dev)) {
         qs_init();
         *bytes = (size_t)qs_mem_quota();
     }
@@ -196,7 +196,7 @@ QS_EXPORT CUresult cuDeviceTotalMem(unsigned int *bytes, CUdevice dev)
     if (!real)
         return qs_cu_error(-ENOSYS);
     CUresult rc = real(bytes, dev);
-    if (rc == CUDA_SUCCESS && qs_g.managed && qs_device_is_ours(dev)) {
+    if (rc == CUDA_SUCCESS && qs_managed() && qs_device_is_ours(dev)) {
         qs_init();
         uint64_t q = qs_mem_quota();
         *bytes = q > UINT_MAX ? UINT_MAX : (unsigned int)q;

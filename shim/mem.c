@@ -209,7 +209,7 @@ QS_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
     QS_PFN_cuMemAlloc_v2 real = QS_REAL(cuMemAlloc_v2);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !dptr || bytesize == 0)
+    if (!qs_managed() || !dptr || bytesize == 0)
         return real(dptr, bytesize);
     qs_init();
     int rc = qs_mem_charge(bytesize);
@@ -224,7 +224,7 @@ QS_EXPORT CUresult cuMemAlloc(CUdeviceptr_v1 *dptr, unsigned int bytesize)
     QS_PFN_cuMemAlloc real = QS_REAL(cuMemAlloc);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !dptr || bytesize == 0)
+    if (!qs_managed() || !dptr || bytesize == 0)
         return real(dptr, bytesize);
     qs_init();
     int rc = qs_mem_charge(bytesize);
@@ -239,7 +239,7 @@ QS_EXPORT CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigne
     QS_PFN_cuMemAllocManaged real = QS_REAL(cuMemAllocManaged);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !dptr || bytesize == 0)
+    if (!qs_managed() || !dptr || bytesize == 0)
         return real(dptr, bytesize, flags);
     qs_init();
     int rc = qs_mem_charge(bytesize);
@@ -285,7 +285,7 @@ QS_EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t 
     QS_PFN_cuMemAllocPitch_v2 real = QS_REAL(cuMemAllocPitch_v2);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !dptr || !pPitch || WidthInBytes == 0 || Height == 0)
+    if (!qs_managed() || !dptr || !pPitch || WidthInBytes == 0 || Height == 0)
         return real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
     qs_init();
     uint64_t est, actual, n;
@@ -319,7 +319,7 @@ QS_EXPORT CUresult cuMemAllocPitch(CUdeviceptr_v1 *dptr, unsigned int *pPitch,
     QS_PFN_cuMemAllocPitch real = QS_REAL(cuMemAllocPitch);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !dptr || !pPitch || WidthInBytes == 0 || Height == 0)
+    if (!qs_managed() || !dptr || !pPitch || WidthInBytes == 0 || Height == 0)
         return real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
     qs_init();
     uint64_t est, n;
@@ -352,7 +352,7 @@ QS_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr)
     QS_PFN_cuMemFree_v2 real = QS_REAL(cuMemFree_v2);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !dptr)
+    if (!qs_managed() || !dptr)
         return real(dptr);
     struct qs_freeing f;
     qs_mem_free_begin(QS_ALLOC_DPTR, dptr, &f);
@@ -364,7 +364,7 @@ QS_EXPORT CUresult cuMemFree(CUdeviceptr_v1 dptr)
     QS_PFN_cuMemFree real = QS_REAL(cuMemFree);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !dptr)
+    if (!qs_managed() || !dptr)
         return real(dptr);
     struct qs_freeing f;
     qs_mem_free_begin(QS_ALLOC_DPTR, dptr, &f);
@@ -379,7 +379,7 @@ QS_EXPORT CUresult cuCtxDestroy_v2(CUcontext ctx)
     if (!real)
         return qs_cu_error(-ENOSYS);
     CUresult r = real(ctx);
-    if (r == CUDA_SUCCESS && qs_g.managed)
+    if (r == CUDA_SUCCESS && qs_managed())
         qs_mem_context_gone(ctx);
     return r;
 }
@@ -390,7 +390,7 @@ QS_EXPORT CUresult cuCtxDestroy(CUcontext ctx)
     if (!real)
         return qs_cu_error(-ENOSYS);
     CUresult r = real(ctx);
-    if (r == CUDA_SUCCESS && qs_g.managed)
+    if (r == CUDA_SUCCESS && qs_managed())
         qs_mem_context_gone(ctx);
     return r;
 }
@@ -425,7 +425,7 @@ QS_EXPORT CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev)
     QS_PFN_cuDevicePrimaryCtxReset_v2 real = QS_REAL(cuDevicePrimaryCtxReset_v2);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    CUcontext ctx = qs_g.managed ? primary_ctx(dev) : NULL;
+    CUcontext ctx = qs_managed() ? primary_ctx(dev) : NULL;
     CUresult r = real(dev);
     if (r == CUDA_SUCCESS && ctx)
         qs_mem_context_gone(ctx);
@@ -437,7 +437,7 @@ QS_EXPORT CUresult cuDevicePrimaryCtxReset(CUdevice dev)
     QS_PFN_cuDevicePrimaryCtxReset real = QS_REAL(cuDevicePrimaryCtxReset);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    CUcontext ctx = qs_g.managed ? primary_ctx(dev) : NULL;
+    CUcontext ctx = qs_managed() ? primary_ctx(dev) : NULL;
     CUresult r = real(dev);
     if (r == CUDA_SUCCESS && ctx)
         qs_mem_context_gone(ctx);
@@ -450,7 +450,7 @@ QS_EXPORT CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
     QS_PFN_cuDevicePrimaryCtxRelease_v2 real = QS_REAL(cuDevicePrimaryCtxRelease_v2);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    CUcontext ctx = qs_g.managed ? primary_ctx(dev) : NULL;
+    CUcontext ctx = qs_managed() ? primary_ctx(dev) : NULL;
     CUresult r = real(dev);
     if (r == CUDA_SUCCESS && ctx && !primary_active(dev))
         qs_mem_context_gone(ctx);
@@ -462,7 +462,7 @@ QS_EXPORT CUresult cuDevicePrimaryCtxRelease(CUdevice dev)
     QS_PFN_cuDevicePrimaryCtxRelease real = QS_REAL(cuDevicePrimaryCtxRelease);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    CUcontext ctx = qs_g.managed ? primary_ctx(dev) : NULL;
+    CUcontext ctx = qs_managed() ? primary_ctx(dev) : NULL;
     CUresult r = real(dev);
     if (r == CUDA_SUCCESS && ctx && !primary_active(dev))
         qs_mem_context_gone(ctx);
@@ -486,7 +486,7 @@ QS_EXPORT CUresult cuMemGetInfo_v2(size_t *free, size_t *total)
     if (!real)
         return qs_cu_error(-ENOSYS);
     CUresult r = real(free, total);
-    if (r != CUDA_SUCCESS || !qs_g.managed || !free || !total)
+    if (r != CUDA_SUCCESS || !qs_managed() || !free || !total)
         return r;
     qs_init();
     uint64_t f, t;
@@ -502,7 +502,7 @@ QS_EXPORT CUresult cuMemGetInfo(unsigned int *free, unsigned int *total)
     if (!real)
         return qs_cu_error(-ENOSYS);
     CUresult r = real(free, total);
-    if (r != CUDA_SUCCESS || !qs_g.managed || !free || !total)
+    if (r != CUDA_SUCCESS || !qs_managed() || !free || !total)
         return r;
     qs_init();
     uint64_t f, t;

@@ -261,7 +261,7 @@ static CUresult alloc_charged(const struct pool_call *c)
 
 static CUresult alloc_async(struct pool_call *c)
 {
-    if (!qs_g.managed || !c->dptr || c->bytes == 0)
+    if (!qs_managed() || !c->dptr || c->bytes == 0)
         return call_alloc(c);
     qs_init();
     if (!c->pool) {
@@ -307,7 +307,7 @@ FROM_POOL_HOOK(cuMemAllocFromPoolAsync_ptsz)
         QS_PFN_##name real = QS_REAL(name);                                                        \
         if (!real)                                                                                 \
             return qs_cu_error(-ENOSYS);                                                           \
-        if (!qs_g.managed || !dptr)                                                                \
+        if (!qs_managed() || !dptr)                                                                \
             return real(dptr, hStream);                                                            \
         struct qs_freeing f;                                                                       \
         qs_mem_free_begin(QS_ALLOC_DPTR, dptr, &f);                                                \
@@ -323,7 +323,7 @@ QS_EXPORT CUresult cuMemPoolCreate(CUmemoryPool *pool, const CUmemPoolProps *pro
     if (!real)
         return qs_cu_error(-ENOSYS);
     CUresult r = real(pool, props);
-    if (r != CUDA_SUCCESS || !qs_g.managed || !pool || !props)
+    if (r != CUDA_SUCCESS || !qs_managed() || !pool || !props)
         return r;
     bool device = props->location.type == CU_MEM_LOCATION_TYPE_DEVICE ||
                   props->allocType == CU_MEM_ALLOCATION_TYPE_MANAGED;
@@ -341,7 +341,7 @@ QS_EXPORT CUresult cuMemPoolDestroy(CUmemoryPool pool)
     QS_PFN_cuMemPoolDestroy real = QS_REAL(cuMemPoolDestroy);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    struct qs_pool *rec = qs_g.managed && pool ? locked_record(pool, false, false) : NULL;
+    struct qs_pool *rec = qs_managed() && pool ? locked_record(pool, false, false) : NULL;
     if (!rec)
         return real(pool);
     /* Under the lock: no allocation from it may start or end half-seen. */
@@ -368,7 +368,7 @@ QS_EXPORT CUresult cuMemPoolTrimTo(CUmemoryPool pool, size_t minBytesToKeep)
     if (!real)
         return qs_cu_error(-ENOSYS);
     CUresult r = real(pool, minBytesToKeep);
-    if (r == CUDA_SUCCESS && qs_g.managed)
+    if (r == CUDA_SUCCESS && qs_managed())
         qs_pools_reconcile();
     return r;
 }
@@ -382,7 +382,7 @@ QS_EXPORT CUresult cuMemPoolTrimTo(CUmemoryPool pool, size_t minBytesToKeep)
         if (!real)                                                                                 \
             return qs_cu_error(-ENOSYS);                                                           \
         CUresult r = real args;                                                                    \
-        if (qs_g.managed && atomic_load_explicit(&qs_g.npools, memory_order_relaxed))              \
+        if (qs_managed() && atomic_load_explicit(&qs_g.npools, memory_order_relaxed))              \
             qs_pools_reconcile();                                                                  \
         return r;                                                                                  \
     }

@@ -2,6 +2,7 @@
 #include "shim/state.h"
 
 struct qs_state qs_g = {
+    .env_once = PTHREAD_ONCE_INIT,
     .dev_lock = PTHREAD_MUTEX_INITIALIZER,
     .init_lock = PTHREAD_MUTEX_INITIALIZER,
     .pools_lock = PTHREAD_MUTEX_INITIALIZER,

@@ -2,7 +2,8 @@
  *
  * An interposer must keep some: a hooked cuLaunchKernel is handed no context of ours.
  * Each field says who writes it. Three lifetimes:
- *   - environment: read by the constructor before main(), then read-only;
+ *   - environment: read once, by the first hook or the constructor, whichever runs first
+ *     (qs_managed(), shim/init.h), then read-only;
  *   - process: the driver, its entry points, the device mapping; a fork child keeps them;
  *   - tenant: this process's membership in its vGPU (agent thread, connection,
  *     reservation, allocation table); a fork child starts its own (shim/init.c). */
@@ -50,8 +51,10 @@ struct qs_agent; /* shim/agent.c */
 struct qs_vmm;   /* shim/vmm.c */
 
 struct qs_state {
-    /* ---- environment: the constructor writes, then read-only ---- */
-    bool managed;                 /* QVGPU_VGPU set: enforce the vGPU; else pass-through */
+    /* ---- environment: qs_env_decide() writes once, then read-only ---- */
+    atomic_int env_state;         /* QS_ENV_*: release-stored once the fields below are set */
+    int env_problems;             /* QS_ENVP_* bits found while reading, logged by qs_init() */
+    pthread_once_t env_once;      /* logs env_problems and installs the fork handlers */
     char vgpu[QS_ID_LEN];         /* QVGPU_VGPU */
     char secret[QS_SECRET_LEN];   /* QVGPU_SECRET */
     char socket_dir[QS_PATH_LEN]; /* QVGPU_SOCKET_DIR, default /run/qvgpu */

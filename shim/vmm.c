@@ -137,7 +137,7 @@ QS_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size
     QS_PFN_cuMemCreate real = QS_REAL(cuMemCreate);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !handle || size == 0 || !on_device(prop))
+    if (!qs_managed() || !handle || size == 0 || !on_device(prop))
         return real(handle, size, prop, flags);
     qs_init();
     uint64_t n = granular(size, prop);
@@ -166,7 +166,7 @@ QS_EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
     QS_PFN_cuMemRelease real = QS_REAL(cuMemRelease);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed)
+    if (!qs_managed())
         return real(handle);
     pthread_mutex_lock(&qs_g.vmm_lock);
     CUresult r = real(handle);
@@ -184,7 +184,7 @@ QS_EXPORT CUresult cuMemRetainAllocationHandle(CUmemGenericAllocationHandle *han
     QS_PFN_cuMemRetainAllocationHandle real = QS_REAL(cuMemRetainAllocationHandle);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !handle)
+    if (!qs_managed() || !handle)
         return real(handle, addr);
     pthread_mutex_lock(&qs_g.vmm_lock);
     CUresult r = real(handle, addr);
@@ -201,7 +201,7 @@ QS_EXPORT CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
     QS_PFN_cuMemMap real = QS_REAL(cuMemMap);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed)
+    if (!qs_managed())
         return real(ptr, size, offset, handle, flags);
     pthread_mutex_lock(&qs_g.vmm_lock);
     CUresult r = real(ptr, size, offset, handle, flags);
@@ -226,7 +226,7 @@ QS_EXPORT CUresult cuMemUnmap(CUdeviceptr ptr, size_t size)
     QS_PFN_cuMemUnmap real = QS_REAL(cuMemUnmap);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed)
+    if (!qs_managed())
         return real(ptr, size);
     pthread_mutex_lock(&qs_g.vmm_lock);
     CUresult r = real(ptr, size);

@@ -949,6 +949,41 @@ static void run(int argc, char **argv)
     }
 }
 
+/* With SHIM_WORK_PREINIT_ALLOC=BYTES, allocates BYTES before any library's constructor
+ * runs (the shim's included), as a library initialised before the shim would: prints
+ * "preinit <rc>" and keeps the allocation, made in device 0's primary context. */
+static void preinit_alloc(int argc, char **argv, char **envp)
+{
+    (void)argc;
+    (void)argv;
+    const char *bytes = NULL;
+    for (char **e = envp; e && *e && !bytes; e++) {
+        if (strncmp(*e, "SHIM_WORK_PREINIT_ALLOC=", 24) == 0)
+            bytes = *e + 24;
+    }
+    if (!bytes)
+        return;
+    environ = envp; /* as libc has set it by the time any library's constructor runs */
+    CUdeviceptr p = 0;
+    CUresult rc = cuInit(0);
+    if (rc == CUDA_SUCCESS)
+        rc = cuDeviceGet(&dev, 0);
+    if (rc == CUDA_SUCCESS)
+        rc = cuDevicePrimaryCtxRetain(&ctx, dev);
+    if (rc == CUDA_SUCCESS)
+        rc = cuCtxSetCurrent(ctx);
+    if (rc == CUDA_SUCCESS)
+        rc = cuMemAlloc_v2(&p, parse_bytes(bytes));
+    char line[64];
+    int n = snprintf(line, sizeof line, "preinit %d\n", rc);
+    if (write(1, line, (size_t)n) < 0)
+        _exit(3);
+}
+/* environ is not set yet: the loader hands preinit functions the environment. */
+__attribute__((section(".preinit_array"), used)) static void (*const preinit)(int, char **,
+                                                                             char **) =
+    preinit_alloc;
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
