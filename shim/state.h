@@ -72,6 +72,10 @@ struct qs_state {
     CUdevice dev;                   /* the vGPU's GPU as the driver names it (QS_DEV_MAPPED) */
     char gpu_uuid[QS_UUID_LEN];     /* its UUID, "GPU-xxxxxxxx-...": dev_lock */
     bool env_forced;                /* CUDA_VISIBLE_DEVICES was set to it before cuInit */
+    /* "CUDA_VISIBLE_DEVICES=<gpu_uuid>", the environment entry the shim put in place of
+     * the workload's (device.c): written once under dev_lock, then lives as long as the
+     * process, as an environment entry must */
+    char visible_entry[sizeof "CUDA_VISIBLE_DEVICES=" + QS_UUID_LEN];
     atomic_int nvml_state;          /* QS_DEV_*, for NVML's handle */
     _Atomic(nvmlDevice_t) nvml_dev; /* the GPU's NVML handle (QS_DEV_MAPPED) */
 

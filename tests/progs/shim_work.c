@@ -42,6 +42,9 @@
  *   sleep:MS                  sleep
  *   ready / hold              ready (then, for hold, sleeps until killed)
  *   setenv:NAME=VALUE         setenv
+ *   unsetenv:NAME             unsetenv
+ *   getenv_race:T             getenv_race <rc> <bad>   `init` while T threads read
+ *                             CUDA_VISIBLE_DEVICES in a loop; bad: values seen torn
  *   fork:N                    the child runs the next N commands (its lines prefixed
  *                             "[child] ") and exits; the parent skips them and prints
  *                             fork <child's exit status>
@@ -62,6 +65,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -771,6 +775,45 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
+/* getenv_race: readers of CUDA_VISIBLE_DEVICES while the main thread initialises. */
+static atomic_int race_stop;
+static atomic_long race_bad;
+
+static void *read_visible(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&race_stop)) {
+        const char *v = getenv("CUDA_VISIBLE_DEVICES");
+        /* whole values only: the workload's "0" or a GPU's UUID */
+        if (v && strcmp(v, "0") != 0 && !(strncmp(v, "GPU-", 4) == 0 && strlen(v) == 40))
+            atomic_fetch_add(&race_bad, 1);
+    }
+    return NULL;
+}
+
+static void cmd_getenv_race(const char *arg)
+{
+    int n = atoi(arg);
+    pthread_t th[64];
+    if (n <= 0 || n > 64) {
+        out("getenv_race %d -1", CUDA_ERROR_INVALID_VALUE);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        pthread_create(&th[i], NULL, read_visible, NULL);
+    CUresult rc = cuInit(0);
+    if (rc == CUDA_SUCCESS)
+        rc = cuDeviceGet(&dev, 0);
+    if (rc == CUDA_SUCCESS)
+        rc = cuDevicePrimaryCtxRetain(&ctx, dev);
+    if (rc == CUDA_SUCCESS)
+        rc = cuCtxSetCurrent(ctx);
+    atomic_store(&race_stop, 1);
+    for (int i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+    out("getenv_race %d %ld", rc, atomic_load(&race_bad));
+}
+
 static void cmd_threads(char *arg)
 {
     int n = atoi(arg);
@@ -931,6 +974,11 @@ static void run(int argc, char **argv)
             out("ready");
             for (;;)
                 pause();
+        } else if (strcmp(cmd, "getenv_race") == 0 && arg) {
+            cmd_getenv_race(arg);
+        } else if (strcmp(cmd, "unsetenv") == 0 && arg) {
+            unsetenv(arg);
+            out("unsetenv");
         } else if (strcmp(cmd, "setenv") == 0 && arg && strchr(arg, '=')) {
             char *eq = strchr(arg, '=');
             *eq = '\0';
