@@ -79,7 +79,6 @@
 
 /* Entry points the shim calls but does not export: resolved the same way. */
 #define QS_CALL_LIST(X)                                                                            \
-    X(cuArrayGetMemoryRequirements)                                                                \
     X(cuCtxGetCurrent)                                                                             \
     X(cuCtxGetDevice)                                                                              \
     X(cuDeviceGetMemPool)                                                                          \
@@ -88,7 +87,6 @@
     X(cuDevicePrimaryCtxRetain)                                                                    \
     X(cuMemGetAllocationGranularity)                                                               \
     X(cuMemPoolGetAttribute)                                                                       \
-    X(cuMipmappedArrayGetMemoryRequirements)                                                       \
     X(cuStreamGetCtx)                                                                              \
     X(nvmlDeviceGetUUID)
 

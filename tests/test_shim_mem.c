@@ -209,6 +209,32 @@ Test(shim_mem, charges_exactly_what_the_device_holds)
     qt_arbiter_destroy(&arb);
 }
 
+Test(shim_mem, an_array_is_charged_a_bound_of_its_layout_without_asking_the_driver)
+{
+    qts_vgpu_t v;
+    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qts_env_t e;
+    qts_env_of(&e, arb, &v);
+    char *out = NULL;
+    /* The driver tells an ordinary array's size to nobody: the shim charges rows padded to
+     * 512 bytes plus 64 KiB, which covers what the (simulated) device holds. */
+    cr_assert_eq(qts_run(&e, &out, NULL, "init", "alloc:cuArrayCreate_v2:direct:64M", "info",
+                         "alloc:cuMipmappedArrayCreate:direct:16M", "info", "free", "free",
+                         "info", NULL),
+                 0);
+    long long q = (long long)GiB, M = (long long)QTS_MIB, K = 1024;
+    cr_assert_eq(qts_count_lines(out, "alloc cu"), 2, "%s", out);
+    cr_assert_eq(qts_field(out, "alloc cuArrayCreate_v2 direct ", 0), 0, "%s", out);
+    cr_assert_eq(qts_field(out, "alloc cuMipmappedArrayCreate direct ", 0), 0, "%s", out);
+    /* 1024 rows of 4096 float4 texels (64 KiB each), plus 64 KiB */
+    cr_assert_eq(qts_field_at(out, "info ", 0, 1), q - 64 * M - 64 * K, "%s", out);
+    /* one level of 256 rows of 4096 float4 texels, plus 64 KiB */
+    cr_assert_eq(qts_field_at(out, "info ", 1, 1), q - 80 * M - 128 * K, "%s", out);
+    cr_assert_eq(qts_field_at(out, "info ", 2, 1), q, "all given back: %s", out);
+    free(out);
+    qt_arbiter_destroy(&arb);
+}
+
 Test(shim_mem, destroying_a_context_gives_its_memory_back)
 {
     qts_vgpu_t v;
