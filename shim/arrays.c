@@ -88,59 +88,29 @@ static bool holds_no_memory(unsigned int flags)
         return CUDA_SUCCESS;                                                                       \
     } while (0)
 
-QS_EXPORT CUresult cuArrayCreate_v2(CUarray *pHandle, const CUDA_ARRAY_DESCRIPTOR *d)
-{
-    QS_PFN_cuArrayCreate_v2 real = QS_REAL(cuArrayCreate_v2);
-    if (!real)
-        return qs_cu_error(-ENOSYS);
-    if (!qs_managed() || !pHandle || !d)
-        return real(pHandle, d);
-    qs_init();
-    CREATE_CHARGED(QS_ALLOC_ARRAY,
-                   estimate(d->Width, d->Height, 1, format_bytes(d->Format, d->NumChannels)),
-                   real(pHandle, d), *pHandle);
-}
+/* One hook per array-creating variant: desc_t is its descriptor type; depth and skip
+ * (the array holds no memory) are read from its descriptor d. */
+#define ARRAY_HOOK(name, desc_t, depth, skip)                                                      \
+    QS_EXPORT CUresult name(CUarray *pHandle, const desc_t *d)                                     \
+    {                                                                                              \
+        QS_PFN_##name real = QS_REAL(name);                                                        \
+        if (!real)                                                                                 \
+            return qs_cu_error(-ENOSYS);                                                           \
+        if (!qs_managed() || !pHandle || !d || (skip))                                             \
+            return real(pHandle, d);                                                               \
+        qs_init();                                                                                 \
+        CREATE_CHARGED(QS_ALLOC_ARRAY,                                                             \
+                       estimate(d->Width, d->Height, (depth),                                      \
+                                format_bytes(d->Format, d->NumChannels)),                          \
+                       real(pHandle, d), *pHandle);                                                \
+    }
 
-QS_EXPORT CUresult cuArrayCreate(CUarray *pHandle, const CUDA_ARRAY_DESCRIPTOR_v1 *d)
-{
-    QS_PFN_cuArrayCreate real = QS_REAL(cuArrayCreate);
-    if (!real)
-        return qs_cu_error(-ENOSYS);
-    if (!qs_managed() || !pHandle || !d)
-        return real(pHandle, d);
-    qs_init();
-    CREATE_CHARGED(QS_ALLOC_ARRAY,
-                   estimate(d->Width, d->Height, 1, format_bytes(d->Format, d->NumChannels)),
-                   real(pHandle, d), *pHandle);
-}
-
-QS_EXPORT CUresult cuArray3DCreate_v2(CUarray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR *d)
-{
-    QS_PFN_cuArray3DCreate_v2 real = QS_REAL(cuArray3DCreate_v2);
-    if (!real)
-        return qs_cu_error(-ENOSYS);
-    if (!qs_managed() || !pHandle || !d || holds_no_memory(d->Flags))
-        return real(pHandle, d);
-    qs_init();
-    CREATE_CHARGED(QS_ALLOC_ARRAY,
-                   estimate(d->Width, d->Height, depth_of(d->Depth, d->Flags),
-                            format_bytes(d->Format, d->NumChannels)),
-                   real(pHandle, d), *pHandle);
-}
-
-QS_EXPORT CUresult cuArray3DCreate(CUarray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR_v1 *d)
-{
-    QS_PFN_cuArray3DCreate real = QS_REAL(cuArray3DCreate);
-    if (!real)
-        return qs_cu_error(-ENOSYS);
-    if (!qs_managed() || !pHandle || !d || holds_no_memory(d->Flags))
-        return real(pHandle, d);
-    qs_init();
-    CREATE_CHARGED(QS_ALLOC_ARRAY,
-                   estimate(d->Width, d->Height, depth_of(d->Depth, d->Flags),
-                            format_bytes(d->Format, d->NumChannels)),
-                   real(pHandle, d), *pHandle);
-}
+ARRAY_HOOK(cuArrayCreate_v2, CUDA_ARRAY_DESCRIPTOR, 1, false)
+ARRAY_HOOK(cuArrayCreate, CUDA_ARRAY_DESCRIPTOR_v1, 1, false)
+ARRAY_HOOK(cuArray3DCreate_v2, CUDA_ARRAY3D_DESCRIPTOR, depth_of(d->Depth, d->Flags),
+           holds_no_memory(d->Flags))
+ARRAY_HOOK(cuArray3DCreate, CUDA_ARRAY3D_DESCRIPTOR_v1, depth_of(d->Depth, d->Flags),
+           holds_no_memory(d->Flags))
 
 /* A mipmapped array's levels, each half the last in every dimension (at least 1). */
 static uint64_t mip_estimate(const CUDA_ARRAY3D_DESCRIPTOR *d, unsigned int levels)
@@ -174,35 +144,19 @@ QS_EXPORT CUresult cuMipmappedArrayCreate(CUmipmappedArray *pHandle,
                    real(pHandle, d, numMipmapLevels), *pHandle);
 }
 
-QS_EXPORT CUresult cuArrayDestroy(CUarray hArray)
-{
-    QS_PFN_cuArrayDestroy real = QS_REAL(cuArrayDestroy);
-    if (!real)
-        return qs_cu_error(-ENOSYS);
-    if (!qs_managed() || !hArray)
-        return real(hArray);
-    uint64_t key = (uint64_t)(uintptr_t)hArray, n = qs_mem_untrack(QS_ALLOC_ARRAY, key);
-    CUresult r = real(hArray);
-    if (r == CUDA_SUCCESS)
-        qs_mem_uncharge(n);
-    else
-        qs_mem_retrack(QS_ALLOC_ARRAY, key, n, true);
-    return r;
-}
+/* One hook per destroying entry point: kind is what its handle was tracked as. */
+#define DESTROY_HOOK(name, handle_t, kind)                                                         \
+    QS_EXPORT CUresult name(handle_t h)                                                            \
+    {                                                                                              \
+        QS_PFN_##name real = QS_REAL(name);                                                        \
+        if (!real)                                                                                 \
+            return qs_cu_error(-ENOSYS);                                                           \
+        if (!qs_managed() || !h)                                                                   \
+            return real(h);                                                                        \
+        struct qs_freeing f;                                                                       \
+        qs_mem_free_begin(kind, (uint64_t)(uintptr_t)h, &f);                                       \
+        return qs_mem_free_end(real(h), &f);                                                       \
+    }
 
-QS_EXPORT CUresult cuMipmappedArrayDestroy(CUmipmappedArray hMipmappedArray)
-{
-    QS_PFN_cuMipmappedArrayDestroy real = QS_REAL(cuMipmappedArrayDestroy);
-    if (!real)
-        return qs_cu_error(-ENOSYS);
-    if (!qs_managed() || !hMipmappedArray)
-        return real(hMipmappedArray);
-    uint64_t key = (uint64_t)(uintptr_t)hMipmappedArray;
-    uint64_t n = qs_mem_untrack(QS_ALLOC_MIPMAP, key);
-    CUresult r = real(hMipmappedArray);
-    if (r == CUDA_SUCCESS)
-        qs_mem_uncharge(n);
-    else
-        qs_mem_retrack(QS_ALLOC_MIPMAP, key, n, true);
-    return r;
-}
+DESTROY_HOOK(cuArrayDestroy, CUarray, QS_ALLOC_ARRAY)
+DESTROY_HOOK(cuMipmappedArrayDestroy, CUmipmappedArray, QS_ALLOC_MIPMAP)

@@ -59,10 +59,6 @@ void qs_mem_free_begin(qs_alloc_kind_t kind, uint64_t key, struct qs_freeing *f)
 /* r is the driver's answer: on success gives the charge back (and tells its pool), else
  * puts the entry back as it was. Returns r. */
 CUresult qs_mem_free_end(CUresult r, const struct qs_freeing *f);
-/* Forgets (kind, key); returns what it charged, or 0 when it charged nothing. */
-uint64_t qs_mem_untrack(qs_alloc_kind_t kind, uint64_t key);
-/* Puts back what qs_mem_untrack() took, when the driver refused the free. */
-void qs_mem_retrack(qs_alloc_kind_t kind, uint64_t key, uint64_t bytes, bool ctx_bound);
 
 /* The driver freed everything allocated in ctx (it was destroyed): uncharge it. */
 void qs_mem_context_gone(CUcontext ctx);
