@@ -99,10 +99,10 @@ static bool holds_no_memory(unsigned int flags)
         if (!qs_managed() || !pHandle || !d || (skip))                                             \
             return real(pHandle, d);                                                               \
         qs_init();                                                                                 \
-        CREATE_CHARGED(QS_ALLOC_ARRAY,                                                             \
-                       estimate(d->Width, d->Height, (depth),                                      \
-                                format_bytes(d->Format, d->NumChannels)),                          \
-                       real(pHandle, d), *pHandle);                                                \
+        CREATE_CHARGED(                                                                            \
+            QS_ALLOC_ARRAY,                                                                        \
+            estimate(d->Width, d->Height, (depth), format_bytes(d->Format, d->NumChannels)),       \
+            real(pHandle, d), *pHandle);                                                           \
     }
 
 ARRAY_HOOK(cuArrayCreate_v2, CUDA_ARRAY_DESCRIPTOR, 1, false)

@@ -279,13 +279,13 @@ static CUresult real_free(bool v2, CUdeviceptr dptr)
     return f ? f((CUdeviceptr_v1)dptr) : qs_cu_error(-ENOSYS);
 }
 
-static CUresult alloc_pitched(int id, CUdeviceptr *dptr, size_t *pitch, size_t width,
-                              size_t height, unsigned int elem)
+static CUresult alloc_pitched(int id, CUdeviceptr *dptr, size_t *pitch, size_t width, size_t height,
+                              unsigned int elem)
 {
     qs_init();
     uint64_t est, actual;
-    uint64_t row = ((uint64_t)width + PITCH_ESTIMATE_ALIGN - 1) / PITCH_ESTIMATE_ALIGN *
-                   PITCH_ESTIMATE_ALIGN;
+    uint64_t row =
+        ((uint64_t)width + PITCH_ESTIMATE_ALIGN - 1) / PITCH_ESTIMATE_ALIGN * PITCH_ESTIMATE_ALIGN;
     int rc = __builtin_mul_overflow(row, (uint64_t)height, &est) ? -ENOMEM : qs_mem_charge(est);
     if (rc < 0)
         return qs_cu_error(rc);
@@ -388,8 +388,8 @@ static bool primary_active(CUdevice dev)
 /* One body for the context-ending hooks: call(arg) is the real entry point, which
  * destroys ctx (a reset or destroy: always; a release: when it dropped the last
  * reference). */
-static CUresult end_context(CUresult (*call)(uintptr_t), uintptr_t arg, CUcontext ctx,
-                            bool release, CUdevice dev)
+static CUresult end_context(CUresult (*call)(uintptr_t), uintptr_t arg, CUcontext ctx, bool release,
+                            CUdevice dev)
 {
     CUresult r = call(arg);
     if (r == CUDA_SUCCESS && ctx && !(release && primary_active(dev)))
@@ -406,7 +406,7 @@ static CUresult end_context(CUresult (*call)(uintptr_t), uintptr_t arg, CUcontex
     {                                                                                              \
         if (!QS_REAL(name))                                                                        \
             return qs_cu_error(-ENOSYS);                                                           \
-        return end_context(call_##name, (uintptr_t)ctx, qs_managed() ? ctx : NULL, false, 0);     \
+        return end_context(call_##name, (uintptr_t)ctx, qs_managed() ? ctx : NULL, false, 0);      \
     }
 
 /* Reset destroys dev's primary context; releasing its last reference does too. */

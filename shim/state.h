@@ -67,11 +67,11 @@ struct qs_state {
     _Atomic(void *) libc_dlsym;           /* glibc's dlsym */
     _Atomic(void *) libc_dlvsym;          /* glibc's dlvsym */
 
-    pthread_mutex_t dev_lock;       /* guards the mapping below while it is made */
-    atomic_int dev_state;           /* QS_DEV_*: release-stored once the mapping is made */
-    CUdevice dev;                   /* the vGPU's GPU as the driver names it (QS_DEV_MAPPED) */
-    char gpu_uuid[QS_UUID_LEN];     /* its UUID, "GPU-xxxxxxxx-...": dev_lock */
-    bool env_forced;                /* CUDA_VISIBLE_DEVICES was set to it before cuInit */
+    pthread_mutex_t dev_lock;   /* guards the mapping below while it is made */
+    atomic_int dev_state;       /* QS_DEV_*: release-stored once the mapping is made */
+    CUdevice dev;               /* the vGPU's GPU as the driver names it (QS_DEV_MAPPED) */
+    char gpu_uuid[QS_UUID_LEN]; /* its UUID, "GPU-xxxxxxxx-...": dev_lock */
+    bool env_forced;            /* CUDA_VISIBLE_DEVICES was set to it before cuInit */
     /* "CUDA_VISIBLE_DEVICES=<gpu_uuid>", the environment entry the shim put in place of
      * the workload's (device.c): written once under dev_lock, then lives as long as the
      * process, as an environment entry must */

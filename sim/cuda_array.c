@@ -31,7 +31,7 @@ struct qsim_array {
     size_t size;                  /* footprint in bytes */
     int ordinal;                  /* device charged */
     struct qsim_ctx *ctx;         /* context it was made in */
-    void *mem; /* its memory (owned unless a mipmap level); NULL when deferred */
+    void *mem;                    /* its memory (owned unless a mipmap level); NULL when deferred */
     struct qsim_mipmap *parent;   /* the mipmapped array it is a level of, or NULL */
     struct qsim_array *next;      /* qsim_g.arrays */
 };
@@ -287,7 +287,7 @@ static CUresult array_requirements(CUDA_ARRAY_MEMORY_REQUIREMENTS *req, CUarray 
         return rc;
     pthread_mutex_lock(&qsim_g.lock);
     struct qsim_array *a = array_of(h);
-    rc = !a                   ? CUDA_ERROR_INVALID_HANDLE
+    rc = !a                    ? CUDA_ERROR_INVALID_HANDLE
          : !deferred(&a->desc) ? CUDA_ERROR_INVALID_VALUE /* only deferred-mapping arrays */
                                : CUDA_SUCCESS;
     if (rc == CUDA_SUCCESS)
@@ -445,7 +445,7 @@ static CUresult mipmap_requirements(CUDA_ARRAY_MEMORY_REQUIREMENTS *req, CUmipma
         return rc;
     pthread_mutex_lock(&qsim_g.lock);
     struct qsim_mipmap *m = mipmap_of(h);
-    rc = !m                   ? CUDA_ERROR_INVALID_HANDLE
+    rc = !m                    ? CUDA_ERROR_INVALID_HANDLE
          : !deferred(&m->desc) ? CUDA_ERROR_INVALID_VALUE /* only deferred-mapping arrays */
                                : CUDA_SUCCESS;
     if (rc == CUDA_SUCCESS)

@@ -5,11 +5,10 @@
  * given back when it is both released and unmapped everywhere. As in the real driver,
  * its handle is dead once every reference to it (cuMemCreate's, each
  * cuMemRetainAllocationHandle's) is released: cuMemMap, cuMemRelease and the property
- * query then refuse it, while the mappings it still has stay valid until cuMemUnmap. A reservation is a
- * PROT_NONE range; cuMemMap maps the memfd over part of it (MAP_SHARED, so two mappings
- * of one allocation see the same bytes) and cuMemSetAccess makes it readable and
- * writable, and known to the copy functions. Granularity: 2 MiB.
- * Threads: any; every object here under qsim_g.lock. */
+ * query then refuse it, while the mappings it still has stay valid until cuMemUnmap. A reservation
+ * is a PROT_NONE range; cuMemMap maps the memfd over part of it (MAP_SHARED, so two mappings of one
+ * allocation see the same bytes) and cuMemSetAccess makes it readable and writable, and known to
+ * the copy functions. Granularity: 2 MiB. Threads: any; every object here under qsim_g.lock. */
 #include "sim/cuda_mem.h"
 
 #include <stdlib.h>

@@ -219,8 +219,8 @@ Test(shim_mem, an_array_is_charged_a_bound_of_its_layout_without_asking_the_driv
     /* The driver tells an ordinary array's size to nobody: the shim charges rows padded to
      * 512 bytes plus 64 KiB, which covers what the (simulated) device holds. */
     cr_assert_eq(qts_run(&e, &out, NULL, "init", "alloc:cuArrayCreate_v2:direct:64M", "info",
-                         "alloc:cuMipmappedArrayCreate:direct:16M", "info", "free", "free",
-                         "info", NULL),
+                         "alloc:cuMipmappedArrayCreate:direct:16M", "info", "free", "free", "info",
+                         NULL),
                  0);
     long long q = (long long)GiB, M = (long long)QTS_MIB, K = 1024;
     cr_assert_eq(qts_count_lines(out, "alloc cu"), 2, "%s", out);

@@ -1028,9 +1028,8 @@ static void preinit_alloc(int argc, char **argv, char **envp)
         _exit(3);
 }
 /* environ is not set yet: the loader hands preinit functions the environment. */
-__attribute__((section(".preinit_array"), used)) static void (*const preinit)(int, char **,
-                                                                             char **) =
-    preinit_alloc;
+__attribute__((section(".preinit_array"),
+               used)) static void (*const preinit)(int, char **, char **) = preinit_alloc;
 
 int main(int argc, char **argv)
 {
