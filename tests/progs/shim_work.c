@@ -238,9 +238,21 @@ static void *resolve(const struct variant *v, const char *route)
 
 /* ---- allocations ----------------------------------------------------------------------- */
 
+/* The static copy of a route's name, which outlives the command line it came from. */
+static const char *known_route(const char *route)
+{
+    static const char *const routes[] = {"direct", "dlsym",    "default",     "next",
+                                         "dlvsym", "procaddr", "procaddrmax", "procaddr1"};
+    for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
+        if (strcmp(routes[i], route) == 0)
+            return routes[i];
+    }
+    return "unknown";
+}
+
 struct alloc {
     const struct variant *v; /* how it was made */
-    const char *route;       /* through which route (owned; never freed: a test program) */
+    const char *route;       /* through which route (static: known_route()) */
     uint64_t handle;         /* pointer, array or VMM handle */
     CUstream stream;         /* for stream-ordered ones */
 };
@@ -447,7 +459,7 @@ static void cmd_alloc(char *arg)
     uint64_t h = 0;
     CUresult rc = fn ? do_alloc(v, fn, parse_bytes(bytes), &h) : CUDA_ERROR_NOT_FOUND;
     if (rc == CUDA_SUCCESS && nallocs < (int)(sizeof allocs / sizeof *allocs))
-        allocs[nallocs++] = (struct alloc){v, strdup(route), h, stream_for(v)};
+        allocs[nallocs++] = (struct alloc){v, known_route(route), h, stream_for(v)};
     out("alloc %s %s %d", sym, route, rc);
 }
 
@@ -470,7 +482,7 @@ static void cmd_alloc_retry(char *arg)
         tries++;
         rc = fn ? do_alloc(v, fn, parse_bytes(bytes), &h) : CUDA_ERROR_NOT_FOUND;
         if (rc == CUDA_SUCCESS) {
-            allocs[nallocs++] = (struct alloc){v, strdup(route), h, stream_for(v)};
+            allocs[nallocs++] = (struct alloc){v, known_route(route), h, stream_for(v)};
             break;
         }
         clock_gettime(CLOCK_MONOTONIC, &now);
