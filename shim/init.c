@@ -1,7 +1,9 @@
-/* init.c - reads the environment at load time, joins the vGPU on first use, and starts a
- * fork child over.
- * Threads: the constructor runs before main(); qs_init_slow() may race in any threads and
- * init_lock serialises it; the fork handlers run in the forking thread. */
+/* init.c - reads the environment once (at the first hook or at load time, whichever
+ * comes first), joins the vGPU on first use, and starts a fork child over.
+ * Threads: qs_env_decide() may race in any threads (a compare-and-swap elects the one
+ * that reads, the others wait for it); the constructor runs before main(); qs_init_slow()
+ * may race in any threads and init_lock serialises it; the fork handlers run in the
+ * forking thread. */
 #include "shim/init.h"
 
 #include <errno.h>
