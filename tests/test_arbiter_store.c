@@ -145,6 +145,16 @@ static void write_file(const char *dir, const char *name, const void *body, size
     free(path);
 }
 
+/* What was logged to f, which it closes, as one string. */
+static void read_log(FILE *f, char *text, size_t cap)
+{
+    rewind(f);
+    size_t n = fread(text, 1, cap - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    cr_assert_gt(n, 0, "nothing logged");
+}
+
 Test(qa_store, files_a_power_cut_left_empty_or_cut_short_are_skipped_and_their_ids_kept)
 {
     char *dir = qt_tmpdir(), err[QP_ERR_LEN] = "";
@@ -170,10 +180,8 @@ Test(qa_store, files_a_power_cut_left_empty_or_cut_short_are_skipped_and_their_i
     cr_assert_str_eq(seen.v[0].id, "vg-4");
     cr_assert_eq(next, 901, "no id of a file seen is handed out again: %llu",
                  (unsigned long long)next);
-    char text[4096] = "";
-    rewind(logf);
-    cr_assert_gt(fread(text, 1, sizeof text - 1, logf), 0);
-    fclose(logf);
+    char text[4096];
+    read_log(logf, text, sizeof text);
     cr_assert(strstr(text, "vg-7.json is empty"), "%s", text);
     cr_assert(strstr(text, "vg-8.json is all zero bytes"), "%s", text);
     cr_assert(strstr(text, "vg-900.json is cut short"), "%s", text);
@@ -199,10 +207,8 @@ Test(qa_store, an_empty_meta_file_gives_way_to_the_vgpu_files_ids)
     cr_assert_eq(qa_store_load(s, collect, &seen, &next, err), 0, "%s", err);
     cr_assert_eq(seen.n, 1);
     cr_assert_eq(next, 13);
-    char text[2048] = "";
-    rewind(logf);
-    cr_assert_gt(fread(text, 1, sizeof text - 1, logf), 0);
-    fclose(logf);
+    char text[4096];
+    read_log(logf, text, sizeof text);
     cr_assert(strstr(text, "meta.json is empty"), "%s", text);
     qa_store_close(&s);
     free(dir);

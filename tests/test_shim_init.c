@@ -71,15 +71,22 @@ Test(shim_init, fork_children_work_before_and_after_the_parent_uses_cuda)
     free(err);
 }
 
-Test(shim_init, a_fork_child_of_a_process_with_allocations_allocates_and_frees_on_its_own)
+/* A private host and arbiter with one vGPU of 1 GiB, and a workload's environment in it. */
+static qt_arbiter_t *reachable_vgpu(qts_env_t *e)
 {
     qts_vgpu_t v;
     qt_sim_private(NULL);
     qt_arbiter_t *arb = qt_arbiter_start(NULL, NULL);
     cr_assert_not_null(arb);
     qts_vgpu_create(arb, &v, "--vm", "vm-a", "--profile", "Q1", NULL);
+    qts_env_of(e, arb, &v);
+    return arb;
+}
+
+Test(shim_init, a_fork_child_of_a_process_with_allocations_allocates_and_frees_on_its_own)
+{
     qts_env_t e;
-    qts_env_of(&e, arb, &v);
+    qt_arbiter_t *arb = reachable_vgpu(&e);
     char *out = NULL, *err = NULL;
     /* The parent joins the vGPU through NVML (no CUDA context: a fork child may use CUDA)
      * and forks; its child charges, frees and sees its own use only. */
@@ -98,13 +105,8 @@ Test(shim_init, a_fork_child_of_a_process_with_allocations_allocates_and_frees_o
 
 Test(shim_init, an_allocation_made_before_the_shims_constructor_runs_is_charged)
 {
-    qts_vgpu_t v;
-    qt_sim_private(NULL);
-    qt_arbiter_t *arb = qt_arbiter_start(NULL, NULL);
-    cr_assert_not_null(arb);
-    qts_vgpu_create(arb, &v, "--vm", "vm-a", "--profile", "Q1", NULL);
     qts_env_t e;
-    qts_env_of(&e, arb, &v);
+    qt_arbiter_t *arb = reachable_vgpu(&e);
     /* As another library's constructor, initialised before the shim's, would. */
     qts_env_add(&e, "SHIM_WORK_PREINIT_ALLOC=64M");
     char *out = NULL, *err = NULL;

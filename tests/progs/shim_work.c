@@ -422,7 +422,8 @@ static uint64_t parse_bytes(const char *s)
     return (uint64_t)v;
 }
 
-static void cmd_init(void)
+/* cuInit, then device 0's primary context made current. */
+static CUresult init_context(void)
 {
     CUresult rc = cuInit(0);
     if (rc == CUDA_SUCCESS)
@@ -431,7 +432,12 @@ static void cmd_init(void)
         rc = cuDevicePrimaryCtxRetain(&ctx, dev);
     if (rc == CUDA_SUCCESS)
         rc = cuCtxSetCurrent(ctx);
-    out("init %d", rc);
+    return rc;
+}
+
+static void cmd_init(void)
+{
+    out("init %d", init_context());
 }
 
 static void uuid_str(CUdevice d, char *s, size_t cap)
@@ -813,13 +819,7 @@ static void cmd_getenv_race(const char *arg)
     }
     for (int i = 0; i < n; i++)
         pthread_create(&th[i], NULL, read_visible, NULL);
-    CUresult rc = cuInit(0);
-    if (rc == CUDA_SUCCESS)
-        rc = cuDeviceGet(&dev, 0);
-    if (rc == CUDA_SUCCESS)
-        rc = cuDevicePrimaryCtxRetain(&ctx, dev);
-    if (rc == CUDA_SUCCESS)
-        rc = cuCtxSetCurrent(ctx);
+    CUresult rc = init_context();
     atomic_store(&race_stop, 1);
     for (int i = 0; i < n; i++)
         pthread_join(th[i], NULL);
@@ -1025,13 +1025,7 @@ static void preinit_alloc(int argc, char **argv, char **envp)
         return;
     environ = envp; /* as libc has set it by the time any library's constructor runs */
     CUdeviceptr p = 0;
-    CUresult rc = cuInit(0);
-    if (rc == CUDA_SUCCESS)
-        rc = cuDeviceGet(&dev, 0);
-    if (rc == CUDA_SUCCESS)
-        rc = cuDevicePrimaryCtxRetain(&ctx, dev);
-    if (rc == CUDA_SUCCESS)
-        rc = cuCtxSetCurrent(ctx);
+    CUresult rc = init_context();
     if (rc == CUDA_SUCCESS)
         rc = cuMemAlloc_v2(&p, parse_bytes(bytes));
     char line[64];
