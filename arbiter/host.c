@@ -322,6 +322,7 @@ int qa_host_adopt(qa_host_t *self, const qa_vgpu_t *v, const char *gpu_uuid, cha
     copy->gpu = (unsigned)(g - self->gpus);
     copy->util = 0;
     copy->sessions = NULL;
+    copy->ent = NULL;
     copy->procs = 0;
     copy->mem_used = copy->mem_reserved = 0;
     /* Keep creation order across restarts: ids grow with time. */
@@ -423,6 +424,8 @@ void qa_host_gpu_record(qa_host_t *self, size_t i, qp_gpu_t *out)
     out->cuda_cores = g->desc.cuda_cores;
     out->share_reserved = g->share_reserved;
     out->vgpus = g->nvgpus;
+    out->leased = g->leased;
+    out->hung = g->hung;
 }
 
 void qa_host_limits(qa_host_t *self, const qa_vgpu_t *v, qp_limits_t *out)
