@@ -478,6 +478,7 @@ static int load_state(qa_server_t *self, const char *dir, char *err)
 {
     if (!(self->store = qa_store_open(dir, err)))
         return -EIO;
+    qa_store_set_log(self->store, self->log);
     uint64_t next_id;
     int rc = qa_store_load(self->store, adopt_one, self, &next_id, err);
     if (rc < 0)
