@@ -61,10 +61,13 @@
     X(cuMemFree_v2)                                                                                \
     X(cuMemGetInfo)                                                                                \
     X(cuMemGetInfo_v2)                                                                             \
+    X(cuMemMap)                                                                                    \
     X(cuMemPoolCreate)                                                                             \
     X(cuMemPoolDestroy)                                                                            \
     X(cuMemPoolTrimTo)                                                                             \
     X(cuMemRelease)                                                                                \
+    X(cuMemRetainAllocationHandle)                                                                 \
+    X(cuMemUnmap)                                                                                  \
     X(cuMipmappedArrayCreate)                                                                      \
     X(cuMipmappedArrayDestroy)                                                                     \
     X(cuStreamSynchronize)                                                                         \
@@ -80,7 +83,6 @@
 
 /* Entry points the shim calls but does not export: resolved the same way. */
 #define QS_CALL_LIST(X)                                                                            \
-    X(cuArrayGetMemoryRequirements)                                                                \
     X(cuCtxGetCurrent)                                                                             \
     X(cuCtxGetDevice)                                                                              \
     X(cuCtxPopCurrent_v2)                                                                          \
@@ -91,7 +93,6 @@
     X(cuDevicePrimaryCtxRetain)                                                                    \
     X(cuMemGetAllocationGranularity)                                                               \
     X(cuMemPoolGetAttribute)                                                                       \
-    X(cuMipmappedArrayGetMemoryRequirements)                                                       \
     X(cuStreamGetCtx)                                                                              \
     X(cuStreamIsCapturing)                                                                         \
     X(nvmlDeviceGetUUID)
