@@ -34,6 +34,7 @@ void qa_config_defaults(qa_config_t *cfg)
     cfg->quantum_min_ms = 2;
     cfg->quantum_max_ms = 50;
     cfg->lease_grace_ms = 1000;
+    cfg->max_tenant_connections = 4096;
     memcpy(cfg->profiles, builtin, sizeof builtin);
     cfg->nprofiles = NBUILTIN;
 }
@@ -139,6 +140,11 @@ static int arbiter_key(struct parse *p, const char *key, const char *v)
                            "%s '%s' must be milliseconds between 1000 and 600000 (tenants "
                            "heartbeat every 500 ms)",
                            key, v);
+        return 1;
+    }
+    if (strcmp(key, "max_tenant_connections") == 0) {
+        if (parse_uint(v, 1, 1000000, &c->max_tenant_connections) < 0)
+            return problem(p, "%s '%s' must be a number between 1 and 1000000", key, v);
         return 1;
     }
     if (strcmp(key, "reclaim_timeout_ms") == 0) {

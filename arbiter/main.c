@@ -4,9 +4,11 @@
 #include "arbiter/log.h"
 #include "arbiter/server.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static const char usage[] =
     "usage: qarbiter [--socket-dir DIR] [--state-dir DIR] [--config FILE]\n"
@@ -14,6 +16,24 @@ static const char usage[] =
     "  --state-dir DIR   where vGPUs persist (default /var/lib/qvgpu)\n"
     "  --config FILE     INI settings and custom profiles (see README, Configuration)\n"
     "Runs in the foreground and logs to stderr until SIGTERM or SIGINT.\n";
+
+/* Raises the soft RLIMIT_NOFILE to the hard one: every tenant connection holds a
+ * descriptor, and the usual soft 1024 would let a few hundred idle processes (or anyone
+ * who can reach tenant.sock) exhaust them. A failure only costs capacity. */
+static void raise_fd_limit(const qa_log_t *log)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == rl.rlim_max)
+        return;
+    rlim_t old = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+        qa_log(log, QA_WARN, "cannot raise the file descriptor limit from %llu to %llu: %s",
+               (unsigned long long)old, (unsigned long long)rl.rlim_max, strerror(errno));
+    else
+        qa_log(log, QA_DEBUG, "file descriptor limit raised from %llu to %llu",
+               (unsigned long long)old, (unsigned long long)rl.rlim_max);
+}
 
 int main(int argc, char **argv)
 {
@@ -51,6 +71,7 @@ int main(int argc, char **argv)
         return 2;
     }
     qa_log_t log = {cfg.log_level, stderr};
+    raise_fd_limit(&log);
     qa_server_opts_t opts = {socket_dir, state_dir, &cfg, &log};
     qa_server_t *srv = qa_server_new(&opts, err);
     if (!srv) {

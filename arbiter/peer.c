@@ -10,9 +10,13 @@ struct qa_peers {
     size_t nbuckets;     /* a power of two */
     size_t count;        /* peers in the table */
     qa_peer_t **by_fd;   /* owned array of borrowed peers, indexed by fd */
-    bool *closed;        /* owned, indexed by fd: the connection on it was closed */
-    size_t nfd;          /* entries in by_fd and closed */
+    uint8_t *state;      /* owned, indexed by fd: enum fd_state of the last connection */
+    size_t nfd;          /* entries in by_fd and state */
+    size_t live;         /* connections accepted and not closed since */
 };
+
+/* What the socket monitor last said about the connection on an fd. */
+enum fd_state { FD_UNSEEN, FD_OPEN, FD_CLOSED };
 
 /* FNV-1a: routing ids are short (5 bytes by default) and not chosen by attackers in a
  * way that matters: a tenant can only connect more times, which costs it as much. */
@@ -53,14 +57,14 @@ void qa_peers_destroy(qa_peers_t **self_p)
     }
     free(self->buckets);
     free(self->by_fd);
-    free(self->closed);
+    free(self->state);
     free(self);
     *self_p = NULL;
 }
 
-size_t qa_peers_count(const qa_peers_t *self)
+size_t qa_peers_live(const qa_peers_t *self)
 {
-    return self->count;
+    return self->live;
 }
 
 qa_peer_t *qa_peers_find(qa_peers_t *self, const void *rid, size_t len)
@@ -142,10 +146,10 @@ static int grow_fds(qa_peers_t *self, int fd)
     if (!a)
         return -ENOMEM;
     self->by_fd = a;
-    bool *c = realloc(self->closed, n * sizeof *c);
+    uint8_t *c = realloc(self->state, n * sizeof *c);
     if (!c)
         return -ENOMEM;
-    self->closed = c;
+    self->state = c;
     memset(a + self->nfd, 0, (n - self->nfd) * sizeof *a);
     memset(c + self->nfd, 0, (n - self->nfd) * sizeof *c);
     self->nfd = n;
@@ -171,17 +175,36 @@ void qa_peers_unbind_fd(qa_peers_t *self, qa_peer_t *p)
     p->fd = -1;
 }
 
-int qa_peers_set_fd_closed(qa_peers_t *self, int fd, bool closed)
+int qa_peers_fd_accepted(qa_peers_t *self, int fd)
 {
-    if (fd < 0 || grow_fds(self, fd) < 0)
+    if (fd < 0)
+        return -EINVAL;
+    if (grow_fds(self, fd) < 0)
         return -ENOMEM;
-    self->closed[fd] = closed;
+    if (self->state[fd] != FD_OPEN)
+        self->live++;
+    self->state[fd] = FD_OPEN;
     return 0;
+}
+
+void qa_peers_fd_disconnected(qa_peers_t *self, int fd)
+{
+    if (fd < 0)
+        return;
+    if (grow_fds(self, fd) < 0) {
+        /* Never seen open (its array would hold it): nothing to count down. A message
+         * of that connection is then taken for a live one's, which the heartbeat
+         * timeout or idleness ends. */
+        return;
+    }
+    if (self->state[fd] == FD_OPEN)
+        self->live--;
+    self->state[fd] = FD_CLOSED;
 }
 
 bool qa_peers_fd_closed(const qa_peers_t *self, int fd)
 {
-    return fd >= 0 && (size_t)fd < self->nfd && self->closed[fd];
+    return fd >= 0 && (size_t)fd < self->nfd && self->state[fd] == FD_CLOSED;
 }
 
 bool qa_rid_newer(const qa_peer_t *a, const qa_peer_t *b)

@@ -56,7 +56,9 @@ typedef struct qa_peers qa_peers_t;
 qa_peers_t *qa_peers_new(void);
 /* Frees every peer and the table; sets *self_p to NULL. Timers must be stopped first. */
 void qa_peers_destroy(qa_peers_t **self_p);
-size_t qa_peers_count(const qa_peers_t *self);
+/* Connections open: accepted and not disconnected since, as the socket monitor said
+ * (qa_peers_fd_accepted, qa_peers_fd_disconnected). */
+size_t qa_peers_live(const qa_peers_t *self);
 
 /* The peer with routing id rid, or NULL. */
 qa_peer_t *qa_peers_find(qa_peers_t *self, const void *rid, size_t len);
@@ -73,9 +75,11 @@ qa_peer_t *qa_peers_by_fd(qa_peers_t *self, int fd);
 int qa_peers_bind_fd(qa_peers_t *self, qa_peer_t *p, int fd);
 /* Forgets p's fd (p stays). */
 void qa_peers_unbind_fd(qa_peers_t *self, qa_peer_t *p);
-/* Whether the last connection seen on fd was closed (and no new one accepted since), as
- * the socket monitor reported. Returns 0 or -ENOMEM for set. */
-int qa_peers_set_fd_closed(qa_peers_t *self, int fd, bool closed);
+/* Records the socket monitor's events, in their order: a connection was accepted on fd
+ * (returns 0, or -ENOMEM, -EINVAL for a negative fd) / the connection on fd closed. */
+int qa_peers_fd_accepted(qa_peers_t *self, int fd);
+void qa_peers_fd_disconnected(qa_peers_t *self, int fd);
+/* Whether the last connection seen on fd was closed (and no new one accepted since). */
 bool qa_peers_fd_closed(const qa_peers_t *self, int fd);
 /* Whether routing id a was given after b by the same ROUTER: libzmq numbers the ids it
  * makes (0x00 then a big-endian counter), so among the connections that held one fd in

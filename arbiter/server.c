@@ -17,10 +17,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -30,6 +33,8 @@
 #define SAMPLE_MS 500                         /* NVML sampling period */
 #define IDLE_PEER_NS (600ull * 1000000000ull) /* an idle admin peer is forgotten */
 #define EWMA_ALPHA 0.3
+#define HANDSHAKE_MS 3000                    /* a connection silent this long is closed */
+#define FLOOD_LOG_NS (10ull * 1000000000ull) /* one warning per burst of refusals */
 
 /* One endpoint: its socket, its monitor and its peers. */
 struct endpoint {
@@ -40,6 +45,10 @@ struct endpoint {
     qa_peers_t *peers; /* owned */
     char path[256];    /* the socket file */
     bool bound;        /* path was bound by us: remove it at the end */
+    uint64_t refused;  /* connections closed for the cap since the last warning */
+    uint64_t warned;   /* ns of that warning, 0 if none yet */
+    uint64_t failed;   /* accepts that failed since the last warning about them */
+    uint64_t failed_warned; /* ns of that warning, 0 if none yet */
 };
 
 struct qa_server {
@@ -61,6 +70,7 @@ struct qa_server {
     qa_timer_t liveness; /* looks for silent peers */
     qa_timer_t sampling; /* takes NVML samples */
     uint64_t sessions;   /* session numbers handed out */
+    uint64_t fd_limit;   /* RLIMIT_NOFILE now (re-read by the liveness timer) */
 };
 
 /* ---- accessors --------------------------------------------------------------------- */
@@ -147,7 +157,85 @@ static void drop_peer(struct endpoint *e, qa_peer_t *p)
     qa_peers_remove(e->peers, p);
 }
 
-/* Reads every monitor event queued for e and drops the peers whose connection closed. */
+/* The most tenant connections kept open: max_tenant_connections, and never more than
+ * half the descriptors, so that the rest (admin connections, state files, libzmq's own)
+ * stay available. The cap acts on connections libzmq has already accepted, so the half
+ * kept free also absorbs a burst accepted before its events are read: libzmq 4.3 aborts
+ * the process when accept() on an ipc socket fails for want of a descriptor. */
+static uint64_t tenant_cap(const qa_server_t *self)
+{
+    uint64_t cap = self->cfg->max_tenant_connections, half = self->fd_limit / 2;
+    return half < cap ? half : cap;
+}
+
+/* Whether fd is a connection accepted on e's socket file. The monitor's events are read
+ * after the fact: the fd may have closed and been reused since, even by the other
+ * endpoint, whose connections must not be touched. */
+static bool is_connection_of(const struct endpoint *e, int fd)
+{
+    struct sockaddr_un sun;
+    socklen_t len = sizeof sun;
+    if (getsockname(fd, (struct sockaddr *)&sun, &len) < 0 || sun.sun_family != AF_UNIX ||
+        len <= offsetof(struct sockaddr_un, sun_path))
+        return false;
+    size_t n = len - offsetof(struct sockaddr_un, sun_path);
+    return strnlen(sun.sun_path, n) == strlen(e->path) && strncmp(sun.sun_path, e->path, n) == 0;
+}
+
+/* A connection was accepted on e's fd: counts it and closes it when the tenant cap is
+ * reached. shutdown(), not close(): the fd stays libzmq's, which sees the end of the
+ * connection, closes it and reports it disconnected like any other. */
+static void on_accepted(struct endpoint *e, int fd)
+{
+    qa_server_t *self = e->srv;
+    if (qa_peers_fd_accepted(e->peers, fd) < 0) {
+        qa_log(self->log, QA_ERROR, "out of memory to follow the connections on %s", e->path);
+        return;
+    }
+    uint64_t cap = tenant_cap(self), live = qa_peers_live(e->peers);
+    if (e->ep != QP_TENANT || live <= cap || !is_connection_of(e, fd))
+        return;
+    shutdown(fd, SHUT_RDWR);
+    e->refused++;
+    uint64_t now = qa_now_ns();
+    if (e->warned && now - e->warned < FLOOD_LOG_NS)
+        return;
+    if (cap == self->cfg->max_tenant_connections)
+        qa_log(self->log, QA_WARN,
+               "%s: max_tenant_connections (%llu) are open: new connections are closed "
+               "(%llu so far; next warning in 10 s at the earliest)",
+               e->path, (unsigned long long)cap,
+               (unsigned long long)e->refused);
+    else
+        qa_log(self->log, QA_WARN,
+               "%s: %llu connections are open, half the %llu file descriptors the arbiter "
+               "may hold: new connections are closed (%llu so far; raise its RLIMIT_NOFILE; "
+               "next warning in 10 s at the earliest)",
+               e->path, (unsigned long long)cap, (unsigned long long)self->fd_limit,
+               (unsigned long long)e->refused);
+    e->warned = now;
+    e->refused = 0;
+}
+
+/* libzmq could not accept a connection on e (err: its errno), e.g. no descriptor left
+ * (ENFILE: the whole system's): logged once per burst. */
+static void on_accept_failed(struct endpoint *e, int err)
+{
+    e->failed++;
+    uint64_t now = qa_now_ns();
+    if (e->failed_warned && now - e->failed_warned < FLOOD_LOG_NS)
+        return;
+    qa_log(e->srv->log, QA_WARN,
+           "cannot accept connections on %s: %s (%llu failed; file descriptors: %llu open "
+           "here, limit %llu; next warning in 10 s at the earliest)",
+           e->path, strerror(err), (unsigned long long)e->failed,
+           (unsigned long long)qa_peers_live(e->peers), (unsigned long long)e->srv->fd_limit);
+    e->failed_warned = now;
+    e->failed = 0;
+}
+
+/* Reads every monitor event queued for e: counts the connections, closes those over the
+ * cap and drops the peers whose connection closed. */
 static void drain_monitor(struct endpoint *e)
 {
     qa_loop_touch(e->srv->loop, e->mon);
@@ -174,8 +262,17 @@ static void drain_monitor(struct endpoint *e)
                 more = zmq_msg_more(&ev);
             zmq_msg_close(&ev);
         }
+        if (event == ZMQ_EVENT_ACCEPTED) {
+            on_accepted(e, fd);
+            continue;
+        }
+        if (event == ZMQ_EVENT_ACCEPT_FAILED) {
+            on_accept_failed(e, fd); /* the event's value is the errno there */
+            continue;
+        }
         if (event != ZMQ_EVENT_DISCONNECTED)
             continue;
+        qa_peers_fd_disconnected(e->peers, fd);
         qa_peer_t *p = qa_peers_by_fd(e->peers, fd);
         if (p) {
             qa_log(e->srv->log, QA_DEBUG, "%s peer (pid %d) disconnected", qp_endpoint_role(e->ep),
@@ -353,9 +450,18 @@ static void check_peer(void *arg, qa_peer_t *p)
     }
 }
 
+/* RLIMIT_NOFILE may be changed from outside (prlimit): the cap follows it. */
+static void read_fd_limit(qa_server_t *self)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        self->fd_limit = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
+}
+
 static void on_liveness(void *arg)
 {
     qa_server_t *self = arg;
+    read_fd_limit(self);
     drain_monitor(&self->tenant);
     drain_monitor(&self->admin);
     qa_peers_each(self->tenant.peers, check_peer, &self->tenant);
@@ -498,16 +604,21 @@ static int open_endpoint(qa_server_t *self, struct endpoint *e, qp_endpoint_t ep
     if (!(e->peers = qa_peers_new()) || !(e->sock = zmq_socket(self->zctx, ZMQ_ROUTER)) ||
         !(e->mon = zmq_socket(self->zctx, ZMQ_PAIR)))
         goto fail;
-    int zero = 0;
+    int zero = 0, handshake = HANDSHAKE_MS;
     int64_t max = QP_MAX_FRAME;
+    /* A connection that has not finished the ZMTP handshake within HANDSHAKE_MS holds a
+     * descriptor for nothing: libzmq closes it (its default waits 30 s). */
     if (zmq_setsockopt(e->sock, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
-        zmq_setsockopt(e->sock, ZMQ_MAXMSGSIZE, &max, sizeof max) < 0)
+        zmq_setsockopt(e->sock, ZMQ_MAXMSGSIZE, &max, sizeof max) < 0 ||
+        zmq_setsockopt(e->sock, ZMQ_HANDSHAKE_IVL, &handshake, sizeof handshake) < 0)
         goto fail;
     char mon[64], ep_str[300];
     snprintf(mon, sizeof mon, "inproc://qa-monitor-%s", qp_endpoint_role(ep));
     /* No high-water mark on the monitor's pipe: a lost "disconnected" event would keep a
      * dead peer's reservation until its heartbeat timeout. */
-    if (zmq_socket_monitor(e->sock, mon, ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED) < 0 ||
+    if (zmq_socket_monitor(e->sock, mon,
+                           ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_ACCEPT_FAILED |
+                               ZMQ_EVENT_DISCONNECTED) < 0 ||
         zmq_setsockopt(e->mon, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
         zmq_setsockopt(e->mon, ZMQ_RCVHWM, &zero, sizeof zero) < 0 || zmq_connect(e->mon, mon) < 0)
         goto fail;
@@ -541,6 +652,7 @@ qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
     self->cfg = opts->cfg;
     self->log = opts->log;
     self->lock_fd = self->sig_fd = -1;
+    read_fd_limit(self);
     if (strlen(opts->socket_dir) >= sizeof self->socket_dir - 16) {
         snprintf(err, QP_ERR_LEN, "socket dir '%.60s...' is too long for Unix sockets",
                  opts->socket_dir);

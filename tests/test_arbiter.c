@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -668,5 +671,152 @@ Test(qa_daemon, messages_left_by_a_closed_connection_do_not_hurt_the_next_one)
         qv_disconnect(&next);
     }
     qv_disconnect(&c);
+    qt_arbiter_destroy(&arb);
+}
+
+/* ---- connection floods ------------------------------------------------------------- */
+
+/* Opens n plain connections to file of arb (they never speak ZMTP) into fds; returns
+ * how many connect() accepted. */
+static int flood_connect(const qt_arbiter_t *arb, const char *file, int *fds, int n)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s/%s", qt_arbiter_socket_dir(arb), file);
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        fds[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        cr_assert_geq(fds[i], 0);
+        if (connect(fds[i], (struct sockaddr *)&sun, sizeof sun) == 0)
+            ok++;
+    }
+    return ok;
+}
+
+static void flood_close(int *fds, int n)
+{
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+}
+
+static int open_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    int n = 0;
+    DIR *d = opendir(path);
+    cr_assert_not_null(d);
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static int count_of(const char *s, const char *word)
+{
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, word)); p += strlen(word))
+        n++;
+    return n;
+}
+
+/* A tenant opens and closes a session: the arbiter still serves tenant.sock. */
+static void assert_tenant_served(const qt_arbiter_t *arb, qv_client_t *c, const char *id,
+                                 const char *secret)
+{
+    ctl_tenant_t *t = ctl_tenant_new(arb, id, secret);
+    int rc = -1;
+    for (int i = 0; i < 20 && rc != 0; i++) /* closed connections are noticed in batches */
+        if ((rc = ctl_tenant_hello(t)) != 0)
+            qt_sleep_ms(100);
+    cr_assert_eq(rc, 0, "a tenant is served again once the flood is gone");
+    cr_assert(ctl_wait_procs(c, id, 1, 2000));
+    ctl_tenant_destroy(&t);
+}
+
+Test(qa_daemon, running_out_of_file_descriptors_is_survived_and_admins_are_served)
+{
+    qt_arbiter_t *arb = ctl_arbiter(CTL_GPUS, NULL);
+    qv_client_t *c = ctl_client(arb);
+    char id[QV_ID_LEN], secret[QV_SECRET_LEN];
+    ctl_create(c, "vm-f", "Q1", id, secret);
+    pid_t pid = qt_proc_pid(qt_arbiter_proc(arb));
+    /* a limit of 1024 descriptors, and half as many connections again */
+    struct rlimit rl = {1024, 1024};
+    cr_assert_eq(prlimit(pid, RLIMIT_NOFILE, &rl, NULL), 0, "%s", strerror(errno));
+    qt_sleep_ms(400); /* the arbiter reads its limit every 250 ms */
+    enum { N = 1500 };
+    int fds[N];
+    flood_connect(arb, "tenant.sock", fds, N);
+    qt_sleep_ms(300);
+    assert_serves(arb);
+    cr_assert_eq(waitpid(pid, NULL, WNOHANG), 0, "the arbiter survives");
+    flood_close(fds, N);
+    assert_tenant_served(arb, c, id, secret);
+    assert_serves(arb);
+    qv_disconnect(&c);
+    qt_proc_t *proc = qt_arbiter_proc(arb);
+    qt_proc_kill(proc, SIGTERM);
+    cr_assert_eq(qt_proc_wait(proc, 5000), 0);
+    const char *log = qt_proc_stderr(proc);
+    cr_assert(strstr(log, "descriptors"), "running out is logged: %s", log);
+    cr_assert_lt(count_of(log, "descriptors"), 20, "once per burst, not per connection: %s", log);
+    qt_arbiter_destroy(&arb);
+}
+
+Test(qa_daemon, tenant_connections_beyond_the_cap_are_closed_with_one_warning)
+{
+    qt_arbiter_t *arb = ctl_arbiter(CTL_GPUS, "[arbiter]\nmax_tenant_connections = 50\n");
+    qv_client_t *c = ctl_client(arb);
+    char id[QV_ID_LEN], secret[QV_SECRET_LEN];
+    ctl_create(c, "vm-f", "Q1", id, secret);
+    pid_t pid = qt_proc_pid(qt_arbiter_proc(arb));
+    int before = open_fds(pid);
+    enum { N = 300 };
+    int fds[N];
+    flood_connect(arb, "tenant.sock", fds, N);
+    qt_sleep_ms(500);
+    assert_serves(arb);
+    int during = open_fds(pid);
+    cr_assert_lt(during, before + 50 + 20, "at most the cap stays open (%d, then %d)", before,
+                 during);
+    /* a connection closed by the arbiter reads end-of-file after libzmq's greeting */
+    int closed = 0;
+    for (int i = 0; i < N; i++) {
+        char b[64];
+        ssize_t n;
+        while ((n = recv(fds[i], b, sizeof b, MSG_DONTWAIT)) > 0)
+            ;
+        closed += n == 0;
+    }
+    cr_assert_geq(closed, N - 50 - 5, "%d of %d closed", closed, N);
+    flood_close(fds, N);
+    assert_tenant_served(arb, c, id, secret);
+    qv_disconnect(&c);
+    qt_proc_t *proc = qt_arbiter_proc(arb);
+    qt_proc_kill(proc, SIGTERM);
+    cr_assert_eq(qt_proc_wait(proc, 5000), 0);
+    const char *log = qt_proc_stderr(proc);
+    cr_assert(strstr(log, "max_tenant_connections"), "the cap is logged: %s", log);
+    cr_assert_lt(count_of(log, "max_tenant_connections"), 5, "once per burst: %s", log);
+    qt_arbiter_destroy(&arb);
+}
+
+Test(qa_daemon, a_connection_that_never_finishes_its_handshake_is_closed)
+{
+    qt_arbiter_t *arb = ctl_arbiter(CTL_GPUS, NULL);
+    int fd;
+    cr_assert_eq(flood_connect(arb, "tenant.sock", &fd, 1), 1);
+    /* the arbiter closes it after its handshake interval (3 s), not libzmq's 30 s */
+    uint64_t t0 = qt_now_ns();
+    ssize_t n = 1;
+    while (n != 0 && qt_now_ns() - t0 < 15000000000ull) {
+        char b[64];
+        struct pollfd pfd = {fd, POLLIN, 0};
+        if (poll(&pfd, 1, 100) == 1)
+            n = recv(fd, b, sizeof b, 0);
+    }
+    cr_assert_eq(n, 0, "the arbiter closed the silent connection");
+    close(fd);
+    assert_serves(arb);
     qt_arbiter_destroy(&arb);
 }

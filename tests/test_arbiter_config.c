@@ -53,6 +53,7 @@ Test(qa_config, defaults_are_the_contract_profiles_spread_and_no_oversubscriptio
     cr_assert_eq(cfg.quantum_min_ms, 2);
     cr_assert_eq(cfg.quantum_max_ms, 50);
     cr_assert_eq(cfg.lease_grace_ms, 1000);
+    cr_assert_eq(cfg.max_tenant_connections, 4096);
 }
 
 Test(qa_config, reads_every_setting_and_custom_profiles)
@@ -73,6 +74,7 @@ Test(qa_config, reads_every_setting_and_custom_profiles)
                   "quantum_min_ms = 1\n"
                   "quantum_max_ms = 20\n"
                   "lease_grace_ms = 400\n"
+                  "max_tenant_connections = 100\n"
                   "\n"
                   "[profile Q16]\n"
                   "memory = 16GiB\n"
@@ -94,6 +96,7 @@ Test(qa_config, reads_every_setting_and_custom_profiles)
     cr_assert_eq(cfg.quantum_min_ms, 1);
     cr_assert_eq(cfg.quantum_max_ms, 20);
     cr_assert_eq(cfg.lease_grace_ms, 400);
+    cr_assert_eq(cfg.max_tenant_connections, 100);
     const qa_profile_t *p = qa_config_profile(&cfg, "Q16");
     cr_assert_not_null(p);
     cr_assert_eq(p->memory_mb, 16384);
@@ -124,6 +127,7 @@ Test(qa_config, names_file_line_and_problem)
         {"[arbiter]\nquantum_min_ms = 0\n", 2, "quantum_min_ms '0'"},
         {"[arbiter]\nquantum_max_ms = 2s\n", 2, "quantum_max_ms '2s'"},
         {"[arbiter]\nlease_grace_ms = -1\n", 2, "lease_grace_ms '-1'"},
+        {"[arbiter]\nmax_tenant_connections = 0\n", 2, "max_tenant_connections '0'"},
         {"[gpus]\nx = 1\n", 2, "unknown section [gpus]"},
         {"placement = pack\n", 1, "outside any section"},
         {"[arbiter]\nthis line is wrong\n", 2, "syntax error"},

@@ -2,6 +2,7 @@
 #include "arbiter/peer.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -28,7 +29,9 @@ Test(qa_peers, finds_by_routing_id_and_fd_and_survives_growth)
         cr_assert_eq(p->fd, -1);
         cr_assert_eq(qa_peers_bind_fd(t, p, 10 + i), 0);
     }
-    cr_assert_eq(qa_peers_count(t), 1000);
+    int all = 0;
+    qa_peers_each(t, count, &all);
+    cr_assert_eq(all, 1000);
     snprintf(rid, sizeof rid, "%c%05d", 1, 777);
     qa_peer_t *p = qa_peers_find(t, rid, 6);
     cr_assert_not_null(p);
@@ -62,15 +65,26 @@ Test(qa_peers, rebinding_an_fd_moves_it)
     qa_peers_destroy(&t);
 }
 
-Test(qa_peers, remembers_closed_fds_and_orders_routing_ids)
+Test(qa_peers, counts_open_connections_and_remembers_closed_fds_and_orders_routing_ids)
 {
     qa_peers_t *t = qa_peers_new();
     cr_assert_not(qa_peers_fd_closed(t, 12));
-    cr_assert_eq(qa_peers_set_fd_closed(t, 12, true), 0);
-    cr_assert(qa_peers_fd_closed(t, 12));
-    cr_assert_eq(qa_peers_set_fd_closed(t, 12, false), 0, "a new connection took it");
+    cr_assert_eq(qa_peers_fd_accepted(t, 12), 0);
+    cr_assert_eq(qa_peers_fd_accepted(t, 300), 0);
+    cr_assert_eq(qa_peers_live(t), 2);
     cr_assert_not(qa_peers_fd_closed(t, 12));
+    qa_peers_fd_disconnected(t, 12);
+    cr_assert(qa_peers_fd_closed(t, 12));
+    cr_assert_eq(qa_peers_live(t), 1);
+    qa_peers_fd_disconnected(t, 12);
+    cr_assert_eq(qa_peers_live(t), 1, "a second close of one connection counts once");
+    qa_peers_fd_disconnected(t, 40);
+    cr_assert_eq(qa_peers_live(t), 1, "a close of a connection never seen open counts none");
+    cr_assert_eq(qa_peers_fd_accepted(t, 12), 0, "a new connection took it");
+    cr_assert_not(qa_peers_fd_closed(t, 12));
+    cr_assert_eq(qa_peers_live(t), 2);
     cr_assert_not(qa_peers_fd_closed(t, -1));
+    cr_assert_eq(qa_peers_fd_accepted(t, -1), -EINVAL);
     /* libzmq's own ids: 0x00 and a big-endian counter */
     qa_peer_t *old = qa_peers_add(t, "\x00\x6b\x8b\x45\xff", 5);
     qa_peer_t *new = qa_peers_add(t, "\x00\x6b\x8b\x46\x00", 5);
