@@ -30,6 +30,7 @@ void qa_config_defaults(qa_config_t *cfg)
     cfg->log_level = QA_INFO;
     cfg->heartbeat_timeout_ms = 1500;
     cfg->reclaim_timeout_ms = 500;
+    cfg->reconnect_grace_ms = 1000;
     cfg->sched_window_ms = 200;
     cfg->quantum_min_ms = 2;
     cfg->quantum_max_ms = 50;
@@ -145,6 +146,12 @@ static int arbiter_key(struct parse *p, const char *key, const char *v)
     if (strcmp(key, "max_tenant_connections") == 0) {
         if (parse_uint(v, 1, 1000000, &c->max_tenant_connections) < 0)
             return problem(p, "%s '%s' must be a number between 1 and 1000000", key, v);
+        return 1;
+    }
+    if (strcmp(key, "reconnect_grace_ms") == 0) {
+        /* The shim retries its hello every 200 ms; its calls wait 1.5 s for a reply. */
+        if (parse_uint(v, 0, 10000, &c->reconnect_grace_ms) < 0)
+            return problem(p, "%s '%s' must be milliseconds between 0 and 10000", key, v);
         return 1;
     }
     if (strcmp(key, "reclaim_timeout_ms") == 0) {

@@ -9,6 +9,9 @@
  *   heartbeat_timeout_ms = 1500    a silent tenant is dropped after this (>= 1000: the
  *                                  shim heartbeats every 500 ms)
  *   reclaim_timeout_ms = 500       a mem_reserve waits this long for reclaimed memory
+ *   reconnect_grace_ms = 1000      after the start, mem_reserve requests are held this
+ *                                  long while the previous arbiter's tenants reconnect
+ *                                  and re-report what they hold (0: no grace)
  *   sched_window_ms = 200          compute: leases of n waiting vGPUs last at most this / n
  *   quantum_min_ms = 2             compute: shortest lease (and bucket needed for a grant)
  *   quantum_max_ms = 50            compute: longest lease
@@ -54,6 +57,7 @@ typedef struct qa_config {
     qa_level_t log_level;
     unsigned heartbeat_timeout_ms;
     unsigned reclaim_timeout_ms;
+    unsigned reconnect_grace_ms; /* mem_reserve held this long after the start */
     unsigned sched_window_ms; /* compute scheduling window (README "Compute shares") */
     unsigned quantum_min_ms;  /* shortest lease, <= quantum_max_ms */
     unsigned quantum_max_ms;  /* longest lease */

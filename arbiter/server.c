@@ -69,6 +69,7 @@ struct qa_server {
     int sig_fd;          /* owned: signalfd for SIGTERM/SIGINT */
     qa_timer_t liveness; /* looks for silent peers */
     qa_timer_t sampling; /* takes NVML samples */
+    qa_timer_t grace;    /* runs during the reconnect grace after the start */
     uint64_t sessions;   /* session numbers handed out */
     uint64_t fd_limit;   /* RLIMIT_NOFILE now (re-read by the liveness timer) */
 };
@@ -108,6 +109,11 @@ const qa_log_t *qa_server_log(const qa_server_t *self)
 uint64_t qa_server_new_session(qa_server_t *self)
 {
     return ++self->sessions;
+}
+
+bool qa_server_in_grace(const qa_server_t *self)
+{
+    return qa_timer_running(&self->grace);
 }
 
 static struct endpoint *endpoint_of(qa_server_t *self, const qa_peer_t *p)
@@ -493,6 +499,14 @@ static void on_sampling(void *arg)
                    self);
 }
 
+static void on_grace_over(void *arg)
+{
+    qa_server_t *self = arg;
+    qa_log(self->log, QA_DEBUG, "reconnect grace over: %zu tenant connections open",
+           qa_peers_live(self->tenant.peers));
+    qa_tenant_grace_over(self);
+}
+
 static void on_signal(void *arg)
 {
     qa_server_t *self = arg;
@@ -689,7 +703,11 @@ qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
     if (qa_loop_add_fd(self->loop, self->sig_fd, on_signal, self) < 0 ||
         qa_timer_start(self->loop, &self->liveness, qa_now_ns() + LIVENESS_NS, on_liveness, self) <
             0 ||
-        qa_timer_start(self->loop, &self->sampling, qa_now_ns(), on_sampling, self) < 0) {
+        qa_timer_start(self->loop, &self->sampling, qa_now_ns(), on_sampling, self) < 0 ||
+        (self->cfg->reconnect_grace_ms &&
+         qa_timer_start(self->loop, &self->grace,
+                        qa_now_ns() + self->cfg->reconnect_grace_ms * 1000000ull, on_grace_over,
+                        self) < 0)) {
         snprintf(err, QP_ERR_LEN, "cannot start: out of memory");
         goto fail;
     }
@@ -738,6 +756,7 @@ void qa_server_destroy(qa_server_t **self_p)
     if (self->loop) {
         qa_timer_stop(self->loop, &self->liveness);
         qa_timer_stop(self->loop, &self->sampling);
+        qa_timer_stop(self->loop, &self->grace);
     }
     close_endpoint(self, &self->admin);
     close_endpoint(self, &self->tenant);

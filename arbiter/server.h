@@ -47,6 +47,9 @@ const qa_config_t *qa_server_config(const qa_server_t *self);
 const qa_log_t *qa_server_log(const qa_server_t *self);
 /* A fresh session number. */
 uint64_t qa_server_new_session(qa_server_t *self);
+/* Whether the reconnect grace after the start still runs: the previous arbiter's
+ * tenants may not all have re-reported what they hold (see qa_tenant_grace_over). */
+bool qa_server_in_grace(const qa_server_t *self);
 
 /* Sends *msg (taken) to p without blocking: a peer that does not read loses messages
  * rather than stall the arbiter. */

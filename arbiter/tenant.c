@@ -97,10 +97,13 @@ static qa_peer_t *first_waiting(qa_vgpu_t *v)
     return best;
 }
 
-/* Grants waiting requests of v in arrival order while they fit. */
+/* Grants waiting requests of v in arrival order while they fit; none during the
+ * reconnect grace, when what v's processes hold is not known yet. */
 static void serve_waiting(qa_server_t *srv, qa_vgpu_t *v)
 {
     qa_peer_t *p;
+    if (qa_server_in_grace(srv))
+        return;
     while ((p = first_waiting(v)) && p->pending.need <= room_for(p)) {
         p->pending.active = false;
         qa_timer_stop(qa_server_loop(srv), &p->pending.timer);
@@ -151,6 +154,22 @@ static uint64_t next_seq(qa_vgpu_t *v)
     return n;
 }
 
+/* Makes p's pending request wait for reclaimed memory: starts its timeout and asks the
+ * others. Returns 0, or -ENOMEM after answering it. */
+static int wait_for_reclaim(qa_server_t *srv, qa_peer_t *p)
+{
+    const qa_config_t *cfg = qa_server_config(srv);
+    if (qa_timer_start(qa_server_loop(srv), &p->pending.timer,
+                       qa_now_ns() + cfg->reclaim_timeout_ms * 1000000ull, on_reclaim_timeout,
+                       p) < 0) {
+        p->pending.active = false;
+        qa_server_error(srv, p, p->pending.id, QP_E_INTERNAL, "out of memory");
+        return -ENOMEM;
+    }
+    reclaim_for(srv, p, p->pending.need);
+    return 0;
+}
+
 static void mem_reserve(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
 {
     uint64_t id = qp_msg_id(m), need = 0, want, used;
@@ -170,29 +189,57 @@ static void mem_reserve(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
         refuse_quota(srv, p, id, need, "that is more than the whole quota");
         return;
     }
-    if (!first_waiting(p->vgpu) && need <= room_for(p)) {
+    bool grace = qa_server_in_grace(srv);
+    if (!grace && !first_waiting(p->vgpu) && need <= room_for(p)) {
         grant(srv, p, id, need, want);
         return;
     }
-    if (need > room_for(p) + others_unused(p)) {
+    if (!grace && need > room_for(p) + others_unused(p)) {
         refuse_quota(srv, p, id, need, "its other processes use the rest");
         return;
     }
-    const qa_config_t *cfg = qa_server_config(srv);
     p->pending.active = true;
     p->pending.id = id;
     p->pending.need = need;
     p->pending.want = want;
     p->pending.seq = next_seq(p->vgpu);
-    if (qa_timer_start(qa_server_loop(srv), &p->pending.timer,
-                       qa_now_ns() + cfg->reclaim_timeout_ms * 1000000ull, on_reclaim_timeout,
-                       p) < 0) {
-        p->pending.active = false;
-        qa_server_error(srv, p, id, QP_E_INTERNAL, "out of memory");
+    if (grace) /* held without a timer: qa_tenant_grace_over decides */
         return;
+    if (wait_for_reclaim(srv, p) == 0)
+        serve_waiting(srv, p->vgpu);
+}
+
+/* Decides the requests of v held during the grace: in arrival order, those that fit
+ * are granted, those that cannot fit even with reclaimed memory are refused, and the
+ * others wait for reclaim like a request that came now. */
+static void grace_over(qa_server_t *srv, qa_vgpu_t *v)
+{
+    serve_waiting(srv, v);
+    for (;;) {
+        qa_peer_t *held = NULL;
+        for (qa_peer_t *s = v->sessions; s; s = s->next_in_vgpu) {
+            if (s->pending.active && !qa_timer_running(&s->pending.timer) &&
+                (!held || s->pending.seq < held->pending.seq))
+                held = s;
+        }
+        if (!held)
+            break;
+        if (held->pending.need > room_for(held) + others_unused(held)) {
+            held->pending.active = false;
+            refuse_quota(srv, held, held->pending.id, held->pending.need,
+                         "its other processes use the rest");
+            serve_waiting(srv, v);
+        } else {
+            wait_for_reclaim(srv, held);
+        }
     }
-    reclaim_for(srv, p, need);
-    serve_waiting(srv, p->vgpu);
+}
+
+void qa_tenant_grace_over(qa_server_t *srv)
+{
+    qa_host_t *host = qa_server_host(srv);
+    for (size_t i = 0; i < qa_host_nvgpus(host); i++)
+        grace_over(srv, qa_host_vgpu(host, i));
 }
 
 static void mem_release(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)

@@ -8,7 +8,12 @@
  * is not taken away; new reservations wait until use drops). A reservation that does
  * not fit waits up to reclaim_timeout_ms while other processes are asked to give back
  * what they reserved but do not use; waiting requests of a vGPU are served in arrival
- * order. Single-threaded: the loop thread. */
+ * order.
+ *
+ * For reconnect_grace_ms after the arbiter starts, mem_reserve requests are held, not
+ * answered: the previous arbiter's tenants reconnect within about a second and re-report
+ * in their hello what they hold, and until they have, a vGPU's quota looks freer than it
+ * is. Single-threaded: the loop thread. */
 #ifndef QA_TENANT_H
 #define QA_TENANT_H
 
@@ -26,6 +31,9 @@ void qa_tenant_end(qa_server_t *srv, qa_peer_t *p, bool tell);
 /* Ends every session of v, which is being destroyed (their waiting requests are
  * answered `nosession`), and drops its scheduler entity. */
 void qa_tenant_vgpu_gone(qa_server_t *srv, qa_vgpu_t *v);
+/* The reconnect grace is over: serves the mem_reserve requests held during it, in
+ * arrival order per vGPU, as if they had come now. */
+void qa_tenant_grace_over(qa_server_t *srv);
 /* Tells v's processes and its GPU's scheduler its new limits; after a shrink below what is reserved, asks them
  * to give back what they do not use; after growth, serves waiting requests. */
 void qa_tenant_resized(qa_server_t *srv, qa_vgpu_t *v, uint64_t old_memory_mb);

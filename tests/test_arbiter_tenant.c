@@ -452,3 +452,62 @@ Test(qa_tenant, after_an_arbiter_restart_tenants_rejoin_and_are_charged_again)
     ctl_tenant_destroy(&a);
     teardown(&f);
 }
+
+struct reserve_job {
+    ctl_tenant_t *t;
+    uint64_t need;
+    int rc;
+    uint64_t done_ns; /* qt_now_ns() when the reply came */
+};
+
+static void *reserve_in_thread(void *arg)
+{
+    struct reserve_job *j = arg;
+    j->rc = ctl_tenant_reserve(j->t, j->need, j->need, NULL);
+    j->done_ns = qt_now_ns();
+    return NULL;
+}
+
+/* Regression: right after a restart a new process was granted memory that processes of
+ * the previous arbiter still held but had not re-reported yet. */
+Test(qa_tenant, after_a_restart_reservations_wait_for_the_old_processes_to_re_report)
+{
+    struct fixture f = setup(NULL);
+    qv_disconnect(&f.admin);
+    cr_assert_eq(qt_arbiter_restart(f.arb), 0);
+    /* a new process asks for 1 GiB of the 2 GiB at once ... */
+    ctl_tenant_t *fresh = ctl_tenant_new(f.arb, f.id, f.secret);
+    cr_assert_eq(ctl_tenant_hello(fresh), 0);
+    struct reserve_job job = {fresh, GIB, 1, 0};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, reserve_in_thread, &job), 0);
+    /* ... while an old one, holding 1.5 GiB, reconnects as its agent does */
+    qt_sleep_ms(200);
+    ctl_tenant_t *old = ctl_tenant_new(f.arb, f.id, f.secret);
+    old->used = 1536 * MIB;
+    cr_assert_eq(ctl_tenant_hello(old), 0);
+    uint64_t hello_ns = qt_now_ns();
+    pthread_join(th, NULL);
+    cr_assert_eq(job.rc, -EDQUOT, "the request was held until the old process re-reported");
+    cr_assert_geq(job.done_ns, hello_ns, "answered after the re-report");
+    cr_assert_eq(ctl_tenant_reserve(fresh, 256 * MIB, 256 * MIB, NULL), 0, "what is free is");
+    f.admin = ctl_client(f.arb);
+    qv_vgpu_t v = ctl_info(f.admin, f.id);
+    cr_assert_leq(v.memory_reserved, 2 * GIB, "%llu bytes reserved",
+                  (unsigned long long)v.memory_reserved);
+    ctl_tenant_destroy(&old);
+    ctl_tenant_destroy(&fresh);
+    teardown(&f);
+}
+
+Test(qa_tenant, without_a_reconnect_grace_reservations_are_answered_at_once)
+{
+    struct fixture f = setup("[arbiter]\nreconnect_grace_ms = 0\n");
+    qv_disconnect(&f.admin);
+    cr_assert_eq(qt_arbiter_restart(f.arb), 0);
+    ctl_tenant_t *fresh = ctl_tenant_new(f.arb, f.id, f.secret);
+    cr_assert_eq(ctl_tenant_reserve(fresh, GIB, GIB, NULL), 0);
+    ctl_tenant_destroy(&fresh);
+    f.admin = ctl_client(f.arb);
+    teardown(&f);
+}
