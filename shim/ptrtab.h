@@ -35,7 +35,9 @@ int qs_ptrtab_take(qs_ptrtab_t *self, qs_alloc_kind_t kind, uint64_t key, uint64
                    const void **ctx);
 /* Forgets every entry made in ctx (the driver freed them with it); returns their bytes. */
 uint64_t qs_ptrtab_take_ctx(qs_ptrtab_t *self, const void *ctx);
-/* Number of entries and their bytes, summed shard by shard (not a snapshot). */
+/* Test hook: number of entries and their bytes, summed shard by shard (not a snapshot),
+ * for tests/test_shim_ptrtab.c to check the table's accounting; the shim never calls it
+ * (it walks every slot under each shard's lock: O(capacity)). */
 void qs_ptrtab_totals(qs_ptrtab_t *self, uint64_t *count, uint64_t *bytes);
 /* Around fork: the forking thread takes every shard's lock before it forks, so that no
  * shard is caught half-grown (its slots freed, or not yet moved) in the child, and drops
