@@ -58,6 +58,7 @@ typedef struct qa_vgpu {
     unsigned procs;           /* live sessions (tenant.c) */
     uint64_t mem_used;        /* bytes its processes reported holding (tenant.c) */
     uint64_t mem_reserved;    /* bytes reserved to its processes (tenant.c) */
+    unsigned waiting;         /* its processes' mem_reserve requests pending (tenant.c) */
     struct qa_sched_ent *ent; /* its compute scheduler entity, NULL before a process came
                                * (compute.c's, owned by its GPU's scheduler) */
 } qa_vgpu_t;

@@ -35,6 +35,7 @@ typedef struct qa_peer {
     /* tenant session (tenant.c) */
     qa_vgpu_t *vgpu;              /* its vGPU, borrowed; NULL without a tenant session */
     struct qa_peer *next_in_vgpu; /* next session of the same vGPU */
+    struct qa_peer **pprev_in_vgpu; /* what points at it in that list: unlinks in O(1) */
     uint64_t session_id;          /* number given in the hello reply */
     pid_t pid;                    /* pid the tenant reported (its namespace's) */
     uint64_t used;                /* bytes it reported holding */

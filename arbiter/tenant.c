@@ -16,16 +16,53 @@ static uint64_t quota_of(const qa_vgpu_t *v)
     return v->memory_mb * QP_MIB;
 }
 
-/* Recomputes v's totals from its sessions: O(sessions), a handful per vGPU. */
-static void recount(qa_vgpu_t *v)
+/* v's totals follow every change of a session's figures at O(1): a vGPU may have
+ * thousands of sessions, each reporting twice a second, and a sum over them per report
+ * would make the arbiter's work grow with the square of its tenants. The sums cannot
+ * overflow: each figure is at most its GPU's memory (see report_ok). */
+static void set_used(qa_peer_t *p, uint64_t used)
 {
-    v->mem_used = v->mem_reserved = 0;
-    v->procs = 0;
-    for (qa_peer_t *s = v->sessions; s; s = s->next_in_vgpu) {
-        v->mem_used += s->used;
-        v->mem_reserved += s->reserved;
-        v->procs++;
-    }
+    p->vgpu->mem_used = p->vgpu->mem_used - p->used + used;
+    p->used = used;
+}
+
+static void set_reserved(qa_peer_t *p, uint64_t reserved)
+{
+    p->vgpu->mem_reserved = p->vgpu->mem_reserved - p->reserved + reserved;
+    p->reserved = reserved;
+}
+
+/* Marks p's mem_reserve pending or not, counting its vGPU's pending requests, so that
+ * finding none costs nothing. */
+static void set_pending(qa_peer_t *p, bool active)
+{
+    if (p->pending.active != active)
+        p->vgpu->waiting += active ? 1 : -1u;
+    p->pending.active = active;
+}
+
+/* The most a process can hold: its GPU's memory. A report above it is refused rather
+ * than charged: charged, it would keep the vGPU's other processes waiting for memory
+ * that does not exist until that process leaves. */
+static uint64_t gpu_memory(qa_server_t *srv, const qa_vgpu_t *v)
+{
+    const qa_gpu_t *g = qa_host_gpu(qa_server_host(srv), v->gpu);
+    return g ? g->desc.memory_total : quota_of(v);
+}
+
+/* Whether bytes, reported as key by p's process for v, is possible; otherwise answers
+ * request id (unless 0) with `invalid`. */
+static bool report_ok(qa_server_t *srv, qa_peer_t *p, const qa_vgpu_t *v, uint64_t id,
+                      const char *key, uint64_t bytes)
+{
+    uint64_t most = gpu_memory(srv, v);
+    if (bytes <= most)
+        return true;
+    if (id)
+        qa_server_error(srv, p, id, QP_E_INVALID,
+                        "%s %llu bytes is more than GPU %u has (%llu bytes)", key,
+                        (unsigned long long)bytes, v->gpu, (unsigned long long)most);
+    return false;
 }
 
 /* What p could hold: the quota minus the other processes' reservations. */
@@ -62,10 +99,8 @@ static bool secret_ok(const char *want, const char *got)
 static void grant(qa_server_t *srv, qa_peer_t *p, uint64_t id, uint64_t need, uint64_t want)
 {
     uint64_t room = room_for(p);
-    p->reserved = want < room ? want : room;
-    if (p->reserved < need) /* callers checked need <= room */
-        p->reserved = need;
-    recount(p->vgpu);
+    uint64_t r = want < room ? want : room;
+    set_reserved(p, r < need ? need : r); /* callers checked need <= room */
     qp_msg_t *rep = qp_msg_new_ok(id);
     qp_msg_set_uint(rep, "reserved", p->reserved);
     qp_msg_set_uint(rep, "vgpu_used", p->vgpu->mem_used);
@@ -86,10 +121,13 @@ static void refuse_quota(qa_server_t *srv, qa_peer_t *p, uint64_t id, uint64_t n
     qa_server_send(srv, p, &rep);
 }
 
-/* The waiting request of v that came first, or NULL. */
+/* The waiting request of v that came first, or NULL: O(sessions), only while requests
+ * of v wait. */
 static qa_peer_t *first_waiting(qa_vgpu_t *v)
 {
     qa_peer_t *best = NULL;
+    if (!v->waiting)
+        return NULL;
     for (qa_peer_t *s = v->sessions; s; s = s->next_in_vgpu) {
         if (s->pending.active && (!best || s->pending.seq < best->pending.seq))
             best = s;
@@ -105,7 +143,7 @@ static void serve_waiting(qa_server_t *srv, qa_vgpu_t *v)
     if (qa_server_in_grace(srv))
         return;
     while ((p = first_waiting(v)) && p->pending.need <= room_for(p)) {
-        p->pending.active = false;
+        set_pending(p, false);
         qa_timer_stop(qa_server_loop(srv), &p->pending.timer);
         grant(srv, p, p->pending.id, p->pending.need, p->pending.want);
     }
@@ -115,7 +153,7 @@ static void on_reclaim_timeout(void *arg)
 {
     qa_peer_t *p = arg;
     qa_server_t *srv = p->srv;
-    p->pending.active = false;
+    set_pending(p, false);
     refuse_quota(srv, p, p->pending.id, p->pending.need,
                  "the other processes did not give back enough in time");
     serve_waiting(srv, p->vgpu);
@@ -144,16 +182,6 @@ static void reclaim_for(qa_server_t *srv, qa_peer_t *p, uint64_t need)
     }
 }
 
-static uint64_t next_seq(qa_vgpu_t *v)
-{
-    uint64_t n = 0;
-    for (qa_peer_t *s = v->sessions; s; s = s->next_in_vgpu) {
-        if (s->pending.active && s->pending.seq >= n)
-            n = s->pending.seq + 1;
-    }
-    return n;
-}
-
 /* Makes p's pending request wait for reclaimed memory: starts its timeout and asks the
  * others. Returns 0, or -ENOMEM after answering it. */
 static int wait_for_reclaim(qa_server_t *srv, qa_peer_t *p)
@@ -162,7 +190,7 @@ static int wait_for_reclaim(qa_server_t *srv, qa_peer_t *p)
     if (qa_timer_start(qa_server_loop(srv), &p->pending.timer,
                        qa_now_ns() + cfg->reclaim_timeout_ms * 1000000ull, on_reclaim_timeout,
                        p) < 0) {
-        p->pending.active = false;
+        set_pending(p, false);
         qa_server_error(srv, p, p->pending.id, QP_E_INTERNAL, "out of memory");
         return -ENOMEM;
     }
@@ -177,8 +205,9 @@ static void mem_reserve(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
     if (qp_msg_get_uint(m, "want", &want) < 0 || want < need)
         want = need;
     if (qp_msg_get_uint(m, "used", &used) == 0) {
-        p->used = used;
-        recount(p->vgpu);
+        if (!report_ok(srv, p, p->vgpu, id, "used", used))
+            return;
+        set_used(p, used);
     }
     if (p->pending.active) {
         qa_server_error(srv, p, id, QP_E_INVALID,
@@ -190,7 +219,7 @@ static void mem_reserve(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
         return;
     }
     bool grace = qa_server_in_grace(srv);
-    if (!grace && !first_waiting(p->vgpu) && need <= room_for(p)) {
+    if (!grace && !p->vgpu->waiting && need <= room_for(p)) {
         grant(srv, p, id, need, want);
         return;
     }
@@ -198,11 +227,11 @@ static void mem_reserve(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
         refuse_quota(srv, p, id, need, "its other processes use the rest");
         return;
     }
-    p->pending.active = true;
+    set_pending(p, true);
     p->pending.id = id;
     p->pending.need = need;
     p->pending.want = want;
-    p->pending.seq = next_seq(p->vgpu);
+    p->pending.seq = qa_now_ns(); /* requests are taken one at a time: arrival order */
     if (grace) /* held without a timer: qa_tenant_grace_over decides */
         return;
     if (wait_for_reclaim(srv, p) == 0)
@@ -225,7 +254,7 @@ static void grace_over(qa_server_t *srv, qa_vgpu_t *v)
         if (!held)
             break;
         if (held->pending.need > room_for(held) + others_unused(held)) {
-            held->pending.active = false;
+            set_pending(held, false);
             refuse_quota(srv, held, held->pending.id, held->pending.need,
                          "its other processes use the rest");
             serve_waiting(srv, v);
@@ -253,8 +282,7 @@ static void mem_release(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
                         (unsigned long long)reserved, (unsigned long long)p->reserved);
         return;
     }
-    p->reserved = reserved;
-    recount(p->vgpu);
+    set_reserved(p, reserved);
     qp_msg_t *rep = qp_msg_new_ok(id);
     qp_msg_set_uint(rep, "reserved", p->reserved);
     qp_msg_set_uint(rep, "vgpu_used", p->vgpu->mem_used);
@@ -264,10 +292,12 @@ static void mem_release(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
 
 static void heartbeat(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
 {
-    uint64_t used = 0, reserved = 0;
+    uint64_t used = 0, reserved = 0, id = qp_msg_has(m, "id") ? qp_msg_id(m) : 0;
     qp_msg_get_uint(m, "mem_used", &used);
     qp_msg_get_uint(m, "mem_reserved", &reserved);
-    p->used = used;
+    if (!report_ok(srv, p, p->vgpu, id, "mem_used", used))
+        return; /* without an id, nobody to tell: the report is ignored */
+    set_used(p, used);
     bool lowered = false;
     /* A lower report with nothing pending means the process gave up on a grant that
      * came too late (its connection drops stale replies): take the difference back.
@@ -275,13 +305,12 @@ static void heartbeat(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
     if (!p->pending.active && reserved < p->reserved) {
         uint64_t keep = reserved > used ? reserved : used;
         if (keep < p->reserved) {
-            p->reserved = keep;
+            set_reserved(p, keep);
             lowered = true;
         }
     }
-    recount(p->vgpu);
     if (qp_msg_has(m, "id")) {
-        qp_msg_t *rep = qp_msg_new_ok(qp_msg_id(m));
+        qp_msg_t *rep = qp_msg_new_ok(id);
         qp_msg_set_uint(rep, "vgpu_used", p->vgpu->mem_used);
         qp_msg_set_uint(rep, "vgpu_reserved", p->vgpu->mem_reserved);
         qa_server_send(srv, p, &rep);
@@ -330,15 +359,21 @@ void qa_tenant_hello(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
                         "authentication failed: unknown vGPU or wrong secret");
         return;
     }
+    if (!report_ok(srv, p, v, id, "mem_used", used))
+        return;
     p->session = true;
     p->vgpu = v;
     p->next_in_vgpu = v->sessions;
+    p->pprev_in_vgpu = &v->sessions;
+    if (v->sessions)
+        v->sessions->pprev_in_vgpu = &p->next_in_vgpu;
     v->sessions = p;
+    v->procs++;
     p->session_id = qa_server_new_session(srv);
     p->pid = (pid_t)pid;
-    p->used = used;
-    p->reserved = used; /* it holds this already: charge it, whatever the quota says */
-    recount(v);
+    p->used = p->reserved = 0;
+    set_used(p, used);
+    set_reserved(p, used); /* it holds this already: charge it, whatever the quota says */
     if (qa_compute_join(qa_server_compute(srv), p) < 0)
         qa_log(qa_server_log(srv), QA_ERROR,
                "out of memory for the compute lease of pid %d of vGPU %s: its tok_req will fail",
@@ -366,27 +401,27 @@ void qa_tenant_hello(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
 /* Unlinks p from its vGPU and forgets its session. */
 static void detach(qa_server_t *srv, qa_peer_t *p, bool tell)
 {
-    if (p->pending.active) {
+    qa_vgpu_t *v = p->vgpu;
+    if (v && p->pending.active) {
         qa_timer_stop(qa_server_loop(srv), &p->pending.timer);
-        p->pending.active = false;
+        set_pending(p, false);
         if (tell)
             qa_server_error(srv, p, p->pending.id, QP_E_NOSESSION, "the session ended");
     }
-    qa_vgpu_t *v = p->vgpu;
     if (v) {
         qa_compute_leave(qa_server_compute(srv), p);
-        qa_peer_t **pp = &v->sessions;
-        while (*pp && *pp != p)
-            pp = &(*pp)->next_in_vgpu;
-        if (*pp)
-            *pp = p->next_in_vgpu;
+        set_used(p, 0);
+        set_reserved(p, 0);
+        *p->pprev_in_vgpu = p->next_in_vgpu;
+        if (p->next_in_vgpu)
+            p->next_in_vgpu->pprev_in_vgpu = p->pprev_in_vgpu;
+        v->procs--;
     }
     p->vgpu = NULL;
     p->next_in_vgpu = NULL;
+    p->pprev_in_vgpu = NULL;
     p->session = false;
     p->used = p->reserved = 0;
-    if (v)
-        recount(v);
 }
 
 void qa_tenant_end(qa_server_t *srv, qa_peer_t *p, bool tell)

@@ -511,3 +511,69 @@ Test(qa_tenant, without_a_reconnect_grace_reservations_are_answered_at_once)
     f.admin = ctl_client(f.arb);
     teardown(&f);
 }
+
+Test(qa_tenant, an_impossible_report_is_refused_and_charges_nothing)
+{
+    struct fixture f = setup(NULL);
+    ctl_tenant_t *liar = ctl_tenant_new(f.arb, f.id, f.secret);
+    liar->used = UINT64_MAX;
+    cr_assert_eq(ctl_tenant_hello(liar), -EINVAL, "more than the GPU has, in the hello");
+    liar->used = 9 * GIB; /* the GPU has 8 */
+    cr_assert_eq(ctl_tenant_hello(liar), -EINVAL);
+    liar->used = 0;
+    cr_assert_eq(ctl_tenant_hello(liar), 0);
+    liar->used = UINT64_MAX;
+    cr_assert_eq(ctl_tenant_hb(liar, NULL), -EINVAL, "in a heartbeat");
+    cr_assert_eq(ctl_tenant_reserve(liar, MIB, MIB, NULL), -EINVAL, "in a mem_reserve");
+    qv_vgpu_t v = ctl_info(f.admin, f.id);
+    cr_assert_eq(v.memory_used, 0);
+    cr_assert_eq(v.memory_reserved, 0);
+    /* the others are served as before */
+    ctl_tenant_t *honest = ctl_tenant_new(f.arb, f.id, f.secret);
+    cr_assert_eq(ctl_tenant_reserve(honest, GIB, 2 * GIB, NULL), 0);
+    cr_assert_eq(honest->reserved, 2 * GIB);
+    ctl_tenant_destroy(&honest);
+    ctl_tenant_destroy(&liar);
+    teardown(&f);
+}
+
+Test(qa_tenant, totals_stay_exact_as_many_sessions_join_report_and_leave_in_any_order)
+{
+    struct fixture f = setup(NULL);
+    enum { N = 24 };
+    ctl_tenant_t *t[N];
+    uint64_t used = 0;
+    for (int i = 0; i < N; i++) {
+        t[i] = ctl_tenant_new(f.arb, f.id, f.secret);
+        t[i]->used = (uint64_t)(i + 1) * MIB;
+        used += t[i]->used;
+        cr_assert_eq(ctl_tenant_hello(t[i]), 0);
+    }
+    cr_assert(ctl_wait_procs(f.admin, f.id, N, 2000));
+    qv_vgpu_t v = ctl_info(f.admin, f.id);
+    cr_assert_eq(v.memory_used, used);
+    cr_assert_eq(v.memory_reserved, used, "re-reported memory is charged");
+    /* every third reports more, then those in the middle of the list leave */
+    for (int i = 0; i < N; i += 3) {
+        t[i]->used += MIB;
+        used += MIB;
+        cr_assert_eq(ctl_tenant_hb(t[i], NULL), 0);
+    }
+    cr_assert_eq(ctl_info(f.admin, f.id).memory_used, used);
+    unsigned left = N;
+    for (int i = 1; i < N; i += 2) {
+        used -= t[i]->used;
+        ctl_tenant_destroy(&t[i]);
+        left--;
+    }
+    cr_assert(ctl_wait_procs(f.admin, f.id, left, 3000));
+    v = ctl_info(f.admin, f.id);
+    cr_assert_eq(v.memory_used, used);
+    for (int i = 0; i < N; i += 2)
+        ctl_tenant_destroy(&t[i]);
+    cr_assert(ctl_wait_procs(f.admin, f.id, 0, 3000));
+    v = ctl_info(f.admin, f.id);
+    cr_assert_eq(v.memory_used, 0);
+    cr_assert_eq(v.memory_reserved, 0);
+    teardown(&f);
+}
