@@ -11,8 +11,10 @@
 #include <sys/resource.h>
 
 static const char usage[] =
-    "usage: qarbiter [--socket-dir DIR] [--state-dir DIR] [--config FILE]\n"
+    "usage: qarbiter [--socket-dir DIR] [--tenant-dir DIR] [--state-dir DIR] [--config FILE]\n"
     "  --socket-dir DIR  where admin.sock and tenant.sock are made (default /run/qvgpu)\n"
+    "  --tenant-dir DIR  make tenant.sock here instead, alone: the directory to mount\n"
+    "                    into containers (see README, Running the arbiter)\n"
     "  --state-dir DIR   where vGPUs persist (default /var/lib/qvgpu)\n"
     "  --config FILE     INI settings and custom profiles (see README, Configuration)\n"
     "Runs in the foreground and logs to stderr until SIGTERM or SIGINT.\n";
@@ -38,10 +40,13 @@ static void raise_fd_limit(const qa_log_t *log)
 int main(int argc, char **argv)
 {
     const char *socket_dir = "/run/qvgpu", *state_dir = "/var/lib/qvgpu", *config = NULL;
+    const char *tenant_dir = NULL;
     for (int i = 1; i < argc; i++) {
         const char **dst = NULL;
         if (strcmp(argv[i], "--socket-dir") == 0)
             dst = &socket_dir;
+        else if (strcmp(argv[i], "--tenant-dir") == 0)
+            dst = &tenant_dir;
         else if (strcmp(argv[i], "--state-dir") == 0)
             dst = &state_dir;
         else if (strcmp(argv[i], "--config") == 0)
@@ -72,7 +77,7 @@ int main(int argc, char **argv)
     }
     qa_log_t log = {cfg.log_level, stderr};
     raise_fd_limit(&log);
-    qa_server_opts_t opts = {socket_dir, state_dir, &cfg, &log};
+    qa_server_opts_t opts = {socket_dir, tenant_dir, state_dir, &cfg, &log};
     qa_server_t *srv = qa_server_new(&opts, err);
     if (!srv) {
         fprintf(stderr, "qarbiter: %s\n", err);

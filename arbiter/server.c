@@ -55,6 +55,7 @@ struct qa_server {
     const qa_config_t *cfg; /* borrowed */
     const qa_log_t *log;    /* borrowed */
     char socket_dir[200];
+    char tenant_dir[200]; /* where tenant.sock is: socket_dir unless --tenant-dir */
     int lock_fd;              /* owned: flock'ed qarbiter.lock */
     qa_nvml_t *nvml;          /* owned */
     qa_host_t *host;          /* owned */
@@ -608,13 +609,28 @@ static int load_state(qa_server_t *self, const char *dir, char *err)
     return 0;
 }
 
-/* Binds e's ROUTER on socket_dir/<file> with mode, and its monitor. */
+/* Whether something accepts connections on the Unix socket path. */
+static bool socket_served(const char *path)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof sun.sun_path)
+        return false;
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool served = fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
+    if (fd >= 0)
+        close(fd);
+    return served;
+}
+
+/* Binds e's ROUTER on <its dir>/<file> with mode, and its monitor. */
 static int open_endpoint(qa_server_t *self, struct endpoint *e, qp_endpoint_t ep, mode_t mode,
                          char *err)
 {
     e->srv = self;
     e->ep = ep;
-    snprintf(e->path, sizeof e->path, "%s/%s", self->socket_dir, qp_endpoint_file(ep));
+    snprintf(e->path, sizeof e->path, "%s/%s", ep == QP_TENANT ? self->tenant_dir : self->socket_dir,
+             qp_endpoint_file(ep));
     if (!(e->peers = qa_peers_new()) || !(e->sock = zmq_socket(self->zctx, ZMQ_ROUTER)) ||
         !(e->mon = zmq_socket(self->zctx, ZMQ_PAIR)))
         goto fail;
@@ -636,7 +652,15 @@ static int open_endpoint(qa_server_t *self, struct endpoint *e, qp_endpoint_t ep
         zmq_setsockopt(e->mon, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
         zmq_setsockopt(e->mon, ZMQ_RCVHWM, &zero, sizeof zero) < 0 || zmq_connect(e->mon, mon) < 0)
         goto fail;
-    /* We hold the lock: a socket file here is a dead arbiter's. */
+    /* We hold the lock: a socket file in socket_dir is a dead arbiter's. One in another
+     * tenant dir may be served by an arbiter of another socket dir: never take it. */
+    if (strcmp(self->tenant_dir, self->socket_dir) != 0 && ep == QP_TENANT &&
+        socket_served(e->path)) {
+        snprintf(err, QP_ERR_LEN,
+                 "another qarbiter serves %.160s: stop it first, or use another --tenant-dir",
+                 e->path);
+        return -EBUSY;
+    }
     unlink(e->path);
     snprintf(ep_str, sizeof ep_str, "ipc://%s", e->path);
     mode_t old = umask((mode_t)(~mode & 0777));
@@ -672,9 +696,20 @@ qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
                  opts->socket_dir);
         goto fail;
     }
+    const char *tdir = opts->tenant_dir ? opts->tenant_dir : opts->socket_dir;
+    if (strlen(tdir) >= sizeof self->tenant_dir - 16) {
+        snprintf(err, QP_ERR_LEN, "tenant dir '%.60s...' is too long for Unix sockets", tdir);
+        goto fail;
+    }
     snprintf(self->socket_dir, sizeof self->socket_dir, "%s", opts->socket_dir);
+    snprintf(self->tenant_dir, sizeof self->tenant_dir, "%s", tdir);
     if (mkdir(self->socket_dir, 0755) < 0 && errno != EEXIST) {
         snprintf(err, QP_ERR_LEN, "cannot create socket dir %.150s: %s", self->socket_dir,
+                 strerror(errno));
+        goto fail;
+    }
+    if (mkdir(self->tenant_dir, 0755) < 0 && errno != EEXIST) {
+        snprintf(err, QP_ERR_LEN, "cannot create tenant dir %.150s: %s", self->tenant_dir,
                  strerror(errno));
         goto fail;
     }

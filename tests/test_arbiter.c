@@ -820,3 +820,75 @@ Test(qa_daemon, a_connection_that_never_finishes_its_handshake_is_closed)
     assert_serves(arb);
     qt_arbiter_destroy(&arb);
 }
+
+/* ---- --tenant-dir ------------------------------------------------------------------ */
+
+static bool file_exists(void *arg)
+{
+    struct stat st;
+    return stat(arg, &st) == 0;
+}
+
+static int entries(const char *dir)
+{
+    int n = 0;
+    DIR *d = opendir(dir);
+    cr_assert_not_null(d);
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* A tenant hello with a wrong secret on path is answered `auth`: the socket is served. */
+static void assert_tenant_sock_served(const char *path)
+{
+    struct raw r = {zmq_ctx_new(), NULL};
+    r.sock = zmq_socket(r.ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(r.sock, ZMQ_LINGER, &zero, sizeof zero);
+    char ep[300];
+    snprintf(ep, sizeof ep, "ipc://%s", path);
+    cr_assert_eq(zmq_connect(r.sock, ep), 0);
+    qp_msg_t *h = qp_new_tenant_hello("raw/1", "vg-1", "wrong", getpid(), 0);
+    qp_msg_set_uint(h, "id", 7);
+    raw_send_msg(&r, h);
+    expect_error(&r, QP_E_AUTH, 7, "authentication failed");
+    raw_close(&r);
+}
+
+Test(qa_daemon, a_tenant_dir_holds_tenant_sock_alone_and_is_served_again_after_a_restart)
+{
+    qt_sim_private(NULL);
+    char *bin = qt_build_path("qarbiter"), *dir = qt_tmpdir();
+    char *sock = path_in(dir, "sock"), *state = path_in(dir, "state");
+    char *tdir = path_in(dir, "tenant"), *other = path_in(dir, "other");
+    char *admin = path_in(sock, "admin.sock"), *tsock = path_in(tdir, "tenant.sock");
+    const char *argv[] = {bin, "--socket-dir", sock, "--tenant-dir", tdir, "--state-dir", state,
+                          NULL};
+    for (int round = 0; round < 2; round++) {
+        unlink(admin); /* a killed arbiter leaves its files */
+        qt_proc_t *p = qt_spawn(argv, NULL);
+        cr_assert(qt_wait_until(file_exists, admin, 5000), "%s", qt_proc_stderr(p));
+        cr_assert(exists(tdir, "tenant.sock"));
+        cr_assert_not(exists(sock, "tenant.sock"));
+        cr_assert_eq(entries(tdir), 1, "tenant.sock alone: the directory to mount");
+        assert_tenant_sock_served(tsock);
+        if (round == 0) {
+            /* an arbiter of another socket dir must not take that tenant.sock */
+            const char *again[] = {bin, "--socket-dir", other, "--tenant-dir", tdir,
+                                   "--state-dir", state, NULL};
+            char *err;
+            cr_assert_eq(qt_run(again, NULL, 5000, NULL, &err), 1);
+            cr_assert(strstr(err, "another qarbiter serves"), "%s", err);
+            free(err);
+            assert_tenant_sock_served(tsock);
+        }
+        qt_proc_kill(p, round == 0 ? SIGKILL : SIGTERM);
+        qt_proc_wait(p, 5000);
+        qt_proc_destroy(&p);
+    }
+    cr_assert_not(exists(tdir, "tenant.sock"), "a clean stop removes it");
+    free(bin), free(dir), free(sock), free(state), free(tdir), free(other), free(admin);
+    free(tsock);
+}
