@@ -16,8 +16,8 @@
  *   quantum_min_ms = 2             compute: shortest lease (and bucket needed for a grant)
  *   quantum_max_ms = 50            compute: longest lease
  *   lease_grace_ms = 1000          compute: a lease not returned this late is taken back
- *   max_tenant_connections = 4096  tenant.sock connections kept open (at most half the
- *                                  arbiter's RLIMIT_NOFILE): more are closed at once
+ *   max_tenant_connections = 4096  tenant.sock connections kept open (at most a quarter
+ *                                  of the arbiter's RLIMIT_NOFILE): more are closed at once
  *
  *   [profile NAME]                 a custom profile, used as --profile NAME
  *   memory = 16GiB
@@ -57,11 +57,11 @@ typedef struct qa_config {
     qa_level_t log_level;
     unsigned heartbeat_timeout_ms;
     unsigned reclaim_timeout_ms;
-    unsigned reconnect_grace_ms; /* mem_reserve held this long after the start */
-    unsigned sched_window_ms; /* compute scheduling window (README "Compute shares") */
-    unsigned quantum_min_ms;  /* shortest lease, <= quantum_max_ms */
-    unsigned quantum_max_ms;  /* longest lease */
-    unsigned lease_grace_ms;  /* a holder this late past its lease's end is hung */
+    unsigned reconnect_grace_ms;     /* mem_reserve held this long after the start */
+    unsigned sched_window_ms;        /* compute scheduling window (README "Compute shares") */
+    unsigned quantum_min_ms;         /* shortest lease, <= quantum_max_ms */
+    unsigned quantum_max_ms;         /* longest lease */
+    unsigned lease_grace_ms;         /* a holder this late past its lease's end is hung */
     unsigned max_tenant_connections; /* tenant.sock connections kept open */
     qa_profile_t profiles[QA_MAX_PROFILES]; /* Q1, Q2, Q4, Q8, then the file's */
     size_t nprofiles;                       /* entries in profiles */

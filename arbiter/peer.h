@@ -33,14 +33,14 @@ typedef struct qa_peer {
     bool session;       /* a hello succeeded */
     bool warned;        /* a malformed message of it was logged: log no more */
     /* tenant session (tenant.c) */
-    qa_vgpu_t *vgpu;              /* its vGPU, borrowed; NULL without a tenant session */
-    struct qa_peer *next_in_vgpu; /* next session of the same vGPU */
+    qa_vgpu_t *vgpu;                /* its vGPU, borrowed; NULL without a tenant session */
+    struct qa_peer *next_in_vgpu;   /* next session of the same vGPU */
     struct qa_peer **pprev_in_vgpu; /* what points at it in that list: unlinks in O(1) */
-    uint64_t session_id;          /* number given in the hello reply */
-    pid_t pid;                    /* pid the tenant reported (its namespace's) */
-    uint64_t used;                /* bytes it reported holding */
-    uint64_t reserved;            /* bytes reserved to it */
-    struct qa_sched_proc *proc;   /* its compute-lease state (compute.c), NULL if none */
+    uint64_t session_id;            /* number given in the hello reply */
+    pid_t pid;                      /* pid the tenant reported (its namespace's) */
+    uint64_t used;                  /* bytes it reported holding */
+    uint64_t reserved;              /* bytes reserved to it */
+    struct qa_sched_proc *proc;     /* its compute-lease state (compute.c), NULL if none */
     struct {
         bool active;   /* a mem_reserve waits for reclaimed memory */
         uint64_t id;   /* its request id */

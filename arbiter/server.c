@@ -40,14 +40,14 @@
 struct endpoint {
     qa_server_t *srv;
     qp_endpoint_t ep;
-    void *sock;        /* owned: ROUTER bound to path */
-    void *mon;         /* owned: PAIR receiving the ROUTER's monitor events */
-    qa_peers_t *peers; /* owned */
-    char path[256];    /* the socket file */
-    bool bound;        /* path was bound by us: remove it at the end */
-    uint64_t refused;  /* connections closed for the cap since the last warning */
-    uint64_t warned;   /* ns of that warning, 0 if none yet */
-    uint64_t failed;   /* accepts that failed since the last warning about them */
+    void *sock;             /* owned: ROUTER bound to path */
+    void *mon;              /* owned: PAIR receiving the ROUTER's monitor events */
+    qa_peers_t *peers;      /* owned */
+    char path[256];         /* the socket file */
+    bool bound;             /* path was bound by us: remove it at the end */
+    uint64_t refused;       /* connections closed for the cap since the last warning */
+    uint64_t warned;        /* ns of that warning, 0 if none yet */
+    uint64_t failed;        /* accepts that failed since the last warning about them */
     uint64_t failed_warned; /* ns of that warning, 0 if none yet */
 };
 
@@ -55,7 +55,7 @@ struct qa_server {
     const qa_config_t *cfg; /* borrowed */
     const qa_log_t *log;    /* borrowed */
     char socket_dir[200];
-    char tenant_dir[200]; /* where tenant.sock is: socket_dir unless --tenant-dir */
+    char tenant_dir[200];     /* where tenant.sock is: socket_dir unless --tenant-dir */
     int lock_fd;              /* owned: flock'ed qarbiter.lock */
     qa_nvml_t *nvml;          /* owned */
     qa_host_t *host;          /* owned */
@@ -164,15 +164,17 @@ static void drop_peer(struct endpoint *e, qa_peer_t *p)
     qa_peers_remove(e->peers, p);
 }
 
-/* The most tenant connections kept open: max_tenant_connections, and never more than
- * half the descriptors, so that the rest (admin connections, state files, libzmq's own)
- * stay available. The cap acts on connections libzmq has already accepted, so the half
- * kept free also absorbs a burst accepted before its events are read: libzmq 4.3 aborts
- * the process when accept() on an ipc socket fails for want of a descriptor. */
+/* The most tenant connections kept open: max_tenant_connections, and never more than a
+ * quarter of the descriptors, so that the rest (admin connections, state files,
+ * libzmq's own) stay available. The cap acts on connections libzmq has already
+ * accepted, so the three quarters kept free also absorb a burst accepted before its
+ * events are read: libzmq 4.3 aborts the process when accept() on an ipc socket fails
+ * for want of a descriptor (EMFILE), and nothing outside libzmq can stop it accepting.
+ * With the usual hard limits (65536 and up) that margin is far beyond any burst. */
 static uint64_t tenant_cap(const qa_server_t *self)
 {
-    uint64_t cap = self->cfg->max_tenant_connections, half = self->fd_limit / 2;
-    return half < cap ? half : cap;
+    uint64_t cap = self->cfg->max_tenant_connections, quarter = self->fd_limit / 4;
+    return quarter < cap ? quarter : cap;
 }
 
 /* Whether fd is a connection accepted on e's socket file. The monitor's events are read
@@ -211,11 +213,10 @@ static void on_accepted(struct endpoint *e, int fd)
         qa_log(self->log, QA_WARN,
                "%s: max_tenant_connections (%llu) are open: new connections are closed "
                "(%llu so far; next warning in 10 s at the earliest)",
-               e->path, (unsigned long long)cap,
-               (unsigned long long)e->refused);
+               e->path, (unsigned long long)cap, (unsigned long long)e->refused);
     else
         qa_log(self->log, QA_WARN,
-               "%s: %llu connections are open, half the %llu file descriptors the arbiter "
+               "%s: %llu connections are open, a quarter of the %llu file descriptors the arbiter "
                "may hold: new connections are closed (%llu so far; raise its RLIMIT_NOFILE; "
                "next warning in 10 s at the earliest)",
                e->path, (unsigned long long)cap, (unsigned long long)self->fd_limit,
@@ -629,8 +630,8 @@ static int open_endpoint(qa_server_t *self, struct endpoint *e, qp_endpoint_t ep
 {
     e->srv = self;
     e->ep = ep;
-    snprintf(e->path, sizeof e->path, "%s/%s", ep == QP_TENANT ? self->tenant_dir : self->socket_dir,
-             qp_endpoint_file(ep));
+    snprintf(e->path, sizeof e->path, "%s/%s",
+             ep == QP_TENANT ? self->tenant_dir : self->socket_dir, qp_endpoint_file(ep));
     if (!(e->peers = qa_peers_new()) || !(e->sock = zmq_socket(self->zctx, ZMQ_ROUTER)) ||
         !(e->mon = zmq_socket(self->zctx, ZMQ_PAIR)))
         goto fail;
@@ -647,8 +648,8 @@ static int open_endpoint(qa_server_t *self, struct endpoint *e, qp_endpoint_t ep
     /* No high-water mark on the monitor's pipe: a lost "disconnected" event would keep a
      * dead peer's reservation until its heartbeat timeout. */
     if (zmq_socket_monitor(e->sock, mon,
-                           ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_ACCEPT_FAILED |
-                               ZMQ_EVENT_DISCONNECTED) < 0 ||
+                           ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_ACCEPT_FAILED | ZMQ_EVENT_DISCONNECTED) <
+            0 ||
         zmq_setsockopt(e->mon, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
         zmq_setsockopt(e->mon, ZMQ_RCVHWM, &zero, sizeof zero) < 0 || zmq_connect(e->mon, mon) < 0)
         goto fail;

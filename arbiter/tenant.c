@@ -232,7 +232,7 @@ static void mem_reserve(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
     p->pending.need = need;
     p->pending.want = want;
     p->pending.seq = qa_now_ns(); /* requests are taken one at a time: arrival order */
-    if (grace) /* held without a timer: qa_tenant_grace_over decides */
+    if (grace)                    /* held without a timer: qa_tenant_grace_over decides */
         return;
     if (wait_for_reclaim(srv, p) == 0)
         serve_waiting(srv, p->vgpu);

@@ -34,8 +34,8 @@ void qa_tenant_vgpu_gone(qa_server_t *srv, qa_vgpu_t *v);
 /* The reconnect grace is over: serves the mem_reserve requests held during it, in
  * arrival order per vGPU, as if they had come now. */
 void qa_tenant_grace_over(qa_server_t *srv);
-/* Tells v's processes and its GPU's scheduler its new limits; after a shrink below what is reserved, asks them
- * to give back what they do not use; after growth, serves waiting requests. */
+/* Tells v's processes and its GPU's scheduler its new limits; after a shrink below what is
+ * reserved, asks them to give back what they do not use; after growth, serves waiting requests. */
 void qa_tenant_resized(qa_server_t *srv, qa_vgpu_t *v, uint64_t old_memory_mb);
 
 #endif

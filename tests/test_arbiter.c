@@ -864,8 +864,8 @@ Test(qa_daemon, a_tenant_dir_holds_tenant_sock_alone_and_is_served_again_after_a
     char *sock = path_in(dir, "sock"), *state = path_in(dir, "state");
     char *tdir = path_in(dir, "tenant"), *other = path_in(dir, "other");
     char *admin = path_in(sock, "admin.sock"), *tsock = path_in(tdir, "tenant.sock");
-    const char *argv[] = {bin, "--socket-dir", sock, "--tenant-dir", tdir, "--state-dir", state,
-                          NULL};
+    const char *argv[] = {bin,  "--socket-dir", sock,  "--tenant-dir",
+                          tdir, "--state-dir",  state, NULL};
     for (int round = 0; round < 2; round++) {
         unlink(admin); /* a killed arbiter leaves its files */
         qt_proc_t *p = qt_spawn(argv, NULL);
@@ -876,8 +876,8 @@ Test(qa_daemon, a_tenant_dir_holds_tenant_sock_alone_and_is_served_again_after_a
         assert_tenant_sock_served(tsock);
         if (round == 0) {
             /* an arbiter of another socket dir must not take that tenant.sock */
-            const char *again[] = {bin, "--socket-dir", other, "--tenant-dir", tdir,
-                                   "--state-dir", state, NULL};
+            const char *again[] = {bin,  "--socket-dir", other, "--tenant-dir",
+                                   tdir, "--state-dir",  state, NULL};
             char *err;
             cr_assert_eq(qt_run(again, NULL, 5000, NULL, &err), 1);
             cr_assert(strstr(err, "another qarbiter serves"), "%s", err);
