@@ -535,9 +535,12 @@ static void *agent_main(void *arg)
     char err[QP_ERR_LEN];
     qp_conn_hooks_t hooks = {hello_hook, session_hook, push_hook, a};
     a->conn = qp_conn_new(NULL, qs_g.socket_dir, QP_TENANT, &hooks, err);
-    if (!a->conn)
+    if (!a->conn) {
         qs_log_once(&qs_g.logged.agent, "cannot connect to the arbiter: %s", err);
-    else
+        /* No connection will ever exist: nobody can grant a lease, and launches waiting
+         * for one would wait forever. */
+        qs_gate_set(QS_GATE_FREE);
+    } else
         heartbeat(a, probe_arbiter(a) ? CALL_MS : 0);
     pthread_mutex_lock(&a->lock);
     a->hello_done = true;
@@ -598,8 +601,10 @@ int qs_agent_start(void)
         qs_log_once(&qs_g.logged.agent, "cannot start the drainer thread: the agent waits "
                                         "for GPU work itself");
     struct qs_agent *a = calloc(1, sizeof *a);
-    if (!a)
+    if (!a) {
+        qs_gate_set(QS_GATE_FREE); /* no agent: nothing is enforced, no slow path either */
         return -ENOMEM;
+    }
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -617,6 +622,7 @@ int qs_agent_start(void)
         qs_log_once(&qs_g.logged.agent, "cannot start the agent thread: %s", strerror(rc));
         a->hello_done = true;
         qs_g.agent = a; /* requests are answered -ENOTCONN */
+        qs_gate_set(QS_GATE_FREE);
         return -rc;
     }
     a->started = true;

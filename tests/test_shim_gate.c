@@ -333,3 +333,22 @@ Test(shim_gate, a_thread_cancelled_while_waiting_at_the_gate_blocks_nobody)
     qt_proc_destroy(&pb);
     qt_arbiter_destroy(&arb);
 }
+
+Test(shim_gate, a_socket_dir_too_long_to_connect_leaves_launches_ungated)
+{
+    qt_sim_private(NULL);
+    char uuids[4][64];
+    cr_assert_eq(qts_gpu_uuids(uuids, 4), 1);
+    /* Over a Unix socket path's 107 bytes with "/tenant.sock": the agent has no
+     * connection at all, so nobody can grant a lease. */
+    char dir[160];
+    snprintf(dir, sizeof dir, "/tmp/%0120d", 0);
+    qts_env_t e;
+    qts_env_vgpu(&e, dir, "vgpu-none", "00", uuids[0]);
+    qt_proc_t *p = qts_start(&e, "init", "spin:1000000:1:200", NULL);
+    int st = qt_proc_wait(p, 10000);
+    cr_assert_eq(st, 0, "exit %d (hung at the gate?)\nstdout:\n%s\nstderr:\n%s", st,
+                 qt_proc_stdout(p), qt_proc_stderr(p));
+    cr_assert_gt(qts_field(qt_proc_stdout(p), "spin ", 0), 50, "%s", qt_proc_stdout(p));
+    qt_proc_destroy(&p);
+}
