@@ -648,12 +648,15 @@ void qs_agent_wait_hello(int timeout_ms)
     if (!a)
         return;
     struct timespec until = deadline_in(timeout_ms);
+    int cancel; /* not a cancellation point: see qs_agent_reserve() */
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
     pthread_mutex_lock(&a->lock);
     while (!a->hello_done) {
         if (pthread_cond_timedwait(&a->done, &a->lock, &until) == ETIMEDOUT)
             break;
     }
     pthread_mutex_unlock(&a->lock);
+    pthread_setcancelstate(cancel, NULL);
 }
 
 int qs_agent_reserve(uint64_t n)
@@ -664,9 +667,15 @@ int qs_agent_reserve(uint64_t n)
     int saved = errno;
     struct qs_req req = {.n = n};
     struct timespec until = deadline_in(REQUEST_WAIT_MS);
+    /* An allocation is no cancellation point, and the wait must not become one: a thread
+     * cancelled in pthread_cond_timedwait() would exit holding the agent's lock, req (on
+     * its stack) still in the agent's hands, and the agent would block for good. */
+    int cancel;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
     pthread_mutex_lock(&a->lock);
     if (a->stop) { /* the process is exiting: the agent answers nothing more */
         pthread_mutex_unlock(&a->lock);
+        pthread_setcancelstate(cancel, NULL);
         errno = saved;
         return -ENOTCONN;
     }
@@ -692,6 +701,7 @@ int qs_agent_reserve(uint64_t n)
         }
     }
     pthread_mutex_unlock(&a->lock);
+    pthread_setcancelstate(cancel, NULL);
     errno = saved;
     return req.rc;
 }
