@@ -462,7 +462,10 @@ int qa_sched_return(qa_sched_t *self, qa_sched_proc_t *p, uint64_t lease, uint64
         return -ESTALE;
     }
     qa_sched_ent_t *e = p->ent;
-    charge_lease(self, now, used);
+    /* used is the tenant's word: never more than a hung holder would be charged (the
+     * lease's end plus the grace), so that a huge one cannot wrap the charge around, turn
+     * the bucket's debit into a credit, or push the virtual clock to its end. */
+    charge_lease(self, now, min_u64(used, self->lease_end + self->p.grace_ns - self->lease_start));
     if (!self->revoked) {
         uint64_t len = self->lease_end - self->grant_at;
         uint64_t ran = now - self->grant_at;

@@ -535,9 +535,12 @@ static void *agent_main(void *arg)
     char err[QP_ERR_LEN];
     qp_conn_hooks_t hooks = {hello_hook, session_hook, push_hook, a};
     a->conn = qp_conn_new(NULL, qs_g.socket_dir, QP_TENANT, &hooks, err);
-    if (!a->conn)
+    if (!a->conn) {
         qs_log_once(&qs_g.logged.agent, "cannot connect to the arbiter: %s", err);
-    else
+        /* No connection will ever exist: nobody can grant a lease, and launches waiting
+         * for one would wait forever. */
+        qs_gate_set(QS_GATE_FREE);
+    } else
         heartbeat(a, probe_arbiter(a) ? CALL_MS : 0);
     pthread_mutex_lock(&a->lock);
     a->hello_done = true;
@@ -598,8 +601,10 @@ int qs_agent_start(void)
         qs_log_once(&qs_g.logged.agent, "cannot start the drainer thread: the agent waits "
                                         "for GPU work itself");
     struct qs_agent *a = calloc(1, sizeof *a);
-    if (!a)
+    if (!a) {
+        qs_gate_set(QS_GATE_FREE); /* no agent: nothing is enforced, no slow path either */
         return -ENOMEM;
+    }
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -617,6 +622,7 @@ int qs_agent_start(void)
         qs_log_once(&qs_g.logged.agent, "cannot start the agent thread: %s", strerror(rc));
         a->hello_done = true;
         qs_g.agent = a; /* requests are answered -ENOTCONN */
+        qs_gate_set(QS_GATE_FREE);
         return -rc;
     }
     a->started = true;
@@ -642,12 +648,15 @@ void qs_agent_wait_hello(int timeout_ms)
     if (!a)
         return;
     struct timespec until = deadline_in(timeout_ms);
+    int cancel; /* not a cancellation point: see qs_agent_reserve() */
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
     pthread_mutex_lock(&a->lock);
     while (!a->hello_done) {
         if (pthread_cond_timedwait(&a->done, &a->lock, &until) == ETIMEDOUT)
             break;
     }
     pthread_mutex_unlock(&a->lock);
+    pthread_setcancelstate(cancel, NULL);
 }
 
 int qs_agent_reserve(uint64_t n)
@@ -658,9 +667,15 @@ int qs_agent_reserve(uint64_t n)
     int saved = errno;
     struct qs_req req = {.n = n};
     struct timespec until = deadline_in(REQUEST_WAIT_MS);
+    /* An allocation is no cancellation point, and the wait must not become one: a thread
+     * cancelled in pthread_cond_timedwait() would exit holding the agent's lock, req (on
+     * its stack) still in the agent's hands, and the agent would block for good. */
+    int cancel;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
     pthread_mutex_lock(&a->lock);
     if (a->stop) { /* the process is exiting: the agent answers nothing more */
         pthread_mutex_unlock(&a->lock);
+        pthread_setcancelstate(cancel, NULL);
         errno = saved;
         return -ENOTCONN;
     }
@@ -686,6 +701,7 @@ int qs_agent_reserve(uint64_t n)
         }
     }
     pthread_mutex_unlock(&a->lock);
+    pthread_setcancelstate(cancel, NULL);
     errno = saved;
     return req.rc;
 }

@@ -97,6 +97,12 @@ CUresult qs_gate_wait(CUstream stream)
         return CUDA_SUCCESS;
     }
     struct qs_gate *g = &qs_g.gate;
+    /* A launch is no cancellation point, and the wait must not become one: a thread
+     * cancelled in pthread_cond_timedwait() would exit holding gate.lock, counted in
+     * waiting, and every later launch and the agent would block on the lock for good. A
+     * cancel asked meanwhile acts at the thread's next cancellation point. */
+    int cancel;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
     pthread_mutex_lock(&g->lock);
     note_context(g);
     atomic_fetch_add_explicit(&g->waiting, 1, memory_order_relaxed);
@@ -110,6 +116,7 @@ CUresult qs_gate_wait(CUstream stream)
     }
     atomic_fetch_sub_explicit(&g->waiting, 1, memory_order_relaxed);
     pthread_mutex_unlock(&g->lock);
+    pthread_setcancelstate(cancel, NULL);
     atomic_store_explicit(&g->launched, 1, memory_order_relaxed);
     errno = saved;
     return CUDA_SUCCESS;

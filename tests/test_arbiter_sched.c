@@ -26,6 +26,7 @@ struct tenant {
     uint64_t think;  /* after an early return, asks again this long after */
     bool ext;        /* asks for extensions */
     bool hung;       /* never returns a lease */
+    uint64_t claims; /* when set: the `used` it reports in every tok_ret (a liar) */
     uint64_t on;     /* when set: has work only during the first `on` ns of every */
     uint64_t off;    /* on + off ns, and returns its lease when that ends */
     uint64_t next;   /* when it asks again (idle and busy) */
@@ -129,7 +130,8 @@ static void give_back(struct sim *sim, bool more)
     struct tenant *t = sim->holder;
     sim->holder = NULL;
     t->held += sim->now - sim->start;
-    cr_assert_eq(qa_sched_return(sim->s, t->p, t->lease, sim->now - sim->start, more, sim->now), 0);
+    uint64_t used = t->claims ? t->claims : sim->now - sim->start;
+    cr_assert_eq(qa_sched_return(sim->s, t->p, t->lease, used, more, sim->now), 0);
 }
 
 /* Runs the tenants and the scheduler until `until`. */
@@ -525,5 +527,33 @@ Test(qa_sched, requests_while_waiting_or_holding_are_ignored)
     cr_assert_eq(qa_sched_return(sim->s, a->p, a->lease + 1, 0, false, sim->now), -ESTALE);
     cr_assert_eq(qa_sched_return(sim->s, b->p, a->lease, 0, false, sim->now), -ESTALE);
     cr_assert_eq(sim->holder, a);
+    sim_destroy(sim);
+}
+
+/* `used` comes from the tenant: a huge one must not wrap the charge around. */
+Test(qa_sched, a_lying_used_does_not_escape_the_limit)
+{
+    struct sim *sim = sim_new();
+    qa_sched_ent_t *e = vgpu(sim, 10, 30);
+    struct tenant *t = tenant(sim, e);
+    t->ext = true;
+    t->claims = UINT64_MAX; /* as an int64 charge, -1: the bucket would grow */
+    run(sim, 10 * S);
+    double got = pct(t->held, 10 * S);
+    cr_assert_leq(got, 31, "limit 30%% gave %.2f%% to a liar", got);
+    cr_assert_lt(qa_sched_deadline(sim->s) - sim->now, 100 * S, "no absurd wait either");
+    sim_destroy(sim);
+}
+
+Test(qa_sched, a_lying_used_does_not_wrap_virtual_time)
+{
+    struct sim *sim = sim_new();
+    struct tenant *liar = tenant(sim, vgpu(sim, 50, 0));
+    struct tenant *honest = tenant(sim, vgpu(sim, 50, 0));
+    /* x 100 / 50 wraps to a charge of 1 in virtual time */
+    liar->claims = UINT64_MAX / 100 + 2;
+    run(sim, 10 * S);
+    double got = pct(honest->held, 10 * S);
+    cr_assert_geq(got, 45, "the honest vGPU got %.2f%% beside a liar", got);
     sim_destroy(sim);
 }

@@ -256,3 +256,29 @@ Test(shim_agent, a_process_exiting_while_threads_ask_the_agent_exits_cleanly)
     }
     qt_arbiter_destroy(&arb);
 }
+
+Test(shim_agent, a_thread_cancelled_while_the_agent_asks_for_memory_blocks_nobody)
+{
+    qts_vgpu_t v;
+    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qts_env_t e;
+    qts_env_of(&e, arb, &v);
+    /* The arbiter is stopped when a thread's allocation needs more reservation: the
+     * thread waits for the agent's answer when it is cancelled. The agent, and the
+     * process's next allocation, must go on once the arbiter answers again. */
+    qt_proc_t *p = qts_start(&e, "init", "ready", "sleep:300", "cancel_alloc:300:200M",
+                             "alloc_retry:cuMemAlloc_v2:direct:200M:5000", NULL);
+    cr_assert(qts_wait_line(p, "ready", 10000));
+    qt_proc_kill(qt_arbiter_proc(arb), SIGSTOP);
+    qt_sleep_ms(1000);
+    qt_proc_kill(qt_arbiter_proc(arb), SIGCONT);
+    int st = qt_proc_wait(p, 15000);
+    cr_assert_eq(st, 0, "exit %d (hung?)\nstdout:\n%s\nstderr:\n%s", st, qt_proc_stdout(p),
+                 qt_proc_stderr(p));
+    /* Its own try may fail (the arbiter was away: it says so at once); the agent lives. */
+    cr_assert_geq(qts_field(qt_proc_stdout(p), "cancel_alloc ", 0), 0, "%s", qt_proc_stdout(p));
+    cr_assert_eq(qts_field(qt_proc_stdout(p), "alloc cuMemAlloc_v2 direct ", 0), 0, "%s\n%s",
+                 qt_proc_stdout(p), qt_proc_stderr(p));
+    qt_proc_destroy(&p);
+    qt_arbiter_destroy(&arb);
+}

@@ -308,3 +308,47 @@ Test(shim_gate, threads_of_one_process_wait_for_and_share_its_lease)
     qt_proc_destroy(&pb);
     qt_arbiter_destroy(&arb);
 }
+
+Test(shim_gate, a_thread_cancelled_while_waiting_at_the_gate_blocks_nobody)
+{
+    qt_arbiter_t *arb = arbiter();
+    qts_vgpu_t a, b;
+    qts_env_t ea, eb;
+    vgpu(arb, &a, &ea, "a", "50");
+    vgpu(arb, &b, &eb, "b", "50");
+    /* b holds the lease when it is stopped, so a's launching thread waits at the gate
+     * (about a second, until the arbiter takes b's lease back) when it is cancelled. The
+     * gate must not stay locked by it: a's next launch, and its agent, go on. */
+    qt_proc_t *pb = qts_start(&eb, "init", "ready", "spin:5000000:1:60000", NULL);
+    cr_assert(qts_wait_line(pb, "ready", 10000));
+    qt_sleep_ms(300);
+    qt_proc_kill(pb, SIGSTOP);
+    qt_proc_t *pa = qts_start(&ea, "init", "cancel_wait:300", NULL);
+    int st = qt_proc_wait(pa, 15000);
+    cr_assert_eq(st, 0, "exit %d (hung?)\nstdout:\n%s\nstderr:\n%s", st, qt_proc_stdout(pa),
+                 qt_proc_stderr(pa));
+    cr_assert_eq(qts_field(qt_proc_stdout(pa), "cancel_wait ", 0), 0, "%s", qt_proc_stdout(pa));
+    qt_proc_destroy(&pa);
+    qt_proc_kill(pb, SIGCONT);
+    qt_proc_destroy(&pb);
+    qt_arbiter_destroy(&arb);
+}
+
+Test(shim_gate, a_socket_dir_too_long_to_connect_leaves_launches_ungated)
+{
+    qt_sim_private(NULL);
+    char uuids[4][64];
+    cr_assert_eq(qts_gpu_uuids(uuids, 4), 1);
+    /* Over a Unix socket path's 107 bytes with "/tenant.sock": the agent has no
+     * connection at all, so nobody can grant a lease. */
+    char dir[160];
+    snprintf(dir, sizeof dir, "/tmp/%0120d", 0);
+    qts_env_t e;
+    qts_env_vgpu(&e, dir, "vgpu-none", "00", uuids[0]);
+    qt_proc_t *p = qts_start(&e, "init", "spin:1000000:1:200", NULL);
+    int st = qt_proc_wait(p, 10000);
+    cr_assert_eq(st, 0, "exit %d (hung at the gate?)\nstdout:\n%s\nstderr:\n%s", st,
+                 qt_proc_stdout(p), qt_proc_stderr(p));
+    cr_assert_gt(qts_field(qt_proc_stdout(p), "spin ", 0), 50, "%s", qt_proc_stdout(p));
+    qt_proc_destroy(&p);
+}

@@ -65,6 +65,12 @@
  *   exit_busy:T:BYTES:MS      starts T threads that allocate BYTES (cuMemAlloc_v2, freed
  *                             when granted) and launch 0.1 ms kernels without end, sleeps
  *                             MS, prints exit_busy and exits while they run
+ *   cancel_wait:MS            cancel_wait <rc>         a thread launches qsim_spin(1 ms)
+ *                             (it waits at the gate while another holds the lease), is
+ *                             cancelled (pthread_cancel) after MS and joined; then this
+ *                             thread launches and synchronises: rc
+ *   cancel_alloc:MS:BYTES     cancel_alloc <rc>        the same with cuMemAlloc_v2(BYTES)
+ *                             (it waits for the agent when the reservation must grow)
  *   threads:T:CMD             runs CMD in T threads at once: threads <ok> <failed> <grabbed>;
  *                             CMD is init, alloc_free:BYTES (200 pairs), grab:BYTES
  *                             (cuMemAlloc_v2 until refused; grabbed counts them all), or
@@ -968,6 +974,69 @@ static void cmd_threads(char *arg)
     out("threads %d %d %ld", ok, n - ok, grabbed);
 }
 
+static void *launch_main(void *arg)
+{
+    (void)arg;
+    unsigned long long ns = 1000000;
+    void *params[] = {&ns};
+    cuCtxSetCurrent(ctx);
+    cuLaunchKernel(spin_function(), 1, 1, 1, 1, 1, 1, 0, NULL, params, NULL);
+    for (;;)
+        pause(); /* a cancellation point: the cancel lands here if not before */
+    return NULL;
+}
+
+static void cmd_cancel_wait(const char *arg)
+{
+    unsigned long long ns = 1000000;
+    void *params[] = {&ns};
+    CUfunction f = spin_function();
+    pthread_t t;
+    if (!f || pthread_create(&t, NULL, launch_main, NULL) != 0) {
+        out("cancel_wait %d", CUDA_ERROR_NOT_FOUND);
+        return;
+    }
+    struct timespec ts = {atoi(arg) / 1000, (long)(atoi(arg) % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    pthread_cancel(t);
+    pthread_join(t, NULL);
+    CUresult rc = cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, params, NULL);
+    out("cancel_wait %d", rc == CUDA_SUCCESS ? cuCtxSynchronize() : rc);
+}
+
+static void *alloc_main(void *arg)
+{
+    CUdeviceptr p;
+    cuCtxSetCurrent(ctx);
+    cuMemAlloc_v2(&p, *(const uint64_t *)arg);
+    for (;;)
+        pause(); /* a cancellation point: the cancel lands here if not before */
+    return NULL;
+}
+
+static void cmd_cancel_alloc(const char *arg)
+{
+    int ms = 0;
+    char size[64];
+    static uint64_t bytes;
+    pthread_t t;
+    if (sscanf(arg, "%d:%63s", &ms, size) != 2) {
+        out("cancel_alloc %d", CUDA_ERROR_INVALID_VALUE);
+        return;
+    }
+    bytes = parse_bytes(size);
+    if (pthread_create(&t, NULL, alloc_main, &bytes) != 0) {
+        out("cancel_alloc %d", CUDA_ERROR_NOT_FOUND);
+        return;
+    }
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    pthread_cancel(t);
+    pthread_join(t, NULL);
+    CUdeviceptr p;
+    out("cancel_alloc %d", cuMemAlloc_v2(&p, bytes));
+}
+
 static void *busy_main(void *arg)
 {
     uint64_t bytes = *(const uint64_t *)arg;
@@ -1177,6 +1246,10 @@ static void run(int argc, char **argv)
             i += n;
         } else if (strcmp(cmd, "threads") == 0 && arg) {
             cmd_threads(arg);
+        } else if (strcmp(cmd, "cancel_alloc") == 0 && arg) {
+            cmd_cancel_alloc(arg);
+        } else if (strcmp(cmd, "cancel_wait") == 0 && arg) {
+            cmd_cancel_wait(arg);
         } else {
             fprintf(stderr, "shim_work: unknown command '%s'\n", argv[i]);
             exit(2);
