@@ -30,7 +30,7 @@ void qa_config_defaults(qa_config_t *cfg)
     cfg->log_level = QA_INFO;
     cfg->heartbeat_timeout_ms = 1500;
     cfg->reclaim_timeout_ms = 500;
-    cfg->reconnect_grace_ms = 1000;
+    cfg->reconnect_grace_ms = 800;
     cfg->sched_window_ms = 200;
     cfg->quantum_min_ms = 2;
     cfg->quantum_max_ms = 50;

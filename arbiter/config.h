@@ -9,7 +9,7 @@
  *   heartbeat_timeout_ms = 1500    a silent tenant is dropped after this (>= 1000: the
  *                                  shim heartbeats every 500 ms)
  *   reclaim_timeout_ms = 500       a mem_reserve waits this long for reclaimed memory
- *   reconnect_grace_ms = 1000      after the start, mem_reserve requests are held this
+ *   reconnect_grace_ms = 800       after the start, mem_reserve requests are held this
  *                                  long while the previous arbiter's tenants reconnect
  *                                  and re-report what they hold (0: no grace)
  *   sched_window_ms = 200          compute: leases of n waiting vGPUs last at most this / n

@@ -129,6 +129,10 @@ void qs_init_slow(void)
     /* A hook reached before our constructor (from another library's) joins here: the
      * fork handlers must be in place before the state they guard exists. */
     pthread_once(&qs_g.env_once, after_decision);
+    /* Logging and the hello wait are cancellation points: a thread cancelled in its
+     * first CUDA call must not leave init_lock held. */
+    int cancel;
+    pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
     pthread_mutex_lock(&qs_g.init_lock);
     if (!atomic_load_explicit(&qs_g.inited, memory_order_relaxed)) {
         if (qs_managed()) {
@@ -139,5 +143,6 @@ void qs_init_slow(void)
         atomic_store_explicit(&qs_g.inited, 1, memory_order_release);
     }
     pthread_mutex_unlock(&qs_g.init_lock);
+    pthread_setcancelstate(cancel, NULL);
     errno = saved;
 }

@@ -54,7 +54,7 @@ Test(qa_config, defaults_are_the_contract_profiles_spread_and_no_oversubscriptio
     cr_assert_eq(cfg.quantum_max_ms, 50);
     cr_assert_eq(cfg.lease_grace_ms, 1000);
     cr_assert_eq(cfg.max_tenant_connections, 4096);
-    cr_assert_eq(cfg.reconnect_grace_ms, 1000);
+    cr_assert_eq(cfg.reconnect_grace_ms, 800);
 }
 
 Test(qa_config, reads_every_setting_and_custom_profiles)
