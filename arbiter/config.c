@@ -7,6 +7,7 @@
 #include <ini.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,10 @@ void qa_config_defaults(qa_config_t *cfg)
     cfg->log_level = QA_INFO;
     cfg->heartbeat_timeout_ms = 1500;
     cfg->reclaim_timeout_ms = 500;
+    cfg->sched_window_ms = 200;
+    cfg->quantum_min_ms = 2;
+    cfg->quantum_max_ms = 50;
+    cfg->lease_grace_ms = 1000;
     memcpy(cfg->profiles, builtin, sizeof builtin);
     cfg->nprofiles = NBUILTIN;
 }
@@ -133,6 +138,25 @@ static int arbiter_key(struct parse *p, const char *key, const char *v)
             return problem(p, "%s '%s' must be milliseconds between 10 and 600000", key, v);
         return 1;
     }
+    static const struct {
+        const char *key;
+        size_t off;
+        unsigned min, max;
+    } ms_keys[] = {
+        {"sched_window_ms", offsetof(qa_config_t, sched_window_ms), 10, 10000},
+        {"quantum_min_ms", offsetof(qa_config_t, quantum_min_ms), 1, 1000},
+        {"quantum_max_ms", offsetof(qa_config_t, quantum_max_ms), 1, 1000},
+        {"lease_grace_ms", offsetof(qa_config_t, lease_grace_ms), 10, 600000},
+    };
+    for (size_t i = 0; i < sizeof ms_keys / sizeof ms_keys[0]; i++) {
+        if (strcmp(key, ms_keys[i].key) != 0)
+            continue;
+        if (parse_uint(v, ms_keys[i].min, ms_keys[i].max,
+                       (unsigned *)((char *)c + ms_keys[i].off)) < 0)
+            return problem(p, "%s '%s' must be milliseconds between %u and %u", key, v,
+                           ms_keys[i].min, ms_keys[i].max);
+        return 1;
+    }
     return problem(p, "unknown key '%s' in [arbiter]", key);
 }
 
@@ -214,6 +238,11 @@ int qa_config_load(qa_config_t *cfg, const char *path, char err[QP_ERR_LEN])
         snprintf(err, QP_ERR_LEN,
                  "%.100s:%d: syntax error (expected '[section]', 'key = value' or a comment)", path,
                  line);
+        return -EINVAL;
+    }
+    if (cfg->quantum_min_ms > cfg->quantum_max_ms) {
+        snprintf(err, QP_ERR_LEN, "%.100s: quantum_min_ms %u is above quantum_max_ms %u", path,
+                 cfg->quantum_min_ms, cfg->quantum_max_ms);
         return -EINVAL;
     }
     for (size_t i = NBUILTIN; i < cfg->nprofiles; i++) {

@@ -8,6 +8,10 @@
  *   log_level = info               error | warn | info | debug
  *   heartbeat_timeout_ms = 1500    a silent tenant is dropped after this
  *   reclaim_timeout_ms = 500       a mem_reserve waits this long for reclaimed memory
+ *   sched_window_ms = 200          compute: leases of n waiting vGPUs last at most this / n
+ *   quantum_min_ms = 2             compute: shortest lease (and bucket needed for a grant)
+ *   quantum_max_ms = 50            compute: longest lease
+ *   lease_grace_ms = 1000          compute: a lease not returned this late is taken back
  *
  *   [profile NAME]                 a custom profile, used as --profile NAME
  *   memory = 16GiB
@@ -47,6 +51,10 @@ typedef struct qa_config {
     qa_level_t log_level;
     unsigned heartbeat_timeout_ms;
     unsigned reclaim_timeout_ms;
+    unsigned sched_window_ms; /* compute scheduling window (README "Compute shares") */
+    unsigned quantum_min_ms;  /* shortest lease, <= quantum_max_ms */
+    unsigned quantum_max_ms;  /* longest lease */
+    unsigned lease_grace_ms;  /* a holder this late past its lease's end is hung */
     qa_profile_t profiles[QA_MAX_PROFILES]; /* Q1, Q2, Q4, Q8, then the file's */
     size_t nprofiles;                       /* entries in profiles */
 } qa_config_t;

@@ -38,6 +38,7 @@ typedef struct qa_gpu {
 } qa_gpu_t;
 
 struct qa_peer;
+struct qa_sched_ent;
 
 typedef struct qa_vgpu {
     char id[QP_ID_LEN];           /* "vg-N", never reused */
@@ -50,11 +51,13 @@ typedef struct qa_vgpu {
     unsigned limit;               /* percent, 0 = none */
     int64_t created;              /* unix seconds */
     /* runtime, never persisted */
-    double util;              /* percent of its GPU used by its processes, EWMA */
+    double util;              /* percent of its GPU's time its processes held leases, EWMA */
     struct qa_peer *sessions; /* its tenant sessions: tenant.c's list */
     unsigned procs;           /* live sessions (tenant.c) */
     uint64_t mem_used;        /* bytes its processes reported holding (tenant.c) */
     uint64_t mem_reserved;    /* bytes reserved to its processes (tenant.c) */
+    struct qa_sched_ent *ent; /* its compute scheduler entity, NULL before a process came
+                               * (compute.c's, owned by its GPU's scheduler) */
 } qa_vgpu_t;
 
 /* A create request. */

@@ -20,6 +20,7 @@
 #define QA_RID_MAX 256 /* ZeroMQ routing ids are at most 255 bytes */
 
 struct qa_server;
+struct qa_sched_proc;
 
 typedef struct qa_peer {
     struct qa_server *srv; /* the server it belongs to, for timer callbacks */
@@ -38,6 +39,7 @@ typedef struct qa_peer {
     pid_t pid;                    /* pid the tenant reported (its namespace's) */
     uint64_t used;                /* bytes it reported holding */
     uint64_t reserved;            /* bytes reserved to it */
+    struct qa_sched_proc *proc;   /* its compute-lease state (compute.c), NULL if none */
     struct {
         bool active;   /* a mem_reserve waits for reclaimed memory */
         uint64_t id;   /* its request id */

@@ -3,6 +3,7 @@
 #include "arbiter/server.h"
 
 #include "arbiter/admin.h"
+#include "arbiter/compute.h"
 #include "arbiter/nvml.h"
 #include "arbiter/sampler.h"
 #include "arbiter/tenant.h"
@@ -48,6 +49,7 @@ struct qa_server {
     int lock_fd;              /* owned: flock'ed qarbiter.lock */
     qa_nvml_t *nvml;          /* owned */
     qa_host_t *host;          /* owned */
+    qa_compute_t *compute;    /* owned: a compute scheduler per GPU */
     qa_store_t *store;        /* owned */
     qa_sampler_t *sampler;    /* owned */
     qa_gpu_sample_t *samples; /* owned, one per GPU: scratch for the latest round */
@@ -76,6 +78,11 @@ qa_store_t *qa_server_store(qa_server_t *self)
 qa_loop_t *qa_server_loop(qa_server_t *self)
 {
     return self->loop;
+}
+
+qa_compute_t *qa_server_compute(qa_server_t *self)
+{
+    return self->compute;
 }
 
 const qa_config_t *qa_server_config(const qa_server_t *self)
@@ -374,13 +381,8 @@ static void on_sampling(void *arg)
             g->util = ewma(g->util, s->util, first);
             g->memory_used = s->memory_used;
         }
-        for (size_t i = 0; i < qa_host_nvgpus(self->host); i++) {
-            qa_vgpu_t *v = qa_host_vgpu(self->host, i);
-            const qa_gpu_sample_t *s = &self->samples[v->gpu];
-            if (s->ok)
-                v->util = ewma(v->util, qa_tenant_util(v, s), first);
-        }
     }
+    qa_compute_sample(self->compute, self->host);
     qa_timer_start(self->loop, &self->sampling, qa_now_ns() + SAMPLE_MS * 1000000ull, on_sampling,
                    self);
 }
@@ -562,7 +564,8 @@ qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
         load_state(self, opts->state_dir, err) < 0)
         goto fail;
     if (!(self->sampler = qa_sampler_start(self->nvml, qa_host_ngpus(self->host), SAMPLE_MS)) ||
-        !(self->loop = qa_loop_new()) || !(self->zctx = zmq_ctx_new())) {
+        !(self->loop = qa_loop_new()) || !(self->zctx = zmq_ctx_new()) ||
+        !(self->compute = qa_compute_new(self, qa_host_ngpus(self->host)))) {
         snprintf(err, QP_ERR_LEN, "cannot start: out of memory or threads");
         goto fail;
     }
@@ -619,6 +622,7 @@ void qa_server_destroy(qa_server_t **self_p)
     }
     close_endpoint(self, &self->admin);
     close_endpoint(self, &self->tenant);
+    qa_compute_destroy(&self->compute); /* after the peers, which point into it */
     if (self->zctx)
         zmq_ctx_term(self->zctx);
     qa_loop_destroy(&self->loop);

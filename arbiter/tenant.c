@@ -1,7 +1,9 @@
-/* tenant.c - tenant authentication, memory reservations with reclaim, heartbeats.
+/* tenant.c - tenant authentication, memory reservations with reclaim, heartbeats; compute
+ * tokens are handed to compute.c.
  * Single-threaded: the loop thread (see tenant.h). */
 #include "arbiter/tenant.h"
 
+#include "arbiter/compute.h"
 #include "proto/records.h"
 #include "proto/schema.h"
 #include "proto/units.h"
@@ -252,6 +254,8 @@ void qa_tenant_request(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
         mem_release(srv, p, m);
     } else if (strcmp(t, "hb") == 0) {
         heartbeat(srv, p, m);
+    } else if (qp_is_tok(m)) {
+        qa_compute_message(qa_server_compute(srv), p, m);
     } else {
         qa_server_error(srv, p, qp_msg_id(m), QP_E_PROTO, "'%.32s' is not a tenant request", t);
     }
@@ -288,6 +292,10 @@ void qa_tenant_hello(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
     p->used = used;
     p->reserved = used; /* it holds this already: charge it, whatever the quota says */
     recount(v);
+    if (qa_compute_join(qa_server_compute(srv), p) < 0)
+        qa_log(qa_server_log(srv), QA_ERROR,
+               "out of memory for the compute lease of pid %d of vGPU %s: its tok_req will fail",
+               (int)pid, v->id);
     if (v->mem_reserved > quota_of(v))
         qa_log(qa_server_log(srv), QA_WARN,
                "vGPU %s holds %llu MiB after pid %d re-reported %llu MiB, over its %llu MiB "
@@ -319,6 +327,7 @@ static void detach(qa_server_t *srv, qa_peer_t *p, bool tell)
     }
     qa_vgpu_t *v = p->vgpu;
     if (v) {
+        qa_compute_leave(qa_server_compute(srv), p);
         qa_peer_t **pp = &v->sessions;
         while (*pp && *pp != p)
             pp = &(*pp)->next_in_vgpu;
@@ -345,12 +354,14 @@ void qa_tenant_vgpu_gone(qa_server_t *srv, qa_vgpu_t *v)
 {
     while (v->sessions)
         detach(srv, v->sessions, true);
+    qa_compute_vgpu_gone(qa_server_compute(srv), v);
 }
 
 void qa_tenant_resized(qa_server_t *srv, qa_vgpu_t *v, uint64_t old_memory_mb)
 {
     qp_limits_t lim;
     qa_host_limits(qa_server_host(srv), v, &lim);
+    qa_compute_resized(qa_server_compute(srv), v);
     for (qa_peer_t *s = v->sessions; s; s = s->next_in_vgpu) {
         qp_msg_t *m = qp_msg_new("limits");
         qp_limits_put(qp_msg_add_map(m, "vgpu"), &lim);
@@ -363,17 +374,4 @@ void qa_tenant_resized(qa_server_t *srv, qa_vgpu_t *v, uint64_t old_memory_mb)
         }
     }
     serve_waiting(srv, v);
-}
-
-double qa_tenant_util(const qa_vgpu_t *v, const qa_gpu_sample_t *s)
-{
-    unsigned sum = 0;
-    for (const qa_peer_t *p = v->sessions; p; p = p->next_in_vgpu) {
-        unsigned pid = (unsigned)(p->cred_pid ? p->cred_pid : p->pid);
-        for (size_t i = 0; i < s->nprocs; i++) {
-            if (s->procs[i].pid == pid)
-                sum += s->procs[i].sm;
-        }
-    }
-    return sum > 100 ? 100 : sum;
 }

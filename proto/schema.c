@@ -48,6 +48,7 @@ enum ftype {
     F_STR,  /* string */
     F_UINT, /* non-negative integer */
     F_INT,  /* any integer within int64 */
+    F_BOOL, /* true or false */
 };
 
 struct field {
@@ -104,6 +105,14 @@ static const struct field f_hb[] = {
     END,
 };
 
+static const struct field f_tok_ext[] = {{"lease", F_UINT, true}, END};
+static const struct field f_tok_ret[] = {
+    {"lease", F_UINT, true},
+    {"used", F_UINT, true},
+    {"more", F_BOOL, true},
+    END,
+};
+
 static const struct request requests[] = {
     {"hello", QP_ADMIN | QP_TENANT, f_hello},
     {"create", QP_ADMIN, f_create},
@@ -117,21 +126,28 @@ static const struct request requests[] = {
     {"mem_reserve", QP_TENANT, f_reserve},
     {"mem_release", QP_TENANT, f_release},
     {"hb", QP_TENANT, f_hb},
+    {"tok_req", QP_TENANT, f_none},
+    {"tok_ext", QP_TENANT, f_tok_ext},
+    {"tok_ret", QP_TENANT, f_tok_ret},
 };
 
 static int check_field(const qp_msg_t *m, const struct field *f, char err[QP_ERR_LEN])
 {
-    static const char *names[] = {"a string", "an unsigned integer", "an integer"};
+    static const char *names[] = {"a string", "an unsigned integer", "an integer", "a boolean"};
     int rc;
     const char *s;
     uint64_t u;
     int64_t i;
+    bool b;
     switch (f->type) {
     case F_STR:
         rc = qp_msg_get_str(m, f->key, &s);
         break;
     case F_UINT:
         rc = qp_msg_get_uint(m, f->key, &u);
+        break;
+    case F_BOOL:
+        rc = qp_msg_get_bool(m, f->key, &b);
         break;
     default:
         rc = qp_msg_get_int(m, f->key, &i);
@@ -243,4 +259,101 @@ qp_msg_t *qp_new_hb(uint64_t mem_used, uint64_t mem_reserved)
     int rc = qp_msg_set_uint(m, "mem_used", mem_used);
     rc = rc ? rc : qp_msg_set_uint(m, "mem_reserved", mem_reserved);
     return built(m, rc);
+}
+
+qp_msg_t *qp_new_tok_req(void)
+{
+    return qp_msg_new("tok_req");
+}
+
+qp_msg_t *qp_new_tok_ext(uint64_t lease)
+{
+    qp_msg_t *m = qp_msg_new("tok_ext");
+    return m ? built(m, qp_msg_set_uint(m, "lease", lease)) : NULL;
+}
+
+qp_msg_t *qp_new_tok_ret(uint64_t lease, uint64_t used, bool more)
+{
+    qp_msg_t *m = qp_msg_new("tok_ret");
+    if (!m)
+        return NULL;
+    int rc = qp_msg_set_uint(m, "lease", lease);
+    rc = rc ? rc : qp_msg_set_uint(m, "used", used);
+    rc = rc ? rc : qp_msg_set_bool(m, "more", more);
+    return built(m, rc);
+}
+
+qp_msg_t *qp_new_tok_grant(uint64_t lease, uint64_t ns)
+{
+    qp_msg_t *m = qp_msg_new("tok_grant");
+    if (!m)
+        return NULL;
+    int rc = qp_msg_set_uint(m, "lease", lease);
+    rc = rc ? rc : qp_msg_set_uint(m, "ns", ns);
+    return built(m, rc);
+}
+
+qp_msg_t *qp_new_tok_revoke(uint64_t lease)
+{
+    qp_msg_t *m = qp_msg_new("tok_revoke");
+    return m ? built(m, qp_msg_set_uint(m, "lease", lease)) : NULL;
+}
+
+/* ---- reading compute tokens ---------------------------------------------------------- */
+
+static const struct field f_tok_grant[] = {{"lease", F_UINT, true}, {"ns", F_UINT, true}, END};
+
+static const struct {
+    const char *type;
+    qp_tok_kind_t kind;
+    const struct field *fields;
+} toks[] = {
+    {"tok_req", QP_TOK_REQ, f_none},         {"tok_grant", QP_TOK_GRANT, f_tok_grant},
+    {"tok_ext", QP_TOK_EXT, f_tok_ext},      {"tok_revoke", QP_TOK_REVOKE, f_tok_ext},
+    {"tok_ret", QP_TOK_RET, f_tok_ret},
+};
+
+static int tok_index(const qp_msg_t *m)
+{
+    const char *t = qp_msg_type(m);
+    for (size_t i = 0; t && i < sizeof toks / sizeof toks[0]; i++) {
+        if (strcmp(toks[i].type, t) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+bool qp_is_tok(const qp_msg_t *m)
+{
+    return tok_index(m) >= 0;
+}
+
+int qp_tok_get(const qp_msg_t *m, qp_tok_t *out, char err[QP_ERR_LEN])
+{
+    int i = tok_index(m);
+    if (i < 0) {
+        snprintf(err, QP_ERR_LEN, "'%.64s' is not a compute-token message",
+                 m && qp_msg_type(m) ? qp_msg_type(m) : "?");
+        return -ENOENT;
+    }
+    for (const struct field *f = toks[i].fields; f->key; f++) {
+        int rc = check_field(m, f, err);
+        if (rc < 0)
+            return rc;
+    }
+    qp_tok_t t = {.kind = toks[i].kind};
+    qp_msg_get_uint(m, "lease", &t.lease);
+    if (t.kind == QP_TOK_GRANT) {
+        qp_msg_get_uint(m, "ns", &t.ns);
+        if (t.ns == 0) {
+            snprintf(err, QP_ERR_LEN, "field 'ns' of 'tok_grant' must be above 0");
+            return -EPROTO;
+        }
+    }
+    if (t.kind == QP_TOK_RET) {
+        qp_msg_get_uint(m, "used", &t.used);
+        qp_msg_get_bool(m, "more", &t.more);
+    }
+    *out = t;
+    return 0;
 }

@@ -9,6 +9,7 @@
 
 #include "proto/msg.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -65,5 +66,44 @@ qp_msg_t *qp_new_mem_release(uint64_t reserved);
 /* {t:hb, mem_used, mem_reserved}: sent as a request (with an id) it is answered with
  * vgpu_used and vgpu_reserved; sent without an id it is not answered. */
 qp_msg_t *qp_new_hb(uint64_t mem_used, uint64_t mem_reserved);
+
+/* ---- compute tokens (PROTOCOL.md "Compute tokens"; no id, no reply) ---------------- */
+
+/* {t:tok_req}: the process has GPU work; queue it for a lease. */
+qp_msg_t *qp_new_tok_req(void);
+/* {t:tok_ext, lease}: lease ends soon and the process still has work. */
+qp_msg_t *qp_new_tok_ext(uint64_t lease);
+/* {t:tok_ret, lease, used, more}: lease is over and the work queued under it finished,
+ * used ns after its grant arrived; more: the process has work waiting. */
+qp_msg_t *qp_new_tok_ret(uint64_t lease, uint64_t used, bool more);
+/* Pushes of the arbiter: {t:tok_grant, lease, ns} (a grant of the lease held extends
+ * it) and {t:tok_revoke, lease}. */
+qp_msg_t *qp_new_tok_grant(uint64_t lease, uint64_t ns);
+qp_msg_t *qp_new_tok_revoke(uint64_t lease);
+
+typedef enum qp_tok_kind {
+    QP_TOK_REQ = 1, /* tenant -> arbiter */
+    QP_TOK_GRANT,   /* arbiter -> tenant */
+    QP_TOK_EXT,     /* tenant -> arbiter */
+    QP_TOK_REVOKE,  /* arbiter -> tenant */
+    QP_TOK_RET,     /* tenant -> arbiter */
+} qp_tok_kind_t;
+
+/* A compute-token message read into a struct; fields its kind lacks are 0. */
+typedef struct qp_tok {
+    qp_tok_kind_t kind;
+    uint64_t lease; /* all but REQ */
+    uint64_t ns;    /* GRANT: lease length, > 0 */
+    uint64_t used;  /* RET: ns the process used */
+    bool more;      /* RET: it has more work */
+} qp_tok_t;
+
+/* True when m's type is one of tok_req, tok_grant, tok_ext, tok_revoke, tok_ret. */
+bool qp_is_tok(const qp_msg_t *m);
+/* Reads the tok_* message m into *out, checking every field its type needs (unknown
+ * fields are ignored). Returns 0; -ENOENT when m is no tok_* message; -EPROTO with err
+ * naming the field when one is missing, mistyped or out of range (a grant of 0 ns).
+ * *out is written only on success. */
+int qp_tok_get(const qp_msg_t *m, qp_tok_t *out, char err[QP_ERR_LEN]);
 
 #endif

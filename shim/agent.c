@@ -1,15 +1,17 @@
 /* agent.c - the agent thread: this process's only link to the arbiter.
  *
  * Threads: the agent thread alone touches conn and the fields marked "agent"; it is
- * also the only writer of the reservation (shim/resv.h) and of the quota. Application
- * threads queue reservation requests under lock and wait on `done`; the agent waits on
- * `wake` between rounds, so a request is sent at once, and drains pushes every
- * POLL_MS. Hooks of the connection (hello, session, push) run on the agent thread. */
+ * also the only writer of the reservation (shim/resv.h), of the quota and of the compute
+ * gate (shim/gate.h). Application threads queue reservation requests under lock and wait
+ * on `done`; a thread blocked at the gate counts itself in the gate and signals `wake`.
+ * While idle the agent waits on `wake` between rounds, so a request is sent at once, and
+ * reads pushes every POLL_MS; while a lease is held or awaited it waits on the socket in
+ * slices of SLICE_MS instead, so that a grant opens the gate as it arrives. Hooks of the
+ * connection (hello, session, push) run on the agent thread. */
 #include "shim/agent.h"
 
 #include <dirent.h>
 #include <errno.h>
-#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/socket.h>
@@ -23,6 +25,7 @@
 #include "proto/conn.h"
 #include "proto/records.h"
 #include "shim/device.h"
+#include "shim/gate.h"
 #include "shim/log.h"
 #include "shim/mem.h"
 #include "shim/state.h"
@@ -36,6 +39,21 @@
 #define SEND_MS 300          /* each such try waits this long for a connection and hello */
 #define REQUEST_WAIT_MS 4000 /* an application thread's bound on one request */
 #define MiB (1024ull * 1024ull)
+#define MS_NS 1000000ull
+#define SLICE_MS 1           /* pushes are read this often while a lease is held or awaited */
+#define EXT_NS (2 * MS_NS)   /* PROTOCOL.md: tok_ext about 2 ms before the lease ends */
+#define IDLE_NS (2 * MS_NS)  /* no launch this long (at most a quarter lease): the lease goes */
+#define BUSY_NS 100000ull    /* a drain this long found queued work: the process is busy */
+#define MAX_LEASE_NS (60000ull * MS_NS) /* a longer grant is taken as this (hostile input) */
+
+/* The arbiter's tenant socket as a peer sees it: the address it bound (which may differ
+ * from our path to it: a symlink, a bind mount into a container) and the credentials of
+ * the process that listens. Every connection to it, ZeroMQ's included, shows both. */
+struct qs_peer_sig {
+    struct sockaddr_un addr; /* getpeername() of a connection */
+    socklen_t len;           /* its length */
+    struct ucred cred;       /* SO_PEERCRED of a connection */
+};
 
 /* One application thread's request, on its stack while it waits. */
 struct qs_req {
@@ -61,6 +79,21 @@ struct qs_agent {
     bool reclaim;           /* a mem_reclaim push awaits action; agent */
     uint64_t reclaim_keep;  /* its keep; agent */
     char err[QP_ERR_LEN];   /* the last failure; agent */
+    /* the compute lease (PROTOCOL.md "Compute tokens"); agent */
+    uint64_t lease;       /* the number of the lease held; 0: none */
+    uint64_t since;       /* monotonic ns its first grant arrived: `used` counts from here */
+    uint64_t end;         /* monotonic ns it ends */
+    uint64_t len;         /* ns of its latest grant */
+    uint64_t last_launch; /* monotonic ns the agent last saw a launch (or the grant) */
+    bool requested;       /* tok_req (or tok_ret with more) sent, no grant since */
+    bool ext_sent;        /* tok_ext sent for the current end */
+    bool revoked;         /* tok_revoke came for the lease held */
+    bool launched;        /* a launch went through during the lease held */
+    bool no_tokens;       /* the arbiter refused tok_req: nothing is enforced this session */
+    /* what a fork child closes: the agent writes sig with sig_ok cleared, then sets it
+     * (release); the child of a fork in between sees it cleared and closes nothing */
+    struct qs_peer_sig sig; /* learned by probe_arbiter() */
+    atomic_bool sig_ok;     /* sig is complete */
 };
 
 static uint64_t now_ms(void)
@@ -89,6 +122,37 @@ static uint64_t headroom(void)
 {
     uint64_t h = qs_mem_quota() / 16;
     return h < 8 * MiB ? 8 * MiB : h > 256 * MiB ? 256 * MiB : h;
+}
+
+/* Whether something accepts connections on the tenant socket: a quick local check, so
+ * that a process started while the arbiter is down does not wait for a hello that cannot
+ * come (a stale socket file refuses at once). A connection also tells a->sig, what this
+ * process's connections to the arbiter look like (a fork child closes its copies). */
+static bool probe_arbiter(struct qs_agent *a)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    int n = snprintf(sun.sun_path, sizeof sun.sun_path, "%s/tenant.sock", qs_g.socket_dir);
+    if (n < 0 || (size_t)n >= sizeof sun.sun_path)
+        return true; /* qp_conn_new says what is wrong */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return true;
+    bool ok = connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
+    if (ok) {
+        struct qs_peer_sig sig = {.len = sizeof sig.addr};
+        socklen_t clen = sizeof sig.cred;
+        if (getpeername(fd, (struct sockaddr *)&sig.addr, &sig.len) == 0 &&
+            sig.len <= sizeof sig.addr &&
+            getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &sig.cred, &clen) == 0) {
+            atomic_store_explicit(&a->sig_ok, false, memory_order_relaxed);
+            /* the clear lands before the new bytes: a fork snapshots memory at any point */
+            atomic_thread_fence(memory_order_release);
+            a->sig = sig;
+            atomic_store_explicit(&a->sig_ok, true, memory_order_release);
+        }
+    }
+    close(fd);
+    return ok;
 }
 
 /* ---- what the arbiter tells us ------------------------------------------------------- */
@@ -123,11 +187,46 @@ static qp_msg_t *hello_hook(void *arg)
     return qp_new_tenant_hello(CLIENT, qs_g.vgpu, qs_g.secret, getpid(), a->reported_used);
 }
 
+/* Forgets the lease (the session that granted it is gone) and closes the gate, or opens
+ * it for good with free: nobody enforces shares without an arbiter. Waiting threads
+ * re-request in the new session. */
+static void drop_lease(struct qs_agent *a, bool free)
+{
+    a->lease = 0;
+    a->requested = false;
+    a->revoked = false;
+    a->no_tokens = false;
+    qs_gate_set(free ? QS_GATE_FREE : 0);
+}
+
 static void session_hook(void *arg, const qp_msg_t *rep)
 {
     struct qs_agent *a = arg;
     apply_limits(qp_msg_get_map(rep, "vgpu"));
     note_vgpu_used(a, rep);
+    drop_lease(a, false);
+    probe_arbiter(a); /* a new session may be a restarted arbiter: a new pid */
+}
+
+/* tok_grant: a new lease, or more time on the one held. The end counts from receipt. */
+static void grant(struct qs_agent *a, uint64_t lease, uint64_t ns)
+{
+    uint64_t now = qs_gate_now();
+    if (ns > MAX_LEASE_NS)
+        ns = MAX_LEASE_NS;
+    if (lease != a->lease || a->lease == 0) {
+        a->lease = lease;
+        a->since = now;
+        a->last_launch = now;
+        a->launched = false;
+        a->revoked = false;
+    }
+    a->end = now + ns;
+    a->len = ns;
+    a->ext_sent = false;
+    a->requested = false;
+    if (!a->revoked)
+        qs_gate_set(a->end);
 }
 
 /* Hook: a push. Runs inside a call on this connection, so it only records what to do. */
@@ -141,6 +240,28 @@ static void push_hook(void *arg, const qp_msg_t *m)
     } else if (t && strcmp(t, "mem_reclaim") == 0 && qp_msg_get_uint(m, "keep", &keep) == 0) {
         a->reclaim_keep = a->reclaim ? (keep < a->reclaim_keep ? keep : a->reclaim_keep) : keep;
         a->reclaim = true;
+    } else if (qp_is_tok(m)) {
+        qp_tok_t tok;
+        char err[QP_ERR_LEN];
+        if (qp_tok_get(m, &tok, err) < 0) {
+            qs_log_once(&qs_g.logged.agent, "the arbiter sent a malformed %s: %s", t, err);
+        } else if (tok.kind == QP_TOK_GRANT && tok.lease != 0) {
+            grant(a, tok.lease, tok.ns);
+        } else if (tok.kind == QP_TOK_REVOKE && tok.lease == a->lease && a->lease) {
+            a->revoked = true;
+            qs_gate_set(0); /* stop submitting now; the agent drains and returns it */
+        }
+    } else if (qp_msg_is_error(m) && a->requested && !a->lease) {
+        /* Errors without an id answer messages without one: here our tok_req, refused by
+         * an arbiter that grants no leases. Launches then go as without an arbiter. */
+        const char *msg = NULL;
+        qp_msg_get_str(m, "msg", &msg);
+        qs_log_once(&qs_g.logged.agent, "the arbiter grants no compute leases (%s): "
+                                        "kernel launches are not gated",
+                    msg ? msg : "no reason given");
+        a->requested = false;
+        a->no_tokens = true;
+        qs_gate_set(QS_GATE_FREE);
     }
 }
 
@@ -163,6 +284,8 @@ static void note_session(struct qs_agent *a)
     int was = atomic_exchange_explicit(&a->connected, up, memory_order_relaxed);
     if (up && !was)
         atomic_store_explicit(&qs_g.logged.unreachable, 0, memory_order_relaxed);
+    if (!up)
+        drop_lease(a, true);
 }
 
 /* Sends a heartbeat (with an id, so that the reply tells the vGPU's use). When no session
@@ -243,6 +366,93 @@ static int reserve(struct qs_agent *a, uint64_t n)
     return -ENOTCONN;
 }
 
+/* ---- the compute lease (agent thread) ------------------------------------------------ */
+
+/* Sends *m (taken), a tok_* message: no id, no reply. Returns 0 or as qp_conn_send. */
+static int send_tok(struct qs_agent *a, qp_msg_t *m)
+{
+    if (!m)
+        return -ENOMEM;
+    int rc = qp_conn_send(a->conn, &m, SEND_MS, a->err);
+    note_session(a);
+    return rc;
+}
+
+/* Ends the lease held: closes the gate, waits for the work queued under it, and gives it
+ * back with the time used from the grant to the end of that work. more (queue us again)
+ * when a thread waits at the gate or launched lately; idle says the lease goes back
+ * because launches stopped (then only threads that came since count). */
+static void give_back(struct qs_agent *a, bool idle)
+{
+    qs_gate_set(0);
+    qs_gate_drain();
+    uint64_t done = qs_gate_now(), lease = a->lease;
+    bool more = qs_gate_waiting() > 0 || qs_gate_launched() ||
+                (!idle && done - a->last_launch < IDLE_NS);
+    a->lease = 0;
+    a->revoked = false;
+    if (send_tok(a, qp_new_tok_ret(lease, done - a->since, more)) == 0 && more)
+        a->requested = true; /* tok_ret with more queues us again */
+}
+
+/* The idle threshold of the lease held: IDLE_NS, at most a quarter of the lease. */
+static uint64_t idle_ns(const struct qs_agent *a)
+{
+    return a->len / 4 < IDLE_NS ? a->len / 4 : IDLE_NS;
+}
+
+/* Whether the process stopped using the GPU under its lease: no launch for idle_ns and
+ * no work left queued. The queued work is waited for with the gate still open: a process
+ * that queued deep and waits for the result is busy, not idle (a drain that lasted says
+ * so), and one that launches again meanwhile keeps its lease. */
+static bool went_idle(struct qs_agent *a, uint64_t now)
+{
+    if (now - a->last_launch < idle_ns(a) || qs_gate_waiting() > 0)
+        return false;
+    qs_gate_drain();
+    uint64_t after = qs_gate_now();
+    if (after - now >= BUSY_NS || qs_gate_launched() || qs_gate_waiting() > 0) {
+        a->last_launch = after;
+        return false;
+    }
+    return true;
+}
+
+/* One step of the lease: ask for one when a thread waits, extend it while launches go
+ * on, give it back when it ends, is revoked, or the process went idle. */
+static void tokens(struct qs_agent *a)
+{
+    if (a->no_tokens)
+        return;
+    uint64_t now = qs_gate_now();
+    if (qs_gate_take_launched()) {
+        a->launched = true;
+        a->last_launch = now;
+    }
+    int waiting = qs_gate_waiting();
+    if (!a->lease) {
+        if (waiting && !a->requested && send_tok(a, qp_new_tok_req()) == 0)
+            a->requested = !a->lease; /* a hello inside the send may have reset us */
+        return;
+    }
+    bool over = a->revoked || now >= a->end;
+    if (!over && !a->ext_sent && now + EXT_NS >= a->end && (a->launched || waiting)) {
+        a->ext_sent = true;
+        send_tok(a, qp_new_tok_ext(a->lease));
+    }
+    if (over)
+        give_back(a, false);
+    else if (went_idle(a, now))
+        give_back(a, true);
+}
+
+/* Whether the agent must watch the socket closely: a lease is held or awaited. */
+static bool lease_active(struct qs_agent *a)
+{
+    return atomic_load_explicit(&a->connected, memory_order_relaxed) && !a->no_tokens &&
+           (a->lease || a->requested || qs_gate_waiting() > 0);
+}
+
 /* ---- the thread ---------------------------------------------------------------------- */
 
 static void answer(struct qs_agent *a, struct qs_req *queue)
@@ -259,23 +469,6 @@ static void answer(struct qs_agent *a, struct qs_req *queue)
     }
 }
 
-/* Whether something accepts connections on the tenant socket: a quick local check, so
- * that a process started while the arbiter is down does not wait for a hello that cannot
- * come (a stale socket file refuses at once). */
-static bool arbiter_listening(void)
-{
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    int n = snprintf(sun.sun_path, sizeof sun.sun_path, "%s/tenant.sock", qs_g.socket_dir);
-    if (n < 0 || (size_t)n >= sizeof sun.sun_path)
-        return true; /* qp_conn_new says what is wrong */
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return true;
-    bool ok = connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
-    close(fd);
-    return ok;
-}
-
 static void *agent_main(void *arg)
 {
     struct qs_agent *a = arg;
@@ -285,13 +478,15 @@ static void *agent_main(void *arg)
     if (!a->conn)
         qs_log_once(&qs_g.logged.agent, "cannot connect to the arbiter: %s", err);
     else
-        heartbeat(a, arbiter_listening() ? CALL_MS : 0);
+        heartbeat(a, probe_arbiter(a) ? CALL_MS : 0);
     pthread_mutex_lock(&a->lock);
     a->hello_done = true;
     pthread_cond_broadcast(&a->done);
     uint64_t next_hb = now_ms() + HB_MS;
     while (!a->stop) {
-        if (!a->queue) {
+        /* lease_active() reads the gate's waiters under our lock: a thread counts itself
+         * there before it signals wake, so it is either seen here or wakes us. */
+        if (!a->queue && !lease_active(a)) {
             struct timespec until = deadline_in(POLL_MS);
             pthread_cond_timedwait(&a->wake, &a->lock, &until);
         }
@@ -302,7 +497,10 @@ static void *agent_main(void *arg)
         answer(a, queue);
         if (a->conn) {
             bool up = atomic_load_explicit(&a->connected, memory_order_relaxed);
-            if (up && qp_conn_wait(a->conn, 0, a->err) < 0)
+            if (up)
+                tokens(a);
+            int slice = lease_active(a) ? SLICE_MS : 0;
+            if (up && qp_conn_wait(a->conn, slice, a->err) < 0)
                 note_session(a);
             if (a->reclaim) {
                 a->reclaim = false;
@@ -321,6 +519,13 @@ static void *agent_main(void *arg)
         }
         pthread_mutex_lock(&a->lock);
     }
+    /* Stopping: threads still waiting for an answer get one; later ones see stop. */
+    for (struct qs_req *r = a->queue; r; r = r->next) {
+        r->rc = -ENOTCONN;
+        r->done = true;
+    }
+    a->queue = NULL;
+    pthread_cond_broadcast(&a->done);
     pthread_mutex_unlock(&a->lock);
     qp_conn_destroy(&a->conn);
     return NULL;
@@ -328,6 +533,7 @@ static void *agent_main(void *arg)
 
 int qs_agent_start(void)
 {
+    qs_gate_reset();
     struct qs_agent *a = calloc(1, sizeof *a);
     if (!a)
         return -ENOMEM;
@@ -355,6 +561,18 @@ int qs_agent_start(void)
     return 0;
 }
 
+bool qs_agent_kick(void)
+{
+    struct qs_agent *a = qs_g.agent;
+    if (!a || !a->started)
+        return false;
+    pthread_mutex_lock(&a->lock);
+    bool alive = !a->stop;
+    pthread_cond_signal(&a->wake);
+    pthread_mutex_unlock(&a->lock);
+    return alive;
+}
+
 void qs_agent_wait_hello(int timeout_ms)
 {
     struct qs_agent *a = qs_g.agent;
@@ -378,6 +596,11 @@ int qs_agent_reserve(uint64_t n)
     struct qs_req req = {.n = n};
     struct timespec until = deadline_in(REQUEST_WAIT_MS);
     pthread_mutex_lock(&a->lock);
+    if (a->stop) { /* the process is exiting: the agent answers nothing more */
+        pthread_mutex_unlock(&a->lock);
+        errno = saved;
+        return -ENOTCONN;
+    }
     req.next = a->queue;
     a->queue = &req;
     pthread_cond_signal(&a->wake);
@@ -407,27 +630,27 @@ int qs_agent_reserve(uint64_t n)
 /* Closes this process's copies of the parent's connections to the tenant socket. Left
  * open, a long-lived child (a data-loader worker) would keep the parent's connection up
  * after the parent is killed, and the arbiter would see the death only when heartbeats
- * stop, not at once. A connected Unix socket's peer name is the path it connected to. */
-static void close_inherited_connections(void)
+ * stop, not at once. A socket is one when its peer has the address and credentials the
+ * parent's probe saw: the address as the arbiter bound it, not the path this process
+ * reaches it by, which may differ (symlink, bind mount), and the listening process's
+ * pid, uid and gid, so that no other socket that happens to share the name is closed. */
+static void close_inherited_connections(const struct qs_peer_sig *sig)
 {
-    char want[sizeof((struct sockaddr_un *)0)->sun_path];
-    int n = snprintf(want, sizeof want, "%s/tenant.sock", qs_g.socket_dir);
     DIR *d = opendir("/proc/self/fd");
-    if (!d || n < 0 || (size_t)n >= sizeof want) {
-        if (d)
-            closedir(d);
+    if (!d)
         return;
-    }
     struct dirent *e;
     while ((e = readdir(d))) {
         int fd = atoi(e->d_name);
         struct sockaddr_un sun;
-        socklen_t len = sizeof sun;
+        socklen_t len = sizeof sun, clen = sizeof(struct ucred);
+        struct ucred cred;
         if (fd <= 2 || fd == dirfd(d))
             continue;
-        if (getpeername(fd, (struct sockaddr *)&sun, &len) == 0 && sun.sun_family == AF_UNIX &&
-            len > offsetof(struct sockaddr_un, sun_path) &&
-            strncmp(sun.sun_path, want, sizeof sun.sun_path) == 0)
+        if (getpeername(fd, (struct sockaddr *)&sun, &len) == 0 && len == sig->len &&
+            memcmp(&sun, &sig->addr, len) == 0 &&
+            getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) == 0 &&
+            cred.pid == sig->cred.pid && cred.uid == sig->cred.uid && cred.gid == sig->cred.gid)
             close(fd);
     }
     closedir(d);
@@ -437,18 +660,29 @@ void qs_agent_forget_after_fork(void)
 {
     /* The parent's agent is left as it is: its thread, mutexes and ZeroMQ context belong to
      * a process image this one no longer shares. The child says its own hello. */
-    if (qs_g.agent)
-        close_inherited_connections();
+    int saved = errno; /* fork() must leave the application's errno as it was */
+    struct qs_agent *a = qs_g.agent;
+    if (a && atomic_load_explicit(&a->sig_ok, memory_order_acquire))
+        close_inherited_connections(&a->sig);
     qs_g.agent = NULL;
+    qs_gate_reset(); /* no lease: the parent's is the parent's */
+    errno = saved;
 }
 
 /* At exit: stop the agent and close the connection, so that the arbiter takes back this
- * process's reservation at once. Bounded, since exit must not hang on a stuck arbiter. */
+ * process's reservation (and lease) at once. Bounded, since exit must not hang on a stuck
+ * arbiter. The agent itself is never freed: application threads run on while exit()
+ * calls destructors, and one may have read qs_g.agent just before and be about to lock
+ * it. Stopped, it answers every request -ENOTCONN and opens the gate for good; the
+ * memory goes with the process. */
 __attribute__((destructor)) static void stop_agent(void)
 {
     struct qs_agent *a = qs_g.agent;
     if (!a || !a->started)
         return;
+    /* Threads still launching while the process exits must not wait for a grant that
+     * will not come. */
+    qs_gate_set(QS_GATE_FREE);
     pthread_mutex_lock(&a->lock);
     a->stop = true;
     pthread_cond_signal(&a->wake);
@@ -456,11 +690,6 @@ __attribute__((destructor)) static void stop_agent(void)
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
     until.tv_sec += 2;
-    if (pthread_timedjoin_np(a->thread, NULL, &until) == 0) {
-        qs_g.agent = NULL;
-        pthread_cond_destroy(&a->wake);
-        pthread_cond_destroy(&a->done);
-        pthread_mutex_destroy(&a->lock);
-        free(a);
-    }
+    if (pthread_timedjoin_np(a->thread, NULL, &until) == 0)
+        qs_gate_set(QS_GATE_FREE); /* its last round may have closed the gate again */
 }

@@ -79,6 +79,8 @@
     X(cuArrayGetMemoryRequirements)                                                                \
     X(cuCtxGetCurrent)                                                                             \
     X(cuCtxGetDevice)                                                                              \
+    X(cuCtxPopCurrent_v2)                                                                          \
+    X(cuCtxPushCurrent_v2)                                                                         \
     X(cuDeviceGetMemPool)                                                                          \
     X(cuDeviceGetUuid_v2)                                                                          \
     X(cuDevicePrimaryCtxGetState)                                                                  \
@@ -87,6 +89,7 @@
     X(cuMemPoolGetAttribute)                                                                       \
     X(cuMipmappedArrayGetMemoryRequirements)                                                       \
     X(cuStreamGetCtx)                                                                              \
+    X(cuStreamIsCapturing)                                                                         \
     X(nvmlDeviceGetUUID)
 
 /* One id per entry: hooks first (QS_H_<name>), then calls. */

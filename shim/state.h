@@ -43,6 +43,23 @@ struct qs_logged {
 
 struct qs_agent; /* shim/agent.c */
 
+#define QS_MAX_CTXS 64 /* contexts a drain synchronises (shim/gate.h) */
+
+/* The compute-lease gate (shim/gate.h). end and launched live on cache lines of their own:
+ * every launch reads end, and the agent clears launched about every millisecond. */
+struct qs_gate {
+    _Alignas(64) _Atomic uint64_t end; /* lease end, monotonic ns; 0 closed, QS_GATE_FREE
+                                          ungated; the agent stores */
+    _Alignas(64) atomic_int launched;  /* a launch passed since the agent last looked: any
+                                          thread sets it, the agent clears it */
+    atomic_int waiting;                /* threads blocked in qs_gate_wait(); they count */
+    pthread_mutex_t lock;              /* guards ctxs and nctxs; opened's mutex */
+    pthread_cond_t opened;             /* broadcast by the agent when the gate opens */
+    pthread_mutex_t drain_lock;        /* held by the agent across a drain */
+    CUcontext ctxs[QS_MAX_CTXS];       /* contexts launched on: lock */
+    int nctxs;                         /* entries used: lock */
+};
+
 struct qs_state {
     /* ---- environment: the constructor writes, then read-only ---- */
     bool managed;                 /* QVGPU_VGPU set: enforce the vGPU; else pass-through */
@@ -77,6 +94,7 @@ struct qs_state {
     struct qs_pool pools[QS_MAX_POOLS]; /* pools seen; records are never removed */
     atomic_int npools;                  /* records in use (release-stored after filling one) */
     struct qs_agent *agent;             /* owned by shim/agent.c; NULL when pass-through */
+    struct qs_gate gate;                /* the compute lease; shim/gate.h */
 
     struct qs_logged logged;
 };

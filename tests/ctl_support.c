@@ -71,6 +71,19 @@ static void tenant_push(void *arg, const qp_msg_t *m)
     } else if (strcmp(type, "mem_reclaim") == 0) {
         cr_assert_eq(qp_msg_get_uint(m, "keep", &t->last_keep), 0);
         t->reclaims++;
+    } else if (qp_is_tok(m)) {
+        qp_tok_t tok;
+        cr_assert_eq(qp_tok_get(m, &tok, err), 0, "%s", err);
+        if (tok.kind == QP_TOK_GRANT) {
+            t->grants++;
+            t->lease = tok.lease;
+            t->lease_ns = tok.ns;
+            t->granted_at = qt_now_ns();
+        } else {
+            cr_assert_eq(tok.kind, QP_TOK_REVOKE, "the arbiter pushed %s", type);
+            t->revokes++;
+            t->revoked = tok.lease;
+        }
     }
 }
 
@@ -157,6 +170,22 @@ void ctl_tenant_pump(ctl_tenant_t *t, int ms)
         qp_conn_wait(t->conn, 10, err);
         give_back(t, seen);
     }
+}
+
+int ctl_tenant_send(ctl_tenant_t *t, qp_msg_t *m)
+{
+    char err[QP_ERR_LEN];
+    cr_assert_not_null(m);
+    return qp_conn_send(t->conn, &m, 3000, err);
+}
+
+bool ctl_tenant_pump_until(ctl_tenant_t *t, const int *counter, int at_least, int ms)
+{
+    uint64_t end = qt_now_ns() + (uint64_t)ms * 1000000u;
+    char err[QP_ERR_LEN];
+    while (*counter < at_least && qt_now_ns() < end)
+        qp_conn_wait(t->conn, 5, err);
+    return *counter >= at_least;
 }
 
 qv_vgpu_t ctl_info(qv_client_t *c, const char *id)

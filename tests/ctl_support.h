@@ -38,6 +38,12 @@ typedef struct ctl_tenant {
     int reclaims;        /* `mem_reclaim` pushes seen */
     uint64_t last_keep;  /* keep of the last one */
     bool give_back;      /* answer mem_reclaim with mem_release at once */
+    int grants;          /* tok_grant pushes seen, extensions included */
+    uint64_t lease;      /* lease of the last tok_grant */
+    uint64_t lease_ns;   /* its ns */
+    uint64_t granted_at; /* qt_now_ns() when it arrived */
+    int revokes;         /* tok_revoke pushes seen */
+    uint64_t revoked;    /* lease of the last one */
 } ctl_tenant_t;
 
 /* Connects to arb's tenant.sock as a process of vgpu with secret (nothing sent yet). */
@@ -54,6 +60,10 @@ int ctl_tenant_release(ctl_tenant_t *t, uint64_t reserved);
 int ctl_tenant_hb(ctl_tenant_t *t, uint64_t *vgpu_used);
 /* Receives pushes for ms (answering reclaims when give_back is set). */
 void ctl_tenant_pump(ctl_tenant_t *t, int ms);
+/* Sends *m (taken; a tok_* message) without waiting: 0 or the error of qp_conn_send. */
+int ctl_tenant_send(ctl_tenant_t *t, qp_msg_t *m);
+/* Receives pushes until *counter (a field of t) reaches at_least (true) or ms pass. */
+bool ctl_tenant_pump_until(ctl_tenant_t *t, const int *counter, int at_least, int ms);
 
 /* The vGPU as the arbiter reports it now. */
 qv_vgpu_t ctl_info(qv_client_t *c, const char *id);

@@ -533,8 +533,9 @@ Test(qa_daemon, clients_that_never_read_or_never_speak_do_not_block_others)
     qt_arbiter_destroy(&arb);
 }
 
-/* A child that joins vGPU id and keeps GPU dev busy with qsim_spin kernels for ms,
- * heartbeating in between; exits 0 when all went well. */
+/* A child that joins vGPU id and keeps GPU dev busy with qsim_spin kernels for ms under
+ * a compute lease that it keeps extending, as the shim does; exits 0 when all went
+ * well. */
 static pid_t busy_tenant(const qt_arbiter_t *arb, const char *id, const char *secret, int dev,
                          int ms)
 {
@@ -549,7 +550,8 @@ static pid_t busy_tenant(const qt_arbiter_t *arb, const char *id, const char *se
     CUfunction spin;
     if (ctl_tenant_hello(t) != 0 || cuInit(0) != CUDA_SUCCESS || cuDeviceGet(&d, dev) ||
         cuDevicePrimaryCtxRetain(&ctx, d) || cuCtxSetCurrent(ctx) ||
-        cuModuleLoadData(&mod, "qsim") || cuModuleGetFunction(&spin, mod, "qsim_spin"))
+        cuModuleLoadData(&mod, "qsim") || cuModuleGetFunction(&spin, mod, "qsim_spin") ||
+        ctl_tenant_send(t, qp_new_tok_req()) != 0 || !ctl_tenant_pump_until(t, &t->grants, 1, 3000))
         _exit(3);
     unsigned long long ns = 20000000; /* 20 ms kernels */
     void *params[] = {&ns};
@@ -557,9 +559,9 @@ static pid_t busy_tenant(const qt_arbiter_t *arb, const char *id, const char *se
     while (qt_now_ns() < end) {
         if (cuLaunchKernel(spin, 1, 1, 1, 1, 1, 1, 0, NULL, params, NULL) || cuCtxSynchronize())
             _exit(4);
-        qp_msg_t *hb = qp_new_hb(0, 0);
-        char err[QP_ERR_LEN];
-        if (qp_conn_send(t->conn, &hb, 1000, err) < 0)
+        int grants = t->grants; /* alone on its GPU: always extended */
+        if (ctl_tenant_send(t, qp_new_tok_ext(t->lease)) != 0 ||
+            !ctl_tenant_pump_until(t, &t->grants, grants + 1, 3000))
             _exit(5);
     }
     _exit(0);

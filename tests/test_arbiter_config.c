@@ -48,6 +48,11 @@ Test(qa_config, defaults_are_the_contract_profiles_spread_and_no_oversubscriptio
         cr_assert_eq(p->limit, 0);
     }
     cr_assert_null(qa_config_profile(&cfg, "Q3"));
+    /* compute scheduling, as PROTOCOL.md "Compute tokens" states */
+    cr_assert_eq(cfg.sched_window_ms, 200);
+    cr_assert_eq(cfg.quantum_min_ms, 2);
+    cr_assert_eq(cfg.quantum_max_ms, 50);
+    cr_assert_eq(cfg.lease_grace_ms, 1000);
 }
 
 Test(qa_config, reads_every_setting_and_custom_profiles)
@@ -64,6 +69,10 @@ Test(qa_config, reads_every_setting_and_custom_profiles)
                   "log_level = debug\n"
                   "heartbeat_timeout_ms = 3000\n"
                   "reclaim_timeout_ms = 250\n"
+                  "sched_window_ms = 100\n"
+                  "quantum_min_ms = 1\n"
+                  "quantum_max_ms = 20\n"
+                  "lease_grace_ms = 400\n"
                   "\n"
                   "[profile Q16]\n"
                   "memory = 16GiB\n"
@@ -81,6 +90,10 @@ Test(qa_config, reads_every_setting_and_custom_profiles)
     cr_assert_eq(cfg.log_level, QA_DEBUG);
     cr_assert_eq(cfg.heartbeat_timeout_ms, 3000);
     cr_assert_eq(cfg.reclaim_timeout_ms, 250);
+    cr_assert_eq(cfg.sched_window_ms, 100);
+    cr_assert_eq(cfg.quantum_min_ms, 1);
+    cr_assert_eq(cfg.quantum_max_ms, 20);
+    cr_assert_eq(cfg.lease_grace_ms, 400);
     const qa_profile_t *p = qa_config_profile(&cfg, "Q16");
     cr_assert_not_null(p);
     cr_assert_eq(p->memory_mb, 16384);
@@ -106,6 +119,10 @@ Test(qa_config, names_file_line_and_problem)
         {"[arbiter]\nlog_level = loud\n", 2, "log_level"},
         {"[arbiter]\nheartbeat_timeout_ms = 5\n", 2, "heartbeat_timeout_ms"},
         {"[arbiter]\ncolour = blue\n", 2, "unknown key 'colour'"},
+        {"[arbiter]\nsched_window_ms = 5\n", 2, "sched_window_ms '5'"},
+        {"[arbiter]\nquantum_min_ms = 0\n", 2, "quantum_min_ms '0'"},
+        {"[arbiter]\nquantum_max_ms = 2s\n", 2, "quantum_max_ms '2s'"},
+        {"[arbiter]\nlease_grace_ms = -1\n", 2, "lease_grace_ms '-1'"},
         {"[gpus]\nx = 1\n", 2, "unknown section [gpus]"},
         {"placement = pack\n", 1, "outside any section"},
         {"[arbiter]\nthis line is wrong\n", 2, "syntax error"},
@@ -131,6 +148,17 @@ Test(qa_config, names_file_line_and_problem)
                   err);
         cr_assert_null(strchr(err, '\n'));
     }
+}
+
+Test(qa_config, a_shortest_lease_above_the_longest_is_refused)
+{
+    qa_config_t cfg;
+    char err[QP_ERR_LEN];
+    cr_assert_eq(load(&cfg, "[arbiter]\nquantum_min_ms = 60\n", err), -EINVAL);
+    cr_assert(strstr(err, "qarbiter.conf: quantum_min_ms 60 is above quantum_max_ms 50"), "%s",
+              err);
+    cr_assert_eq(load(&cfg, "[arbiter]\nquantum_min_ms = 60\nquantum_max_ms = 60\n", err), 0,
+                 "%s", err);
 }
 
 Test(qa_config, an_unreadable_file_is_named)

@@ -509,6 +509,147 @@ Test(qp_schema, maps_codes_and_errnos_both_ways)
     cr_assert_eq(qp_code_errno(NULL), -EPROTO);
 }
 
+/* ---- compute tokens ---------------------------------------------------------------- */
+
+/* Encodes m and decodes it with the request caps, as the arbiter and the shim do. */
+static qp_tok_t tok_round_trip(qp_msg_t *m)
+{
+    void *buf;
+    size_t len;
+    cr_assert_eq(qp_msg_encode(m, &qp_caps_request, &buf, &len), 0);
+    qp_msg_destroy(&m);
+    qp_msg_t *d = NULL;
+    char err[QP_ERR_LEN];
+    cr_assert_eq(qp_msg_decode(buf, len, NULL, &d, err), 0, "%s", err);
+    free(buf);
+    qp_tok_t t;
+    memset(&t, 0xa5, sizeof t);
+    cr_assert_eq(qp_tok_get(d, &t, err), 0, "%s", err);
+    qp_msg_destroy(&d);
+    return t;
+}
+
+Test(qp_tok, every_token_message_round_trips)
+{
+    qp_tok_t t = tok_round_trip(qp_new_tok_req());
+    cr_assert_eq(t.kind, QP_TOK_REQ);
+    cr_assert_eq(t.lease, 0);
+    t = tok_round_trip(qp_new_tok_grant(7, 50000000));
+    cr_assert_eq(t.kind, QP_TOK_GRANT);
+    cr_assert_eq(t.lease, 7);
+    cr_assert_eq(t.ns, 50000000);
+    t = tok_round_trip(qp_new_tok_ext(UINT64_MAX));
+    cr_assert_eq(t.kind, QP_TOK_EXT);
+    cr_assert_eq(t.lease, UINT64_MAX);
+    t = tok_round_trip(qp_new_tok_revoke(3));
+    cr_assert_eq(t.kind, QP_TOK_REVOKE);
+    cr_assert_eq(t.lease, 3);
+    t = tok_round_trip(qp_new_tok_ret(9, 1234567, true));
+    cr_assert_eq(t.kind, QP_TOK_RET);
+    cr_assert_eq(t.lease, 9);
+    cr_assert_eq(t.used, 1234567);
+    cr_assert(t.more);
+    t = tok_round_trip(qp_new_tok_ret(9, 0, false));
+    cr_assert_not(t.more);
+}
+
+Test(qp_tok, tenant_tokens_pass_the_tenant_schema_only)
+{
+    char err[QP_ERR_LEN];
+    qp_msg_t *ms[] = {qp_new_tok_req(), qp_new_tok_ext(1), qp_new_tok_ret(1, 2, false)};
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+        cr_assert_eq(qp_check_request(ms[i], QP_TENANT, err), 0, "%s", err);
+        cr_assert_eq(qp_check_request(ms[i], QP_ADMIN, err), -EACCES);
+        qp_msg_destroy(&ms[i]);
+    }
+    /* Pushes are the arbiter's: a tenant sending one sends an unknown request. */
+    qp_msg_t *g = qp_new_tok_grant(1, 5);
+    cr_assert_eq(qp_check_request(g, QP_TENANT, err), -EPROTO);
+    cr_assert(strstr(err, "unknown"), "%s", err);
+    qp_msg_destroy(&g);
+}
+
+Test(qp_tok, names_the_missing_or_mistyped_field)
+{
+    char err[QP_ERR_LEN];
+    qp_tok_t t = {.kind = QP_TOK_REQ, .lease = 42};
+    qp_msg_t *m = qp_msg_new("tok_ret");
+    qp_msg_set_uint(m, "lease", 1);
+    qp_msg_set_uint(m, "used", 2);
+    cr_assert_eq(qp_check_request(m, QP_TENANT, err), -EPROTO);
+    cr_assert(strstr(err, "'more'"), "%s", err);
+    cr_assert_eq(qp_tok_get(m, &t, err), -EPROTO);
+    cr_assert(strstr(err, "'more'"), "%s", err);
+    qp_msg_set_uint(m, "more", 1); /* an integer is not a boolean */
+    cr_assert_eq(qp_check_request(m, QP_TENANT, err), -EPROTO);
+    cr_assert(strstr(err, "'more'") && strstr(err, "boolean"), "%s", err);
+    qp_msg_set_bool(m, "more", true);
+    qp_msg_set_int(m, "used", -5);
+    cr_assert_eq(qp_tok_get(m, &t, err), -EPROTO);
+    cr_assert(strstr(err, "'used'"), "%s", err);
+    cr_assert_eq(t.lease, 42, "a failed read leaves *out alone");
+    qp_msg_destroy(&m);
+
+    m = qp_msg_new("tok_grant");
+    qp_msg_set_uint(m, "lease", 1);
+    cr_assert_eq(qp_tok_get(m, &t, err), -EPROTO);
+    cr_assert(strstr(err, "'ns'"), "%s", err);
+    qp_msg_set_uint(m, "ns", 0);
+    cr_assert_eq(qp_tok_get(m, &t, err), -EPROTO);
+    cr_assert(strstr(err, "'ns'"), "%s", err);
+    qp_msg_set_str(m, "ns", "forever");
+    cr_assert_eq(qp_tok_get(m, &t, err), -EPROTO);
+    qp_msg_destroy(&m);
+
+    m = qp_msg_new("tok_ext");
+    cr_assert_eq(qp_check_request(m, QP_TENANT, err), -EPROTO);
+    cr_assert(strstr(err, "'lease'"), "%s", err);
+    qp_msg_set_float(m, "lease", 1.5);
+    cr_assert_eq(qp_tok_get(m, &t, err), -EPROTO);
+    qp_msg_destroy(&m);
+
+    m = qp_msg_new("limits");
+    cr_assert_not(qp_is_tok(m));
+    cr_assert_eq(qp_tok_get(m, &t, err), -ENOENT);
+    qp_msg_destroy(&m);
+}
+
+Test(qp_tok, truncated_and_mutated_tokens_never_decode_wrong)
+{
+    qp_msg_t *m = qp_new_tok_ret(77, 123456789, true);
+    void *buf;
+    size_t len;
+    cr_assert_eq(qp_msg_encode(m, NULL, &buf, &len), 0);
+    qp_msg_destroy(&m);
+    char err[QP_ERR_LEN];
+    for (size_t n = 0; n < len; n++) {
+        qp_msg_t *d = NULL;
+        cr_assert_eq(qp_msg_decode(buf, n, NULL, &d, err), -EPROTO, "length %zu", n);
+        cr_assert_null(d);
+    }
+    /* Every single-byte change either fails to decode, fails the check, or still reads
+     * as a well-typed token: never a crash, never a half-filled struct. */
+    uint8_t *b = buf;
+    for (size_t i = 0; i < len; i++) {
+        for (int bit = 0; bit < 8; bit++) {
+            b[i] ^= (uint8_t)(1u << bit);
+            qp_msg_t *d = NULL;
+            if (qp_msg_decode(b, len, NULL, &d, err) == 0) {
+                qp_tok_t t = {.kind = 0};
+                int rc = qp_tok_get(d, &t, err);
+                cr_assert(rc == 0 || rc == -EPROTO || rc == -ENOENT, "rc %d", rc);
+                if (rc == 0)
+                    cr_assert(t.kind >= QP_TOK_REQ && t.kind <= QP_TOK_RET);
+                else
+                    cr_assert_eq(t.kind, 0);
+                qp_msg_destroy(&d);
+            }
+            b[i] ^= (uint8_t)(1u << bit);
+        }
+    }
+    free(buf);
+}
+
 /* ---- records ----------------------------------------------------------------------- */
 
 Test(qp_records, info_gpu_limits_and_totals_round_trip)

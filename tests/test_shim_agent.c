@@ -4,10 +4,12 @@
 #include "tests/shim_support.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define GiB (1024ull * QTS_MIB)
 
@@ -171,12 +173,23 @@ Test(shim_agent, fork_and_exec_children_are_processes_of_the_vgpu_of_their_own)
     qt_arbiter_destroy(&arb);
 }
 
-Test(shim_agent, a_forked_child_does_not_keep_its_killed_parents_memory)
+/* The parent holds 900 MiB and forks a child that lives on without CUDA; the parent is
+ * killed; a second process must get the memory when the connection closes. With
+ * via_symlink the workloads reach the socket dir by another path, as a container that
+ * mounts it elsewhere does: the connection's peer name (the path the arbiter bound) is
+ * then not the path they used. */
+static void killed_parent_with_child(bool via_symlink)
 {
     qts_vgpu_t v;
     qt_arbiter_t *arb = arbiter_with(&v, "Q1");
     qts_env_t e;
-    qts_env_of(&e, arb, &v);
+    char *dir = qt_tmpdir(), link[512];
+    snprintf(link, sizeof link, "%s/qvgpu", dir);
+    cr_assert_eq(symlink(qt_arbiter_socket_dir(arb), link), 0);
+    if (via_symlink)
+        qts_env_vgpu(&e, link, v.id, v.secret, v.gpu_uuid);
+    else
+        qts_env_of(&e, arb, &v);
     /* The parent holds 900 MiB and forks a child that lives on without CUDA (a
      * data-loader worker); the parent waits for it and is killed meanwhile. */
     qt_proc_t *parent = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:900M", "ready",
@@ -196,5 +209,50 @@ Test(shim_agent, a_forked_child_does_not_keep_its_killed_parents_memory)
     cr_assert_lt(dt, 1000000000ull, "took %llu ms", (unsigned long long)(dt / 1000000));
     qt_proc_destroy(&parent);
     qt_proc_destroy(&next);
+    qt_arbiter_destroy(&arb);
+    free(dir);
+}
+
+Test(shim_agent, a_forked_child_does_not_keep_its_killed_parents_memory)
+{
+    killed_parent_with_child(false);
+}
+
+Test(shim_agent, a_forked_child_closes_the_parents_connection_reached_through_a_symlink)
+{
+    killed_parent_with_child(true);
+}
+
+Test(shim_agent, fork_keeps_the_applications_errno)
+{
+    qts_vgpu_t v;
+    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qts_env_t e;
+    qts_env_of(&e, arb, &v);
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(qts_run(&e, &out, &err, "init", "fork_errno", NULL), 0, "%s", err);
+    cr_assert_eq(qts_field(out, "[child] fork_errno ", 0), EXDEV, "%s", out);
+    cr_assert_eq(qts_field(out, "fork_errno ", 0), EXDEV, "%s", out);
+    free(out);
+    free(err);
+    qt_arbiter_destroy(&arb);
+}
+
+Test(shim_agent, a_process_exiting_while_threads_ask_the_agent_exits_cleanly)
+{
+    qts_vgpu_t v;
+    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qts_env_t e;
+    qts_env_of(&e, arb, &v);
+    /* 2 GiB never fits a 1 GiB quota: every allocation waits for the arbiter's refusal,
+     * and the launches for leases, while exit() stops the agent under them. */
+    for (int i = 0; i < 3; i++) {
+        char *out = NULL, *err = NULL;
+        cr_assert_eq(qts_run(&e, &out, &err, "init", "exit_busy:8:2G:300", NULL), 0,
+                     "stdout:\n%s\nstderr:\n%s", out, err);
+        cr_assert_eq(qts_count_lines(out, "exit_busy"), 1, "%s", out);
+        free(out);
+        free(err);
+    }
     qt_arbiter_destroy(&arb);
 }

@@ -1,6 +1,6 @@
 /* test_shim_launch.c - every launch entry point (kernel, Ex, cooperative, graph, each with
  * its per-thread variant) reached through every route goes through the shim's gate and
- * runs; issue 5 turns that gate into the compute-lease check. */
+ * runs (test_shim_gate.c shows that each of them waits for the compute lease). */
 #include "tests/shim_support.h"
 
 #include <criterion/criterion.h>
@@ -60,7 +60,7 @@ Test(shim_launch, every_launch_entry_point_runs_through_the_gate_in_a_vgpu)
     cr_assert_eq(qts_gpu_uuids(uuids, 4), 1);
     char *dir = qt_tmpdir();
     qts_env_t e;
-    /* Launches need no arbiter (yet): without one they still run. */
+    /* Without an arbiter nobody grants leases, and launches run ungated. */
     qts_env_vgpu(&e, dir, "vgpu-launch", "00", uuids[0]);
     launch_all(&e, "libqshim.so");
     free(dir);

@@ -26,7 +26,14 @@
  *   totalmem:ROUTE            totalmem <rc> <bytes>    cuDeviceTotalMem of device 0
  *   nvml                      nvml <rc> <count> <total> <used> <free> <uuid>
  *   nvml_other:UUID           nvml_other <rc>          nvmlDeviceGetHandleByUUID(UUID)
- *   launch:SYM:ROUTE:NS       launch <SYM> <ROUTE> <rc> qsim_spin(NS) then synchronize
+ *   launch:SYM:ROUTE:NS       launch <SYM> <ROUTE> <rc> <in_us> <after_us>  qsim_spin(NS)
+ *                             then synchronize; in_us: microseconds inside the launch call
+ *                             (a gate waiting for a lease), after_us: from its return
+ *                             until the synchronisation returned (the kernel's run)
+ *   spin:NS:DEPTH:MS          spin <kernels> <after_us> <max_in_us> for MS milliseconds,
+ *                             DEPTH qsim_spin(NS) launches (cuLaunchKernel) then a
+ *                             cuCtxSynchronize, again and again; after_us: the mean per
+ *                             round from the last launch's return to the sync's return
  *   resolve:SYM               resolve <SYM> <route>=<object>... which library answers
  *   nextsym:NAME              nextsym <NAME> <object> same|differs   dlsym(RTLD_NEXT, NAME)
  *                             from this program, against dlsym(RTLD_DEFAULT, NAME)
@@ -40,6 +47,12 @@
  *                             "[child] ") and exits; the parent skips them and prints
  *                             fork <child's exit status>
  *   exec:N                    the same, but the child execs this program anew with them
+ *   fork_errno                sets errno to EXDEV and forks: the child prints
+ *                             "[child] fork_errno <errno>" at once and exits; the parent
+ *                             fork_errno <its errno after fork>
+ *   exit_busy:T:BYTES:MS      starts T threads that allocate BYTES (cuMemAlloc_v2, freed
+ *                             when granted) and launch 0.1 ms kernels without end, sleeps
+ *                             MS, prints exit_busy and exits while they run
  *   threads:T:CMD             runs CMD in T threads at once: threads <ok> <failed> <grabbed>;
  *                             CMD is init, alloc_free:BYTES (200 pairs), or grab:BYTES
  *                             (cuMemAlloc_v2 until refused; grabbed counts them all)
@@ -55,6 +68,7 @@
 #include <cuda.h>
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -585,6 +599,13 @@ static CUfunction spin_function(void)
     return f;
 }
 
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 static void cmd_launch(char *arg)
 {
     char *sym = strtok(arg, ":"), *route = strtok(NULL, ":"), *ns_s = strtok(NULL, ":");
@@ -599,6 +620,7 @@ static void cmd_launch(char *arg)
     unsigned long long ns = strtoull(ns_s, NULL, 10);
     void *params[] = {&ns};
     CUresult rc = CUDA_ERROR_NOT_FOUND;
+    uint64_t t0 = now_us(), t1 = 0;
     if (fn && v->kind == K_LAUNCH)
         rc = ((CUresult(*)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
                            unsigned, CUstream, void **, void **))fn)(f, 1, 1, 1, 1, 1, 1, 0, NULL,
@@ -629,14 +651,51 @@ static void cmd_launch(char *arg)
             rc = cuStreamEndCapture(st, &g);
         if (rc == CUDA_SUCCESS)
             rc = cuGraphInstantiateWithFlags(&ge, g, 0);
+        t0 = now_us();
         if (rc == CUDA_SUCCESS)
             rc = ((CUresult(*)(CUgraphExec, CUstream))fn)(ge, st);
+        t1 = now_us();
         if (rc == CUDA_SUCCESS)
             rc = cuStreamSynchronize(st);
     }
+    if (!t1)
+        t1 = now_us();
     if (rc == CUDA_SUCCESS)
         rc = cuCtxSynchronize();
-    out("launch %s %s %d", sym, route, rc);
+    uint64_t t2 = now_us();
+    out("launch %s %s %d %llu %llu", sym, route, rc, (unsigned long long)(t1 - t0),
+        (unsigned long long)(t2 - t1));
+}
+
+static void cmd_spin(const char *arg)
+{
+    unsigned long long ns = 0;
+    int depth = 0, ms = 0;
+    CUfunction f = spin_function();
+    if (sscanf(arg, "%llu:%d:%d", &ns, &depth, &ms) != 3 || depth <= 0 || !f) {
+        out("spin 0 0 0 bad");
+        return;
+    }
+    void *params[] = {&ns};
+    uint64_t start = now_us(), after = 0, max_in = 0, kernels = 0, rounds = 0;
+    while (now_us() - start < (uint64_t)ms * 1000u) {
+        uint64_t t1 = 0;
+        for (int i = 0; i < depth; i++) {
+            uint64_t t0 = now_us();
+            if (cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, params, NULL) != CUDA_SUCCESS) {
+                out("spin %llu 0 0 failed", (unsigned long long)kernels);
+                return;
+            }
+            t1 = now_us();
+            max_in = t1 - t0 > max_in ? t1 - t0 : max_in;
+        }
+        cuCtxSynchronize();
+        after += now_us() - t1;
+        kernels += (uint64_t)depth;
+        rounds++;
+    }
+    out("spin %llu %llu %llu", (unsigned long long)kernels, (unsigned long long)(after / rounds),
+        (unsigned long long)max_in);
 }
 
 /* Which object each route's answer for sym lies in ("-" for none). */
@@ -755,6 +814,59 @@ static void cmd_threads(char *arg)
     out("threads %d %d %ld", ok, n - ok, grabbed);
 }
 
+static void *busy_main(void *arg)
+{
+    uint64_t bytes = *(const uint64_t *)arg;
+    unsigned long long ns = 100000;
+    void *params[] = {&ns};
+    CUfunction f = spin_function();
+    cuCtxSetCurrent(ctx);
+    for (;;) {
+        CUdeviceptr p;
+        if (cuMemAlloc_v2(&p, bytes) == CUDA_SUCCESS)
+            cuMemFree_v2(p);
+        if (f)
+            cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, params, NULL);
+    }
+    return NULL;
+}
+
+static void cmd_exit_busy(const char *arg)
+{
+    int n = 0, ms = 0;
+    static uint64_t bytes;
+    char size[64];
+    if (sscanf(arg, "%d:%63[^:]:%d", &n, size, &ms) != 3 || n <= 0 || n > 64) {
+        out("exit_busy bad");
+        return;
+    }
+    bytes = parse_bytes(size);
+    spin_function(); /* loaded once, before the threads race for it */
+    for (int i = 0; i < n; i++) {
+        pthread_t t;
+        pthread_create(&t, NULL, busy_main, &bytes);
+    }
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    out("exit_busy");
+    exit(0);
+}
+
+static void cmd_fork_errno(void)
+{
+    fflush(stdout);
+    errno = EXDEV;
+    pid_t pid = fork();
+    int e = errno;
+    if (pid == 0) {
+        printf("[child] fork_errno %d\n", e);
+        fflush(stdout);
+        _exit(0);
+    }
+    waitpid(pid, NULL, 0);
+    out("fork_errno %d", e);
+}
+
 static const char *self_path;
 
 static void cmd_fork(int argc, char **argv, int n, bool exec_it)
@@ -860,6 +972,12 @@ static void run(int argc, char **argv)
             cmd_nvml_other(arg);
         } else if (strcmp(cmd, "launch") == 0 && arg) {
             cmd_launch(arg);
+        } else if (strcmp(cmd, "spin") == 0 && arg) {
+            cmd_spin(arg);
+        } else if (strcmp(cmd, "fork_errno") == 0) {
+            cmd_fork_errno();
+        } else if (strcmp(cmd, "exit_busy") == 0 && arg) {
+            cmd_exit_busy(arg);
         } else if (strcmp(cmd, "resolve") == 0 && arg) {
             cmd_resolve(arg);
         } else if (strcmp(cmd, "nextsym") == 0 && arg) {

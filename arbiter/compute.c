@@ -1,0 +1,216 @@
+/* compute.c - per-GPU schedulers wired to tenant sessions, the loop's timers and pushes.
+ * Single-threaded: the loop thread (see compute.h). */
+#include "arbiter/compute.h"
+
+#include "arbiter/sched.h"
+#include "arbiter/server.h"
+#include "proto/schema.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MS 1000000ull
+
+/* One GPU's scheduler and the timer that runs its deadline. */
+struct gpu {
+    qa_compute_t *owner;
+    qa_sched_t *sched; /* owned */
+    qa_timer_t timer;  /* at qa_sched_deadline() */
+};
+
+struct qa_compute {
+    qa_server_t *srv; /* borrowed: outlives us */
+    size_t n;
+    struct gpu *gpus; /* owned, n of them */
+};
+
+/* ---- pushes (sched.c's callbacks) -------------------------------------------------- */
+
+static void push_grant(void *arg, void *owner, uint64_t lease, uint64_t ns)
+{
+    struct gpu *g = arg;
+    qp_msg_t *m = qp_new_tok_grant(lease, ns);
+    qa_server_send(g->owner->srv, owner, &m);
+}
+
+static void push_revoke(void *arg, void *owner, uint64_t lease)
+{
+    struct gpu *g = arg;
+    qp_msg_t *m = qp_new_tok_revoke(lease);
+    qa_server_send(g->owner->srv, owner, &m);
+}
+
+/* ---- the timer --------------------------------------------------------------------- */
+
+static void arm(struct gpu *g);
+
+static void on_deadline(void *arg)
+{
+    struct gpu *g = arg;
+    uint64_t hung = qa_sched_hung(g->sched);
+    qa_sched_tick(g->sched, qa_now_ns());
+    if (qa_sched_hung(g->sched) != hung)
+        qa_log(qa_server_log(g->owner->srv), QA_WARN,
+               "GPU %zu: a tenant kept its compute lease %u ms past its end: taken back",
+               (size_t)(g - g->owner->gpus), qa_server_config(g->owner->srv)->lease_grace_ms);
+    arm(g);
+}
+
+/* Sets the timer to the scheduler's deadline: after every call into the scheduler. */
+static void arm(struct gpu *g)
+{
+    qa_loop_t *loop = qa_server_loop(g->owner->srv);
+    uint64_t d = qa_sched_deadline(g->sched);
+    if (d == UINT64_MAX) {
+        qa_timer_stop(loop, &g->timer);
+    } else if (qa_timer_start(loop, &g->timer, d, on_deadline, g) < 0) {
+        /* Out of memory for the heap: the next message to this GPU arms it again. */
+        qa_log(qa_server_log(g->owner->srv), QA_ERROR, "GPU %zu: cannot arm the lease timer",
+               (size_t)(g - g->owner->gpus));
+    }
+}
+
+static struct gpu *gpu_of(qa_compute_t *self, const qa_vgpu_t *v)
+{
+    return v->gpu < self->n ? &self->gpus[v->gpu] : NULL;
+}
+
+/* ---- life cycle -------------------------------------------------------------------- */
+
+qa_compute_t *qa_compute_new(qa_server_t *srv, size_t ngpus)
+{
+    const qa_config_t *cfg = qa_server_config(srv);
+    qa_compute_t *self = calloc(1, sizeof *self);
+    if (!self || !(self->gpus = calloc(ngpus, sizeof *self->gpus))) {
+        free(self);
+        return NULL;
+    }
+    self->srv = srv;
+    self->n = ngpus;
+    qa_sched_params_t params = {
+        .window_ns = cfg->sched_window_ms * MS,
+        .quantum_min_ns = cfg->quantum_min_ms * MS,
+        .quantum_max_ns = cfg->quantum_max_ms * MS,
+        .grace_ns = cfg->lease_grace_ms * MS,
+    };
+    for (size_t i = 0; i < ngpus; i++) {
+        struct gpu *g = &self->gpus[i];
+        g->owner = self;
+        qa_sched_ops_t ops = {push_grant, push_revoke, g};
+        if (!(g->sched = qa_sched_new(&params, &ops))) {
+            qa_compute_destroy(&self);
+            return NULL;
+        }
+    }
+    return self;
+}
+
+void qa_compute_destroy(qa_compute_t **self_p)
+{
+    qa_compute_t *self = *self_p;
+    if (!self)
+        return;
+    for (size_t i = 0; i < self->n; i++) {
+        qa_timer_stop(qa_server_loop(self->srv), &self->gpus[i].timer);
+        qa_sched_destroy(&self->gpus[i].sched);
+    }
+    free(self->gpus);
+    free(self);
+    *self_p = NULL;
+}
+
+/* ---- sessions and vGPUs ------------------------------------------------------------ */
+
+int qa_compute_join(qa_compute_t *self, qa_peer_t *p)
+{
+    qa_vgpu_t *v = p->vgpu;
+    struct gpu *g = gpu_of(self, v);
+    if (!g)
+        return -ENODEV;
+    if (!v->ent && !(v->ent = qa_sched_ent_new(g->sched, v->share, v->limit, qa_now_ns())))
+        return -ENOMEM;
+    if (!(p->proc = qa_sched_proc_new(g->sched, v->ent, p)))
+        return -ENOMEM;
+    return 0;
+}
+
+void qa_compute_leave(qa_compute_t *self, qa_peer_t *p)
+{
+    struct gpu *g = p->vgpu ? gpu_of(self, p->vgpu) : NULL;
+    if (!g || !p->proc)
+        return;
+    qa_sched_proc_destroy(g->sched, &p->proc, qa_now_ns());
+    arm(g);
+}
+
+void qa_compute_message(qa_compute_t *self, qa_peer_t *p, const qp_msg_t *m)
+{
+    char err[QP_ERR_LEN];
+    qp_tok_t t;
+    struct gpu *g = gpu_of(self, p->vgpu);
+    if (qp_tok_get(m, &t, err) < 0) { /* cannot happen after qp_check_request */
+        qa_server_error(self->srv, p, 0, QP_E_PROTO, "%s", err);
+        return;
+    }
+    if (!g || !p->proc) {
+        qa_server_error(self->srv, p, 0, QP_E_INTERNAL,
+                        "the arbiter had no memory for this session's compute lease: "
+                        "reconnect");
+        return;
+    }
+    uint64_t now = qa_now_ns();
+    switch (t.kind) {
+    case QP_TOK_REQ:
+        qa_sched_request(g->sched, p->proc, now);
+        break;
+    case QP_TOK_EXT:
+        qa_sched_extend(g->sched, p->proc, t.lease, now); /* another lease: ignored */
+        break;
+    case QP_TOK_RET:
+        qa_sched_return(g->sched, p->proc, t.lease, t.used, t.more, now);
+        break;
+    default: /* grants and revokes are the arbiter's; the schema refuses them */
+        return;
+    }
+    arm(g);
+}
+
+void qa_compute_resized(qa_compute_t *self, qa_vgpu_t *v)
+{
+    struct gpu *g = gpu_of(self, v);
+    if (!g || !v->ent)
+        return;
+    qa_sched_set(g->sched, v->ent, v->share, v->limit, qa_now_ns());
+    arm(g);
+}
+
+void qa_compute_vgpu_gone(qa_compute_t *self, qa_vgpu_t *v)
+{
+    struct gpu *g = gpu_of(self, v);
+    if (g && v->ent)
+        qa_sched_ent_destroy(g->sched, &v->ent);
+}
+
+/* ---- figures ----------------------------------------------------------------------- */
+
+void qa_compute_sample(qa_compute_t *self, qa_host_t *host)
+{
+    uint64_t now = qa_now_ns();
+    for (size_t i = 0; i < self->n; i++)
+        qa_sched_sample(self->gpus[i].sched, now);
+    for (size_t i = 0; i < qa_host_nvgpus(host); i++) {
+        qa_vgpu_t *v = qa_host_vgpu(host, i);
+        v->util = v->ent ? qa_sched_ent_util(v->ent) : 0;
+    }
+}
+
+double qa_compute_gpu_leased(const qa_compute_t *self, size_t i)
+{
+    return i < self->n ? qa_sched_util(self->gpus[i].sched) : 0;
+}
+
+uint64_t qa_compute_gpu_hung(const qa_compute_t *self, size_t i)
+{
+    return i < self->n ? qa_sched_hung(self->gpus[i].sched) : 0;
+}

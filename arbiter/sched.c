@@ -1,0 +1,538 @@
+/* sched.c - per-GPU compute scheduler: virtual time by share, token buckets for limits,
+ * adaptive leases (policy in sched.h). Single-threaded: the arbiter's loop thread. */
+#include "arbiter/sched.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+
+#define UTIL_ALPHA 0.3 /* EWMA weight of a new sample, as the NVML figures */
+
+enum pstate { P_IDLE, P_WAITING, P_HOLDING };
+
+struct qa_sched_proc {
+    qa_sched_ent_t *ent;    /* its vGPU */
+    void *owner;            /* handed to the callbacks */
+    enum pstate state;      /* idle, waiting or holding the GPU */
+    qa_sched_proc_t *wnext; /* next in its vGPU's waiting queue */
+    qa_sched_proc_t *next;  /* next process of its vGPU */
+    uint64_t lease;         /* number of its current or last lease */
+};
+
+struct qa_sched_ent {
+    qa_sched_ent_t *next;   /* next vGPU of the scheduler, in creation order */
+    unsigned share;         /* percent, 1..100 */
+    unsigned limit;         /* percent, 0 = none */
+    uint64_t vtime;         /* charged ns x 100 / share, plus catch-ups to the clock */
+    int64_t bucket;         /* ns it may still use (limit only); negative after overrun */
+    uint64_t refilled;      /* when bucket was last filled */
+    uint64_t quantum;       /* its lease length now, ns */
+    uint64_t charged;       /* ns charged in all */
+    uint64_t util_base;     /* charged (plus in progress) at the last sample */
+    double util;            /* percent, EWMA */
+    bool fresh;             /* not sampled yet: the first sample starts the EWMA */
+    qa_sched_proc_t *procs; /* its processes, owned */
+    qa_sched_proc_t *whead; /* waiting queue: granted from the head */
+    qa_sched_proc_t *wtail; /* appended at the tail */
+    unsigned nwaiting;      /* processes in the waiting queue */
+    bool throttled;         /* waits, but its bucket is too low to be granted */
+};
+
+struct qa_sched {
+    qa_sched_params_t p;
+    qa_sched_ops_t ops;
+    qa_sched_ent_t *ents;     /* owned, in creation order */
+    uint64_t vclock;          /* least vtime of the active vGPUs, never going back */
+    qa_sched_proc_t *holder;  /* the process holding the GPU, or NULL */
+    uint64_t lease_start;     /* when the holder's lease was granted */
+    uint64_t grant_at;        /* when its latest grant or extension was sent */
+    uint64_t lease_end;       /* grant_at + that grant's length */
+    uint64_t charged_lease;   /* ns of this lease already charged (at extensions) */
+    bool revoked;             /* a revoke was sent for this lease */
+    uint64_t charged_total;   /* ns charged to every vGPU ever, removed ones included */
+    uint64_t util_base;       /* charged_total (plus in progress) at the last sample */
+    uint64_t sampled;         /* time of the last sample; 0 before the first */
+    double util;              /* percent of time under lease, EWMA */
+    bool fresh;               /* util not computed yet */
+    uint64_t hung;            /* leases taken back */
+};
+
+/* ---- helpers ----------------------------------------------------------------------- */
+
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+    return a < b ? a : b;
+}
+
+static uint64_t max_u64(uint64_t a, uint64_t b)
+{
+    return a > b ? a : b;
+}
+
+static bool active(const qa_sched_t *self, const qa_sched_ent_t *e)
+{
+    return e->nwaiting > 0 || (self->holder && self->holder->ent == e);
+}
+
+/* Active and not held back by its limit: it competes by virtual time. */
+static bool competing(const qa_sched_t *self, const qa_sched_ent_t *e)
+{
+    return active(self, e) && !e->throttled;
+}
+
+/* The bucket's cap: one window's worth of the limit, but never below one shortest
+ * lease, or a small limit with a short window would never be granted. */
+static int64_t bucket_cap(const qa_sched_t *self, const qa_sched_ent_t *e)
+{
+    return (int64_t)max_u64(self->p.window_ns * e->limit / 100, self->p.quantum_min_ns);
+}
+
+static void refill(const qa_sched_t *self, qa_sched_ent_t *e, uint64_t now)
+{
+    if (e->limit && now > e->refilled) {
+        int64_t add = (int64_t)((now - e->refilled) * e->limit / 100);
+        int64_t cap = bucket_cap(self, e);
+        e->bucket = e->bucket > cap - add ? cap : e->bucket + add;
+    }
+    if (now > e->refilled)
+        e->refilled = now;
+}
+
+static bool bucket_ok(const qa_sched_t *self, const qa_sched_ent_t *e)
+{
+    return !e->limit || e->bucket >= (int64_t)self->p.quantum_min_ns;
+}
+
+static void charge(qa_sched_t *self, qa_sched_ent_t *e, uint64_t ns)
+{
+    e->vtime += ns * 100 / e->share;
+    e->charged += ns;
+    self->charged_total += ns;
+    if (e->limit)
+        e->bucket -= (int64_t)ns;
+}
+
+/* Charges the holder's lease up to now (or up to `used` ns after its start, when more)
+ * beyond what was charged already. */
+static void charge_lease(qa_sched_t *self, uint64_t now, uint64_t used)
+{
+    uint64_t total = max_u64(now - self->lease_start, used);
+    if (total > self->charged_lease) {
+        charge(self, self->holder->ent, total - self->charged_lease);
+        self->charged_lease = total;
+    }
+}
+
+/* Raises the virtual clock to the least vtime of the competing vGPUs other than skip. */
+static void advance_vclock(qa_sched_t *self, const qa_sched_ent_t *skip)
+{
+    bool any = false;
+    uint64_t least = 0;
+    for (const qa_sched_ent_t *e = self->ents; e; e = e->next) {
+        if (e != skip && competing(self, e) && (!any || e->vtime < least)) {
+            least = e->vtime;
+            any = true;
+        }
+    }
+    if (any && least > self->vclock)
+        self->vclock = least;
+}
+
+static void enqueue(qa_sched_ent_t *e, qa_sched_proc_t *p)
+{
+    p->state = P_WAITING;
+    p->wnext = NULL;
+    if (e->wtail)
+        e->wtail->wnext = p;
+    else
+        e->whead = p;
+    e->wtail = p;
+    e->nwaiting++;
+}
+
+static void unqueue(qa_sched_ent_t *e, qa_sched_proc_t *p)
+{
+    qa_sched_proc_t **pp = &e->whead, *prev = NULL;
+    while (*pp && *pp != p) {
+        prev = *pp;
+        pp = &(*pp)->wnext;
+    }
+    assert(*pp == p);
+    *pp = p->wnext;
+    if (e->wtail == p)
+        e->wtail = prev;
+    p->wnext = NULL;
+    e->nwaiting--;
+}
+
+/* A vGPU (re)joins the competition, back from idle or from being held back by its
+ * limit: it starts at the virtual clock, so the time it did not compete is not saved
+ * up as credit against the others. */
+static void rejoin(qa_sched_t *self, qa_sched_ent_t *e)
+{
+    advance_vclock(self, e);
+    if (e->vtime < self->vclock)
+        e->vtime = self->vclock;
+}
+
+/* Refills e's bucket and says whether it may be granted now; marks it throttled while
+ * it waits without enough in its bucket, and has it rejoin when that ends. */
+static bool eligible(qa_sched_t *self, qa_sched_ent_t *e, uint64_t now)
+{
+    refill(self, e, now);
+    if (!e->nwaiting)
+        return false;
+    if (!bucket_ok(self, e)) {
+        e->throttled = true;
+        return false;
+    }
+    if (e->throttled) {
+        e->throttled = false;
+        rejoin(self, e);
+    }
+    return true;
+}
+
+/* Whether a process other than the holder could be granted now. */
+static bool others_eligible(qa_sched_t *self, uint64_t now)
+{
+    bool any = false;
+    for (qa_sched_ent_t *e = self->ents; e; e = e->next)
+        any |= eligible(self, e, now);
+    return any;
+}
+
+/* The lease length for e now: its quantum, shortened to window / active vGPUs when
+ * others compete, to no less than quantum_min, and to what its bucket holds. */
+static uint64_t lease_len(const qa_sched_t *self, const qa_sched_ent_t *e)
+{
+    unsigned n = 0;
+    for (const qa_sched_ent_t *o = self->ents; o; o = o->next)
+        n += active(self, o);
+    uint64_t q = e->quantum;
+    if (n > 1)
+        q = min_u64(q, self->p.window_ns / n);
+    q = max_u64(q, self->p.quantum_min_ns);
+    if (e->limit && e->bucket > 0)
+        q = min_u64(q, (uint64_t)e->bucket);
+    return q;
+}
+
+/* Grants the GPU, when it is free, to the next waiting process. */
+static void dispatch(qa_sched_t *self, uint64_t now)
+{
+    if (self->holder)
+        return;
+    advance_vclock(self, NULL);
+    qa_sched_ent_t *best = NULL;
+    for (qa_sched_ent_t *e = self->ents; e; e = e->next) {
+        if (eligible(self, e, now) && (!best || e->vtime < best->vtime))
+            best = e;
+    }
+    if (!best)
+        return;
+    qa_sched_proc_t *p = best->whead;
+    unqueue(best, p);
+    p->state = P_HOLDING;
+    p->lease++;
+    self->holder = p;
+    uint64_t q = lease_len(self, best);
+    self->lease_start = self->grant_at = now;
+    self->lease_end = now + q;
+    self->charged_lease = 0;
+    self->revoked = false;
+    self->ops.grant(self->ops.arg, p->owner, p->lease, q);
+}
+
+/* Ends the holder's lease (already charged); it waits again when more. */
+static void release(qa_sched_t *self, bool more)
+{
+    qa_sched_proc_t *p = self->holder;
+    self->holder = NULL;
+    if (more)
+        enqueue(p->ent, p);
+    else
+        p->state = P_IDLE;
+}
+
+/* ---- life cycle -------------------------------------------------------------------- */
+
+qa_sched_t *qa_sched_new(const qa_sched_params_t *params, const qa_sched_ops_t *ops)
+{
+    qa_sched_t *self = calloc(1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->p = *params;
+    if (self->p.quantum_min_ns == 0)
+        self->p.quantum_min_ns = 1;
+    if (self->p.quantum_max_ns < self->p.quantum_min_ns)
+        self->p.quantum_max_ns = self->p.quantum_min_ns;
+    self->ops = *ops;
+    self->fresh = true;
+    return self;
+}
+
+static void free_ent(qa_sched_ent_t *e)
+{
+    while (e->procs) {
+        qa_sched_proc_t *p = e->procs;
+        e->procs = p->next;
+        free(p);
+    }
+    free(e);
+}
+
+void qa_sched_destroy(qa_sched_t **self_p)
+{
+    qa_sched_t *self = *self_p;
+    if (!self)
+        return;
+    while (self->ents) {
+        qa_sched_ent_t *e = self->ents;
+        self->ents = e->next;
+        free_ent(e);
+    }
+    free(self);
+    *self_p = NULL;
+}
+
+qa_sched_ent_t *qa_sched_ent_new(qa_sched_t *self, unsigned share, unsigned limit, uint64_t now)
+{
+    qa_sched_ent_t *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->share = share ? share : 1;
+    e->limit = limit;
+    e->refilled = now;
+    e->quantum = self->p.quantum_max_ns; /* batch work until it shows otherwise */
+    e->vtime = self->vclock;
+    e->fresh = true;
+    qa_sched_ent_t **pp = &self->ents;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = e;
+    return e;
+}
+
+void qa_sched_ent_destroy(qa_sched_t *self, qa_sched_ent_t **ent_p)
+{
+    qa_sched_ent_t *e = *ent_p;
+    if (!e)
+        return;
+    assert(!e->procs); /* the caller ends its sessions first */
+    qa_sched_ent_t **pp = &self->ents;
+    while (*pp && *pp != e)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = e->next;
+    free_ent(e);
+    *ent_p = NULL;
+}
+
+void qa_sched_set(qa_sched_t *self, qa_sched_ent_t *e, unsigned share, unsigned limit,
+                  uint64_t now)
+{
+    refill(self, e, now); /* what it earned so far, at the old rate */
+    if (!e->limit && limit)
+        e->bucket = 0; /* a new limit starts empty: no burst above it */
+    e->share = share ? share : 1;
+    e->limit = limit;
+    if (e->limit && e->bucket > bucket_cap(self, e))
+        e->bucket = bucket_cap(self, e);
+    dispatch(self, now); /* a raised limit may make it eligible at once */
+}
+
+qa_sched_proc_t *qa_sched_proc_new(qa_sched_t *self, qa_sched_ent_t *ent, void *owner)
+{
+    (void)self;
+    qa_sched_proc_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return NULL;
+    p->ent = ent;
+    p->owner = owner;
+    p->next = ent->procs;
+    ent->procs = p;
+    return p;
+}
+
+void qa_sched_proc_destroy(qa_sched_t *self, qa_sched_proc_t **proc_p, uint64_t now)
+{
+    qa_sched_proc_t *p = *proc_p;
+    if (!p)
+        return;
+    qa_sched_ent_t *e = p->ent;
+    if (p->state == P_WAITING)
+        unqueue(e, p);
+    bool held = p->state == P_HOLDING;
+    if (held) {
+        charge_lease(self, now, 0);
+        release(self, false);
+    }
+    qa_sched_proc_t **pp = &e->procs;
+    while (*pp && *pp != p)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = p->next;
+    free(p);
+    *proc_p = NULL;
+    if (held)
+        dispatch(self, now);
+}
+
+/* ---- events ------------------------------------------------------------------------ */
+
+void qa_sched_request(qa_sched_t *self, qa_sched_proc_t *p, uint64_t now)
+{
+    if (p->state != P_IDLE)
+        return;
+    qa_sched_ent_t *e = p->ent;
+    if (!active(self, e)) {
+        e->throttled = false;
+        rejoin(self, e);
+    }
+    enqueue(e, p);
+    dispatch(self, now);
+}
+
+int qa_sched_extend(qa_sched_t *self, qa_sched_proc_t *p, uint64_t lease, uint64_t now)
+{
+    if (p != self->holder || lease != p->lease)
+        return -ESTALE;
+    if (self->revoked)
+        return 0; /* already told to stop */
+    qa_sched_ent_t *e = p->ent;
+    charge_lease(self, now, 0);
+    if (others_eligible(self, now) || !bucket_ok(self, e)) {
+        self->revoked = true;
+        self->ops.revoke(self->ops.arg, p->owner, p->lease);
+        return 0;
+    }
+    /* Asking for more is using the lease to the end: batch work. */
+    e->quantum = min_u64(e->quantum * 2, self->p.quantum_max_ns);
+    uint64_t q = e->quantum;
+    if (e->limit)
+        q = min_u64(q, (uint64_t)e->bucket);
+    self->grant_at = now;
+    self->lease_end = now + q;
+    self->ops.grant(self->ops.arg, p->owner, p->lease, q);
+    return 0;
+}
+
+int qa_sched_return(qa_sched_t *self, qa_sched_proc_t *p, uint64_t lease, uint64_t used,
+                    bool more, uint64_t now)
+{
+    if (p != self->holder || lease != p->lease)
+        return -ESTALE;
+    qa_sched_ent_t *e = p->ent;
+    charge_lease(self, now, used);
+    if (!self->revoked) {
+        uint64_t len = self->lease_end - self->grant_at;
+        uint64_t ran = now - self->grant_at;
+        if (!more && ran < len / 2)
+            e->quantum = max_u64(e->quantum / 2, self->p.quantum_min_ns);
+        else if (ran >= len - len / 4)
+            e->quantum = min_u64(e->quantum * 2, self->p.quantum_max_ns);
+    }
+    release(self, more);
+    dispatch(self, now);
+    return 0;
+}
+
+void qa_sched_tick(qa_sched_t *self, uint64_t now)
+{
+    qa_sched_proc_t *p = self->holder;
+    if (p && now >= self->lease_end + self->p.grace_ns) {
+        charge_lease(self, now, 0); /* the whole time it kept the GPU */
+        self->hung++;
+        release(self, false);
+        self->ops.revoke(self->ops.arg, p->owner, p->lease);
+    }
+    dispatch(self, now);
+}
+
+uint64_t qa_sched_deadline(const qa_sched_t *self)
+{
+    if (self->holder)
+        return self->lease_end + self->p.grace_ns;
+    uint64_t when = UINT64_MAX;
+    for (const qa_sched_ent_t *e = self->ents; e; e = e->next) {
+        if (!e->nwaiting)
+            continue;
+        if (bucket_ok(self, e))
+            return e->refilled; /* cannot happen after a dispatch; be safe */
+        /* When the bucket reaches quantum_min, rounded up. */
+        uint64_t short_by = (uint64_t)((int64_t)self->p.quantum_min_ns - e->bucket);
+        uint64_t wait = (short_by * 100 + e->limit - 1) / e->limit;
+        when = min_u64(when, e->refilled + wait);
+    }
+    return when;
+}
+
+/* ---- figures ----------------------------------------------------------------------- */
+
+static double ewma(double old, double sample, bool first)
+{
+    return first ? sample : old + UTIL_ALPHA * (sample - old);
+}
+
+static double percent(uint64_t part, uint64_t whole)
+{
+    double x = whole ? 100.0 * (double)part / (double)whole : 0;
+    return x > 100 ? 100 : x;
+}
+
+void qa_sched_sample(qa_sched_t *self, uint64_t now)
+{
+    /* The running lease counts as used up to now; its final charge is never less. */
+    uint64_t running = 0;
+    if (self->holder && now - self->lease_start > self->charged_lease)
+        running = now - self->lease_start - self->charged_lease;
+    bool first = self->sampled == 0;
+    uint64_t wall = now > self->sampled ? now - self->sampled : 0;
+    for (qa_sched_ent_t *e = self->ents; e; e = e->next) {
+        uint64_t total = e->charged + (self->holder && self->holder->ent == e ? running : 0);
+        if (!first && wall)
+            e->util = ewma(e->util, percent(total - e->util_base, wall), e->fresh);
+        e->fresh = first;
+        e->util_base = total;
+    }
+    uint64_t total = self->charged_total + running;
+    if (!first && wall)
+        self->util = ewma(self->util, percent(total - self->util_base, wall), self->fresh);
+    self->fresh = first;
+    self->util_base = total;
+    self->sampled = now;
+}
+
+double qa_sched_ent_util(const qa_sched_ent_t *ent)
+{
+    return ent->util;
+}
+
+double qa_sched_util(const qa_sched_t *self)
+{
+    return self->util;
+}
+
+uint64_t qa_sched_ent_charged(const qa_sched_ent_t *ent)
+{
+    return ent->charged;
+}
+
+uint64_t qa_sched_ent_quantum(const qa_sched_ent_t *ent)
+{
+    return ent->quantum;
+}
+
+unsigned qa_sched_ent_active(const qa_sched_ent_t *ent)
+{
+    unsigned n = ent->nwaiting;
+    for (const qa_sched_proc_t *p = ent->procs; p; p = p->next)
+        n += p->state == P_HOLDING;
+    return n;
+}
+
+uint64_t qa_sched_hung(const qa_sched_t *self)
+{
+    return self->hung;
+}

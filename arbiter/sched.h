@@ -1,0 +1,113 @@
+/* sched.h - one physical GPU's compute scheduler: which process may submit GPU work,
+ * and for how long (PROTOCOL.md "Compute tokens", README.md "Compute shares").
+ *
+ * Entities are vGPUs (a share and an optional limit, in percent of the GPU); each has
+ * processes, and a process is idle, waiting for the GPU, or holding it under a
+ * numbered lease. At most one process holds the GPU. Policy:
+ *   - the waiting vGPU with the least virtual time (charged ns x 100 / share) goes
+ *     next, its waiting processes in turn (round robin); a vGPU that starts waiting
+ *     after being idle joins at the GPU's virtual clock (the least virtual time of the
+ *     vGPUs that were waiting), so idle time is not saved up as credit;
+ *   - a vGPU with a limit has a token bucket filled at limit% of wall time, capped at
+ *     one window's worth; it is granted only while the bucket holds quantum_min;
+ *   - each vGPU's lease length (its quantum) doubles when it uses a lease to the end
+ *     or asks for an extension, and halves when it gives one back before half of it
+ *     ran, within [quantum_min, quantum_max]; with n vGPUs waiting a lease is at most
+ *     window / n, and never longer than the bucket allows;
+ *   - an extension is granted when no other process could be granted now;
+ *   - a lease not returned grace ns after its end is taken back and fully charged.
+ *
+ * No I/O and no clock: every call is given `now` (CLOCK_MONOTONIC ns), and decisions
+ * come out through the callbacks given at creation, so the policy is tested with a
+ * fake clock. The caller calls qa_sched_tick() at qa_sched_deadline(), which changes
+ * only when a qa_sched_* call is made. Single-threaded: the arbiter's loop thread. */
+#ifndef QA_SCHED_H
+#define QA_SCHED_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct qa_sched qa_sched_t;
+typedef struct qa_sched_ent qa_sched_ent_t;   /* a vGPU */
+typedef struct qa_sched_proc qa_sched_proc_t; /* one process of a vGPU */
+
+typedef struct qa_sched_params {
+    uint64_t window_ns;      /* sched_window_ms: share period; bucket cap at 100% */
+    uint64_t quantum_min_ns; /* shortest lease */
+    uint64_t quantum_max_ns; /* longest lease (>= quantum_min_ns) */
+    uint64_t grace_ns;       /* a holder this late past its lease's end is hung */
+} qa_sched_params_t;
+
+/* What the scheduler decided. The callbacks must not call qa_sched_* functions. */
+typedef struct qa_sched_ops {
+    /* Send tok_grant{lease, ns} to owner's process: a new lease, or (same number as
+     * the lease it holds) an extension. */
+    void (*grant)(void *arg, void *owner, uint64_t lease, uint64_t ns);
+    /* Send tok_revoke{lease}: give the GPU back soon (others wait, the limit is
+     * reached, or the lease was taken back from a hung holder). */
+    void (*revoke)(void *arg, void *owner, uint64_t lease);
+    void *arg; /* passed to each */
+} qa_sched_ops_t;
+
+/* A scheduler with params and ops (both copied). NULL when out of memory. */
+qa_sched_t *qa_sched_new(const qa_sched_params_t *params, const qa_sched_ops_t *ops);
+/* Frees the scheduler with every entity and process still in it; sets *self_p to
+ * NULL. Callbacks are not called. NULL is a no-op. */
+void qa_sched_destroy(qa_sched_t **self_p);
+
+/* ---- entities (vGPUs) and processes ------------------------------------------------ */
+
+/* Adds a vGPU with share (1..100) and limit (0 = none, else share..100 percent).
+ * Returns it, owned by the scheduler, or NULL when out of memory. */
+qa_sched_ent_t *qa_sched_ent_new(qa_sched_t *self, unsigned share, unsigned limit, uint64_t now);
+/* Removes *ent_p, whose processes must all have been destroyed; sets it to NULL. */
+void qa_sched_ent_destroy(qa_sched_t *self, qa_sched_ent_t **ent_p);
+/* Changes share and limit live: the next pick, grant or extension uses them. */
+void qa_sched_set(qa_sched_t *self, qa_sched_ent_t *ent, unsigned share, unsigned limit,
+                  uint64_t now);
+
+/* Adds an idle process to ent; owner is handed to the callbacks. NULL when out of
+ * memory. */
+qa_sched_proc_t *qa_sched_proc_new(qa_sched_t *self, qa_sched_ent_t *ent, void *owner);
+/* Removes *proc_p (its session ended) and sets it to NULL: a lease it holds is given
+ * back at once (charged until now) and the GPU granted to the next one. */
+void qa_sched_proc_destroy(qa_sched_t *self, qa_sched_proc_t **proc_p, uint64_t now);
+
+/* ---- events ------------------------------------------------------------------------ */
+
+/* tok_req: proc has work. Ignored while it waits or holds the GPU. */
+void qa_sched_request(qa_sched_t *self, qa_sched_proc_t *proc, uint64_t now);
+/* tok_ext: extends proc's lease when nothing else could be granted now and its limit
+ * allows (a grant of the same number), else revokes it. Returns 0, or -ESTALE (and
+ * does nothing) when proc does not hold that lease. */
+int qa_sched_extend(qa_sched_t *self, qa_sched_proc_t *proc, uint64_t lease, uint64_t now);
+/* tok_ret: proc's lease is over; used is the process's own measure (ns since the
+ * grant); the larger of it and the scheduler's clock is charged. With more, proc waits
+ * again. Returns 0, or -ESTALE (nothing done) when proc does not hold that lease. */
+int qa_sched_return(qa_sched_t *self, qa_sched_proc_t *proc, uint64_t lease, uint64_t used,
+                    bool more, uint64_t now);
+/* Takes the GPU back from a hung holder and grants waiting processes whose bucket has
+ * filled: call it at qa_sched_deadline(). Harmless at any other time. */
+void qa_sched_tick(qa_sched_t *self, uint64_t now);
+/* When qa_sched_tick must run next; UINT64_MAX when nothing is due. */
+uint64_t qa_sched_deadline(const qa_sched_t *self);
+
+/* ---- figures ----------------------------------------------------------------------- */
+
+/* Updates the utilisation figures: call it periodically (the arbiter samples every
+ * 500 ms). Each is an EWMA of time charged (or being used now) over wall time. */
+void qa_sched_sample(qa_sched_t *self, uint64_t now);
+/* Percent of the GPU's time ent used lately, 0..100. */
+double qa_sched_ent_util(const qa_sched_ent_t *ent);
+/* Percent of the GPU's time under lease lately, all vGPUs together, 0..100. */
+double qa_sched_util(const qa_sched_t *self);
+/* Ns charged to ent since it was added. */
+uint64_t qa_sched_ent_charged(const qa_sched_ent_t *ent);
+/* Ent's current lease length, ns (adaptive quantum). */
+uint64_t qa_sched_ent_quantum(const qa_sched_ent_t *ent);
+/* Processes of ent waiting for the GPU, or holding it. */
+unsigned qa_sched_ent_active(const qa_sched_ent_t *ent);
+/* Leases taken back from hung holders since creation. */
+uint64_t qa_sched_hung(const qa_sched_t *self);
+
+#endif

@@ -1,0 +1,179 @@
+/* gate.c - the compute gate's slow path and the agent's handles on it (shim/gate.h).
+ *
+ * Threads: application threads enter qs_gate_wait() when the gate is closed: they record
+ * their context under gate.lock, count themselves in gate.waiting, kick the agent and
+ * sleep on gate.opened. The agent thread alone calls the other functions; it holds
+ * drain_lock while it synchronises contexts, so that cuCtxDestroy (which forgets a
+ * context under drain_lock) never destroys one the agent has pushed. Lock order:
+ * drain_lock, then gate.lock, then the agent's own lock (shim/agent.c). */
+#include "shim/gate.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "shim/agent.h"
+#include "shim/init.h"
+#include "shim/log.h"
+#include "shim/real.h"
+
+/* A waiting thread re-kicks the agent this often: a kick lost to a reconnect, or an
+ * agent that was busy, costs at most this. */
+#define REKICK_MS 100
+
+static struct timespec deadline_in(int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += (long)ms * 1000000L;
+    while (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+void qs_gate_reset(void)
+{
+    struct qs_gate *g = &qs_g.gate;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&g->lock, NULL);
+    pthread_mutex_init(&g->drain_lock, NULL);
+    pthread_cond_init(&g->opened, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_store_explicit(&g->end, 0, memory_order_relaxed);
+    atomic_store_explicit(&g->launched, 0, memory_order_relaxed);
+    atomic_store_explicit(&g->waiting, 0, memory_order_relaxed);
+    g->nctxs = 0;
+}
+
+/* Adds the calling thread's current context to the drain list (gate.lock held). A full
+ * list is said once: contexts past it are not waited for before a lease is returned. */
+static void note_context(struct qs_gate *g)
+{
+    QS_PFN_cuCtxGetCurrent current = QS_REAL(cuCtxGetCurrent);
+    CUcontext ctx = NULL;
+    if (!current || current(&ctx) != CUDA_SUCCESS || !ctx)
+        return;
+    for (int i = 0; i < g->nctxs; i++) {
+        if (g->ctxs[i] == ctx)
+            return;
+    }
+    if (g->nctxs < QS_MAX_CTXS)
+        g->ctxs[g->nctxs++] = ctx;
+    else
+        qs_log_once(&qs_g.logged.agent, "over %d CUDA contexts launched on: the compute "
+                                        "lease waits only for the first ones' work", QS_MAX_CTXS);
+}
+
+static bool gate_open(void)
+{
+    uint64_t end = atomic_load_explicit(&qs_g.gate.end, memory_order_relaxed);
+    return end != 0 && qs_gate_now() < end;
+}
+
+/* Whether stream is being captured into a graph: its launches are recorded, not run. */
+static bool capturing(CUstream stream)
+{
+    QS_PFN_cuStreamIsCapturing is = QS_REAL(cuStreamIsCapturing);
+    CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
+    return is && is(stream, &st) == CUDA_SUCCESS && st == CU_STREAM_CAPTURE_STATUS_ACTIVE;
+}
+
+CUresult qs_gate_wait(CUstream stream)
+{
+    int saved = errno;
+    qs_init(); /* a fork child launches before any other hook joined its vGPU */
+    if (capturing(stream)) {
+        errno = saved;
+        return CUDA_SUCCESS;
+    }
+    struct qs_gate *g = &qs_g.gate;
+    pthread_mutex_lock(&g->lock);
+    note_context(g);
+    atomic_fetch_add_explicit(&g->waiting, 1, memory_order_relaxed);
+    while (!gate_open()) {
+        /* The kick comes after waiting counts us: the agent checks waiting under its own
+         * lock before it sleeps, so it either sees us or gets the signal. */
+        if (!qs_agent_kick())
+            break; /* no agent (it could not start): nothing is enforced */
+        struct timespec until = deadline_in(REKICK_MS);
+        pthread_cond_timedwait(&g->opened, &g->lock, &until);
+    }
+    atomic_fetch_sub_explicit(&g->waiting, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&g->lock);
+    atomic_store_explicit(&g->launched, 1, memory_order_relaxed);
+    errno = saved;
+    return CUDA_SUCCESS;
+}
+
+void qs_gate_set(uint64_t end)
+{
+    struct qs_gate *g = &qs_g.gate;
+    atomic_store_explicit(&g->end, end, memory_order_relaxed);
+    if (end == 0)
+        return;
+    /* Under the lock: a waiter between its check and its sleep would miss the broadcast. */
+    pthread_mutex_lock(&g->lock);
+    pthread_cond_broadcast(&g->opened);
+    pthread_mutex_unlock(&g->lock);
+}
+
+int qs_gate_waiting(void)
+{
+    return atomic_load_explicit(&qs_g.gate.waiting, memory_order_relaxed);
+}
+
+bool qs_gate_take_launched(void)
+{
+    if (!atomic_load_explicit(&qs_g.gate.launched, memory_order_relaxed))
+        return false;
+    return atomic_exchange_explicit(&qs_g.gate.launched, 0, memory_order_relaxed) != 0;
+}
+
+bool qs_gate_launched(void)
+{
+    return atomic_load_explicit(&qs_g.gate.launched, memory_order_relaxed) != 0;
+}
+
+void qs_gate_drain(void)
+{
+    struct qs_gate *g = &qs_g.gate;
+    QS_PFN_cuCtxPushCurrent_v2 push = QS_REAL(cuCtxPushCurrent_v2);
+    QS_PFN_cuCtxPopCurrent_v2 pop = QS_REAL(cuCtxPopCurrent_v2);
+    QS_PFN_cuCtxSynchronize sync = QS_REAL(cuCtxSynchronize);
+    if (!push || !pop || !sync)
+        return;
+    pthread_mutex_lock(&g->drain_lock);
+    CUcontext ctxs[QS_MAX_CTXS];
+    pthread_mutex_lock(&g->lock);
+    int n = g->nctxs;
+    memcpy(ctxs, g->ctxs, (size_t)n * sizeof *ctxs);
+    pthread_mutex_unlock(&g->lock);
+    /* Not under gate.lock: a synchronisation lasts as long as the queued work, and
+     * launching threads must be able to queue up for the next lease meanwhile. */
+    for (int i = 0; i < n; i++) {
+        CUcontext popped;
+        if (push(ctxs[i]) != CUDA_SUCCESS)
+            continue;
+        sync();
+        pop(&popped);
+    }
+    pthread_mutex_unlock(&g->drain_lock);
+}
+
+void qs_gate_forget_context(CUcontext ctx)
+{
+    struct qs_gate *g = &qs_g.gate;
+    pthread_mutex_lock(&g->drain_lock);
+    pthread_mutex_lock(&g->lock);
+    for (int i = 0; i < g->nctxs; i++) {
+        if (g->ctxs[i] == ctx) {
+            g->ctxs[i] = g->ctxs[--g->nctxs];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&g->lock);
+    pthread_mutex_unlock(&g->drain_lock);
+}

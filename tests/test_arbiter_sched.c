@@ -1,0 +1,473 @@
+/* test_arbiter_sched.c - the per-GPU compute scheduler driven by simulated tenants on a
+ * fake clock: shares, limits, work conservation, extensions, idle credit, resize, hung
+ * holders, many tenants. Each simulated tenant behaves as the shim does: it submits
+ * while its lease runs, asks for an extension 2 ms before the end when it may, and
+ * returns the lease once its queued work has finished (OVERRUN after the end or the
+ * revoke). */
+#include "arbiter/sched.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <string.h>
+
+#define MS 1000000ull
+#define S (1000 * MS)
+#define OVERRUN (100 * 1000ull) /* queued work finishing after the lease: 100 us */
+#define EXT_BEFORE (2 * MS)     /* the shim asks for more this long before the end */
+#define MAXT 64
+
+static const qa_sched_params_t params = {
+    .window_ns = 200 * MS, .quantum_min_ns = 2 * MS, .quantum_max_ns = 50 * MS, .grace_ns = S};
+
+struct tenant {
+    qa_sched_proc_t *p;
+    bool busy;       /* has work: returns with more, asks again after think */
+    uint64_t burst;  /* 0: uses whole leases; else works this long, returns early */
+    uint64_t think;  /* after an early return, asks again this long after */
+    bool ext;        /* asks for extensions */
+    bool hung;       /* never returns a lease */
+    uint64_t next;   /* when it asks again (idle and busy) */
+    uint64_t held;   /* ns it held the GPU */
+    uint64_t lease;  /* its latest lease number */
+    unsigned grants; /* new leases */
+    unsigned exts;   /* extensions granted */
+    unsigned revokes;
+};
+
+struct sim {
+    qa_sched_t *s;
+    uint64_t now;
+    struct tenant t[MAXT];
+    size_t n;
+    struct tenant *holder; /* holds the GPU as far as the tenants know */
+    uint64_t start;        /* its lease's grant */
+    uint64_t end;          /* its lease's end */
+    bool asked;            /* it asked for an extension of this end */
+    bool revoked;          /* it was told to stop */
+    uint64_t revoked_at;
+    uint64_t last_grant_at; /* when the latest new lease was granted */
+};
+
+static void on_grant(void *arg, void *owner, uint64_t lease, uint64_t ns)
+{
+    struct sim *sim = arg;
+    struct tenant *t = owner;
+    cr_assert_gt(ns, 0);
+    if (sim->holder == t && lease == t->lease) {
+        t->exts++;
+    } else {
+        cr_assert_null(sim->holder, "a grant while another tenant holds the GPU");
+        cr_assert_gt(lease, t->lease, "lease numbers grow per process");
+        sim->holder = t;
+        sim->start = sim->now;
+        sim->revoked = false;
+        t->lease = lease;
+        t->grants++;
+        sim->last_grant_at = sim->now;
+    }
+    sim->end = sim->now + ns;
+    sim->asked = false;
+}
+
+static void on_revoke(void *arg, void *owner, uint64_t lease)
+{
+    struct sim *sim = arg;
+    struct tenant *t = owner;
+    cr_assert_eq(lease, t->lease);
+    t->revokes++;
+    if (t->hung && sim->holder == t) { /* taken back: it never answers */
+        t->held += sim->now - sim->start;
+        sim->holder = NULL;
+        return;
+    }
+    if (sim->holder == t && !sim->revoked) {
+        sim->revoked = true;
+        sim->revoked_at = sim->now;
+    }
+}
+
+static struct sim *sim_new(void)
+{
+    struct sim *sim = calloc(1, sizeof *sim);
+    qa_sched_ops_t ops = {on_grant, on_revoke, sim};
+    sim->s = qa_sched_new(&params, &ops);
+    cr_assert_not_null(sim->s);
+    return sim;
+}
+
+static void sim_destroy(struct sim *sim)
+{
+    qa_sched_destroy(&sim->s);
+    cr_assert_null(sim->s);
+    free(sim);
+}
+
+static qa_sched_ent_t *vgpu(struct sim *sim, unsigned share, unsigned limit)
+{
+    qa_sched_ent_t *e = qa_sched_ent_new(sim->s, share, limit, sim->now);
+    cr_assert_not_null(e);
+    return e;
+}
+
+/* A busy tenant of e that starts asking at the current time. */
+static struct tenant *tenant(struct sim *sim, qa_sched_ent_t *e)
+{
+    cr_assert_lt(sim->n, MAXT);
+    struct tenant *t = &sim->t[sim->n++];
+    t->p = qa_sched_proc_new(sim->s, e, t);
+    cr_assert_not_null(t->p);
+    t->busy = true;
+    t->next = sim->now;
+    return t;
+}
+
+/* The holder gives its lease back now. */
+static void give_back(struct sim *sim, bool more)
+{
+    struct tenant *t = sim->holder;
+    sim->holder = NULL;
+    t->held += sim->now - sim->start;
+    cr_assert_eq(qa_sched_return(sim->s, t->p, t->lease, sim->now - sim->start, more, sim->now), 0);
+}
+
+/* Runs the tenants and the scheduler until `until`. */
+static void run(struct sim *sim, uint64_t until)
+{
+    while (sim->now < until) {
+        /* The next event: the holder's next step, a tenant asking, or the deadline. */
+        uint64_t when = UINT64_MAX;
+        int what = 0; /* 1 holder, 2 tenant asks, 3 scheduler tick */
+        struct tenant *asker = NULL;
+        struct tenant *h = sim->holder;
+        if (h && !h->hung) {
+            if (sim->revoked)
+                when = sim->revoked_at + OVERRUN;
+            else if (h->burst)
+                when = sim->start + h->burst;
+            else if (h->ext && !sim->asked && sim->end > sim->now + EXT_BEFORE)
+                when = sim->end - EXT_BEFORE;
+            else
+                when = (sim->end > sim->now ? sim->end : sim->now) + OVERRUN;
+            if (h->burst && when > sim->end + OVERRUN)
+                when = sim->end + OVERRUN;
+            what = 1;
+        }
+        for (size_t i = 0; i < sim->n; i++) {
+            struct tenant *t = &sim->t[i];
+            if (t->busy && t != h && t->next != UINT64_MAX && t->next < when) {
+                when = t->next;
+                what = 2;
+                asker = t;
+            }
+        }
+        uint64_t d = qa_sched_deadline(sim->s);
+        if (d < when) {
+            when = d;
+            what = 3;
+        }
+        if (when >= until) {
+            sim->now = until;
+            break;
+        }
+        if (when > sim->now)
+            sim->now = when;
+        if (what == 3) {
+            qa_sched_tick(sim->s, sim->now);
+        } else if (what == 2) {
+            asker->next = UINT64_MAX; /* waiting until granted */
+            qa_sched_request(sim->s, asker->p, sim->now);
+        } else if (sim->revoked || !h->ext || sim->asked || h->burst) {
+            bool early = h->burst && sim->now < sim->end + OVERRUN && !sim->revoked;
+            bool more = h->busy && !early;
+            struct tenant *t = h;
+            give_back(sim, more);
+            if (early)
+                t->next = sim->now + t->think;
+        } else {
+            sim->asked = true;
+            cr_assert_eq(qa_sched_extend(sim->s, h->p, h->lease, sim->now), 0);
+        }
+    }
+}
+
+/* Held time of each tenant from here on: call again to get the difference. */
+static void snapshot(const struct sim *sim, uint64_t *held)
+{
+    for (size_t i = 0; i < sim->n; i++)
+        held[i] = sim->t[i].held;
+}
+
+static double pct(uint64_t part, uint64_t whole)
+{
+    return 100.0 * (double)part / (double)whole;
+}
+
+static double jain(const double *x, size_t n)
+{
+    double sum = 0, sq = 0;
+    for (size_t i = 0; i < n; i++) {
+        sum += x[i];
+        sq += x[i] * x[i];
+    }
+    return sum * sum / ((double)n * sq);
+}
+
+/* ---- tests ------------------------------------------------------------------------- */
+
+Test(qa_sched, limit_equal_to_share_gives_each_exactly_its_share)
+{
+    struct sim *sim = sim_new();
+    unsigned shares[3] = {20, 30, 50};
+    for (int i = 0; i < 3; i++)
+        tenant(sim, vgpu(sim, shares[i], shares[i]));
+    run(sim, 10 * S);
+    for (int i = 0; i < 3; i++) {
+        double got = pct(sim->t[i].held, 10 * S);
+        cr_assert(got > shares[i] - 1.0 && got < shares[i] + 1.0, "vGPU %d: %.2f%% for %u%%", i,
+                  got, shares[i]);
+    }
+    sim_destroy(sim);
+}
+
+Test(qa_sched, unused_time_is_shared_in_proportion_to_shares_without_idling)
+{
+    struct sim *sim = sim_new();
+    tenant(sim, vgpu(sim, 10, 0));
+    tenant(sim, vgpu(sim, 30, 0));
+    run(sim, 10 * S);
+    uint64_t busy = sim->t[0].held + sim->t[1].held;
+    cr_assert_geq(pct(busy, 10 * S), 98.0, "GPU busy %.2f%%", pct(busy, 10 * S));
+    double small = pct(sim->t[0].held, busy);
+    cr_assert(small > 25 * 0.95 && small < 25 * 1.05, "10:30 split gave %.2f%% to the 10", small);
+    sim_destroy(sim);
+}
+
+Test(qa_sched, a_lone_tenant_keeps_its_lease_by_extensions)
+{
+    struct sim *sim = sim_new();
+    qa_sched_ent_t *e = vgpu(sim, 10, 0);
+    struct tenant *t = tenant(sim, e);
+    t->ext = true;
+    run(sim, 10 * S);
+    cr_assert_eq(t->grants, 1, "one lease, extended: %u grants", t->grants);
+    cr_assert_gt(t->exts, 100);
+    cr_assert_eq(t->revokes, 0);
+    cr_assert_eq(sim->holder, t);
+    cr_assert_eq(qa_sched_ent_quantum(e), params.quantum_max_ns);
+    /* It held the GPU all along (the current lease is still running). */
+    cr_assert_eq(sim->start, 0);
+    sim_destroy(sim);
+}
+
+Test(qa_sched, an_extension_is_revoked_when_another_vgpu_waits)
+{
+    struct sim *sim = sim_new();
+    struct tenant *a = tenant(sim, vgpu(sim, 50, 0));
+    a->ext = true;
+    run(sim, 1 * S);
+    cr_assert_eq(a->grants, 1);
+    struct tenant *b = tenant(sim, vgpu(sim, 50, 0));
+    b->ext = true;
+    run(sim, 1 * S + 60 * MS); /* a's lease ends within 50 ms; b goes next */
+    cr_assert_eq(a->revokes, 1);
+    cr_assert_eq(b->grants, 1);
+    run(sim, 5 * S);
+    double share_a = pct(a->held, a->held + b->held);
+    /* from 1 s on they split evenly: a had 1 s alone */
+    cr_assert(share_a > 55 && share_a < 65, "a got %.1f%%", share_a);
+    sim_destroy(sim);
+}
+
+Test(qa_sched, a_limit_caps_a_lone_tenant_even_on_an_idle_gpu)
+{
+    struct sim *sim = sim_new();
+    qa_sched_ent_t *e = vgpu(sim, 10, 30);
+    struct tenant *t = tenant(sim, e);
+    t->ext = true;
+    run(sim, 10 * S);
+    double got = pct(t->held, 10 * S);
+    cr_assert(got > 29 && got < 31, "limit 30%% gave %.2f%%", got);
+    cr_assert_geq(qa_sched_ent_charged(e), t->held - OVERRUN);
+    sim_destroy(sim);
+}
+
+Test(qa_sched, a_vgpu_back_from_idle_gets_no_hoarded_credit)
+{
+    struct sim *sim = sim_new();
+    struct tenant *a = tenant(sim, vgpu(sim, 50, 0));
+    struct tenant *b = tenant(sim, vgpu(sim, 50, 0));
+    run(sim, 2 * S);
+    a->busy = false; /* goes idle at its next return */
+    run(sim, 5 * S);
+    uint64_t before[2];
+    snapshot(sim, before);
+    cr_assert_lt(a->held, 2 * S, "a stopped asking");
+    a->busy = true;
+    a->next = sim->now;
+    run(sim, 7 * S);
+    double got = pct(a->held - before[0], (a->held - before[0]) + (b->held - before[1]));
+    cr_assert(got > 45 && got < 55, "a back from 3 s idle took %.1f%%, not its half", got);
+    sim_destroy(sim);
+}
+
+Test(qa_sched, a_resize_applies_at_the_next_pick)
+{
+    struct sim *sim = sim_new();
+    qa_sched_ent_t *ea = vgpu(sim, 50, 0);
+    struct tenant *a = tenant(sim, ea);
+    struct tenant *b = tenant(sim, vgpu(sim, 50, 0));
+    run(sim, 2 * S);
+    qa_sched_set(sim->s, ea, 10, 10, sim->now);
+    uint64_t before[2];
+    snapshot(sim, before);
+    uint64_t t0 = sim->now;
+    run(sim, t0 + 200 * MS); /* one window */
+    /* a's bucket starts empty: in the first window it gets at most its 10% plus the
+     * lease it may have been holding */
+    cr_assert_leq(a->held - before[0], 20 * MS + 50 * MS + OVERRUN);
+    run(sim, 6 * S);
+    snapshot(sim, before);
+    run(sim, 10 * S);
+    double got = pct(a->held - before[0], 4 * S);
+    cr_assert(got > 9 && got < 11, "a resized to 10%% got %.2f%%", got);
+    cr_assert_gt(pct(b->held - before[1], 4 * S), 88, "b takes the rest");
+    /* Raising it again takes effect as fast. */
+    qa_sched_set(sim->s, ea, 50, 0, sim->now);
+    snapshot(sim, before);
+    run(sim, 14 * S);
+    got = pct(a->held - before[0], 4 * S);
+    cr_assert(got > 47 && got < 53, "a resized back to 50%% got %.2f%%", got);
+    sim_destroy(sim);
+}
+
+Test(qa_sched, a_hung_holder_is_taken_back_after_the_grace)
+{
+    struct sim *sim = sim_new();
+    struct tenant *h = tenant(sim, vgpu(sim, 50, 0));
+    h->hung = true;
+    struct tenant *b = tenant(sim, vgpu(sim, 50, 0));
+    run(sim, 1 * MS);
+    cr_assert_eq(sim->holder, h);
+    uint64_t end = sim->end;
+    run(sim, end + params.grace_ns - 1);
+    cr_assert_eq(sim->holder, h, "not before the grace");
+    cr_assert_eq(b->grants, 0);
+    run(sim, end + params.grace_ns + 1);
+    cr_assert_eq(h->revokes, 1);
+    cr_assert_eq(qa_sched_hung(sim->s), 1);
+    cr_assert_eq(b->grants, 1);
+    cr_assert_eq(sim->last_grant_at, end + params.grace_ns, "b is granted at once");
+    /* A late return of the lease taken back is ignored. */
+    cr_assert_eq(qa_sched_return(sim->s, h->p, h->lease, 0, false, sim->now), -ESTALE);
+    cr_assert_eq(qa_sched_extend(sim->s, h->p, h->lease, sim->now), -ESTALE);
+    cr_assert_eq(sim->holder, b);
+    sim_destroy(sim);
+}
+
+Test(qa_sched, a_dead_holder_frees_the_gpu_at_once)
+{
+    struct sim *sim = sim_new();
+    qa_sched_ent_t *ea = vgpu(sim, 50, 0);
+    struct tenant *a = tenant(sim, ea);
+    struct tenant *b = tenant(sim, vgpu(sim, 50, 0));
+    run(sim, 1 * MS);
+    cr_assert_eq(sim->holder, a);
+    sim->holder = NULL; /* the process died */
+    qa_sched_proc_destroy(sim->s, &a->p, sim->now);
+    cr_assert_null(a->p);
+    cr_assert_eq(sim->holder, b, "b granted in the same call");
+    cr_assert_eq(qa_sched_ent_charged(ea), 1 * MS, "charged until it died");
+    a->busy = false;
+    qa_sched_ent_destroy(sim->s, &ea);
+    cr_assert_null(ea);
+    sim_destroy(sim);
+}
+
+Test(qa_sched, processes_share_their_vgpus_share_in_turn)
+{
+    struct sim *sim = sim_new();
+    qa_sched_ent_t *x = vgpu(sim, 50, 0);
+    struct tenant *xs[3] = {tenant(sim, x), tenant(sim, x), tenant(sim, x)};
+    struct tenant *y = tenant(sim, vgpu(sim, 50, 0));
+    run(sim, 10 * S);
+    uint64_t xsum = xs[0]->held + xs[1]->held + xs[2]->held;
+    double got = pct(xsum, xsum + y->held);
+    cr_assert(got > 48 && got < 52, "three processes of x took %.1f%%", got);
+    for (int i = 0; i < 3; i++) {
+        double part = pct(xs[i]->held, xsum);
+        cr_assert(part > 30 && part < 36.7, "process %d of x: %.1f%%", i, part);
+    }
+    sim_destroy(sim);
+}
+
+Test(qa_sched, the_quantum_adapts_to_how_leases_are_used)
+{
+    struct sim *sim = sim_new();
+    qa_sched_ent_t *lat = vgpu(sim, 50, 0);
+    qa_sched_ent_t *batch = vgpu(sim, 50, 0);
+    struct tenant *l = tenant(sim, lat);
+    l->burst = 500 * 1000; /* 0.5 ms of work, then 5 ms of thinking */
+    l->think = 5 * MS;
+    tenant(sim, batch);
+    run(sim, 2 * S);
+    cr_assert_eq(qa_sched_ent_quantum(lat), params.quantum_min_ns);
+    cr_assert_eq(qa_sched_ent_quantum(batch), params.quantum_max_ns);
+    cr_assert_gt(l->grants, 20, "the latency tenant ran often: %u", l->grants);
+    sim_destroy(sim);
+}
+
+Test(qa_sched, sixty_four_equal_vgpus_are_treated_fairly)
+{
+    struct sim *sim = sim_new();
+    for (int i = 0; i < 64; i++)
+        tenant(sim, vgpu(sim, 1, 0))->ext = (i % 2) == 0;
+    run(sim, 10 * S);
+    double x[64];
+    uint64_t busy = 0;
+    for (int i = 0; i < 64; i++) {
+        x[i] = (double)sim->t[i].held;
+        busy += sim->t[i].held;
+    }
+    double j = jain(x, 64);
+    cr_assert_geq(j, 0.99, "Jain index %.4f", j);
+    cr_assert_geq(pct(busy, 10 * S), 95.0);
+    sim_destroy(sim);
+}
+
+Test(qa_sched, utilisation_follows_the_time_used)
+{
+    struct sim *sim = sim_new();
+    qa_sched_ent_t *a = vgpu(sim, 20, 20);
+    qa_sched_ent_t *idle = vgpu(sim, 20, 0);
+    qa_sched_proc_t *ip = qa_sched_proc_new(sim->s, idle, NULL);
+    tenant(sim, a)->ext = true;
+    for (uint64_t t = 500 * MS; t <= 10 * S; t += 500 * MS) {
+        run(sim, t);
+        qa_sched_sample(sim->s, sim->now);
+    }
+    cr_assert(qa_sched_ent_util(a) > 17 && qa_sched_ent_util(a) < 23, "util %.1f",
+              qa_sched_ent_util(a));
+    cr_assert_float_eq(qa_sched_ent_util(idle), 0.0, 1e-9);
+    cr_assert(qa_sched_util(sim->s) > 17 && qa_sched_util(sim->s) < 23);
+    cr_assert_eq(qa_sched_ent_active(idle), 0);
+    qa_sched_proc_destroy(sim->s, &ip, sim->now);
+    sim_destroy(sim);
+}
+
+Test(qa_sched, requests_while_waiting_or_holding_are_ignored)
+{
+    struct sim *sim = sim_new();
+    qa_sched_ent_t *e = vgpu(sim, 50, 0);
+    struct tenant *a = tenant(sim, e);
+    struct tenant *b = tenant(sim, e);
+    run(sim, 1 * MS);
+    cr_assert_eq(sim->holder, a);
+    qa_sched_request(sim->s, a->p, sim->now);
+    qa_sched_request(sim->s, b->p, sim->now);
+    cr_assert_eq(qa_sched_ent_active(e), 2);
+    cr_assert_eq(a->grants, 1);
+    cr_assert_eq(qa_sched_return(sim->s, a->p, a->lease + 1, 0, false, sim->now), -ESTALE);
+    cr_assert_eq(qa_sched_return(sim->s, b->p, a->lease, 0, false, sim->now), -ESTALE);
+    cr_assert_eq(sim->holder, a);
+    sim_destroy(sim);
+}

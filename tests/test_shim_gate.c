@@ -1,0 +1,214 @@
+/* test_shim_gate.c - in a vGPU, kernels run only under the compute lease the arbiter
+ * grants: two saturating vGPUs share one simulated GPU by their shares without running
+ * at the same time, every launch route waits for the lease, work queued deep is charged,
+ * and a tenant that dies or stops while holding the lease does not keep the GPU.
+ *
+ * The workloads run qsim_spin kernels (each occupies the GPU for its parameter's ns) on
+ * the test's private simulated GPU. When two contexts run kernels at once the simulated
+ * GPU time-slices them, so a kernel that overlaps another takes about twice its time on
+ * the wall clock: "after_us" (launch return to synchronisation) tells overlap apart.
+ * Bounds are wide: the machine running the tests is shared. */
+#include "tests/shim_support.h"
+
+#include <criterion/criterion.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static qt_arbiter_t *arbiter(void)
+{
+    qt_sim_private(NULL);
+    qt_arbiter_t *arb = qt_arbiter_start(NULL, NULL);
+    cr_assert_not_null(arb);
+    return arb;
+}
+
+/* A vGPU of 512 MiB with share percent of GPU 0, and the environment of its workloads. */
+static void vgpu(qt_arbiter_t *arb, qts_vgpu_t *v, qts_env_t *e, const char *vm,
+                 const char *share)
+{
+    qts_vgpu_create(arb, v, "--vm", vm, "--memory", "512", "--share", share, "--gpu", "0", NULL);
+    qts_env_of(e, arb, v);
+}
+
+/* Waits for p and returns its stdout (caller frees); fails the test unless it exits 0. */
+static char *finish(qt_proc_t *p, int timeout_ms)
+{
+    int st = qt_proc_wait(p, timeout_ms);
+    char *out = strdup(qt_proc_stdout(p));
+    cr_assert_eq(st, 0, "exit %d\nstdout:\n%s\nstderr:\n%s", st, out, qt_proc_stderr(p));
+    return out;
+}
+
+Test(shim_gate, two_saturating_vgpus_share_the_gpu_by_their_shares_without_overlap)
+{
+    qt_arbiter_t *arb = arbiter();
+    qts_vgpu_t a, b;
+    qts_env_t ea, eb;
+    vgpu(arb, &a, &ea, "a", "25");
+    vgpu(arb, &b, &eb, "b", "75");
+    /* 2 ms kernels, one at a time, for 4 s each, started together. */
+    qt_proc_t *pa = qts_start(&ea, "init", "spin:2000000:1:4000", NULL);
+    qt_proc_t *pb = qts_start(&eb, "init", "spin:2000000:1:4000", NULL);
+    char *oa = finish(pa, 30000), *ob = finish(pb, 30000);
+    long long ka = qts_field(oa, "spin ", 0), kb = qts_field(ob, "spin ", 0);
+    cr_assert_gt(ka, 0, "%s", oa);
+    double ratio = (double)kb / (double)ka;
+    cr_assert(ratio > 1.8 && ratio < 5.0, "25/75 should run about 1:3; got %lld:%lld kernels",
+              ka, kb);
+    /* Alone on the GPU a 2 ms kernel takes about 2 ms; overlapping the other, about 4. */
+    cr_assert_lt(qts_field(oa, "spin ", 1), 3000, "a's kernels overlapped b's:\n%s", oa);
+    cr_assert_lt(qts_field(ob, "spin ", 1), 3000, "b's kernels overlapped a's:\n%s", ob);
+    /* Handing the GPU over costs little: most of the time some kernel runs. */
+    cr_assert_gt((ka + kb) * 2, 4000 / 2, "the GPU idled: %lld + %lld kernels of 2 ms in 4 s",
+                 ka, kb);
+    qt_proc_destroy(&pa);
+    qt_proc_destroy(&pb);
+    free(oa);
+    free(ob);
+    qt_arbiter_destroy(&arb);
+}
+
+Test(shim_gate, work_queued_deep_is_charged_and_cannot_take_more_than_its_share)
+{
+    qt_arbiter_t *arb = arbiter();
+    qts_vgpu_t a, b;
+    qts_env_t ea, eb;
+    vgpu(arb, &a, &ea, "a", "50");
+    vgpu(arb, &b, &eb, "b", "50");
+    /* a queues 20 kernels (40 ms) per launch burst; b launches one at a time. */
+    qt_proc_t *pa = qts_start(&ea, "init", "spin:2000000:20:4000", NULL);
+    qt_proc_t *pb = qts_start(&eb, "init", "spin:2000000:1:4000", NULL);
+    char *oa = finish(pa, 30000), *ob = finish(pb, 30000);
+    long long ka = qts_field(oa, "spin ", 0), kb = qts_field(ob, "spin ", 0);
+    cr_assert_gt(kb, 0, "%s", ob);
+    double ratio = (double)ka / (double)kb;
+    cr_assert(ratio > 0.45 && ratio < 2.2, "50/50 should run about 1:1; got %lld:%lld kernels",
+              ka, kb);
+    cr_assert_lt(qts_field(ob, "spin ", 1), 3000, "b's kernels overlapped a's:\n%s", ob);
+    qt_proc_destroy(&pa);
+    qt_proc_destroy(&pb);
+    free(oa);
+    free(ob);
+    qt_arbiter_destroy(&arb);
+}
+
+static const char *const launches[] = {
+    "cuLaunchKernel",        "cuLaunchKernel_ptsz",       "cuLaunchKernelEx",
+    "cuLaunchKernelEx_ptsz", "cuLaunchCooperativeKernel", "cuLaunchCooperativeKernel_ptsz",
+    "cuGraphLaunch",         "cuGraphLaunch_ptsz"};
+static const char *const routes[] = {"direct", "dlsym", "procaddr"};
+#define NL (sizeof launches / sizeof *launches)
+#define NR (sizeof routes / sizeof *routes)
+
+Test(shim_gate, every_launch_route_waits_for_the_lease)
+{
+    qt_arbiter_t *arb = arbiter();
+    qts_vgpu_t a, b;
+    qts_env_t ea, eb;
+    vgpu(arb, &a, &ea, "a", "50");
+    vgpu(arb, &b, &eb, "b", "50");
+    /* b keeps the GPU busy with 20 ms kernels; a launches one 10 ms kernel per entry point
+     * and route, pausing in between so that it has handed its lease back each time. An
+     * ungated launch would run beside b's kernel and take about 20 ms. */
+    qt_proc_t *pb = qts_start(&eb, "init", "ready", "spin:20000000:1:60000", NULL);
+    cr_assert(qts_wait_line(pb, "ready", 10000));
+    const char *cmds[2 * NL * NR + 2] = {"init"};
+    static char bufs[NL * NR][96];
+    size_t n = 1, k = 0;
+    for (size_t l = 0; l < NL; l++) {
+        for (size_t r = 0; r < NR; r++, k++) {
+            snprintf(bufs[k], sizeof bufs[k], "launch:%s:%s:10000000", launches[l], routes[r]);
+            cmds[n++] = bufs[k];
+            cmds[n++] = "sleep:20";
+        }
+    }
+    cmds[n] = NULL;
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(qts_runv(&ea, &out, &err, cmds), 0, "%s", err);
+    for (size_t l = 0; l < NL; l++) {
+        for (size_t r = 0; r < NR; r++) {
+            char prefix[128];
+            snprintf(prefix, sizeof prefix, "launch %s %s ", launches[l], routes[r]);
+            cr_assert_eq(qts_field(out, prefix, 0), 0, "%s:\n%s", prefix, out);
+            cr_assert_lt(qts_field(out, prefix, 2), 15000, "%s ran beside b's kernel:\n%s",
+                         prefix, out);
+        }
+    }
+    free(out);
+    free(err);
+    qt_proc_destroy(&pb);
+    qt_arbiter_destroy(&arb);
+}
+
+Test(shim_gate, a_tenant_killed_while_holding_the_lease_does_not_block_another)
+{
+    qt_arbiter_t *arb = arbiter();
+    qts_vgpu_t a, b;
+    qts_env_t ea, eb;
+    vgpu(arb, &a, &ea, "a", "50");
+    vgpu(arb, &b, &eb, "b", "50");
+    /* a holds the GPU alone (deep queues of 10 ms kernels) when it is killed. */
+    qt_proc_t *pa = qts_start(&ea, "init", "ready", "spin:10000000:10:60000", NULL);
+    cr_assert(qts_wait_line(pa, "ready", 10000));
+    qt_sleep_ms(300);
+    qt_proc_t *pb = qts_start(&eb, "init", "ready", "spin:10000000:1:3000", NULL);
+    cr_assert(qts_wait_line(pb, "ready", 10000));
+    qt_sleep_ms(200);
+    qt_proc_kill(pa, SIGKILL);
+    char *ob = finish(pb, 30000);
+    /* After the kill b has the GPU to itself for about 2.8 of its 3 s. */
+    long long kb = qts_field(ob, "spin ", 0);
+    cr_assert_gt(kb * 10, 1500, "b ran %lld ms of kernels in 3 s after a was killed", kb * 10);
+    free(ob);
+    qt_proc_destroy(&pa);
+    qt_arbiter_destroy(&arb);
+}
+
+Test(shim_gate, a_stopped_holder_loses_the_lease_after_the_grace_and_resumes_later)
+{
+    qt_arbiter_t *arb = arbiter();
+    qts_vgpu_t a, b;
+    qts_env_t ea, eb;
+    vgpu(arb, &a, &ea, "a", "50");
+    vgpu(arb, &b, &eb, "b", "50");
+    /* a runs alone, so it holds the lease, when it is stopped. */
+    qt_proc_t *pa = qts_start(&ea, "init", "ready", "spin:5000000:1:1500",
+                              "launch:cuLaunchKernel:direct:1000000", NULL);
+    cr_assert(qts_wait_line(pa, "ready", 10000));
+    qt_sleep_ms(300);
+    qt_proc_kill(pa, SIGSTOP);
+    qt_proc_t *pb = qts_start(&eb, "init", "spin:5000000:1:4000", NULL);
+    char *ob = finish(pb, 30000);
+    /* b waits out the grace (1 s) and then has the GPU for most of its remaining 3 s. */
+    long long kb = qts_field(ob, "spin ", 0);
+    cr_assert_gt(kb * 5, 1200, "b ran %lld ms of kernels in 4 s beside a stopped holder",
+                 kb * 5);
+    qt_proc_kill(pa, SIGCONT);
+    char *oa = finish(pa, 30000);
+    cr_assert_null(strstr(oa, "failed"), "%s", oa);
+    cr_assert_eq(qts_field(oa, "launch cuLaunchKernel direct ", 0), 0,
+                 "a launches again after it resumes:\n%s", oa);
+    free(oa);
+    free(ob);
+    qt_proc_destroy(&pa);
+    qt_proc_destroy(&pb);
+    qt_arbiter_destroy(&arb);
+}
+
+Test(shim_gate, without_an_arbiter_launches_run_ungated)
+{
+    qt_sim_private(NULL);
+    char uuids[4][64];
+    cr_assert_eq(qts_gpu_uuids(uuids, 4), 1);
+    char *dir = qt_tmpdir();
+    qts_env_t e;
+    qts_env_vgpu(&e, dir, "vgpu-none", "00", uuids[0]);
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(qts_run(&e, &out, &err, "init", "spin:1000000:1:200", NULL), 0, "%s", err);
+    cr_assert_gt(qts_field(out, "spin ", 0), 50, "%s", out);
+    free(out);
+    free(err);
+    free(dir);
+}
