@@ -136,7 +136,7 @@ done
 start=$(($(date +%s%N) + 1500000000))
 echo "demo: running a workload in each vGPU for $secs s ..."
 for id in "${ids[@]}"; do
-    timeout -s KILL $((secs + 30)) "$b/qgpuctl" --socket-dir "$tmp/run" run "$id" -- \
+    timeout -s KILL $((secs + 15)) "$b/qgpuctl" --socket-dir "$tmp/run" run "$id" -- \
         "$b/tests/progs/demo_worker" --alloc-past-quota --start-at "$start" --seconds "$secs" \
         >"$tmp/$id.out" 2>"$tmp/$id.err" &
     workers+=($!)

@@ -27,7 +27,8 @@
  *   memory quota_mib=Q within_mib=W within=RESULT past_mib=P past=RESULT
  *   compute kernel_us=K kernels=N window_ms=W busy_ms=B achieved_pct=A late=0|1
  * RESULT is the CUresult's name (CUDA_SUCCESS, CUDA_ERROR_OUT_OF_MEMORY, ...); late=1 means
- * it was not ready when the window opened. Exits 0, 1 when the driver failed (an "error"
+ * it was not ready when the window opened. The compute line comes the moment the window
+ * closes, before the queued work is drained. Exits 0, 1 when the driver failed (an "error"
  * line says which call), 2 on a usage error.
  *
  * The kernel is PTX text (spin on %globaltimer), JIT-compiled by a real driver; the
@@ -79,6 +80,7 @@ struct worker {
     _Atomic bool stop;          /* the window closed: sampler stores */
     uint64_t start_at;          /* CLOCK_REALTIME ns when the window opens */
     uint64_t window_ns;         /* its length */
+    unsigned long long kernel_ns; /* each kernel's length */
     uint64_t count[2];          /* kernels completed at open and close: sampler only */
     uint64_t at[2];             /* CLOCK_MONOTONIC ns of those counts: sampler only */
     bool late;                  /* not flooding yet when it opened: sampler only */
@@ -144,6 +146,22 @@ static uint64_t completed_now(struct worker *w)
     return n;
 }
 
+/* Prints the figure as soon as the window closes: if the launcher never comes back from a
+ * launch (a lease that never comes), the figure is out all the same. */
+static void report(const struct worker *w)
+{
+    if (w->failed != CUDA_SUCCESS) {
+        say("error %d %s in cuEventQuery\n", (int)w->failed, result_name(w->failed));
+        return;
+    }
+    uint64_t kernels = w->count[1] - w->count[0], span = w->at[1] - w->at[0];
+    double busy_ms = (double)kernels * (double)w->kernel_ns / 1e6, window_ms = (double)span / 1e6;
+    say("compute kernel_us=%llu kernels=%" PRIu64 " window_ms=%.1f busy_ms=%.1f "
+        "achieved_pct=%.2f late=%d\n",
+        w->kernel_ns / 1000u, kernels, window_ms, busy_ms,
+        window_ms > 0 ? 100.0 * busy_ms / window_ms : 0.0, w->late ? 1 : 0);
+}
+
 static void *sampler_main(void *arg)
 {
     struct worker *w = arg;
@@ -156,6 +174,7 @@ static void *sampler_main(void *arg)
         w->at[k] = clock_ns(CLOCK_MONOTONIC);
         w->count[k] = completed_now(w);
     }
+    report(w);
     atomic_store_explicit(&w->stop, true, memory_order_relaxed);
     return NULL;
 }
@@ -223,6 +242,7 @@ int main(int argc, char **argv)
         depth > MAX_DEPTH)
         return usage();
     w.window_ns = (uint64_t)(seconds * 1e9);
+    w.kernel_ns = (unsigned long long)kernel_us * 1000u;
 
     CUdevice dev;
     CUmodule mod;
@@ -246,8 +266,7 @@ int main(int argc, char **argv)
     }
     say("ready\n");
 
-    unsigned long long ns = (unsigned long long)kernel_us * 1000u;
-    void *params[] = {&ns};
+    void *params[] = {&w.kernel_ns};
     uint64_t launched = 0, retired = 0;
     atomic_store_explicit(&w.flooding, true, memory_order_relaxed);
     while (!atomic_load_explicit(&w.stop, memory_order_relaxed)) {
@@ -262,16 +281,8 @@ int main(int argc, char **argv)
     }
     pthread_join(sampler, NULL);
     CHECK(cuCtxSynchronize());
-    if (w.failed != CUDA_SUCCESS) {
-        say("error %d %s in cuEventQuery\n", (int)w.failed, result_name(w.failed));
+    if (w.failed != CUDA_SUCCESS)
         return 1;
-    }
-    uint64_t kernels = w.count[1] - w.count[0], span = w.at[1] - w.at[0];
-    double busy_ms = (double)kernels * (double)ns / 1e6, window_ms = (double)span / 1e6;
-    say("compute kernel_us=%lu kernels=%" PRIu64 " window_ms=%.1f busy_ms=%.1f achieved_pct=%.2f "
-        "late=%d\n",
-        kernel_us, kernels, window_ms, busy_ms, window_ms > 0 ? 100.0 * busy_ms / window_ms : 0.0,
-        w.late ? 1 : 0);
     for (int i = 0; i < RING; i++)
         CHECK(cuEventDestroy(w.ev[i]));
     CHECK(cuModuleUnload(mod));
