@@ -197,20 +197,14 @@ void qa_compute_vgpu_gone(qa_compute_t *self, qa_vgpu_t *v)
 void qa_compute_sample(qa_compute_t *self, qa_host_t *host)
 {
     uint64_t now = qa_now_ns();
-    for (size_t i = 0; i < self->n; i++)
+    for (size_t i = 0; i < self->n && i < qa_host_ngpus(host); i++) {
+        qa_gpu_t *g = qa_host_gpu(host, i);
         qa_sched_sample(self->gpus[i].sched, now);
+        g->leased = qa_sched_util(self->gpus[i].sched);
+        g->hung = qa_sched_hung(self->gpus[i].sched);
+    }
     for (size_t i = 0; i < qa_host_nvgpus(host); i++) {
         qa_vgpu_t *v = qa_host_vgpu(host, i);
         v->util = v->ent ? qa_sched_ent_util(v->ent) : 0;
     }
-}
-
-double qa_compute_gpu_leased(const qa_compute_t *self, size_t i)
-{
-    return i < self->n ? qa_sched_util(self->gpus[i].sched) : 0;
-}
-
-uint64_t qa_compute_gpu_hung(const qa_compute_t *self, size_t i)
-{
-    return i < self->n ? qa_sched_hung(self->gpus[i].sched) : 0;
 }

@@ -35,12 +35,8 @@ void qa_compute_resized(qa_compute_t *self, qa_vgpu_t *v);
 /* v is being destroyed; its sessions have left already. */
 void qa_compute_vgpu_gone(qa_compute_t *self, qa_vgpu_t *v);
 
-/* Takes a utilisation sample (call it periodically) and stores each vGPU's figure in
- * its util. */
+/* Takes a utilisation sample (call it periodically) and stores the figures in host:
+ * each vGPU's util, each GPU's leased and hung. */
 void qa_compute_sample(qa_compute_t *self, qa_host_t *host);
-/* Percent of GPU i's time under lease lately, all its vGPUs together. */
-double qa_compute_gpu_leased(const qa_compute_t *self, size_t i);
-/* Leases taken back from hung holders on GPU i since the arbiter started. */
-uint64_t qa_compute_gpu_hung(const qa_compute_t *self, size_t i);
 
 #endif

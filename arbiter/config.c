@@ -132,9 +132,17 @@ static int arbiter_key(struct parse *p, const char *key, const char *v)
             return problem(p, "log_level '%s' is not one of error, warn, info, debug", v);
         return 1;
     }
-    if (strcmp(key, "heartbeat_timeout_ms") == 0 || strcmp(key, "reclaim_timeout_ms") == 0) {
-        unsigned *dst = key[0] == 'h' ? &c->heartbeat_timeout_ms : &c->reclaim_timeout_ms;
-        if (parse_uint(v, 10, 600000, dst) < 0)
+    if (strcmp(key, "heartbeat_timeout_ms") == 0) {
+        /* The shim heartbeats every 500 ms: below two periods live tenants get dropped. */
+        if (parse_uint(v, 1000, 600000, &c->heartbeat_timeout_ms) < 0)
+            return problem(p,
+                           "%s '%s' must be milliseconds between 1000 and 600000 (tenants "
+                           "heartbeat every 500 ms)",
+                           key, v);
+        return 1;
+    }
+    if (strcmp(key, "reclaim_timeout_ms") == 0) {
+        if (parse_uint(v, 10, 600000, &c->reclaim_timeout_ms) < 0)
             return problem(p, "%s '%s' must be milliseconds between 10 and 600000", key, v);
         return 1;
     }

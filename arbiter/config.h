@@ -6,7 +6,8 @@
  *   oversub_share = 1.0            per GPU, shares may sum to 100% x this
  *   util_weight = 0.5              how much measured utilisation weighs in placement
  *   log_level = info               error | warn | info | debug
- *   heartbeat_timeout_ms = 1500    a silent tenant is dropped after this
+ *   heartbeat_timeout_ms = 1500    a silent tenant is dropped after this (>= 1000: the
+ *                                  shim heartbeats every 500 ms)
  *   reclaim_timeout_ms = 500       a mem_reserve waits this long for reclaimed memory
  *   sched_window_ms = 200          compute: leases of n waiting vGPUs last at most this / n
  *   quantum_min_ms = 2             compute: shortest lease (and bucket needed for a grant)

@@ -424,6 +424,8 @@ void qa_host_gpu_record(qa_host_t *self, size_t i, qp_gpu_t *out)
     out->cuda_cores = g->desc.cuda_cores;
     out->share_reserved = g->share_reserved;
     out->vgpus = g->nvgpus;
+    out->leased = g->leased;
+    out->hung = g->hung;
 }
 
 void qa_host_limits(qa_host_t *self, const qa_vgpu_t *v, qp_limits_t *out)

@@ -35,6 +35,8 @@ typedef struct qa_gpu {
     uint64_t memory_reserved_mb; /* sum of its vGPUs' quotas */
     unsigned share_reserved;     /* sum of its vGPUs' shares */
     unsigned nvgpus;             /* vGPUs placed on it */
+    double leased;               /* percent of time under compute lease, EWMA (compute.c) */
+    uint64_t hung;               /* leases taken back from hung holders (compute.c) */
 } qa_gpu_t;
 
 struct qa_peer;

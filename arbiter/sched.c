@@ -421,8 +421,13 @@ int qa_sched_extend(qa_sched_t *self, qa_sched_proc_t *p, uint64_t lease, uint64
 int qa_sched_return(qa_sched_t *self, qa_sched_proc_t *p, uint64_t lease, uint64_t used,
                     bool more, uint64_t now)
 {
-    if (p != self->holder || lease != p->lease)
+    if (p != self->holder || lease != p->lease) {
+        /* The return of a lease taken back (hung) crossed our revoke: the process still
+         * has work, and waits for a grant since it asked by this return. */
+        if (more && p->state == P_IDLE && lease != 0 && lease <= p->lease)
+            qa_sched_request(self, p, now);
         return -ESTALE;
+    }
     qa_sched_ent_t *e = p->ent;
     charge_lease(self, now, used);
     if (!self->revoked) {

@@ -83,7 +83,9 @@ void qa_sched_request(qa_sched_t *self, qa_sched_proc_t *proc, uint64_t now);
 int qa_sched_extend(qa_sched_t *self, qa_sched_proc_t *proc, uint64_t lease, uint64_t now);
 /* tok_ret: proc's lease is over; used is the process's own measure (ns since the
  * grant); the larger of it and the scheduler's clock is charged. With more, proc waits
- * again. Returns 0, or -ESTALE (nothing done) when proc does not hold that lease. */
+ * again. Returns 0, or -ESTALE when proc does not hold that lease: nothing is charged,
+ * but the return of an earlier lease of an idle proc (one taken back while the process
+ * was finishing) with more queues it as qa_sched_request() does. */
 int qa_sched_return(qa_sched_t *self, qa_sched_proc_t *proc, uint64_t lease, uint64_t used,
                     bool more, uint64_t now);
 /* Takes the GPU back from a hung holder and grants waiting processes whose bucket has

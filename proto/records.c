@@ -163,6 +163,8 @@ int qp_gpu_put(qp_msg_t *map, const qp_gpu_t *g)
     rc = rc ? rc : qp_msg_set_uint(map, "cuda_cores", g->cuda_cores);
     rc = rc ? rc : qp_msg_set_uint(map, "share_reserved", g->share_reserved);
     rc = rc ? rc : qp_msg_set_uint(map, "vgpus", g->vgpus);
+    rc = rc ? rc : qp_msg_set_float(map, "leased", g->leased);
+    rc = rc ? rc : qp_msg_set_uint(map, "hung", g->hung);
     return rc;
 }
 
@@ -183,6 +185,8 @@ int qp_gpu_get(const qp_msg_t *map, qp_gpu_t *g, char err[QP_ERR_LEN])
     g->cuda_cores = (unsigned)rd_uint(&r, "cuda_cores", UINT_MAX);
     g->share_reserved = (unsigned)rd_uint(&r, "share_reserved", UINT_MAX);
     g->vgpus = (unsigned)rd_uint(&r, "vgpus", UINT_MAX);
+    g->leased = rd_float(&r, "leased");
+    g->hung = rd_uint(&r, "hung", UINT64_MAX);
     return r.rc;
 }
 

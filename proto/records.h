@@ -61,6 +61,8 @@ typedef struct qp_gpu {
     unsigned cuda_cores;         /* in all */
     unsigned share_reserved;     /* sum of its vGPUs' shares, percent */
     unsigned vgpus;              /* count */
+    double leased;               /* percent of time under compute lease, EWMA */
+    uint64_t hung;               /* compute leases taken back from hung holders */
 } qp_gpu_t;
 
 /* The totals of a `stats` reply. */

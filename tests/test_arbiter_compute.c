@@ -3,6 +3,7 @@
  * their revocation, a hung holder, a killed holder, a destroyed vGPU, live resize and
  * the utilisation INFO reports. Timing only bounds from below (a lease is not taken
  * back before its grace) or with generous ceilings. */
+#include "proto/records.h"
 #include "proto/schema.h"
 #include "tests/ctl_support.h"
 
@@ -27,6 +28,12 @@ static void vgpu_on_0(qv_client_t *c, unsigned share, unsigned limit, char id[QV
     cr_assert_eq(qv_create(c, &req, &v, secret, err), 0, "%s", err);
     cr_assert_eq(v.gpu, 0);
     memcpy(id, v.id, QV_ID_LEN);
+}
+
+static qp_msg_t *admin_hello(void *arg)
+{
+    (void)arg;
+    return qp_new_admin_hello("compute-test/1");
 }
 
 struct two {
@@ -143,9 +150,8 @@ Test(qa_compute, a_holder_that_never_returns_is_revoked_after_the_grace)
                   (unsigned long long)(waited / MS));
     cr_assert(ctl_tenant_pump_until(f.a, &f.a->revokes, 1, 3000), "a is told");
     cr_assert_eq(f.a->revoked, f.a->lease);
-    /* Its late return is ignored: b keeps the GPU, a asks again and waits. */
+    /* Its late return changes nothing for b, but its `more` queues a (no tok_req). */
     cr_assert_eq(ctl_tenant_send(f.a, qp_new_tok_ret(f.a->lease, 0, true)), 0);
-    cr_assert_eq(ctl_tenant_send(f.a, qp_new_tok_req()), 0);
     ctl_tenant_pump(f.a, 100);
     cr_assert_eq(f.a->grants, 1, "b holds the GPU");
     cr_assert_eq(ctl_tenant_send(f.b, qp_new_tok_ret(f.b->lease, 1 * MS, false)), 0);
@@ -229,5 +235,40 @@ Test(qa_compute, info_reports_the_time_a_vgpu_held_leases)
     double ua = ctl_info(f.c, f.ida).util, ub = ctl_info(f.c, f.idb).util;
     cr_assert_gt(ua, 50, "a held the GPU all along: %.1f%%", ua);
     cr_assert_lt(ub, 1, "b never asked: %.1f%%", ub);
+    two_done(&f);
+}
+
+/* The GPU record as the arbiter sends it (libqvgpu does not carry the lease fields). */
+static qp_gpu_t gpu_record(const qt_arbiter_t *arb, int index)
+{
+    qp_conn_hooks_t hooks = {admin_hello, NULL, NULL, NULL};
+    char err[QP_ERR_LEN];
+    qp_conn_t *c = qp_conn_new(NULL, qt_arbiter_socket_dir(arb), QP_ADMIN, &hooks, err);
+    cr_assert_not_null(c, "%s", err);
+    qp_msg_t *req = qp_msg_new("gpus"), *rep = NULL;
+    cr_assert_eq(qp_conn_call(c, &req, &rep, 3000, err), 0, "%s", err);
+    qp_gpu_t g;
+    cr_assert_eq(qp_gpu_get(qp_msg_map_at(rep, "gpus", (size_t)index), &g, err), 0, "%s", err);
+    qp_msg_destroy(&rep);
+    qp_conn_destroy(&c);
+    return g;
+}
+
+Test(qa_compute, gpus_report_time_under_lease_and_leases_taken_back)
+{
+    struct two f = two("[arbiter]\nlease_grace_ms = 100\nquantum_max_ms = 10\n");
+    ask_and_get(f.a); /* and never give it back */
+    cr_assert(ctl_tenant_pump_until(f.a, &f.a->revokes, 1, 3000), "taken back");
+    bool seen = false;
+    qp_gpu_t g;
+    for (int i = 0; i < 40 && !seen; i++) {
+        g = gpu_record(f.arb, 0);
+        seen = g.hung == 1 && g.leased > 1;
+        if (!seen)
+            qt_sleep_ms(50);
+    }
+    cr_assert(seen, "GPU 0: hung %llu, leased %.1f%%", (unsigned long long)g.hung, g.leased);
+    cr_assert_eq(gpu_record(f.arb, 1).hung, 0);
+    cr_assert_float_eq(gpu_record(f.arb, 1).leased, 0.0, 1e-9);
     two_done(&f);
 }

@@ -118,6 +118,7 @@ Test(qa_config, names_file_line_and_problem)
         {"[arbiter]\noversub_share = lots\n", 2, "oversub_share"},
         {"[arbiter]\nlog_level = loud\n", 2, "log_level"},
         {"[arbiter]\nheartbeat_timeout_ms = 5\n", 2, "heartbeat_timeout_ms"},
+        {"[arbiter]\nheartbeat_timeout_ms = 999\n", 2, "heartbeat every 500 ms"},
         {"[arbiter]\ncolour = blue\n", 2, "unknown key 'colour'"},
         {"[arbiter]\nsched_window_ms = 5\n", 2, "sched_window_ms '5'"},
         {"[arbiter]\nquantum_min_ms = 0\n", 2, "quantum_min_ms '0'"},
@@ -159,6 +160,8 @@ Test(qa_config, a_shortest_lease_above_the_longest_is_refused)
               err);
     cr_assert_eq(load(&cfg, "[arbiter]\nquantum_min_ms = 60\nquantum_max_ms = 60\n", err), 0,
                  "%s", err);
+    cr_assert_eq(load(&cfg, "[arbiter]\nheartbeat_timeout_ms = 1000\n", err), 0,
+                 "two heartbeat periods are enough: %s", err);
 }
 
 Test(qa_config, an_unreadable_file_is_named)

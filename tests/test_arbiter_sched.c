@@ -343,12 +343,13 @@ Test(qa_sched, a_resize_applies_at_the_next_pick)
 Test(qa_sched, a_hung_holder_is_taken_back_after_the_grace)
 {
     struct sim *sim = sim_new();
-    struct tenant *h = tenant(sim, vgpu(sim, 50, 0));
+    qa_sched_ent_t *ea = vgpu(sim, 50, 0);
+    struct tenant *h = tenant(sim, ea);
     h->hung = true;
     struct tenant *b = tenant(sim, vgpu(sim, 50, 0));
     run(sim, 1 * MS);
     cr_assert_eq(sim->holder, h);
-    uint64_t end = sim->end;
+    uint64_t end = sim->end, start = sim->start;
     run(sim, end + params.grace_ns - 1);
     cr_assert_eq(sim->holder, h, "not before the grace");
     cr_assert_eq(b->grants, 0);
@@ -357,10 +358,20 @@ Test(qa_sched, a_hung_holder_is_taken_back_after_the_grace)
     cr_assert_eq(qa_sched_hung(sim->s), 1);
     cr_assert_eq(b->grants, 1);
     cr_assert_eq(sim->last_grant_at, end + params.grace_ns, "b is granted at once");
-    /* A late return of the lease taken back is ignored. */
-    cr_assert_eq(qa_sched_return(sim->s, h->p, h->lease, 0, false, sim->now), -ESTALE);
+    /* A late return of the lease taken back is not charged, and changes no holder. */
+    uint64_t charged = qa_sched_ent_charged(ea);
+    cr_assert_eq(charged, end + params.grace_ns - start, "charged the whole time");
     cr_assert_eq(qa_sched_extend(sim->s, h->p, h->lease, sim->now), -ESTALE);
+    cr_assert_eq(qa_sched_return(sim->s, h->p, h->lease, 5 * S, true, sim->now), -ESTALE);
+    cr_assert_eq(qa_sched_ent_charged(ea), charged);
     cr_assert_eq(sim->holder, b);
+    /* But its `more` queues it: it is granted once b is done, without a tok_req. */
+    cr_assert_eq(qa_sched_ent_active(ea), 1);
+    h->hung = false;
+    h->busy = false; /* no further asking of its own */
+    b->busy = false;
+    run(sim, sim->now + 200 * MS);
+    cr_assert_eq(h->grants, 2, "granted again");
     sim_destroy(sim);
 }
 

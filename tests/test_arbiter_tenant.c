@@ -302,7 +302,7 @@ Test(qa_tenant, a_killed_process_gives_its_memory_back_within_2_s)
 
 Test(qa_tenant, a_stopped_process_is_dropped_and_re_reports_when_it_resumes)
 {
-    struct fixture f = setup("[arbiter]\nheartbeat_timeout_ms = 600\n");
+    struct fixture f = setup("[arbiter]\nheartbeat_timeout_ms = 1000\n");
     int pfd[2];
     cr_assert_eq(pipe(pfd), 0);
     pid_t child = tenant_child(&f, GIB, 700 * MIB, pfd[1]);

@@ -679,7 +679,9 @@ Test(qp_records, info_gpu_limits_and_totals_round_trip)
                     .sms = 20,
                     .cuda_cores = 2560,
                     .share_reserved = 20,
-                    .vgpus = 1};
+                    .vgpus = 1,
+                    .leased = 42.5,
+                    .hung = 3};
     qp_limits_t lin = {.id = "vg-3",
                        .gpu = 1,
                        .gpu_uuid = "GPU-abc",
@@ -707,6 +709,8 @@ Test(qp_records, info_gpu_limits_and_totals_round_trip)
     cr_assert_eq(qp_gpu_get(qp_msg_map_at(d, "gpus", 0), &gout, err), 0, "%s", err);
     cr_assert_str_eq(gout.name, "NVIDIA GeForce GTX 1080");
     cr_assert_eq(gout.cuda_cores, 2560);
+    cr_assert_float_eq(gout.leased, 42.5, 1e-9);
+    cr_assert_eq(gout.hung, 3);
     cr_assert_eq(qp_limits_get(qp_msg_get_map(d, "limits"), &lout, err), 0, "%s", err);
     cr_assert_eq(lout.memory_quota, 2048ull << 20);
     cr_assert_eq(qp_totals_get(d, &tout, err), 0, "%s", err);
