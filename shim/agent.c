@@ -44,6 +44,7 @@
 #define EXT_NS (2 * MS_NS)   /* PROTOCOL.md: tok_ext about 2 ms before the lease ends */
 #define IDLE_NS (2 * MS_NS)  /* no launch this long (at most a quarter lease): the lease goes */
 #define BUSY_NS 100000ull    /* a drain this long found queued work: the process is busy */
+#define REASK_NS (500 * MS_NS) /* a request unanswered this long is sent again */
 #define MAX_LEASE_NS (60000ull * MS_NS) /* a longer grant is taken as this (hostile input) */
 
 /* The arbiter's tenant socket as a peer sees it: the address it bound (which may differ
@@ -85,6 +86,8 @@ struct qs_agent {
     uint64_t end;         /* monotonic ns it ends */
     uint64_t len;         /* ns of its latest grant */
     uint64_t last_launch; /* monotonic ns the agent last saw a launch (or the grant) */
+    uint64_t returned;    /* the number of the last lease given back this session */
+    uint64_t asked;       /* monotonic ns of the last tok_req (or tok_ret with more) */
     bool requested;       /* tok_req (or tok_ret with more) sent, no grant since */
     bool ext_sent;        /* tok_ext sent for the current end */
     bool revoked;         /* tok_revoke came for the lease held */
@@ -193,6 +196,7 @@ static qp_msg_t *hello_hook(void *arg)
 static void drop_lease(struct qs_agent *a, bool free)
 {
     a->lease = 0;
+    a->returned = 0;
     a->requested = false;
     a->revoked = false;
     a->no_tokens = false;
@@ -208,10 +212,16 @@ static void session_hook(void *arg, const qp_msg_t *rep)
     probe_arbiter(a); /* a new session may be a restarted arbiter: a new pid */
 }
 
-/* tok_grant: a new lease, or more time on the one held. The end counts from receipt. */
+/* tok_grant: a new lease, or more time on the one held. The end counts from receipt.
+ * Leases are numbered upwards per session: a grant of one we gave back already is the
+ * answer to a tok_ext that crossed our tok_ret, and is dropped; taken for a new lease,
+ * it would let us launch while the arbiter thinks the GPU free, and our tok_ret for it
+ * would be ignored, leaving us waiting for a grant that never comes. */
 static void grant(struct qs_agent *a, uint64_t lease, uint64_t ns)
 {
     uint64_t now = qs_gate_now();
+    if (lease <= a->returned)
+        return;
     if (ns > MAX_LEASE_NS)
         ns = MAX_LEASE_NS;
     if (lease != a->lease || a->lease == 0) {
@@ -390,9 +400,12 @@ static void give_back(struct qs_agent *a, bool idle)
     bool more = qs_gate_waiting() > 0 || qs_gate_launched() ||
                 (!idle && done - a->last_launch < IDLE_NS);
     a->lease = 0;
+    a->returned = lease;
     a->revoked = false;
-    if (send_tok(a, qp_new_tok_ret(lease, done - a->since, more)) == 0 && more)
+    if (send_tok(a, qp_new_tok_ret(lease, done - a->since, more)) == 0 && more) {
         a->requested = true; /* tok_ret with more queues us again */
+        a->asked = done;
+    }
 }
 
 /* The idle threshold of the lease held: IDLE_NS, at most a quarter of the lease. */
@@ -431,8 +444,13 @@ static void tokens(struct qs_agent *a)
     }
     int waiting = qs_gate_waiting();
     if (!a->lease) {
-        if (waiting && !a->requested && send_tok(a, qp_new_tok_req()) == 0)
+        /* Asked again when unanswered for long: the arbiter ignores a second tok_req
+         * while we are queued, and a lost one must not leave threads waiting forever. */
+        bool ask = !a->requested || now - a->asked >= REASK_NS;
+        if (waiting && ask && send_tok(a, qp_new_tok_req()) == 0) {
             a->requested = !a->lease; /* a hello inside the send may have reset us */
+            a->asked = now;
+        }
         return;
     }
     bool over = a->revoked || now >= a->end;

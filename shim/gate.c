@@ -137,6 +137,19 @@ bool qs_gate_launched(void)
     return atomic_load_explicit(&qs_g.gate.launched, memory_order_relaxed) != 0;
 }
 
+/* Removes ctx from the drain list (drain_lock held). */
+static void forget_locked(struct qs_gate *g, CUcontext ctx)
+{
+    pthread_mutex_lock(&g->lock);
+    for (int i = 0; i < g->nctxs; i++) {
+        if (g->ctxs[i] == ctx) {
+            g->ctxs[i] = g->ctxs[--g->nctxs];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&g->lock);
+}
+
 void qs_gate_drain(void)
 {
     struct qs_gate *g = &qs_g.gate;
@@ -155,8 +168,10 @@ void qs_gate_drain(void)
      * launching threads must be able to queue up for the next lease meanwhile. */
     for (int i = 0; i < n; i++) {
         CUcontext popped;
-        if (push(ctxs[i]) != CUDA_SUCCESS)
+        if (push(ctxs[i]) != CUDA_SUCCESS) {
+            forget_locked(g, ctxs[i]); /* destroyed behind our back (a primary's reset) */
             continue;
+        }
         sync();
         pop(&popped);
     }
@@ -167,13 +182,6 @@ void qs_gate_forget_context(CUcontext ctx)
 {
     struct qs_gate *g = &qs_g.gate;
     pthread_mutex_lock(&g->drain_lock);
-    pthread_mutex_lock(&g->lock);
-    for (int i = 0; i < g->nctxs; i++) {
-        if (g->ctxs[i] == ctx) {
-            g->ctxs[i] = g->ctxs[--g->nctxs];
-            break;
-        }
-    }
-    pthread_mutex_unlock(&g->lock);
+    forget_locked(g, ctx);
     pthread_mutex_unlock(&g->drain_lock);
 }

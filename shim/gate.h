@@ -19,10 +19,6 @@
 #include "shim/cuda.h"
 #include "shim/state.h"
 
-/* The gate's end when nothing is enforced: the arbiter cannot be reached (or does not
- * grant leases), so there is nobody to share the GPU with fairly. */
-#define QS_GATE_FREE UINT64_MAX
-
 /* CLOCK_MONOTONIC in ns: a vDSO read, no system call. */
 static inline uint64_t qs_gate_now(void)
 {
@@ -40,13 +36,13 @@ CUresult qs_gate_wait(CUstream stream);
  * need be); otherwise the error the launch returns. */
 static inline CUresult qs_gate_launch(CUstream stream)
 {
-    /* Leases are per process: every stream shares one; only the slow path looks at it. */
-    if (!qs_g.managed)
-        return CUDA_SUCCESS;
-    /* Relaxed: nothing is published with the lease; only its value matters. A launch that
+    /* Leases are per process: every stream shares one; only the slow path looks at it.
+     * Relaxed: nothing is published with the lease; only its value matters. A launch that
      * read the gate open just as the agent closed it may queue its kernel after the
      * drain began: that one kernel can overlap the next holder (no lock per launch). */
     uint64_t end = atomic_load_explicit(&qs_g.gate.end, memory_order_relaxed);
+    if (end == QS_GATE_FREE) /* pass-through, or no arbiter: no clock read */
+        return CUDA_SUCCESS;
     if (__builtin_expect(end != 0 && qs_gate_now() < end, 1)) {
         /* Relaxed: the agent only needs to see it eventually (idle detection). A plain
          * read first, so that the line is written once per agent look, not per launch. */
@@ -60,7 +56,8 @@ static inline CUresult qs_gate_launch(CUstream stream)
 /* ---- the agent's side (shim/agent.c) ------------------------------------------------- */
 
 /* Resets the gate: closed, no waiters, no contexts; (re)initialises its locks. At agent
- * start and in a fork child, while no other thread uses the gate. */
+ * start and in a fork child of a vGPU's process, while no other thread uses the gate.
+ * Until then the gate is free (QS_GATE_FREE): a pass-through process never closes it. */
 void qs_gate_reset(void);
 /* Sets the lease's end (0 closes the gate) and wakes waiting threads when it opens. */
 void qs_gate_set(uint64_t end);

@@ -10,6 +10,7 @@
 
 #include "shim/agent.h"
 #include "shim/errors.h"
+#include "shim/gate.h"
 #include "shim/init.h"
 #include "shim/log.h"
 #include "shim/real.h"
@@ -332,6 +333,7 @@ QS_EXPORT CUresult cuCtxDestroy_v2(CUcontext ctx)
     QS_PFN_cuCtxDestroy_v2 real = QS_REAL(cuCtxDestroy_v2);
     if (!real)
         return qs_cu_error(-ENOSYS);
+    qs_gate_forget_context(ctx); /* first: the agent must not be draining it */
     CUresult r = real(ctx);
     if (r == CUDA_SUCCESS && qs_g.managed)
         qs_mem_context_gone(ctx);
@@ -343,6 +345,7 @@ QS_EXPORT CUresult cuCtxDestroy(CUcontext ctx)
     QS_PFN_cuCtxDestroy real = QS_REAL(cuCtxDestroy);
     if (!real)
         return qs_cu_error(-ENOSYS);
+    qs_gate_forget_context(ctx); /* first: the agent must not be draining it */
     CUresult r = real(ctx);
     if (r == CUDA_SUCCESS && qs_g.managed)
         qs_mem_context_gone(ctx);

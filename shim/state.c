@@ -5,4 +5,8 @@ struct qs_state qs_g = {
     .dev_lock = PTHREAD_MUTEX_INITIALIZER,
     .init_lock = PTHREAD_MUTEX_INITIALIZER,
     .pools_lock = PTHREAD_MUTEX_INITIALIZER,
+    /* until an agent starts, nothing is gated */
+    .gate = {.end = QS_GATE_FREE,
+             .lock = PTHREAD_MUTEX_INITIALIZER,
+             .drain_lock = PTHREAD_MUTEX_INITIALIZER},
 };

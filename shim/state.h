@@ -44,12 +44,15 @@ struct qs_logged {
 struct qs_agent; /* shim/agent.c */
 
 #define QS_MAX_CTXS 64 /* contexts a drain synchronises (shim/gate.h) */
+/* The gate's end when nothing is enforced: pass-through (the initial value), or the
+ * arbiter cannot be reached or grants no leases: nobody to share the GPU with fairly. */
+#define QS_GATE_FREE UINT64_MAX
 
 /* The compute-lease gate (shim/gate.h). end and launched live on cache lines of their own:
  * every launch reads end, and the agent clears launched about every millisecond. */
 struct qs_gate {
     _Alignas(64) _Atomic uint64_t end; /* lease end, monotonic ns; 0 closed, QS_GATE_FREE
-                                          ungated; the agent stores */
+                                          ungated (initially); the agent stores */
     _Alignas(64) atomic_int launched;  /* a launch passed since the agent last looked: any
                                           thread sets it, the agent clears it */
     atomic_int waiting;                /* threads blocked in qs_gate_wait(); they count */

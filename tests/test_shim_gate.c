@@ -119,14 +119,15 @@ Test(shim_gate, every_launch_route_waits_for_the_lease)
     size_t n = 1, k = 0;
     for (size_t l = 0; l < NL; l++) {
         for (size_t r = 0; r < NR; r++, k++) {
-            snprintf(bufs[k], sizeof bufs[k], "launch:%s:%s:10000000", launches[l], routes[r]);
+            snprintf(bufs[k], sizeof bufs[k], "launch:%s:%s:10000000:timed", launches[l], routes[r]);
             cmds[n++] = bufs[k];
             cmds[n++] = "sleep:20";
         }
     }
     cmds[n] = NULL;
     char *out = NULL, *err = NULL;
-    cr_assert_eq(qts_runv(&ea, &out, &err, cmds), 0, "%s", err);
+    int st = qts_runv(&ea, &out, &err, cmds);
+    cr_assert_eq(st, 0, "exit %d\nstdout:\n%s\nstderr:\n%s", st, out, err);
     for (size_t l = 0; l < NL; l++) {
         for (size_t r = 0; r < NR; r++) {
             char prefix[128];

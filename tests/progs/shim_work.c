@@ -26,10 +26,11 @@
  *   totalmem:ROUTE            totalmem <rc> <bytes>    cuDeviceTotalMem of device 0
  *   nvml                      nvml <rc> <count> <total> <used> <free> <uuid>
  *   nvml_other:UUID           nvml_other <rc>          nvmlDeviceGetHandleByUUID(UUID)
- *   launch:SYM:ROUTE:NS       launch <SYM> <ROUTE> <rc> <in_us> <after_us>  qsim_spin(NS)
- *                             then synchronize; in_us: microseconds inside the launch call
- *                             (a gate waiting for a lease), after_us: from its return
- *                             until the synchronisation returned (the kernel's run)
+ *   launch:SYM:ROUTE:NS       launch <SYM> <ROUTE> <rc> qsim_spin(NS) then synchronize
+ *   launch:SYM:ROUTE:NS:timed launch <SYM> <ROUTE> <rc> <in_us> <after_us>  the same;
+ *                             in_us: microseconds inside the launch call (a gate waiting
+ *                             for a lease), after_us: from its return until the
+ *                             synchronisation returned (the kernel's run)
  *   spin:NS:DEPTH:MS          spin <kernels> <after_us> <max_in_us> for MS milliseconds,
  *                             DEPTH qsim_spin(NS) launches (cuLaunchKernel) then a
  *                             cuCtxSynchronize, again and again; after_us: the mean per
@@ -609,6 +610,7 @@ static uint64_t now_us(void)
 static void cmd_launch(char *arg)
 {
     char *sym = strtok(arg, ":"), *route = strtok(NULL, ":"), *ns_s = strtok(NULL, ":");
+    char *timed = strtok(NULL, ":");
     const struct variant *v = sym ? find_variant(sym) : NULL;
     CUfunction f = spin_function();
     if (!v || !route || !ns_s || !f) {
@@ -663,8 +665,11 @@ static void cmd_launch(char *arg)
     if (rc == CUDA_SUCCESS)
         rc = cuCtxSynchronize();
     uint64_t t2 = now_us();
-    out("launch %s %s %d %llu %llu", sym, route, rc, (unsigned long long)(t1 - t0),
-        (unsigned long long)(t2 - t1));
+    if (timed && strcmp(timed, "timed") == 0)
+        out("launch %s %s %d %llu %llu", sym, route, rc, (unsigned long long)(t1 - t0),
+            (unsigned long long)(t2 - t1));
+    else
+        out("launch %s %s %d", sym, route, rc);
 }
 
 static void cmd_spin(const char *arg)
