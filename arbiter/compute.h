@@ -24,7 +24,8 @@ qa_compute_t *qa_compute_new(struct qa_server *srv, size_t ngpus);
  * and peers' pointers into it are dangling afterwards: call it at shutdown only. */
 void qa_compute_destroy(qa_compute_t **self_p);
 
-/* p just opened a session on its vGPU: it may ask for leases. Returns 0 or -ENOMEM. */
+/* p just opened a session on its vGPU: it may ask for leases. Returns 0, -ENOMEM, or
+ * -ENODEV when the vGPU's GPU has no scheduler (cannot happen: the host has it). */
 int qa_compute_join(qa_compute_t *self, qa_peer_t *p);
 /* p's session ends: a lease it holds is given back now, the next process granted. */
 void qa_compute_leave(qa_compute_t *self, qa_peer_t *p);
