@@ -56,6 +56,10 @@ struct qs_peer_sig {
     struct ucred cred;       /* SO_PEERCRED of a connection */
 };
 
+/* What the lease held is doing: in use; checking (with a drain, gate open) whether the
+ * process went idle; being given back (gate closed, drain under way). */
+enum { L_HELD = 0, L_IDLE_CHECK, L_RETURNING };
+
 /* One application thread's request, on its stack while it waits. */
 struct qs_req {
     uint64_t n;          /* bytes the reservation must grow by */
@@ -92,6 +96,10 @@ struct qs_agent {
     bool ext_sent;        /* tok_ext sent for the current end */
     bool revoked;         /* tok_revoke came for the lease held */
     bool launched;        /* a launch went through during the lease held */
+    int phase;            /* L_*: what the lease held is doing */
+    uint64_t ticket;      /* the drain awaited (shim/gate.h) */
+    uint64_t idle_from;   /* monotonic ns the idle check began */
+    bool idle_return;     /* the lease goes back because launches stopped */
     bool no_tokens;       /* the arbiter refused tok_req: nothing is enforced this session */
     /* what a fork child closes: the agent writes sig with sig_ok cleared, then sets it
      * (release); the child of a fork in between sees it cleared and closes nothing */
@@ -196,6 +204,7 @@ static qp_msg_t *hello_hook(void *arg)
 static void drop_lease(struct qs_agent *a, bool free)
 {
     a->lease = 0;
+    a->phase = L_HELD; /* a drain under way finishes unheeded */
     a->returned = 0;
     a->requested = false;
     a->revoked = false;
@@ -220,12 +229,13 @@ static void session_hook(void *arg, const qp_msg_t *rep)
 static void grant(struct qs_agent *a, uint64_t lease, uint64_t ns)
 {
     uint64_t now = qs_gate_now();
-    if (lease <= a->returned)
-        return;
+    if (lease <= a->returned || (lease == a->lease && a->phase == L_RETURNING))
+        return; /* the second: an extension that crossed our decision to give it back */
     if (ns > MAX_LEASE_NS)
         ns = MAX_LEASE_NS;
     if (lease != a->lease || a->lease == 0) {
         a->lease = lease;
+        a->phase = L_HELD;
         a->since = now;
         a->last_launch = now;
         a->launched = false;
@@ -298,6 +308,18 @@ static void note_session(struct qs_agent *a)
         drop_lease(a, true);
 }
 
+/* The gate follows whether the arbiter can be reached, as told by an exchange's result
+ * rc: free while it cannot (nobody would grant a lease: waiting launches would hang),
+ * closed again once an exchange succeeds (a new session closes it by itself). */
+static void note_reach(struct qs_agent *a, int rc)
+{
+    if (rc == -ENOTCONN)
+        drop_lease(a, true);
+    else if (rc == 0 && !a->no_tokens &&
+             atomic_load_explicit(&qs_g.gate.end, memory_order_relaxed) == QS_GATE_FREE)
+        qs_gate_set(0);
+}
+
 /* Sends a heartbeat (with an id, so that the reply tells the vGPU's use). When no session
  * is open this is also how a new one is tried: the connection says hello first. */
 static void heartbeat(struct qs_agent *a, int timeout_ms)
@@ -314,6 +336,7 @@ static void heartbeat(struct qs_agent *a, int timeout_ms)
     }
     qp_msg_destroy(&rep);
     note_session(a);
+    note_reach(a, rc);
     if (rc == -EACCES)
         note_refused(a);
     else if (rc == 0)
@@ -385,26 +408,37 @@ static int send_tok(struct qs_agent *a, qp_msg_t *m)
         return -ENOMEM;
     int rc = qp_conn_send(a->conn, &m, SEND_MS, a->err);
     note_session(a);
+    note_reach(a, rc);
     return rc;
 }
 
-/* Ends the lease held: closes the gate, waits for the work queued under it, and gives it
- * back with the time used from the grant to the end of that work. more (queue us again)
- * when a thread waits at the gate or launched lately; idle says the lease goes back
- * because launches stopped (then only threads that came since count). */
-static void give_back(struct qs_agent *a, bool idle)
+/* Ends the lease held: closes the gate and asks for a drain, which waits for the work
+ * queued under it; finish_return() gives the lease back when it is done. idle says the
+ * lease goes back because launches stopped. */
+static void begin_return(struct qs_agent *a, bool idle)
 {
     qs_gate_set(0);
-    qs_gate_drain();
-    uint64_t done = qs_gate_now(), lease = a->lease;
+    a->ticket = qs_gate_drain_begin(); /* starts after the close: it sees every launch */
+    a->phase = L_RETURNING;
+    a->idle_return = idle;
+}
+
+/* The drain ended at done: gives the lease back with the time used from its grant to the
+ * end of its work, and more (queue us again) when a thread waits at the gate or launched
+ * lately (not counting launches before an idle return). */
+static void finish_return(struct qs_agent *a, uint64_t done)
+{
+    uint64_t lease = a->lease;
     bool more = qs_gate_waiting() > 0 || qs_gate_launched() ||
-                (!idle && done - a->last_launch < IDLE_NS);
+                (!a->idle_return && done > a->last_launch && done - a->last_launch < IDLE_NS);
     a->lease = 0;
+    a->phase = L_HELD;
     a->returned = lease;
     a->revoked = false;
-    if (send_tok(a, qp_new_tok_ret(lease, done - a->since, more)) == 0 && more) {
+    if (send_tok(a, qp_new_tok_ret(lease, done > a->since ? done - a->since : 0, more)) == 0 &&
+        more) {
         a->requested = true; /* tok_ret with more queues us again */
-        a->asked = done;
+        a->asked = qs_gate_now();
     }
 }
 
@@ -414,30 +448,17 @@ static uint64_t idle_ns(const struct qs_agent *a)
     return a->len / 4 < IDLE_NS ? a->len / 4 : IDLE_NS;
 }
 
-/* Whether the process stopped using the GPU under its lease: no launch for idle_ns and
- * no work left queued. The queued work is waited for with the gate still open: a process
- * that queued deep and waits for the result is busy, not idle (a drain that lasted says
- * so), and one that launches again meanwhile keeps its lease. */
-static bool went_idle(struct qs_agent *a, uint64_t now)
-{
-    if (now - a->last_launch < idle_ns(a) || qs_gate_waiting() > 0)
-        return false;
-    qs_gate_drain();
-    uint64_t after = qs_gate_now();
-    if (after - now >= BUSY_NS || qs_gate_launched() || qs_gate_waiting() > 0) {
-        a->last_launch = after;
-        return false;
-    }
-    return true;
-}
-
 /* One step of the lease: ask for one when a thread waits, extend it while launches go
- * on, give it back when it ends, is revoked, or the process went idle. */
+ * on, give it back when it ends, is revoked, or the process went idle: no launch for
+ * idle_ns and no work left queued. The queued work is waited for (a drain) with the gate
+ * still open: a process that queued deep and waits for the result is busy, not idle (the
+ * drain lasted), and one that launches meanwhile keeps its lease. Drains run on the
+ * drainer thread; this one goes on reading the arbiter and sending heartbeats. */
 static void tokens(struct qs_agent *a)
 {
     if (a->no_tokens)
         return;
-    uint64_t now = qs_gate_now();
+    uint64_t now = qs_gate_now(), end, took;
     if (qs_gate_take_launched()) {
         a->launched = true;
         a->last_launch = now;
@@ -453,15 +474,33 @@ static void tokens(struct qs_agent *a)
         }
         return;
     }
+    if (a->phase == L_RETURNING) {
+        if (qs_gate_drain_done(a->ticket, &end, &took))
+            finish_return(a, end);
+        return;
+    }
     bool over = a->revoked || now >= a->end;
     if (!over && !a->ext_sent && now + EXT_NS >= a->end && (a->launched || waiting)) {
         a->ext_sent = true;
         send_tok(a, qp_new_tok_ext(a->lease));
+        if (!a->lease)
+            return; /* the send found the arbiter gone, or a new session */
     }
-    if (over)
-        give_back(a, false);
-    else if (went_idle(a, now))
-        give_back(a, true);
+    if (over) {
+        begin_return(a, false);
+    } else if (a->phase == L_IDLE_CHECK) {
+        if (!qs_gate_drain_done(a->ticket, &end, &took))
+            return;
+        a->phase = L_HELD;
+        if (took >= BUSY_NS || a->last_launch > a->idle_from || waiting)
+            a->last_launch = end; /* busy: its queued work ran until now */
+        else
+            begin_return(a, true);
+    } else if (now - a->last_launch >= idle_ns(a) && !waiting) {
+        a->phase = L_IDLE_CHECK;
+        a->idle_from = now;
+        a->ticket = qs_gate_drain_begin();
+    }
 }
 
 /* Whether the agent must watch the socket closely: a lease is held or awaited. */
@@ -552,6 +591,9 @@ static void *agent_main(void *arg)
 int qs_agent_start(void)
 {
     qs_gate_reset();
+    if (qs_gate_drainer_start() < 0)
+        qs_log_once(&qs_g.logged.agent, "cannot start the drainer thread: the agent waits "
+                                        "for GPU work itself");
     struct qs_agent *a = calloc(1, sizeof *a);
     if (!a)
         return -ENOMEM;

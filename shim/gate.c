@@ -2,13 +2,15 @@
  *
  * Threads: application threads enter qs_gate_wait() when the gate is closed: they record
  * their context under gate.lock, count themselves in gate.waiting, kick the agent and
- * sleep on gate.opened. The agent thread alone calls the other functions; it holds
- * drain_lock while it synchronises contexts, so that cuCtxDestroy (which forgets a
- * context under drain_lock) never destroys one the agent has pushed. Lock order:
- * drain_lock, then gate.lock, then the agent's own lock (shim/agent.c). */
+ * sleep on gate.opened. The agent thread calls the other functions; the drainer thread
+ * runs the drains it asks for (tickets under gate.lock) and holds drain_lock while it
+ * synchronises contexts, so that cuCtxDestroy (which forgets a context under drain_lock)
+ * never destroys one it has pushed. Lock order: drain_lock, then gate.lock, then the
+ * agent's own lock (shim/agent.c). */
 #include "shim/gate.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 
 #include "shim/agent.h"
@@ -41,7 +43,10 @@ void qs_gate_reset(void)
     pthread_mutex_init(&g->lock, NULL);
     pthread_mutex_init(&g->drain_lock, NULL);
     pthread_cond_init(&g->opened, &ca);
+    pthread_cond_init(&g->drain_asked, &ca);
     pthread_condattr_destroy(&ca);
+    g->drainer = false;
+    g->drain_req = g->drain_done = g->drain_end = g->drain_took = 0;
     atomic_store_explicit(&g->end, 0, memory_order_relaxed);
     atomic_store_explicit(&g->launched, 0, memory_order_relaxed);
     atomic_store_explicit(&g->waiting, 0, memory_order_relaxed);
@@ -150,7 +155,7 @@ static void forget_locked(struct qs_gate *g, CUcontext ctx)
     pthread_mutex_unlock(&g->lock);
 }
 
-void qs_gate_drain(void)
+static void drain(void)
 {
     struct qs_gate *g = &qs_g.gate;
     QS_PFN_cuCtxPushCurrent_v2 push = QS_REAL(cuCtxPushCurrent_v2);
@@ -176,6 +181,83 @@ void qs_gate_drain(void)
         pop(&popped);
     }
     pthread_mutex_unlock(&g->drain_lock);
+}
+
+/* Records that drain n ended at end after took ns (gate.lock held). */
+static void drained_locked(struct qs_gate *g, uint64_t n, uint64_t end, uint64_t took)
+{
+    g->drain_done = n;
+    g->drain_end = end;
+    g->drain_took = took;
+}
+
+static void *drainer_main(void *arg)
+{
+    struct qs_gate *g = arg;
+    pthread_mutex_lock(&g->lock);
+    for (;;) {
+        while (g->drain_done == g->drain_req)
+            pthread_cond_wait(&g->drain_asked, &g->lock);
+        /* Every ticket up to n asked before this drain starts: one drain serves them. */
+        uint64_t n = g->drain_req;
+        pthread_mutex_unlock(&g->lock);
+        uint64_t t0 = qs_gate_now();
+        drain();
+        uint64_t t1 = qs_gate_now();
+        pthread_mutex_lock(&g->lock);
+        drained_locked(g, n, t1, t1 - t0);
+    }
+    return NULL;
+}
+
+int qs_gate_drainer_start(void)
+{
+    struct qs_gate *g = &qs_g.gate;
+    pthread_t t;
+    /* The application's signals are for its own threads: the drainer takes none. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&t, NULL, drainer_main, g);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0)
+        return -rc;
+    pthread_detach(t); /* it sleeps until the process ends: nothing to join */
+    g->drainer = true;
+    return 0;
+}
+
+uint64_t qs_gate_drain_begin(void)
+{
+    struct qs_gate *g = &qs_g.gate;
+    if (!g->drainer) {
+        uint64_t t0 = qs_gate_now();
+        drain();
+        uint64_t t1 = qs_gate_now();
+        pthread_mutex_lock(&g->lock);
+        uint64_t n = ++g->drain_req;
+        drained_locked(g, n, t1, t1 - t0);
+        pthread_mutex_unlock(&g->lock);
+        return n;
+    }
+    pthread_mutex_lock(&g->lock);
+    uint64_t n = ++g->drain_req;
+    pthread_cond_signal(&g->drain_asked);
+    pthread_mutex_unlock(&g->lock);
+    return n;
+}
+
+bool qs_gate_drain_done(uint64_t ticket, uint64_t *end, uint64_t *took)
+{
+    struct qs_gate *g = &qs_g.gate;
+    pthread_mutex_lock(&g->lock);
+    bool done = g->drain_done >= ticket;
+    if (done) {
+        *end = g->drain_end;
+        *took = g->drain_took;
+    }
+    pthread_mutex_unlock(&g->lock);
+    return done;
 }
 
 void qs_gate_forget_context(CUcontext ctx)

@@ -67,9 +67,17 @@ int qs_gate_waiting(void);
 bool qs_gate_take_launched(void);
 /* Whether a launch passed the gate since qs_gate_take_launched(), without clearing. */
 bool qs_gate_launched(void);
-/* Waits until the work this process queued on every context it launched on has
- * finished (cuCtxSynchronize on each, pushed on the calling thread). */
-void qs_gate_drain(void);
+/* Starts the drainer thread, which runs drains so that the agent goes on answering the
+ * arbiter meanwhile (a drain lasts as long as the queued work). Once per process, after
+ * qs_gate_reset(). Returns 0 or -errno; without it drains run in qs_gate_drain_begin(). */
+int qs_gate_drainer_start(void);
+/* Asks for a drain, which starts after this call: it waits until the work this process
+ * queued on every context it launched on has finished (cuCtxSynchronize on each, pushed
+ * on the drainer thread). Returns its ticket. */
+uint64_t qs_gate_drain_begin(void);
+/* Whether the drain of ticket (or a later one) finished; if so *end receives when
+ * (monotonic ns) and *took how long it lasted. */
+bool qs_gate_drain_done(uint64_t ticket, uint64_t *end, uint64_t *took);
 /* Forgets ctx (destroyed): the next drain must not push it. Waits for a drain under way. */
 void qs_gate_forget_context(CUcontext ctx);
 

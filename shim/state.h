@@ -58,9 +58,15 @@ struct qs_gate {
     atomic_int waiting;                /* threads blocked in qs_gate_wait(); they count */
     pthread_mutex_t lock;              /* guards ctxs and nctxs; opened's mutex */
     pthread_cond_t opened;             /* broadcast by the agent when the gate opens */
-    pthread_mutex_t drain_lock;        /* held by the agent across a drain */
+    pthread_mutex_t drain_lock;        /* held across a drain */
     CUcontext ctxs[QS_MAX_CTXS];       /* contexts launched on: lock */
     int nctxs;                         /* entries used: lock */
+    pthread_cond_t drain_asked;        /* signalled for the drainer thread: lock */
+    bool drainer;                      /* the drainer thread runs: set at agent start */
+    uint64_t drain_req;                /* drains asked (a ticket each): lock */
+    uint64_t drain_done;               /* the newest ticket drained: lock */
+    uint64_t drain_end;                /* monotonic ns that drain ended: lock */
+    uint64_t drain_took;               /* ns it lasted: lock */
 };
 
 struct qs_state {

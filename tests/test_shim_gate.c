@@ -55,7 +55,7 @@ Test(shim_gate, two_saturating_vgpus_share_the_gpu_by_their_shares_without_overl
     long long ka = qts_field(oa, "spin ", 0), kb = qts_field(ob, "spin ", 0);
     cr_assert_gt(ka, 0, "%s", oa);
     double ratio = (double)kb / (double)ka;
-    cr_assert(ratio > 1.8 && ratio < 5.0, "25/75 should run about 1:3; got %lld:%lld kernels",
+    cr_assert(ratio > 1.5 && ratio < 6.0, "25/75 should run about 1:3; got %lld:%lld kernels",
               ka, kb);
     /* Alone on the GPU a 2 ms kernel takes about 2 ms; overlapping the other, about 4. */
     cr_assert_lt(qts_field(oa, "spin ", 1), 3000, "a's kernels overlapped b's:\n%s", oa);
@@ -212,4 +212,49 @@ Test(shim_gate, without_an_arbiter_launches_run_ungated)
     free(out);
     free(err);
     free(dir);
+}
+
+Test(shim_gate, launches_go_on_when_the_arbiter_dies_and_wait_again_when_it_is_back)
+{
+    qt_arbiter_t *arb = arbiter();
+    qts_vgpu_t a;
+    qts_env_t ea;
+    vgpu(arb, &a, &ea, "a", "50");
+    /* 1 ms kernels for 3 s; the arbiter is killed under them, and started again 2 s
+     * later: meanwhile nobody grants leases, and waiting for one would stop the work. */
+    qt_proc_t *pa = qts_start(&ea, "init", "ready", "spin:1000000:1:3000", "sleep:1500",
+                              "launch:cuLaunchKernel:direct:1000000", NULL);
+    cr_assert(qts_wait_line(pa, "ready", 10000));
+    qt_sleep_ms(300);
+    qt_arbiter_kill(arb, SIGKILL);
+    qt_sleep_ms(2000);
+    cr_assert_eq(qt_arbiter_restart(arb), 0);
+    char *oa = finish(pa, 30000);
+    cr_assert_gt(qts_field(oa, "spin ", 0), 1500, "a kept running without the arbiter:\n%s", oa);
+    cr_assert_eq(qts_field(oa, "launch cuLaunchKernel direct ", 0), 0, "%s", oa);
+    free(oa);
+    qt_proc_destroy(&pa);
+    qt_arbiter_destroy(&arb);
+}
+
+Test(shim_gate, a_long_drain_does_not_silence_the_process)
+{
+    qt_arbiter_t *arb = arbiter();
+    qts_vgpu_t a;
+    qts_env_t ea;
+    vgpu(arb, &a, &ea, "a", "50");
+    /* 3.2 s of kernels queued at once, then waited for: the shim's drain waits as long,
+     * well past the arbiter's 1.5 s heartbeat timeout. The process must stay in its
+     * session meanwhile: its memory stays charged. */
+    qt_proc_t *pa = qts_start(&ea, "init", "alloc:cuMemAlloc_v2:direct:100M", "ready",
+                              "spin:800000000:4:1", NULL);
+    cr_assert(qts_wait_line(pa, "ready", 10000));
+    qt_sleep_ms(2500);
+    cr_assert_eq(qts_vgpu_used(arb, &a), 100 * (long long)QTS_MIB,
+                 "the arbiter dropped the process during its drain");
+    char *oa = finish(pa, 30000);
+    cr_assert_eq(qts_field(oa, "spin ", 0), 4, "%s", oa);
+    free(oa);
+    qt_proc_destroy(&pa);
+    qt_arbiter_destroy(&arb);
 }
