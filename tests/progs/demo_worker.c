@@ -65,16 +65,18 @@ static const char spin_ptx[] = ".version 6.0\n"
                                "  ret;\n"
                                "}\n";
 
-/* Events are reused round the ring. The sampler queries at most depth + 1 events past
- * what the launcher had retired when it looked; a slot among those is recorded again
- * only after the launcher retires RING - 2 x depth - 1 more kernels (at least that many
- * kernel lengths of GPU time), far longer than a few queries take. Small, because a
- * simulated host has room for 16384 events and the benchmark runs 64 workers. */
-enum { RING = 128, MAX_DEPTH = 32 };
+/* Events are reused round a ring of RING_PER_DEPTH x depth. The sampler queries at most
+ * depth + 1 events past what the launcher had retired when it looked; a slot among those is
+ * recorded again only after the launcher retires (RING_PER_DEPTH - 2) x depth more kernels
+ * (that many kernel lengths of GPU time, 48 ms at the defaults), far longer than a few
+ * queries take. Small, because a simulated host has room for 16384 events and the
+ * benchmark runs 64 workers. */
+enum { RING_PER_DEPTH = 8, MAX_DEPTH = 64 };
 
 struct worker {
     CUcontext ctx;              /* the primary context: both threads make it current */
-    CUevent ev[RING];           /* ev[i % RING] is recorded after kernel i */
+    CUevent *ev;                /* owned: ev[i % ring] is recorded after kernel i */
+    uint64_t ring;              /* entries in ev */
     _Atomic uint64_t launched;  /* kernels launched and recorded: launcher stores */
     _Atomic uint64_t retired;   /* kernels the launcher saw complete: launcher stores */
     _Atomic bool stop;          /* the window closed: sampler stores */
@@ -135,7 +137,7 @@ static uint64_t completed_now(struct worker *w)
     /* acquire: the events up to `launched` were recorded before it was stored */
     uint64_t end = atomic_load_explicit(&w->launched, memory_order_acquire);
     for (; n < end; n++) {
-        CUresult rc = cuEventQuery(w->ev[n % RING]);
+        CUresult rc = cuEventQuery(w->ev[n % w->ring]);
         if (rc == CUDA_ERROR_NOT_READY)
             break;
         if (rc != CUDA_SUCCESS) {
@@ -255,7 +257,12 @@ int main(int argc, char **argv)
         return 1;
     CHECK(cuModuleLoadData(&mod, spin_ptx));
     CHECK(cuModuleGetFunction(&spin, mod, "qsim_spin"));
-    for (int i = 0; i < RING; i++)
+    w.ring = RING_PER_DEPTH * depth;
+    if (!(w.ev = calloc(w.ring, sizeof *w.ev))) {
+        say("error out of memory\n");
+        return 1;
+    }
+    for (uint64_t i = 0; i < w.ring; i++)
         CHECK(cuEventCreate(&w.ev[i], CU_EVENT_DISABLE_TIMING));
     if (!w.start_at)
         w.start_at = clock_ns(CLOCK_REALTIME);
@@ -271,11 +278,11 @@ int main(int argc, char **argv)
     atomic_store_explicit(&w.flooding, true, memory_order_relaxed);
     while (!atomic_load_explicit(&w.stop, memory_order_relaxed)) {
         CHECK(cuLaunchKernel(spin, 1, 1, 1, 1, 1, 1, 0, NULL, params, NULL));
-        CHECK(cuEventRecord(w.ev[launched % RING], NULL));
+        CHECK(cuEventRecord(w.ev[launched % w.ring], NULL));
         /* release: the sampler may query this event once it sees the count */
         atomic_store_explicit(&w.launched, ++launched, memory_order_release);
         if (launched - retired > depth) {
-            CHECK(cuEventSynchronize(w.ev[retired % RING]));
+            CHECK(cuEventSynchronize(w.ev[retired % w.ring]));
             atomic_store_explicit(&w.retired, ++retired, memory_order_release);
         }
     }
@@ -283,8 +290,9 @@ int main(int argc, char **argv)
     CHECK(cuCtxSynchronize());
     if (w.failed != CUDA_SUCCESS)
         return 1;
-    for (int i = 0; i < RING; i++)
+    for (uint64_t i = 0; i < w.ring; i++)
         CHECK(cuEventDestroy(w.ev[i]));
+    free(w.ev);
     CHECK(cuModuleUnload(mod));
     CHECK(cuDevicePrimaryCtxRelease(dev));
     return 0;
