@@ -86,7 +86,7 @@ struct worker {
     uint64_t count[2];          /* kernels completed at open and close: sampler only */
     uint64_t at[2];             /* CLOCK_MONOTONIC ns of those counts: sampler only */
     bool late;                  /* not flooding yet when it opened: sampler only */
-    _Atomic bool flooding;      /* the launcher has started: launcher stores */
+    _Atomic bool flooding;      /* the launcher is about to start: launcher stores */
     CUresult failed;            /* a sampler's query failed with this: sampler only */
 };
 
@@ -266,6 +266,8 @@ int main(int argc, char **argv)
         CHECK(cuEventCreate(&w.ev[i], CU_EVENT_DISABLE_TIMING));
     if (!w.start_at)
         w.start_at = clock_ns(CLOCK_REALTIME);
+    /* Ready: what remains before the first launch takes microseconds. */
+    atomic_store_explicit(&w.flooding, true, memory_order_relaxed);
     pthread_t sampler;
     if (pthread_create(&sampler, NULL, sampler_main, &w)) {
         say("error cannot start the sampler thread\n");
@@ -275,7 +277,6 @@ int main(int argc, char **argv)
 
     void *params[] = {&w.kernel_ns};
     uint64_t launched = 0, retired = 0;
-    atomic_store_explicit(&w.flooding, true, memory_order_relaxed);
     while (!atomic_load_explicit(&w.stop, memory_order_relaxed)) {
         CHECK(cuLaunchKernel(spin, 1, 1, 1, 1, 1, 1, 0, NULL, params, NULL));
         CHECK(cuEventRecord(w.ev[launched % w.ring], NULL));
