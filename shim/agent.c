@@ -90,7 +90,7 @@ struct qs_agent {
     uint64_t end;         /* monotonic ns it ends */
     uint64_t len;         /* ns of its latest grant */
     uint64_t last_launch; /* monotonic ns the agent last saw a launch (or the grant) */
-    uint64_t returned;    /* the number of the last lease given back this session */
+    uint64_t highest;     /* the highest lease number had this session */
     uint64_t asked;       /* monotonic ns of the last tok_req (or tok_ret with more) */
     bool requested;       /* tok_req (or tok_ret with more) sent, no grant since */
     bool ext_sent;        /* tok_ext sent for the current end */
@@ -205,7 +205,7 @@ static void drop_lease(struct qs_agent *a, bool free)
 {
     a->lease = 0;
     a->phase = L_HELD; /* a drain under way finishes unheeded */
-    a->returned = 0;
+    a->highest = 0;
     a->requested = false;
     a->revoked = false;
     a->no_tokens = false;
@@ -222,19 +222,22 @@ static void session_hook(void *arg, const qp_msg_t *rep)
 }
 
 /* tok_grant: a new lease, or more time on the one held. The end counts from receipt.
- * Leases are numbered upwards per session: a grant of one we gave back already is the
- * answer to a tok_ext that crossed our tok_ret, and is dropped; taken for a new lease,
- * it would let us launch while the arbiter thinks the GPU free, and our tok_ret for it
- * would be ignored, leaving us waiting for a grant that never comes. */
+ * Leases are numbered upwards per session (PROTOCOL.md): a grant is an extension of the
+ * lease held or a lease numbered above every one had; anything else answers a tok_ext
+ * that crossed our tok_ret, and is dropped. Taken for a new lease, it would let us launch
+ * while the arbiter thinks the GPU free, and our tok_ret for it would be ignored, leaving
+ * us waiting for a grant that never comes. An extension that crosses our decision to
+ * give the lease back is dropped too: the gate stays closed for the drain. */
 static void grant(struct qs_agent *a, uint64_t lease, uint64_t ns)
 {
     uint64_t now = qs_gate_now();
-    if (lease <= a->returned || (lease == a->lease && a->phase == L_RETURNING))
-        return; /* the second: an extension that crossed our decision to give it back */
+    bool extension = a->lease && lease == a->lease;
+    if ((extension && a->phase == L_RETURNING) || (!extension && lease <= a->highest))
+        return;
     if (ns > MAX_LEASE_NS)
         ns = MAX_LEASE_NS;
-    if (lease != a->lease || a->lease == 0) {
-        a->lease = lease;
+    if (!extension) {
+        a->lease = a->highest = lease;
         a->phase = L_HELD;
         a->since = now;
         a->last_launch = now;
@@ -433,7 +436,6 @@ static void finish_return(struct qs_agent *a, uint64_t done)
                 (!a->idle_return && done > a->last_launch && done - a->last_launch < IDLE_NS);
     a->lease = 0;
     a->phase = L_HELD;
-    a->returned = lease;
     a->revoked = false;
     if (send_tok(a, qp_new_tok_ret(lease, done > a->since ? done - a->since : 0, more)) == 0 &&
         more) {
