@@ -33,7 +33,8 @@ void qa_compute_leave(qa_compute_t *self, qa_peer_t *p);
 void qa_compute_message(qa_compute_t *self, qa_peer_t *p, const qp_msg_t *m);
 /* v's share or limit changed: the next pick uses them. */
 void qa_compute_resized(qa_compute_t *self, qa_vgpu_t *v);
-/* v is being destroyed; its sessions have left already. */
+/* v is being destroyed; its sessions have left already. (Moving a vGPU to another GPU
+ * would be: its sessions leave, this, then they join again on the new GPU.) */
 void qa_compute_vgpu_gone(qa_compute_t *self, qa_vgpu_t *v);
 
 /* Takes a utilisation sample (call it periodically) and stores the figures in host:

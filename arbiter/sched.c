@@ -36,25 +36,26 @@ struct qa_sched_ent {
     qa_sched_proc_t *wtail; /* appended at the tail */
     unsigned nwaiting;      /* processes in the waiting queue */
     bool throttled;         /* waits, but its bucket is too low to be granted */
+    uint64_t last_active;   /* when it last held the GPU or had a process waiting */
 };
 
 struct qa_sched {
     qa_sched_params_t p;
     qa_sched_ops_t ops;
-    qa_sched_ent_t *ents;     /* owned, in creation order */
-    uint64_t vclock;          /* least vtime of the active vGPUs, never going back */
-    qa_sched_proc_t *holder;  /* the process holding the GPU, or NULL */
-    uint64_t lease_start;     /* when the holder's lease was granted */
-    uint64_t grant_at;        /* when its latest grant or extension was sent */
-    uint64_t lease_end;       /* grant_at + that grant's length */
-    uint64_t charged_lease;   /* ns of this lease already charged (at extensions) */
-    bool revoked;             /* a revoke was sent for this lease */
-    uint64_t charged_total;   /* ns charged to every vGPU ever, removed ones included */
-    uint64_t util_base;       /* charged_total (plus in progress) at the last sample */
-    uint64_t sampled;         /* time of the last sample; 0 before the first */
-    double util;              /* percent of time under lease, EWMA */
-    bool fresh;               /* util not computed yet */
-    uint64_t hung;            /* leases taken back */
+    qa_sched_ent_t *ents;    /* owned, in creation order */
+    uint64_t vclock;         /* least vtime of the active vGPUs, never going back */
+    qa_sched_proc_t *holder; /* the process holding the GPU, or NULL */
+    uint64_t lease_start;    /* when the holder's lease was granted */
+    uint64_t grant_at;       /* when its latest grant or extension was sent */
+    uint64_t lease_end;      /* grant_at + that grant's length */
+    uint64_t charged_lease;  /* ns of this lease already charged (at extensions) */
+    bool revoked;            /* a revoke was sent for this lease */
+    uint64_t charged_total;  /* ns charged to every vGPU ever, removed ones included */
+    uint64_t util_base;      /* charged_total (plus in progress) at the last sample */
+    uint64_t sampled;        /* time of the last sample; 0 before the first */
+    double util;             /* percent of time under lease, EWMA */
+    bool fresh;              /* util not computed yet */
+    uint64_t hung;           /* leases taken back */
 };
 
 /* ---- helpers ----------------------------------------------------------------------- */
@@ -98,9 +99,38 @@ static void refill(const qa_sched_t *self, qa_sched_ent_t *e, uint64_t now)
         e->refilled = now;
 }
 
-static bool bucket_ok(const qa_sched_t *self, const qa_sched_ent_t *e)
+/* vGPUs waiting or holding: O(vGPUs), so callers count once per decision. */
+static unsigned count_active(const qa_sched_t *self)
 {
-    return !e->limit || e->bucket >= (int64_t)self->p.quantum_min_ns;
+    unsigned n = 0;
+    for (const qa_sched_ent_t *o = self->ents; o; o = o->next)
+        n += active(self, o);
+    return n;
+}
+
+/* The lease e would get now with n vGPUs active, its bucket aside: its quantum, at
+ * most window / n when others compete, at least quantum_min. */
+static uint64_t wanted_len(const qa_sched_t *self, const qa_sched_ent_t *e, unsigned n)
+{
+    uint64_t q = e->quantum;
+    if (n > 1)
+        q = min_u64(q, self->p.window_ns / n);
+    return max_u64(q, self->p.quantum_min_ns);
+}
+
+/* What a limited vGPU's bucket must hold to be granted: the lease it would get, but at
+ * most half the bucket's cap (so that waiting for it leaves room before the bucket
+ * overflows) and at least quantum_min. Granting at quantum_min alone would hand a busy
+ * limited vGPU slivers of leases whose hand-over costs eat into its limit. */
+static int64_t threshold(const qa_sched_t *self, const qa_sched_ent_t *e, unsigned n)
+{
+    uint64_t t = min_u64(wanted_len(self, e, n), (uint64_t)bucket_cap(self, e) / 2);
+    return (int64_t)max_u64(t, self->p.quantum_min_ns);
+}
+
+static bool bucket_ok(const qa_sched_t *self, const qa_sched_ent_t *e, unsigned n)
+{
+    return !e->limit || e->bucket >= threshold(self, e, n);
 }
 
 static void charge(qa_sched_t *self, qa_sched_ent_t *e, uint64_t ns)
@@ -177,12 +207,12 @@ static void rejoin(qa_sched_t *self, qa_sched_ent_t *e)
 
 /* Refills e's bucket and says whether it may be granted now; marks it throttled while
  * it waits without enough in its bucket, and has it rejoin when that ends. */
-static bool eligible(qa_sched_t *self, qa_sched_ent_t *e, uint64_t now)
+static bool eligible(qa_sched_t *self, qa_sched_ent_t *e, unsigned n, uint64_t now)
 {
     refill(self, e, now);
     if (!e->nwaiting)
         return false;
-    if (!bucket_ok(self, e)) {
+    if (!bucket_ok(self, e, n)) {
         e->throttled = true;
         return false;
     }
@@ -193,26 +223,25 @@ static bool eligible(qa_sched_t *self, qa_sched_ent_t *e, uint64_t now)
     return true;
 }
 
-/* Whether a process other than the holder could be granted now. */
-static bool others_eligible(qa_sched_t *self, uint64_t now)
+/* Whether another process would be granted before the holder (of vGPU h) if the GPU
+ * were free now: a process of h itself (they take turns), or one of an eligible vGPU
+ * that has used no more than h relative to its share. Otherwise the holder would be
+ * picked again, and revoking it would only cost a hand-over. */
+static bool would_go_first(qa_sched_t *self, const qa_sched_ent_t *h, uint64_t now)
 {
-    bool any = false;
-    for (qa_sched_ent_t *e = self->ents; e; e = e->next)
-        any |= eligible(self, e, now);
-    return any;
+    bool first = false;
+    unsigned n = count_active(self);
+    for (qa_sched_ent_t *e = self->ents; e; e = e->next) {
+        if (eligible(self, e, n, now) && (e == h || e->vtime <= h->vtime))
+            first = true;
+    }
+    return first;
 }
 
-/* The lease length for e now: its quantum, shortened to window / active vGPUs when
- * others compete, to no less than quantum_min, and to what its bucket holds. */
+/* The lease length for e now: wanted_len, and no more than its bucket holds. */
 static uint64_t lease_len(const qa_sched_t *self, const qa_sched_ent_t *e)
 {
-    unsigned n = 0;
-    for (const qa_sched_ent_t *o = self->ents; o; o = o->next)
-        n += active(self, o);
-    uint64_t q = e->quantum;
-    if (n > 1)
-        q = min_u64(q, self->p.window_ns / n);
-    q = max_u64(q, self->p.quantum_min_ns);
+    uint64_t q = wanted_len(self, e, count_active(self));
     if (e->limit && e->bucket > 0)
         q = min_u64(q, (uint64_t)e->bucket);
     return q;
@@ -225,8 +254,9 @@ static void dispatch(qa_sched_t *self, uint64_t now)
         return;
     advance_vclock(self, NULL);
     qa_sched_ent_t *best = NULL;
+    unsigned n = count_active(self);
     for (qa_sched_ent_t *e = self->ents; e; e = e->next) {
-        if (eligible(self, e, now) && (!best || e->vtime < best->vtime))
+        if (eligible(self, e, n, now) && (!best || e->vtime < best->vtime))
             best = e;
     }
     if (!best)
@@ -244,11 +274,12 @@ static void dispatch(qa_sched_t *self, uint64_t now)
     self->ops.grant(self->ops.arg, p->owner, p->lease, q);
 }
 
-/* Ends the holder's lease (already charged); it waits again when more. */
-static void release(qa_sched_t *self, bool more)
+/* Ends the holder's lease (already charged) at now; it waits again when more. */
+static void release(qa_sched_t *self, bool more, uint64_t now)
 {
     qa_sched_proc_t *p = self->holder;
     self->holder = NULL;
+    p->ent->last_active = now;
     if (more)
         enqueue(p->ent, p);
     else
@@ -329,8 +360,7 @@ void qa_sched_ent_destroy(qa_sched_t *self, qa_sched_ent_t **ent_p)
     *ent_p = NULL;
 }
 
-void qa_sched_set(qa_sched_t *self, qa_sched_ent_t *e, unsigned share, unsigned limit,
-                  uint64_t now)
+void qa_sched_set(qa_sched_t *self, qa_sched_ent_t *e, unsigned share, unsigned limit, uint64_t now)
 {
     refill(self, e, now); /* what it earned so far, at the old rate */
     if (!e->limit && limit)
@@ -361,12 +391,14 @@ void qa_sched_proc_destroy(qa_sched_t *self, qa_sched_proc_t **proc_p, uint64_t 
     if (!p)
         return;
     qa_sched_ent_t *e = p->ent;
-    if (p->state == P_WAITING)
+    if (p->state == P_WAITING) {
         unqueue(e, p);
+        e->last_active = now;
+    }
     bool held = p->state == P_HOLDING;
     if (held) {
         charge_lease(self, now, 0);
-        release(self, false);
+        release(self, false, now);
     }
     qa_sched_proc_t **pp = &e->procs;
     while (*pp && *pp != p)
@@ -388,7 +420,10 @@ void qa_sched_request(qa_sched_t *self, qa_sched_proc_t *p, uint64_t now)
     qa_sched_ent_t *e = p->ent;
     if (!active(self, e)) {
         e->throttled = false;
-        rejoin(self, e);
+        /* A pause shorter than a window is not idleness (a process that synchronises
+         * between bursts): it keeps its place. Longer, it starts level. */
+        if (now - e->last_active >= self->p.window_ns || e->last_active == 0)
+            rejoin(self, e);
     }
     enqueue(e, p);
     dispatch(self, now);
@@ -402,24 +437,22 @@ int qa_sched_extend(qa_sched_t *self, qa_sched_proc_t *p, uint64_t lease, uint64
         return 0; /* already told to stop */
     qa_sched_ent_t *e = p->ent;
     charge_lease(self, now, 0);
-    if (others_eligible(self, now) || !bucket_ok(self, e)) {
+    if (would_go_first(self, e, now) || (e->limit && e->bucket < (int64_t)self->p.quantum_min_ns)) {
         self->revoked = true;
         self->ops.revoke(self->ops.arg, p->owner, p->lease);
         return 0;
     }
     /* Asking for more is using the lease to the end: batch work. */
     e->quantum = min_u64(e->quantum * 2, self->p.quantum_max_ns);
-    uint64_t q = e->quantum;
-    if (e->limit)
-        q = min_u64(q, (uint64_t)e->bucket);
+    uint64_t q = lease_len(self, e);
     self->grant_at = now;
     self->lease_end = now + q;
     self->ops.grant(self->ops.arg, p->owner, p->lease, q);
     return 0;
 }
 
-int qa_sched_return(qa_sched_t *self, qa_sched_proc_t *p, uint64_t lease, uint64_t used,
-                    bool more, uint64_t now)
+int qa_sched_return(qa_sched_t *self, qa_sched_proc_t *p, uint64_t lease, uint64_t used, bool more,
+                    uint64_t now)
 {
     if (p != self->holder || lease != p->lease) {
         /* The return of a lease taken back (hung) crossed our revoke: the process still
@@ -438,7 +471,7 @@ int qa_sched_return(qa_sched_t *self, qa_sched_proc_t *p, uint64_t lease, uint64
         else if (ran >= len - len / 4)
             e->quantum = min_u64(e->quantum * 2, self->p.quantum_max_ns);
     }
-    release(self, more);
+    release(self, more, now);
     dispatch(self, now);
     return 0;
 }
@@ -449,7 +482,7 @@ void qa_sched_tick(qa_sched_t *self, uint64_t now)
     if (p && now >= self->lease_end + self->p.grace_ns) {
         charge_lease(self, now, 0); /* the whole time it kept the GPU */
         self->hung++;
-        release(self, false);
+        release(self, false, now);
         self->ops.revoke(self->ops.arg, p->owner, p->lease);
     }
     dispatch(self, now);
@@ -460,13 +493,14 @@ uint64_t qa_sched_deadline(const qa_sched_t *self)
     if (self->holder)
         return self->lease_end + self->p.grace_ns;
     uint64_t when = UINT64_MAX;
+    unsigned n = count_active(self);
     for (const qa_sched_ent_t *e = self->ents; e; e = e->next) {
         if (!e->nwaiting)
             continue;
-        if (bucket_ok(self, e))
+        if (bucket_ok(self, e, n))
             return e->refilled; /* cannot happen after a dispatch; be safe */
-        /* When the bucket reaches quantum_min, rounded up. */
-        uint64_t short_by = (uint64_t)((int64_t)self->p.quantum_min_ns - e->bucket);
+        /* When the bucket reaches its threshold, rounded up. */
+        uint64_t short_by = (uint64_t)(threshold(self, e, n) - e->bucket);
         uint64_t wait = (short_by * 100 + e->limit - 1) / e->limit;
         when = min_u64(when, e->refilled + wait);
     }

@@ -6,15 +6,20 @@
  * numbered lease. At most one process holds the GPU. Policy:
  *   - the waiting vGPU with the least virtual time (charged ns x 100 / share) goes
  *     next, its waiting processes in turn (round robin); a vGPU that starts waiting
- *     after being idle joins at the GPU's virtual clock (the least virtual time of the
- *     vGPUs that were waiting), so idle time is not saved up as credit;
+ *     after being idle for a window or more, or that its limit held back, joins at the
+ *     GPU's virtual clock (the least virtual time of the vGPUs competing), so idle or
+ *     throttled time is not saved up as credit;
  *   - a vGPU with a limit has a token bucket filled at limit% of wall time, capped at
- *     one window's worth; it is granted only while the bucket holds quantum_min;
+ *     one window's worth (at least quantum_min); it is granted once the bucket holds
+ *     the lease it would get, but no more than half the cap and no less than
+ *     quantum_min;
  *   - each vGPU's lease length (its quantum) doubles when it uses a lease to the end
  *     or asks for an extension, and halves when it gives one back before half of it
  *     ran, within [quantum_min, quantum_max]; with n vGPUs waiting a lease is at most
  *     window / n, and never longer than the bucket allows;
- *   - an extension is granted when no other process could be granted now;
+ *   - an extension is granted unless another process would be granted before the
+ *     holder if the GPU were free (one of its own vGPU, or one of an eligible vGPU
+ *     with no more virtual time), or the holder's bucket is below quantum_min;
  *   - a lease not returned grace ns after its end is taken back and fully charged.
  *
  * No I/O and no clock: every call is given `now` (CLOCK_MONOTONIC ns), and decisions
