@@ -123,7 +123,7 @@ static int run_window(struct tenant *t, int n, double secs, unsigned kernel_us, 
      * started in the same instant, 64 processes starve each other of the development
      * VM's 2 CPUs while they start up, which is not what part (d) measures. (With the
      * scheduler before sarb ed15964, the first starters of such a storm then got no
-     * lease for longer than the window; since, Jain's index stays above 0.99 either way.) */
+     * lease for longer than the window; a simultaneous start since gave Jain 0.993.) */
     for (int i = 0; i < n; i++) {
         if (!(t[i].proc = qt_spawn(argv, t[i].env[0] ? (const char *const *)t[i].env : NULL)))
             return -1;
