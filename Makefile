@@ -142,8 +142,20 @@ $(BUILD)/sim/libnvidia-ml.so.1: $(SIM_NVML_OBJ) $(SIM_CORE_OBJ)
 	    -lpthread -lrt -lm
 	ln -sf libnvidia-ml.so.1 $(@D)/libnvidia-ml.so
 
-$(BUILD)/qvgpu.pc: scripts/qvgpu.pc.in
-	sed -e 's|@PREFIX@|$(PREFIX)|' $< > $@
+# The .pc names PREFIX, so it is made again whenever PREFIX is not the one it was made
+# with (prefix.stamp holds that one): `make install PREFIX=...` after a build with another
+# PREFIX installs a .pc that names where it is installed. '&', '|' and '\' are escaped
+# for sed.
+PC_PREFIX := $(subst |,\|,$(subst &,\&,$(subst \,\\,$(PREFIX))))
+$(BUILD)/qvgpu.pc: scripts/qvgpu.pc.in $(BUILD)/prefix.stamp
+	sed -e 's|@PREFIX@|$(PC_PREFIX)|' $< > $@
+
+$(BUILD)/prefix.stamp: FORCE
+	@mkdir -p $(@D)
+	@printf '%s\n' '$(PREFIX)' | cmp -s - $@ || printf '%s\n' '$(PREFIX)' > $@
+
+.PHONY: FORCE
+FORCE:
 
 # ---- tests and benches --------------------------------------------------------------
 # Test binaries link the arbiter's and client's modules (not their main()) and the wire;

@@ -24,6 +24,7 @@ struct qa_store {
     int vgpus_fd;         /* owned: the vgpus/ directory, for *at() calls */
     int dir_fd;           /* owned: the state dir */
     uint64_t ids_bound;   /* meta.json says ids below this may have been handed out */
+    const qa_log_t *log;  /* borrowed: where loading warns; NULL: stderr */
     pthread_t thread;     /* the sync thread */
     pthread_mutex_t lock; /* guards dirty, names, ndirty, overflow and stop */
     pthread_cond_t wake;  /* signalled when dirty or stop is set */
@@ -163,6 +164,11 @@ fail:
     return NULL;
 }
 
+void qa_store_set_log(qa_store_t *self, const qa_log_t *log)
+{
+    self->log = log;
+}
+
 void qa_store_close(qa_store_t **self_p)
 {
     qa_store_t *self = *self_p;
@@ -274,20 +280,79 @@ int qa_store_note_ids(qa_store_t *self, uint64_t next_id, char err[QP_ERR_LEN])
 
 /* ---- loading ----------------------------------------------------------------------- */
 
-static json_t *read_json(int dir_fd, const char *name, const char *where, char *err)
+#define MAX_STATE_FILE (64u << 10) /* far above any file we write */
+
+/* Reads name in dir_fd as JSON. Returns the document; or NULL with *lost set when the
+ * file is empty, all NUL bytes or cut short (what a power cut leaves of a write whose
+ * data never reached the disk), err saying so; or NULL with err naming what is wrong. */
+static json_t *read_json(int dir_fd, const char *name, const char *where, bool *lost, char *err)
 {
+    *lost = false;
     int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         snprintf(err, QP_ERR_LEN, "cannot read %.150s/%.40s: %s", where, name, strerror(errno));
         return NULL;
     }
-    json_error_t je;
-    json_t *doc = json_loadfd(fd, JSON_REJECT_DUPLICATES, &je);
+    char *buf = malloc(MAX_STATE_FILE + 1);
+    size_t n = 0;
+    ssize_t got = 0;
+    while (buf && n <= MAX_STATE_FILE &&
+           ((got = read(fd, buf + n, MAX_STATE_FILE + 1 - n)) > 0 || (got < 0 && errno == EINTR)))
+        n += got > 0 ? (size_t)got : 0;
+    int read_errno = errno;
     close(fd);
+    if (!buf || got < 0) {
+        snprintf(err, QP_ERR_LEN, "cannot read %.150s/%.40s: %s", where, name,
+                 buf ? strerror(read_errno) : "out of memory");
+        free(buf);
+        return NULL;
+    }
+    if (n > MAX_STATE_FILE) {
+        snprintf(err, QP_ERR_LEN, "%.100s/%.40s: larger than %u KiB (fix or remove the file)",
+                 where, name, MAX_STATE_FILE >> 10);
+        free(buf);
+        return NULL;
+    }
+    size_t zeros = 0;
+    while (zeros < n && buf[zeros] == '\0')
+        zeros++;
+    json_error_t je;
+    json_t *doc = zeros == n ? NULL : json_loadb(buf, n, JSON_REJECT_DUPLICATES, &je);
+    free(buf);
+    if (zeros == n || (!doc && json_error_code(&je) == json_error_premature_end_of_input)) {
+        *lost = true;
+        snprintf(err, QP_ERR_LEN, "%.100s/%.40s is %s", where, name,
+                 n == 0       ? "empty"
+                 : zeros == n ? "all zero bytes"
+                              : "cut short");
+        return NULL;
+    }
     if (!doc)
         snprintf(err, QP_ERR_LEN, "%.100s/%.40s:%d: %.60s (fix or remove the file)", where, name,
                  je.line, je.text);
     return doc;
+}
+
+static void warn(const qa_store_t *self, const char *fmt, const char *what)
+{
+    qa_log_t fallback = {QA_WARN, stderr};
+    qa_log(self->log ? self->log : &fallback, QA_WARN, fmt, what);
+}
+
+/* The number of a vGPU file's name as we make them, "vg-N.json" (N decimal, no leading
+ * zero), or 0. */
+static uint64_t file_id(const char *name)
+{
+    uint64_t n = 0;
+    const char *p = name + 3;
+    if (strncmp(name, "vg-", 3) != 0 || *p < '1' || *p > '9')
+        return 0;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (n > (UINT64_MAX / 2 - 9) / 10)
+            return 0;
+        n = n * 10 + (uint64_t)(*p - '0');
+    }
+    return strcmp(p, ".json") == 0 ? n : 0;
 }
 
 static int copy_str(json_t *doc, const char *key, char *out, size_t size)
@@ -334,20 +399,29 @@ int qa_store_load(qa_store_t *self, qa_store_each_fn *each, void *arg, uint64_t 
                   char err[QP_ERR_LEN])
 {
     *next_id = 1;
+    bool lost;
     if (faccessat(self->dir_fd, "meta.json", F_OK, 0) == 0) {
-        json_t *meta = read_json(self->dir_fd, "meta.json", self->dir, err);
+        json_t *meta = read_json(self->dir_fd, "meta.json", self->dir, &lost, err);
         uint64_t n;
-        if (!meta)
+        if (!meta && lost) {
+            /* The vGPU files' ids still bound what was handed out, but not the ids of
+             * vGPUs removed since meta.json was last whole. */
+            warn(self, "%s: ids are taken from the vGPU files", err);
+            err[0] = '\0';
+        }
+        if (!meta && !lost)
             return -EINVAL;
-        int bad = get_uint(meta, "next_id", UINT64_MAX / 2, &n);
+        int bad = meta ? get_uint(meta, "next_id", UINT64_MAX / 2, &n) : 0;
         json_decref(meta);
         if (bad < 0) {
             snprintf(err, QP_ERR_LEN, "%.150s/meta.json: no valid 'next_id' (fix or remove it)",
                      self->dir);
             return -EINVAL;
         }
-        *next_id = n;
-        self->ids_bound = n;
+        if (meta) {
+            *next_id = n;
+            self->ids_bound = n;
+        }
     }
     int fd = dup(self->vgpus_fd);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
@@ -366,7 +440,16 @@ int qa_store_load(qa_store_t *self, qa_store_each_fn *each, void *arg, uint64_t 
         size_t n = strlen(e->d_name);
         if (e->d_name[0] == '.' || n < 6 || strcmp(e->d_name + n - 5, ".json") != 0)
             continue;
-        json_t *doc = read_json(self->vgpus_fd, e->d_name, where, err);
+        /* Every file seen counts, read or not: its id was handed out. */
+        uint64_t id = file_id(e->d_name);
+        if (id >= *next_id)
+            *next_id = id + 1;
+        json_t *doc = read_json(self->vgpus_fd, e->d_name, where, &lost, err);
+        if (!doc && lost) {
+            warn(self, "%s (left by a power cut?): skipped; its vGPU is lost", err);
+            err[0] = '\0';
+            continue;
+        }
         if (!doc) {
             rc = -EINVAL;
             break;

@@ -17,6 +17,7 @@
 #define QA_STORE_H
 
 #include "arbiter/host.h"
+#include "arbiter/log.h"
 #include "proto/msg.h"
 
 #include <stdint.h>
@@ -28,6 +29,9 @@ typedef struct qa_store qa_store_t;
 qa_store_t *qa_store_open(const char *dir, char err[QP_ERR_LEN]);
 /* Syncs once more, stops the thread, frees *self_p and sets it to NULL. */
 void qa_store_close(qa_store_t **self_p);
+/* Where qa_store_load says what it skipped (log: borrowed, must outlive the store).
+ * Until this is called: warnings on stderr. */
+void qa_store_set_log(qa_store_t *self, const qa_log_t *log);
 
 /* Called by qa_store_load for each vGPU found: v (borrowed) and the UUID of its GPU.
  * A negative return stops the load with that value (err filled by the callback). */
@@ -35,8 +39,12 @@ typedef int qa_store_each_fn(void *arg, const qa_vgpu_t *v, const char *gpu_uuid
                              char err[QP_ERR_LEN]);
 
 /* Reads every vGPU file and calls each; *next_id receives the first id number that was
- * never handed out. Returns 0, or -EINVAL naming the file that cannot be read or parsed
- * (the arbiter refuses to start rather than forget a vGPU). */
+ * never handed out: past meta.json's bound and past the id of every vGPU file seen.
+ * A file left empty or cut short (a power cut between a rename and the data reaching
+ * the disk) holds nothing to recover: it is logged (a warning naming it) and skipped,
+ * and meta.json in that state is replaced by the files' ids. Returns 0, or -EINVAL
+ * naming a file that cannot be read or holds something else than a valid record (the
+ * arbiter refuses to start rather than forget a vGPU it could have read). */
 int qa_store_load(qa_store_t *self, qa_store_each_fn *each, void *arg, uint64_t *next_id,
                   char err[QP_ERR_LEN]);
 

@@ -69,7 +69,7 @@ static double bookkeeping_ns(void)
         uint64_t ptr = 0x7f0000000000 + ((i & 1023) << 21);
         qs_resv_try_charge(&r, 1 << 20);
         qs_ptrtab_put(t, QS_ALLOC_DPTR, ptr, 1 << 20, NULL);
-        qs_ptrtab_take(t, QS_ALLOC_DPTR, ptr, &n);
+        qs_ptrtab_take(t, QS_ALLOC_DPTR, ptr, &n, NULL);
         qs_resv_uncharge(&r, n);
     }
     double ns = (double)(now_ns() - t0) / N;

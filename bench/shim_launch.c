@@ -119,8 +119,8 @@ int main(void)
         qsort(without, 3, sizeof *without, cmp);
         qsort(with, 3, sizeof *with, cmp);
         double pct = 100.0 * (double)with[1] / (double)without[1];
-        printf("  %d deep: %5lld kernels without the shim, %5lld in the vGPU: %.1f%%\n",
-               depths[d], without[1], with[1], pct);
+        printf("  %d deep: %5lld kernels without the shim, %5lld in the vGPU: %.1f%%\n", depths[d],
+               without[1], with[1], pct);
         met = met && pct >= 99.0;
     }
     printf("  goal: at least 99%% of the throughput without the shim: %s\n",

@@ -407,6 +407,49 @@ static int rd_be(struct reader *r, int n, uint64_t *out)
     return 0;
 }
 
+/* Whether s[0..len) is well-formed UTF-8 (RFC 3629): no overlong forms, no UTF-16
+ * surrogates, nothing past U+10FFFF. Every string of the protocol is text, and one that
+ * is not would only fail later, farther from its cause (a vm name in a log line, a JSON
+ * reply). */
+static bool utf8_valid(const uint8_t *s, uint64_t len)
+{
+    uint64_t i = 0;
+    while (i < len) {
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        int n;                        /* continuation bytes */
+        uint8_t lo = 0x80, hi = 0xbf; /* allowed range of the first one */
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 1;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2;
+            if (c == 0xe0)
+                lo = 0xa0; /* overlong */
+            else if (c == 0xed)
+                hi = 0x9f; /* surrogates */
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3;
+            if (c == 0xf0)
+                lo = 0x90; /* overlong */
+            else if (c == 0xf4)
+                hi = 0x8f; /* past U+10FFFF */
+        } else {
+            return false; /* continuation byte, overlong 0xc0/0xc1, or 0xf5.. */
+        }
+        if (len - i <= (uint64_t)n || s[i + 1] < lo || s[i + 1] > hi)
+            return false;
+        for (int k = 2; k <= n; k++) {
+            if (s[i + k] < 0x80 || s[i + k] > 0xbf)
+                return false;
+        }
+        i += (uint64_t)n + 1;
+    }
+    return true;
+}
+
 static int rd_str_body(struct reader *r, uint64_t len, struct value *out)
 {
     if (len > r->lim->max_str)
@@ -415,6 +458,8 @@ static int rd_str_body(struct reader *r, uint64_t len, struct value *out)
         return -EPROTO;
     if (memchr(r->p, '\0', len))
         return fail(r, -EPROTO, "NUL byte inside a string");
+    if (!utf8_valid(r->p, len))
+        return fail(r, -EPROTO, "string is not UTF-8");
     char *s = qp_arena_strndup(r->arena, (const char *)r->p, len);
     if (!s)
         return fail(r, -ENOMEM, "out of memory");

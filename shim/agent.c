@@ -40,10 +40,10 @@
 #define REQUEST_WAIT_MS 4000 /* an application thread's bound on one request */
 #define MiB (1024ull * 1024ull)
 #define MS_NS 1000000ull
-#define SLICE_MS 1           /* pushes are read this often while a lease is held or awaited */
-#define EXT_NS (2 * MS_NS)   /* PROTOCOL.md: tok_ext about 2 ms before the lease ends */
-#define IDLE_NS (2 * MS_NS)  /* no launch this long (at most a quarter lease): the lease goes */
-#define BUSY_NS 100000ull    /* a drain this long found queued work: the process is busy */
+#define SLICE_MS 1             /* pushes are read this often while a lease is held or awaited */
+#define EXT_NS (2 * MS_NS)     /* PROTOCOL.md: tok_ext about 2 ms before the lease ends */
+#define IDLE_NS (2 * MS_NS)    /* no launch this long (at most a quarter lease): the lease goes */
+#define BUSY_NS 100000ull      /* a drain this long found queued work: the process is busy */
 #define REASK_NS (500 * MS_NS) /* a request unanswered this long is sent again */
 #define MAX_LEASE_NS (60000ull * MS_NS) /* a longer grant is taken as this (hostile input) */
 
@@ -279,8 +279,9 @@ static void push_hook(void *arg, const qp_msg_t *m)
          * an arbiter that grants no leases. Launches then go as without an arbiter. */
         const char *msg = NULL;
         qp_msg_get_str(m, "msg", &msg);
-        qs_log_once(&qs_g.logged.agent, "the arbiter grants no compute leases (%s): "
-                                        "kernel launches are not gated",
+        qs_log_once(&qs_g.logged.agent,
+                    "the arbiter grants no compute leases (%s): "
+                    "kernel launches are not gated",
                     msg ? msg : "no reason given");
         a->requested = false;
         a->no_tokens = true;

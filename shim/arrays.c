@@ -1,14 +1,17 @@
-/* arrays.c - CUDA arrays and mipmapped arrays: charged what the driver says they need.
+/* arrays.c - CUDA arrays and mipmapped arrays: charged a conservative estimate of what
+ * they hold, from their descriptor.
  *
- * What an array holds is known once it exists (cuArrayGetMemoryRequirements,
- * cuMipmappedArrayGetMemoryRequirements): each hook charges a generous estimate from the
- * descriptor first (so that a race for the last bytes of the quota is decided before the
- * driver allocates), creates the array, then settles on the driver's figure. Sparse and
- * deferred-mapping arrays hold no memory of their own (their backing comes from
- * cuMemCreate, charged there) and are not charged. Threads: any. */
+ * The driver does not say what an ordinary array holds: cuArrayGetMemoryRequirements and
+ * cuMipmappedArrayGetMemoryRequirements answer only for arrays made with
+ * CUDA_ARRAY3D_DEFERRED_MAPPING. So each hook charges, before the driver allocates (a
+ * race for the last bytes of the quota is decided first), an upper bound of the layout:
+ * rows padded to 512 bytes, times rows and layers, plus 64 KiB (arrays are allocated in
+ * pages of at most that); a mipmapped array the sum over its levels. The charge errs on
+ * the high side and stays until the array is destroyed. Sparse and deferred-mapping
+ * arrays hold no memory of their own (their backing comes from cuMemCreate, charged
+ * there) and are not charged. Threads: any. */
 #include <errno.h>
 
-#include "shim/device.h"
 #include "shim/errors.h"
 #include "shim/init.h"
 #include "shim/mem.h"
@@ -67,48 +70,8 @@ static bool holds_no_memory(unsigned int flags)
     return (flags & (CUDA_ARRAY3D_SPARSE | CUDA_ARRAY3D_DEFERRED_MAPPING)) != 0;
 }
 
-/* What the driver says arr (or the mipmapped array mip) holds on our device, else 0. */
-static uint64_t required(CUarray arr, CUmipmappedArray mip)
-{
-    CUDA_ARRAY_MEMORY_REQUIREMENTS req = {0};
-    CUresult r = CUDA_ERROR_NOT_SUPPORTED;
-    if (qs_device_state() != QS_DEV_MAPPED)
-        return 0;
-    if (arr) {
-        QS_PFN_cuArrayGetMemoryRequirements fn = QS_REAL(cuArrayGetMemoryRequirements);
-        if (fn)
-            r = fn(&req, arr, qs_g.dev);
-    } else {
-        QS_PFN_cuMipmappedArrayGetMemoryRequirements fn =
-            QS_REAL(cuMipmappedArrayGetMemoryRequirements);
-        if (fn)
-            r = fn(&req, mip, qs_g.dev);
-    }
-    return r == CUDA_SUCCESS ? req.size : 0;
-}
-
-/* After creating an array charged est: settle on what the driver says it holds. Returns
- * the final charge, or 0 with *r set to an error when the difference does not fit (the
- * caller destroys the array). */
-static uint64_t settle(uint64_t est, uint64_t actual, CUresult *r)
-{
-    if (actual == 0)
-        return est; /* the driver cannot tell: keep the estimate */
-    if (actual > est) {
-        int rc = qs_mem_charge(actual - est);
-        if (rc < 0) {
-            qs_mem_uncharge(est);
-            *r = qs_cu_error(rc);
-            return 0;
-        }
-    } else {
-        qs_mem_uncharge(est - actual);
-    }
-    return actual;
-}
-
 /* Common body of the array-creating hooks: create() makes the array into *handle. */
-#define CREATE_CHARGED(kind, est, create, destroy, handle, arr, mip)                               \
+#define CREATE_CHARGED(kind, est, create, handle)                                                  \
     do {                                                                                           \
         uint64_t est_ = (est);                                                                     \
         if (est_ == 0)                                                                             \
@@ -121,72 +84,33 @@ static uint64_t settle(uint64_t est, uint64_t actual, CUresult *r)
             qs_mem_uncharge(est_);                                                                 \
             return r_;                                                                             \
         }                                                                                          \
-        uint64_t n_ = settle(est_, required(arr, mip), &r_);                                       \
-        if (r_ != CUDA_SUCCESS) {                                                                  \
-            (destroy);                                                                             \
-            return r_;                                                                             \
-        }                                                                                          \
-        qs_mem_track(kind, (uint64_t)(uintptr_t)(handle), n_, true);                               \
+        qs_mem_track(kind, (uint64_t)(uintptr_t)(handle), est_, true);                             \
         return CUDA_SUCCESS;                                                                       \
     } while (0)
 
-QS_EXPORT CUresult cuArrayCreate_v2(CUarray *pHandle, const CUDA_ARRAY_DESCRIPTOR *d)
-{
-    QS_PFN_cuArrayCreate_v2 real = QS_REAL(cuArrayCreate_v2);
-    QS_PFN_cuArrayDestroy destroy = QS_REAL(cuArrayDestroy);
-    if (!real || !destroy)
-        return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !pHandle || !d)
-        return real(pHandle, d);
-    qs_init();
-    CREATE_CHARGED(QS_ALLOC_ARRAY,
-                   estimate(d->Width, d->Height, 1, format_bytes(d->Format, d->NumChannels)),
-                   real(pHandle, d), destroy(*pHandle), *pHandle, *pHandle, NULL);
-}
+/* One hook per array-creating variant: desc_t is its descriptor type; depth and skip
+ * (the array holds no memory) are read from its descriptor d. */
+#define ARRAY_HOOK(name, desc_t, depth, skip)                                                      \
+    QS_EXPORT CUresult name(CUarray *pHandle, const desc_t *d)                                     \
+    {                                                                                              \
+        QS_PFN_##name real = QS_REAL(name);                                                        \
+        if (!real)                                                                                 \
+            return qs_cu_error(-ENOSYS);                                                           \
+        if (!qs_managed() || !pHandle || !d || (skip))                                             \
+            return real(pHandle, d);                                                               \
+        qs_init();                                                                                 \
+        CREATE_CHARGED(                                                                            \
+            QS_ALLOC_ARRAY,                                                                        \
+            estimate(d->Width, d->Height, (depth), format_bytes(d->Format, d->NumChannels)),       \
+            real(pHandle, d), *pHandle);                                                           \
+    }
 
-QS_EXPORT CUresult cuArrayCreate(CUarray *pHandle, const CUDA_ARRAY_DESCRIPTOR_v1 *d)
-{
-    QS_PFN_cuArrayCreate real = QS_REAL(cuArrayCreate);
-    QS_PFN_cuArrayDestroy destroy = QS_REAL(cuArrayDestroy);
-    if (!real || !destroy)
-        return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !pHandle || !d)
-        return real(pHandle, d);
-    qs_init();
-    CREATE_CHARGED(QS_ALLOC_ARRAY,
-                   estimate(d->Width, d->Height, 1, format_bytes(d->Format, d->NumChannels)),
-                   real(pHandle, d), destroy(*pHandle), *pHandle, *pHandle, NULL);
-}
-
-QS_EXPORT CUresult cuArray3DCreate_v2(CUarray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR *d)
-{
-    QS_PFN_cuArray3DCreate_v2 real = QS_REAL(cuArray3DCreate_v2);
-    QS_PFN_cuArrayDestroy destroy = QS_REAL(cuArrayDestroy);
-    if (!real || !destroy)
-        return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !pHandle || !d || holds_no_memory(d->Flags))
-        return real(pHandle, d);
-    qs_init();
-    CREATE_CHARGED(QS_ALLOC_ARRAY,
-                   estimate(d->Width, d->Height, depth_of(d->Depth, d->Flags),
-                            format_bytes(d->Format, d->NumChannels)),
-                   real(pHandle, d), destroy(*pHandle), *pHandle, *pHandle, NULL);
-}
-
-QS_EXPORT CUresult cuArray3DCreate(CUarray *pHandle, const CUDA_ARRAY3D_DESCRIPTOR_v1 *d)
-{
-    QS_PFN_cuArray3DCreate real = QS_REAL(cuArray3DCreate);
-    QS_PFN_cuArrayDestroy destroy = QS_REAL(cuArrayDestroy);
-    if (!real || !destroy)
-        return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !pHandle || !d || holds_no_memory(d->Flags))
-        return real(pHandle, d);
-    qs_init();
-    CREATE_CHARGED(QS_ALLOC_ARRAY,
-                   estimate(d->Width, d->Height, depth_of(d->Depth, d->Flags),
-                            format_bytes(d->Format, d->NumChannels)),
-                   real(pHandle, d), destroy(*pHandle), *pHandle, *pHandle, NULL);
-}
+ARRAY_HOOK(cuArrayCreate_v2, CUDA_ARRAY_DESCRIPTOR, 1, false)
+ARRAY_HOOK(cuArrayCreate, CUDA_ARRAY_DESCRIPTOR_v1, 1, false)
+ARRAY_HOOK(cuArray3DCreate_v2, CUDA_ARRAY3D_DESCRIPTOR, depth_of(d->Depth, d->Flags),
+           holds_no_memory(d->Flags))
+ARRAY_HOOK(cuArray3DCreate, CUDA_ARRAY3D_DESCRIPTOR_v1, depth_of(d->Depth, d->Flags),
+           holds_no_memory(d->Flags))
 
 /* A mipmapped array's levels, each half the last in every dimension (at least 1). */
 static uint64_t mip_estimate(const CUDA_ARRAY3D_DESCRIPTOR *d, unsigned int levels)
@@ -211,45 +135,28 @@ QS_EXPORT CUresult cuMipmappedArrayCreate(CUmipmappedArray *pHandle,
                                           unsigned int numMipmapLevels)
 {
     QS_PFN_cuMipmappedArrayCreate real = QS_REAL(cuMipmappedArrayCreate);
-    QS_PFN_cuMipmappedArrayDestroy destroy = QS_REAL(cuMipmappedArrayDestroy);
-    if (!real || !destroy)
+    if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !pHandle || !d || holds_no_memory(d->Flags))
+    if (!qs_managed() || !pHandle || !d || holds_no_memory(d->Flags))
         return real(pHandle, d, numMipmapLevels);
     qs_init();
     CREATE_CHARGED(QS_ALLOC_MIPMAP, mip_estimate(d, numMipmapLevels),
-                   real(pHandle, d, numMipmapLevels), destroy(*pHandle), *pHandle, NULL, *pHandle);
+                   real(pHandle, d, numMipmapLevels), *pHandle);
 }
 
-QS_EXPORT CUresult cuArrayDestroy(CUarray hArray)
-{
-    QS_PFN_cuArrayDestroy real = QS_REAL(cuArrayDestroy);
-    if (!real)
-        return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !hArray)
-        return real(hArray);
-    uint64_t key = (uint64_t)(uintptr_t)hArray, n = qs_mem_untrack(QS_ALLOC_ARRAY, key);
-    CUresult r = real(hArray);
-    if (r == CUDA_SUCCESS)
-        qs_mem_uncharge(n);
-    else
-        qs_mem_retrack(QS_ALLOC_ARRAY, key, n, true);
-    return r;
-}
+/* One hook per destroying entry point: kind is what its handle was tracked as. */
+#define DESTROY_HOOK(name, handle_t, kind)                                                         \
+    QS_EXPORT CUresult name(handle_t h)                                                            \
+    {                                                                                              \
+        QS_PFN_##name real = QS_REAL(name);                                                        \
+        if (!real)                                                                                 \
+            return qs_cu_error(-ENOSYS);                                                           \
+        if (!qs_managed() || !h)                                                                   \
+            return real(h);                                                                        \
+        struct qs_freeing f;                                                                       \
+        qs_mem_free_begin(kind, (uint64_t)(uintptr_t)h, &f);                                       \
+        return qs_mem_free_end(real(h), &f);                                                       \
+    }
 
-QS_EXPORT CUresult cuMipmappedArrayDestroy(CUmipmappedArray hMipmappedArray)
-{
-    QS_PFN_cuMipmappedArrayDestroy real = QS_REAL(cuMipmappedArrayDestroy);
-    if (!real)
-        return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !hMipmappedArray)
-        return real(hMipmappedArray);
-    uint64_t key = (uint64_t)(uintptr_t)hMipmappedArray;
-    uint64_t n = qs_mem_untrack(QS_ALLOC_MIPMAP, key);
-    CUresult r = real(hMipmappedArray);
-    if (r == CUDA_SUCCESS)
-        qs_mem_uncharge(n);
-    else
-        qs_mem_retrack(QS_ALLOC_MIPMAP, key, n, true);
-    return r;
-}
+DESTROY_HOOK(cuArrayDestroy, CUarray, QS_ALLOC_ARRAY)
+DESTROY_HOOK(cuMipmappedArrayDestroy, CUmipmappedArray, QS_ALLOC_MIPMAP)

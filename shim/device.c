@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "shim/errors.h"
 #include "shim/init.h"
@@ -48,17 +49,34 @@ void qs_device_uuid(char *out, size_t cap)
     pthread_mutex_unlock(&qs_g.dev_lock);
 }
 
+#define VISIBLE "CUDA_VISIBLE_DEVICES="
+
 /* Before the driver's first cuInit: make it enumerate the vGPU's GPU alone, as the real
  * driver and the simulated one both honour CUDA_VISIBLE_DEVICES at initialisation. The
- * workload may have changed the variable since it started; the vGPU decides. */
+ * workload may have changed the variable since it started; the vGPU decides.
+ *
+ * Not with setenv(): other threads may be reading the environment, and getenv() does not
+ * synchronise with setenv(), which may allocate, move environ, and so pull it from under
+ * a reader. The variable's entry, when there is one, is instead pointed at the shim's own
+ * string: one aligned pointer store, which a concurrent reader sees whole, old or new;
+ * nothing is freed, moved or grown. A workload that removed the variable is left as it
+ * is: the driver then enumerates every GPU, and map_device() still shows only the vGPU's,
+ * found by UUID, as ordinal 0. */
 static void force_visible_devices(void)
 {
     pthread_mutex_lock(&qs_g.dev_lock);
     if (!qs_g.env_forced) {
         const char *uuid = chosen_uuid();
-        const char *cur = getenv("CUDA_VISIBLE_DEVICES");
-        if (uuid[0] && !(cur && strcmp(cur, uuid) == 0))
-            setenv("CUDA_VISIBLE_DEVICES", uuid, 1);
+        for (char **e = environ; uuid[0] && e && *e; e++) {
+            if (strncmp(*e, VISIBLE, strlen(VISIBLE)) != 0)
+                continue;
+            if (strcmp(*e + strlen(VISIBLE), uuid) != 0) {
+                snprintf(qs_g.visible_entry, sizeof qs_g.visible_entry, VISIBLE "%s", uuid);
+                /* release: the string is written before a reader can reach it */
+                __atomic_store_n(e, qs_g.visible_entry, __ATOMIC_RELEASE);
+            }
+            break;
+        }
         qs_g.env_forced = true;
     }
     pthread_mutex_unlock(&qs_g.dev_lock);
@@ -125,7 +143,7 @@ QS_EXPORT CUresult cuInit(unsigned int flags)
     QS_PFN_cuInit real = QS_REAL(cuInit);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed)
+    if (!qs_managed())
         return real(flags);
     qs_init();
     force_visible_devices();
@@ -149,7 +167,7 @@ QS_EXPORT CUresult cuDeviceGetCount(int *count)
     QS_PFN_cuDeviceGetCount real = QS_REAL(cuDeviceGetCount);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !count)
+    if (!qs_managed() || !count)
         return real(count);
     qs_init();
     int n;
@@ -165,7 +183,7 @@ QS_EXPORT CUresult cuDeviceGet(CUdevice *device, int ordinal)
     QS_PFN_cuDeviceGet real = QS_REAL(cuDeviceGet);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !device)
+    if (!qs_managed() || !device)
         return real(device, ordinal);
     qs_init();
     int st = qs_device_state();
@@ -183,7 +201,7 @@ QS_EXPORT CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev)
     if (!real)
         return qs_cu_error(-ENOSYS);
     CUresult rc = real(bytes, dev);
-    if (rc == CUDA_SUCCESS && qs_g.managed && qs_device_is_ours(dev)) {
+    if (rc == CUDA_SUCCESS && qs_managed() && qs_device_is_ours(dev)) {
         qs_init();
         *bytes = (size_t)qs_mem_quota();
     }
@@ -196,7 +214,7 @@ QS_EXPORT CUresult cuDeviceTotalMem(unsigned int *bytes, CUdevice dev)
     if (!real)
         return qs_cu_error(-ENOSYS);
     CUresult rc = real(bytes, dev);
-    if (rc == CUDA_SUCCESS && qs_g.managed && qs_device_is_ours(dev)) {
+    if (rc == CUDA_SUCCESS && qs_managed() && qs_device_is_ours(dev)) {
         qs_init();
         uint64_t q = qs_mem_quota();
         *bytes = q > UINT_MAX ? UINT_MAX : (unsigned int)q;

@@ -36,6 +36,38 @@ QS_EARLY static inline bool qs_prefix(const char *s, const char *prefix)
     return *prefix == '\0';
 }
 
+/* The value of environment variable name in env (a NULL-ended environ), or NULL, without
+ * libc. */
+QS_EARLY static inline const char *qs_env_value(char *const *env, const char *name)
+{
+    for (; env && *env; env++) {
+        const char *e = *env, *n = name;
+        while (*n && *e == *n) {
+            e++;
+            n++;
+        }
+        if (!*n && *e == '=')
+            return e + 1;
+    }
+    return NULL;
+}
+
+/* Copies the first len bytes of s (or all of it, if shorter) into buf of cap bytes,
+ * NUL-terminated; returns false, with buf emptied, when they do not fit. Without libc. */
+QS_EARLY static inline bool qs_copy_early(char *buf, size_t cap, const char *s, size_t len)
+{
+    size_t i = 0;
+    for (; i < len && s[i]; i++) {
+        if (i + 1 >= cap) {
+            buf[0] = '\0';
+            return false;
+        }
+        buf[i] = s[i];
+    }
+    buf[i] = '\0';
+    return true;
+}
+
 /* The part of path after its last '/', without libc. */
 QS_EARLY static inline const char *qs_basename(const char *path)
 {

@@ -68,8 +68,10 @@ static void note_context(struct qs_gate *g)
     if (g->nctxs < QS_MAX_CTXS)
         g->ctxs[g->nctxs++] = ctx;
     else
-        qs_log_once(&qs_g.logged.agent, "over %d CUDA contexts launched on: the compute "
-                                        "lease waits only for the first ones' work", QS_MAX_CTXS);
+        qs_log_once(&qs_g.logged.agent,
+                    "over %d CUDA contexts launched on: the compute "
+                    "lease waits only for the first ones' work",
+                    QS_MAX_CTXS);
 }
 
 static bool gate_open(void)

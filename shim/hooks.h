@@ -35,8 +35,12 @@
     X(cuGraphLaunch)                                                                               \
     X(cuGraphLaunch_ptsz)                                                                          \
     X(cuInit)                                                                                      \
+    X(cuLaunch)                                                                                    \
     X(cuLaunchCooperativeKernel)                                                                   \
+    X(cuLaunchCooperativeKernelMultiDevice)                                                        \
     X(cuLaunchCooperativeKernel_ptsz)                                                              \
+    X(cuLaunchGrid)                                                                                \
+    X(cuLaunchGridAsync)                                                                           \
     X(cuLaunchKernel)                                                                              \
     X(cuLaunchKernelEx)                                                                            \
     X(cuLaunchKernelEx_ptsz)                                                                       \
@@ -57,10 +61,13 @@
     X(cuMemFree_v2)                                                                                \
     X(cuMemGetInfo)                                                                                \
     X(cuMemGetInfo_v2)                                                                             \
+    X(cuMemMap)                                                                                    \
     X(cuMemPoolCreate)                                                                             \
     X(cuMemPoolDestroy)                                                                            \
     X(cuMemPoolTrimTo)                                                                             \
     X(cuMemRelease)                                                                                \
+    X(cuMemRetainAllocationHandle)                                                                 \
+    X(cuMemUnmap)                                                                                  \
     X(cuMipmappedArrayCreate)                                                                      \
     X(cuMipmappedArrayDestroy)                                                                     \
     X(cuStreamSynchronize)                                                                         \
@@ -76,7 +83,6 @@
 
 /* Entry points the shim calls but does not export: resolved the same way. */
 #define QS_CALL_LIST(X)                                                                            \
-    X(cuArrayGetMemoryRequirements)                                                                \
     X(cuCtxGetCurrent)                                                                             \
     X(cuCtxGetDevice)                                                                              \
     X(cuCtxPopCurrent_v2)                                                                          \
@@ -87,7 +93,6 @@
     X(cuDevicePrimaryCtxRetain)                                                                    \
     X(cuMemGetAllocationGranularity)                                                               \
     X(cuMemPoolGetAttribute)                                                                       \
-    X(cuMipmappedArrayGetMemoryRequirements)                                                       \
     X(cuStreamGetCtx)                                                                              \
     X(cuStreamIsCapturing)                                                                         \
     X(nvmlDeviceGetUUID)

@@ -1,44 +1,82 @@
-/* init.c - reads the environment at load time, joins the vGPU on first use, and starts a
- * fork child over.
- * Threads: the constructor runs before main(); qs_init_slow() may race in any threads and
- * init_lock serialises it; the fork handlers run in the forking thread. */
+/* init.c - reads the environment once (at the first hook or at load time, whichever
+ * comes first), joins the vGPU on first use, and starts a fork child over.
+ * Threads: qs_env_decide() may race in any threads (a compare-and-swap elects the one
+ * that reads, the others wait for it); the constructor runs before main(); qs_init_slow()
+ * may race in any threads and init_lock serialises it; the fork handlers run in the
+ * forking thread. */
 #include "shim/init.h"
 
 #include <errno.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include <sched.h>
 
 #include "shim/agent.h"
 #include "shim/log.h"
 #include "shim/mem.h"
 #include "shim/uuid.h"
 
-/* Copies the environment variable name into buf (cap bytes); returns false when unset or
- * empty, or too long (then buf is emptied and the caller treats it as missing). */
-static bool getenv_copy(const char *name, char *buf, size_t cap)
+extern char **environ;
+
+/* Copies the value of environment variable name into buf (cap bytes); returns false when
+ * unset or empty, or too long (noted in env_problems; the caller treats it as missing). */
+QS_EARLY static bool env_copy(const char *name, char *buf, size_t cap)
 {
-    const char *v = getenv(name);
+    const char *v = qs_env_value(environ, name);
     buf[0] = '\0';
     if (!v || !*v)
         return false;
-    if (strlen(v) >= cap) {
-        qs_log_once(&qs_g.logged.bad_env, "%s is too long (over %zu bytes): ignored", name,
-                    cap - 1);
+    if (!qs_copy_early(buf, cap, v, (size_t)-1)) {
+        qs_g.env_problems |= QS_ENVP_TOO_LONG;
         return false;
     }
-    memcpy(buf, v, strlen(v) + 1);
     return true;
+}
+
+/* The environment's part of qs_g. Runs in one thread, once. */
+QS_EARLY static int read_environment(void)
+{
+    if (!env_copy("QVGPU_VGPU", qs_g.vgpu, sizeof qs_g.vgpu))
+        return QS_ENV_PASS;
+    if (!env_copy("QVGPU_SECRET", qs_g.secret, sizeof qs_g.secret))
+        qs_g.env_problems |= QS_ENVP_NO_SECRET;
+    if (!env_copy("QVGPU_SOCKET_DIR", qs_g.socket_dir, sizeof qs_g.socket_dir))
+        qs_copy_early(qs_g.socket_dir, sizeof qs_g.socket_dir, "/run/qvgpu", (size_t)-1);
+    qs_uuid_from_visible(qs_env_value(environ, "CUDA_VISIBLE_DEVICES"), qs_g.env_gpu,
+                         sizeof qs_g.env_gpu);
+    return QS_ENV_MANAGED;
+}
+
+QS_EARLY int qs_env_decide(void)
+{
+    /* Before libc sets environ (a sanitizer runtime starting from an executable's
+     * .preinit_array looks functions up then), nothing can be known: pass through for
+     * now, and decide on a later call. */
+    if (!environ)
+        return QS_ENV_PASS;
+    int st = QS_ENV_UNREAD;
+    if (atomic_compare_exchange_strong_explicit(&qs_g.env_state, &st, QS_ENV_READING,
+                                                memory_order_acquire, memory_order_acquire)) {
+        st = read_environment();
+        /* release: the fields read are published with the decision */
+        atomic_store_explicit(&qs_g.env_state, st, memory_order_release);
+        return st;
+    }
+    /* Another thread is scanning environ: a few microseconds. No lock, so that this works
+     * before anything (a sanitizer runtime, libc's locks) is ready. */
+    while ((st = atomic_load_explicit(&qs_g.env_state, memory_order_acquire)) == QS_ENV_READING)
+        sched_yield();
+    return st;
 }
 
 static void before_fork(void)
 {
-    /* No initialisation may be half done in the child. */
+    /* No initialisation, and no table update, may be half done in the child. */
     pthread_mutex_lock(&qs_g.init_lock);
+    qs_mem_before_fork();
 }
 
 static void after_fork_parent(void)
 {
+    qs_mem_after_fork_parent();
     pthread_mutex_unlock(&qs_g.init_lock);
 }
 
@@ -49,26 +87,35 @@ static void after_fork_child(void)
 {
     pthread_mutex_init(&qs_g.init_lock, NULL);
     pthread_mutex_init(&qs_g.dev_lock, NULL);
-    if (!qs_g.managed)
+    if (!qs_managed())
         return;
     qs_agent_forget_after_fork();
     qs_mem_reset_after_fork();
     atomic_store_explicit(&qs_g.inited, 0, memory_order_relaxed);
 }
 
-__attribute__((constructor)) static void load_environment(void)
+/* What deciding could not do, since it may run before libc is usable: say what was
+ * wrong with the environment, and install the fork handlers. Once per process. */
+static void after_decision(void)
 {
-    qs_g.managed = getenv_copy("QVGPU_VGPU", qs_g.vgpu, sizeof qs_g.vgpu);
-    if (!qs_g.managed)
+    if (!qs_managed())
         return;
-    if (!getenv_copy("QVGPU_SECRET", qs_g.secret, sizeof qs_g.secret))
+    if (qs_g.env_problems & QS_ENVP_TOO_LONG)
+        qs_log_once(&qs_g.logged.bad_env,
+                    "QVGPU_SECRET or QVGPU_SOCKET_DIR is too long (over %zu or %zu bytes): "
+                    "ignored",
+                    sizeof qs_g.secret - 1, sizeof qs_g.socket_dir - 1);
+    if (qs_g.env_problems & QS_ENVP_NO_SECRET)
         qs_log_once(&qs_g.logged.bad_env,
                     "QVGPU_VGPU is set but QVGPU_SECRET is not: the "
                     "arbiter will refuse this process (run it with `qgpuctl run`)");
-    if (!getenv_copy("QVGPU_SOCKET_DIR", qs_g.socket_dir, sizeof qs_g.socket_dir))
-        snprintf(qs_g.socket_dir, sizeof qs_g.socket_dir, "/run/qvgpu");
-    qs_uuid_from_visible(getenv("CUDA_VISIBLE_DEVICES"), qs_g.env_gpu, sizeof qs_g.env_gpu);
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+}
+
+/* Decides now, if no hook did (another library's constructor may already have). */
+__attribute__((constructor)) static void load_environment(void)
+{
+    pthread_once(&qs_g.env_once, after_decision);
 }
 
 /* How long the first CUDA or NVML call waits for the arbiter's hello reply. The arbiter
@@ -79,9 +126,12 @@ __attribute__((constructor)) static void load_environment(void)
 void qs_init_slow(void)
 {
     int saved = errno; /* thread creation and dlopen may set it */
+    /* A hook reached before our constructor (from another library's) joins here: the
+     * fork handlers must be in place before the state they guard exists. */
+    pthread_once(&qs_g.env_once, after_decision);
     pthread_mutex_lock(&qs_g.init_lock);
     if (!atomic_load_explicit(&qs_g.inited, memory_order_relaxed)) {
-        if (qs_g.managed) {
+        if (qs_managed()) {
             qs_mem_init();
             if (qs_agent_start() == 0)
                 qs_agent_wait_hello(HELLO_WAIT_MS);

@@ -1,7 +1,11 @@
 /* init.h - when the shim reads its environment and joins its vGPU.
  *
- * The constructor only reads the environment (a few getenv calls), so a program that
- * never touches CUDA pays nothing more. The first hook that needs the vGPU calls
+ * Whether the process belongs to a vGPU (QVGPU_VGPU set) is decided once, by whichever
+ * comes first: a hook (qs_managed()) or the shim's constructor. Another library's
+ * constructor may run before ours and already call the driver; deciding at its first
+ * hooked call keeps that call, and everything after, charged. Reading the environment
+ * costs a scan of environ, so a program that never touches CUDA pays nothing more.
+ * The first hook that needs the vGPU calls
  * qs_init(), which starts the agent thread and waits (bounded) for the arbiter's hello
  * reply: the quota and the GPU's UUID. A fork child starts over (its own agent,
  * connection and accounting); an exec'd child loads the shim again through LD_PRELOAD. */
@@ -9,8 +13,30 @@
 #define QS_INIT_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 
+#include "shim/early.h"
 #include "shim/state.h"
+
+/* env_state: not read yet, being read by one thread, read. */
+enum { QS_ENV_UNREAD = 0, QS_ENV_READING, QS_ENV_PASS, QS_ENV_MANAGED };
+/* env_problems: what qs_init() will say about the environment, once. */
+enum { QS_ENVP_TOO_LONG = 1, QS_ENVP_NO_SECRET = 2 };
+
+/* Reads the environment once, whatever the number of threads asking (others wait for
+ * the first, which only scans environ), and returns QS_ENV_PASS or QS_ENV_MANAGED. May
+ * run from dlsym before a sanitizer runtime is ready: calls no libc function. */
+QS_EARLY int qs_env_decide(void);
+
+/* Whether this process enforces a vGPU; else every hook is a pass-through. */
+QS_EARLY static inline bool qs_managed(void)
+{
+    /* acquire pairs with qs_env_decide()'s release: the fields it filled are seen */
+    int st = atomic_load_explicit(&qs_g.env_state, memory_order_acquire);
+    if (__builtin_expect(st < QS_ENV_PASS, 0))
+        st = qs_env_decide();
+    return st == QS_ENV_MANAGED;
+}
 
 /* Joins the vGPU once per process: thread-safe, cheap once done (one acquire load).
  * A no-op in pass-through mode. Never fails: without an arbiter the agent keeps trying

@@ -1,4 +1,6 @@
-/* launch.c - every kernel and graph launch entry point, each through qs_gate_launch().
+/* launch.c - every kernel and graph launch entry point, each through qs_gate_launch(),
+ * the deprecated ones (cuLaunch, cuLaunchGrid*, the multi-device cooperative launch)
+ * included: a driver still runs them, so they would be a way around the gate.
  * Threads: any. The hot path: one acquire load of the real entry point, the gate, the
  * call. No lock, no allocation, no system call. */
 #include "shim/errors.h"
@@ -61,3 +63,13 @@ QS_LAUNCH_HOOK(cuGraphLaunch, hStream, (CUgraphExec hGraphExec, CUstream hStream
                (hGraphExec, hStream))
 QS_LAUNCH_HOOK(cuGraphLaunch_ptsz, hStream, (CUgraphExec hGraphExec, CUstream hStream),
                (hGraphExec, hStream))
+QS_LAUNCH_HOOK(cuLaunch, NULL, (CUfunction f), (f))
+QS_LAUNCH_HOOK(cuLaunchGrid, NULL, (CUfunction f, int grid_width, int grid_height),
+               (f, grid_width, grid_height))
+QS_LAUNCH_HOOK(cuLaunchGridAsync, hStream,
+               (CUfunction f, int grid_width, int grid_height, CUstream hStream),
+               (f, grid_width, grid_height, hStream))
+/* One launch on several GPUs: the lease is this process's, whatever the device. */
+QS_LAUNCH_HOOK(cuLaunchCooperativeKernelMultiDevice, NULL,
+               (CUDA_LAUNCH_PARAMS * launchParamsList, unsigned int numDevices, unsigned int flags),
+               (launchParamsList, numDevices, flags))

@@ -26,10 +26,25 @@ void qs_mem_init(void)
                                              "will not give memory back to the vGPU");
 }
 
+void qs_mem_before_fork(void)
+{
+    if (qs_g.ptrs)
+        qs_ptrtab_lock_all(qs_g.ptrs);
+    qs_vmm_lock_for_fork();
+}
+
+void qs_mem_after_fork_parent(void)
+{
+    qs_vmm_unlock_after_fork();
+    if (qs_g.ptrs)
+        qs_ptrtab_unlock_all(qs_g.ptrs);
+}
+
 void qs_mem_reset_after_fork(void)
 {
     if (qs_g.ptrs)
         qs_ptrtab_reset_after_fork(qs_g.ptrs);
+    qs_vmm_reset_after_fork();
     atomic_store(&qs_g.resv.avail, 0);
     atomic_store(&qs_g.resv.used, 0);
     atomic_store(&qs_g.resv.reserved, 0);
@@ -38,6 +53,8 @@ void qs_mem_reset_after_fork(void)
     for (int i = 0; i < QS_MAX_POOLS; i++) {
         pthread_mutex_init(&qs_g.pools[i].lock, NULL);
         qs_g.pools[i].charged = 0;
+        qs_g.pools[i].live = 0;
+        qs_g.pools[i].destroyed = false;
     }
     atomic_store(&qs_g.logged.unreachable, 0);
     atomic_store(&qs_g.logged.quota, 0);
@@ -108,27 +125,50 @@ static const void *current_ctx(void)
     return ctx;
 }
 
-void qs_mem_track(qs_alloc_kind_t kind, uint64_t key, uint64_t bytes, bool ctx_bound)
+/* Every entry the table gets. Unable to remember one, its free is never seen: its charge
+ * (or, for a pooled one, its destroyed pool's) outlives it, which errs on the safe side. */
+static void remember(qs_alloc_kind_t kind, uint64_t key, uint64_t bytes, const void *owner)
 {
-    if (!qs_g.ptrs ||
-        qs_ptrtab_put(qs_g.ptrs, kind, key, bytes, ctx_bound ? current_ctx() : NULL) < 0)
+    if (!qs_g.ptrs || qs_ptrtab_put(qs_g.ptrs, kind, key, bytes, owner) < 0)
         qs_log_once(&qs_g.logged.table_full,
                     "cannot remember an allocation (out of memory, "
                     "or the driver returned a live pointer): its memory stays charged");
 }
 
-uint64_t qs_mem_untrack(qs_alloc_kind_t kind, uint64_t key)
+void qs_mem_track(qs_alloc_kind_t kind, uint64_t key, uint64_t bytes, bool ctx_bound)
 {
-    uint64_t bytes = 0;
-    if (!qs_g.ptrs || qs_ptrtab_take(qs_g.ptrs, kind, key, &bytes) < 0)
-        return 0;
-    return bytes;
+    remember(kind, key, bytes, ctx_bound ? current_ctx() : NULL);
 }
 
-void qs_mem_retrack(qs_alloc_kind_t kind, uint64_t key, uint64_t bytes, bool ctx_bound)
+void qs_mem_track_pooled(uint64_t dptr, struct qs_pool *pool)
 {
-    if (bytes)
-        qs_mem_track(kind, key, bytes, ctx_bound);
+    remember(QS_ALLOC_POOLED, dptr, 0, pool);
+}
+
+void qs_mem_free_begin(qs_alloc_kind_t kind, uint64_t key, struct qs_freeing *f)
+{
+    *f = (struct qs_freeing){.kind = 0, .key = key};
+    if (!qs_g.ptrs)
+        return;
+    if (qs_ptrtab_take(qs_g.ptrs, kind, key, &f->bytes, &f->owner) == 0)
+        f->kind = kind;
+    else if (kind == QS_ALLOC_DPTR &&
+             qs_ptrtab_take(qs_g.ptrs, QS_ALLOC_POOLED, key, &f->bytes, &f->owner) == 0)
+        f->kind = QS_ALLOC_POOLED;
+}
+
+CUresult qs_mem_free_end(CUresult r, const struct qs_freeing *f)
+{
+    if (!f->kind)
+        return r;
+    if (r != CUDA_SUCCESS) {
+        remember(f->kind, f->key, f->bytes, f->owner);
+        return r;
+    }
+    qs_mem_uncharge(f->bytes);
+    if (f->kind == QS_ALLOC_POOLED)
+        qs_pools_freed((struct qs_pool *)f->owner);
+    return r;
 }
 
 void qs_mem_context_gone(CUcontext ctx)
@@ -140,13 +180,38 @@ void qs_mem_context_gone(CUcontext ctx)
 
 /* ---- plain allocations --------------------------------------------------------------- */
 
-/* The hook's common tail: the driver answered r for an allocation charged n bytes. */
-static CUresult finish(CUresult r, qs_alloc_kind_t kind, uint64_t key, uint64_t n)
+/* Each entry point's variants (v1: 32-bit pointers and sizes) share one body below; the
+ * hooks only check their arguments and convert them. */
+
+/* Calls the real entry point id (cuMemAlloc*, cuMemAllocManaged) into *dptr. */
+static CUresult real_alloc(int id, CUdeviceptr *dptr, size_t bytes, unsigned int flags)
 {
+    switch (id) {
+    case QS_H_cuMemAlloc_v2:
+        return QS_REAL(cuMemAlloc_v2)(dptr, bytes);
+    case QS_H_cuMemAllocManaged:
+        return QS_REAL(cuMemAllocManaged)(dptr, bytes, flags);
+    default: {
+        CUdeviceptr_v1 p = 0;
+        CUresult r = QS_REAL(cuMemAlloc)(&p, (unsigned int)bytes);
+        *dptr = p;
+        return r;
+    }
+    }
+}
+
+/* An allocation of its size: charged first, given back if the driver refuses. */
+static CUresult alloc_plain(int id, CUdeviceptr *dptr, size_t bytes, unsigned int flags)
+{
+    qs_init();
+    int rc = qs_mem_charge(bytes);
+    if (rc < 0)
+        return qs_cu_error(rc);
+    CUresult r = real_alloc(id, dptr, bytes, flags);
     if (r != CUDA_SUCCESS)
-        qs_mem_uncharge(n);
+        qs_mem_uncharge(bytes);
     else
-        qs_mem_track(kind, key, n, true);
+        qs_mem_track(QS_ALLOC_DPTR, *dptr, bytes, true);
     return r;
 }
 
@@ -155,14 +220,9 @@ QS_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *dptr, size_t bytesize)
     QS_PFN_cuMemAlloc_v2 real = QS_REAL(cuMemAlloc_v2);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !dptr || bytesize == 0)
+    if (!qs_managed() || !dptr || bytesize == 0)
         return real(dptr, bytesize);
-    qs_init();
-    int rc = qs_mem_charge(bytesize);
-    if (rc < 0)
-        return qs_cu_error(rc);
-    CUresult r = real(dptr, bytesize);
-    return finish(r, QS_ALLOC_DPTR, r == CUDA_SUCCESS ? *dptr : 0, bytesize);
+    return alloc_plain(QS_H_cuMemAlloc_v2, dptr, bytesize, 0);
 }
 
 QS_EXPORT CUresult cuMemAlloc(CUdeviceptr_v1 *dptr, unsigned int bytesize)
@@ -170,14 +230,13 @@ QS_EXPORT CUresult cuMemAlloc(CUdeviceptr_v1 *dptr, unsigned int bytesize)
     QS_PFN_cuMemAlloc real = QS_REAL(cuMemAlloc);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !dptr || bytesize == 0)
+    if (!qs_managed() || !dptr || bytesize == 0)
         return real(dptr, bytesize);
-    qs_init();
-    int rc = qs_mem_charge(bytesize);
-    if (rc < 0)
-        return qs_cu_error(rc);
-    CUresult r = real(dptr, bytesize);
-    return finish(r, QS_ALLOC_DPTR, r == CUDA_SUCCESS ? *dptr : 0, bytesize);
+    CUdeviceptr p = 0;
+    CUresult r = alloc_plain(QS_H_cuMemAlloc, &p, bytesize, 0);
+    if (r == CUDA_SUCCESS)
+        *dptr = (CUdeviceptr_v1)p;
+    return r;
 }
 
 QS_EXPORT CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigned int flags)
@@ -185,14 +244,9 @@ QS_EXPORT CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigne
     QS_PFN_cuMemAllocManaged real = QS_REAL(cuMemAllocManaged);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !dptr || bytesize == 0)
+    if (!qs_managed() || !dptr || bytesize == 0)
         return real(dptr, bytesize, flags);
-    qs_init();
-    int rc = qs_mem_charge(bytesize);
-    if (rc < 0)
-        return qs_cu_error(rc);
-    CUresult r = real(dptr, bytesize, flags);
-    return finish(r, QS_ALLOC_DPTR, r == CUDA_SUCCESS ? *dptr : 0, bytesize);
+    return alloc_plain(QS_H_cuMemAllocManaged, dptr, bytesize, flags);
 }
 
 /* A pitched allocation holds pitch x height bytes, and the pitch is known only after the
@@ -201,27 +255,56 @@ QS_EXPORT CUresult cuMemAllocManaged(CUdeviceptr *dptr, size_t bytesize, unsigne
  * freed and refused. */
 #define PITCH_ESTIMATE_ALIGN 512u
 
-static int pitch_estimate(size_t width, size_t height, uint64_t *est)
+/* Calls the real cuMemAllocPitch: v1 unless id is the _v2 hook. */
+static CUresult real_pitch(int id, CUdeviceptr *dptr, size_t *pitch, size_t width, size_t height,
+                           unsigned int elem)
 {
-    uint64_t row =
-        ((uint64_t)width + PITCH_ESTIMATE_ALIGN - 1) / PITCH_ESTIMATE_ALIGN * PITCH_ESTIMATE_ALIGN;
-    return __builtin_mul_overflow(row, (uint64_t)height, est) ? -ENOMEM : 0;
+    if (id == QS_H_cuMemAllocPitch_v2)
+        return QS_REAL(cuMemAllocPitch_v2)(dptr, pitch, width, height, elem);
+    CUdeviceptr_v1 p = 0;
+    unsigned int pp = 0;
+    CUresult r = QS_REAL(cuMemAllocPitch)(&p, &pp, (unsigned int)width, (unsigned int)height, elem);
+    *dptr = p;
+    *pitch = pp;
+    return r;
 }
 
-/* Settles a pitched allocation charged est: returns its final charge via *n, or an error
- * after freeing it (free_fn). */
-static CUresult pitch_settle(uint64_t est, uint64_t actual, uint64_t *n)
+/* Calls the real cuMemFree_v2, or cuMemFree (v1). */
+static CUresult real_free(bool v2, CUdeviceptr dptr)
 {
-    if (actual > est) {
-        int rc = qs_mem_charge(actual - est);
-        if (rc < 0) {
-            qs_mem_uncharge(est);
-            return qs_cu_error(rc);
-        }
-    } else {
-        qs_mem_uncharge(est - actual);
+    if (v2) {
+        QS_PFN_cuMemFree_v2 f = QS_REAL(cuMemFree_v2);
+        return f ? f(dptr) : qs_cu_error(-ENOSYS);
     }
-    *n = actual;
+    QS_PFN_cuMemFree f = QS_REAL(cuMemFree);
+    return f ? f((CUdeviceptr_v1)dptr) : qs_cu_error(-ENOSYS);
+}
+
+static CUresult alloc_pitched(int id, CUdeviceptr *dptr, size_t *pitch, size_t width, size_t height,
+                              unsigned int elem)
+{
+    qs_init();
+    uint64_t est, actual;
+    uint64_t row =
+        ((uint64_t)width + PITCH_ESTIMATE_ALIGN - 1) / PITCH_ESTIMATE_ALIGN * PITCH_ESTIMATE_ALIGN;
+    int rc = __builtin_mul_overflow(row, (uint64_t)height, &est) ? -ENOMEM : qs_mem_charge(est);
+    if (rc < 0)
+        return qs_cu_error(rc);
+    CUresult r = real_pitch(id, dptr, pitch, width, height, elem);
+    if (r != CUDA_SUCCESS) {
+        qs_mem_uncharge(est);
+        return r;
+    }
+    if (__builtin_mul_overflow((uint64_t)*pitch, (uint64_t)height, &actual))
+        actual = UINT64_MAX / 2;
+    if (actual > est && (rc = qs_mem_charge(actual - est)) < 0) {
+        qs_mem_uncharge(est);
+        real_free(id == QS_H_cuMemAllocPitch_v2, *dptr);
+        return qs_cu_error(rc);
+    }
+    if (actual < est)
+        qs_mem_uncharge(est - actual);
+    qs_mem_track(QS_ALLOC_DPTR, *dptr, actual, true);
     return CUDA_SUCCESS;
 }
 
@@ -231,31 +314,10 @@ QS_EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr *dptr, size_t *pPitch, size_t 
     QS_PFN_cuMemAllocPitch_v2 real = QS_REAL(cuMemAllocPitch_v2);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !dptr || !pPitch || WidthInBytes == 0 || Height == 0)
+    if (!qs_managed() || !dptr || !pPitch || WidthInBytes == 0 || Height == 0)
         return real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
-    qs_init();
-    uint64_t est, actual, n;
-    int rc = pitch_estimate(WidthInBytes, Height, &est);
-    if (rc == 0)
-        rc = qs_mem_charge(est);
-    if (rc < 0)
-        return qs_cu_error(rc);
-    CUresult r = real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
-    if (r != CUDA_SUCCESS) {
-        qs_mem_uncharge(est);
-        return r;
-    }
-    if (__builtin_mul_overflow((uint64_t)*pPitch, (uint64_t)Height, &actual))
-        actual = UINT64_MAX / 2;
-    r = pitch_settle(est, actual, &n);
-    if (r != CUDA_SUCCESS) {
-        QS_PFN_cuMemFree_v2 free_fn = QS_REAL(cuMemFree_v2);
-        if (free_fn)
-            free_fn(*dptr);
-        return r;
-    }
-    qs_mem_track(QS_ALLOC_DPTR, *dptr, n, true);
-    return CUDA_SUCCESS;
+    return alloc_pitched(QS_H_cuMemAllocPitch_v2, dptr, pPitch, WidthInBytes, Height,
+                         ElementSizeBytes);
 }
 
 QS_EXPORT CUresult cuMemAllocPitch(CUdeviceptr_v1 *dptr, unsigned int *pPitch,
@@ -265,92 +327,39 @@ QS_EXPORT CUresult cuMemAllocPitch(CUdeviceptr_v1 *dptr, unsigned int *pPitch,
     QS_PFN_cuMemAllocPitch real = QS_REAL(cuMemAllocPitch);
     if (!real)
         return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !dptr || !pPitch || WidthInBytes == 0 || Height == 0)
+    if (!qs_managed() || !dptr || !pPitch || WidthInBytes == 0 || Height == 0)
         return real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
-    qs_init();
-    uint64_t est, n;
-    int rc = pitch_estimate(WidthInBytes, Height, &est);
-    if (rc == 0)
-        rc = qs_mem_charge(est);
-    if (rc < 0)
-        return qs_cu_error(rc);
-    CUresult r = real(dptr, pPitch, WidthInBytes, Height, ElementSizeBytes);
-    if (r != CUDA_SUCCESS) {
-        qs_mem_uncharge(est);
-        return r;
+    CUdeviceptr p = 0;
+    size_t pitch = 0;
+    CUresult r =
+        alloc_pitched(QS_H_cuMemAllocPitch, &p, &pitch, WidthInBytes, Height, ElementSizeBytes);
+    if (r == CUDA_SUCCESS) {
+        *dptr = (CUdeviceptr_v1)p;
+        *pPitch = (unsigned int)pitch;
     }
-    r = pitch_settle(est, (uint64_t)*pPitch * Height, &n);
-    if (r != CUDA_SUCCESS) {
-        QS_PFN_cuMemFree free_fn = QS_REAL(cuMemFree);
-        if (free_fn)
-            free_fn(*dptr);
-        return r;
-    }
-    qs_mem_track(QS_ALLOC_DPTR, *dptr, n, true);
-    return CUDA_SUCCESS;
+    return r;
 }
 
 /* ---- frees --------------------------------------------------------------------------- */
 
-/* The entry leaves the table before the driver frees the pointer: once freed, another
- * thread may be handed the same address and must find no stale entry under it. */
-QS_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr)
-{
-    QS_PFN_cuMemFree_v2 real = QS_REAL(cuMemFree_v2);
-    if (!real)
-        return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !dptr)
-        return real(dptr);
-    uint64_t n = qs_mem_untrack(QS_ALLOC_DPTR, dptr);
-    CUresult r = real(dptr);
-    if (r == CUDA_SUCCESS)
-        qs_mem_uncharge(n);
-    else
-        qs_mem_retrack(QS_ALLOC_DPTR, dptr, n, true);
-    return r;
-}
+/* A free of a pool's allocation (cuMemFree works on those too) reaches the pool. */
+#define FREE_HOOK(name, ptr_t)                                                                     \
+    QS_EXPORT CUresult name(ptr_t dptr)                                                            \
+    {                                                                                              \
+        QS_PFN_##name real = QS_REAL(name);                                                        \
+        if (!real)                                                                                 \
+            return qs_cu_error(-ENOSYS);                                                           \
+        if (!qs_managed() || !dptr)                                                                \
+            return real(dptr);                                                                     \
+        struct qs_freeing f;                                                                       \
+        qs_mem_free_begin(QS_ALLOC_DPTR, dptr, &f);                                                \
+        return qs_mem_free_end(real_free(QS_H_##name == QS_H_cuMemFree_v2, dptr), &f);             \
+    }
 
-QS_EXPORT CUresult cuMemFree(CUdeviceptr_v1 dptr)
-{
-    QS_PFN_cuMemFree real = QS_REAL(cuMemFree);
-    if (!real)
-        return qs_cu_error(-ENOSYS);
-    if (!qs_g.managed || !dptr)
-        return real(dptr);
-    uint64_t n = qs_mem_untrack(QS_ALLOC_DPTR, dptr);
-    CUresult r = real(dptr);
-    if (r == CUDA_SUCCESS)
-        qs_mem_uncharge(n);
-    else
-        qs_mem_retrack(QS_ALLOC_DPTR, dptr, n, true);
-    return r;
-}
+FREE_HOOK(cuMemFree_v2, CUdeviceptr)
+FREE_HOOK(cuMemFree, CUdeviceptr_v1)
 
 /* ---- contexts: the driver frees what was allocated in a context it destroys ---------- */
-
-QS_EXPORT CUresult cuCtxDestroy_v2(CUcontext ctx)
-{
-    QS_PFN_cuCtxDestroy_v2 real = QS_REAL(cuCtxDestroy_v2);
-    if (!real)
-        return qs_cu_error(-ENOSYS);
-    qs_gate_forget_context(ctx); /* first: the agent must not be draining it */
-    CUresult r = real(ctx);
-    if (r == CUDA_SUCCESS && qs_g.managed)
-        qs_mem_context_gone(ctx);
-    return r;
-}
-
-QS_EXPORT CUresult cuCtxDestroy(CUcontext ctx)
-{
-    QS_PFN_cuCtxDestroy real = QS_REAL(cuCtxDestroy);
-    if (!real)
-        return qs_cu_error(-ENOSYS);
-    qs_gate_forget_context(ctx); /* first: the agent must not be draining it */
-    CUresult r = real(ctx);
-    if (r == CUDA_SUCCESS && qs_g.managed)
-        qs_mem_context_gone(ctx);
-    return r;
-}
 
 /* dev's primary context if it is active, else NULL. Retaining and releasing it leaves its
  * reference count as it was. */
@@ -377,60 +386,59 @@ static bool primary_active(CUdevice dev)
     return state && state(dev, &flags, &active) == CUDA_SUCCESS && active;
 }
 
-QS_EXPORT CUresult cuDevicePrimaryCtxReset_v2(CUdevice dev)
+/* One body for the context-ending hooks: call(arg) is the real entry point, which
+ * destroys ctx (a reset or destroy: always; a release: when it dropped the last
+ * reference). */
+static CUresult end_context(CUresult (*call)(uintptr_t), uintptr_t arg, CUcontext ctx, bool release,
+                            CUdevice dev)
 {
-    QS_PFN_cuDevicePrimaryCtxReset_v2 real = QS_REAL(cuDevicePrimaryCtxReset_v2);
-    if (!real)
-        return qs_cu_error(-ENOSYS);
-    CUcontext ctx = qs_g.managed ? primary_ctx(dev) : NULL;
-    CUresult r = real(dev);
-    if (r == CUDA_SUCCESS && ctx)
+    CUresult r = call(arg);
+    if (r == CUDA_SUCCESS && ctx && !(release && primary_active(dev)))
         qs_mem_context_gone(ctx);
     return r;
 }
 
-QS_EXPORT CUresult cuDevicePrimaryCtxReset(CUdevice dev)
-{
-    QS_PFN_cuDevicePrimaryCtxReset real = QS_REAL(cuDevicePrimaryCtxReset);
-    if (!real)
-        return qs_cu_error(-ENOSYS);
-    CUcontext ctx = qs_g.managed ? primary_ctx(dev) : NULL;
-    CUresult r = real(dev);
-    if (r == CUDA_SUCCESS && ctx)
-        qs_mem_context_gone(ctx);
-    return r;
-}
+#define CTX_DESTROY_HOOK(name)                                                                     \
+    static CUresult call_##name(uintptr_t ctx)                                                     \
+    {                                                                                              \
+        return QS_REAL(name)((CUcontext)ctx);                                                      \
+    }                                                                                              \
+    QS_EXPORT CUresult name(CUcontext ctx)                                                         \
+    {                                                                                              \
+        if (!QS_REAL(name))                                                                        \
+            return qs_cu_error(-ENOSYS);                                                           \
+        qs_gate_forget_context(ctx); /* first: the drainer must not be synchronising it */         \
+        return end_context(call_##name, (uintptr_t)ctx, qs_managed() ? ctx : NULL, false, 0);      \
+    }
 
-/* Releasing the last reference destroys the primary context. */
-QS_EXPORT CUresult cuDevicePrimaryCtxRelease_v2(CUdevice dev)
-{
-    QS_PFN_cuDevicePrimaryCtxRelease_v2 real = QS_REAL(cuDevicePrimaryCtxRelease_v2);
-    if (!real)
-        return qs_cu_error(-ENOSYS);
-    CUcontext ctx = qs_g.managed ? primary_ctx(dev) : NULL;
-    CUresult r = real(dev);
-    if (r == CUDA_SUCCESS && ctx && !primary_active(dev))
-        qs_mem_context_gone(ctx);
-    return r;
-}
+/* Reset destroys dev's primary context; releasing its last reference does too. */
+#define PRIMARY_HOOK(name, release)                                                                \
+    static CUresult call_##name(uintptr_t dev)                                                     \
+    {                                                                                              \
+        return QS_REAL(name)((CUdevice)dev);                                                       \
+    }                                                                                              \
+    QS_EXPORT CUresult name(CUdevice dev)                                                          \
+    {                                                                                              \
+        if (!QS_REAL(name))                                                                        \
+            return qs_cu_error(-ENOSYS);                                                           \
+        CUcontext ctx = qs_managed() ? primary_ctx(dev) : NULL;                                    \
+        return end_context(call_##name, (uintptr_t)dev, ctx, release, dev);                        \
+    }
 
-QS_EXPORT CUresult cuDevicePrimaryCtxRelease(CUdevice dev)
-{
-    QS_PFN_cuDevicePrimaryCtxRelease real = QS_REAL(cuDevicePrimaryCtxRelease);
-    if (!real)
-        return qs_cu_error(-ENOSYS);
-    CUcontext ctx = qs_g.managed ? primary_ctx(dev) : NULL;
-    CUresult r = real(dev);
-    if (r == CUDA_SUCCESS && ctx && !primary_active(dev))
-        qs_mem_context_gone(ctx);
-    return r;
-}
+CTX_DESTROY_HOOK(cuCtxDestroy_v2)
+CTX_DESTROY_HOOK(cuCtxDestroy)
+PRIMARY_HOOK(cuDevicePrimaryCtxReset_v2, false)
+PRIMARY_HOOK(cuDevicePrimaryCtxReset, false)
+PRIMARY_HOOK(cuDevicePrimaryCtxRelease_v2, true)
+PRIMARY_HOOK(cuDevicePrimaryCtxRelease, true)
 
 /* ---- the virtual view ---------------------------------------------------------------- */
 
-/* free = quota - the vGPU's use, and never more than the card has free. */
-static void view(size_t real_free, uint64_t *free_out, uint64_t *total_out)
+/* free = quota - the vGPU's use, and never more than the card has free. Called after the
+ * driver's own answer (real_free, in bytes) succeeded. */
+static void view(uint64_t real_free, uint64_t *free_out, uint64_t *total_out)
 {
+    qs_init();
     uint64_t q = qs_mem_quota(), used = qs_mem_vgpu_used();
     uint64_t f = used >= q ? 0 : q - used;
     *free_out = f < real_free ? f : real_free;
@@ -443,9 +451,8 @@ QS_EXPORT CUresult cuMemGetInfo_v2(size_t *free, size_t *total)
     if (!real)
         return qs_cu_error(-ENOSYS);
     CUresult r = real(free, total);
-    if (r != CUDA_SUCCESS || !qs_g.managed || !free || !total)
+    if (r != CUDA_SUCCESS || !qs_managed() || !free || !total)
         return r;
-    qs_init();
     uint64_t f, t;
     view(*free, &f, &t);
     *free = (size_t)f;
@@ -459,9 +466,8 @@ QS_EXPORT CUresult cuMemGetInfo(unsigned int *free, unsigned int *total)
     if (!real)
         return qs_cu_error(-ENOSYS);
     CUresult r = real(free, total);
-    if (r != CUDA_SUCCESS || !qs_g.managed || !free || !total)
+    if (r != CUDA_SUCCESS || !qs_managed() || !free || !total)
         return r;
-    qs_init();
     uint64_t f, t;
     view(*free, &f, &t);
     *free = f > UINT_MAX ? UINT_MAX : (unsigned int)f;

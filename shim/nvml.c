@@ -61,7 +61,7 @@ QS_EXPORT nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *deviceCount)
     QS_PFN_nvmlDeviceGetCount_v2 real = QS_REAL(nvmlDeviceGetCount_v2);
     if (!real)
         return qs_nvml_error(-ENOSYS);
-    if (!qs_g.managed || !deviceCount)
+    if (!qs_managed() || !deviceCount)
         return real(deviceCount);
     unsigned int n;
     return count(real(&n), deviceCount);
@@ -72,7 +72,7 @@ QS_EXPORT nvmlReturn_t nvmlDeviceGetCount(unsigned int *deviceCount)
     QS_PFN_nvmlDeviceGetCount real = QS_REAL(nvmlDeviceGetCount);
     if (!real)
         return qs_nvml_error(-ENOSYS);
-    if (!qs_g.managed || !deviceCount)
+    if (!qs_managed() || !deviceCount)
         return real(deviceCount);
     unsigned int n;
     return count(real(&n), deviceCount);
@@ -95,7 +95,7 @@ QS_EXPORT nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDev
     QS_PFN_nvmlDeviceGetHandleByIndex_v2 real = QS_REAL(nvmlDeviceGetHandleByIndex_v2);
     if (!real)
         return qs_nvml_error(-ENOSYS);
-    if (!qs_g.managed || !device)
+    if (!qs_managed() || !device)
         return real(index, device);
     return by_index(index, device);
 }
@@ -105,7 +105,7 @@ QS_EXPORT nvmlReturn_t nvmlDeviceGetHandleByIndex(unsigned int index, nvmlDevice
     QS_PFN_nvmlDeviceGetHandleByIndex real = QS_REAL(nvmlDeviceGetHandleByIndex);
     if (!real)
         return qs_nvml_error(-ENOSYS);
-    if (!qs_g.managed || !device)
+    if (!qs_managed() || !device)
         return real(index, device);
     return by_index(index, device);
 }
@@ -116,7 +116,7 @@ QS_EXPORT nvmlReturn_t nvmlDeviceGetHandleByUUID(const char *uuid, nvmlDevice_t 
     if (!real)
         return qs_nvml_error(-ENOSYS);
     nvmlDevice_t h = NULL;
-    if (!qs_g.managed || !device)
+    if (!qs_managed() || !device)
         return real(uuid, device);
     nvmlReturn_t r = real(uuid, &h);
     if (r != NVML_SUCCESS)
@@ -132,7 +132,7 @@ QS_EXPORT nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t device, unsigned int *ind
     QS_PFN_nvmlDeviceGetIndex real = QS_REAL(nvmlDeviceGetIndex);
     if (!real)
         return qs_nvml_error(-ENOSYS);
-    if (!qs_g.managed || !index || !is_ours(device))
+    if (!qs_managed() || !index || !is_ours(device))
         return real(device, index);
     *index = 0;
     return NVML_SUCCESS;
@@ -153,7 +153,7 @@ QS_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t
     if (!real)
         return qs_nvml_error(-ENOSYS);
     nvmlReturn_t r = real(device, memory);
-    if (r == NVML_SUCCESS && qs_g.managed && memory && is_ours(device))
+    if (r == NVML_SUCCESS && qs_managed() && memory && is_ours(device))
         view(&memory->total, &memory->used, &memory->free);
     return r;
 }
@@ -164,7 +164,7 @@ QS_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemor
     if (!real)
         return qs_nvml_error(-ENOSYS);
     nvmlReturn_t r = real(device, memory);
-    if (r == NVML_SUCCESS && qs_g.managed && memory && is_ours(device)) {
+    if (r == NVML_SUCCESS && qs_managed() && memory && is_ours(device)) {
         view(&memory->total, &memory->used, &memory->free);
         memory->reserved = 0;
     }

@@ -7,9 +7,17 @@
  * shrinks only when it trims (at synchronisation, cuMemPoolTrimTo): those hooks
  * re-measure every charged pool. Where the driver cannot measure a pool, each allocation
  * is charged its size and uncharged at its free.
- * Threads: any; a pool's lock is held across one measurement and its allocation, so two
+ *
+ * Destroying a pool while allocations from it are outstanding defers the release: the
+ * driver keeps the pool's memory until they are freed. So each allocation from a
+ * measured pool is remembered (QS_ALLOC_POOLED, charging nothing itself) and counted on
+ * its pool's record; a pool destroyed with some live stays charged what it held until the
+ * last is freed, and its record, whose handle is dead, matches no pool until then.
+ *
+ * Threads: any; a pool's lock is held across its measurement and an allocation, so two
  * threads never count one growth twice. Pool records are added under pools_lock and
- * never removed, so readers scan them lock-free up to npools (acquire). */
+ * never removed (a dead one is reused), so readers scan them lock-free up to npools
+ * (acquire); a record found that way is checked again under its lock. */
 #include <errno.h>
 
 #include "shim/device.h"
@@ -21,38 +29,83 @@
 
 #define POOL_CHUNK (2ull << 20)
 
-/* The record of pool, added (charged unless device is 0) when new. NULL when full. */
-static struct qs_pool *record(CUmemoryPool pool, bool device)
+static CUmemoryPool pool_of(struct qs_pool *rec)
 {
-    int n = atomic_load_explicit(&qs_g.npools, memory_order_acquire);
+    /* relaxed: a stale handle is caught by the check under the record's lock */
+    return atomic_load_explicit(&rec->pool, memory_order_relaxed);
+}
+
+/* A record for pool taken from free ones (never used, or dead: destroyed and drained).
+ * pools_lock held. */
+static struct qs_pool *new_record(CUmemoryPool pool, bool device)
+{
+    int n = atomic_load_explicit(&qs_g.npools, memory_order_relaxed);
     for (int i = 0; i < n; i++) {
-        if (qs_g.pools[i].pool == pool)
-            return &qs_g.pools[i];
-    }
-    struct qs_pool *rec = NULL;
-    pthread_mutex_lock(&qs_g.pools_lock);
-    n = atomic_load_explicit(&qs_g.npools, memory_order_relaxed);
-    for (int i = 0; i < n && !rec; i++) {
-        if (qs_g.pools[i].pool == pool)
-            rec = &qs_g.pools[i];
-    }
-    if (!rec && n < QS_MAX_POOLS) {
-        rec = &qs_g.pools[n];
+        struct qs_pool *rec = &qs_g.pools[i];
+        if (pool_of(rec))
+            continue;
         pthread_mutex_lock(&rec->lock);
-        rec->pool = pool;
-        rec->device = device;
-        rec->charged = 0;
+        bool reusable = !pool_of(rec) && !rec->destroyed;
+        if (reusable) {
+            rec->device = device;
+            rec->charged = 0;
+            rec->live = 0;
+            atomic_store_explicit(&rec->pool, pool, memory_order_relaxed);
+        }
         pthread_mutex_unlock(&rec->lock);
-        /* release: the record is filled before readers can reach it */
-        atomic_store_explicit(&qs_g.npools, n + 1, memory_order_release);
+        if (reusable)
+            return rec;
     }
-    pthread_mutex_unlock(&qs_g.pools_lock);
-    if (!rec)
-        qs_log_once(&qs_g.logged.pools_full,
-                    "more than %d memory pools: allocations from "
-                    "the others are charged one by one",
-                    QS_MAX_POOLS);
+    if (n == QS_MAX_POOLS)
+        return NULL;
+    struct qs_pool *rec = &qs_g.pools[n];
+    pthread_mutex_lock(&rec->lock);
+    rec->device = device;
+    rec->charged = 0;
+    rec->live = 0;
+    rec->destroyed = false;
+    atomic_store_explicit(&rec->pool, pool, memory_order_relaxed);
+    pthread_mutex_unlock(&rec->lock);
+    /* release: the record is filled before readers can reach it */
+    atomic_store_explicit(&qs_g.npools, n + 1, memory_order_release);
     return rec;
+}
+
+/* The record of pool, or NULL; added (charged unless device is 0) when add is set and
+ * there is none. Returned locked, checked to still be pool's. */
+static struct qs_pool *locked_record(CUmemoryPool pool, bool device, bool add)
+{
+    for (;;) {
+        struct qs_pool *rec = NULL;
+        int n = atomic_load_explicit(&qs_g.npools, memory_order_acquire);
+        for (int i = 0; i < n && !rec; i++) {
+            if (pool_of(&qs_g.pools[i]) == pool)
+                rec = &qs_g.pools[i];
+        }
+        if (!rec && add) {
+            pthread_mutex_lock(&qs_g.pools_lock);
+            n = atomic_load_explicit(&qs_g.npools, memory_order_relaxed);
+            for (int i = 0; i < n && !rec; i++) {
+                if (pool_of(&qs_g.pools[i]) == pool)
+                    rec = &qs_g.pools[i];
+            }
+            if (!rec)
+                rec = new_record(pool, device);
+            pthread_mutex_unlock(&qs_g.pools_lock);
+            if (!rec)
+                qs_log_once(&qs_g.logged.pools_full,
+                            "more than %d memory pools: allocations from "
+                            "the others are charged one by one",
+                            QS_MAX_POOLS);
+        }
+        if (!rec)
+            return NULL;
+        pthread_mutex_lock(&rec->lock);
+        if (pool_of(rec) == pool)
+            return rec;
+        /* Destroyed (or reused) between the scan and the lock: look again. */
+        pthread_mutex_unlock(&rec->lock);
+    }
 }
 
 /* The bytes pool holds on the GPU. Returns 0 or -ENOSYS when the driver cannot tell. */
@@ -84,10 +137,26 @@ void qs_pools_reconcile(void)
         struct qs_pool *rec = &qs_g.pools[i];
         uint64_t cur;
         pthread_mutex_lock(&rec->lock);
-        if (rec->device && reserved_mem(rec->pool, &cur) == 0)
+        /* A destroyed pool cannot be measured: it keeps its charge until drained. */
+        if (rec->device && pool_of(rec) && reserved_mem(pool_of(rec), &cur) == 0)
             settle(rec, cur);
         pthread_mutex_unlock(&rec->lock);
     }
+}
+
+void qs_pools_freed(struct qs_pool *rec)
+{
+    pthread_mutex_lock(&rec->lock);
+    if (rec->live > 0)
+        rec->live--;
+    if (rec->destroyed && rec->live == 0) {
+        /* The driver gives a destroyed pool's memory back with its last allocation; the
+         * record, whose handle is long dead, is free for another pool. */
+        settle(rec, 0);
+        rec->destroyed = false;
+        rec->device = false;
+    }
+    pthread_mutex_unlock(&rec->lock);
 }
 
 /* One stream-ordered allocation, whichever entry point the application used. */
@@ -145,13 +214,18 @@ static CUresult alloc_unmeasured(const struct pool_call *c)
 static CUresult alloc_charged(const struct pool_call *c)
 {
     uint64_t cur;
-    struct qs_pool *rec = record(c->pool, true);
-    if (!rec || reserved_mem(c->pool, &cur) < 0)
+    struct qs_pool *rec = locked_record(c->pool, true, true);
+    if (!rec)
         return alloc_unmeasured(c);
-    pthread_mutex_lock(&rec->lock);
     if (!rec->device) {
         pthread_mutex_unlock(&rec->lock);
         return call_alloc(c);
+    }
+    /* Measured under the lock: measured before it, another thread's allocation could
+     * land between the two and its growth be counted twice. */
+    if (reserved_mem(c->pool, &cur) < 0) {
+        pthread_mutex_unlock(&rec->lock);
+        return alloc_unmeasured(c);
     }
     /* What the pool holds may have changed since we last looked (a trim we did not see). */
     settle(rec, cur);
@@ -177,13 +251,17 @@ static CUresult alloc_charged(const struct pool_call *c)
         qs_mem_uncharge(have - after);
     }
     rec->charged = after;
+    if (r == CUDA_SUCCESS) {
+        rec->live++;
+        qs_mem_track_pooled(*c->dptr, rec);
+    }
     pthread_mutex_unlock(&rec->lock);
     return r;
 }
 
 static CUresult alloc_async(struct pool_call *c)
 {
-    if (!qs_g.managed || !c->dptr || c->bytes == 0)
+    if (!qs_managed() || !c->dptr || c->bytes == 0)
         return call_alloc(c);
     qs_init();
     if (!c->pool) {
@@ -221,22 +299,19 @@ FROM_POOL_HOOK(cuMemAllocFromPoolAsync)
 FROM_POOL_HOOK(cuMemAllocFromPoolAsync_ptsz)
 
 /* A stream-ordered free returns memory to its pool, not to the GPU: nothing to give back
- * until the pool trims, except for an allocation charged on its own. */
+ * until the pool trims, except for an allocation charged on its own, or the last one of
+ * a destroyed pool. */
 #define FREE_ASYNC_HOOK(name)                                                                      \
     QS_EXPORT CUresult name(CUdeviceptr dptr, CUstream hStream)                                    \
     {                                                                                              \
         QS_PFN_##name real = QS_REAL(name);                                                        \
         if (!real)                                                                                 \
             return qs_cu_error(-ENOSYS);                                                           \
-        if (!qs_g.managed || !dptr)                                                                \
+        if (!qs_managed() || !dptr)                                                                \
             return real(dptr, hStream);                                                            \
-        uint64_t n = qs_mem_untrack(QS_ALLOC_DPTR, dptr);                                          \
-        CUresult r = real(dptr, hStream);                                                          \
-        if (r == CUDA_SUCCESS)                                                                     \
-            qs_mem_uncharge(n);                                                                    \
-        else                                                                                       \
-            qs_mem_retrack(QS_ALLOC_DPTR, dptr, n, true);                                          \
-        return r;                                                                                  \
+        struct qs_freeing f;                                                                       \
+        qs_mem_free_begin(QS_ALLOC_DPTR, dptr, &f);                                                \
+        return qs_mem_free_end(real(dptr, hStream), &f);                                           \
     }
 
 FREE_ASYNC_HOOK(cuMemFreeAsync)
@@ -248,14 +323,13 @@ QS_EXPORT CUresult cuMemPoolCreate(CUmemoryPool *pool, const CUmemPoolProps *pro
     if (!real)
         return qs_cu_error(-ENOSYS);
     CUresult r = real(pool, props);
-    if (r != CUDA_SUCCESS || !qs_g.managed || !pool || !props)
+    if (r != CUDA_SUCCESS || !qs_managed() || !pool || !props)
         return r;
     bool device = props->location.type == CU_MEM_LOCATION_TYPE_DEVICE ||
                   props->allocType == CU_MEM_ALLOCATION_TYPE_MANAGED;
-    struct qs_pool *rec = record(*pool, device);
+    struct qs_pool *rec = locked_record(*pool, device, true);
     if (rec) {
-        /* The handle of a destroyed pool may come back for this one. */
-        pthread_mutex_lock(&rec->lock);
+        /* The handle of a pool destroyed when drained may come back for this one. */
         rec->device = device;
         pthread_mutex_unlock(&rec->lock);
     }
@@ -267,19 +341,24 @@ QS_EXPORT CUresult cuMemPoolDestroy(CUmemoryPool pool)
     QS_PFN_cuMemPoolDestroy real = QS_REAL(cuMemPoolDestroy);
     if (!real)
         return qs_cu_error(-ENOSYS);
+    struct qs_pool *rec = qs_managed() && pool ? locked_record(pool, false, false) : NULL;
+    if (!rec)
+        return real(pool);
+    /* Under the lock: no allocation from it may start or end half-seen. */
+    uint64_t cur;
+    if (rec->device && rec->live > 0 && reserved_mem(pool, &cur) == 0)
+        settle(rec, cur);
     CUresult r = real(pool);
-    if (r != CUDA_SUCCESS || !qs_g.managed)
-        return r;
-    int n = atomic_load_explicit(&qs_g.npools, memory_order_acquire);
-    for (int i = 0; i < n; i++) {
-        struct qs_pool *rec = &qs_g.pools[i];
-        if (rec->pool != pool)
-            continue;
-        pthread_mutex_lock(&rec->lock);
+    if (r == CUDA_SUCCESS && rec->live > 0) {
+        /* The driver keeps the pool's memory until its allocations are freed: so does the
+         * charge, and the dead handle must not find this record again. */
+        rec->destroyed = true;
+        atomic_store_explicit(&rec->pool, NULL, memory_order_relaxed);
+    } else if (r == CUDA_SUCCESS) {
         settle(rec, 0);
         rec->device = false;
-        pthread_mutex_unlock(&rec->lock);
     }
+    pthread_mutex_unlock(&rec->lock);
     return r;
 }
 
@@ -289,7 +368,7 @@ QS_EXPORT CUresult cuMemPoolTrimTo(CUmemoryPool pool, size_t minBytesToKeep)
     if (!real)
         return qs_cu_error(-ENOSYS);
     CUresult r = real(pool, minBytesToKeep);
-    if (r == CUDA_SUCCESS && qs_g.managed)
+    if (r == CUDA_SUCCESS && qs_managed())
         qs_pools_reconcile();
     return r;
 }
@@ -303,7 +382,7 @@ QS_EXPORT CUresult cuMemPoolTrimTo(CUmemoryPool pool, size_t minBytesToKeep)
         if (!real)                                                                                 \
             return qs_cu_error(-ENOSYS);                                                           \
         CUresult r = real args;                                                                    \
-        if (qs_g.managed && atomic_load_explicit(&qs_g.npools, memory_order_relaxed))              \
+        if (qs_managed() && atomic_load_explicit(&qs_g.npools, memory_order_relaxed))              \
             qs_pools_reconcile();                                                                  \
         return r;                                                                                  \
     }

@@ -15,7 +15,7 @@
 struct slot {
     uint64_t key;    /* pointer or handle */
     uint64_t bytes;  /* what it charged */
-    const void *ctx; /* context it dies with, or NULL */
+    const void *ctx; /* context it dies with, its pool (QS_ALLOC_POOLED), or NULL */
     uint8_t kind;    /* qs_alloc_kind_t; 0 marks an empty slot */
 };
 
@@ -140,7 +140,8 @@ static void remove_at(struct shard *s, size_t i)
     s->n--;
 }
 
-int qs_ptrtab_take(qs_ptrtab_t *self, qs_alloc_kind_t kind, uint64_t key, uint64_t *bytes)
+int qs_ptrtab_take(qs_ptrtab_t *self, qs_alloc_kind_t kind, uint64_t key, uint64_t *bytes,
+                   const void **ctx)
 {
     uint64_t h = hash(kind, key);
     struct shard *s = shard_of(self, h);
@@ -150,6 +151,8 @@ int qs_ptrtab_take(qs_ptrtab_t *self, qs_alloc_kind_t kind, uint64_t key, uint64
         size_t i = probe(s, kind, key, h);
         if (s->slots[i].kind) {
             *bytes = s->slots[i].bytes;
+            if (ctx)
+                *ctx = s->slots[i].ctx;
             remove_at(s, i);
             rc = 0;
         }
@@ -193,13 +196,28 @@ void qs_ptrtab_totals(qs_ptrtab_t *self, uint64_t *count, uint64_t *bytes)
     *bytes = b;
 }
 
+void qs_ptrtab_lock_all(qs_ptrtab_t *self)
+{
+    /* In shard order; no thread holds two shard locks otherwise, so this cannot deadlock. */
+    for (unsigned k = 0; k < SHARDS; k++)
+        pthread_mutex_lock(&self->shards[k].lock);
+}
+
+void qs_ptrtab_unlock_all(qs_ptrtab_t *self)
+{
+    for (unsigned k = SHARDS; k-- > 0;)
+        pthread_mutex_unlock(&self->shards[k].lock);
+}
+
 void qs_ptrtab_reset_after_fork(qs_ptrtab_t *self)
 {
+    /* Every shard was locked across fork: slots, cap and n agree, and slots is live. */
     for (unsigned k = 0; k < SHARDS; k++) {
         struct shard *s = &self->shards[k];
-        pthread_mutex_init(&s->lock, NULL);
-        if (s->cap)
-            memset(s->slots, 0, s->cap * sizeof *s->slots);
+        free(s->slots);
+        s->slots = NULL;
+        s->cap = 0;
         s->n = 0;
+        pthread_mutex_init(&s->lock, NULL);
     }
 }

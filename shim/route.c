@@ -55,7 +55,7 @@ QS_EARLY static void *lookup_next(const void *caller, const char *name, const ch
  * the driver's definition of an entry point we hook, fn otherwise. */
 QS_EARLY static void *route(const char *name, void *fn, const void *caller)
 {
-    if (!fn || !qs_g.managed || !driver_name(name))
+    if (!fn || !qs_managed() || !driver_name(name))
         return fn;
     int id = qs_hook_find(name);
     if (id < 0 || fn == qs_hook_addr(id))
@@ -106,7 +106,7 @@ static bool known_variant(const char *symbol, void *fn, int cuda_version, cuuint
  * chose (the generated table says which), keeping *pfn as that variant's real function. */
 static void route_procaddr(const char *symbol, void **pfn, int cuda_version, cuuint64_t flags)
 {
-    if (!qs_g.managed || !symbol || !pfn || !*pfn)
+    if (!qs_managed() || !symbol || !pfn || !*pfn)
         return;
     const char *variant = qs_procaddr_variant(
         symbol, cuda_version, (flags & CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM) != 0);

@@ -2,7 +2,8 @@
  *
  * An interposer must keep some: a hooked cuLaunchKernel is handed no context of ours.
  * Each field says who writes it. Three lifetimes:
- *   - environment: read by the constructor before main(), then read-only;
+ *   - environment: read once, by the first hook or the constructor, whichever runs first
+ *     (qs_managed(), shim/init.h), then read-only;
  *   - process: the driver, its entry points, the device mapping; a fork child keeps them;
  *   - tenant: this process's membership in its vGPU (agent thread, connection,
  *     reservation, allocation table); a fork child starts its own (shim/init.c). */
@@ -27,9 +28,14 @@
 
 /* A memory pool whose growth is charged (cuMemAllocAsync, cuMemAllocFromPoolAsync). */
 struct qs_pool {
-    CUmemoryPool pool;    /* the driver's handle; set once, before npools counts it */
+    /* the driver's handle: set before npools counts it; NULL once the pool is destroyed
+     * with allocations outstanding (the handle is dead, and may come back for a new
+     * pool, which gets a record of its own): stored under lock, read without */
+    _Atomic(CUmemoryPool) pool;
     bool device;          /* its memory lives on the GPU (host pools are not charged): lock */
     uint64_t charged;     /* bytes of it charged now, its reserved memory as last seen: lock */
+    uint64_t live;        /* allocations from it not yet freed: lock */
+    bool destroyed;       /* destroyed while live > 0: charged until the last is freed: lock */
     pthread_mutex_t lock; /* held across an allocation's before/after measurement */
 };
 
@@ -42,6 +48,7 @@ struct qs_logged {
 };
 
 struct qs_agent; /* shim/agent.c */
+struct qs_vmm;   /* shim/vmm.c */
 
 #define QS_MAX_CTXS 64 /* contexts a drain synchronises (shim/gate.h) */
 /* The gate's end when nothing is enforced: pass-through (the initial value), or the
@@ -70,8 +77,10 @@ struct qs_gate {
 };
 
 struct qs_state {
-    /* ---- environment: the constructor writes, then read-only ---- */
-    bool managed;                 /* QVGPU_VGPU set: enforce the vGPU; else pass-through */
+    /* ---- environment: qs_env_decide() writes once, then read-only ---- */
+    atomic_int env_state;         /* QS_ENV_*: release-stored once the fields below are set */
+    int env_problems;             /* QS_ENVP_* bits found while reading, logged by qs_init() */
+    pthread_once_t env_once;      /* logs env_problems and installs the fork handlers */
     char vgpu[QS_ID_LEN];         /* QVGPU_VGPU */
     char secret[QS_SECRET_LEN];   /* QVGPU_SECRET */
     char socket_dir[QS_PATH_LEN]; /* QVGPU_SOCKET_DIR, default /run/qvgpu */
@@ -84,11 +93,15 @@ struct qs_state {
     _Atomic(void *) libc_dlsym;           /* glibc's dlsym */
     _Atomic(void *) libc_dlvsym;          /* glibc's dlvsym */
 
-    pthread_mutex_t dev_lock;       /* guards the mapping below while it is made */
-    atomic_int dev_state;           /* QS_DEV_*: release-stored once the mapping is made */
-    CUdevice dev;                   /* the vGPU's GPU as the driver names it (QS_DEV_MAPPED) */
-    char gpu_uuid[QS_UUID_LEN];     /* its UUID, "GPU-xxxxxxxx-...": dev_lock */
-    bool env_forced;                /* CUDA_VISIBLE_DEVICES was set to it before cuInit */
+    pthread_mutex_t dev_lock;   /* guards the mapping below while it is made */
+    atomic_int dev_state;       /* QS_DEV_*: release-stored once the mapping is made */
+    CUdevice dev;               /* the vGPU's GPU as the driver names it (QS_DEV_MAPPED) */
+    char gpu_uuid[QS_UUID_LEN]; /* its UUID, "GPU-xxxxxxxx-...": dev_lock */
+    bool env_forced;            /* CUDA_VISIBLE_DEVICES was set to it before cuInit */
+    /* "CUDA_VISIBLE_DEVICES=<gpu_uuid>", the environment entry the shim put in place of
+     * the workload's (device.c): written once under dev_lock, then lives as long as the
+     * process, as an environment entry must */
+    char visible_entry[sizeof "CUDA_VISIBLE_DEVICES=" + QS_UUID_LEN];
     atomic_int nvml_state;          /* QS_DEV_*, for NVML's handle */
     _Atomic(nvmlDevice_t) nvml_dev; /* the GPU's NVML handle (QS_DEV_MAPPED) */
 
@@ -103,6 +116,8 @@ struct qs_state {
     struct qs_pool pools[QS_MAX_POOLS]; /* pools seen; records are never removed */
     atomic_int npools;                  /* records in use (release-stored after filling one) */
     struct qs_agent *agent;             /* owned by shim/agent.c; NULL when pass-through */
+    pthread_mutex_t vmm_lock;           /* guards vmm; held across fork */
+    struct qs_vmm *vmm; /* owned by shim/vmm.c: charged cuMemCreate allocations, mappings */
     struct qs_gate gate;                /* the compute lease; shim/gate.h */
 
     struct qs_logged logged;

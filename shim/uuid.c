@@ -1,7 +1,6 @@
 /* uuid.c - formats and compares GPU UUIDs. Pure. */
 #include "shim/uuid.h"
 
-#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -27,18 +26,20 @@ bool qs_uuid_equal(const char *a, const char *b)
     return *a && strcasecmp(a, b) == 0;
 }
 
-bool qs_uuid_from_visible(const char *visible, char *out, size_t cap)
+QS_EARLY bool qs_uuid_from_visible(const char *visible, char *out, size_t cap)
 {
     if (cap)
         out[0] = '\0';
     if (!visible)
         return false;
-    while (isspace((unsigned char)*visible))
+    while (*visible == ' ' || (*visible >= '\t' && *visible <= '\r'))
         visible++;
-    size_t n = strcspn(visible, ", \t");
-    if (n < 5 || strncasecmp(visible, "GPU-", 4) != 0 || n >= cap)
+    size_t n = 0;
+    while (visible[n] && visible[n] != ',' && visible[n] != ' ' && visible[n] != '\t')
+        n++;
+    bool gpu = n >= 5 && (visible[0] | 0x20) == 'g' && (visible[1] | 0x20) == 'p' &&
+               (visible[2] | 0x20) == 'u' && visible[3] == '-';
+    if (!gpu || n >= cap)
         return false;
-    memcpy(out, visible, n);
-    out[n] = '\0';
-    return true;
+    return qs_copy_early(out, cap, visible, n);
 }

@@ -1,9 +1,14 @@
 /* cuda_array.c - CUDA arrays and mipmapped arrays: device memory of an opaque layout.
  *
- * Layout model (what *GetMemoryRequirements report and what is charged): rows of
- * Width x element size x channels bytes rounded up to 512, Height x Depth rows (each at
- * least 1), the whole rounded up to 64 KiB, aligned to 64 KiB; a mipmapped array is the
- * sum of its levels. The memory is a MAP_NORESERVE mapping like any device memory.
+ * Layout model (what is charged): rows of Width x element size x channels bytes rounded
+ * up to 512, Height x Depth rows (each at least 1), the whole rounded up to 64 KiB,
+ * aligned to 64 KiB; a mipmapped array is the sum of its levels. The memory is a
+ * MAP_NORESERVE mapping like any device memory.
+ *
+ * An array made with CUDA_ARRAY3D_DEFERRED_MAPPING holds no memory (its backing would be
+ * mapped in later) and costs nothing; as in the real driver, only such arrays answer
+ * cuArrayGetMemoryRequirements / cuMipmappedArrayGetMemoryRequirements (with the model's
+ * figure), and any other gets CUDA_ERROR_INVALID_VALUE.
  * Threads: any; arrays under qsim_g.lock. */
 #include "sim/cuda_mem.h"
 
@@ -16,7 +21,7 @@
 #define ARRAY_ALIGN (64u << 10)
 #define KNOWN_FLAGS                                                                                \
     (CUDA_ARRAY3D_LAYERED | CUDA_ARRAY3D_SURFACE_LDST | CUDA_ARRAY3D_CUBEMAP |                     \
-     CUDA_ARRAY3D_TEXTURE_GATHER | CUDA_ARRAY3D_COLOR_ATTACHMENT)
+     CUDA_ARRAY3D_TEXTURE_GATHER | CUDA_ARRAY3D_COLOR_ATTACHMENT | CUDA_ARRAY3D_DEFERRED_MAPPING)
 
 struct qsim_mipmap;
 
@@ -26,7 +31,7 @@ struct qsim_array {
     size_t size;                  /* footprint in bytes */
     int ordinal;                  /* device charged */
     struct qsim_ctx *ctx;         /* context it was made in */
-    void *mem;                    /* its memory (owned unless a mipmap level) */
+    void *mem;                    /* its memory (owned unless a mipmap level); NULL when deferred */
     struct qsim_mipmap *parent;   /* the mipmapped array it is a level of, or NULL */
     struct qsim_array *next;      /* qsim_g.arrays */
 };
@@ -38,7 +43,7 @@ struct qsim_mipmap {
     size_t size; /* all levels */
     int ordinal;
     struct qsim_ctx *ctx;
-    void *mem;                 /* owned: every level, one after another */
+    void *mem;                 /* owned: every level, one after another; NULL when deferred */
     struct qsim_array **level; /* owned array of level handles, made on first use */
     struct qsim_mipmap *next;  /* qsim_g.mipmaps */
 };
@@ -92,11 +97,21 @@ static CUresult check(const CUDA_ARRAY3D_DESCRIPTOR *d)
     return CUDA_SUCCESS;
 }
 
-/* Charges and maps size bytes for the current context's device. */
-static CUresult take(size_t size, struct qsim_ctx **ctx, void **mem)
+static bool deferred(const CUDA_ARRAY3D_DESCRIPTOR *d)
+{
+    return (d->Flags & CUDA_ARRAY3D_DEFERRED_MAPPING) != 0;
+}
+
+/* Charges and maps size bytes for the current context's device; nothing for an array
+ * described by d whose mapping is deferred (*mem is then NULL). */
+static CUresult take(const CUDA_ARRAY3D_DESCRIPTOR *d, size_t size, struct qsim_ctx **ctx,
+                     void **mem)
 {
     CUresult rc = qsim_ctx_get(ctx);
-    if (rc != CUDA_SUCCESS || (rc = qsim_mem_charge((*ctx)->ordinal, size)) != CUDA_SUCCESS)
+    *mem = NULL;
+    if (rc != CUDA_SUCCESS || deferred(d))
+        return rc;
+    if ((rc = qsim_mem_charge((*ctx)->ordinal, size)) != CUDA_SUCCESS)
         return rc;
     if (!(*mem = qsim_mem_map(size))) {
         qsim_mem_uncharge((*ctx)->ordinal, size);
@@ -105,13 +120,20 @@ static CUresult take(size_t size, struct qsim_ctx **ctx, void **mem)
     return CUDA_SUCCESS;
 }
 
+/* Gives back what take() took. */
+static void give_back(int ordinal, void *mem, size_t size)
+{
+    if (mem) {
+        munmap(mem, size);
+        qsim_mem_uncharge(ordinal, size);
+    }
+}
+
 static void array_free_locked(struct qsim_array *a)
 {
     a->magic = 0;
-    if (!a->parent) {
-        munmap(a->mem, a->size);
-        qsim_mem_uncharge(a->ordinal, a->size);
-    }
+    if (!a->parent)
+        give_back(a->ordinal, a->mem, a->size);
 }
 
 static void mipmap_free_locked(struct qsim_mipmap *m)
@@ -120,8 +142,7 @@ static void mipmap_free_locked(struct qsim_mipmap *m)
     for (unsigned l = 0; m->level && l < m->levels; l++)
         if (m->level[l])
             m->level[l]->magic = 0;
-    munmap(m->mem, m->size);
-    qsim_mem_uncharge(m->ordinal, m->size);
+    give_back(m->ordinal, m->mem, m->size);
 }
 
 void qsim_array_drop_ctx_locked(struct qsim_ctx *ctx)
@@ -163,7 +184,7 @@ static CUresult array_create(CUarray *out, const CUDA_ARRAY3D_DESCRIPTOR *d)
     size_t size = footprint(d);
     struct qsim_ctx *ctx;
     void *mem;
-    if ((rc = take(size, &ctx, &mem)) != CUDA_SUCCESS)
+    if ((rc = take(d, size, &ctx, &mem)) != CUDA_SUCCESS)
         return rc;
     pthread_mutex_lock(&qsim_g.lock);
     struct qsim_array *a = array_object_locked();
@@ -177,8 +198,7 @@ static CUresult array_create(CUarray *out, const CUDA_ARRAY3D_DESCRIPTOR *d)
     }
     pthread_mutex_unlock(&qsim_g.lock);
     if (!a) {
-        munmap(mem, size);
-        qsim_mem_uncharge(ctx->ordinal, size);
+        give_back(ctx->ordinal, mem, size);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
     *out = (CUarray)a;
@@ -267,11 +287,13 @@ static CUresult array_requirements(CUDA_ARRAY_MEMORY_REQUIREMENTS *req, CUarray 
         return rc;
     pthread_mutex_lock(&qsim_g.lock);
     struct qsim_array *a = array_of(h);
-    if (a) {
+    rc = !a                    ? CUDA_ERROR_INVALID_HANDLE
+         : !deferred(&a->desc) ? CUDA_ERROR_INVALID_VALUE /* only deferred-mapping arrays */
+                               : CUDA_SUCCESS;
+    if (rc == CUDA_SUCCESS)
         *req = (CUDA_ARRAY_MEMORY_REQUIREMENTS){.size = a->size, .alignment = ARRAY_ALIGN};
-    }
     pthread_mutex_unlock(&qsim_g.lock);
-    return a ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    return rc;
 }
 
 QSIM_API CUresult cuArrayGetMemoryRequirements(CUDA_ARRAY_MEMORY_REQUIREMENTS *memoryRequirements,
@@ -324,15 +346,14 @@ static CUresult mipmap_create(CUmipmappedArray *out, const CUDA_ARRAY3D_DESCRIPT
     }
     struct qsim_ctx *ctx;
     void *mem;
-    if ((rc = take(size, &ctx, &mem)) != CUDA_SUCCESS)
+    if ((rc = take(d, size, &ctx, &mem)) != CUDA_SUCCESS)
         return rc;
     struct qsim_mipmap *m = calloc(1, sizeof *m);
     struct qsim_array **level = calloc(levels, sizeof *level);
     if (!m || !level) {
         free(m);
         free(level);
-        munmap(mem, size);
-        qsim_mem_uncharge(ctx->ordinal, size);
+        give_back(ctx->ordinal, mem, size);
         return CUDA_ERROR_OUT_OF_MEMORY;
     }
     m->desc = *d;
@@ -394,7 +415,7 @@ static CUresult mipmap_level(CUarray *out, CUmipmappedArray h, unsigned level)
             a->size = footprint(&a->desc);
             a->ordinal = m->ordinal;
             a->ctx = m->ctx;
-            a->mem = (char *)m->mem + offset;
+            a->mem = m->mem ? (char *)m->mem + offset : NULL;
             a->parent = m;
             a->magic = QSIM_MAGIC_ARRAY;
             m->level[level] = a;
@@ -424,10 +445,13 @@ static CUresult mipmap_requirements(CUDA_ARRAY_MEMORY_REQUIREMENTS *req, CUmipma
         return rc;
     pthread_mutex_lock(&qsim_g.lock);
     struct qsim_mipmap *m = mipmap_of(h);
-    if (m)
+    rc = !m                    ? CUDA_ERROR_INVALID_HANDLE
+         : !deferred(&m->desc) ? CUDA_ERROR_INVALID_VALUE /* only deferred-mapping arrays */
+                               : CUDA_SUCCESS;
+    if (rc == CUDA_SUCCESS)
         *req = (CUDA_ARRAY_MEMORY_REQUIREMENTS){.size = m->size, .alignment = ARRAY_ALIGN};
     pthread_mutex_unlock(&qsim_g.lock);
-    return m ? CUDA_SUCCESS : CUDA_ERROR_INVALID_HANDLE;
+    return rc;
 }
 
 QSIM_API CUresult cuMipmappedArrayGetMemoryRequirements(

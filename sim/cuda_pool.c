@@ -138,9 +138,13 @@ static CUresult free_locked(uintptr_t ptr, int st, uint64_t seq)
 void qsim_pool_on_sync(int ord)
 {
     pthread_mutex_lock(&qsim_g.lock);
-    for (struct qsim_pool *p = qsim_g.pools; p; p = p->next)
-        if (p->ordinal == ord && p->magic == QSIM_MAGIC_POOL && p->reserved > p->threshold)
-            trim_locked(p, p->threshold);
+    for (struct qsim_pool *p = qsim_g.pools; p; p = p->next) {
+        /* A destroyed pool keeps nothing: chunks whose free was still pending when it was
+         * destroyed go now. */
+        uint64_t keep = p->magic == QSIM_MAGIC_POOL ? p->threshold : 0;
+        if (p->ordinal == ord && p->reserved > keep)
+            trim_locked(p, keep);
+    }
     pthread_mutex_unlock(&qsim_g.lock);
 }
 

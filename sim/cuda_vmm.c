@@ -2,11 +2,13 @@
  * reservations, mappings and access.
  *
  * A physical allocation is a memfd of its size, charged to its device when created and
- * given back when it is both released and unmapped everywhere. A reservation is a
- * PROT_NONE range; cuMemMap maps the memfd over part of it (MAP_SHARED, so two mappings
- * of one allocation see the same bytes) and cuMemSetAccess makes it readable and
- * writable, and known to the copy functions. Granularity: 2 MiB.
- * Threads: any; every object here under qsim_g.lock. */
+ * given back when it is both released and unmapped everywhere. As in the real driver,
+ * its handle is dead once every reference to it (cuMemCreate's, each
+ * cuMemRetainAllocationHandle's) is released: cuMemMap, cuMemRelease and the property
+ * query then refuse it, while the mappings it still has stay valid until cuMemUnmap. A reservation
+ * is a PROT_NONE range; cuMemMap maps the memfd over part of it (MAP_SHARED, so two mappings of one
+ * allocation see the same bytes) and cuMemSetAccess makes it readable and writable, and known to
+ * the copy functions. Granularity: 2 MiB. Threads: any; every object here under qsim_g.lock. */
 #include "sim/cuda_mem.h"
 
 #include <stdlib.h>
@@ -18,8 +20,9 @@ struct qsim_phys {
     int fd;         /* owned memfd */
     size_t size;
     int ordinal;              /* device it is charged on */
-    int refs;                 /* the handle (until cuMemRelease or a retain's release)
-                                 plus one per mapping */
+    int handles;              /* handle references: cuMemCreate's and each
+                                 cuMemRetainAllocationHandle's, until their cuMemRelease */
+    int maps;                 /* live mappings of it */
     CUmemAllocationProp prop; /* as created */
     struct qsim_phys *next;   /* qsim_g.phys */
 };
@@ -49,18 +52,19 @@ static bool prop_valid(const CUmemAllocationProp *p)
            qsim_check_device(p->location.id) == CUDA_SUCCESS;
 }
 
+/* The allocation handle h names, or NULL when h is unknown or released. Lock held. */
 static struct qsim_phys *phys_of(CUmemGenericAllocationHandle h)
 {
     for (struct qsim_phys *p = qsim_g.phys; p; p = p->next)
         if ((CUmemGenericAllocationHandle)(uintptr_t)p == h && p->magic == QSIM_MAGIC_PHYS)
-            return p;
+            return p->handles > 0 ? p : NULL;
     return NULL;
 }
 
-/* Drops one reference; the last one gives the memory back. */
-static void phys_put_locked(struct qsim_phys *p)
+/* Gives p's memory back once nothing holds it: no handle reference, no mapping. */
+static void phys_free_if_unheld_locked(struct qsim_phys *p)
 {
-    if (--p->refs > 0)
+    if (p->handles > 0 || p->maps > 0)
         return;
     for (struct qsim_phys **pp = &qsim_g.phys; *pp; pp = &(*pp)->next) {
         if (*pp == p) {
@@ -123,7 +127,7 @@ static CUresult mem_create(CUmemGenericAllocationHandle *h, size_t size,
     p->fd = fd;
     p->size = size;
     p->ordinal = ord;
-    p->refs = 1;
+    p->handles = 1;
     p->prop = *prop;
     p->magic = QSIM_MAGIC_PHYS;
     pthread_mutex_lock(&qsim_g.lock);
@@ -144,8 +148,10 @@ static CUresult mem_release(CUmemGenericAllocationHandle h)
 {
     pthread_mutex_lock(&qsim_g.lock);
     struct qsim_phys *p = phys_of(h);
-    if (p)
-        phys_put_locked(p); /* held on by its mappings, if any */
+    if (p) {
+        p->handles--;
+        phys_free_if_unheld_locked(p); /* held on by its mappings, if any */
+    }
     pthread_mutex_unlock(&qsim_g.lock);
     return p ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 }
@@ -183,7 +189,7 @@ static CUresult retain_handle(CUmemGenericAllocationHandle *h, void *addr)
     while (m && !((uintptr_t)addr >= m->va && (uintptr_t)addr < m->va + m->size))
         m = m->next;
     if (m) {
-        m->phys->refs++;
+        m->phys->handles++;
         *h = (CUmemGenericAllocationHandle)(uintptr_t)m->phys;
     }
     pthread_mutex_unlock(&qsim_g.lock);
@@ -298,7 +304,7 @@ static CUresult mem_map(CUdeviceptr ptr, size_t size, size_t offset, CUmemGeneri
         m->offset = offset;
         m->next = v->maps;
         v->maps = m;
-        p->refs++;
+        p->maps++;
     } else {
         free(m);
     }
@@ -329,7 +335,8 @@ static CUresult mem_unmap(CUdeviceptr ptr, size_t size)
              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
         if (m->accessible)
             qsim_mem_remove_locked(m->va);
-        phys_put_locked(m->phys);
+        m->phys->maps--;
+        phys_free_if_unheld_locked(m->phys);
         free(m);
         unmapped++;
     }

@@ -134,6 +134,86 @@ Test(qa_store, leftover_temporary_files_are_removed_and_bad_files_named)
     free(tmp), free(bad), free(dir);
 }
 
+static void write_file(const char *dir, const char *name, const void *body, size_t len)
+{
+    char *path;
+    cr_assert(asprintf(&path, "%s/%s", dir, name) > 0);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    cr_assert_eq(fwrite(body, 1, len, f), len);
+    fclose(f);
+    free(path);
+}
+
+/* What was logged to f, which it closes, as one string. */
+static void read_log(FILE *f, char *text, size_t cap)
+{
+    rewind(f);
+    size_t n = fread(text, 1, cap - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    cr_assert_gt(n, 0, "nothing logged");
+}
+
+Test(qa_store, files_a_power_cut_left_empty_or_cut_short_are_skipped_and_their_ids_kept)
+{
+    char *dir = qt_tmpdir(), err[QP_ERR_LEN] = "";
+    qa_store_t *s = qa_store_open(dir, err);
+    qa_vgpu_t a = sample("vg-4");
+    cr_assert_eq(qa_store_put(s, &a, "GPU-a", err), 0, "%s", err);
+    cr_assert_eq(qa_store_note_ids(s, 5, err), 0, "%s", err);
+    qa_store_close(&s);
+    static const char zeros[300];
+    const char cut[] = "{\"version\":1,\"id\":\"vg-900\",\"vm\":\"a";
+    write_file(dir, "vgpus/vg-7.json", "", 0);
+    write_file(dir, "vgpus/vg-8.json", zeros, sizeof zeros);
+    write_file(dir, "vgpus/vg-900.json", cut, strlen(cut));
+
+    s = qa_store_open(dir, err);
+    FILE *logf = tmpfile();
+    qa_log_t log = {QA_INFO, logf};
+    qa_store_set_log(s, &log);
+    struct seen seen = {0};
+    uint64_t next = 0;
+    cr_assert_eq(qa_store_load(s, collect, &seen, &next, err), 0, "%s", err);
+    cr_assert_eq(seen.n, 1);
+    cr_assert_str_eq(seen.v[0].id, "vg-4");
+    cr_assert_eq(next, 901, "no id of a file seen is handed out again: %llu",
+                 (unsigned long long)next);
+    char text[4096];
+    read_log(logf, text, sizeof text);
+    cr_assert(strstr(text, "vg-7.json is empty"), "%s", text);
+    cr_assert(strstr(text, "vg-8.json is all zero bytes"), "%s", text);
+    cr_assert(strstr(text, "vg-900.json is cut short"), "%s", text);
+    cr_assert(strstr(text, "warn"), "%s", text);
+    qa_store_close(&s);
+    free(dir);
+}
+
+Test(qa_store, an_empty_meta_file_gives_way_to_the_vgpu_files_ids)
+{
+    char *dir = qt_tmpdir(), err[QP_ERR_LEN] = "";
+    qa_store_t *s = qa_store_open(dir, err);
+    qa_vgpu_t a = sample("vg-12");
+    cr_assert_eq(qa_store_put(s, &a, "GPU-a", err), 0, "%s", err);
+    qa_store_close(&s);
+    write_file(dir, "meta.json", "", 0);
+    s = qa_store_open(dir, err);
+    FILE *logf = tmpfile();
+    qa_log_t log = {QA_INFO, logf};
+    qa_store_set_log(s, &log);
+    struct seen seen = {0};
+    uint64_t next = 0;
+    cr_assert_eq(qa_store_load(s, collect, &seen, &next, err), 0, "%s", err);
+    cr_assert_eq(seen.n, 1);
+    cr_assert_eq(next, 13);
+    char text[4096];
+    read_log(logf, text, sizeof text);
+    cr_assert(strstr(text, "meta.json is empty"), "%s", text);
+    qa_store_close(&s);
+    free(dir);
+}
+
 Test(qa_store, an_unusable_state_dir_is_named)
 {
     char err[QP_ERR_LEN];

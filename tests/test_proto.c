@@ -290,6 +290,73 @@ Test(qp_msg, rejects_a_nul_inside_a_string)
     cr_assert(strstr(err, "NUL"), "%s", err);
 }
 
+/* {t: info, vgpu: <len bytes of s>}, decoded. */
+static int decode_vgpu_bytes(const char *s, size_t len, qp_msg_t **out, char *err)
+{
+    struct raw r;
+    raw_init(&r);
+    msgpack_pack_map(&r.pk, 2);
+    raw_str(&r, "t");
+    raw_str(&r, "info");
+    raw_str(&r, "vgpu");
+    msgpack_pack_str_with_body(&r.pk, s, len);
+    return raw_decode(&r, out, err);
+}
+
+Test(qp_msg, rejects_a_string_that_is_not_utf8)
+{
+    static const struct {
+        const char *s;
+        const char *why;
+    } bad[] = {
+        {"vm-\xff", "a byte no UTF-8 has"},
+        {"vm-\xc3", "a sequence cut short at the end"},
+        {"vm-\xc3-x", "a continuation byte missing"},
+        {"vm-\x80", "a lone continuation byte"},
+        {"vm-\xc0\xaf", "an overlong '/'"},
+        {"vm-\xe0\x80\xaf", "an overlong three-byte form"},
+        {"vm-\xed\xa0\x80", "a UTF-16 surrogate"},
+        {"vm-\xf4\x90\x80\x80", "past U+10FFFF"},
+        {"vm-\xf8\x88\x80\x80\x80", "a five-byte form"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        qp_msg_t *out = NULL;
+        char err[QP_ERR_LEN] = "";
+        cr_assert_eq(decode_vgpu_bytes(bad[i].s, strlen(bad[i].s), &out, err), -EPROTO, "%s",
+                     bad[i].why);
+        cr_assert_null(out);
+        cr_assert(strstr(err, "UTF-8"), "%s: %s", bad[i].why, err);
+    }
+    /* A map key is a string too. */
+    struct raw r;
+    qp_msg_t *out = NULL;
+    char err[QP_ERR_LEN] = "";
+    raw_init(&r);
+    msgpack_pack_map(&r.pk, 2);
+    raw_str(&r, "t");
+    raw_str(&r, "info");
+    raw_str(&r, "k\xfe");
+    raw_str(&r, "v");
+    cr_assert_eq(raw_decode(&r, &out, err), -EPROTO);
+    cr_assert(strstr(err, "UTF-8"), "%s", err);
+}
+
+Test(qp_msg, accepts_every_length_of_utf8)
+{
+    /* ASCII, then 2, 3 and 4 byte forms: "vm-é€😀", and the edges U+7FF, U+FFFF, U+10FFFF */
+    static const char *const good[] = {"vm-7", "vm-\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80",
+                                       "\xdf\xbf\xef\xbf\xbf\xf4\x8f\xbf\xbf"};
+    for (size_t i = 0; i < sizeof good / sizeof *good; i++) {
+        qp_msg_t *out = NULL;
+        char err[QP_ERR_LEN] = "";
+        const char *got = NULL;
+        cr_assert_eq(decode_vgpu_bytes(good[i], strlen(good[i]), &out, err), 0, "%s", err);
+        cr_assert_eq(qp_msg_get_str(out, "vgpu", &got), 0);
+        cr_assert_str_eq(got, good[i]);
+        qp_msg_destroy(&out);
+    }
+}
+
 Test(qp_msg, refuses_absurd_lengths_before_allocating)
 {
     qp_msg_t *out = NULL;

@@ -44,6 +44,38 @@ Test(shim_device, one_device_whatever_the_workload_sets_before_init)
     free(out);
 }
 
+Test(shim_device, one_device_when_the_workload_removes_cuda_visible_devices)
+{
+    qt_sim_private(THREE_GPUS);
+    char uuids[4][64], *out = NULL;
+    qts_env_t e;
+    vgpu_on(&e, uuids, 2);
+    /* The driver then enumerates every GPU; the shim shows the vGPU's alone. */
+    cr_assert_eq(
+        qts_run(&e, &out, NULL, "unsetenv:CUDA_VISIBLE_DEVICES", "init", "count", "devices", NULL),
+        0);
+    cr_assert_eq(qts_field(out, "init ", 0), 0, "%s", out);
+    assert_only(out, uuids[2]);
+    free(out);
+}
+
+Test(shim_device, other_threads_may_read_the_environment_while_the_driver_initialises)
+{
+    qt_sim_private(THREE_GPUS);
+    char uuids[4][64], *out = NULL;
+    qts_env_t e;
+    vgpu_on(&e, uuids, 1);
+    /* Threads calling getenv in a loop while one thread's cuInit puts the vGPU's GPU back
+     * in CUDA_VISIBLE_DEVICES; each sees a whole value. */
+    cr_assert_eq(qts_run(&e, &out, NULL, "setenv:CUDA_VISIBLE_DEVICES=0", "getenv_race:8", "count",
+                         "devices", NULL),
+                 0);
+    cr_assert_eq(qts_field(out, "getenv_race ", 0), 0, "%s", out);
+    cr_assert_eq(qts_field(out, "getenv_race ", 1), 0, "torn or unknown values: %s", out);
+    assert_only(out, uuids[1]);
+    free(out);
+}
+
 Test(shim_device, one_device_whatever_the_environment_says_at_start)
 {
     qt_sim_private(THREE_GPUS);

@@ -25,8 +25,7 @@ static qt_arbiter_t *arbiter(void)
 }
 
 /* A vGPU of 512 MiB with share percent of GPU 0, and the environment of its workloads. */
-static void vgpu(qt_arbiter_t *arb, qts_vgpu_t *v, qts_env_t *e, const char *vm,
-                 const char *share)
+static void vgpu(qt_arbiter_t *arb, qts_vgpu_t *v, qts_env_t *e, const char *vm, const char *share)
 {
     qts_vgpu_create(arb, v, "--vm", vm, "--memory", "512", "--share", share, "--gpu", "0", NULL);
     qts_env_of(e, arb, v);
@@ -55,14 +54,14 @@ Test(shim_gate, two_saturating_vgpus_share_the_gpu_by_their_shares_without_overl
     long long ka = qts_field(oa, "spin ", 0), kb = qts_field(ob, "spin ", 0);
     cr_assert_gt(ka, 0, "%s", oa);
     double ratio = (double)kb / (double)ka;
-    cr_assert(ratio > 1.5 && ratio < 6.0, "25/75 should run about 1:3; got %lld:%lld kernels",
-              ka, kb);
+    cr_assert(ratio > 1.5 && ratio < 6.0, "25/75 should run about 1:3; got %lld:%lld kernels", ka,
+              kb);
     /* Alone on the GPU a 4 ms kernel takes about 4 ms; overlapping the other, about 8. */
     cr_assert_lt(qts_field(oa, "spin ", 1), 6000, "a's kernels overlapped b's:\n%s", oa);
     cr_assert_lt(qts_field(ob, "spin ", 1), 6000, "b's kernels overlapped a's:\n%s", ob);
     /* Handing the GPU over costs little: most of the time some kernel runs. */
-    cr_assert_gt((ka + kb) * 4, 4000 / 2, "the GPU idled: %lld + %lld kernels of 4 ms in 4 s",
-                 ka, kb);
+    cr_assert_gt((ka + kb) * 4, 4000 / 2, "the GPU idled: %lld + %lld kernels of 4 ms in 4 s", ka,
+                 kb);
     qt_proc_destroy(&pa);
     qt_proc_destroy(&pb);
     free(oa);
@@ -84,8 +83,8 @@ Test(shim_gate, work_queued_deep_is_charged_and_cannot_take_more_than_its_share)
     long long ka = qts_field(oa, "spin ", 0), kb = qts_field(ob, "spin ", 0);
     cr_assert_gt(kb, 0, "%s", ob);
     double ratio = (double)ka / (double)kb;
-    cr_assert(ratio > 0.45 && ratio < 2.2, "50/50 should run about 1:1; got %lld:%lld kernels",
-              ka, kb);
+    cr_assert(ratio > 0.45 && ratio < 2.2, "50/50 should run about 1:1; got %lld:%lld kernels", ka,
+              kb);
     cr_assert_lt(qts_field(ob, "spin ", 1), 6000, "b's kernels overlapped a's:\n%s", ob);
     qt_proc_destroy(&pa);
     qt_proc_destroy(&pb);
@@ -119,7 +118,8 @@ Test(shim_gate, every_launch_route_waits_for_the_lease)
     size_t n = 1, k = 0;
     for (size_t l = 0; l < NL; l++) {
         for (size_t r = 0; r < NR; r++, k++) {
-            snprintf(bufs[k], sizeof bufs[k], "launch:%s:%s:20000000:timed", launches[l], routes[r]);
+            snprintf(bufs[k], sizeof bufs[k], "launch:%s:%s:20000000:timed", launches[l],
+                     routes[r]);
             cmds[n++] = bufs[k];
             cmds[n++] = "sleep:20";
         }
@@ -133,8 +133,8 @@ Test(shim_gate, every_launch_route_waits_for_the_lease)
             char prefix[128];
             snprintf(prefix, sizeof prefix, "launch %s %s ", launches[l], routes[r]);
             cr_assert_eq(qts_field(out, prefix, 0), 0, "%s:\n%s", prefix, out);
-            cr_assert_lt(qts_field(out, prefix, 2), 30000, "%s ran beside b's kernel:\n%s",
-                         prefix, out);
+            cr_assert_lt(qts_field(out, prefix, 2), 30000, "%s ran beside b's kernel:\n%s", prefix,
+                         out);
         }
     }
     free(out);
@@ -184,8 +184,7 @@ Test(shim_gate, a_stopped_holder_loses_the_lease_after_the_grace_and_resumes_lat
     char *ob = finish(pb, 30000);
     /* b waits out the grace (1 s) and then has the GPU for most of its remaining 3 s. */
     long long kb = qts_field(ob, "spin ", 0);
-    cr_assert_gt(kb * 5, 1200, "b ran %lld ms of kernels in 4 s beside a stopped holder",
-                 kb * 5);
+    cr_assert_gt(kb * 5, 1200, "b ran %lld ms of kernels in 4 s beside a stopped holder", kb * 5);
     qt_proc_kill(pa, SIGCONT);
     char *oa = finish(pa, 30000);
     cr_assert_null(strstr(oa, "failed"), "%s", oa);
@@ -256,5 +255,31 @@ Test(shim_gate, a_long_drain_does_not_silence_the_process)
     cr_assert_eq(qts_field(oa, "spin ", 0), 4, "%s", oa);
     free(oa);
     qt_proc_destroy(&pa);
+    qt_arbiter_destroy(&arb);
+}
+
+Test(shim_gate, a_deprecated_launch_waits_for_the_lease_too)
+{
+    qt_arbiter_t *arb = arbiter();
+    qts_vgpu_t a, b;
+    qts_env_t ea, eb;
+    vgpu(arb, &a, &ea, "a", "50");
+    vgpu(arb, &b, &eb, "b", "50");
+    /* b holds the lease when it is stopped: a's launch must wait until the arbiter takes
+     * it back, lease_grace_ms (1 s) after its end. An ungated launch returns at once
+     * (the simulated driver does not run cuLaunchGrid: it answers NOT_SUPPORTED). */
+    qt_proc_t *pb = qts_start(&eb, "init", "ready", "spin:5000000:1:60000", NULL);
+    cr_assert(qts_wait_line(pb, "ready", 10000));
+    qt_sleep_ms(300);
+    qt_proc_kill(pb, SIGSTOP);
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(qts_run(&ea, &out, &err, "init", "launch:cuLaunchGrid:dlsym:1000:timed", NULL), 0,
+                 "%s", err);
+    cr_assert_gt(qts_field(out, "launch cuLaunchGrid dlsym ", 1), 500000,
+                 "cuLaunchGrid did not wait for the stopped holder's lease:\n%s", out);
+    free(out);
+    free(err);
+    qt_proc_kill(pb, SIGCONT);
+    qt_proc_destroy(&pb);
     qt_arbiter_destroy(&arb);
 }

@@ -71,6 +71,54 @@ Test(shim_init, fork_children_work_before_and_after_the_parent_uses_cuda)
     free(err);
 }
 
+/* A private host and arbiter with one vGPU of 1 GiB, and a workload's environment in it. */
+static qt_arbiter_t *reachable_vgpu(qts_env_t *e)
+{
+    qts_vgpu_t v;
+    qt_sim_private(NULL);
+    qt_arbiter_t *arb = qt_arbiter_start(NULL, NULL);
+    cr_assert_not_null(arb);
+    qts_vgpu_create(arb, &v, "--vm", "vm-a", "--profile", "Q1", NULL);
+    qts_env_of(e, arb, &v);
+    return arb;
+}
+
+Test(shim_init, a_fork_child_of_a_process_with_allocations_allocates_and_frees_on_its_own)
+{
+    qts_env_t e;
+    qt_arbiter_t *arb = reachable_vgpu(&e);
+    char *out = NULL, *err = NULL;
+    /* The parent joins the vGPU through NVML (no CUDA context: a fork child may use CUDA)
+     * and forks; its child charges, frees and sees its own use only. */
+    cr_assert_eq(qts_run(&e, &out, &err, "nvml", "fork:6", "init", "alloc:cuMemAlloc_v2:direct:64M",
+                         "alloc:cuMemAlloc_v2:direct:32M", "free", "free", "info", "ready", NULL),
+                 0, "%s", err);
+    cr_assert_eq(qts_field(out, "fork ", 0), 0, "%s", out);
+    cr_assert_eq(qts_count_lines(out, "[child] alloc cuMemAlloc_v2 direct 0"), 2, "%s", out);
+    cr_assert_eq(qts_count_lines(out, "[child] free 0"), 2, "%s", out);
+    cr_assert_eq(qts_field(out, "[child] info ", 1), qts_field(out, "[child] info ", 2),
+                 "the child gave back all it charged: %s", out);
+    free(out);
+    free(err);
+    qt_arbiter_destroy(&arb);
+}
+
+Test(shim_init, an_allocation_made_before_the_shims_constructor_runs_is_charged)
+{
+    qts_env_t e;
+    qt_arbiter_t *arb = reachable_vgpu(&e);
+    /* As another library's constructor, initialised before the shim's, would. */
+    qts_env_add(&e, "SHIM_WORK_PREINIT_ALLOC=64M");
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(qts_run(&e, &out, &err, "info", NULL), 0, "%s", err);
+    cr_assert_eq(qts_field(out, "preinit ", 0), 0, "%s\n%s", out, err);
+    cr_assert_eq(qts_field(out, "info ", 2) - qts_field(out, "info ", 1), 64ll * QTS_MIB,
+                 "the early allocation is charged: %s", out);
+    free(out);
+    free(err);
+    qt_arbiter_destroy(&arb);
+}
+
 Test(shim_init, exec_children_get_the_shim_again)
 {
     qt_sim_private("GPU A:8GiB:20,GPU B:4GiB:10");

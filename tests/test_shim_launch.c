@@ -73,3 +73,35 @@ Test(shim_launch, every_launch_entry_point_runs_in_pass_through)
     qts_env_passthrough(&e);
     launch_all(&e, NULL);
 }
+
+Test(shim_launch, deprecated_launch_entry_points_lead_to_the_shim_by_every_route)
+{
+    /* cuLaunch, cuLaunchGrid, cuLaunchGridAsync and the multi-device cooperative launch
+     * still run kernels on a real driver: each must reach the shim's gated hook. */
+    static const char *const syms[] = {"cuLaunch", "cuLaunchGrid", "cuLaunchGridAsync",
+                                       "cuLaunchCooperativeKernelMultiDevice"};
+    static const char *const want[] = {"direct=libqshim.so", "dlsym=libqshim.so",
+                                       "default=libqshim.so", "procaddr=libqshim.so",
+                                       "procaddr1=libqshim.so"};
+    qt_sim_private(NULL);
+    char uuids[4][64];
+    cr_assert_eq(qts_gpu_uuids(uuids, 4), 1);
+    char *dir = qt_tmpdir();
+    qts_env_t e;
+    qts_env_vgpu(&e, dir, "vgpu-launch", "00", uuids[0]);
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(qts_run(&e, &out, &err, "init", "resolve:cuLaunch", "resolve:cuLaunchGrid",
+                         "resolve:cuLaunchGridAsync",
+                         "resolve:cuLaunchCooperativeKernelMultiDevice", NULL),
+                 0, "%s", err);
+    for (size_t i = 0; i < sizeof syms / sizeof *syms; i++) {
+        char prefix[128], line[1024];
+        snprintf(prefix, sizeof prefix, "resolve %s ", syms[i]);
+        cr_assert(qts_line(out, prefix, line, sizeof line), "%s", out);
+        for (size_t w = 0; w < sizeof want / sizeof *want; w++)
+            cr_assert(strstr(line, want[w]), "%s: no %s", line, want[w]);
+    }
+    free(out);
+    free(err);
+    free(dir);
+}

@@ -109,6 +109,29 @@ Test(shim_mem, vmm_and_array_allocations_are_refused_past_the_quota_on_every_rou
     check_refusals(syms, sizeof syms / sizeof *syms);
 }
 
+Test(shim_mem, physical_memory_is_charged_until_released_and_unmapped)
+{
+    qts_vgpu_t v;
+    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qts_env_t e;
+    qts_env_of(&e, arb, &v);
+    char *out = NULL;
+    /* The driver keeps a released allocation while it is mapped: so does the charge. */
+    cr_assert_eq(qts_run(&e, &out, NULL, "init", "alloc:cuMemCreate:direct:64M", "map:32M",
+                         "map:64M", "free", "info", "unmap", "info", "unmap", "info", NULL),
+                 0);
+    long long q = (long long)GiB, M = (long long)QTS_MIB;
+    cr_assert_eq(qts_count_lines(out, "map 0"), 2, "%s", out);
+    cr_assert_eq(qts_field(out, "free ", 0), 0, "%s", out);
+    cr_assert_eq(qts_count_lines(out, "unmap 0"), 2, "%s", out);
+    cr_assert_eq(qts_field_at(out, "info ", 0, 1), q - 64 * M, "released, mapped twice: %s", out);
+    cr_assert_eq(qts_field_at(out, "info ", 1, 1), q - 64 * M, "still mapped once: %s", out);
+    cr_assert_eq(qts_field_at(out, "info ", 2, 1), q, "released and unmapped: %s", out);
+    free(out);
+    cr_assert(used_becomes(arb, &v, 0, 3000), "the arbiter got it back");
+    qt_arbiter_destroy(&arb);
+}
+
 Test(shim_mem, a_pool_is_charged_what_it_holds_until_it_trims)
 {
     qts_vgpu_t v;
@@ -133,6 +156,35 @@ Test(shim_mem, a_pool_is_charged_what_it_holds_until_it_trims)
     qt_arbiter_destroy(&arb);
 }
 
+Test(shim_mem, a_pool_destroyed_with_live_allocations_stays_charged_until_they_are_freed)
+{
+    qts_vgpu_t v;
+    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qts_env_t e;
+    qts_env_of(&e, arb, &v);
+    char *out = NULL;
+    /* The driver defers a busy pool's release to its allocations' frees. */
+    cr_assert_eq(qts_run(&e, &out, NULL, "init", "pool_new",
+                         "alloc:cuMemAllocFromPoolAsync:direct:8M",
+                         "alloc:cuMemAllocFromPoolAsync_ptsz:direct:4M", "pool_destroy", "sync",
+                         "info", "free", "info", "free", "info", "pool_new",
+                         "alloc:cuMemAllocFromPoolAsync:direct:2M", "info", "free", "pool_destroy",
+                         "info", NULL),
+                 0);
+    long long q = (long long)GiB, M = (long long)QTS_MIB;
+    cr_assert_eq(qts_count_lines(out, "pool_new 0"), 2, "%s", out);
+    cr_assert_eq(qts_count_lines(out, "pool_destroy 0"), 2, "%s", out);
+    cr_assert_eq(qts_count_lines(out, "free 0"), 3, "%s", out);
+    cr_assert_eq(qts_field_at(out, "info ", 0, 1), q - 12 * M, "destroyed, busy: %s", out);
+    cr_assert_leq(qts_field_at(out, "info ", 1, 1), q - 8 * M, "one still live: %s", out);
+    cr_assert_eq(qts_field_at(out, "info ", 2, 1), q, "drained, given back: %s", out);
+    cr_assert_eq(qts_field_at(out, "info ", 3, 1), q - 2 * M, "a new pool: %s", out);
+    cr_assert_eq(qts_field_at(out, "info ", 4, 1), q, "destroyed idle: %s", out);
+    free(out);
+    cr_assert(used_becomes(arb, &v, 0, 3000), "the arbiter got it all back");
+    qt_arbiter_destroy(&arb);
+}
+
 Test(shim_mem, charges_exactly_what_the_device_holds)
 {
     qts_vgpu_t v;
@@ -153,6 +205,32 @@ Test(shim_mem, charges_exactly_what_the_device_holds)
     const char *second = strstr(strstr(out, "info "), "\ninfo ");
     cr_assert_not_null(second);
     cr_assert_eq((long long)GiB - atoll(second + 8), 1000000, "a plain one holds its size");
+    free(out);
+    qt_arbiter_destroy(&arb);
+}
+
+Test(shim_mem, an_array_is_charged_a_bound_of_its_layout_without_asking_the_driver)
+{
+    qts_vgpu_t v;
+    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qts_env_t e;
+    qts_env_of(&e, arb, &v);
+    char *out = NULL;
+    /* The driver tells an ordinary array's size to nobody: the shim charges rows padded to
+     * 512 bytes plus 64 KiB, which covers what the (simulated) device holds. */
+    cr_assert_eq(qts_run(&e, &out, NULL, "init", "alloc:cuArrayCreate_v2:direct:64M", "info",
+                         "alloc:cuMipmappedArrayCreate:direct:16M", "info", "free", "free", "info",
+                         NULL),
+                 0);
+    long long q = (long long)GiB, M = (long long)QTS_MIB, K = 1024;
+    cr_assert_eq(qts_count_lines(out, "alloc cu"), 2, "%s", out);
+    cr_assert_eq(qts_field(out, "alloc cuArrayCreate_v2 direct ", 0), 0, "%s", out);
+    cr_assert_eq(qts_field(out, "alloc cuMipmappedArrayCreate direct ", 0), 0, "%s", out);
+    /* 1024 rows of 4096 float4 texels (64 KiB each), plus 64 KiB */
+    cr_assert_eq(qts_field_at(out, "info ", 0, 1), q - 64 * M - 64 * K, "%s", out);
+    /* one level of 256 rows of 4096 float4 texels, plus 64 KiB */
+    cr_assert_eq(qts_field_at(out, "info ", 1, 1), q - 80 * M - 128 * K, "%s", out);
+    cr_assert_eq(qts_field_at(out, "info ", 2, 1), q, "all given back: %s", out);
     free(out);
     qt_arbiter_destroy(&arb);
 }

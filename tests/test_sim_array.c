@@ -1,12 +1,22 @@
-/* test_sim_array.c - CUDA arrays and mipmapped arrays occupy device memory, exactly
- * what their *GetMemoryRequirements report (the shim charges by those). */
+/* test_sim_array.c - CUDA arrays and mipmapped arrays occupy device memory by the layout
+ * model in sim/README.md; only deferred-mapping arrays, which occupy none, answer
+ * *GetMemoryRequirements, as in the real driver. */
 #include <criterion/criterion.h>
 #include <cuda.h>
 
 #include "tests/harness.h"
 #include "tests/sim_support.h"
 
-Test(sim_array, an_array_occupies_what_its_requirements_say)
+/* The layout model: rows of width x bpp rounded up to 512, h x d rows (each at least 1),
+ * the whole rounded up to 64 KiB. */
+static size_t model(size_t w, size_t h, size_t d, size_t bpp)
+{
+    size_t row = (w * bpp + 511) / 512 * 512;
+    size_t bytes = row * (h ? h : 1) * (d ? d : 1);
+    return (bytes + 65535) / 65536 * 65536;
+}
+
+Test(sim_array, an_array_occupies_its_layout_and_does_not_answer_requirements)
 {
     qt_sim_private("Small:1GiB:4");
     sim_up(0);
@@ -14,12 +24,10 @@ Test(sim_array, an_array_occupies_what_its_requirements_say)
         .Width = 1000, .Height = 600, .Format = CU_AD_FORMAT_FLOAT, .NumChannels = 4};
     CUarray a;
     CU_OK(cuArrayCreate(&a, &d));
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - model(1000, 600, 0, 16));
     CUDA_ARRAY_MEMORY_REQUIREMENTS req;
-    CU_OK(cuArrayGetMemoryRequirements(&req, a, 0));
-    cr_assert_geq(req.size, 1000 * 600 * 16, "at least its texels");
-    cr_assert_gt(req.alignment, 0);
-    cr_assert_eq(req.size % req.alignment, 0);
-    cr_assert_eq(sim_free_bytes(), 1 * GiB - req.size);
+    cr_assert_eq(cuArrayGetMemoryRequirements(&req, a, 0), CUDA_ERROR_INVALID_VALUE,
+                 "only for deferred-mapping arrays");
     CUDA_ARRAY_DESCRIPTOR back;
     CU_OK(cuArrayGetDescriptor(&back, a));
     cr_assert_eq(back.Width, 1000);
@@ -29,6 +37,28 @@ Test(sim_array, an_array_occupies_what_its_requirements_say)
     CU_OK(cuArrayDestroy(a));
     cr_assert_eq(sim_free_bytes(), 1 * GiB);
     cr_assert_eq(cuArrayDestroy(a), CUDA_ERROR_INVALID_HANDLE);
+}
+
+Test(sim_array, a_deferred_mapping_array_occupies_nothing_and_says_what_it_needs)
+{
+    qt_sim_private("Small:1GiB:4");
+    sim_up(0);
+    CUDA_ARRAY3D_DESCRIPTOR d = {.Width = 1000,
+                                 .Height = 600,
+                                 .Format = CU_AD_FORMAT_FLOAT,
+                                 .NumChannels = 4,
+                                 .Flags = CUDA_ARRAY3D_DEFERRED_MAPPING};
+    CUarray a;
+    CU_OK(cuArray3DCreate(&a, &d));
+    cr_assert_eq(sim_free_bytes(), 1 * GiB, "no memory of its own");
+    CUDA_ARRAY_MEMORY_REQUIREMENTS req;
+    CU_OK(cuArrayGetMemoryRequirements(&req, a, 0));
+    cr_assert_eq(req.size, model(1000, 600, 0, 16));
+    cr_assert_gt(req.alignment, 0);
+    cr_assert_eq(req.size % req.alignment, 0);
+    cr_assert_eq(cuArrayGetMemoryRequirements(&req, a, 3), CUDA_ERROR_INVALID_DEVICE);
+    CU_OK(cuArrayDestroy(a));
+    cr_assert_eq(sim_free_bytes(), 1 * GiB);
 }
 
 Test(sim_array, three_dimensional_and_layered_arrays)
@@ -45,19 +75,13 @@ Test(sim_array, three_dimensional_and_layered_arrays)
     d.Flags = CUDA_ARRAY3D_LAYERED;
     d.Depth = 8;
     CU_OK(cuArray3DCreate(&l, &d));
-    CUDA_ARRAY_MEMORY_REQUIREMENTS ra, rl;
-    CU_OK(cuArrayGetMemoryRequirements(&ra, a, 0));
-    CU_OK(cuArrayGetMemoryRequirements(&rl, l, 0));
-    cr_assert_geq(ra.size, 256 * 256 * 64);
-    cr_assert_geq(rl.size, 256 * 256 * 8);
-    cr_assert_eq(sim_free_bytes(), 1 * GiB - ra.size - rl.size);
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - model(256, 256, 64, 1) - model(256, 256, 8, 1));
     CUDA_ARRAY3D_DESCRIPTOR back;
     CU_OK(cuArray3DGetDescriptor(&back, l));
     cr_assert_eq(back.Depth, 8);
     cr_assert_eq(back.Flags, CUDA_ARRAY3D_LAYERED);
     CUDA_ARRAY_DESCRIPTOR flat;
     cr_assert_eq(cuArrayGetDescriptor(&flat, a), CUDA_ERROR_INVALID_VALUE, "a 3D array");
-    cr_assert_eq(cuArrayGetMemoryRequirements(&ra, a, 3), CUDA_ERROR_INVALID_DEVICE);
 }
 
 Test(sim_array, bad_descriptors_are_refused_and_capacity_holds)
@@ -83,29 +107,31 @@ Test(sim_array, a_mipmapped_array_is_the_sum_of_its_levels)
     sim_up(0);
     CUDA_ARRAY3D_DESCRIPTOR d = {
         .Width = 1024, .Height = 1024, .Format = CU_AD_FORMAT_FLOAT, .NumChannels = 1};
-    CUmipmappedArray m;
+    CUmipmappedArray m, deferred;
     cr_assert_eq(cuMipmappedArrayCreate(&m, &d, 12), CUDA_ERROR_INVALID_VALUE, "11 at most");
     CU_OK(cuMipmappedArrayCreate(&m, &d, 11));
-    CUDA_ARRAY_MEMORY_REQUIREMENTS req;
-    CU_OK(cuMipmappedArrayGetMemoryRequirements(&req, m, 0));
     size_t sum = 0;
     for (unsigned l = 0; l < 11; l++) {
         CUarray level;
-        CUDA_ARRAY_MEMORY_REQUIREMENTS r;
         CUDA_ARRAY3D_DESCRIPTOR ld;
         CU_OK(cuMipmappedArrayGetLevel(&level, m, l));
-        CU_OK(cuArrayGetMemoryRequirements(&r, level, 0));
         CU_OK(cuArray3DGetDescriptor(&ld, level));
         cr_assert_eq(ld.Width, 1024u >> l);
-        sum += r.size;
+        sum += model(ld.Width, ld.Height, 0, 4);
     }
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - sum);
+    CUDA_ARRAY_MEMORY_REQUIREMENTS req;
+    cr_assert_eq(cuMipmappedArrayGetMemoryRequirements(&req, m, 0), CUDA_ERROR_INVALID_VALUE);
+    d.Flags = CUDA_ARRAY3D_DEFERRED_MAPPING;
+    CU_OK(cuMipmappedArrayCreate(&deferred, &d, 11));
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - sum, "a deferred one occupies nothing");
+    CU_OK(cuMipmappedArrayGetMemoryRequirements(&req, deferred, 0));
     cr_assert_eq(req.size, sum);
-    cr_assert_geq(req.size, 1024 * 1024 * 4 * 4 / 3);
-    cr_assert_eq(sim_free_bytes(), 1 * GiB - req.size);
     CUarray level0;
     CU_OK(cuMipmappedArrayGetLevel(&level0, m, 0));
     cr_assert_eq(cuArrayDestroy(level0), CUDA_ERROR_INVALID_VALUE, "levels go with the mipmap");
     CU_OK(cuMipmappedArrayDestroy(m));
+    CU_OK(cuMipmappedArrayDestroy(deferred));
     cr_assert_eq(sim_free_bytes(), 1 * GiB);
 }
 

@@ -82,6 +82,41 @@ Test(sim_vmm, memory_is_held_until_released_and_unmapped)
     CU_OK(cuMemAddressFree(va, 128 * MiB));
 }
 
+Test(sim_vmm, a_released_handle_is_dead_but_its_mapping_lives_until_unmapped)
+{
+    qt_sim_private("Small:1GiB:4");
+    sim_up(0);
+    CUmemAllocationProp p = prop(0);
+    CUmemGenericAllocationHandle h, again;
+    CU_OK(cuMemCreate(&h, 4 * MiB, &p, 0));
+    CUdeviceptr va;
+    CU_OK(cuMemAddressReserve(&va, 8 * MiB, 0, 0, 0));
+    CU_OK(cuMemMap(va, 4 * MiB, 0, h, 0));
+    grant(va, 4 * MiB, CU_MEM_ACCESS_FLAGS_PROT_READWRITE);
+    CU_OK(cuMemRelease(h));
+    cr_assert_eq(cuMemMap(va + 4 * MiB, 4 * MiB, 0, h, 0), CUDA_ERROR_INVALID_VALUE,
+                 "a released handle maps nothing");
+    cr_assert_eq(cuMemRelease(h), CUDA_ERROR_INVALID_VALUE, "nor is it released twice");
+    CUmemAllocationProp got;
+    cr_assert_eq(cuMemGetAllocationPropertiesFromHandle(&got, h), CUDA_ERROR_INVALID_VALUE);
+    int word = 42, back = 0;
+    CU_OK(cuMemcpyHtoD(va, &word, sizeof word));
+    CU_OK(cuMemcpyDtoH(&back, va, sizeof back));
+    cr_assert_eq(back, 42, "the mapping still works");
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - 4 * MiB, "still held by its mapping");
+
+    /* A retained handle is live again, and holds the memory past the unmap. */
+    CU_OK(cuMemRetainAllocationHandle(&again, (void *)va));
+    cr_assert_eq(again, h);
+    CU_OK(cuMemUnmap(va, 4 * MiB));
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - 4 * MiB, "the retained handle holds it");
+    CU_OK(cuMemMap(va, 4 * MiB, 0, again, 0));
+    CU_OK(cuMemRelease(again));
+    CU_OK(cuMemUnmap(va, 4 * MiB));
+    cr_assert_eq(sim_free_bytes(), 1 * GiB, "released and unmapped: gone");
+    CU_OK(cuMemAddressFree(va, 8 * MiB));
+}
+
 Test(sim_vmm, mappings_check_their_ranges_and_read_only_access_refuses_writes)
 {
     qt_sim_private("Small:1GiB:4");

@@ -17,9 +17,15 @@
  *   free                      free <rc>                the newest live allocation, freed
  *                             with the matching variant through the same route
  *   freeall                   freeall <n>
+ *   map:BYTES                 map <rc>                 maps the first BYTES of the newest
+ *                             live cuMemCreate allocation into an address range of its own
+ *   unmap                     unmap <rc>               unmaps the newest mapping, frees its range
  *   free_async                free_async <rc>          cuMemFreeAsync of the newest live
  *                             (stream-ordered) allocation, without synchronising
  *   pool_keep:BYTES           pool_keep <rc>           the default pool's release threshold
+ *   pool_new                  pool_new <rc>            creates a device pool, which
+ *                             cuMemAllocFromPoolAsync* then use instead of the default one
+ *   pool_destroy              pool_destroy <rc>        destroys it (allocations may be live)
  *   pool_trim:BYTES           pool_trim <rc>           cuMemPoolTrimTo on the default pool
  *   grab:BYTES                grab <n>                 cuMemAlloc_v2 until refused
  *   info:ROUTE                info <rc> <free> <total> cuMemGetInfo (v2; ROUTE v1: v1)
@@ -27,14 +33,16 @@
  *   nvml                      nvml <rc> <count> <total> <used> <free> <uuid>
  *   nvml_other:UUID           nvml_other <rc>          nvmlDeviceGetHandleByUUID(UUID)
  *   launch:SYM:ROUTE:NS       launch <SYM> <ROUTE> <rc> qsim_spin(NS) then synchronize
+ *                             (the deprecated cuLaunch, cuLaunchGrid* pass no parameter)
  *   launch:SYM:ROUTE:NS:timed launch <SYM> <ROUTE> <rc> <in_us> <after_us>  the same;
  *                             in_us: microseconds inside the launch call (a gate waiting
  *                             for a lease), after_us: from its return until the
  *                             synchronisation returned (the kernel's run)
  *   spin:NS:DEPTH:MS          spin <kernels> <after_us> <max_in_us> for MS milliseconds,
  *                             DEPTH qsim_spin(NS) launches (cuLaunchKernel) then a
- *                             cuCtxSynchronize, again and again; after_us: the mean per
- *                             round from the last launch's return to the sync's return
+ *                             cuCtxSynchronize, again and again; after_us: the median over
+ *                             rounds of the time from the last launch's return to the
+ *                             sync's return (a median: a busy machine stalls a few)
  *   resolve:SYM               resolve <SYM> <route>=<object>... which library answers
  *   nextsym:NAME              nextsym <NAME> <object> same|differs   dlsym(RTLD_NEXT, NAME)
  *                             from this program, against dlsym(RTLD_DEFAULT, NAME)
@@ -44,6 +52,9 @@
  *   sleep:MS                  sleep
  *   ready / hold              ready (then, for hold, sleeps until killed)
  *   setenv:NAME=VALUE         setenv
+ *   unsetenv:NAME             unsetenv
+ *   getenv_race:T             getenv_race <rc> <bad>   `init` while T threads read
+ *                             CUDA_VISIBLE_DEVICES in a loop; bad: values seen torn
  *   fork:N                    the child runs the next N commands (its lines prefixed
  *                             "[child] ") and exits; the parent skips them and prints
  *                             fork <child's exit status>
@@ -71,6 +82,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -111,7 +123,11 @@ enum kind {
     K_LAUNCH,
     K_LAUNCHEX,
     K_COOP,
-    K_GRAPH
+    K_GRAPH,
+    K_LAUNCH1,   /* cuLaunch */
+    K_GRID,      /* cuLaunchGrid */
+    K_GRIDASYNC, /* cuLaunchGridAsync */
+    K_COOPMULTI  /* cuLaunchCooperativeKernelMultiDevice */
 };
 
 /* One exported variant: its name for cuGetProcAddress, the version that introduced it,
@@ -169,6 +185,11 @@ static const struct variant variants[] = {
     V(cuLaunchCooperativeKernel_ptsz, "cuLaunchCooperativeKernel", 12000, true, K_COOP, NULL),
     V(cuGraphLaunch, "cuGraphLaunch", 12000, false, K_GRAPH, NULL),
     V(cuGraphLaunch_ptsz, "cuGraphLaunch", 12000, true, K_GRAPH, NULL),
+    V(cuLaunch, "cuLaunch", 2000, false, K_LAUNCH1, NULL),
+    V(cuLaunchGrid, "cuLaunchGrid", 2000, false, K_GRID, NULL),
+    V(cuLaunchGridAsync, "cuLaunchGridAsync", 2000, false, K_GRIDASYNC, NULL),
+    V(cuLaunchCooperativeKernelMultiDevice, "cuLaunchCooperativeKernelMultiDevice", 9000, false,
+      K_COOPMULTI, NULL),
     V(cuInit, "cuInit", 12000, false, K_SYNC, NULL),
     V(cuDeviceGetCount, "cuDeviceGetCount", 12000, false, K_SYNC, NULL),
     V(cuGetProcAddress_v2, "cuGetProcAddress", 12000, false, K_SYNC, NULL),
@@ -179,6 +200,7 @@ static const struct variant variants[] = {
 static const char *prefix = "";
 static CUdevice dev;
 static CUcontext ctx;
+static CUmemoryPool own_pool; /* made by pool_new; NULL: the device's default pool */
 
 static void out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void out(const char *fmt, ...)
@@ -242,9 +264,21 @@ static void *resolve(const struct variant *v, const char *route)
 
 /* ---- allocations ----------------------------------------------------------------------- */
 
+/* The static copy of a route's name, which outlives the command line it came from. */
+static const char *known_route(const char *route)
+{
+    static const char *const routes[] = {"direct", "dlsym",    "default",     "next",
+                                         "dlvsym", "procaddr", "procaddrmax", "procaddr1"};
+    for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
+        if (strcmp(routes[i], route) == 0)
+            return routes[i];
+    }
+    return "unknown";
+}
+
 struct alloc {
     const struct variant *v; /* how it was made */
-    const char *route;       /* through which route (static storage: argv) */
+    const char *route;       /* through which route (static: known_route()) */
     uint64_t handle;         /* pointer, array or VMM handle */
     CUstream stream;         /* for stream-ordered ones */
 };
@@ -304,8 +338,8 @@ static CUresult do_alloc(const struct variant *v, void *fn, uint64_t bytes, uint
     }
     case K_POOL: {
         CUdeviceptr p = 0;
-        CUmemoryPool pool;
-        if ((rc = cuDeviceGetDefaultMemPool(&pool, dev)) != CUDA_SUCCESS)
+        CUmemoryPool pool = own_pool;
+        if (!pool && (rc = cuDeviceGetDefaultMemPool(&pool, dev)) != CUDA_SUCCESS)
             return rc;
         rc = ((CUresult(*)(CUdeviceptr *, size_t, CUmemoryPool, CUstream))fn)(&p, bytes, pool,
                                                                               stream_for(v));
@@ -414,7 +448,8 @@ static uint64_t parse_bytes(const char *s)
     return (uint64_t)v;
 }
 
-static void cmd_init(void)
+/* cuInit, then device 0's primary context made current. */
+static CUresult init_context(void)
 {
     CUresult rc = cuInit(0);
     if (rc == CUDA_SUCCESS)
@@ -423,7 +458,12 @@ static void cmd_init(void)
         rc = cuDevicePrimaryCtxRetain(&ctx, dev);
     if (rc == CUDA_SUCCESS)
         rc = cuCtxSetCurrent(ctx);
-    out("init %d", rc);
+    return rc;
+}
+
+static void cmd_init(void)
+{
+    out("init %d", init_context());
 }
 
 static void uuid_str(CUdevice d, char *s, size_t cap)
@@ -451,7 +491,7 @@ static void cmd_alloc(char *arg)
     uint64_t h = 0;
     CUresult rc = fn ? do_alloc(v, fn, parse_bytes(bytes), &h) : CUDA_ERROR_NOT_FOUND;
     if (rc == CUDA_SUCCESS && nallocs < (int)(sizeof allocs / sizeof *allocs))
-        allocs[nallocs++] = (struct alloc){v, route, h, stream_for(v)};
+        allocs[nallocs++] = (struct alloc){v, known_route(route), h, stream_for(v)};
     out("alloc %s %s %d", sym, route, rc);
 }
 
@@ -474,7 +514,7 @@ static void cmd_alloc_retry(char *arg)
         tries++;
         rc = fn ? do_alloc(v, fn, parse_bytes(bytes), &h) : CUDA_ERROR_NOT_FOUND;
         if (rc == CUDA_SUCCESS) {
-            allocs[nallocs++] = (struct alloc){v, route, h, stream_for(v)};
+            allocs[nallocs++] = (struct alloc){v, known_route(route), h, stream_for(v)};
             break;
         }
         clock_gettime(CLOCK_MONOTONIC, &now);
@@ -484,6 +524,41 @@ static void cmd_alloc_retry(char *arg)
         nanosleep(&pause, NULL);
     }
     out("alloc %s %s %d %d", sym, route, rc, tries);
+}
+
+/* Mappings made by `map`, newest last. */
+static struct mapping {
+    CUdeviceptr va;
+    size_t size;
+} maps[64];
+static int nmaps;
+
+static void cmd_map(const char *bytes)
+{
+    size_t size = parse_bytes(bytes);
+    CUresult rc = CUDA_ERROR_INVALID_VALUE;
+    CUdeviceptr va = 0;
+    if (nallocs > 0 && allocs[nallocs - 1].v->kind == K_VMM && nmaps < 64 &&
+        (rc = cuMemAddressReserve(&va, size, 0, 0, 0)) == CUDA_SUCCESS) {
+        rc = cuMemMap(va, size, 0, allocs[nallocs - 1].handle, 0);
+        if (rc == CUDA_SUCCESS)
+            maps[nmaps++] = (struct mapping){va, size};
+        else
+            cuMemAddressFree(va, size);
+    }
+    out("map %d", rc);
+}
+
+static void cmd_unmap(void)
+{
+    CUresult rc = CUDA_ERROR_INVALID_VALUE;
+    if (nmaps > 0) {
+        struct mapping m = maps[--nmaps];
+        rc = cuMemUnmap(m.va, m.size);
+        if (rc == CUDA_SUCCESS)
+            rc = cuMemAddressFree(m.va, m.size);
+    }
+    out("unmap %d", rc);
 }
 
 static void cmd_free(void)
@@ -639,6 +714,22 @@ static void cmd_launch(char *arg)
                               .blockDimZ = 1};
         rc = ((CUresult(*)(const CUlaunchConfig *, CUfunction, void **, void **))fn)(&cfg, f,
                                                                                      params, NULL);
+    } else if (fn && v->kind == K_LAUNCH1) {
+        rc = ((CUresult(*)(CUfunction))fn)(f);
+    } else if (fn && v->kind == K_GRID) {
+        rc = ((CUresult(*)(CUfunction, int, int))fn)(f, 1, 1);
+    } else if (fn && v->kind == K_GRIDASYNC) {
+        rc = ((CUresult(*)(CUfunction, int, int, CUstream))fn)(f, 1, 1, NULL);
+    } else if (fn && v->kind == K_COOPMULTI) {
+        CUDA_LAUNCH_PARAMS p = {.function = f,
+                                .gridDimX = 1,
+                                .gridDimY = 1,
+                                .gridDimZ = 1,
+                                .blockDimX = 1,
+                                .blockDimY = 1,
+                                .blockDimZ = 1,
+                                .kernelParams = params};
+        rc = ((CUresult(*)(CUDA_LAUNCH_PARAMS *, unsigned, unsigned))fn)(&p, 1, 0);
     } else if (fn && v->kind == K_GRAPH) {
         /* A graph of one kernel, captured from a stream as runtimes build them. */
         CUstream st;
@@ -672,8 +763,15 @@ static void cmd_launch(char *arg)
         out("launch %s %s %d", sym, route, rc);
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
 static void cmd_spin(const char *arg)
 {
+    static uint64_t after[1 << 16];
     unsigned long long ns = 0;
     int depth = 0, ms = 0;
     CUfunction f = spin_function();
@@ -682,7 +780,8 @@ static void cmd_spin(const char *arg)
         return;
     }
     void *params[] = {&ns};
-    uint64_t start = now_us(), after = 0, max_in = 0, kernels = 0, rounds = 0;
+    uint64_t start = now_us(), max_in = 0, kernels = 0;
+    size_t rounds = 0;
     while (now_us() - start < (uint64_t)ms * 1000u) {
         uint64_t t1 = 0;
         for (int i = 0; i < depth; i++) {
@@ -695,11 +794,12 @@ static void cmd_spin(const char *arg)
             max_in = t1 - t0 > max_in ? t1 - t0 : max_in;
         }
         cuCtxSynchronize();
-        after += now_us() - t1;
+        if (rounds < sizeof after / sizeof *after)
+            after[rounds++] = now_us() - t1;
         kernels += (uint64_t)depth;
-        rounds++;
     }
-    out("spin %llu %llu %llu", (unsigned long long)kernels, (unsigned long long)(after / rounds),
+    qsort(after, rounds, sizeof *after, cmp_u64);
+    out("spin %llu %llu %llu", (unsigned long long)kernels, (unsigned long long)after[rounds / 2],
         (unsigned long long)max_in);
 }
 
@@ -791,6 +891,39 @@ static void *thread_main(void *arg)
         t->ok = rc == CUDA_ERROR_OUT_OF_MEMORY;
     }
     return NULL;
+}
+
+/* getenv_race: readers of CUDA_VISIBLE_DEVICES while the main thread initialises. */
+static atomic_int race_stop;
+static atomic_long race_bad;
+
+static void *read_visible(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&race_stop)) {
+        const char *v = getenv("CUDA_VISIBLE_DEVICES");
+        /* whole values only: the workload's "0" or a GPU's UUID */
+        if (v && strcmp(v, "0") != 0 && !(strncmp(v, "GPU-", 4) == 0 && strlen(v) == 40))
+            atomic_fetch_add(&race_bad, 1);
+    }
+    return NULL;
+}
+
+static void cmd_getenv_race(const char *arg)
+{
+    int n = atoi(arg);
+    pthread_t th[64];
+    if (n <= 0 || n > 64) {
+        out("getenv_race %d -1", CUDA_ERROR_INVALID_VALUE);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        pthread_create(&th[i], NULL, read_visible, NULL);
+    CUresult rc = init_context();
+    atomic_store(&race_stop, 1);
+    for (int i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+    out("getenv_race %d %ld", rc, atomic_load(&race_bad));
 }
 
 static void cmd_threads(char *arg)
@@ -935,6 +1068,17 @@ static void run(int argc, char **argv)
             out("reset %d", rc);
         } else if (strcmp(cmd, "free") == 0) {
             cmd_free();
+        } else if (strcmp(cmd, "pool_new") == 0) {
+            CUmemPoolProps props = {.allocType = CU_MEM_ALLOCATION_TYPE_PINNED,
+                                    .location = {CU_MEM_LOCATION_TYPE_DEVICE, dev}};
+            out("pool_new %d", cuMemPoolCreate(&own_pool, &props));
+        } else if (strcmp(cmd, "pool_destroy") == 0) {
+            out("pool_destroy %d", cuMemPoolDestroy(own_pool));
+            own_pool = NULL;
+        } else if (strcmp(cmd, "map") == 0 && arg) {
+            cmd_map(arg);
+        } else if (strcmp(cmd, "unmap") == 0) {
+            cmd_unmap();
         } else if (strcmp(cmd, "freeall") == 0) {
             int n = 0;
             while (nallocs > 0 && do_free(&allocs[--nallocs]) == CUDA_SUCCESS)
@@ -1001,6 +1145,11 @@ static void run(int argc, char **argv)
             out("ready");
             for (;;)
                 pause();
+        } else if (strcmp(cmd, "getenv_race") == 0 && arg) {
+            cmd_getenv_race(arg);
+        } else if (strcmp(cmd, "unsetenv") == 0 && arg) {
+            unsetenv(arg);
+            out("unsetenv");
         } else if (strcmp(cmd, "setenv") == 0 && arg && strchr(arg, '=')) {
             char *eq = strchr(arg, '=');
             *eq = '\0';
@@ -1018,6 +1167,34 @@ static void run(int argc, char **argv)
         }
     }
 }
+
+/* With SHIM_WORK_PREINIT_ALLOC=BYTES, allocates BYTES before any library's constructor
+ * runs (the shim's included), as a library initialised before the shim would: prints
+ * "preinit <rc>" and keeps the allocation, made in device 0's primary context. */
+static void preinit_alloc(int argc, char **argv, char **envp)
+{
+    (void)argc;
+    (void)argv;
+    const char *bytes = NULL;
+    for (char **e = envp; e && *e && !bytes; e++) {
+        if (strncmp(*e, "SHIM_WORK_PREINIT_ALLOC=", 24) == 0)
+            bytes = *e + 24;
+    }
+    if (!bytes)
+        return;
+    environ = envp; /* as libc has set it by the time any library's constructor runs */
+    CUdeviceptr p = 0;
+    CUresult rc = init_context();
+    if (rc == CUDA_SUCCESS)
+        rc = cuMemAlloc_v2(&p, parse_bytes(bytes));
+    char line[64];
+    int n = snprintf(line, sizeof line, "preinit %d\n", rc);
+    if (write(1, line, (size_t)n) < 0)
+        _exit(3);
+}
+/* environ is not set yet: the loader hands preinit functions the environment. */
+__attribute__((section(".preinit_array"),
+               used)) static void (*const preinit)(int, char **, char **) = preinit_alloc;
 
 int main(int argc, char **argv)
 {
