@@ -283,3 +283,28 @@ Test(shim_gate, a_deprecated_launch_waits_for_the_lease_too)
     qt_proc_destroy(&pb);
     qt_arbiter_destroy(&arb);
 }
+
+Test(shim_gate, threads_of_one_process_wait_for_and_share_its_lease)
+{
+    qt_arbiter_t *arb = arbiter();
+    qts_vgpu_t a, b;
+    qts_env_t ea, eb;
+    vgpu(arb, &a, &ea, "a", "50");
+    vgpu(arb, &b, &eb, "b", "50");
+    /* 4 threads of a launch 2 ms kernels on streams of their own; b one thread. The
+     * vGPUs, not the threads, share the GPU: about 1:1, and nobody waits forever. */
+    qt_proc_t *pa = qts_start(&ea, "init", "threads:4:spin:2000000:3000", NULL);
+    qt_proc_t *pb = qts_start(&eb, "init", "spin:2000000:1:3000", NULL);
+    char *oa = finish(pa, 30000), *ob = finish(pb, 30000);
+    cr_assert_eq(qts_field(oa, "threads ", 0), 4, "every thread ran:\n%s", oa);
+    long long ka = qts_field(oa, "threads ", 2), kb = qts_field(ob, "spin ", 0);
+    cr_assert_gt(kb, 0, "%s", ob);
+    double ratio = (double)ka / (double)kb;
+    cr_assert(ratio > 0.4 && ratio < 2.5, "50/50 should run about 1:1; got %lld:%lld kernels", ka,
+              kb);
+    free(oa);
+    free(ob);
+    qt_proc_destroy(&pa);
+    qt_proc_destroy(&pb);
+    qt_arbiter_destroy(&arb);
+}

@@ -66,8 +66,10 @@
  *                             when granted) and launch 0.1 ms kernels without end, sleeps
  *                             MS, prints exit_busy and exits while they run
  *   threads:T:CMD             runs CMD in T threads at once: threads <ok> <failed> <grabbed>;
- *                             CMD is init, alloc_free:BYTES (200 pairs), or grab:BYTES
- *                             (cuMemAlloc_v2 until refused; grabbed counts them all)
+ *                             CMD is init, alloc_free:BYTES (200 pairs), grab:BYTES
+ *                             (cuMemAlloc_v2 until refused; grabbed counts them all), or
+ *                             spin:NS:MS (qsim_spin(NS) and a synchronisation of its own
+ *                             stream, again and again for MS ms; grabbed counts kernels)
  *
  * ROUTE is one of: direct (the linked symbol), dlsym (dlopen("libcuda.so.1") + dlsym),
  * default (dlsym(RTLD_DEFAULT)), next (dlsym(RTLD_NEXT)), dlvsym (dlvsym(RTLD_DEFAULT)
@@ -865,7 +867,19 @@ static void *thread_main(void *arg)
 {
     struct thread_arg *t = arg;
     char *cmd = t->cmd;
-    if (strcmp(cmd, "init") == 0) {
+    unsigned long long ns;
+    int ms;
+    if (sscanf(cmd, "spin:%llu:%d", &ns, &ms) == 2) {
+        void *params[] = {&ns};
+        CUstream s;
+        CUfunction f = spin_function();
+        cuCtxSetCurrent(ctx);
+        t->ok = f && cuStreamCreate(&s, CU_STREAM_NON_BLOCKING) == CUDA_SUCCESS;
+        for (uint64_t start = now_us(); t->ok && now_us() - start < (uint64_t)ms * 1000u;
+             t->grabbed++)
+            t->ok = cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, s, params, NULL) == CUDA_SUCCESS &&
+                    cuStreamSynchronize(s) == CUDA_SUCCESS;
+    } else if (strcmp(cmd, "init") == 0) {
         CUdevice d;
         CUcontext c;
         t->ok = cuInit(0) == CUDA_SUCCESS && cuDeviceGet(&d, 0) == CUDA_SUCCESS &&
@@ -936,6 +950,8 @@ static void cmd_threads(char *arg)
     }
     pthread_t th[64];
     struct thread_arg ta[64];
+    if (strncmp(cmd + 1, "spin:", 5) == 0)
+        spin_function(); /* loaded once, before the threads race for it */
     for (int i = 0; i < n; i++) {
         snprintf(ta[i].cmd, sizeof ta[i].cmd, "%s", cmd + 1);
         ta[i].ok = 0;
