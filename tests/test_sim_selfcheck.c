@@ -1,5 +1,6 @@
-/* test_sim_selfcheck.c - the main job's self-check (tests/progs/sim_selfcheck.c, run by
- * scripts/demo.sh) passes on the simulated GPU and reports what it found. */
+/* test_sim_selfcheck.c - the driver self-check (tests/progs/sim_selfcheck.c; scripts/demo.sh
+ * asks its --probe whether a real driver is there) passes on the simulated GPU and reports
+ * what it found. */
 #include <criterion/criterion.h>
 #include <string.h>
 
