@@ -177,7 +177,7 @@ static int setup(const struct spec *specs, int n, struct tenant *t, qt_arbiter_t
 {
     char err[QV_ERR_LEN];
     qt_sim_private(NULL);
-    if (!(*arb = qt_arbiter_start(NULL, NULL))) {
+    if (!(*arb = qt_arbiter_start(getenv("QV_BENCH_CONFIG"), NULL))) {
         fprintf(stderr, "sched_share: qarbiter did not start\n");
         return -1;
     }
