@@ -40,6 +40,18 @@ static char *finish(qt_proc_t *p, int timeout_ms)
     return out;
 }
 
+/* Starts a workload in e that keeps the GPU busy, and stops it (SIGSTOP) while it holds
+ * the lease: others then wait until the arbiter takes the lease back, lease_grace_ms
+ * (1 s) after its end. SIGCONT it before destroying it. */
+static qt_proc_t *stopped_holder(qts_env_t *e)
+{
+    qt_proc_t *p = qts_start(e, "init", "ready", "spin:5000000:1:60000", NULL);
+    cr_assert(qts_wait_line(p, "ready", 10000));
+    qt_sleep_ms(300);
+    qt_proc_kill(p, SIGSTOP);
+    return p;
+}
+
 Test(shim_gate, two_saturating_vgpus_share_the_gpu_by_their_shares_without_overlap)
 {
     qt_arbiter_t *arb = arbiter();
@@ -270,10 +282,7 @@ Test(shim_gate, a_deprecated_launch_waits_for_the_lease_too)
     /* b holds the lease when it is stopped: a's launch must wait until the arbiter takes
      * it back, lease_grace_ms (1 s) after its end. An ungated launch returns at once
      * (the simulated driver does not run cuLaunchGrid: it answers NOT_SUPPORTED). */
-    qt_proc_t *pb = qts_start(&eb, "init", "ready", "spin:5000000:1:60000", NULL);
-    cr_assert(qts_wait_line(pb, "ready", 10000));
-    qt_sleep_ms(300);
-    qt_proc_kill(pb, SIGSTOP);
+    qt_proc_t *pb = stopped_holder(&eb);
     char *out = NULL, *err = NULL;
     cr_assert_eq(qts_run(&ea, &out, &err, "init", "launch:cuLaunchGrid:dlsym:1000:timed", NULL), 0,
                  "%s", err);
@@ -321,10 +330,7 @@ Test(shim_gate, a_thread_cancelled_while_waiting_at_the_gate_blocks_nobody)
     /* b holds the lease when it is stopped, so a's launching thread waits at the gate
      * (about a second, until the arbiter takes b's lease back) when it is cancelled. The
      * gate must not stay locked by it: a's next launch, and its agent, go on. */
-    qt_proc_t *pb = qts_start(&eb, "init", "ready", "spin:5000000:1:60000", NULL);
-    cr_assert(qts_wait_line(pb, "ready", 10000));
-    qt_sleep_ms(300);
-    qt_proc_kill(pb, SIGSTOP);
+    qt_proc_t *pb = stopped_holder(&eb);
     qt_proc_t *pa = qts_start(&ea, "init", "cancel_wait:300", NULL);
     int st = qt_proc_wait(pa, 15000);
     cr_assert_eq(st, 0, "exit %d (hung?)\nstdout:\n%s\nstderr:\n%s", st, qt_proc_stdout(pa),
