@@ -322,14 +322,27 @@ int qp_conn_open(qp_conn_t *self, int timeout_ms, char err[QP_ERR_LEN])
 
 int qp_conn_wait(qp_conn_t *self, int timeout_ms, char err[QP_ERR_LEN])
 {
+    return qp_conn_wait_fd(self, timeout_ms, -1, err);
+}
+
+int qp_conn_wait_fd(qp_conn_t *self, int timeout_ms, int fd, char err[QP_ERR_LEN])
+{
     uint64_t deadline = now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
         int rc = ensure_session(self, deadline, err);
         if (rc < 0)
             return rc;
-        qp_msg_t *m = NULL;
-        if (recv_msg(self, deadline, &m) < 0)
-            return 0; /* the time is up */
-        unsolicited(self, &m);
+        zmq_pollitem_t items[2] = {{self->sock, 0, ZMQ_POLLIN, 0}, {NULL, fd, ZMQ_POLLIN, 0}};
+        int n = zmq_poll(items, fd >= 0 ? 2 : 1, left_ms(deadline));
+        if (n < 0 && errno != EINTR)
+            return 0; /* ETERM: nothing will come */
+        if (n > 0 && (items[0].revents & ZMQ_POLLIN)) {
+            qp_msg_t *m = NULL;
+            if (recv_msg(self, now_ms(), &m) == 0) /* ready: no wait */
+                unsolicited(self, &m);
+            continue; /* more may be queued: fd is looked at once none is */
+        }
+        if ((n > 0 && (items[1].revents & ZMQ_POLLIN)) || left_ms(deadline) == 0)
+            return 0;
     }
 }

@@ -70,6 +70,10 @@ int qp_conn_send(qp_conn_t *self, qp_msg_t **msg, int timeout_ms, char err[QP_ER
  * a new one first. Returns 0 after timeout_ms, or as qp_conn_call when the session
  * cannot be opened. */
 int qp_conn_wait(qp_conn_t *self, int timeout_ms, char err[QP_ERR_LEN]);
+/* The same, but also returns 0 as soon as fd (an eventfd or pipe another thread writes
+ * to; -1 for none) is readable, having handed over every push received so far. The
+ * caller empties fd. */
+int qp_conn_wait_fd(qp_conn_t *self, int timeout_ms, int fd, char err[QP_ERR_LEN]);
 
 /* Opens a session now unless one is open (calls do it by themselves when needed): to
  * learn at once whether the arbiter is there and accepts us. Returns 0 or as

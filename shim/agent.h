@@ -29,6 +29,9 @@ int qs_agent_reserve(uint64_t n);
 /* Wakes the agent: a thread waits at the gate for a lease. Returns false when there is no
  * agent thread (the launch then goes ungated). */
 bool qs_agent_kick(void);
+/* Wakes the agent thread without taking any lock (the drainer, holding the gate's lock,
+ * calls it when a drain ends). Keeps errno. */
+void qs_agent_nudge(void);
 /* In a fork child: drop the parent's agent without touching its thread (gone) or its
  * ZeroMQ context (whose threads are gone too); closes the parent's connection here. */
 void qs_agent_forget_after_fork(void);

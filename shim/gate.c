@@ -215,6 +215,7 @@ static void *drainer_main(void *arg)
         uint64_t t1 = qs_gate_now();
         pthread_mutex_lock(&g->lock);
         drained_locked(g, n, t1, t1 - t0);
+        qs_agent_nudge(); /* the agent gives the lease back now, not at its next slice */
     }
     return NULL;
 }

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <zmq.h>
 
 /* What the fake arbiter does. */
@@ -240,6 +242,32 @@ Test(qp_conn, a_lost_session_seen_on_heartbeat_is_reopened_by_wait)
     cr_assert_eq(atomic_load(&f->no_id), 2);
     cr_assert_eq(atomic_load(&f->hellos), 2, "wait() must say hello again");
     cr_assert(qp_conn_in_session(c));
+    qp_conn_destroy(&c);
+    fake_destroy(f);
+}
+
+Test(qp_conn, wait_fd_waits_its_timeout_unless_its_fd_is_written)
+{
+    struct fake *f = fake_new();
+    f->push_before_reply = true;
+    fake_start(f);
+    struct peer p = {0};
+    qp_conn_t *c = connect_to(f, &p);
+    char err[QP_ERR_LEN];
+    int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    cr_assert_geq(fd, 0);
+    /* Nothing written: the whole timeout passes. */
+    uint64_t t0 = qt_now_ns();
+    cr_assert_eq(qp_conn_wait_fd(c, 200, fd, err), 0, "%s", err);
+    cr_assert_geq(qt_now_ns() - t0, 190 * 1000000ull);
+    cr_assert_geq(p.pushes, 1, "the push before the hello's reply was handed over");
+    /* Written: it returns long before a 10 s timeout. */
+    uint64_t one = 1;
+    cr_assert_eq(write(fd, &one, sizeof one), (ssize_t)sizeof one);
+    t0 = qt_now_ns();
+    cr_assert_eq(qp_conn_wait_fd(c, 10000, fd, err), 0, "%s", err);
+    cr_assert_lt(qt_now_ns() - t0, 5000 * 1000000ull, "wait_fd ignored its fd");
+    close(fd);
     qp_conn_destroy(&c);
     fake_destroy(f);
 }
