@@ -40,6 +40,26 @@ static char *finish(qt_proc_t *p, int timeout_ms)
     return out;
 }
 
+/* On a fresh arbiter, runs cmd_a in a vGPU with share_a and cmd_b in one with share_b,
+ * both started together, and gives their stdouts (caller frees); fails the test unless
+ * both exit 0. */
+static void run_pair(const char *share_a, const char *cmd_a, const char *share_b, const char *cmd_b,
+                     char **oa, char **ob)
+{
+    qt_arbiter_t *arb = arbiter();
+    qts_vgpu_t a, b;
+    qts_env_t ea, eb;
+    vgpu(arb, &a, &ea, "a", share_a);
+    vgpu(arb, &b, &eb, "b", share_b);
+    qt_proc_t *pa = qts_start(&ea, "init", cmd_a, NULL);
+    qt_proc_t *pb = qts_start(&eb, "init", cmd_b, NULL);
+    *oa = finish(pa, 30000);
+    *ob = finish(pb, 30000);
+    qt_proc_destroy(&pa);
+    qt_proc_destroy(&pb);
+    qt_arbiter_destroy(&arb);
+}
+
 /* Starts a workload in e that keeps the GPU busy, and stops it (SIGSTOP) while it holds
  * the lease: others then wait until the arbiter takes the lease back, lease_grace_ms
  * (1 s) after its end. SIGCONT it before destroying it. */
@@ -54,15 +74,9 @@ static qt_proc_t *stopped_holder(qts_env_t *e)
 
 Test(shim_gate, two_saturating_vgpus_share_the_gpu_by_their_shares_without_overlap)
 {
-    qt_arbiter_t *arb = arbiter();
-    qts_vgpu_t a, b;
-    qts_env_t ea, eb;
-    vgpu(arb, &a, &ea, "a", "25");
-    vgpu(arb, &b, &eb, "b", "75");
     /* 4 ms kernels, one at a time, for 4 s each, started together. */
-    qt_proc_t *pa = qts_start(&ea, "init", "spin:4000000:1:4000", NULL);
-    qt_proc_t *pb = qts_start(&eb, "init", "spin:4000000:1:4000", NULL);
-    char *oa = finish(pa, 30000), *ob = finish(pb, 30000);
+    char *oa, *ob;
+    run_pair("25", "spin:4000000:1:4000", "75", "spin:4000000:1:4000", &oa, &ob);
     long long ka = qts_field(oa, "spin ", 0), kb = qts_field(ob, "spin ", 0);
     cr_assert_gt(ka, 0, "%s", oa);
     double ratio = (double)kb / (double)ka;
@@ -74,35 +88,23 @@ Test(shim_gate, two_saturating_vgpus_share_the_gpu_by_their_shares_without_overl
     /* Handing the GPU over costs little: most of the time some kernel runs. */
     cr_assert_gt((ka + kb) * 4, 4000 / 2, "the GPU idled: %lld + %lld kernels of 4 ms in 4 s", ka,
                  kb);
-    qt_proc_destroy(&pa);
-    qt_proc_destroy(&pb);
     free(oa);
     free(ob);
-    qt_arbiter_destroy(&arb);
 }
 
 Test(shim_gate, work_queued_deep_is_charged_and_cannot_take_more_than_its_share)
 {
-    qt_arbiter_t *arb = arbiter();
-    qts_vgpu_t a, b;
-    qts_env_t ea, eb;
-    vgpu(arb, &a, &ea, "a", "50");
-    vgpu(arb, &b, &eb, "b", "50");
     /* a queues 20 kernels (80 ms) per launch burst; b launches one at a time. */
-    qt_proc_t *pa = qts_start(&ea, "init", "spin:4000000:20:4000", NULL);
-    qt_proc_t *pb = qts_start(&eb, "init", "spin:4000000:1:4000", NULL);
-    char *oa = finish(pa, 30000), *ob = finish(pb, 30000);
+    char *oa, *ob;
+    run_pair("50", "spin:4000000:20:4000", "50", "spin:4000000:1:4000", &oa, &ob);
     long long ka = qts_field(oa, "spin ", 0), kb = qts_field(ob, "spin ", 0);
     cr_assert_gt(kb, 0, "%s", ob);
     double ratio = (double)ka / (double)kb;
     cr_assert(ratio > 0.45 && ratio < 2.2, "50/50 should run about 1:1; got %lld:%lld kernels", ka,
               kb);
     cr_assert_lt(qts_field(ob, "spin ", 1), 6000, "b's kernels overlapped a's:\n%s", ob);
-    qt_proc_destroy(&pa);
-    qt_proc_destroy(&pb);
     free(oa);
     free(ob);
-    qt_arbiter_destroy(&arb);
 }
 
 static const char *const launches[] = {
@@ -297,16 +299,10 @@ Test(shim_gate, a_deprecated_launch_waits_for_the_lease_too)
 
 Test(shim_gate, threads_of_one_process_wait_for_and_share_its_lease)
 {
-    qt_arbiter_t *arb = arbiter();
-    qts_vgpu_t a, b;
-    qts_env_t ea, eb;
-    vgpu(arb, &a, &ea, "a", "50");
-    vgpu(arb, &b, &eb, "b", "50");
     /* 4 threads of a launch 2 ms kernels on streams of their own; b one thread. The
      * vGPUs, not the threads, share the GPU: about 1:1, and nobody waits forever. */
-    qt_proc_t *pa = qts_start(&ea, "init", "threads:4:spin:2000000:3000", NULL);
-    qt_proc_t *pb = qts_start(&eb, "init", "spin:2000000:1:3000", NULL);
-    char *oa = finish(pa, 30000), *ob = finish(pb, 30000);
+    char *oa, *ob;
+    run_pair("50", "threads:4:spin:2000000:3000", "50", "spin:2000000:1:3000", &oa, &ob);
     cr_assert_eq(qts_field(oa, "threads ", 0), 4, "every thread ran:\n%s", oa);
     long long ka = qts_field(oa, "threads ", 2), kb = qts_field(ob, "spin ", 0);
     cr_assert_gt(kb, 0, "%s", ob);
@@ -315,9 +311,6 @@ Test(shim_gate, threads_of_one_process_wait_for_and_share_its_lease)
               kb);
     free(oa);
     free(ob);
-    qt_proc_destroy(&pa);
-    qt_proc_destroy(&pb);
-    qt_arbiter_destroy(&arb);
 }
 
 Test(shim_gate, a_thread_cancelled_while_waiting_at_the_gate_blocks_nobody)
