@@ -206,3 +206,24 @@ bool ctl_wait_procs(qv_client_t *c, const char *id, unsigned procs, int ms)
     } while (qt_now_ns() < end);
     return false;
 }
+
+static qp_msg_t *gpu_record_hello(void *arg)
+{
+    (void)arg;
+    return qp_new_admin_hello("ctl-support/1");
+}
+
+qp_gpu_t ctl_gpu_record(const qt_arbiter_t *arb, int index)
+{
+    qp_conn_hooks_t hooks = {gpu_record_hello, NULL, NULL, NULL};
+    char err[QP_ERR_LEN];
+    qp_conn_t *c = qp_conn_new(NULL, qt_arbiter_socket_dir(arb), QP_ADMIN, &hooks, err);
+    cr_assert_not_null(c, "%s", err);
+    qp_msg_t *req = qp_msg_new("gpus"), *rep = NULL;
+    cr_assert_eq(qp_conn_call(c, &req, &rep, 3000, err), 0, "%s", err);
+    qp_gpu_t g;
+    cr_assert_eq(qp_gpu_get(qp_msg_map_at(rep, "gpus", (size_t)index), &g, err), 0, "%s", err);
+    qp_msg_destroy(&rep);
+    qp_conn_destroy(&c);
+    return g;
+}

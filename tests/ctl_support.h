@@ -5,6 +5,7 @@
 #define QV_CTL_SUPPORT_H
 
 #include "proto/conn.h"
+#include "proto/records.h"
 #include "qvgpu.h"
 #include "tests/harness.h"
 
@@ -69,5 +70,9 @@ bool ctl_tenant_pump_until(ctl_tenant_t *t, const int *counter, int at_least, in
 qv_vgpu_t ctl_info(qv_client_t *c, const char *id);
 /* Polls until the vGPU id has procs processes (true) or ms pass (false). */
 bool ctl_wait_procs(qv_client_t *c, const char *id, unsigned procs, int ms);
+
+/* GPU index's record as the arbiter sends it in `gpus` (libqvgpu does not carry the
+ * compute-lease fields `leased` and `hung`). Fails the test when it cannot be had. */
+qp_gpu_t ctl_gpu_record(const qt_arbiter_t *arb, int index);
 
 #endif

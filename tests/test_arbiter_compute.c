@@ -30,12 +30,6 @@ static void vgpu_on_0(qv_client_t *c, unsigned share, unsigned limit, char id[QV
     memcpy(id, v.id, QV_ID_LEN);
 }
 
-static qp_msg_t *admin_hello(void *arg)
-{
-    (void)arg;
-    return qp_new_admin_hello("compute-test/1");
-}
-
 struct two {
     qt_arbiter_t *arb;
     qv_client_t *c;
@@ -238,22 +232,6 @@ Test(qa_compute, info_reports_the_time_a_vgpu_held_leases)
     two_done(&f);
 }
 
-/* The GPU record as the arbiter sends it (libqvgpu does not carry the lease fields). */
-static qp_gpu_t gpu_record(const qt_arbiter_t *arb, int index)
-{
-    qp_conn_hooks_t hooks = {admin_hello, NULL, NULL, NULL};
-    char err[QP_ERR_LEN];
-    qp_conn_t *c = qp_conn_new(NULL, qt_arbiter_socket_dir(arb), QP_ADMIN, &hooks, err);
-    cr_assert_not_null(c, "%s", err);
-    qp_msg_t *req = qp_msg_new("gpus"), *rep = NULL;
-    cr_assert_eq(qp_conn_call(c, &req, &rep, 3000, err), 0, "%s", err);
-    qp_gpu_t g;
-    cr_assert_eq(qp_gpu_get(qp_msg_map_at(rep, "gpus", (size_t)index), &g, err), 0, "%s", err);
-    qp_msg_destroy(&rep);
-    qp_conn_destroy(&c);
-    return g;
-}
-
 Test(qa_compute, gpus_report_time_under_lease_and_leases_taken_back)
 {
     struct two f = two("[arbiter]\nlease_grace_ms = 100\nquantum_max_ms = 10\n");
@@ -262,13 +240,13 @@ Test(qa_compute, gpus_report_time_under_lease_and_leases_taken_back)
     bool seen = false;
     qp_gpu_t g;
     for (int i = 0; i < 40 && !seen; i++) {
-        g = gpu_record(f.arb, 0);
+        g = ctl_gpu_record(f.arb, 0);
         seen = g.hung == 1 && g.leased > 1;
         if (!seen)
             qt_sleep_ms(50);
     }
     cr_assert(seen, "GPU 0: hung %llu, leased %.1f%%", (unsigned long long)g.hung, g.leased);
-    cr_assert_eq(gpu_record(f.arb, 1).hung, 0);
-    cr_assert_float_eq(gpu_record(f.arb, 1).leased, 0.0, 1e-9);
+    cr_assert_eq(ctl_gpu_record(f.arb, 1).hung, 0);
+    cr_assert_float_eq(ctl_gpu_record(f.arb, 1).leased, 0.0, 1e-9);
     two_done(&f);
 }
