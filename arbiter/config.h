@@ -58,7 +58,7 @@ typedef struct qa_config {
     unsigned heartbeat_timeout_ms;
     unsigned reclaim_timeout_ms;
     unsigned reconnect_grace_ms;     /* mem_reserve held this long after the start */
-    unsigned sched_window_ms;        /* compute scheduling window (README "Compute shares") */
+    unsigned sched_window_ms;        /* compute scheduling window (docs/compute.md) */
     unsigned quantum_min_ms;         /* shortest lease, <= quantum_max_ms */
     unsigned quantum_max_ms;         /* longest lease */
     unsigned lease_grace_ms;         /* a holder this late past its lease's end is hung */

@@ -14,9 +14,9 @@ static const char usage[] =
     "usage: qarbiter [--socket-dir DIR] [--tenant-dir DIR] [--state-dir DIR] [--config FILE]\n"
     "  --socket-dir DIR  where admin.sock and tenant.sock are made (default /run/qvgpu)\n"
     "  --tenant-dir DIR  make tenant.sock here instead, alone: the directory to mount\n"
-    "                    into containers (see README, Running the arbiter)\n"
+    "                    into containers (see docs/arbiter.md)\n"
     "  --state-dir DIR   where vGPUs persist (default /var/lib/qvgpu)\n"
-    "  --config FILE     INI settings and custom profiles (see README, Configuration)\n"
+    "  --config FILE     INI settings and custom profiles (see docs/configuration.md)\n"
     "Runs in the foreground and logs to stderr until SIGTERM or SIGINT.\n";
 
 /* Raises the soft RLIMIT_NOFILE to the hard one: every tenant connection holds a

@@ -1,5 +1,5 @@
 /* sched.h - one physical GPU's compute scheduler: which process may submit GPU work,
- * and for how long (PROTOCOL.md "Compute tokens", README.md "Compute shares").
+ * and for how long (PROTOCOL.md "Compute tokens", docs/compute.md).
  *
  * Entities are vGPUs (a share and an optional limit, in percent of the GPU); each has
  * processes, and a process is idle, waiting for the GPU, or holding it under a

@@ -22,7 +22,7 @@ typedef struct qa_server qa_server_t;
 
 typedef struct qa_server_opts {
     const char *socket_dir; /* where admin.sock, tenant.sock and qarbiter.lock live */
-    const char *tenant_dir; /* where tenant.sock lives instead, or NULL (README) */
+    const char *tenant_dir; /* where tenant.sock lives instead, or NULL (docs/arbiter.md) */
     const char *state_dir;  /* where vGPUs persist */
     const qa_config_t *cfg; /* borrowed: must outlive the server */
     const qa_log_t *log;    /* borrowed: must outlive the server */
