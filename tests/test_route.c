@@ -14,85 +14,13 @@
 
 #include <criterion/criterion.h>
 #include <cuda.h>
-#include <elf.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "tests/elf_support.h"
 #include "tests/shim_support.h"
-
-/* One defined dynamic symbol of a library file and its offset from the library's base. */
-struct export {
-    char *name; /* owned */
-    uint64_t value;
-};
-
-/* The defined dynamic symbols of one library file, sorted by name. */
-struct exports {
-    struct export *v; /* owned */
-    size_t n;
-};
-
-static int by_name(const void *a, const void *b)
-{
-    return strcmp(((const struct export *)a)->name, ((const struct export *)b)->name);
-}
-
-/* Reads the .dynsym of the 64-bit ELF file at path (what `nm -D --defined-only` lists). */
-static void exports_read(struct exports *x, const char *path)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    cr_assert_geq(fd, 0, "cannot open %s", path);
-    struct stat st;
-    cr_assert_eq(fstat(fd, &st), 0);
-    const uint8_t *f = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    cr_assert_neq(f, MAP_FAILED);
-    const Elf64_Ehdr *eh = (const Elf64_Ehdr *)f;
-    cr_assert(memcmp(eh->e_ident, ELFMAG, SELFMAG) == 0 && eh->e_ident[EI_CLASS] == ELFCLASS64,
-              "%s is not a 64-bit ELF file", path);
-    const Elf64_Shdr *sh = (const Elf64_Shdr *)(f + eh->e_shoff);
-    x->v = NULL;
-    x->n = 0;
-    for (int i = 0; i < eh->e_shnum; i++) {
-        if (sh[i].sh_type != SHT_DYNSYM)
-            continue;
-        const Elf64_Sym *sym = (const Elf64_Sym *)(f + sh[i].sh_offset);
-        const char *str = (const char *)(f + sh[sh[i].sh_link].sh_offset);
-        size_t count = sh[i].sh_size / sizeof *sym;
-        x->v = calloc(count ? count : 1, sizeof *x->v);
-        cr_assert_not_null(x->v);
-        for (size_t k = 0; k < count; k++) {
-            if (sym[k].st_shndx == SHN_UNDEF || !sym[k].st_name)
-                continue;
-            x->v[x->n].name = strdup(str + sym[k].st_name);
-            x->v[x->n].value = sym[k].st_value;
-            x->n++;
-        }
-    }
-    munmap((void *)f, (size_t)st.st_size);
-    qsort(x->v, x->n, sizeof *x->v, by_name);
-}
-
-/* The offset of name in x, or -1 when x does not define it. */
-static long long exports_find(const struct exports *x, const char *name)
-{
-    struct export key = {.name = (char *)name};
-    const struct export *e = x->n ? bsearch(&key, x->v, x->n, sizeof *x->v, by_name) : NULL;
-    return e ? (long long)e->value : -1;
-}
-
-static void exports_free(struct exports *x)
-{
-    for (size_t k = 0; k < x->n; k++)
-        free(x->v[k].name);
-    free(x->v);
-}
 
 /* Runs prog (a tests/progs program) in env; returns its stdout (caller frees). */
 static char *probe(const char *prog, const qts_env_t *e)
@@ -199,7 +127,7 @@ static const char *variant_of(const struct answer *a)
 }
 
 /* Without the shim, on the simulated driver: the driver's own export of the variant. */
-static void check_plain(struct verdict *v, const struct answer *a, const struct exports *sim)
+static void check_plain(struct verdict *v, const struct answer *a, const qt_elf_exports_t *sim)
 {
     const char *want = variant_of(a);
     bool dlvsym = strncmp(a->key, "dlvsym", 6) == 0;
@@ -216,7 +144,7 @@ static void check_plain(struct verdict *v, const struct answer *a, const struct 
                   a->status, CUDA_ERROR_NOT_FOUND);
         return;
     }
-    long long off = exports_find(sim, want);
+    long long off = qt_elf_find(sim, want);
     if (a->rc != CUDA_SUCCESS || (a->api == 2 && atoi(a->status) != CU_GET_PROC_ADDRESS_SUCCESS))
         wrong(v, "%s: rc %d status %s without the shim, want %s", a->key, a->rc, a->status, want);
     else if (strcmp(a->object, "libcuda.so.1") != 0 || a->offset != off)
@@ -227,7 +155,7 @@ static void check_plain(struct verdict *v, const struct answer *a, const struct 
 /* In the vGPU against without the shim: the same status, the same function unless the
  * shim hooks the variant, then the shim's hook. */
 static void check_vgpu(struct verdict *v, const struct answer *in, const struct answer *out,
-                       const struct exports *shim)
+                       const qt_elf_exports_t *shim)
 {
     if (in->rc != out->rc || strcmp(in->status, out->status) != 0) {
         wrong(v, "%s: rc %d status %s in the vGPU, rc %d status %s without the shim", in->key,
@@ -235,7 +163,7 @@ static void check_vgpu(struct verdict *v, const struct answer *in, const struct 
         return;
     }
     const char *var = variant_of(out);
-    long long hook = var && strcmp(out->object, "-") != 0 ? exports_find(shim, var) : -1;
+    long long hook = var && strcmp(out->object, "-") != 0 ? qt_elf_find(shim, var) : -1;
     if (hook >= 0) {
         if (strcmp(in->object, "libqshim.so") != 0 || in->offset != hook)
             wrong(v, "%s: %s+%llx in the vGPU, want the shim's hook %s (+%llx)", in->key,
@@ -261,15 +189,15 @@ static void check_route(const char *prog, int want_loaded)
     char *out_vgpu = probe(prog, &vgpu);
     qt_arbiter_destroy(&arb);
 
-    struct exports sim = {0}, shim;
+    qt_elf_exports_t sim = {0}, shim;
     bool simulated = qt_driver_simulated();
     if (simulated) {
         char *p = qt_build_path("sim/libcuda.so.1");
-        exports_read(&sim, p);
+        qt_elf_exports(p, &sim);
         free(p);
     }
     char *p = qt_build_path("libqshim.so");
-    exports_read(&shim, p);
+    qt_elf_exports(p, &shim);
     free(p);
 
     char **lp, **lv;
@@ -307,9 +235,9 @@ static void check_route(const char *prog, int want_loaded)
     free(lv);
     free(out_plain);
     free(out_vgpu);
-    exports_free(&shim);
+    qt_elf_exports_free(&shim);
     if (simulated)
-        exports_free(&sim);
+        qt_elf_exports_free(&sim);
 }
 
 Test(route, a_linked_program_resolves_every_entry_point_in_a_vgpu_as_without_the_shim,
