@@ -229,7 +229,7 @@ fail:
         close(fd);
     unlinkat(dir_fd, tmp, 0);
     free(text);
-    snprintf(err, QP_ERR_LEN, "cannot write %.120s/%s: %s", self->dir, name, strerror(saved));
+    snprintf(err, QP_ERR_LEN, "cannot write %.120s/%s: %s", self->dir, path, strerror(saved));
     return -EIO;
 }
 

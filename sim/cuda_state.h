@@ -255,4 +255,11 @@ static inline CUresult qsim_check_device(CUdevice dev)
 /* A new id for a context, stream or buffer; any thread. */
 unsigned long long qsim_new_id(void);
 
+/* dlopen(this library, RTLD_LAZY | RTLD_NOLOAD | flags): a new reference to this very
+ * library (the caller closes it, or keeps it for good), or NULL. Found from the address
+ * of a hidden function: an exported name, even used from inside this library, may be
+ * bound to a preloaded library's definition of it (the shim's), whose file it would
+ * name. */
+void *qsim_self_open(int flags);
+
 #endif

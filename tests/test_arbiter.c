@@ -188,6 +188,16 @@ Test(qa_daemon, bad_flags_and_bad_config_exit_2_with_one_line)
     const char *missing[] = {"--config", "/nonexistent.conf", NULL};
     cr_assert_eq(run_arbiter(missing, &err), 2);
     cr_assert(strstr(err, "/nonexistent.conf: cannot read"), "%s", err);
+    free(err);
+    /* regression: a directory was read as an empty file, /dev/zero for ever */
+    const char *is_dir[] = {"--config", dir, NULL};
+    cr_assert_eq(run_arbiter(is_dir, &err), 2);
+    cr_assert(strstr(err, "not a regular file"), "%s", err);
+    free(err);
+    const char *zero[] = {"--config", "/dev/zero", NULL};
+    cr_assert_eq(run_arbiter(zero, &err), 2);
+    cr_assert(strstr(err, "/dev/zero: not a regular file"), "%s", err);
+    cr_assert_eq(count_lines(err), 1, "%s", err);
     free(err), free(conf), free(dir);
 }
 

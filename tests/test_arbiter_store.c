@@ -5,9 +5,11 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -219,4 +221,27 @@ Test(qa_store, an_unusable_state_dir_is_named)
     char err[QP_ERR_LEN];
     cr_assert_null(qa_store_open("/proc/qvgpu-state", err));
     cr_assert(strstr(err, "cannot use state dir /proc/qvgpu-state"), "%s", err);
+}
+
+/* Regression: a failed write (a full disk) named STATE/vg-1.json, a file that does not
+ * exist, instead of STATE/vgpus/vg-1.json. A file size limit fails writes as a full disk
+ * does. */
+Test(qa_store, a_failed_write_names_the_file_it_could_not_write)
+{
+    char *dir = qt_tmpdir(), err[QP_ERR_LEN] = "";
+    qa_store_t *s = qa_store_open(dir, err);
+    cr_assert_not_null(s, "%s", err);
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit rl = {16, 16};
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &rl), 0);
+    qa_vgpu_t a = sample("vg-1");
+    cr_assert_eq(qa_store_put(s, &a, "GPU-a", err), -EIO);
+    char want[512];
+    snprintf(want, sizeof want, "cannot write %s/vgpus/vg-1.json: ", dir);
+    cr_assert(strstr(err, want), "want '%s' in: %s", want, err);
+    cr_assert_eq(qa_store_note_ids(s, 2, err), -EIO);
+    snprintf(want, sizeof want, "cannot write %s/meta.json: ", dir);
+    cr_assert(strstr(err, want), "want '%s' in: %s", want, err);
+    qa_store_close(&s);
+    free(dir);
 }
