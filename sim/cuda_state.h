@@ -41,6 +41,7 @@ enum qsim_magic {
     QSIM_MAGIC_MIPMAP = 0x514d4950, /* "QMIP" */
     QSIM_MAGIC_PHYS = 0x51504859,   /* "QPHY" */
     QSIM_MAGIC_NODE = 0x514e4f44,   /* "QNOD" */
+    QSIM_MAGIC_LINK = 0x514c4e4b,   /* "QLNK" */
 };
 
 enum qsim_run_state {
@@ -144,6 +145,7 @@ struct qsim_array;
 struct qsim_mipmap;
 struct qsim_graph;
 struct qsim_exec;
+struct qsim_link;
 
 /* All mutable global state of the simulated libcuda. Only cuda_state.c defines any. */
 struct qsim_cuda {
@@ -172,6 +174,7 @@ struct qsim_cuda {
     struct qsim_mipmap *mipmaps;        /* every mipmapped array ever made (lock) */
     struct qsim_graph *graphs;          /* every graph ever made, cuda_graph.c (lock) */
     struct qsim_exec *execs;            /* every executable graph ever made (lock) */
+    struct qsim_link *free_links;       /* destroyed link states, cuda_link.c (lock) */
     _Atomic unsigned long long next_id; /* ids for contexts, streams, buffers; relaxed:
                                         only uniqueness matters */
     pthread_key_t thread_key;           /* per-thread default streams, freed at thread exit */
