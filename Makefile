@@ -200,7 +200,7 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-m
 
 $(BUILD)/tests/progs/%: $(BUILD)/obj/tests/progs/%.o
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(CUDA_STUB) -ldl -lpthread -lm
+	$(CC) $(LDFLAGS) -o $@ $< -Wl,--as-needed $(CUDA_STUB) -Wl,--no-as-needed -ldl -lpthread -lm
 
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-ml.so.1
 	@mkdir -p $(@D)
