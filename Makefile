@@ -195,7 +195,8 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-m
 
 $(BUILD)/tests/progs/%: $(BUILD)/obj/tests/progs/%.o
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(CUDA_STUB) $(PROG_LIBS) -ldl -lpthread -lm
+	$(CC) $(LDFLAGS) -o $@ $< -Wl,--as-needed $(CUDA_STUB) -Wl,--no-as-needed $(PROG_LIBS) \
+	    -ldl -lpthread -lm
 
 # An application with its own libzmq, and so libstdc++, next to the shim (test_bundle).
 $(BUILD)/tests/progs/own_zmq: PROG_LIBS = $(shell pkg-config --libs libzmq 2>/dev/null)

@@ -205,6 +205,12 @@ const char *qt_sim_private(const char *gpus)
     return h.sim_ns;
 }
 
+bool qt_driver_simulated(void)
+{
+    const char *d = getenv("QV_TEST_DRIVER");
+    return !d || strcmp(d, "real") != 0;
+}
+
 /* ---- child processes --------------------------------------------------------------- */
 
 /* environ with the changes in env applied; the array is the caller's, the strings are

@@ -35,6 +35,13 @@ bool qt_wait_until(bool (*cond)(void *arg), void *arg, int timeout_ms);
  * namespace, borrowed until exit. */
 const char *qt_sim_private(const char *gpus);
 
+/* Whether the tests run on the simulated driver (build/sim, the default) rather than on
+ * a real GPU's (QV_TEST_DRIVER=real, which scripts/run-tests.sh sets for
+ * scripts/gpu-check.sh). A test that runs on both keeps its simulator-only checks for
+ * the first; binaries that make sense only on the simulator are listed in
+ * tests/sim-only.list and not run on a real GPU at all. */
+bool qt_driver_simulated(void);
+
 /* ---- child processes --------------------------------------------------------------- */
 
 typedef struct qt_proc qt_proc_t;
