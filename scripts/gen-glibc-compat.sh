@@ -12,9 +12,12 @@
 # built with it). Where glibc < 2.34 keeps such a symbol in libpthread.so.0, libdl.so.2
 # or librt.so.1, the link names those too (the Makefile's LIBS_GLIBC_FLOOR).
 #
-# A symbol with no version at or below FLOOR (fstat is GLIBC_2.33) cannot be pinned: the
-# code must not use it, and test_bundle names it if it does. A translation unit that
-# defines one of these names itself (the shim's dlsym) defines QV_GLIBC_OWN_<name>.
+# stat, fstat, lstat and fstatat became symbols in 2.33; before, <sys/stat.h> turned them
+# into calls of __xstat, __fxstat, __lxstat and __fxstatat, which glibc still exports:
+# where the floor is older, the header does the same. Any other symbol with no version
+# at or below FLOOR cannot be pinned: the code must not use it, and test_bundle names it
+# if it does. A translation unit that defines one of the pinned names itself (the
+# shim's dlsym) defines QV_GLIBC_OWN_<name>.
 set -euo pipefail
 cc=$1 floor=$2 out=$3
 
@@ -49,6 +52,46 @@ trap 'rm -f "$tmp"' EXIT
         printf '#ifndef QV_GLIBC_OWN_%s\n__asm__(".symver %s,%s@GLIBC_%s");\n#endif\n' \
             "$name" "$name" "$name" "$ver"
     done
+    if objdump -T "$libc" | awk -v floor="$floor" '
+            function vnum(v,   a) { split(v, a, "."); return a[1] * 1000000 + a[2] * 1000 + a[3] }
+            $NF == "fstat" && $(NF - 1) ~ /^GLIBC_/ { v = $(NF - 1); sub(/^GLIBC_/, "", v)
+                                                      if (vnum(v) > vnum(floor)) found = 1 }
+            END { exit !found }'; then
+        cat <<'EOF'
+/* The stat family as <sys/stat.h> had it before glibc 2.33. */
+#include <sys/stat.h>
+#if defined(__x86_64__)
+#define QV_STAT_VER 1 /* _STAT_VER_LINUX */
+#else
+#define QV_STAT_VER 0 /* _STAT_VER_KERNEL of the generic ABI (aarch64) */
+#endif
+extern int __xstat(int, const char *, struct stat *);
+extern int __fxstat(int, int, struct stat *);
+extern int __lxstat(int, const char *, struct stat *);
+extern int __fxstatat(int, int, const char *, struct stat *, int);
+static inline __attribute__((unused)) int qv_stat(const char *p, struct stat *st)
+{
+    return __xstat(QV_STAT_VER, p, st);
+}
+static inline __attribute__((unused)) int qv_fstat(int fd, struct stat *st)
+{
+    return __fxstat(QV_STAT_VER, fd, st);
+}
+static inline __attribute__((unused)) int qv_lstat(const char *p, struct stat *st)
+{
+    return __lxstat(QV_STAT_VER, p, st);
+}
+static inline __attribute__((unused)) int qv_fstatat(int dir, const char *p, struct stat *st,
+                                                    int flags)
+{
+    return __fxstatat(QV_STAT_VER, dir, p, st, flags);
+}
+#define stat(p, st) qv_stat(p, st)
+#define fstat(fd, st) qv_fstat(fd, st)
+#define lstat(p, st) qv_lstat(p, st)
+#define fstatat(dir, p, st, flags) qv_fstatat(dir, p, st, flags)
+EOF
+    fi
     echo "#endif"
 } > "$tmp"
 mv "$tmp" "$out"

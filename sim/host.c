@@ -117,10 +117,9 @@ static struct qsim_shm *map_host(const char *name)
     int fd = shm_open(name, O_RDWR, 0);
     if (fd < 0)
         return NULL;
+    struct stat st;
     struct qsim_shm *s = MAP_FAILED;
-    /* The size through lseek, not fstat: fstat is a GLIBC_2.33 symbol, and the simulated
-     * driver loads on glibc 2.31 as a real one does (Makefile, GLIBC_FLOOR). */
-    if (lseek(fd, 0, SEEK_END) == (off_t)sizeof *s)
+    if (fstat(fd, &st) == 0 && (size_t)st.st_size == sizeof *s)
         s = mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     if (s == MAP_FAILED) {
