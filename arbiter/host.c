@@ -428,6 +428,18 @@ void qa_host_gpu_record(qa_host_t *self, size_t i, qp_gpu_t *out)
     out->hung = g->hung;
 }
 
+void qa_host_totals(qa_host_t *self, qp_totals_t *out)
+{
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < self->nvgpus; i++) {
+        const qa_vgpu_t *v = self->vgpus[i];
+        out->vgpus_total++;
+        out->vgpus_active += v->procs > 0;
+        out->memory_reserved_mb += v->memory_mb;
+        out->memory_used_mb += v->mem_used / QP_MIB;
+    }
+}
+
 void qa_host_limits(qa_host_t *self, const qa_vgpu_t *v, qp_limits_t *out)
 {
     const qa_gpu_t *g = &self->gpus[v->gpu];

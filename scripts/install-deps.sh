@@ -7,13 +7,23 @@
 set -eu
 
 pkgs="build-essential pkg-config libzmq3-dev libmsgpack-dev libcriterion-dev libffi-dev
-      libjansson-dev libinih-dev"
-libs="libzmq msgpack criterion libffi jansson inih"
+      libjansson-dev libinih-dev libmicrohttpd-dev libjs-chart.js python3 python3-pytest
+      prometheus chromium"
+libs="libzmq msgpack criterion libffi jansson inih libmicrohttpd"
 
-# A machine whose compiler and pkg-config already find every library needs nothing
-# (this is also how a machine without apt, set up with ../shared/gpu, passes).
+# What the tests run besides the libraries: the dashboard's Chart.js (served by qarbiter),
+# Python with pytest (the qvgpu package), a Prometheus server and a headless browser.
+tools_present() {
+    [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import pytest' 2>/dev/null &&
+        [ -x /usr/bin/prometheus ] && [ -x /usr/bin/chromium ] &&
+        ls /usr/share/javascript/chart.js/chart*.js >/dev/null 2>&1
+}
+
+# A machine whose compiler and pkg-config already find every library, and that has the
+# tools, needs nothing (this is also how a machine without apt, set up with
+# ../shared/gpu, passes).
 if command -v cc >/dev/null && command -v pkg-config >/dev/null &&
-   pkg-config --exists $libs 2>/dev/null; then
+   pkg-config --exists $libs 2>/dev/null && tools_present; then
     exit 0
 fi
 

@@ -39,6 +39,7 @@ struct qt_arbiter {
     char *state_dir;   /* owned */
     char *config_path; /* owned; NULL when started without a config */
     char **env;        /* owned: copy of the extra environment, NULL-terminated */
+    char *http;        /* owned: the value of --http ("off" unless asked for) */
     qt_proc_t *proc;   /* owned; NULL while killed */
 };
 
@@ -453,8 +454,9 @@ static bool arbiter_up_or_gone(void *arg)
 static int arbiter_spawn(qt_arbiter_t *a)
 {
     char *bin = qt_build_path("qarbiter");
-    const char *argv[] = {bin, "--socket-dir", a->socket_dir, "--state-dir", a->state_dir,
-                          a->config_path ? "--config" : NULL, a->config_path, NULL};
+    const char *argv[] = {bin,      "--socket-dir", a->socket_dir, "--state-dir", a->state_dir,
+                          "--http", a->http,        a->config_path ? "--config" : NULL,
+                          a->config_path, NULL};
     a->proc = qt_spawn(argv, (const char *const *)a->env);
     free(bin);
     if (!a->proc)
@@ -471,9 +473,15 @@ static int arbiter_spawn(qt_arbiter_t *a)
 
 qt_arbiter_t *qt_arbiter_start(const char *config, const char *const env[])
 {
+    return qt_arbiter_start_http(config, env, "off");
+}
+
+qt_arbiter_t *qt_arbiter_start_http(const char *config, const char *const env[], const char *http)
+{
     qt_arbiter_t *a = calloc(1, sizeof *a);
     if (!a)
         die("calloc");
+    a->http = xstrdup(http);
     a->root = qt_tmpdir();
     a->socket_dir = xasprintf("%s/sock", a->root);
     a->state_dir = xasprintf("%s/state", a->root);
@@ -543,6 +551,7 @@ void qt_arbiter_destroy(qt_arbiter_t **self_p)
     for (char **e = self->env; e && *e; e++)
         free(*e);
     free(self->env);
+    free(self->http);
     free(self->root);
     free(self->socket_dir);
     free(self->state_dir);
