@@ -4,7 +4,8 @@
 #   make test         builds, then runs the Criterion suite (scripts/run-tests.sh)
 #   make test SAN=1   the same under -fsanitize=address,undefined, in build-san/
 #   make bench        builds, then runs the benchmarks in bench/ (scripts/run-bench.sh)
-#   make install      PREFIX (/usr/local) and DESTDIR honoured
+#   make install      PREFIX (/usr/local) and DESTDIR honoured; the Python package qvgpu
+#                     goes to PYTHONDIR (Debian's dist-packages for PREFIX)
 #
 # Sources are found by directory, so a new module needs no edit here:
 #   proto/*.c                      the wire, linked into every program that speaks it
@@ -23,6 +24,11 @@ CUDA_HOME ?= /usr/local/cuda
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 SAN       ?= 0
+# Where `make install` puts the Python package qvgpu: Debian's dist-packages for the
+# prefix (/usr/local/lib/python3.N/dist-packages; /usr/lib/python3/dist-packages).
+PYTHON    ?= /usr/bin/python3
+PYVER     := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+PYTHONDIR ?= $(if $(filter /usr,$(PREFIX)),$(PREFIX)/lib/python3/dist-packages,$(PREFIX)/lib/python$(PYVER)/dist-packages)
 
 ifeq ($(SAN),1)
 BUILD := build-san
@@ -200,6 +206,10 @@ install: all
 	install -m 0755 $(BUILD)/libqvgpu.so $(BUILD)/libqshim.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 include/qvgpu.h $(DESTDIR)$(PREFIX)/include/
 	install -m 0644 $(BUILD)/qvgpu.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -d $(DESTDIR)$(PYTHONDIR)/qvgpu
+	install -m 0644 python/qvgpu/*.py $(DESTDIR)$(PYTHONDIR)/qvgpu/
+	printf '"""Written by make install: where libqvgpu.so is."""\nLIBDIR = "%s"\n' \
+	    '$(PREFIX)/lib' > $(DESTDIR)$(PYTHONDIR)/qvgpu/_installed.py
 
 clean:
 	rm -rf build build-san

@@ -212,30 +212,6 @@ static void put_ring(qa_buf_t *b, const uint16_t *ring, uint64_t first, uint64_t
     qa_buf_add(b, "]", 1);
 }
 
-/* Appends s as a JSON string. vGPU ids and VM names are printable ASCII or other bytes:
- * quote and backslash are escaped, bytes above 0x7e become '?' (JSON wants UTF-8, and
- * a VM name is not checked for it). */
-static void put_string(qa_buf_t *b, const char *s)
-{
-    qa_buf_add(b, "\"", 1);
-    for (const char *run = s;; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c && c != '"' && c != '\\' && c >= 0x20 && c < 0x7f)
-            continue;
-        qa_buf_add(b, run, (size_t)(s - run));
-        if (!c)
-            break;
-        if (c == '"' || c == '\\') {
-            char esc[2] = {'\\', (char)c};
-            qa_buf_add(b, esc, 2);
-        } else {
-            qa_buf_add(b, "?", 1);
-        }
-        run = s + 1;
-    }
-    qa_buf_add(b, "\"", 1);
-}
-
 int qa_history_render(const qa_history_t *self, uint64_t since, char **out, size_t *len)
 {
     uint64_t last = self->last;
@@ -263,9 +239,9 @@ int qa_history_render(const qa_history_t *self, uint64_t since, char **out, size
             continue; /* nothing in the range asked for */
         qa_buf_puts(&b, any ? ",{\"id\":" : "{\"id\":");
         any = true;
-        put_string(&b, s->id);
+        qa_buf_json_string(&b, s->id);
         qa_buf_puts(&b, ",\"vm\":");
-        put_string(&b, s->vm);
+        qa_buf_json_string(&b, s->vm);
         qa_buf_printf(&b, ",\"gpu\":%d,\"util\":", s->gpu);
         put_ring(&b, s->ring, first, last);
         qa_buf_puts(&b, "}");

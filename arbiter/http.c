@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,6 +33,7 @@
 #define MAX_CONNECTIONS 512         /* slow clients cost a descriptor each, never a thread */
 #define IDLE_TIMEOUT_S 15           /* a connection silent this long is closed */
 #define REQUEST_MEMORY (16 * 1024)  /* request line and headers: more is refused (431) */
+#define NICE 10                     /* the HTTP side's threads yield the CPU to the loop */
 
 struct qa_http {
     struct MHD_Daemon *daemon; /* owned */
@@ -147,11 +149,25 @@ static qa_view_t *fresh_view(qa_http_t *self, uint64_t *age_ns)
     return v;
 }
 
+/* Lowers the calling thread's priority (its own nice value, Linux's per-thread one):
+ * rendering a thousand vGPUs takes milliseconds of CPU, which on a busy host must come
+ * out of the HTTP side's share, not the loop's. Once per thread; a failure only costs
+ * that preference. */
+static void yield_to_the_loop(void)
+{
+    static __thread bool done;
+    if (done)
+        return;
+    done = true;
+    setpriority(PRIO_PROCESS, (id_t)gettid(), NICE);
+}
+
 /* ---- the history thread -------------------------------------------------------------- */
 
 static void *history_main(void *arg)
 {
     qa_http_t *self = arg;
+    yield_to_the_loop();
     struct timespec next;
     clock_gettime(CLOCK_MONOTONIC, &next);
     for (;;) {
@@ -392,11 +408,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
     (void)version;
     (void)upload;
+    (void)state;
     qa_http_t *self = cls;
-    if (!*state) { /* first call: headers only; answer at once, nothing to read */
-        *state = self;
-    }
-    if (*upload_len) { /* a body nobody asked for: discard it */
+    yield_to_the_loop();
+    /* Answered at the first call, which has the headers only: nothing here reads a body. */
+    if (*upload_len) { /* a body that came with the headers: discarded */
         *upload_len = 0;
         return MHD_YES;
     }

@@ -2,6 +2,7 @@
 #include "arbiter/textbuf.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -79,6 +80,38 @@ void qa_buf_printf(qa_buf_t *b, const char *fmt, ...)
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     va_end(ap);
     b->len += (size_t)n;
+}
+
+void qa_buf_json_string(qa_buf_t *b, const char *s)
+{
+    qa_buf_add(b, "\"", 1);
+    for (const char *run = s;; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c && c != '"' && c != '\\' && c >= 0x20 && c < 0x7f)
+            continue;
+        qa_buf_add(b, run, (size_t)(s - run));
+        if (!c)
+            break;
+        if (c == '"' || c == '\\') {
+            char esc[2] = {'\\', (char)c};
+            qa_buf_add(b, esc, 2);
+        } else if (c < 0x20) {
+            qa_buf_printf(b, "\\u%04x", c);
+        } else {
+            qa_buf_add(b, "?", 1);
+        }
+        run = s + 1;
+    }
+    qa_buf_add(b, "\"", 1);
+}
+
+void qa_buf_json_real(qa_buf_t *b, double x)
+{
+    char num[32];
+    snprintf(num, sizeof num, "%.6g", isfinite(x) ? x : 0.0);
+    qa_buf_puts(b, num);
+    if (!strpbrk(num, ".e"))
+        qa_buf_add(b, ".0", 2);
 }
 
 int qa_buf_take(qa_buf_t *b, char **out, size_t *len)

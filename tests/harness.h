@@ -65,6 +65,9 @@ int qt_run(const char *const argv[], const char *const env[], int timeout_ms, ch
 /* "LD_PRELOAD=<build>/libqshim.so", with the ASan runtime first in a SAN=1 build, ready
  * for an env list. Borrowed, lives forever. */
 const char *qt_shim_preload(void);
+/* The path of the ASan runtime in a SAN=1 build (a program that loads our libraries
+ * must preload it), NULL otherwise. Borrowed. */
+const char *qt_asan_runtime(void);
 
 /* ---- a real arbiter ---------------------------------------------------------------- */
 

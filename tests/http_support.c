@@ -14,21 +14,29 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+int http_address_of(qt_arbiter_t *arb, char addr[64])
+{
+    /* logged before admin.sock appears, so it is there once the arbiter is up */
+    const char *at = strstr(qt_proc_stderr(qt_arbiter_proc(arb)), "HTTP on http://");
+    if (!at)
+        return -ENOENT;
+    at += strlen("HTTP on http://");
+    size_t n = strcspn(at, "/ \n");
+    if (n == 0 || n >= 64)
+        return -EPROTO;
+    memcpy(addr, at, n);
+    addr[n] = '\0';
+    return 0;
+}
+
 qt_arbiter_t *http_arbiter(const char *gpus, const char *config, const char *const env[],
                            char addr[64])
 {
     qt_sim_private(gpus);
     qt_arbiter_t *a = qt_arbiter_start_http(config, env, "127.0.0.1:0");
     cr_assert_not_null(a, "qarbiter did not start");
-    /* logged before admin.sock appears, so it is there once the arbiter is up */
-    const char *log = qt_proc_stderr(qt_arbiter_proc(a));
-    const char *at = strstr(log, "HTTP on http://");
-    cr_assert_not_null(at, "no HTTP address in the arbiter's log:\n%s", log);
-    at += strlen("HTTP on http://");
-    size_t n = strcspn(at, "/ \n");
-    cr_assert(n > 0 && n < 64);
-    memcpy(addr, at, n);
-    addr[n] = '\0';
+    cr_assert_eq(http_address_of(a, addr), 0, "no HTTP address in the arbiter's log:\n%s",
+                 qt_proc_stderr(qt_arbiter_proc(a)));
     return a;
 }
 
@@ -69,7 +77,10 @@ static void parse(http_resp_t *r, char *raw, size_t n)
     size_t off = (size_t)(end + 4 - raw);
     r->len = n - off;
     r->body = malloc(r->len + 1);
-    cr_assert_not_null(r->body);
+    if (!r->body) {
+        r->status = -ENOMEM;
+        return;
+    }
     memcpy(r->body, end + 4, r->len);
     r->body[r->len] = '\0';
 }
@@ -93,7 +104,11 @@ http_resp_t http_raw(const char *addr, const void *raw, size_t len, int timeout_
     }
     size_t cap = 65536, n = 0;
     char *buf = malloc(cap);
-    cr_assert_not_null(buf);
+    if (!buf) {
+        close(fd);
+        r.status = -ENOMEM;
+        return r;
+    }
     uint64_t until = qt_now_ns() + (uint64_t)timeout_ms * 1000000u;
     for (;;) {
         uint64_t now = qt_now_ns();
@@ -105,9 +120,13 @@ http_resp_t http_raw(const char *addr, const void *raw, size_t len, int timeout_
         if (poll(&pfd, 1, (int)((until - now) / 1000000u) + 1) <= 0)
             continue;
         if (n + 4096 > cap) {
+            char *more = realloc(buf, cap * 2);
+            if (!more) {
+                r.status = -ENOMEM;
+                break;
+            }
+            buf = more;
             cap *= 2;
-            buf = realloc(buf, cap);
-            cr_assert_not_null(buf);
         }
         ssize_t got = recv(fd, buf + n, cap - n - 1, 0);
         if (got <= 0)
@@ -116,7 +135,7 @@ http_resp_t http_raw(const char *addr, const void *raw, size_t len, int timeout_
     }
     close(fd);
     buf[n] = '\0';
-    if (r.status == -ETIMEDOUT) {
+    if (r.status == -ETIMEDOUT || r.status == -ENOMEM) {
         free(buf);
         return r;
     }
@@ -134,7 +153,8 @@ http_resp_t http_get(const char *addr, const char *path, int timeout_ms)
     char req[1024];
     int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n",
                      path, addr);
-    cr_assert(n > 0 && (size_t)n < sizeof req);
+    if (n < 0 || (size_t)n >= sizeof req)
+        return (http_resp_t){.status = -ENAMETOOLONG};
     return http_raw(addr, req, (size_t)n, timeout_ms);
 }
 
@@ -167,8 +187,13 @@ int http_free_port(void)
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof sa;
-    cr_assert(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
-              getsockname(fd, (struct sockaddr *)&sa, &len) == 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) < 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return -e;
+    }
     close(fd);
     return ntohs(sa.sin_port);
 }

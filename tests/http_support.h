@@ -1,7 +1,8 @@
 /* http_support.h - what the HTTP tests share: an arbiter serving HTTP on a free loopback
  * port, a plain HTTP/1.1 client on raw sockets (so that tests can also send what no
- * library would), free ports for other servers, and JSON helpers. Test-only;
- * single-threaded like the harness. */
+ * library would), free ports for other servers, and JSON helpers. The client and
+ * http_free_port use no Criterion (they return errors), so the benches use them too.
+ * Test-only; one thread at a time per response. */
 #ifndef QV_HTTP_SUPPORT_H
 #define QV_HTTP_SUPPORT_H
 
@@ -16,9 +17,14 @@
 qt_arbiter_t *http_arbiter(const char *gpus, const char *config, const char *const env[],
                            char addr[64]);
 
+/* The address (addr: "127.0.0.1:PORT") arb logged it serves HTTP on. Returns 0, or
+ * -ENOENT when it logged none. */
+int http_address_of(qt_arbiter_t *arb, char addr[64]);
+
 /* A response. */
 typedef struct http_resp {
-    int status;    /* 200, 404, ...; negative errno when no response came */
+    int status;    /* 200, 404, ...; negative errno when no response came (then the rest
+                    * may be NULL) */
     char *headers; /* owned: the status line and headers, NUL-terminated */
     char *body;    /* owned: NUL-terminated */
     size_t len;    /* bytes of body */
@@ -37,7 +43,8 @@ char *http_header(const http_resp_t *r, const char *name);
 int http_connect(const char *addr);
 
 /* A loopback port nothing listens on now (bound and released: another process may take
- * it before the caller does, which the kernel makes unlikely by not reusing it soon). */
+ * it before the caller does, which the kernel makes unlikely by not reusing it soon), or
+ * -errno. */
 int http_free_port(void);
 
 /* r's body parsed as JSON; fails the test when it is not. The caller decrefs. */

@@ -110,7 +110,7 @@ static bool busy_both(void *arg)
     return busy == 2;
 }
 
-Test(qa_dashboard, shows_a_row_and_a_live_chart_per_vgpu_while_two_workloads_run, .timeout = 120)
+Test(qa_dashboard, shows_a_row_and_a_live_chart_per_vgpu_while_two_workloads_run)
 {
     char addr[64], url[96];
     qt_arbiter_t *arb = http_arbiter(CTL_GPUS, NULL, NULL, addr);
@@ -170,7 +170,7 @@ Test(qa_dashboard, shows_a_row_and_a_live_chart_per_vgpu_while_two_workloads_run
     qt_arbiter_destroy(&arb);
 }
 
-Test(qa_dashboard, says_there_are_no_vgpus_yet, .timeout = 60)
+Test(qa_dashboard, says_there_are_no_vgpus_yet)
 {
     char addr[64], url[96], text[256];
     qt_arbiter_t *arb = http_arbiter(CTL_GPUS, NULL, NULL, addr);
@@ -209,7 +209,7 @@ static void save(const char *addr, const char *path, const char *dir)
     http_resp_free(&r);
 }
 
-Test(qa_dashboard, says_so_when_the_arbiter_does_not_answer, .timeout = 60)
+Test(qa_dashboard, says_so_when_the_arbiter_does_not_answer)
 {
     char addr[64], url[512], text[512];
     qt_arbiter_t *arb = http_arbiter(CTL_GPUS, NULL, NULL, addr);
@@ -230,7 +230,7 @@ Test(qa_dashboard, says_so_when_the_arbiter_does_not_answer, .timeout = 60)
     free(dir);
 }
 
-Test(qa_dashboard, says_how_to_get_charts_when_chartjs_is_missing, .timeout = 60)
+Test(qa_dashboard, says_how_to_get_charts_when_chartjs_is_missing)
 {
     char addr[64], url[96], text[512];
     const char *env[] = {"QVGPU_CHARTJS=/nonexistent/chart.js", NULL};

@@ -35,7 +35,7 @@ static bool leases_shown(void *arg)
     return ok;
 }
 
-Test(qa_http, metrics_show_the_memory_processes_and_refusals_qgpuctl_sees, .timeout = 60)
+Test(qa_http, metrics_show_the_memory_processes_and_refusals_qgpuctl_sees)
 {
     char addr[64];
     qt_arbiter_t *arb = http_arbiter(CTL_GPUS, NULL, NULL, addr);
@@ -112,7 +112,7 @@ static bool holds_64m(void *arg)
     return used >= 64 << 20;
 }
 
-Test(qa_http, the_json_api_agrees_with_qgpuctl_json, .timeout = 60)
+Test(qa_http, the_json_api_agrees_with_qgpuctl_json)
 {
     char addr[64];
     qt_arbiter_t *arb = http_arbiter(CTL_GPUS, NULL, NULL, addr);
@@ -201,7 +201,7 @@ Test(qa_http, shows_a_vgpu_as_soon_as_qgpuctl_made_it)
     qt_arbiter_destroy(&arb);
 }
 
-Test(qa_http, serves_the_dashboard_and_a_history_of_samples, .timeout = 30)
+Test(qa_http, serves_the_dashboard_and_a_history_of_samples)
 {
     char addr[64];
     qt_arbiter_t *arb = http_arbiter(CTL_GPUS, NULL, NULL, addr);
@@ -328,7 +328,7 @@ Test(qa_http, refuses_pages_asked_under_another_site_name)
     qt_arbiter_destroy(&arb);
 }
 
-Test(qa_http, rejects_malformed_and_oversized_requests_and_keeps_serving, .timeout = 60)
+Test(qa_http, rejects_malformed_and_oversized_requests_and_keeps_serving)
 {
     char addr[64];
     qt_arbiter_t *arb = http_arbiter(CTL_GPUS, NULL, NULL, addr);
@@ -397,7 +397,7 @@ static double info_p50_us(qv_client_t *c, const char *id, int n)
     return m;
 }
 
-Test(qa_http, many_slow_clients_leave_it_serving_and_the_arbiter_unaffected, .timeout = 90)
+Test(qa_http, many_slow_clients_leave_it_serving_and_the_arbiter_unaffected)
 {
     char addr[64];
     qt_arbiter_t *arb = http_arbiter(CTL_GPUS, NULL, NULL, addr);

@@ -275,7 +275,7 @@ static double query(const char *prom, const char *expr)
     return v;
 }
 
-Test(qa_prom, a_real_prometheus_scrapes_the_memory_qgpuctl_shows, .timeout = 90)
+Test(qa_prom, a_real_prometheus_scrapes_the_memory_qgpuctl_shows)
 {
     char addr[64], prom[64];
     qt_arbiter_t *arb = http_arbiter(CTL_GPUS, NULL, NULL, addr);
@@ -286,6 +286,10 @@ Test(qa_prom, a_real_prometheus_scrapes_the_memory_qgpuctl_shows, .timeout = 90)
     qt_proc_t *work = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:300M", "hold", NULL);
     cr_assert(qts_wait_line(work, "ready", 20000), "the workload did not start: %s",
               qt_proc_stderr(work));
+    /* the arbiter learns what a process holds from its next heartbeat (500 ms) */
+    uint64_t until = qt_now_ns() + 10000000000ull;
+    while (qts_vgpu_used(arb, &v) < 300ll << 20 && qt_now_ns() < until)
+        qt_sleep_ms(20);
     long long used = qts_vgpu_used(arb, &v);
     cr_assert_geq(used, 300ll << 20, "qgpuctl shows %lld bytes used", used);
 
@@ -293,7 +297,7 @@ Test(qa_prom, a_real_prometheus_scrapes_the_memory_qgpuctl_shows, .timeout = 90)
     char expr[256];
     snprintf(expr, sizeof expr, "qvgpu_vgpu_memory_used_bytes{vgpu=\"%s\",vm=\"prom-vm\"}", v.id);
     double got = NAN;
-    uint64_t until = qt_now_ns() + 60000000000ull;
+    until = qt_now_ns() + 60000000000ull;
     while (isnan(got) && qt_now_ns() < until) {
         qt_sleep_ms(250);
         cr_assert_eq(waitpid(qt_proc_pid(p), NULL, WNOHANG), 0, "prometheus exited: %s",
