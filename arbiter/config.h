@@ -9,12 +9,13 @@
  *   heartbeat_timeout_ms = 1500    a silent tenant is dropped after this (>= 1000: the
  *                                  shim heartbeats every 500 ms)
  *   reclaim_timeout_ms = 500       a mem_reserve waits this long for reclaimed memory
+ *                                  (with reconnect_grace_ms at most QA_REPLY_BUDGET_MS)
  *   reconnect_grace_ms = 800       after the start, mem_reserve requests are held this
  *                                  long while the previous arbiter's tenants reconnect
  *                                  and re-report what they hold (0: no grace)
  *   sched_window_ms = 200          compute: leases of n waiting vGPUs last at most this / n
  *   quantum_min_ms = 2             compute: shortest lease (and bucket needed for a grant)
- *   quantum_max_ms = 50            compute: longest lease
+ *   quantum_max_ms = 50            compute: longest lease (at most sched_window_ms)
  *   lease_grace_ms = 1000          compute: a lease not returned this late is taken back
  *   max_tenant_connections = 4096  tenant.sock connections kept open (at most a quarter
  *                                  of the arbiter's RLIMIT_NOFILE): more are closed at once
@@ -24,6 +25,8 @@
  *   share = 60
  *   limit = 0                      optional
  *
+ * A key set twice, a profile defined in two sections, a file that is not a regular one
+ * and settings that contradict each other are refused.
  * Pure: parsing fills a struct, errors come back as one line naming file and line. */
 #ifndef QA_CONFIG_H
 #define QA_CONFIG_H
@@ -36,6 +39,9 @@
 #include <stdint.h>
 
 #define QA_MAX_PROFILES 64
+/* The longest the arbiter may hold a tenant's memory request before answering: the shim
+ * waits 1500 ms for any reply (PROTOCOL.md "Liveness"), less 100 ms for the round trip. */
+#define QA_REPLY_BUDGET_MS 1400
 
 typedef struct qa_profile {
     char name[QP_PROFILE_LEN];

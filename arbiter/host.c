@@ -309,6 +309,15 @@ int qa_host_adopt(qa_host_t *self, const qa_vgpu_t *v, const char *gpu_uuid, cha
         snprintf(err, QP_ERR_LEN, "vGPU %s lives on GPU %.96s, which is not here", v->id, gpu_uuid);
         return -ENODEV;
     }
+    /* Admission may have changed with the config, but no vGPU is ever larger than its
+     * GPU: a record that says so was damaged or planted, and would hand out memory that
+     * does not exist. */
+    if (v->memory_mb > g->desc.memory_total / QP_MIB) {
+        snprintf(err, QP_ERR_LEN, "vGPU %s has %llu MiB, more than its GPU %u has (%llu MiB)",
+                 v->id, (unsigned long long)v->memory_mb, g->desc.index,
+                 (unsigned long long)(g->desc.memory_total / QP_MIB));
+        return -EINVAL;
+    }
     if (self->nvgpus == QA_MAX_VGPUS) {
         snprintf(err, QP_ERR_LEN, "more than %d vGPUs", QA_MAX_VGPUS);
         return -EINVAL;

@@ -110,9 +110,9 @@ qa_vgpu_t *qa_host_find(qa_host_t *self, const char *id);
  * line. */
 int qa_host_create(qa_host_t *self, const qa_spec_t *spec, int64_t now, qa_vgpu_t **out,
                    char err[QP_ERR_LEN]);
-/* Adds a vGPU restored from state, without admission (the config may have changed);
- * gpu_uuid says where it lives. Returns 0, -ENODEV (that GPU is gone), -EEXIST, or
- * -EINVAL (a bad value), with err. */
+/* Adds a vGPU restored from state, without admission (the config may have changed), but
+ * never one larger than its GPU; gpu_uuid says where it lives. Returns 0, -ENODEV (that
+ * GPU is gone), -EEXIST, or -EINVAL (a bad value, or larger than its GPU), with err. */
 int qa_host_adopt(qa_host_t *self, const qa_vgpu_t *v, const char *gpu_uuid, char err[QP_ERR_LEN]);
 /* Applies change to the vGPU id after validation and admission on its GPU. Returns 0
  * with *out borrowed, or -ENOENT, -EINVAL, -ENOSPC with err. */

@@ -143,17 +143,6 @@ static void charge(qa_sched_t *self, qa_sched_ent_t *e, uint64_t ns)
         e->bucket -= (int64_t)ns;
 }
 
-/* Charges the holder's lease up to now (or up to `used` ns after its start, when more)
- * beyond what was charged already. */
-static void charge_lease(qa_sched_t *self, uint64_t now, uint64_t used)
-{
-    uint64_t total = max_u64(now - self->lease_start, used);
-    if (total > self->charged_lease) {
-        charge(self, self->holder->ent, total - self->charged_lease);
-        self->charged_lease = total;
-    }
-}
-
 /* Raises the virtual clock to the least vtime of the competing vGPUs other than skip. */
 static void advance_vclock(qa_sched_t *self, const qa_sched_ent_t *skip)
 {
@@ -167,6 +156,21 @@ static void advance_vclock(qa_sched_t *self, const qa_sched_ent_t *skip)
     }
     if (any && least > self->vclock)
         self->vclock = least;
+}
+
+/* Charges the holder's lease up to now (or up to `used` ns after its start, when more)
+ * beyond what was charged already, and moves the virtual clock with it while the holder
+ * is still competing. Not only at decisions: a lone holder extends its lease for as long
+ * as it likes without one, and a clock left at its first grant would let a vGPU idle
+ * meanwhile rejoin that far behind and hold the GPU alone for as long (issue 8). */
+static void charge_lease(qa_sched_t *self, uint64_t now, uint64_t used)
+{
+    uint64_t total = max_u64(now - self->lease_start, used);
+    if (total > self->charged_lease) {
+        charge(self, self->holder->ent, total - self->charged_lease);
+        self->charged_lease = total;
+        advance_vclock(self, NULL);
+    }
 }
 
 static void enqueue(qa_sched_ent_t *e, qa_sched_proc_t *p)

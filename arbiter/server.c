@@ -9,6 +9,7 @@
 #include "arbiter/nvml.h"
 #include "arbiter/sampler.h"
 #include "arbiter/tenant.h"
+#include "arbiter/trust.h"
 #include "proto/records.h"
 #include "proto/schema.h"
 
@@ -553,15 +554,37 @@ static void on_signal(void *arg)
 
 /* ---- start and stop ---------------------------------------------------------------- */
 
+/* Whether the directory at path can be trusted (trust.h): what is "socket dir" or
+ * "tenant dir". A symlink to a directory is followed: the check is on the directory. */
+static int check_dir(const char *path, const char *what, char *err)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, QP_ERR_LEN, "cannot open %s %.150s: %s", what, path, strerror(errno));
+        return -EIO;
+    }
+    int rc = qa_trust_dir(fd, what, path, err);
+    close(fd);
+    return rc;
+}
+
+/* Takes qarbiter.lock in the socket dir, then removes a dead arbiter's admin.sock at
+ * once: its appearance is the readiness signal (docs/arbiter.md), and one left by kill -9
+ * would say "ready" while this start is still under way, or after it failed. */
 static int take_lock(qa_server_t *self, char *err)
 {
     char path[256];
     snprintf(path, sizeof path, "%s/%s", self->socket_dir, QP_LOCK_FILE);
-    self->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    /* O_NOFOLLOW: a symlink planted here would make us truncate its target. */
+    self->lock_fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (self->lock_fd < 0) {
-        snprintf(err, QP_ERR_LEN, "cannot open %.200s: %s", path, strerror(errno));
-        return -errno;
+        int e = errno;
+        snprintf(err, QP_ERR_LEN, "cannot open %.200s: %s%s", path, strerror(e),
+                 e == ELOOP ? " (a symlink: remove it)" : "");
+        return -e;
     }
+    if (qa_trust_file(self->lock_fd, path, err) < 0)
+        return -EPERM;
     if (flock(self->lock_fd, LOCK_EX | LOCK_NB) < 0) {
         char pid[32] = "";
         ssize_t n = pread(self->lock_fd, pid, sizeof pid - 1, 0);
@@ -579,6 +602,11 @@ static int take_lock(qa_server_t *self, char *err)
     int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
     if (ftruncate(self->lock_fd, 0) < 0 || pwrite(self->lock_fd, pid, (size_t)n, 0) != n)
         qa_log(self->log, QA_WARN, "cannot write the pid into %s", path);
+    snprintf(path, sizeof path, "%s/%s", self->socket_dir, qp_endpoint_file(QP_ADMIN));
+    if (unlink(path) < 0 && errno != ENOENT) {
+        snprintf(err, QP_ERR_LEN, "cannot remove the stale %.200s: %s", path, strerror(errno));
+        return -EIO;
+    }
     return 0;
 }
 
@@ -756,7 +784,9 @@ qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
         snprintf(err, QP_ERR_LEN, "cannot make a signalfd: %s", strerror(errno));
         goto fail;
     }
-    if (take_lock(self, err) < 0 || discover(self, err) < 0 ||
+    if (check_dir(self->socket_dir, "socket dir", err) < 0 ||
+        check_dir(self->tenant_dir, "tenant dir", err) < 0 || take_lock(self, err) < 0 ||
+        discover(self, err) < 0 ||
         load_state(self, opts->state_dir, err) < 0)
         goto fail;
     if (!(self->sampler = qa_sampler_start(self->nvml, qa_host_ngpus(self->host), SAMPLE_MS)) ||

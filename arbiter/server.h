@@ -1,6 +1,8 @@
-/* server.h - qarbiter's daemon: takes the socket dir's lock, discovers the GPUs, loads
- * the state, binds tenant.sock and then admin.sock (whose appearance means "ready"),
- * and serves both endpoints from one event loop until SIGTERM or SIGINT.
+/* server.h - qarbiter's daemon: checks that nobody else can write its directories,
+ * takes the socket dir's lock and removes a dead arbiter's admin.sock, discovers the
+ * GPUs, loads the state (taking the state dir's lock), binds tenant.sock and then
+ * admin.sock (whose appearance means "ready"), and serves both endpoints from one event
+ * loop until SIGTERM or SIGINT.
  *
  * The loop thread does all the work; helper threads (store.c's syncer, sampler.c's NVML
  * sampler, http.c's HTTP threads) never touch the server's state: the HTTP side reads
@@ -32,9 +34,9 @@ typedef struct qa_server_opts {
                              * (otherwise, for the default address, it is a warning) */
 } qa_server_opts_t;
 
-/* Starts everything but the loop. Returns NULL with err as one line when the lock is
- * held by another arbiter, there is no GPU, the state cannot be read, or a socket
- * cannot be bound; whatever was made is undone. SIGTERM and SIGINT are blocked in the
+/* Starts everything but the loop. Returns NULL with err as one line when a directory
+ * can be written by others, a lock is held by another arbiter, there is no GPU, the
+ * state cannot be read, or a socket cannot be bound; whatever was made is undone. SIGTERM and SIGINT are blocked in the
  * calling thread (and so in threads it starts) and received through a signalfd. */
 qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN]);
 /* Serves until SIGTERM/SIGINT. Returns 0, or a negative errno if the loop fails. */

@@ -46,7 +46,14 @@ static CUresult ctx_start_locked(struct qsim_ctx *ctx, int ord, unsigned flags, 
 {
     if (qsim_lock_host() != CUDA_SUCCESS)
         return CUDA_ERROR_UNKNOWN;
+    /* A context costs its device memory of its own (QSIM_CONTEXT_MEMORY), as on real
+     * hardware: a device too full for it refuses the context. */
     int slot = qsim_engine_ctx_new_locked(qsim_g.shm, qsim_g.proc, ord, qsim_dev_index(ord));
+    if (slot >= 0 &&
+        qsim_host_charge_locked(qsim_g.shm, qsim_g.proc, ord, qsim_g.me->ctx_mem) < 0) {
+        qsim_engine_ctx_free_locked(qsim_g.shm, slot);
+        slot = -1;
+    }
     if (slot >= 0)
         qsim_g.me->nctx[ord]++;
     qsim_unlock_host();
@@ -70,6 +77,7 @@ static CUresult ctx_start_locked(struct qsim_ctx *ctx, int ord, unsigned flags, 
         ctx->magic = 0;
         if (qsim_lock_host() == CUDA_SUCCESS) {
             qsim_engine_ctx_free_locked(qsim_g.shm, slot);
+            qsim_host_uncharge_locked(qsim_g.shm, qsim_g.proc, ord, qsim_g.me->ctx_mem);
             qsim_g.me->nctx[ord]--;
             qsim_unlock_host();
         }
@@ -90,6 +98,7 @@ static void ctx_stop_locked(struct qsim_ctx *ctx)
     ctx->legacy = NULL;
     if (qsim_lock_host() == CUDA_SUCCESS) {
         qsim_engine_ctx_free_locked(qsim_g.shm, ctx->slot);
+        qsim_host_uncharge_locked(qsim_g.shm, qsim_g.proc, ctx->ordinal, qsim_g.me->ctx_mem);
         qsim_g.me->nctx[ctx->ordinal]--;
         qsim_unlock_host();
     }

@@ -89,9 +89,7 @@ static void forked_child(void)
  * by whoever opened it must not unmap it. */
 static void pin_self(void)
 {
-    Dl_info info;
-    if (dladdr((void *)cuInit, &info) && info.dli_fname)
-        dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
+    qsim_self_open(RTLD_NODELETE); /* the reference is kept for good */
 }
 
 static CUresult init_once(void)

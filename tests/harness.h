@@ -21,6 +21,8 @@ char *qt_build_path(const char *rel);
 /* A new empty directory under /tmp, removed with its contents at exit. Caller frees the
  * string, not the directory. */
 char *qt_tmpdir(void);
+/* A new formatted string; the process exits when memory runs out. Caller frees. */
+char *qt_strf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t qt_now_ns(void);
 void qt_sleep_ms(int ms);
@@ -34,6 +36,13 @@ bool qt_wait_until(bool (*cond)(void *arg), void *arg, int timeout_ms);
  * children inherit both; the host's shared memory is removed at exit. Returns the
  * namespace, borrowed until exit. */
 const char *qt_sim_private(const char *gpus);
+
+/* Whether the tests run on the simulated driver (build/sim, the default) rather than on
+ * a real GPU's (QV_TEST_DRIVER=real, which scripts/run-tests.sh sets for
+ * scripts/gpu-check.sh). A test that runs on both keeps its simulator-only checks for
+ * the first; binaries that make sense only on the simulator are listed in
+ * tests/sim-only.list and not run on a real GPU at all. */
+bool qt_driver_simulated(void);
 
 /* ---- child processes --------------------------------------------------------------- */
 

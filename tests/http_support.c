@@ -2,6 +2,8 @@
  * Single-threaded (see http_support.h). */
 #include "tests/http_support.h"
 
+#include "arbiter/http.h"
+
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -196,6 +198,26 @@ int http_free_port(void)
     }
     close(fd);
     return ntohs(sa.sin_port);
+}
+
+void need_tool(const char *path, const char *package)
+{
+    if (access(path, F_OK) == 0)
+        return;
+    if (access("/usr/bin/apt-get", X_OK) != 0)
+        cr_skip_test("%s is missing and this machine has no apt-get to install %s", path,
+                     package);
+    cr_assert_fail("%s is missing: install Debian's %s (scripts/install-deps.sh)", path, package);
+}
+
+const char *chartjs_path(void)
+{
+    static const char *const candidates[] = {QA_HTTP_CHARTJS};
+    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++) {
+        if (access(candidates[i], R_OK) == 0)
+            return candidates[i];
+    }
+    return NULL;
 }
 
 json_t *http_json(const http_resp_t *r)

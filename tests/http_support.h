@@ -47,6 +47,13 @@ int http_connect(const char *addr);
  * -errno. */
 int http_free_port(void);
 
+/* Checks that path (a program or file of Debian package package) is there: a machine
+ * with apt-get is one scripts/install-deps.sh sets up, and lacking it fails the test; a
+ * machine without (a GPU host set up from ../shared/gpu) skips the test. */
+void need_tool(const char *path, const char *package);
+/* Where Debian's libjs-chart.js put Chart.js, or NULL. */
+const char *chartjs_path(void);
+
 /* r's body parsed as JSON; fails the test when it is not. The caller decrefs. */
 json_t *http_json(const http_resp_t *r);
 /* Runs qgpuctl --json CMD [ARG] against arb (arg may be NULL) and parses its output;

@@ -13,10 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sim/config.h"
 #include "tests/harness.h"
 
 #define MiB (1024ull * 1024ull)
 #define GiB (1024ull * MiB)
+/* What each context costs its device: the tests leave QSIM_CONTEXT_MEMORY unset, so every
+ * process's context takes this much, as a real driver's would take its own. */
+#define SIM_CTX QSIM_DEFAULT_CONTEXT_MEMORY
 
 /* Asserts that a driver call succeeded, naming it and the error otherwise. */
 #define CU_OK(call)                                                                                \

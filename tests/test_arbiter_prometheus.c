@@ -224,8 +224,7 @@ static char *url_encode(const char *s)
  * receives where its API is ("127.0.0.1:PORT", 64 bytes). */
 static qt_proc_t *start_prometheus(const char *target, char addr[64])
 {
-    cr_assert(access(PROMETHEUS, X_OK) == 0,
-              "%s is missing: install Debian's prometheus (scripts/install-deps.sh)", PROMETHEUS);
+    need_tool(PROMETHEUS, "prometheus");
     char *dir = qt_tmpdir(), *conf, *data, *flag_conf, *flag_data, *flag_web;
     cr_assert(asprintf(&conf, "%s/prometheus.yml", dir) > 0);
     cr_assert(asprintf(&data, "%s/data", dir) > 0);

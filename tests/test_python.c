@@ -1,7 +1,7 @@
 /* test_python.c - the Python package qvgpu (python/): its pytest suite against real
  * arbiters on the simulated GPU (python/tests, run with Debian's python3 and pytest),
  * and the package as `make install` puts it, finding its libqvgpu by itself. */
-#include "tests/ctl_support.h"
+#include "tests/http_support.h"
 
 #include <criterion/criterion.h>
 #include <libgen.h>
@@ -35,7 +35,8 @@ static void san_env(const char **env, size_t *n, char **preload)
 
 Test(python, the_qvgpu_package_passes_its_pytest_suite)
 {
-    cr_assert(access(PYTHON, X_OK) == 0, "%s is missing (scripts/install-deps.sh)", PYTHON);
+    need_tool(PYTHON, "python3");
+    need_tool("/usr/lib/python3/dist-packages/pytest", "python3-pytest");
     char *top = root(), *tests, *pypath;
     cr_assert(asprintf(&tests, "%s/python/tests", top) > 0);
     cr_assert(asprintf(&pypath, "PYTHONPATH=%s/python", top) > 0);
