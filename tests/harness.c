@@ -411,20 +411,35 @@ static int find_asan(struct dl_phdr_info *info, size_t size, void *data)
 }
 #endif
 
+/* The ASan runtime's path in a SAN=1 build (NULL otherwise, or when not found). */
+static const char *asan_runtime(void)
+{
+    const char *asan = NULL;
+#ifdef QV_SAN
+    dl_iterate_phdr(find_asan, &asan);
+#endif
+    return asan;
+}
+
 const char *qt_shim_preload(void)
 {
     static char *value;
     if (!value) {
         char *shim = qt_build_path("libqshim.so");
-#ifdef QV_SAN
-        const char *asan = NULL;
-        dl_iterate_phdr(find_asan, &asan);
+        const char *asan = asan_runtime();
         value = asan ? xasprintf("LD_PRELOAD=%s:%s", asan, shim)
                      : xasprintf("LD_PRELOAD=%s", shim);
-#else
-        value = xasprintf("LD_PRELOAD=%s", shim);
-#endif
         free(shim);
+    }
+    return value;
+}
+
+const char *qt_foreign_preload(void)
+{
+    static char *value;
+    if (!value) {
+        const char *asan = asan_runtime();
+        value = asan ? xasprintf("LD_PRELOAD=%s", asan) : xasprintf("LD_PRELOAD");
     }
     return value;
 }

@@ -67,6 +67,7 @@ Test(cudart, a_cuda_cpp_program_runs_on_the_driver_without_the_shim, .timeout = 
     qt_sim_private(NULL);
     qts_env_t e;
     qts_env_plain(&e);
+    qts_env_add(&e, "%s", qt_foreign_preload());
     char *out = run(&e);
     expect_steps(out);
     if (qt_driver_simulated()) {
