@@ -18,10 +18,18 @@ struct qp_conn {
     qp_conn_hooks_t hooks; /* copied from the caller */
     uint64_t next_id;      /* last request id used; ids start at 1 */
     bool session;          /* a hello succeeded and nothing said the session ended */
+    void *mon;             /* owned, tenant connections only: PAIR receiving the DEALER's
+                            * "disconnected" events; NULL otherwise */
 };
 
-/* Internal result of awaiting a reply: the arbiter no longer knows this peer. */
+/* Internal results of awaiting a reply: the arbiter no longer knows this peer / the
+ * connection the request went out on broke, so no reply will come. */
 #define LOST_SESSION 1
+#define BROKEN 2
+
+/* How often a tenant connection awaiting a reply looks whether its link broke. A reply
+ * that comes sooner costs nothing more than without the look. */
+#define LOOK_MS 50
 
 static uint64_t now_ms(void)
 {
@@ -34,6 +42,56 @@ static long left_ms(uint64_t deadline)
 {
     uint64_t now = now_ms();
     return now >= deadline ? 0 : (long)(deadline - now);
+}
+
+/* Has the DEALER report its "disconnected" events to self->mon: an arbiter that died
+ * (killed, restarted) closes the connection, and the request awaiting its reply will get
+ * none, so the caller can ask again at once rather than wait out its deadline. Tenant
+ * connections only: their requests are safe to send again in a new session (the hello
+ * re-reports what the process holds), an administrator's create is not. */
+static int watch_link(qp_conn_t *self)
+{
+    char name[64];
+    int zero = 0;
+    snprintf(name, sizeof name, "inproc://qp-conn-link-%p", (void *)self);
+    if (zmq_socket_monitor(self->sock, name, ZMQ_EVENT_DISCONNECTED) < 0)
+        return -1;
+    if (!(self->mon = zmq_socket(self->zctx, ZMQ_PAIR)) ||
+        zmq_setsockopt(self->mon, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
+        zmq_connect(self->mon, name) < 0) {
+        zmq_socket_monitor(self->sock, NULL, 0);
+        if (self->mon)
+            zmq_close(self->mon);
+        self->mon = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads the monitor's queued events without waiting. Returns whether one said the link
+ * broke. */
+static bool link_broke(qp_conn_t *self)
+{
+    bool broke = false;
+    for (;;) {
+        zmq_msg_t ev;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, self->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            return broke;
+        }
+        uint16_t event = 0;
+        if (zmq_msg_size(&ev) >= 2)
+            memcpy(&event, zmq_msg_data(&ev), 2);
+        broke |= event == ZMQ_EVENT_DISCONNECTED;
+        bool more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        while (more) { /* the endpoint address frame */
+            zmq_msg_init(&ev);
+            more = zmq_msg_recv(&ev, self->mon, ZMQ_DONTWAIT) >= 0 && zmq_msg_more(&ev);
+            zmq_msg_close(&ev);
+        }
+    }
 }
 
 qp_conn_t *qp_conn_new(void *zctx, const char *socket_dir, qp_endpoint_t ep,
@@ -74,9 +132,15 @@ qp_conn_t *qp_conn_new(void *zctx, const char *socket_dir, qp_endpoint_t ep,
         zmq_setsockopt(self->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max) < 0 ||
         zmq_connect(self->sock, self->endpoint) < 0)
         goto fail_connect;
+    if (ep == QP_TENANT && watch_link(self) < 0)
+        goto fail_connect;
     return self;
 
 fail_connect:
+    if (self->mon) {
+        zmq_socket_monitor(self->sock, NULL, 0);
+        zmq_close(self->mon);
+    }
     zmq_close(self->sock);
 fail_sock:
     if (self->own_ctx)
@@ -92,6 +156,11 @@ void qp_conn_destroy(qp_conn_t **self_p)
     qp_conn_t *self = *self_p;
     if (!self)
         return;
+    if (self->mon) { /* the monitor stops before either socket closes (see server.c) */
+        zmq_socket_monitor(self->sock, NULL, 0);
+        link_broke(self);
+        zmq_close(self->mon);
+    }
     zmq_close(self->sock);
     if (self->own_ctx)
         zmq_ctx_term(self->zctx);
@@ -191,15 +260,25 @@ static bool unsolicited(qp_conn_t *self, qp_msg_t **m)
     return lost;
 }
 
-/* Waits for the reply to id. Returns 0 with *rep set (ok or error), LOST_SESSION, or
- * -ETIMEDOUT. While a hello is awaited (no session yet) word of a lost session is old
- * news, about a message sent before: it is ignored. */
+/* Waits for the reply to id. Returns 0 with *rep set (ok or error), LOST_SESSION,
+ * BROKEN (a tenant connection whose link broke meanwhile), or -ETIMEDOUT. While a hello
+ * is awaited (no session yet) word of a lost session is old news, about a message sent
+ * before: it is ignored. */
 static int await_reply(qp_conn_t *self, uint64_t id, uint64_t deadline, qp_msg_t **rep)
 {
     bool had_session = self->session;
     for (;;) {
         qp_msg_t *m = NULL;
-        int rc = recv_msg(self, deadline, &m);
+        uint64_t until = deadline;
+        if (self->mon && now_ms() + LOOK_MS < deadline)
+            until = now_ms() + LOOK_MS;
+        int rc = recv_msg(self, until, &m);
+        if (rc == -ETIMEDOUT && self->mon && link_broke(self)) {
+            self->session = false;
+            return BROKEN;
+        }
+        if (rc == -ETIMEDOUT && until < deadline)
+            continue;
         if (rc < 0)
             return rc;
         if (qp_msg_id(m) != id) {
@@ -255,6 +334,11 @@ static int ensure_session(qp_conn_t *self, uint64_t deadline, char *err)
         snprintf(err, QP_ERR_LEN, "the arbiter refused hello with 'nosession'");
         return -EPROTO;
     }
+    if (rc == BROKEN) {
+        snprintf(err, QP_ERR_LEN, "the connection to the arbiter at %.150s broke during hello",
+                 self->endpoint + strlen("ipc://"));
+        return -ECONNRESET;
+    }
     if (qp_msg_is_error(rep)) {
         rc = reply_error(rep, "arbiter refused hello: ", err);
         qp_msg_destroy(&rep);
@@ -275,6 +359,8 @@ int qp_conn_call(qp_conn_t *self, qp_msg_t **req, qp_msg_t **rep, int timeout_ms
     *rep = NULL;
     uint64_t deadline = now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     int rc = 0;
+    if (self->mon)
+        link_broke(self); /* breaks before this request are no news about it */
     /* Two rounds at most: a request that met a lost session goes once more. */
     for (int round = 0; round < 2; round++) {
         rc = ensure_session(self, deadline, err);
@@ -288,7 +374,13 @@ int qp_conn_call(qp_conn_t *self, qp_msg_t **req, qp_msg_t **rep, int timeout_ms
         rc = await_reply(self, id, deadline, rep);
         if (rc == LOST_SESSION)
             continue;
-        if (rc == -ETIMEDOUT)
+        if (rc == BROKEN) {
+            snprintf(err, QP_ERR_LEN,
+                     "the connection to the arbiter broke before it answered '%s' (did it "
+                     "restart?)",
+                     qp_msg_type(m));
+            rc = -ECONNRESET;
+        } else if (rc == -ETIMEDOUT)
             snprintf(err, QP_ERR_LEN, "the arbiter did not answer '%s' within %d ms",
                      qp_msg_type(m), timeout_ms);
         else if (qp_msg_is_error(*rep))

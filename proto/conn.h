@@ -56,6 +56,10 @@ void qp_conn_destroy(qp_conn_t **self_p);
  *   -EACCES, -ENOENT, -EINVAL, -ENOSPC, -EDQUOT, -EIO, -EPROTO
  *                the error reply's code (qp_code_errno); err holds its msg
  *   -ETIMEDOUT   no reply in time (a late one is dropped when it comes)
+ *   -ECONNRESET  a tenant connection broke while the reply was awaited (the arbiter
+ *                died or restarted): none will come. Seen within 50 ms, not at the
+ *                deadline; the next call opens a new session (or the session was dropped
+ *                twice in a row)
  *   -ENOTCONN    the arbiter cannot be reached (no socket, or not accepting)
  *   -EMSGSIZE    req does not fit in a frame; -ENOMEM
  * Any failure of the hello is returned the same way, err saying the hello failed. */
