@@ -1,6 +1,7 @@
 # Makefile - builds every qvgpu artifact into build/ (build-san/ with SAN=1).
 #
-#   make              libqshim.so, qarbiter, qgpuctl, libqvgpu.so, the simulated driver
+#   make              libqshim.so, qarbiter, qgpuctl, libqvgpu.so, the simulated driver,
+#                     spank_qvgpu.so (when libslurm-dev is installed)
 #   make test         builds, then runs the Criterion suite (scripts/run-tests.sh)
 #   make test SAN=1   the same under -fsanitize=address,undefined, in build-san/
 #   make bench        builds, then runs the benchmarks in bench/ (scripts/run-bench.sh)
@@ -17,6 +18,8 @@
 #   tests/progs/*.c                workload programs the tests run, linked like a real CUDA
 #                                  program: against the toolkit's stub libcuda.so
 #   bench/*.c                      one benchmark program each
+#   slurm/*.c                      spank_qvgpu.so (slurm/spank_qvgpu.c holds the SPANK entry
+#                                  points; the other files are also linked into the tests)
 
 CUDA_HOME ?= /usr/local/cuda
 PREFIX    ?= /usr/local
@@ -71,6 +74,7 @@ SIM_CUDA_OBJ := $(call obj,$(wildcard sim/cuda*.c))
 SIM_NVML_OBJ := $(call obj,$(wildcard sim/nvml*.c))
 SIM_CORE_OBJ := $(call obj,$(filter-out $(wildcard sim/cuda*.c sim/nvml*.c),$(wildcard sim/*.c)))
 SIM_STUB_OBJ := $(BUILD)/obj/gen/sim_stubs.o
+SLURM_OBJ    := $(call obj,$(filter-out slurm/spank_qvgpu.c,$(wildcard slurm/*.c)))
 
 TEST_BIN     := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 TEST_SUP_OBJ := $(call obj,$(filter-out $(wildcard tests/test_*.c),$(wildcard tests/*.c)))
@@ -81,6 +85,13 @@ GEN := $(BUILD)/gen/cuda_procaddr.h
 
 ARTIFACTS := $(BUILD)/libqshim.so $(BUILD)/qarbiter $(BUILD)/qgpuctl $(BUILD)/libqvgpu.so \
              $(BUILD)/sim/libcuda.so.1 $(BUILD)/sim/libnvidia-ml.so.1 $(BUILD)/qvgpu.pc
+
+# The Slurm plugin is built where Slurm's headers are (libslurm-dev).
+SLURM_INCLUDE ?= /usr/include
+HAVE_SLURM := $(wildcard $(SLURM_INCLUDE)/slurm/spank.h)
+ifneq ($(HAVE_SLURM),)
+ARTIFACTS += $(BUILD)/spank_qvgpu.so
+endif
 
 .PHONY: all test bench install clean help
 all: $(ARTIFACTS)
@@ -157,11 +168,28 @@ $(BUILD)/prefix.stamp: FORCE
 .PHONY: FORCE
 FORCE:
 
+# slurmd and slurmstepd load spank_qvgpu.so: it is built without sanitizers even under
+# SAN=1 (their runtime would have to be loaded first into Slurm's uninstrumented
+# programs), and links nothing: no ZeroMQ in Slurm's processes (it runs qgpuctl), and the
+# spank_* and slurm_* functions come from the process that loads it. Its default qgpuctl
+# is PREFIX's, so it is rebuilt when PREFIX changes.
+SPANK_SRC    := $(wildcard slurm/*.c) proto/units.c
+SPANK_OBJ    := $(patsubst %.c,$(BUILD)/obj-spank/%.o,$(SPANK_SRC))
+SPANK_CFLAGS := -O2 -g -std=gnu11 -Wall -Wextra -Werror -fPIC -fvisibility=hidden
+
+$(BUILD)/obj-spank/%.o: %.c $(BUILD)/prefix.stamp
+	@mkdir -p $(@D)
+	$(CC) -D_GNU_SOURCE -Iinclude -I. -isystem $(SLURM_INCLUDE) -MMD -MP \
+	    -DQSL_DEFAULT_QGPUCTL='"$(PREFIX)/bin/qgpuctl"' $(SPANK_CFLAGS) -c $< -o $@
+
+$(BUILD)/spank_qvgpu.so: $(SPANK_OBJ)
+	$(CC) -shared -Wl,-soname,spank_qvgpu.so -o $@ $(SPANK_OBJ)
+
 # ---- tests and benches --------------------------------------------------------------
 # Test binaries link the arbiter's and client's modules (not their main()) and the wire;
 # --as-needed keeps libcuda/libnvidia-ml out of those that never call the driver. At run
 # time LD_LIBRARY_PATH=$(BUILD)/sim makes them bind to the simulated driver.
-TEST_LINK := $(TEST_SUP_OBJ) $(ARBITER_OBJ) $(CLIENT_OBJ) $(PROTO_OBJ)
+TEST_LINK := $(TEST_SUP_OBJ) $(ARBITER_OBJ) $(CLIENT_OBJ) $(SLURM_OBJ) $(PROTO_OBJ)
 TEST_LIBS := -Wl,--as-needed $(CUDA_STUB) -L$(BUILD)/sim -lnvidia-ml -Wl,--no-as-needed \
              $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null) $(LIBS_WIRE) $(LIBS_JSON) \
              $(LIBS_INI) -ldl -lpthread -lrt -lm
@@ -192,9 +220,13 @@ install: all
 	install -m 0755 $(BUILD)/libqvgpu.so $(BUILD)/libqshim.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 include/qvgpu.h $(DESTDIR)$(PREFIX)/include/
 	install -m 0644 $(BUILD)/qvgpu.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+ifneq ($(HAVE_SLURM),)
+	install -d $(DESTDIR)$(PREFIX)/lib/slurm
+	install -m 0755 $(BUILD)/spank_qvgpu.so $(DESTDIR)$(PREFIX)/lib/slurm/
+endif
 
 clean:
 	rm -rf build build-san
 
 .SECONDARY:
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/obj-spank -name '*.d' 2>/dev/null)
