@@ -423,9 +423,9 @@ static int reserve(struct qs_agent *a, uint64_t n)
     qp_msg_t *rep = NULL;
     int rc = ask_reserve(a, n, &used, &rep);
     /* The arbiter died under the request (kill -9, restart): no answer will come. Ask the
-     * new one at once, in a new session whose hello re-reports what we hold, instead of
-     * waiting out the deadline and failing the allocation. Once: the application thread
-     * waits REQUEST_WAIT_MS at most, which two CALL_MS fit in. */
+     * new one at once, in a new session whose hello re-reports what we hold, rather than
+     * fail the allocation for a restart. Once: the application thread waits
+     * REQUEST_WAIT_MS at most, which two CALL_MS fit in. */
     if (rc == -ECONNRESET) {
         qp_msg_destroy(&rep);
         rc = ask_reserve(a, n, &used, &rep);
@@ -580,7 +580,7 @@ static void *agent_main(void *arg)
     struct qs_agent *a = arg;
     char err[QP_ERR_LEN];
     qp_conn_hooks_t hooks = {hello_hook, session_hook, push_hook, a};
-    a->conn = qp_conn_new(NULL, qs_g.socket_dir, QP_TENANT, &hooks, err);
+    a->conn = qp_conn_new(qs_g.socket_dir, QP_TENANT, &hooks, err);
     if (!a->conn) {
         qs_log_once(&qs_g.logged.agent, "cannot connect to the arbiter: %s", err);
         /* No connection will ever exist: nobody can grant a lease, and launches waiting
