@@ -63,6 +63,10 @@ typedef struct qa_vgpu {
     struct qa_ghost *ghosts;  /* what the previous arbiter's processes may still hold,
                                * until they re-report or are gone (tenant.c's list) */
     uint64_t ghost_bytes;     /* their sum, counted in mem_reserved too (tenant.c) */
+    uint64_t refused;         /* its processes' reservations refused past the quota: each
+                               * one allocation the shim failed (tenant.c) */
+    uint64_t leases;          /* compute leases granted to its processes, extensions not
+                               * counted (compute.c's sample) */
     struct qa_sched_ent *ent; /* its compute scheduler entity, NULL before a process came
                                * (compute.c's, owned by its GPU's scheduler) */
 } qa_vgpu_t;
@@ -131,5 +135,7 @@ void qa_host_skip_ids(qa_host_t *self, uint64_t n);
 void qa_host_info(qa_host_t *self, const qa_vgpu_t *v, qp_info_t *out);
 void qa_host_gpu_record(qa_host_t *self, size_t i, qp_gpu_t *out);
 void qa_host_limits(qa_host_t *self, const qa_vgpu_t *v, qp_limits_t *out);
+/* The host's totals, as `stats` answers them. O(vGPUs). */
+void qa_host_totals(qa_host_t *self, qp_totals_t *out);
 
 #endif
