@@ -433,6 +433,16 @@ const char *qt_shim_preload(void)
     return value;
 }
 
+const char *qt_foreign_preload(void)
+{
+    static char *value;
+    if (!value) {
+        const char *asan = qt_asan_runtime();
+        value = asan ? qt_strf("LD_PRELOAD=%s", asan) : qt_strf("LD_PRELOAD");
+    }
+    return value;
+}
+
 /* ---- a real arbiter ---------------------------------------------------------------- */
 
 /* True when something accepts connections on DIR/admin.sock. The file alone proves

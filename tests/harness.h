@@ -74,6 +74,11 @@ int qt_run(const char *const argv[], const char *const env[], int timeout_ms, ch
 /* "LD_PRELOAD=<build>/libqshim.so", with the ASan runtime first in a SAN=1 build, ready
  * for an env list. Borrowed, lives forever. */
 const char *qt_shim_preload(void);
+/* What a program we did not build (nvcc's output, python) needs to load the build's
+ * libraries without the shim: "LD_PRELOAD=<the ASan runtime>" in a SAN=1 build, whose
+ * libraries need it first; a bare "LD_PRELOAD" (unset) otherwise. Borrowed, lives
+ * forever. */
+const char *qt_foreign_preload(void);
 /* The path of the ASan runtime in a SAN=1 build (a program that loads our libraries
  * must preload it), NULL otherwise. Borrowed. */
 const char *qt_asan_runtime(void);
