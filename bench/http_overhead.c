@@ -4,8 +4,10 @@
  * scraper plus a dashboard-like poller, each once a second (/metrics; the page's
  * /api/v1/history?since=, /api/v1/vgpus and /api/v1/stats, after a full history as
  * when the page opens). Windows go A B B A ... so that drift cancels.
- * Goal: latency watched / not watched <= 1.05 (p50 and p99).
- *   make bench B=http_overhead    QV_BENCH_PAIRS (4), QV_BENCH_WINDOW_S (5), QV_BENCH_VGPUS */
+ * Goal: latency watched / not watched <= 1.05 (p50 and p99), pooled over the run; the
+ * median of the pairs' ratios is printed too, as it shrugs off a window that another
+ * program on the machine spoiled.
+ *   make bench B=http_overhead    QV_BENCH_PAIRS (8), QV_BENCH_WINDOW_S (4), QV_BENCH_VGPUS */
 #include "qvgpu.h"
 #include "tests/harness.h"
 #include "tests/http_support.h"
@@ -25,6 +27,18 @@ static int cmp(const void *a, const void *b)
 static double pct(const uint64_t *sorted, size_t n, double p)
 {
     return (double)sorted[(size_t)(p / 100.0 * (double)(n - 1) + 0.5)] / 1000.0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *x, int n)
+{
+    qsort(x, (size_t)n, sizeof *x, cmp_double);
+    return n % 2 ? x[n / 2] : (x[n / 2 - 1] + x[n / 2]) / 2;
 }
 
 static long env_long(const char *name, long dflt)
@@ -117,8 +131,8 @@ static size_t measure(qv_client_t *c, const char *id, int window_s, uint64_t **n
 int main(void)
 {
     int nvgpus = (int)env_long("QV_BENCH_VGPUS", 1000);
-    int pairs = (int)env_long("QV_BENCH_PAIRS", 4),
-        window_s = (int)env_long("QV_BENCH_WINDOW_S", 5);
+    int pairs = (int)env_long("QV_BENCH_PAIRS", 8),
+        window_s = (int)env_long("QV_BENCH_WINDOW_S", 4);
     qt_sim_private("NVIDIA GeForce GTX 1080:8GiB:20,NVIDIA GeForce GTX 1080:8GiB:20");
     qt_arbiter_t *arb =
         qt_arbiter_start_http("[arbiter]\noversub_share = 100\n", NULL, "127.0.0.1:0");
@@ -194,7 +208,10 @@ int main(void)
            (unsigned long long)w.scrapes, (unsigned long long)w.polls,
            (unsigned long long)w.failures,
            w.scrapes ? (double)w.busy_ns / 1e6 / (double)(w.scrapes * 4) : 0.0);
-    printf("ratio watched / not: p50 x%.3f, p99 x%.3f; goal <= 1.05: %s\n", r50, r99,
+    int np = pairs < 64 ? pairs : 64;
+    printf("median of the pairs' ratios: p50 x%.3f, p99 x%.3f\n", median(ratios50, np),
+           median(ratios99, np));
+    printf("ratio watched / not, pooled: p50 x%.3f, p99 x%.3f; goal <= 1.05: %s\n", r50, r99,
            r50 <= 1.05 && r99 <= 1.05 ? "met" : "MISSED");
     free(a), free(b);
     qv_disconnect(&c);
