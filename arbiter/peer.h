@@ -41,6 +41,7 @@ typedef struct qa_peer {
     uint64_t used;                  /* bytes it reported holding */
     uint64_t reserved;              /* bytes reserved to it */
     struct qa_sched_proc *proc;     /* its compute-lease state (compute.c), NULL if none */
+    uint32_t slot;                  /* its ledger slot + 1 (tenant.c, ledger.h), 0 if none */
     struct {
         bool active;   /* a mem_reserve waits for reclaimed memory */
         uint64_t id;   /* its request id */
