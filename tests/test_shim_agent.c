@@ -11,29 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define GiB (1024ull * QTS_MIB)
-
-static qt_arbiter_t *arbiter_with(qts_vgpu_t *v, const char *profile)
-{
-    qt_sim_private(NULL);
-    qt_arbiter_t *arb = qt_arbiter_start(NULL, NULL);
-    cr_assert_not_null(arb);
-    qts_vgpu_create(arb, v, "--vm", "vm-a", "--profile", profile, NULL);
-    return arb;
-}
-
-static bool used_becomes(qt_arbiter_t *arb, const qts_vgpu_t *v, long long want, int ms)
-{
-    uint64_t end = qt_now_ns() + (uint64_t)ms * 1000000u;
-    for (;;) {
-        if (qts_vgpu_used(arb, v) == want)
-            return true;
-        if (qt_now_ns() >= end)
-            return false;
-        qt_sleep_ms(50);
-    }
-}
-
 /* A process of e's vGPU that allocated 900 MiB and holds it. */
 static qt_proc_t *hog_900(const qts_env_t *e)
 {
@@ -46,7 +23,7 @@ static qt_proc_t *hog_900(const qts_env_t *e)
 Test(shim_agent, an_unreachable_arbiter_refuses_new_memory_with_one_line)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     qt_arbiter_kill(arb, SIGKILL);
@@ -72,7 +49,7 @@ Test(shim_agent, an_unreachable_arbiter_refuses_new_memory_with_one_line)
 Test(shim_agent, a_lost_arbiter_leaves_the_reservation_usable_and_is_found_again)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     /* 100 MiB reserves headroom beyond it: 16 MiB more fits without the arbiter; 600 MiB
@@ -95,7 +72,7 @@ Test(shim_agent, a_lost_arbiter_leaves_the_reservation_usable_and_is_found_again
     cr_assert_eq(qts_count_lines(qt_proc_stderr(p), "qvgpu: arbiter unreachable"), 1, "%s",
                  qt_proc_stderr(p));
     /* The new arbiter learnt what the process holds from its new hello and heartbeats. */
-    cr_assert(used_becomes(arb, &v, 716 * (long long)QTS_MIB, 3000), "used %lld",
+    cr_assert(qts_used_becomes(arb, &v, 716 * (long long)QTS_MIB, 3000), "used %lld",
               qts_vgpu_used(arb, &v));
     qt_proc_destroy(&p);
     qt_arbiter_destroy(&arb);
@@ -104,7 +81,7 @@ Test(shim_agent, a_lost_arbiter_leaves_the_reservation_usable_and_is_found_again
 Test(shim_agent, an_arbiter_restart_while_a_workload_allocates_loses_nothing)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     /* Four threads allocate and free within the process's reservation while the arbiter
@@ -123,7 +100,7 @@ Test(shim_agent, an_arbiter_restart_while_a_workload_allocates_loses_nothing)
                  o);
     cr_assert_eq(qts_field_at(o, "alloc cuMemAlloc_v2 direct ", 1, 0), 0);
     cr_assert_eq(qts_field_at(o, "alloc cuMemAlloc_v2 direct ", 2, 0), 0);
-    cr_assert(used_becomes(arb, &v, 700 * (long long)QTS_MIB, 3000), "used %lld",
+    cr_assert(qts_used_becomes(arb, &v, 700 * (long long)QTS_MIB, 3000), "used %lld",
               qts_vgpu_used(arb, &v));
     qt_proc_destroy(&p);
     qt_arbiter_destroy(&arb);
@@ -132,7 +109,7 @@ Test(shim_agent, an_arbiter_restart_while_a_workload_allocates_loses_nothing)
 Test(shim_agent, a_killed_process_gives_its_memory_back_within_two_seconds)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     qt_proc_t *hog = hog_900(&e);
@@ -157,7 +134,7 @@ Test(shim_agent, a_killed_process_gives_its_memory_back_within_two_seconds)
 Test(shim_agent, fork_and_exec_children_are_processes_of_the_vgpu_of_their_own)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     /* A child forked before the parent touches CUDA, then an exec'd one while the parent
@@ -174,7 +151,7 @@ Test(shim_agent, fork_and_exec_children_are_processes_of_the_vgpu_of_their_own)
     cr_assert_eq(qts_field_at(o, a, 0, 0), 0, "the parent's 700 MiB: %s", o);
     cr_assert_eq(qts_field_at(o, a, 1, 0), 2, "the exec'd child shares the quota: %s", o);
     cr_assert_eq(qts_field_at(o, a, 2, 0), 0);
-    cr_assert(used_becomes(arb, &v, 700 * (long long)QTS_MIB, 3000), "used %lld",
+    cr_assert(qts_used_becomes(arb, &v, 700 * (long long)QTS_MIB, 3000), "used %lld",
               qts_vgpu_used(arb, &v));
     qt_proc_destroy(&p);
     qt_arbiter_destroy(&arb);
@@ -188,7 +165,7 @@ Test(shim_agent, fork_and_exec_children_are_processes_of_the_vgpu_of_their_own)
 static void killed_parent_with_child(bool via_symlink)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     char *dir = qt_tmpdir(), link[512];
     snprintf(link, sizeof link, "%s/qvgpu", dir);
@@ -233,7 +210,7 @@ Test(shim_agent, a_forked_child_closes_the_parents_connection_reached_through_a_
 Test(shim_agent, fork_keeps_the_applications_errno)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     char *out = NULL, *err = NULL;
@@ -248,10 +225,10 @@ Test(shim_agent, fork_keeps_the_applications_errno)
 Test(shim_agent, a_process_exiting_while_threads_ask_the_agent_exits_cleanly)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
-    /* 2 GiB never fits a 1 GiB quota: every allocation waits for the arbiter's refusal,
+    /* 2 QTS_GIB never fits a 1 QTS_GIB quota: every allocation waits for the arbiter's refusal,
      * and the launches for leases, while exit() stops the agent under them. */
     for (int i = 0; i < 3; i++) {
         char *out = NULL, *err = NULL;
@@ -267,7 +244,7 @@ Test(shim_agent, a_process_exiting_while_threads_ask_the_agent_exits_cleanly)
 Test(shim_agent, a_thread_cancelled_while_the_agent_asks_for_memory_blocks_nobody)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     /* The arbiter is stopped when a thread's allocation needs more reservation: the
@@ -299,7 +276,7 @@ Test(shim_agent, a_thread_cancelled_while_the_agent_asks_for_memory_blocks_nobod
 Test(shim_agent, a_restart_under_a_request_in_flight_never_lets_a_vgpu_hold_more_than_its_quota)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     qt_proc_t *a = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:512M", "ready", "sleep:300",
@@ -320,7 +297,7 @@ Test(shim_agent, a_restart_under_a_request_in_flight_never_lets_a_vgpu_hold_more
     cr_assert_leq(held, 1024, "the vGPU's processes hold %lld MiB of a 1024 MiB quota", held);
     cr_assert_eq(a2, 0, "a's request, cut off by the restart, is answered by the new arbiter");
     cr_assert_eq(b1, 2, "b is refused what a holds");
-    cr_assert(used_becomes(arb, &v, 1024 * (long long)QTS_MIB, 3000), "used %lld",
+    cr_assert(qts_used_becomes(arb, &v, 1024 * (long long)QTS_MIB, 3000), "used %lld",
               qts_vgpu_used(arb, &v));
     qt_proc_destroy(&a);
     qt_proc_destroy(&b);
@@ -332,7 +309,7 @@ Test(shim_agent, a_restart_under_a_request_in_flight_never_lets_a_vgpu_hold_more
 Test(shim_agent, a_process_stopped_across_a_restart_keeps_its_memory_until_it_is_gone)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     qt_proc_t *a = hog_900(&e);
@@ -361,7 +338,7 @@ Test(shim_agent, a_process_stopped_across_a_restart_keeps_its_memory_until_it_is
 Test(shim_agent, what_a_process_gone_while_the_arbiter_was_down_held_is_free_at_once)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     qt_proc_t *a = hog_900(&e);
