@@ -414,6 +414,9 @@ void qa_host_info(qa_host_t *self, const qa_vgpu_t *v, qp_info_t *out)
     out->memory_reserved = v->mem_reserved;
     out->procs = v->procs;
     out->created = v->created;
+    out->memory_real = v->mem_real;
+    out->memory_unmanaged = v->mem_unmanaged;
+    out->unmanaged_procs = v->procs_unmanaged;
 }
 
 void qa_host_gpu_record(qa_host_t *self, size_t i, qp_gpu_t *out)
@@ -435,6 +438,8 @@ void qa_host_gpu_record(qa_host_t *self, size_t i, qp_gpu_t *out)
     out->vgpus = g->nvgpus;
     out->leased = g->leased;
     out->hung = g->hung;
+    out->memory_unmanaged_mb = g->memory_unmanaged / QP_MIB;
+    out->unmanaged_procs = g->procs_unmanaged;
 }
 
 void qa_host_limits(qa_host_t *self, const qa_vgpu_t *v, qp_limits_t *out)

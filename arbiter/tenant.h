@@ -13,7 +13,14 @@
  * For reconnect_grace_ms after the arbiter starts, mem_reserve requests are held, not
  * answered: the previous arbiter's tenants reconnect within about a second and re-report
  * in their hello what they hold, and until they have, a vGPU's quota looks freer than it
- * is. Single-threaded: the loop thread. */
+ * is.
+ *
+ * With [audit] charge = real, what the device holds for the vGPU's processes beyond
+ * their allocations (the driver's memory for their contexts, measured through NVML by
+ * audit.c) and what processes with its credentials but no session hold count against
+ * the quota too. A process's first mem_reserve waits (milliseconds) for an NVML round
+ * that measures it, so that its first context's memory is known before it may fill the
+ * quota. Single-threaded: the loop thread. */
 #ifndef QA_TENANT_H
 #define QA_TENANT_H
 
@@ -34,6 +41,15 @@ void qa_tenant_vgpu_gone(qa_server_t *srv, qa_vgpu_t *v);
 /* The reconnect grace is over: serves the mem_reserve requests held during it, in
  * arrival order per vGPU, as if they had come now. */
 void qa_tenant_grace_over(qa_server_t *srv);
+/* Charges session p bytes beyond its allocations: what the device holds for its process
+ * on top of them (audit.h). Takes effect at the next decision; see qa_tenant_measured. */
+void qa_tenant_charge(qa_server_t *srv, qa_peer_t *p, uint64_t bytes);
+/* An NVML round that began at taken (CLOCK_MONOTONIC ns; 0: none came) measured v's GPU,
+ * or now is the time to stop waiting for one: decides the first mem_reserve requests held
+ * until their process was measured (or waited long enough), asks v's processes to give
+ * back unused reservations when the device turned out to hold more for them than their
+ * quota leaves, and serves waiting requests when it holds less. */
+void qa_tenant_measured(qa_server_t *srv, qa_vgpu_t *v, uint64_t taken, uint64_t now);
 /* Tells v's processes and its GPU's scheduler its new limits; after a shrink below what is
  * reserved, asks them to give back what they do not use; after growth, serves waiting requests. */
 void qa_tenant_resized(qa_server_t *srv, qa_vgpu_t *v, uint64_t old_memory_mb);

@@ -126,12 +126,12 @@ Test(shim_agent, a_killed_process_gives_its_memory_back_within_two_seconds)
     qt_arbiter_t *arb = arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
-    qt_proc_t *hog = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:900M", "hold", NULL);
+    qt_proc_t *hog = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:700M", "hold", NULL);
     cr_assert(qts_wait_line(hog, "ready", 10000));
     cr_assert_eq(qts_field(qt_proc_stdout(hog), "alloc cuMemAlloc_v2 direct ", 0), 0);
     /* The next process is refused while the hog lives... */
-    qt_proc_t *next = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:900M", "ready",
-                                "alloc_retry:cuMemAlloc_v2:direct:900M:5000", NULL);
+    qt_proc_t *next = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:700M", "ready",
+                                "alloc_retry:cuMemAlloc_v2:direct:700M:5000", NULL);
     cr_assert(qts_wait_line(next, "ready", 10000));
     cr_assert_eq(qts_field(qt_proc_stdout(next), "alloc cuMemAlloc_v2 direct ", 0), 2);
     /* ...and granted within 2 s of its kill -9. */
@@ -154,27 +154,28 @@ Test(shim_agent, fork_and_exec_children_are_processes_of_the_vgpu_of_their_own)
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     /* A child forked before the parent touches CUDA, then an exec'd one while the parent
-     * holds 700 MiB: each is a process of the vGPU, sharing its quota. */
+     * holds 400 MiB: each is a process of the vGPU, sharing its quota. With the two
+     * contexts (256 MiB each), 112 MiB of the 1 GiB are left for the exec'd child. */
     qt_proc_t *p = qts_start(&e, "fork:2", "init", "alloc:cuMemAlloc_v2:direct:200M", "init",
-                             "alloc:cuMemAlloc_v2:direct:700M", "exec:3", "init",
-                             "alloc:cuMemAlloc_v2:direct:500M", "alloc:cuMemAlloc_v2:direct:200M",
+                             "alloc:cuMemAlloc_v2:direct:400M", "exec:3", "init",
+                             "alloc:cuMemAlloc_v2:direct:500M", "alloc:cuMemAlloc_v2:direct:100M",
                              "hold", NULL);
     cr_assert(qts_wait_line(p, "ready", 20000), "%s\n%s", qt_proc_stdout(p), qt_proc_stderr(p));
     const char *o = qt_proc_stdout(p), *a = "alloc cuMemAlloc_v2 direct ";
     cr_assert_eq(qts_field(o, "[child] alloc cuMemAlloc_v2 direct ", 0), 0, "%s", o);
     cr_assert_eq(qts_field(o, "fork ", 0), 0);
     cr_assert_eq(qts_field(o, "exec ", 0), 0);
-    cr_assert_eq(qts_field_at(o, a, 0, 0), 0, "the parent's 700 MiB: %s", o);
+    cr_assert_eq(qts_field_at(o, a, 0, 0), 0, "the parent's 400 MiB: %s", o);
     cr_assert_eq(qts_field_at(o, a, 1, 0), 2, "the exec'd child shares the quota: %s", o);
-    cr_assert_eq(qts_field_at(o, a, 2, 0), 0);
-    cr_assert(used_becomes(arb, &v, 700 * (long long)QTS_MIB, 3000), "used %lld",
+    cr_assert_eq(qts_field_at(o, a, 2, 0), 0, "%s", o);
+    cr_assert(used_becomes(arb, &v, 400 * (long long)QTS_MIB, 3000), "used %lld",
               qts_vgpu_used(arb, &v));
     qt_proc_destroy(&p);
     qt_arbiter_destroy(&arb);
 }
 
-/* The parent holds 900 MiB and forks a child that lives on without CUDA; the parent is
- * killed; a second process must get the memory when the connection closes. With
+/* The parent holds 700 MiB (and its context's 256) and forks a child that lives on without CUDA;
+ * the parent is killed; a second process must get the memory when the connection closes. With
  * via_symlink the workloads reach the socket dir by another path, as a container that
  * mounts it elsewhere does: the connection's peer name (the path the arbiter bound) is
  * then not the path they used. */
@@ -190,13 +191,13 @@ static void killed_parent_with_child(bool via_symlink)
         qts_env_vgpu(&e, link, v.id, v.secret, v.gpu_uuid);
     else
         qts_env_of(&e, arb, &v);
-    /* The parent holds 900 MiB and forks a child that lives on without CUDA (a
+    /* The parent holds 700 MiB and forks a child that lives on without CUDA (a
      * data-loader worker); the parent waits for it and is killed meanwhile. */
-    qt_proc_t *parent = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:900M", "ready",
-                                  "fork:1", "sleep:8000", NULL);
+    qt_proc_t *parent = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:700M", "ready", "fork:1",
+                                  "sleep:8000", NULL);
     cr_assert(qts_wait_line(parent, "ready", 10000));
-    qt_proc_t *next = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:900M", "ready",
-                                "alloc_retry:cuMemAlloc_v2:direct:900M:5000", NULL);
+    qt_proc_t *next = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:700M", "ready",
+                                "alloc_retry:cuMemAlloc_v2:direct:700M:5000", NULL);
     cr_assert(qts_wait_line(next, "ready", 10000));
     cr_assert_eq(qts_field(qt_proc_stdout(next), "alloc cuMemAlloc_v2 direct ", 0), 2);
     uint64_t t0 = qt_now_ns();
