@@ -1,5 +1,6 @@
 /* qgpuctl.c - the administrator's command line over libqvgpu: create, destroy, resize,
- * list, info, gpus, stats, and run/env to put a workload into a vGPU.
+ * list, info, gpus, stats, run/env to put a workload into a vGPU, and gc to remove the
+ * vGPUs of VMs (Slurm jobs) that are gone.
  * Single-threaded. Exit status: 0 success, 1 the operation failed, 2 bad usage; `run`
  * exits with its command's status. */
 #include "qvgpu.h"
@@ -21,11 +22,14 @@ static const char usage[] =
     "usage: qgpuctl [--socket-dir DIR] [--json] COMMAND [ARGS]\n"
     "  create --vm NAME (--profile Q1|Q2|Q4|Q8|NAME | --memory SIZE --share PCT)\n"
     "         [--limit PCT] [--gpu INDEX]      make a vGPU; prints its id\n"
-    "  destroy ID                              remove a vGPU\n"
+    "  destroy ID | destroy --vm NAME          remove a vGPU, or every vGPU of VM NAME\n"
     "  resize ID [--memory SIZE] [--share PCT] [--limit PCT]   change it live\n"
     "  list | info ID | gpus | stats           show vGPUs, one vGPU, GPUs, totals\n"
     "  run ID -- CMD [ARGS...]                 run CMD inside the vGPU\n"
     "  env ID                                  print what run sets, as export lines\n"
+    "  gc --vm-prefix PREFIX [--min-age S] [--dry-run] (LIVE... | -)\n"
+    "                                          remove the vGPUs of VMs PREFIX<name> whose\n"
+    "                                          name is not LIVE (- reads them from stdin)\n"
     "The arbiter is found at --socket-dir, else $QVGPU_SOCKET_DIR, else /run/qvgpu.\n";
 
 /* Options every command may use. */
@@ -247,10 +251,51 @@ static int cmd_create(const struct global *g, int argc, char **argv)
     return 0;
 }
 
+/* ---- destroy and gc ----------------------------------------------------------------- */
+
+/* Destroys vGPU id; one that is already gone counts as destroyed (the aim is that it is
+ * not there). Returns 0, or 1 after saying why. */
+static int destroy_one(qv_client_t *c, const char *id)
+{
+    char err[QV_ERR_LEN];
+    int rc = qv_destroy(c, id, err);
+    if (rc < 0 && rc != -ENOENT)
+        return fail("cannot destroy vGPU '%s': %s", id, err);
+    return 0;
+}
+
+/* destroy --vm NAME: every vGPU made for NAME; none there is success. */
+static int destroy_vm(const struct global *g, const char *vm)
+{
+    qv_client_t *c = connect_or_say(g);
+    if (!c)
+        return 1;
+    qv_vgpu_list_t *l;
+    char err[QV_ERR_LEN];
+    if (qv_list(c, &l, err) < 0) {
+        qv_disconnect(&c);
+        return fail("cannot destroy the vGPUs of '%s': %s", vm, err);
+    }
+    int rc = 0;
+    for (size_t i = 0; i < l->count; i++) {
+        if (strcmp(l->vgpus[i].vm, vm) != 0)
+            continue;
+        if (destroy_one(c, l->vgpus[i].id) == 0)
+            printf("%s\n", l->vgpus[i].id);
+        else
+            rc = 1;
+    }
+    qv_vgpu_list_free(&l);
+    qv_disconnect(&c);
+    return rc;
+}
+
 static int cmd_destroy(const struct global *g, int argc, char **argv)
 {
-    if (argc != 1)
-        return bad_usage("destroy takes one vGPU id");
+    if (argc == 2 && strcmp(argv[0], "--vm") == 0)
+        return destroy_vm(g, argv[1]);
+    if (argc != 1 || argv[0][0] == '-')
+        return bad_usage("destroy takes one vGPU id, or --vm NAME");
     qv_client_t *c = connect_or_say(g);
     if (!c)
         return 1;
@@ -258,6 +303,170 @@ static int cmd_destroy(const struct global *g, int argc, char **argv)
     int rc = qv_destroy(c, argv[0], err);
     qv_disconnect(&c);
     return rc < 0 ? fail("cannot destroy vGPU '%s': %s", argv[0], err) : 0;
+}
+
+/* The names gc is told are alive. */
+struct live {
+    char **names; /* owned, each owned */
+    size_t count; /* entries in names */
+    size_t cap;   /* room in names */
+};
+
+static int live_add(struct live *l, const char *name, size_t len)
+{
+    if (l->count == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        char **n = realloc(l->names, cap * sizeof *n);
+        if (!n)
+            return fail("out of memory");
+        l->names = n;
+        l->cap = cap;
+    }
+    if (!(l->names[l->count] = strndup(name, len)))
+        return fail("out of memory");
+    l->count++;
+    return 0;
+}
+
+/* Adds the whitespace-separated words of stdin. */
+static int live_read(struct live *l, FILE *in)
+{
+    char word[256];
+    int c;
+    size_t n = 0;
+    do {
+        c = fgetc(in);
+        if (c == EOF || c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            if (n && live_add(l, word, n))
+                return 1;
+            n = 0;
+        } else if (n < sizeof word) {
+            word[n++] = (char)c;
+        } else {
+            return fail("gc: a live name on stdin is longer than %zu bytes", sizeof word);
+        }
+    } while (c != EOF);
+    return ferror(in) ? fail("gc: cannot read stdin: %s", strerror(errno)) : 0;
+}
+
+static void live_free(struct live *l)
+{
+    for (size_t i = 0; i < l->count; i++)
+        free(l->names[i]);
+    free(l->names);
+}
+
+/* What gc does with one vGPU. */
+enum verdict {
+    NOT_OURS, /* its VM name does not start with the prefix */
+    LIVE,     /* its name is among the live ones */
+    YOUNG,    /* made less than min_age seconds ago: its owner may be newer than the list */
+    BUSY,     /* processes still use it */
+    DESTROY,  /* none of the above */
+};
+
+/* Pure: the decision for v, given the prefix, the live names, now and min_age. */
+static enum verdict judge(const qv_vgpu_t *v, const char *prefix, const struct live *l, int64_t now,
+                          int64_t min_age)
+{
+    size_t plen = strlen(prefix);
+    if (strncmp(v->vm, prefix, plen) != 0)
+        return NOT_OURS;
+    for (size_t i = 0; i < l->count; i++) {
+        if (strcmp(v->vm + plen, l->names[i]) == 0)
+            return LIVE;
+    }
+    if (now - v->created < min_age)
+        return YOUNG;
+    return v->procs ? BUSY : DESTROY;
+}
+
+static int cmd_gc(const struct global *g, int argc, char **argv)
+{
+    /* Before anything is read: a vGPU made after this instant may belong to a job
+     * started after the caller took its list of live names. */
+    int64_t now = (int64_t)time(NULL);
+    const char *prefix = NULL;
+    long min_age = 60;
+    bool dry = false, from_stdin = false;
+    struct live l = {NULL, 0, 0};
+    int rc = 0;
+    for (int i = 0; i < argc && !rc; i++) {
+        const char *v;
+        if (strcmp(argv[i], "--vm-prefix") == 0) {
+            if (!(prefix = value(argc, argv, &i)))
+                rc = USAGE;
+        } else if (strcmp(argv[i], "--min-age") == 0) {
+            char *end;
+            if (!(v = value(argc, argv, &i))) {
+                rc = USAGE;
+                break;
+            }
+            errno = 0;
+            min_age = strtol(v, &end, 10);
+            if (errno || end == v || *end || min_age < 0 || min_age > 365L * 86400)
+                rc = bad_usage("--min-age '%s' is not a number of seconds", v);
+        } else if (strcmp(argv[i], "--dry-run") == 0) {
+            dry = true;
+        } else if (strcmp(argv[i], "-") == 0) {
+            from_stdin = true;
+        } else if (argv[i][0] == '-') {
+            rc = bad_usage("gc: unknown option '%s'", argv[i]);
+        } else {
+            rc = live_add(&l, argv[i], strlen(argv[i]));
+        }
+    }
+    if (!rc && (!prefix || !*prefix))
+        rc = bad_usage("gc needs --vm-prefix PREFIX (e.g. slurm-)");
+    if (!rc && !from_stdin && l.count == 0)
+        rc = bad_usage("gc needs the live names, or - to read them from stdin");
+    if (!rc && from_stdin)
+        rc = live_read(&l, stdin);
+    qv_client_t *c = rc ? NULL : connect_or_say(g);
+    if (!rc && !c)
+        rc = 1;
+    qv_vgpu_list_t *list = NULL;
+    char err[QV_ERR_LEN];
+    if (!rc && qv_list(c, &list, err) < 0)
+        rc = fail("gc: cannot list vGPUs: %s", err);
+    json_t *done = json_array(), *kept = json_array();
+    for (size_t i = 0; !rc && i < list->count; i++) {
+        const qv_vgpu_t *v = &list->vgpus[i];
+        enum verdict what = judge(v, prefix, &l, now, min_age);
+        char why[96];
+        if (what == YOUNG)
+            snprintf(why, sizeof why, "made %llds ago, less than --min-age %ld",
+                     (long long)(now - v->created), min_age);
+        else if (what == BUSY)
+            snprintf(why, sizeof why, "%u process%s still use%s it", v->procs,
+                     v->procs == 1 ? "" : "es", v->procs == 1 ? "s" : "");
+        if (what == YOUNG || what == BUSY) {
+            json_array_append_new(
+                kept, json_pack("{s:s, s:s, s:s}", "id", v->id, "vm", v->vm, "reason", why));
+            if (!g->json)
+                fprintf(stderr, "qgpuctl: gc: kept %s (%s): %s\n", v->id, v->vm, why);
+        }
+        if (what != DESTROY)
+            continue;
+        if (!dry && destroy_one(c, v->id)) {
+            rc = 1;
+            continue;
+        }
+        json_array_append_new(done, json_pack("{s:s, s:s}", "id", v->id, "vm", v->vm));
+        if (!g->json)
+            printf("%s %s (%s)\n", dry ? "would destroy" : "destroyed", v->id, v->vm);
+    }
+    if (g->json && list) {
+        print_json(json_pack("{s:o, s:o, s:b}", dry ? "would_destroy" : "destroyed", done, "kept",
+                             kept, "dry_run", dry));
+    } else {
+        json_decref(done);
+        json_decref(kept);
+    }
+    qv_vgpu_list_free(&list);
+    qv_disconnect(&c);
+    live_free(&l);
+    return rc;
 }
 
 static int cmd_resize(const struct global *g, int argc, char **argv)
@@ -574,9 +783,9 @@ static const struct {
     const char *name;
     int (*fn)(const struct global *g, int argc, char **argv);
 } commands[] = {
-    {"create", cmd_create}, {"destroy", cmd_destroy}, {"resize", cmd_resize},
-    {"list", cmd_list},     {"info", cmd_info},       {"gpus", cmd_gpus},
-    {"stats", cmd_stats},   {"run", cmd_run},         {"env", cmd_env},
+    {"create", cmd_create}, {"destroy", cmd_destroy}, {"resize", cmd_resize}, {"list", cmd_list},
+    {"info", cmd_info},     {"gpus", cmd_gpus},       {"stats", cmd_stats},   {"run", cmd_run},
+    {"env", cmd_env},       {"gc", cmd_gc},
 };
 
 int main(int argc, char **argv)

@@ -110,7 +110,7 @@ qv_client_t *qv_connect(const char *socket_dir, char err[QV_ERR_LEN])
     }
     self->timeout_ms = timeout_ms;
     qp_conn_hooks_t hooks = {admin_hello, NULL, NULL, NULL};
-    self->conn = qp_conn_new(NULL, socket_dir, QP_ADMIN, &hooks, err);
+    self->conn = qp_conn_new(socket_dir, QP_ADMIN, &hooks, err);
     if (!self->conn || qp_conn_open(self->conn, self->timeout_ms, err) < 0) {
         qp_conn_destroy(&self->conn);
         free(self);

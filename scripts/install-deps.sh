@@ -7,13 +7,22 @@
 set -eu
 
 pkgs="build-essential pkg-config libzmq3-dev libmsgpack-dev libcriterion-dev libffi-dev
-      libjansson-dev libinih-dev"
+      libjansson-dev libinih-dev
+      munge slurmctld slurmd slurm-client libslurm-dev"
 libs="libzmq msgpack criterion libffi jansson inih"
 
+# Slurm (the SPANK plugin's headers; its tests run a real munged, slurmctld and slurmd).
+slurm_files="/usr/include/slurm/spank.h /usr/sbin/munged /usr/sbin/slurmctld /usr/sbin/slurmd
+             /usr/bin/srun"
+have_slurm() {
+    for f in $slurm_files; do [ -e "$f" ] || return 1; done
+}
+
 # A machine whose compiler and pkg-config already find every library needs nothing
-# (this is also how a machine without apt, set up with ../shared/gpu, passes).
+# (this is also how a machine without apt, set up with ../shared/gpu, passes: there Slurm
+# is optional, and without it the plugin is not built and its tests are skipped).
 if command -v cc >/dev/null && command -v pkg-config >/dev/null &&
-   pkg-config --exists $libs 2>/dev/null; then
+   pkg-config --exists $libs 2>/dev/null && { have_slurm || ! command -v apt-get >/dev/null; }; then
     exit 0
 fi
 

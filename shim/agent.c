@@ -563,7 +563,7 @@ static void *agent_main(void *arg)
     struct qs_agent *a = arg;
     char err[QP_ERR_LEN];
     qp_conn_hooks_t hooks = {hello_hook, session_hook, push_hook, a};
-    a->conn = qp_conn_new(NULL, qs_g.socket_dir, QP_TENANT, &hooks, err);
+    a->conn = qp_conn_new(qs_g.socket_dir, QP_TENANT, &hooks, err);
     if (!a->conn) {
         qs_log_once(&qs_g.logged.agent, "cannot connect to the arbiter: %s", err);
         /* No connection will ever exist: nobody can grant a lease, and launches waiting

@@ -66,8 +66,7 @@ static char *xstrdup(const char *s)
     return p;
 }
 
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...)
+char *qt_strf(const char *fmt, ...)
 {
     va_list ap;
     char *s;
@@ -144,7 +143,7 @@ const char *qt_build(void)
 
 char *qt_build_path(const char *rel)
 {
-    return xasprintf("%s/%s", qt_build(), rel);
+    return qt_strf("%s/%s", qt_build(), rel);
 }
 
 char *qt_tmpdir(void)
@@ -196,7 +195,7 @@ const char *qt_sim_private(const char *gpus)
         remove_sim_host(h.sim_ns);
         free(h.sim_ns);
     }
-    h.sim_ns = xasprintf("qt-%d-%u", (int)getpid(), h.counter++);
+    h.sim_ns = qt_strf("qt-%d-%u", (int)getpid(), h.counter++);
     setenv("QSIM_NAMESPACE", h.sim_ns, 1);
     if (gpus)
         setenv("QSIM_GPUS", gpus, 1);
@@ -419,10 +418,9 @@ const char *qt_shim_preload(void)
 #ifdef QV_SAN
         const char *asan = NULL;
         dl_iterate_phdr(find_asan, &asan);
-        value = asan ? xasprintf("LD_PRELOAD=%s:%s", asan, shim)
-                     : xasprintf("LD_PRELOAD=%s", shim);
+        value = asan ? qt_strf("LD_PRELOAD=%s:%s", asan, shim) : qt_strf("LD_PRELOAD=%s", shim);
 #else
-        value = xasprintf("LD_PRELOAD=%s", shim);
+        value = qt_strf("LD_PRELOAD=%s", shim);
 #endif
         free(shim);
     }
@@ -481,12 +479,12 @@ qt_arbiter_t *qt_arbiter_start(const char *config, const char *const env[])
     if (!a)
         die("calloc");
     a->root = qt_tmpdir();
-    a->socket_dir = xasprintf("%s/sock", a->root);
-    a->state_dir = xasprintf("%s/state", a->root);
+    a->socket_dir = qt_strf("%s/sock", a->root);
+    a->state_dir = qt_strf("%s/state", a->root);
     if (mkdir(a->socket_dir, 0755) < 0 || mkdir(a->state_dir, 0700) < 0)
         die("mkdir");
     if (config) {
-        a->config_path = xasprintf("%s/qarbiter.conf", a->root);
+        a->config_path = qt_strf("%s/qarbiter.conf", a->root);
         FILE *f = fopen(a->config_path, "w");
         if (!f || fputs(config, f) < 0 || fclose(f) != 0)
             die("writing the arbiter config");

@@ -21,6 +21,8 @@ char *qt_build_path(const char *rel);
 /* A new empty directory under /tmp, removed with its contents at exit. Caller frees the
  * string, not the directory. */
 char *qt_tmpdir(void);
+/* A new formatted string; the process exits when memory runs out. Caller frees. */
+char *qt_strf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t qt_now_ns(void);
 void qt_sleep_ms(int ms);

@@ -19,7 +19,7 @@
 /* What the fake arbiter does. */
 struct fake {
     char dir[256]; /* its socket dir */
-    void *zctx;    /* shared with the test's connections */
+    void *zctx;    /* the fake's own */
     pthread_t thread;
     atomic_bool stop;
     /* behaviour, set before start */
@@ -167,7 +167,7 @@ static qp_conn_t *connect_to(struct fake *f, struct peer *p)
 {
     qp_conn_hooks_t hooks = {hello_hook, session_hook, push_hook, p};
     char err[QP_ERR_LEN];
-    qp_conn_t *c = qp_conn_new(f->zctx, f->dir, QP_TENANT, &hooks, err);
+    qp_conn_t *c = qp_conn_new(f->dir, QP_TENANT, &hooks, err);
     cr_assert_not_null(c, "%s", err);
     return c;
 }
@@ -331,7 +331,7 @@ Test(qp_conn, an_absent_arbiter_is_not_connected_after_the_timeout)
     struct peer p = {0};
     qp_conn_hooks_t hooks = {hello_hook, session_hook, push_hook, &p};
     char err[QP_ERR_LEN];
-    qp_conn_t *c = qp_conn_new(NULL, dir, QP_TENANT, &hooks, err);
+    qp_conn_t *c = qp_conn_new(dir, QP_TENANT, &hooks, err);
     cr_assert_not_null(c, "%s", err);
     uint64_t t0 = qt_now_ns();
     cr_assert_eq(call(c, "mem_reserve", 150, err), -ENOTCONN);
@@ -351,7 +351,7 @@ Test(qp_conn, refuses_a_socket_path_too_long_for_unix_sockets)
     struct peer p = {0};
     qp_conn_hooks_t hooks = {hello_hook, NULL, NULL, &p};
     char err[QP_ERR_LEN];
-    cr_assert_null(qp_conn_new(NULL, dir, QP_ADMIN, &hooks, err));
+    cr_assert_null(qp_conn_new(dir, QP_ADMIN, &hooks, err));
     cr_assert(strstr(err, "too long"), "%s", err);
 }
 

@@ -428,7 +428,7 @@ Test(shim_mem, the_tenant_socket_neither_shows_nor_changes_any_quota)
     struct tenant t = {&a};
     qp_conn_hooks_t hooks = {.hello = tenant_hello, .arg = &t};
     char err[QP_ERR_LEN];
-    qp_conn_t *c = qp_conn_new(NULL, qt_arbiter_socket_dir(arb), QP_TENANT, &hooks, err);
+    qp_conn_t *c = qp_conn_new(qt_arbiter_socket_dir(arb), QP_TENANT, &hooks, err);
     cr_assert_not_null(c, "%s", err);
     cr_assert_eq(qp_conn_open(c, 5000, err), 0, "%s", err);
     static const char *const targets[] = {"a", "b"};
