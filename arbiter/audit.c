@@ -144,7 +144,8 @@ static int collect_sessions(qa_audit_t *self, qa_host_t *host)
             self->sess[self->nsess++] = (struct sess){(unsigned)s->cred_pid, s};
         }
     }
-    qsort(self->sess, self->nsess, sizeof *self->sess, sess_cmp);
+    if (self->nsess) /* qsort and bsearch want a real array even for 0 items */
+        qsort(self->sess, self->nsess, sizeof *self->sess, sess_cmp);
     return 0;
 }
 
@@ -208,7 +209,7 @@ static int tracked_cmp(const void *a, const void *b)
 static struct tracked *find_tracked(struct tracked *v, size_t n, unsigned gpu, unsigned pid)
 {
     struct tracked key = {.gpu = gpu, .pid = pid};
-    return bsearch(&key, v, n, sizeof *v, tracked_cmp);
+    return n ? bsearch(&key, v, n, sizeof *v, tracked_cmp) : NULL;
 }
 
 /* The vGPU named in t's environment, when the secret there is that vGPU's. */
@@ -305,7 +306,8 @@ static int kill_proc(qa_audit_t *self, unsigned pid, uint64_t start, const char 
  * inspects the new ones and works out what each is to the vGPUs. */
 static void settle_unmanaged(qa_audit_t *self, qa_host_t *host)
 {
-    qsort(self->next, self->nnext, sizeof *self->next, tracked_cmp);
+    if (self->nnext)
+        qsort(self->next, self->nnext, sizeof *self->next, tracked_cmp);
     for (size_t i = 0; i < self->nnext; i++) {
         struct tracked *t = &self->next[i];
         const struct tracked *old = find_tracked(self->cur, self->ncur, t->gpu, t->pid);
