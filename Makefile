@@ -5,11 +5,13 @@
 #   make test         builds, then runs the Criterion suite (scripts/run-tests.sh)
 #   make test SAN=1   the same under -fsanitize=address,undefined, in build-san/
 #   make bench        builds, then runs the benchmarks in bench/ (scripts/run-bench.sh)
-#   make install      PREFIX (/usr/local) and DESTDIR honoured
+#   make install      PREFIX (/usr/local) and DESTDIR honoured; the Python package qvgpu
+#                     goes to PYTHONDIR (Debian's dist-packages for PREFIX)
 #
 # Sources are found by directory, so a new module needs no edit here:
 #   proto/*.c                      the wire, linked into every program that speaks it
 #   arbiter/*.c                    qarbiter (arbiter/main.c holds main())
+#   arbiter/dashboard/*            the dashboard's files, embedded into qarbiter
 #   client/*.c                     libqvgpu.so; client/qgpuctl.c is the qgpuctl program
 #   shim/*.c                       libqshim.so
 #   container/*.c                  the container pieces that run outside the workload
@@ -26,6 +28,11 @@ CUDA_HOME ?= /usr/local/cuda
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 SAN       ?= 0
+# Where `make install` puts the Python package qvgpu: Debian's dist-packages for the
+# prefix (/usr/local/lib/python3.N/dist-packages; /usr/lib/python3/dist-packages).
+PYTHON    ?= /usr/bin/python3
+PYVER     := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+PYTHONDIR ?= $(if $(filter /usr,$(PREFIX)),$(PREFIX)/lib/python3/dist-packages,$(PREFIX)/lib/python$(PYVER)/dist-packages)
 
 ifeq ($(SAN),1)
 BUILD := build-san
@@ -37,7 +44,7 @@ SANFLAGS :=
 SANDEFS :=
 endif
 
-PKGS      := libzmq msgpack jansson inih
+PKGS      := libzmq msgpack jansson inih libmicrohttpd
 TEST_PKGS := criterion
 
 # Stop early, in one line, when something the build needs is missing; but let
@@ -61,12 +68,15 @@ PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS_WIRE   := $(shell pkg-config --libs libzmq msgpack 2>/dev/null)
 LIBS_JSON   := $(shell pkg-config --libs jansson 2>/dev/null)
 LIBS_INI    := $(shell pkg-config --libs inih 2>/dev/null)
+LIBS_HTTP   := $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
 CUDA_STUB   := -L$(CUDA_HOME)/lib64/stubs -lcuda
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 PROTO_OBJ    := $(call obj,$(wildcard proto/*.c))
-ARBITER_OBJ  := $(call obj,$(filter-out arbiter/main.c,$(wildcard arbiter/*.c)))
+ARBITER_OBJ  := $(call obj,$(filter-out arbiter/main.c,$(wildcard arbiter/*.c))) \
+                $(BUILD)/obj/gen/dashboard_assets.o
+DASHBOARD    := $(sort $(wildcard arbiter/dashboard/*))
 ARBITER_MAIN := $(call obj,$(wildcard arbiter/main.c))
 CLIENT_OBJ   := $(call obj,$(filter-out client/qgpuctl.c,$(wildcard client/*.c)))
 QGPUCTL_OBJ  := $(call obj,$(wildcard client/qgpuctl.c))
@@ -128,6 +138,10 @@ $(BUILD)/gen/sim_stubs.c: scripts/gen-sim-stubs.sh
 	@mkdir -p $(@D)
 	scripts/gen-sim-stubs.sh $(CUDA_HOME) $@
 
+$(BUILD)/gen/dashboard_assets.c: scripts/gen-assets.sh $(DASHBOARD)
+	@mkdir -p $(@D)
+	scripts/gen-assets.sh $@ $(DASHBOARD)
+
 # ---- objects ------------------------------------------------------------------------
 $(BUILD)/obj/%.o: %.c | $(GEN)
 	@mkdir -p $(@D)
@@ -135,7 +149,7 @@ $(BUILD)/obj/%.o: %.c | $(GEN)
 
 $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c | $(GEN)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 # Tests and benches see the sim's and everyone's internals but export nothing.
 $(BUILD)/obj/tests/%.o $(BUILD)/obj/bench/%.o: CFLAGS += $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
@@ -162,7 +176,7 @@ $(BUILD)/qgpuctl: $(QGPUCTL_OBJ) $(BUILD)/libqvgpu.so
 
 $(BUILD)/qarbiter: $(ARBITER_MAIN) $(ARBITER_OBJ) $(PROTO_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_WIRE) $(LIBS_JSON) $(LIBS_INI) -ldl -lpthread -lm
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_WIRE) $(LIBS_JSON) $(LIBS_INI) $(LIBS_HTTP) -ldl -lpthread -lm
 
 $(BUILD)/sim/libcuda.so.1: $(SIM_CUDA_OBJ) $(SIM_CORE_OBJ) $(SIM_STUB_OBJ)
 	@mkdir -p $(@D)
@@ -216,7 +230,7 @@ TEST_LINK := $(TEST_SUP_OBJ) $(ARBITER_OBJ) $(CLIENT_OBJ) $(CONTAINER_OBJ) $(SLU
              $(PROTO_OBJ)
 TEST_LIBS := -Wl,--as-needed $(CUDA_STUB) -L$(BUILD)/sim -lnvidia-ml -Wl,--no-as-needed \
              $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null) $(LIBS_WIRE) $(LIBS_JSON) \
-             $(LIBS_INI) -ldl -lpthread -lrt -lm
+             $(LIBS_INI) $(LIBS_HTTP) -ldl -lpthread -lrt -lm
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-ml.so.1
 	@mkdir -p $(@D)
@@ -248,6 +262,10 @@ install: all
 	install -m 0755 $(BUILD)/libqvgpu.so $(BUILD)/libqshim.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 include/qvgpu.h $(DESTDIR)$(PREFIX)/include/
 	install -m 0644 $(BUILD)/qvgpu.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -d $(DESTDIR)$(PYTHONDIR)/qvgpu
+	install -m 0644 python/qvgpu/*.py $(DESTDIR)$(PYTHONDIR)/qvgpu/
+	printf '"""Written by make install: where libqvgpu.so is."""\nLIBDIR = "%s"\n' \
+	    '$(PREFIX)/lib' > $(DESTDIR)$(PYTHONDIR)/qvgpu/_installed.py
 ifneq ($(HAVE_SLURM),)
 	install -d $(DESTDIR)$(PREFIX)/lib/slurm
 	install -m 0755 $(BUILD)/spank_qvgpu.so $(DESTDIR)$(PREFIX)/lib/slurm/

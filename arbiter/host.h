@@ -62,6 +62,10 @@ typedef struct qa_vgpu {
     uint64_t mem_used;        /* bytes its processes reported holding (tenant.c) */
     uint64_t mem_reserved;    /* bytes reserved to its processes (tenant.c) */
     unsigned waiting;         /* its processes' mem_reserve requests pending (tenant.c) */
+    uint64_t refused;         /* its processes' reservations refused past the quota: each
+                               * one allocation the shim failed (tenant.c) */
+    uint64_t leases;          /* compute leases granted to its processes, extensions not
+                               * counted (compute.c's sample) */
     uint64_t mem_overhead;    /* bytes the driver holds for its processes beyond their
                                * allocations, charged to the quota (tenant.c, from audit.c) */
     uint64_t extra_seen;      /* what tenant.c last saw charged beyond allocations */
@@ -140,5 +144,7 @@ void qa_host_skip_ids(qa_host_t *self, uint64_t n);
 void qa_host_info(qa_host_t *self, const qa_vgpu_t *v, qp_info_t *out);
 void qa_host_gpu_record(qa_host_t *self, size_t i, qp_gpu_t *out);
 void qa_host_limits(qa_host_t *self, const qa_vgpu_t *v, qp_limits_t *out);
+/* The host's totals, as `stats` answers them. O(vGPUs). */
+void qa_host_totals(qa_host_t *self, qp_totals_t *out);
 
 #endif

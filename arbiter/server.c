@@ -5,6 +5,8 @@
 #include "arbiter/admin.h"
 #include "arbiter/audit.h"
 #include "arbiter/compute.h"
+#include "arbiter/http.h"
+#include "arbiter/metrics.h"
 #include "arbiter/nvml.h"
 #include "arbiter/procfs.h"
 #include "arbiter/sampler.h"
@@ -77,6 +79,9 @@ struct qa_server {
     qa_timer_t grace;    /* runs during the reconnect grace after the start */
     uint64_t sessions;   /* session numbers handed out */
     uint64_t fd_limit;   /* RLIMIT_NOFILE now (re-read by the liveness timer) */
+
+    qa_metrics_t metrics; /* requests by kind and their handling time */
+    qa_http_t *http;      /* owned: the HTTP server, NULL when off */
 };
 
 /* ---- accessors --------------------------------------------------------------------- */
@@ -358,6 +363,7 @@ static void on_hello(qa_server_t *self, qa_peer_t *p, const qp_msg_t *m)
 /* Handles one message of peer p: body is its only frame unless extra is set. */
 static void handle(struct endpoint *e, qa_peer_t *p, const void *body, size_t len, bool extra)
 {
+    uint64_t started = qa_now_ns();
     qa_server_t *self = e->srv;
     char err[QP_ERR_LEN];
     qp_msg_t *m = NULL;
@@ -376,21 +382,18 @@ static void handle(struct endpoint *e, qa_peer_t *p, const void *body, size_t le
                    qp_endpoint_file(e->ep), (int)p->cred_pid, err);
         p->warned = true;
         qa_server_error(self, p, 0, QP_E_PROTO, "malformed message: %s", err);
-        return;
-    }
-    uint64_t id = qp_msg_id(m);
-    rc = qp_check_request(m, e->ep, err);
-    if (rc < 0) {
-        qa_server_error(self, p, id, rc == -EACCES ? QP_E_AUTH : QP_E_PROTO, "%s", err);
+    } else if ((rc = qp_check_request(m, e->ep, err)) < 0) {
+        qa_server_error(self, p, qp_msg_id(m), rc == -EACCES ? QP_E_AUTH : QP_E_PROTO, "%s", err);
     } else if (strcmp(qp_msg_type(m), "hello") == 0) {
         on_hello(self, p, m);
     } else if (!p->session) {
-        qa_server_error(self, p, id, QP_E_NOSESSION, "hello first");
+        qa_server_error(self, p, qp_msg_id(m), QP_E_NOSESSION, "hello first");
     } else if (e->ep == QP_ADMIN) {
         qa_admin_handle(self, p, m);
     } else {
         qa_tenant_request(self, p, m);
     }
+    qa_metrics_request(&self->metrics, e->ep, m, started);
     qp_msg_destroy(&m);
 }
 
@@ -559,6 +562,35 @@ static void on_sampling(void *arg)
     qa_compute_sample(self->compute, self->host);
     qa_timer_start(self->loop, &self->sampling, qa_now_ns() + SAMPLE_MS * 1000000ull, on_sampling,
                    self);
+}
+
+/* Copies the state the HTTP side shows (http.h calls this on the loop thread). */
+static qa_view_t *build_view(void *arg)
+{
+    qa_server_t *self = arg;
+    return qa_view_build(self->host, &self->metrics, qa_peers_live(self->tenant.peers));
+}
+
+/* Starts the HTTP server when asked: an explicit address that fails stops the start,
+ * the default one is a warning (another program may hold port 8080; the GPUs matter
+ * more than the dashboard). */
+static int start_http(qa_server_t *self, const qa_server_opts_t *opts, char *err)
+{
+    if (!opts->http)
+        return 0;
+    qa_http_opts_t ho = {opts->http, self->loop, build_view, self, self->log, NULL};
+    char why[QP_ERR_LEN];
+    if (!(self->http = qa_http_new(&ho, why))) {
+        if (opts->http_required) {
+            snprintf(err, QP_ERR_LEN, "%s", why);
+            return -EIO;
+        }
+        qa_log(self->log, QA_WARN, "%s: the dashboard, /metrics and /api/v1 are off", why);
+        return 0;
+    }
+    qa_log(self->log, QA_INFO, "HTTP on http://%s/ (dashboard, /metrics, /api/v1/)",
+           qa_http_address(self->http));
+    return 0;
 }
 
 static void on_grace_over(void *arg)
@@ -778,6 +810,7 @@ qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
     self->cfg = opts->cfg;
     self->log = opts->log;
     self->lock_fd = self->sig_fd = -1;
+    qa_metrics_init(&self->metrics);
     read_fd_limit(self);
     if (strlen(opts->socket_dir) >= sizeof self->socket_dir - 16) {
         snprintf(err, QP_ERR_LEN, "socket dir '%.60s...' is too long for Unix sockets",
@@ -822,6 +855,9 @@ qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
         snprintf(err, QP_ERR_LEN, "cannot start: out of memory or threads");
         goto fail;
     }
+    /* HTTP before the sockets, so that it serves once admin.sock says "ready". */
+    if (start_http(self, opts, err) < 0)
+        goto fail;
     /* admin.sock last: its appearance tells that the arbiter is ready. */
     if (open_endpoint(self, &self->tenant, QP_TENANT, 0666, err) < 0 ||
         open_endpoint(self, &self->admin, QP_ADMIN, 0600, err) < 0)
@@ -880,6 +916,7 @@ void qa_server_destroy(qa_server_t **self_p)
     qa_server_t *self = *self_p;
     if (!self)
         return;
+    qa_http_destroy(&self->http); /* first: its threads read views, never our state */
     if (self->loop) {
         qa_timer_stop(self->loop, &self->liveness);
         qa_timer_stop(self->loop, &self->sampling);

@@ -4,8 +4,9 @@
  * admin.sock (whose appearance means "ready"), and serves both endpoints from one event
  * loop until SIGTERM or SIGINT.
  *
- * The loop thread does all the work; two helper threads (store.c's syncer and
- * sampler.c's NVML sampler) never touch the server's state. admin.c and tenant.c handle
+ * The loop thread does all the work; helper threads (store.c's syncer, sampler.c's NVML
+ * sampler, http.c's HTTP threads) never touch the server's state: the HTTP side reads
+ * views the loop builds for it (view.h). admin.c and tenant.c handle
  * requests through the accessors below. */
 #ifndef QA_SERVER_H
 #define QA_SERVER_H
@@ -28,6 +29,9 @@ typedef struct qa_server_opts {
     const char *state_dir;  /* where vGPUs persist */
     const qa_config_t *cfg; /* borrowed: must outlive the server */
     const qa_log_t *log;    /* borrowed: must outlive the server */
+    const char *http;       /* "ADDR:PORT" to serve HTTP on (http.h), or NULL for none */
+    bool http_required;     /* asked for explicitly: failing to listen stops the start
+                             * (otherwise, for the default address, it is a warning) */
 } qa_server_opts_t;
 
 /* Starts everything but the loop. Returns NULL with err as one line when a directory

@@ -133,6 +133,7 @@ static void refuse_quota(qa_server_t *srv, qa_peer_t *p, uint64_t id, uint64_t n
                          const char *why)
 {
     uint64_t room = room_for(p);
+    p->vgpu->refused++;
     qp_msg_t *rep =
         qp_msg_new_error(id, QP_E_QUOTA,
                          "vGPU %s cannot reserve %llu MiB for this process: %s "

@@ -39,6 +39,7 @@ struct qt_arbiter {
     char *state_dir;   /* owned */
     char *config_path; /* owned; NULL when started without a config */
     char **env;        /* owned: copy of the extra environment, NULL-terminated */
+    char *http;        /* owned: the value of --http ("off" unless asked for) */
     qt_proc_t *proc;   /* owned; NULL while killed */
 };
 
@@ -410,18 +411,22 @@ static int find_asan(struct dl_phdr_info *info, size_t size, void *data)
 }
 #endif
 
+const char *qt_asan_runtime(void)
+{
+    const char *asan = NULL;
+#ifdef QV_SAN
+    dl_iterate_phdr(find_asan, &asan);
+#endif
+    return asan;
+}
+
 const char *qt_shim_preload(void)
 {
     static char *value;
     if (!value) {
         char *shim = qt_build_path("libqshim.so");
-#ifdef QV_SAN
-        const char *asan = NULL;
-        dl_iterate_phdr(find_asan, &asan);
+        const char *asan = qt_asan_runtime();
         value = asan ? qt_strf("LD_PRELOAD=%s:%s", asan, shim) : qt_strf("LD_PRELOAD=%s", shim);
-#else
-        value = qt_strf("LD_PRELOAD=%s", shim);
-#endif
         free(shim);
     }
     return value;
@@ -457,8 +462,9 @@ static bool arbiter_up_or_gone(void *arg)
 static int arbiter_spawn(qt_arbiter_t *a)
 {
     char *bin = qt_build_path("qarbiter");
-    const char *argv[] = {bin, "--socket-dir", a->socket_dir, "--state-dir", a->state_dir,
-                          a->config_path ? "--config" : NULL, a->config_path, NULL};
+    const char *argv[] = {bin,      "--socket-dir", a->socket_dir, "--state-dir", a->state_dir,
+                          "--http", a->http,        a->config_path ? "--config" : NULL,
+                          a->config_path, NULL};
     a->proc = qt_spawn(argv, (const char *const *)a->env);
     free(bin);
     if (!a->proc)
@@ -475,9 +481,15 @@ static int arbiter_spawn(qt_arbiter_t *a)
 
 qt_arbiter_t *qt_arbiter_start(const char *config, const char *const env[])
 {
+    return qt_arbiter_start_http(config, env, "off");
+}
+
+qt_arbiter_t *qt_arbiter_start_http(const char *config, const char *const env[], const char *http)
+{
     qt_arbiter_t *a = calloc(1, sizeof *a);
     if (!a)
         die("calloc");
+    a->http = xstrdup(http);
     a->root = qt_tmpdir();
     a->socket_dir = qt_strf("%s/sock", a->root);
     a->state_dir = qt_strf("%s/state", a->root);
@@ -547,6 +559,7 @@ void qt_arbiter_destroy(qt_arbiter_t **self_p)
     for (char **e = self->env; e && *e; e++)
         free(*e);
     free(self->env);
+    free(self->http);
     free(self->root);
     free(self->socket_dir);
     free(self->state_dir);

@@ -129,6 +129,20 @@ static bool wait_path(const char *path, int timeout_ms)
 
 static const char *const daemon_env[] = {"LD_PRELOAD", "LD_LIBRARY_PATH", NULL};
 
+/* Starts a daemon that dies with this process even when no atexit runs (the test killed by
+ * a timeout): through setpriv --pdeathsig KILL where util-linux has it. */
+static qt_proc_t *spawn_daemon(const char *const argv[])
+{
+    const char *with[16] = {"/usr/bin/setpriv", "--pdeathsig", "KILL"};
+    if (access(with[0], X_OK) != 0)
+        return qt_spawn(argv, daemon_env);
+    size_t n = 3;
+    for (size_t i = 0; argv[i] && n < 15; i++)
+        with[n++] = argv[i];
+    with[n] = NULL;
+    return qt_spawn(with, daemon_env);
+}
+
 static void start_munged(cluster_t *c)
 {
     char *mdir = qt_strf("%s/munge", c->dir);
@@ -148,7 +162,7 @@ static void start_munged(cluster_t *c)
     char *a_seed = qt_strf("--seed-file=%s", seed);
     const char *argv[] = {
         "/usr/sbin/munged", "-F", "--num-threads=4", a_key, a_sock, a_pid, a_log, a_seed, NULL};
-    c->munged = qt_spawn(argv, daemon_env);
+    c->munged = spawn_daemon(argv);
     cr_assert_not_null(c->munged);
     cr_assert(wait_path(sock, 10000), "munged did not start: %s", qt_proc_stderr(c->munged));
     free(mdir), free(key), free(sock), free(pid), free(log), free(seed);
@@ -287,8 +301,8 @@ cluster_t *cluster_start(int gpus, const char *plugin_args)
     char *conf = qt_strf("%s/slurm.conf", c->dir);
     const char *ctld[] = {"/usr/sbin/slurmctld", "-D", "-i", "-f", conf, NULL};
     const char *slurmd[] = {"/usr/sbin/slurmd", "-D", "-f", conf, NULL};
-    c->slurmctld = qt_spawn(ctld, daemon_env);
-    c->slurmd = qt_spawn(slurmd, daemon_env);
+    c->slurmctld = spawn_daemon(ctld);
+    c->slurmd = spawn_daemon(slurmd);
     free(conf);
     cr_assert(c->slurmctld && c->slurmd);
     char *state = NULL;

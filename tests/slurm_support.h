@@ -8,7 +8,8 @@
  *
  * The test process becomes a child subreaper, so that what slurmd leaves behind (its
  * daemonised slurmstepds and their tasks) comes back to it and is ended by pid when the
- * cluster stops, also when a failed assertion ends the test (atexit).
+ * cluster stops, also when a failed assertion ends the test (atexit). The daemons get
+ * SIGKILL when the test process dies without running atexit (setpriv --pdeathsig).
  * Single-threaded, like the harness. */
 #ifndef QV_TEST_SLURM_SUPPORT_H
 #define QV_TEST_SLURM_SUPPORT_H

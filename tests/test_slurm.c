@@ -323,7 +323,7 @@ Test(slurm, two_jobs_with_shares_30_and_70_on_one_gpu_get_them)
     clock_gettime(CLOCK_REALTIME, &ts);
     char at[32];
     snprintf(at, sizeof at, "%lld",
-             (long long)ts.tv_sec * 1000000000ll + ts.tv_nsec + 4000000000ll);
+             (long long)ts.tv_sec * 1000000000ll + ts.tv_nsec + 6000000000ll);
     const char *a[] = {
         "srun", "--vgpu=memory=1GiB,share=30", worker, "--start-at", at, "--seconds", "3", NULL};
     const char *b[] = {
