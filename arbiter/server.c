@@ -568,7 +568,10 @@ static void on_sampling(void *arg)
 static qa_view_t *build_view(void *arg)
 {
     qa_server_t *self = arg;
-    return qa_view_build(self->host, &self->metrics, qa_peers_live(self->tenant.peers));
+    size_t nf;
+    const qp_finding_t *f = qa_audit_findings(self->audit, &nf);
+    return qa_view_build(self->host, &self->metrics, qa_peers_live(self->tenant.peers), f, nf,
+                         qa_audit_kills(self->audit));
 }
 
 /* Starts the HTTP server when asked: an explicit address that fails stops the start,
@@ -845,8 +848,7 @@ qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
     }
     if (check_dir(self->socket_dir, "socket dir", err) < 0 ||
         check_dir(self->tenant_dir, "tenant dir", err) < 0 || take_lock(self, err) < 0 ||
-        discover(self, err) < 0 ||
-        load_state(self, opts->state_dir, err) < 0)
+        discover(self, err) < 0 || load_state(self, opts->state_dir, err) < 0)
         goto fail;
     if (!(self->sampler = qa_sampler_start(self->nvml, qa_host_ngpus(self->host), SAMPLE_MS)) ||
         !(self->loop = qa_loop_new()) || !(self->zctx = zmq_ctx_new()) ||
