@@ -331,6 +331,8 @@ int qa_host_adopt(qa_host_t *self, const qa_vgpu_t *v, const char *gpu_uuid, cha
     copy->gpu = (unsigned)(g - self->gpus);
     copy->util = 0;
     copy->sessions = NULL;
+    copy->ghosts = NULL;
+    copy->ghost_bytes = 0;
     copy->ent = NULL;
     copy->procs = 0;
     copy->mem_used = copy->mem_reserved = 0;

@@ -44,6 +44,7 @@ typedef struct qa_gpu {
 
 struct qa_peer;
 struct qa_sched_ent;
+struct qa_ghost;
 
 typedef struct qa_vgpu {
     char id[QP_ID_LEN];           /* "vg-N", never reused */
@@ -62,6 +63,9 @@ typedef struct qa_vgpu {
     uint64_t mem_used;        /* bytes its processes reported holding (tenant.c) */
     uint64_t mem_reserved;    /* bytes reserved to its processes (tenant.c) */
     unsigned waiting;         /* its processes' mem_reserve requests pending (tenant.c) */
+    struct qa_ghost *ghosts;  /* what the previous arbiter's processes may still hold,
+                               * until they re-report or are gone (tenant.c's list) */
+    uint64_t ghost_bytes;     /* their sum, counted in mem_reserved too (tenant.c) */
     uint64_t refused;         /* its processes' reservations refused past the quota: each
                                * one allocation the shim failed (tenant.c) */
     uint64_t leases;          /* compute leases granted to its processes, extensions not

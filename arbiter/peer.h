@@ -41,6 +41,7 @@ typedef struct qa_peer {
     uint64_t used;                  /* bytes it reported holding */
     uint64_t reserved;              /* bytes reserved to it */
     struct qa_sched_proc *proc;     /* its compute-lease state (compute.c), NULL if none */
+    uint32_t slot;                  /* its ledger slot + 1 (tenant.c, ledger.h), 0 if none */
     /* what the host sees of its process through NVML (audit.c) */
     uint64_t real;        /* bytes NVML lists for cred_pid on its vGPU's GPU; 0 if none */
     uint64_t gap[3];      /* real - used in the last rounds that listed it */

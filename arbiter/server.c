@@ -6,6 +6,7 @@
 #include "arbiter/audit.h"
 #include "arbiter/compute.h"
 #include "arbiter/http.h"
+#include "arbiter/ledger.h"
 #include "arbiter/metrics.h"
 #include "arbiter/nvml.h"
 #include "arbiter/procfs.h"
@@ -66,6 +67,7 @@ struct qa_server {
     qa_host_t *host;          /* owned */
     qa_compute_t *compute;    /* owned: a compute scheduler per GPU */
     qa_store_t *store;        /* owned */
+    qa_ledger_t *ledger;      /* owned: what tenant processes may hold (tenant.c) */
     qa_sampler_t *sampler;    /* owned */
     qa_gpu_sample_t *samples; /* owned, one per GPU: scratch for the latest round */
     uint64_t sample_round;    /* latest round taken */
@@ -94,6 +96,11 @@ qa_host_t *qa_server_host(qa_server_t *self)
 qa_store_t *qa_server_store(qa_server_t *self)
 {
     return self->store;
+}
+
+qa_ledger_t *qa_server_ledger(qa_server_t *self)
+{
+    return self->ledger;
 }
 
 qa_loop_t *qa_server_loop(qa_server_t *self)
@@ -327,6 +334,8 @@ static void bind_fd(struct endpoint *e, qa_peer_t *p, int fd)
     socklen_t len = sizeof cred;
     if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
         p->cred_pid = cred.pid;
+    if (p->ep == QP_TENANT)
+        qa_tenant_identified(e->srv, p);
 }
 
 /* ---- requests ---------------------------------------------------------------------- */
@@ -481,6 +490,7 @@ static void on_liveness(void *arg)
     drain_monitor(&self->admin);
     qa_peers_each(self->tenant.peers, check_peer, &self->tenant);
     qa_peers_each(self->admin.peers, check_peer, &self->admin);
+    qa_tenant_check_ghosts(self);
     qa_timer_start(self->loop, &self->liveness, qa_now_ns() + LIVENESS_NS, on_liveness, self);
 }
 
@@ -729,6 +739,12 @@ static int load_state(qa_server_t *self, const char *dir, char *err)
         return rc;
     qa_host_skip_ids(self->host, next_id);
     qa_log(self->log, QA_INFO, "state: %zu vGPUs from %s", qa_host_nvgpus(self->host), dir);
+    if (!(self->ledger = qa_ledger_open(dir, err)))
+        return -EIO;
+    if (qa_tenant_adopt_ghosts(self) < 0) {
+        snprintf(err, QP_ERR_LEN, "out of memory");
+        return -ENOMEM;
+    }
     return 0;
 }
 
@@ -932,6 +948,9 @@ void qa_server_destroy(qa_server_t **self_p)
         zmq_ctx_term(self->zctx);
     qa_loop_destroy(&self->loop);
     qa_sampler_stop(&self->sampler);
+    if (self->host)
+        qa_tenant_forget_ghosts(self->host);
+    qa_ledger_close(&self->ledger);
     qa_store_close(&self->store);
     qa_host_destroy(&self->host);
     qa_nvml_close(&self->nvml);

@@ -48,6 +48,7 @@ void qa_server_destroy(qa_server_t **self_p);
 
 qa_host_t *qa_server_host(qa_server_t *self);
 qa_store_t *qa_server_store(qa_server_t *self);
+struct qa_ledger *qa_server_ledger(qa_server_t *self);
 qa_loop_t *qa_server_loop(qa_server_t *self);
 struct qa_compute *qa_server_compute(qa_server_t *self);
 const qa_config_t *qa_server_config(const qa_server_t *self);
