@@ -94,6 +94,10 @@ typedef struct qt_arbiter qt_arbiter_t;
 qt_arbiter_t *qt_arbiter_start(const char *config, const char *const env[]);
 /* The same with --http http (e.g. "127.0.0.1:0": a free port, which the arbiter logs). */
 qt_arbiter_t *qt_arbiter_start_http(const char *config, const char *const env[], const char *http);
+/* The same with extra qarbiter arguments (NULL-terminated, may be NULL; e.g. --tenant-dir
+ * DIR), given again by qt_arbiter_restart. */
+qt_arbiter_t *qt_arbiter_start_args(const char *config, const char *const env[],
+                                    const char *const args[]);
 const char *qt_arbiter_socket_dir(const qt_arbiter_t *self);
 const char *qt_arbiter_state_dir(const qt_arbiter_t *self);
 qt_proc_t *qt_arbiter_proc(qt_arbiter_t *self);
