@@ -92,6 +92,7 @@ static const struct field f_resize[] = {
     END,
 };
 static const struct field f_none[] = {END};
+static const struct field f_cdi[] = {{"op", F_STR, true}, {"vgpu", F_STR, false}, END};
 static const struct field f_reserve[] = {
     {"need", F_UINT, true},
     {"want", F_UINT, false},
@@ -121,6 +122,7 @@ static const struct request requests[] = {
     {"list", QP_ADMIN, f_none},
     {"info", QP_ADMIN, f_vgpu},
     {"creds", QP_ADMIN, f_vgpu},
+    {"cdi", QP_ADMIN, f_cdi},
     {"gpus", QP_ADMIN, f_none},
     {"stats", QP_ADMIN, f_none},
     {"mem_reserve", QP_TENANT, f_reserve},

@@ -39,6 +39,7 @@ struct qt_arbiter {
     char *state_dir;   /* owned */
     char *config_path; /* owned; NULL when started without a config */
     char **env;        /* owned: copy of the extra environment, NULL-terminated */
+    char **args;       /* owned: copy of the extra arguments, NULL-terminated */
     qt_proc_t *proc;   /* owned; NULL while killed */
 };
 
@@ -457,9 +458,26 @@ static bool arbiter_up_or_gone(void *arg)
 static int arbiter_spawn(qt_arbiter_t *a)
 {
     char *bin = qt_build_path("qarbiter");
-    const char *argv[] = {bin, "--socket-dir", a->socket_dir, "--state-dir", a->state_dir,
-                          a->config_path ? "--config" : NULL, a->config_path, NULL};
+    size_t nargs = 0;
+    while (a->args && a->args[nargs])
+        nargs++;
+    const char **argv = calloc(nargs + 8, sizeof *argv);
+    if (!argv)
+        die("calloc");
+    size_t n = 0;
+    argv[n++] = bin;
+    argv[n++] = "--socket-dir";
+    argv[n++] = a->socket_dir;
+    argv[n++] = "--state-dir";
+    argv[n++] = a->state_dir;
+    for (size_t i = 0; i < nargs; i++)
+        argv[n++] = a->args[i];
+    if (a->config_path) {
+        argv[n++] = "--config";
+        argv[n++] = a->config_path;
+    }
     a->proc = qt_spawn(argv, (const char *const *)a->env);
+    free(argv);
     free(bin);
     if (!a->proc)
         return -1;
@@ -473,7 +491,27 @@ static int arbiter_spawn(qt_arbiter_t *a)
     return 0;
 }
 
+/* A NULL-terminated copy of list (NULL for none). */
+static char **copy_list(const char *const list[])
+{
+    size_t n = 0;
+    while (list && list[n])
+        n++;
+    char **out = calloc(n + 1, sizeof *out);
+    if (!out)
+        die("calloc");
+    for (size_t i = 0; i < n; i++)
+        out[i] = xstrdup(list[i]);
+    return out;
+}
+
 qt_arbiter_t *qt_arbiter_start(const char *config, const char *const env[])
+{
+    return qt_arbiter_start_with(config, env, NULL);
+}
+
+qt_arbiter_t *qt_arbiter_start_with(const char *config, const char *const env[],
+                                    const char *const args[])
 {
     qt_arbiter_t *a = calloc(1, sizeof *a);
     if (!a)
@@ -489,14 +527,8 @@ qt_arbiter_t *qt_arbiter_start(const char *config, const char *const env[])
         if (!f || fputs(config, f) < 0 || fclose(f) != 0)
             die("writing the arbiter config");
     }
-    size_t n = 0;
-    while (env && env[n])
-        n++;
-    a->env = calloc(n + 1, sizeof *a->env);
-    if (!a->env)
-        die("calloc");
-    for (size_t i = 0; i < n; i++)
-        a->env[i] = xstrdup(env[i]);
+    a->env = copy_list(env);
+    a->args = copy_list(args);
     if (arbiter_spawn(a) < 0) {
         qt_arbiter_destroy(&a);
         return NULL;
@@ -547,6 +579,9 @@ void qt_arbiter_destroy(qt_arbiter_t **self_p)
     for (char **e = self->env; e && *e; e++)
         free(*e);
     free(self->env);
+    for (char **e = self->args; e && *e; e++)
+        free(*e);
+    free(self->args);
     free(self->root);
     free(self->socket_dir);
     free(self->state_dir);

@@ -84,6 +84,10 @@ typedef struct qt_arbiter qt_arbiter_t;
  * answers on its admin socket path. Returns NULL and prints its stderr if it exits or
  * does not come up within 5 s. Uses the simulated host of the calling test. */
 qt_arbiter_t *qt_arbiter_start(const char *config, const char *const env[]);
+/* The same with extra qarbiter arguments (NULL-terminated, copied; NULL for none), kept
+ * for qt_arbiter_restart: "--tenant-dir", DIR, "--cdi-dir", DIR... */
+qt_arbiter_t *qt_arbiter_start_with(const char *config, const char *const env[],
+                                    const char *const args[]);
 const char *qt_arbiter_socket_dir(const qt_arbiter_t *self);
 const char *qt_arbiter_state_dir(const qt_arbiter_t *self);
 qt_proc_t *qt_arbiter_proc(qt_arbiter_t *self);
