@@ -8,7 +8,8 @@ set -eu
 
 pkgs="build-essential pkg-config libzmq3-dev libmsgpack-dev libcriterion-dev libffi-dev
       libjansson-dev libinih-dev
-      munge slurmctld slurmd slurm-client libslurm-dev"
+      munge slurmctld slurmd slurm-client libslurm-dev
+      podman runc crun mmdebstrap uidmap"
 libs="libzmq msgpack criterion libffi jansson inih"
 
 # Slurm (the SPANK plugin's headers; its tests run a real munged, slurmctld and slurmd).
@@ -18,11 +19,19 @@ have_slurm() {
     for f in $slurm_files; do [ -e "$f" ] || return 1; done
 }
 
+# Containers (docs/containers.md): the tests run podman, runc and crun on root file
+# systems mmdebstrap builds (Debian 11 and 12, from deb.debian.org, cached in build/).
+container_cmds="podman runc crun mmdebstrap newuidmap"
+have_containers() {
+    for c in $container_cmds; do command -v "$c" >/dev/null || return 1; done
+}
+
 # A machine whose compiler and pkg-config already find every library needs nothing
 # (this is also how a machine without apt, set up with ../shared/gpu, passes: there Slurm
-# is optional, and without it the plugin is not built and its tests are skipped).
+# and the container tools are optional, and without them their tests are skipped).
 if command -v cc >/dev/null && command -v pkg-config >/dev/null &&
-   pkg-config --exists $libs 2>/dev/null && { have_slurm || ! command -v apt-get >/dev/null; }; then
+   pkg-config --exists $libs 2>/dev/null &&
+   { { have_slurm && have_containers; } || ! command -v apt-get >/dev/null; }; then
     exit 0
 fi
 
