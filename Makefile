@@ -5,12 +5,14 @@
 #   make test         builds, then runs the Criterion suite (scripts/run-tests.sh)
 #   make test SAN=1   the same under -fsanitize=address,undefined, in build-san/
 #   make bench        builds, then runs the benchmarks in bench/ (scripts/run-bench.sh)
-#   make install      PREFIX (/usr/local) and DESTDIR honoured; the shim bundle goes to
-#                     PREFIX/lib/qvgpu/VERSION, PREFIX/lib/qvgpu/current names it
+#   make install      PREFIX (/usr/local) and DESTDIR honoured; the Python package qvgpu
+#                     goes to PYTHONDIR (Debian's dist-packages for PREFIX); the shim
+#                     bundle to PREFIX/lib/qvgpu/VERSION, PREFIX/lib/qvgpu/current names it
 #
 # Sources are found by directory, so a new module needs no edit here:
 #   proto/*.c                      the wire, linked into every program that speaks it
 #   arbiter/*.c                    qarbiter (arbiter/main.c holds main())
+#   arbiter/dashboard/*            the dashboard's files, embedded into qarbiter
 #   client/*.c                     libqvgpu.so; client/qgpuctl.c is the qgpuctl program
 #   shim/*.c                       libqshim.so
 #   container/*.c                  the container pieces that run outside the workload:
@@ -21,6 +23,7 @@
 #   tests/test_*.c                 one Criterion binary each; other tests/*.c are support
 #   tests/progs/*.c                workload programs the tests run, linked like a real CUDA
 #                                  program: against the toolkit's stub libcuda.so
+#   tests/progs/*.cu               CUDA C++ workloads, built with nvcc (when the toolkit has it)
 #   bench/*.c                      one benchmark program each
 #   slurm/*.c                      spank_qvgpu.so (slurm/spank_qvgpu.c holds the SPANK entry
 #                                  points; the other files are also linked into the tests)
@@ -29,6 +32,11 @@ CUDA_HOME ?= /usr/local/cuda
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 SAN       ?= 0
+# Where `make install` puts the Python package qvgpu: Debian's dist-packages for the
+# prefix (/usr/local/lib/python3.N/dist-packages; /usr/lib/python3/dist-packages).
+PYTHON    ?= /usr/bin/python3
+PYVER     := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+PYTHONDIR ?= $(if $(filter /usr,$(PREFIX)),$(PREFIX)/lib/python3/dist-packages,$(PREFIX)/lib/python$(PYVER)/dist-packages)
 
 ifeq ($(SAN),1)
 BUILD := build-san
@@ -40,7 +48,7 @@ SANFLAGS :=
 SANDEFS :=
 endif
 
-PKGS      := libzmq msgpack jansson inih
+PKGS      := libzmq msgpack jansson inih libmicrohttpd
 TEST_PKGS := criterion
 
 # Stop early, in one line, when something the build needs is missing; but let
@@ -64,12 +72,15 @@ PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS_WIRE   := $(shell pkg-config --libs libzmq msgpack 2>/dev/null)
 LIBS_JSON   := $(shell pkg-config --libs jansson 2>/dev/null)
 LIBS_INI    := $(shell pkg-config --libs inih 2>/dev/null)
+LIBS_HTTP   := $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
 CUDA_STUB   := -L$(CUDA_HOME)/lib64/stubs -lcuda
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 PROTO_OBJ    := $(call obj,$(wildcard proto/*.c))
-ARBITER_OBJ  := $(call obj,$(filter-out arbiter/main.c,$(wildcard arbiter/*.c)))
+ARBITER_OBJ  := $(call obj,$(filter-out arbiter/main.c,$(wildcard arbiter/*.c))) \
+                $(BUILD)/obj/gen/dashboard_assets.o
+DASHBOARD    := $(sort $(wildcard arbiter/dashboard/*))
 ARBITER_MAIN := $(call obj,$(wildcard arbiter/main.c))
 CLIENT_OBJ   := $(call obj,$(filter-out client/qgpuctl.c,$(wildcard client/*.c)))
 QGPUCTL_OBJ  := $(call obj,$(wildcard client/qgpuctl.c))
@@ -138,6 +149,10 @@ $(BUILD)/gen/sim_stubs.c: scripts/gen-sim-stubs.sh
 	@mkdir -p $(@D)
 	scripts/gen-sim-stubs.sh $(CUDA_HOME) $@
 
+$(BUILD)/gen/dashboard_assets.c: scripts/gen-assets.sh $(DASHBOARD)
+	@mkdir -p $(@D)
+	scripts/gen-assets.sh $@ $(DASHBOARD)
+
 # ---- objects ------------------------------------------------------------------------
 $(BUILD)/obj/%.o: %.c | $(GEN)
 	@mkdir -p $(@D)
@@ -145,7 +160,7 @@ $(BUILD)/obj/%.o: %.c | $(GEN)
 
 $(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c | $(GEN)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 # Tests and benches see the sim's and everyone's internals but export nothing.
 $(BUILD)/obj/tests/%.o $(BUILD)/obj/bench/%.o: CFLAGS += $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
@@ -172,7 +187,7 @@ $(BUILD)/qgpuctl: $(QGPUCTL_OBJ) $(BUILD)/libqvgpu.so
 
 $(BUILD)/qarbiter: $(ARBITER_MAIN) $(ARBITER_OBJ) $(PROTO_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_WIRE) $(LIBS_JSON) $(LIBS_INI) -ldl -lpthread -lm
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_WIRE) $(LIBS_JSON) $(LIBS_INI) $(LIBS_HTTP) -ldl -lpthread -lm
 
 $(BUILD)/qvgpu-container-hook: $(call obj,container/hook.c) $(CONTAINER_OBJ) $(PROTO_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_JSON)
@@ -242,7 +257,7 @@ TEST_LINK := $(TEST_SUP_OBJ) $(ARBITER_OBJ) $(CLIENT_OBJ) $(CONTAINER_OBJ) $(SLU
              $(PROTO_OBJ)
 TEST_LIBS := -Wl,--as-needed $(CUDA_STUB) -L$(BUILD)/sim -lnvidia-ml -Wl,--no-as-needed \
              $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null) $(LIBS_WIRE) $(LIBS_JSON) \
-             $(LIBS_INI) -ldl -lpthread -lrt -lm
+             $(LIBS_INI) $(LIBS_HTTP) -ldl -lpthread -lrt -lm
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-ml.so.1
 	@mkdir -p $(@D)
@@ -270,11 +285,20 @@ $(BUILD)/tests/floor/%: $(BUILD)/obj/tests/floor/%.o $(BUILD)/obj/tests/floor/st
 # An application with its own libzmq, and so libstdc++, next to the shim (test_bundle).
 $(BUILD)/tests/progs/own_zmq: PROG_LIBS = $(shell pkg-config --libs libzmq 2>/dev/null)
 
+# CUDA C++ workloads (tests/progs/*.cu), built with the toolkit's nvcc as users build
+# theirs (the runtime linked statically, nvcc's default); none when it has no nvcc.
+NVCC     ?= $(CUDA_HOME)/bin/nvcc
+CU_PROGS := $(if $(wildcard $(NVCC)),$(patsubst tests/progs/%.cu,$(BUILD)/tests/progs/%,$(wildcard tests/progs/*.cu)))
+
+$(BUILD)/tests/progs/%: tests/progs/%.cu
+	@mkdir -p $(@D)
+	$(NVCC) -O2 -o $@ $<
+
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-ml.so.1
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(TEST_LINK) $(TEST_LIBS)
 
-test: all $(TEST_BIN) $(TEST_PROGS) $(FLOOR_PROGS) $(BENCH_BIN)
+test: all $(TEST_BIN) $(TEST_PROGS) $(CU_PROGS) $(FLOOR_PROGS) $(BENCH_BIN)
 	@scripts/run-tests.sh $(BUILD)
 
 bench: all $(TEST_PROGS) $(BENCH_BIN)
@@ -290,6 +314,10 @@ install: all
 	install -m 0755 $(BUILD)/libqvgpu.so $(BUILD)/libqshim.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 include/qvgpu.h $(DESTDIR)$(PREFIX)/include/
 	install -m 0644 $(BUILD)/qvgpu.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -d $(DESTDIR)$(PYTHONDIR)/qvgpu
+	install -m 0644 python/qvgpu/*.py $(DESTDIR)$(PYTHONDIR)/qvgpu/
+	printf '"""Written by make install: where libqvgpu.so is."""\nLIBDIR = "%s"\n' \
+	    '$(PREFIX)/lib' > $(DESTDIR)$(PYTHONDIR)/qvgpu/_installed.py
 ifneq ($(HAVE_SLURM),)
 	install -d $(DESTDIR)$(PREFIX)/lib/slurm
 	install -m 0755 $(BUILD)/spank_qvgpu.so $(DESTDIR)$(PREFIX)/lib/slurm/

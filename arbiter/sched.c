@@ -31,6 +31,7 @@ struct qa_sched_ent {
     uint64_t util_base;     /* charged (plus in progress) at the last sample */
     double util;            /* percent, EWMA */
     bool fresh;             /* not sampled yet: the first sample starts the EWMA */
+    uint64_t grants;        /* leases granted to its processes (not extensions) */
     qa_sched_proc_t *procs; /* its processes, owned */
     qa_sched_proc_t *whead; /* waiting queue: granted from the head */
     qa_sched_proc_t *wtail; /* appended at the tail */
@@ -269,6 +270,7 @@ static void dispatch(qa_sched_t *self, uint64_t now)
     unqueue(best, p);
     p->state = P_HOLDING;
     p->lease++;
+    best->grants++;
     self->holder = p;
     uint64_t q = lease_len(self, best);
     self->lease_start = self->grant_at = now;
@@ -563,6 +565,11 @@ double qa_sched_util(const qa_sched_t *self)
 uint64_t qa_sched_ent_charged(const qa_sched_ent_t *ent)
 {
     return ent->charged;
+}
+
+uint64_t qa_sched_ent_grants(const qa_sched_ent_t *ent)
+{
+    return ent->grants;
 }
 
 uint64_t qa_sched_ent_quantum(const qa_sched_ent_t *ent)

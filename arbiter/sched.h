@@ -112,6 +112,8 @@ double qa_sched_ent_util(const qa_sched_ent_t *ent);
 double qa_sched_util(const qa_sched_t *self);
 /* Ns charged to ent since it was added. */
 uint64_t qa_sched_ent_charged(const qa_sched_ent_t *ent);
+/* Leases granted to ent's processes since it was added; extensions are not counted. */
+uint64_t qa_sched_ent_grants(const qa_sched_ent_t *ent);
 /* Ent's current lease length, ns (adaptive quantum). */
 uint64_t qa_sched_ent_quantum(const qa_sched_ent_t *ent);
 /* Processes of ent waiting for the GPU, or holding it. */

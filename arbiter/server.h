@@ -4,8 +4,9 @@
  * admin.sock (whose appearance means "ready"), and serves both endpoints from one event
  * loop until SIGTERM or SIGINT.
  *
- * The loop thread does all the work; two helper threads (store.c's syncer and
- * sampler.c's NVML sampler) never touch the server's state. admin.c and tenant.c handle
+ * The loop thread does all the work; helper threads (store.c's syncer, sampler.c's NVML
+ * sampler, http.c's HTTP threads) never touch the server's state: the HTTP side reads
+ * views the loop builds for it (view.h). admin.c and tenant.c handle
  * requests through the accessors below. */
 #ifndef QA_SERVER_H
 #define QA_SERVER_H
@@ -30,6 +31,9 @@ typedef struct qa_server_opts {
     const char *state_dir;  /* where vGPUs persist */
     const qa_config_t *cfg; /* borrowed: must outlive the server */
     const qa_log_t *log;    /* borrowed: must outlive the server */
+    const char *http;       /* "ADDR:PORT" to serve HTTP on (http.h), or NULL for none */
+    bool http_required;     /* asked for explicitly: failing to listen stops the start
+                             * (otherwise, for the default address, it is a warning) */
 } qa_server_opts_t;
 
 /* Starts everything but the loop. Returns NULL with err as one line when a directory
@@ -46,6 +50,7 @@ void qa_server_destroy(qa_server_t **self_p);
 
 qa_host_t *qa_server_host(qa_server_t *self);
 qa_store_t *qa_server_store(qa_server_t *self);
+struct qa_ledger *qa_server_ledger(qa_server_t *self);
 qa_loop_t *qa_server_loop(qa_server_t *self);
 struct qa_compute *qa_server_compute(qa_server_t *self);
 const qa_config_t *qa_server_config(const qa_server_t *self);
@@ -60,6 +65,12 @@ uint64_t qa_server_new_session(qa_server_t *self);
 /* Whether the reconnect grace after the start still runs: the previous arbiter's
  * tenants may not all have re-reported what they hold (see qa_tenant_grace_over). */
 bool qa_server_in_grace(const qa_server_t *self);
+/* Asks for an NVML round now (see qa_tenant_measured). Returns false when NVML cannot
+ * list the processes of the GPUs, so that nothing waits for a measurement. */
+bool qa_server_measure(qa_server_t *self);
+
+/* The audit of real use (audit.h): its findings for `stats`. */
+const struct qa_audit *qa_server_audit(const qa_server_t *self);
 
 /* Sends *msg (taken) to p without blocking: a peer that does not read loses messages
  * rather than stall the arbiter. */

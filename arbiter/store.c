@@ -19,8 +19,8 @@
 
 #define FORMAT_VERSION 1
 #define ID_BLOCK 64
-#define MAX_DIRTY 128    /* files remembered for the next sync; beyond, syncfs */
-#define SYNC_DELAY_MS 50 /* a sync waits this long for more writes to batch with */
+#define MAX_DIRTY 128             /* files remembered for the next sync; beyond, syncfs */
+#define SYNC_DELAY_MS 50          /* a sync waits this long for more writes to batch with */
 #define NAME_LEN (QP_ID_LEN + 16) /* "vgpus/ID.json" */
 #define LOCK_FILE "qarbiter.lock"
 
@@ -208,8 +208,8 @@ qa_store_t *qa_store_open(const char *dir, char err[QP_ERR_LEN])
         fresh = true;
     else if (errno != EEXIST)
         goto fail;
-    if ((self->vgpus_fd = openat(self->dir_fd, "vgpus",
-                                 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+    if ((self->vgpus_fd =
+             openat(self->dir_fd, "vgpus", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
         goto fail;
     char where[250];
     snprintf(where, sizeof where, "%.200s/vgpus", dir);
@@ -292,8 +292,7 @@ static int write_atomic(qa_store_t *self, int dir_fd, const char *name, const ch
     int fd = -1, saved = ENOMEM;
     if (!text)
         goto fail;
-    if ((fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600)) <
-        0)
+    if ((fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
         goto fail_errno;
     size_t len = strlen(text), done = 0;
     while (done < len) {
@@ -394,7 +393,8 @@ int qa_store_remove(qa_store_t *self, const char *id, char err[QP_ERR_LEN])
 static int write_meta(qa_store_t *self, uint64_t bound, char *err)
 {
     json_t *doc = json_pack("{s:i, s:I}", "version", FORMAT_VERSION, "next_id", (json_int_t)bound);
-    int rc = doc ? write_atomic(self, self->dir_fd, "meta.json", "meta.json", doc, true, err) : -EIO;
+    int rc =
+        doc ? write_atomic(self, self->dir_fd, "meta.json", "meta.json", doc, true, err) : -EIO;
     if (!doc)
         snprintf(err, QP_ERR_LEN, "out of memory writing meta.json");
     json_decref(doc);
@@ -653,8 +653,9 @@ int qa_store_load(qa_store_t *self, qa_store_each_fn *each, void *arg, uint64_t 
             if (grown && (doc = previous_version(self, e->d_name, where))) {
                 snprintf(restores[nrestores].name, NAME_LEN, "%s", e->d_name);
                 restores[nrestores++].doc = json_incref(doc);
-                warn(self, "%s (a power cut?): its previous version is restored, and only its "
-                           "last change is lost",
+                warn(self,
+                     "%s (a power cut?): its previous version is restored, and only its "
+                     "last change is lost",
                      err);
                 err[0] = '\0';
             } else {

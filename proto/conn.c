@@ -260,11 +260,11 @@ int qp_conn_call(qp_conn_t *self, qp_msg_t **req, qp_msg_t **rep, int timeout_ms
         if (rc == -ETIMEDOUT)
             snprintf(err, QP_ERR_LEN, "the arbiter did not answer '%s' within %d ms",
                      qp_msg_type(m), timeout_ms);
-        else if (rc == -ECONNRESET) {
-            snprintf(err, QP_ERR_LEN, "the connection to the arbiter at %.150s closed before it "
-                     "answered '%s'", self->path, qp_msg_type(m));
-            rc = -ENOTCONN;
-        }
+        else if (rc == -ECONNRESET) /* the arbiter died or restarted: no reply will come */
+            snprintf(err, QP_ERR_LEN,
+                     "the connection to the arbiter at %.150s closed before it answered '%s' "
+                     "(did it restart?)",
+                     self->path, qp_msg_type(m));
         else if (qp_msg_is_error(*rep))
             rc = reply_error(*rep, "", err);
         break;

@@ -55,9 +55,11 @@ void qp_conn_destroy(qp_conn_t **self_p);
  *   -EACCES, -ENOENT, -EINVAL, -ENOSPC, -EDQUOT, -EIO, -EPROTO
  *                the error reply's code (qp_code_errno); err holds its msg
  *   -ETIMEDOUT   no reply in time (a late one is dropped when it comes)
- *   -ENOTCONN    the arbiter cannot be reached (no socket, or not accepting), or the
- *                connection closed before the reply (the request may have been acted
- *                on: err says so)
+ *   -ENOTCONN    the arbiter cannot be reached (no socket, or not accepting)
+ *   -ECONNRESET  the connection closed before the reply (the arbiter died or restarted:
+ *                none will come; the request may have been acted on, err says so), seen
+ *                at once rather than at the deadline; the next call opens a new
+ *                session. Also: the arbiter dropped the session twice in a row
  *   -EMSGSIZE    req does not fit in a frame; -ENOMEM
  * Any failure of the hello is returned the same way, err saying the hello failed. */
 int qp_conn_call(qp_conn_t *self, qp_msg_t **req, qp_msg_t **rep, int timeout_ms,

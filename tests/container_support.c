@@ -183,7 +183,7 @@ void qct_arbiter_start(qct_arbiter_t *a, const char *const extra[])
                             a->driver};
     for (int i = 0; extra && extra[i] && i < 9; i++)
         args[6 + i] = extra[i];
-    a->arb = qt_arbiter_start_with(NULL, NULL, args);
+    a->arb = qt_arbiter_start_args(NULL, NULL, args);
     cr_assert_not_null(a->arb, "qarbiter did not start");
 }
 

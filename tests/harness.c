@@ -39,6 +39,7 @@ struct qt_arbiter {
     char *state_dir;   /* owned */
     char *config_path; /* owned; NULL when started without a config */
     char **env;        /* owned: copy of the extra environment, NULL-terminated */
+    char *http;        /* owned: the value of --http ("off" unless asked for) */
     char **args;       /* owned: copy of the extra arguments, NULL-terminated */
     qt_proc_t *proc;   /* owned; NULL while killed */
 };
@@ -411,19 +412,33 @@ static int find_asan(struct dl_phdr_info *info, size_t size, void *data)
 }
 #endif
 
+const char *qt_asan_runtime(void)
+{
+    const char *asan = NULL;
+#ifdef QV_SAN
+    dl_iterate_phdr(find_asan, &asan);
+#endif
+    return asan;
+}
+
 const char *qt_shim_preload(void)
 {
     static char *value;
     if (!value) {
         char *shim = qt_build_path("libqshim.so");
-#ifdef QV_SAN
-        const char *asan = NULL;
-        dl_iterate_phdr(find_asan, &asan);
+        const char *asan = qt_asan_runtime();
         value = asan ? qt_strf("LD_PRELOAD=%s:%s", asan, shim) : qt_strf("LD_PRELOAD=%s", shim);
-#else
-        value = qt_strf("LD_PRELOAD=%s", shim);
-#endif
         free(shim);
+    }
+    return value;
+}
+
+const char *qt_foreign_preload(void)
+{
+    static char *value;
+    if (!value) {
+        const char *asan = qt_asan_runtime();
+        value = asan ? qt_strf("LD_PRELOAD=%s", asan) : qt_strf("LD_PRELOAD");
     }
     return value;
 }
@@ -458,26 +473,17 @@ static bool arbiter_up_or_gone(void *arg)
 static int arbiter_spawn(qt_arbiter_t *a)
 {
     char *bin = qt_build_path("qarbiter");
-    size_t nargs = 0;
-    while (a->args && a->args[nargs])
-        nargs++;
-    const char **argv = calloc(nargs + 8, sizeof *argv);
-    if (!argv)
-        die("calloc");
-    size_t n = 0;
-    argv[n++] = bin;
-    argv[n++] = "--socket-dir";
-    argv[n++] = a->socket_dir;
-    argv[n++] = "--state-dir";
-    argv[n++] = a->state_dir;
-    for (size_t i = 0; i < nargs; i++)
-        argv[n++] = a->args[i];
+    const char *argv[64] = {bin,         "--socket-dir", a->socket_dir, "--state-dir",
+                            a->state_dir, "--http",      a->http};
+    size_t n = 7;
     if (a->config_path) {
         argv[n++] = "--config";
         argv[n++] = a->config_path;
     }
+    for (char **arg = a->args; *arg && n < 63; arg++)
+        argv[n++] = *arg;
+    argv[n] = NULL;
     a->proc = qt_spawn(argv, (const char *const *)a->env);
-    free(argv);
     free(bin);
     if (!a->proc)
         return -1;
@@ -491,31 +497,27 @@ static int arbiter_spawn(qt_arbiter_t *a)
     return 0;
 }
 
-/* A NULL-terminated copy of list (NULL for none). */
+/* A NULL-terminated copy of list (may be NULL). */
 static char **copy_list(const char *const list[])
 {
     size_t n = 0;
     while (list && list[n])
         n++;
-    char **out = calloc(n + 1, sizeof *out);
-    if (!out)
+    char **copy = calloc(n + 1, sizeof *copy);
+    if (!copy)
         die("calloc");
     for (size_t i = 0; i < n; i++)
-        out[i] = xstrdup(list[i]);
-    return out;
+        copy[i] = xstrdup(list[i]);
+    return copy;
 }
 
-qt_arbiter_t *qt_arbiter_start(const char *config, const char *const env[])
-{
-    return qt_arbiter_start_with(config, env, NULL);
-}
-
-qt_arbiter_t *qt_arbiter_start_with(const char *config, const char *const env[],
-                                    const char *const args[])
+static qt_arbiter_t *arbiter_new(const char *config, const char *const env[], const char *http,
+                                 const char *const args[])
 {
     qt_arbiter_t *a = calloc(1, sizeof *a);
     if (!a)
         die("calloc");
+    a->http = xstrdup(http);
     a->root = qt_tmpdir();
     a->socket_dir = qt_strf("%s/sock", a->root);
     a->state_dir = qt_strf("%s/state", a->root);
@@ -534,6 +536,22 @@ qt_arbiter_t *qt_arbiter_start_with(const char *config, const char *const env[],
         return NULL;
     }
     return a;
+}
+
+qt_arbiter_t *qt_arbiter_start(const char *config, const char *const env[])
+{
+    return arbiter_new(config, env, "off", NULL);
+}
+
+qt_arbiter_t *qt_arbiter_start_http(const char *config, const char *const env[], const char *http)
+{
+    return arbiter_new(config, env, http, NULL);
+}
+
+qt_arbiter_t *qt_arbiter_start_args(const char *config, const char *const env[],
+                                    const char *const args[])
+{
+    return arbiter_new(config, env, "off", args);
 }
 
 const char *qt_arbiter_socket_dir(const qt_arbiter_t *self)
@@ -582,6 +600,7 @@ void qt_arbiter_destroy(qt_arbiter_t **self_p)
     for (char **e = self->args; e && *e; e++)
         free(*e);
     free(self->args);
+    free(self->http);
     free(self->root);
     free(self->socket_dir);
     free(self->state_dir);

@@ -24,6 +24,7 @@ struct cluster {
     char *dir;             /* owned: the cluster's directory (the harness removes it) */
     char *conf_env;        /* owned: "SLURM_CONF=<dir>/slurm.conf" */
     char *state_dir;       /* owned: the plugin's state_dir */
+    char *tenant_dir;      /* owned: the arbiter's --tenant-dir, the plugin's tenant_dir */
     qt_arbiter_t *arbiter; /* owned */
     qt_proc_t *munged;     /* owned */
     qt_proc_t *slurmctld;  /* owned */
@@ -129,6 +130,20 @@ static bool wait_path(const char *path, int timeout_ms)
 
 static const char *const daemon_env[] = {"LD_PRELOAD", "LD_LIBRARY_PATH", NULL};
 
+/* Starts a daemon that dies with this process even when no atexit runs (the test killed by
+ * a timeout): through setpriv --pdeathsig KILL where util-linux has it. */
+static qt_proc_t *spawn_daemon(const char *const argv[])
+{
+    const char *with[16] = {"/usr/bin/setpriv", "--pdeathsig", "KILL"};
+    if (access(with[0], X_OK) != 0)
+        return qt_spawn(argv, daemon_env);
+    size_t n = 3;
+    for (size_t i = 0; argv[i] && n < 15; i++)
+        with[n++] = argv[i];
+    with[n] = NULL;
+    return qt_spawn(with, daemon_env);
+}
+
 static void start_munged(cluster_t *c)
 {
     char *mdir = qt_strf("%s/munge", c->dir);
@@ -148,7 +163,7 @@ static void start_munged(cluster_t *c)
     char *a_seed = qt_strf("--seed-file=%s", seed);
     const char *argv[] = {
         "/usr/sbin/munged", "-F", "--num-threads=4", a_key, a_sock, a_pid, a_log, a_seed, NULL};
-    c->munged = qt_spawn(argv, daemon_env);
+    c->munged = spawn_daemon(argv);
     cr_assert_not_null(c->munged);
     cr_assert(wait_path(sock, 10000), "munged did not start: %s", qt_proc_stderr(c->munged));
     free(mdir), free(key), free(sock), free(pid), free(log), free(seed);
@@ -233,9 +248,10 @@ static void write_configs(cluster_t *c, int gpus, const char *plugin_args)
     }
 
     char *plugin = qt_build_path("spank_qvgpu.so"), *ctl = qt_build_path("qgpuctl");
-    char *stack = qt_strf("required %s socket_dir=%s qgpuctl=%s state_dir=%s timeout=10 %s\n",
-                          plugin, qt_arbiter_socket_dir(c->arbiter), ctl, c->state_dir,
-                          plugin_args ? plugin_args : "");
+    char *stack = qt_strf("required %s socket_dir=%s tenant_dir=%s qgpuctl=%s state_dir=%s "
+                          "timeout=10 %s\n",
+                          plugin, qt_arbiter_socket_dir(c->arbiter), c->tenant_dir, ctl,
+                          c->state_dir, plugin_args ? plugin_args : "");
     path = qt_strf("%s/plugstack.conf", d);
     write_file(path, stack, 0644);
     free(path);
@@ -265,6 +281,7 @@ cluster_t *cluster_start(int gpus, const char *plugin_args)
     cr_assert_eq(chmod(c->dir, 0755), 0);
     c->conf_env = qt_strf("SLURM_CONF=%s/slurm.conf", c->dir);
     c->state_dir = qt_strf("%s/qvgpu-slurm", c->dir);
+    c->tenant_dir = qt_strf("%s/tenant", c->dir);
     static bool registered;
     if (!registered) {
         atexit(stop_at_exit);
@@ -279,7 +296,9 @@ cluster_t *cluster_start(int gpus, const char *plugin_args)
         snprintf(sim + strlen(sim), sizeof sim - strlen(sim), "%sNVIDIA GeForce GTX 1080:8GiB:20",
                  i ? "," : "");
     qt_sim_private(sim);
-    c->arbiter = qt_arbiter_start(NULL, NULL);
+    /* tenant.sock alone in a directory of its own, as a cluster would run it */
+    const char *args[] = {"--tenant-dir", c->tenant_dir, NULL};
+    c->arbiter = qt_arbiter_start_args(NULL, NULL, args);
     cr_assert_not_null(c->arbiter, "qarbiter did not start");
 
     start_munged(c);
@@ -287,8 +306,8 @@ cluster_t *cluster_start(int gpus, const char *plugin_args)
     char *conf = qt_strf("%s/slurm.conf", c->dir);
     const char *ctld[] = {"/usr/sbin/slurmctld", "-D", "-i", "-f", conf, NULL};
     const char *slurmd[] = {"/usr/sbin/slurmd", "-D", "-f", conf, NULL};
-    c->slurmctld = qt_spawn(ctld, daemon_env);
-    c->slurmd = qt_spawn(slurmd, daemon_env);
+    c->slurmctld = spawn_daemon(ctld);
+    c->slurmd = spawn_daemon(slurmd);
     free(conf);
     cr_assert(c->slurmctld && c->slurmd);
     char *state = NULL;
@@ -315,6 +334,11 @@ qt_arbiter_t *cluster_arbiter(cluster_t *self)
 const char *cluster_state_dir(const cluster_t *self)
 {
     return self->state_dir;
+}
+
+const char *cluster_tenant_dir(const cluster_t *self)
+{
+    return self->tenant_dir;
 }
 
 char *cluster_path(const cluster_t *self, const char *name)
@@ -525,6 +549,7 @@ void cluster_stop(cluster_t **self_p)
     stop(c);
     free(c->conf_env);
     free(c->state_dir);
+    free(c->tenant_dir);
     free(c->dir);
     free(c);
 }

@@ -37,7 +37,7 @@ static void start(struct cdi *c, ...)
     for (int i = 4; i < 7 && (args[i] = va_arg(ap, const char *)); i++)
         ;
     va_end(ap);
-    c->arb = qt_arbiter_start_with(NULL, NULL, args);
+    c->arb = qt_arbiter_start_args(NULL, NULL, args);
     cr_assert_not_null(c->arb, "qarbiter did not start");
 }
 

@@ -53,7 +53,7 @@ Test(container_hook, checks_the_vgpu_and_its_secret_with_the_arbiter)
     qt_sim_private(NULL);
     char *tenant = qt_tmpdir(), *cdi = qt_tmpdir();
     const char *args[] = {"--tenant-dir", tenant, "--cdi-dir", cdi, NULL};
-    qt_arbiter_t *arb = qt_arbiter_start_with(NULL, NULL, args);
+    qt_arbiter_t *arb = qt_arbiter_start_args(NULL, NULL, args);
     cr_assert_not_null(arb);
     char *id = NULL, *env = NULL, *err = NULL, secret[64];
     cr_assert_eq(qt_ctl(arb, &id, NULL, "create", "--vm", "h", "--profile", "Q1", NULL), 0);
