@@ -7,7 +7,7 @@
 #
 #   --no-build       use the programs already in $QVGPU_BUILD (default build/)
 #   --logs DIR       where each part's log goes (default gpu-check-<date>-<time>/)
-#   --quick          short compute windows (1 s instead of 10)
+#   --quick          short compute windows (1 s instead of 6)
 #   --tests PATTERN  run only the test binaries whose name contains PATTERN
 #   --sim            the same plumbing on the simulated driver (build/sim), for machines
 #                    without a GPU; `make test` runs it this way (tests/test_gpu_check.c)
@@ -132,14 +132,14 @@ skip_no_gpu() {
 
 # ---- unit tests ---------------------------------------------------------------------
 if [ $gpu = 1 ]; then
-    T=$pattern timeout 300 scripts/run-tests.sh "$b" > "$logs/unit-tests.log" 2>&1
+    T=$pattern timeout 240 scripts/run-tests.sh "$b" > "$logs/unit-tests.log" 2>&1
     rc=$?
     passed=$(grep -o 'all [0-9]* test binaries passed' "$logs/unit-tests.log" | grep -o '[0-9]*')
     skipped=$(grep -o 'skipped [0-9]* binaries' "$logs/unit-tests.log" | grep -o '[0-9]*')
     if [ $rc = 0 ]; then
         row "unit tests" PASS "${passed:-?} binaries passed, ${skipped:-0} skipped as sim-only (listed in unit-tests.log)"
     elif [ $rc = 124 ]; then
-        row "unit tests" FAIL "timed out after 300 s (unit-tests.log)"
+        row "unit tests" FAIL "timed out after 240 s (unit-tests.log)"
     else
         row "unit tests" FAIL "$(grep -m1 'run-tests: FAILED' "$logs/unit-tests.log" | cut -c12-110)"
     fi
@@ -280,14 +280,14 @@ fi
 # A measurement runs one worker per target (a vGPU id, or - for no shim) over the same
 # window and prints each one's figure: demo_worker's achieved GPU share in percent, or
 # PyTorch's matmuls per second.
-secs=$([ $quick = 1 ] && echo 1 || echo 10)
+secs=$([ $quick = 1 ] && echo 1 || echo 6)
 workload=demo
 if [ $gpu = 1 ] && have_python &&
     "$py" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
     workload=torch
 fi
 # Seconds for the workers to get ready before the window opens.
-lead=$([ $workload = torch ] && echo 15 || echo $((quick ? 1 : 2)))
+lead=$([ $workload = torch ] && echo 10 || echo $((quick ? 1 : 2)))
 measure() { # LOG TARGET...
     local log=$1
     shift
