@@ -3,11 +3,13 @@
 #include "arbiter/server.h"
 
 #include "arbiter/admin.h"
+#include "arbiter/audit.h"
 #include "arbiter/compute.h"
 #include "arbiter/http.h"
 #include "arbiter/ledger.h"
 #include "arbiter/metrics.h"
 #include "arbiter/nvml.h"
+#include "arbiter/procfs.h"
 #include "arbiter/sampler.h"
 #include "arbiter/tenant.h"
 #include "arbiter/trust.h"
@@ -16,6 +18,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -60,6 +63,8 @@ struct qa_server {
     const qa_log_t *log;    /* borrowed */
     char socket_dir[200];
     char tenant_dir[200];     /* where tenant.sock is: socket_dir unless --tenant-dir */
+    char tenant_real[PATH_MAX]; /* tenant_dir, absolute */
+    qa_cdi_t *cdi;            /* owned: CDI specs with --tenant-dir, else NULL */
     int lock_fd;              /* owned: flock'ed qarbiter.lock */
     qa_nvml_t *nvml;          /* owned */
     qa_host_t *host;          /* owned */
@@ -69,6 +74,7 @@ struct qa_server {
     qa_sampler_t *sampler;    /* owned */
     qa_gpu_sample_t *samples; /* owned, one per GPU: scratch for the latest round */
     uint64_t sample_round;    /* latest round taken */
+    qa_audit_t *audit;        /* owned: real use and unmanaged processes, from the rounds */
     void *zctx;               /* owned */
     struct endpoint admin, tenant;
     qa_loop_t *loop;     /* owned */
@@ -118,6 +124,16 @@ const qa_config_t *qa_server_config(const qa_server_t *self)
 const qa_log_t *qa_server_log(const qa_server_t *self)
 {
     return self->log;
+}
+
+qa_cdi_t *qa_server_cdi(qa_server_t *self)
+{
+    return self->cdi;
+}
+
+const char *qa_server_tenant_dir(const qa_server_t *self)
+{
+    return self->tenant_real;
 }
 
 uint64_t qa_server_new_session(qa_server_t *self)
@@ -309,8 +325,8 @@ static void on_monitor(void *arg)
 }
 
 /* Binds p, which just opened a session and holds no fd, to its connection's fd (from
- * ZMQ_SRCFD), so that the monitor's "disconnected" event for that fd ends it at once,
- * and learns its process. The monitor was drained when p's message was taken (see
+ * ZMQ_SRCFD), so that the monitor's "disconnected" event for that fd ends it at once.
+ * The monitor was drained when p's message was taken (see
  * recv_one), so an event queued after that about fd is about p's connection or a later
  * one, either of which means p's is gone. Another peer may hold fd: the leftover hello
  * of a connection that closed after its events were read. Of the connections that held
@@ -327,12 +343,18 @@ static void bind_fd(struct endpoint *e, qa_peer_t *p, int fd)
         qa_peers_unbind_fd(e->peers, holder);
     if (qa_peers_bind_fd(e->peers, p, fd) < 0)
         return;
+    if (p->ep == QP_TENANT) /* its pid was learnt before its hello (learn_pid) */
+        qa_tenant_identified(e->srv, p);
+}
+
+/* Learns the process behind p from its connection's fd (that of the message just read),
+ * before its first message is handled: a refused hello is logged with it. */
+static void learn_pid(qa_peer_t *p, int fd)
+{
     struct ucred cred;
     socklen_t len = sizeof cred;
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+    if (fd >= 0 && !p->cred_pid && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
         p->cred_pid = cred.pid;
-    if (p->ep == QP_TENANT)
-        qa_tenant_identified(e->srv, p);
 }
 
 /* ---- requests ---------------------------------------------------------------------- */
@@ -438,6 +460,7 @@ static bool recv_one(struct endpoint *e)
             p->srv = e->srv;
             p->ep = e->ep;
             p->last_seen = qa_now_ns();
+            learn_pid(p, fd);
             handle(e, p, zmq_msg_data(&body), zmq_msg_size(&body), extra);
             if (p->session)
                 bind_fd(e, p, fd);
@@ -496,12 +519,17 @@ static double ewma(double old, double sample, bool first)
     return first ? sample : old + EWMA_ALPHA * (sample - old);
 }
 
-static void on_sampling(void *arg)
+/* Takes the sampler's latest round, if there is a new one, into the GPUs' figures and
+ * the audit; then lets the tenants' first reservations that waited for it (or waited
+ * long enough) go on. */
+static void take_round(qa_server_t *self)
 {
-    qa_server_t *self = arg;
     bool first = self->sample_round == 0;
-    if (qa_sampler_take(self->sampler, self->samples, &self->sample_round)) {
-        for (size_t i = 0; i < qa_host_ngpus(self->host); i++) {
+    uint64_t now = qa_now_ns();
+    bool fresh = qa_sampler_take(self->sampler, self->samples, &self->sample_round);
+    size_t n = qa_host_ngpus(self->host);
+    if (fresh) {
+        for (size_t i = 0; i < n; i++) {
             qa_gpu_t *g = qa_host_gpu(self->host, i);
             const qa_gpu_sample_t *s = &self->samples[i];
             if (!s->ok)
@@ -509,7 +537,58 @@ static void on_sampling(void *arg)
             g->util = ewma(g->util, s->util, first);
             g->memory_used = s->memory_used;
         }
+        qa_audit_round(self->audit, self->host, self->samples, n, now);
     }
+    for (size_t i = 0; i < qa_host_nvgpus(self->host); i++) {
+        qa_vgpu_t *v = qa_host_vgpu(self->host, i);
+        const qa_gpu_sample_t *s = v->gpu < n ? &self->samples[v->gpu] : NULL;
+        qa_tenant_measured(self, v, fresh && s && s->ok && s->mem_ok ? s->taken : 0, now);
+    }
+}
+
+static void on_round(void *arg)
+{
+    take_round(arg);
+}
+
+bool qa_server_measure(qa_server_t *self)
+{
+    if (!qa_nvml_lists_processes(self->nvml))
+        return false;
+    qa_sampler_kick(self->sampler);
+    return true;
+}
+
+/* ---- the audit's hands: looking at processes, killing them, charging sessions ----- */
+
+static int audit_inspect(void *arg, unsigned pid, qa_proc_info_t *out)
+{
+    (void)arg;
+    return qa_procfs_inspect(pid, out);
+}
+
+static int audit_kill(void *arg, unsigned pid, uint64_t start)
+{
+    (void)arg;
+    return qa_procfs_kill(pid, start);
+}
+
+static void audit_charge(void *arg, qa_peer_t *p, uint64_t bytes)
+{
+    qa_tenant_charge(arg, p, bytes);
+}
+
+static const qa_audit_ops_t audit_ops = {audit_inspect, audit_kill, audit_charge};
+
+const qa_audit_t *qa_server_audit(const qa_server_t *self)
+{
+    return self->audit;
+}
+
+static void on_sampling(void *arg)
+{
+    qa_server_t *self = arg;
+    take_round(self); /* in case its eventfd's wake-up was missed; and held requests time out */
     qa_compute_sample(self->compute, self->host);
     qa_timer_start(self->loop, &self->sampling, qa_now_ns() + SAMPLE_MS * 1000000ull, on_sampling,
                    self);
@@ -519,7 +598,10 @@ static void on_sampling(void *arg)
 static qa_view_t *build_view(void *arg)
 {
     qa_server_t *self = arg;
-    return qa_view_build(self->host, &self->metrics, qa_peers_live(self->tenant.peers));
+    size_t nf;
+    const qp_finding_t *f = qa_audit_findings(self->audit, &nf);
+    return qa_view_build(self->host, &self->metrics, qa_peers_live(self->tenant.peers), f, nf,
+                         qa_audit_kills(self->audit));
 }
 
 /* Starts the HTTP server when asked: an explicit address that fails stops the start,
@@ -757,6 +839,31 @@ fail:
     return -EIO;
 }
 
+/* Starts the CDI specs of a --tenant-dir arbiter and writes them all. A tenant dir that
+ * is the socket dir would show admin.sock to every container: refused. */
+static int start_cdi(qa_server_t *self, const qa_cdi_opts_t *opts, char *err)
+{
+    static const qa_cdi_opts_t defaults = {NULL, NULL, NULL, false};
+    char sock_real[PATH_MAX], creds[PATH_MAX + 16];
+    if (realpath(self->socket_dir, sock_real) && strcmp(sock_real, self->tenant_real) == 0) {
+        snprintf(err, QP_ERR_LEN,
+                 "--tenant-dir %.150s is the socket dir: containers would see admin.sock "
+                 "(give a directory of its own)",
+                 self->tenant_dir);
+        return -EINVAL;
+    }
+    snprintf(creds, sizeof creds, "%s/vgpus", sock_real);
+    if (!(self->cdi = qa_cdi_new(opts ? opts : &defaults, self->tenant_real, creds, err)))
+        return -EINVAL;
+    unsigned written, removed;
+    char why[QP_ERR_LEN];
+    if (qa_cdi_sync(self->cdi, self->host, &written, &removed, why) < 0)
+        qa_log(self->log, QA_ERROR, "CDI specs: %s", why);
+    qa_log(self->log, QA_INFO, "CDI specs in %s: %u written, %u stale removed (bundle %s)",
+           qa_cdi_dir(self->cdi), written, removed, qa_cdi_bundle(self->cdi));
+    return 0;
+}
+
 qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
 {
     qa_server_t *self = calloc(1, sizeof *self);
@@ -802,23 +909,31 @@ qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
     }
     if (check_dir(self->socket_dir, "socket dir", err) < 0 ||
         check_dir(self->tenant_dir, "tenant dir", err) < 0 || take_lock(self, err) < 0 ||
-        discover(self, err) < 0 ||
-        load_state(self, opts->state_dir, err) < 0)
+        discover(self, err) < 0 || load_state(self, opts->state_dir, err) < 0)
         goto fail;
+    if (!realpath(self->tenant_dir, self->tenant_real)) {
+        snprintf(err, QP_ERR_LEN, "cannot resolve tenant dir %.150s: %s", self->tenant_dir,
+                 strerror(errno));
+        goto fail;
+    }
     if (!(self->sampler = qa_sampler_start(self->nvml, qa_host_ngpus(self->host), SAMPLE_MS)) ||
         !(self->loop = qa_loop_new()) || !(self->zctx = zmq_ctx_new()) ||
-        !(self->compute = qa_compute_new(self, qa_host_ngpus(self->host)))) {
+        !(self->compute = qa_compute_new(self, qa_host_ngpus(self->host))) ||
+        !(self->audit = qa_audit_new(self->cfg, self->log, &audit_ops, self))) {
         snprintf(err, QP_ERR_LEN, "cannot start: out of memory or threads");
         goto fail;
     }
     /* HTTP before the sockets, so that it serves once admin.sock says "ready". */
     if (start_http(self, opts, err) < 0)
         goto fail;
-    /* admin.sock last: its appearance tells that the arbiter is ready. */
+    /* admin.sock last: its appearance tells that the arbiter is ready. The CDI specs
+     * in between: once the tenant dir is known to be ours, and before anyone asks. */
     if (open_endpoint(self, &self->tenant, QP_TENANT, 0666, err) < 0 ||
+        (opts->tenant_dir && start_cdi(self, opts->cdi, err) < 0) ||
         open_endpoint(self, &self->admin, QP_ADMIN, 0600, err) < 0)
         goto fail;
     if (qa_loop_add_fd(self->loop, self->sig_fd, on_signal, self) < 0 ||
+        qa_loop_add_fd(self->loop, qa_sampler_fd(self->sampler), on_round, self) < 0 ||
         qa_timer_start(self->loop, &self->liveness, qa_now_ns() + LIVENESS_NS, on_liveness, self) <
             0 ||
         qa_timer_start(self->loop, &self->sampling, qa_now_ns(), on_sampling, self) < 0 ||
@@ -880,6 +995,7 @@ void qa_server_destroy(qa_server_t **self_p)
     close_endpoint(self, &self->admin);
     close_endpoint(self, &self->tenant);
     qa_compute_destroy(&self->compute); /* after the peers, which point into it */
+    qa_audit_destroy(&self->audit);
     if (self->zctx)
         zmq_ctx_term(self->zctx);
     qa_loop_destroy(&self->loop);
@@ -888,6 +1004,7 @@ void qa_server_destroy(qa_server_t **self_p)
         qa_tenant_forget_ghosts(self->host);
     qa_ledger_close(&self->ledger);
     qa_store_close(&self->store);
+    qa_cdi_destroy(&self->cdi);
     qa_host_destroy(&self->host);
     qa_nvml_close(&self->nvml);
     free(self->samples);

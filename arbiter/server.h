@@ -11,6 +11,7 @@
 #ifndef QA_SERVER_H
 #define QA_SERVER_H
 
+#include "arbiter/cdi.h"
 #include "arbiter/config.h"
 #include "arbiter/host.h"
 #include "arbiter/log.h"
@@ -26,6 +27,7 @@ typedef struct qa_server qa_server_t;
 typedef struct qa_server_opts {
     const char *socket_dir; /* where admin.sock, tenant.sock and qarbiter.lock live */
     const char *tenant_dir; /* where tenant.sock lives instead, or NULL (docs/arbiter.md) */
+    const qa_cdi_opts_t *cdi; /* with tenant_dir: how CDI specs are written (cdi.h) */
     const char *state_dir;  /* where vGPUs persist */
     const qa_config_t *cfg; /* borrowed: must outlive the server */
     const qa_log_t *log;    /* borrowed: must outlive the server */
@@ -53,11 +55,22 @@ qa_loop_t *qa_server_loop(qa_server_t *self);
 struct qa_compute *qa_server_compute(qa_server_t *self);
 const qa_config_t *qa_server_config(const qa_server_t *self);
 const qa_log_t *qa_server_log(const qa_server_t *self);
+/* The CDI specs, or NULL when the arbiter has no --tenant-dir (and writes none). */
+qa_cdi_t *qa_server_cdi(qa_server_t *self);
+/* The directory that holds tenant.sock, absolute: what workloads need as
+ * QVGPU_SOCKET_DIR. */
+const char *qa_server_tenant_dir(const qa_server_t *self);
 /* A fresh session number. */
 uint64_t qa_server_new_session(qa_server_t *self);
 /* Whether the reconnect grace after the start still runs: the previous arbiter's
  * tenants may not all have re-reported what they hold (see qa_tenant_grace_over). */
 bool qa_server_in_grace(const qa_server_t *self);
+/* Asks for an NVML round now (see qa_tenant_measured). Returns false when NVML cannot
+ * list the processes of the GPUs, so that nothing waits for a measurement. */
+bool qa_server_measure(qa_server_t *self);
+
+/* The audit of real use (audit.h): its findings for `stats`. */
+const struct qa_audit *qa_server_audit(const qa_server_t *self);
 
 /* Sends *msg (taken) to p without blocking: a peer that does not read loses messages
  * rather than stall the arbiter. */

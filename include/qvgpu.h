@@ -28,6 +28,7 @@ extern "C" {
 #define QV_ID_LEN 32     /* a vGPU id with its NUL */
 #define QV_SECRET_LEN 33 /* a vGPU secret (128 bits in hex) with its NUL */
 #define QV_UUID_LEN 96
+#define QV_PATH_LEN 4096 /* a path with its NUL */
 #define QV_DEFAULT_SOCKET_DIR "/run/qvgpu"
 
 typedef struct qv_client qv_client_t;
@@ -44,10 +45,15 @@ typedef struct qv_vgpu {
     unsigned share;             /* guaranteed percent of the GPU's time */
     unsigned limit;             /* percent cap, 0 = none */
     double util;                /* percent of the GPU its processes used, recent */
-    uint64_t memory_used;       /* bytes its processes hold */
+    uint64_t memory_used;       /* bytes its processes allocated (through the shim) */
     uint64_t memory_reserved;   /* bytes reserved to its processes */
     unsigned procs;             /* live processes */
     int64_t created;            /* unix seconds */
+    uint64_t memory_real;       /* bytes its processes really hold on the GPU, as NVML
+                                 * reports them: allocations, the driver's memory for their
+                                 * contexts, and its unmanaged processes */
+    uint64_t memory_unmanaged;  /* of which processes with its credentials but no shim */
+    unsigned unmanaged_procs;   /* those processes */
 } qv_vgpu_t;
 
 /* A physical GPU. */
@@ -64,6 +70,8 @@ typedef struct qv_gpu {
     unsigned cuda_cores;         /* in all */
     unsigned share_reserved;     /* sum of its vGPUs' shares, percent */
     unsigned vgpus;              /* vGPUs placed on it */
+    uint64_t memory_unmanaged_mb; /* held by processes that are no tenant of its vGPUs */
+    unsigned unmanaged_procs;     /* those processes */
 } qv_gpu_t;
 
 typedef struct qv_vgpu_list {
@@ -79,13 +87,32 @@ typedef struct qv_gpu_list {
     char placement[16];    /* "spread" or "pack" */
 } qv_gpu_list_t;
 
+/* Something the arbiter's audit found outside the rules (docs/arbiter.md, "Audit"). */
+typedef struct qv_finding {
+    char kind[16];    /* "unmanaged": a GPU process that is no vGPU's tenant;
+                       * "over_quota": a vGPU whose processes hold more than its quota */
+    int gpu;          /* GPU index */
+    char vgpu[QV_ID_LEN]; /* the vGPU concerned, "" if none */
+    unsigned pid;     /* host pid (over_quota: the process most beyond its reservation) */
+    char name[17];    /* its command name, "" if unknown */
+    uint64_t memory;  /* bytes: the process's, or the vGPU's real use */
+    uint64_t quota;   /* bytes: the vGPU's quota, 0 if none */
+    uint64_t since;   /* seconds it has lasted */
+    char action[16];  /* "reported", "killed" or "kill failed" */
+    char detail[200]; /* one line for a person */
+} qv_finding_t;
+
 typedef struct qv_stats {
     size_t ngpus;                /* entries in gpus */
     qv_gpu_t *gpus;              /* by index */
     unsigned vgpus_total;        /* vGPUs on the host */
     unsigned vgpus_active;       /* with at least one live process */
     uint64_t memory_reserved_mb; /* sum of all quotas */
-    uint64_t memory_used_mb;     /* held by the vGPUs' processes */
+    uint64_t memory_used_mb;     /* allocated by the vGPUs' processes */
+    uint64_t memory_real_mb;     /* really held by the vGPUs' processes (NVML) */
+    uint64_t kills;              /* processes the audit killed since the arbiter started */
+    size_t nfindings;            /* entries in findings */
+    qv_finding_t *findings;      /* what the audit found in its last round */
 } qv_stats_t;
 
 /* What a workload needs to join a vGPU. */
@@ -93,7 +120,17 @@ typedef struct qv_creds {
     char id[QV_ID_LEN];         /* QVGPU_VGPU */
     char secret[QV_SECRET_LEN]; /* QVGPU_SECRET */
     char gpu_uuid[QV_UUID_LEN]; /* CUDA_VISIBLE_DEVICES */
+    char tenant_dir[QV_PATH_LEN]; /* QVGPU_SOCKET_DIR: the arbiter's dir of tenant.sock
+                                   * (its --tenant-dir); "" from an arbiter before 0.2 */
 } qv_creds_t;
+
+/* A vGPU's CDI devices (docs/containers.md). */
+typedef struct qv_cdi_device {
+    char device[160];             /* "qvgpu.io/vgpu=vg-3" */
+    char driver_device[160];      /* NVIDIA's CDI device of its GPU to ask for too, or ""
+                                   * when the arbiter mounts the driver itself */
+    char spec_path[QV_PATH_LEN];  /* the spec file the arbiter keeps for it */
+} qv_cdi_device_t;
 
 /* A vGPU to create: a profile, or memory_mb and share. */
 typedef struct qv_create {
@@ -146,6 +183,13 @@ QV_EXPORT int qv_stats(qv_client_t *client, qv_stats_t **out, char err[QV_ERR_LE
 QV_EXPORT void qv_stats_free(qv_stats_t **stats_p);
 /* The credentials a workload of vGPU id needs (what qgpuctl run/env hand it). */
 QV_EXPORT int qv_creds(qv_client_t *client, const char *id, qv_creds_t *out, char err[QV_ERR_LEN]);
+/* The CDI devices and spec file of vGPU id. -EINVAL when the arbiter writes no CDI specs
+ * (it has no --tenant-dir). */
+QV_EXPORT int qv_cdi_device(qv_client_t *client, const char *id, qv_cdi_device_t *out,
+                            char err[QV_ERR_LEN]);
+/* Rewrites every vGPU's CDI spec and removes stale ones; *written and *removed count them. */
+QV_EXPORT int qv_cdi_sync(qv_client_t *client, unsigned *written, unsigned *removed,
+                          char err[QV_ERR_LEN]);
 
 /* Parses a memory size ("8GiB", "1536MiB", "512"; no unit means MiB) into whole MiB.
  * Returns 0 or -EINVAL with err. */
