@@ -20,6 +20,7 @@
 #   tests/test_*.c                 one Criterion binary each; other tests/*.c are support
 #   tests/progs/*.c                workload programs the tests run, linked like a real CUDA
 #                                  program: against the toolkit's stub libcuda.so
+#   tests/progs/*.cu               CUDA C++ workloads, built with nvcc (when the toolkit has it)
 #   bench/*.c                      one benchmark program each
 #   slurm/*.c                      spank_qvgpu.so (slurm/spank_qvgpu.c holds the SPANK entry
 #                                  points; the other files are also linked into the tests)
@@ -244,11 +245,20 @@ $(BUILD)/tests/progs/%: $(BUILD)/obj/tests/progs/%.o
 # An application with its own libzmq, and so libstdc++, next to the shim (test_bundle).
 $(BUILD)/tests/progs/own_zmq: PROG_LIBS = $(shell pkg-config --libs libzmq 2>/dev/null)
 
+# CUDA C++ workloads (tests/progs/*.cu), built with the toolkit's nvcc as users build
+# theirs (the runtime linked statically, nvcc's default); none when it has no nvcc.
+NVCC     ?= $(CUDA_HOME)/bin/nvcc
+CU_PROGS := $(if $(wildcard $(NVCC)),$(patsubst tests/progs/%.cu,$(BUILD)/tests/progs/%,$(wildcard tests/progs/*.cu)))
+
+$(BUILD)/tests/progs/%: tests/progs/%.cu
+	@mkdir -p $(@D)
+	$(NVCC) -O2 -o $@ $<
+
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-ml.so.1
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(TEST_LINK) $(TEST_LIBS)
 
-test: all $(TEST_BIN) $(TEST_PROGS) $(BENCH_BIN)
+test: all $(TEST_BIN) $(TEST_PROGS) $(CU_PROGS) $(BENCH_BIN)
 	@scripts/run-tests.sh $(BUILD)
 
 bench: all $(TEST_PROGS) $(BENCH_BIN)

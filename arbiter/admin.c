@@ -1,6 +1,7 @@
 /* admin.c - admin requests over the host, the store and the tenants. Loop thread only. */
 #include "arbiter/admin.h"
 
+#include "arbiter/audit.h"
 #include "arbiter/tenant.h"
 #include "proto/records.h"
 #include "proto/schema.h"
@@ -220,7 +221,13 @@ static void gpus(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m, bool stats)
     if (stats) {
         qp_totals_t t;
         qa_host_totals(host, &t);
+        t.kills = qa_audit_kills(qa_server_audit(srv));
         qp_totals_put(rep, &t);
+        size_t nf;
+        const qp_finding_t *f = qa_audit_findings(qa_server_audit(srv), &nf);
+        qp_msg_add_array(rep, "findings");
+        for (size_t i = 0; i < nf && i < QP_MAX_FINDINGS; i++)
+            qp_finding_put(qp_msg_append_map(rep, "findings"), &f[i]);
     } else {
         qp_msg_set_float(rep, "oversub_memory", cfg->oversub_memory);
         qp_msg_set_float(rep, "oversub_share", cfg->oversub_share);

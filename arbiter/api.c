@@ -75,6 +75,8 @@ static void gpu_json(qa_buf_t *b, const qa_view_gpu_t *vg)
     uint_(&o, "cuda_cores", g->cuda_cores);
     uint_(&o, "share_reserved", g->share_reserved);
     uint_(&o, "vgpus", g->vgpus);
+    uint_(&o, "memory_unmanaged_mb", g->memory_unmanaged_mb);
+    uint_(&o, "unmanaged_procs", g->unmanaged_procs);
     /* the arbiter's own, then the product's names (CONTRACT.md): fractions 0..1 */
     real(&o, "leased", g->leased);
     uint_(&o, "hung", g->hung);
@@ -106,6 +108,9 @@ static void vgpu_json(qa_buf_t *b, const qa_view_vgpu_t *vv)
     uint_(&o, "memory_reserved", v->memory_reserved);
     uint_(&o, "procs", v->procs);
     int_(&o, "created", v->created);
+    uint_(&o, "memory_real", v->memory_real);
+    uint_(&o, "memory_unmanaged", v->memory_unmanaged);
+    uint_(&o, "unmanaged_procs", v->unmanaged_procs);
     /* the product's names, then the counters only the arbiter has */
     str(&o, "vm_id", v->vm);
     real(&o, "utilization", v->util / 100);
@@ -137,6 +142,29 @@ static void stats_json(qa_buf_t *b, const qa_view_t *view)
     uint_(&o, "vgpus_active", t->vgpus_active);
     uint_(&o, "memory_reserved_mb", t->memory_reserved_mb);
     uint_(&o, "memory_used_mb", t->memory_used_mb);
+    uint_(&o, "memory_real_mb", t->memory_real_mb);
+    uint_(&o, "kills", t->kills);
+    key(&o, "findings");
+    qa_buf_add(b, "[", 1);
+    for (size_t i = 0; i < view->nfindings; i++) {
+        const qp_finding_t *f = &view->findings[i];
+        struct obj fo;
+        if (i)
+            qa_buf_add(b, ",", 1);
+        open_obj(&fo, b); /* qgpuctl --json stats' fields, in its order */
+        str(&fo, "kind", f->kind);
+        int_(&fo, "gpu", f->gpu);
+        str(&fo, "vgpu", f->vgpu);
+        uint_(&fo, "pid", f->pid);
+        str(&fo, "name", f->name);
+        uint_(&fo, "memory", f->memory);
+        uint_(&fo, "quota", f->quota);
+        uint_(&fo, "since", f->since);
+        str(&fo, "action", f->action);
+        str(&fo, "detail", f->detail);
+        qa_buf_add(b, "}", 1);
+    }
+    qa_buf_add(b, "]", 1);
     uint_(&o, "total_vgpus", t->vgpus_total);
     uint_(&o, "active_vgpus", t->vgpus_active);
     real(&o, "uptime_seconds", view->uptime_s);

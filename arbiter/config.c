@@ -39,6 +39,10 @@ void qa_config_defaults(qa_config_t *cfg)
     cfg->quantum_max_ms = 50;
     cfg->lease_grace_ms = 1000;
     cfg->max_tenant_connections = 4096;
+    cfg->audit_unmanaged = QA_REPORT;
+    cfg->audit_over_quota = QA_REPORT;
+    cfg->audit_grace_ms = 2000;
+    cfg->charge_real = true;
     memcpy(cfg->profiles, builtin, sizeof builtin);
     cfg->nprofiles = NBUILTIN;
 }
@@ -52,14 +56,14 @@ const qa_profile_t *qa_config_profile(const qa_config_t *cfg, const char *name)
     return NULL;
 }
 
-/* The [arbiter] keys, each named once: how its value is read and checked. */
-enum kind { K_PLACEMENT, K_RATIO, K_LEVEL, K_UINT };
+/* The [arbiter] and [audit] keys, each named once: how its value is read and checked. */
+enum kind { K_PLACEMENT, K_RATIO, K_LEVEL, K_UINT, K_ACTION, K_CHARGE };
 static const struct key {
     const char *name;
     enum kind kind;
     size_t off;      /* where the value goes in qa_config_t */
     double min, max; /* the range of a ratio or a number */
-    const char *why; /* for K_UINT: what the range is, after "must be" */
+    const char *why; /* for K_UINT and K_ACTION: what the range is, after "must be" */
 } keys[] = {
     {"placement", K_PLACEMENT, offsetof(qa_config_t, placement), 0, 0, NULL},
     {"oversub_memory", K_RATIO, offsetof(qa_config_t, oversub_memory), 0.01, 100,
@@ -84,6 +88,17 @@ static const struct key {
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
+/* The [audit] keys, read like the [arbiter] ones. */
+static const struct key audit_keys[] = {
+    {"unmanaged", K_ACTION, offsetof(qa_config_t, audit_unmanaged), QA_IGNORE, QA_KILL,
+     "report, kill or ignore"},
+    {"over_quota", K_ACTION, offsetof(qa_config_t, audit_over_quota), QA_REPORT, QA_KILL,
+     "report or kill"},
+    {"grace_ms", K_UINT, offsetof(qa_config_t, audit_grace_ms), 500, 600000, NULL},
+    {"charge", K_CHARGE, offsetof(qa_config_t, charge_real), 0, 0, NULL},
+};
+#define NAUDIT_KEYS (sizeof audit_keys / sizeof audit_keys[0])
+
 /* A profile's keys, in the order of its `seen` lines. */
 static const char *const profile_keys[] = {"memory", "share", "limit"};
 #define NPROFILE_KEYS 3
@@ -98,7 +113,7 @@ struct parse {
     int line;                        /* lines read so far: the line the handler is called for */
     int err_line;                    /* first problem found by the handler, 0 if none */
     char err[200];                   /* its text */
-    int key_line[NKEYS];             /* where each [arbiter] key was set, 0 if not yet */
+    int key_line[NKEYS + NAUDIT_KEYS]; /* where each [arbiter], then [audit], key was set */
     int first_line[QA_MAX_PROFILES]; /* where each file profile's first key is */
     int profile_line[QA_MAX_PROFILES][NPROFILE_KEYS]; /* where its keys were set */
     char section[80];                                 /* the section of the previous key */
@@ -163,14 +178,28 @@ static bool once(struct parse *p, int *line, const char *key, const char *where)
     return true;
 }
 
-static int arbiter_key(struct parse *p, const char *key, const char *v)
+/* An action's name, or -1. */
+static int parse_action(const char *v)
 {
-    const struct key *k = NULL;
-    for (size_t i = 0; i < NKEYS && !k; i++)
-        k = strcmp(keys[i].name, key) == 0 ? &keys[i] : NULL;
+    static const char *const names[] = {[QA_IGNORE] = "ignore", [QA_REPORT] = "report",
+                                        [QA_KILL] = "kill"};
+    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+        if (strcmp(v, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+/* A key of [arbiter] or [audit] (section). */
+static int setting_key(struct parse *p, const char *section, const char *key, const char *v)
+{
+    bool audit = strcmp(section, "audit") == 0;
+    const struct key *table = audit ? audit_keys : keys, *k = NULL;
+    size_t n = audit ? NAUDIT_KEYS : NKEYS;
+    for (size_t i = 0; i < n && !k; i++)
+        k = strcmp(table[i].name, key) == 0 ? &table[i] : NULL;
     if (!k)
-        return problem(p, "unknown key '%s' in [arbiter]", key);
-    if (!once(p, &p->key_line[k - keys], key, ""))
+        return problem(p, "unknown key '%s' in [%s]", key, section);
+    if (!once(p, &p->key_line[(audit ? NKEYS : 0) + (size_t)(k - table)], key, ""))
         return 0;
     char *dst = (char *)p->cfg + k->off;
     switch (k->kind) {
@@ -198,8 +227,20 @@ static int arbiter_key(struct parse *p, const char *key, const char *v)
                            (unsigned)k->min, (unsigned)k->max);
         }
         return 1;
+    case K_ACTION: {
+        int a = parse_action(v);
+        if (a < (int)k->min || a > (int)k->max)
+            return problem(p, "%s '%s' must be %s", key, v, k->why);
+        *(qa_action_t *)dst = (qa_action_t)a;
+        return 1;
     }
-    return problem(p, "unknown key '%s' in [arbiter]", key); /* cannot happen */
+    case K_CHARGE:
+        if (strcmp(v, "real") != 0 && strcmp(v, "allocated") != 0)
+            return problem(p, "charge '%s' is neither 'real' nor 'allocated'", v);
+        *(bool *)dst = strcmp(v, "real") == 0;
+        return 1;
+    }
+    return problem(p, "unknown key '%s' in [%s]", key, section); /* cannot happen */
 }
 
 static bool valid_name(const char *s)
@@ -272,13 +313,13 @@ static int handler(void *arg, const char *section, const char *key, const char *
     struct parse *p = arg;
     if (!new_section_ok(p, section))
         return 0;
-    if (strcmp(section, "arbiter") == 0)
-        return arbiter_key(p, key, value);
+    if (strcmp(section, "arbiter") == 0 || strcmp(section, "audit") == 0)
+        return setting_key(p, section, key, value);
     if (strncmp(section, "profile ", 8) == 0)
         return profile_key(p, section + 8, key, value);
     if (section[0] == '\0')
         return problem(p, "key '%s' outside any section (put it under [arbiter])", key);
-    return problem(p, "unknown section [%s] (use [arbiter] or [profile NAME])", section);
+    return problem(p, "unknown section [%s] (use [arbiter], [audit] or [profile NAME])", section);
 }
 
 /* Opens path for reading if it is a regular file of at most MAX_FILE bytes: a directory

@@ -20,6 +20,18 @@
  *   max_tenant_connections = 4096  tenant.sock connections kept open (at most a quarter
  *                                  of the arbiter's RLIMIT_NOFILE): more are closed at once
  *
+ *   [audit]                        what the host sees through NVML (docs/arbiter.md)
+ *   unmanaged = report             GPU processes that are no vGPU's tenants (no shim, or
+ *                                  another GPU than their vGPU's): report | kill | ignore
+ *   over_quota = report            vGPUs whose processes really hold more than their
+ *                                  quota on the device: report | kill
+ *   grace_ms = 2000                a finding must last this long before it is reported
+ *                                  or acted on (500 .. 600000)
+ *   charge = real                  what counts against a quota: real (allocations plus
+ *                                  the driver's memory of each process and the memory of
+ *                                  unmanaged processes with the vGPU's credentials, as
+ *                                  NVML reports them) | allocated (allocations only)
+ *
  *   [profile NAME]                 a custom profile, used as --profile NAME
  *   memory = 16GiB
  *   share = 60
@@ -35,6 +47,7 @@
 #include "proto/msg.h"
 #include "proto/records.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,6 +68,13 @@ typedef enum qa_policy {
     QA_PACK,   /* the most loaded GPU that still fits */
 } qa_policy_t;
 
+/* What the audit does about a finding. */
+typedef enum qa_action {
+    QA_IGNORE, /* nothing, not even a report */
+    QA_REPORT, /* log it and show it in `qgpuctl stats` */
+    QA_KILL,   /* report it and SIGKILL the process */
+} qa_action_t;
+
 typedef struct qa_config {
     qa_policy_t placement;
     double oversub_memory; /* ratio, > 0 */
@@ -69,6 +89,10 @@ typedef struct qa_config {
     unsigned quantum_max_ms;         /* longest lease */
     unsigned lease_grace_ms;         /* a holder this late past its lease's end is hung */
     unsigned max_tenant_connections; /* tenant.sock connections kept open */
+    qa_action_t audit_unmanaged;     /* [audit] unmanaged: processes outside the vGPUs */
+    qa_action_t audit_over_quota;    /* [audit] over_quota: vGPUs past their quota */
+    unsigned audit_grace_ms;         /* [audit] grace_ms: how long before acting */
+    bool charge_real;                /* [audit] charge = real (true) or allocated */
     qa_profile_t profiles[QA_MAX_PROFILES]; /* Q1, Q2, Q4, Q8, then the file's */
     size_t nprofiles;                       /* entries in profiles */
 } qa_config_t;

@@ -421,6 +421,9 @@ void qa_host_info(qa_host_t *self, const qa_vgpu_t *v, qp_info_t *out)
     out->memory_reserved = v->mem_reserved;
     out->procs = v->procs;
     out->created = v->created;
+    out->memory_real = v->mem_real;
+    out->memory_unmanaged = v->mem_unmanaged;
+    out->unmanaged_procs = v->procs_unmanaged;
 }
 
 void qa_host_gpu_record(qa_host_t *self, size_t i, qp_gpu_t *out)
@@ -442,6 +445,8 @@ void qa_host_gpu_record(qa_host_t *self, size_t i, qp_gpu_t *out)
     out->vgpus = g->nvgpus;
     out->leased = g->leased;
     out->hung = g->hung;
+    out->memory_unmanaged_mb = g->memory_unmanaged / QP_MIB;
+    out->unmanaged_procs = g->procs_unmanaged;
 }
 
 void qa_host_totals(qa_host_t *self, qp_totals_t *out)
@@ -453,6 +458,7 @@ void qa_host_totals(qa_host_t *self, qp_totals_t *out)
         out->vgpus_active += v->procs > 0;
         out->memory_reserved_mb += v->memory_mb;
         out->memory_used_mb += v->mem_used / QP_MIB;
+        out->memory_real_mb += v->mem_real / QP_MIB;
     }
 }
 

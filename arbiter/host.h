@@ -37,6 +37,9 @@ typedef struct qa_gpu {
     unsigned nvgpus;             /* vGPUs placed on it */
     double leased;               /* percent of time under compute lease, EWMA (compute.c) */
     uint64_t hung;               /* leases taken back from hung holders (compute.c) */
+    uint64_t memory_unmanaged;   /* bytes held by processes that are no tenant of its
+                                  * vGPUs, NVML's latest round (audit.c) */
+    unsigned procs_unmanaged;    /* those processes (audit.c) */
 } qa_gpu_t;
 
 struct qa_peer;
@@ -67,6 +70,16 @@ typedef struct qa_vgpu {
                                * one allocation the shim failed (tenant.c) */
     uint64_t leases;          /* compute leases granted to its processes, extensions not
                                * counted (compute.c's sample) */
+    uint64_t mem_overhead;    /* bytes the driver holds for its processes beyond their
+                               * allocations, charged to the quota (tenant.c, from audit.c) */
+    uint64_t extra_seen;      /* what tenant.c last saw charged beyond allocations */
+    uint64_t mem_real;        /* bytes its processes really hold on the device, NVML's
+                               * latest round: tenants plus unmanaged ones (audit.c) */
+    uint64_t mem_unmanaged;   /* part of mem_real held by processes with its credentials
+                               * but no session on its GPU: charged to the quota (audit.c) */
+    unsigned procs_unmanaged; /* those processes (audit.c) */
+    uint64_t over_since;      /* ns since mem_real is over the quota, 0 if it is not (audit.c) */
+    bool over_reported;       /* that was reported (audit.c) */
     struct qa_sched_ent *ent; /* its compute scheduler entity, NULL before a process came
                                * (compute.c's, owned by its GPU's scheduler) */
 } qa_vgpu_t;

@@ -449,6 +449,17 @@ static void on_mhd_log(void *arg, const char *fmt, va_list ap)
 
 /* ---- start and stop ------------------------------------------------------------------ */
 
+/* MAX_CONNECTIONS, but never more than an eighth of the descriptors: the arbiter keeps
+ * three quarters of them free for libzmq, which aborts the process when it cannot accept
+ * a connection for want of one (server.c, tenant_cap), and HTTP clients must not eat
+ * into that margin. */
+static unsigned connection_limit(void)
+{
+    struct rlimit rl;
+    rlim_t eighth = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur / 8 : 128;
+    return eighth < MAX_CONNECTIONS ? (unsigned)(eighth ? eighth : 1) : MAX_CONNECTIONS;
+}
+
 int qa_http_parse_listen(const char *text, struct sockaddr_storage *sa, socklen_t *len,
                          char err[QP_ERR_LEN])
 {
@@ -565,12 +576,16 @@ qa_http_t *qa_http_new(const qa_http_opts_t *opts, char err[QP_ERR_LEN])
      * better than a double close of one another thread may have reused. */
     int fd = self->listen_fd;
     self->listen_fd = -1;
+    /* poll(), not epoll: with epoll, libmicrohttpd 0.9.75 does not notice that a client
+     * holding a connection at the limit went away, and keeps its slot until the idle
+     * timeout (test_arbiter_http: http_clients_never_take_the_descriptors_tenants_need).
+     * poll() over at most 512 descriptors costs little. */
     self->daemon = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG |
             (self->address[0] == '[' ? MHD_USE_IPv6 : 0),
         0, NULL, NULL, on_request, self, MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, self,
         MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)THREADS,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+        MHD_OPTION_CONNECTION_LIMIT, connection_limit(), MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)IDLE_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)REQUEST_MEMORY,
         MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_END);
     if (!self->daemon) {

@@ -3,11 +3,13 @@
 #include "arbiter/server.h"
 
 #include "arbiter/admin.h"
+#include "arbiter/audit.h"
 #include "arbiter/compute.h"
 #include "arbiter/http.h"
 #include "arbiter/ledger.h"
 #include "arbiter/metrics.h"
 #include "arbiter/nvml.h"
+#include "arbiter/procfs.h"
 #include "arbiter/sampler.h"
 #include "arbiter/tenant.h"
 #include "arbiter/trust.h"
@@ -69,6 +71,7 @@ struct qa_server {
     qa_sampler_t *sampler;    /* owned */
     qa_gpu_sample_t *samples; /* owned, one per GPU: scratch for the latest round */
     uint64_t sample_round;    /* latest round taken */
+    qa_audit_t *audit;        /* owned: real use and unmanaged processes, from the rounds */
     void *zctx;               /* owned */
     struct endpoint admin, tenant;
     qa_loop_t *loop;     /* owned */
@@ -496,12 +499,17 @@ static double ewma(double old, double sample, bool first)
     return first ? sample : old + EWMA_ALPHA * (sample - old);
 }
 
-static void on_sampling(void *arg)
+/* Takes the sampler's latest round, if there is a new one, into the GPUs' figures and
+ * the audit; then lets the tenants' first reservations that waited for it (or waited
+ * long enough) go on. */
+static void take_round(qa_server_t *self)
 {
-    qa_server_t *self = arg;
     bool first = self->sample_round == 0;
-    if (qa_sampler_take(self->sampler, self->samples, &self->sample_round)) {
-        for (size_t i = 0; i < qa_host_ngpus(self->host); i++) {
+    uint64_t now = qa_now_ns();
+    bool fresh = qa_sampler_take(self->sampler, self->samples, &self->sample_round);
+    size_t n = qa_host_ngpus(self->host);
+    if (fresh) {
+        for (size_t i = 0; i < n; i++) {
             qa_gpu_t *g = qa_host_gpu(self->host, i);
             const qa_gpu_sample_t *s = &self->samples[i];
             if (!s->ok)
@@ -509,7 +517,58 @@ static void on_sampling(void *arg)
             g->util = ewma(g->util, s->util, first);
             g->memory_used = s->memory_used;
         }
+        qa_audit_round(self->audit, self->host, self->samples, n, now);
     }
+    for (size_t i = 0; i < qa_host_nvgpus(self->host); i++) {
+        qa_vgpu_t *v = qa_host_vgpu(self->host, i);
+        const qa_gpu_sample_t *s = v->gpu < n ? &self->samples[v->gpu] : NULL;
+        qa_tenant_measured(self, v, fresh && s && s->ok && s->mem_ok ? s->taken : 0, now);
+    }
+}
+
+static void on_round(void *arg)
+{
+    take_round(arg);
+}
+
+bool qa_server_measure(qa_server_t *self)
+{
+    if (!qa_nvml_lists_processes(self->nvml))
+        return false;
+    qa_sampler_kick(self->sampler);
+    return true;
+}
+
+/* ---- the audit's hands: looking at processes, killing them, charging sessions ----- */
+
+static int audit_inspect(void *arg, unsigned pid, qa_proc_info_t *out)
+{
+    (void)arg;
+    return qa_procfs_inspect(pid, out);
+}
+
+static int audit_kill(void *arg, unsigned pid, uint64_t start)
+{
+    (void)arg;
+    return qa_procfs_kill(pid, start);
+}
+
+static void audit_charge(void *arg, qa_peer_t *p, uint64_t bytes)
+{
+    qa_tenant_charge(arg, p, bytes);
+}
+
+static const qa_audit_ops_t audit_ops = {audit_inspect, audit_kill, audit_charge};
+
+const qa_audit_t *qa_server_audit(const qa_server_t *self)
+{
+    return self->audit;
+}
+
+static void on_sampling(void *arg)
+{
+    qa_server_t *self = arg;
+    take_round(self); /* in case its eventfd's wake-up was missed; and held requests time out */
     qa_compute_sample(self->compute, self->host);
     qa_timer_start(self->loop, &self->sampling, qa_now_ns() + SAMPLE_MS * 1000000ull, on_sampling,
                    self);
@@ -519,7 +578,10 @@ static void on_sampling(void *arg)
 static qa_view_t *build_view(void *arg)
 {
     qa_server_t *self = arg;
-    return qa_view_build(self->host, &self->metrics, qa_peers_live(self->tenant.peers));
+    size_t nf;
+    const qp_finding_t *f = qa_audit_findings(self->audit, &nf);
+    return qa_view_build(self->host, &self->metrics, qa_peers_live(self->tenant.peers), f, nf,
+                         qa_audit_kills(self->audit));
 }
 
 /* Starts the HTTP server when asked: an explicit address that fails stops the start,
@@ -802,12 +864,12 @@ qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
     }
     if (check_dir(self->socket_dir, "socket dir", err) < 0 ||
         check_dir(self->tenant_dir, "tenant dir", err) < 0 || take_lock(self, err) < 0 ||
-        discover(self, err) < 0 ||
-        load_state(self, opts->state_dir, err) < 0)
+        discover(self, err) < 0 || load_state(self, opts->state_dir, err) < 0)
         goto fail;
     if (!(self->sampler = qa_sampler_start(self->nvml, qa_host_ngpus(self->host), SAMPLE_MS)) ||
         !(self->loop = qa_loop_new()) || !(self->zctx = zmq_ctx_new()) ||
-        !(self->compute = qa_compute_new(self, qa_host_ngpus(self->host)))) {
+        !(self->compute = qa_compute_new(self, qa_host_ngpus(self->host))) ||
+        !(self->audit = qa_audit_new(self->cfg, self->log, &audit_ops, self))) {
         snprintf(err, QP_ERR_LEN, "cannot start: out of memory or threads");
         goto fail;
     }
@@ -819,6 +881,7 @@ qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
         open_endpoint(self, &self->admin, QP_ADMIN, 0600, err) < 0)
         goto fail;
     if (qa_loop_add_fd(self->loop, self->sig_fd, on_signal, self) < 0 ||
+        qa_loop_add_fd(self->loop, qa_sampler_fd(self->sampler), on_round, self) < 0 ||
         qa_timer_start(self->loop, &self->liveness, qa_now_ns() + LIVENESS_NS, on_liveness, self) <
             0 ||
         qa_timer_start(self->loop, &self->sampling, qa_now_ns(), on_sampling, self) < 0 ||
@@ -880,6 +943,7 @@ void qa_server_destroy(qa_server_t **self_p)
     close_endpoint(self, &self->admin);
     close_endpoint(self, &self->tenant);
     qa_compute_destroy(&self->compute); /* after the peers, which point into it */
+    qa_audit_destroy(&self->audit);
     if (self->zctx)
         zmq_ctx_term(self->zctx);
     qa_loop_destroy(&self->loop);

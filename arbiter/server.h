@@ -58,6 +58,12 @@ uint64_t qa_server_new_session(qa_server_t *self);
 /* Whether the reconnect grace after the start still runs: the previous arbiter's
  * tenants may not all have re-reported what they hold (see qa_tenant_grace_over). */
 bool qa_server_in_grace(const qa_server_t *self);
+/* Asks for an NVML round now (see qa_tenant_measured). Returns false when NVML cannot
+ * list the processes of the GPUs, so that nothing waits for a measurement. */
+bool qa_server_measure(qa_server_t *self);
+
+/* The audit of real use (audit.h): its findings for `stats`. */
+const struct qa_audit *qa_server_audit(const qa_server_t *self);
 
 /* Sends *msg (taken) to p without blocking: a peer that does not read loses messages
  * rather than stall the arbiter. */

@@ -13,6 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* How long a first mem_reserve waits for its measurement at most (hold_until_measured):
+ * an NVML round takes milliseconds; a driver that hangs must not fail allocations. The
+ * default reconnect grace and reclaim timeout leave this much of QA_REPLY_BUDGET_MS. */
+#define MEASURE_WAIT_NS 100000000ull
+
 static uint64_t quota_of(const qa_vgpu_t *v)
 {
     return v->memory_mb * QP_MIB;
@@ -90,11 +95,28 @@ static bool report_ok(qa_server_t *srv, qa_peer_t *p, const qa_vgpu_t *v, uint64
     return false;
 }
 
-/* What p could hold: the quota minus the other processes' reservations. */
+/* What v's processes hold on the device beyond their allocations, as the audit measured
+ * it (audit.h): the driver's memory for their contexts, and processes with v's
+ * credentials but no session. Charged to the quota with [audit] charge = real. */
+static uint64_t beyond_allocations(const qa_server_t *srv, const qa_vgpu_t *v)
+{
+    return qa_server_config(srv)->charge_real ? v->mem_overhead + v->mem_unmanaged : 0;
+}
+
+/* What v's processes hold, as far as the arbiter knows: what they allocated and, with
+ * [audit] charge = real, what the device holds for them beyond that. The shim shows the
+ * quota minus this as free (cuMemGetInfo, NVML). */
+static uint64_t vgpu_used(const qa_server_t *srv, const qa_vgpu_t *v)
+{
+    return v->mem_used + beyond_allocations(srv, v);
+}
+
+/* What p could hold: the quota minus the other processes' reservations and what the
+ * device holds for all of them (p included) beyond their allocations. */
 static uint64_t room_for(const qa_peer_t *p)
 {
     const qa_vgpu_t *v = p->vgpu;
-    uint64_t others = v->mem_reserved - p->reserved;
+    uint64_t others = v->mem_reserved - p->reserved + beyond_allocations(p->srv, v);
     return quota_of(v) > others ? quota_of(v) - others : 0;
 }
 
@@ -136,7 +158,7 @@ static void grant(qa_server_t *srv, qa_peer_t *p, uint64_t id, uint64_t need, ui
     set_reserved(srv, p, r < need ? need : r); /* callers checked need <= room */
     qp_msg_t *rep = qp_msg_new_ok(id);
     qp_msg_set_uint(rep, "reserved", p->reserved);
-    qp_msg_set_uint(rep, "vgpu_used", p->vgpu->mem_used);
+    qp_msg_set_uint(rep, "vgpu_used", vgpu_used(srv, p->vgpu));
     qa_server_send(srv, p, &rep);
 }
 
@@ -232,22 +254,10 @@ static int wait_for_reclaim(qa_server_t *srv, qa_peer_t *p)
     return 0;
 }
 
-static void mem_reserve(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
+/* Decides a mem_reserve of p now: grants it, refuses it, or makes it wait for memory
+ * the other processes give back. */
+static void reserve_now(qa_server_t *srv, qa_peer_t *p, uint64_t id, uint64_t need, uint64_t want)
 {
-    uint64_t id = qp_msg_id(m), need = 0, want, used;
-    qp_msg_get_uint(m, "need", &need);
-    if (qp_msg_get_uint(m, "want", &want) < 0 || want < need)
-        want = need;
-    if (qp_msg_get_uint(m, "used", &used) == 0) {
-        if (!report_ok(srv, p, p->vgpu, id, "used", used))
-            return;
-        set_used(srv, p, used);
-    }
-    if (p->pending.active) {
-        qa_server_error(srv, p, id, QP_E_INVALID,
-                        "a mem_reserve of this process is already waiting");
-        return;
-    }
     if (need > quota_of(p->vgpu)) {
         refuse_quota(srv, p, id, need, "that is more than the whole quota");
         return;
@@ -270,6 +280,75 @@ static void mem_reserve(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
         return;
     if (wait_for_reclaim(srv, p) == 0)
         serve_waiting(srv, p->vgpu);
+}
+
+/* Holds p's first mem_reserve until an NVML round that began after it has measured what
+ * the device holds for p's process beyond its allocations (its contexts: it has one by
+ * now, or it could not allocate): granted before that, the memory of that first context
+ * would come on top of a full quota. Returns false when it is not held. */
+static bool hold_until_measured(qa_server_t *srv, qa_peer_t *p, uint64_t id, uint64_t need,
+                                uint64_t want)
+{
+    /* During the reconnect grace everything waits anyway, and the grace is longer than a
+     * sampling period. */
+    if (p->measured || !qa_server_config(srv)->charge_real || qa_server_in_grace(srv) ||
+        !qa_server_measure(srv))
+        return false;
+    p->held.active = true;
+    p->held.id = id;
+    p->held.need = need;
+    p->held.want = want;
+    p->held.since = qa_now_ns();
+    return true;
+}
+
+static void mem_reserve(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
+{
+    uint64_t id = qp_msg_id(m), need = 0, want, used;
+    qp_msg_get_uint(m, "need", &need);
+    if (qp_msg_get_uint(m, "want", &want) < 0 || want < need)
+        want = need;
+    if (qp_msg_get_uint(m, "used", &used) == 0) {
+        if (!report_ok(srv, p, p->vgpu, id, "used", used))
+            return;
+        set_used(srv, p, used);
+    }
+    if (p->pending.active || p->held.active) {
+        qa_server_error(srv, p, id, QP_E_INVALID,
+                        "a mem_reserve of this process is already waiting");
+        return;
+    }
+    if (!hold_until_measured(srv, p, id, need, want))
+        reserve_now(srv, p, id, need, want);
+}
+
+void qa_tenant_charge(qa_server_t *srv, qa_peer_t *p, uint64_t bytes)
+{
+    (void)srv;
+    p->vgpu->mem_overhead = p->vgpu->mem_overhead - p->overhead + bytes;
+    p->overhead = bytes;
+}
+
+void qa_tenant_measured(qa_server_t *srv, qa_vgpu_t *v, uint64_t taken, uint64_t now)
+{
+    for (qa_peer_t *s = v->sessions; s; s = s->next_in_vgpu) {
+        if (!s->held.active || (s->held.since >= taken && now - s->held.since < MEASURE_WAIT_NS))
+            continue;
+        s->held.active = false;
+        s->measured = true;
+        reserve_now(srv, s, s->held.id, s->held.need, s->held.want);
+    }
+    uint64_t extra = beyond_allocations(srv, v);
+    if (extra > v->extra_seen && v->mem_reserved + extra > quota_of(v)) {
+        /* The device holds more for v's processes than was known: the unused part of
+         * their reservations goes back, so that what they hold fits the quota again. */
+        for (qa_peer_t *s = v->sessions; s; s = s->next_in_vgpu) {
+            if (s->reserved > s->used)
+                push_reclaim(srv, s, s->used);
+        }
+    }
+    v->extra_seen = extra;
+    serve_waiting(srv, v);
 }
 
 /* Decides the requests of v held during the grace: in arrival order, those that fit
@@ -319,7 +398,7 @@ static void mem_release(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
     set_reserved(srv, p, reserved);
     qp_msg_t *rep = qp_msg_new_ok(id);
     qp_msg_set_uint(rep, "reserved", p->reserved);
-    qp_msg_set_uint(rep, "vgpu_used", p->vgpu->mem_used);
+    qp_msg_set_uint(rep, "vgpu_used", vgpu_used(srv, p->vgpu));
     qa_server_send(srv, p, &rep);
     serve_waiting(srv, p->vgpu);
 }
@@ -345,7 +424,7 @@ static void heartbeat(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
     }
     if (qp_msg_has(m, "id")) {
         qp_msg_t *rep = qp_msg_new_ok(id);
-        qp_msg_set_uint(rep, "vgpu_used", p->vgpu->mem_used);
+        qp_msg_set_uint(rep, "vgpu_used", vgpu_used(srv, p->vgpu));
         qp_msg_set_uint(rep, "vgpu_reserved", p->vgpu->mem_reserved);
         qa_server_send(srv, p, &rep);
     }
@@ -560,7 +639,7 @@ void qa_tenant_hello(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
     qp_limits_put(qp_msg_add_map(rep, "vgpu"), &lim);
     qp_msg_set_uint(rep, "session", p->session_id);
     qp_msg_set_uint(rep, "reserved", p->reserved);
-    qp_msg_set_uint(rep, "vgpu_used", v->mem_used);
+    qp_msg_set_uint(rep, "vgpu_used", vgpu_used(srv, v));
     qa_server_send(srv, p, &rep);
 }
 
@@ -574,10 +653,14 @@ static void detach(qa_server_t *srv, qa_peer_t *p, bool tell)
         if (tell)
             qa_server_error(srv, p, p->pending.id, QP_E_NOSESSION, "the session ended");
     }
+    if (v && p->held.active && tell)
+        qa_server_error(srv, p, p->held.id, QP_E_NOSESSION, "the session ended");
+    p->held.active = false;
     if (v) {
         qa_compute_leave(qa_server_compute(srv), p);
         set_used(srv, p, 0);
         set_reserved(srv, p, 0);
+        qa_tenant_charge(srv, p, 0);
         if (p->slot)
             qa_ledger_free(qa_server_ledger(srv), p->slot - 1);
         p->slot = 0;
@@ -591,6 +674,9 @@ static void detach(qa_server_t *srv, qa_peer_t *p, bool tell)
     p->pprev_in_vgpu = NULL;
     p->session = false;
     p->used = p->reserved = 0;
+    p->measured = false;
+    p->real = 0;
+    p->ngap = 0;
 }
 
 void qa_tenant_end(qa_server_t *srv, qa_peer_t *p, bool tell)

@@ -17,7 +17,13 @@
  * fit once they have waits for them (up to reclaim_timeout_ms) rather than being refused.
  * For reconnect_grace_ms after the start, mem_reserve requests are held, not answered, so
  * that the re-reports, which usually come within about a second, settle the figures first.
- * Single-threaded: the loop thread. */
+ *
+ * With [audit] charge = real, what the device holds for the vGPU's processes beyond
+ * their allocations (the driver's memory for their contexts, measured through NVML by
+ * audit.c) and what processes with its credentials but no session hold count against
+ * the quota too. A process's first mem_reserve waits (milliseconds) for an NVML round
+ * that measures it, so that its first context's memory is known before it may fill the
+ * quota. Single-threaded: the loop thread. */
 #ifndef QA_TENANT_H
 #define QA_TENANT_H
 
@@ -52,6 +58,15 @@ void qa_tenant_check_ghosts(qa_server_t *srv);
 /* At shutdown: frees the memory of what qa_tenant_adopt_ghosts kept, leaving the ledger
  * as it is for the next arbiter. */
 void qa_tenant_forget_ghosts(qa_host_t *host);
+/* Charges session p bytes beyond its allocations: what the device holds for its process
+ * on top of them (audit.h). Takes effect at the next decision; see qa_tenant_measured. */
+void qa_tenant_charge(qa_server_t *srv, qa_peer_t *p, uint64_t bytes);
+/* An NVML round that began at taken (CLOCK_MONOTONIC ns; 0: none came) measured v's GPU,
+ * or now is the time to stop waiting for one: decides the first mem_reserve requests held
+ * until their process was measured (or waited long enough), asks v's processes to give
+ * back unused reservations when the device turned out to hold more for them than their
+ * quota leaves, and serves waiting requests when it holds less. */
+void qa_tenant_measured(qa_server_t *srv, qa_vgpu_t *v, uint64_t taken, uint64_t now);
 /* Tells v's processes and its GPU's scheduler its new limits; after a shrink below what is
  * reserved, asks them to give back what they do not use; after growth, serves waiting requests. */
 void qa_tenant_resized(qa_server_t *srv, qa_vgpu_t *v, uint64_t old_memory_mb);

@@ -8,11 +8,15 @@
 #include <string.h>
 #include <time.h>
 
-qa_view_t *qa_view_build(qa_host_t *host, const qa_metrics_t *metrics, size_t tenant_connections)
+qa_view_t *qa_view_build(qa_host_t *host, const qa_metrics_t *metrics, size_t tenant_connections,
+                         const qp_finding_t *findings, size_t nfindings, uint64_t kills)
 {
     size_t ng = qa_host_ngpus(host), nv = qa_host_nvgpus(host);
+    if (nfindings > QP_MAX_FINDINGS)
+        nfindings = QP_MAX_FINDINGS;
     /* One allocation: a view is built and freed as a whole, and the loop pays one malloc. */
-    size_t size = sizeof(qa_view_t) + ng * sizeof(qa_view_gpu_t) + nv * sizeof(qa_view_vgpu_t);
+    size_t size = sizeof(qa_view_t) + ng * sizeof(qa_view_gpu_t) + nv * sizeof(qa_view_vgpu_t) +
+                  nfindings * sizeof(qp_finding_t);
     qa_view_t *v = malloc(size);
     if (!v)
         return NULL;
@@ -41,6 +45,11 @@ qa_view_t *qa_view_build(qa_host_t *host, const qa_metrics_t *metrics, size_t te
         dst->leases = src->leases;
     }
     qa_host_totals(host, &v->totals);
+    v->totals.kills = kills;
+    v->findings = (qp_finding_t *)(v->vgpus + nv);
+    v->nfindings = nfindings;
+    if (nfindings)
+        memcpy(v->findings, findings, nfindings * sizeof *findings);
     v->tenant_connections = tenant_connections;
     v->metrics = *metrics;
     return v;

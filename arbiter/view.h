@@ -40,14 +40,18 @@ typedef struct qa_view {
     size_t nvgpus;             /* entries in vgpus */
     qa_view_vgpu_t *vgpus;     /* in creation order; in the view's own allocation */
     qp_totals_t totals;        /* as the `stats` request answers them */
+    size_t nfindings;          /* entries in findings */
+    qp_finding_t *findings;    /* the audit's, as `stats` lists them; in the view's allocation */
     size_t tenant_connections; /* open on tenant.sock */
     qa_metrics_t metrics;      /* the arbiter's request figures */
 } qa_view_t;
 
-/* Copies host's GPUs and vGPUs, metrics and the tenant connection count into a new view
+/* Copies host's GPUs and vGPUs, metrics, the tenant connection count and the audit's
+ * findings (nfindings of findings, at most QP_MAX_FINDINGS kept) and kills into a new view
  * with one reference (the caller's). NULL when out of memory. Loop thread: O(vGPUs)
  * copies, no I/O. */
-qa_view_t *qa_view_build(qa_host_t *host, const qa_metrics_t *metrics, size_t tenant_connections);
+qa_view_t *qa_view_build(qa_host_t *host, const qa_metrics_t *metrics, size_t tenant_connections,
+                         const qp_finding_t *findings, size_t nfindings, uint64_t kills);
 /* Takes one more reference to view (not NULL); returns it. Any thread. */
 qa_view_t *qa_view_ref(qa_view_t *view);
 /* Drops the reference *view_p holds, freeing the view with the last; sets *view_p to

@@ -73,7 +73,7 @@ static void in_process(int nvgpus)
     size_t bytes = 0, jbytes = 0;
     for (int i = 0; i < N; i++) {
         uint64_t t0 = qt_now_ns();
-        qa_view_t *v = qa_view_build(h, &m, 10);
+        qa_view_t *v = qa_view_build(h, &m, 10, NULL, 0, 0);
         build[i] = qt_now_ns() - t0;
         if (i % 4 == 0) {
             char *text;

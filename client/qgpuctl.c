@@ -118,24 +118,40 @@ static void print_json(json_t *doc)
 
 static json_t *vgpu_json(const qv_vgpu_t *v)
 {
-    return json_pack("{s:s, s:s, s:i, s:s, s:s, s:I, s:I, s:i, s:i, s:f, s:I, s:I, s:i, s:I}", "id",
-                     v->id, "vm", v->vm, "gpu", v->gpu, "gpu_uuid", v->gpu_uuid, "profile",
-                     v->profile, "memory_mb", (json_int_t)v->memory_mb, "cuda_cores",
-                     (json_int_t)v->cuda_cores, "share", (int)v->share, "limit", (int)v->limit,
-                     "util", v->util, "memory_used", (json_int_t)v->memory_used, "memory_reserved",
-                     (json_int_t)v->memory_reserved, "procs", (int)v->procs, "created",
-                     (json_int_t)v->created);
+    json_t *o = json_pack(
+        "{s:s, s:s, s:i, s:s, s:s, s:I, s:I, s:i, s:i, s:f, s:I, s:I, s:i, s:I}", "id", v->id,
+        "vm", v->vm, "gpu", v->gpu, "gpu_uuid", v->gpu_uuid, "profile", v->profile, "memory_mb",
+        (json_int_t)v->memory_mb, "cuda_cores", (json_int_t)v->cuda_cores, "share",
+        (int)v->share, "limit", (int)v->limit, "util", v->util, "memory_used",
+        (json_int_t)v->memory_used, "memory_reserved", (json_int_t)v->memory_reserved, "procs",
+        (int)v->procs, "created", (json_int_t)v->created);
+    json_object_set_new(o, "memory_real", json_integer((json_int_t)v->memory_real));
+    json_object_set_new(o, "memory_unmanaged", json_integer((json_int_t)v->memory_unmanaged));
+    json_object_set_new(o, "unmanaged_procs", json_integer(v->unmanaged_procs));
+    return o;
 }
 
 static json_t *gpu_json(const qv_gpu_t *g)
 {
-    return json_pack("{s:i, s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:i, s:i, s:i, s:i}", "index",
-                     g->index, "uuid", g->uuid, "name", g->name, "memory_total_mb",
-                     (json_int_t)g->memory_total_mb, "memory_used_mb",
-                     (json_int_t)g->memory_used_mb, "memory_reserved_mb",
-                     (json_int_t)g->memory_reserved_mb, "memory_util", g->memory_util, "util",
-                     g->util, "sms", (int)g->sms, "cuda_cores", (int)g->cuda_cores,
-                     "share_reserved", (int)g->share_reserved, "vgpus", (int)g->vgpus);
+    json_t *o = json_pack(
+        "{s:i, s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:i, s:i, s:i, s:i}", "index", g->index,
+        "uuid", g->uuid, "name", g->name, "memory_total_mb", (json_int_t)g->memory_total_mb,
+        "memory_used_mb", (json_int_t)g->memory_used_mb, "memory_reserved_mb",
+        (json_int_t)g->memory_reserved_mb, "memory_util", g->memory_util, "util", g->util, "sms",
+        (int)g->sms, "cuda_cores", (int)g->cuda_cores, "share_reserved", (int)g->share_reserved,
+        "vgpus", (int)g->vgpus);
+    json_object_set_new(o, "memory_unmanaged_mb",
+                        json_integer((json_int_t)g->memory_unmanaged_mb));
+    json_object_set_new(o, "unmanaged_procs", json_integer(g->unmanaged_procs));
+    return o;
+}
+
+static json_t *finding_json(const qv_finding_t *f)
+{
+    return json_pack("{s:s, s:i, s:s, s:i, s:s, s:I, s:I, s:I, s:s, s:s}", "kind", f->kind, "gpu",
+                     f->gpu, "vgpu", f->vgpu, "pid", (int)f->pid, "name", f->name, "memory",
+                     (json_int_t)f->memory, "quota", (json_int_t)f->quota, "since",
+                     (json_int_t)f->since, "action", f->action, "detail", f->detail);
 }
 
 static json_t *gpus_json(const qv_gpu_t *gpus, size_t n)
@@ -167,15 +183,15 @@ static const char *limit_text(unsigned limit, char buf[16])
 
 static void print_gpu_table(const qv_gpu_t *gpus, size_t n)
 {
-    printf("%-5s %-28s %10s %10s %10s %6s %6s %6s %5s\n", "GPU", "NAME", "MEMORY", "USED",
-           "RESERVED", "SHARE", "VGPUS", "UTIL", "SMS");
+    printf("%-5s %-28s %10s %10s %10s %10s %6s %6s %6s %5s\n", "GPU", "NAME", "MEMORY", "USED",
+           "RESERVED", "UNMANAGED", "SHARE", "VGPUS", "UTIL", "SMS");
     for (size_t i = 0; i < n; i++) {
         const qv_gpu_t *g = &gpus[i];
-        char a[32], b[32], c[32], share[16];
+        char a[32], b[32], c[32], d[32], share[16];
         snprintf(share, sizeof share, "%u%%", g->share_reserved);
-        printf("%-5d %-28.28s %10s %10s %10s %6s %6u %5.1f%% %5u\n", g->index, g->name,
+        printf("%-5d %-28.28s %10s %10s %10s %10s %6s %6u %5.1f%% %5u\n", g->index, g->name,
                mib(g->memory_total_mb, a), mib(g->memory_used_mb, b), mib(g->memory_reserved_mb, c),
-               share, g->vgpus, g->util, g->sms);
+               mib(g->memory_unmanaged_mb, d), share, g->vgpus, g->util, g->sms);
     }
 }
 
@@ -512,15 +528,15 @@ static int cmd_list(const struct global *g, int argc, char **argv)
             json_array_append_new(a, vgpu_json(&l->vgpus[i]));
         print_json(json_pack("{s:o}", "vgpus", a));
     } else {
-        printf("%-10s %-16s %4s %-8s %9s %6s %6s %10s %6s %6s\n", "ID", "VM", "GPU", "PROFILE",
-               "MEMORY", "SHARE", "LIMIT", "USED", "PROCS", "UTIL");
+        printf("%-10s %-16s %4s %-8s %9s %6s %6s %10s %10s %6s %6s\n", "ID", "VM", "GPU",
+               "PROFILE", "MEMORY", "SHARE", "LIMIT", "USED", "REAL", "PROCS", "UTIL");
         for (size_t i = 0; i < l->count; i++) {
             const qv_vgpu_t *v = &l->vgpus[i];
-            char a[32], b[32], share[16], lim[16];
+            char a[32], b[32], c[32], share[16], lim[16];
             snprintf(share, sizeof share, "%u%%", v->share);
-            printf("%-10s %-16.16s %4d %-8.8s %9s %6s %6s %10s %6u %5.1f%%\n", v->id, v->vm, v->gpu,
-                   v->profile, mib(v->memory_mb, a), share, limit_text(v->limit, lim),
-                   mib(v->memory_used >> 20, b), v->procs, v->util);
+            printf("%-10s %-16.16s %4d %-8.8s %9s %6s %6s %10s %10s %6u %5.1f%%\n", v->id, v->vm,
+                   v->gpu, v->profile, mib(v->memory_mb, a), share, limit_text(v->limit, lim),
+                   mib(v->memory_used >> 20, b), mib(v->memory_real >> 20, c), v->procs, v->util);
         }
     }
     qv_vgpu_list_free(&l);
@@ -557,8 +573,14 @@ static int cmd_info(const struct global *g, int argc, char **argv)
     printf("share:       %u%%\n", v.share);
     printf("limit:       %s\n", limit_text(v.limit, lim));
     printf("utilization: %.1f%%\n", v.util);
-    printf("memory_used: %s (%llu bytes)\n", mib(v.memory_used >> 20, b),
-           (unsigned long long)v.memory_used);
+    printf("memory_used: %s (%llu bytes) allocated by its processes\n",
+           mib(v.memory_used >> 20, b), (unsigned long long)v.memory_used);
+    printf("memory_real: %s (%llu bytes) held on the GPU, as NVML reports it\n",
+           mib(v.memory_real >> 20, b), (unsigned long long)v.memory_real);
+    if (v.unmanaged_procs)
+        printf("unmanaged:   %u process%s with its credentials but no shim, %s\n",
+               v.unmanaged_procs, v.unmanaged_procs == 1 ? "" : "es",
+               mib(v.memory_unmanaged >> 20, b));
     printf("processes:   %u\n", v.procs);
     printf("created:     %s\n", when);
     return 0;
@@ -606,15 +628,29 @@ static int cmd_stats(const struct global *g, int argc, char **argv)
     if (rc < 0)
         return fail("cannot read statistics: %s", err);
     if (g->json) {
-        print_json(json_pack(
-            "{s:o, s:i, s:i, s:I, s:I}", "gpus", gpus_json(s->gpus, s->ngpus), "vgpus_total",
-            (int)s->vgpus_total, "vgpus_active", (int)s->vgpus_active, "memory_reserved_mb",
-            (json_int_t)s->memory_reserved_mb, "memory_used_mb", (json_int_t)s->memory_used_mb));
+        json_t *findings = json_array();
+        for (size_t i = 0; i < s->nfindings; i++)
+            json_array_append_new(findings, finding_json(&s->findings[i]));
+        print_json(json_pack("{s:o, s:i, s:i, s:I, s:I, s:I, s:I, s:o}", "gpus",
+                             gpus_json(s->gpus, s->ngpus), "vgpus_total", (int)s->vgpus_total,
+                             "vgpus_active", (int)s->vgpus_active, "memory_reserved_mb",
+                             (json_int_t)s->memory_reserved_mb, "memory_used_mb",
+                             (json_int_t)s->memory_used_mb, "memory_real_mb",
+                             (json_int_t)s->memory_real_mb, "kills", (json_int_t)s->kills,
+                             "findings", findings));
     } else {
-        char a[32], b[32];
+        char a[32], b[32], c[32];
         print_gpu_table(s->gpus, s->ngpus);
-        printf("vGPUs: %u (%u active); memory reserved %s, used %s\n", s->vgpus_total,
-               s->vgpus_active, mib(s->memory_reserved_mb, a), mib(s->memory_used_mb, b));
+        printf("vGPUs: %u (%u active); memory reserved %s, used %s, really held %s\n",
+               s->vgpus_total, s->vgpus_active, mib(s->memory_reserved_mb, a),
+               mib(s->memory_used_mb, b), mib(s->memory_real_mb, c));
+        if (s->nfindings)
+            printf("audit (%zu finding%s, %llu process%s killed since the start):\n", s->nfindings,
+                   s->nfindings == 1 ? "" : "s", (unsigned long long)s->kills,
+                   s->kills == 1 ? "" : "es");
+        for (size_t i = 0; i < s->nfindings; i++)
+            printf("  %-10s %s: %s, for %llu s\n", s->findings[i].kind, s->findings[i].action,
+                   s->findings[i].detail, (unsigned long long)s->findings[i].since);
     }
     qv_stats_free(&s);
     return 0;

@@ -40,6 +40,7 @@ struct qt_arbiter {
     char *config_path; /* owned; NULL when started without a config */
     char **env;        /* owned: copy of the extra environment, NULL-terminated */
     char *http;        /* owned: the value of --http ("off" unless asked for) */
+    char **args;       /* owned: copy of the extra arguments, NULL-terminated */
     qt_proc_t *proc;   /* owned; NULL while killed */
 };
 
@@ -432,6 +433,16 @@ const char *qt_shim_preload(void)
     return value;
 }
 
+const char *qt_foreign_preload(void)
+{
+    static char *value;
+    if (!value) {
+        const char *asan = qt_asan_runtime();
+        value = asan ? qt_strf("LD_PRELOAD=%s", asan) : qt_strf("LD_PRELOAD");
+    }
+    return value;
+}
+
 /* ---- a real arbiter ---------------------------------------------------------------- */
 
 /* True when something accepts connections on DIR/admin.sock. The file alone proves
@@ -462,9 +473,16 @@ static bool arbiter_up_or_gone(void *arg)
 static int arbiter_spawn(qt_arbiter_t *a)
 {
     char *bin = qt_build_path("qarbiter");
-    const char *argv[] = {bin,      "--socket-dir", a->socket_dir, "--state-dir", a->state_dir,
-                          "--http", a->http,        a->config_path ? "--config" : NULL,
-                          a->config_path, NULL};
+    const char *argv[64] = {bin,         "--socket-dir", a->socket_dir, "--state-dir",
+                            a->state_dir, "--http",      a->http};
+    size_t n = 7;
+    if (a->config_path) {
+        argv[n++] = "--config";
+        argv[n++] = a->config_path;
+    }
+    for (char **arg = a->args; *arg && n < 63; arg++)
+        argv[n++] = *arg;
+    argv[n] = NULL;
     a->proc = qt_spawn(argv, (const char *const *)a->env);
     free(bin);
     if (!a->proc)
@@ -479,12 +497,22 @@ static int arbiter_spawn(qt_arbiter_t *a)
     return 0;
 }
 
-qt_arbiter_t *qt_arbiter_start(const char *config, const char *const env[])
+/* A NULL-terminated copy of list (may be NULL). */
+static char **copy_list(const char *const list[])
 {
-    return qt_arbiter_start_http(config, env, "off");
+    size_t n = 0;
+    while (list && list[n])
+        n++;
+    char **copy = calloc(n + 1, sizeof *copy);
+    if (!copy)
+        die("calloc");
+    for (size_t i = 0; i < n; i++)
+        copy[i] = xstrdup(list[i]);
+    return copy;
 }
 
-qt_arbiter_t *qt_arbiter_start_http(const char *config, const char *const env[], const char *http)
+static qt_arbiter_t *arbiter_new(const char *config, const char *const env[], const char *http,
+                                 const char *const args[])
 {
     qt_arbiter_t *a = calloc(1, sizeof *a);
     if (!a)
@@ -501,19 +529,29 @@ qt_arbiter_t *qt_arbiter_start_http(const char *config, const char *const env[],
         if (!f || fputs(config, f) < 0 || fclose(f) != 0)
             die("writing the arbiter config");
     }
-    size_t n = 0;
-    while (env && env[n])
-        n++;
-    a->env = calloc(n + 1, sizeof *a->env);
-    if (!a->env)
-        die("calloc");
-    for (size_t i = 0; i < n; i++)
-        a->env[i] = xstrdup(env[i]);
+    a->env = copy_list(env);
+    a->args = copy_list(args);
     if (arbiter_spawn(a) < 0) {
         qt_arbiter_destroy(&a);
         return NULL;
     }
     return a;
+}
+
+qt_arbiter_t *qt_arbiter_start(const char *config, const char *const env[])
+{
+    return arbiter_new(config, env, "off", NULL);
+}
+
+qt_arbiter_t *qt_arbiter_start_http(const char *config, const char *const env[], const char *http)
+{
+    return arbiter_new(config, env, http, NULL);
+}
+
+qt_arbiter_t *qt_arbiter_start_args(const char *config, const char *const env[],
+                                    const char *const args[])
+{
+    return arbiter_new(config, env, "off", args);
 }
 
 const char *qt_arbiter_socket_dir(const qt_arbiter_t *self)
@@ -559,6 +597,9 @@ void qt_arbiter_destroy(qt_arbiter_t **self_p)
     for (char **e = self->env; e && *e; e++)
         free(*e);
     free(self->env);
+    for (char **e = self->args; e && *e; e++)
+        free(*e);
+    free(self->args);
     free(self->http);
     free(self->root);
     free(self->socket_dir);

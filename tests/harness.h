@@ -74,6 +74,11 @@ int qt_run(const char *const argv[], const char *const env[], int timeout_ms, ch
 /* "LD_PRELOAD=<build>/libqshim.so", with the ASan runtime first in a SAN=1 build, ready
  * for an env list. Borrowed, lives forever. */
 const char *qt_shim_preload(void);
+/* What a program we did not build (nvcc's output, python) needs to load the build's
+ * libraries without the shim: "LD_PRELOAD=<the ASan runtime>" in a SAN=1 build, whose
+ * libraries need it first; a bare "LD_PRELOAD" (unset) otherwise. Borrowed, lives
+ * forever. */
+const char *qt_foreign_preload(void);
 /* The path of the ASan runtime in a SAN=1 build (a program that loads our libraries
  * must preload it), NULL otherwise. Borrowed. */
 const char *qt_asan_runtime(void);
@@ -89,6 +94,10 @@ typedef struct qt_arbiter qt_arbiter_t;
 qt_arbiter_t *qt_arbiter_start(const char *config, const char *const env[]);
 /* The same with --http http (e.g. "127.0.0.1:0": a free port, which the arbiter logs). */
 qt_arbiter_t *qt_arbiter_start_http(const char *config, const char *const env[], const char *http);
+/* The same with extra qarbiter arguments (NULL-terminated, may be NULL; e.g. --tenant-dir
+ * DIR), given again by qt_arbiter_restart. */
+qt_arbiter_t *qt_arbiter_start_args(const char *config, const char *const env[],
+                                    const char *const args[]);
 const char *qt_arbiter_socket_dir(const qt_arbiter_t *self);
 const char *qt_arbiter_state_dir(const qt_arbiter_t *self);
 qt_proc_t *qt_arbiter_proc(qt_arbiter_t *self);

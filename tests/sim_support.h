@@ -61,6 +61,24 @@ static inline CUresult sim_spin(CUfunction f, CUstream s, unsigned long long ns)
     return cuLaunchKernel(f, 1, 1, 1, 32, 1, 1, 0, s, params, NULL);
 }
 
+/* Milliseconds of device time, as events recorded around it on s measure, that
+ * qsim_spin(ns) launched through f took. */
+static inline float sim_spin_ms(CUfunction f, CUstream s, unsigned long long ns)
+{
+    CUevent a, b;
+    CU_OK(cuEventCreate(&a, 0));
+    CU_OK(cuEventCreate(&b, 0));
+    CU_OK(cuEventRecord(a, s));
+    CU_OK(sim_spin(f, s, ns));
+    CU_OK(cuEventRecord(b, s));
+    CU_OK(cuEventSynchronize(b));
+    float ms = 0;
+    CU_OK(cuEventElapsedTime(&ms, a, b));
+    CU_OK(cuEventDestroy(a));
+    CU_OK(cuEventDestroy(b));
+    return ms;
+}
+
 /* Starts tests/progs/sim_worker with argv (NULL-terminated, without the program). */
 static inline qt_proc_t *sim_worker_start(const char *const *args, const char *const env[])
 {

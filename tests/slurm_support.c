@@ -24,6 +24,7 @@ struct cluster {
     char *dir;             /* owned: the cluster's directory (the harness removes it) */
     char *conf_env;        /* owned: "SLURM_CONF=<dir>/slurm.conf" */
     char *state_dir;       /* owned: the plugin's state_dir */
+    char *tenant_dir;      /* owned: the arbiter's --tenant-dir, the plugin's tenant_dir */
     qt_arbiter_t *arbiter; /* owned */
     qt_proc_t *munged;     /* owned */
     qt_proc_t *slurmctld;  /* owned */
@@ -247,9 +248,10 @@ static void write_configs(cluster_t *c, int gpus, const char *plugin_args)
     }
 
     char *plugin = qt_build_path("spank_qvgpu.so"), *ctl = qt_build_path("qgpuctl");
-    char *stack = qt_strf("required %s socket_dir=%s qgpuctl=%s state_dir=%s timeout=10 %s\n",
-                          plugin, qt_arbiter_socket_dir(c->arbiter), ctl, c->state_dir,
-                          plugin_args ? plugin_args : "");
+    char *stack = qt_strf("required %s socket_dir=%s tenant_dir=%s qgpuctl=%s state_dir=%s "
+                          "timeout=10 %s\n",
+                          plugin, qt_arbiter_socket_dir(c->arbiter), c->tenant_dir, ctl,
+                          c->state_dir, plugin_args ? plugin_args : "");
     path = qt_strf("%s/plugstack.conf", d);
     write_file(path, stack, 0644);
     free(path);
@@ -279,6 +281,7 @@ cluster_t *cluster_start(int gpus, const char *plugin_args)
     cr_assert_eq(chmod(c->dir, 0755), 0);
     c->conf_env = qt_strf("SLURM_CONF=%s/slurm.conf", c->dir);
     c->state_dir = qt_strf("%s/qvgpu-slurm", c->dir);
+    c->tenant_dir = qt_strf("%s/tenant", c->dir);
     static bool registered;
     if (!registered) {
         atexit(stop_at_exit);
@@ -293,7 +296,9 @@ cluster_t *cluster_start(int gpus, const char *plugin_args)
         snprintf(sim + strlen(sim), sizeof sim - strlen(sim), "%sNVIDIA GeForce GTX 1080:8GiB:20",
                  i ? "," : "");
     qt_sim_private(sim);
-    c->arbiter = qt_arbiter_start(NULL, NULL);
+    /* tenant.sock alone in a directory of its own, as a cluster would run it */
+    const char *args[] = {"--tenant-dir", c->tenant_dir, NULL};
+    c->arbiter = qt_arbiter_start_args(NULL, NULL, args);
     cr_assert_not_null(c->arbiter, "qarbiter did not start");
 
     start_munged(c);
@@ -329,6 +334,11 @@ qt_arbiter_t *cluster_arbiter(cluster_t *self)
 const char *cluster_state_dir(const cluster_t *self)
 {
     return self->state_dir;
+}
+
+const char *cluster_tenant_dir(const cluster_t *self)
+{
+    return self->tenant_dir;
 }
 
 char *cluster_path(const cluster_t *self, const char *name)
@@ -539,6 +549,7 @@ void cluster_stop(cluster_t **self_p)
     stop(c);
     free(c->conf_env);
     free(c->state_dir);
+    free(c->tenant_dir);
     free(c->dir);
     free(c);
 }

@@ -4,7 +4,7 @@
  * any system munged untouched. One node named after this host, with `gpus` GRES GPUs
  * backed by character devices made for the test, select/cons_tres, PrologFlags=Alloc,
  * PlugStackConfig naming <build>/spank_qvgpu.so; and a qarbiter on this test's own
- * simulated host with as many GPUs.
+ * simulated host with as many GPUs, its tenant.sock in a tenant dir of its own.
  *
  * The test process becomes a child subreaper, so that what slurmd leaves behind (its
  * daemonised slurmstepds and their tasks) comes back to it and is ended by pid when the
@@ -35,6 +35,9 @@ void cluster_stop(cluster_t **self_p);
 qt_arbiter_t *cluster_arbiter(cluster_t *self);
 /* The plugin's state_dir. Borrowed. */
 const char *cluster_state_dir(const cluster_t *self);
+/* The directory holding tenant.sock (the arbiter's --tenant-dir, the plugin's tenant_dir).
+ * Borrowed. */
+const char *cluster_tenant_dir(const cluster_t *self);
 /* A new empty directory in the cluster's, for a test's files. Caller frees. */
 char *cluster_path(const cluster_t *self, const char *name);
 

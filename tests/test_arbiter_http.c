@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -445,6 +448,58 @@ Test(qa_http, many_slow_clients_leave_it_serving_and_the_arbiter_unaffected)
     for (int i = 0; i < SLOW; i++)
         close(fds[i]);
     http_resp_t r = get_ok(addr, "/metrics");
+    http_resp_free(&r);
+    qv_disconnect(&c);
+    qt_arbiter_destroy(&arb);
+}
+
+/* Descriptors pid holds now. */
+static int fds_of(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    cr_assert_not_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+Test(qa_http, http_clients_never_take_the_descriptors_tenants_need)
+{
+    /* 256 descriptors: the arbiter keeps HTTP to an eighth of them (32); the clients
+     * beyond wait in the kernel's backlog, holding none of the arbiter's */
+    struct rlimit rl = {256, 256};
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    char addr[64];
+    qt_arbiter_t *arb = http_arbiter(CTL_GPUS, NULL, NULL, addr);
+    pid_t pid = qt_proc_pid(qt_arbiter_proc(arb));
+    http_resp_t r = get_ok(addr, "/metrics");
+    http_resp_free(&r);
+    qt_sleep_ms(200);
+    int before = fds_of(pid);
+    enum { N = 100 };
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = http_connect(addr);
+        cr_assert_geq(fds[i], 0, "connect %d: %s", i, strerror(-fds[i]));
+        cr_assert_eq(send(fds[i], "GET /met", 8, MSG_NOSIGNAL), 8);
+    }
+    qt_sleep_ms(500);
+    int held = fds_of(pid) - before;
+    cr_assert(held >= 16 && held <= 34, "%d HTTP clients hold %d of the arbiter's descriptors", N,
+              held);
+    qv_client_t *c = ctl_client(arb);
+    char id[QV_ID_LEN], secret[QV_SECRET_LEN];
+    ctl_create(c, "vm", "Q1", id, secret);
+    ctl_tenant_t *t = ctl_tenant_new(arb, id, secret);
+    cr_assert_eq(ctl_tenant_hello(t), 0, "tenants are served");
+    ctl_tenant_destroy(&t);
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    r = get_ok(addr, "/metrics");
     http_resp_free(&r);
     qv_disconnect(&c);
     qt_arbiter_destroy(&arb);

@@ -165,7 +165,7 @@ Test(qa_prom, shows_requests_by_kind_and_a_cumulative_latency_histogram)
         qa_metrics_request(&m, QP_ADMIN, create, qa_now_ns() - 3000000); /* 3 ms each */
     qa_metrics_request(&m, QP_TENANT, NULL, qa_now_ns());
     qp_msg_destroy(&create);
-    qa_view_t *v = qa_view_build(h, &m, 0);
+    qa_view_t *v = qa_view_build(h, &m, 0, NULL, 0, 0);
     char *t;
     size_t len;
     cr_assert_eq(qa_prom_render(v, &t, &len), 0);

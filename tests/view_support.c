@@ -32,7 +32,7 @@ qa_view_t *view_of(qa_host_t *h)
 {
     qa_metrics_t m;
     qa_metrics_init(&m);
-    qa_view_t *v = qa_view_build(h, &m, 3);
+    qa_view_t *v = qa_view_build(h, &m, 3, NULL, 0, 0);
     cr_assert_not_null(v);
     return v;
 }

@@ -60,6 +60,9 @@ def _vgpu(v):
         "memory_reserved": v.memory_reserved,
         "procs": v.procs,
         "created": v.created,
+        "memory_real": v.memory_real,
+        "memory_unmanaged": v.memory_unmanaged,
+        "unmanaged_procs": v.unmanaged_procs,
     }
 
 
@@ -84,6 +87,24 @@ def _gpu(g):
         "cuda_cores": g.cuda_cores,
         "share_reserved": g.share_reserved,
         "vgpus": g.vgpus,
+        "memory_unmanaged_mb": g.memory_unmanaged_mb,
+        "unmanaged_procs": g.unmanaged_procs,
+    }
+
+
+def _finding(f):
+    """What the arbiter's audit found, as qgpuctl --json stats shows it."""
+    return {
+        "kind": _text(f.kind),
+        "gpu": f.gpu,
+        "vgpu": _text(f.vgpu),
+        "pid": f.pid,
+        "name": _text(f.name),
+        "memory": f.memory,
+        "quota": f.quota,
+        "since": f.since,
+        "action": _text(f.action),
+        "detail": _text(f.detail),
     }
 
 
@@ -251,6 +272,9 @@ class VGPUManager:
                 "memory_used_mb": s.memory_used_mb,
                 "vgpus_total": s.vgpus_total,
                 "vgpus_active": s.vgpus_active,
+                "memory_real_mb": s.memory_real_mb,
+                "kills": s.kills,
+                "findings": [_finding(s.findings[i]) for i in range(s.nfindings)],
             }
         finally:
             self._lib.qv_stats_free(ctypes.byref(st))
@@ -268,7 +292,9 @@ class VGPUManager:
 
     def get_global_stats(self):
         """The host: total_vgpus, active_vgpus (with a live process), memory_reserved_mb
-        (all quotas), memory_used_mb, and gpus (each as get_gpu_stats gives it)."""
+        (all quotas), memory_used_mb, memory_real_mb (what the vGPUs' processes really
+        hold, NVML), kills and findings (the audit's, docs/arbiter.md) and gpus (each as
+        get_gpu_stats gives it)."""
         gpus, totals = self._stats()
         totals["gpus"] = gpus
         return totals

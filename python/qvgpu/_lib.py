@@ -31,6 +31,9 @@ class VGpu(ctypes.Structure):
         ("memory_reserved", ctypes.c_uint64),
         ("procs", ctypes.c_uint),
         ("created", ctypes.c_int64),
+        ("memory_real", ctypes.c_uint64),
+        ("memory_unmanaged", ctypes.c_uint64),
+        ("unmanaged_procs", ctypes.c_uint),
     ]
 
 
@@ -48,6 +51,8 @@ class Gpu(ctypes.Structure):
         ("cuda_cores", ctypes.c_uint),
         ("share_reserved", ctypes.c_uint),
         ("vgpus", ctypes.c_uint),
+        ("memory_unmanaged_mb", ctypes.c_uint64),
+        ("unmanaged_procs", ctypes.c_uint),
     ]
 
 
@@ -65,6 +70,21 @@ class GpuList(ctypes.Structure):
     ]
 
 
+class Finding(ctypes.Structure):
+    _fields_ = [
+        ("kind", ctypes.c_char * 16),
+        ("gpu", ctypes.c_int),
+        ("vgpu", ctypes.c_char * ID_LEN),
+        ("pid", ctypes.c_uint),
+        ("name", ctypes.c_char * 17),
+        ("memory", ctypes.c_uint64),
+        ("quota", ctypes.c_uint64),
+        ("since", ctypes.c_uint64),
+        ("action", ctypes.c_char * 16),
+        ("detail", ctypes.c_char * 200),
+    ]
+
+
 class Stats(ctypes.Structure):
     _fields_ = [
         ("ngpus", ctypes.c_size_t),
@@ -73,6 +93,10 @@ class Stats(ctypes.Structure):
         ("vgpus_active", ctypes.c_uint),
         ("memory_reserved_mb", ctypes.c_uint64),
         ("memory_used_mb", ctypes.c_uint64),
+        ("memory_real_mb", ctypes.c_uint64),
+        ("kills", ctypes.c_uint64),
+        ("nfindings", ctypes.c_size_t),
+        ("findings", ctypes.POINTER(Finding)),
     ]
 
 

@@ -225,10 +225,14 @@ def test_a_missing_library_is_said_plainly(monkeypatch):
 def test_structures_match_the_c_header(tmp_path):
     """The ctypes mirror of qvgpu.h has the C compiler's sizes and offsets."""
     checks = {
-        "qv_vgpu_t": (_lib.VGpu, ["memory_mb", "util", "procs", "created"]),
-        "qv_gpu_t": (_lib.Gpu, ["memory_total_mb", "util", "vgpus"]),
+        "qv_vgpu_t": (_lib.VGpu, ["memory_mb", "util", "procs", "created", "memory_real",
+                                  "unmanaged_procs"]),
+        "qv_gpu_t": (_lib.Gpu, ["memory_total_mb", "util", "vgpus", "memory_unmanaged_mb",
+                                "unmanaged_procs"]),
         "qv_gpu_list_t": (_lib.GpuList, ["oversub_share", "placement"]),
-        "qv_stats_t": (_lib.Stats, ["vgpus_active", "memory_used_mb"]),
+        "qv_stats_t": (_lib.Stats, ["vgpus_active", "memory_used_mb", "memory_real_mb", "kills",
+                                    "findings"]),
+        "qv_finding_t": (_lib.Finding, ["gpu", "pid", "memory", "since", "detail"]),
         "qv_vgpu_list_t": (_lib.VGpuList, ["vgpus"]),
         "qv_create_t": (_lib.Create, ["memory_mb", "has_limit", "gpu"]),
         "qv_resize_t": (_lib.Resize, ["memory_mb", "limit"]),
