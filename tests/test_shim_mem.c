@@ -375,7 +375,8 @@ Test(shim_mem, a_workload_cannot_use_or_see_another_vgpus_quota)
                  0);
     cr_assert_eq(qts_field(out, "info ", 2), 2 * (long long)QTS_GIB);
     /* Nothing of A's; at most B's own context, once the arbiter has told it. */
-    cr_assert_geq(qts_field(out, "info ", 1), 2 * (long long)QTS_GIB - (long long)QTS_CTX, "%s", out);
+    cr_assert_geq(qts_field(out, "info ", 1), 2 * (long long)QTS_GIB - (long long)QTS_CTX, "%s",
+                  out);
     cr_assert_eq(qts_field(out, "alloc cuMemAlloc_v2 direct ", 0), 0);
     free(out);
     qt_proc_destroy(&pa);
