@@ -3,7 +3,7 @@
  * the GPU time it really got; optionally it first shows its memory quota at work.
  *
  *   demo_worker [--alloc-past-quota] [--start-at NS] [--seconds S] [--kernel-us US]
- *               [--depth N]
+ *               [--depth N] [--frame-ms F]
  *
  * --alloc-past-quota  allocates a quarter of the device memory it sees (inside a vGPU: its
  *                     quota), then tries to allocate past it, and reports both results.
@@ -15,6 +15,10 @@
  * --depth N           at most N kernels queued ahead (default 8): a few milliseconds of
  *                     work, so that a busy CPU does not let the queue run dry, but little
  *                     enough that a revoked lease is given back soon.
+ * --frame-ms F        interactive instead of flooding, as a game drawing at 1000/F frames
+ *                     per second: every F ms (from the window's start; at once when a frame
+ *                     ran late) it launches one kernel and waits for it, and measures each
+ *                     frame's launch-to-completion time.
  *
  * It floods from the moment it is ready until the window closes. The figure is
  * (kernels completed in the window) x (kernel length) / (window length): the fraction of
@@ -26,6 +30,7 @@
  *   ready                                          once the kernel is loaded
  *   memory quota_mib=Q within_mib=W within=RESULT past_mib=P past=RESULT
  *   compute kernel_us=K kernels=N window_ms=W busy_ms=B achieved_pct=A late=0|1
+ *   frames frames=N window_ms=W fps=R p50_us=A p90_us=B p99_us=C max_us=D  (--frame-ms)
  * RESULT is the CUresult's name (CUDA_SUCCESS, CUDA_ERROR_OUT_OF_MEMORY, ...); late=1 means
  * it was not ready when the window opened. The compute line comes the moment the window
  * closes, before the queued work is drained. Exits 0, 1 when the driver failed (an "error"
@@ -202,10 +207,65 @@ static int show_quota(void)
     return 0;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The p-th percentile (0..100) of n sorted values: the nearest rank. */
+static uint64_t percentile(const uint64_t *v, size_t n, double p)
+{
+    size_t rank = (size_t)(p / 100.0 * (double)n + 0.999999);
+    return n ? v[rank > 0 ? rank - 1 : 0] : 0;
+}
+
+/* --frame-ms: a frame every frame_ns through the window, each one kernel waited for. */
+static int frames(struct worker *w, CUfunction spin, uint64_t frame_ns)
+{
+    size_t cap = (size_t)(w->window_ns / frame_ns) + 16, n = 0;
+    uint64_t *lat = calloc(cap, sizeof *lat);
+    if (!lat) {
+        say("error out of memory\n");
+        return 1;
+    }
+    void *params[] = {&w->kernel_ns};
+    say("ready\n");
+    sleep_until_realtime(w->start_at);
+    uint64_t t0 = clock_ns(CLOCK_MONOTONIC), end = t0 + w->window_ns, next = t0;
+    for (;;) {
+        uint64_t now = clock_ns(CLOCK_MONOTONIC);
+        if (now < next) {
+            struct timespec ts = {.tv_sec = (time_t)((next - now) / 1000000000u),
+                                  .tv_nsec = (long)((next - now) % 1000000000u)};
+            nanosleep(&ts, NULL);
+            now = clock_ns(CLOCK_MONOTONIC);
+        }
+        if (now >= end || n == cap)
+            break;
+        CHECK(cuLaunchKernel(spin, 1, 1, 1, 1, 1, 1, 0, NULL, params, NULL));
+        CHECK(cuCtxSynchronize());
+        uint64_t done = clock_ns(CLOCK_MONOTONIC);
+        lat[n++] = done - now;
+        next += frame_ns;
+        if (next < done)
+            next = done; /* late: the next frame goes at once, as a game's would */
+    }
+    uint64_t span = clock_ns(CLOCK_MONOTONIC) - t0;
+    qsort(lat, n, sizeof *lat, cmp_u64);
+    say("frames frames=%zu window_ms=%.1f fps=%.2f p50_us=%.1f p90_us=%.1f p99_us=%.1f "
+        "max_us=%.1f\n",
+        n, (double)span / 1e6, (double)n / ((double)span / 1e9),
+        (double)percentile(lat, n, 50) / 1e3, (double)percentile(lat, n, 90) / 1e3,
+        (double)percentile(lat, n, 99) / 1e3, n ? (double)lat[n - 1] / 1e3 : 0.0);
+    free(lat);
+    return 0;
+}
+
 static int usage(void)
 {
     fprintf(stderr, "usage: demo_worker [--alloc-past-quota] [--start-at NS] [--seconds S] "
-                    "[--kernel-us US] [--depth N]\n");
+                    "[--kernel-us US] [--depth N] [--frame-ms F]\n");
     return 2;
 }
 
@@ -215,6 +275,7 @@ int main(int argc, char **argv)
     bool quota = false;
     double seconds = 4;
     unsigned long kernel_us = 1000, depth = 8;
+    double frame_ms = 0;
     w.start_at = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -235,13 +296,15 @@ int main(int argc, char **argv)
             kernel_us = strtoul(v, &end, 10);
         else if (strcmp(a, "--depth") == 0)
             depth = strtoul(v, &end, 10);
+        else if (strcmp(a, "--frame-ms") == 0)
+            frame_ms = strtod(v, &end);
         else
             return usage();
         if (errno || end == v || *end)
             return usage();
     }
     if (!(seconds > 0 && seconds <= 3600) || kernel_us < 1 || kernel_us > 1000000 || depth < 1 ||
-        depth > MAX_DEPTH)
+        depth > MAX_DEPTH || !(frame_ms >= 0 && frame_ms <= 10000))
         return usage();
     w.window_ns = (uint64_t)(seconds * 1e9);
     w.kernel_ns = (unsigned long long)kernel_us * 1000u;
@@ -257,6 +320,15 @@ int main(int argc, char **argv)
         return 1;
     CHECK(cuModuleLoadData(&mod, spin_ptx));
     CHECK(cuModuleGetFunction(&spin, mod, "qsim_spin"));
+    if (!w.start_at)
+        w.start_at = clock_ns(CLOCK_REALTIME);
+    if (frame_ms > 0) {
+        if (frames(&w, spin, (uint64_t)(frame_ms * 1e6)))
+            return 1;
+        CHECK(cuModuleUnload(mod));
+        CHECK(cuDevicePrimaryCtxRelease(dev));
+        return 0;
+    }
     w.ring = RING_PER_DEPTH * depth;
     if (!(w.ev = calloc(w.ring, sizeof *w.ev))) {
         say("error out of memory\n");
@@ -264,8 +336,6 @@ int main(int argc, char **argv)
     }
     for (uint64_t i = 0; i < w.ring; i++)
         CHECK(cuEventCreate(&w.ev[i], CU_EVENT_DISABLE_TIMING));
-    if (!w.start_at)
-        w.start_at = clock_ns(CLOCK_REALTIME);
     /* Ready: what remains before the first launch takes microseconds. */
     atomic_store_explicit(&w.flooding, true, memory_order_relaxed);
     pthread_t sampler;
