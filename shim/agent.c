@@ -460,8 +460,8 @@ static void tokens(struct qs_agent *a)
         qs_lease_drained(a->lease, end, took);
     }
     uint64_t now = qs_clock_now();
-    bool launched = qs_gate_take_launched();
-    qs_lease_look(a->lease, now, launched, qs_gate_waiting());
+    uint64_t launched_at = qs_gate_take_launched(now);
+    qs_lease_look(a->lease, now, launched_at, qs_gate_waiting());
     flush(a);
 }
 

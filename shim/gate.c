@@ -42,6 +42,7 @@ static void close_empty(void)
     atomic_store_explicit(&qs_gate.end, 0, memory_order_relaxed);
     atomic_store_explicit(&qs_gate.launched, 0, memory_order_relaxed);
     atomic_store_explicit(&qs_gate.waiting, 0, memory_order_relaxed);
+    atomic_store_explicit(&qs_gate.waited_at, 0, memory_order_relaxed);
 }
 
 /* Nobody waits yet: while the gate was free, no launch took the slow path. */
@@ -105,7 +106,9 @@ CUresult qs_gate_wait(CUstream stream)
     }
     atomic_fetch_sub_explicit(&qs_gate.waiting, 1, memory_order_relaxed);
     pthread_setcancelstate(cancel, NULL);
-    atomic_store_explicit(&qs_gate.launched, 1, memory_order_relaxed);
+    /* The exact time: a short lease's one launch is told from one made just before its
+     * end (shim/lease.h, "more"). Relaxed, as launched. */
+    atomic_store_explicit(&qs_gate.waited_at, qs_clock_now(), memory_order_relaxed);
     errno = saved;
     return CUDA_SUCCESS;
 }
@@ -126,9 +129,13 @@ int qs_gate_waiting(void)
     return atomic_load_explicit(&qs_gate.waiting, memory_order_relaxed);
 }
 
-bool qs_gate_take_launched(void)
+uint64_t qs_gate_take_launched(uint64_t now)
 {
-    if (!atomic_load_explicit(&qs_gate.launched, memory_order_relaxed))
-        return false;
-    return atomic_exchange_explicit(&qs_gate.launched, 0, memory_order_relaxed) != 0;
+    uint64_t waited = 0;
+    if (atomic_load_explicit(&qs_gate.waited_at, memory_order_relaxed))
+        waited = atomic_exchange_explicit(&qs_gate.waited_at, 0, memory_order_relaxed);
+    if (atomic_load_explicit(&qs_gate.launched, memory_order_relaxed) &&
+        atomic_exchange_explicit(&qs_gate.launched, 0, memory_order_relaxed))
+        return now;
+    return waited;
 }

@@ -32,9 +32,11 @@
 struct qs_gate {
     _Alignas(64) _Atomic uint64_t end; /* lease end, monotonic ns; 0 closed, QS_GATE_FREE
                                           ungated (initially) */
-    _Alignas(64) atomic_int launched;  /* a launch passed since the agent last looked: any
-                                          thread sets it, the agent clears it */
+    _Alignas(64) atomic_int launched;  /* a launch passed the open gate since the agent
+                                          last looked: any thread sets it, the agent clears */
     atomic_int waiting;                /* threads blocked in qs_gate_wait(); they count */
+    _Atomic uint64_t waited_at;        /* when the latest launch that waited went (monotonic
+                                          ns), 0 when none since the agent looked */
 };
 extern struct qs_gate qs_gate;
 
@@ -79,7 +81,9 @@ void qs_gate_reset_after_fork(void);
 void qs_gate_set(uint64_t end);
 /* Threads blocked in qs_gate_wait() now. */
 int qs_gate_waiting(void);
-/* Whether a launch passed the gate since the last call; clears the flag. */
-bool qs_gate_take_launched(void);
+/* When the latest launch since the last call passed the gate (monotonic ns): the time a
+ * launch that waited for the lease went, or now (a launch through the open gate is known
+ * only to have passed since the last call); 0 when none. Clears both records. */
+uint64_t qs_gate_take_launched(uint64_t now);
 
 #endif

@@ -22,7 +22,7 @@ struct qs_lease {
     uint64_t since;       /* when its first grant arrived: `used` counts from here */
     uint64_t end;         /* when it ends */
     uint64_t len;         /* ns of its latest grant */
-    uint64_t last_launch; /* when a look last saw a launch (or the grant came) */
+    uint64_t last_launch; /* when the latest launch seen went (or the grant came) */
     uint64_t highest;     /* the highest lease number had this session */
     uint64_t asked;       /* when the last tok_req (or tok_ret with more) went out */
     bool requested;       /* tok_req (or tok_ret with more) sent, no grant since */
@@ -92,23 +92,25 @@ static void begin_return(qs_lease_t *self, bool idle)
     self->idle_return = idle;
 }
 
-/* The drain ended at done: gives the lease back with the time used from its grant to
- * the end of its work, and more when a thread waits or the process launched lately. */
-static void finish_return(qs_lease_t *self, uint64_t done, int waiting)
-{
-    uint64_t lease = self->lease;
-    bool more = waiting > 0 || (!self->idle_return && done > self->last_launch &&
-                                done - self->last_launch < IDLE_NS);
-    self->lease = 0;
-    self->phase = L_HELD;
-    self->revoked = false;
-    send(self, QS_LEASE_RET, lease, done > self->since ? done - self->since : 0, more);
-}
-
 /* The idle threshold of the lease held: IDLE_NS, at most a quarter of the lease. */
 static uint64_t idle_ns(const qs_lease_t *self)
 {
     return self->len / 4 < IDLE_NS ? self->len / 4 : IDLE_NS;
+}
+
+/* The drain ended at done: gives the lease back with the time used from its grant to
+ * the end of its work, and more when a thread waits or the process launched lately:
+ * within the idle threshold of the end of its work (a process idle that long would have
+ * given the lease back itself). Not counting an idle return. */
+static void finish_return(qs_lease_t *self, uint64_t done, int waiting)
+{
+    uint64_t lease = self->lease;
+    bool more = waiting > 0 || (!self->idle_return && done > self->last_launch &&
+                                done - self->last_launch < idle_ns(self));
+    self->lease = 0;
+    self->phase = L_HELD;
+    self->revoked = false;
+    send(self, QS_LEASE_RET, lease, done > self->since ? done - self->since : 0, more);
 }
 
 qs_lease_t *qs_lease_new(const qs_lease_ops_t *ops)
@@ -128,14 +130,15 @@ void qs_lease_destroy(qs_lease_t **self_p)
 /* The queued work is waited for with the gate still open while checking for idleness: a
  * process that queued deep and waits for the result is busy, not idle (the drain
  * lasted), and one that launches meanwhile keeps its lease. */
-void qs_lease_look(qs_lease_t *self, uint64_t now, bool launched, int waiting)
+void qs_lease_look(qs_lease_t *self, uint64_t now, uint64_t launched_at, int waiting)
 {
     uint64_t end, took;
     if (self->no_tokens)
         return;
-    if (launched) {
+    if (launched_at) {
         self->launched = true;
-        self->last_launch = now;
+        if (launched_at > self->last_launch)
+            self->last_launch = launched_at;
     }
     if (!self->lease) {
         /* Asked again when unanswered for long: the arbiter ignores a second tok_req

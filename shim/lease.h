@@ -16,7 +16,9 @@
  *   - ending closes the gate and drains: the work queued under the lease is waited for,
  *     and tok_ret says the time from the grant to the end of that work, so that work
  *     queued deep is charged to its owner; with more when a thread waits at the gate or
- *     the process launched within 2 ms of the end (not counting an idle end);
+ *     the process launched within the idle threshold (2 ms, at most a quarter of the
+ *     lease) of the end of that work (not counting an idle end): a short lease (a burst
+ *     beside another vGPU's) whose one kernel ran is not taken as more work;
  *   - a new session forgets the lease (the arbiter's are per session) and closes the
  *     gate; an unreachable arbiter opens it for good until an exchange succeeds again, as
  *     does an arbiter that refuses tok_req (for that session): nobody would grant a lease.
@@ -73,10 +75,10 @@ void qs_lease_destroy(qs_lease_t **self_p);
 /* ---- events ------------------------------------------------------------------------ */
 
 /* A look at the process (the agent's round, about every millisecond while a lease is
- * held or awaited): launched says a launch passed the gate since the last look, waiting
- * how many threads wait at the gate now. Asks, extends, ends the lease as due. Call it
- * only while in session with the arbiter. */
-void qs_lease_look(qs_lease_t *self, uint64_t now, bool launched, int waiting);
+ * held or awaited): launched_at is when the latest launch since the last look passed the
+ * gate (at most now; 0 when none), waiting how many threads wait at the gate now. Asks,
+ * extends, ends the lease as due. Call it only while in session with the arbiter. */
+void qs_lease_look(qs_lease_t *self, uint64_t now, uint64_t launched_at, int waiting);
 /* The drain asked last ended at end (monotonic ns) after took ns. Acted on at the next
  * look. */
 void qs_lease_drained(qs_lease_t *self, uint64_t end, uint64_t took);

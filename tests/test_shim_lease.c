@@ -68,10 +68,11 @@ static void flush(struct fake *f)
     f->pending = 0;
 }
 
-/* One look at f->now, then the flush. */
+/* One look at f->now (launched: a launch passed the open gate since the last look,
+ * known only to have been at most now), then the flush. */
 static void look(struct fake *f, bool launched, int waiting)
 {
-    qs_lease_look(f->l, f->now, launched, waiting);
+    qs_lease_look(f->l, f->now, launched ? f->now : 0, waiting);
     flush(f);
 }
 
@@ -425,5 +426,42 @@ Test(shim_lease, a_grant_longer_than_a_minute_is_taken_as_a_minute)
     cr_assert_eq(f.gate, 60000 * MS);
     qs_lease_grant(f.l, 0, MS, f.now);
     cr_assert_eq(f.gate, 60000 * MS, "lease 0 is no lease");
+    teardown(&f);
+}
+
+/* A short lease beside another vGPU's (a burst, arbiter/sched.h): one launch right after
+ * the grant, its kernel done 300 us later, the lease over at its end. The look that
+ * notices the launch comes a millisecond late; the launch's own time (it waited for the
+ * lease) says the process did not launch lately: no more work, no second lease. */
+Test(shim_lease, a_short_lease_whose_one_launch_ran_asks_for_nothing_more)
+{
+    struct fake f;
+    setup(&f);
+    granted(&f, 1 * MS);
+    f.now = 1 * MS;
+    qs_lease_look(f.l, f.now, 50 * US, 0); /* it went at 50 us */
+    flush(&f);
+    cr_assert_eq(f.gate, 0, "over at its end");
+    qs_lease_drained(f.l, 1 * MS + 10 * US, 10 * US);
+    f.now = 1 * MS + 20 * US;
+    look(&f, false, 0);
+    cr_assert_eq(last(&f)->kind, QS_LEASE_RET);
+    cr_assert_not(last(&f)->more, "its one kernel ran: nothing more");
+    cr_assert_eq(last(&f)->used, 1 * MS + 10 * US);
+    teardown(&f);
+}
+
+Test(shim_lease, a_short_lease_ended_under_a_launch_asks_for_more)
+{
+    struct fake f;
+    setup(&f);
+    granted(&f, 1 * MS);
+    f.now = 1 * MS;
+    qs_lease_look(f.l, f.now, 900 * US, 0); /* still launching at 0.9 ms */
+    flush(&f);
+    qs_lease_drained(f.l, 1 * MS + 10 * US, 10 * US);
+    f.now = 1 * MS + 20 * US;
+    look(&f, false, 0);
+    cr_assert(last(&f)->more, "launched 110 us before its work ended: more");
     teardown(&f);
 }
