@@ -92,6 +92,9 @@ qa_compute_t *qa_compute_new(qa_server_t *srv, size_t ngpus)
         .quantum_min_ns = cfg->quantum_min_ms * MS,
         .quantum_max_ns = cfg->quantum_max_ms * MS,
         .grace_ns = cfg->lease_grace_ms * MS,
+        .burst_ns = cfg->burst_ms * MS,
+        .burst_below_pct = cfg->burst_below_pct,
+        .preempt_ns = cfg->preempt_after_ms * MS,
     };
     for (size_t i = 0; i < ngpus; i++) {
         struct gpu *g = &self->gpus[i];

@@ -38,6 +38,9 @@ void qa_config_defaults(qa_config_t *cfg)
     cfg->quantum_min_ms = 2;
     cfg->quantum_max_ms = 50;
     cfg->lease_grace_ms = 1000;
+    cfg->burst_ms = 2;
+    cfg->burst_below_pct = 75;
+    cfg->preempt_after_ms = 2;
     cfg->max_tenant_connections = 4096;
     cfg->audit_unmanaged = QA_REPORT;
     cfg->audit_over_quota = QA_REPORT;
@@ -83,6 +86,9 @@ static const struct key {
     {"quantum_min_ms", K_UINT, offsetof(qa_config_t, quantum_min_ms), 1, 1000, NULL},
     {"quantum_max_ms", K_UINT, offsetof(qa_config_t, quantum_max_ms), 1, 1000, NULL},
     {"lease_grace_ms", K_UINT, offsetof(qa_config_t, lease_grace_ms), 10, 600000, NULL},
+    {"burst_ms", K_UINT, offsetof(qa_config_t, burst_ms), 0, 1000, NULL},
+    {"burst_below_pct", K_UINT, offsetof(qa_config_t, burst_below_pct), 1, 100, NULL},
+    {"preempt_after_ms", K_UINT, offsetof(qa_config_t, preempt_after_ms), 0, 1000, NULL},
     {"max_tenant_connections", K_UINT, offsetof(qa_config_t, max_tenant_connections), 1, 1000000,
      "a number between 1 and 1000000"},
 };
@@ -364,6 +370,13 @@ static int check_together(const qa_config_t *cfg, const char *path, char *err)
                  "%.100s: quantum_max_ms %u is above sched_window_ms %u (a lease cannot be "
                  "longer than the scheduling window)",
                  path, cfg->quantum_max_ms, cfg->sched_window_ms);
+        return -EINVAL;
+    }
+    /* A burst is a short lease beside the holder: no longer than any lease. */
+    if (cfg->burst_ms > cfg->quantum_max_ms) {
+        snprintf(err, QP_ERR_LEN,
+                 "%.100s: burst_ms %u is above quantum_max_ms %u (a burst is a short lease)", path,
+                 cfg->burst_ms, cfg->quantum_max_ms);
         return -EINVAL;
     }
     /* A memory request may be held for the grace and then wait for reclaim: the shim

@@ -17,6 +17,14 @@
  *   quantum_min_ms = 2             compute: shortest lease (and bucket needed for a grant)
  *   quantum_max_ms = 50            compute: longest lease (at most sched_window_ms)
  *   lease_grace_ms = 1000          compute: a lease not returned this late is taken back
+ *   burst_ms = 2                   compute: a vGPU well below its share that asks while
+ *                                  another holds the GPU runs a lease this long beside it
+ *                                  at once (0: never; at most quantum_max_ms)
+ *   burst_below_pct = 75           compute: "well below": its use over the last window
+ *                                  under this percent of its share (1 .. 100)
+ *   preempt_after_ms = 2           compute: a holder over its share runs at least this
+ *                                  long before a waiting vGPU below its share takes the
+ *                                  GPU from it (0: never)
  *   max_tenant_connections = 4096  tenant.sock connections kept open (at most a quarter
  *                                  of the arbiter's RLIMIT_NOFILE): more are closed at once
  *
@@ -88,6 +96,9 @@ typedef struct qa_config {
     unsigned quantum_min_ms;         /* shortest lease, <= quantum_max_ms */
     unsigned quantum_max_ms;         /* longest lease */
     unsigned lease_grace_ms;         /* a holder this late past its lease's end is hung */
+    unsigned burst_ms;               /* a burst beside the holder; 0: none (docs/compute.md) */
+    unsigned burst_below_pct;        /* who may burst: use under this percent of its share */
+    unsigned preempt_after_ms;       /* a holder's minimum run before preemption; 0: none */
     unsigned max_tenant_connections; /* tenant.sock connections kept open */
     qa_action_t audit_unmanaged;     /* [audit] unmanaged: processes outside the vGPUs */
     qa_action_t audit_over_quota;    /* [audit] over_quota: vGPUs past their quota */

@@ -1,22 +1,27 @@
 /* sched.c - per-GPU compute scheduler: virtual time by share, token buckets for limits,
- * adaptive leases (policy in sched.h). Single-threaded: the arbiter's loop thread. */
+ * adaptive leases, bursts beside the holder (policy in sched.h). Single-threaded: the
+ * arbiter's loop thread. */
 #include "arbiter/sched.h"
 
 #include <assert.h>
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 
 #define UTIL_ALPHA 0.3 /* EWMA weight of a new sample, as the NVML figures */
 
-enum pstate { P_IDLE, P_WAITING, P_HOLDING };
+enum pstate { P_IDLE, P_WAITING, P_HOLDING, P_BURST };
 
 struct qa_sched_proc {
     qa_sched_ent_t *ent;    /* its vGPU */
     void *owner;            /* handed to the callbacks */
-    enum pstate state;      /* idle, waiting or holding the GPU */
+    enum pstate state;      /* idle, waiting, holding the GPU, or running a burst */
     qa_sched_proc_t *wnext; /* next in its vGPU's waiting queue */
     qa_sched_proc_t *next;  /* next process of its vGPU */
     uint64_t lease;         /* number of its current or last lease */
+    qa_sched_proc_t *bnext; /* P_BURST: next in the scheduler's list of bursts */
+    uint64_t bstart;        /* P_BURST: when the burst was granted */
+    uint64_t bend;          /* P_BURST: when it ends */
 };
 
 struct qa_sched_ent {
@@ -38,6 +43,10 @@ struct qa_sched_ent {
     unsigned nwaiting;      /* processes in the waiting queue */
     bool throttled;         /* waits, but its bucket is too low to be granted */
     uint64_t last_active;   /* when it last held the GPU or had a process waiting */
+    double recent;          /* ns charged, decayed with a time constant of one window */
+    uint64_t recent_at;     /* when recent was last decayed */
+    unsigned nbursting;     /* its processes running a burst (0 or 1) */
+    uint64_t bursts;        /* bursts granted to its processes */
 };
 
 struct qa_sched {
@@ -46,11 +55,14 @@ struct qa_sched {
     qa_sched_ent_t *ents;    /* owned, in creation order */
     uint64_t vclock;         /* least vtime of the active vGPUs, never going back */
     qa_sched_proc_t *holder; /* the process holding the GPU, or NULL */
+    qa_sched_proc_t *bursts; /* processes running a burst beside it (bnext) */
     uint64_t lease_start;    /* when the holder's lease was granted */
     uint64_t grant_at;       /* when its latest grant or extension was sent */
     uint64_t lease_end;      /* grant_at + that grant's length */
     uint64_t charged_lease;  /* ns of this lease already charged (at extensions) */
     bool revoked;            /* a revoke was sent for this lease */
+    uint64_t preempt_at;     /* when the holder is to be revoked for a vGPU owed time (its
+                                minimum run then over); 0: no such vGPU waits */
     uint64_t charged_total;  /* ns charged to every vGPU ever, removed ones included */
     uint64_t util_base;      /* charged_total (plus in progress) at the last sample */
     uint64_t sampled;        /* time of the last sample; 0 before the first */
@@ -73,7 +85,7 @@ static uint64_t max_u64(uint64_t a, uint64_t b)
 
 static bool active(const qa_sched_t *self, const qa_sched_ent_t *e)
 {
-    return e->nwaiting > 0 || (self->holder && self->holder->ent == e);
+    return e->nwaiting > 0 || e->nbursting > 0 || (self->holder && self->holder->ent == e);
 }
 
 /* Active and not held back by its limit: it competes by virtual time. */
@@ -134,13 +146,27 @@ static bool bucket_ok(const qa_sched_t *self, const qa_sched_ent_t *e, unsigned 
     return !e->limit || e->bucket >= threshold(self, e, n);
 }
 
-static void charge(qa_sched_t *self, qa_sched_ent_t *e, uint64_t ns)
+/* Decays e's recent use to now. An exponential average with a time constant of one
+ * window, so that recent / window is about its share of the GPU over the last window,
+ * however its charges were spaced. O(1) per charge or question. */
+static void decay(const qa_sched_t *self, qa_sched_ent_t *e, uint64_t now)
+{
+    if (now <= e->recent_at)
+        return;
+    double dt = (double)(now - e->recent_at);
+    e->recent = self->p.window_ns ? e->recent * exp(-dt / (double)self->p.window_ns) : 0;
+    e->recent_at = now;
+}
+
+static void charge(qa_sched_t *self, qa_sched_ent_t *e, uint64_t ns, uint64_t now)
 {
     e->vtime += ns * 100 / e->share;
     e->charged += ns;
     self->charged_total += ns;
     if (e->limit)
         e->bucket -= (int64_t)ns;
+    decay(self, e, now);
+    e->recent += (double)ns;
 }
 
 /* Raises the virtual clock to the least vtime of the competing vGPUs other than skip. */
@@ -167,7 +193,7 @@ static void charge_lease(qa_sched_t *self, uint64_t now, uint64_t used)
 {
     uint64_t total = max_u64(now - self->lease_start, used);
     if (total > self->charged_lease) {
-        charge(self, self->holder->ent, total - self->charged_lease);
+        charge(self, self->holder->ent, total - self->charged_lease, now);
         self->charged_lease = total;
         advance_vclock(self, NULL);
     }
@@ -277,7 +303,102 @@ static void dispatch(qa_sched_t *self, uint64_t now)
     self->lease_end = now + q;
     self->charged_lease = 0;
     self->revoked = false;
+    self->preempt_at = 0;
     self->ops.grant(self->ops.arg, p->owner, p->lease, q);
+}
+
+/* Whether e is well below its share: its use over about the last window under
+ * burst_below_pct% of its share. A vGPU using its whole share (a saturating tenant held to
+ * its limit, or one getting more as others idle) is not, by a wide margin. */
+static bool well_below(const qa_sched_t *self, qa_sched_ent_t *e, uint64_t now)
+{
+    decay(self, e, now);
+    return e->recent * 10000.0 <
+           (double)e->share * self->p.burst_below_pct * (double)self->p.window_ns;
+}
+
+/* Whether p, which waits while another vGPU holds the GPU, may run a burst beside it now:
+ * bursts are on, its vGPU runs none already, its bucket holds one, and it is well below
+ * its share. */
+static bool may_burst(qa_sched_t *self, qa_sched_proc_t *p, uint64_t now)
+{
+    qa_sched_ent_t *e = p->ent;
+    if (!self->p.burst_ns || !self->holder || self->holder->ent == e || e->nbursting ||
+        p->state != P_WAITING)
+        return false;
+    refill(self, e, now);
+    if (e->limit && e->bucket < (int64_t)self->p.burst_ns)
+        return false;
+    return well_below(self, e, now);
+}
+
+/* Grants p, waiting, a burst of burst_ns beside the holder. */
+static void grant_burst(qa_sched_t *self, qa_sched_proc_t *p, uint64_t now)
+{
+    qa_sched_ent_t *e = p->ent;
+    unqueue(e, p);
+    p->state = P_BURST;
+    p->lease++;
+    e->grants++;
+    e->bursts++;
+    e->nbursting++;
+    p->bstart = now;
+    p->bend = now + self->p.burst_ns;
+    p->bnext = self->bursts;
+    self->bursts = p;
+    self->ops.grant(self->ops.arg, p->owner, p->lease, self->p.burst_ns);
+}
+
+/* Whether e, waiting, is owed the GPU by the holder's vGPU h: e may be granted, is below
+ * its share, would go before h, and h is at or over its share (it uses what e is owed).
+ * Two vGPUs below their share never take the GPU from each other: no ping-pong. */
+static bool owed(qa_sched_t *self, qa_sched_ent_t *e, uint64_t now)
+{
+    qa_sched_ent_t *h = self->holder ? self->holder->ent : NULL;
+    if (!h || h == e)
+        return false;
+    charge_lease(self, now, 0); /* h's use and virtual time up to now */
+    if (!eligible(self, e, count_active(self), now))
+        return false;
+    decay(self, e, now);
+    decay(self, h, now);
+    double w = (double)self->p.window_ns;
+    return e->recent * 100 < (double)e->share * w && h->recent * 100 >= (double)h->share * w &&
+           e->vtime <= h->vtime;
+}
+
+/* e waits and may be owed the GPU: revoke the holder now if it ran its minimum
+ * (preempt_ns since its grant), else at that instant (qa_sched_tick). */
+static void preempt(qa_sched_t *self, qa_sched_ent_t *e, uint64_t now)
+{
+    if (!self->p.preempt_ns || !self->holder || self->revoked || !owed(self, e, now))
+        return;
+    uint64_t at = self->lease_start + self->p.preempt_ns;
+    if (now < at) {
+        self->preempt_at = at;
+        return;
+    }
+    self->preempt_at = 0;
+    self->revoked = true;
+    self->ops.revoke(self->ops.arg, self->holder->owner, self->holder->lease);
+}
+
+/* Ends p's burst at now: charges max(now - its start, used) to its vGPU (the drain of its
+ * queued work is its own) and leaves p idle. */
+static void end_burst(qa_sched_t *self, qa_sched_proc_t *p, uint64_t used, uint64_t now)
+{
+    qa_sched_ent_t *e = p->ent;
+    charge(self, e, max_u64(now - p->bstart, used), now);
+    advance_vclock(self, NULL);
+    qa_sched_proc_t **pp = &self->bursts;
+    while (*pp && *pp != p)
+        pp = &(*pp)->bnext;
+    assert(*pp == p);
+    *pp = p->bnext;
+    p->bnext = NULL;
+    e->nbursting--;
+    e->last_active = now;
+    p->state = P_IDLE;
 }
 
 /* Ends the holder's lease (already charged) at now; it waits again when more. */
@@ -304,6 +425,8 @@ qa_sched_t *qa_sched_new(const qa_sched_params_t *params, const qa_sched_ops_t *
         self->p.quantum_min_ns = 1;
     if (self->p.quantum_max_ns < self->p.quantum_min_ns)
         self->p.quantum_max_ns = self->p.quantum_min_ns;
+    if (self->p.burst_below_pct == 0 || self->p.burst_below_pct > 100)
+        self->p.burst_below_pct = 100;
     self->ops = *ops;
     self->fresh = true;
     return self;
@@ -401,6 +524,8 @@ void qa_sched_proc_destroy(qa_sched_t *self, qa_sched_proc_t **proc_p, uint64_t 
         unqueue(e, p);
         e->last_active = now;
     }
+    if (p->state == P_BURST)
+        end_burst(self, p, 0, now);
     bool held = p->state == P_HOLDING;
     if (held) {
         charge_lease(self, now, 0);
@@ -433,10 +558,16 @@ void qa_sched_request(qa_sched_t *self, qa_sched_proc_t *p, uint64_t now)
     }
     enqueue(e, p);
     dispatch(self, now);
+    if (may_burst(self, p, now))
+        grant_burst(self, p, now);
+    else if (p->state == P_WAITING)
+        preempt(self, e, now);
 }
 
 int qa_sched_extend(qa_sched_t *self, qa_sched_proc_t *p, uint64_t lease, uint64_t now)
 {
+    if (p->state == P_BURST && lease == p->lease)
+        return 0; /* a burst runs to its end; what is left waits in the queue */
     if (p != self->holder || lease != p->lease)
         return -ESTALE;
     if (self->revoked)
@@ -460,6 +591,23 @@ int qa_sched_extend(qa_sched_t *self, qa_sched_proc_t *p, uint64_t lease, uint64
 int qa_sched_return(qa_sched_t *self, qa_sched_proc_t *p, uint64_t lease, uint64_t used, bool more,
                     uint64_t now)
 {
+    if (p->state == P_BURST && lease == p->lease) {
+        /* capped as a holder's is: at its end plus the grace */
+        end_burst(self, p, min_u64(used, p->bend + self->p.grace_ns - p->bstart), now);
+        if (more) {
+            /* A frame of several kernels: the next burst at once while still well below
+             * its share; else its turn in the queue. */
+            enqueue(p->ent, p);
+            dispatch(self, now);
+            if (may_burst(self, p, now))
+                grant_burst(self, p, now);
+            else if (p->state == P_WAITING)
+                preempt(self, p->ent, now);
+            return 0;
+        }
+        dispatch(self, now);
+        return 0;
+    }
     if (p != self->holder || lease != p->lease) {
         /* The return of a lease taken back (hung) crossed our revoke: the process still
          * has work, and waits for a grant since it asked by this return. */
@@ -487,6 +635,23 @@ int qa_sched_return(qa_sched_t *self, qa_sched_proc_t *p, uint64_t lease, uint64
 
 void qa_sched_tick(qa_sched_t *self, uint64_t now)
 {
+    for (qa_sched_proc_t **pp = &self->bursts; *pp;) {
+        qa_sched_proc_t *b = *pp;
+        if (now < b->bend + self->p.grace_ns) {
+            pp = &b->bnext;
+            continue;
+        }
+        end_burst(self, b, 0, now); /* unlinks b: *pp is the next one */
+        self->hung++;
+        self->ops.revoke(self->ops.arg, b->owner, b->lease);
+    }
+    if (self->holder && self->preempt_at && now >= self->preempt_at) {
+        self->preempt_at = 0;
+        for (qa_sched_ent_t *e = self->ents; e && !self->revoked; e = e->next) {
+            if (e->nwaiting)
+                preempt(self, e, now);
+        }
+    }
     qa_sched_proc_t *p = self->holder;
     if (p && now >= self->lease_end + self->p.grace_ns) {
         charge_lease(self, now, 0); /* the whole time it kept the GPU */
@@ -499,15 +664,19 @@ void qa_sched_tick(qa_sched_t *self, uint64_t now)
 
 uint64_t qa_sched_deadline(const qa_sched_t *self)
 {
-    if (self->holder)
-        return self->lease_end + self->p.grace_ns;
     uint64_t when = UINT64_MAX;
+    for (const qa_sched_proc_t *b = self->bursts; b; b = b->bnext)
+        when = min_u64(when, b->bend + self->p.grace_ns);
+    if (self->holder && self->preempt_at)
+        when = min_u64(when, self->preempt_at);
+    if (self->holder)
+        return min_u64(when, self->lease_end + self->p.grace_ns);
     unsigned n = count_active(self);
     for (const qa_sched_ent_t *e = self->ents; e; e = e->next) {
         if (!e->nwaiting)
             continue;
         if (bucket_ok(self, e, n))
-            return e->refilled; /* cannot happen after a dispatch; be safe */
+            return min_u64(when, e->refilled); /* cannot happen after a dispatch; be safe */
         /* When the bucket reaches its threshold, rounded up. */
         uint64_t short_by = (uint64_t)(threshold(self, e, n) - e->bucket);
         uint64_t wait = (short_by * 100 + e->limit - 1) / e->limit;
@@ -532,19 +701,23 @@ static double percent(uint64_t part, uint64_t whole)
 void qa_sched_sample(qa_sched_t *self, uint64_t now)
 {
     /* The running lease counts as used up to now; its final charge is never less. */
-    uint64_t running = 0;
+    uint64_t running = 0, bursting = 0;
     if (self->holder && now - self->lease_start > self->charged_lease)
         running = now - self->lease_start - self->charged_lease;
+    for (const qa_sched_proc_t *b = self->bursts; b; b = b->bnext)
+        bursting += now > b->bstart ? now - b->bstart : 0;
     bool first = self->sampled == 0;
     uint64_t wall = now > self->sampled ? now - self->sampled : 0;
     for (qa_sched_ent_t *e = self->ents; e; e = e->next) {
         uint64_t total = e->charged + (self->holder && self->holder->ent == e ? running : 0);
+        for (const qa_sched_proc_t *b = self->bursts; b; b = b->bnext)
+            total += b->ent == e && now > b->bstart ? now - b->bstart : 0;
         if (!first && wall)
             e->util = ewma(e->util, percent(total - e->util_base, wall), e->fresh);
         e->fresh = first;
         e->util_base = total;
     }
-    uint64_t total = self->charged_total + running;
+    uint64_t total = self->charged_total + running + bursting;
     if (!first && wall)
         self->util = ewma(self->util, percent(total - self->util_base, wall), self->fresh);
     self->fresh = first;
@@ -579,7 +752,7 @@ uint64_t qa_sched_ent_quantum(const qa_sched_ent_t *ent)
 
 unsigned qa_sched_ent_active(const qa_sched_ent_t *ent)
 {
-    unsigned n = ent->nwaiting;
+    unsigned n = ent->nwaiting + ent->nbursting;
     for (const qa_sched_proc_t *p = ent->procs; p; p = p->next)
         n += p->state == P_HOLDING;
     return n;
@@ -588,4 +761,9 @@ unsigned qa_sched_ent_active(const qa_sched_ent_t *ent)
 uint64_t qa_sched_hung(const qa_sched_t *self)
 {
     return self->hung;
+}
+
+uint64_t qa_sched_ent_bursts(const qa_sched_ent_t *ent)
+{
+    return ent->bursts;
 }

@@ -3,7 +3,8 @@
  *
  * Entities are vGPUs (a share and an optional limit, in percent of the GPU); each has
  * processes, and a process is idle, waiting for the GPU, or holding it under a
- * numbered lease. At most one process holds the GPU. Policy:
+ * numbered lease. At most one process holds the GPU, beside which processes of other
+ * vGPUs well below their share may run short bursts. Policy:
  *   - the waiting vGPU with the least virtual time (charged ns x 100 / share) goes
  *     next, its waiting processes in turn (round robin); a vGPU that starts waiting
  *     after being idle for a window or more, or that its limit held back, joins at the
@@ -21,6 +22,21 @@
  *   - an extension is granted unless another process would be granted before the
  *     holder if the GPU were free (one of its own vGPU, or one of an eligible vGPU
  *     with no more virtual time), or the holder's bucket is below quantum_min;
+ *   - a burst: a process that asks while another vGPU holds the GPU, and whose vGPU is
+ *     well below its share (its use over about the last window, an exponential average,
+ *     under burst_below_pct% of its share) and has no burst already, is granted a lease
+ *     of burst_ns at once, beside the holder (the GPU time-slices the two, as it does
+ *     without us). A burst is charged like any lease (from its grant to the end of its
+ *     drained work) but not extended; work left over waits in the queue. So an
+ *     interactive vGPU gets its work running within a round trip instead of after the
+ *     holder's lease, while a vGPU at or over its share never runs beside another;
+ *   - preemption: a process waiting while its vGPU is below its share (its recent use),
+ *     would go before the holder, and the holder's vGPU is at or over its share, has the
+ *     holder's lease revoked once that lease ran preempt_ns (at once if it has); the
+ *     holder drains and gives back (its queued work charged to it), and the waiting one
+ *     goes next. Checked when it asks (no burst possible) and when its burst ends with
+ *     work left. Two vGPUs below their share never preempt each other, nor does one at
+ *     or over its share: no ping-pong;
  *   - a lease not returned grace ns after its end is taken back and fully charged.
  *
  * No I/O and no clock: every call is given `now` (CLOCK_MONOTONIC ns), and decisions
@@ -38,10 +54,15 @@ typedef struct qa_sched_ent qa_sched_ent_t;   /* a vGPU */
 typedef struct qa_sched_proc qa_sched_proc_t; /* one process of a vGPU */
 
 typedef struct qa_sched_params {
-    uint64_t window_ns;      /* sched_window_ms: share period; bucket cap at 100% */
-    uint64_t quantum_min_ns; /* shortest lease */
-    uint64_t quantum_max_ns; /* longest lease (>= quantum_min_ns) */
-    uint64_t grace_ns;       /* a holder this late past its lease's end is hung */
+    uint64_t window_ns;       /* sched_window_ms: share period; bucket cap at 100% */
+    uint64_t quantum_min_ns;  /* shortest lease */
+    uint64_t quantum_max_ns;  /* longest lease (>= quantum_min_ns) */
+    uint64_t grace_ns;        /* a holder this late past its lease's end is hung */
+    uint64_t burst_ns;        /* longest burst beside the holder; 0: no bursts */
+    unsigned burst_below_pct; /* a vGPU bursts while its recent use is under this percent
+                                 of its share (1..100) */
+    uint64_t preempt_ns;      /* a holder runs this long before it may be preempted; 0:
+                                 never preempted */
 } qa_sched_params_t;
 
 /* What the scheduler decided. The callbacks must not call qa_sched_* functions. */
@@ -81,11 +102,13 @@ void qa_sched_proc_destroy(qa_sched_t *self, qa_sched_proc_t **proc_p, uint64_t 
 
 /* ---- events ------------------------------------------------------------------------ */
 
-/* tok_req: proc has work. Ignored while it waits or holds the GPU. */
+/* tok_req: proc has work. Ignored while it waits or holds the GPU (or a burst). Granted
+ * at once when the GPU is free, or a burst when its vGPU may have one; else it waits. */
 void qa_sched_request(qa_sched_t *self, qa_sched_proc_t *proc, uint64_t now);
 /* tok_ext: extends proc's lease when nothing else could be granted now and its limit
- * allows (a grant of the same number), else revokes it. Returns 0, or -ESTALE (and
- * does nothing) when proc does not hold that lease. */
+ * allows (a grant of the same number), else revokes it; a burst is neither extended nor
+ * revoked (it runs to its end). Returns 0, or -ESTALE (and does nothing) when proc does
+ * not hold that lease. */
 int qa_sched_extend(qa_sched_t *self, qa_sched_proc_t *proc, uint64_t lease, uint64_t now);
 /* tok_ret: proc's lease is over; used is the process's own measure (ns since the
  * grant, taken as at most the lease's end plus the grace); the larger of it and the
@@ -116,9 +139,11 @@ uint64_t qa_sched_ent_charged(const qa_sched_ent_t *ent);
 uint64_t qa_sched_ent_grants(const qa_sched_ent_t *ent);
 /* Ent's current lease length, ns (adaptive quantum). */
 uint64_t qa_sched_ent_quantum(const qa_sched_ent_t *ent);
-/* Processes of ent waiting for the GPU, or holding it. */
+/* Processes of ent waiting for the GPU, or holding it or a burst. */
 unsigned qa_sched_ent_active(const qa_sched_ent_t *ent);
 /* Leases taken back from hung holders since creation. */
 uint64_t qa_sched_hung(const qa_sched_t *self);
+/* Bursts granted to ent's processes since it was added (counted in its grants too). */
+uint64_t qa_sched_ent_bursts(const qa_sched_ent_t *ent);
 
 #endif

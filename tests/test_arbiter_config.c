@@ -53,6 +53,9 @@ Test(qa_config, defaults_are_the_contract_profiles_spread_and_no_oversubscriptio
     cr_assert_eq(cfg.quantum_min_ms, 2);
     cr_assert_eq(cfg.quantum_max_ms, 50);
     cr_assert_eq(cfg.lease_grace_ms, 1000);
+    cr_assert_eq(cfg.burst_ms, 2);
+    cr_assert_eq(cfg.burst_below_pct, 75);
+    cr_assert_eq(cfg.preempt_after_ms, 2);
     cr_assert_eq(cfg.max_tenant_connections, 4096);
     cr_assert_eq(cfg.reconnect_grace_ms, 800);
 }
@@ -75,6 +78,9 @@ Test(qa_config, reads_every_setting_and_custom_profiles)
                   "quantum_min_ms = 1\n"
                   "quantum_max_ms = 20\n"
                   "lease_grace_ms = 400\n"
+                  "burst_ms = 0\n"
+                  "burst_below_pct = 50\n"
+                  "preempt_after_ms = 5\n"
                   "max_tenant_connections = 100\n"
                   "reconnect_grace_ms = 0\n"
                   "\n"
@@ -98,6 +104,9 @@ Test(qa_config, reads_every_setting_and_custom_profiles)
     cr_assert_eq(cfg.quantum_min_ms, 1);
     cr_assert_eq(cfg.quantum_max_ms, 20);
     cr_assert_eq(cfg.lease_grace_ms, 400);
+    cr_assert_eq(cfg.burst_ms, 0);
+    cr_assert_eq(cfg.burst_below_pct, 50);
+    cr_assert_eq(cfg.preempt_after_ms, 5);
     cr_assert_eq(cfg.max_tenant_connections, 100);
     cr_assert_eq(cfg.reconnect_grace_ms, 0);
     const qa_profile_t *p = qa_config_profile(&cfg, "Q16");
@@ -130,6 +139,8 @@ Test(qa_config, names_file_line_and_problem)
         {"[arbiter]\nquantum_min_ms = 0\n", 2, "quantum_min_ms '0'"},
         {"[arbiter]\nquantum_max_ms = 2s\n", 2, "quantum_max_ms '2s'"},
         {"[arbiter]\nlease_grace_ms = -1\n", 2, "lease_grace_ms '-1'"},
+        {"[arbiter]\nburst_below_pct = 0\n", 2, "burst_below_pct '0'"},
+        {"[arbiter]\npreempt_after_ms = 2000\n", 2, "preempt_after_ms '2000'"},
         {"[arbiter]\nmax_tenant_connections = 0\n", 2, "max_tenant_connections '0'"},
         {"[arbiter]\nreconnect_grace_ms = 20000\n", 2, "reconnect_grace_ms '20000'"},
         {"[gpus]\nx = 1\n", 2, "unknown section [gpus]"},
@@ -254,6 +265,8 @@ Test(qa_config, settings_that_contradict_each_other_are_refused)
         {"[arbiter]\nsched_window_ms = 10\nquantum_min_ms = 1000\nquantum_max_ms = 1000\n",
          "quantum_max_ms 1000 is above sched_window_ms 10"},
         {"[arbiter]\nsched_window_ms = 40\n", "quantum_max_ms 50 is above sched_window_ms 40"},
+        {"[arbiter]\nquantum_max_ms = 10\nburst_ms = 20\n",
+         "burst_ms 20 is above quantum_max_ms 10"},
         {"[arbiter]\nreclaim_timeout_ms = 1200\n",
          "reconnect_grace_ms 800 + reclaim_timeout_ms 1200 is above 1400 ms"},
         {"[arbiter]\nreconnect_grace_ms = 1000\nreclaim_timeout_ms = 500\n",

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <string.h>
 
+#define US 1000ull
 #define MS 1000000ull
 #define S (1000 * MS)
 #define OVERRUN (100 * 1000ull) /* queued work finishing after the lease: 100 us */
@@ -589,4 +590,327 @@ Test(qa_sched, a_lone_tenants_extensions_bank_no_credit_for_a_vgpu_that_was_idle
     double got = pct(gb, ga + gb);
     cr_assert(got > 40 && got < 60, "b back from idle took %.1f%% of 2 s, not its half", got);
     sim_destroy(sim);
+}
+
+/* ---- bursts and preemption (issue 13), scripted: every decision recorded ---------- */
+
+/* A process as these tests drive it by hand. */
+struct who {
+    qa_sched_proc_t *p;
+    uint64_t lease;      /* its latest lease */
+    uint64_t ns;         /* that grant's length */
+    uint64_t granted_at; /* when its latest new lease came */
+    unsigned grants;     /* new leases */
+    unsigned exts;       /* extensions */
+    unsigned revokes;
+};
+
+struct script {
+    qa_sched_t *s;
+    uint64_t now;
+};
+
+static void w_grant(void *arg, void *owner, uint64_t lease, uint64_t ns)
+{
+    struct script *sc = arg;
+    struct who *w = owner;
+    if (lease == w->lease) {
+        w->exts++;
+    } else {
+        w->grants++;
+        w->granted_at = sc->now;
+    }
+    w->lease = lease;
+    w->ns = ns;
+}
+
+static void w_revoke(void *arg, void *owner, uint64_t lease)
+{
+    (void)arg;
+    struct who *w = owner;
+    cr_assert_eq(lease, w->lease);
+    w->revokes++;
+}
+
+/* The arbiter's defaults (arbiter/config.c): bursts of 2 ms for vGPUs under 75% of their
+ * share, preemption after 2 ms. */
+static const qa_sched_params_t live = {.window_ns = 200 * MS,
+                                       .quantum_min_ns = 2 * MS,
+                                       .quantum_max_ns = 50 * MS,
+                                       .grace_ns = S,
+                                       .burst_ns = 2 * MS,
+                                       .burst_below_pct = 75,
+                                       .preempt_ns = 2 * MS};
+
+static void script_new(struct script *sc, const qa_sched_params_t *p)
+{
+    *sc = (struct script){0};
+    qa_sched_ops_t ops = {w_grant, w_revoke, sc};
+    sc->s = qa_sched_new(p, &ops);
+    cr_assert_not_null(sc->s);
+}
+
+static void who_new(struct script *sc, struct who *w, qa_sched_ent_t *e)
+{
+    *w = (struct who){0};
+    w->p = qa_sched_proc_new(sc->s, e, w);
+    cr_assert_not_null(w->p);
+}
+
+/* w, holding a lease from t0, keeps it until `until` by asking for more 2 ms before each
+ * end, as a flooding shim does when nobody else waits. Returns the lease's end then. */
+static uint64_t hold_until(struct script *sc, struct who *w, uint64_t t0, uint64_t until)
+{
+    uint64_t end = t0 + w->ns;
+    while (end - 2 * MS < until) {
+        sc->now = end - 2 * MS;
+        unsigned revokes = w->revokes;
+        cr_assert_eq(qa_sched_extend(sc->s, w->p, w->lease, sc->now), 0);
+        cr_assert_eq(w->revokes, revokes, "the holder was revoked at %llu ms",
+                     (unsigned long long)(sc->now / MS));
+        end = sc->now + w->ns;
+    }
+    sc->now = until;
+    return end;
+}
+
+Test(qa_sched, a_vgpu_well_below_its_share_runs_beside_a_long_holder_at_once)
+{
+    struct script sc;
+    script_new(&sc, &live);
+    struct who f, i;
+    qa_sched_ent_t *fe = qa_sched_ent_new(sc.s, 80, 0, 0), *ie = qa_sched_ent_new(sc.s, 20, 0, 0);
+    who_new(&sc, &f, fe);
+    who_new(&sc, &i, ie);
+    qa_sched_request(sc.s, f.p, 0);
+    cr_assert_eq(f.ns, 50 * MS, "the flooder holds a 50 ms lease");
+    sc.now = 10 * MS;
+    qa_sched_request(sc.s, i.p, sc.now);
+    cr_assert_eq(i.grants, 1, "granted at once, not after the holder's lease");
+    cr_assert_eq(i.granted_at, 10 * MS);
+    cr_assert_eq(i.ns, 2 * MS, "a burst");
+    cr_assert_eq(f.revokes, 0, "the holder keeps its lease");
+    cr_assert_eq(qa_sched_extend(sc.s, i.p, i.lease, sc.now), 0);
+    cr_assert_eq(i.exts + i.revokes, 0, "a burst is neither extended nor revoked");
+    sc.now = 11 * MS + 300 * US;
+    cr_assert_eq(qa_sched_return(sc.s, i.p, i.lease, 1300 * US, false, sc.now), 0);
+    cr_assert_eq(qa_sched_ent_charged(ie), 1300 * US, "charged from its grant to its end");
+    cr_assert_eq(qa_sched_ent_bursts(ie), 1);
+    hold_until(&sc, &f, 0, 200 * MS); /* and extends as before */
+    qa_sched_destroy(&sc.s);
+}
+
+/* e's use over the last window made about pct% of the GPU: it held the GPU alone for that
+ * share of a window just before now, and gave it back. */
+static void used_lately(struct script *sc, struct who *w, unsigned pct)
+{
+    qa_sched_request(sc->s, w->p, sc->now);
+    cr_assert_eq(w->granted_at, sc->now, "the GPU was free");
+    uint64_t held = 200 * MS * pct / 100;
+    sc->now += held;
+    cr_assert_eq(qa_sched_return(sc->s, w->p, w->lease, held, false, sc->now), 0);
+}
+
+Test(qa_sched, a_vgpu_near_its_share_gets_no_burst)
+{
+    struct script sc;
+    script_new(&sc, &live);
+    struct who h, e;
+    qa_sched_ent_t *he = qa_sched_ent_new(sc.s, 80, 0, 0), *ee = qa_sched_ent_new(sc.s, 20, 0, 0);
+    who_new(&sc, &h, he);
+    who_new(&sc, &e, ee);
+    used_lately(&sc, &e, 18); /* 18% of the GPU: 90% of its share */
+    qa_sched_request(sc.s, h.p, sc.now);
+    uint64_t t0 = sc.now;
+    sc.now += 5 * MS;
+    qa_sched_request(sc.s, e.p, sc.now);
+    cr_assert_eq(e.grants, 1, "no burst: only its first lease");
+    cr_assert_eq(h.revokes, 0, "nor does it take the GPU: the holder is under its share");
+    cr_assert_eq(qa_sched_ent_bursts(ee), 0);
+    sc.now = t0 + 48 * MS; /* the holder's tok_ext: e waits and goes first: revoked */
+    qa_sched_extend(sc.s, h.p, h.lease, sc.now);
+    cr_assert_eq(h.revokes, 1);
+    qa_sched_destroy(&sc.s);
+}
+
+/* Without bursts (or when the waiting vGPU is between 75% and 100% of its share): a vGPU
+ * below its share that waits has the GPU taken from a holder over its share once that
+ * holder ran its minimum, 2 ms: within 2 ms of a fresh lease, at once from a long one. */
+Test(qa_sched, a_waiting_vgpu_below_its_share_preempts_a_long_holder_within_the_bound)
+{
+    qa_sched_params_t p = live;
+    p.burst_ns = 0;
+    struct script sc;
+    script_new(&sc, &p);
+    struct who h, e;
+    qa_sched_ent_t *he = qa_sched_ent_new(sc.s, 50, 0, 0), *ee = qa_sched_ent_new(sc.s, 50, 0, 0);
+    who_new(&sc, &h, he);
+    who_new(&sc, &e, ee);
+    qa_sched_request(sc.s, h.p, 0);
+    hold_until(&sc, &h, 0, 300 * MS); /* alone: 100% of the GPU, its share is 50 */
+    qa_sched_request(sc.s, e.p, sc.now);
+    cr_assert_eq(h.revokes, 1, "a long holder over its share is revoked at once");
+    sc.now += 500 * US; /* it drains its queued work and gives back */
+    cr_assert_eq(qa_sched_return(sc.s, h.p, h.lease, sc.now, true, sc.now), 0);
+    cr_assert_eq(e.grants, 1);
+    cr_assert_eq(e.granted_at, 300 * MS + 500 * US, "e goes next");
+    /* e gives back soon; h, still over its share, is granted again, and e asks 0.5 ms
+     * into that lease: h keeps it until it ran 2 ms. */
+    sc.now += 1 * MS;
+    cr_assert_eq(qa_sched_return(sc.s, e.p, e.lease, 1 * MS, false, sc.now), 0);
+    cr_assert_eq(h.granted_at, sc.now);
+    uint64_t t0 = sc.now;
+    sc.now += 500 * US;
+    qa_sched_request(sc.s, e.p, sc.now);
+    cr_assert_eq(h.revokes, 1, "not before the holder's minimum run");
+    cr_assert_eq(qa_sched_deadline(sc.s), t0 + 2 * MS, "the preemption is due then");
+    sc.now = t0 + 2 * MS;
+    qa_sched_tick(sc.s, sc.now);
+    cr_assert_eq(h.revokes, 2, "revoked at its minimum run's end");
+    qa_sched_destroy(&sc.s);
+}
+
+Test(qa_sched, a_vgpu_over_its_share_takes_nothing_from_the_holder)
+{
+    struct script sc;
+    script_new(&sc, &live);
+    struct who h, e;
+    qa_sched_ent_t *he = qa_sched_ent_new(sc.s, 50, 0, 0), *ee = qa_sched_ent_new(sc.s, 10, 0, 0);
+    who_new(&sc, &h, he);
+    who_new(&sc, &e, ee);
+    used_lately(&sc, &e, 30); /* 30% of the GPU on a share of 10 */
+    qa_sched_request(sc.s, h.p, sc.now);
+    uint64_t t0 = sc.now;
+    uint64_t end = hold_until(&sc, &h, t0, t0 + 150 * MS); /* h is over its share too */
+    qa_sched_request(sc.s, e.p, sc.now);
+    cr_assert_eq(e.grants, 1, "no burst");
+    cr_assert_eq(h.revokes, 0, "no preemption");
+    cr_assert_eq(qa_sched_deadline(sc.s), end + S, "none due later either");
+    qa_sched_destroy(&sc.s);
+}
+
+/* Two vGPUs below their share, each drawing frames of 4 ms (more than a burst) every
+ * 16 ms: when one waits while the other holds, neither takes the GPU from the other: they
+ * take turns, with no revoke. Bursts are off here, so that every frame needs a lease. */
+Test(qa_sched, two_interactive_vgpus_never_take_the_gpu_from_each_other)
+{
+    qa_sched_params_t p = live;
+    p.burst_ns = 0;
+    struct script sc;
+    script_new(&sc, &p);
+    struct who a, b;
+    who_new(&sc, &a, qa_sched_ent_new(sc.s, 50, 0, 0));
+    who_new(&sc, &b, qa_sched_ent_new(sc.s, 50, 0, 0));
+    /* b's frames start 1 ms after a's: each asks while the other holds. */
+    for (uint64_t frame = 0; frame < 60; frame++) {
+        uint64_t t = frame * 16 * MS;
+        sc.now = t;
+        qa_sched_request(sc.s, a.p, sc.now);
+        sc.now = t + 1 * MS;
+        qa_sched_request(sc.s, b.p, sc.now);
+        cr_assert_eq(a.revokes + b.revokes, 0, "frame %llu: a revoke", (unsigned long long)frame);
+        sc.now = t + 4 * MS; /* a's frame is done: b goes */
+        cr_assert_eq(qa_sched_return(sc.s, a.p, a.lease, 4 * MS, false, sc.now), 0);
+        cr_assert_eq(b.granted_at, sc.now);
+        qa_sched_tick(sc.s, sc.now + 2 * MS);
+        sc.now = t + 8 * MS;
+        cr_assert_eq(qa_sched_return(sc.s, b.p, b.lease, 4 * MS, false, sc.now), 0);
+    }
+    cr_assert_eq(a.revokes + b.revokes, 0);
+    cr_assert_eq(a.grants, 60);
+    cr_assert_eq(b.grants, 60);
+    qa_sched_destroy(&sc.s);
+}
+
+Test(qa_sched, a_limited_vgpu_bursts_only_when_its_bucket_holds_one_and_pays_for_it)
+{
+    struct script sc;
+    script_new(&sc, &live);
+    struct who h, e, e2;
+    qa_sched_ent_t *he = qa_sched_ent_new(sc.s, 80, 0, 0), *ee = qa_sched_ent_new(sc.s, 20, 20, 0);
+    who_new(&sc, &h, he);
+    who_new(&sc, &e, ee);
+    who_new(&sc, &e2, ee);
+    qa_sched_request(sc.s, h.p, 0);
+    sc.now = 1 * MS; /* a new limit's bucket starts empty: 1 ms at 20% fills 0.2 ms */
+    qa_sched_request(sc.s, e.p, sc.now);
+    cr_assert_eq(e.grants, 0, "no burst past its limit: it waits");
+    /* 40 ms later the bucket holds 8 ms: a process asking anew bursts, from the bucket. */
+    sc.now = 41 * MS;
+    qa_sched_request(sc.s, e2.p, sc.now);
+    cr_assert_eq(e2.grants, 1);
+    cr_assert_eq(e2.ns, 2 * MS);
+    sc.now += 2 * MS;
+    cr_assert_eq(qa_sched_return(sc.s, e2.p, e2.lease, 2 * MS, false, sc.now), 0);
+    cr_assert_eq(qa_sched_ent_charged(ee), 2 * MS);
+    /* The bucket now holds 8.6 - 2 ms: a third process bursts no more than it holds. */
+    struct who e3;
+    who_new(&sc, &e3, ee);
+    for (int k = 0; k < 3; k++) {
+        qa_sched_request(sc.s, e3.p, sc.now);
+        if (e3.grants == (unsigned)k)
+            break;
+        sc.now += 2 * MS;
+        cr_assert_eq(qa_sched_return(sc.s, e3.p, e3.lease, 2 * MS, false, sc.now), 0);
+    }
+    cr_assert_eq(e3.grants, 3, "6.6 ms in the bucket hold three bursts of 2 ms");
+    qa_sched_request(sc.s, e3.p, sc.now);
+    cr_assert_eq(e3.grants, 3, "and no fourth");
+    qa_sched_destroy(&sc.s);
+}
+
+Test(qa_sched, a_burst_never_given_back_is_taken_back_after_the_grace_and_charged)
+{
+    struct script sc;
+    script_new(&sc, &live);
+    struct who h, i;
+    qa_sched_ent_t *he = qa_sched_ent_new(sc.s, 80, 0, 0), *ie = qa_sched_ent_new(sc.s, 20, 0, 0);
+    who_new(&sc, &h, he);
+    who_new(&sc, &i, ie);
+    qa_sched_request(sc.s, h.p, 0);
+    sc.now = 5 * MS;
+    qa_sched_request(sc.s, i.p, sc.now);
+    cr_assert_eq(i.grants, 1);
+    cr_assert_eq(qa_sched_deadline(sc.s), 5 * MS + 2 * MS + S, "the burst's end plus the grace");
+    sc.now = 5 * MS + 2 * MS + S;
+    qa_sched_tick(sc.s, sc.now);
+    cr_assert_eq(i.revokes, 1, "taken back");
+    cr_assert_eq(qa_sched_hung(sc.s), 1);
+    cr_assert_eq(qa_sched_ent_charged(ie), 2 * MS + S, "charged the whole time it kept it");
+    cr_assert_eq(qa_sched_ent_active(ie), 0);
+    cr_assert_eq(qa_sched_return(sc.s, i.p, i.lease, 10 * MS, false, sc.now + MS), -ESTALE);
+    qa_sched_destroy(&sc.s);
+}
+
+/* 60 frames a second of 1.3 ms (the shim holds a burst that long for a 100 us kernel)
+ * beside a flooder, for 2 s: every frame is granted when asked, the flooder is never
+ * revoked and keeps extending, and each is charged what it held. */
+Test(qa_sched, a_60_fps_tenant_beside_a_flooder_is_served_at_once_every_frame)
+{
+    struct script sc;
+    script_new(&sc, &live);
+    struct who f, i;
+    qa_sched_ent_t *fe = qa_sched_ent_new(sc.s, 80, 0, 0), *ie = qa_sched_ent_new(sc.s, 20, 0, 0);
+    who_new(&sc, &f, fe);
+    who_new(&sc, &i, ie);
+    qa_sched_request(sc.s, f.p, 0);
+    uint64_t fend = f.ns, frame_ns = 16667 * US;
+    unsigned frames = 0;
+    for (uint64_t t = 10 * MS; t < 2 * S; t += frame_ns, frames++) {
+        while (fend - 2 * MS <= t) { /* the flooder's extensions up to the frame */
+            sc.now = fend - 2 * MS;
+            cr_assert_eq(qa_sched_extend(sc.s, f.p, f.lease, sc.now), 0);
+            fend = sc.now + f.ns;
+        }
+        sc.now = t;
+        qa_sched_request(sc.s, i.p, sc.now);
+        cr_assert_eq(i.granted_at, t, "frame %u waited", frames);
+        sc.now = t + 1300 * US;
+        cr_assert_eq(qa_sched_return(sc.s, i.p, i.lease, 1300 * US, false, sc.now), 0);
+    }
+    cr_assert_eq(f.revokes, 0);
+    cr_assert_eq(f.grants, 1, "one lease, extended all along");
+    cr_assert_eq(qa_sched_ent_bursts(ie), frames);
+    cr_assert_eq(qa_sched_ent_charged(ie), frames * 1300 * US);
+    qa_sched_destroy(&sc.s);
 }
