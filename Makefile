@@ -130,7 +130,7 @@ ifneq ($(HAVE_SLURM),)
 ARTIFACTS += $(BUILD)/spank_qvgpu.so
 endif
 
-.PHONY: all test bench install clean help
+.PHONY: all test build-tests bench install clean help
 all: $(ARTIFACTS)
 
 help:
@@ -298,7 +298,10 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-m
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(TEST_LINK) $(TEST_LIBS)
 
-test: all $(TEST_BIN) $(TEST_PROGS) $(CU_PROGS) $(FLOOR_PROGS) $(BENCH_BIN)
+# build-tests: everything `make test` runs, without running it (scripts/gpu-check.sh).
+build-tests: all $(TEST_BIN) $(TEST_PROGS) $(CU_PROGS) $(FLOOR_PROGS) $(BENCH_BIN)
+
+test: build-tests
 	@scripts/run-tests.sh $(BUILD)
 
 bench: all $(TEST_PROGS) $(BENCH_BIN)
