@@ -264,7 +264,8 @@ Test(sim_nvml, a_process_in_a_pid_namespace_of_its_own_is_listed_by_the_pid_the_
     qt_sim_private("Small:1GiB:4");
     cr_assert_eq(nvmlInit_v2(), NVML_SUCCESS);
     char *worker = qt_build_path("tests/progs/sim_worker");
-    const char *argv[] = {"unshare", "--pid", "--fork", worker, "alloc", "0", "104857600", NULL};
+    const char *argv[] = {"unshare", "--pid",     "--fork", "--kill-child", worker, "alloc",
+                          "0",       "104857600", NULL};
     qt_proc_t *u = qt_spawn(argv, NULL);
     cr_assert_not_null(u);
     free(worker);
