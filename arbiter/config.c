@@ -36,6 +36,9 @@ void qa_config_defaults(qa_config_t *cfg)
     cfg->quantum_max_ms = 50;
     cfg->lease_grace_ms = 1000;
     cfg->max_tenant_connections = 4096;
+    cfg->max_pending_connections = 1024;
+    cfg->max_pending_per_uid = 128;
+    cfg->hello_timeout_ms = 3000;
     memcpy(cfg->profiles, builtin, sizeof builtin);
     cfg->nprofiles = NBUILTIN;
 }
@@ -148,6 +151,16 @@ static int arbiter_key(struct parse *p, const char *key, const char *v)
             return problem(p, "%s '%s' must be a number between 1 and 1000000", key, v);
         return 1;
     }
+    if (strcmp(key, "max_pending_connections") == 0) {
+        if (parse_uint(v, 1, 1000000, &c->max_pending_connections) < 0)
+            return problem(p, "%s '%s' must be a number between 1 and 1000000", key, v);
+        return 1;
+    }
+    if (strcmp(key, "max_pending_per_uid") == 0) {
+        if (parse_uint(v, 0, 1000000, &c->max_pending_per_uid) < 0)
+            return problem(p, "%s '%s' must be a number between 0 (no limit) and 1000000", key, v);
+        return 1;
+    }
     if (strcmp(key, "reconnect_grace_ms") == 0) {
         /* The shim retries its hello every 200 ms; its calls wait 1.5 s for a reply. */
         if (parse_uint(v, 0, 10000, &c->reconnect_grace_ms) < 0)
@@ -168,6 +181,7 @@ static int arbiter_key(struct parse *p, const char *key, const char *v)
         {"quantum_min_ms", offsetof(qa_config_t, quantum_min_ms), 1, 1000},
         {"quantum_max_ms", offsetof(qa_config_t, quantum_max_ms), 1, 1000},
         {"lease_grace_ms", offsetof(qa_config_t, lease_grace_ms), 10, 600000},
+        {"hello_timeout_ms", offsetof(qa_config_t, hello_timeout_ms), 100, 600000},
     };
     for (size_t i = 0; i < sizeof ms_keys / sizeof ms_keys[0]; i++) {
         if (strcmp(key, ms_keys[i].key) != 0)

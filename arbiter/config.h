@@ -16,8 +16,13 @@
  *   quantum_min_ms = 2             compute: shortest lease (and bucket needed for a grant)
  *   quantum_max_ms = 50            compute: longest lease
  *   lease_grace_ms = 1000          compute: a lease not returned this late is taken back
- *   max_tenant_connections = 4096  tenant.sock connections kept open (at most a quarter
- *                                  of the arbiter's RLIMIT_NOFILE): more are closed at once
+ *   max_tenant_connections = 4096  tenant.sock connections kept open (at most half the
+ *                                  arbiter's RLIMIT_NOFILE): more are closed at once
+ *   max_pending_connections = 1024 of them, those without a session yet (at most a quarter
+ *                                  of max_tenant_connections: the rest is for sessions)
+ *   max_pending_per_uid = 128      of those, from one uid (SO_PEERCRED; 0: no limit;
+ *                                  root and the arbiter's own user are not limited)
+ *   hello_timeout_ms = 3000        a connection without a session this long is closed
  *
  *   [profile NAME]                 a custom profile, used as --profile NAME
  *   memory = 16GiB
@@ -57,12 +62,15 @@ typedef struct qa_config {
     qa_level_t log_level;
     unsigned heartbeat_timeout_ms;
     unsigned reclaim_timeout_ms;
-    unsigned reconnect_grace_ms;     /* mem_reserve held this long after the start */
-    unsigned sched_window_ms;        /* compute scheduling window (docs/compute.md) */
-    unsigned quantum_min_ms;         /* shortest lease, <= quantum_max_ms */
-    unsigned quantum_max_ms;         /* longest lease */
-    unsigned lease_grace_ms;         /* a holder this late past its lease's end is hung */
-    unsigned max_tenant_connections; /* tenant.sock connections kept open */
+    unsigned reconnect_grace_ms;            /* mem_reserve held this long after the start */
+    unsigned sched_window_ms;               /* compute scheduling window (docs/compute.md) */
+    unsigned quantum_min_ms;                /* shortest lease, <= quantum_max_ms */
+    unsigned quantum_max_ms;                /* longest lease */
+    unsigned lease_grace_ms;                /* a holder this late past its lease's end is hung */
+    unsigned max_tenant_connections;        /* tenant.sock connections kept open */
+    unsigned max_pending_connections;       /* of them, without a session (docs/arbiter.md) */
+    unsigned max_pending_per_uid;           /* of those, from one uid; 0: no limit */
+    unsigned hello_timeout_ms;              /* a connection without a session is closed after */
     qa_profile_t profiles[QA_MAX_PROFILES]; /* Q1, Q2, Q4, Q8, then the file's */
     size_t nprofiles;                       /* entries in profiles */
 } qa_config_t;

@@ -1,6 +1,6 @@
 /* server.h - qarbiter's daemon: takes the socket dir's lock, discovers the GPUs, loads
  * the state, binds tenant.sock and then admin.sock (whose appearance means "ready"),
- * and serves both endpoints from one event loop until SIGTERM or SIGINT.
+ * and serves both endpoints (endpoint.h) from one event loop until SIGTERM or SIGINT.
  *
  * The loop thread does all the work; two helper threads (store.c's syncer and
  * sampler.c's NVML sampler) never touch the server's state. admin.c and tenant.c handle
@@ -51,6 +51,14 @@ uint64_t qa_server_new_session(qa_server_t *self);
 /* Whether the reconnect grace after the start still runs: the previous arbiter's
  * tenants may not all have re-reported what they hold (see qa_tenant_grace_over). */
 bool qa_server_in_grace(const qa_server_t *self);
+
+/* p's session opened or ended (p->session is set to session). Every change of a
+ * session goes through here: a peer without one is "pending" for the endpoint's
+ * admission limits and hello timeout (peer.h). */
+void qa_server_set_session(qa_server_t *self, qa_peer_t *p, bool session);
+/* Whether a warning about p's connection may be logged now: a few per uid per 10 s; the
+ * endpoint sums up those held back. */
+bool qa_server_may_warn(qa_server_t *self, const qa_peer_t *p);
 
 /* Sends *msg (taken) to p without blocking: a peer that does not read loses messages
  * rather than stall the arbiter. */

@@ -348,9 +348,11 @@ void qa_tenant_hello(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
     qp_msg_get_uint(m, "mem_used", &used);
     qa_vgpu_t *v = vid ? qa_host_find(qa_server_host(srv), vid) : NULL;
     if (!v || !secret_ok(v->secret, secret)) {
-        if (!p->warned) /* once per connection: a retrying shim must not flood the log */
-            qa_log(qa_server_log(srv), QA_INFO, "tenant hello refused (pid %d): %s",
-                   (int)p->cred_pid,
+        /* once per connection, a few per uid per 10 s: neither a retrying shim nor a
+         * stranger connecting again and again floods the log */
+        if (!p->warned && qa_server_may_warn(srv, p))
+            qa_log(qa_server_log(srv), QA_INFO, "tenant hello refused (uid %u, pid %d): %s",
+                   (unsigned)p->cred_uid, (int)p->cred_pid,
                    !vid ? "no vGPU named"
                    : !v ? "unknown vGPU"
                         : "wrong secret");
@@ -361,7 +363,7 @@ void qa_tenant_hello(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
     }
     if (!report_ok(srv, p, v, id, "mem_used", used))
         return;
-    p->session = true;
+    qa_server_set_session(srv, p, true);
     p->vgpu = v;
     p->next_in_vgpu = v->sessions;
     p->pprev_in_vgpu = &v->sessions;
@@ -420,7 +422,8 @@ static void detach(qa_server_t *srv, qa_peer_t *p, bool tell)
     p->vgpu = NULL;
     p->next_in_vgpu = NULL;
     p->pprev_in_vgpu = NULL;
-    p->session = false;
+    if (p->session)
+        qa_server_set_session(srv, p, false);
     p->used = p->reserved = 0;
 }
 
