@@ -3,6 +3,7 @@
 #   make              libqshim.so, qarbiter, qgpuctl, libqvgpu.so, the simulated driver
 #   make test         builds, then runs the Criterion suite (scripts/run-tests.sh)
 #   make test SAN=1   the same under -fsanitize=address,undefined, in build-san/
+#   make fuzz         the libFuzzer target of the wire (clang), in BUILD/fuzz/
 #   make bench        builds, then runs the benchmarks in bench/ (scripts/run-bench.sh)
 #   make install      PREFIX (/usr/local) and DESTDIR honoured
 #
@@ -17,6 +18,8 @@
 #   tests/progs/*.c                workload programs the tests run, linked like a real CUDA
 #                                  program: against the toolkit's stub libcuda.so
 #   bench/*.c                      one benchmark program each
+#   tests/fuzz/*.c                 one libFuzzer target each (make fuzz, clang), linked
+#                                  with proto/ but its ZeroMQ client (conn.c)
 
 CUDA_HOME ?= /usr/local/cuda
 PREFIX    ?= /usr/local
@@ -82,11 +85,11 @@ GEN := $(BUILD)/gen/cuda_procaddr.h
 ARTIFACTS := $(BUILD)/libqshim.so $(BUILD)/qarbiter $(BUILD)/qgpuctl $(BUILD)/libqvgpu.so \
              $(BUILD)/sim/libcuda.so.1 $(BUILD)/sim/libnvidia-ml.so.1 $(BUILD)/qvgpu.pc
 
-.PHONY: all test bench install clean help
+.PHONY: all test bench fuzz install clean help
 all: $(ARTIFACTS)
 
 help:
-	@sed -n '3,8p' Makefile
+	@sed -n '3,9p' Makefile
 
 # ---- generated ----------------------------------------------------------------------
 $(BUILD)/gen/cuda_procaddr.h: scripts/gen-procaddr.sh
@@ -178,11 +181,29 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-m
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(TEST_LINK) $(TEST_LIBS)
 
+# make test also runs the fuzz target for FUZZ_SECONDS (20) when clang is there.
 test: all $(TEST_BIN) $(TEST_PROGS) $(BENCH_BIN)
+	@if command -v $(FUZZ_CC) >/dev/null 2>&1; then $(MAKE) --no-print-directory fuzz; \
+	 else echo "make test: no $(FUZZ_CC): the fuzz target is not built or run"; fi
 	@scripts/run-tests.sh $(BUILD)
 
 bench: all $(TEST_PROGS) $(BENCH_BIN)
 	@scripts/run-bench.sh $(BUILD)
+
+# ---- fuzzing ------------------------------------------------------------------------
+# libFuzzer needs clang. The proto/ sources are built again with its instrumentation;
+# conn.c (the ZeroMQ client) is not reachable from a peer's bytes and stays out.
+FUZZ_CC   ?= clang
+FUZZ_BIN  := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/*.c))
+FUZZ_SRC  := $(filter-out proto/conn.c,$(wildcard proto/*.c))
+FUZZ_FLAGS := -g -O1 -std=gnu11 -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
+              -fno-sanitize-recover=undefined -D_GNU_SOURCE -Iinclude -I.
+
+fuzz: $(FUZZ_BIN)
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) $(wildcard proto/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(PKG_CFLAGS) -o $@ $< $(FUZZ_SRC) $(shell pkg-config --libs msgpack)
 
 # ---- install ------------------------------------------------------------------------
 install: all

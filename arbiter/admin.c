@@ -224,8 +224,12 @@ static void gpus(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m, bool stats)
             t.vgpus_total++;
             t.vgpus_active += v->procs > 0;
             t.memory_reserved_mb += v->memory_mb;
-            t.memory_used_mb += v->mem_used / QP_MIB;
         }
+        /* what tenants report, each process once and each GPU within its memory */
+        uint64_t used = 0;
+        for (size_t i = 0; i < qa_host_ngpus(host); i++)
+            used += qa_tenant_gpu_used(srv, (unsigned)i);
+        t.memory_used_mb = used / QP_MIB;
         qp_totals_put(rep, &t);
     } else {
         qp_msg_set_float(rep, "oversub_memory", cfg->oversub_memory);

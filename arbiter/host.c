@@ -401,7 +401,8 @@ void qa_host_info(qa_host_t *self, const qa_vgpu_t *v, qp_info_t *out)
     out->share = v->share;
     out->limit = v->limit;
     out->util = v->util;
-    out->memory_used = v->mem_used;
+    /* the sum of its sessions' reports: never shown beyond what its GPU has (issue 8) */
+    out->memory_used = v->mem_used < g->desc.memory_total ? v->mem_used : g->desc.memory_total;
     out->memory_reserved = v->mem_reserved;
     out->procs = v->procs;
     out->created = v->created;

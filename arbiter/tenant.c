@@ -9,6 +9,7 @@
 #include "proto/units.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 static uint64_t quota_of(const qa_vgpu_t *v)
@@ -459,4 +460,56 @@ void qa_tenant_resized(qa_server_t *srv, qa_vgpu_t *v, uint64_t old_memory_mb)
         }
     }
     serve_waiting(srv, v);
+}
+
+/* One process's report, for qa_tenant_gpu_used. */
+struct proc_use {
+    pid_t pid;     /* as the arbiter sees it */
+    uint64_t used; /* one session's report */
+};
+
+static int by_pid(const void *a, const void *b)
+{
+    const struct proc_use *x = a, *y = b;
+    return (x->pid > y->pid) - (x->pid < y->pid);
+}
+
+uint64_t qa_tenant_gpu_used(qa_server_t *srv, unsigned gpu)
+{
+    qa_host_t *host = qa_server_host(srv);
+    const qa_gpu_t *g = qa_host_gpu(host, gpu);
+    if (!g)
+        return 0;
+    size_t n = 0;
+    for (size_t i = 0; i < qa_host_nvgpus(host); i++) {
+        const qa_vgpu_t *v = qa_host_vgpu(host, i);
+        n += v->gpu == gpu ? v->procs : 0;
+    }
+    struct proc_use *u = n ? malloc(n * sizeof *u) : NULL;
+    uint64_t total = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < qa_host_nvgpus(host); i++) {
+        const qa_vgpu_t *v = qa_host_vgpu(host, i);
+        if (v->gpu != gpu)
+            continue;
+        for (const qa_peer_t *s = v->sessions; s; s = s->next_in_vgpu) {
+            if (u && k < n)
+                u[k++] = (struct proc_use){s->cred_pid, s->used};
+            else /* out of memory: each session counted, still bounded below */
+                total += s->used;
+        }
+    }
+    if (u) {
+        qsort(u, k, sizeof *u, by_pid);
+        for (size_t i = 0; i < k;) {
+            uint64_t most = 0;
+            size_t j = i;
+            for (; j < k && u[j].pid == u[i].pid; j++)
+                most = u[j].used > most ? u[j].used : most;
+            total += most; /* each report is at most the GPU's memory: no overflow */
+            i = j;
+        }
+        free(u);
+    }
+    return total < g->desc.memory_total ? total : g->desc.memory_total;
 }

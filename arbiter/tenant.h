@@ -34,6 +34,12 @@ void qa_tenant_vgpu_gone(qa_server_t *srv, qa_vgpu_t *v);
 /* The reconnect grace is over: serves the mem_reserve requests held during it, in
  * arrival order per vGPU, as if they had come now. */
 void qa_tenant_grace_over(qa_server_t *srv);
+/* What the tenants of GPU gpu (an index of the host's) report holding, for the host-wide
+ * figures: each process counted once however many sessions it opened (the largest of
+ * its reports; a process is known by its pid as the arbiter sees it, SO_PEERCRED, not as
+ * it claims), and never more than the GPU's memory (issue 8: a tenant reporting on many
+ * connections showed 160 GiB used on an 8 GiB host). O(sessions log sessions). */
+uint64_t qa_tenant_gpu_used(qa_server_t *srv, unsigned gpu);
 /* Tells v's processes and its GPU's scheduler its new limits; after a shrink below what is
  * reserved, asks them to give back what they do not use; after growth, serves waiting requests. */
 void qa_tenant_resized(qa_server_t *srv, qa_vgpu_t *v, uint64_t old_memory_mb);

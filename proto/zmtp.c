@@ -217,18 +217,6 @@ static int broken(qp_zmtp_t *self, int error, char *err, const char *fmt, ...)
     return error;
 }
 
-/* Copies at most n bytes of what a peer sent into dst (size 40) as printable ASCII:
- * it goes into log lines, where a newline or escape sequence must not. */
-static const char *shown(char dst[40], const void *src, size_t n)
-{
-    const uint8_t *s = src;
-    size_t i = 0;
-    for (; i < n && i < 39; i++)
-        dst[i] = s[i] >= 0x20 && s[i] < 0x7f ? (char)s[i] : '?';
-    dst[i] = '\0';
-    return dst;
-}
-
 static uint64_t get_be(const uint8_t *p, int n)
 {
     uint64_t v = 0;
@@ -255,7 +243,7 @@ static int check_greeting(qp_zmtp_t *self, const uint8_t *g, size_t have, char *
     if (have >= 32 && memcmp(g + 12, null_mech, sizeof null_mech) != 0)
         return broken(self, -EPROTO, err,
                       "security mechanism '%s' is not served: the NULL mechanism only",
-                      shown(text, g + 12, strnlen((const char *)g + 12, 20)));
+                      qp_printable(text, sizeof text, g + 12, strnlen((const char *)g + 12, 20)));
     if (have >= 33 && g[32] != 0)
         return broken(self, -EPROTO, err, "a NULL-mechanism peer must not be as-server");
     return 0;
@@ -280,7 +268,7 @@ static int check_ready(qp_zmtp_t *self, const uint8_t *p, size_t n, char *err)
             if (value_len != 6 || memcmp(value, "DEALER", 6) != 0)
                 return broken(self, -EPROTO, err,
                               "a '%s' socket connected: only DEALER sockets are served",
-                              shown(text, value, (size_t)value_len));
+                              qp_printable(text, sizeof text, value, (size_t)value_len));
             dealer = true;
         }
         p += 1 + name_len + 4 + value_len;
@@ -304,7 +292,8 @@ static int command(qp_zmtp_t *self, const uint8_t *p, size_t n, char *err)
     char text[40];
     if (self->state == S_HANDSHAKE) {
         if (!is_ready)
-            return broken(self, -EPROTO, err, "'%s' before READY", shown(text, name, name_len));
+            return broken(self, -EPROTO, err, "'%s' before READY",
+                          qp_printable(text, sizeof text, name, name_len));
         int rc = check_ready(self, data, data_len, err);
         if (rc == 0)
             self->state = S_TRAFFIC;
@@ -326,9 +315,10 @@ static int command(qp_zmtp_t *self, const uint8_t *p, size_t n, char *err)
         if (reason > data_len - (data_len ? 1 : 0))
             reason = 0;
         return broken(self, -EPROTO, err, "the peer sent ERROR '%s'",
-                      shown(text, data + (data_len ? 1 : 0), reason));
+                      qp_printable(text, sizeof text, data + (data_len ? 1 : 0), reason));
     }
-    return broken(self, -EPROTO, err, "unexpected command '%s'", shown(text, name, name_len));
+    return broken(self, -EPROTO, err, "unexpected command '%s'",
+                  qp_printable(text, sizeof text, name, name_len));
 }
 
 int qp_zmtp_next(qp_zmtp_t *self, const void **body, size_t *len, char err[QP_ERR_LEN])
