@@ -1,30 +1,42 @@
 # Makefile - builds every qvgpu artifact into build/ (build-san/ with SAN=1).
 #
-#   make              libqshim.so, qarbiter, qgpuctl, libqvgpu.so, the simulated driver
+#   make              libqshim.so, qarbiter, qgpuctl, libqvgpu.so, the simulated driver,
+#                     spank_qvgpu.so (when libslurm-dev is installed)
 #   make test         builds, then runs the Criterion suite (scripts/run-tests.sh)
 #   make test SAN=1   the same under -fsanitize=address,undefined, in build-san/
 #   make fuzz         the libFuzzer target of the wire (clang), in BUILD/fuzz/
 #   make bench        builds, then runs the benchmarks in bench/ (scripts/run-bench.sh)
-#   make install      PREFIX (/usr/local) and DESTDIR honoured
+#   make install      PREFIX (/usr/local) and DESTDIR honoured; the Python package qvgpu
+#                     goes to PYTHONDIR (Debian's dist-packages for PREFIX)
 #
 # Sources are found by directory, so a new module needs no edit here:
 #   proto/*.c                      the wire, linked into every program that speaks it
 #   arbiter/*.c                    qarbiter (arbiter/main.c holds main())
+#   arbiter/dashboard/*            the dashboard's files, embedded into qarbiter
 #   client/*.c                     libqvgpu.so; client/qgpuctl.c is the qgpuctl program
 #   shim/*.c                       libqshim.so
+#   container/*.c                  the container pieces that run outside the workload
 #   sim/cuda*.c, sim/nvml*.c       the simulated libcuda.so.1 / libnvidia-ml.so.1; other
 #                                  sim/*.c files are the shared model linked into both
 #   tests/test_*.c                 one Criterion binary each; other tests/*.c are support
 #   tests/progs/*.c                workload programs the tests run, linked like a real CUDA
 #                                  program: against the toolkit's stub libcuda.so
+#   tests/progs/*.cu               CUDA C++ workloads, built with nvcc (when the toolkit has it)
 #   bench/*.c                      one benchmark program each
+#   slurm/*.c                      spank_qvgpu.so (slurm/spank_qvgpu.c holds the SPANK entry
+#                                  points; the other files are also linked into the tests)
 #   tests/fuzz/*.c                 one libFuzzer target each (make fuzz, clang), linked
-#                                  with proto/ but its ZeroMQ client (conn.c)
+#                                  with proto/ but its client connection (conn.c, zmtp.c)
 
 CUDA_HOME ?= /usr/local/cuda
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 SAN       ?= 0
+# Where `make install` puts the Python package qvgpu: Debian's dist-packages for the
+# prefix (/usr/local/lib/python3.N/dist-packages; /usr/lib/python3/dist-packages).
+PYTHON    ?= /usr/bin/python3
+PYVER     := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)
+PYTHONDIR ?= $(if $(filter /usr,$(PREFIX)),$(PREFIX)/lib/python3/dist-packages,$(PREFIX)/lib/python$(PYVER)/dist-packages)
 
 ifeq ($(SAN),1)
 BUILD := build-san
@@ -36,7 +48,7 @@ SANFLAGS :=
 SANDEFS :=
 endif
 
-PKGS      := libzmq msgpack jansson inih
+PKGS      := libzmq msgpack jansson inih libmicrohttpd
 TEST_PKGS := criterion
 
 # Stop early, in one line, when something the build needs is missing; but let
@@ -60,89 +72,127 @@ PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LIBS_WIRE   := $(shell pkg-config --libs libzmq msgpack 2>/dev/null)
 LIBS_JSON   := $(shell pkg-config --libs jansson 2>/dev/null)
 LIBS_INI    := $(shell pkg-config --libs inih 2>/dev/null)
+LIBS_HTTP   := $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
 CUDA_STUB   := -L$(CUDA_HOME)/lib64/stubs -lcuda
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 PROTO_OBJ    := $(call obj,$(wildcard proto/*.c))
-ARBITER_OBJ  := $(call obj,$(filter-out arbiter/main.c,$(wildcard arbiter/*.c)))
+ARBITER_OBJ  := $(call obj,$(filter-out arbiter/main.c,$(wildcard arbiter/*.c))) \
+                $(BUILD)/obj/gen/dashboard_assets.o
+DASHBOARD    := $(sort $(wildcard arbiter/dashboard/*))
 ARBITER_MAIN := $(call obj,$(wildcard arbiter/main.c))
 CLIENT_OBJ   := $(call obj,$(filter-out client/qgpuctl.c,$(wildcard client/*.c)))
 QGPUCTL_OBJ  := $(call obj,$(wildcard client/qgpuctl.c))
 SHIM_OBJ     := $(call obj,$(wildcard shim/*.c))
+CONTAINER_OBJ := $(call obj,$(wildcard container/*.c))
 SIM_CUDA_OBJ := $(call obj,$(wildcard sim/cuda*.c))
 SIM_NVML_OBJ := $(call obj,$(wildcard sim/nvml*.c))
 SIM_CORE_OBJ := $(call obj,$(filter-out $(wildcard sim/cuda*.c sim/nvml*.c),$(wildcard sim/*.c)))
 SIM_STUB_OBJ := $(BUILD)/obj/gen/sim_stubs.o
+SLURM_OBJ    := $(call obj,$(filter-out slurm/spank_qvgpu.c,$(wildcard slurm/*.c)))
 
 TEST_BIN     := $(patsubst tests/%.c,$(BUILD)/tests/%,$(wildcard tests/test_*.c))
 TEST_SUP_OBJ := $(call obj,$(filter-out $(wildcard tests/test_*.c),$(wildcard tests/*.c)))
 TEST_PROGS   := $(patsubst tests/progs/%.c,$(BUILD)/tests/progs/%,$(wildcard tests/progs/*.c))
 BENCH_BIN    := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
 
-GEN := $(BUILD)/gen/cuda_procaddr.h
+GEN := $(BUILD)/gen/cuda_procaddr.h $(BUILD)/gen/glibc_compat.h
+
+# What runs inside workloads (the shim, the wire it speaks, the simulated driver) binds
+# to glibc symbol versions no newer than GLIBC_FLOOR, so that it loads in older images
+# than the build machine's (Debian 11, Ubuntu 20.04, RHEL 9); test_bundle checks it.
+# Older glibc keeps some of those symbols in libpthread, libdl and librt, which newer
+# glibc keeps as empty stubs: the links name them.
+GLIBC_FLOOR := 2.31
+FLOOR_OBJ := $(SHIM_OBJ) $(PROTO_OBJ) $(SIM_CUDA_OBJ) $(SIM_NVML_OBJ) $(SIM_CORE_OBJ) \
+             $(SIM_STUB_OBJ)
+$(FLOOR_OBJ): CPPFLAGS += -include $(BUILD)/gen/glibc_compat.h
+# route.c defines dlsym and dlvsym: they are the shim's own, not glibc's.
+$(BUILD)/obj/shim/route.o: CPPFLAGS += -DQV_GLIBC_OWN_dlsym -DQV_GLIBC_OWN_dlvsym
+LIBS_GLIBC_FLOOR := -Wl,--push-state,--no-as-needed -l:libpthread.so.0 -l:libdl.so.2 \
+                    -l:librt.so.1 -Wl,--pop-state
 
 ARTIFACTS := $(BUILD)/libqshim.so $(BUILD)/qarbiter $(BUILD)/qgpuctl $(BUILD)/libqvgpu.so \
              $(BUILD)/sim/libcuda.so.1 $(BUILD)/sim/libnvidia-ml.so.1 $(BUILD)/qvgpu.pc
+
+# The Slurm plugin is built where Slurm's headers are (libslurm-dev).
+SLURM_INCLUDE ?= /usr/include
+HAVE_SLURM := $(wildcard $(SLURM_INCLUDE)/slurm/spank.h)
+ifneq ($(HAVE_SLURM),)
+ARTIFACTS += $(BUILD)/spank_qvgpu.so
+endif
 
 .PHONY: all test bench fuzz install clean help
 all: $(ARTIFACTS)
 
 help:
-	@sed -n '3,9p' Makefile
+	@sed -n '3,10p' Makefile
 
 # ---- generated ----------------------------------------------------------------------
 $(BUILD)/gen/cuda_procaddr.h: scripts/gen-procaddr.sh
 	@mkdir -p $(@D)
 	scripts/gen-procaddr.sh $(CUDA_HOME) $@
 
+$(BUILD)/gen/glibc_compat.h: scripts/gen-glibc-compat.sh
+	@mkdir -p $(@D)
+	scripts/gen-glibc-compat.sh $(CC) $(GLIBC_FLOOR) $@
+
 $(BUILD)/gen/sim_stubs.c: scripts/gen-sim-stubs.sh
 	@mkdir -p $(@D)
 	scripts/gen-sim-stubs.sh $(CUDA_HOME) $@
+
+$(BUILD)/gen/dashboard_assets.c: scripts/gen-assets.sh $(DASHBOARD)
+	@mkdir -p $(@D)
+	scripts/gen-assets.sh $@ $(DASHBOARD)
 
 # ---- objects ------------------------------------------------------------------------
 $(BUILD)/obj/%.o: %.c | $(GEN)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c | $(GEN)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 # Tests and benches see the sim's and everyone's internals but export nothing.
 $(BUILD)/obj/tests/%.o $(BUILD)/obj/bench/%.o: CFLAGS += $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
 
 # ---- artifacts ----------------------------------------------------------------------
 # The shim must not depend on libcuda: it finds the driver at run time, so that a
-# program that never touches CUDA loads no driver, and pass-through stays exact.
+# program that never touches CUDA loads no driver, and pass-through stays exact. Nor on
+# anything but glibc: it is loaded into workloads of any image, next to whatever
+# libraries the application brings (docs/containers.md). proto/zmtp.c stands in for
+# libzmq, and msgpack-c is used through its header only; a library it ever needs goes
+# in as a static archive behind -Wl,--exclude-libs,ALL.
 $(BUILD)/libqshim.so: $(SHIM_OBJ) $(PROTO_OBJ)
 	@mkdir -p $(@D)
 	$(CC) -shared -Wl,-soname,libqshim.so -Wl,--no-undefined $(LDFLAGS) -o $@ $^ \
-	    $(LIBS_WIRE) -ldl -lpthread
+	    $(LIBS_GLIBC_FLOOR)
 
 $(BUILD)/libqvgpu.so: $(CLIENT_OBJ) $(PROTO_OBJ)
 	@mkdir -p $(@D)
-	$(CC) -shared -Wl,-soname,libqvgpu.so -Wl,--no-undefined $(LDFLAGS) -o $@ $^ \
-	    $(LIBS_WIRE) -lpthread
+	$(CC) -shared -Wl,-soname,libqvgpu.so -Wl,--no-undefined $(LDFLAGS) -o $@ $^ -lpthread
 
 $(BUILD)/qgpuctl: $(QGPUCTL_OBJ) $(BUILD)/libqvgpu.so
 	$(CC) $(LDFLAGS) -o $@ $(QGPUCTL_OBJ) -L$(BUILD) -lqvgpu \
 	    -Wl,-rpath,'$$ORIGIN:$$ORIGIN/../lib' $(LIBS_JSON)
 
+# The arbiter speaks ZMTP itself too (proto/router.c): no libzmq.
 $(BUILD)/qarbiter: $(ARBITER_MAIN) $(ARBITER_OBJ) $(PROTO_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_WIRE) $(LIBS_JSON) $(LIBS_INI) -ldl -lpthread -lm
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_JSON) $(LIBS_INI) $(LIBS_HTTP) -ldl -lpthread -lm
 
 $(BUILD)/sim/libcuda.so.1: $(SIM_CUDA_OBJ) $(SIM_CORE_OBJ) $(SIM_STUB_OBJ)
 	@mkdir -p $(@D)
 	$(CC) -shared -Wl,-soname,libcuda.so.1 -Wl,--no-undefined $(LDFLAGS) -o $@ $^ \
-	    -lpthread -lrt -lm
+	    $(LIBS_GLIBC_FLOOR) -lm
 	ln -sf libcuda.so.1 $(@D)/libcuda.so
 
 $(BUILD)/sim/libnvidia-ml.so.1: $(SIM_NVML_OBJ) $(SIM_CORE_OBJ)
 	@mkdir -p $(@D)
 	$(CC) -shared -Wl,-soname,libnvidia-ml.so.1 -Wl,--no-undefined $(LDFLAGS) -o $@ $^ \
-	    -lpthread -lrt -lm
+	    $(LIBS_GLIBC_FLOOR) -lm
 	ln -sf libnvidia-ml.so.1 $(@D)/libnvidia-ml.so
 
 # The .pc names PREFIX, so it is made again whenever PREFIX is not the one it was made
@@ -160,14 +210,32 @@ $(BUILD)/prefix.stamp: FORCE
 .PHONY: FORCE
 FORCE:
 
+# slurmd and slurmstepd load spank_qvgpu.so: it is built without sanitizers even under
+# SAN=1 (their runtime would have to be loaded first into Slurm's uninstrumented
+# programs), and links nothing: no ZeroMQ in Slurm's processes (it runs qgpuctl), and the
+# spank_* and slurm_* functions come from the process that loads it. Its default qgpuctl
+# is PREFIX's, so it is rebuilt when PREFIX changes.
+SPANK_SRC    := $(wildcard slurm/*.c) proto/units.c
+SPANK_OBJ    := $(patsubst %.c,$(BUILD)/obj-spank/%.o,$(SPANK_SRC))
+SPANK_CFLAGS := -O2 -g -std=gnu11 -Wall -Wextra -Werror -fPIC -fvisibility=hidden
+
+$(BUILD)/obj-spank/%.o: %.c $(BUILD)/prefix.stamp
+	@mkdir -p $(@D)
+	$(CC) -D_GNU_SOURCE -Iinclude -I. -isystem $(SLURM_INCLUDE) -MMD -MP \
+	    -DQSL_DEFAULT_QGPUCTL='"$(PREFIX)/bin/qgpuctl"' $(SPANK_CFLAGS) -c $< -o $@
+
+$(BUILD)/spank_qvgpu.so: $(SPANK_OBJ)
+	$(CC) -shared -Wl,-soname,spank_qvgpu.so -o $@ $(SPANK_OBJ)
+
 # ---- tests and benches --------------------------------------------------------------
 # Test binaries link the arbiter's and client's modules (not their main()) and the wire;
 # --as-needed keeps libcuda/libnvidia-ml out of those that never call the driver. At run
 # time LD_LIBRARY_PATH=$(BUILD)/sim makes them bind to the simulated driver.
-TEST_LINK := $(TEST_SUP_OBJ) $(ARBITER_OBJ) $(CLIENT_OBJ) $(PROTO_OBJ)
+TEST_LINK := $(TEST_SUP_OBJ) $(ARBITER_OBJ) $(CLIENT_OBJ) $(CONTAINER_OBJ) $(SLURM_OBJ) \
+             $(PROTO_OBJ)
 TEST_LIBS := -Wl,--as-needed $(CUDA_STUB) -L$(BUILD)/sim -lnvidia-ml -Wl,--no-as-needed \
              $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null) $(LIBS_WIRE) $(LIBS_JSON) \
-             $(LIBS_INI) -ldl -lpthread -lrt -lm
+             $(LIBS_INI) $(LIBS_HTTP) -ldl -lpthread -lrt -lm
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-ml.so.1
 	@mkdir -p $(@D)
@@ -175,14 +243,27 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-m
 
 $(BUILD)/tests/progs/%: $(BUILD)/obj/tests/progs/%.o
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(CUDA_STUB) -ldl -lpthread -lm
+	$(CC) $(LDFLAGS) -o $@ $< -Wl,--as-needed $(CUDA_STUB) -Wl,--no-as-needed $(PROG_LIBS) \
+	    -ldl -lpthread -lm
+
+# An application with its own libzmq, and so libstdc++, next to the shim (test_bundle).
+$(BUILD)/tests/progs/own_zmq: PROG_LIBS = $(shell pkg-config --libs libzmq 2>/dev/null)
+
+# CUDA C++ workloads (tests/progs/*.cu), built with the toolkit's nvcc as users build
+# theirs (the runtime linked statically, nvcc's default); none when it has no nvcc.
+NVCC     ?= $(CUDA_HOME)/bin/nvcc
+CU_PROGS := $(if $(wildcard $(NVCC)),$(patsubst tests/progs/%.cu,$(BUILD)/tests/progs/%,$(wildcard tests/progs/*.cu)))
+
+$(BUILD)/tests/progs/%: tests/progs/%.cu
+	@mkdir -p $(@D)
+	$(NVCC) -O2 -o $@ $<
 
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-ml.so.1
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(TEST_LINK) $(TEST_LIBS)
 
 # make test also runs the fuzz target for FUZZ_SECONDS (20) when clang is there.
-test: all $(TEST_BIN) $(TEST_PROGS) $(BENCH_BIN)
+test: all $(TEST_BIN) $(TEST_PROGS) $(CU_PROGS) $(BENCH_BIN)
 	@if command -v $(FUZZ_CC) >/dev/null 2>&1; then $(MAKE) --no-print-directory fuzz; \
 	 else echo "make test: no $(FUZZ_CC): the fuzz target is not built or run"; fi
 	@scripts/run-tests.sh $(BUILD)
@@ -192,10 +273,11 @@ bench: all $(TEST_PROGS) $(BENCH_BIN)
 
 # ---- fuzzing ------------------------------------------------------------------------
 # libFuzzer needs clang. The proto/ sources are built again with its instrumentation;
-# conn.c (the ZeroMQ client) is not reachable from a peer's bytes and stays out.
+# the client's connection (conn.c, zmtp.c) is not reachable from a peer's bytes and
+# stays out.
 FUZZ_CC   ?= clang
 FUZZ_BIN  := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/*.c))
-FUZZ_SRC  := $(filter-out proto/conn.c,$(wildcard proto/*.c))
+FUZZ_SRC  := $(filter-out proto/conn.c proto/zmtp.c,$(wildcard proto/*.c))
 FUZZ_FLAGS := -g -O1 -std=gnu11 -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
               -fno-sanitize-recover=undefined -D_GNU_SOURCE -Iinclude -I.
 
@@ -203,7 +285,7 @@ fuzz: $(FUZZ_BIN)
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) $(wildcard proto/*.h)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_FLAGS) $(PKG_CFLAGS) -o $@ $< $(FUZZ_SRC) $(shell pkg-config --libs msgpack)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(PKG_CFLAGS) -o $@ $< $(FUZZ_SRC)
 
 # ---- install ------------------------------------------------------------------------
 install: all
@@ -213,9 +295,17 @@ install: all
 	install -m 0755 $(BUILD)/libqvgpu.so $(BUILD)/libqshim.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 include/qvgpu.h $(DESTDIR)$(PREFIX)/include/
 	install -m 0644 $(BUILD)/qvgpu.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -d $(DESTDIR)$(PYTHONDIR)/qvgpu
+	install -m 0644 python/qvgpu/*.py $(DESTDIR)$(PYTHONDIR)/qvgpu/
+	printf '"""Written by make install: where libqvgpu.so is."""\nLIBDIR = "%s"\n' \
+	    '$(PREFIX)/lib' > $(DESTDIR)$(PYTHONDIR)/qvgpu/_installed.py
+ifneq ($(HAVE_SLURM),)
+	install -d $(DESTDIR)$(PREFIX)/lib/slurm
+	install -m 0755 $(BUILD)/spank_qvgpu.so $(DESTDIR)$(PREFIX)/lib/slurm/
+endif
 
 clean:
 	rm -rf build build-san
 
 .SECONDARY:
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD)/obj $(BUILD)/obj-spank -name '*.d' 2>/dev/null)

@@ -1,6 +1,7 @@
 /* admin.c - admin requests over the host, the store and the tenants. Loop thread only. */
 #include "arbiter/admin.h"
 
+#include "arbiter/audit.h"
 #include "arbiter/tenant.h"
 #include "proto/records.h"
 #include "proto/schema.h"
@@ -218,19 +219,16 @@ static void gpus(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m, bool stats)
         qp_gpu_put(qp_msg_append_map(rep, "gpus"), &g);
     }
     if (stats) {
-        qp_totals_t t = {0};
-        for (size_t i = 0; i < qa_host_nvgpus(host); i++) {
-            const qa_vgpu_t *v = qa_host_vgpu(host, i);
-            t.vgpus_total++;
-            t.vgpus_active += v->procs > 0;
-            t.memory_reserved_mb += v->memory_mb;
-        }
-        /* what tenants report, each process once and each GPU within its memory */
-        uint64_t used = 0;
-        for (size_t i = 0; i < qa_host_ngpus(host); i++)
-            used += qa_tenant_gpu_used(srv, (unsigned)i);
-        t.memory_used_mb = used / QP_MIB;
+        qp_totals_t t;
+        qa_host_totals(host, &t);
+        t.memory_used_mb = qa_tenant_host_used(srv) / QP_MIB;
+        t.kills = qa_audit_kills(qa_server_audit(srv));
         qp_totals_put(rep, &t);
+        size_t nf;
+        const qp_finding_t *f = qa_audit_findings(qa_server_audit(srv), &nf);
+        qp_msg_add_array(rep, "findings");
+        for (size_t i = 0; i < nf && i < QP_MAX_FINDINGS; i++)
+            qp_finding_put(qp_msg_append_map(rep, "findings"), &f[i]);
     } else {
         qp_msg_set_float(rep, "oversub_memory", cfg->oversub_memory);
         qp_msg_set_float(rep, "oversub_share", cfg->oversub_share);

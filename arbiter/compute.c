@@ -205,5 +205,6 @@ void qa_compute_sample(qa_compute_t *self, qa_host_t *host)
     for (size_t i = 0; i < qa_host_nvgpus(host); i++) {
         qa_vgpu_t *v = qa_host_vgpu(host, i);
         v->util = v->ent ? qa_sched_ent_util(v->ent) : 0;
+        v->leases = v->ent ? qa_sched_ent_grants(v->ent) : 0;
     }
 }

@@ -38,7 +38,7 @@ void qa_compute_resized(qa_compute_t *self, qa_vgpu_t *v);
 void qa_compute_vgpu_gone(qa_compute_t *self, qa_vgpu_t *v);
 
 /* Takes a utilisation sample (call it periodically) and stores the figures in host:
- * each vGPU's util, each GPU's leased and hung. */
+ * each vGPU's util and leases, each GPU's leased and hung. */
 void qa_compute_sample(qa_compute_t *self, qa_host_t *host);
 
 #endif

@@ -4,6 +4,7 @@
 #include "proto/units.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <math.h>
 #include <stdarg.h>
@@ -11,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static const qa_profile_t builtin[] = {
     {"Q1", 1024, 10, 0},
@@ -39,6 +42,10 @@ void qa_config_defaults(qa_config_t *cfg)
     cfg->max_pending_connections = 1024;
     cfg->max_pending_per_uid = 128;
     cfg->hello_timeout_ms = 3000;
+    cfg->audit_unmanaged = QA_REPORT;
+    cfg->audit_over_quota = QA_REPORT;
+    cfg->audit_grace_ms = 2000;
+    cfg->charge_real = true;
     memcpy(cfg->profiles, builtin, sizeof builtin);
     cfg->nprofiles = NBUILTIN;
 }
@@ -52,6 +59,60 @@ const qa_profile_t *qa_config_profile(const qa_config_t *cfg, const char *name)
     return NULL;
 }
 
+/* The [arbiter] and [audit] keys, each named once: how its value is read and checked. */
+enum kind { K_PLACEMENT, K_RATIO, K_LEVEL, K_UINT, K_ACTION, K_CHARGE };
+static const struct key {
+    const char *name;
+    enum kind kind;
+    size_t off;      /* where the value goes in qa_config_t */
+    double min, max; /* the range of a ratio or a number */
+    const char *why; /* for K_UINT and K_ACTION: what the range is, after "must be" */
+} keys[] = {
+    {"placement", K_PLACEMENT, offsetof(qa_config_t, placement), 0, 0, NULL},
+    {"oversub_memory", K_RATIO, offsetof(qa_config_t, oversub_memory), 0.01, 100,
+     "a ratio between 0.01 and 100 (1.0: none)"},
+    {"oversub_share", K_RATIO, offsetof(qa_config_t, oversub_share), 0.01, 100,
+     "a ratio between 0.01 and 100 (1.0: none)"},
+    {"util_weight", K_RATIO, offsetof(qa_config_t, util_weight), 0, 10,
+     "a number between 0 and 10"},
+    {"log_level", K_LEVEL, offsetof(qa_config_t, log_level), 0, 0, NULL},
+    /* The shim heartbeats every 500 ms: below two periods live tenants get dropped. */
+    {"heartbeat_timeout_ms", K_UINT, offsetof(qa_config_t, heartbeat_timeout_ms), 1000, 600000,
+     "milliseconds between 1000 and 600000 (tenants heartbeat every 500 ms)"},
+    {"reclaim_timeout_ms", K_UINT, offsetof(qa_config_t, reclaim_timeout_ms), 10,
+     QA_REPLY_BUDGET_MS, NULL},
+    {"reconnect_grace_ms", K_UINT, offsetof(qa_config_t, reconnect_grace_ms), 0, 10000, NULL},
+    {"sched_window_ms", K_UINT, offsetof(qa_config_t, sched_window_ms), 10, 10000, NULL},
+    {"quantum_min_ms", K_UINT, offsetof(qa_config_t, quantum_min_ms), 1, 1000, NULL},
+    {"quantum_max_ms", K_UINT, offsetof(qa_config_t, quantum_max_ms), 1, 1000, NULL},
+    {"lease_grace_ms", K_UINT, offsetof(qa_config_t, lease_grace_ms), 10, 600000, NULL},
+    {"max_tenant_connections", K_UINT, offsetof(qa_config_t, max_tenant_connections), 1, 1000000,
+     "a number between 1 and 1000000"},
+    {"max_pending_connections", K_UINT, offsetof(qa_config_t, max_pending_connections), 1,
+     1000000, "a number between 1 and 1000000"},
+    {"max_pending_per_uid", K_UINT, offsetof(qa_config_t, max_pending_per_uid), 0, 1000000,
+     "a number between 0 (no limit) and 1000000"},
+    {"hello_timeout_ms", K_UINT, offsetof(qa_config_t, hello_timeout_ms), 100, 600000, NULL},
+};
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+/* The [audit] keys, read like the [arbiter] ones. */
+static const struct key audit_keys[] = {
+    {"unmanaged", K_ACTION, offsetof(qa_config_t, audit_unmanaged), QA_IGNORE, QA_KILL,
+     "report, kill or ignore"},
+    {"over_quota", K_ACTION, offsetof(qa_config_t, audit_over_quota), QA_REPORT, QA_KILL,
+     "report or kill"},
+    {"grace_ms", K_UINT, offsetof(qa_config_t, audit_grace_ms), 500, 600000, NULL},
+    {"charge", K_CHARGE, offsetof(qa_config_t, charge_real), 0, 0, NULL},
+};
+#define NAUDIT_KEYS (sizeof audit_keys / sizeof audit_keys[0])
+
+/* A profile's keys, in the order of its `seen` lines. */
+static const char *const profile_keys[] = {"memory", "share", "limit"};
+#define NPROFILE_KEYS 3
+
+#define MAX_FILE (1u << 20) /* far above any real configuration */
+
 /* Parsing state handed to inih. */
 struct parse {
     qa_config_t *cfg;
@@ -60,7 +121,10 @@ struct parse {
     int line;                        /* lines read so far: the line the handler is called for */
     int err_line;                    /* first problem found by the handler, 0 if none */
     char err[200];                   /* its text */
+    int key_line[NKEYS + NAUDIT_KEYS]; /* where each [arbiter], then [audit], key was set */
     int first_line[QA_MAX_PROFILES]; /* where each file profile's first key is */
+    int profile_line[QA_MAX_PROFILES][NPROFILE_KEYS]; /* where its keys were set */
+    char section[80];                                 /* the section of the previous key */
 };
 
 /* inih reader: fgets that counts lines, so the handler knows where it is. */
@@ -109,90 +173,82 @@ static int parse_ratio(const char *v, double min, double max, double *out)
     return 0;
 }
 
-static int arbiter_key(struct parse *p, const char *key, const char *v)
+/* Records in *line that a key is set on this line. A second time is refused (a
+ * continuation line, which inih hands over as the same key again, is one too): two
+ * values, of which one would silently win, are a mistake to point at. */
+static bool once(struct parse *p, int *line, const char *key, const char *where)
 {
-    qa_config_t *c = p->cfg;
-    if (strcmp(key, "placement") == 0) {
+    if (*line) {
+        problem(p, "'%s' is set twice%s (first at line %d): remove one", key, where, *line);
+        return false;
+    }
+    *line = p->line;
+    return true;
+}
+
+/* An action's name, or -1. */
+static int parse_action(const char *v)
+{
+    static const char *const names[] = {[QA_IGNORE] = "ignore", [QA_REPORT] = "report",
+                                        [QA_KILL] = "kill"};
+    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
+        if (strcmp(v, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+/* A key of [arbiter] or [audit] (section). */
+static int setting_key(struct parse *p, const char *section, const char *key, const char *v)
+{
+    bool audit = strcmp(section, "audit") == 0;
+    const struct key *table = audit ? audit_keys : keys, *k = NULL;
+    size_t n = audit ? NAUDIT_KEYS : NKEYS;
+    for (size_t i = 0; i < n && !k; i++)
+        k = strcmp(table[i].name, key) == 0 ? &table[i] : NULL;
+    if (!k)
+        return problem(p, "unknown key '%s' in [%s]", key, section);
+    if (!once(p, &p->key_line[(audit ? NKEYS : 0) + (size_t)(k - table)], key, ""))
+        return 0;
+    char *dst = (char *)p->cfg + k->off;
+    switch (k->kind) {
+    case K_PLACEMENT:
         if (strcmp(v, "spread") == 0)
-            c->placement = QA_SPREAD;
+            *(qa_policy_t *)dst = QA_SPREAD;
         else if (strcmp(v, "pack") == 0)
-            c->placement = QA_PACK;
+            *(qa_policy_t *)dst = QA_PACK;
         else
             return problem(p, "placement '%s' is neither 'spread' nor 'pack'", v);
         return 1;
-    }
-    if (strcmp(key, "oversub_memory") == 0 || strcmp(key, "oversub_share") == 0) {
-        double *dst = key[8] == 'm' ? &c->oversub_memory : &c->oversub_share;
-        if (parse_ratio(v, 0.01, 100, dst) < 0)
-            return problem(p, "%s '%s' must be a ratio between 0.01 and 100 (1.0: none)", key, v);
+    case K_RATIO:
+        if (parse_ratio(v, k->min, k->max, (double *)dst) < 0)
+            return problem(p, "%s '%s' must be %s", key, v, k->why);
         return 1;
-    }
-    if (strcmp(key, "util_weight") == 0) {
-        if (parse_ratio(v, 0, 10, &c->util_weight) < 0)
-            return problem(p, "%s '%s' must be a number between 0 and 10", key, v);
-        return 1;
-    }
-    if (strcmp(key, "log_level") == 0) {
-        if (qa_log_parse_level(v, &c->log_level) < 0)
+    case K_LEVEL:
+        if (qa_log_parse_level(v, (qa_level_t *)dst) < 0)
             return problem(p, "log_level '%s' is not one of error, warn, info, debug", v);
         return 1;
-    }
-    if (strcmp(key, "heartbeat_timeout_ms") == 0) {
-        /* The shim heartbeats every 500 ms: below two periods live tenants get dropped. */
-        if (parse_uint(v, 1000, 600000, &c->heartbeat_timeout_ms) < 0)
-            return problem(p,
-                           "%s '%s' must be milliseconds between 1000 and 600000 (tenants "
-                           "heartbeat every 500 ms)",
-                           key, v);
-        return 1;
-    }
-    if (strcmp(key, "max_tenant_connections") == 0) {
-        if (parse_uint(v, 1, 1000000, &c->max_tenant_connections) < 0)
-            return problem(p, "%s '%s' must be a number between 1 and 1000000", key, v);
-        return 1;
-    }
-    if (strcmp(key, "max_pending_connections") == 0) {
-        if (parse_uint(v, 1, 1000000, &c->max_pending_connections) < 0)
-            return problem(p, "%s '%s' must be a number between 1 and 1000000", key, v);
-        return 1;
-    }
-    if (strcmp(key, "max_pending_per_uid") == 0) {
-        if (parse_uint(v, 0, 1000000, &c->max_pending_per_uid) < 0)
-            return problem(p, "%s '%s' must be a number between 0 (no limit) and 1000000", key, v);
-        return 1;
-    }
-    if (strcmp(key, "reconnect_grace_ms") == 0) {
-        /* The shim retries its hello every 200 ms; its calls wait 1.5 s for a reply. */
-        if (parse_uint(v, 0, 10000, &c->reconnect_grace_ms) < 0)
-            return problem(p, "%s '%s' must be milliseconds between 0 and 10000", key, v);
-        return 1;
-    }
-    if (strcmp(key, "reclaim_timeout_ms") == 0) {
-        if (parse_uint(v, 10, 600000, &c->reclaim_timeout_ms) < 0)
-            return problem(p, "%s '%s' must be milliseconds between 10 and 600000", key, v);
-        return 1;
-    }
-    static const struct {
-        const char *key;
-        size_t off;
-        unsigned min, max;
-    } ms_keys[] = {
-        {"sched_window_ms", offsetof(qa_config_t, sched_window_ms), 10, 10000},
-        {"quantum_min_ms", offsetof(qa_config_t, quantum_min_ms), 1, 1000},
-        {"quantum_max_ms", offsetof(qa_config_t, quantum_max_ms), 1, 1000},
-        {"lease_grace_ms", offsetof(qa_config_t, lease_grace_ms), 10, 600000},
-        {"hello_timeout_ms", offsetof(qa_config_t, hello_timeout_ms), 100, 600000},
-    };
-    for (size_t i = 0; i < sizeof ms_keys / sizeof ms_keys[0]; i++) {
-        if (strcmp(key, ms_keys[i].key) != 0)
-            continue;
-        if (parse_uint(v, ms_keys[i].min, ms_keys[i].max,
-                       (unsigned *)((char *)c + ms_keys[i].off)) < 0)
+    case K_UINT:
+        if (parse_uint(v, (unsigned)k->min, (unsigned)k->max, (unsigned *)dst) < 0) {
+            if (k->why)
+                return problem(p, "%s '%s' must be %s", key, v, k->why);
             return problem(p, "%s '%s' must be milliseconds between %u and %u", key, v,
-                           ms_keys[i].min, ms_keys[i].max);
+                           (unsigned)k->min, (unsigned)k->max);
+        }
+        return 1;
+    case K_ACTION: {
+        int a = parse_action(v);
+        if (a < (int)k->min || a > (int)k->max)
+            return problem(p, "%s '%s' must be %s", key, v, k->why);
+        *(qa_action_t *)dst = (qa_action_t)a;
         return 1;
     }
-    return problem(p, "unknown key '%s' in [arbiter]", key);
+    case K_CHARGE:
+        if (strcmp(v, "real") != 0 && strcmp(v, "allocated") != 0)
+            return problem(p, "charge '%s' is neither 'real' nor 'allocated'", v);
+        *(bool *)dst = strcmp(v, "real") == 0;
+        return 1;
+    }
+    return problem(p, "unknown key '%s' in [%s]", key, section); /* cannot happen */
 }
 
 static bool valid_name(const char *s)
@@ -221,32 +277,113 @@ static int profile_key(struct parse *p, const char *name, const char *key, const
         memset(pr, 0, sizeof *pr);
         snprintf(pr->name, sizeof pr->name, "%s", name);
     }
+    size_t k = 0;
+    while (k < NPROFILE_KEYS && strcmp(profile_keys[k], key) != 0)
+        k++;
+    if (k == NPROFILE_KEYS)
+        return problem(p, "unknown key '%s' in a [profile] (memory, share, limit)", key);
+    char where[QP_PROFILE_LEN + 16];
+    snprintf(where, sizeof where, " in profile %s", name);
+    if (!once(p, &p->profile_line[pr - c->profiles][k], key, where))
+        return 0;
     char err[QP_ERR_LEN];
-    if (strcmp(key, "memory") == 0) {
+    if (k == 0) {
         if (qp_parse_size_mb(v, &pr->memory_mb, err) < 0)
             return problem(p, "%s", err);
-    } else if (strcmp(key, "share") == 0) {
+    } else if (k == 1) {
         if (parse_uint(v, 1, 100, &pr->share) < 0)
             return problem(p, "share '%s' must be a percentage from 1 to 100", v);
-    } else if (strcmp(key, "limit") == 0) {
-        if (parse_uint(v, 0, 100, &pr->limit) < 0)
-            return problem(p, "limit '%s' must be a percentage from 0 (none) to 100", v);
-    } else {
-        return problem(p, "unknown key '%s' in a [profile] (memory, share, limit)", key);
+    } else if (parse_uint(v, 0, 100, &pr->limit) < 0) {
+        return problem(p, "limit '%s' must be a percentage from 0 (none) to 100", v);
     }
     return 1;
+}
+
+/* A section that starts again after another one: for a profile that is a second
+ * definition (which of the two was meant?). Returns false after saying so. */
+static bool new_section_ok(struct parse *p, const char *section)
+{
+    if (strcmp(section, p->section) == 0)
+        return true;
+    snprintf(p->section, sizeof p->section, "%s", section);
+    if (strncmp(section, "profile ", 8) != 0)
+        return true;
+    const qa_profile_t *pr = qa_config_profile(p->cfg, section + 8);
+    if (!pr || pr < p->cfg->profiles + NBUILTIN)
+        return true;
+    problem(p, "profile %s is defined twice (first at line %d): merge them", section + 8,
+            p->first_line[pr - p->cfg->profiles]);
+    return false;
 }
 
 static int handler(void *arg, const char *section, const char *key, const char *value)
 {
     struct parse *p = arg;
-    if (strcmp(section, "arbiter") == 0)
-        return arbiter_key(p, key, value);
+    if (!new_section_ok(p, section))
+        return 0;
+    if (strcmp(section, "arbiter") == 0 || strcmp(section, "audit") == 0)
+        return setting_key(p, section, key, value);
     if (strncmp(section, "profile ", 8) == 0)
         return profile_key(p, section + 8, key, value);
     if (section[0] == '\0')
         return problem(p, "key '%s' outside any section (put it under [arbiter])", key);
-    return problem(p, "unknown section [%s] (use [arbiter] or [profile NAME])", section);
+    return problem(p, "unknown section [%s] (use [arbiter], [audit] or [profile NAME])", section);
+}
+
+/* Opens path for reading if it is a regular file of at most MAX_FILE bytes: a directory
+ * reads as empty (every default silently kept), a device or FIFO may never end. */
+static FILE *open_file(const char *path, char *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        snprintf(err, QP_ERR_LEN, "%.150s: cannot read: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size > MAX_FILE) {
+        snprintf(err, QP_ERR_LEN, "%.150s: %s", path,
+                 !S_ISREG(st.st_mode) ? "not a regular file (give the path of an INI file)"
+                                      : "larger than 1 MiB: not a configuration file");
+        close(fd);
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        snprintf(err, QP_ERR_LEN, "%.150s: cannot read: %s", path, strerror(errno));
+        close(fd);
+    }
+    return f;
+}
+
+/* Settings each valid alone that make no sense together. Returns 0 or -EINVAL with err. */
+static int check_together(const qa_config_t *cfg, const char *path, char *err)
+{
+    if (cfg->quantum_min_ms > cfg->quantum_max_ms) {
+        snprintf(err, QP_ERR_LEN, "%.100s: quantum_min_ms %u is above quantum_max_ms %u", path,
+                 cfg->quantum_min_ms, cfg->quantum_max_ms);
+        return -EINVAL;
+    }
+    /* A lease longer than the window would make every rule stated per window (a busy
+     * vGPU gets the GPU once a window, a limit's bucket holds a window's worth) void. */
+    if (cfg->quantum_max_ms > cfg->sched_window_ms) {
+        snprintf(err, QP_ERR_LEN,
+                 "%.100s: quantum_max_ms %u is above sched_window_ms %u (a lease cannot be "
+                 "longer than the scheduling window)",
+                 path, cfg->quantum_max_ms, cfg->sched_window_ms);
+        return -EINVAL;
+    }
+    /* A memory request may be held for the grace and then wait for reclaim: the shim
+     * gives up first otherwise, and its allocation fails as if the arbiter were gone. */
+    if (cfg->reconnect_grace_ms + cfg->reclaim_timeout_ms > QA_REPLY_BUDGET_MS) {
+        snprintf(err, QP_ERR_LEN,
+                 "%.100s: reconnect_grace_ms %u + reclaim_timeout_ms %u is above %u ms (the "
+                 "shim waits 1.5 s for a reply, less the round trip)",
+                 path, cfg->reconnect_grace_ms, cfg->reclaim_timeout_ms, QA_REPLY_BUDGET_MS);
+        return -EINVAL;
+    }
+    return 0;
 }
 
 int qa_config_load(qa_config_t *cfg, const char *path, char err[QP_ERR_LEN])
@@ -255,10 +392,8 @@ int qa_config_load(qa_config_t *cfg, const char *path, char err[QP_ERR_LEN])
     memset(&p, 0, sizeof p);
     p.cfg = cfg;
     p.path = path;
-    if (!(p.file = fopen(path, "r"))) {
-        snprintf(err, QP_ERR_LEN, "%.150s: cannot read: %s", path, strerror(errno));
+    if (!(p.file = open_file(path, err)))
         return -EINVAL;
-    }
     int line = ini_parse_stream(reader, &p, handler, &p);
     fclose(p.file);
     if (line < 0) {
@@ -275,11 +410,8 @@ int qa_config_load(qa_config_t *cfg, const char *path, char err[QP_ERR_LEN])
                  line);
         return -EINVAL;
     }
-    if (cfg->quantum_min_ms > cfg->quantum_max_ms) {
-        snprintf(err, QP_ERR_LEN, "%.100s: quantum_min_ms %u is above quantum_max_ms %u", path,
-                 cfg->quantum_min_ms, cfg->quantum_max_ms);
+    if (check_together(cfg, path, err) < 0)
         return -EINVAL;
-    }
     for (size_t i = NBUILTIN; i < cfg->nprofiles; i++) {
         const qa_profile_t *pr = &cfg->profiles[i];
         if (!pr->memory_mb || !pr->share) {

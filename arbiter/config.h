@@ -9,12 +9,13 @@
  *   heartbeat_timeout_ms = 1500    a silent tenant is dropped after this (>= 1000: the
  *                                  shim heartbeats every 500 ms)
  *   reclaim_timeout_ms = 500       a mem_reserve waits this long for reclaimed memory
+ *                                  (with reconnect_grace_ms at most QA_REPLY_BUDGET_MS)
  *   reconnect_grace_ms = 800       after the start, mem_reserve requests are held this
  *                                  long while the previous arbiter's tenants reconnect
  *                                  and re-report what they hold (0: no grace)
  *   sched_window_ms = 200          compute: leases of n waiting vGPUs last at most this / n
  *   quantum_min_ms = 2             compute: shortest lease (and bucket needed for a grant)
- *   quantum_max_ms = 50            compute: longest lease
+ *   quantum_max_ms = 50            compute: longest lease (at most sched_window_ms)
  *   lease_grace_ms = 1000          compute: a lease not returned this late is taken back
  *   max_tenant_connections = 4096  tenant.sock connections kept open (at most half the
  *                                  arbiter's RLIMIT_NOFILE): more are closed at once
@@ -24,11 +25,25 @@
  *                                  root and the arbiter's own user are not limited)
  *   hello_timeout_ms = 3000        a connection without a session this long is closed
  *
+ *   [audit]                        what the host sees through NVML (docs/arbiter.md)
+ *   unmanaged = report             GPU processes that are no vGPU's tenants (no shim, or
+ *                                  another GPU than their vGPU's): report | kill | ignore
+ *   over_quota = report            vGPUs whose processes really hold more than their
+ *                                  quota on the device: report | kill
+ *   grace_ms = 2000                a finding must last this long before it is reported
+ *                                  or acted on (500 .. 600000)
+ *   charge = real                  what counts against a quota: real (allocations plus
+ *                                  the driver's memory of each process and the memory of
+ *                                  unmanaged processes with the vGPU's credentials, as
+ *                                  NVML reports them) | allocated (allocations only)
+ *
  *   [profile NAME]                 a custom profile, used as --profile NAME
  *   memory = 16GiB
  *   share = 60
  *   limit = 0                      optional
  *
+ * A key set twice, a profile defined in two sections, a file that is not a regular one
+ * and settings that contradict each other are refused.
  * Pure: parsing fills a struct, errors come back as one line naming file and line. */
 #ifndef QA_CONFIG_H
 #define QA_CONFIG_H
@@ -37,10 +52,14 @@
 #include "proto/msg.h"
 #include "proto/records.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #define QA_MAX_PROFILES 64
+/* The longest the arbiter may hold a tenant's memory request before answering: the shim
+ * waits 1500 ms for any reply (PROTOCOL.md "Liveness"), less 100 ms for the round trip. */
+#define QA_REPLY_BUDGET_MS 1400
 
 typedef struct qa_profile {
     char name[QP_PROFILE_LEN];
@@ -54,6 +73,13 @@ typedef enum qa_policy {
     QA_PACK,   /* the most loaded GPU that still fits */
 } qa_policy_t;
 
+/* What the audit does about a finding. */
+typedef enum qa_action {
+    QA_IGNORE, /* nothing, not even a report */
+    QA_REPORT, /* log it and show it in `qgpuctl stats` */
+    QA_KILL,   /* report it and SIGKILL the process */
+} qa_action_t;
+
 typedef struct qa_config {
     qa_policy_t placement;
     double oversub_memory; /* ratio, > 0 */
@@ -62,15 +88,19 @@ typedef struct qa_config {
     qa_level_t log_level;
     unsigned heartbeat_timeout_ms;
     unsigned reclaim_timeout_ms;
-    unsigned reconnect_grace_ms;            /* mem_reserve held this long after the start */
-    unsigned sched_window_ms;               /* compute scheduling window (docs/compute.md) */
-    unsigned quantum_min_ms;                /* shortest lease, <= quantum_max_ms */
-    unsigned quantum_max_ms;                /* longest lease */
-    unsigned lease_grace_ms;                /* a holder this late past its lease's end is hung */
-    unsigned max_tenant_connections;        /* tenant.sock connections kept open */
-    unsigned max_pending_connections;       /* of them, without a session (docs/arbiter.md) */
-    unsigned max_pending_per_uid;           /* of those, from one uid; 0: no limit */
-    unsigned hello_timeout_ms;              /* a connection without a session is closed after */
+    unsigned reconnect_grace_ms;     /* mem_reserve held this long after the start */
+    unsigned sched_window_ms;        /* compute scheduling window (docs/compute.md) */
+    unsigned quantum_min_ms;         /* shortest lease, <= quantum_max_ms */
+    unsigned quantum_max_ms;         /* longest lease */
+    unsigned lease_grace_ms;         /* a holder this late past its lease's end is hung */
+    unsigned max_tenant_connections; /* tenant.sock connections kept open */
+    unsigned max_pending_connections; /* of them, without a session (docs/arbiter.md) */
+    unsigned max_pending_per_uid;     /* of those, from one uid; 0: no limit */
+    unsigned hello_timeout_ms;        /* a connection without a session is closed after */
+    qa_action_t audit_unmanaged;     /* [audit] unmanaged: processes outside the vGPUs */
+    qa_action_t audit_over_quota;    /* [audit] over_quota: vGPUs past their quota */
+    unsigned audit_grace_ms;         /* [audit] grace_ms: how long before acting */
+    bool charge_real;                /* [audit] charge = real (true) or allocated */
     qa_profile_t profiles[QA_MAX_PROFILES]; /* Q1, Q2, Q4, Q8, then the file's */
     size_t nprofiles;                       /* entries in profiles */
 } qa_config_t;

@@ -4,7 +4,7 @@
 #include "arbiter/endpoint.h"
 
 #include "arbiter/throttle.h"
-#include "proto/zmtp.h"
+#include "proto/router.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -32,7 +32,7 @@
 struct conn {
     qa_peer_t peer;
     int fd;                   /* owned */
-    qp_zmtp_t *zmtp;          /* owned */
+    qp_router_t *wire;          /* owned: the ZMTP codec */
     uint32_t events;          /* what epoll watches on fd now */
     bool paused;              /* not read: it left PAUSE_AT bytes unread */
     bool doomed;              /* qa_endpoint_close was called: shut by the reaper */
@@ -112,7 +112,7 @@ static void summary(void *arg, uint32_t source, uint64_t held)
 static void watch(qa_endpoint_t *self, struct conn *c)
 {
     size_t waiting;
-    qp_zmtp_out(c->zmtp, &waiting);
+    qp_router_out(c->wire, &waiting);
     uint32_t want = (c->paused ? 0 : EPOLLIN) | (waiting ? EPOLLOUT : 0);
     if (want == c->events)
         return;
@@ -132,7 +132,7 @@ static void shut(qa_endpoint_t *self, struct conn *c)
     qa_peers_remove(self->peers, &c->peer);
     epoll_ctl(self->epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
-    qp_zmtp_destroy(&c->zmtp);
+    qp_router_destroy(&c->wire);
     c->next_dead = self->dead;
     self->dead = c;
 }
@@ -178,12 +178,12 @@ static bool flush(qa_endpoint_t *self, struct conn *c)
 {
     for (;;) {
         size_t n;
-        const uint8_t *out = qp_zmtp_out(c->zmtp, &n);
+        const uint8_t *out = qp_router_out(c->wire, &n);
         if (!n)
             break;
         ssize_t w = send(c->fd, out, n, MSG_DONTWAIT | MSG_NOSIGNAL);
         if (w > 0) {
-            qp_zmtp_out_done(c->zmtp, (size_t)w);
+            qp_router_out_done(c->wire, (size_t)w);
             continue;
         }
         if (w < 0 && errno == EINTR)
@@ -204,7 +204,7 @@ int qa_endpoint_send(qa_endpoint_t *self, qa_peer_t *p, const void *buf, size_t 
     struct conn *c = conn_of(p);
     if (gone(c))
         return 0; /* it is going: as if sent and lost */
-    int rc = qp_zmtp_send(c->zmtp, buf, len);
+    int rc = qp_router_send(c->wire, buf, len);
     if (rc == 0)
         flush(self, c);
     return rc;
@@ -220,7 +220,7 @@ void qa_endpoint_set_session(qa_endpoint_t *self, qa_peer_t *p, bool session)
         qa_endpoint_close(self, p);
         return;
     }
-    qp_zmtp_set_max_frame(c->zmtp, session ? QP_MAX_FRAME : PENDING_MAX_FRAME);
+    qp_router_set_max_frame(c->wire, session ? QP_MAX_FRAME : PENDING_MAX_FRAME);
 }
 
 /* Handles what c sent, until nothing complete is left, c closes, or c's unread output
@@ -231,20 +231,20 @@ static void process(qa_endpoint_t *self, struct conn *c)
     while (!gone(c) && !c->paused) {
         const void *body = NULL;
         size_t len = 0;
-        int ev = qp_zmtp_next(c->zmtp, &body, &len, err);
+        int ev = qp_router_next(c->wire, &body, &len, err);
         if (ev < 0) {
             warn_about(self, QA_WARN, &c->peer, err);
             qa_endpoint_close(self, &c->peer);
             return;
         }
-        if (ev == QP_ZMTP_NONE)
+        if (ev == QP_ROUTER_NONE)
             break;
-        if (ev == QP_ZMTP_MESSAGE)
+        if (ev == QP_ROUTER_MESSAGE)
             self->hooks.message(self->hooks.arg, &c->peer, body, len);
         else
             self->hooks.multipart(self->hooks.arg, &c->peer);
         size_t waiting;
-        qp_zmtp_out(c->zmtp, &waiting);
+        qp_router_out(c->wire, &waiting);
         if (waiting >= PAUSE_AT) {
             /* It does not read what it asked for: read nothing more from it until it has.
              * Its requests wait in its socket, costing the arbiter nothing. */
@@ -258,7 +258,7 @@ static void process(qa_endpoint_t *self, struct conn *c)
 static void on_readable(qa_endpoint_t *self, struct conn *c)
 {
     size_t n;
-    uint8_t *space = qp_zmtp_in_space(c->zmtp, &n);
+    uint8_t *space = qp_router_in_space(c->wire, &n);
     if (!space) {
         qa_log(self->log, QA_ERROR, "%s: out of memory to read a connection: it is closed",
                self->name);
@@ -274,7 +274,7 @@ static void on_readable(qa_endpoint_t *self, struct conn *c)
         qa_endpoint_close(self, &c->peer);
         return;
     }
-    qp_zmtp_in_commit(c->zmtp, (size_t)r);
+    qp_router_in_commit(c->wire, (size_t)r);
     process(self, c);
 }
 
@@ -283,7 +283,7 @@ static void on_writable(qa_endpoint_t *self, struct conn *c)
     if (!flush(self, c))
         return;
     size_t waiting;
-    qp_zmtp_out(c->zmtp, &waiting);
+    qp_router_out(c->wire, &waiting);
     if (c->paused && waiting <= RESUME_AT) {
         c->paused = false;
         process(self, c); /* what it sent meanwhile may be complete already */
@@ -378,7 +378,7 @@ static void admit(qa_endpoint_t *self, int fd)
         shut(self, conn_of(evict));
     }
     struct conn *c = calloc(1, sizeof *c);
-    if (!c || !(c->zmtp = qp_zmtp_new(PENDING_MAX_FRAME, self->max_out))) {
+    if (!c || !(c->wire = qp_router_new(PENDING_MAX_FRAME, self->max_out))) {
         free(c);
         close(fd);
         qa_log(self->log, QA_ERROR, "%s: out of memory for a new connection: closed", self->name);
@@ -397,7 +397,7 @@ static void admit(qa_endpoint_t *self, int fd)
         ev.events = 0;
     }
     if (!ev.events) {
-        qp_zmtp_destroy(&c->zmtp);
+        qp_router_destroy(&c->wire);
         free(c);
         close(fd);
         qa_log(self->log, QA_ERROR, "%s: out of memory for a new connection: closed", self->name);

@@ -1,5 +1,5 @@
 /* endpoint.h - one of the arbiter's sockets (admin.sock, tenant.sock): a Unix stream
- * socket on which the arbiter speaks ZMTP 3 itself (proto/zmtp.h) to ZeroMQ DEALER
+ * socket on which the arbiter speaks ZMTP 3 itself (proto/router.h) to ZeroMQ DEALER
  * peers, so clients keep using libzmq while no libzmq code runs on the arbiter's side of
  * a connection (issue 8: a libzmq ROUTER aborts the process when a peer's chosen routing
  * id collides with one it makes, and when accept() fails for want of a descriptor).

@@ -309,6 +309,15 @@ int qa_host_adopt(qa_host_t *self, const qa_vgpu_t *v, const char *gpu_uuid, cha
         snprintf(err, QP_ERR_LEN, "vGPU %s lives on GPU %.96s, which is not here", v->id, gpu_uuid);
         return -ENODEV;
     }
+    /* Admission may have changed with the config, but no vGPU is ever larger than its
+     * GPU: a record that says so was damaged or planted, and would hand out memory that
+     * does not exist. */
+    if (v->memory_mb > g->desc.memory_total / QP_MIB) {
+        snprintf(err, QP_ERR_LEN, "vGPU %s has %llu MiB, more than its GPU %u has (%llu MiB)",
+                 v->id, (unsigned long long)v->memory_mb, g->desc.index,
+                 (unsigned long long)(g->desc.memory_total / QP_MIB));
+        return -EINVAL;
+    }
     if (self->nvgpus == QA_MAX_VGPUS) {
         snprintf(err, QP_ERR_LEN, "more than %d vGPUs", QA_MAX_VGPUS);
         return -EINVAL;
@@ -322,6 +331,8 @@ int qa_host_adopt(qa_host_t *self, const qa_vgpu_t *v, const char *gpu_uuid, cha
     copy->gpu = (unsigned)(g - self->gpus);
     copy->util = 0;
     copy->sessions = NULL;
+    copy->ghosts = NULL;
+    copy->ghost_bytes = 0;
     copy->ent = NULL;
     copy->procs = 0;
     copy->mem_used = copy->mem_reserved = 0;
@@ -390,12 +401,17 @@ qa_vgpu_t *qa_host_take(qa_host_t *self, const char *id)
 void qa_host_info(qa_host_t *self, const qa_vgpu_t *v, qp_info_t *out)
 {
     const qa_gpu_t *g = &self->gpus[v->gpu];
-    memset(out, 0, sizeof *out);
-    snprintf(out->id, sizeof out->id, "%s", v->id);
-    snprintf(out->vm, sizeof out->vm, "%s", v->vm);
+    /* Whole arrays of the same sizes, NUL-terminated in the source: a view copies a
+     * thousand of these per scrape, and snprintf cost five times as much. */
+    _Static_assert(sizeof out->id == sizeof v->id && sizeof out->vm == sizeof v->vm &&
+                       sizeof out->profile == sizeof v->profile &&
+                       sizeof out->gpu_uuid == sizeof g->desc.uuid,
+                   "INFO's strings are the vGPU's");
+    memcpy(out->id, v->id, sizeof out->id);
+    memcpy(out->vm, v->vm, sizeof out->vm);
     out->gpu = (int)g->desc.index;
-    snprintf(out->gpu_uuid, sizeof out->gpu_uuid, "%s", g->desc.uuid);
-    snprintf(out->profile, sizeof out->profile, "%s", v->profile);
+    memcpy(out->gpu_uuid, g->desc.uuid, sizeof out->gpu_uuid);
+    memcpy(out->profile, v->profile, sizeof out->profile);
     out->memory_mb = v->memory_mb;
     out->cuda_cores = (uint64_t)v->share * g->desc.cuda_cores / 100;
     out->share = v->share;
@@ -406,6 +422,9 @@ void qa_host_info(qa_host_t *self, const qa_vgpu_t *v, qp_info_t *out)
     out->memory_reserved = v->mem_reserved;
     out->procs = v->procs;
     out->created = v->created;
+    out->memory_real = v->mem_real;
+    out->memory_unmanaged = v->mem_unmanaged;
+    out->unmanaged_procs = v->procs_unmanaged;
 }
 
 void qa_host_gpu_record(qa_host_t *self, size_t i, qp_gpu_t *out)
@@ -427,6 +446,20 @@ void qa_host_gpu_record(qa_host_t *self, size_t i, qp_gpu_t *out)
     out->vgpus = g->nvgpus;
     out->leased = g->leased;
     out->hung = g->hung;
+    out->memory_unmanaged_mb = g->memory_unmanaged / QP_MIB;
+    out->unmanaged_procs = g->procs_unmanaged;
+}
+
+void qa_host_totals(qa_host_t *self, qp_totals_t *out)
+{
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < self->nvgpus; i++) {
+        const qa_vgpu_t *v = self->vgpus[i];
+        out->vgpus_total++;
+        out->vgpus_active += v->procs > 0;
+        out->memory_reserved_mb += v->memory_mb;
+        out->memory_real_mb += v->mem_real / QP_MIB;
+    }
 }
 
 void qa_host_limits(qa_host_t *self, const qa_vgpu_t *v, qp_limits_t *out)

@@ -37,10 +37,14 @@ typedef struct qa_gpu {
     unsigned nvgpus;             /* vGPUs placed on it */
     double leased;               /* percent of time under compute lease, EWMA (compute.c) */
     uint64_t hung;               /* leases taken back from hung holders (compute.c) */
+    uint64_t memory_unmanaged;   /* bytes held by processes that are no tenant of its
+                                  * vGPUs, NVML's latest round (audit.c) */
+    unsigned procs_unmanaged;    /* those processes (audit.c) */
 } qa_gpu_t;
 
 struct qa_peer;
 struct qa_sched_ent;
+struct qa_ghost;
 
 typedef struct qa_vgpu {
     char id[QP_ID_LEN];           /* "vg-N", never reused */
@@ -59,6 +63,23 @@ typedef struct qa_vgpu {
     uint64_t mem_used;        /* bytes its processes reported holding (tenant.c) */
     uint64_t mem_reserved;    /* bytes reserved to its processes (tenant.c) */
     unsigned waiting;         /* its processes' mem_reserve requests pending (tenant.c) */
+    struct qa_ghost *ghosts;  /* what the previous arbiter's processes may still hold,
+                               * until they re-report or are gone (tenant.c's list) */
+    uint64_t ghost_bytes;     /* their sum, counted in mem_reserved too (tenant.c) */
+    uint64_t refused;         /* its processes' reservations refused past the quota: each
+                               * one allocation the shim failed (tenant.c) */
+    uint64_t leases;          /* compute leases granted to its processes, extensions not
+                               * counted (compute.c's sample) */
+    uint64_t mem_overhead;    /* bytes the driver holds for its processes beyond their
+                               * allocations, charged to the quota (tenant.c, from audit.c) */
+    uint64_t extra_seen;      /* what tenant.c last saw charged beyond allocations */
+    uint64_t mem_real;        /* bytes its processes really hold on the device, NVML's
+                               * latest round: tenants plus unmanaged ones (audit.c) */
+    uint64_t mem_unmanaged;   /* part of mem_real held by processes with its credentials
+                               * but no session on its GPU: charged to the quota (audit.c) */
+    unsigned procs_unmanaged; /* those processes (audit.c) */
+    uint64_t over_since;      /* ns since mem_real is over the quota, 0 if it is not (audit.c) */
+    bool over_reported;       /* that was reported (audit.c) */
     struct qa_sched_ent *ent; /* its compute scheduler entity, NULL before a process came
                                * (compute.c's, owned by its GPU's scheduler) */
 } qa_vgpu_t;
@@ -106,9 +127,9 @@ qa_vgpu_t *qa_host_find(qa_host_t *self, const char *id);
  * line. */
 int qa_host_create(qa_host_t *self, const qa_spec_t *spec, int64_t now, qa_vgpu_t **out,
                    char err[QP_ERR_LEN]);
-/* Adds a vGPU restored from state, without admission (the config may have changed);
- * gpu_uuid says where it lives. Returns 0, -ENODEV (that GPU is gone), -EEXIST, or
- * -EINVAL (a bad value), with err. */
+/* Adds a vGPU restored from state, without admission (the config may have changed), but
+ * never one larger than its GPU; gpu_uuid says where it lives. Returns 0, -ENODEV (that
+ * GPU is gone), -EEXIST, or -EINVAL (a bad value, or larger than its GPU), with err. */
 int qa_host_adopt(qa_host_t *self, const qa_vgpu_t *v, const char *gpu_uuid, char err[QP_ERR_LEN]);
 /* Applies change to the vGPU id after validation and admission on its GPU. Returns 0
  * with *out borrowed, or -ENOENT, -EINVAL, -ENOSPC with err. */
@@ -127,5 +148,9 @@ void qa_host_skip_ids(qa_host_t *self, uint64_t n);
 void qa_host_info(qa_host_t *self, const qa_vgpu_t *v, qp_info_t *out);
 void qa_host_gpu_record(qa_host_t *self, size_t i, qp_gpu_t *out);
 void qa_host_limits(qa_host_t *self, const qa_vgpu_t *v, qp_limits_t *out);
+/* The host's totals, as `stats` answers them, but memory_used_mb, left 0: the tenants'
+ * reports are summed by qa_tenant_host_used (tenant.h), which counts each process once
+ * and keeps each GPU within its memory. O(vGPUs). */
+void qa_host_totals(qa_host_t *self, qp_totals_t *out);
 
 #endif

@@ -1,6 +1,7 @@
 /* main.c - qarbiter: options, configuration, then the server until SIGTERM/SIGINT.
  * Single-threaded until the server starts its helpers. */
 #include "arbiter/config.h"
+#include "arbiter/http.h"
 #include "arbiter/log.h"
 #include "arbiter/server.h"
 
@@ -12,11 +13,14 @@
 
 static const char usage[] =
     "usage: qarbiter [--socket-dir DIR] [--tenant-dir DIR] [--state-dir DIR] [--config FILE]\n"
+    "                [--http ADDR:PORT|off]\n"
     "  --socket-dir DIR  where admin.sock and tenant.sock are made (default /run/qvgpu)\n"
     "  --tenant-dir DIR  make tenant.sock here instead, alone: the directory to mount\n"
     "                    into containers (see docs/arbiter.md)\n"
     "  --state-dir DIR   where vGPUs persist (default /var/lib/qvgpu)\n"
     "  --config FILE     INI settings and custom profiles (see docs/configuration.md)\n"
+    "  --http ADDR:PORT  serve the dashboard, /metrics and /api/v1 there, read-only\n"
+    "                    (default 127.0.0.1:8080; off: none; see docs/http.md)\n"
     "Runs in the foreground and logs to stderr until SIGTERM or SIGINT.\n";
 
 /* Raises the soft RLIMIT_NOFILE to the hard one: every tenant connection holds a
@@ -40,7 +44,7 @@ static void raise_fd_limit(const qa_log_t *log)
 int main(int argc, char **argv)
 {
     const char *socket_dir = "/run/qvgpu", *state_dir = "/var/lib/qvgpu", *config = NULL;
-    const char *tenant_dir = NULL;
+    const char *tenant_dir = NULL, *http = NULL;
     for (int i = 1; i < argc; i++) {
         const char **dst = NULL;
         if (strcmp(argv[i], "--socket-dir") == 0)
@@ -51,6 +55,8 @@ int main(int argc, char **argv)
             dst = &state_dir;
         else if (strcmp(argv[i], "--config") == 0)
             dst = &config;
+        else if (strcmp(argv[i], "--http") == 0)
+            dst = &http;
         else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(usage, stdout);
             return 0;
@@ -70,6 +76,12 @@ int main(int argc, char **argv)
     }
     qa_config_t cfg;
     char err[QP_ERR_LEN];
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    if (http && strcmp(http, "off") != 0 && qa_http_parse_listen(http, &sa, &salen, err) < 0) {
+        fprintf(stderr, "qarbiter: %s\n", err);
+        return 2;
+    }
     qa_config_defaults(&cfg);
     if (config && qa_config_load(&cfg, config, err) < 0) {
         fprintf(stderr, "qarbiter: %s\n", err);
@@ -77,7 +89,10 @@ int main(int argc, char **argv)
     }
     qa_log_t log = {cfg.log_level, stderr};
     raise_fd_limit(&log);
-    qa_server_opts_t opts = {socket_dir, tenant_dir, state_dir, &cfg, &log};
+    /* HTTP on the default address unless asked otherwise; only an address asked for
+     * must be had (server.h) */
+    const char *listen = !http ? QA_HTTP_DEFAULT : strcmp(http, "off") == 0 ? NULL : http;
+    qa_server_opts_t opts = {socket_dir, tenant_dir, state_dir, &cfg, &log, listen, http != NULL};
     qa_server_t *srv = qa_server_new(&opts, err);
     if (!srv) {
         fprintf(stderr, "qarbiter: %s\n", err);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 struct qa_nvml {
     void *lib; /* owned: dlopen handle */
@@ -22,6 +23,11 @@ struct qa_nvml {
     nvmlReturn_t (*utilization)(nvmlDevice_t, nvmlUtilization_t *);
     nvmlReturn_t (*proc_util)(nvmlDevice_t, nvmlProcessUtilizationSample_t *, unsigned *,
                               unsigned long long);
+    /* The process lists (may be NULL): the _v3/_v2 symbols fill nvmlProcessInfo_t, the
+     * unversioned ones of old drivers the v1 layout (v1 set). */
+    nvmlReturn_t (*compute_procs)(nvmlDevice_t, unsigned *, void *);
+    nvmlReturn_t (*graphics_procs)(nvmlDevice_t, unsigned *, void *);
+    bool compute_v1, graphics_v1;
     nvmlReturn_t (*cores)(nvmlDevice_t, unsigned *);                    /* may be NULL */
     nvmlReturn_t (*attributes)(nvmlDevice_t, nvmlDeviceAttributes_t *); /* may be NULL */
     nvmlReturn_t (*capability)(nvmlDevice_t, int *, int *);             /* may be NULL */
@@ -33,6 +39,23 @@ static void *sym2(void *lib, const char *a, const char *b)
 {
     void *p = dlsym(lib, a);
     return p || !b ? p : dlsym(lib, b);
+}
+
+/* A process-list function: NAME_v3, else NAME_v2 (both fill nvmlProcessInfo_t), else
+ * NAME of drivers before r470 (*v1 set: the v1 layout); NULL when there is none. */
+static void *proc_list_sym(void *lib, const char *name, bool *v1)
+{
+    char versioned[96];
+    *v1 = false;
+    snprintf(versioned, sizeof versioned, "%s_v3", name);
+    void *p = dlsym(lib, versioned);
+    if (!p) {
+        snprintf(versioned, sizeof versioned, "%s_v2", name);
+        p = dlsym(lib, versioned);
+    }
+    if (!p && (p = dlsym(lib, name)))
+        *v1 = true;
+    return p;
 }
 
 qa_nvml_t *qa_nvml_open(char err[QP_ERR_LEN])
@@ -61,6 +84,10 @@ qa_nvml_t *qa_nvml_open(char err[QP_ERR_LEN])
     *(void **)&self->memory = sym2(self->lib, "nvmlDeviceGetMemoryInfo", NULL);
     *(void **)&self->utilization = sym2(self->lib, "nvmlDeviceGetUtilizationRates", NULL);
     *(void **)&self->proc_util = sym2(self->lib, "nvmlDeviceGetProcessUtilization", NULL);
+    *(void **)&self->compute_procs =
+        proc_list_sym(self->lib, "nvmlDeviceGetComputeRunningProcesses", &self->compute_v1);
+    *(void **)&self->graphics_procs =
+        proc_list_sym(self->lib, "nvmlDeviceGetGraphicsRunningProcesses", &self->graphics_v1);
     *(void **)&self->cores = sym2(self->lib, "nvmlDeviceGetNumGpuCores", NULL);
     *(void **)&self->attributes = sym2(self->lib, "nvmlDeviceGetAttributes_v2", NULL);
     *(void **)&self->capability = sym2(self->lib, "nvmlDeviceGetCudaComputeCapability", NULL);
@@ -92,6 +119,11 @@ void qa_nvml_close(qa_nvml_t **self_p)
     dlclose(self->lib);
     free(self);
     *self_p = NULL;
+}
+
+bool qa_nvml_lists_processes(const qa_nvml_t *self)
+{
+    return self->compute_procs != NULL;
 }
 
 unsigned qa_cores_per_sm(int major, int minor)
@@ -181,18 +213,69 @@ int qa_nvml_describe(qa_nvml_t *self, qa_gpu_desc_t *gpus, size_t max, size_t *n
     return 0;
 }
 
+/* Adds the processes one list function reports to out->mem, each pid once: a process
+ * with both a compute and a graphics context is in both lists, with the same figure.
+ * Returns false when the list cannot be read whole. */
+static bool add_procs(nvmlDevice_t dev, nvmlReturn_t (*fn)(nvmlDevice_t, unsigned *, void *),
+                      bool v1, qa_gpu_sample_t *out)
+{
+    /* Static: only the sampler thread samples (nvml.h), and 8 KiB is too much stack to
+     * take twice per GPU for nothing. */
+    static nvmlProcessInfo_t info[QA_MAX_GPU_PROCS];
+    unsigned n = QA_MAX_GPU_PROCS;
+    if (fn(dev, &n, info) != NVML_SUCCESS || n > QA_MAX_GPU_PROCS)
+        return false; /* INSUFFICIENT_SIZE: more processes than we keep */
+    for (unsigned i = 0; i < n; i++) {
+        unsigned pid;
+        unsigned long long bytes;
+        if (v1) {
+            const nvmlProcessInfo_v1_t *e = (const nvmlProcessInfo_v1_t *)(const void *)info + i;
+            pid = e->pid;
+            bytes = e->usedGpuMemory;
+        } else {
+            pid = info[i].pid;
+            bytes = info[i].usedGpuMemory;
+        }
+        size_t k = 0;
+        while (k < out->nmem && out->mem[k].pid != pid)
+            k++;
+        if (k == QA_MAX_GPU_PROCS)
+            return false;
+        if (k == out->nmem) {
+            out->mem[k] = (qa_proc_mem_t){.pid = pid};
+            out->nmem++;
+        }
+        if (bytes != NVML_VALUE_NOT_AVAILABLE && bytes >= out->mem[k].bytes) {
+            out->mem[k].bytes = bytes;
+            out->mem[k].known = true;
+        }
+    }
+    return true;
+}
+
 void qa_nvml_sample(qa_nvml_t *self, unsigned index, qa_gpu_sample_t *out)
 {
     nvmlDevice_t dev;
     nvmlUtilization_t u;
     nvmlMemory_t mem;
-    memset(out, 0, sizeof *out);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    /* Not memset whole: the process arrays are large and only their first entries count. */
+    out->ok = out->mem_ok = false;
+    out->nprocs = out->nmem = 0;
+    out->util = 0;
+    out->memory_used = 0;
+    out->taken = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
     if (self->by_index(index, &dev) != NVML_SUCCESS || self->utilization(dev, &u) != NVML_SUCCESS ||
         self->memory(dev, &mem) != NVML_SUCCESS)
         return;
     out->ok = true;
     out->util = u.gpu > 100 ? 100 : u.gpu;
     out->memory_used = mem.used;
+    out->mem_ok = self->compute_procs &&
+                  add_procs(dev, self->compute_procs, self->compute_v1, out) &&
+                  (!self->graphics_procs ||
+                   add_procs(dev, self->graphics_procs, self->graphics_v1, out));
     if (!self->proc_util || index >= QA_MAX_GPUS)
         return;
     nvmlProcessUtilizationSample_t s[QA_MAX_PROC_SAMPLES];

@@ -131,7 +131,7 @@ static int make_pending(qa_peers_t *self, qa_peer_t *p, uint64_t now)
     }
     LIST_APPEND(s->first, s->last, p, uid_prev, uid_next);
     s->pending++;
-    p->slot = s;
+    p->uid_slot = s;
     LIST_APPEND(self->wait_first, self->wait_last, p, wait_prev, wait_next);
     self->pending++;
     p->pending_since = now;
@@ -141,11 +141,11 @@ static int make_pending(qa_peers_t *self, qa_peer_t *p, uint64_t now)
 /* Makes p, pending, no longer so; frees its uid's slot when p was its last. */
 static void end_pending(qa_peers_t *self, qa_peer_t *p)
 {
-    struct uid_slot *s = p->slot;
+    struct uid_slot *s = p->uid_slot;
     LIST_UNLINK(self->wait_first, self->wait_last, p, wait_prev, wait_next);
     self->pending--;
     LIST_UNLINK(s->first, s->last, p, uid_prev, uid_next);
-    p->slot = NULL;
+    p->uid_slot = NULL;
     if (--s->pending)
         return;
     struct uid_slot **pp = &self->uids[uid_hash(s->uid)];
@@ -167,7 +167,7 @@ int qa_peers_add(qa_peers_t *self, qa_peer_t *p, uint64_t now)
 
 void qa_peers_remove(qa_peers_t *self, qa_peer_t *p)
 {
-    if (p->slot)
+    if (p->uid_slot)
         end_pending(self, p);
     LIST_UNLINK(self->first, self->last, p, prev, next);
     self->count--;
@@ -175,9 +175,9 @@ void qa_peers_remove(qa_peers_t *self, qa_peer_t *p)
 
 int qa_peers_set_session(qa_peers_t *self, qa_peer_t *p, bool session, uint64_t now)
 {
-    if (session && p->slot)
+    if (session && p->uid_slot)
         end_pending(self, p);
-    else if (!session && !p->slot)
+    else if (!session && !p->uid_slot)
         return make_pending(self, p, now);
     return 0;
 }

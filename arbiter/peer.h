@@ -47,6 +47,20 @@ typedef struct qa_peer {
     uint64_t used;                  /* bytes it reported holding */
     uint64_t reserved;              /* bytes reserved to it */
     struct qa_sched_proc *proc;     /* its compute-lease state (compute.c), NULL if none */
+    uint32_t slot;                  /* its ledger slot + 1 (tenant.c, ledger.h), 0 if none */
+    /* what the host sees of its process through NVML (audit.c) */
+    uint64_t real;        /* bytes NVML lists for cred_pid on its vGPU's GPU; 0 if none */
+    uint64_t gap[3];      /* real - used in the last rounds that listed it */
+    unsigned ngap;        /* entries in gap (a ring) */
+    uint64_t overhead;    /* bytes charged beyond its allocations (tenant.c sets it) */
+    bool measured;        /* a round that began after its first mem_reserve has seen it */
+    struct {            /* its first mem_reserve, held until measured (tenant.c) */
+        bool active;    /* one is held */
+        uint64_t id;    /* its request id */
+        uint64_t need;  /* its need and want */
+        uint64_t want;
+        uint64_t since; /* ns it arrived */
+    } held;
     struct {
         bool active;   /* a mem_reserve waits for reclaimed memory */
         uint64_t id;   /* its request id */
@@ -59,7 +73,7 @@ typedef struct qa_peer {
     struct qa_peer *prev, *next;           /* every peer, oldest first */
     struct qa_peer *wait_prev, *wait_next; /* pending peers, in the order they became so */
     struct qa_peer *uid_prev, *uid_next;   /* pending peers of the same uid, likewise */
-    struct uid_slot *slot;                 /* its uid's counts while pending, else NULL */
+    struct uid_slot *uid_slot;             /* its uid's counts while pending, else NULL */
     uint64_t pending_since;                /* ns it became pending */
 } qa_peer_t;
 

@@ -31,6 +31,7 @@ struct qa_sched_ent {
     uint64_t util_base;     /* charged (plus in progress) at the last sample */
     double util;            /* percent, EWMA */
     bool fresh;             /* not sampled yet: the first sample starts the EWMA */
+    uint64_t grants;        /* leases granted to its processes (not extensions) */
     qa_sched_proc_t *procs; /* its processes, owned */
     qa_sched_proc_t *whead; /* waiting queue: granted from the head */
     qa_sched_proc_t *wtail; /* appended at the tail */
@@ -142,17 +143,6 @@ static void charge(qa_sched_t *self, qa_sched_ent_t *e, uint64_t ns)
         e->bucket -= (int64_t)ns;
 }
 
-/* Charges the holder's lease up to now (or up to `used` ns after its start, when more)
- * beyond what was charged already. */
-static void charge_lease(qa_sched_t *self, uint64_t now, uint64_t used)
-{
-    uint64_t total = max_u64(now - self->lease_start, used);
-    if (total > self->charged_lease) {
-        charge(self, self->holder->ent, total - self->charged_lease);
-        self->charged_lease = total;
-    }
-}
-
 /* Raises the virtual clock to the least vtime of the competing vGPUs other than skip. */
 static void advance_vclock(qa_sched_t *self, const qa_sched_ent_t *skip)
 {
@@ -166,6 +156,21 @@ static void advance_vclock(qa_sched_t *self, const qa_sched_ent_t *skip)
     }
     if (any && least > self->vclock)
         self->vclock = least;
+}
+
+/* Charges the holder's lease up to now (or up to `used` ns after its start, when more)
+ * beyond what was charged already, and moves the virtual clock with it while the holder
+ * is still competing. Not only at decisions: a lone holder extends its lease for as long
+ * as it likes without one, and a clock left at its first grant would let a vGPU idle
+ * meanwhile rejoin that far behind and hold the GPU alone for as long (issue 8). */
+static void charge_lease(qa_sched_t *self, uint64_t now, uint64_t used)
+{
+    uint64_t total = max_u64(now - self->lease_start, used);
+    if (total > self->charged_lease) {
+        charge(self, self->holder->ent, total - self->charged_lease);
+        self->charged_lease = total;
+        advance_vclock(self, NULL);
+    }
 }
 
 static void enqueue(qa_sched_ent_t *e, qa_sched_proc_t *p)
@@ -265,6 +270,7 @@ static void dispatch(qa_sched_t *self, uint64_t now)
     unqueue(best, p);
     p->state = P_HOLDING;
     p->lease++;
+    best->grants++;
     self->holder = p;
     uint64_t q = lease_len(self, best);
     self->lease_start = self->grant_at = now;
@@ -559,6 +565,11 @@ double qa_sched_util(const qa_sched_t *self)
 uint64_t qa_sched_ent_charged(const qa_sched_ent_t *ent)
 {
     return ent->charged;
+}
+
+uint64_t qa_sched_ent_grants(const qa_sched_ent_t *ent)
+{
+    return ent->grants;
 }
 
 uint64_t qa_sched_ent_quantum(const qa_sched_ent_t *ent)

@@ -7,8 +7,9 @@
  *   - the waiting vGPU with the least virtual time (charged ns x 100 / share) goes
  *     next, its waiting processes in turn (round robin); a vGPU that starts waiting
  *     after being idle for a window or more, or that its limit held back, joins at the
- *     GPU's virtual clock (the least virtual time of the vGPUs competing), so idle or
- *     throttled time is not saved up as credit;
+ *     GPU's virtual clock (the least virtual time of the vGPUs competing, which follows
+ *     every charge, a lone holder's extensions included), so idle or throttled time is
+ *     not saved up as credit;
  *   - a vGPU with a limit has a token bucket filled at limit% of wall time, capped at
  *     one window's worth (at least quantum_min); it is granted once the bucket holds
  *     the lease it would get, but no more than half the cap and no less than
@@ -111,6 +112,8 @@ double qa_sched_ent_util(const qa_sched_ent_t *ent);
 double qa_sched_util(const qa_sched_t *self);
 /* Ns charged to ent since it was added. */
 uint64_t qa_sched_ent_charged(const qa_sched_ent_t *ent);
+/* Leases granted to ent's processes since it was added; extensions are not counted. */
+uint64_t qa_sched_ent_grants(const qa_sched_ent_t *ent);
 /* Ent's current lease length, ns (adaptive quantum). */
 uint64_t qa_sched_ent_quantum(const qa_sched_ent_t *ent);
 /* Processes of ent waiting for the GPU, or holding it. */

@@ -3,13 +3,20 @@
 #include "arbiter/server.h"
 
 #include "arbiter/admin.h"
+#include "arbiter/audit.h"
 #include "arbiter/compute.h"
 #include "arbiter/endpoint.h"
+#include "arbiter/http.h"
+#include "arbiter/ledger.h"
+#include "arbiter/metrics.h"
 #include "arbiter/nvml.h"
+#include "arbiter/procfs.h"
 #include "arbiter/sampler.h"
 #include "arbiter/tenant.h"
+#include "arbiter/trust.h"
 #include "proto/records.h"
 #include "proto/schema.h"
+#include "proto/units.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -44,18 +51,23 @@ struct qa_server {
     qa_host_t *host;          /* owned */
     qa_compute_t *compute;    /* owned: a compute scheduler per GPU */
     qa_store_t *store;        /* owned */
+    qa_ledger_t *ledger;      /* owned: what tenant processes may hold (tenant.c) */
     qa_sampler_t *sampler;    /* owned */
     qa_gpu_sample_t *samples; /* owned, one per GPU: scratch for the latest round */
     uint64_t sample_round;    /* latest round taken */
+    qa_audit_t *audit;        /* owned: real use and unmanaged processes, from the rounds */
     qa_endpoint_t *admin;     /* owned: admin.sock */
     qa_endpoint_t *tenant;    /* owned: tenant.sock */
-    qa_loop_t *loop;          /* owned */
-    int sig_fd;               /* owned: signalfd for SIGTERM/SIGINT */
-    qa_timer_t liveness;      /* looks for silent peers */
-    qa_timer_t sampling;      /* takes NVML samples */
-    qa_timer_t grace;         /* runs during the reconnect grace after the start */
-    uint64_t sessions;        /* session numbers handed out */
-    uint64_t fd_limit;        /* RLIMIT_NOFILE now (re-read by the liveness timer) */
+    qa_loop_t *loop;     /* owned */
+    int sig_fd;          /* owned: signalfd for SIGTERM/SIGINT */
+    qa_timer_t liveness; /* looks for silent peers */
+    qa_timer_t sampling; /* takes NVML samples */
+    qa_timer_t grace;    /* runs during the reconnect grace after the start */
+    uint64_t sessions;   /* session numbers handed out */
+    uint64_t fd_limit;   /* RLIMIT_NOFILE now (re-read by the liveness timer) */
+
+    qa_metrics_t metrics; /* requests by kind and their handling time */
+    qa_http_t *http;      /* owned: the HTTP server, NULL when off */
 };
 
 /* ---- accessors --------------------------------------------------------------------- */
@@ -68,6 +80,11 @@ qa_host_t *qa_server_host(qa_server_t *self)
 qa_store_t *qa_server_store(qa_server_t *self)
 {
     return self->store;
+}
+
+qa_ledger_t *qa_server_ledger(qa_server_t *self)
+{
+    return self->ledger;
 }
 
 qa_loop_t *qa_server_loop(qa_server_t *self)
@@ -229,6 +246,7 @@ static void on_hello(qa_server_t *self, qa_peer_t *p, const qp_msg_t *m)
 /* Handles one message of peer p: body is its only frame unless extra is set. */
 static void handle(qa_server_t *self, qa_peer_t *p, const void *body, size_t len, bool extra)
 {
+    uint64_t started = qa_now_ns();
     char err[QP_ERR_LEN];
     qp_msg_t *m = NULL;
     int rc;
@@ -250,21 +268,18 @@ static void handle(qa_server_t *self, qa_peer_t *p, const void *body, size_t len
                    qp_endpoint_file(p->ep), (unsigned)p->cred_uid, (int)p->cred_pid, err);
         p->warned = true;
         qa_server_error(self, p, 0, QP_E_PROTO, "malformed message: %s", err);
-        return;
-    }
-    uint64_t id = qp_msg_id(m);
-    rc = qp_check_request(m, p->ep, err);
-    if (rc < 0) {
-        qa_server_error(self, p, id, rc == -EACCES ? QP_E_AUTH : QP_E_PROTO, "%s", err);
+    } else if ((rc = qp_check_request(m, p->ep, err)) < 0) {
+        qa_server_error(self, p, qp_msg_id(m), rc == -EACCES ? QP_E_AUTH : QP_E_PROTO, "%s", err);
     } else if (strcmp(qp_msg_type(m), "hello") == 0) {
         on_hello(self, p, m);
     } else if (!p->session) {
-        qa_server_error(self, p, id, QP_E_NOSESSION, "hello first");
+        qa_server_error(self, p, qp_msg_id(m), QP_E_NOSESSION, "hello first");
     } else if (p->ep == QP_ADMIN) {
         qa_admin_handle(self, p, m);
     } else {
         qa_tenant_request(self, p, m);
     }
+    qa_metrics_request(&self->metrics, p->ep, m, started);
     qp_msg_destroy(&m);
 }
 
@@ -317,6 +332,7 @@ static void on_liveness(void *arg)
     qa_endpoint_each(self->admin, check_peer, self);
     qa_endpoint_tick(self->tenant);
     qa_endpoint_tick(self->admin);
+    qa_tenant_check_ghosts(self);
     qa_timer_start(self->loop, &self->liveness, qa_now_ns() + LIVENESS_NS, on_liveness, self);
 }
 
@@ -325,12 +341,17 @@ static double ewma(double old, double sample, bool first)
     return first ? sample : old + EWMA_ALPHA * (sample - old);
 }
 
-static void on_sampling(void *arg)
+/* Takes the sampler's latest round, if there is a new one, into the GPUs' figures and
+ * the audit; then lets the tenants' first reservations that waited for it (or waited
+ * long enough) go on. */
+static void take_round(qa_server_t *self)
 {
-    qa_server_t *self = arg;
     bool first = self->sample_round == 0;
-    if (qa_sampler_take(self->sampler, self->samples, &self->sample_round)) {
-        for (size_t i = 0; i < qa_host_ngpus(self->host); i++) {
+    uint64_t now = qa_now_ns();
+    bool fresh = qa_sampler_take(self->sampler, self->samples, &self->sample_round);
+    size_t n = qa_host_ngpus(self->host);
+    if (fresh) {
+        for (size_t i = 0; i < n; i++) {
             qa_gpu_t *g = qa_host_gpu(self->host, i);
             const qa_gpu_sample_t *s = &self->samples[i];
             if (!s->ok)
@@ -338,10 +359,96 @@ static void on_sampling(void *arg)
             g->util = ewma(g->util, s->util, first);
             g->memory_used = s->memory_used;
         }
+        qa_audit_round(self->audit, self->host, self->samples, n, now);
     }
+    for (size_t i = 0; i < qa_host_nvgpus(self->host); i++) {
+        qa_vgpu_t *v = qa_host_vgpu(self->host, i);
+        const qa_gpu_sample_t *s = v->gpu < n ? &self->samples[v->gpu] : NULL;
+        qa_tenant_measured(self, v, fresh && s && s->ok && s->mem_ok ? s->taken : 0, now);
+    }
+}
+
+static void on_round(void *arg)
+{
+    take_round(arg);
+}
+
+bool qa_server_measure(qa_server_t *self)
+{
+    if (!qa_nvml_lists_processes(self->nvml))
+        return false;
+    qa_sampler_kick(self->sampler);
+    return true;
+}
+
+/* ---- the audit's hands: looking at processes, killing them, charging sessions ----- */
+
+static int audit_inspect(void *arg, unsigned pid, qa_proc_info_t *out)
+{
+    (void)arg;
+    return qa_procfs_inspect(pid, out);
+}
+
+static int audit_kill(void *arg, unsigned pid, uint64_t start)
+{
+    (void)arg;
+    return qa_procfs_kill(pid, start);
+}
+
+static void audit_charge(void *arg, qa_peer_t *p, uint64_t bytes)
+{
+    qa_tenant_charge(arg, p, bytes);
+}
+
+static const qa_audit_ops_t audit_ops = {audit_inspect, audit_kill, audit_charge};
+
+const qa_audit_t *qa_server_audit(const qa_server_t *self)
+{
+    return self->audit;
+}
+
+static void on_sampling(void *arg)
+{
+    qa_server_t *self = arg;
+    take_round(self); /* in case its eventfd's wake-up was missed; and held requests time out */
     qa_compute_sample(self->compute, self->host);
     qa_timer_start(self->loop, &self->sampling, qa_now_ns() + SAMPLE_MS * 1000000ull, on_sampling,
                    self);
+}
+
+/* Copies the state the HTTP side shows (http.h calls this on the loop thread). */
+static qa_view_t *build_view(void *arg)
+{
+    qa_server_t *self = arg;
+    size_t nf;
+    const qp_finding_t *f = qa_audit_findings(self->audit, &nf);
+    qa_view_t *v = qa_view_build(self->host, &self->metrics, qa_endpoint_count(self->tenant), f,
+                                 nf, qa_audit_kills(self->audit));
+    if (v) /* what tenants report, each process once (qa_host_totals leaves it out) */
+        v->totals.memory_used_mb = qa_tenant_host_used(self) / QP_MIB;
+    return v;
+}
+
+/* Starts the HTTP server when asked: an explicit address that fails stops the start,
+ * the default one is a warning (another program may hold port 8080; the GPUs matter
+ * more than the dashboard). */
+static int start_http(qa_server_t *self, const qa_server_opts_t *opts, char *err)
+{
+    if (!opts->http)
+        return 0;
+    qa_http_opts_t ho = {opts->http, self->loop, build_view, self, self->log, NULL};
+    char why[QP_ERR_LEN];
+    if (!(self->http = qa_http_new(&ho, why))) {
+        if (opts->http_required) {
+            snprintf(err, QP_ERR_LEN, "%s", why);
+            return -EIO;
+        }
+        qa_log(self->log, QA_WARN, "%s: the dashboard, /metrics and /api/v1 are off", why);
+        return 0;
+    }
+    qa_log(self->log, QA_INFO, "HTTP on http://%s/ (dashboard, /metrics, /api/v1/)",
+           qa_http_address(self->http));
+    return 0;
 }
 
 static void on_grace_over(void *arg)
@@ -364,15 +471,37 @@ static void on_signal(void *arg)
 
 /* ---- start and stop ---------------------------------------------------------------- */
 
+/* Whether the directory at path can be trusted (trust.h): what is "socket dir" or
+ * "tenant dir". A symlink to a directory is followed: the check is on the directory. */
+static int check_dir(const char *path, const char *what, char *err)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, QP_ERR_LEN, "cannot open %s %.150s: %s", what, path, strerror(errno));
+        return -EIO;
+    }
+    int rc = qa_trust_dir(fd, what, path, err);
+    close(fd);
+    return rc;
+}
+
+/* Takes qarbiter.lock in the socket dir, then removes a dead arbiter's admin.sock at
+ * once: its appearance is the readiness signal (docs/arbiter.md), and one left by kill -9
+ * would say "ready" while this start is still under way, or after it failed. */
 static int take_lock(qa_server_t *self, char *err)
 {
     char path[256];
     snprintf(path, sizeof path, "%s/%s", self->socket_dir, QP_LOCK_FILE);
-    self->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    /* O_NOFOLLOW: a symlink planted here would make us truncate its target. */
+    self->lock_fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (self->lock_fd < 0) {
-        snprintf(err, QP_ERR_LEN, "cannot open %.200s: %s", path, strerror(errno));
-        return -errno;
+        int e = errno;
+        snprintf(err, QP_ERR_LEN, "cannot open %.200s: %s%s", path, strerror(e),
+                 e == ELOOP ? " (a symlink: remove it)" : "");
+        return -e;
     }
+    if (qa_trust_file(self->lock_fd, path, err) < 0)
+        return -EPERM;
     if (flock(self->lock_fd, LOCK_EX | LOCK_NB) < 0) {
         char pid[32] = "";
         ssize_t n = pread(self->lock_fd, pid, sizeof pid - 1, 0);
@@ -390,6 +519,11 @@ static int take_lock(qa_server_t *self, char *err)
     int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
     if (ftruncate(self->lock_fd, 0) < 0 || pwrite(self->lock_fd, pid, (size_t)n, 0) != n)
         qa_log(self->log, QA_WARN, "cannot write the pid into %s", path);
+    snprintf(path, sizeof path, "%s/%s", self->socket_dir, qp_endpoint_file(QP_ADMIN));
+    if (unlink(path) < 0 && errno != ENOENT) {
+        snprintf(err, QP_ERR_LEN, "cannot remove the stale %.200s: %s", path, strerror(errno));
+        return -EIO;
+    }
     return 0;
 }
 
@@ -450,6 +584,12 @@ static int load_state(qa_server_t *self, const char *dir, char *err)
         return rc;
     qa_host_skip_ids(self->host, next_id);
     qa_log(self->log, QA_INFO, "state: %zu vGPUs from %s", qa_host_nvgpus(self->host), dir);
+    if (!(self->ledger = qa_ledger_open(dir, err)))
+        return -EIO;
+    if (qa_tenant_adopt_ghosts(self) < 0) {
+        snprintf(err, QP_ERR_LEN, "out of memory");
+        return -ENOMEM;
+    }
     return 0;
 }
 
@@ -507,6 +647,7 @@ qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
     self->cfg = opts->cfg;
     self->log = opts->log;
     self->lock_fd = self->sig_fd = -1;
+    qa_metrics_init(&self->metrics);
     read_fd_limit(self);
     if (strlen(opts->socket_dir) >= sizeof self->socket_dir - 16) {
         snprintf(err, QP_ERR_LEN, "socket dir '%.60s...' is too long for Unix sockets",
@@ -539,20 +680,26 @@ qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
         snprintf(err, QP_ERR_LEN, "cannot make a signalfd: %s", strerror(errno));
         goto fail;
     }
-    if (take_lock(self, err) < 0 || discover(self, err) < 0 ||
-        load_state(self, opts->state_dir, err) < 0)
+    if (check_dir(self->socket_dir, "socket dir", err) < 0 ||
+        check_dir(self->tenant_dir, "tenant dir", err) < 0 || take_lock(self, err) < 0 ||
+        discover(self, err) < 0 || load_state(self, opts->state_dir, err) < 0)
         goto fail;
     if (!(self->sampler = qa_sampler_start(self->nvml, qa_host_ngpus(self->host), SAMPLE_MS)) ||
         !(self->loop = qa_loop_new()) ||
-        !(self->compute = qa_compute_new(self, qa_host_ngpus(self->host)))) {
+        !(self->compute = qa_compute_new(self, qa_host_ngpus(self->host))) ||
+        !(self->audit = qa_audit_new(self->cfg, self->log, &audit_ops, self))) {
         snprintf(err, QP_ERR_LEN, "cannot start: out of memory or threads");
         goto fail;
     }
+    /* HTTP before the sockets, so that it serves once admin.sock says "ready". */
+    if (start_http(self, opts, err) < 0)
+        goto fail;
     /* admin.sock last: its appearance tells that the arbiter is ready. */
     if (open_endpoint(self, &self->tenant, QP_TENANT, 0666, err) < 0 ||
         open_endpoint(self, &self->admin, QP_ADMIN, 0600, err) < 0)
         goto fail;
     if (qa_loop_add_fd(self->loop, self->sig_fd, on_signal, self) < 0 ||
+        qa_loop_add_fd(self->loop, qa_sampler_fd(self->sampler), on_round, self) < 0 ||
         qa_timer_start(self->loop, &self->liveness, qa_now_ns() + LIVENESS_NS, on_liveness, self) <
             0 ||
         qa_timer_start(self->loop, &self->sampling, qa_now_ns(), on_sampling, self) < 0 ||
@@ -582,6 +729,7 @@ void qa_server_destroy(qa_server_t **self_p)
     qa_server_t *self = *self_p;
     if (!self)
         return;
+    qa_http_destroy(&self->http); /* first: its threads read views, never our state */
     if (self->loop) {
         qa_timer_stop(self->loop, &self->liveness);
         qa_timer_stop(self->loop, &self->sampling);
@@ -592,8 +740,12 @@ void qa_server_destroy(qa_server_t **self_p)
     qa_endpoint_destroy(&self->admin);
     qa_endpoint_destroy(&self->tenant);
     qa_compute_destroy(&self->compute);
+    qa_audit_destroy(&self->audit);
     qa_loop_destroy(&self->loop);
     qa_sampler_stop(&self->sampler);
+    if (self->host)
+        qa_tenant_forget_ghosts(self->host);
+    qa_ledger_close(&self->ledger);
     qa_store_close(&self->store);
     qa_host_destroy(&self->host);
     qa_nvml_close(&self->nvml);

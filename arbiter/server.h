@@ -1,9 +1,12 @@
-/* server.h - qarbiter's daemon: takes the socket dir's lock, discovers the GPUs, loads
- * the state, binds tenant.sock and then admin.sock (whose appearance means "ready"),
- * and serves both endpoints (endpoint.h) from one event loop until SIGTERM or SIGINT.
+/* server.h - qarbiter's daemon: checks that nobody else can write its directories,
+ * takes the socket dir's lock and removes a dead arbiter's admin.sock, discovers the
+ * GPUs, loads the state (taking the state dir's lock), binds tenant.sock and then
+ * admin.sock (whose appearance means "ready"), and serves both endpoints (endpoint.h)
+ * from one event loop until SIGTERM or SIGINT.
  *
- * The loop thread does all the work; two helper threads (store.c's syncer and
- * sampler.c's NVML sampler) never touch the server's state. admin.c and tenant.c handle
+ * The loop thread does all the work; helper threads (store.c's syncer, sampler.c's NVML
+ * sampler, http.c's HTTP threads) never touch the server's state: the HTTP side reads
+ * views the loop builds for it (view.h). admin.c and tenant.c handle
  * requests through the accessors below. */
 #ifndef QA_SERVER_H
 #define QA_SERVER_H
@@ -26,11 +29,14 @@ typedef struct qa_server_opts {
     const char *state_dir;  /* where vGPUs persist */
     const qa_config_t *cfg; /* borrowed: must outlive the server */
     const qa_log_t *log;    /* borrowed: must outlive the server */
+    const char *http;       /* "ADDR:PORT" to serve HTTP on (http.h), or NULL for none */
+    bool http_required;     /* asked for explicitly: failing to listen stops the start
+                             * (otherwise, for the default address, it is a warning) */
 } qa_server_opts_t;
 
-/* Starts everything but the loop. Returns NULL with err as one line when the lock is
- * held by another arbiter, there is no GPU, the state cannot be read, or a socket
- * cannot be bound; whatever was made is undone. SIGTERM and SIGINT are blocked in the
+/* Starts everything but the loop. Returns NULL with err as one line when a directory
+ * can be written by others, a lock is held by another arbiter, there is no GPU, the
+ * state cannot be read, or a socket cannot be bound; whatever was made is undone. SIGTERM and SIGINT are blocked in the
  * calling thread (and so in threads it starts) and received through a signalfd. */
 qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN]);
 /* Serves until SIGTERM/SIGINT. Returns 0, or a negative errno if the loop fails. */
@@ -42,6 +48,7 @@ void qa_server_destroy(qa_server_t **self_p);
 
 qa_host_t *qa_server_host(qa_server_t *self);
 qa_store_t *qa_server_store(qa_server_t *self);
+struct qa_ledger *qa_server_ledger(qa_server_t *self);
 qa_loop_t *qa_server_loop(qa_server_t *self);
 struct qa_compute *qa_server_compute(qa_server_t *self);
 const qa_config_t *qa_server_config(const qa_server_t *self);
@@ -51,6 +58,12 @@ uint64_t qa_server_new_session(qa_server_t *self);
 /* Whether the reconnect grace after the start still runs: the previous arbiter's
  * tenants may not all have re-reported what they hold (see qa_tenant_grace_over). */
 bool qa_server_in_grace(const qa_server_t *self);
+/* Asks for an NVML round now (see qa_tenant_measured). Returns false when NVML cannot
+ * list the processes of the GPUs, so that nothing waits for a measurement. */
+bool qa_server_measure(qa_server_t *self);
+
+/* The audit of real use (audit.h): its findings for `stats`. */
+const struct qa_audit *qa_server_audit(const qa_server_t *self);
 
 /* p's session opened or ended (p->session is set to session). Every change of a
  * session goes through here: a peer without one is "pending" for the endpoint's

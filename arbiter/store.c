@@ -2,6 +2,8 @@
  * Threads: see store.h. */
 #include "arbiter/store.h"
 
+#include "arbiter/trust.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -11,34 +13,41 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define FORMAT_VERSION 1
 #define ID_BLOCK 64
-#define MAX_DIRTY 128    /* files remembered for the next sync; beyond, syncfs */
-#define SYNC_DELAY_MS 50 /* a sync waits this long for more writes to batch with */
+#define MAX_DIRTY 128             /* files remembered for the next sync; beyond, syncfs */
+#define SYNC_DELAY_MS 50          /* a sync waits this long for more writes to batch with */
+#define NAME_LEN (QP_ID_LEN + 16) /* "vgpus/ID.json" */
+#define LOCK_FILE "qarbiter.lock"
 
 struct qa_store {
     char *dir;            /* owned: the state dir */
     int vgpus_fd;         /* owned: the vgpus/ directory, for *at() calls */
     int dir_fd;           /* owned: the state dir */
+    int lock_fd;          /* owned: flock'ed STATE/qarbiter.lock */
     uint64_t ids_bound;   /* meta.json says ids below this may have been handed out */
     const qa_log_t *log;  /* borrowed: where loading warns; NULL: stderr */
     pthread_t thread;     /* the sync thread */
-    pthread_mutex_t lock; /* guards dirty, names, ndirty, overflow and stop */
+    pthread_mutex_t lock; /* guards dirty, names, ndirty, overflow, nbatch, in_batch, stop */
     pthread_cond_t wake;  /* signalled when dirty or stop is set */
     bool dirty;           /* something changed since the last sync */
-    char names[MAX_DIRTY][QP_ID_LEN + 16]; /* files written since: "vgpus/ID.json" */
-    size_t ndirty;                         /* entries in names */
-    bool overflow; /* more files than names holds: sync the whole filesystem */
-    char batch[MAX_DIRTY][QP_ID_LEN + 16]; /* the sync thread's copy of names */
-    bool stop;                             /* the thread should end */
+    char names[MAX_DIRTY][NAME_LEN]; /* files written since: "vgpus/ID.json" */
+    size_t ndirty;                   /* entries in names */
+    bool overflow;                   /* more files than names holds: sync the whole filesystem */
+    char batch[MAX_DIRTY][NAME_LEN]; /* the sync thread's copy of names */
+    size_t nbatch;                   /* entries in batch being synced now */
+    bool in_batch;                   /* a sync of batch (or of everything) is under way */
+    bool batch_overflow;             /* that sync is a syncfs */
+    bool stop;                       /* the thread should end */
 };
 
 /* Makes what the loop wrote durable: the files named, then both directories (their
  * renames and unlinks). Runs on the sync thread, without the lock. */
-static void sync_files(qa_store_t *self, char (*names)[QP_ID_LEN + 16], size_t n, bool overflow)
+static void sync_files(qa_store_t *self, char (*names)[NAME_LEN], size_t n, bool overflow)
 {
     if (overflow) {
         syncfs(self->dir_fd);
@@ -73,15 +82,34 @@ static void *sync_main(void *arg)
         size_t n = self->ndirty;
         bool overflow = self->overflow;
         memcpy(self->batch, self->names, n * sizeof self->batch[0]);
+        self->nbatch = n;
+        self->batch_overflow = overflow;
+        self->in_batch = true;
         self->ndirty = 0;
         self->overflow = false;
         self->dirty = false;
         pthread_mutex_unlock(&self->lock);
         sync_files(self, self->batch, n, overflow);
         pthread_mutex_lock(&self->lock);
+        self->in_batch = false;
+        self->nbatch = 0;
     }
     pthread_mutex_unlock(&self->lock);
     return NULL;
+}
+
+/* Whether name (relative to the state dir) has reached the disk: neither written since
+ * the last sync nor in the sync under way. */
+static bool synced(qa_store_t *self, const char *name)
+{
+    pthread_mutex_lock(&self->lock);
+    bool pending = self->overflow || (self->in_batch && self->batch_overflow);
+    for (size_t i = 0; i < self->ndirty && !pending; i++)
+        pending = strcmp(self->names[i], name) == 0;
+    for (size_t i = 0; self->in_batch && i < self->nbatch && !pending; i++)
+        pending = strcmp(self->batch[i], name) == 0;
+    pthread_mutex_unlock(&self->lock);
+    return !pending;
 }
 
 /* Notes that name (relative to the state dir; NULL for a removal) must reach the disk. */
@@ -121,6 +149,44 @@ static void remove_temps(int dir_fd)
     closedir(d);
 }
 
+/* Takes STATE/qarbiter.lock: two arbiters on one state dir would both hand out the next
+ * id, and the second's files would replace the first's vGPUs (and secrets). Returns 0,
+ * -EBUSY naming the holder's pid, or -EPERM/-EIO with err. */
+static int take_lock(qa_store_t *self, char *err)
+{
+    self->lock_fd =
+        openat(self->dir_fd, LOCK_FILE, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    char path[300];
+    snprintf(path, sizeof path, "%.200s/%s", self->dir, LOCK_FILE);
+    if (self->lock_fd < 0) {
+        snprintf(err, QP_ERR_LEN, "cannot open %.200s: %s%s", path, strerror(errno),
+                 errno == ELOOP ? " (a symlink: remove it)" : "");
+        return -EIO;
+    }
+    if (qa_trust_file(self->lock_fd, path, err) < 0)
+        return -EPERM;
+    if (flock(self->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        char pid[32] = "";
+        ssize_t n = pread(self->lock_fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        snprintf(err, QP_ERR_LEN,
+                 "another qarbiter%s%s%s uses state dir %.150s: stop it first, or give each "
+                 "arbiter its own --state-dir",
+                 pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "", self->dir);
+        return -EBUSY;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
+    if (ftruncate(self->lock_fd, 0) < 0 || pwrite(self->lock_fd, pid, (size_t)n, 0) != n) {
+        snprintf(err, QP_ERR_LEN, "cannot write %.200s: %s", path, strerror(errno));
+        return -EIO;
+    }
+    return 0;
+}
+
+static int write_meta(qa_store_t *self, uint64_t bound, char *err);
+
 qa_store_t *qa_store_open(const char *dir, char err[QP_ERR_LEN])
 {
     qa_store_t *self = calloc(1, sizeof *self);
@@ -129,14 +195,25 @@ qa_store_t *qa_store_open(const char *dir, char err[QP_ERR_LEN])
         snprintf(err, QP_ERR_LEN, "out of memory");
         return NULL;
     }
-    self->dir_fd = self->vgpus_fd = -1;
+    self->dir_fd = self->vgpus_fd = self->lock_fd = -1;
+    bool fresh = false, ready = false;
+    err[0] = '\0';
     if (mkdir(dir, 0700) < 0 && errno != EEXIST)
         goto fail;
     if ((self->dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
         goto fail;
-    if (mkdirat(self->dir_fd, "vgpus", 0700) < 0 && errno != EEXIST)
+    if (qa_trust_dir(self->dir_fd, "state dir", dir, err) < 0 || take_lock(self, err) < 0)
         goto fail;
-    if ((self->vgpus_fd = openat(self->dir_fd, "vgpus", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+    if (mkdirat(self->dir_fd, "vgpus", 0700) == 0)
+        fresh = true;
+    else if (errno != EEXIST)
+        goto fail;
+    if ((self->vgpus_fd =
+             openat(self->dir_fd, "vgpus", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+        goto fail;
+    char where[250];
+    snprintf(where, sizeof where, "%.200s/vgpus", dir);
+    if (qa_trust_dir(self->vgpus_fd, "state dir", where, err) < 0)
         goto fail;
     if (faccessat(self->dir_fd, ".", W_OK, 0) < 0)
         goto fail;
@@ -144,19 +221,30 @@ qa_store_t *qa_store_open(const char *dir, char err[QP_ERR_LEN])
     remove_temps(self->vgpus_fd);
     pthread_mutex_init(&self->lock, NULL);
     pthread_cond_init(&self->wake, NULL);
+    ready = true;
+    /* A new state dir says at once that no id was handed out: from then on a missing
+     * meta.json means a lost one (see qa_store_load). */
+    if (fresh && faccessat(self->dir_fd, "meta.json", F_OK, AT_SYMLINK_NOFOLLOW) < 0 &&
+        write_meta(self, 1, err) < 0)
+        goto fail;
     int rc = pthread_create(&self->thread, NULL, sync_main, self);
     if (rc != 0) {
         errno = rc;
-        pthread_mutex_destroy(&self->lock);
-        pthread_cond_destroy(&self->wake);
         goto fail;
     }
     return self;
 
 fail:
-    snprintf(err, QP_ERR_LEN, "cannot use state dir %.150s: %s", dir, strerror(errno));
+    if (!err[0])
+        snprintf(err, QP_ERR_LEN, "cannot use state dir %.150s: %s", dir, strerror(errno));
+    if (ready) {
+        pthread_mutex_destroy(&self->lock);
+        pthread_cond_destroy(&self->wake);
+    }
     if (self->vgpus_fd >= 0)
         close(self->vgpus_fd);
+    if (self->lock_fd >= 0)
+        close(self->lock_fd);
     if (self->dir_fd >= 0)
         close(self->dir_fd);
     free(self->dir);
@@ -184,15 +272,19 @@ void qa_store_close(qa_store_t **self_p)
     pthread_cond_destroy(&self->wake);
     close(self->vgpus_fd);
     close(self->dir_fd);
+    close(self->lock_fd); /* last: the state is synced, another arbiter may have it */
     free(self->dir);
     free(self);
     *self_p = NULL;
 }
 
 /* Writes doc as name in dir_fd through name.tmp and a rename; path is name relative to
- * the state dir, for the sync thread. */
+ * the state dir, for the sync thread and messages. With durable, the data reaches the
+ * disk before the rename and the rename before the return (fsync of the file and the
+ * directory, a few ms: for rare writes only); otherwise the sync thread makes it durable
+ * within about 100 ms. */
 static int write_atomic(qa_store_t *self, int dir_fd, const char *name, const char *path,
-                        json_t *doc, char *err)
+                        json_t *doc, bool durable, char *err)
 {
     char *text = json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS);
     char tmp[128];
@@ -200,7 +292,7 @@ static int write_atomic(qa_store_t *self, int dir_fd, const char *name, const ch
     int fd = -1, saved = ENOMEM;
     if (!text)
         goto fail;
-    if ((fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+    if ((fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
         goto fail_errno;
     size_t len = strlen(text), done = 0;
     while (done < len) {
@@ -211,6 +303,8 @@ static int write_atomic(qa_store_t *self, int dir_fd, const char *name, const ch
             goto fail_errno;
         done += (size_t)n;
     }
+    if (durable && fsync(fd) < 0)
+        goto fail_errno;
     if (close(fd) < 0) {
         fd = -1;
         goto fail_errno;
@@ -219,7 +313,13 @@ static int write_atomic(qa_store_t *self, int dir_fd, const char *name, const ch
     if (renameat(dir_fd, tmp, dir_fd, name) < 0)
         goto fail_errno;
     free(text);
-    mark_dirty(self, path);
+    if (durable && fsync(dir_fd) < 0) {
+        saved = errno;
+        snprintf(err, QP_ERR_LEN, "cannot sync %.120s/%s: %s", self->dir, path, strerror(saved));
+        return -EIO;
+    }
+    if (!durable)
+        mark_dirty(self, path);
     return 0;
 
 fail_errno:
@@ -229,8 +329,28 @@ fail:
         close(fd);
     unlinkat(dir_fd, tmp, 0);
     free(text);
-    snprintf(err, QP_ERR_LEN, "cannot write %.120s/%s: %s", self->dir, name, strerror(saved));
+    snprintf(err, QP_ERR_LEN, "cannot write %.120s/%s: %s", self->dir, path, strerror(saved));
     return -EIO;
+}
+
+/* Keeps the current file of a vGPU as NAME.prev before it is replaced, when it has
+ * reached the disk: a power cut can leave the replacement empty or cut short (it was
+ * renamed into place before its data was synced, which stays off the request path), and
+ * loading then falls back on the previous version instead of losing the vGPU. An
+ * unsynced current file is not kept: the older .prev, which is synced, stays. A failure
+ * only costs that fallback. */
+static void keep_previous(qa_store_t *self, const char *name, const char *path)
+{
+    char prev[NAME_LEN + 8], tmp[NAME_LEN + 16];
+    snprintf(prev, sizeof prev, "%s.prev", name);
+    snprintf(tmp, sizeof tmp, "%s.tmp", prev);
+    if (!synced(self, path))
+        return;
+    unlinkat(self->vgpus_fd, tmp, 0);
+    if (linkat(self->vgpus_fd, name, self->vgpus_fd, tmp, 0) < 0)
+        return; /* ENOENT: a new vGPU, nothing to keep */
+    if (renameat(self->vgpus_fd, tmp, self->vgpus_fd, prev) < 0)
+        unlinkat(self->vgpus_fd, tmp, 0);
 }
 
 int qa_store_put(qa_store_t *self, const qa_vgpu_t *v, const char *gpu_uuid, char err[QP_ERR_LEN])
@@ -240,10 +360,12 @@ int qa_store_put(qa_store_t *self, const qa_vgpu_t *v, const char *gpu_uuid, cha
                   "id", v->id, "vm", v->vm, "secret", v->secret, "profile", v->profile, "gpu_uuid",
                   gpu_uuid, "memory_mb", (json_int_t)v->memory_mb, "share", (int)v->share, "limit",
                   (int)v->limit, "created", (json_int_t)v->created);
-    char name[QP_ID_LEN + 8], path[QP_ID_LEN + 16];
+    char name[NAME_LEN], path[NAME_LEN + 8];
     snprintf(name, sizeof name, "%s.json", v->id);
     snprintf(path, sizeof path, "vgpus/%s", name);
-    int rc = doc ? write_atomic(self, self->vgpus_fd, name, path, doc, err) : -EIO;
+    if (doc)
+        keep_previous(self, name, path);
+    int rc = doc ? write_atomic(self, self->vgpus_fd, name, path, doc, false, err) : -EIO;
     if (!doc)
         snprintf(err, QP_ERR_LEN, "out of memory writing vGPU %s", v->id);
     json_decref(doc);
@@ -252,24 +374,27 @@ int qa_store_put(qa_store_t *self, const qa_vgpu_t *v, const char *gpu_uuid, cha
 
 int qa_store_remove(qa_store_t *self, const char *id, char err[QP_ERR_LEN])
 {
-    char name[QP_ID_LEN + 8];
+    char name[NAME_LEN];
     snprintf(name, sizeof name, "%s.json", id);
     if (unlinkat(self->vgpus_fd, name, 0) < 0 && errno != ENOENT) {
         snprintf(err, QP_ERR_LEN, "cannot remove %.120s/vgpus/%s: %s", self->dir, name,
                  strerror(errno));
         return -EIO;
     }
+    /* After the file: a .prev without its file is a destroyed vGPU's, removed at load. */
+    snprintf(name, sizeof name, "%s.json.prev", id);
+    unlinkat(self->vgpus_fd, name, 0);
     mark_dirty(self, NULL);
     return 0;
 }
 
-int qa_store_note_ids(qa_store_t *self, uint64_t next_id, char err[QP_ERR_LEN])
+/* Writes meta.json with bound durably: it is rewritten once per ID_BLOCK ids, and a
+ * power cut must never leave it empty (every id handed out since would be unknown). */
+static int write_meta(qa_store_t *self, uint64_t bound, char *err)
 {
-    if (next_id <= self->ids_bound)
-        return 0;
-    uint64_t bound = next_id + ID_BLOCK;
     json_t *doc = json_pack("{s:i, s:I}", "version", FORMAT_VERSION, "next_id", (json_int_t)bound);
-    int rc = doc ? write_atomic(self, self->dir_fd, "meta.json", "meta.json", doc, err) : -EIO;
+    int rc =
+        doc ? write_atomic(self, self->dir_fd, "meta.json", "meta.json", doc, true, err) : -EIO;
     if (!doc)
         snprintf(err, QP_ERR_LEN, "out of memory writing meta.json");
     json_decref(doc);
@@ -278,19 +403,36 @@ int qa_store_note_ids(qa_store_t *self, uint64_t next_id, char err[QP_ERR_LEN])
     return rc;
 }
 
+int qa_store_note_ids(qa_store_t *self, uint64_t next_id, char err[QP_ERR_LEN])
+{
+    if (next_id <= self->ids_bound)
+        return 0;
+    return write_meta(self, next_id + ID_BLOCK, err);
+}
+
 /* ---- loading ----------------------------------------------------------------------- */
 
 #define MAX_STATE_FILE (64u << 10) /* far above any file we write */
 
-/* Reads name in dir_fd as JSON. Returns the document; or NULL with *lost set when the
- * file is empty, all NUL bytes or cut short (what a power cut leaves of a write whose
- * data never reached the disk), err saying so; or NULL with err naming what is wrong. */
+/* Reads name in dir_fd as JSON, without following a symlink, and only if the arbiter's
+ * user owns it and nobody else can write it (anything else was planted: see trust.h).
+ * Returns the document; or NULL with *lost set when the file is empty, all NUL bytes or
+ * cut short (what a power cut leaves of a write whose data never reached the disk), err
+ * saying so; or NULL with err naming what is wrong. */
 static json_t *read_json(int dir_fd, const char *name, const char *where, bool *lost, char *err)
 {
     *lost = false;
-    int fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC);
+    int fd = openat(dir_fd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
-        snprintf(err, QP_ERR_LEN, "cannot read %.150s/%.40s: %s", where, name, strerror(errno));
+        snprintf(err, QP_ERR_LEN, "cannot read %.120s/%.40s: %.60s", where, name,
+                 errno == ELOOP ? "a symlink, which the arbiter never makes (remove it)"
+                                : strerror(errno));
+        return NULL;
+    }
+    char path[220];
+    snprintf(path, sizeof path, "%.150s/%.40s", where, name);
+    if (qa_trust_file(fd, path, err) < 0) {
+        close(fd);
         return NULL;
     }
     char *buf = malloc(MAX_STATE_FILE + 1);
@@ -395,34 +537,81 @@ static int parse_vgpu(json_t *doc, qa_vgpu_t *v, char uuid[QP_UUID_LEN])
     return 0;
 }
 
+/* Reads meta.json into self->ids_bound. A state dir is given one when it is made
+ * (qa_store_open), and it is written durably, so one that is missing or damaged was lost
+ * or reset: the ids handed out since are unknown, and taking them from the vGPU files
+ * would hand out again those of vGPUs destroyed since. Returns 0 or -EINVAL with err. */
+static int load_meta(qa_store_t *self, char *err)
+{
+    static const char fix[] = "restore it, or write {\"version\":1,\"next_id\":N} there, N "
+                              "above every id ever handed out";
+    if (faccessat(self->dir_fd, "meta.json", F_OK, AT_SYMLINK_NOFOLLOW) < 0) {
+        snprintf(err, QP_ERR_LEN,
+                 "%.60s/meta.json is missing: the vGPU ids handed out so far are unknown "
+                 "(%s)",
+                 self->dir, fix);
+        return -EINVAL;
+    }
+    bool lost;
+    json_t *meta = read_json(self->dir_fd, "meta.json", self->dir, &lost, err);
+    uint64_t n = 0;
+    int bad = meta ? get_uint(meta, "next_id", UINT64_MAX / 2, &n) : 0;
+    json_decref(meta);
+    if (!meta && lost) {
+        char why[QP_ERR_LEN];
+        snprintf(why, sizeof why, "%s", err);
+        snprintf(err, QP_ERR_LEN, "%.90s: the vGPU ids handed out so far are unknown (%s)", why,
+                 fix);
+    } else if (meta && (bad < 0 || n == 0)) {
+        snprintf(err, QP_ERR_LEN, "%.100s/meta.json: no valid 'next_id' (%s)", self->dir, fix);
+    } else if (meta) {
+        self->ids_bound = n;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+/* Whether name (in vgpus/) ends with suffix and has something before it. */
+static bool ends_with(const char *name, const char *suffix)
+{
+    size_t n = strlen(name), k = strlen(suffix);
+    return n > k && strcmp(name + n - k, suffix) == 0;
+}
+
+/* name's file was left empty or cut short: takes its previous version (keep_previous) if
+ * that one is whole and the same vGPU's. Returns it, or NULL. */
+static json_t *previous_version(qa_store_t *self, const char *name, const char *where)
+{
+    char prev[NAME_LEN + 8], ignored[QP_ERR_LEN];
+    bool lost;
+    snprintf(prev, sizeof prev, "%s.prev", name);
+    if (faccessat(self->vgpus_fd, prev, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+        return NULL;
+    json_t *doc = read_json(self->vgpus_fd, prev, where, &lost, ignored);
+    qa_vgpu_t v;
+    char uuid[QP_UUID_LEN];
+    if (doc && (parse_vgpu(doc, &v, uuid) < 0 || strlen(v.id) + 5 != strlen(name) ||
+                strncmp(name, v.id, strlen(v.id)) != 0)) {
+        json_decref(doc);
+        doc = NULL;
+    }
+    return doc;
+}
+
+/* A vGPU file restored from its previous version, written back after the listing (a
+ * rename during readdir could show the name twice). */
+struct restore {
+    char name[NAME_LEN];
+    json_t *doc; /* owned */
+};
+
 int qa_store_load(qa_store_t *self, qa_store_each_fn *each, void *arg, uint64_t *next_id,
                   char err[QP_ERR_LEN])
 {
     *next_id = 1;
-    bool lost;
-    if (faccessat(self->dir_fd, "meta.json", F_OK, 0) == 0) {
-        json_t *meta = read_json(self->dir_fd, "meta.json", self->dir, &lost, err);
-        uint64_t n;
-        if (!meta && lost) {
-            /* The vGPU files' ids still bound what was handed out, but not the ids of
-             * vGPUs removed since meta.json was last whole. */
-            warn(self, "%s: ids are taken from the vGPU files", err);
-            err[0] = '\0';
-        }
-        if (!meta && !lost)
-            return -EINVAL;
-        int bad = meta ? get_uint(meta, "next_id", UINT64_MAX / 2, &n) : 0;
-        json_decref(meta);
-        if (bad < 0) {
-            snprintf(err, QP_ERR_LEN, "%.150s/meta.json: no valid 'next_id' (fix or remove it)",
-                     self->dir);
-            return -EINVAL;
-        }
-        if (meta) {
-            *next_id = n;
-            self->ids_bound = n;
-        }
-    }
+    if (load_meta(self, err) < 0)
+        return -EINVAL;
+    *next_id = self->ids_bound;
     int fd = dup(self->vgpus_fd);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
     if (!d) {
@@ -434,21 +623,51 @@ int qa_store_load(qa_store_t *self, qa_store_each_fn *each, void *arg, uint64_t 
     rewinddir(d);
     char where[200];
     snprintf(where, sizeof where, "%.150s/vgpus", self->dir);
+    struct restore *restores = NULL;
+    size_t nrestores = 0;
     int rc = 0;
     struct dirent *e;
     while (rc == 0 && (e = readdir(d))) {
         size_t n = strlen(e->d_name);
-        if (e->d_name[0] == '.' || n < 6 || strcmp(e->d_name + n - 5, ".json") != 0)
+        if (e->d_name[0] == '.')
+            continue;
+        if (ends_with(e->d_name, ".json.prev")) {
+            char name[NAME_LEN];
+            snprintf(name, sizeof name, "%.*s", (int)(n - 5), e->d_name);
+            if (faccessat(self->vgpus_fd, name, F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)
+                unlinkat(self->vgpus_fd, e->d_name, 0); /* its vGPU was destroyed */
+            continue;
+        }
+        if (!ends_with(e->d_name, ".json"))
             continue;
         /* Every file seen counts, read or not: its id was handed out. */
         uint64_t id = file_id(e->d_name);
         if (id >= *next_id)
             *next_id = id + 1;
+        bool lost;
         json_t *doc = read_json(self->vgpus_fd, e->d_name, where, &lost, err);
         if (!doc && lost) {
-            warn(self, "%s (left by a power cut?): skipped; its vGPU is lost", err);
-            err[0] = '\0';
-            continue;
+            struct restore *grown = realloc(restores, (nrestores + 1) * sizeof *restores);
+            if (grown)
+                restores = grown;
+            if (grown && (doc = previous_version(self, e->d_name, where))) {
+                snprintf(restores[nrestores].name, NAME_LEN, "%s", e->d_name);
+                restores[nrestores++].doc = json_incref(doc);
+                warn(self,
+                     "%s (a power cut?): its previous version is restored, and only its "
+                     "last change is lost",
+                     err);
+                err[0] = '\0';
+            } else {
+                char why[QP_ERR_LEN];
+                snprintf(why, sizeof why, "%s", err);
+                snprintf(err, QP_ERR_LEN,
+                         "%.120s and has no whole previous version: restore it from a backup, "
+                         "or remove it to forget that vGPU (its id is not handed out again)",
+                         why);
+                rc = -EINVAL;
+                break;
+            }
         }
         if (!doc) {
             rc = -EINVAL;
@@ -467,5 +686,15 @@ int qa_store_load(qa_store_t *self, qa_store_each_fn *each, void *arg, uint64_t 
         json_decref(doc);
     }
     closedir(d);
+    for (size_t i = 0; i < nrestores; i++) {
+        char path[NAME_LEN + 8], ignored[QP_ERR_LEN];
+        snprintf(path, sizeof path, "vgpus/%s", restores[i].name);
+        if (rc == 0 && write_atomic(self, self->vgpus_fd, restores[i].name, path, restores[i].doc,
+                                    true, ignored) < 0)
+            warn(self, "%s: the restored version stays in memory only until the next change",
+                 ignored);
+        json_decref(restores[i].doc);
+    }
+    free(restores);
     return rc;
 }

@@ -1,7 +1,9 @@
 /* store.h - the arbiter's state on disk, in --state-dir:
  *
- *   vgpus/<id>.json   one file per vGPU: id, vm, secret, profile, GPU UUID, limits
- *   meta.json         ids handed out so far, so that none is ever handed out twice
+ *   vgpus/<id>.json       one file per vGPU: id, vm, secret, profile, GPU UUID, limits
+ *   vgpus/<id>.json.prev  its previous version, once that one reached the disk
+ *   meta.json             ids handed out so far, so that none is ever handed out twice
+ *   qarbiter.lock         held (flock) by the arbiter using the dir: one at a time
  *
  * Every write goes to a temporary file that is renamed over the old one, so a reader
  * (a restarted arbiter) sees the old file or the new one, never half of either. Writes
@@ -9,7 +11,13 @@
  * arbiter. Making them durable against power loss (fsync of the files written and of
  * the directories) is left to a background thread that batches whatever was written in
  * 50 ms, which keeps fsync off the request path: what was answered in the last
- * ~100 ms before a power cut may be lost.
+ * ~100 ms before a power cut may be lost. A power cut can leave a file renamed into
+ * place before its data reached the disk empty or cut short; loading then takes its
+ * .prev, so a change is lost, never the vGPU. meta.json, written once per 64 ids, is
+ * synced before it is answered.
+ *
+ * The dir and its files must be the arbiter's user's and writable by nobody else
+ * (trust.h), and files are opened without following symlinks: anything else was planted.
  *
  * Threads: the loop thread calls everything; the sync thread only fsyncs, and takes the
  * list of files to sync from the loop under a mutex. */
@@ -24,8 +32,10 @@
 
 typedef struct qa_store qa_store_t;
 
-/* Opens (creating, mode 0700) the state dir and starts the sync thread; leftover
- * temporary files of an interrupted write are removed. Returns NULL with err. */
+/* Opens (creating, mode 0700) the state dir, takes its lock and starts the sync thread;
+ * leftover temporary files of an interrupted write are removed, and a new state dir gets
+ * its meta.json at once. Returns NULL with err (as one line: another arbiter's pid, a dir
+ * others may write, ...). */
 qa_store_t *qa_store_open(const char *dir, char err[QP_ERR_LEN]);
 /* Syncs once more, stops the thread, frees *self_p and sets it to NULL. */
 void qa_store_close(qa_store_t **self_p);
@@ -38,13 +48,14 @@ void qa_store_set_log(qa_store_t *self, const qa_log_t *log);
 typedef int qa_store_each_fn(void *arg, const qa_vgpu_t *v, const char *gpu_uuid,
                              char err[QP_ERR_LEN]);
 
-/* Reads every vGPU file and calls each; *next_id receives the first id number that was
- * never handed out: past meta.json's bound and past the id of every vGPU file seen.
- * A file left empty or cut short (a power cut between a rename and the data reaching
- * the disk) holds nothing to recover: it is logged (a warning naming it) and skipped,
- * and meta.json in that state is replaced by the files' ids. Returns 0, or -EINVAL
- * naming a file that cannot be read or holds something else than a valid record (the
- * arbiter refuses to start rather than forget a vGPU it could have read). */
+/* Reads meta.json and every vGPU file and calls each; *next_id receives the first id
+ * number that was never handed out: past meta.json's bound and past the id of every vGPU
+ * file seen. A file left empty or cut short (a power cut between a rename and the data
+ * reaching the disk) is replaced by its previous version when that one is whole (logged
+ * as a warning naming it). Returns 0, or -EINVAL naming a file that cannot be read, holds
+ * something else than a valid record, is not the arbiter's or has no whole version, or a
+ * meta.json missing or damaged: the arbiter refuses to start rather than forget a vGPU
+ * or hand an id out twice. */
 int qa_store_load(qa_store_t *self, qa_store_each_fn *each, void *arg, uint64_t *next_id,
                   char err[QP_ERR_LEN]);
 

@@ -4,6 +4,7 @@
 #include "arbiter/tenant.h"
 
 #include "arbiter/compute.h"
+#include "arbiter/ledger.h"
 #include "proto/records.h"
 #include "proto/schema.h"
 #include "proto/units.h"
@@ -12,25 +13,53 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* How long a first mem_reserve waits for its measurement at most (hold_until_measured):
+ * an NVML round takes milliseconds; a driver that hangs must not fail allocations. The
+ * default reconnect grace and reclaim timeout leave this much of QA_REPLY_BUDGET_MS. */
+#define MEASURE_WAIT_NS 100000000ull
+
 static uint64_t quota_of(const qa_vgpu_t *v)
 {
     return v->memory_mb * QP_MIB;
+}
+
+/* What the previous arbiter's process pid may still hold of a vGPU: charged to it (in
+ * mem_reserved) until the process says hello again, which re-reports what it holds, or
+ * is gone. Its ledger slot stays in use meanwhile, for the next arbiter if this one
+ * dies too. */
+struct qa_ghost {
+    struct qa_ghost *next; /* next of its vGPU */
+    pid_t pid;             /* host pid; 0: unknown, dropped at `expires` */
+    uint64_t start;        /* the process's start time, with pid */
+    uint64_t bytes;        /* the most it may hold */
+    uint32_t slot;         /* its ledger slot */
+    uint64_t expires;      /* monotonic ns, for a pid of 0 */
+};
+
+/* Records in p's ledger slot what it may hold: before any grant to it is answered. */
+static void note_holding(qa_server_t *srv, const qa_peer_t *p)
+{
+    if (p->slot)
+        qa_ledger_set_bytes(qa_server_ledger(srv), p->slot - 1,
+                            p->reserved > p->used ? p->reserved : p->used);
 }
 
 /* v's totals follow every change of a session's figures at O(1): a vGPU may have
  * thousands of sessions, each reporting twice a second, and a sum over them per report
  * would make the arbiter's work grow with the square of its tenants. The sums cannot
  * overflow: each figure is at most its GPU's memory (see report_ok). */
-static void set_used(qa_peer_t *p, uint64_t used)
+static void set_used(qa_server_t *srv, qa_peer_t *p, uint64_t used)
 {
     p->vgpu->mem_used = p->vgpu->mem_used - p->used + used;
     p->used = used;
+    note_holding(srv, p);
 }
 
-static void set_reserved(qa_peer_t *p, uint64_t reserved)
+static void set_reserved(qa_server_t *srv, qa_peer_t *p, uint64_t reserved)
 {
     p->vgpu->mem_reserved = p->vgpu->mem_reserved - p->reserved + reserved;
     p->reserved = reserved;
+    note_holding(srv, p);
 }
 
 /* Marks p's mem_reserve pending or not, counting its vGPU's pending requests, so that
@@ -66,11 +95,28 @@ static bool report_ok(qa_server_t *srv, qa_peer_t *p, const qa_vgpu_t *v, uint64
     return false;
 }
 
-/* What p could hold: the quota minus the other processes' reservations. */
+/* What v's processes hold on the device beyond their allocations, as the audit measured
+ * it (audit.h): the driver's memory for their contexts, and processes with v's
+ * credentials but no session. Charged to the quota with [audit] charge = real. */
+static uint64_t beyond_allocations(const qa_server_t *srv, const qa_vgpu_t *v)
+{
+    return qa_server_config(srv)->charge_real ? v->mem_overhead + v->mem_unmanaged : 0;
+}
+
+/* What v's processes hold, as far as the arbiter knows: what they allocated and, with
+ * [audit] charge = real, what the device holds for them beyond that. The shim shows the
+ * quota minus this as free (cuMemGetInfo, NVML). */
+static uint64_t vgpu_used(const qa_server_t *srv, const qa_vgpu_t *v)
+{
+    return v->mem_used + beyond_allocations(srv, v);
+}
+
+/* What p could hold: the quota minus the other processes' reservations and what the
+ * device holds for all of them (p included) beyond their allocations. */
 static uint64_t room_for(const qa_peer_t *p)
 {
     const qa_vgpu_t *v = p->vgpu;
-    uint64_t others = v->mem_reserved - p->reserved;
+    uint64_t others = v->mem_reserved - p->reserved + beyond_allocations(p->srv, v);
     return quota_of(v) > others ? quota_of(v) - others : 0;
 }
 
@@ -83,6 +129,14 @@ static uint64_t others_unused(const qa_peer_t *p)
             n += s->reserved - s->used;
     }
     return n;
+}
+
+/* Whether need could fit p once its siblings gave back what they do not use and the
+ * previous arbiter's processes re-reported (or left): otherwise it is refused at once,
+ * else it waits up to reclaim_timeout_ms. */
+static bool could_fit(const qa_peer_t *p, uint64_t need)
+{
+    return need <= room_for(p) + others_unused(p) + p->vgpu->ghost_bytes;
 }
 
 /* Secrets are compared in constant time: a tenant must not learn a prefix. */
@@ -101,10 +155,10 @@ static void grant(qa_server_t *srv, qa_peer_t *p, uint64_t id, uint64_t need, ui
 {
     uint64_t room = room_for(p);
     uint64_t r = want < room ? want : room;
-    set_reserved(p, r < need ? need : r); /* callers checked need <= room */
+    set_reserved(srv, p, r < need ? need : r); /* callers checked need <= room */
     qp_msg_t *rep = qp_msg_new_ok(id);
     qp_msg_set_uint(rep, "reserved", p->reserved);
-    qp_msg_set_uint(rep, "vgpu_used", p->vgpu->mem_used);
+    qp_msg_set_uint(rep, "vgpu_used", vgpu_used(srv, p->vgpu));
     qa_server_send(srv, p, &rep);
 }
 
@@ -112,6 +166,7 @@ static void refuse_quota(qa_server_t *srv, qa_peer_t *p, uint64_t id, uint64_t n
                          const char *why)
 {
     uint64_t room = room_for(p);
+    p->vgpu->refused++;
     qp_msg_t *rep =
         qp_msg_new_error(id, QP_E_QUOTA,
                          "vGPU %s cannot reserve %llu MiB for this process: %s "
@@ -199,22 +254,10 @@ static int wait_for_reclaim(qa_server_t *srv, qa_peer_t *p)
     return 0;
 }
 
-static void mem_reserve(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
+/* Decides a mem_reserve of p now: grants it, refuses it, or makes it wait for memory
+ * the other processes give back. */
+static void reserve_now(qa_server_t *srv, qa_peer_t *p, uint64_t id, uint64_t need, uint64_t want)
 {
-    uint64_t id = qp_msg_id(m), need = 0, want, used;
-    qp_msg_get_uint(m, "need", &need);
-    if (qp_msg_get_uint(m, "want", &want) < 0 || want < need)
-        want = need;
-    if (qp_msg_get_uint(m, "used", &used) == 0) {
-        if (!report_ok(srv, p, p->vgpu, id, "used", used))
-            return;
-        set_used(p, used);
-    }
-    if (p->pending.active) {
-        qa_server_error(srv, p, id, QP_E_INVALID,
-                        "a mem_reserve of this process is already waiting");
-        return;
-    }
     if (need > quota_of(p->vgpu)) {
         refuse_quota(srv, p, id, need, "that is more than the whole quota");
         return;
@@ -224,7 +267,7 @@ static void mem_reserve(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
         grant(srv, p, id, need, want);
         return;
     }
-    if (!grace && need > room_for(p) + others_unused(p)) {
+    if (!grace && !could_fit(p, need)) {
         refuse_quota(srv, p, id, need, "its other processes use the rest");
         return;
     }
@@ -237,6 +280,75 @@ static void mem_reserve(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
         return;
     if (wait_for_reclaim(srv, p) == 0)
         serve_waiting(srv, p->vgpu);
+}
+
+/* Holds p's first mem_reserve until an NVML round that began after it has measured what
+ * the device holds for p's process beyond its allocations (its contexts: it has one by
+ * now, or it could not allocate): granted before that, the memory of that first context
+ * would come on top of a full quota. Returns false when it is not held. */
+static bool hold_until_measured(qa_server_t *srv, qa_peer_t *p, uint64_t id, uint64_t need,
+                                uint64_t want)
+{
+    /* During the reconnect grace everything waits anyway, and the grace is longer than a
+     * sampling period. */
+    if (p->measured || !qa_server_config(srv)->charge_real || qa_server_in_grace(srv) ||
+        !qa_server_measure(srv))
+        return false;
+    p->held.active = true;
+    p->held.id = id;
+    p->held.need = need;
+    p->held.want = want;
+    p->held.since = qa_now_ns();
+    return true;
+}
+
+static void mem_reserve(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
+{
+    uint64_t id = qp_msg_id(m), need = 0, want, used;
+    qp_msg_get_uint(m, "need", &need);
+    if (qp_msg_get_uint(m, "want", &want) < 0 || want < need)
+        want = need;
+    if (qp_msg_get_uint(m, "used", &used) == 0) {
+        if (!report_ok(srv, p, p->vgpu, id, "used", used))
+            return;
+        set_used(srv, p, used);
+    }
+    if (p->pending.active || p->held.active) {
+        qa_server_error(srv, p, id, QP_E_INVALID,
+                        "a mem_reserve of this process is already waiting");
+        return;
+    }
+    if (!hold_until_measured(srv, p, id, need, want))
+        reserve_now(srv, p, id, need, want);
+}
+
+void qa_tenant_charge(qa_server_t *srv, qa_peer_t *p, uint64_t bytes)
+{
+    (void)srv;
+    p->vgpu->mem_overhead = p->vgpu->mem_overhead - p->overhead + bytes;
+    p->overhead = bytes;
+}
+
+void qa_tenant_measured(qa_server_t *srv, qa_vgpu_t *v, uint64_t taken, uint64_t now)
+{
+    for (qa_peer_t *s = v->sessions; s; s = s->next_in_vgpu) {
+        if (!s->held.active || (s->held.since >= taken && now - s->held.since < MEASURE_WAIT_NS))
+            continue;
+        s->held.active = false;
+        s->measured = true;
+        reserve_now(srv, s, s->held.id, s->held.need, s->held.want);
+    }
+    uint64_t extra = beyond_allocations(srv, v);
+    if (extra > v->extra_seen && v->mem_reserved + extra > quota_of(v)) {
+        /* The device holds more for v's processes than was known: the unused part of
+         * their reservations goes back, so that what they hold fits the quota again. */
+        for (qa_peer_t *s = v->sessions; s; s = s->next_in_vgpu) {
+            if (s->reserved > s->used)
+                push_reclaim(srv, s, s->used);
+        }
+    }
+    v->extra_seen = extra;
+    serve_waiting(srv, v);
 }
 
 /* Decides the requests of v held during the grace: in arrival order, those that fit
@@ -254,7 +366,7 @@ static void grace_over(qa_server_t *srv, qa_vgpu_t *v)
         }
         if (!held)
             break;
-        if (held->pending.need > room_for(held) + others_unused(held)) {
+        if (!could_fit(held, held->pending.need)) {
             set_pending(held, false);
             refuse_quota(srv, held, held->pending.id, held->pending.need,
                          "its other processes use the rest");
@@ -283,10 +395,10 @@ static void mem_release(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
                         (unsigned long long)reserved, (unsigned long long)p->reserved);
         return;
     }
-    set_reserved(p, reserved);
+    set_reserved(srv, p, reserved);
     qp_msg_t *rep = qp_msg_new_ok(id);
     qp_msg_set_uint(rep, "reserved", p->reserved);
-    qp_msg_set_uint(rep, "vgpu_used", p->vgpu->mem_used);
+    qp_msg_set_uint(rep, "vgpu_used", vgpu_used(srv, p->vgpu));
     qa_server_send(srv, p, &rep);
     serve_waiting(srv, p->vgpu);
 }
@@ -298,7 +410,7 @@ static void heartbeat(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
     qp_msg_get_uint(m, "mem_reserved", &reserved);
     if (!report_ok(srv, p, p->vgpu, id, "mem_used", used))
         return; /* without an id, nobody to tell: the report is ignored */
-    set_used(p, used);
+    set_used(srv, p, used);
     bool lowered = false;
     /* A lower report with nothing pending means the process gave up on a grant that
      * came too late (its connection drops stale replies): take the difference back.
@@ -306,13 +418,13 @@ static void heartbeat(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
     if (!p->pending.active && reserved < p->reserved) {
         uint64_t keep = reserved > used ? reserved : used;
         if (keep < p->reserved) {
-            set_reserved(p, keep);
+            set_reserved(srv, p, keep);
             lowered = true;
         }
     }
     if (qp_msg_has(m, "id")) {
         qp_msg_t *rep = qp_msg_new_ok(id);
-        qp_msg_set_uint(rep, "vgpu_used", p->vgpu->mem_used);
+        qp_msg_set_uint(rep, "vgpu_used", vgpu_used(srv, p->vgpu));
         qp_msg_set_uint(rep, "vgpu_reserved", p->vgpu->mem_reserved);
         qa_server_send(srv, p, &rep);
     }
@@ -335,6 +447,129 @@ void qa_tenant_request(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
         qa_compute_message(qa_server_compute(srv), p, m);
     } else {
         qa_server_error(srv, p, qp_msg_id(m), QP_E_PROTO, "'%.32s' is not a tenant request", t);
+    }
+}
+
+/* ---- what the previous arbiter's processes hold -------------------------------------- */
+
+/* Drops ghost *gp of v (it re-reported or is gone): its memory is free again. */
+static void drop_ghost(qa_server_t *srv, qa_vgpu_t *v, struct qa_ghost **gp)
+{
+    struct qa_ghost *g = *gp;
+    *gp = g->next;
+    v->ghost_bytes -= g->bytes;
+    v->mem_reserved -= g->bytes;
+    qa_ledger_free(qa_server_ledger(srv), g->slot);
+    free(g);
+}
+
+/* p's process is known (cred_pid, at its hello): records it in p's slot, and takes the place of what
+ * the previous arbiter's same process held, which p's hello re-reported. */
+static void identify(qa_server_t *srv, qa_peer_t *p)
+{
+    qa_vgpu_t *v = p->vgpu;
+    uint64_t start = 0;
+    if (qa_ledger_proc_start(p->cred_pid, &start) < 0)
+        return; /* gone already: its connection's end will end the session */
+    if (p->slot)
+        qa_ledger_set_process(qa_server_ledger(srv), p->slot - 1, p->cred_pid, start);
+    bool claimed = false;
+    for (struct qa_ghost **gp = &v->ghosts; *gp;) {
+        if ((*gp)->pid == p->cred_pid && (*gp)->start == start) {
+            drop_ghost(srv, v, gp);
+            claimed = true;
+        } else {
+            gp = &(*gp)->next;
+        }
+    }
+    if (v->mem_reserved > quota_of(v))
+        qa_log(qa_server_log(srv), QA_WARN,
+               "vGPU %s holds %llu MiB after pid %d re-reported %llu MiB, over its %llu MiB "
+               "quota: new reservations wait until use drops",
+               v->id, (unsigned long long)(v->mem_reserved >> 20), (int)p->cred_pid,
+               (unsigned long long)(p->used >> 20), (unsigned long long)v->memory_mb);
+    if (claimed)
+        serve_waiting(srv, v);
+}
+
+int qa_tenant_adopt_ghosts(qa_server_t *srv)
+{
+    qa_ledger_t *ledger = qa_server_ledger(srv);
+    qa_ledger_entry_t *e;
+    size_t n, kept = 0;
+    uint64_t bytes = 0;
+    if (qa_ledger_previous(ledger, &e, &n) < 0)
+        return -ENOMEM;
+    uint64_t expires =
+        qa_now_ns() + (uint64_t)qa_server_config(srv)->heartbeat_timeout_ms * 1000000ull;
+    for (size_t i = 0; i < n; i++) {
+        qa_vgpu_t *v = qa_host_find(qa_server_host(srv), e[i].vgpu);
+        uint64_t start;
+        struct qa_ghost *g = NULL;
+        bool alive =
+            e[i].pid == 0 || (qa_ledger_proc_start(e[i].pid, &start) == 0 && start == e[i].start);
+        if (v && alive && e[i].bytes && (g = calloc(1, sizeof *g))) {
+            g->pid = e[i].pid;
+            g->start = e[i].start;
+            g->bytes = e[i].bytes;
+            g->slot = e[i].slot;
+            g->expires = e[i].pid ? 0 : expires;
+            g->next = v->ghosts;
+            v->ghosts = g;
+            v->ghost_bytes += g->bytes;
+            v->mem_reserved += g->bytes;
+            kept++;
+            bytes += g->bytes;
+        } else {
+            /* gone, its vGPU too, or holding nothing (or no memory to remember it,
+             * which errs the unsafe way but only then) */
+            qa_ledger_free(ledger, e[i].slot);
+        }
+    }
+    free(e);
+    if (kept)
+        qa_log(qa_server_log(srv), QA_INFO,
+               "%zu processes of the previous arbiter may still hold %llu MiB: kept out of "
+               "reach until they re-report or exit",
+               kept, (unsigned long long)(bytes >> 20));
+    return 0;
+}
+
+void qa_tenant_check_ghosts(qa_server_t *srv)
+{
+    qa_host_t *host = qa_server_host(srv);
+    uint64_t now = qa_now_ns(), start;
+    for (size_t i = 0; i < qa_host_nvgpus(host); i++) {
+        qa_vgpu_t *v = qa_host_vgpu(host, i);
+        bool dropped = false;
+        for (struct qa_ghost **gp = &v->ghosts; *gp;) {
+            struct qa_ghost *g = *gp;
+            bool gone = g->pid ? qa_ledger_proc_start(g->pid, &start) < 0 || start != g->start
+                               : now >= g->expires;
+            if (gone) {
+                qa_log(qa_server_log(srv), QA_DEBUG,
+                       "pid %d of the previous arbiter left vGPU %s: %llu MiB free again",
+                       (int)g->pid, v->id, (unsigned long long)(g->bytes >> 20));
+                drop_ghost(srv, v, gp);
+                dropped = true;
+            } else {
+                gp = &g->next;
+            }
+        }
+        if (dropped)
+            serve_waiting(srv, v);
+    }
+}
+
+void qa_tenant_forget_ghosts(qa_host_t *host)
+{
+    for (size_t i = 0; i < qa_host_nvgpus(host); i++) {
+        qa_vgpu_t *v = qa_host_vgpu(host, i);
+        while (v->ghosts) {
+            struct qa_ghost *g = v->ghosts;
+            v->ghosts = g->next;
+            free(g);
+        }
     }
 }
 
@@ -375,18 +610,21 @@ void qa_tenant_hello(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
     p->session_id = qa_server_new_session(srv);
     p->pid = (pid_t)pid;
     p->used = p->reserved = 0;
-    set_used(p, used);
-    set_reserved(p, used); /* it holds this already: charge it, whatever the quota says */
+    int slot = qa_ledger_add(qa_server_ledger(srv), v->id, 0, 0, used);
+    if (slot < 0)
+        qa_log(qa_server_log(srv), QA_ERROR,
+               "no room in the ledger for pid %d of vGPU %s: after a restart of the arbiter "
+               "what it holds is unknown until it re-reports",
+               (int)pid, v->id);
+    p->slot = slot < 0 ? 0 : (uint32_t)slot + 1;
+    set_used(srv, p, used);
+    set_reserved(srv, p, used); /* it holds this already: charge it, whatever the quota says */
     if (qa_compute_join(qa_server_compute(srv), p) < 0)
         qa_log(qa_server_log(srv), QA_ERROR,
                "out of memory for the compute lease of pid %d of vGPU %s: its tok_req will fail",
                (int)pid, v->id);
-    if (v->mem_reserved > quota_of(v))
-        qa_log(qa_server_log(srv), QA_WARN,
-               "vGPU %s holds %llu MiB after pid %d re-reported %llu MiB, over its %llu MiB "
-               "quota: new reservations wait until use drops",
-               v->id, (unsigned long long)(v->mem_reserved >> 20), (int)pid,
-               (unsigned long long)(used >> 20), (unsigned long long)v->memory_mb);
+    if (p->cred_pid) /* known from the accept (SO_PEERCRED): 0 only if that failed */
+        identify(srv, p);
     qa_log(qa_server_log(srv), QA_DEBUG, "tenant pid %d (host pid %d) joined vGPU %s", (int)pid,
            (int)p->cred_pid, v->id);
     qp_limits_t lim;
@@ -397,7 +635,7 @@ void qa_tenant_hello(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
     qp_limits_put(qp_msg_add_map(rep, "vgpu"), &lim);
     qp_msg_set_uint(rep, "session", p->session_id);
     qp_msg_set_uint(rep, "reserved", p->reserved);
-    qp_msg_set_uint(rep, "vgpu_used", v->mem_used);
+    qp_msg_set_uint(rep, "vgpu_used", vgpu_used(srv, v));
     qa_server_send(srv, p, &rep);
 }
 
@@ -411,10 +649,17 @@ static void detach(qa_server_t *srv, qa_peer_t *p, bool tell)
         if (tell)
             qa_server_error(srv, p, p->pending.id, QP_E_NOSESSION, "the session ended");
     }
+    if (v && p->held.active && tell)
+        qa_server_error(srv, p, p->held.id, QP_E_NOSESSION, "the session ended");
+    p->held.active = false;
     if (v) {
         qa_compute_leave(qa_server_compute(srv), p);
-        set_used(p, 0);
-        set_reserved(p, 0);
+        set_used(srv, p, 0);
+        set_reserved(srv, p, 0);
+        qa_tenant_charge(srv, p, 0);
+        if (p->slot)
+            qa_ledger_free(qa_server_ledger(srv), p->slot - 1);
+        p->slot = 0;
         *p->pprev_in_vgpu = p->next_in_vgpu;
         if (p->next_in_vgpu)
             p->next_in_vgpu->pprev_in_vgpu = p->pprev_in_vgpu;
@@ -426,6 +671,9 @@ static void detach(qa_server_t *srv, qa_peer_t *p, bool tell)
     if (p->session)
         qa_server_set_session(srv, p, false);
     p->used = p->reserved = 0;
+    p->measured = false;
+    p->real = 0;
+    p->ngap = 0;
 }
 
 void qa_tenant_end(qa_server_t *srv, qa_peer_t *p, bool tell)
@@ -440,6 +688,8 @@ void qa_tenant_vgpu_gone(qa_server_t *srv, qa_vgpu_t *v)
 {
     while (v->sessions)
         detach(srv, v->sessions, true);
+    while (v->ghosts)
+        drop_ghost(srv, v, &v->ghosts);
     qa_compute_vgpu_gone(qa_server_compute(srv), v);
 }
 
@@ -512,4 +762,12 @@ uint64_t qa_tenant_gpu_used(qa_server_t *srv, unsigned gpu)
         free(u);
     }
     return total < g->desc.memory_total ? total : g->desc.memory_total;
+}
+
+uint64_t qa_tenant_host_used(qa_server_t *srv)
+{
+    uint64_t used = 0;
+    for (size_t i = 0; i < qa_host_ngpus(qa_server_host(srv)); i++)
+        used += qa_tenant_gpu_used(srv, (unsigned)i);
+    return used;
 }

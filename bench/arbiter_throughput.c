@@ -12,11 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zmq.h>
 
 struct client {
     pthread_t thread;
-    void *zctx;             /* shared */
     const char *dir;        /* socket dir */
     const char *id;         /* vGPU to ask about */
     atomic_bool *go, *stop; /* shared start and stop flags */
@@ -36,7 +34,7 @@ static void *client_main(void *arg)
     struct client *c = arg;
     char err[QP_ERR_LEN];
     qp_conn_hooks_t hooks = {hello, NULL, NULL, NULL};
-    qp_conn_t *conn = qp_conn_new(c->zctx, c->dir, QP_ADMIN, &hooks, err);
+    qp_conn_t *conn = qp_conn_new(c->dir, QP_ADMIN, &hooks, err);
     if (!conn || qp_conn_open(conn, 10000, err) < 0) {
         fprintf(stderr, "arbiter_throughput: %s\n", err);
         c->failed++;
@@ -82,13 +80,11 @@ int main(void)
         fprintf(stderr, "arbiter_throughput: %s\n", err);
         return 1;
     }
-    void *zctx = zmq_ctx_new();
-    zmq_ctx_set(zctx, ZMQ_IO_THREADS, 2);
     atomic_bool go = false, stop = false;
     struct client *cl = calloc((size_t)nclients, sizeof *cl);
     for (int i = 0; i < nclients; i++) {
         cl[i] = (struct client){
-            .zctx = zctx, .dir = qt_arbiter_socket_dir(arb), .id = v.id, .go = &go, .stop = &stop};
+            .dir = qt_arbiter_socket_dir(arb), .id = v.id, .go = &go, .stop = &stop};
         pthread_create(&cl[i].thread, NULL, client_main, &cl[i]);
     }
     qt_sleep_ms(300); /* let every client open its session */
@@ -115,7 +111,6 @@ int main(void)
            (unsigned long long)least, (unsigned long long)most, (double)worst / 1e6);
     printf("goal >= 20000 requests/s: %s\n", rate >= 20000 ? "met" : "MISSED");
     free(cl);
-    zmq_ctx_term(zctx);
     qv_disconnect(&admin);
     qt_arbiter_destroy(&arb);
     return failed ? 1 : 0;

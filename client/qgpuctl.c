@@ -1,5 +1,6 @@
 /* qgpuctl.c - the administrator's command line over libqvgpu: create, destroy, resize,
- * list, info, gpus, stats, and run/env to put a workload into a vGPU.
+ * list, info, gpus, stats, run/env to put a workload into a vGPU, and gc to remove the
+ * vGPUs of VMs (Slurm jobs) that are gone.
  * Single-threaded. Exit status: 0 success, 1 the operation failed, 2 bad usage; `run`
  * exits with its command's status. */
 #include "qvgpu.h"
@@ -21,11 +22,14 @@ static const char usage[] =
     "usage: qgpuctl [--socket-dir DIR] [--json] COMMAND [ARGS]\n"
     "  create --vm NAME (--profile Q1|Q2|Q4|Q8|NAME | --memory SIZE --share PCT)\n"
     "         [--limit PCT] [--gpu INDEX]      make a vGPU; prints its id\n"
-    "  destroy ID                              remove a vGPU\n"
+    "  destroy ID | destroy --vm NAME          remove a vGPU, or every vGPU of VM NAME\n"
     "  resize ID [--memory SIZE] [--share PCT] [--limit PCT]   change it live\n"
     "  list | info ID | gpus | stats           show vGPUs, one vGPU, GPUs, totals\n"
     "  run ID -- CMD [ARGS...]                 run CMD inside the vGPU\n"
     "  env ID                                  print what run sets, as export lines\n"
+    "  gc --vm-prefix PREFIX [--min-age S] [--dry-run] (LIVE... | -)\n"
+    "                                          remove the vGPUs of VMs PREFIX<name> whose\n"
+    "                                          name is not LIVE (- reads them from stdin)\n"
     "The arbiter is found at --socket-dir, else $QVGPU_SOCKET_DIR, else /run/qvgpu.\n";
 
 /* Options every command may use. */
@@ -114,24 +118,40 @@ static void print_json(json_t *doc)
 
 static json_t *vgpu_json(const qv_vgpu_t *v)
 {
-    return json_pack("{s:s, s:s, s:i, s:s, s:s, s:I, s:I, s:i, s:i, s:f, s:I, s:I, s:i, s:I}", "id",
-                     v->id, "vm", v->vm, "gpu", v->gpu, "gpu_uuid", v->gpu_uuid, "profile",
-                     v->profile, "memory_mb", (json_int_t)v->memory_mb, "cuda_cores",
-                     (json_int_t)v->cuda_cores, "share", (int)v->share, "limit", (int)v->limit,
-                     "util", v->util, "memory_used", (json_int_t)v->memory_used, "memory_reserved",
-                     (json_int_t)v->memory_reserved, "procs", (int)v->procs, "created",
-                     (json_int_t)v->created);
+    json_t *o = json_pack(
+        "{s:s, s:s, s:i, s:s, s:s, s:I, s:I, s:i, s:i, s:f, s:I, s:I, s:i, s:I}", "id", v->id,
+        "vm", v->vm, "gpu", v->gpu, "gpu_uuid", v->gpu_uuid, "profile", v->profile, "memory_mb",
+        (json_int_t)v->memory_mb, "cuda_cores", (json_int_t)v->cuda_cores, "share",
+        (int)v->share, "limit", (int)v->limit, "util", v->util, "memory_used",
+        (json_int_t)v->memory_used, "memory_reserved", (json_int_t)v->memory_reserved, "procs",
+        (int)v->procs, "created", (json_int_t)v->created);
+    json_object_set_new(o, "memory_real", json_integer((json_int_t)v->memory_real));
+    json_object_set_new(o, "memory_unmanaged", json_integer((json_int_t)v->memory_unmanaged));
+    json_object_set_new(o, "unmanaged_procs", json_integer(v->unmanaged_procs));
+    return o;
 }
 
 static json_t *gpu_json(const qv_gpu_t *g)
 {
-    return json_pack("{s:i, s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:i, s:i, s:i, s:i}", "index",
-                     g->index, "uuid", g->uuid, "name", g->name, "memory_total_mb",
-                     (json_int_t)g->memory_total_mb, "memory_used_mb",
-                     (json_int_t)g->memory_used_mb, "memory_reserved_mb",
-                     (json_int_t)g->memory_reserved_mb, "memory_util", g->memory_util, "util",
-                     g->util, "sms", (int)g->sms, "cuda_cores", (int)g->cuda_cores,
-                     "share_reserved", (int)g->share_reserved, "vgpus", (int)g->vgpus);
+    json_t *o = json_pack(
+        "{s:i, s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:i, s:i, s:i, s:i}", "index", g->index,
+        "uuid", g->uuid, "name", g->name, "memory_total_mb", (json_int_t)g->memory_total_mb,
+        "memory_used_mb", (json_int_t)g->memory_used_mb, "memory_reserved_mb",
+        (json_int_t)g->memory_reserved_mb, "memory_util", g->memory_util, "util", g->util, "sms",
+        (int)g->sms, "cuda_cores", (int)g->cuda_cores, "share_reserved", (int)g->share_reserved,
+        "vgpus", (int)g->vgpus);
+    json_object_set_new(o, "memory_unmanaged_mb",
+                        json_integer((json_int_t)g->memory_unmanaged_mb));
+    json_object_set_new(o, "unmanaged_procs", json_integer(g->unmanaged_procs));
+    return o;
+}
+
+static json_t *finding_json(const qv_finding_t *f)
+{
+    return json_pack("{s:s, s:i, s:s, s:i, s:s, s:I, s:I, s:I, s:s, s:s}", "kind", f->kind, "gpu",
+                     f->gpu, "vgpu", f->vgpu, "pid", (int)f->pid, "name", f->name, "memory",
+                     (json_int_t)f->memory, "quota", (json_int_t)f->quota, "since",
+                     (json_int_t)f->since, "action", f->action, "detail", f->detail);
 }
 
 static json_t *gpus_json(const qv_gpu_t *gpus, size_t n)
@@ -163,15 +183,15 @@ static const char *limit_text(unsigned limit, char buf[16])
 
 static void print_gpu_table(const qv_gpu_t *gpus, size_t n)
 {
-    printf("%-5s %-28s %10s %10s %10s %6s %6s %6s %5s\n", "GPU", "NAME", "MEMORY", "USED",
-           "RESERVED", "SHARE", "VGPUS", "UTIL", "SMS");
+    printf("%-5s %-28s %10s %10s %10s %10s %6s %6s %6s %5s\n", "GPU", "NAME", "MEMORY", "USED",
+           "RESERVED", "UNMANAGED", "SHARE", "VGPUS", "UTIL", "SMS");
     for (size_t i = 0; i < n; i++) {
         const qv_gpu_t *g = &gpus[i];
-        char a[32], b[32], c[32], share[16];
+        char a[32], b[32], c[32], d[32], share[16];
         snprintf(share, sizeof share, "%u%%", g->share_reserved);
-        printf("%-5d %-28.28s %10s %10s %10s %6s %6u %5.1f%% %5u\n", g->index, g->name,
+        printf("%-5d %-28.28s %10s %10s %10s %10s %6s %6u %5.1f%% %5u\n", g->index, g->name,
                mib(g->memory_total_mb, a), mib(g->memory_used_mb, b), mib(g->memory_reserved_mb, c),
-               share, g->vgpus, g->util, g->sms);
+               mib(g->memory_unmanaged_mb, d), share, g->vgpus, g->util, g->sms);
     }
 }
 
@@ -231,10 +251,51 @@ static int cmd_create(const struct global *g, int argc, char **argv)
     return 0;
 }
 
+/* ---- destroy and gc ----------------------------------------------------------------- */
+
+/* Destroys vGPU id; one that is already gone counts as destroyed (the aim is that it is
+ * not there). Returns 0, or 1 after saying why. */
+static int destroy_one(qv_client_t *c, const char *id)
+{
+    char err[QV_ERR_LEN];
+    int rc = qv_destroy(c, id, err);
+    if (rc < 0 && rc != -ENOENT)
+        return fail("cannot destroy vGPU '%s': %s", id, err);
+    return 0;
+}
+
+/* destroy --vm NAME: every vGPU made for NAME; none there is success. */
+static int destroy_vm(const struct global *g, const char *vm)
+{
+    qv_client_t *c = connect_or_say(g);
+    if (!c)
+        return 1;
+    qv_vgpu_list_t *l;
+    char err[QV_ERR_LEN];
+    if (qv_list(c, &l, err) < 0) {
+        qv_disconnect(&c);
+        return fail("cannot destroy the vGPUs of '%s': %s", vm, err);
+    }
+    int rc = 0;
+    for (size_t i = 0; i < l->count; i++) {
+        if (strcmp(l->vgpus[i].vm, vm) != 0)
+            continue;
+        if (destroy_one(c, l->vgpus[i].id) == 0)
+            printf("%s\n", l->vgpus[i].id);
+        else
+            rc = 1;
+    }
+    qv_vgpu_list_free(&l);
+    qv_disconnect(&c);
+    return rc;
+}
+
 static int cmd_destroy(const struct global *g, int argc, char **argv)
 {
-    if (argc != 1)
-        return bad_usage("destroy takes one vGPU id");
+    if (argc == 2 && strcmp(argv[0], "--vm") == 0)
+        return destroy_vm(g, argv[1]);
+    if (argc != 1 || argv[0][0] == '-')
+        return bad_usage("destroy takes one vGPU id, or --vm NAME");
     qv_client_t *c = connect_or_say(g);
     if (!c)
         return 1;
@@ -242,6 +303,170 @@ static int cmd_destroy(const struct global *g, int argc, char **argv)
     int rc = qv_destroy(c, argv[0], err);
     qv_disconnect(&c);
     return rc < 0 ? fail("cannot destroy vGPU '%s': %s", argv[0], err) : 0;
+}
+
+/* The names gc is told are alive. */
+struct live {
+    char **names; /* owned, each owned */
+    size_t count; /* entries in names */
+    size_t cap;   /* room in names */
+};
+
+static int live_add(struct live *l, const char *name, size_t len)
+{
+    if (l->count == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        char **n = realloc(l->names, cap * sizeof *n);
+        if (!n)
+            return fail("out of memory");
+        l->names = n;
+        l->cap = cap;
+    }
+    if (!(l->names[l->count] = strndup(name, len)))
+        return fail("out of memory");
+    l->count++;
+    return 0;
+}
+
+/* Adds the whitespace-separated words of stdin. */
+static int live_read(struct live *l, FILE *in)
+{
+    char word[256];
+    int c;
+    size_t n = 0;
+    do {
+        c = fgetc(in);
+        if (c == EOF || c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+            if (n && live_add(l, word, n))
+                return 1;
+            n = 0;
+        } else if (n < sizeof word) {
+            word[n++] = (char)c;
+        } else {
+            return fail("gc: a live name on stdin is longer than %zu bytes", sizeof word);
+        }
+    } while (c != EOF);
+    return ferror(in) ? fail("gc: cannot read stdin: %s", strerror(errno)) : 0;
+}
+
+static void live_free(struct live *l)
+{
+    for (size_t i = 0; i < l->count; i++)
+        free(l->names[i]);
+    free(l->names);
+}
+
+/* What gc does with one vGPU. */
+enum verdict {
+    NOT_OURS, /* its VM name does not start with the prefix */
+    LIVE,     /* its name is among the live ones */
+    YOUNG,    /* made less than min_age seconds ago: its owner may be newer than the list */
+    BUSY,     /* processes still use it */
+    DESTROY,  /* none of the above */
+};
+
+/* Pure: the decision for v, given the prefix, the live names, now and min_age. */
+static enum verdict judge(const qv_vgpu_t *v, const char *prefix, const struct live *l, int64_t now,
+                          int64_t min_age)
+{
+    size_t plen = strlen(prefix);
+    if (strncmp(v->vm, prefix, plen) != 0)
+        return NOT_OURS;
+    for (size_t i = 0; i < l->count; i++) {
+        if (strcmp(v->vm + plen, l->names[i]) == 0)
+            return LIVE;
+    }
+    if (now - v->created < min_age)
+        return YOUNG;
+    return v->procs ? BUSY : DESTROY;
+}
+
+static int cmd_gc(const struct global *g, int argc, char **argv)
+{
+    /* Before anything is read: a vGPU made after this instant may belong to a job
+     * started after the caller took its list of live names. */
+    int64_t now = (int64_t)time(NULL);
+    const char *prefix = NULL;
+    long min_age = 60;
+    bool dry = false, from_stdin = false;
+    struct live l = {NULL, 0, 0};
+    int rc = 0;
+    for (int i = 0; i < argc && !rc; i++) {
+        const char *v;
+        if (strcmp(argv[i], "--vm-prefix") == 0) {
+            if (!(prefix = value(argc, argv, &i)))
+                rc = USAGE;
+        } else if (strcmp(argv[i], "--min-age") == 0) {
+            char *end;
+            if (!(v = value(argc, argv, &i))) {
+                rc = USAGE;
+                break;
+            }
+            errno = 0;
+            min_age = strtol(v, &end, 10);
+            if (errno || end == v || *end || min_age < 0 || min_age > 365L * 86400)
+                rc = bad_usage("--min-age '%s' is not a number of seconds", v);
+        } else if (strcmp(argv[i], "--dry-run") == 0) {
+            dry = true;
+        } else if (strcmp(argv[i], "-") == 0) {
+            from_stdin = true;
+        } else if (argv[i][0] == '-') {
+            rc = bad_usage("gc: unknown option '%s'", argv[i]);
+        } else {
+            rc = live_add(&l, argv[i], strlen(argv[i]));
+        }
+    }
+    if (!rc && (!prefix || !*prefix))
+        rc = bad_usage("gc needs --vm-prefix PREFIX (e.g. slurm-)");
+    if (!rc && !from_stdin && l.count == 0)
+        rc = bad_usage("gc needs the live names, or - to read them from stdin");
+    if (!rc && from_stdin)
+        rc = live_read(&l, stdin);
+    qv_client_t *c = rc ? NULL : connect_or_say(g);
+    if (!rc && !c)
+        rc = 1;
+    qv_vgpu_list_t *list = NULL;
+    char err[QV_ERR_LEN];
+    if (!rc && qv_list(c, &list, err) < 0)
+        rc = fail("gc: cannot list vGPUs: %s", err);
+    json_t *done = json_array(), *kept = json_array();
+    for (size_t i = 0; !rc && i < list->count; i++) {
+        const qv_vgpu_t *v = &list->vgpus[i];
+        enum verdict what = judge(v, prefix, &l, now, min_age);
+        char why[96];
+        if (what == YOUNG)
+            snprintf(why, sizeof why, "made %llds ago, less than --min-age %ld",
+                     (long long)(now - v->created), min_age);
+        else if (what == BUSY)
+            snprintf(why, sizeof why, "%u process%s still use%s it", v->procs,
+                     v->procs == 1 ? "" : "es", v->procs == 1 ? "s" : "");
+        if (what == YOUNG || what == BUSY) {
+            json_array_append_new(
+                kept, json_pack("{s:s, s:s, s:s}", "id", v->id, "vm", v->vm, "reason", why));
+            if (!g->json)
+                fprintf(stderr, "qgpuctl: gc: kept %s (%s): %s\n", v->id, v->vm, why);
+        }
+        if (what != DESTROY)
+            continue;
+        if (!dry && destroy_one(c, v->id)) {
+            rc = 1;
+            continue;
+        }
+        json_array_append_new(done, json_pack("{s:s, s:s}", "id", v->id, "vm", v->vm));
+        if (!g->json)
+            printf("%s %s (%s)\n", dry ? "would destroy" : "destroyed", v->id, v->vm);
+    }
+    if (g->json && list) {
+        print_json(json_pack("{s:o, s:o, s:b}", dry ? "would_destroy" : "destroyed", done, "kept",
+                             kept, "dry_run", dry));
+    } else {
+        json_decref(done);
+        json_decref(kept);
+    }
+    qv_vgpu_list_free(&list);
+    qv_disconnect(&c);
+    live_free(&l);
+    return rc;
 }
 
 static int cmd_resize(const struct global *g, int argc, char **argv)
@@ -303,15 +528,15 @@ static int cmd_list(const struct global *g, int argc, char **argv)
             json_array_append_new(a, vgpu_json(&l->vgpus[i]));
         print_json(json_pack("{s:o}", "vgpus", a));
     } else {
-        printf("%-10s %-16s %4s %-8s %9s %6s %6s %10s %6s %6s\n", "ID", "VM", "GPU", "PROFILE",
-               "MEMORY", "SHARE", "LIMIT", "USED", "PROCS", "UTIL");
+        printf("%-10s %-16s %4s %-8s %9s %6s %6s %10s %10s %6s %6s\n", "ID", "VM", "GPU",
+               "PROFILE", "MEMORY", "SHARE", "LIMIT", "USED", "REAL", "PROCS", "UTIL");
         for (size_t i = 0; i < l->count; i++) {
             const qv_vgpu_t *v = &l->vgpus[i];
-            char a[32], b[32], share[16], lim[16];
+            char a[32], b[32], c[32], share[16], lim[16];
             snprintf(share, sizeof share, "%u%%", v->share);
-            printf("%-10s %-16.16s %4d %-8.8s %9s %6s %6s %10s %6u %5.1f%%\n", v->id, v->vm, v->gpu,
-                   v->profile, mib(v->memory_mb, a), share, limit_text(v->limit, lim),
-                   mib(v->memory_used >> 20, b), v->procs, v->util);
+            printf("%-10s %-16.16s %4d %-8.8s %9s %6s %6s %10s %10s %6u %5.1f%%\n", v->id, v->vm,
+                   v->gpu, v->profile, mib(v->memory_mb, a), share, limit_text(v->limit, lim),
+                   mib(v->memory_used >> 20, b), mib(v->memory_real >> 20, c), v->procs, v->util);
         }
     }
     qv_vgpu_list_free(&l);
@@ -348,8 +573,14 @@ static int cmd_info(const struct global *g, int argc, char **argv)
     printf("share:       %u%%\n", v.share);
     printf("limit:       %s\n", limit_text(v.limit, lim));
     printf("utilization: %.1f%%\n", v.util);
-    printf("memory_used: %s (%llu bytes)\n", mib(v.memory_used >> 20, b),
-           (unsigned long long)v.memory_used);
+    printf("memory_used: %s (%llu bytes) allocated by its processes\n",
+           mib(v.memory_used >> 20, b), (unsigned long long)v.memory_used);
+    printf("memory_real: %s (%llu bytes) held on the GPU, as NVML reports it\n",
+           mib(v.memory_real >> 20, b), (unsigned long long)v.memory_real);
+    if (v.unmanaged_procs)
+        printf("unmanaged:   %u process%s with its credentials but no shim, %s\n",
+               v.unmanaged_procs, v.unmanaged_procs == 1 ? "" : "es",
+               mib(v.memory_unmanaged >> 20, b));
     printf("processes:   %u\n", v.procs);
     printf("created:     %s\n", when);
     return 0;
@@ -397,15 +628,29 @@ static int cmd_stats(const struct global *g, int argc, char **argv)
     if (rc < 0)
         return fail("cannot read statistics: %s", err);
     if (g->json) {
-        print_json(json_pack(
-            "{s:o, s:i, s:i, s:I, s:I}", "gpus", gpus_json(s->gpus, s->ngpus), "vgpus_total",
-            (int)s->vgpus_total, "vgpus_active", (int)s->vgpus_active, "memory_reserved_mb",
-            (json_int_t)s->memory_reserved_mb, "memory_used_mb", (json_int_t)s->memory_used_mb));
+        json_t *findings = json_array();
+        for (size_t i = 0; i < s->nfindings; i++)
+            json_array_append_new(findings, finding_json(&s->findings[i]));
+        print_json(json_pack("{s:o, s:i, s:i, s:I, s:I, s:I, s:I, s:o}", "gpus",
+                             gpus_json(s->gpus, s->ngpus), "vgpus_total", (int)s->vgpus_total,
+                             "vgpus_active", (int)s->vgpus_active, "memory_reserved_mb",
+                             (json_int_t)s->memory_reserved_mb, "memory_used_mb",
+                             (json_int_t)s->memory_used_mb, "memory_real_mb",
+                             (json_int_t)s->memory_real_mb, "kills", (json_int_t)s->kills,
+                             "findings", findings));
     } else {
-        char a[32], b[32];
+        char a[32], b[32], c[32];
         print_gpu_table(s->gpus, s->ngpus);
-        printf("vGPUs: %u (%u active); memory reserved %s, used %s\n", s->vgpus_total,
-               s->vgpus_active, mib(s->memory_reserved_mb, a), mib(s->memory_used_mb, b));
+        printf("vGPUs: %u (%u active); memory reserved %s, used %s, really held %s\n",
+               s->vgpus_total, s->vgpus_active, mib(s->memory_reserved_mb, a),
+               mib(s->memory_used_mb, b), mib(s->memory_real_mb, c));
+        if (s->nfindings)
+            printf("audit (%zu finding%s, %llu process%s killed since the start):\n", s->nfindings,
+                   s->nfindings == 1 ? "" : "s", (unsigned long long)s->kills,
+                   s->kills == 1 ? "" : "es");
+        for (size_t i = 0; i < s->nfindings; i++)
+            printf("  %-10s %s: %s, for %llu s\n", s->findings[i].kind, s->findings[i].action,
+                   s->findings[i].detail, (unsigned long long)s->findings[i].since);
     }
     qv_stats_free(&s);
     return 0;
@@ -538,9 +783,9 @@ static const struct {
     const char *name;
     int (*fn)(const struct global *g, int argc, char **argv);
 } commands[] = {
-    {"create", cmd_create}, {"destroy", cmd_destroy}, {"resize", cmd_resize},
-    {"list", cmd_list},     {"info", cmd_info},       {"gpus", cmd_gpus},
-    {"stats", cmd_stats},   {"run", cmd_run},         {"env", cmd_env},
+    {"create", cmd_create}, {"destroy", cmd_destroy}, {"resize", cmd_resize}, {"list", cmd_list},
+    {"info", cmd_info},     {"gpus", cmd_gpus},       {"stats", cmd_stats},   {"run", cmd_run},
+    {"env", cmd_env},       {"gc", cmd_gc},
 };
 
 int main(int argc, char **argv)

@@ -110,7 +110,7 @@ qv_client_t *qv_connect(const char *socket_dir, char err[QV_ERR_LEN])
     }
     self->timeout_ms = timeout_ms;
     qp_conn_hooks_t hooks = {admin_hello, NULL, NULL, NULL};
-    self->conn = qp_conn_new(NULL, socket_dir, QP_ADMIN, &hooks, err);
+    self->conn = qp_conn_new(socket_dir, QP_ADMIN, &hooks, err);
     if (!self->conn || qp_conn_open(self->conn, self->timeout_ms, err) < 0) {
         qp_conn_destroy(&self->conn);
         free(self);
@@ -176,6 +176,9 @@ static void vgpu_from(const qp_info_t *i, qv_vgpu_t *o)
     o->memory_reserved = i->memory_reserved;
     o->procs = i->procs;
     o->created = i->created;
+    o->memory_real = i->memory_real;
+    o->memory_unmanaged = i->memory_unmanaged;
+    o->unmanaged_procs = i->unmanaged_procs;
 }
 
 static void gpu_from(const qp_gpu_t *g, qv_gpu_t *o)
@@ -194,6 +197,51 @@ static void gpu_from(const qp_gpu_t *g, qv_gpu_t *o)
     o->cuda_cores = g->cuda_cores;
     o->share_reserved = g->share_reserved;
     o->vgpus = g->vgpus;
+    o->memory_unmanaged_mb = g->memory_unmanaged_mb;
+    o->unmanaged_procs = g->unmanaged_procs;
+}
+
+static void finding_from(const qp_finding_t *f, qv_finding_t *o)
+{
+    memset(o, 0, sizeof *o);
+    _Static_assert(sizeof o->kind == sizeof f->kind && sizeof o->vgpu == sizeof f->vgpu &&
+                       sizeof o->name == sizeof f->name && sizeof o->action == sizeof f->action &&
+                       sizeof o->detail == sizeof f->detail,
+                   "same string sizes");
+    memcpy(o->kind, f->kind, sizeof o->kind);
+    o->gpu = f->gpu;
+    memcpy(o->vgpu, f->vgpu, sizeof o->vgpu);
+    o->pid = f->pid;
+    memcpy(o->name, f->name, sizeof o->name);
+    o->memory = f->memory;
+    o->quota = f->quota;
+    o->since = f->since;
+    memcpy(o->action, f->action, sizeof o->action);
+    memcpy(o->detail, f->detail, sizeof o->detail);
+}
+
+/* Reads the `findings` array of rep, when there is one (older arbiters send none). */
+static int read_findings(const qp_msg_t *rep, qv_stats_t *s, char *err)
+{
+    size_t n = 0;
+    if (!qp_msg_has(rep, "findings"))
+        return 0;
+    if (qp_msg_count_maps(rep, "findings", &n) < 0) {
+        snprintf(err, QV_ERR_LEN, "the arbiter's 'findings' is not an array of maps");
+        return -EPROTO;
+    }
+    if (n && !(s->findings = calloc(n, sizeof *s->findings))) {
+        snprintf(err, QV_ERR_LEN, "out of memory");
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        qp_finding_t f;
+        int rc = qp_finding_get(qp_msg_map_at(rep, "findings", i), &f, err);
+        if (rc < 0)
+            return rc;
+        finding_from(&f, &s->findings[s->nfindings++]);
+    }
+    return 0;
 }
 
 /* Reads the `vgpu` INFO of rep into out (may be NULL). */
@@ -393,6 +441,9 @@ int qv_stats(qv_client_t *client, qv_stats_t **out, char err[QV_ERR_LEN])
         s->vgpus_active = t.vgpus_active;
         s->memory_reserved_mb = t.memory_reserved_mb;
         s->memory_used_mb = t.memory_used_mb;
+        s->memory_real_mb = t.memory_real_mb;
+        s->kills = t.kills;
+        rc = read_findings(rep, s, err);
     }
     qp_msg_destroy(&rep);
     if (rc < 0)
@@ -406,6 +457,7 @@ void qv_stats_free(qv_stats_t **stats_p)
     if (!*stats_p)
         return;
     free((*stats_p)->gpus);
+    free((*stats_p)->findings);
     free(*stats_p);
     *stats_p = NULL;
 }

@@ -34,7 +34,8 @@ typedef struct nvmlDevice_st *nvmlDevice_t;
 #define NVML_SYSTEM_DRIVER_VERSION_BUFFER_SIZE 80
 
 /* NVML's versioned structs carry sizeof | version << 24 in their first field. */
-#define NVML_STRUCT_VERSION(data, ver) (unsigned int)(sizeof(nvml##data##_v##ver##_t) | ((ver) << 24U))
+#define NVML_STRUCT_VERSION(data, ver)                                                             \
+    (unsigned int)(sizeof(nvml##data##_v##ver##_t) | ((ver) << 24U))
 
 typedef struct nvmlMemory_st {
     unsigned long long total; /* bytes */
@@ -56,11 +57,16 @@ typedef struct nvmlUtilization_st {
     unsigned int memory; /* percent of it device memory was being read or written */
 } nvmlUtilization_t;
 
-/* nvmlDeviceGetComputeRunningProcesses (v1 symbol) fills the v1 layout; the _v2 and _v3
- * symbols fill nvmlProcessInfo_t. */
+/* What a per-process figure holds when the driver cannot tell (usedGpuMemory under
+ * Windows WDDM, for instance). */
+#define NVML_VALUE_NOT_AVAILABLE (~0ULL)
+
+/* nvmlDeviceGet{Compute,Graphics,MPSCompute}RunningProcesses (the v1 symbols) fill the v1
+ * layout; the _v2 and _v3 symbols fill nvmlProcessInfo_t, which is the v2 layout (the
+ * r535 header that added a field to it was withdrawn: drivers write 24-byte entries). */
 typedef struct nvmlProcessInfo_v1_st {
-    unsigned int pid;
-    unsigned long long usedGpuMemory; /* bytes */
+    unsigned int pid;                 /* host pid */
+    unsigned long long usedGpuMemory; /* bytes, contexts included */
 } nvmlProcessInfo_v1_t;
 
 typedef struct nvmlProcessInfo_st {
@@ -69,6 +75,29 @@ typedef struct nvmlProcessInfo_st {
     unsigned int gpuInstanceId;       /* 0xFFFFFFFF outside MIG */
     unsigned int computeInstanceId;   /* 0xFFFFFFFF outside MIG */
 } nvmlProcessInfo_t;
+typedef nvmlProcessInfo_t nvmlProcessInfo_v2_t;
+
+/* nvmlDeviceGetRunningProcessDetailList (r550 and later): one call for the three kinds. */
+#define NVML_PROCESS_MODE_COMPUTE 0
+#define NVML_PROCESS_MODE_GRAPHICS 1
+#define NVML_PROCESS_MODE_MPS 2
+
+typedef struct nvmlProcessDetail_v1_st {
+    unsigned int pid;
+    unsigned long long usedGpuMemory; /* bytes */
+    unsigned int gpuInstanceId;
+    unsigned int computeInstanceId;
+    unsigned long long usedGpuCcProtectedMemory; /* confidential computing; 0 otherwise */
+} nvmlProcessDetail_v1_t;
+
+typedef struct nvmlProcessDetailList_v1_st {
+    unsigned int version;             /* nvmlProcessDetailList_v1 */
+    unsigned int mode;                /* NVML_PROCESS_MODE_* */
+    unsigned int numProcArrayEntries; /* in: room in procArray; out: processes */
+    nvmlProcessDetail_v1_t *procArray;
+} nvmlProcessDetailList_v1_t;
+typedef nvmlProcessDetailList_v1_t nvmlProcessDetailList_t;
+#define nvmlProcessDetailList_v1 NVML_STRUCT_VERSION(ProcessDetailList, 1)
 
 typedef struct nvmlProcessUtilizationSample_st {
     unsigned int pid;
@@ -117,6 +146,22 @@ nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t device, unsign
                                                      nvmlProcessInfo_t *infos);
 nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device, unsigned int *infoCount,
                                                      nvmlProcessInfo_t *infos);
+nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses(nvmlDevice_t device, unsigned int *infoCount,
+                                                   nvmlProcessInfo_v1_t *infos);
+nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v2(nvmlDevice_t device, unsigned int *infoCount,
+                                                      nvmlProcessInfo_t *infos);
+nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t device, unsigned int *infoCount,
+                                                      nvmlProcessInfo_t *infos);
+nvmlReturn_t nvmlDeviceGetMPSComputeRunningProcesses(nvmlDevice_t device, unsigned int *infoCount,
+                                                     nvmlProcessInfo_v1_t *infos);
+nvmlReturn_t nvmlDeviceGetMPSComputeRunningProcesses_v2(nvmlDevice_t device,
+                                                        unsigned int *infoCount,
+                                                        nvmlProcessInfo_t *infos);
+nvmlReturn_t nvmlDeviceGetMPSComputeRunningProcesses_v3(nvmlDevice_t device,
+                                                        unsigned int *infoCount,
+                                                        nvmlProcessInfo_t *infos);
+nvmlReturn_t nvmlDeviceGetRunningProcessDetailList(nvmlDevice_t device,
+                                                   nvmlProcessDetailList_t *plist);
 nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
                                              nvmlProcessUtilizationSample_t *utilization,
                                              unsigned int *processSamplesCount,

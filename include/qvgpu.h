@@ -44,10 +44,15 @@ typedef struct qv_vgpu {
     unsigned share;             /* guaranteed percent of the GPU's time */
     unsigned limit;             /* percent cap, 0 = none */
     double util;                /* percent of the GPU its processes used, recent */
-    uint64_t memory_used;       /* bytes its processes hold */
+    uint64_t memory_used;       /* bytes its processes allocated (through the shim) */
     uint64_t memory_reserved;   /* bytes reserved to its processes */
     unsigned procs;             /* live processes */
     int64_t created;            /* unix seconds */
+    uint64_t memory_real;       /* bytes its processes really hold on the GPU, as NVML
+                                 * reports them: allocations, the driver's memory for their
+                                 * contexts, and its unmanaged processes */
+    uint64_t memory_unmanaged;  /* of which processes with its credentials but no shim */
+    unsigned unmanaged_procs;   /* those processes */
 } qv_vgpu_t;
 
 /* A physical GPU. */
@@ -64,6 +69,8 @@ typedef struct qv_gpu {
     unsigned cuda_cores;         /* in all */
     unsigned share_reserved;     /* sum of its vGPUs' shares, percent */
     unsigned vgpus;              /* vGPUs placed on it */
+    uint64_t memory_unmanaged_mb; /* held by processes that are no tenant of its vGPUs */
+    unsigned unmanaged_procs;     /* those processes */
 } qv_gpu_t;
 
 typedef struct qv_vgpu_list {
@@ -79,13 +86,32 @@ typedef struct qv_gpu_list {
     char placement[16];    /* "spread" or "pack" */
 } qv_gpu_list_t;
 
+/* Something the arbiter's audit found outside the rules (docs/arbiter.md, "Audit"). */
+typedef struct qv_finding {
+    char kind[16];    /* "unmanaged": a GPU process that is no vGPU's tenant;
+                       * "over_quota": a vGPU whose processes hold more than its quota */
+    int gpu;          /* GPU index */
+    char vgpu[QV_ID_LEN]; /* the vGPU concerned, "" if none */
+    unsigned pid;     /* host pid (over_quota: the process most beyond its reservation) */
+    char name[17];    /* its command name, "" if unknown */
+    uint64_t memory;  /* bytes: the process's, or the vGPU's real use */
+    uint64_t quota;   /* bytes: the vGPU's quota, 0 if none */
+    uint64_t since;   /* seconds it has lasted */
+    char action[16];  /* "reported", "killed" or "kill failed" */
+    char detail[200]; /* one line for a person */
+} qv_finding_t;
+
 typedef struct qv_stats {
     size_t ngpus;                /* entries in gpus */
     qv_gpu_t *gpus;              /* by index */
     unsigned vgpus_total;        /* vGPUs on the host */
     unsigned vgpus_active;       /* with at least one live process */
     uint64_t memory_reserved_mb; /* sum of all quotas */
-    uint64_t memory_used_mb;     /* held by the vGPUs' processes */
+    uint64_t memory_used_mb;     /* allocated by the vGPUs' processes */
+    uint64_t memory_real_mb;     /* really held by the vGPUs' processes (NVML) */
+    uint64_t kills;              /* processes the audit killed since the arbiter started */
+    size_t nfindings;            /* entries in findings */
+    qv_finding_t *findings;      /* what the audit found in its last round */
 } qv_stats_t;
 
 /* What a workload needs to join a vGPU. */

@@ -2,42 +2,42 @@
  * One thread at a time (see conn.h); no global state. */
 #include "proto/conn.h"
 
+#include "proto/zmtp.h"
+
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
-#include <time.h>
-#include <zmq.h>
 
 struct qp_conn {
-    void *zctx;            /* the ZeroMQ context; owned when own_ctx */
-    bool own_ctx;          /* zctx was made here and is terminated on destroy */
-    void *sock;            /* owned: DEALER connected to endpoint */
-    char endpoint[256];    /* "ipc://DIR/admin.sock" */
+    qp_zmtp_t *z;          /* owned: DEALER on path */
+    char path[256];        /* "DIR/admin.sock", shorter than sun_path (checked) */
     qp_conn_hooks_t hooks; /* copied from the caller */
     uint64_t next_id;      /* last request id used; ids start at 1 */
     bool session;          /* a hello succeeded and nothing said the session ended */
+    uint64_t session_epoch; /* the connection (qp_zmtp_epoch) the session lives on */
 };
 
 /* Internal result of awaiting a reply: the arbiter no longer knows this peer. */
 #define LOST_SESSION 1
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 static long left_ms(uint64_t deadline)
 {
-    uint64_t now = now_ms();
+    uint64_t now = qp_now_ms();
     return now >= deadline ? 0 : (long)(deadline - now);
 }
 
-qp_conn_t *qp_conn_new(void *zctx, const char *socket_dir, qp_endpoint_t ep,
-                       const qp_conn_hooks_t *hooks, char err[QP_ERR_LEN])
+/* Whether the session is open: a hello succeeded on the connection there is now. A new
+ * connection is a new peer to the arbiter, which ended the old one's session. */
+static bool in_session(const qp_conn_t *self)
+{
+    return self->session && self->session_epoch == qp_zmtp_epoch(self->z);
+}
+
+qp_conn_t *qp_conn_new(const char *socket_dir, qp_endpoint_t ep, const qp_conn_hooks_t *hooks,
+                       char err[QP_ERR_LEN])
 {
     struct sockaddr_un sun;
     const char *file = qp_endpoint_file(ep);
@@ -53,38 +53,14 @@ qp_conn_t *qp_conn_new(void *zctx, const char *socket_dir, qp_endpoint_t ep,
         snprintf(err, QP_ERR_LEN, "out of memory");
         return NULL;
     }
-    snprintf(self->endpoint, sizeof self->endpoint, "ipc://%s/%s", socket_dir, file);
+    snprintf(self->path, sizeof self->path, "%s/%s", socket_dir, file);
     self->hooks = *hooks;
-    self->zctx = zctx;
-    if (!self->zctx) {
-        if (!(self->zctx = zmq_ctx_new()))
-            goto fail_ctx;
-        self->own_ctx = true;
+    if (!(self->z = qp_zmtp_new(self->path, QP_MAX_REPLY_FRAME))) {
+        snprintf(err, QP_ERR_LEN, "out of memory");
+        free(self);
+        return NULL;
     }
-    if (!(self->sock = zmq_socket(self->zctx, ZMQ_DEALER)))
-        goto fail_sock;
-    int zero = 0, one = 1, ivl = 50, ivl_max = 500;
-    int64_t max = QP_MAX_REPLY_FRAME;
-    /* Linger 0: a destroyed connection drops what it could not send. Immediate: send
-     * only on a completed connection, so an absent arbiter is seen, not queued for. */
-    if (zmq_setsockopt(self->sock, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
-        zmq_setsockopt(self->sock, ZMQ_IMMEDIATE, &one, sizeof one) < 0 ||
-        zmq_setsockopt(self->sock, ZMQ_MAXMSGSIZE, &max, sizeof max) < 0 ||
-        zmq_setsockopt(self->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl) < 0 ||
-        zmq_setsockopt(self->sock, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max) < 0 ||
-        zmq_connect(self->sock, self->endpoint) < 0)
-        goto fail_connect;
     return self;
-
-fail_connect:
-    zmq_close(self->sock);
-fail_sock:
-    if (self->own_ctx)
-        zmq_ctx_term(self->zctx);
-fail_ctx:
-    snprintf(err, QP_ERR_LEN, "cannot connect to %.150s: %s", self->endpoint, zmq_strerror(errno));
-    free(self);
-    return NULL;
 }
 
 void qp_conn_destroy(qp_conn_t **self_p)
@@ -92,21 +68,17 @@ void qp_conn_destroy(qp_conn_t **self_p)
     qp_conn_t *self = *self_p;
     if (!self)
         return;
-    zmq_close(self->sock);
-    if (self->own_ctx)
-        zmq_ctx_term(self->zctx);
+    qp_zmtp_destroy(&self->z);
     free(self);
     *self_p = NULL;
 }
 
 bool qp_conn_in_session(const qp_conn_t *self)
 {
-    return self->session;
+    return in_session(self);
 }
 
-/* Encodes and sends m once a connection is there, waiting until deadline for one.
- * Blocking calls with ZMQ_SNDTIMEO/ZMQ_RCVTIMEO cost fewer system calls than zmq_poll
- * followed by a non-blocking call, and a round trip is mostly system calls. */
+/* Encodes and sends m once a connection is there, waiting until deadline for one. */
 static int send_msg(qp_conn_t *self, const qp_msg_t *m, uint64_t deadline, char *err)
 {
     void *buf;
@@ -116,50 +88,31 @@ static int send_msg(qp_conn_t *self, const qp_msg_t *m, uint64_t deadline, char 
         snprintf(err, QP_ERR_LEN, "cannot encode '%s': %s", qp_msg_type(m), strerror(-rc));
         return rc;
     }
-    for (;;) {
-        int wait = (int)left_ms(deadline);
-        zmq_setsockopt(self->sock, ZMQ_SNDTIMEO, &wait, sizeof wait);
-        if (zmq_send(self->sock, buf, len, 0) >= 0) {
-            free(buf);
-            return 0;
-        }
-        if (errno != EINTR || left_ms(deadline) == 0)
-            break;
-    }
+    rc = qp_zmtp_send(self->z, buf, len, deadline);
     free(buf);
-    snprintf(err, QP_ERR_LEN, "cannot reach the arbiter at %.150s (is qarbiter running?)",
-             self->endpoint + strlen("ipc://"));
-    return -ENOTCONN;
+    if (rc < 0)
+        snprintf(err, QP_ERR_LEN, "cannot reach the arbiter at %.150s (is qarbiter running?)",
+                 self->path);
+    return rc;
 }
 
-/* Receives one message until deadline. Returns 0 with *out set, or -ETIMEDOUT. Frames
- * that do not decode are dropped: the arbiter never sends them. */
+/* Receives one message until deadline. Returns 0 with *out set, -ETIMEDOUT, or
+ * -ECONNRESET when the connection ended (the session with it). Frames that do not
+ * decode are dropped: the arbiter never sends them. */
 static int recv_msg(qp_conn_t *self, uint64_t deadline, qp_msg_t **out)
 {
     for (;;) {
-        int wait = (int)left_ms(deadline);
-        zmq_setsockopt(self->sock, ZMQ_RCVTIMEO, &wait, sizeof wait);
-        zmq_msg_t frame;
-        zmq_msg_init(&frame);
-        if (zmq_msg_recv(&frame, self->sock, 0) < 0) {
-            zmq_msg_close(&frame);
-            if (errno == EINTR && left_ms(deadline) > 0)
-                continue;
-            return -ETIMEDOUT; /* EAGAIN: the time is up; ETERM: nothing will come */
-        }
-        bool more = zmq_msg_more(&frame);
-        int rc =
-            qp_msg_decode(zmq_msg_data(&frame), zmq_msg_size(&frame), &qp_caps_reply, out, NULL);
-        zmq_msg_close(&frame);
-        while (more) { /* the arbiter sends one frame; drain anything else */
-            zmq_msg_init(&frame);
-            if (zmq_msg_recv(&frame, self->sock, ZMQ_DONTWAIT) < 0)
-                more = false;
-            else
-                more = zmq_msg_more(&frame);
-            zmq_msg_close(&frame);
-            rc = -EPROTO;
-        }
+        void *buf;
+        size_t len;
+        int rc = qp_zmtp_recv(self->z, deadline, &buf, &len);
+        if (rc == -ECONNRESET)
+            self->session = false;
+        if (rc == -ENOMEM)
+            rc = -ETIMEDOUT; /* nothing usable came; the caller sees the time run out */
+        if (rc < 0)
+            return rc;
+        rc = qp_msg_decode(buf, len, &qp_caps_reply, out, NULL);
+        free(buf);
         if (rc == 0)
             return 0;
         qp_msg_destroy(out);
@@ -191,9 +144,10 @@ static bool unsolicited(qp_conn_t *self, qp_msg_t **m)
     return lost;
 }
 
-/* Waits for the reply to id. Returns 0 with *rep set (ok or error), LOST_SESSION, or
- * -ETIMEDOUT. While a hello is awaited (no session yet) word of a lost session is old
- * news, about a message sent before: it is ignored. */
+/* Waits for the reply to id. Returns 0 with *rep set (ok or error), LOST_SESSION,
+ * -ETIMEDOUT, or -ECONNRESET (the connection ended first: the request may or may not
+ * have been acted on). While a hello is awaited (no session yet) word of a lost session
+ * is old news, about a message sent before: it is ignored. */
 static int await_reply(qp_conn_t *self, uint64_t id, uint64_t deadline, qp_msg_t **rep)
 {
     bool had_session = self->session;
@@ -231,8 +185,17 @@ static int reply_error(const qp_msg_t *rep, const char *prefix, char *err)
 /* Opens a session unless one is open. Returns 0 or as qp_conn_call. */
 static int ensure_session(qp_conn_t *self, uint64_t deadline, char *err)
 {
-    if (self->session)
+    if (in_session(self))
         return 0;
+    self->session = false;
+    /* Connected first: the hello hook may act on the new session it prepares (a tenant
+     * drops its reservation to what it uses), which must not happen while the arbiter
+     * is away. */
+    if (qp_zmtp_connect(self->z, deadline) < 0) {
+        snprintf(err, QP_ERR_LEN, "cannot reach the arbiter at %.150s (is qarbiter running?)",
+                 self->path);
+        return -ENOTCONN;
+    }
     qp_msg_t *hello = self->hooks.hello(self->hooks.arg);
     if (!hello) {
         snprintf(err, QP_ERR_LEN, "cannot build hello: out of memory");
@@ -248,8 +211,13 @@ static int ensure_session(qp_conn_t *self, uint64_t deadline, char *err)
     rc = await_reply(self, id, deadline, &rep);
     if (rc == -ETIMEDOUT) {
         snprintf(err, QP_ERR_LEN, "the arbiter at %.150s did not answer hello in time",
-                 self->endpoint + strlen("ipc://"));
+                 self->path);
         return rc;
+    }
+    if (rc == -ECONNRESET) {
+        snprintf(err, QP_ERR_LEN, "the arbiter at %.150s closed the connection before it "
+                 "answered hello", self->path);
+        return -ENOTCONN;
     }
     if (rc == LOST_SESSION) {
         snprintf(err, QP_ERR_LEN, "the arbiter refused hello with 'nosession'");
@@ -261,6 +229,7 @@ static int ensure_session(qp_conn_t *self, uint64_t deadline, char *err)
         return rc;
     }
     self->session = true;
+    self->session_epoch = qp_zmtp_epoch(self->z);
     if (self->hooks.session)
         self->hooks.session(self->hooks.arg, rep);
     qp_msg_destroy(&rep);
@@ -273,7 +242,7 @@ int qp_conn_call(qp_conn_t *self, qp_msg_t **req, qp_msg_t **rep, int timeout_ms
     qp_msg_t *m = *req;
     *req = NULL;
     *rep = NULL;
-    uint64_t deadline = now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    uint64_t deadline = qp_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     int rc = 0;
     /* Two rounds at most: a request that met a lost session goes once more. */
     for (int round = 0; round < 2; round++) {
@@ -291,6 +260,11 @@ int qp_conn_call(qp_conn_t *self, qp_msg_t **req, qp_msg_t **rep, int timeout_ms
         if (rc == -ETIMEDOUT)
             snprintf(err, QP_ERR_LEN, "the arbiter did not answer '%s' within %d ms",
                      qp_msg_type(m), timeout_ms);
+        else if (rc == -ECONNRESET) /* the arbiter died or restarted: no reply will come */
+            snprintf(err, QP_ERR_LEN,
+                     "the connection to the arbiter at %.150s closed before it answered '%s' "
+                     "(did it restart?)",
+                     self->path, qp_msg_type(m));
         else if (qp_msg_is_error(*rep))
             rc = reply_error(*rep, "", err);
         break;
@@ -307,7 +281,7 @@ int qp_conn_send(qp_conn_t *self, qp_msg_t **msg, int timeout_ms, char err[QP_ER
 {
     qp_msg_t *m = *msg;
     *msg = NULL;
-    uint64_t deadline = now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    uint64_t deadline = qp_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     int rc = ensure_session(self, deadline, err);
     if (rc == 0)
         rc = send_msg(self, m, deadline, err);
@@ -317,7 +291,7 @@ int qp_conn_send(qp_conn_t *self, qp_msg_t **msg, int timeout_ms, char err[QP_ER
 
 int qp_conn_open(qp_conn_t *self, int timeout_ms, char err[QP_ERR_LEN])
 {
-    return ensure_session(self, now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0), err);
+    return ensure_session(self, qp_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0), err);
 }
 
 int qp_conn_wait(qp_conn_t *self, int timeout_ms, char err[QP_ERR_LEN])
@@ -327,22 +301,23 @@ int qp_conn_wait(qp_conn_t *self, int timeout_ms, char err[QP_ERR_LEN])
 
 int qp_conn_wait_fd(qp_conn_t *self, int timeout_ms, int fd, char err[QP_ERR_LEN])
 {
-    uint64_t deadline = now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    uint64_t deadline = qp_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
         int rc = ensure_session(self, deadline, err);
         if (rc < 0)
             return rc;
-        zmq_pollitem_t items[2] = {{self->sock, 0, ZMQ_POLLIN, 0}, {NULL, fd, ZMQ_POLLIN, 0}};
-        int n = zmq_poll(items, fd >= 0 ? 2 : 1, left_ms(deadline));
+        bool ready = qp_zmtp_buffered(self->z);
+        struct pollfd items[2] = {{qp_zmtp_fd(self->z), POLLIN, 0}, {fd, POLLIN, 0}};
+        int n = ready ? 0 : poll(items, fd >= 0 ? 2 : 1, (int)left_ms(deadline));
         if (n < 0 && errno != EINTR)
-            return 0; /* ETERM: nothing will come */
-        if (n > 0 && (items[0].revents & ZMQ_POLLIN)) {
+            return 0;
+        if (ready || (n > 0 && items[0].revents)) {
             qp_msg_t *m = NULL;
-            if (recv_msg(self, now_ms(), &m) == 0) /* ready: no wait */
+            if (recv_msg(self, qp_now_ms(), &m) == 0) /* ready: no wait */
                 unsolicited(self, &m);
             continue; /* more may be queued: fd is looked at once none is */
         }
-        if ((n > 0 && (items[1].revents & ZMQ_POLLIN)) || left_ms(deadline) == 0)
+        if ((n > 0 && (items[1].revents & POLLIN)) || left_ms(deadline) == 0)
             return 0;
     }
 }

@@ -12,9 +12,8 @@
  * Threads: one thread at a time uses a connection (the shim's agent thread owns its
  * own). Hooks run on that thread, inside qp_conn_call/send/wait, and must not call
  * into the same connection. No global state, no output: errors come back as negative
- * errno values and one line in err. After fork() the child must neither use nor
- * destroy its parent's connection (ZeroMQ contexts do not survive fork): it makes a
- * new one. */
+ * errno values and one line in err. After fork() the child must not use its parent's
+ * connection (the two would interleave frames on one stream): it makes a new one. */
 #ifndef QP_CONN_H
 #define QP_CONN_H
 
@@ -38,14 +37,14 @@ typedef struct qp_conn_hooks {
     void *arg; /* passed to each hook */
 } qp_conn_hooks_t;
 
-/* Connects to socket_dir/<ep's file>. zctx is a ZeroMQ context to use, or NULL to make
- * one owned by the connection (one I/O thread). Connecting does not wait for the
- * arbiter: the first call says hello when it is there. Returns NULL and one line in err
- * when the path is too long for a Unix socket or ZeroMQ fails. */
-qp_conn_t *qp_conn_new(void *zctx, const char *socket_dir, qp_endpoint_t ep,
-                       const qp_conn_hooks_t *hooks, char err[QP_ERR_LEN]);
-/* Closes (pending messages are dropped), frees *self_p and its own context, sets it to
- * NULL. NULL is a no-op. */
+/* A connection to socket_dir/<ep's file> (a ZMTP DEALER of zmtp.h: no thread, no
+ * libzmq). Connecting does not wait for the arbiter: the first call connects and says
+ * hello when it is there. Returns NULL and one line in err when the path is too long for
+ * a Unix socket or memory runs out. */
+qp_conn_t *qp_conn_new(const char *socket_dir, qp_endpoint_t ep, const qp_conn_hooks_t *hooks,
+                       char err[QP_ERR_LEN]);
+/* Closes (pending messages are dropped), frees *self_p, sets it to NULL. NULL is a
+ * no-op. */
 void qp_conn_destroy(qp_conn_t **self_p);
 
 /* Sends *req (taken, set to NULL; its `id` is assigned here) in a session and waits up
@@ -57,6 +56,10 @@ void qp_conn_destroy(qp_conn_t **self_p);
  *                the error reply's code (qp_code_errno); err holds its msg
  *   -ETIMEDOUT   no reply in time (a late one is dropped when it comes)
  *   -ENOTCONN    the arbiter cannot be reached (no socket, or not accepting)
+ *   -ECONNRESET  the connection closed before the reply (the arbiter died or restarted:
+ *                none will come; the request may have been acted on, err says so), seen
+ *                at once rather than at the deadline; the next call opens a new
+ *                session. Also: the arbiter dropped the session twice in a row
  *   -EMSGSIZE    req does not fit in a frame; -ENOMEM
  * Any failure of the hello is returned the same way, err saying the hello failed. */
 int qp_conn_call(qp_conn_t *self, qp_msg_t **req, qp_msg_t **rep, int timeout_ms,

@@ -1,4 +1,4 @@
-/* records.c - LIMITS, INFO, GPU and stats totals to and from message maps. Pure. */
+/* records.c - LIMITS, INFO, GPU, stats totals and FINDINGs to and from message maps. Pure. */
 #include "proto/records.h"
 
 #include <errno.h>
@@ -45,6 +45,12 @@ static uint64_t rd_uint(struct rd *r, const char *key, uint64_t max)
     else if (v > max)
         bad(r, key, "is out of range");
     return v;
+}
+
+/* An optional unsigned field: absent reads as 0, present is checked like rd_uint. */
+static uint64_t rd_uint_opt(struct rd *r, const char *key, uint64_t max)
+{
+    return r->rc == 0 && qp_msg_has(r->map, key) ? rd_uint(r, key, max) : 0;
 }
 
 static int64_t rd_int(struct rd *r, const char *key, int64_t min, int64_t max)
@@ -122,6 +128,9 @@ int qp_info_put(qp_msg_t *map, const qp_info_t *i)
     rc = rc ? rc : qp_msg_set_uint(map, "memory_reserved", i->memory_reserved);
     rc = rc ? rc : qp_msg_set_uint(map, "procs", i->procs);
     rc = rc ? rc : qp_msg_set_int(map, "created", i->created);
+    rc = rc ? rc : qp_msg_set_uint(map, "memory_real", i->memory_real);
+    rc = rc ? rc : qp_msg_set_uint(map, "memory_unmanaged", i->memory_unmanaged);
+    rc = rc ? rc : qp_msg_set_uint(map, "unmanaged_procs", i->unmanaged_procs);
     return rc;
 }
 
@@ -144,6 +153,9 @@ int qp_info_get(const qp_msg_t *map, qp_info_t *i, char err[QP_ERR_LEN])
     i->memory_reserved = rd_uint(&r, "memory_reserved", UINT64_MAX);
     i->procs = (unsigned)rd_uint(&r, "procs", UINT_MAX);
     i->created = rd_int(&r, "created", INT64_MIN, INT64_MAX);
+    i->memory_real = rd_uint_opt(&r, "memory_real", UINT64_MAX);
+    i->memory_unmanaged = rd_uint_opt(&r, "memory_unmanaged", UINT64_MAX);
+    i->unmanaged_procs = (unsigned)rd_uint_opt(&r, "unmanaged_procs", UINT_MAX);
     return r.rc;
 }
 
@@ -165,6 +177,8 @@ int qp_gpu_put(qp_msg_t *map, const qp_gpu_t *g)
     rc = rc ? rc : qp_msg_set_uint(map, "vgpus", g->vgpus);
     rc = rc ? rc : qp_msg_set_float(map, "leased", g->leased);
     rc = rc ? rc : qp_msg_set_uint(map, "hung", g->hung);
+    rc = rc ? rc : qp_msg_set_uint(map, "memory_unmanaged_mb", g->memory_unmanaged_mb);
+    rc = rc ? rc : qp_msg_set_uint(map, "unmanaged_procs", g->unmanaged_procs);
     return rc;
 }
 
@@ -187,6 +201,8 @@ int qp_gpu_get(const qp_msg_t *map, qp_gpu_t *g, char err[QP_ERR_LEN])
     g->vgpus = (unsigned)rd_uint(&r, "vgpus", UINT_MAX);
     g->leased = rd_float(&r, "leased");
     g->hung = rd_uint(&r, "hung", UINT64_MAX);
+    g->memory_unmanaged_mb = rd_uint_opt(&r, "memory_unmanaged_mb", UINT64_MAX);
+    g->unmanaged_procs = (unsigned)rd_uint_opt(&r, "unmanaged_procs", UINT_MAX);
     return r.rc;
 }
 
@@ -198,6 +214,8 @@ int qp_totals_put(qp_msg_t *map, const qp_totals_t *t)
     rc = rc ? rc : qp_msg_set_uint(map, "vgpus_active", t->vgpus_active);
     rc = rc ? rc : qp_msg_set_uint(map, "memory_reserved_mb", t->memory_reserved_mb);
     rc = rc ? rc : qp_msg_set_uint(map, "memory_used_mb", t->memory_used_mb);
+    rc = rc ? rc : qp_msg_set_uint(map, "memory_real_mb", t->memory_real_mb);
+    rc = rc ? rc : qp_msg_set_uint(map, "kills", t->kills);
     return rc;
 }
 
@@ -210,5 +228,42 @@ int qp_totals_get(const qp_msg_t *map, qp_totals_t *t, char err[QP_ERR_LEN])
     t->vgpus_active = (unsigned)rd_uint(&r, "vgpus_active", UINT_MAX);
     t->memory_reserved_mb = rd_uint(&r, "memory_reserved_mb", UINT64_MAX);
     t->memory_used_mb = rd_uint(&r, "memory_used_mb", UINT64_MAX);
+    t->memory_real_mb = rd_uint_opt(&r, "memory_real_mb", UINT64_MAX);
+    t->kills = rd_uint_opt(&r, "kills", UINT64_MAX);
+    return r.rc;
+}
+
+/* ---- FINDING ----------------------------------------------------------------------- */
+
+int qp_finding_put(qp_msg_t *map, const qp_finding_t *f)
+{
+    int rc = qp_msg_set_str(map, "kind", f->kind);
+    rc = rc ? rc : qp_msg_set_int(map, "gpu", f->gpu);
+    rc = rc ? rc : qp_msg_set_str(map, "vgpu", f->vgpu);
+    rc = rc ? rc : qp_msg_set_uint(map, "pid", f->pid);
+    rc = rc ? rc : qp_msg_set_str(map, "name", f->name);
+    rc = rc ? rc : qp_msg_set_uint(map, "memory", f->memory);
+    rc = rc ? rc : qp_msg_set_uint(map, "quota", f->quota);
+    rc = rc ? rc : qp_msg_set_uint(map, "since", f->since);
+    rc = rc ? rc : qp_msg_set_str(map, "action", f->action);
+    rc = rc ? rc : qp_msg_set_str(map, "detail", f->detail);
+    return rc;
+}
+
+int qp_finding_get(const qp_msg_t *map, qp_finding_t *f, char err[QP_ERR_LEN])
+{
+    struct rd r;
+    if (start(&r, map, "FINDING", err) < 0)
+        return r.rc;
+    rd_str(&r, "kind", f->kind, sizeof f->kind);
+    f->gpu = (int)rd_int(&r, "gpu", 0, INT_MAX);
+    rd_str(&r, "vgpu", f->vgpu, sizeof f->vgpu);
+    f->pid = (unsigned)rd_uint(&r, "pid", UINT_MAX);
+    rd_str(&r, "name", f->name, sizeof f->name);
+    f->memory = rd_uint(&r, "memory", UINT64_MAX);
+    f->quota = rd_uint(&r, "quota", UINT64_MAX);
+    f->since = rd_uint(&r, "since", UINT64_MAX);
+    rd_str(&r, "action", f->action, sizeof f->action);
+    rd_str(&r, "detail", f->detail, sizeof f->detail);
     return r.rc;
 }

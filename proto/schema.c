@@ -181,23 +181,44 @@ int qp_check_request(const qp_msg_t *m, qp_endpoint_t ep, char err[QP_ERR_LEN])
                  qp_printable(shown, sizeof shown, t, strlen(t)));
         return -EPROTO;
     }
-    for (size_t r = 0; r < sizeof requests / sizeof requests[0]; r++) {
-        if (strcmp(requests[r].type, t) != 0)
-            continue;
-        if (!(requests[r].endpoints & ep)) {
-            snprintf(err, QP_ERR_LEN, "'%s' is not allowed on %s", t, qp_endpoint_file(ep));
-            return -EACCES;
-        }
-        for (const struct field *f = requests[r].fields; f->key; f++) {
-            int rc = check_field(m, f, err);
-            if (rc < 0)
-                return rc;
-        }
-        return 0;
+    int r = qp_request_kind(t);
+    if (r < 0) {
+        snprintf(err, QP_ERR_LEN, "unknown message type '%s'",
+                 qp_printable(shown, sizeof shown, t, strlen(t)));
+        return -EPROTO;
     }
-    snprintf(err, QP_ERR_LEN, "unknown message type '%s'",
-             qp_printable(shown, sizeof shown, t, strlen(t)));
-    return -EPROTO;
+    if (!(requests[r].endpoints & ep)) {
+        snprintf(err, QP_ERR_LEN, "'%s' is not allowed on %s", t, qp_endpoint_file(ep));
+        return -EACCES;
+    }
+    for (const struct field *f = requests[r].fields; f->key; f++) {
+        int rc = check_field(m, f, err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+_Static_assert(sizeof requests / sizeof requests[0] == QP_REQUEST_KINDS,
+               "QP_REQUEST_KINDS must count the request table");
+
+int qp_request_kind(const char *t)
+{
+    for (size_t r = 0; t && r < QP_REQUEST_KINDS; r++) {
+        if (strcmp(requests[r].type, t) == 0)
+            return (int)r;
+    }
+    return -1;
+}
+
+const char *qp_request_kind_name(size_t kind)
+{
+    return kind < QP_REQUEST_KINDS ? requests[kind].type : NULL;
+}
+
+bool qp_request_kind_on(size_t kind, qp_endpoint_t ep)
+{
+    return kind < QP_REQUEST_KINDS && (requests[kind].endpoints & ep) != 0;
 }
 
 /* ---- builders ---------------------------------------------------------------------- */

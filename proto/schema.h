@@ -50,6 +50,19 @@ const char *qp_errno_code(int neg_errno);
  * (a request of the other endpoint; err says so). */
 int qp_check_request(const qp_msg_t *m, qp_endpoint_t ep, char err[QP_ERR_LEN]);
 
+/* ---- request kinds, for per-kind figures ------------------------------------------- */
+
+/* The request types of PROTOCOL.md (hello, create, ..., tok_ret), numbered from 0 in a
+ * fixed order: the arbiter counts requests by kind. */
+#define QP_REQUEST_KINDS 15
+/* The kind of request type t, or -1 when t is none we know (or NULL). */
+int qp_request_kind(const char *t);
+/* The type of kind ("create"), static storage; NULL when kind is not below
+ * QP_REQUEST_KINDS. */
+const char *qp_request_kind_name(size_t kind);
+/* Whether requests of kind are served on ep. */
+bool qp_request_kind_on(size_t kind, qp_endpoint_t ep);
+
 /* ---- requests a peer sends (each NULL when out of memory) ---------------------------- */
 
 /* {t:hello, proto, role:admin, client}. */

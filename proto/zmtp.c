@@ -1,150 +1,52 @@
-/* zmtp.c - the server side of ZMTP 3.x with the NULL mechanism, for DEALER peers, as a
- * byte codec. One thread at a time (see zmtp.h); no global state. */
+/* zmtp.c - a ZMTP 3.0 DEALER over a Unix stream socket (see zmtp.h). One thread at a
+ * time; no global state. */
 #include "proto/zmtp.h"
 
 #include <errno.h>
-#include <stdarg.h>
-#include <stdio.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
-#define GREETING 64     /* signature 10, version 2, mechanism 20, as-server 1, filler 31 */
-#define IN_MIN 1024     /* the least an input buffer is made: a read takes several frames */
-#define IN_KEEP 16384   /* an emptied input buffer larger than this is freed */
-#define OUT_KEEP 65536  /* an emptied output buffer larger than this is freed */
-#define PING_CONTEXT 16 /* bytes of context a PING may carry (37/ZMTP) */
-
-/* Frame flags (23/ZMTP "Framing"). */
-#define F_MORE 0x01
-#define F_LONG 0x02
-#define F_COMMAND 0x04
-
-enum state {
-    S_GREETING,  /* reading the peer's 64-byte greeting */
-    S_HANDSHAKE, /* reading its READY */
-    S_TRAFFIC,   /* messages and PING/PONG */
-    S_BROKEN,    /* the peer broke the protocol: err holds why */
-};
+#define GREETING_LEN 64
+#define RETRY_MS 50          /* between connection attempts, as libzmq's reconnect interval */
+#define FLAG_MORE 0x01       /* frame flags (ZMTP 3.0 section "Framing") */
+#define FLAG_LONG 0x02
+#define FLAG_COMMAND 0x04
+#define MAX_COMMAND 4096     /* the handshake's READY is a few dozen bytes */
+#define SOCKET_TYPE "DEALER" /* ours; the arbiter's is ROUTER */
 
 struct qp_zmtp {
-    enum state state;
-    size_t max_frame;     /* a frame body over this is refused */
-    size_t max_out;       /* output never waits beyond this */
-    uint8_t *in;          /* owned: bytes read; those not consumed yet start at in_pos */
-    size_t in_pos;        /* first byte not consumed */
-    size_t in_len;        /* bytes held */
-    size_t in_cap;        /* bytes allocated */
-    size_t need;          /* bytes from in_pos the unit being read needs in all */
-    uint64_t skip;        /* body bytes of a dropped frame still to read past */
-    bool dropping;        /* the frames of a message of several are being read past */
-    bool last_dropped;    /* the frame being read past is that message's last */
-    uint8_t *out;         /* owned: bytes to write, from out_pos to out_len */
-    size_t out_pos;       /* first byte not written */
-    size_t out_len;       /* bytes held */
-    size_t out_cap;       /* bytes allocated */
-    int error;            /* S_BROKEN: the negative errno */
-    char why[QP_ERR_LEN]; /* S_BROKEN: one line */
+    struct sockaddr_un addr; /* the path */
+    size_t max_frame;        /* incoming frames over this close the connection */
+    int fd;                  /* owned: the connection, -1 without one */
+    uint64_t epoch;          /* connections made */
+    unsigned char *rbuf;     /* owned: bytes received and not yet consumed */
+    size_t rpos, rlen, rcap; /* consumed offset, bytes present, capacity */
+    bool dropping;           /* the rest of a multi-frame message is being dropped */
 };
 
-/* ---- output ------------------------------------------------------------------------ */
-
-/* Makes room for n more bytes of output. Returns 0, -ENOBUFS (over max_out) or -ENOMEM. */
-static int out_reserve(qp_zmtp_t *self, size_t n)
+qp_zmtp_t *qp_zmtp_new(const char *path, size_t max_frame)
 {
-    size_t waiting = self->out_len - self->out_pos;
-    if (n > self->max_out || waiting > self->max_out - n)
-        return -ENOBUFS;
-    if (self->out_pos && self->out_len + n > self->out_cap) {
-        memmove(self->out, self->out + self->out_pos, waiting);
-        self->out_len = waiting;
-        self->out_pos = 0;
-    }
-    if (self->out_len + n <= self->out_cap)
-        return 0;
-    size_t cap = self->out_cap ? self->out_cap : 256;
-    while (cap < self->out_len + n)
-        cap *= 2;
-    uint8_t *b = realloc(self->out, cap);
-    if (!b)
-        return -ENOMEM;
-    self->out = b;
-    self->out_cap = cap;
-    return 0;
-}
-
-/* Queues one frame of flags with body. */
-static int put_frame(qp_zmtp_t *self, uint8_t flags, const void *body, size_t len)
-{
-    size_t header = len > 255 ? 9 : 2;
-    int rc = out_reserve(self, header + len);
-    if (rc < 0)
-        return rc;
-    uint8_t *p = self->out + self->out_len;
-    if (len > 255) {
-        *p++ = flags | F_LONG;
-        for (int i = 7; i >= 0; i--)
-            *p++ = (uint8_t)((uint64_t)len >> (8 * i));
-    } else {
-        *p++ = flags;
-        *p++ = (uint8_t)len;
-    }
-    memcpy(p, body, len);
-    self->out_len += header + len;
-    return 0;
-}
-
-int qp_zmtp_send(qp_zmtp_t *self, const void *body, size_t len)
-{
-    return put_frame(self, 0, body, len);
-}
-
-const uint8_t *qp_zmtp_out(const qp_zmtp_t *self, size_t *n)
-{
-    *n = self->out_len - self->out_pos;
-    return self->out + self->out_pos;
-}
-
-void qp_zmtp_out_done(qp_zmtp_t *self, size_t n)
-{
-    self->out_pos += n;
-    if (self->out_pos < self->out_len)
-        return;
-    self->out_pos = self->out_len = 0;
-    if (self->out_cap > OUT_KEEP) { /* one big reply must not pin its memory for good */
-        free(self->out);
-        self->out = NULL;
-        self->out_cap = 0;
-    }
-}
-
-/* ---- lifetime ---------------------------------------------------------------------- */
-
-qp_zmtp_t *qp_zmtp_new(size_t max_frame, size_t max_out)
-{
-    /* Our greeting (3.1, NULL, not as-server) and READY (Socket-Type ROUTER) go at once:
-     * the peer waits for our signature before it sends its version, and the NULL
-     * mechanism lets each side send READY as soon as the greetings are out. */
-    static const uint8_t greeting[GREETING] = {0xff, 0,    0, 0, 0,   0,   0,   0,
-                                               0,    0x7f, 3, 1, 'N', 'U', 'L', 'L'};
-    static const char ready[] = "\x05READY\x0bSocket-Type\x00\x00\x00\x06ROUTER";
     qp_zmtp_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
+    self->addr.sun_family = AF_UNIX;
+    strncpy(self->addr.sun_path, path, sizeof self->addr.sun_path - 1);
     self->max_frame = max_frame;
-    self->max_out = max_out > 4096 ? max_out : 4096;
-    self->need = GREETING;
-    if (out_reserve(self, GREETING) < 0) {
-        free(self);
-        return NULL;
-    }
-    memcpy(self->out, greeting, GREETING);
-    self->out_len = GREETING;
-    if (put_frame(self, F_COMMAND, ready, sizeof ready - 1) < 0) {
-        qp_zmtp_destroy(&self);
-        return NULL;
-    }
+    self->fd = -1;
     return self;
+}
+
+static void disconnect(qp_zmtp_t *self)
+{
+    if (self->fd >= 0)
+        close(self->fd);
+    self->fd = -1;
+    self->rpos = self->rlen = 0;
+    self->dropping = false;
 }
 
 void qp_zmtp_destroy(qp_zmtp_t **self_p)
@@ -152,251 +54,360 @@ void qp_zmtp_destroy(qp_zmtp_t **self_p)
     qp_zmtp_t *self = *self_p;
     if (!self)
         return;
-    free(self->in);
-    free(self->out);
+    disconnect(self);
+    free(self->rbuf);
     free(self);
     *self_p = NULL;
 }
 
-void qp_zmtp_set_max_frame(qp_zmtp_t *self, size_t max_frame)
+int qp_zmtp_fd(const qp_zmtp_t *self)
 {
-    self->max_frame = max_frame;
+    return self->fd;
 }
 
-bool qp_zmtp_ready(const qp_zmtp_t *self)
+uint64_t qp_zmtp_epoch(const qp_zmtp_t *self)
 {
-    return self->state == S_TRAFFIC;
+    return self->epoch;
 }
 
-/* ---- input ------------------------------------------------------------------------- */
-
-uint8_t *qp_zmtp_in_space(qp_zmtp_t *self, size_t *n)
+static int left_ms(uint64_t deadline)
 {
-    size_t held = self->in_len - self->in_pos;
-    if (self->in_pos) {
-        memmove(self->in, self->in + self->in_pos, held);
-        self->in_len = held;
-        self->in_pos = 0;
-    }
-    if (!held && self->in_cap > IN_KEEP) {
-        free(self->in);
-        self->in = NULL;
-        self->in_cap = 0;
-    }
-    /* need is bounded by the frame cap (checked before it is set) plus a header */
-    size_t want = self->need > IN_MIN ? self->need : IN_MIN;
-    if (self->in_cap < want || self->in_cap == held) {
-        size_t cap = want > held + IN_MIN ? want : held + IN_MIN;
-        uint8_t *b = realloc(self->in, cap);
-        if (!b)
-            return NULL;
-        self->in = b;
-        self->in_cap = cap;
-    }
-    *n = self->in_cap - self->in_len;
-    return self->in + self->in_len;
+    uint64_t now = qp_now_ms();
+    return now >= deadline ? 0 : (int)(deadline - now > 60000 ? 60000 : deadline - now);
 }
 
-void qp_zmtp_in_commit(qp_zmtp_t *self, size_t n)
-{
-    self->in_len += n;
-}
-
-static int broken(qp_zmtp_t *self, int error, char *err, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int broken(qp_zmtp_t *self, int error, char *err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(self->why, sizeof self->why, fmt, ap);
-    va_end(ap);
-    self->state = S_BROKEN;
-    self->error = error;
-    snprintf(err, QP_ERR_LEN, "%s", self->why);
-    return error;
-}
-
-static uint64_t get_be(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-/* Checks the peer's greeting as far as it came (have bytes at g), so that a peer that
- * speaks something else is turned away at its first bytes, not after 64. */
-static int check_greeting(qp_zmtp_t *self, const uint8_t *g, size_t have, char *err)
-{
-    static const uint8_t null_mech[20] = {'N', 'U', 'L', 'L'};
-    char text[40];
-    if (have >= 1 && g[0] != 0xff)
-        return broken(self, -EPROTO, err,
-                      "not ZMTP (first byte 0x%02x): only ZeroMQ DEALER sockets are served", g[0]);
-    if (have >= 10 && g[9] != 0x7f)
-        return broken(self, -EPROTO, err, "not a ZMTP 3 greeting (byte 10 is 0x%02x, not 0x7f)",
-                      g[9]);
-    if (have >= 11 && g[10] < 3)
-        return broken(self, -EPROTO, err,
-                      "ZMTP %u is too old: ZeroMQ 4 or later (ZMTP 3) is needed", g[10]);
-    if (have >= 32 && memcmp(g + 12, null_mech, sizeof null_mech) != 0)
-        return broken(self, -EPROTO, err,
-                      "security mechanism '%s' is not served: the NULL mechanism only",
-                      qp_printable(text, sizeof text, g + 12, strnlen((const char *)g + 12, 20)));
-    if (have >= 33 && g[32] != 0)
-        return broken(self, -EPROTO, err, "a NULL-mechanism peer must not be as-server");
-    return 0;
-}
-
-/* Reads READY's properties: Socket-Type must be DEALER; others (Identity included) are
- * read past. */
-static int check_ready(qp_zmtp_t *self, const uint8_t *p, size_t n, char *err)
-{
-    bool dealer = false;
-    while (n > 0) {
-        size_t name_len = p[0];
-        if (name_len == 0 || n < 1 + name_len + 4)
-            return broken(self, -EPROTO, err, "malformed READY command");
-        const char *name = (const char *)p + 1;
-        uint64_t value_len = get_be(p + 1 + name_len, 4);
-        if (value_len > n - 1 - name_len - 4)
-            return broken(self, -EPROTO, err, "malformed READY command");
-        const char *value = (const char *)p + 1 + name_len + 4;
-        if (name_len == 11 && strncasecmp(name, "Socket-Type", 11) == 0) {
-            char text[40];
-            if (value_len != 6 || memcmp(value, "DEALER", 6) != 0)
-                return broken(self, -EPROTO, err,
-                              "a '%s' socket connected: only DEALER sockets are served",
-                              qp_printable(text, sizeof text, value, (size_t)value_len));
-            dealer = true;
-        }
-        p += 1 + name_len + 4 + value_len;
-        n -= 1 + name_len + 4 + (size_t)value_len;
-    }
-    if (!dealer)
-        return broken(self, -EPROTO, err, "READY without a Socket-Type");
-    return 0;
-}
-
-/* Handles a command frame of n bytes at p. */
-static int command(qp_zmtp_t *self, const uint8_t *p, size_t n, char *err)
-{
-    size_t name_len = n ? p[0] : 0;
-    if (name_len == 0 || name_len > n - 1)
-        return broken(self, -EPROTO, err, "malformed command frame");
-    const char *name = (const char *)p + 1;
-    const uint8_t *data = p + 1 + name_len;
-    size_t data_len = n - 1 - name_len;
-    bool is_ready = name_len == 5 && memcmp(name, "READY", 5) == 0;
-    char text[40];
-    if (self->state == S_HANDSHAKE) {
-        if (!is_ready)
-            return broken(self, -EPROTO, err, "'%s' before READY",
-                          qp_printable(text, sizeof text, name, name_len));
-        int rc = check_ready(self, data, data_len, err);
-        if (rc == 0)
-            self->state = S_TRAFFIC;
-        return rc;
-    }
-    if (name_len == 4 && memcmp(name, "PING", 4) == 0) {
-        /* 2 bytes of TTL, then a context the PONG echoes */
-        if (data_len < 2 || data_len - 2 > PING_CONTEXT)
-            return broken(self, -EPROTO, err, "malformed PING command");
-        uint8_t pong[5 + PING_CONTEXT] = {4, 'P', 'O', 'N', 'G'};
-        memcpy(pong + 5, data + 2, data_len - 2);
-        put_frame(self, F_COMMAND, pong, 5 + data_len - 2); /* a peer that never reads misses it */
-        return 0;
-    }
-    if (name_len == 4 && memcmp(name, "PONG", 4) == 0)
-        return 0;
-    if (name_len == 5 && memcmp(name, "ERROR", 5) == 0) {
-        size_t reason = data_len ? data[0] : 0;
-        if (reason > data_len - (data_len ? 1 : 0))
-            reason = 0;
-        return broken(self, -EPROTO, err, "the peer sent ERROR '%s'",
-                      qp_printable(text, sizeof text, data + (data_len ? 1 : 0), reason));
-    }
-    return broken(self, -EPROTO, err, "unexpected command '%s'",
-                  qp_printable(text, sizeof text, name, name_len));
-}
-
-int qp_zmtp_next(qp_zmtp_t *self, const void **body, size_t *len, char err[QP_ERR_LEN])
+/* Waits until fd is ready for events or deadline. Returns 1 ready, 0 time up. */
+static int wait_fd(int fd, short events, uint64_t deadline)
 {
     for (;;) {
-        if (self->state == S_BROKEN) {
-            snprintf(err, QP_ERR_LEN, "%s", self->why);
-            return self->error;
+        struct pollfd p = {fd, events, 0};
+        int n = poll(&p, 1, left_ms(deadline));
+        if (n > 0)
+            return 1;
+        if (n == 0 && left_ms(deadline) == 0)
+            return 0;
+        if (n < 0 && errno != EINTR)
+            return 0;
+    }
+}
+
+/* Writes all of iov (n entries, modified) until deadline. Returns 0 or -ENOTCONN. */
+static int write_all(int fd, struct iovec *iov, int n, uint64_t deadline)
+{
+    while (n > 0) {
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t w = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if ((errno == EAGAIN || errno == EWOULDBLOCK) && wait_fd(fd, POLLOUT, deadline))
+                continue;
+            return -ENOTCONN;
         }
-        const uint8_t *p = self->in + self->in_pos;
-        size_t have = self->in_len - self->in_pos;
-        if (self->skip) {
-            size_t n = have < self->skip ? have : (size_t)self->skip;
-            self->in_pos += n;
-            self->skip -= n;
-            if (self->skip)
-                return QP_ZMTP_NONE;
-            if (self->last_dropped) {
-                self->dropping = self->last_dropped = false;
-                return QP_ZMTP_MULTIPART;
+        size_t done = (size_t)w;
+        while (n > 0 && done >= iov->iov_len) {
+            done -= iov->iov_len;
+            iov++;
+            n--;
+        }
+        if (n > 0) {
+            iov->iov_base = (char *)iov->iov_base + done;
+            iov->iov_len -= done;
+        }
+    }
+    return 0;
+}
+
+/* Reads what the connection has into rbuf, waiting until deadline for at least one
+ * byte. Returns 1 read some, 0 time up, -ECONNRESET the connection ended. */
+static int fill(qp_zmtp_t *self, uint64_t deadline)
+{
+    if (self->rpos == self->rlen)
+        self->rpos = self->rlen = 0;
+    if (self->rcap - self->rlen < 4096) {
+        if (self->rpos > 0) { /* slide the unconsumed bytes down first */
+            memmove(self->rbuf, self->rbuf + self->rpos, self->rlen - self->rpos);
+            self->rlen -= self->rpos;
+            self->rpos = 0;
+        }
+        if (self->rcap - self->rlen < 4096) {
+            size_t cap = self->rcap ? self->rcap * 2 : 16384;
+            unsigned char *p = realloc(self->rbuf, cap);
+            if (!p)
+                return -ENOMEM;
+            self->rbuf = p;
+            self->rcap = cap;
+        }
+    }
+    for (;;) {
+        ssize_t r = recv(self->fd, self->rbuf + self->rlen, self->rcap - self->rlen, MSG_DONTWAIT);
+        if (r > 0) {
+            self->rlen += (size_t)r;
+            return 1;
+        }
+        if (r == 0)
+            return -ECONNRESET;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            return -ECONNRESET;
+        if (!wait_fd(self->fd, POLLIN, deadline))
+            return 0;
+    }
+}
+
+/* Looks at the frame at rpos: 1 when it is all in rbuf (*hdr and *n its header and body
+ * sizes), 0 when more bytes are needed, -EPROTO for a body over max (the peer breaks the
+ * protocol or our limit). */
+static int peek_frame(const qp_zmtp_t *self, size_t max, size_t *hdr, size_t *n)
+{
+    const unsigned char *p = self->rbuf + self->rpos;
+    size_t have = self->rlen - self->rpos;
+    if (have < 2)
+        return 0;
+    *hdr = (p[0] & FLAG_LONG) ? 9 : 2;
+    if (have < *hdr)
+        return 0;
+    uint64_t len = p[1];
+    if (p[0] & FLAG_LONG) {
+        len = 0;
+        for (int i = 1; i <= 8; i++)
+            len = len << 8 | p[i];
+    }
+    if (len > max)
+        return -EPROTO;
+    *n = (size_t)len;
+    return have - *hdr >= len ? 1 : 0;
+}
+
+bool qp_zmtp_buffered(const qp_zmtp_t *self)
+{
+    size_t hdr, n;
+    return self->fd >= 0 && peek_frame(self, self->max_frame, &hdr, &n) != 0;
+}
+
+/* Takes the frame at rpos if it is all in rbuf. Returns 1 with its flags, body and size
+ * (the body borrowed from rbuf until the next fill; rpos moved past it), or as
+ * peek_frame. */
+static int next_frame(qp_zmtp_t *self, size_t max, int *flags, const unsigned char **body,
+                      size_t *size)
+{
+    size_t hdr, n;
+    int rc = peek_frame(self, max, &hdr, &n);
+    if (rc <= 0)
+        return rc;
+    *flags = self->rbuf[self->rpos];
+    *body = self->rbuf + self->rpos + hdr;
+    *size = n;
+    self->rpos += hdr + n;
+    return 1;
+}
+
+/* The value of property name in the metadata of a READY command (body after its name),
+ * or NULL; *vlen gets its length. */
+static const unsigned char *property(const unsigned char *p, size_t n, const char *name,
+                                     size_t *vlen)
+{
+    size_t nl = strlen(name);
+    while (n > 0) {
+        size_t kl = p[0];
+        if (n < 1 + kl + 4)
+            return NULL;
+        const unsigned char *k = p + 1, *v = p + 1 + kl + 4;
+        size_t len = (size_t)p[1 + kl] << 24 | (size_t)p[2 + kl] << 16 |
+                     (size_t)p[3 + kl] << 8 | p[4 + kl];
+        if (n - (1 + kl + 4) < len)
+            return NULL;
+        if (kl == nl && strncasecmp((const char *)k, name, nl) == 0) {
+            *vlen = len;
+            return v;
+        }
+        p = v + len;
+        n -= 1 + kl + 4 + len;
+    }
+    return NULL;
+}
+
+/* Our greeting and READY, as one buffer: signature, version 3.0, mechanism NULL, as
+ * client, then a short command frame READY with Socket-Type=DEALER. */
+static size_t hello_bytes(unsigned char out[128])
+{
+    memset(out, 0, GREETING_LEN);
+    out[0] = 0xff;
+    out[9] = 0x7f;
+    out[10] = 3; /* major */
+    out[11] = 0; /* minor */
+    memcpy(out + 12, "NULL", 4);
+    unsigned char *c = out + GREETING_LEN;
+    size_t body = 1 + 5 + 1 + 11 + 4 + strlen(SOCKET_TYPE);
+    *c++ = FLAG_COMMAND;
+    *c++ = (unsigned char)body;
+    *c++ = 5;
+    memcpy(c, "READY", 5);
+    c += 5;
+    *c++ = 11;
+    memcpy(c, "Socket-Type", 11);
+    c += 11;
+    *c++ = 0;
+    *c++ = 0;
+    *c++ = 0;
+    *c++ = (unsigned char)strlen(SOCKET_TYPE);
+    memcpy(c, SOCKET_TYPE, strlen(SOCKET_TYPE));
+    c += strlen(SOCKET_TYPE);
+    return (size_t)(c - out);
+}
+
+/* Completes the handshake on a fresh connection until deadline: sends ours, then checks
+ * the peer's greeting (ZMTP 3.x, NULL) and its READY (a ROUTER). Returns 0 or -ENOTCONN. */
+static int handshake(qp_zmtp_t *self, uint64_t deadline)
+{
+    unsigned char ours[128];
+    struct iovec iov = {ours, hello_bytes(ours)};
+    if (write_all(self->fd, &iov, 1, deadline) < 0)
+        return -ENOTCONN;
+    while (self->rlen - self->rpos < GREETING_LEN) {
+        if (fill(self, deadline) <= 0)
+            return -ENOTCONN;
+    }
+    const unsigned char *g = self->rbuf + self->rpos;
+    if (g[0] != 0xff || g[9] != 0x7f || g[10] < 3 || memcmp(g + 12, "NULL", 5) != 0)
+        return -ENOTCONN;
+    self->rpos += GREETING_LEN;
+    for (;;) {
+        int flags;
+        const unsigned char *body;
+        size_t size;
+        int rc = next_frame(self, MAX_COMMAND, &flags, &body, &size);
+        if (rc < 0)
+            return -ENOTCONN;
+        if (rc == 0) {
+            if (fill(self, deadline) <= 0)
+                return -ENOTCONN;
+            continue;
+        }
+        /* The first thing after the greeting must be READY (an ERROR says why not). */
+        if (!(flags & FLAG_COMMAND) || size < 6 || body[0] != 5 || memcmp(body + 1, "READY", 5))
+            return -ENOTCONN;
+        size_t vlen;
+        const unsigned char *type = property(body + 6, size - 6, "Socket-Type", &vlen);
+        if (!type || vlen != 6 || memcmp(type, "ROUTER", 6) != 0)
+            return -ENOTCONN;
+        return 0;
+    }
+}
+
+/* Closes the connection if the peer has closed it: an end of stream waiting to be read,
+ * found here rather than by a lost frame. Bytes waiting are left for qp_zmtp_recv. */
+static void forget_if_closed(qp_zmtp_t *self)
+{
+    if (self->fd >= 0 && self->rpos == self->rlen) {
+        struct pollfd p = {self->fd, POLLIN, 0};
+        char c;
+        if (poll(&p, 1, 0) == 1 && ((p.revents & (POLLHUP | POLLERR)) ||
+                                    recv(self->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0))
+            disconnect(self);
+    }
+}
+
+int qp_zmtp_connect(qp_zmtp_t *self, uint64_t deadline)
+{
+    forget_if_closed(self);
+    while (self->fd < 0) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+            return -ENOTCONN;
+        int rc = connect(fd, (struct sockaddr *)&self->addr, sizeof self->addr);
+        if (rc < 0 && errno == EINPROGRESS)
+            rc = wait_fd(fd, POLLOUT, deadline) ? 0 : -1;
+        int soerr = 0;
+        socklen_t sl = sizeof soerr;
+        if (rc == 0 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0) {
+            self->fd = fd;
+            self->epoch++;
+            if (handshake(self, deadline) == 0)
+                return 0;
+            disconnect(self);
+        } else {
+            close(fd);
+        }
+        int wait = left_ms(deadline);
+        if (wait == 0)
+            return -ENOTCONN;
+        struct timespec ts = {0, (long)(wait < RETRY_MS ? wait : RETRY_MS) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+int qp_zmtp_send(qp_zmtp_t *self, const void *buf, size_t len, uint64_t deadline_ms)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (qp_zmtp_connect(self, deadline_ms) < 0)
+            return -ENOTCONN;
+        unsigned char hdr[9];
+        size_t hl;
+        if (len <= 255) {
+            hdr[0] = 0;
+            hdr[1] = (unsigned char)len;
+            hl = 2;
+        } else {
+            hdr[0] = FLAG_LONG;
+            for (int i = 0; i < 8; i++)
+                hdr[1 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+            hl = 9;
+        }
+        struct iovec iov[2] = {{hdr, hl}, {(void *)buf, len}};
+        if (write_all(self->fd, iov, 2, deadline_ms) == 0)
+            return 0;
+        /* Broken under our feet (the arbiter restarted): once more on a new connection. */
+        disconnect(self);
+    }
+    return -ENOTCONN;
+}
+
+int qp_zmtp_recv(qp_zmtp_t *self, uint64_t deadline_ms, void **buf, size_t *len)
+{
+    *buf = NULL;
+    *len = 0;
+    for (;;) {
+        if (self->fd < 0) {
+            int wait = left_ms(deadline_ms);
+            if (wait > 0) {
+                struct timespec ts = {wait / 1000, (long)(wait % 1000) * 1000000L};
+                nanosleep(&ts, NULL);
+            }
+            return -ETIMEDOUT;
+        }
+        int flags;
+        const unsigned char *body;
+        size_t size;
+        int rc = next_frame(self, self->max_frame, &flags, &body, &size);
+        if (rc < 0) {
+            disconnect(self);
+            return -ECONNRESET;
+        }
+        if (rc == 0) {
+            rc = fill(self, deadline_ms);
+            if (rc == 0)
+                return -ETIMEDOUT;
+            if (rc == -ENOMEM)
+                return rc;
+            if (rc < 0) {
+                disconnect(self);
+                return -ECONNRESET;
             }
             continue;
         }
-        if (self->state == S_GREETING) {
-            self->need = GREETING;
-            int rc = check_greeting(self, p, have, err);
-            if (rc < 0)
-                return rc;
-            if (have < GREETING)
-                return QP_ZMTP_NONE;
-            self->in_pos += GREETING;
-            self->state = S_HANDSHAKE;
+        if (flags & FLAG_COMMAND)
+            continue; /* nothing after the handshake concerns a NULL DEALER */
+        bool more = flags & FLAG_MORE, drop = self->dropping || more;
+        self->dropping = more;
+        if (drop)
             continue;
-        }
-        self->need = 2;
-        if (have < 1)
-            return QP_ZMTP_NONE;
-        uint8_t flags = p[0];
-        if (flags & ~(F_MORE | F_LONG | F_COMMAND))
-            return broken(self, -EPROTO, err, "frame flags 0x%02x are not ZMTP 3", flags);
-        size_t header = flags & F_LONG ? 9 : 2;
-        self->need = header;
-        if (have < header)
-            return QP_ZMTP_NONE;
-        uint64_t size = flags & F_LONG ? get_be(p + 1, 8) : p[1];
-        if (size > self->max_frame)
-            return broken(self, -EMSGSIZE, err, "a frame of %llu bytes is over the %zu-byte limit",
-                          (unsigned long long)size, self->max_frame);
-        bool is_command = flags & F_COMMAND;
-        if (is_command && (flags & F_MORE))
-            return broken(self, -EPROTO, err, "a command frame with the MORE flag");
-        if (!is_command && self->state == S_HANDSHAKE)
-            return broken(self, -EPROTO, err, "a message before READY");
-        if (!is_command && ((flags & F_MORE) || self->dropping)) {
-            /* part of a message of several frames: read past it, never buffer it */
-            self->in_pos += header;
-            self->skip = size;
-            self->dropping = true;
-            self->last_dropped = !(flags & F_MORE);
-            if (!size && self->last_dropped) {
-                self->dropping = self->last_dropped = false;
-                return QP_ZMTP_MULTIPART;
-            }
-            continue;
-        }
-        self->need = header + (size_t)size;
-        if (have < self->need)
-            return QP_ZMTP_NONE;
-        self->in_pos += self->need;
-        self->need = 2;
-        if (is_command) {
-            int rc = command(self, p + header, (size_t)size, err);
-            if (rc < 0)
-                return rc;
-            continue;
-        }
-        *body = p + header;
-        *len = (size_t)size;
-        return QP_ZMTP_MESSAGE;
+        if (!(*buf = malloc(size ? size : 1)))
+            return -ENOMEM;
+        memcpy(*buf, body, size);
+        *len = size;
+        return 0;
     }
 }

@@ -1,72 +1,76 @@
-/* zmtp.h - the arbiter's end of one ZMTP 3 connection (the wire of ZeroMQ: rfc.zeromq.org
- * 23/ZMTP and 37/ZMTP) with the NULL mechanism, as a pure codec: bytes read from the peer
- * go in, whole messages come out, and what is to be sent back collects in an output
- * buffer. No I/O, no clock, no global state; one thread at a time.
+/* zmtp.h - a ZeroMQ DEALER socket over one Unix stream connection, speaking ZMTP 3.0
+ * with the NULL mechanism (rfc.zeromq.org/spec/23): the part of libzmq a peer of the
+ * arbiter needs, in plain C, with no thread of its own and nothing but libc beneath it.
  *
- * It serves ZeroMQ DEALER sockets (libzmq 4.x, ZMTP 3.0 and 3.1) and nothing else: the
- * peer's READY must say Socket-Type DEALER. A routing id the peer announces (Identity) is
- * read past and never used: the arbiter tells connections apart by their descriptor, so
- * no name a peer chooses can collide with another connection's (issue 8; a libzmq
- * ROUTER aborts the process on such a collision). Every length is checked against a cap
- * before anything is buffered, and buffers grow only as far as what was actually sent
- * needs.
+ * Why not libzmq: the shim is loaded into workloads of any image (glibc 2.31 and up,
+ * no libzmq or libstdc++ installed, or other versions of them that the application
+ * uses itself), and libzmq is C++ that Debian ships neither position-independent nor
+ * with its symbols hidden (docs/containers.md, "The shim bundle"). The arbiter keeps
+ * libzmq's ROUTER, which sees an ordinary DEALER.
  *
- * Usage: read into qp_zmtp_in_space(), say how much with qp_zmtp_in_commit(), then call
- * qp_zmtp_next() until it returns QP_ZMTP_NONE; write what qp_zmtp_out() shows and say
- * how much went with qp_zmtp_out_done(). A negative return of qp_zmtp_next() means the
- * peer broke the protocol: close the connection. */
+ * Connecting is lazy and synchronous: a send connects first (retrying every 50 ms until
+ * its deadline, as libzmq's reconnect with ZMQ_IMMEDIATE does) and completes the
+ * handshake before it writes. A connection that ends is noticed by the next receive or
+ * send, and counted (qp_zmtp_epoch) so that the caller knows its peer state went with
+ * it. Frames are written with MSG_NOSIGNAL: a closed peer never raises SIGPIPE in the
+ * application.
+ *
+ * Threads: one thread at a time. No global state. After fork() the child must not use
+ * the parent's object (destroying it only closes the child's copy of the descriptor). */
 #ifndef QP_ZMTP_H
 #define QP_ZMTP_H
-
-#include "proto/msg.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 typedef struct qp_zmtp qp_zmtp_t;
 
-/* What qp_zmtp_next() found. */
-typedef enum qp_zmtp_event {
-    QP_ZMTP_NONE = 0,      /* nothing complete: read more */
-    QP_ZMTP_MESSAGE = 1,   /* a message of one frame */
-    QP_ZMTP_MULTIPART = 2, /* a message of several frames, read past whole (the protocol
-                              sends one frame per message): answer it with an error */
-} qp_zmtp_event_t;
+/* CLOCK_MONOTONIC in milliseconds: the clock of every deadline below. */
+static inline uint64_t qp_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
-/* A new connection whose peer may send frames of at most max_frame bytes and to which at
- * most max_out bytes may wait to be written. The greeting and READY are queued for
- * output at once. NULL when out of memory. */
-qp_zmtp_t *qp_zmtp_new(size_t max_frame, size_t max_out);
-/* Frees *self_p and its buffers; sets it to NULL. NULL is a no-op. */
+/* A DEALER for the Unix socket at path (copied; it must fit in sun_path, which the
+ * caller checks), refusing incoming frames over max_frame bytes. Connects nothing yet.
+ * NULL when out of memory. */
+qp_zmtp_t *qp_zmtp_new(const char *path, size_t max_frame);
+/* Closes the connection, frees *self_p and sets it to NULL; NULL is a no-op. */
 void qp_zmtp_destroy(qp_zmtp_t **self_p);
-/* Changes the frame cap for frames not begun yet (e.g. larger once a session is open). */
-void qp_zmtp_set_max_frame(qp_zmtp_t *self, size_t max_frame);
 
-/* ---- input ------------------------------------------------------------------------- */
+/* Connects and completes the handshake unless connected (a connection the peer closed
+ * does not count), retrying every 50 ms until deadline_ms. Returns 0 or -ENOTCONN. */
+int qp_zmtp_connect(qp_zmtp_t *self, uint64_t deadline_ms);
 
-/* Where to put bytes read from the peer: *n (> 0) bytes at the address returned, or NULL
- * when out of memory. Invalidates the body of the last message. */
-uint8_t *qp_zmtp_in_space(qp_zmtp_t *self, size_t *n);
-/* n bytes were written at qp_zmtp_in_space()'s address (n at most what it offered). */
-void qp_zmtp_in_commit(qp_zmtp_t *self, size_t n);
-/* The next event of what was read. On QP_ZMTP_MESSAGE, *body and *len are the message,
- * borrowed until the next call on self. Returns an event, or -EPROTO (the peer is no
- * DEALER speaking ZMTP 3 with NULL, or broke the protocol) or -EMSGSIZE (a frame over
- * the cap), with err as one line. After an error every call returns it again. */
-int qp_zmtp_next(qp_zmtp_t *self, const void **body, size_t *len, char err[QP_ERR_LEN]);
-/* True once the peer's greeting and READY were read and accepted. */
-bool qp_zmtp_ready(const qp_zmtp_t *self);
+/* Sends one single-frame message of len bytes, connecting first when there is no
+ * connection, until deadline_ms (qp_now_ms). Returns 0 once it is written whole, or
+ * -ENOTCONN: nobody accepts on the path, the handshake failed, or the connection broke
+ * or the deadline passed in the middle of the frame (the connection is then closed, as
+ * the stream is no longer in step). */
+int qp_zmtp_send(qp_zmtp_t *self, const void *buf, size_t len, uint64_t deadline_ms);
 
-/* ---- output ------------------------------------------------------------------------ */
+/* Receives the next single-frame message until deadline_ms: 0 with *buf (malloc'd,
+ * caller frees) and *len; -ETIMEDOUT when none came in time (or there is no connection
+ * to receive on); -ECONNRESET when the connection ended (or the peer broke the
+ * protocol, or sent a frame over max_frame): it is closed, and whatever the peer knew
+ * of this side is gone. Messages of several frames are dropped whole; -ENOMEM. */
+int qp_zmtp_recv(qp_zmtp_t *self, uint64_t deadline_ms, void **buf, size_t *len);
 
-/* Queues a message of one frame. Returns 0, or -ENOBUFS when it would put more than
- * max_out bytes in wait (it is then dropped whole), or -ENOMEM. */
-int qp_zmtp_send(qp_zmtp_t *self, const void *body, size_t len);
-/* The bytes waiting to be written (*n of them; *n = 0 when none), borrowed until the
- * next call that queues or consumes output. */
-const uint8_t *qp_zmtp_out(const qp_zmtp_t *self, size_t *n);
-/* n of those bytes were written. */
-void qp_zmtp_out_done(qp_zmtp_t *self, size_t n);
+/* The connection's descriptor, to poll for input next to others, or -1 without one.
+ * Valid until the next call on self. Poll it only when qp_zmtp_buffered() is false: a
+ * message already read from it into memory does not wake poll(). */
+int qp_zmtp_fd(const qp_zmtp_t *self);
+/* Whether a whole frame already received waits in memory (qp_zmtp_recv returns it, or
+ * what follows it, without reading the descriptor), or one over max_frame that ends the
+ * connection. */
+bool qp_zmtp_buffered(const qp_zmtp_t *self);
+
+/* How many connections were made so far (0 before the first): a value that changes
+ * means the peer on the other side sees a new, unknown peer. */
+uint64_t qp_zmtp_epoch(const qp_zmtp_t *self);
 
 #endif

@@ -7,13 +7,33 @@
 set -eu
 
 pkgs="build-essential pkg-config libzmq3-dev libmsgpack-dev libcriterion-dev libffi-dev
-      libjansson-dev libinih-dev"
-libs="libzmq msgpack criterion libffi jansson inih"
+      libjansson-dev libinih-dev libmicrohttpd-dev libjs-chart.js python3 python3-pytest
+      prometheus chromium
+      munge slurmctld slurmd slurm-client libslurm-dev"
+libs="libzmq msgpack criterion libffi jansson inih libmicrohttpd"
+
+# Slurm (the SPANK plugin's headers; its tests run a real munged, slurmctld and slurmd).
+slurm_files="/usr/include/slurm/spank.h /usr/sbin/munged /usr/sbin/slurmctld /usr/sbin/slurmd
+             /usr/bin/srun"
+have_slurm() {
+    for f in $slurm_files; do [ -e "$f" ] || return 1; done
+}
+
+# What the HTTP and Python tests run: the dashboard's Chart.js (served by qarbiter),
+# Python with pytest (the qvgpu package), a Prometheus server and a headless browser.
+have_tools() {
+    [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import pytest' 2>/dev/null &&
+        [ -x /usr/bin/prometheus ] && [ -x /usr/bin/chromium ] &&
+        ls /usr/share/javascript/chart.js/chart*.js >/dev/null 2>&1
+}
 
 # A machine whose compiler and pkg-config already find every library needs nothing
-# (this is also how a machine without apt, set up with ../shared/gpu, passes).
+# (this is also how a machine without apt, set up with ../shared/gpu, passes: there Slurm
+# and the test tools are optional, and without them the plugin is not built and the
+# tests that need them are skipped).
 if command -v cc >/dev/null && command -v pkg-config >/dev/null &&
-   pkg-config --exists $libs 2>/dev/null; then
+   pkg-config --exists $libs 2>/dev/null &&
+   { { have_slurm && have_tools; } || ! command -v apt-get >/dev/null; }; then
     exit 0
 fi
 

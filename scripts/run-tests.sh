@@ -2,6 +2,9 @@
 # run-tests.sh BUILD_DIR - runs every Criterion binary in BUILD_DIR/tests against the
 # simulated driver and exits non-zero if any test fails. Called by `make test`.
 #   T=pattern   runs only the binaries whose name contains pattern (make test T=sim)
+#   QV_TEST_DRIVER=real   runs against the installed NVIDIA driver instead (no build/sim
+#               on the library path) and skips, listing them, the binaries that
+#               tests/sim-only.list names (scripts/gpu-check.sh sets it)
 #   FUZZ_SECONDS=N  how long each fuzz target in BUILD_DIR/fuzz runs at most (20; 0: not
 #               run); they run when built (make fuzz, which make test does when clang is
 #               there), from a fixed seed (FUZZ_SEED, 1) for FUZZ_RUNS inputs (500000) at
@@ -11,16 +14,30 @@ set -u
 b=${1:-build}
 QVGPU_BUILD=$(readlink -f "$b")
 export QVGPU_BUILD
-export LD_LIBRARY_PATH="$QVGPU_BUILD/sim${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+driver=${QV_TEST_DRIVER:-sim}
+case "$driver" in
+sim) export LD_LIBRARY_PATH="$QVGPU_BUILD/sim${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;;
+real) export QV_TEST_DRIVER=real ;;
+*) echo "run-tests: QV_TEST_DRIVER must be sim or real, not '$driver'" >&2; exit 2 ;;
+esac
+sim_only=$(dirname "$0")/../tests/sim-only.list
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 failed=()
+skipped=()
 ran=0
 for t in "$b"/tests/test_*; do
     [ -x "$t" ] || continue
     name=$(basename "$t")
     case "$name" in *"${T:-}"*) ;; *) continue ;; esac
+    if [ "$driver" = real ]; then
+        why=$(awk -v n="$name" '$1 == n { $1 = ""; sub(/^ +/, ""); print; exit }' "$sim_only")
+        if [ -n "$why" ]; then
+            skipped+=("$name ($why)")
+            continue
+        fi
+    fi
     ran=$((ran + 1))
     echo "== $name"
     # Two jobs: the tests time GPU work on the simulated engine, which runs on the wall
@@ -51,6 +68,10 @@ for f in "$b"/fuzz/*; do
     fi
 done
 echo
+if [ ${#skipped[@]} -gt 0 ]; then
+    echo "run-tests: skipped ${#skipped[@]} binaries that need the simulated driver:"
+    printf '  %s\n' "${skipped[@]}"
+fi
 if [ "$ran" -eq 0 ]; then
     echo "run-tests: no test binary in $b/tests matches '${T:-}'" >&2
     exit 1

@@ -396,6 +396,20 @@ static void release(struct qs_agent *a, uint64_t keep)
     note_session(a);
 }
 
+/* Sends one mem_reserve so that n more bytes fit; *used receives the use it reported. */
+static int ask_reserve(struct qs_agent *a, uint64_t n, uint64_t *used, qp_msg_t **rep)
+{
+    uint64_t need, want;
+    *used = qs_resv_used(&qs_g.resv);
+    if (__builtin_add_overflow(*used, n, &need))
+        return -EDQUOT;
+    want = need + headroom() < need ? need : need + headroom();
+    qp_msg_t *m = qp_new_mem_reserve(need, want, *used);
+    if (!m)
+        return -ENOMEM;
+    return qp_conn_call(a->conn, &m, rep, CALL_MS, a->err);
+}
+
 /* Grows the reservation so that n more bytes fit. Returns 0, -EDQUOT, -EACCES (the
  * arbiter refuses this process) or -ENOTCONN. */
 static int reserve(struct qs_agent *a, uint64_t n)
@@ -405,14 +419,17 @@ static int reserve(struct qs_agent *a, uint64_t n)
         return 0; /* an earlier grant covers it */
     if (!atomic_load_explicit(&a->connected, memory_order_relaxed))
         return a->refused ? -EACCES : -ENOTCONN; /* fail fast; the heartbeat retries */
-    uint64_t used = qs_resv_used(&qs_g.resv), need, want;
-    if (__builtin_add_overflow(used, n, &need))
-        return -EDQUOT;
-    want = need + headroom() < need ? need : need + headroom();
-    qp_msg_t *m = qp_new_mem_reserve(need, want, used), *rep = NULL;
-    if (!m)
-        return -ENOMEM;
-    int rc = qp_conn_call(a->conn, &m, &rep, CALL_MS, a->err);
+    uint64_t used;
+    qp_msg_t *rep = NULL;
+    int rc = ask_reserve(a, n, &used, &rep);
+    /* The arbiter died under the request (kill -9, restart): no answer will come. Ask the
+     * new one at once, in a new session whose hello re-reports what we hold, rather than
+     * fail the allocation for a restart. Once: the application thread waits
+     * REQUEST_WAIT_MS at most, which two CALL_MS fit in. */
+    if (rc == -ECONNRESET) {
+        qp_msg_destroy(&rep);
+        rc = ask_reserve(a, n, &used, &rep);
+    }
     uint64_t reserved;
     if (rc == 0 && qp_msg_get_uint(rep, "reserved", &reserved) == 0) {
         a->reported_used = used;
@@ -563,7 +580,7 @@ static void *agent_main(void *arg)
     struct qs_agent *a = arg;
     char err[QP_ERR_LEN];
     qp_conn_hooks_t hooks = {hello_hook, session_hook, push_hook, a};
-    a->conn = qp_conn_new(NULL, qs_g.socket_dir, QP_TENANT, &hooks, err);
+    a->conn = qp_conn_new(qs_g.socket_dir, QP_TENANT, &hooks, err);
     if (!a->conn) {
         qs_log_once(&qs_g.logged.agent, "cannot connect to the arbiter: %s", err);
         /* No connection will ever exist: nobody can grant a lease, and launches waiting

@@ -171,6 +171,21 @@ int qsim_config_from_env(qsim_config_t *cfg, char err[QSIM_ERR_LEN])
     }
     cfg->slice_ns = (uint64_t)us * 1000u;
 
+    /* Per process, not part of the host's configuration: on real hardware what a
+     * context costs differs between processes too (driver, libraries loaded). */
+    const char *ctx = getenv("QSIM_CONTEXT_MEMORY");
+    cfg->ctx_memory = QSIM_DEFAULT_CONTEXT_MEMORY;
+    if (ctx && *ctx && strcmp(ctx, "0") == 0) {
+        cfg->ctx_memory = 0;
+    } else if (ctx && *ctx &&
+               (parse_size(ctx, &cfg->ctx_memory) < 0 || cfg->ctx_memory > (UINT64_C(1) << 40))) {
+        snprintf(err, QSIM_ERR_LEN,
+                 "qsim: bad QSIM_CONTEXT_MEMORY \"%.80s\": want a size such as 256MiB (at most "
+                 "1TiB) or 0",
+                 ctx);
+        return -EINVAL;
+    }
+
     const char *gpus = getenv("QSIM_GPUS");
     return qsim_config_parse_gpus(cfg, gpus ? gpus : QSIM_DEFAULT_GPUS, err);
 }

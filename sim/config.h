@@ -3,6 +3,7 @@
  *   QSIM_GPUS          NAME:MEMORY:SMS[,NAME:MEMORY:SMS...]; unset: one GTX 1080
  *   QSIM_NAMESPACE     which simulated host ([A-Za-z0-9._-], at most 63 characters)
  *   QSIM_TIMESLICE_US  time slice of the round-robin scheduler (50 .. 1000000)
+ *   QSIM_CONTEXT_MEMORY device memory each context of the process costs (a size; 0: none)
  *
  * Pure functions of their arguments; any thread. */
 #ifndef QSIM_CONFIG_H
@@ -17,6 +18,10 @@
 #define QSIM_DEFAULT_GPUS "NVIDIA GeForce GTX 1080:8GiB:20"
 #define QSIM_DEFAULT_NAMESPACE "default"
 #define QSIM_DEFAULT_SLICE_US 1000u
+/* What a context costs the device by default: a CUDA 12 context with lazy module loading
+ * keeps about this much on current GPUs (its code, local memory for the default stack,
+ * printf buffer and malloc heap), before any library (cuBLAS, cuDNN) loads its kernels. */
+#define QSIM_DEFAULT_CONTEXT_MEMORY (256ull << 20)
 
 struct qsim_gpu_spec {
     char name[QSIM_NAME_LEN]; /* marketing name */
@@ -29,6 +34,7 @@ typedef struct qsim_config {
     int ngpu;             /* entries in gpu[] */
     struct qsim_gpu_spec gpu[QSIM_MAX_DEVICES];
     uint64_t slice_ns;        /* time slice */
+    uint64_t ctx_memory;      /* bytes each context of this process costs its device */
     char gpus[QSIM_GPUS_LEN]; /* the list normalised, to compare hosts */
 } qsim_config_t;
 

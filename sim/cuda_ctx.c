@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sim/cuda_export.h"
 #include "sim/cuda_mem.h"
 #include "sim/cuda_stream.h"
 #include "sim/engine.h"
@@ -46,7 +47,14 @@ static CUresult ctx_start_locked(struct qsim_ctx *ctx, int ord, unsigned flags, 
 {
     if (qsim_lock_host() != CUDA_SUCCESS)
         return CUDA_ERROR_UNKNOWN;
+    /* A context costs its device memory of its own (QSIM_CONTEXT_MEMORY), as on real
+     * hardware: a device too full for it refuses the context. */
     int slot = qsim_engine_ctx_new_locked(qsim_g.shm, qsim_g.proc, ord, qsim_dev_index(ord));
+    if (slot >= 0 &&
+        qsim_host_charge_locked(qsim_g.shm, qsim_g.proc, ord, qsim_g.me->ctx_mem) < 0) {
+        qsim_engine_ctx_free_locked(qsim_g.shm, slot);
+        slot = -1;
+    }
     if (slot >= 0)
         qsim_g.me->nctx[ord]++;
     qsim_unlock_host();
@@ -70,6 +78,7 @@ static CUresult ctx_start_locked(struct qsim_ctx *ctx, int ord, unsigned flags, 
         ctx->magic = 0;
         if (qsim_lock_host() == CUDA_SUCCESS) {
             qsim_engine_ctx_free_locked(qsim_g.shm, slot);
+            qsim_host_uncharge_locked(qsim_g.shm, qsim_g.proc, ord, qsim_g.me->ctx_mem);
             qsim_g.me->nctx[ord]--;
             qsim_unlock_host();
         }
@@ -84,12 +93,14 @@ static void ctx_stop_locked(struct qsim_ctx *ctx)
 {
     qsim_ctx_wait_idle(ctx);
     ctx->magic = 0;
+    qsim_cls_ctx_stopped_locked(ctx);
     qsim_mem_drop_ctx_locked(ctx);
     qsim_array_drop_ctx_locked(ctx);
     qsim_stream_drop_ctx_locked(ctx);
     ctx->legacy = NULL;
     if (qsim_lock_host() == CUDA_SUCCESS) {
         qsim_engine_ctx_free_locked(qsim_g.shm, ctx->slot);
+        qsim_host_uncharge_locked(qsim_g.shm, qsim_g.proc, ctx->ordinal, qsim_g.me->ctx_mem);
         qsim_g.me->nctx[ctx->ordinal]--;
         qsim_unlock_host();
     }
@@ -187,6 +198,7 @@ static CUresult ctx_destroy(CUcontext h)
     pthread_mutex_lock(&qsim_g.lock);
     ctx_stop_locked(c);
     pthread_mutex_unlock(&qsim_g.lock);
+    qsim_cls_run_destructors();
     /* Popped if it is current to the calling thread. */
     if (qsim_ctx_current() == c)
         qsim_t.depth--;
@@ -246,6 +258,29 @@ QSIM_API CUresult cuCtxPopCurrent_v2(CUcontext *pctx)
     QSIM_GUARDED(ctx_pop(pctx));
 }
 
+/* An inactive primary context made current (as the CUDA runtime does with the handle
+ * its private interface gives it, without retaining it) comes to life, as on the real
+ * driver, held by one retain; anything else inactive is CUDA_ERROR_INVALID_CONTEXT. */
+static CUresult primary_activate(struct qsim_ctx *c)
+{
+    CUresult rc = CUDA_ERROR_INVALID_CONTEXT;
+    pthread_mutex_lock(&qsim_g.lock);
+    for (int d = 0; d < qsim_g.ndev; d++) {
+        struct qsim_primary *p = &qsim_g.primary[d];
+        if (p->ctx != c)
+            continue;
+        rc = CUDA_SUCCESS;
+        if (c->magic != QSIM_MAGIC_CTX) {
+            rc = ctx_start_locked(c, d, p->flags | CU_CTX_MAP_HOST, true);
+            if (rc == CUDA_SUCCESS)
+                p->retained++;
+        }
+        break;
+    }
+    pthread_mutex_unlock(&qsim_g.lock);
+    return rc;
+}
+
 static CUresult ctx_set_current(CUcontext h)
 {
     struct qsim_ctx *c = (struct qsim_ctx *)h;
@@ -254,8 +289,11 @@ static CUresult ctx_set_current(CUcontext h)
             qsim_t.depth--;
         return CUDA_SUCCESS;
     }
-    if (c->magic != QSIM_MAGIC_CTX)
-        return CUDA_ERROR_INVALID_CONTEXT;
+    if (c->magic != QSIM_MAGIC_CTX) {
+        CUresult rc = primary_activate(c);
+        if (rc != CUDA_SUCCESS)
+            return rc;
+    }
     if (qsim_t.depth)
         qsim_t.stack[qsim_t.depth - 1] = c;
     else
@@ -433,6 +471,19 @@ QSIM_API CUresult cuCtxSetLimit(CUlimit limit, size_t value)
 
 /* ---- primary contexts -------------------------------------------------------------- */
 
+/* Device dev's primary context object, made (inactive) on first need; NULL when out of
+ * memory. Caller holds qsim_g.lock. */
+static struct qsim_ctx *primary_object_locked(CUdevice dev)
+{
+    struct qsim_primary *p = &qsim_g.primary[dev];
+    if (!p->ctx && (p->ctx = calloc(1, sizeof *p->ctx))) {
+        p->ctx->primary = true;
+        p->ctx->next = qsim_g.ctxs;
+        qsim_g.ctxs = p->ctx;
+    }
+    return p->ctx;
+}
+
 static CUresult primary_retain(CUcontext *pctx, CUdevice dev)
 {
     if (!pctx)
@@ -442,12 +493,7 @@ static CUresult primary_retain(CUcontext *pctx, CUdevice dev)
         return rc;
     pthread_mutex_lock(&qsim_g.lock);
     struct qsim_primary *p = &qsim_g.primary[dev];
-    if (!p->ctx && (p->ctx = calloc(1, sizeof *p->ctx))) {
-        p->ctx->primary = true;
-        p->ctx->next = qsim_g.ctxs;
-        qsim_g.ctxs = p->ctx;
-    }
-    if (!p->ctx)
+    if (!primary_object_locked(dev))
         rc = CUDA_ERROR_OUT_OF_MEMORY;
     else if (p->ctx->magic != QSIM_MAGIC_CTX)
         rc = ctx_start_locked(p->ctx, dev, p->flags | CU_CTX_MAP_HOST, true);
@@ -457,6 +503,16 @@ static CUresult primary_retain(CUcontext *pctx, CUdevice dev)
     }
     pthread_mutex_unlock(&qsim_g.lock);
     return rc;
+}
+
+struct qsim_ctx *qsim_primary_object(CUdevice dev)
+{
+    if (qsim_check_device(dev) != CUDA_SUCCESS)
+        return NULL;
+    pthread_mutex_lock(&qsim_g.lock);
+    struct qsim_ctx *c = primary_object_locked(dev);
+    pthread_mutex_unlock(&qsim_g.lock);
+    return c;
 }
 
 QSIM_API CUresult cuDevicePrimaryCtxRetain(CUcontext *pctx, CUdevice dev)
@@ -478,6 +534,7 @@ static CUresult primary_release(CUdevice dev)
         ctx_stop_locked(p->ctx);
     }
     pthread_mutex_unlock(&qsim_g.lock);
+    qsim_cls_run_destructors();
     return rc;
 }
 
@@ -505,6 +562,7 @@ static CUresult primary_reset(CUdevice dev)
             rc = ctx_start_locked(p->ctx, dev, p->flags | CU_CTX_MAP_HOST, true);
     }
     pthread_mutex_unlock(&qsim_g.lock);
+    qsim_cls_run_destructors();
     return rc;
 }
 

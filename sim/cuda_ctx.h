@@ -15,4 +15,8 @@ CUresult qsim_ctx_get(struct qsim_ctx **out);
 /* The live context behind h (NULL: the current one), or NULL when h names none. */
 struct qsim_ctx *qsim_ctx_of(CUcontext h);
 
+/* Device dev's primary context object, made (inactive) if it has none yet; the handle
+ * cuDevicePrimaryCtxRetain will return. NULL for a bad device or no memory. */
+struct qsim_ctx *qsim_primary_object(CUdevice dev);
+
 #endif

@@ -89,9 +89,7 @@ static void forked_child(void)
  * by whoever opened it must not unmap it. */
 static void pin_self(void)
 {
-    Dl_info info;
-    if (dladdr((void *)cuInit, &info) && info.dli_fname)
-        dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE);
+    qsim_self_open(RTLD_NODELETE); /* the reference is kept for good */
 }
 
 static CUresult init_once(void)
@@ -574,7 +572,7 @@ static long long attribute(CUdevice_attribute a, CUdevice dev, const struct qsim
     }
 }
 
-static CUresult device_get_attribute(int *pi, CUdevice_attribute attrib, CUdevice dev)
+CUresult qsim_device_attribute(int *pi, CUdevice_attribute attrib, CUdevice dev)
 {
     if (!pi)
         return CUDA_ERROR_INVALID_VALUE;
@@ -590,7 +588,7 @@ static CUresult device_get_attribute(int *pi, CUdevice_attribute attrib, CUdevic
 
 QSIM_API CUresult cuDeviceGetAttribute(int *pi, CUdevice_attribute attrib, CUdevice dev)
 {
-    QSIM_GUARDED(device_get_attribute(pi, attrib, dev));
+    QSIM_GUARDED(qsim_device_attribute(pi, attrib, dev));
 }
 
 static CUresult device_get_pci_bus_id(char *pciBusId, int len, CUdevice dev)

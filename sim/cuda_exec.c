@@ -2,10 +2,11 @@
  *
  * Any image loads. cuModuleGetFunction(&f, mod, "qsim_spin") gives a kernel whose one
  * parameter, an unsigned long long, is the number of nanoseconds it occupies its
- * device; any other name gives a kernel that takes no time.
+ * device; any other name gives a kernel that takes no time. Launches also take a
+ * library's kernel (CUkernel, cuda_library.c) cast to a CUfunction.
  * Threads: any. Module and function objects under qsim_g.lock; a launch takes no
  * process lock unless its stream is capturing. */
-#include "sim/cuda_stream.h"
+#include "sim/cuda_exec.h"
 
 #include <fcntl.h>
 #include <stdlib.h>
@@ -13,6 +14,8 @@
 #include <unistd.h>
 
 #include "sim/cuda_ctx.h"
+#include "sim/cuda_library.h"
+#include "sim/cuda_stream.h"
 
 #define QSIM_SPIN_NAME "qsim_spin"
 
@@ -34,12 +37,8 @@ struct qsim_func {
 
 /* ---- modules ----------------------------------------------------------------------- */
 
-static CUresult module_new(CUmodule *out)
+CUresult qsim_module_new(struct qsim_ctx *ctx, CUmodule *out)
 {
-    struct qsim_ctx *ctx;
-    CUresult rc = qsim_ctx_get(&ctx);
-    if (rc != CUDA_SUCCESS)
-        return rc;
     struct qsim_module *m = calloc(1, sizeof *m);
     if (!m)
         return CUDA_ERROR_OUT_OF_MEMORY;
@@ -51,6 +50,14 @@ static CUresult module_new(CUmodule *out)
     pthread_mutex_unlock(&qsim_g.lock);
     *out = (CUmodule)m;
     return CUDA_SUCCESS;
+}
+
+/* A module in the current context. */
+static CUresult module_new(CUmodule *out)
+{
+    struct qsim_ctx *ctx;
+    CUresult rc = qsim_ctx_get(&ctx);
+    return rc == CUDA_SUCCESS ? qsim_module_new(ctx, out) : rc;
 }
 
 static CUresult module_load_data(CUmodule *module, const void *image)
@@ -93,7 +100,7 @@ QSIM_API CUresult cuModuleLoad(CUmodule *module, const char *fname)
     QSIM_GUARDED(module_load(module, fname));
 }
 
-static CUresult module_unload(CUmodule h)
+CUresult qsim_module_unload(CUmodule h)
 {
     struct qsim_module *m = (struct qsim_module *)h;
     if (!m || m->magic != QSIM_MAGIC_MODULE)
@@ -109,10 +116,10 @@ static CUresult module_unload(CUmodule h)
 
 QSIM_API CUresult cuModuleUnload(CUmodule hmod)
 {
-    QSIM_GUARDED(module_unload(hmod));
+    QSIM_GUARDED(qsim_module_unload(hmod));
 }
 
-static CUresult module_get_function(CUfunction *hfunc, CUmodule h, const char *name)
+CUresult qsim_module_function(CUfunction *hfunc, CUmodule h, const char *name)
 {
     struct qsim_module *m = (struct qsim_module *)h;
     if (!hfunc || !name)
@@ -142,7 +149,7 @@ static CUresult module_get_function(CUfunction *hfunc, CUmodule h, const char *n
 
 QSIM_API CUresult cuModuleGetFunction(CUfunction *hfunc, CUmodule hmod, const char *name)
 {
-    QSIM_GUARDED(module_get_function(hfunc, hmod, name));
+    QSIM_GUARDED(qsim_module_function(hfunc, hmod, name));
 }
 
 static struct qsim_func *func_of(CUfunction h)
@@ -167,14 +174,9 @@ QSIM_API CUresult cuFuncGetName(const char **name, CUfunction hfunc)
     QSIM_GUARDED(func_get_name(name, hfunc));
 }
 
-static CUresult func_get_attribute(int *pi, CUfunction_attribute attrib, CUfunction h)
+CUresult qsim_func_attribute(int *pi, CUfunction_attribute attrib, int ordinal)
 {
-    struct qsim_func *f = func_of(h);
-    if (!pi)
-        return CUDA_ERROR_INVALID_VALUE;
-    if (!f)
-        return CUDA_ERROR_INVALID_HANDLE;
-    const struct qsim_dev *d = qsim_dev_of(f->mod->ctx->ordinal);
+    const struct qsim_dev *d = qsim_dev_of(ordinal);
     switch (attrib) {
     case CU_FUNC_ATTRIBUTE_MAX_THREADS_PER_BLOCK:
         *pi = 1024;
@@ -201,6 +203,16 @@ static CUresult func_get_attribute(int *pi, CUfunction_attribute attrib, CUfunct
         break;
     }
     return CUDA_SUCCESS;
+}
+
+static CUresult func_get_attribute(int *pi, CUfunction_attribute attrib, CUfunction h)
+{
+    struct qsim_func *f = func_of(h);
+    if (!pi)
+        return CUDA_ERROR_INVALID_VALUE;
+    if (!f)
+        return CUDA_ERROR_INVALID_HANDLE;
+    return qsim_func_attribute(pi, attrib, f->mod->ctx->ordinal);
 }
 
 QSIM_API CUresult cuFuncGetAttribute(int *pi, CUfunction_attribute attrib, CUfunction hfunc)
@@ -263,11 +275,13 @@ struct launch {
     bool cooperative;           /* all blocks must be resident at once */
 };
 
+/* h is a function, or a library's kernel (CUkernel) cast to one: that runs as its
+ * function in the stream's context, loaded there on first use. */
 static CUresult launch(CUfunction h, const struct launch *l, void **params, void **extra,
                        bool per_thread)
 {
     struct qsim_func *f = func_of(h);
-    if (!f)
+    if (!f && !qsim_kernel_is(h))
         return CUDA_ERROR_INVALID_HANDLE;
     uint64_t threads = (uint64_t)l->block[0] * l->block[1] * l->block[2];
     uint64_t blocks = (uint64_t)l->grid[0] * l->grid[1] * l->grid[2];
@@ -278,6 +292,12 @@ static CUresult launch(CUfunction h, const struct launch *l, void **params, void
     CUresult rc = qsim_stream_resolve(l->stream, per_thread, &st);
     if (rc != CUDA_SUCCESS)
         return rc;
+    if (!f) {
+        CUfunction kf;
+        if ((rc = qsim_kernel_function(h, st->ctx, &kf)) != CUDA_SUCCESS)
+            return rc;
+        f = func_of(kf);
+    }
     if (st->ctx != f->mod->ctx)
         return CUDA_ERROR_INVALID_HANDLE; /* a module belongs to one context */
     if (l->cooperative) {
@@ -376,4 +396,22 @@ QSIM_API CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig *config, CUfunction
                                         void **kernelParams, void **extra)
 {
     QSIM_GUARDED(launch_ex(config, f, kernelParams, extra, true));
+}
+
+/* ---- loading mode -------------------------------------------------------------------- */
+
+/* CUDA_MODULE_LOADING, read as the real driver reads it: EAGER or LAZY (the default since
+ * CUDA 12.2); anything else is the default. */
+static CUresult module_get_loading_mode(CUmoduleLoadingMode *mode)
+{
+    if (!mode)
+        return CUDA_ERROR_INVALID_VALUE;
+    const char *v = getenv("CUDA_MODULE_LOADING");
+    *mode = v && strcmp(v, "EAGER") == 0 ? CU_MODULE_EAGER_LOADING : CU_MODULE_LAZY_LOADING;
+    return CUDA_SUCCESS;
+}
+
+QSIM_API CUresult cuModuleGetLoadingMode(CUmoduleLoadingMode *mode)
+{
+    QSIM_GUARDED(module_get_loading_mode(mode));
 }

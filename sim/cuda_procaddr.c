@@ -17,10 +17,7 @@ static void *self_handle(void)
     void *h = atomic_load_explicit(&qsim_g.self, memory_order_acquire);
     if (h)
         return h;
-    Dl_info info;
-    if (!dladdr((void *)cuGetProcAddress_v2, &info) || !info.dli_fname)
-        return NULL;
-    h = dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD);
+    h = qsim_self_open(0);
     void *expected = NULL;
     if (h && !atomic_compare_exchange_strong(&qsim_g.self, &expected, h)) {
         dlclose(h); /* another thread won: drop our extra reference */

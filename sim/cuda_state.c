@@ -3,6 +3,7 @@
  * Threads: any application thread; see cuda_state.h for what guards what. */
 #include "sim/cuda_state.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 
 struct qsim_cuda qsim_g = {
@@ -76,4 +77,12 @@ void qsim_unlock_host(void)
 unsigned long long qsim_new_id(void)
 {
     return atomic_fetch_add_explicit(&qsim_g.next_id, 1, memory_order_relaxed);
+}
+
+void *qsim_self_open(int flags)
+{
+    Dl_info info;
+    if (!dladdr((void *)qsim_self_open, &info) || !info.dli_fname)
+        return NULL;
+    return dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | flags);
 }

@@ -41,6 +41,9 @@ enum qsim_magic {
     QSIM_MAGIC_MIPMAP = 0x514d4950, /* "QMIP" */
     QSIM_MAGIC_PHYS = 0x51504859,   /* "QPHY" */
     QSIM_MAGIC_NODE = 0x514e4f44,   /* "QNOD" */
+    QSIM_MAGIC_LINK = 0x514c4e4b,   /* "QLNK" */
+    QSIM_MAGIC_LIBRARY = 0x514c4942, /* "QLIB" */
+    QSIM_MAGIC_KERNEL = 0x514b524e, /* "QKRN" */
 };
 
 enum qsim_run_state {
@@ -144,6 +147,9 @@ struct qsim_array;
 struct qsim_mipmap;
 struct qsim_graph;
 struct qsim_exec;
+struct qsim_link;
+struct qsim_library;
+struct qsim_cls;
 
 /* All mutable global state of the simulated libcuda. Only cuda_state.c defines any. */
 struct qsim_cuda {
@@ -172,6 +178,13 @@ struct qsim_cuda {
     struct qsim_mipmap *mipmaps;        /* every mipmapped array ever made (lock) */
     struct qsim_graph *graphs;          /* every graph ever made, cuda_graph.c (lock) */
     struct qsim_exec *execs;            /* every executable graph ever made (lock) */
+    struct qsim_link *free_links;       /* destroyed link states, cuda_link.c (lock) */
+    struct qsim_library *libraries;     /* every library ever loaded, cuda_library.c (lock) */
+    struct qsim_cls *cls;               /* the runtime's context-local storage and the
+                                           entries of stopped contexts whose destructors
+                                           are still to run, cuda_export.c (lock) */
+    uint32_t rt_hooks[1024];            /* buffers the runtime's tool hooks live in; the */
+    uint32_t rt_hooks2[14];             /* driver never reads them, cuda_export.c */
     _Atomic unsigned long long next_id; /* ids for contexts, streams, buffers; relaxed:
                                         only uniqueness matters */
     pthread_key_t thread_key;           /* per-thread default streams, freed at thread exit */
@@ -252,7 +265,17 @@ static inline CUresult qsim_check_device(CUdevice dev)
     return dev >= 0 && dev < qsim_g.ndev ? CUDA_SUCCESS : CUDA_ERROR_INVALID_DEVICE;
 }
 
+/* cuDeviceGetAttribute's answer (cuda_device.c), for the driver's own use. */
+CUresult qsim_device_attribute(int *pi, CUdevice_attribute attrib, CUdevice dev);
+
 /* A new id for a context, stream or buffer; any thread. */
 unsigned long long qsim_new_id(void);
+
+/* dlopen(this library, RTLD_LAZY | RTLD_NOLOAD | flags): a new reference to this very
+ * library (the caller closes it, or keeps it for good), or NULL. Found from the address
+ * of a hidden function: an exported name, even used from inside this library, may be
+ * bound to a preloaded library's definition of it (the shim's), whose file it would
+ * name. */
+void *qsim_self_open(int flags);
 
 #endif

@@ -419,6 +419,7 @@ int qsim_host_register(qsim_host_t *self, const qsim_config_t *cfg, int ndev, co
     pr->pid = (int)getpid();
     pr->restore_tid = tid;
     pr->ndev = ndev;
+    pr->ctx_mem = cfg->ctx_memory;
     for (int o = 0; o < QSIM_MAX_DEVICES; o++) {
         pr->ord_map[o] = o < ndev ? ord_map[o] : -1;
         pr->mem[o] = 0;

@@ -431,9 +431,43 @@ static unsigned long long proc_on_device(const struct qsim_proc *p, int dev, boo
     return bytes;
 }
 
-/* The processes with a context on device h: fills up to *count entries through put and
- * sets *count to how many there are (the NVML size protocol). */
-static nvmlReturn_t running(nvmlDevice_t h, unsigned *count, void *infos, bool v1)
+/* The layouts process lists come in. */
+enum layout {
+    L_V1,     /* nvmlProcessInfo_v1_t: the unversioned symbols */
+    L_V2,     /* nvmlProcessInfo_t: the _v2 and _v3 symbols */
+    L_DETAIL, /* nvmlProcessDetail_v1_t: nvmlDeviceGetRunningProcessDetailList */
+};
+
+/* Writes entry n of infos, in layout l. */
+static void put_proc(void *infos, enum layout l, unsigned n, unsigned pid, unsigned long long bytes)
+{
+    if (l == L_V1) {
+        nvmlProcessInfo_v1_t *e = (nvmlProcessInfo_v1_t *)infos + n;
+        e->pid = pid;
+        e->usedGpuMemory = bytes;
+    } else if (l == L_V2) {
+        nvmlProcessInfo_t *e = (nvmlProcessInfo_t *)infos + n;
+        e->pid = pid;
+        e->usedGpuMemory = bytes;
+        e->gpuInstanceId = 0xFFFFFFFFu; /* no MIG */
+        e->computeInstanceId = 0xFFFFFFFFu;
+    } else {
+        nvmlProcessDetail_v1_t *e = (nvmlProcessDetail_v1_t *)infos + n;
+        e->pid = pid;
+        e->usedGpuMemory = bytes;
+        e->gpuInstanceId = 0xFFFFFFFFu;
+        e->computeInstanceId = 0xFFFFFFFFu;
+        e->usedGpuCcProtectedMemory = 0; /* no confidential computing */
+    }
+}
+
+/* The processes of kind mode (NVML_PROCESS_MODE_*) on device h, each with everything it
+ * holds there, its contexts' own memory included, as the real driver counts it: fills up
+ * to *count entries of infos in layout l and sets *count to how many there are (the NVML
+ * size protocol: NVML_ERROR_INSUFFICIENT_SIZE when they do not fit). A simulated GPU runs
+ * compute contexts only: no graphics clients, no MPS server. */
+static nvmlReturn_t running(nvmlDevice_t h, unsigned mode, unsigned *count, void *infos,
+                            enum layout l)
 {
     const struct qsim_dev *d;
     int i;
@@ -445,22 +479,13 @@ static nvmlReturn_t running(nvmlDevice_t h, unsigned *count, void *infos, bool v
         return rc;
     qsim_host_reap_locked(s, true);
     unsigned n = 0;
-    for (int p = 0; p < QSIM_MAX_PROCS; p++) {
+    for (int p = 0; mode == NVML_PROCESS_MODE_COMPUTE && p < QSIM_MAX_PROCS; p++) {
         bool has_ctx;
         unsigned long long bytes = proc_on_device(&s->proc[p], i, &has_ctx);
         if (!has_ctx)
             continue;
-        if (n < *count && v1) {
-            nvmlProcessInfo_v1_t *e = (nvmlProcessInfo_v1_t *)infos + n;
-            e->pid = (unsigned)s->proc[p].pid;
-            e->usedGpuMemory = bytes;
-        } else if (n < *count) {
-            nvmlProcessInfo_t *e = (nvmlProcessInfo_t *)infos + n;
-            e->pid = (unsigned)s->proc[p].pid;
-            e->usedGpuMemory = bytes;
-            e->gpuInstanceId = 0xFFFFFFFFu;
-            e->computeInstanceId = 0xFFFFFFFFu;
-        }
+        if (n < *count)
+            put_proc(infos, l, n, (unsigned)s->proc[p].pid, bytes);
         n++;
     }
     unlock_host();
@@ -472,19 +497,71 @@ static nvmlReturn_t running(nvmlDevice_t h, unsigned *count, void *infos, bool v
 QSIM_NVML_API nvmlReturn_t nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t h, unsigned int *n,
                                                                 nvmlProcessInfo_v1_t *infos)
 {
-    return running(h, n, infos, true);
+    return running(h, NVML_PROCESS_MODE_COMPUTE, n, infos, L_V1);
 }
 
 QSIM_NVML_API nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t h, unsigned int *n,
                                                                    nvmlProcessInfo_t *infos)
 {
-    return running(h, n, infos, false);
+    return running(h, NVML_PROCESS_MODE_COMPUTE, n, infos, L_V2);
 }
 
 QSIM_NVML_API nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t h, unsigned int *n,
                                                                    nvmlProcessInfo_t *infos)
 {
-    return running(h, n, infos, false);
+    return running(h, NVML_PROCESS_MODE_COMPUTE, n, infos, L_V2);
+}
+
+QSIM_NVML_API nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses(nvmlDevice_t h, unsigned int *n,
+                                                                 nvmlProcessInfo_v1_t *infos)
+{
+    return running(h, NVML_PROCESS_MODE_GRAPHICS, n, infos, L_V1);
+}
+
+QSIM_NVML_API nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v2(nvmlDevice_t h, unsigned int *n,
+                                                                    nvmlProcessInfo_t *infos)
+{
+    return running(h, NVML_PROCESS_MODE_GRAPHICS, n, infos, L_V2);
+}
+
+QSIM_NVML_API nvmlReturn_t nvmlDeviceGetGraphicsRunningProcesses_v3(nvmlDevice_t h, unsigned int *n,
+                                                                    nvmlProcessInfo_t *infos)
+{
+    return running(h, NVML_PROCESS_MODE_GRAPHICS, n, infos, L_V2);
+}
+
+QSIM_NVML_API nvmlReturn_t nvmlDeviceGetMPSComputeRunningProcesses(nvmlDevice_t h, unsigned int *n,
+                                                                   nvmlProcessInfo_v1_t *infos)
+{
+    return running(h, NVML_PROCESS_MODE_MPS, n, infos, L_V1);
+}
+
+QSIM_NVML_API nvmlReturn_t nvmlDeviceGetMPSComputeRunningProcesses_v2(nvmlDevice_t h,
+                                                                      unsigned int *n,
+                                                                      nvmlProcessInfo_t *infos)
+{
+    return running(h, NVML_PROCESS_MODE_MPS, n, infos, L_V2);
+}
+
+QSIM_NVML_API nvmlReturn_t nvmlDeviceGetMPSComputeRunningProcesses_v3(nvmlDevice_t h,
+                                                                      unsigned int *n,
+                                                                      nvmlProcessInfo_t *infos)
+{
+    return running(h, NVML_PROCESS_MODE_MPS, n, infos, L_V2);
+}
+
+QSIM_NVML_API nvmlReturn_t nvmlDeviceGetRunningProcessDetailList(nvmlDevice_t h,
+                                                                 nvmlProcessDetailList_t *plist)
+{
+    if (!nvml_g.host)
+        return NVML_ERROR_UNINITIALIZED;
+    if (!plist)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    if (plist->version != nvmlProcessDetailList_v1)
+        return NVML_ERROR_ARGUMENT_VERSION_MISMATCH;
+    if (plist->mode > NVML_PROCESS_MODE_MPS)
+        return NVML_ERROR_INVALID_ARGUMENT;
+    return running(h, plist->mode, &plist->numProcArrayEntries, plist->procArray, L_DETAIL);
 }
 
 /* One sample per process that had a context on the device or ran on it since

@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #define QSIM_SHM_MAGIC 0x3174736f686d7371ull /* "qsmhost1" */
-#define QSIM_SHM_LAYOUT 5u
+#define QSIM_SHM_LAYOUT 6u
 
 #define QSIM_MAX_DEVICES 16
 #define QSIM_MAX_PROCS 256
@@ -134,7 +134,8 @@ struct qsim_proc {
     int32_t restore_tid; /* thread id of its life thread (cuCheckpointProcessGetRestoreThreadId) */
     int32_t ndev;        /* CUDA ordinals it sees */
     int32_t ord_map[QSIM_MAX_DEVICES]; /* ordinal -> device index */
-    uint64_t mem[QSIM_MAX_DEVICES];    /* bytes it holds, by ordinal */
+    uint64_t mem[QSIM_MAX_DEVICES];    /* bytes it holds, by ordinal (contexts included) */
+    uint64_t ctx_mem;                  /* what each of its contexts costs (QSIM_CONTEXT_MEMORY) */
     uint32_t nctx[QSIM_MAX_DEVICES];   /* contexts it has, by ordinal */
     /* Checkpointing (cuda_checkpoint.c). The three words are also futex words. */
     _Atomic uint32_t ckpt;                   /* CUprocessState */

@@ -94,7 +94,7 @@ ctl_tenant_t *ctl_tenant_new(const qt_arbiter_t *arb, const char *vgpu, const ch
     snprintf(t->secret, sizeof t->secret, "%s", secret);
     qp_conn_hooks_t hooks = {tenant_hello, tenant_session, tenant_push, t};
     char err[QP_ERR_LEN];
-    t->conn = qp_conn_new(NULL, qt_arbiter_socket_dir(arb), QP_TENANT, &hooks, err);
+    t->conn = qp_conn_new(qt_arbiter_socket_dir(arb), QP_TENANT, &hooks, err);
     cr_assert_not_null(t->conn, "%s", err);
     return t;
 }
@@ -217,7 +217,7 @@ qp_gpu_t ctl_gpu_record(const qt_arbiter_t *arb, int index)
 {
     qp_conn_hooks_t hooks = {gpu_record_hello, NULL, NULL, NULL};
     char err[QP_ERR_LEN];
-    qp_conn_t *c = qp_conn_new(NULL, qt_arbiter_socket_dir(arb), QP_ADMIN, &hooks, err);
+    qp_conn_t *c = qp_conn_new(qt_arbiter_socket_dir(arb), QP_ADMIN, &hooks, err);
     cr_assert_not_null(c, "%s", err);
     qp_msg_t *req = qp_msg_new("gpus"), *rep = NULL;
     cr_assert_eq(qp_conn_call(c, &req, &rep, 3000, err), 0, "%s", err);

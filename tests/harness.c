@@ -39,6 +39,8 @@ struct qt_arbiter {
     char *state_dir;   /* owned */
     char *config_path; /* owned; NULL when started without a config */
     char **env;        /* owned: copy of the extra environment, NULL-terminated */
+    char *http;        /* owned: the value of --http ("off" unless asked for) */
+    char **args;       /* owned: copy of the extra arguments, NULL-terminated */
     qt_proc_t *proc;   /* owned; NULL while killed */
 };
 
@@ -66,8 +68,7 @@ static char *xstrdup(const char *s)
     return p;
 }
 
-static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *xasprintf(const char *fmt, ...)
+char *qt_strf(const char *fmt, ...)
 {
     va_list ap;
     char *s;
@@ -144,7 +145,7 @@ const char *qt_build(void)
 
 char *qt_build_path(const char *rel)
 {
-    return xasprintf("%s/%s", qt_build(), rel);
+    return qt_strf("%s/%s", qt_build(), rel);
 }
 
 char *qt_tmpdir(void)
@@ -196,13 +197,19 @@ const char *qt_sim_private(const char *gpus)
         remove_sim_host(h.sim_ns);
         free(h.sim_ns);
     }
-    h.sim_ns = xasprintf("qt-%d-%u", (int)getpid(), h.counter++);
+    h.sim_ns = qt_strf("qt-%d-%u", (int)getpid(), h.counter++);
     setenv("QSIM_NAMESPACE", h.sim_ns, 1);
     if (gpus)
         setenv("QSIM_GPUS", gpus, 1);
     else
         unsetenv("QSIM_GPUS");
     return h.sim_ns;
+}
+
+bool qt_driver_simulated(void)
+{
+    const char *d = getenv("QV_TEST_DRIVER");
+    return !d || strcmp(d, "real") != 0;
 }
 
 /* ---- child processes --------------------------------------------------------------- */
@@ -405,20 +412,33 @@ static int find_asan(struct dl_phdr_info *info, size_t size, void *data)
 }
 #endif
 
+const char *qt_asan_runtime(void)
+{
+    const char *asan = NULL;
+#ifdef QV_SAN
+    dl_iterate_phdr(find_asan, &asan);
+#endif
+    return asan;
+}
+
 const char *qt_shim_preload(void)
 {
     static char *value;
     if (!value) {
         char *shim = qt_build_path("libqshim.so");
-#ifdef QV_SAN
-        const char *asan = NULL;
-        dl_iterate_phdr(find_asan, &asan);
-        value = asan ? xasprintf("LD_PRELOAD=%s:%s", asan, shim)
-                     : xasprintf("LD_PRELOAD=%s", shim);
-#else
-        value = xasprintf("LD_PRELOAD=%s", shim);
-#endif
+        const char *asan = qt_asan_runtime();
+        value = asan ? qt_strf("LD_PRELOAD=%s:%s", asan, shim) : qt_strf("LD_PRELOAD=%s", shim);
         free(shim);
+    }
+    return value;
+}
+
+const char *qt_foreign_preload(void)
+{
+    static char *value;
+    if (!value) {
+        const char *asan = qt_asan_runtime();
+        value = asan ? qt_strf("LD_PRELOAD=%s", asan) : qt_strf("LD_PRELOAD");
     }
     return value;
 }
@@ -453,8 +473,16 @@ static bool arbiter_up_or_gone(void *arg)
 static int arbiter_spawn(qt_arbiter_t *a)
 {
     char *bin = qt_build_path("qarbiter");
-    const char *argv[] = {bin, "--socket-dir", a->socket_dir, "--state-dir", a->state_dir,
-                          a->config_path ? "--config" : NULL, a->config_path, NULL};
+    const char *argv[64] = {bin,         "--socket-dir", a->socket_dir, "--state-dir",
+                            a->state_dir, "--http",      a->http};
+    size_t n = 7;
+    if (a->config_path) {
+        argv[n++] = "--config";
+        argv[n++] = a->config_path;
+    }
+    for (char **arg = a->args; *arg && n < 63; arg++)
+        argv[n++] = *arg;
+    argv[n] = NULL;
     a->proc = qt_spawn(argv, (const char *const *)a->env);
     free(bin);
     if (!a->proc)
@@ -469,35 +497,61 @@ static int arbiter_spawn(qt_arbiter_t *a)
     return 0;
 }
 
-qt_arbiter_t *qt_arbiter_start(const char *config, const char *const env[])
+/* A NULL-terminated copy of list (may be NULL). */
+static char **copy_list(const char *const list[])
+{
+    size_t n = 0;
+    while (list && list[n])
+        n++;
+    char **copy = calloc(n + 1, sizeof *copy);
+    if (!copy)
+        die("calloc");
+    for (size_t i = 0; i < n; i++)
+        copy[i] = xstrdup(list[i]);
+    return copy;
+}
+
+static qt_arbiter_t *arbiter_new(const char *config, const char *const env[], const char *http,
+                                 const char *const args[])
 {
     qt_arbiter_t *a = calloc(1, sizeof *a);
     if (!a)
         die("calloc");
+    a->http = xstrdup(http);
     a->root = qt_tmpdir();
-    a->socket_dir = xasprintf("%s/sock", a->root);
-    a->state_dir = xasprintf("%s/state", a->root);
+    a->socket_dir = qt_strf("%s/sock", a->root);
+    a->state_dir = qt_strf("%s/state", a->root);
     if (mkdir(a->socket_dir, 0755) < 0 || mkdir(a->state_dir, 0700) < 0)
         die("mkdir");
     if (config) {
-        a->config_path = xasprintf("%s/qarbiter.conf", a->root);
+        a->config_path = qt_strf("%s/qarbiter.conf", a->root);
         FILE *f = fopen(a->config_path, "w");
         if (!f || fputs(config, f) < 0 || fclose(f) != 0)
             die("writing the arbiter config");
     }
-    size_t n = 0;
-    while (env && env[n])
-        n++;
-    a->env = calloc(n + 1, sizeof *a->env);
-    if (!a->env)
-        die("calloc");
-    for (size_t i = 0; i < n; i++)
-        a->env[i] = xstrdup(env[i]);
+    a->env = copy_list(env);
+    a->args = copy_list(args);
     if (arbiter_spawn(a) < 0) {
         qt_arbiter_destroy(&a);
         return NULL;
     }
     return a;
+}
+
+qt_arbiter_t *qt_arbiter_start(const char *config, const char *const env[])
+{
+    return arbiter_new(config, env, "off", NULL);
+}
+
+qt_arbiter_t *qt_arbiter_start_http(const char *config, const char *const env[], const char *http)
+{
+    return arbiter_new(config, env, http, NULL);
+}
+
+qt_arbiter_t *qt_arbiter_start_args(const char *config, const char *const env[],
+                                    const char *const args[])
+{
+    return arbiter_new(config, env, "off", args);
 }
 
 const char *qt_arbiter_socket_dir(const qt_arbiter_t *self)
@@ -543,6 +597,10 @@ void qt_arbiter_destroy(qt_arbiter_t **self_p)
     for (char **e = self->env; e && *e; e++)
         free(*e);
     free(self->env);
+    for (char **e = self->args; e && *e; e++)
+        free(*e);
+    free(self->args);
+    free(self->http);
     free(self->root);
     free(self->socket_dir);
     free(self->state_dir);

@@ -21,6 +21,8 @@ char *qt_build_path(const char *rel);
 /* A new empty directory under /tmp, removed with its contents at exit. Caller frees the
  * string, not the directory. */
 char *qt_tmpdir(void);
+/* A new formatted string; the process exits when memory runs out. Caller frees. */
+char *qt_strf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t qt_now_ns(void);
 void qt_sleep_ms(int ms);
@@ -34,6 +36,13 @@ bool qt_wait_until(bool (*cond)(void *arg), void *arg, int timeout_ms);
  * children inherit both; the host's shared memory is removed at exit. Returns the
  * namespace, borrowed until exit. */
 const char *qt_sim_private(const char *gpus);
+
+/* Whether the tests run on the simulated driver (build/sim, the default) rather than on
+ * a real GPU's (QV_TEST_DRIVER=real, which scripts/run-tests.sh sets for
+ * scripts/gpu-check.sh). A test that runs on both keeps its simulator-only checks for
+ * the first; binaries that make sense only on the simulator are listed in
+ * tests/sim-only.list and not run on a real GPU at all. */
+bool qt_driver_simulated(void);
 
 /* ---- child processes --------------------------------------------------------------- */
 
@@ -65,16 +74,30 @@ int qt_run(const char *const argv[], const char *const env[], int timeout_ms, ch
 /* "LD_PRELOAD=<build>/libqshim.so", with the ASan runtime first in a SAN=1 build, ready
  * for an env list. Borrowed, lives forever. */
 const char *qt_shim_preload(void);
+/* What a program we did not build (nvcc's output, python) needs to load the build's
+ * libraries without the shim: "LD_PRELOAD=<the ASan runtime>" in a SAN=1 build, whose
+ * libraries need it first; a bare "LD_PRELOAD" (unset) otherwise. Borrowed, lives
+ * forever. */
+const char *qt_foreign_preload(void);
+/* The path of the ASan runtime in a SAN=1 build (a program that loads our libraries
+ * must preload it), NULL otherwise. Borrowed. */
+const char *qt_asan_runtime(void);
 
 /* ---- a real arbiter ---------------------------------------------------------------- */
 
 typedef struct qt_arbiter qt_arbiter_t;
 
 /* Starts <build>/qarbiter with new socket and state directories, the given config file
- * contents (NULL: no --config) and extra environment (as qt_spawn), and waits until it
- * answers on its admin socket path. Returns NULL and prints its stderr if it exits or
- * does not come up within 5 s. Uses the simulated host of the calling test. */
+ * contents (NULL: no --config), extra environment (as qt_spawn) and --http off, and
+ * waits until it answers on its admin socket path. Returns NULL and prints its stderr if
+ * it exits or does not come up within 5 s. Uses the simulated host of the calling test. */
 qt_arbiter_t *qt_arbiter_start(const char *config, const char *const env[]);
+/* The same with --http http (e.g. "127.0.0.1:0": a free port, which the arbiter logs). */
+qt_arbiter_t *qt_arbiter_start_http(const char *config, const char *const env[], const char *http);
+/* The same with extra qarbiter arguments (NULL-terminated, may be NULL; e.g. --tenant-dir
+ * DIR), given again by qt_arbiter_restart. */
+qt_arbiter_t *qt_arbiter_start_args(const char *config, const char *const env[],
+                                    const char *const args[]);
 const char *qt_arbiter_socket_dir(const qt_arbiter_t *self);
 const char *qt_arbiter_state_dir(const qt_arbiter_t *self);
 qt_proc_t *qt_arbiter_proc(qt_arbiter_t *self);

@@ -8,10 +8,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "sim/config.h"
 #include "tests/harness.h"
 
 #define QTS_MAX_ENV 24
 #define QTS_MIB (1024ull * 1024ull)
+/* What each workload's CUDA context costs its device (QSIM_CONTEXT_MEMORY is left at its
+ * default). The arbiter charges it to the vGPU's quota, as the device holds it: inside a
+ * vGPU a process can allocate the quota less the contexts of the vGPU's processes. */
+#define QTS_CTX QSIM_DEFAULT_CONTEXT_MEMORY
 
 /* An environment for shim_work: "NAME=VALUE" / bare "NAME" entries, NULL-terminated. */
 typedef struct qts_env {

@@ -13,10 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sim/config.h"
 #include "tests/harness.h"
 
 #define MiB (1024ull * 1024ull)
 #define GiB (1024ull * MiB)
+/* What each context costs its device: the tests leave QSIM_CONTEXT_MEMORY unset, so every
+ * process's context takes this much, as a real driver's would take its own. */
+#define SIM_CTX QSIM_DEFAULT_CONTEXT_MEMORY
 
 /* Asserts that a driver call succeeded, naming it and the error otherwise. */
 #define CU_OK(call)                                                                                \
@@ -55,6 +59,24 @@ static inline CUresult sim_spin(CUfunction f, CUstream s, unsigned long long ns)
 {
     void *params[] = {&ns};
     return cuLaunchKernel(f, 1, 1, 1, 32, 1, 1, 0, s, params, NULL);
+}
+
+/* Milliseconds of device time, as events recorded around it on s measure, that
+ * qsim_spin(ns) launched through f took. */
+static inline float sim_spin_ms(CUfunction f, CUstream s, unsigned long long ns)
+{
+    CUevent a, b;
+    CU_OK(cuEventCreate(&a, 0));
+    CU_OK(cuEventCreate(&b, 0));
+    CU_OK(cuEventRecord(a, s));
+    CU_OK(sim_spin(f, s, ns));
+    CU_OK(cuEventRecord(b, s));
+    CU_OK(cuEventSynchronize(b));
+    float ms = 0;
+    CU_OK(cuEventElapsedTime(&ms, a, b));
+    CU_OK(cuEventDestroy(a));
+    CU_OK(cuEventDestroy(b));
+    return ms;
 }
 
 /* Starts tests/progs/sim_worker with argv (NULL-terminated, without the program). */

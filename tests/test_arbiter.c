@@ -188,6 +188,16 @@ Test(qa_daemon, bad_flags_and_bad_config_exit_2_with_one_line)
     const char *missing[] = {"--config", "/nonexistent.conf", NULL};
     cr_assert_eq(run_arbiter(missing, &err), 2);
     cr_assert(strstr(err, "/nonexistent.conf: cannot read"), "%s", err);
+    free(err);
+    /* regression: a directory was read as an empty file, /dev/zero for ever */
+    const char *is_dir[] = {"--config", dir, NULL};
+    cr_assert_eq(run_arbiter(is_dir, &err), 2);
+    cr_assert(strstr(err, "not a regular file"), "%s", err);
+    free(err);
+    const char *zero[] = {"--config", "/dev/zero", NULL};
+    cr_assert_eq(run_arbiter(zero, &err), 2);
+    cr_assert(strstr(err, "/dev/zero: not a regular file"), "%s", err);
+    cr_assert_eq(count_lines(err), 1, "%s", err);
     free(err), free(conf), free(dir);
 }
 
@@ -272,7 +282,7 @@ Test(qa_daemon, a_corrupt_state_file_stops_the_start_naming_it)
     char *file;
     cr_assert(asprintf(&file, "%s/vgpus/%s.json", qt_arbiter_state_dir(arb), id) > 0);
     FILE *f = fopen(file, "w");
-    /* Not what a power cut leaves (that is skipped): a record someone must look at. */
+    /* Not what a power cut leaves: a record someone must look at. */
     fputs("{\"id\": \"vg-1\", \"garbled\" ]", f);
     fclose(f);
     char *bin = qt_build_path("qarbiter");
@@ -291,33 +301,287 @@ Test(qa_daemon, a_corrupt_state_file_stops_the_start_naming_it)
     qt_arbiter_destroy(&arb);
 }
 
-Test(qa_daemon, a_file_a_power_cut_left_empty_is_skipped_and_its_id_never_reused)
+/* Runs qarbiter on arb's directories (arb stopped) with the given socket dir (NULL: arb's)
+ * and returns its exit status, stderr in *err (caller frees); stops it if it started. */
+static int start_on(qt_arbiter_t *arb, const char *socket_dir, char **err)
+{
+    char *bin = qt_build_path("qarbiter");
+    const char *argv[] = {bin,
+                          "--socket-dir",
+                          socket_dir ? socket_dir : qt_arbiter_socket_dir(arb),
+                          "--state-dir",
+                          qt_arbiter_state_dir(arb),
+                          NULL};
+    char *out;
+    int rc = qt_run(argv, NULL, 3000, &out, err);
+    free(out), free(bin);
+    return rc;
+}
+
+/* The one-line reason a failed start gave last. */
+static const char *last_line(const char *err)
+{
+    const char *last = strstr(err, "\nqarbiter: ");
+    return last ? last + 1 : err;
+}
+
+/* Regression (issue 8): an empty (power-cut) state file was skipped with a warning and
+ * its vGPU lost; without an intact previous version the start now stops, naming it. */
+Test(qa_daemon, a_state_file_a_power_cut_left_empty_stops_the_start_unless_its_previous_version_is_whole)
 {
     qt_arbiter_t *arb = ctl_arbiter(NULL, NULL);
     qv_client_t *c = ctl_client(arb);
-    char ids[2][QV_ID_LEN], secret[QV_SECRET_LEN], fresh[QV_ID_LEN], err[QV_ERR_LEN];
+    char ids[2][QV_ID_LEN], secret[QV_SECRET_LEN], err[QV_ERR_LEN];
     ctl_create(c, "vm-a", "Q1", ids[0], secret);
     ctl_create(c, "vm-b", "Q1", ids[1], secret);
+    qt_sleep_ms(300); /* synced */
+    qv_resize_t grow = {.has_share = 1, .share = 15};
+    qv_vgpu_t v;
+    cr_assert_eq(qv_resize(c, ids[0], &grow, &v, err), 0, "%s", err);
     qv_disconnect(&c);
     qt_arbiter_kill(arb, SIGKILL);
-    /* The newest vGPU's file renamed in place, its data never written; meta.json too. */
-    char *file, *meta;
-    cr_assert(asprintf(&file, "%s/vgpus/%s.json", qt_arbiter_state_dir(arb), ids[1]) > 0);
-    cr_assert(asprintf(&meta, "%s/meta.json", qt_arbiter_state_dir(arb)) > 0);
-    fclose(fopen(file, "w"));
-    fclose(fopen(meta, "w"));
-    cr_assert_eq(qt_arbiter_restart(arb), 0, "the arbiter starts");
+    /* Both files renamed in place, their data never written. */
+    char *files[2];
+    for (int i = 0; i < 2; i++) {
+        cr_assert(asprintf(&files[i], "%s/vgpus/%s.json", qt_arbiter_state_dir(arb), ids[i]) > 0);
+        fclose(fopen(files[i], "w"));
+    }
+    char *e;
+    cr_assert_eq(start_on(arb, NULL, &e), 1, "%s", e);
+    cr_assert(strstr(last_line(e), files[1]) && strstr(last_line(e), "is empty") &&
+                  strstr(last_line(e), "no whole previous version"),
+              "%s", e);
+    cr_assert_eq(count_lines(last_line(e)), 1, "%s", e);
+    free(e);
+    /* the administrator forgets the newest one: the other comes back as before its resize */
+    cr_assert_eq(unlink(files[1]), 0);
+    cr_assert_eq(qt_arbiter_restart(arb), 0);
+    cr_assert(strstr(qt_proc_stderr(qt_arbiter_proc(arb)), "previous version is restored"), "%s",
+              qt_proc_stderr(qt_arbiter_proc(arb)));
     c = ctl_client(arb);
-    qv_vgpu_list_t *list;
-    cr_assert_eq(qv_list(c, &list, err), 0, "%s", err);
-    cr_assert_eq(list->count, 1);
-    cr_assert_str_eq(list->vgpus[0].id, ids[0]);
+    v = ctl_info(c, ids[0]);
+    cr_assert_eq(v.share, 10, "the resize is lost, not the vGPU");
+    char fresh[QV_ID_LEN];
     ctl_create(c, "vm-c", "Q1", fresh, secret);
-    cr_assert_str_neq(fresh, ids[0]);
-    cr_assert_str_neq(fresh, ids[1], "the lost vGPU's id is not handed out again");
-    qv_vgpu_list_free(&list);
+    cr_assert_str_neq(fresh, ids[1], "the forgotten vGPU's id is not handed out again");
     qv_disconnect(&c);
-    free(file), free(meta);
+    free(files[0]), free(files[1]);
+    qt_arbiter_destroy(&arb);
+}
+
+/* Regression (issue 8): with meta.json removed, the id of a destroyed vGPU was handed out
+ * again after a restart. */
+Test(qa_daemon, a_lost_meta_file_stops_the_start_rather_than_hand_out_an_id_again)
+{
+    qt_arbiter_t *arb = ctl_arbiter(NULL, NULL);
+    qv_client_t *c = ctl_client(arb);
+    char ids[2][QV_ID_LEN], secret[QV_SECRET_LEN], err[QV_ERR_LEN];
+    ctl_create(c, "vm-a", "Q1", ids[0], secret);
+    ctl_create(c, "vm-b", "Q1", ids[1], secret);
+    cr_assert_eq(qv_destroy(c, ids[1], err), 0, "%s", err);
+    qv_disconnect(&c);
+    qt_arbiter_kill(arb, SIGKILL);
+    char *meta;
+    cr_assert(asprintf(&meta, "%s/meta.json", qt_arbiter_state_dir(arb)) > 0);
+    cr_assert_eq(unlink(meta), 0);
+    char *e;
+    cr_assert_eq(start_on(arb, NULL, &e), 1, "%s", e);
+    cr_assert(strstr(last_line(e), "meta.json is missing") && strstr(last_line(e), "next_id"),
+              "%s", e);
+    free(e);
+    /* the administrator writes it as told */
+    FILE *f = fopen(meta, "w");
+    fprintf(f, "{\"version\":1,\"next_id\":%d}", atoi(ids[1] + 3) + 1);
+    fclose(f);
+    cr_assert_eq(qt_arbiter_restart(arb), 0);
+    c = ctl_client(arb);
+    char fresh[QV_ID_LEN];
+    ctl_create(c, "vm-c", "Q1", fresh, secret);
+    cr_assert_str_neq(fresh, ids[1], "the destroyed vGPU's id is not handed out again");
+    qv_disconnect(&c);
+    free(meta);
+    qt_arbiter_destroy(&arb);
+}
+
+/* Regression (issue 8): a 976 GiB vGPU on an 8 GiB GPU, from an edited state file, was
+ * served. */
+Test(qa_daemon, a_state_file_larger_than_its_gpu_stops_the_start)
+{
+    qt_arbiter_t *arb = ctl_arbiter(NULL, NULL);
+    qv_client_t *c = ctl_client(arb);
+    char id[QV_ID_LEN], secret[QV_SECRET_LEN];
+    ctl_create(c, "vm", "Q1", id, secret);
+    qv_disconnect(&c);
+    qt_arbiter_kill(arb, SIGKILL);
+    char *file, *text;
+    cr_assert(asprintf(&file, "%s/vgpus/%s.json", qt_arbiter_state_dir(arb), id) > 0);
+    FILE *f = fopen(file, "r");
+    cr_assert_not_null(f);
+    char buf[1024];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    char *at = strstr(buf, "\"memory_mb\":1024");
+    cr_assert_not_null(at, "%s", buf);
+    cr_assert(asprintf(&text, "%.*s\"memory_mb\":999424%s", (int)(at - buf), buf,
+                       at + strlen("\"memory_mb\":1024")) > 0);
+    f = fopen(file, "w");
+    fputs(text, f);
+    fclose(f);
+    char *e;
+    cr_assert_eq(start_on(arb, NULL, &e), 1, "%s", e);
+    cr_assert(strstr(last_line(e), "999424 MiB, more than its GPU 0 has (8192 MiB)") &&
+                  strstr(last_line(e), "fix or remove"),
+              "%s", e);
+    free(e), free(file), free(text);
+    qt_arbiter_destroy(&arb);
+}
+
+/* Regression (issue 8): an arbiter of another socket dir on the same state dir started,
+ * handed out vg-1 again and replaced the first one's vGPU and secret. */
+Test(qa_daemon, a_second_arbiter_on_the_same_state_dir_refuses)
+{
+    qt_arbiter_t *arb = ctl_arbiter(NULL, NULL);
+    char *other = qt_tmpdir(), *e;
+    cr_assert_eq(start_on(arb, other, &e), 1, "%s", e);
+    char pid[32];
+    snprintf(pid, sizeof pid, "(pid %d)", (int)qt_proc_pid(qt_arbiter_proc(arb)));
+    cr_assert(strstr(e, "another qarbiter") && strstr(e, pid) &&
+                  strstr(e, qt_arbiter_state_dir(arb)),
+              "%s", e);
+    cr_assert_not(exists(other, "admin.sock"));
+    qv_client_t *c = ctl_client(arb); /* the first one still serves */
+    qv_disconnect(&c);
+    free(e), free(other);
+    qt_arbiter_destroy(&arb);
+}
+
+/* Regression (issue 8): after kill -9 the dead arbiter's admin.sock stayed until the next
+ * start bound a new one, so "admin.sock appears last" did not say ready; a start that
+ * failed left it too. */
+Test(qa_daemon, a_dead_arbiters_admin_sock_is_gone_as_soon_as_the_next_one_starts)
+{
+    qt_arbiter_t *arb = ctl_arbiter(NULL, NULL);
+    qv_client_t *c = ctl_client(arb);
+    char id[QV_ID_LEN], secret[QV_SECRET_LEN];
+    ctl_create(c, "vm", "Q1", id, secret);
+    qv_disconnect(&c);
+    qt_arbiter_kill(arb, SIGKILL);
+    cr_assert(exists(qt_arbiter_socket_dir(arb), "admin.sock"), "kill -9 leaves it");
+    char *file;
+    cr_assert(asprintf(&file, "%s/vgpus/%s.json", qt_arbiter_state_dir(arb), id) > 0);
+    FILE *f = fopen(file, "w");
+    fputs("not json", f);
+    fclose(f);
+    char *e;
+    cr_assert_eq(start_on(arb, NULL, &e), 1, "%s", e);
+    cr_assert_not(exists(qt_arbiter_socket_dir(arb), "admin.sock"),
+                  "a start that failed leaves no admin.sock to take for a ready arbiter");
+    free(e), free(file);
+    qt_arbiter_destroy(&arb);
+}
+
+/* Runs fn as uid/gid nobody in a child and returns its exit status (the point of the
+ * attack tests is what an unprivileged user can do). */
+static int as_nobody(int (*fn)(void *), void *arg)
+{
+    pid_t child = fork();
+    if (child == 0) {
+        if (setgid(65534) < 0 || setuid(65534) < 0)
+            _exit(99);
+        _exit(fn(arg));
+    }
+    int st;
+    waitpid(child, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+struct plant {
+    const char *link;   /* where the symlink goes */
+    const char *target; /* what it points at */
+};
+
+static int plant_symlink(void *arg)
+{
+    struct plant *p = arg;
+    return symlink(p->target, p->link) == 0 ? 0 : 1;
+}
+
+/* Regression (issue 8): with a socket dir others could write, a user's symlink at
+ * qarbiter.lock made the arbiter (root) truncate and overwrite its target; a state dir
+ * others could write let a user plant a vGPU with a chosen secret and quota. */
+Test(qa_daemon, dirs_others_can_write_and_planted_links_are_refused_and_nothing_is_overwritten)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root to act as another user");
+    qt_sim_private(NULL);
+    char *root = qt_tmpdir();
+    cr_assert_eq(chmod(root, 0755), 0);
+    char *sock = path_in(root, "sock"), *state = path_in(root, "state");
+    char *victim = path_in(root, "victim");
+    cr_assert_eq(mkdir(sock, 0777), 0);
+    cr_assert_eq(chmod(sock, 0777), 0);
+    cr_assert_eq(mkdir(state, 0700), 0);
+    FILE *f = fopen(victim, "w");
+    fputs("precious\n", f);
+    fclose(f);
+    char *lock = path_in(sock, "qarbiter.lock");
+    struct plant p = {lock, victim};
+    cr_assert_eq(as_nobody(plant_symlink, &p), 0, "nobody can write the socket dir");
+    char *bin = qt_build_path("qarbiter"), *out, *e;
+    const char *argv[] = {bin, "--socket-dir", sock, "--state-dir", state, NULL};
+    cr_assert_eq(qt_run(argv, NULL, 3000, &out, &e), 1, "%s", e);
+    cr_assert(strstr(e, "socket dir") && strstr(e, "is writable by everyone (mode 0777)"), "%s",
+              e);
+    free(out), free(e);
+    /* root tightens the dir but leaves the link: still not followed */
+    cr_assert_eq(chmod(sock, 0755), 0);
+    cr_assert_eq(qt_run(argv, NULL, 3000, &out, &e), 1, "%s", e);
+    cr_assert(strstr(e, "qarbiter.lock") && strstr(e, "symlink"), "%s", e);
+    free(out), free(e);
+    f = fopen(victim, "r");
+    char buf[64] = "";
+    cr_assert_not_null(fgets(buf, sizeof buf, f));
+    fclose(f);
+    cr_assert_str_eq(buf, "precious\n", "the link's target is untouched");
+    /* a state dir and a tenant dir others can write are refused alike */
+    cr_assert_eq(unlink(lock), 0);
+    cr_assert_eq(chmod(state, 0770), 0);
+    cr_assert_eq(qt_run(argv, NULL, 3000, &out, &e), 1, "%s", e);
+    cr_assert(strstr(e, "state dir") && strstr(e, "is writable by its group"), "%s", e);
+    free(out), free(e);
+    cr_assert_eq(chmod(state, 0700), 0);
+    char *tenant = path_in(root, "tenant");
+    cr_assert_eq(mkdir(tenant, 0777), 0);
+    cr_assert_eq(chmod(tenant, 0777), 0);
+    const char *targv[] = {bin, "--socket-dir", sock, "--tenant-dir", tenant,
+                           "--state-dir", state, NULL};
+    cr_assert_eq(qt_run(targv, NULL, 3000, &out, &e), 1, "%s", e);
+    cr_assert(strstr(e, "tenant dir") && strstr(e, "is writable by everyone"), "%s", e);
+    free(out), free(e);
+    free(root), free(sock), free(state), free(victim), free(lock), free(bin), free(tenant);
+}
+
+/* Regression (issue 8): a vGPU file someone else wrote (a chosen secret, a 64 GiB quota)
+ * was adopted. */
+Test(qa_daemon, a_vgpu_file_the_arbiter_did_not_write_stops_the_start)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root to give the file to another user");
+    qt_arbiter_t *arb = ctl_arbiter(NULL, NULL);
+    qv_client_t *c = ctl_client(arb);
+    char id[QV_ID_LEN], secret[QV_SECRET_LEN];
+    ctl_create(c, "vm", "Q1", id, secret);
+    qv_disconnect(&c);
+    qt_arbiter_kill(arb, SIGKILL);
+    char *file;
+    cr_assert(asprintf(&file, "%s/vgpus/%s.json", qt_arbiter_state_dir(arb), id) > 0);
+    cr_assert_eq(chown(file, 65534, 65534), 0);
+    char *e;
+    cr_assert_eq(start_on(arb, NULL, &e), 1, "%s", e);
+    cr_assert(strstr(last_line(e), file) && strstr(last_line(e), "belongs to uid 65534"), "%s",
+              e);
+    free(e), free(file);
     qt_arbiter_destroy(&arb);
 }
 
@@ -876,12 +1140,13 @@ Test(qa_daemon, a_tenant_dir_holds_tenant_sock_alone_and_is_served_again_after_a
         assert_tenant_sock_served(tsock);
         if (round == 0) {
             /* an arbiter of another socket dir must not take that tenant.sock */
-            const char *again[] = {bin,  "--socket-dir", other, "--tenant-dir",
-                                   tdir, "--state-dir",  state, NULL};
+            char *state2 = path_in(dir, "state2");
+            const char *again[] = {bin,  "--socket-dir", other,  "--tenant-dir",
+                                   tdir, "--state-dir",  state2, NULL};
             char *err;
             cr_assert_eq(qt_run(again, NULL, 5000, NULL, &err), 1);
             cr_assert(strstr(err, "another qarbiter serves"), "%s", err);
-            free(err);
+            free(err), free(state2);
             assert_tenant_sock_served(tsock);
         }
         qt_proc_kill(p, round == 0 ? SIGKILL : SIGTERM);

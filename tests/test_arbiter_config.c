@@ -193,3 +193,98 @@ Test(qa_config, an_unreadable_file_is_named)
     cr_assert_eq(qa_config_load(&cfg, "/nonexistent/qarbiter.conf", err), -EINVAL);
     cr_assert(strstr(err, "/nonexistent/qarbiter.conf: cannot read"), "%s", err);
 }
+
+/* Regression: a directory was read as an empty file (every default silently kept) and
+ * /dev/zero was read for ever, hanging the start. */
+Test(qa_config, a_directory_or_device_is_refused_at_once)
+{
+    qa_config_t cfg;
+    qa_config_defaults(&cfg);
+    char err[QP_ERR_LEN];
+    char *dir = qt_tmpdir();
+    cr_assert_eq(qa_config_load(&cfg, dir, err), -EINVAL);
+    cr_assert(strstr(err, dir) && strstr(err, "not a regular file"), "%s", err);
+    uint64_t t0 = qt_now_ns();
+    cr_assert_eq(qa_config_load(&cfg, "/dev/zero", err), -EINVAL);
+    cr_assert(strstr(err, "/dev/zero: not a regular file"), "%s", err);
+    cr_assert_lt(qt_now_ns() - t0, 1000000000ull, "answered at once");
+    free(dir);
+}
+
+Test(qa_config, a_file_larger_than_any_config_is_refused)
+{
+    qa_config_t cfg;
+    char err[QP_ERR_LEN];
+    size_t n = (1u << 20) + 100;
+    char *text = malloc(n + 1);
+    memset(text, ';', n);
+    text[n] = '\0';
+    cr_assert_eq(load(&cfg, text, err), -EINVAL);
+    cr_assert(strstr(err, "qarbiter.conf: larger than 1 MiB"), "%s", err);
+    free(text);
+}
+
+/* Regression: the second of two values silently won. */
+Test(qa_config, a_key_or_profile_given_twice_is_refused_naming_both_lines)
+{
+    struct {
+        const char *text;
+        int line;
+        const char *words;
+    } cases[] = {
+        {"[arbiter]\nplacement = pack\nplacement = spread\n", 3,
+         "'placement' is set twice (first at line 2)"},
+        {"[arbiter]\nquantum_max_ms = 40\n[profile a]\nmemory = 1GiB\nshare = 5\n"
+         "[arbiter]\nquantum_max_ms = 30\n",
+         7, "'quantum_max_ms' is set twice (first at line 2)"},
+        {"[profile a]\nmemory = 1GiB\nshare = 5\nmemory = 2GiB\n", 4,
+         "'memory' is set twice in profile a (first at line 2)"},
+        {"[profile a]\nmemory = 1GiB\nshare = 5\n[arbiter]\nplacement = pack\n[profile a]\n"
+         "limit = 50\n",
+         7, "profile a is defined twice (first at line 2)"},
+        {"[arbiter]\nplacement = pack\n  spread\n", 3, "'placement' is set twice"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        qa_config_t cfg;
+        char err[QP_ERR_LEN];
+        cr_assert_eq(load(&cfg, cases[i].text, err), -EINVAL, "case %zu accepted", i);
+        char where[32];
+        snprintf(where, sizeof where, "qarbiter.conf:%d: ", cases[i].line);
+        cr_assert(strstr(err, where), "case %zu: want line %d in: %s", i, cases[i].line, err);
+        cr_assert(strstr(err, cases[i].words), "case %zu: want '%s' in: %s", i, cases[i].words,
+                  err);
+    }
+}
+
+/* Regression: sched_window_ms = 10 with quantum_min_ms = 1000 was accepted, and a
+ * memory request could be held longer than the shim waits for its answer. */
+Test(qa_config, settings_that_contradict_each_other_are_refused)
+{
+    struct {
+        const char *text;
+        const char *words;
+    } cases[] = {
+        {"[arbiter]\nsched_window_ms = 10\nquantum_min_ms = 1000\nquantum_max_ms = 1000\n",
+         "quantum_max_ms 1000 is above sched_window_ms 10"},
+        {"[arbiter]\nsched_window_ms = 40\n", "quantum_max_ms 50 is above sched_window_ms 40"},
+        {"[arbiter]\nreclaim_timeout_ms = 1200\n",
+         "reconnect_grace_ms 800 + reclaim_timeout_ms 1200 is above 1400 ms"},
+        {"[arbiter]\nreconnect_grace_ms = 1000\nreclaim_timeout_ms = 500\n",
+         "reconnect_grace_ms 1000 + reclaim_timeout_ms 500 is above 1400 ms"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        qa_config_t cfg;
+        char err[QP_ERR_LEN];
+        cr_assert_eq(load(&cfg, cases[i].text, err), -EINVAL, "case %zu accepted", i);
+        cr_assert(strstr(err, "qarbiter.conf: "), "case %zu: %s", i, err);
+        cr_assert(strstr(err, cases[i].words), "case %zu: want '%s' in: %s", i, cases[i].words,
+                  err);
+    }
+    qa_config_t cfg;
+    char err[QP_ERR_LEN];
+    cr_assert_eq(load(&cfg,
+                      "[arbiter]\nsched_window_ms = 50\nreconnect_grace_ms = 0\n"
+                      "reclaim_timeout_ms = 1400\n",
+                      err),
+                 0, "%s", err);
+}

@@ -193,5 +193,11 @@ Test(qa_host, adopts_persisted_vgpus_by_gpu_uuid_and_keeps_counting)
     strcpy(v.id, "vg-4");
     strcpy(v.secret, "short");
     cr_assert_eq(qa_host_adopt(h, &v, "GPU-aaaa", err), -EINVAL);
+    /* regression (issue 8): a record larger than its GPU was adopted and served */
+    strcpy(v.secret, "00112233445566778899aabbccddeeff");
+    v.memory_mb = 999424;
+    cr_assert_eq(qa_host_adopt(h, &v, "GPU-aaaa", err), -EINVAL);
+    cr_assert(strstr(err, "vGPU vg-4 has 999424 MiB, more than its GPU 0 has"), "%s", err);
+    cr_assert_null(qa_host_find(h, "vg-4"));
     qa_host_destroy(&h);
 }

@@ -557,3 +557,36 @@ Test(qa_sched, a_lying_used_does_not_wrap_virtual_time)
     cr_assert_geq(got, 45, "the honest vGPU got %.2f%% beside a liar", got);
     sim_destroy(sim);
 }
+
+/* Regression (issue 8): a lone holder's extensions raised its virtual time but not the
+ * GPU's virtual clock, so a vGPU idle meanwhile rejoined level with the clock of the
+ * lone one's first grant and then held the GPU alone for about as long as the other had
+ * run alone (the lone one, back from a short pause, kept its place). */
+Test(qa_sched, a_lone_tenants_extensions_bank_no_credit_for_a_vgpu_that_was_idle)
+{
+    struct sim *sim = sim_new();
+    struct tenant *a = tenant(sim, vgpu(sim, 50, 0));
+    struct tenant *b = tenant(sim, vgpu(sim, 50, 0));
+    a->ext = b->ext = true;
+    run(sim, 1 * S);
+    b->busy = false; /* idle from its next return on */
+    run(sim, 7 * S); /* a alone for about 6 s, on one lease it extends */
+    cr_assert_gt(a->exts, 100, "a kept its lease by extensions");
+    a->busy = a->ext = false; /* a gives its lease back at its end: the GPU idles */
+    run(sim, 7 * S + 100 * MS);
+    cr_assert_null(sim->holder);
+    b->busy = true; /* b comes back ... */
+    b->next = sim->now;
+    a->busy = a->ext = true; /* ... and a resumes after a pause shorter than a window */
+    a->next = sim->now + 10 * MS;
+    uint64_t before[2];
+    snapshot(sim, before);
+    run(sim, 9 * S + 100 * MS);
+    /* the lease running now counts up to now */
+    uint64_t running = sim->holder ? sim->now - sim->start : 0;
+    uint64_t ga = a->held - before[0] + (sim->holder == a ? running : 0);
+    uint64_t gb = b->held - before[1] + (sim->holder == b ? running : 0);
+    double got = pct(gb, ga + gb);
+    cr_assert(got > 40 && got < 60, "b back from idle took %.1f%% of 2 s, not its half", got);
+    sim_destroy(sim);
+}

@@ -734,7 +734,10 @@ Test(qp_records, info_gpu_limits_and_totals_round_trip)
                     .memory_used = 1 << 20,
                     .memory_reserved = 2 << 20,
                     .procs = 2,
-                    .created = 1700000000};
+                    .created = 1700000000,
+                    .memory_real = 3 << 20,
+                    .memory_unmanaged = 1 << 20,
+                    .unmanaged_procs = 1};
     qp_gpu_t gin = {.index = 1,
                     .uuid = "GPU-abc",
                     .name = "NVIDIA GeForce GTX 1080",
@@ -748,14 +751,21 @@ Test(qp_records, info_gpu_limits_and_totals_round_trip)
                     .share_reserved = 20,
                     .vgpus = 1,
                     .leased = 42.5,
-                    .hung = 3};
+                    .hung = 3,
+                    .memory_unmanaged_mb = 300,
+                    .unmanaged_procs = 2};
     qp_limits_t lin = {.id = "vg-3",
                        .gpu = 1,
                        .gpu_uuid = "GPU-abc",
                        .memory_quota = 2048ull << 20,
                        .share = 20,
                        .limit = 0};
-    qp_totals_t tin = {3, 1, 4096, 12};
+    qp_totals_t tin = {.vgpus_total = 3,
+                       .vgpus_active = 1,
+                       .memory_reserved_mb = 4096,
+                       .memory_used_mb = 12,
+                       .memory_real_mb = 524,
+                       .kills = 2};
     qp_msg_t *m = qp_msg_new_ok(1);
     cr_assert_eq(qp_info_put(qp_msg_add_map(m, "vgpu"), &in), 0);
     cr_assert_eq(qp_gpu_put(qp_msg_append_map(m, "gpus"), &gin), 0);
@@ -773,16 +783,85 @@ Test(qp_records, info_gpu_limits_and_totals_round_trip)
     cr_assert_eq(out.limit, 40);
     cr_assert_float_eq(out.util, 3.25, 1e-9);
     cr_assert_eq(out.created, 1700000000);
+    cr_assert_eq(out.memory_real, 3 << 20);
+    cr_assert_eq(out.memory_unmanaged, 1 << 20);
+    cr_assert_eq(out.unmanaged_procs, 1);
     cr_assert_eq(qp_gpu_get(qp_msg_map_at(d, "gpus", 0), &gout, err), 0, "%s", err);
     cr_assert_str_eq(gout.name, "NVIDIA GeForce GTX 1080");
     cr_assert_eq(gout.cuda_cores, 2560);
     cr_assert_float_eq(gout.leased, 42.5, 1e-9);
     cr_assert_eq(gout.hung, 3);
+    cr_assert_eq(gout.memory_unmanaged_mb, 300);
+    cr_assert_eq(gout.unmanaged_procs, 2);
     cr_assert_eq(qp_limits_get(qp_msg_get_map(d, "limits"), &lout, err), 0, "%s", err);
     cr_assert_eq(lout.memory_quota, 2048ull << 20);
     cr_assert_eq(qp_totals_get(d, &tout, err), 0, "%s", err);
     cr_assert_eq(tout.vgpus_active, 1);
+    cr_assert_eq(tout.memory_real_mb, 524);
+    cr_assert_eq(tout.kills, 2);
     qp_msg_destroy(&d);
+    qp_msg_destroy(&m);
+}
+
+Test(qp_records, a_finding_round_trips_and_an_older_arbiter_s_records_read_as_zero)
+{
+    qp_finding_t fin = {.kind = "unmanaged",
+                        .gpu = 0,
+                        .vgpu = "vg-1",
+                        .pid = 4242,
+                        .name = "prog",
+                        .memory = 8ull << 30,
+                        .quota = 2ull << 30,
+                        .since = 3,
+                        .action = "killed",
+                        .detail = "pid 4242 (prog) holds 8192 MiB"};
+    qp_msg_t *m = qp_msg_new_ok(1);
+    cr_assert_eq(qp_finding_put(qp_msg_append_map(m, "findings"), &fin), 0);
+    /* An INFO as an arbiter before the audit wrote it: no real-use fields. */
+    qp_msg_t *old = qp_msg_add_map(m, "vgpu");
+    qp_msg_set_str(old, "id", "vg-1");
+    qp_msg_set_str(old, "vm", "vm");
+    qp_msg_set_int(old, "gpu", 0);
+    qp_msg_set_str(old, "gpu_uuid", "GPU-x");
+    qp_msg_set_str(old, "profile", "Q1");
+    qp_msg_set_uint(old, "memory_mb", 1024);
+    qp_msg_set_uint(old, "cuda_cores", 256);
+    qp_msg_set_uint(old, "share", 10);
+    qp_msg_set_uint(old, "limit", 0);
+    qp_msg_set_float(old, "util", 0);
+    qp_msg_set_uint(old, "memory_used", 5);
+    qp_msg_set_uint(old, "memory_reserved", 5);
+    qp_msg_set_uint(old, "procs", 1);
+    qp_msg_set_int(old, "created", 1);
+    qp_msg_t *d = round_trip(m);
+    qp_finding_t fout;
+    qp_info_t iout;
+    char err[QP_ERR_LEN];
+    cr_assert_eq(qp_finding_get(qp_msg_map_at(d, "findings", 0), &fout, err), 0, "%s", err);
+    cr_assert_str_eq(fout.kind, "unmanaged");
+    cr_assert_str_eq(fout.vgpu, "vg-1");
+    cr_assert_eq(fout.pid, 4242);
+    cr_assert_str_eq(fout.name, "prog");
+    cr_assert_eq(fout.memory, 8ull << 30);
+    cr_assert_eq(fout.quota, 2ull << 30);
+    cr_assert_eq(fout.since, 3);
+    cr_assert_str_eq(fout.action, "killed");
+    cr_assert_str_eq(fout.detail, "pid 4242 (prog) holds 8192 MiB");
+    cr_assert_eq(qp_info_get(qp_msg_get_map(d, "vgpu"), &iout, err), 0, "%s", err);
+    cr_assert_eq(iout.memory_used, 5);
+    cr_assert_eq(iout.memory_real, 0, "absent: 0");
+    cr_assert_eq(iout.unmanaged_procs, 0);
+    qp_msg_destroy(&d);
+    /* Present but mistyped is still an error. */
+    qp_msg_t *m2 = qp_msg_new_ok(2);
+    qp_msg_t *f2 = qp_msg_append_map(m2, "findings");
+    qp_finding_put(f2, &fin);
+    qp_msg_set_str(f2, "pid", "not a number");
+    d = round_trip(m2);
+    cr_assert_eq(qp_finding_get(qp_msg_map_at(d, "findings", 0), &fout, err), -EPROTO);
+    cr_assert(strstr(err, "'pid'"), "%s", err);
+    qp_msg_destroy(&d);
+    qp_msg_destroy(&m2);
     qp_msg_destroy(&m);
 }
 

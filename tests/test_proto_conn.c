@@ -19,7 +19,7 @@
 /* What the fake arbiter does. */
 struct fake {
     char dir[256]; /* its socket dir */
-    void *zctx;    /* shared with the test's connections */
+    void *zctx;    /* the fake's own */
     pthread_t thread;
     atomic_bool stop;
     /* behaviour, set before start */
@@ -167,7 +167,7 @@ static qp_conn_t *connect_to(struct fake *f, struct peer *p)
 {
     qp_conn_hooks_t hooks = {hello_hook, session_hook, push_hook, p};
     char err[QP_ERR_LEN];
-    qp_conn_t *c = qp_conn_new(f->zctx, f->dir, QP_TENANT, &hooks, err);
+    qp_conn_t *c = qp_conn_new(f->dir, QP_TENANT, &hooks, err);
     cr_assert_not_null(c, "%s", err);
     return c;
 }
@@ -331,7 +331,7 @@ Test(qp_conn, an_absent_arbiter_is_not_connected_after_the_timeout)
     struct peer p = {0};
     qp_conn_hooks_t hooks = {hello_hook, session_hook, push_hook, &p};
     char err[QP_ERR_LEN];
-    qp_conn_t *c = qp_conn_new(NULL, dir, QP_TENANT, &hooks, err);
+    qp_conn_t *c = qp_conn_new(dir, QP_TENANT, &hooks, err);
     cr_assert_not_null(c, "%s", err);
     uint64_t t0 = qt_now_ns();
     cr_assert_eq(call(c, "mem_reserve", 150, err), -ENOTCONN);
@@ -351,7 +351,7 @@ Test(qp_conn, refuses_a_socket_path_too_long_for_unix_sockets)
     struct peer p = {0};
     qp_conn_hooks_t hooks = {hello_hook, NULL, NULL, &p};
     char err[QP_ERR_LEN];
-    cr_assert_null(qp_conn_new(NULL, dir, QP_ADMIN, &hooks, err));
+    cr_assert_null(qp_conn_new(dir, QP_ADMIN, &hooks, err));
     cr_assert(strstr(err, "too long"), "%s", err);
 }
 
@@ -366,4 +366,46 @@ Test(qp_conn, reaches_an_arbiter_that_starts_after_it)
     cr_assert_eq(call(c, "info", 3000, err), 0, "%s", err);
     qp_conn_destroy(&c);
     fake_destroy(f);
+}
+
+static void *stop_after_300_ms(void *arg)
+{
+    struct fake *f = arg;
+    qt_sleep_ms(300);
+    atomic_store(&f->stop, true);
+    pthread_join(f->thread, NULL); /* its ROUTER is closed: the connection breaks */
+    return NULL;
+}
+
+/* Regression (issue 8): a shim whose request was in flight when the arbiter died waited
+ * out its whole deadline (1.5 s) before it reconnected and re-reported what it held. */
+Test(qp_conn, a_tenant_connection_whose_arbiter_dies_under_a_request_says_so_at_once)
+{
+    struct fake *f = fake_new();
+    f->silent = true;
+    fake_start(f);
+    struct peer p = {0};
+    qp_conn_t *c = connect_to(f, &p);
+    char err[QP_ERR_LEN];
+    pthread_t th;
+    pthread_create(&th, NULL, stop_after_300_ms, f);
+    uint64_t t0 = qt_now_ns();
+    cr_assert_eq(call(c, "mem_reserve", 5000, err), -ECONNRESET, "%s", err);
+    uint64_t ms = (qt_now_ns() - t0) / 1000000;
+    cr_assert(ms >= 250 && ms < 2000, "took %llu ms of a 5000 ms deadline",
+              (unsigned long long)ms);
+    cr_assert(strstr(err, "closed before it answered 'mem_reserve'"), "%s", err);
+    cr_assert_not(qp_conn_in_session(c));
+    pthread_join(th, NULL);
+    /* the next arbiter on the same socket: a new session, and the request is answered */
+    struct fake *g = calloc(1, sizeof *g);
+    memcpy(g->dir, f->dir, sizeof g->dir);
+    g->zctx = zmq_ctx_new();
+    zmq_ctx_term(f->zctx);
+    free(f);
+    fake_start(g);
+    cr_assert_eq(call(c, "mem_reserve", 3000, err), 0, "%s", err);
+    cr_assert_eq(p.sessions, 2);
+    qp_conn_destroy(&c);
+    fake_destroy(g);
 }

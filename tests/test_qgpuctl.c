@@ -317,3 +317,97 @@ Test(qgpuctl, a_dead_arbiter_is_reported_at_once)
     free(out), free(err);
     qt_arbiter_destroy(&arb);
 }
+
+Test(qgpuctl, destroy_vm_removes_every_vgpu_of_that_vm_and_none_left_is_success)
+{
+    qt_arbiter_t *arb = ctl_arbiter(CTL_GPUS, NULL);
+    char *a = ctl_create_cli(arb, "job-1", "Q1"), *b = ctl_create_cli(arb, "job-1", "Q1");
+    char *other = ctl_create_cli(arb, "job-10", "Q1");
+    char *out = CTL_OK(arb, "destroy", "--vm", "job-1");
+    char want[128];
+    snprintf(want, sizeof want, "%s\n%s\n", a, b);
+    cr_assert_str_eq(out, want, "the ids it destroyed, one a line");
+    free(out);
+    char *list = CTL_OK(arb, "list");
+    cr_assert_null(strstr(list, "job-1 "), "%s", list);
+    cr_assert(strstr(list, other), "a VM whose name only starts the same is kept: %s", list);
+    out = CTL_OK(arb, "destroy", "--vm", "job-1");
+    cr_assert_str_eq(out, "", "nothing left to destroy is success");
+    free(out), free(list), free(a), free(b), free(other);
+    qt_arbiter_destroy(&arb);
+}
+
+Test(qgpuctl, gc_destroys_the_vgpus_of_vms_not_live_and_keeps_live_young_and_busy_ones)
+{
+    qt_arbiter_t *arb = ctl_arbiter(CTL_GPUS, NULL);
+    char *live = ctl_create_cli(arb, "slurm-1", "Q1"), *dead = ctl_create_cli(arb, "slurm-2", "Q1");
+    char *other = ctl_create_cli(arb, "web-2", "Q1");
+    /* slurm-3 has a process attached: its job may still be ending */
+    qv_client_t *c = ctl_client(arb);
+    char busy[QV_ID_LEN], secret[QV_SECRET_LEN];
+    ctl_create(c, "slurm-3", "Q1", busy, secret);
+    qv_disconnect(&c);
+    ctl_tenant_t *t = ctl_tenant_new(arb, busy, secret);
+    cr_assert_eq(ctl_tenant_hello(t), 0);
+
+    /* made this minute: kept by default, its job may be newer than the list */
+    char *out, *err;
+    cr_assert_eq(qt_ctl(arb, &out, &err, "gc", "--vm-prefix", "slurm-", "1", NULL), 0, "%s", err);
+    cr_assert_str_eq(out, "");
+    cr_assert(strstr(err, "qgpuctl: gc: kept") && strstr(err, "(slurm-2): made"), "%s", err);
+    free(out), free(err);
+
+    cr_assert_eq(qt_ctl(arb, &out, &err, "gc", "--vm-prefix", "slurm-", "--min-age", "0",
+                        "--dry-run", "1", NULL),
+                 0, "%s", err);
+    char want[128];
+    snprintf(want, sizeof want, "would destroy %s (slurm-2)\n", dead);
+    cr_assert_str_eq(out, want);
+    cr_assert(strstr(err, "(slurm-3): 1 process still uses it"), "%s", err);
+    free(out), free(err);
+    char *list = CTL_OK(arb, "list");
+    cr_assert(strstr(list, dead), "--dry-run destroyed it: %s", list);
+    free(list);
+
+    out = CTL_OK(arb, "--json", "gc", "--vm-prefix", "slurm-", "--min-age", "0", "1");
+    json_t *doc = parse(out);
+    json_t *done = json_object_get(doc, "destroyed"), *kept = json_object_get(doc, "kept");
+    cr_assert_eq(json_array_size(done), 1, "%s", out);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(done, 0), "id")), dead);
+    cr_assert_eq(json_array_size(kept), 1, "%s", out);
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(kept, 0), "vm")), "slurm-3");
+    json_decref(doc);
+    free(out);
+    list = CTL_OK(arb, "list");
+    cr_assert_null(strstr(list, dead), "%s", list);
+    cr_assert(strstr(list, live) && strstr(list, busy) && strstr(list, other), "%s", list);
+    free(list);
+    ctl_tenant_destroy(&t);
+    free(live), free(dead), free(other);
+    qt_arbiter_destroy(&arb);
+}
+
+Test(qgpuctl, gc_without_a_prefix_or_the_live_names_is_bad_usage)
+{
+    qt_arbiter_t *arb = ctl_arbiter(NULL, NULL);
+    struct {
+        const char *args[6];
+        const char *words;
+    } cases[] = {
+        {{"gc", "1", "2"}, "gc needs --vm-prefix PREFIX"},
+        {{"gc", "--vm-prefix", "slurm-"}, "gc needs the live names, or -"},
+        {{"gc", "--vm-prefix", "slurm-", "--min-age", "soon", "1"}, "--min-age 'soon'"},
+        {{"gc", "--vm-prefix", "slurm-", "--force", "1"}, "unknown option '--force'"},
+        {{"destroy", "--vm"}, "destroy takes one vGPU id, or --vm NAME"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char **a = cases[i].args;
+        char *out, *err;
+        int rc = qt_ctl(arb, &out, &err, a[0], a[1], a[2], a[3], a[4], a[5], NULL);
+        cr_assert_eq(rc, 2, "case %zu: %d %s", i, rc, err);
+        cr_assert(strstr(err, cases[i].words), "case %zu: %s", i, err);
+        cr_assert_eq(count_lines(err), 1, "case %zu: %s", i, err);
+        free(out), free(err);
+    }
+    qt_arbiter_destroy(&arb);
+}

@@ -34,6 +34,16 @@ static bool used_becomes(qt_arbiter_t *arb, const qts_vgpu_t *v, long long want,
     }
 }
 
+/* A process of e's vGPU (a Q1) that allocated 700 MiB and holds it: with its context's
+ * 256 MiB, nearly the whole quota. */
+static qt_proc_t *hog_700(const qts_env_t *e)
+{
+    qt_proc_t *hog = qts_start(e, "init", "alloc:cuMemAlloc_v2:direct:700M", "hold", NULL);
+    cr_assert(qts_wait_line(hog, "ready", 10000), "%s", qt_proc_stderr(hog));
+    cr_assert_eq(qts_field(qt_proc_stdout(hog), "alloc cuMemAlloc_v2 direct ", 0), 0);
+    return hog;
+}
+
 Test(shim_agent, an_unreachable_arbiter_refuses_new_memory_with_one_line)
 {
     qts_vgpu_t v;
@@ -126,12 +136,10 @@ Test(shim_agent, a_killed_process_gives_its_memory_back_within_two_seconds)
     qt_arbiter_t *arb = arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
-    qt_proc_t *hog = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:900M", "hold", NULL);
-    cr_assert(qts_wait_line(hog, "ready", 10000));
-    cr_assert_eq(qts_field(qt_proc_stdout(hog), "alloc cuMemAlloc_v2 direct ", 0), 0);
+    qt_proc_t *hog = hog_700(&e);
     /* The next process is refused while the hog lives... */
-    qt_proc_t *next = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:900M", "ready",
-                                "alloc_retry:cuMemAlloc_v2:direct:900M:5000", NULL);
+    qt_proc_t *next = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:700M", "ready",
+                                "alloc_retry:cuMemAlloc_v2:direct:700M:5000", NULL);
     cr_assert(qts_wait_line(next, "ready", 10000));
     cr_assert_eq(qts_field(qt_proc_stdout(next), "alloc cuMemAlloc_v2 direct ", 0), 2);
     /* ...and granted within 2 s of its kill -9. */
@@ -154,27 +162,28 @@ Test(shim_agent, fork_and_exec_children_are_processes_of_the_vgpu_of_their_own)
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     /* A child forked before the parent touches CUDA, then an exec'd one while the parent
-     * holds 700 MiB: each is a process of the vGPU, sharing its quota. */
+     * holds 400 MiB: each is a process of the vGPU, sharing its quota. With the two
+     * contexts (256 MiB each), 112 MiB of the 1 GiB are left for the exec'd child. */
     qt_proc_t *p = qts_start(&e, "fork:2", "init", "alloc:cuMemAlloc_v2:direct:200M", "init",
-                             "alloc:cuMemAlloc_v2:direct:700M", "exec:3", "init",
-                             "alloc:cuMemAlloc_v2:direct:500M", "alloc:cuMemAlloc_v2:direct:200M",
+                             "alloc:cuMemAlloc_v2:direct:400M", "exec:3", "init",
+                             "alloc:cuMemAlloc_v2:direct:500M", "alloc:cuMemAlloc_v2:direct:100M",
                              "hold", NULL);
     cr_assert(qts_wait_line(p, "ready", 20000), "%s\n%s", qt_proc_stdout(p), qt_proc_stderr(p));
     const char *o = qt_proc_stdout(p), *a = "alloc cuMemAlloc_v2 direct ";
     cr_assert_eq(qts_field(o, "[child] alloc cuMemAlloc_v2 direct ", 0), 0, "%s", o);
     cr_assert_eq(qts_field(o, "fork ", 0), 0);
     cr_assert_eq(qts_field(o, "exec ", 0), 0);
-    cr_assert_eq(qts_field_at(o, a, 0, 0), 0, "the parent's 700 MiB: %s", o);
+    cr_assert_eq(qts_field_at(o, a, 0, 0), 0, "the parent's 400 MiB: %s", o);
     cr_assert_eq(qts_field_at(o, a, 1, 0), 2, "the exec'd child shares the quota: %s", o);
-    cr_assert_eq(qts_field_at(o, a, 2, 0), 0);
-    cr_assert(used_becomes(arb, &v, 700 * (long long)QTS_MIB, 3000), "used %lld",
+    cr_assert_eq(qts_field_at(o, a, 2, 0), 0, "%s", o);
+    cr_assert(used_becomes(arb, &v, 400 * (long long)QTS_MIB, 3000), "used %lld",
               qts_vgpu_used(arb, &v));
     qt_proc_destroy(&p);
     qt_arbiter_destroy(&arb);
 }
 
-/* The parent holds 900 MiB and forks a child that lives on without CUDA; the parent is
- * killed; a second process must get the memory when the connection closes. With
+/* The parent holds 700 MiB (and its context's 256) and forks a child that lives on without CUDA;
+ * the parent is killed; a second process must get the memory when the connection closes. With
  * via_symlink the workloads reach the socket dir by another path, as a container that
  * mounts it elsewhere does: the connection's peer name (the path the arbiter bound) is
  * then not the path they used. */
@@ -190,13 +199,13 @@ static void killed_parent_with_child(bool via_symlink)
         qts_env_vgpu(&e, link, v.id, v.secret, v.gpu_uuid);
     else
         qts_env_of(&e, arb, &v);
-    /* The parent holds 900 MiB and forks a child that lives on without CUDA (a
+    /* The parent holds 700 MiB and forks a child that lives on without CUDA (a
      * data-loader worker); the parent waits for it and is killed meanwhile. */
-    qt_proc_t *parent = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:900M", "ready",
-                                  "fork:1", "sleep:8000", NULL);
+    qt_proc_t *parent = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:700M", "ready", "fork:1",
+                                  "sleep:8000", NULL);
     cr_assert(qts_wait_line(parent, "ready", 10000));
-    qt_proc_t *next = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:900M", "ready",
-                                "alloc_retry:cuMemAlloc_v2:direct:900M:5000", NULL);
+    qt_proc_t *next = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:700M", "ready",
+                                "alloc_retry:cuMemAlloc_v2:direct:700M:5000", NULL);
     cr_assert(qts_wait_line(next, "ready", 10000));
     cr_assert_eq(qts_field(qt_proc_stdout(next), "alloc cuMemAlloc_v2 direct ", 0), 2);
     uint64_t t0 = qt_now_ns();
@@ -280,5 +289,97 @@ Test(shim_agent, a_thread_cancelled_while_the_agent_asks_for_memory_blocks_nobod
     cr_assert_eq(qts_field(qt_proc_stdout(p), "alloc cuMemAlloc_v2 direct ", 0), 0, "%s\n%s",
                  qt_proc_stdout(p), qt_proc_stderr(p));
     qt_proc_destroy(&p);
+    qt_arbiter_destroy(&arb);
+}
+
+/* Regression (issue 8): a shim whose mem_reserve was in flight when the arbiter died
+ * waited out its 1.5 s reply deadline before it re-reported, longer than the new
+ * arbiter's reconnect grace, and the 512 MiB it held was granted to a sibling: 1536 MiB
+ * held on a 1024 MiB quota. Now the new arbiter keeps what the old one's processes may
+ * still hold out of reach until they re-report (or are gone), whatever the timing, and a
+ * shim whose connection broke under a request asks the new arbiter at once. */
+Test(shim_agent, a_restart_under_a_request_in_flight_never_lets_a_vgpu_hold_more_than_its_quota)
+{
+    /* Q2: a's two 512 MiB and the two processes' contexts (256 MiB each) fit, b's 1 GiB
+     * beside them does not. */
+    qts_vgpu_t v;
+    qt_arbiter_t *arb = arbiter_with(&v, "Q2");
+    qts_env_t e;
+    qts_env_of(&e, arb, &v);
+    qt_proc_t *a = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:512M", "ready", "sleep:300",
+                             "alloc:cuMemAlloc_v2:direct:512M", "hold", NULL);
+    cr_assert(qts_wait_line(a, "ready", 10000));
+    cr_assert_eq(qts_field(qt_proc_stdout(a), "alloc cuMemAlloc_v2 direct ", 0), 0);
+    /* a's second allocation needs more reservation: its request goes to a stopped
+     * arbiter, which is killed and restarted while a waits for the answer */
+    qt_proc_kill(qt_arbiter_proc(arb), SIGSTOP);
+    qt_sleep_ms(400);
+    cr_assert_eq(qt_arbiter_restart(arb), 0);
+    qt_proc_t *b = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:1024M", "hold", NULL);
+    cr_assert(qts_wait_line(b, "ready", 10000), "%s", qt_proc_stderr(b));
+    cr_assert(qts_wait_lines(a, "ready", 2, 10000), "%s", qt_proc_stdout(a));
+    long long a2 = qts_field_at(qt_proc_stdout(a), "alloc cuMemAlloc_v2 direct ", 1, 0);
+    long long b1 = qts_field(qt_proc_stdout(b), "alloc cuMemAlloc_v2 direct ", 0);
+    long long held = 512 + (a2 == 0 ? 512 : 0) + (b1 == 0 ? 1024 : 0);
+    long long room = 2048 - 2 * (long long)(QTS_CTX / QTS_MIB);
+    cr_assert_leq(held, room,
+                  "the vGPU's processes allocated %lld MiB of the %lld MiB its quota "
+                  "leaves beside their contexts",
+                  held, room);
+    cr_assert_eq(a2, 0, "a's request, cut off by the restart, is answered by the new arbiter");
+    cr_assert_eq(b1, 2, "b is refused what a holds");
+    cr_assert(used_becomes(arb, &v, 1024 * (long long)QTS_MIB, 3000), "used %lld",
+              qts_vgpu_used(arb, &v));
+    qt_proc_destroy(&a);
+    qt_proc_destroy(&b);
+    qt_arbiter_destroy(&arb);
+}
+
+/* A process stopped (SIGSTOP) across a restart cannot re-report, however long it takes;
+ * what it holds stays out of reach until it is gone, then is free within a second. */
+Test(shim_agent, a_process_stopped_across_a_restart_keeps_its_memory_until_it_is_gone)
+{
+    qts_vgpu_t v;
+    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qts_env_t e;
+    qts_env_of(&e, arb, &v);
+    qt_proc_t *a = hog_700(&e);
+    qt_proc_kill(a, SIGSTOP);
+    cr_assert_eq(qt_arbiter_restart(arb), 0);
+    qt_proc_t *b = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:700M", "ready",
+                             "alloc_retry:cuMemAlloc_v2:direct:700M:15000", "hold", NULL);
+    cr_assert(qts_wait_line(b, "ready", 10000));
+    cr_assert_eq(qts_field(qt_proc_stdout(b), "alloc cuMemAlloc_v2 direct ", 0), 2,
+                 "a, stopped, may still hold its 700 MiB");
+    qt_sleep_ms(2000); /* past the grace and the heartbeat timeout: still held */
+    cr_assert_not(qts_wait_lines(b, "ready", 2, 10), "b got memory a may hold:\n%s",
+                  qt_proc_stdout(b));
+    uint64_t t0 = qt_now_ns();
+    qt_proc_kill(a, SIGKILL);
+    cr_assert(qts_wait_lines(b, "ready", 2, 5000), "%s", qt_proc_stdout(b));
+    cr_assert_eq(qts_field_at(qt_proc_stdout(b), "alloc cuMemAlloc_v2 direct ", 1, 0), 0);
+    uint64_t ms = (qt_now_ns() - t0) / 1000000;
+    cr_assert_lt(ms, 2000, "a's memory came back %llu ms after its death", (unsigned long long)ms);
+    qt_proc_destroy(&a);
+    qt_proc_destroy(&b);
+    qt_arbiter_destroy(&arb);
+}
+
+Test(shim_agent, what_a_process_gone_while_the_arbiter_was_down_held_is_free_at_once)
+{
+    qts_vgpu_t v;
+    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qts_env_t e;
+    qts_env_of(&e, arb, &v);
+    qt_proc_t *a = hog_700(&e);
+    qt_arbiter_kill(arb, SIGKILL);
+    qt_proc_kill(a, SIGKILL);
+    qt_proc_wait(a, 5000);
+    cr_assert_eq(qt_arbiter_restart(arb), 0);
+    char *out;
+    cr_assert_eq(qts_run(&e, &out, NULL, "init", "alloc:cuMemAlloc_v2:direct:700M", NULL), 0);
+    cr_assert_eq(qts_field(out, "alloc cuMemAlloc_v2 direct ", 0), 0, "%s", out);
+    free(out);
+    qt_proc_destroy(&a);
     qt_arbiter_destroy(&arb);
 }

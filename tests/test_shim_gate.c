@@ -370,3 +370,36 @@ Test(shim_gate, a_socket_dir_too_long_to_connect_leaves_launches_ungated)
     cr_assert_gt(qts_field(qt_proc_stdout(p), "spin ", 0), 50, "%s", qt_proc_stdout(p));
     qt_proc_destroy(&p);
 }
+
+/* Regression (issue 8): a process alone on its GPU keeps its lease by extensions, and the
+ * scheduler's virtual clock stood still meanwhile; a vGPU idle all along then came back
+ * that far behind and held the GPU alone for about as long as the other had run alone.
+ * With a 2 s window, a's 1 s pause keeps its place and b's 3.5 s idle spell is idleness;
+ * b starts in the middle of a's pause. Equal shares: after a's pause the two split the
+ * GPU, so a's second run is not starved (it got about a quarter of b's kernels). */
+Test(shim_gate, a_vgpu_idle_while_another_ran_alone_comes_back_with_no_banked_credit)
+{
+    qt_sim_private(NULL);
+    qt_arbiter_t *arb = qt_arbiter_start("[arbiter]\nsched_window_ms = 2000\n", NULL);
+    cr_assert_not_null(arb);
+    qts_vgpu_t a, b;
+    qts_env_t ea, eb;
+    vgpu(arb, &a, &ea, "a", "50");
+    vgpu(arb, &b, &eb, "b", "50");
+    qt_proc_t *pa =
+        qts_start(&ea, "init", "spin:4000000:1:3000", "sleep:1000", "spin:4000000:1:2000", NULL);
+    qt_proc_t *pb = qts_start(&eb, "init", "sleep:3500", "spin:4000000:1:2000", NULL);
+    char *oa = finish(pa, 30000), *ob = finish(pb, 30000);
+    long long alone = qts_field_at(oa, "spin ", 0, 0), again = qts_field_at(oa, "spin ", 1, 0);
+    long long kb = qts_field(ob, "spin ", 0);
+    cr_assert_gt(alone, 100, "a ran alone first:\n%s", oa);
+    cr_assert_gt(kb, 0, "%s", ob);
+    /* fair: a gets about 0.75 s + 0.5 s alone of its 2 s, b 0.5 s alone + 0.75 s */
+    cr_assert_gt((double)again / (double)kb, 0.6,
+                 "a's second run got %lld kernels against b's %lld: b came back with credit",
+                 again, kb);
+    free(oa), free(ob);
+    qt_proc_destroy(&pa);
+    qt_proc_destroy(&pb);
+    qt_arbiter_destroy(&arb);
+}

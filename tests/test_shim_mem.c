@@ -43,7 +43,7 @@ static const char *const routes[] = {"direct", "dlsym", "next", "procaddr", "pro
 
 /* In a fresh Q1 vGPU, each of the nsyms allocation variants through each route: 600 MiB
  * is granted, 600 MiB more refused, and after the free 600 MiB granted again; at the end
- * the whole quota is free and the arbiter has everything back. */
+ * the whole quota but the context's memory is free and the arbiter has everything back. */
 static void check_refusals(const char *const syms[], size_t nsyms)
 {
     qts_vgpu_t v;
@@ -79,7 +79,8 @@ static void check_refusals(const char *const syms[], size_t nsyms)
         }
     }
     cr_assert_eq(qts_count_lines(out, "free 0"), (int)(2 * nsyms * NROUTES), "%s", out);
-    cr_assert_eq(qts_field(out, "info ", 1), (long long)GiB, "all given back: %s", out);
+    cr_assert_eq(qts_field(out, "info ", 1), (long long)(GiB - QTS_CTX),
+                 "all given back; its context stays charged: %s", out);
     cr_assert_eq(qts_field(out, "info ", 2), (long long)GiB);
     cr_assert(strstr(err, "past its memory quota"), "one line says why: %s", err);
     cr_assert_eq(qts_count_lines(err, "qvgpu:"), 1, "%s", err);
@@ -120,7 +121,8 @@ Test(shim_mem, physical_memory_is_charged_until_released_and_unmapped)
     cr_assert_eq(qts_run(&e, &out, NULL, "init", "alloc:cuMemCreate:direct:64M", "map:32M",
                          "map:64M", "free", "info", "unmap", "info", "unmap", "info", NULL),
                  0);
-    long long q = (long long)GiB, M = (long long)QTS_MIB;
+    /* free before any allocation: the quota less the context */
+    long long q = (long long)(GiB - QTS_CTX), M = (long long)QTS_MIB;
     cr_assert_eq(qts_count_lines(out, "map 0"), 2, "%s", out);
     cr_assert_eq(qts_field(out, "free ", 0), 0, "%s", out);
     cr_assert_eq(qts_count_lines(out, "unmap 0"), 2, "%s", out);
@@ -146,7 +148,8 @@ Test(shim_mem, a_pool_is_charged_what_it_holds_until_it_trims)
                          "alloc:cuMemAllocAsync_ptsz:direct:100M", "free_async", "sync", "info",
                          "pool_trim:0", "info", NULL),
                  0);
-    long long q = (long long)GiB, M = (long long)QTS_MIB;
+    /* free before any allocation: the quota less the context */
+    long long q = (long long)(GiB - QTS_CTX), M = (long long)QTS_MIB;
     cr_assert_eq(qts_field_at(out, "info ", 0, 1), q - 2 * M, "one granule: %s", out);
     cr_assert_eq(qts_field_at(out, "info ", 1, 1), q - 2 * M, "freed, still held: %s", out);
     cr_assert_eq(qts_field_at(out, "info ", 2, 1), q, "trimmed at sync: %s", out);
@@ -171,7 +174,8 @@ Test(shim_mem, a_pool_destroyed_with_live_allocations_stays_charged_until_they_a
                          "alloc:cuMemAllocFromPoolAsync:direct:2M", "info", "free", "pool_destroy",
                          "info", NULL),
                  0);
-    long long q = (long long)GiB, M = (long long)QTS_MIB;
+    /* free before any allocation: the quota less the context */
+    long long q = (long long)(GiB - QTS_CTX), M = (long long)QTS_MIB;
     cr_assert_eq(qts_count_lines(out, "pool_new 0"), 2, "%s", out);
     cr_assert_eq(qts_count_lines(out, "pool_destroy 0"), 2, "%s", out);
     cr_assert_eq(qts_count_lines(out, "free 0"), 3, "%s", out);
@@ -198,13 +202,14 @@ Test(shim_mem, charges_exactly_what_the_device_holds)
                  0);
     long long after_pitch = qts_field(out, "info ", 1);
     long long rows = 40 * QTS_MIB / 4096;
-    long long charged_pitch = (long long)GiB - after_pitch;
+    long long charged_pitch = (long long)(GiB - QTS_CTX) - after_pitch;
     cr_assert_geq(charged_pitch, rows * 4000, "%lld", charged_pitch);
     cr_assert_eq(charged_pitch % rows, 0, "a whole pitch per row: %lld", charged_pitch);
     cr_assert_leq(charged_pitch, rows * 4096 * 2);
     const char *second = strstr(strstr(out, "info "), "\ninfo ");
     cr_assert_not_null(second);
-    cr_assert_eq((long long)GiB - atoll(second + 8), 1000000, "a plain one holds its size");
+    cr_assert_eq((long long)(GiB - QTS_CTX) - atoll(second + 8), 1000000,
+                 "a plain one holds its size");
     free(out);
     qt_arbiter_destroy(&arb);
 }
@@ -222,7 +227,8 @@ Test(shim_mem, an_array_is_charged_a_bound_of_its_layout_without_asking_the_driv
                          "alloc:cuMipmappedArrayCreate:direct:16M", "info", "free", "free", "info",
                          NULL),
                  0);
-    long long q = (long long)GiB, M = (long long)QTS_MIB, K = 1024;
+    /* free before any allocation: the quota less the context */
+    long long q = (long long)(GiB - QTS_CTX), M = (long long)QTS_MIB, K = 1024;
     cr_assert_eq(qts_count_lines(out, "alloc cu"), 2, "%s", out);
     cr_assert_eq(qts_field(out, "alloc cuArrayCreate_v2 direct ", 0), 0, "%s", out);
     cr_assert_eq(qts_field(out, "alloc cuMipmappedArrayCreate direct ", 0), 0, "%s", out);
@@ -246,7 +252,8 @@ Test(shim_mem, destroying_a_context_gives_its_memory_back)
                          "alloc:cuMemAlloc_v2:direct:700M", NULL),
                  0);
     cr_assert_eq(qts_field(out, "reset ", 0), 0);
-    cr_assert_eq(qts_field(out, "info ", 1), (long long)GiB, "%s", out);
+    cr_assert_eq(qts_field(out, "info ", 1), (long long)(GiB - QTS_CTX),
+                 "only the context's memory: %s", out);
     const char *second = strstr(strstr(out, "alloc ") + 1, "alloc ");
     cr_assert_not_null(second);
     cr_assert_eq(atoi(second + strlen("alloc cuMemAlloc_v2 direct ")), 0, "%s", out);
@@ -257,19 +264,23 @@ Test(shim_mem, destroying_a_context_gives_its_memory_back)
 Test(shim_mem, processes_of_one_vgpu_never_exceed_its_quota_together)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = arbiter_with(&v, "Q2");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     enum { N = 4 };
     qt_proc_t *p[N];
+    /* Each makes its context first, and the arbiter measures them all (it samples every
+     * 500 ms) before anyone allocates: a context made when the quota is full already would
+     * push it over, which no shim can refuse. */
     for (int i = 0; i < N; i++)
-        p[i] = qts_start(&e, "init", "grab:32M", "hold", NULL);
+        p[i] = qts_start(&e, "init", "sleep:1500", "grab:32M", "hold", NULL);
     long long chunks = 0;
     for (int i = 0; i < N; i++) {
         cr_assert(qts_wait_line(p[i], "ready", 30000), "process %d: %s", i, qt_proc_stderr(p[i]));
         chunks += qts_field(qt_proc_stdout(p[i]), "grab ", 0);
     }
-    /* Together they hold at most the quota (32 chunks), and reclaim lets them fill it. */
+    /* Together they hold at most the quota less their four contexts (2048 - 4 x 256 MiB:
+     * 32 chunks), and reclaim lets them fill it. */
     cr_assert_leq(chunks, 32, "over-committed: %lld chunks of 32 MiB", chunks);
     cr_assert_geq(chunks, 24, "reclaim should let them fill the quota: %lld", chunks);
     cr_assert(used_becomes(arb, &v, chunks * 32 * (long long)QTS_MIB, 3000));
@@ -280,13 +291,15 @@ Test(shim_mem, processes_of_one_vgpu_never_exceed_its_quota_together)
 
 Test(shim_mem, threads_of_one_process_racing_for_the_quota_get_all_of_it_and_no_more)
 {
-    /* 128 MiB: each grant adds 8 MiB of headroom, one chunk, so 16 threads race for
-     * every grant. */
+    /* 128 MiB beside the context: each grant adds 8 MiB of headroom, one chunk, so 16
+     * threads race for every grant. */
     qt_sim_private(NULL);
     qt_arbiter_t *arb = qt_arbiter_start(NULL, NULL);
     cr_assert_not_null(arb);
     qts_vgpu_t v;
-    qts_vgpu_create(arb, &v, "--vm", "vm-a", "--memory", "128MiB", "--share", "10", NULL);
+    char quota[32];
+    snprintf(quota, sizeof quota, "%lluMiB", 128 + QTS_CTX / QTS_MIB);
+    qts_vgpu_create(arb, &v, "--vm", "vm-a", "--memory", quota, "--share", "10", NULL);
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     char *out = NULL, *err = NULL;
@@ -313,7 +326,8 @@ Test(shim_mem, views_show_the_quota_and_the_whole_vgpus_use)
     cr_assert_eq(qts_run(&e, &out, NULL, "init", "alloc:cuMemAlloc_v2:direct:100M", "info",
                          "info:v1", "totalmem", "totalmem:v1", "nvml", NULL),
                  0);
-    long long q = 2 * (long long)GiB, used = 400 * (long long)QTS_MIB;
+    /* The vGPU's use: both processes' allocations and their two contexts. */
+    long long q = 2 * (long long)GiB, used = 400 * (long long)QTS_MIB + 2 * (long long)QTS_CTX;
     cr_assert_eq(qts_field(out, "info ", 2), q);
     cr_assert_eq(qts_field(out, "info ", 1), q - used, "free = quota - the vGPU's use: %s", out);
     cr_assert_eq(qts_field(out, "totalmem ", 1), q);
@@ -378,14 +392,15 @@ Test(shim_mem, a_workload_cannot_use_or_see_another_vgpus_quota)
     free(err);
     /* Each sees its own quota, and A's use does not touch B's. */
     qts_env_of(&e, arb, &a);
-    qt_proc_t *pa = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:900M", "info", "hold", NULL);
+    qt_proc_t *pa = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:700M", "info", "hold", NULL);
     cr_assert(qts_wait_line(pa, "ready", 10000));
     cr_assert_eq(qts_field(qt_proc_stdout(pa), "info ", 2), (long long)GiB);
     qts_env_of(&e, arb, &b);
-    cr_assert_eq(qts_run(&e, &out, NULL, "init", "info", "alloc:cuMemAlloc_v2:direct:1900M", NULL),
+    cr_assert_eq(qts_run(&e, &out, NULL, "init", "info", "alloc:cuMemAlloc_v2:direct:1700M", NULL),
                  0);
     cr_assert_eq(qts_field(out, "info ", 2), 2 * (long long)GiB);
-    cr_assert_eq(qts_field(out, "info ", 1), 2 * (long long)GiB);
+    /* Nothing of A's; at most B's own context, once the arbiter has told it. */
+    cr_assert_geq(qts_field(out, "info ", 1), 2 * (long long)GiB - (long long)QTS_CTX, "%s", out);
     cr_assert_eq(qts_field(out, "alloc cuMemAlloc_v2 direct ", 0), 0);
     free(out);
     qt_proc_destroy(&pa);
@@ -413,7 +428,7 @@ Test(shim_mem, the_tenant_socket_neither_shows_nor_changes_any_quota)
     struct tenant t = {&a};
     qp_conn_hooks_t hooks = {.hello = tenant_hello, .arg = &t};
     char err[QP_ERR_LEN];
-    qp_conn_t *c = qp_conn_new(NULL, qt_arbiter_socket_dir(arb), QP_TENANT, &hooks, err);
+    qp_conn_t *c = qp_conn_new(qt_arbiter_socket_dir(arb), QP_TENANT, &hooks, err);
     cr_assert_not_null(c, "%s", err);
     cr_assert_eq(qp_conn_open(c, 5000, err), 0, "%s", err);
     static const char *const targets[] = {"a", "b"};

@@ -58,7 +58,7 @@ Test(sim_checkpoint, restore_moves_a_process_to_another_gpu_with_its_data, .time
     qt_proc_t *t = sim_worker_start(args, NULL);
     sim_wait_line(t, "ready", 10000);
     pid_t pid = qt_proc_pid(t);
-    cr_assert_eq(nvml_used(0), 100 * MiB);
+    cr_assert_eq(nvml_used(0), SIM_CTX + 100 * MiB, "its context and its allocation");
     cr_assert_eq(state(pid), CU_PROCESS_STATE_RUNNING);
     int tid = 0;
     CU_OK(cuCheckpointProcessGetRestoreThreadId(pid, &tid));
@@ -69,7 +69,7 @@ Test(sim_checkpoint, restore_moves_a_process_to_another_gpu_with_its_data, .time
     cr_assert_eq(cuCheckpointProcessRestore(pid, NULL), CUDA_ERROR_ILLEGAL_STATE);
     CU_OK(cuCheckpointProcessCheckpoint(pid, NULL));
     cr_assert_eq(state(pid), CU_PROCESS_STATE_CHECKPOINTED);
-    cr_assert_eq(nvml_used(0), 0, "its memory left the GPU");
+    cr_assert_eq(nvml_used(0), 0, "its memory and its context left the GPU");
     unsigned pids[8];
     cr_assert_eq(running_on(0, pids), 0);
     cr_assert_eq(cuCheckpointProcessUnlock(pid, NULL), CUDA_ERROR_ILLEGAL_STATE);
@@ -84,7 +84,7 @@ Test(sim_checkpoint, restore_moves_a_process_to_another_gpu_with_its_data, .time
     CUcheckpointGpuPair pair = {.oldUuid = u0, .newUuid = u2};
     CUcheckpointRestoreArgs ra = {.gpuPairs = &pair, .gpuPairsCount = 1};
     cr_assert_eq(cuCheckpointProcessRestore(pid, &ra), CUDA_ERROR_OUT_OF_MEMORY,
-                 "100 MiB does not fit in 64 MiB");
+                 "its context and 100 MiB do not fit in 64 MiB");
     pair.newUuid = u3;
     cr_assert_eq(cuCheckpointProcessRestore(pid, &ra), CUDA_ERROR_INVALID_VALUE, "another chip");
     pair.oldUuid = u1;
@@ -97,7 +97,7 @@ Test(sim_checkpoint, restore_moves_a_process_to_another_gpu_with_its_data, .time
     CU_OK(cuCheckpointProcessRestore(pid, &ra));
     cr_assert_eq(state(pid), CU_PROCESS_STATE_LOCKED);
     cr_assert_eq(nvml_used(0), 0);
-    cr_assert_eq(nvml_used(1), 100 * MiB, "its memory is on GPU 1 now");
+    cr_assert_eq(nvml_used(1), SIM_CTX + 100 * MiB, "its memory is on GPU 1 now");
     cr_assert_eq(running_on(1, pids), 1);
     cr_assert_eq(pids[0], (unsigned)pid);
     CU_OK(cuCheckpointProcessUnlock(pid, NULL));
@@ -112,7 +112,8 @@ Test(sim_checkpoint, restore_moves_a_process_to_another_gpu_with_its_data, .time
     const char *out = qt_proc_stdout(t);
     cr_assert(strstr(out, "verify ok"), "%s", out);
     cr_assert(strstr(out, line), "want %s in %s", line, out);
-    cr_assert(strstr(out, "free 968884224 total 1073741824"), "%s", out);
+    snprintf(line, sizeof line, "free %llu total %llu", 1 * GiB - SIM_CTX - 100 * MiB, 1 * GiB);
+    cr_assert(strstr(out, line), "want %s in %s", line, out);
     qt_proc_destroy(&t);
     nvmlShutdown();
 }

@@ -14,20 +14,22 @@ Test(sim_mem, capacity_is_shared_by_the_processes_of_a_host)
 {
     qt_sim_private("Small:1GiB:4");
     sim_up(0);
-    cr_assert_eq(sim_free_bytes(), 1 * GiB);
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - SIM_CTX, "this process's context costs memory");
 
-    const char *args[] = {"alloc", "0", "629145600", NULL}; /* 600 MiB */
+    const char *args[] = {"alloc", "0", "314572800", NULL}; /* 300 MiB */
     qt_proc_t *other = sim_worker_start(args, NULL);
     sim_wait_line(other, "ready", 10000);
-    cr_assert_eq(sim_free_bytes(), 1 * GiB - 600 * MiB, "another process's memory counts");
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - 2 * SIM_CTX - 300 * MiB,
+                 "another process's memory and context count");
 
     CUdeviceptr p;
-    cr_assert_eq(cuMemAlloc(&p, 500 * MiB), CUDA_ERROR_OUT_OF_MEMORY);
-    CU_OK(cuMemAlloc(&p, 400 * MiB));
+    size_t left = 1 * GiB - 2 * SIM_CTX - 300 * MiB;
+    cr_assert_eq(cuMemAlloc(&p, left + 1), CUDA_ERROR_OUT_OF_MEMORY);
+    CU_OK(cuMemAlloc(&p, left - 24 * MiB));
     cr_assert_eq(sim_free_bytes(), 24 * MiB);
 
     /* And the other way round: a second process cannot take what this one holds. */
-    const char *args2[] = {"alloc", "0", "104857600", NULL}; /* 100 MiB */
+    const char *args2[] = {"alloc", "0", "10485760", NULL}; /* 10 MiB */
     qt_proc_t *third = sim_worker_start(args2, NULL);
     cr_assert_eq(qt_proc_wait(third, 10000), 1);
     cr_assert(strstr(qt_proc_stdout(third), "CUDA_ERROR_OUT_OF_MEMORY"), "%s",
@@ -41,8 +43,11 @@ Test(sim_mem, allocations_fail_exactly_at_capacity)
 {
     qt_sim_private("Small:1GiB:4");
     sim_up(0);
+    cr_assert_eq((1 * GiB - SIM_CTX) % (256 * MiB), 0, "the context leaves whole 256 MiB pieces");
+    size_t n = (1 * GiB - SIM_CTX) / (256 * MiB);
     CUdeviceptr p[4];
-    for (int i = 0; i < 4; i++)
+    cr_assert_geq(n, 3);
+    for (size_t i = 0; i < n; i++)
         CU_OK(cuMemAlloc(&p[i], 256 * MiB));
     cr_assert_eq(sim_free_bytes(), 0);
     CUdeviceptr q;
@@ -56,15 +61,16 @@ Test(sim_mem, a_killed_process_memory_returns)
 {
     qt_sim_private("Small:1GiB:4");
     sim_up(0);
-    const char *args[] = {"alloc", "0", "943718400", NULL}; /* 900 MiB */
+    const char *args[] = {"alloc", "0", "419430400", NULL}; /* 400 MiB */
     qt_proc_t *w = sim_worker_start(args, NULL);
     sim_wait_line(w, "ready", 10000);
-    cr_assert_eq(sim_free_bytes(), 124 * MiB);
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - 2 * SIM_CTX - 400 * MiB);
     qt_proc_kill(w, SIGKILL);
     cr_assert_eq(qt_proc_wait(w, 5000), 128 + SIGKILL);
-    cr_assert_eq(sim_free_bytes(), 1 * GiB, "the dead process's 900 MiB is free again");
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - SIM_CTX,
+                 "the dead process's 400 MiB and its context are free again");
     CUdeviceptr p;
-    CU_OK(cuMemAlloc(&p, 1 * GiB));
+    CU_OK(cuMemAlloc(&p, 1 * GiB - SIM_CTX));
     qt_proc_destroy(&w);
 }
 
@@ -75,7 +81,7 @@ Test(sim_mem, an_8_gib_gpu_costs_nothing_until_touched)
     struct rusage before, after;
     getrusage(RUSAGE_SELF, &before);
     CUdeviceptr p;
-    CU_OK(cuMemAlloc(&p, 8 * GiB));
+    CU_OK(cuMemAlloc(&p, 8 * GiB - SIM_CTX)); /* all the context left */
     CU_OK(cuMemsetD8((CUdeviceptr)(p + 4 * GiB), 0x5a, 4096));
     unsigned char b;
     CU_OK(cuMemcpyDtoH(&b, p + 4 * GiB + 100, 1));
@@ -95,7 +101,7 @@ Test(sim_mem, pitched_managed_and_host_memory)
     CU_OK(cuMemAllocPitch(&p, &pitch, 1000, 100, 4));
     cr_assert_geq(pitch, 1000);
     cr_assert_eq(pitch % 512, 0);
-    cr_assert_eq(sim_free_bytes(), 1 * GiB - pitch * 100,
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - SIM_CTX - pitch * 100,
                  "a pitched allocation costs pitch x rows");
     cr_assert_eq(cuMemAllocPitch(&p, &pitch, 1000, 100, 3), CUDA_ERROR_INVALID_VALUE);
 
@@ -184,7 +190,7 @@ Test(sim_mem, registered_host_memory_is_known_but_not_device_memory)
     sim_up(0);
     static char buf[8192];
     CU_OK(cuMemHostRegister(buf, sizeof buf, CU_MEMHOSTREGISTER_DEVICEMAP));
-    cr_assert_eq(sim_free_bytes(), 1 * GiB);
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - SIM_CTX);
     cr_assert_eq(cuMemHostRegister(buf + 100, 10, 0), CUDA_ERROR_HOST_MEMORY_ALREADY_REGISTERED);
     CUdeviceptr d;
     CU_OK(cuMemHostGetDevicePointer(&d, buf + 5, 0));

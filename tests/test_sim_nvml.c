@@ -116,10 +116,12 @@ Test(sim_nvml, memory_and_running_processes_follow_the_model)
     const char *args[] = {"alloc", "0", "104857600", NULL}; /* 100 MiB */
     qt_proc_t *w = sim_worker_start(args, NULL);
     sim_wait_line(w, "ready", 10000);
+    /* What the process holds is its allocation plus what its context costs. */
+    const unsigned long long held = 100 * MiB + SIM_CTX;
     nvmlMemory_v2_t m2 = {.version = nvmlMemory_v2};
     cr_assert_eq(nvmlDeviceGetMemoryInfo_v2(handle(0), &m2), NVML_SUCCESS);
-    cr_assert_eq(m2.used, 100 * MiB);
-    cr_assert_eq(m2.free, 1 * GiB - 100 * MiB);
+    cr_assert_eq(m2.used, held);
+    cr_assert_eq(m2.free, 1 * GiB - held);
     m2.version = 1;
     cr_assert_eq(nvmlDeviceGetMemoryInfo_v2(handle(0), &m2), NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
 
@@ -133,17 +135,51 @@ Test(sim_nvml, memory_and_running_processes_follow_the_model)
     cr_assert_eq(nvmlDeviceGetComputeRunningProcesses_v3(handle(0), &n, infos), NVML_SUCCESS);
     cr_assert_eq(n, 1);
     cr_assert_eq(infos[0].pid, (unsigned)qt_proc_pid(w));
-    cr_assert_eq(infos[0].usedGpuMemory, 100 * MiB);
+    cr_assert_eq(infos[0].usedGpuMemory, held);
     cr_assert_eq(infos[0].gpuInstanceId, 0xFFFFFFFFu);
     n = 4;
     cr_assert_eq(nvmlDeviceGetComputeRunningProcesses_v2(handle(0), &n, infos), NVML_SUCCESS);
-    cr_assert_eq(infos[0].usedGpuMemory, 100 * MiB);
+    cr_assert_eq(infos[0].usedGpuMemory, held);
     nvmlProcessInfo_v1_t v1[4];
     n = 4;
     cr_assert_eq(nvmlDeviceGetComputeRunningProcesses(handle(0), &n, v1), NVML_SUCCESS);
     cr_assert_eq(n, 1);
     cr_assert_eq(v1[0].pid, (unsigned)qt_proc_pid(w));
-    cr_assert_eq(v1[0].usedGpuMemory, 100 * MiB);
+    cr_assert_eq(v1[0].usedGpuMemory, held);
+
+    /* The detail list (r550): same figures, its own layout, version and mode checked. */
+    nvmlProcessDetail_v1_t det[4];
+    nvmlProcessDetailList_t list = {.version = nvmlProcessDetailList_v1,
+                                    .mode = NVML_PROCESS_MODE_COMPUTE};
+    cr_assert_eq(nvmlDeviceGetRunningProcessDetailList(handle(0), &list),
+                 NVML_ERROR_INSUFFICIENT_SIZE, "no array: the count");
+    cr_assert_eq(list.numProcArrayEntries, 1);
+    list.procArray = det;
+    list.numProcArrayEntries = 4;
+    cr_assert_eq(nvmlDeviceGetRunningProcessDetailList(handle(0), &list), NVML_SUCCESS);
+    cr_assert_eq(list.numProcArrayEntries, 1);
+    cr_assert_eq(det[0].pid, (unsigned)qt_proc_pid(w));
+    cr_assert_eq(det[0].usedGpuMemory, held);
+    cr_assert_eq(det[0].usedGpuCcProtectedMemory, 0);
+    list.version = 1;
+    cr_assert_eq(nvmlDeviceGetRunningProcessDetailList(handle(0), &list),
+                 NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+    list.version = nvmlProcessDetailList_v1;
+    list.mode = 3;
+    cr_assert_eq(nvmlDeviceGetRunningProcessDetailList(handle(0), &list),
+                 NVML_ERROR_INVALID_ARGUMENT);
+
+    /* No graphics clients and no MPS server on a simulated GPU. */
+    list.mode = NVML_PROCESS_MODE_GRAPHICS;
+    list.numProcArrayEntries = 4;
+    cr_assert_eq(nvmlDeviceGetRunningProcessDetailList(handle(0), &list), NVML_SUCCESS);
+    cr_assert_eq(list.numProcArrayEntries, 0);
+    n = 4;
+    cr_assert_eq(nvmlDeviceGetGraphicsRunningProcesses_v3(handle(0), &n, infos), NVML_SUCCESS);
+    cr_assert_eq(n, 0);
+    n = 4;
+    cr_assert_eq(nvmlDeviceGetMPSComputeRunningProcesses(handle(0), &n, v1), NVML_SUCCESS);
+    cr_assert_eq(n, 0);
 
     /* Killed: gone from the list and its memory free, without anyone else calling CUDA. */
     qt_proc_kill(w, SIGKILL);
@@ -154,6 +190,54 @@ Test(sim_nvml, memory_and_running_processes_follow_the_model)
     cr_assert_eq(nvmlDeviceGetMemoryInfo(handle(0), &m), NVML_SUCCESS);
     cr_assert_eq(m.used, 0);
     qt_proc_destroy(&w);
+    nvmlShutdown();
+}
+
+Test(sim_nvml, each_context_costs_its_process_device_memory)
+{
+    /* Two created contexts and a primary one, then one destroyed; a cost of our own. */
+    qt_sim_private("Small:1GiB:4");
+    setenv("QSIM_CONTEXT_MEMORY", "100MiB", 1);
+    cr_assert_eq(nvmlInit_v2(), NVML_SUCCESS);
+    CU_OK(cuInit(0));
+    nvmlProcessInfo_t infos[4];
+    unsigned n = 4;
+    cr_assert_eq(nvmlDeviceGetComputeRunningProcesses_v3(handle(0), &n, infos), NVML_SUCCESS);
+    cr_assert_eq(n, 0, "cuInit alone makes no context");
+    CUcontext a, b;
+    CU_OK(cuCtxCreate(&a, NULL, 0, 0));
+    CU_OK(cuCtxCreate(&b, NULL, 0, 0));
+    sim_up(0);
+    n = 4;
+    cr_assert_eq(nvmlDeviceGetComputeRunningProcesses_v3(handle(0), &n, infos), NVML_SUCCESS);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(infos[0].pid, (unsigned)getpid());
+    cr_assert_eq(infos[0].usedGpuMemory, 300 * MiB, "three contexts of 100 MiB");
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - 300 * MiB, "cuMemGetInfo counts them too");
+    CU_OK(cuCtxDestroy(b));
+    n = 4;
+    cr_assert_eq(nvmlDeviceGetComputeRunningProcesses_v3(handle(0), &n, infos), NVML_SUCCESS);
+    cr_assert_eq(infos[0].usedGpuMemory, 200 * MiB);
+
+    /* A device too full for one more refuses the context, as a real one does. */
+    CUdeviceptr p;
+    CU_OK(cuMemAlloc(&p, 1 * GiB - 200 * MiB - 50 * MiB));
+    CUcontext c;
+    cr_assert_eq(cuCtxCreate(&c, NULL, 0, 0), CUDA_ERROR_OUT_OF_MEMORY);
+    n = 4;
+    cr_assert_eq(nvmlDeviceGetComputeRunningProcesses_v3(handle(0), &n, infos), NVML_SUCCESS);
+    cr_assert_eq(infos[0].usedGpuMemory, 1 * GiB - 50 * MiB, "the refused one cost nothing");
+    nvmlShutdown();
+}
+
+Test(sim_nvml, a_bad_context_cost_is_refused_in_one_line)
+{
+    qt_sim_private(NULL);
+    setenv("QSIM_CONTEXT_MEMORY", "lots", 1);
+    cr_assert_eq(nvmlInit_v2(), NVML_ERROR_DRIVER_NOT_LOADED);
+    cr_assert_eq(cuInit(0), CUDA_ERROR_INVALID_VALUE);
+    setenv("QSIM_CONTEXT_MEMORY", "0", 1);
+    cr_assert_eq(nvmlInit_v2(), NVML_SUCCESS, "0: contexts cost nothing");
     nvmlShutdown();
 }
 

@@ -25,7 +25,7 @@ Test(sim_pool, stream_ordered_memory_counts_and_goes_back_at_synchronisation)
     CU_OK(cuDeviceGetDefaultMemPool(&pool, 0));
     CUdeviceptr p;
     CU_OK(cuMemAllocAsync(&p, 100 * MiB + 1, s));
-    cr_assert_eq(sim_free_bytes(), 1 * GiB - 102 * MiB, "reserved in 2 MiB granules");
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - SIM_CTX - 102 * MiB, "reserved in 2 MiB granules");
     cr_assert_eq(attr(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT), 102 * MiB);
     cr_assert_eq(attr(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT), 102 * MiB);
 
@@ -34,11 +34,11 @@ Test(sim_pool, stream_ordered_memory_counts_and_goes_back_at_synchronisation)
     CU_OK(cuMemcpyDtoHAsync(&b, p + 100 * MiB, 1, s));
     CU_OK(cuMemFreeAsync(p, s));
     cr_assert_eq(attr(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT), 0);
-    cr_assert_eq(sim_free_bytes(), 1 * GiB - 102 * MiB, "still reserved until a sync");
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - SIM_CTX - 102 * MiB, "still reserved until a sync");
     CU_OK(cuStreamSynchronize(s));
     cr_assert_eq(b, 9);
     cr_assert_eq(attr(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT), 0);
-    cr_assert_eq(sim_free_bytes(), 1 * GiB, "released at the sync: threshold 0");
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - SIM_CTX, "released at the sync: threshold 0");
     cr_assert_eq(attr(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH), 102 * MiB);
     cuuint64_t zero = 0;
     CU_OK(cuMemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH, &zero));
@@ -62,13 +62,13 @@ Test(sim_pool, a_pool_keeps_freed_memory_up_to_its_release_threshold)
     CU_OK(cuMemAllocFromPoolAsync(&a, 32 * MiB, pool, NULL));
     CU_OK(cuMemAllocFromPoolAsync(&b, 32 * MiB, pool, NULL));
     CU_OK(cuMemAllocFromPoolAsync(&c, 32 * MiB, pool, NULL));
-    cr_assert_eq(sim_free_bytes(), 1 * GiB - 96 * MiB);
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - SIM_CTX - 96 * MiB);
     CU_OK(cuMemFreeAsync(a, NULL));
     CU_OK(cuMemFreeAsync(b, NULL));
     CU_OK(cuMemFreeAsync(c, NULL));
     CU_OK(cuCtxSynchronize());
     cr_assert_eq(attr(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT), 64 * MiB);
-    cr_assert_eq(sim_free_bytes(), 1 * GiB - 64 * MiB, "64 MiB kept, 32 MiB released");
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - SIM_CTX - 64 * MiB, "64 MiB kept, 32 MiB released");
 
     /* Kept memory is reused without a new reservation. */
     CU_OK(cuMemAllocFromPoolAsync(&a, 20 * MiB, pool, NULL));
@@ -77,7 +77,7 @@ Test(sim_pool, a_pool_keeps_freed_memory_up_to_its_release_threshold)
     CU_OK(cuMemFreeAsync(a, NULL));
     CU_OK(cuMemPoolTrimTo(pool, 0));
     cr_assert_eq(attr(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT), 0);
-    cr_assert_eq(sim_free_bytes(), 1 * GiB);
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - SIM_CTX);
     CU_OK(cuMemPoolDestroy(pool));
     cr_assert_eq(cuMemPoolGetAttribute(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &threshold),
                  CUDA_ERROR_INVALID_VALUE);
@@ -88,7 +88,7 @@ Test(sim_pool, pools_run_out_at_device_capacity)
     qt_sim_private("Small:1GiB:4");
     sim_up(0);
     CUdeviceptr a, b;
-    CU_OK(cuMemAllocAsync(&a, 900 * MiB, NULL));
+    CU_OK(cuMemAllocAsync(&a, 1 * GiB - SIM_CTX - 100 * MiB, NULL));
     cr_assert_eq(cuMemAllocAsync(&b, 200 * MiB, NULL), CUDA_ERROR_OUT_OF_MEMORY);
     CUdeviceptr plain;
     cr_assert_eq(cuMemAlloc(&plain, 200 * MiB), CUDA_ERROR_OUT_OF_MEMORY,

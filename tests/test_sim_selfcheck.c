@@ -17,6 +17,10 @@ Test(sim_selfcheck, passes_on_the_simulated_gpu_and_says_what_it_found, .timeout
     cr_assert(strstr(out, "2 device(s)"), "%s", out);
     cr_assert(strstr(out, "[0] NVIDIA H100 80GB HBM3, 81920 MiB, 132 SMs, compute 9.0"), "%s", out);
     cr_assert(strstr(out, "[1] NVIDIA GeForce GTX 1080, 8192 MiB, 20 SMs, compute 6.1"), "%s", out);
+    cr_assert(strstr(out, "context: 256 MiB of device memory in use before any allocation"), "%s",
+              out);
+    cr_assert(strstr(out, "listed with 516 MiB: 260 MiB allocated, 256 MiB the driver's own"), "%s",
+              out);
     cr_assert(strstr(out, "self-check passed"), "%s", out);
     cr_assert_null(strstr(out, "FAILED"), "%s", out);
     free(out);

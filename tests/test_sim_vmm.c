@@ -44,14 +44,14 @@ Test(sim_vmm, memory_is_held_until_released_and_unmapped)
     CUmemAllocationProp p = prop(0);
     CUmemGenericAllocationHandle h;
     CU_OK(cuMemCreate(&h, 64 * MiB, &p, 0));
-    cr_assert_eq(sim_free_bytes(), 1 * GiB - 64 * MiB, "charged at creation");
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - SIM_CTX - 64 * MiB, "charged at creation");
     CUdeviceptr va;
     CU_OK(cuMemAddressReserve(&va, 128 * MiB, 0, 0, 0));
     cr_assert_eq(va % (2 * MiB), 0);
     CU_OK(cuMemMap(va, 64 * MiB, 0, h, 0));
     CU_OK(cuMemMap(va + 64 * MiB, 64 * MiB, 0, h, 0)); /* the same memory twice */
     grant(va, 128 * MiB, CU_MEM_ACCESS_FLAGS_PROT_READWRITE);
-    cr_assert_eq(sim_free_bytes(), 1 * GiB - 64 * MiB, "mapping costs nothing more");
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - SIM_CTX - 64 * MiB, "mapping costs nothing more");
 
     char msg[] = "through the first mapping";
     CU_OK(cuMemcpyHtoD(va + 12345, msg, sizeof msg));
@@ -69,16 +69,16 @@ Test(sim_vmm, memory_is_held_until_released_and_unmapped)
     cr_assert_eq(size, 64 * MiB);
 
     CU_OK(cuMemRelease(h));
-    cr_assert_eq(sim_free_bytes(), 1 * GiB - 64 * MiB, "still mapped");
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - SIM_CTX - 64 * MiB, "still mapped");
     CU_OK(cuMemUnmap(va, 64 * MiB));
-    cr_assert_eq(sim_free_bytes(), 1 * GiB - 64 * MiB, "still mapped once");
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - SIM_CTX - 64 * MiB, "still mapped once");
     CU_OK(cuMemcpyDtoH(back, va + 64 * MiB + 12345, sizeof back));
     cr_assert_str_eq(back, msg);
     cr_assert_eq(cuMemcpyDtoH(back, va + 12345, sizeof back), CUDA_ERROR_INVALID_VALUE,
                  "an unmapped range is no memory");
     cr_assert_eq(cuMemAddressFree(va, 128 * MiB), CUDA_ERROR_INVALID_VALUE, "still mapped");
     CU_OK(cuMemUnmap(va + 64 * MiB, 64 * MiB));
-    cr_assert_eq(sim_free_bytes(), 1 * GiB, "released and unmapped: gone");
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - SIM_CTX, "released and unmapped: gone");
     CU_OK(cuMemAddressFree(va, 128 * MiB));
 }
 
@@ -103,17 +103,17 @@ Test(sim_vmm, a_released_handle_is_dead_but_its_mapping_lives_until_unmapped)
     CU_OK(cuMemcpyHtoD(va, &word, sizeof word));
     CU_OK(cuMemcpyDtoH(&back, va, sizeof back));
     cr_assert_eq(back, 42, "the mapping still works");
-    cr_assert_eq(sim_free_bytes(), 1 * GiB - 4 * MiB, "still held by its mapping");
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - SIM_CTX - 4 * MiB, "still held by its mapping");
 
     /* A retained handle is live again, and holds the memory past the unmap. */
     CU_OK(cuMemRetainAllocationHandle(&again, (void *)va));
     cr_assert_eq(again, h);
     CU_OK(cuMemUnmap(va, 4 * MiB));
-    cr_assert_eq(sim_free_bytes(), 1 * GiB - 4 * MiB, "the retained handle holds it");
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - SIM_CTX - 4 * MiB, "the retained handle holds it");
     CU_OK(cuMemMap(va, 4 * MiB, 0, again, 0));
     CU_OK(cuMemRelease(again));
     CU_OK(cuMemUnmap(va, 4 * MiB));
-    cr_assert_eq(sim_free_bytes(), 1 * GiB, "released and unmapped: gone");
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - SIM_CTX, "released and unmapped: gone");
     CU_OK(cuMemAddressFree(va, 8 * MiB));
 }
 
@@ -150,7 +150,7 @@ Test(sim_vmm, mappings_check_their_ranges_and_read_only_access_refuses_writes)
     CU_OK(cuMemUnmap(va, 4 * MiB));
     cr_assert_eq(cuMemRelease(h), CUDA_ERROR_INVALID_VALUE, "already gone");
     CU_OK(cuMemAddressFree(va, 8 * MiB));
-    cr_assert_eq(sim_free_bytes(), 1 * GiB);
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - SIM_CTX);
 }
 
 Test(sim_vmm, physical_memory_stops_at_capacity)
@@ -159,10 +159,10 @@ Test(sim_vmm, physical_memory_stops_at_capacity)
     sim_up(0);
     CUmemAllocationProp p = prop(0);
     CUmemGenericAllocationHandle a, b;
-    CU_OK(cuMemCreate(&a, 1 * GiB - 2 * MiB, &p, 0));
+    CU_OK(cuMemCreate(&a, 1 * GiB - SIM_CTX - 2 * MiB, &p, 0));
     cr_assert_eq(cuMemCreate(&b, 4 * MiB, &p, 0), CUDA_ERROR_OUT_OF_MEMORY);
     CU_OK(cuMemCreate(&b, 2 * MiB, &p, 0));
     CU_OK(cuMemRelease(a));
     CU_OK(cuMemRelease(b));
-    cr_assert_eq(sim_free_bytes(), 1 * GiB);
+    cr_assert_eq(sim_free_bytes(), 1 * GiB - SIM_CTX);
 }

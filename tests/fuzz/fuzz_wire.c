@@ -1,5 +1,5 @@
 /* fuzz_wire.c - a libFuzzer target for everything a stranger's bytes reach in the arbiter
- * before any secret is checked: the ZMTP codec (proto/zmtp.c), the msgpack decoder
+ * before any secret is checked: the ZMTP codec (proto/router.c), the msgpack decoder
  * (proto/msg.c), the request checks (proto/schema.c) and the record readers that
  * clients run on replies (proto/records.c). Built by `make fuzz` (clang); `make test`
  * runs it for a few seconds when clang is there; README.md "Fuzzing" says how to run it
@@ -22,7 +22,7 @@
 #include "proto/msg.h"
 #include "proto/records.h"
 #include "proto/schema.h"
-#include "proto/zmtp.h"
+#include "proto/router.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -109,35 +109,35 @@ static const uint8_t handshake[] = {
 
 /* Feeds n bytes at p to z in pieces of at most step, handling every event. Returns false
  * once the codec refused the stream. */
-static bool feed(qp_zmtp_t *z, const uint8_t *p, size_t n, size_t step)
+static bool feed(qp_router_t *z, const uint8_t *p, size_t n, size_t step)
 {
     char err[QP_ERR_LEN];
     while (n) {
         size_t room = 0;
-        uint8_t *space = qp_zmtp_in_space(z, &room);
+        uint8_t *space = qp_router_in_space(z, &room);
         if (!space || room == 0)
             abort();
         size_t k = n < step ? n : step;
         k = k < room ? k : room;
         memcpy(space, p, k);
-        qp_zmtp_in_commit(z, k);
+        qp_router_in_commit(z, k);
         p += k;
         n -= k;
         for (;;) {
             const void *body = NULL;
             size_t len = 0;
-            int ev = qp_zmtp_next(z, &body, &len, err);
+            int ev = qp_router_next(z, &body, &len, err);
             check_err(ev, err);
             if (ev < 0)
                 return false;
-            if (ev == QP_ZMTP_NONE)
+            if (ev == QP_ROUTER_NONE)
                 break;
-            if (ev == QP_ZMTP_MESSAGE) {
+            if (ev == QP_ROUTER_MESSAGE) {
                 frame(body, len, &qp_caps_request);
-                qp_zmtp_send(z, body, len); /* a reply as long as the request */
+                qp_router_send(z, body, len); /* a reply as long as the request */
                 size_t out;
-                qp_zmtp_out(z, &out);
-                qp_zmtp_out_done(z, out / 2);
+                qp_router_out(z, &out);
+                qp_router_out_done(z, out / 2);
             }
         }
     }
@@ -155,16 +155,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         frame(data, size, mode & 2 ? &qp_caps_reply : &qp_caps_request);
         return 0;
     }
-    qp_zmtp_t *z = qp_zmtp_new(QP_MAX_FRAME, 65536);
+    qp_router_t *z = qp_router_new(QP_MAX_FRAME, 65536);
     if (!z)
         return 0;
     size_t step = 1 + (size_t)(mode >> 2);
     if (!(mode & 2) || feed(z, handshake, sizeof handshake, step)) {
-        if ((mode & 2) && !qp_zmtp_ready(z))
+        if ((mode & 2) && !qp_router_ready(z))
             abort(); /* the valid handshake was taken */
         feed(z, data, size, step);
     }
-    qp_zmtp_destroy(&z);
+    qp_router_destroy(&z);
     return 0;
 }
 

@@ -118,7 +118,9 @@ static int probe(const char *self)
     return rc;
 }
 
-static void check_nvml(bool sim, double used_mib, unsigned timed_ms)
+/* used_mib: what this process allocated; ctx_mib: device memory in use once its context
+ * existed, before it allocated (on the simulator, alone on its host: the context's cost). */
+static void check_nvml(bool sim, double used_mib, double ctx_mib, unsigned timed_ms)
 {
     struct nvml n;
     printf("NVML's view\n");
@@ -153,12 +155,14 @@ static void check_nvml(bool sim, double used_mib, unsigned timed_ms)
            count, name, mem.used / MiB, mem.total / MiB, u.gpu, np);
     printf("  this process is %s", listed ? "listed" : "not listed (another pid namespace?)");
     if (listed)
-        printf(" with %.0f MiB", mine / MiB);
+        printf(" with %.0f MiB: %.0f MiB allocated, %.0f MiB the driver's own", mine / MiB,
+               used_mib, mine / MiB - used_mib);
     printf("\n");
     verdict(ok && count > 0, "NVML answers for device 0");
     if (sim) {
         /* The simulator must agree with itself exactly. */
-        verdict(listed && mine / MiB == used_mib, "it lists this process with its memory");
+        verdict(listed && mine / MiB == used_mib + ctx_mib,
+                "it lists this process with its memory and its context's");
         unsigned expect = timed_ms / 10; /* the kernel's share of the last second */
         verdict(u.gpu + 2 >= expect && u.gpu <= expect + 3, "its utilization shows the kernel");
     }
@@ -206,6 +210,8 @@ int main(int argc, char **argv)
     const size_t bytes = 256u << 20;
     CUdeviceptr d = 0, e = 0;
     CU(cuMemGetInfo(&free0, &total));
+    printf("  context: %.0f MiB of device memory in use before any allocation\n",
+           (total - free0) / MiB);
     bool alloc_ok = CU(cuMemAlloc(&d, bytes));
     CU(cuMemGetInfo(&free1, &total));
     printf("  memory: %.0f MiB free of %.0f MiB; %.0f MiB free after allocating 256 MiB\n",
@@ -241,7 +247,7 @@ int main(int argc, char **argv)
     printf("  kernel: a %.1f ms spin took %.3f ms between its events\n", SPIN_NS / 1e6, ms);
     verdict(timed && ms >= SPIN_NS / 1e6 && ms < SPIN_NS / 1e6 * 1.1, "its time matches");
 
-    check_nvml(sim, 256 + 4, (unsigned)(ms + 0.5));
+    check_nvml(sim, 256 + 4, (total - free0) / MiB, (unsigned)(ms + 0.5));
     if (e)
         cuMemFree(e);
     if (d)
