@@ -58,13 +58,13 @@ struct qa_server {
     qa_audit_t *audit;        /* owned: real use and unmanaged processes, from the rounds */
     qa_endpoint_t *admin;     /* owned: admin.sock */
     qa_endpoint_t *tenant;    /* owned: tenant.sock */
-    qa_loop_t *loop;     /* owned */
-    int sig_fd;          /* owned: signalfd for SIGTERM/SIGINT */
-    qa_timer_t liveness; /* looks for silent peers */
-    qa_timer_t sampling; /* takes NVML samples */
-    qa_timer_t grace;    /* runs during the reconnect grace after the start */
-    uint64_t sessions;   /* session numbers handed out */
-    uint64_t fd_limit;   /* RLIMIT_NOFILE now (re-read by the liveness timer) */
+    qa_loop_t *loop;          /* owned */
+    int sig_fd;               /* owned: signalfd for SIGTERM/SIGINT */
+    qa_timer_t liveness;      /* looks for silent peers */
+    qa_timer_t sampling;      /* takes NVML samples */
+    qa_timer_t grace;         /* runs during the reconnect grace after the start */
+    uint64_t sessions;        /* session numbers handed out */
+    uint64_t fd_limit;        /* RLIMIT_NOFILE now (re-read by the liveness timer) */
 
     qa_metrics_t metrics; /* requests by kind and their handling time */
     qa_http_t *http;      /* owned: the HTTP server, NULL when off */
@@ -422,9 +422,9 @@ static qa_view_t *build_view(void *arg)
     qa_server_t *self = arg;
     size_t nf;
     const qp_finding_t *f = qa_audit_findings(self->audit, &nf);
-    qa_view_t *v = qa_view_build(self->host, &self->metrics, qa_endpoint_count(self->tenant), f,
-                                 nf, qa_audit_kills(self->audit));
-    if (v) /* what tenants report, each process once (qa_host_totals leaves it out) */
+    qa_view_t *v = qa_view_build(self->host, &self->metrics, qa_endpoint_count(self->tenant), f, nf,
+                                 qa_audit_kills(self->audit));
+    if (v) /* what tenants report, each process counted once (host.h, tenant.h) */
         v->totals.memory_used_mb = qa_tenant_host_used(self) / QP_MIB;
     return v;
 }

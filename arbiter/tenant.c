@@ -463,8 +463,9 @@ static void drop_ghost(qa_server_t *srv, qa_vgpu_t *v, struct qa_ghost **gp)
     free(g);
 }
 
-/* p's process is known (cred_pid, at its hello): records it in p's slot, and takes the place of what
- * the previous arbiter's same process held, which p's hello re-reported. */
+/* p's process is known (cred_pid, from its connection, at its hello): records it in p's
+ * slot, and takes the place of what the previous arbiter's same process held, which p's
+ * hello re-reported. */
 static void identify(qa_server_t *srv, qa_peer_t *p)
 {
     qa_vgpu_t *v = p->vgpu;

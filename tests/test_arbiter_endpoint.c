@@ -7,7 +7,6 @@
 #include "tests/shim_support.h"
 
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <errno.h>
 #include <grp.h>
 #include <signal.h>
@@ -69,6 +68,17 @@ static pid_t as_user(uid_t uid, void (*fn)(void *arg), void *arg)
     cr_assert_eq(read(p[0], &c, 1), 1, "the attacker got ready");
     close(p[0]);
     return pid;
+}
+
+/* An arbiter whose sockets others can reach, with one Q1 vGPU (id, secret). */
+static qt_arbiter_t *arbiter_for_strangers(char id[QV_ID_LEN], char secret[QV_SECRET_LEN])
+{
+    qt_arbiter_t *arb = ctl_arbiter(CTL_GPUS, NULL);
+    open_to_others(arb);
+    qv_client_t *c = ctl_client(arb);
+    ctl_create(c, "vm-1", "Q1", id, secret);
+    qv_disconnect(&c);
+    return arb;
 }
 
 static pid_t as_nobody(void (*fn)(void *arg), void *arg)
@@ -133,12 +143,8 @@ static void squat(void *arg)
  * ("Assertion failed: ok (src/socket_base.cpp)") at the next ordinary connection. */
 Test(qa_endpoint, peers_that_choose_their_routing_ids_cannot_crash_the_arbiter)
 {
-    qt_arbiter_t *arb = ctl_arbiter(CTL_GPUS, NULL);
-    open_to_others(arb);
-    qv_client_t *c = ctl_client(arb);
     char id[QV_ID_LEN], secret[QV_SECRET_LEN];
-    ctl_create(c, "vm-1", "Q1", id, secret);
-    qv_disconnect(&c);
+    qt_arbiter_t *arb = arbiter_for_strangers(id, secret);
     char ep[300];
     snprintf(ep, sizeof ep, "ipc://%s/tenant.sock", qt_arbiter_socket_dir(arb));
     struct squat s = {.endpoint = ep};
@@ -148,7 +154,7 @@ Test(qa_endpoint, peers_that_choose_their_routing_ids_cannot_crash_the_arbiter)
         ctl_tenant_t *t = ctl_tenant_new(arb, id, secret);
         cr_assert_eq(ctl_tenant_hello(t), 0, "tenant %d is served", i);
         ctl_tenant_destroy(&t);
-        c = ctl_client(arb);
+        qv_client_t *c = ctl_client(arb);
         qv_disconnect(&c);
     }
     cr_assert(arbiter_alive(arb), "the arbiter survives");
@@ -218,19 +224,6 @@ static void hold_idle(void *arg)
     usleep(300 * 1000);
 }
 
-static int fds_of(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
-    int n = 0;
-    DIR *d = opendir(path);
-    cr_assert_not_null(d);
-    for (struct dirent *e; (e = readdir(d));)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
 /* A workload of v allocates 1500 MiB of its 2 GiB quota through the shim. */
 static void assert_workload_gets_its_quota(qt_arbiter_t *arb, const qts_vgpu_t *v)
 {
@@ -256,12 +249,12 @@ Test(qa_endpoint, thousands_of_idle_connections_of_a_stranger_leave_workloads_th
     qts_vgpu_t v;
     qts_vgpu_create(arb, &v, "--vm", "w", "--profile", "Q2", NULL);
     pid_t pid = qt_proc_pid(qt_arbiter_proc(arb));
-    int before = fds_of(pid);
+    int before = ctl_open_fds(pid);
     struct idle x = {.raw = 4200, .dealers = 100};
     snprintf(x.path, sizeof x.path, "%s/tenant.sock", qt_arbiter_socket_dir(arb));
     pid_t attacker = as_nobody(hold_idle, &x);
     assert_workload_gets_its_quota(arb, &v);
-    int during = fds_of(pid);
+    int during = ctl_open_fds(pid);
     cr_assert_lt(during, before + 128 + 64,
                  "a uid holds at most max_pending_per_uid connections (%d, then %d)", before,
                  during);
@@ -273,7 +266,7 @@ Test(qa_endpoint, thousands_of_idle_connections_of_a_stranger_leave_workloads_th
 static bool fewer_fds(void *arg)
 {
     int *x = arg; /* pid, limit */
-    return fds_of(x[0]) <= x[1];
+    return ctl_open_fds(x[0]) <= x[1];
 }
 
 Test(qa_endpoint, a_connection_that_says_no_hello_is_closed_after_the_hello_timeout)
@@ -281,15 +274,15 @@ Test(qa_endpoint, a_connection_that_says_no_hello_is_closed_after_the_hello_time
     qt_arbiter_t *arb = ctl_arbiter(CTL_GPUS, NULL);
     open_to_others(arb);
     pid_t pid = qt_proc_pid(qt_arbiter_proc(arb));
-    int before = fds_of(pid);
+    int before = ctl_open_fds(pid);
     /* ZeroMQ connections that finished the handshake, and plain ones that never began it */
     struct idle x = {.raw = 20, .dealers = 30, .once = true};
     snprintf(x.path, sizeof x.path, "%s/tenant.sock", qt_arbiter_socket_dir(arb));
     pid_t attacker = as_nobody(hold_idle, &x);
-    cr_assert_geq(fds_of(pid), before + 40, "held at first");
+    cr_assert_geq(ctl_open_fds(pid), before + 40, "held at first");
     int want[2] = {pid, before + 2};
     cr_assert(qt_wait_until(fewer_fds, want, 6000), "closed after 3 s (%d fds, %d before)",
-              fds_of(pid), before);
+              ctl_open_fds(pid), before);
     stop_child(attacker);
     qt_proc_t *proc = qt_arbiter_proc(arb);
     qt_proc_kill(proc, SIGTERM);
@@ -316,7 +309,7 @@ Test(qa_endpoint, idle_floods_from_many_uids_leave_room_for_workloads, .timeout 
         attackers[i] = as_user((uid_t)(61000 + i), hold_idle, &x);
     }
     pid_t pid = qt_proc_pid(qt_arbiter_proc(arb));
-    cr_assert_leq(fds_of(pid), 100 + 32, "pending: a quarter of the cap of 400, not more");
+    cr_assert_leq(ctl_open_fds(pid), 100 + 32, "pending: a quarter of the cap of 400, not more");
     assert_workload_gets_its_quota(arb, &v);
     assert_workload_gets_its_quota(arb, &v);
     cr_assert(arbiter_alive(arb));
@@ -372,24 +365,12 @@ static void send_junk(void *arg)
     zmq_ctx_term(zctx);
 }
 
-static int count_of(const char *s, const char *word)
-{
-    int n = 0;
-    for (const char *p = s; (p = strstr(p, word)); p += strlen(word))
-        n++;
-    return n;
-}
-
 /* Regression (issue 8 item 9): one warning per malformed connection let anyone write
  * about a gigabyte of log an hour. */
 Test(qa_endpoint, a_stranger_connecting_again_and_again_writes_a_few_log_lines_and_a_sum)
 {
-    qt_arbiter_t *arb = ctl_arbiter(CTL_GPUS, NULL);
-    open_to_others(arb);
-    qv_client_t *c = ctl_client(arb);
     char id[QV_ID_LEN], secret[QV_SECRET_LEN];
-    ctl_create(c, "vm-1", "Q1", id, secret);
-    qv_disconnect(&c);
+    qt_arbiter_t *arb = arbiter_for_strangers(id, secret);
     struct junk x = {.n = 400};
     snprintf(x.path, sizeof x.path, "%s/tenant.sock", qt_arbiter_socket_dir(arb));
     pid_t attacker = as_nobody(send_junk, &x);
@@ -398,9 +379,9 @@ Test(qa_endpoint, a_stranger_connecting_again_and_again_writes_a_few_log_lines_a
     qt_proc_kill(proc, SIGTERM);
     cr_assert_eq(qt_proc_wait(proc, 5000), 0);
     const char *log = qt_proc_stderr(proc);
-    int lines = count_of(log, "uid 65534");
+    int lines = ctl_count_of(log, "uid 65534");
     cr_assert_leq(lines, 3 + 2, "a few lines about uid 65534, then its sum (%d):\n%s", lines, log);
-    cr_assert_lt(count_of(log, "\n"), 30, "the log stays short:\n%s", log);
+    cr_assert_lt(ctl_count_of(log, "\n"), 30, "the log stays short:\n%s", log);
     /* 200 malformed messages at least (a bad greeting whose sender closed at once may
      * read as a reset connection, which is not worth a line): held back, summed */
     long held = 0;
