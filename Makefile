@@ -7,7 +7,8 @@
 #   make fuzz         the libFuzzer target of the wire (clang), in BUILD/fuzz/
 #   make bench        builds, then runs the benchmarks in bench/ (scripts/run-bench.sh)
 #   make install      PREFIX (/usr/local) and DESTDIR honoured; the Python package qvgpu
-#                     goes to PYTHONDIR (Debian's dist-packages for PREFIX)
+#                     goes to PYTHONDIR (Debian's dist-packages for PREFIX); the shim
+#                     bundle to PREFIX/lib/qvgpu/VERSION, PREFIX/lib/qvgpu/current names it
 #
 # Sources are found by directory, so a new module needs no edit here:
 #   proto/*.c                      the wire, linked into every program that speaks it
@@ -15,7 +16,9 @@
 #   arbiter/dashboard/*            the dashboard's files, embedded into qarbiter
 #   client/*.c                     libqvgpu.so; client/qgpuctl.c is the qgpuctl program
 #   shim/*.c                       libqshim.so
-#   container/*.c                  the container pieces that run outside the workload
+#   container/*.c                  the container pieces that run outside the workload:
+#                                  hook.c is qvgpu-container-hook, runtime.c is
+#                                  qvgpu-container-runtime
 #   sim/cuda*.c, sim/nvml*.c       the simulated libcuda.so.1 / libnvidia-ml.so.1; other
 #                                  sim/*.c files are the shared model linked into both
 #   tests/test_*.c                 one Criterion binary each; other tests/*.c are support
@@ -85,7 +88,8 @@ ARBITER_MAIN := $(call obj,$(wildcard arbiter/main.c))
 CLIENT_OBJ   := $(call obj,$(filter-out client/qgpuctl.c,$(wildcard client/*.c)))
 QGPUCTL_OBJ  := $(call obj,$(wildcard client/qgpuctl.c))
 SHIM_OBJ     := $(call obj,$(wildcard shim/*.c))
-CONTAINER_OBJ := $(call obj,$(wildcard container/*.c))
+CONTAINER_MAINS := container/hook.c container/runtime.c
+CONTAINER_OBJ := $(call obj,$(filter-out $(CONTAINER_MAINS),$(wildcard container/*.c)))
 SIM_CUDA_OBJ := $(call obj,$(wildcard sim/cuda*.c))
 SIM_NVML_OBJ := $(call obj,$(wildcard sim/nvml*.c))
 SIM_CORE_OBJ := $(call obj,$(filter-out $(wildcard sim/cuda*.c sim/nvml*.c),$(wildcard sim/*.c)))
@@ -113,8 +117,14 @@ $(BUILD)/obj/shim/route.o: CPPFLAGS += -DQV_GLIBC_OWN_dlsym -DQV_GLIBC_OWN_dlvsy
 LIBS_GLIBC_FLOOR := -Wl,--push-state,--no-as-needed -l:libpthread.so.0 -l:libdl.so.2 \
                     -l:librt.so.1 -Wl,--pop-state
 
+# The shim bundle: what a container mounts read-only, and the hook its CDI spec runs.
+VERSION := $(shell sed -n 's/^\#define QA_VERSION "\(.*\)"/\1/p' arbiter/server.h)
+BUNDLE := $(BUILD)/bundle/libqshim.so $(BUILD)/bundle/qvgpu-container-hook \
+          $(BUILD)/bundle/ld.so.preload
+
 ARTIFACTS := $(BUILD)/libqshim.so $(BUILD)/qarbiter $(BUILD)/qgpuctl $(BUILD)/libqvgpu.so \
-             $(BUILD)/sim/libcuda.so.1 $(BUILD)/sim/libnvidia-ml.so.1 $(BUILD)/qvgpu.pc
+             $(BUILD)/sim/libcuda.so.1 $(BUILD)/sim/libnvidia-ml.so.1 $(BUILD)/qvgpu.pc \
+             $(BUILD)/qvgpu-container-runtime $(BUILD)/qvgpu-container-hook $(BUNDLE)
 
 # The Slurm plugin is built where Slurm's headers are (libslurm-dev).
 SLURM_INCLUDE ?= /usr/include
@@ -123,7 +133,7 @@ ifneq ($(HAVE_SLURM),)
 ARTIFACTS += $(BUILD)/spank_qvgpu.so
 endif
 
-.PHONY: all test bench fuzz install clean help
+.PHONY: all test build-tests bench fuzz install clean help
 all: $(ARTIFACTS)
 
 help:
@@ -182,6 +192,22 @@ $(BUILD)/qgpuctl: $(QGPUCTL_OBJ) $(BUILD)/libqvgpu.so
 $(BUILD)/qarbiter: $(ARBITER_MAIN) $(ARBITER_OBJ) $(PROTO_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_JSON) $(LIBS_INI) $(LIBS_HTTP) -ldl -lpthread -lm
+
+$(BUILD)/qvgpu-container-hook: $(call obj,container/hook.c) $(CONTAINER_OBJ) $(PROTO_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_JSON)
+
+$(BUILD)/qvgpu-container-runtime: $(call obj,container/runtime.c) $(CONTAINER_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_JSON)
+
+# Copied under a temporary name and renamed: a container running may map the old file,
+# which must never change under it.
+$(BUILD)/bundle/libqshim.so $(BUILD)/bundle/qvgpu-container-hook: $(BUILD)/bundle/%: $(BUILD)/%
+	@mkdir -p $(@D)
+	cp $< $@.tmp && mv -f $@.tmp $@
+
+$(BUILD)/bundle/ld.so.preload: proto/container.h
+	@mkdir -p $(@D)
+	sed -n 's/^#define QP_CTR_BUNDLE_DIR "\(.*\)"/\1\/libqshim.so/p' $< > $@.tmp && mv -f $@.tmp $@
 
 $(BUILD)/sim/libcuda.so.1: $(SIM_CUDA_OBJ) $(SIM_CORE_OBJ) $(SIM_STUB_OBJ)
 	@mkdir -p $(@D)
@@ -246,6 +272,20 @@ $(BUILD)/tests/progs/%: $(BUILD)/obj/tests/progs/%.o
 	$(CC) $(LDFLAGS) -o $@ $< -Wl,--as-needed $(CUDA_STUB) -Wl,--no-as-needed $(PROG_LIBS) \
 	    -ldl -lpthread -lm
 
+# The workload built to run on the glibc floor too, for the Debian 11 container tests:
+# bound to old symbol versions, started by tests/floor/start.c (docs there).
+FLOOR_PROGS := $(BUILD)/tests/floor/shim_work
+$(BUILD)/obj/tests/floor/%.o: tests/progs/%.c | $(GEN)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -include $(BUILD)/gen/glibc_compat.h $(CFLAGS) -c $< -o $@
+$(BUILD)/obj/tests/floor/start.o: tests/floor/start.c | $(GEN)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) -include $(BUILD)/gen/glibc_compat.h $(CFLAGS) -c $< -o $@
+$(BUILD)/tests/floor/%: $(BUILD)/obj/tests/floor/%.o $(BUILD)/obj/tests/floor/start.o
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -nostartfiles -o $@ $^ -Wl,--as-needed $(CUDA_STUB) -Wl,--no-as-needed \
+	    $(LIBS_GLIBC_FLOOR)
+
 # An application with its own libzmq, and so libstdc++, next to the shim (test_bundle).
 $(BUILD)/tests/progs/own_zmq: PROG_LIBS = $(shell pkg-config --libs libzmq 2>/dev/null)
 
@@ -262,8 +302,11 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-m
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(TEST_LINK) $(TEST_LIBS)
 
+# build-tests: everything `make test` runs, without running it (scripts/gpu-check.sh).
+build-tests: all $(TEST_BIN) $(TEST_PROGS) $(CU_PROGS) $(FLOOR_PROGS) $(BENCH_BIN)
+
 # make test also runs the fuzz target for FUZZ_SECONDS (20) when clang is there.
-test: all $(TEST_BIN) $(TEST_PROGS) $(CU_PROGS) $(BENCH_BIN)
+test: build-tests
 	@if command -v $(FUZZ_CC) >/dev/null 2>&1; then $(MAKE) --no-print-directory fuzz; \
 	 else echo "make test: no $(FUZZ_CC): the fuzz target is not built or run"; fi
 	@scripts/run-tests.sh $(BUILD)
@@ -291,7 +334,9 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) $(wildcard proto/*.h)
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
 	    $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 0755 $(BUILD)/qarbiter $(BUILD)/qgpuctl $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(BUILD)/qarbiter $(BUILD)/qgpuctl $(BUILD)/qvgpu-container-runtime \
+	    $(DESTDIR)$(PREFIX)/bin/
+	scripts/install-bundle.sh $(DESTDIR)$(PREFIX)/lib $(VERSION) $(BUNDLE)
 	install -m 0755 $(BUILD)/libqvgpu.so $(BUILD)/libqshim.so $(DESTDIR)$(PREFIX)/lib/
 	install -m 0644 include/qvgpu.h $(DESTDIR)$(PREFIX)/include/
 	install -m 0644 $(BUILD)/qvgpu.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/

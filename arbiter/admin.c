@@ -109,6 +109,15 @@ static void create(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
         free(qa_host_take(host, v->id));
         rc = -EIO;
     }
+    /* A vGPU that containers cannot ask for would look made and be unusable: undone. */
+    qa_cdi_t *cdi = qa_server_cdi(srv);
+    if (rc == 0 && cdi && qa_cdi_put(cdi, v, gpu_uuid(srv, v), err) < 0) {
+        char ignored[QP_ERR_LEN];
+        qa_cdi_remove(cdi, v->id, ignored);
+        qa_store_remove(qa_server_store(srv), v->id, ignored);
+        free(qa_host_take(host, v->id));
+        rc = -EIO;
+    }
     if (rc < 0) {
         if (rc == -EIO)
             qa_log(qa_server_log(srv), QA_ERROR, "create for '%s' failed: %s", spec.vm, err);
@@ -137,6 +146,10 @@ static void destroy(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
     qa_tenant_vgpu_gone(srv, v);
     qa_vgpu_t *gone = qa_host_take(qa_server_host(srv), v->id);
     qa_log(qa_server_log(srv), QA_INFO, "destroyed %s of '%s'", gone->id, gone->vm);
+    /* A spec left behind names a vGPU that is gone: the preflight hook refuses its
+     * containers, and the next sync removes it. */
+    if (qa_server_cdi(srv) && qa_cdi_remove(qa_server_cdi(srv), gone->id, err) < 0)
+        qa_log(qa_server_log(srv), QA_ERROR, "CDI spec of %s: %s", gone->id, err);
     free(gone);
     qp_msg_t *rep = qp_msg_new_ok(qp_msg_id(m));
     qa_server_send(srv, p, &rep);
@@ -203,6 +216,60 @@ static void creds(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
     qp_msg_set_str(rep, "vgpu", v->id);
     qp_msg_set_str(rep, "secret", v->secret);
     qp_msg_set_str(rep, "gpu_uuid", gpu_uuid(srv, v));
+    qp_msg_set_str(rep, "tenant_dir", qa_server_tenant_dir(srv));
+    qa_server_send(srv, p, &rep);
+}
+
+/* cdi {op: sync} rewrites every spec; {op: show, vgpu} names a vGPU's CDI devices and
+ * spec file (docs/containers.md). */
+static void cdi(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
+{
+    uint64_t id = qp_msg_id(m);
+    qa_cdi_t *cdi = qa_server_cdi(srv);
+    const char *op = NULL;
+    qp_msg_get_str(m, "op", &op);
+    if (!cdi) {
+        qa_server_error(srv, p, id, QP_E_INVALID,
+                        "this arbiter writes no CDI specs: start it with --tenant-dir "
+                        "(docs/containers.md)");
+        return;
+    }
+    qp_msg_t *rep = NULL;
+    if (strcmp(op, "sync") == 0) {
+        unsigned written, removed;
+        char err[QP_ERR_LEN];
+        if (qa_cdi_sync(cdi, qa_server_host(srv), &written, &removed, err) < 0) {
+            qa_log(qa_server_log(srv), QA_ERROR, "CDI sync: %s", err);
+            fail(srv, p, id, -EIO, err);
+            return;
+        }
+        qa_log(qa_server_log(srv), QA_INFO, "CDI sync: %u written, %u stale removed", written,
+               removed);
+        rep = qp_msg_new_ok(id);
+        qp_msg_set_uint(rep, "written", written);
+        qp_msg_set_uint(rep, "removed", removed);
+        qp_msg_set_str(rep, "dir", qa_cdi_dir(cdi));
+    } else if (strcmp(op, "show") == 0) {
+        if (!qp_msg_has(m, "vgpu")) {
+            qa_server_error(srv, p, id, QP_E_INVALID, "cdi show needs a vGPU id");
+            return;
+        }
+        qa_vgpu_t *v = named(srv, p, m);
+        if (!v)
+            return;
+        rep = qp_msg_new_ok(id);
+        char names[2][160], path[PATH_MAX];
+        int n = qa_cdi_devices(cdi, v, gpu_uuid(srv, v), names);
+        qp_msg_set_str(rep, "device", names[0]);
+        if (n > 1)
+            qp_msg_set_str(rep, "driver_device", names[1]);
+        /* The file itself, as runtimes read it: the client prints it (a spec may be
+         * longer than a reply's strings). */
+        qp_msg_set_str(rep, "path", qa_cdi_path(cdi, v->id, path));
+    } else {
+        qa_server_error(srv, p, id, QP_E_INVALID, "cdi op '%.32s' is not sync or show", op);
+        return;
+    }
     qa_server_send(srv, p, &rep);
 }
 
@@ -254,6 +321,8 @@ void qa_admin_handle(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
             reply_info(srv, p, qp_msg_id(m), v, false);
     } else if (strcmp(t, "creds") == 0) {
         creds(srv, p, m);
+    } else if (strcmp(t, "cdi") == 0) {
+        cdi(srv, p, m);
     } else if (strcmp(t, "gpus") == 0 || strcmp(t, "stats") == 0) {
         gpus(srv, p, m, t[0] == 's');
     } else {

@@ -16,7 +16,13 @@ static const char usage[] =
     "                [--http ADDR:PORT|off]\n"
     "  --socket-dir DIR  where admin.sock and tenant.sock are made (default /run/qvgpu)\n"
     "  --tenant-dir DIR  make tenant.sock here instead, alone: the directory to mount\n"
-    "                    into containers (see docs/arbiter.md)\n"
+    "                    into containers (see docs/arbiter.md); also writes a CDI spec\n"
+    "                    per vGPU (see docs/containers.md):\n"
+    "    --cdi-dir DIR          where (default /var/run/cdi)\n"
+    "    --cdi-bundle DIR       the shim bundle to mount (default PREFIX/lib/qvgpu/VERSION)\n"
+    "    --cdi-driver-root DIR  mount the NVIDIA driver found under DIR too, instead of\n"
+    "                           asking for NVIDIA's own CDI device\n"
+    "    --cdi-preload          load the shim through /etc/ld.so.preload, not LD_PRELOAD\n"
     "  --state-dir DIR   where vGPUs persist (default /var/lib/qvgpu)\n"
     "  --config FILE     INI settings and custom profiles (see docs/configuration.md)\n"
     "  --http ADDR:PORT  serve the dashboard, /metrics and /api/v1 there, read-only\n"
@@ -45,9 +51,22 @@ int main(int argc, char **argv)
 {
     const char *socket_dir = "/run/qvgpu", *state_dir = "/var/lib/qvgpu", *config = NULL;
     const char *tenant_dir = NULL, *http = NULL;
+    qa_cdi_opts_t cdi = {NULL, NULL, NULL, false};
+    const char *cdi_option = NULL; /* one of them, to name when --tenant-dir is missing */
     for (int i = 1; i < argc; i++) {
         const char **dst = NULL;
-        if (strcmp(argv[i], "--socket-dir") == 0)
+        if (strncmp(argv[i], "--cdi-", 6) == 0)
+            cdi_option = argv[i];
+        if (strcmp(argv[i], "--cdi-preload") == 0) {
+            cdi.preload = true;
+            continue;
+        } else if (strcmp(argv[i], "--cdi-dir") == 0)
+            dst = &cdi.dir;
+        else if (strcmp(argv[i], "--cdi-bundle") == 0)
+            dst = &cdi.bundle;
+        else if (strcmp(argv[i], "--cdi-driver-root") == 0)
+            dst = &cdi.driver_root;
+        else if (strcmp(argv[i], "--socket-dir") == 0)
             dst = &socket_dir;
         else if (strcmp(argv[i], "--tenant-dir") == 0)
             dst = &tenant_dir;
@@ -74,6 +93,13 @@ int main(int argc, char **argv)
         }
         *dst = argv[++i];
     }
+    if (cdi_option && !tenant_dir) {
+        fprintf(stderr,
+                "qarbiter: %s needs --tenant-dir: CDI specs mount the tenant dir into "
+                "containers, never the socket dir with admin.sock\n",
+                cdi_option);
+        return 2;
+    }
     qa_config_t cfg;
     char err[QP_ERR_LEN];
     struct sockaddr_storage sa;
@@ -92,7 +118,8 @@ int main(int argc, char **argv)
     /* HTTP on the default address unless asked otherwise; only an address asked for
      * must be had (server.h) */
     const char *listen = !http ? QA_HTTP_DEFAULT : strcmp(http, "off") == 0 ? NULL : http;
-    qa_server_opts_t opts = {socket_dir, tenant_dir, state_dir, &cfg, &log, listen, http != NULL};
+    qa_server_opts_t opts = {socket_dir, tenant_dir, &cdi,       state_dir,
+                             &cfg,       &log,       listen,     http != NULL};
     qa_server_t *srv = qa_server_new(&opts, err);
     if (!srv) {
         fprintf(stderr, "qarbiter: %s\n", err);

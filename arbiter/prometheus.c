@@ -63,6 +63,16 @@ static uint64_t g_vgpus(const void *r)
     return GPU(r)->rec.vgpus;
 }
 
+static uint64_t g_unmanaged(const void *r)
+{
+    return GPU(r)->memory_unmanaged;
+}
+
+static uint64_t g_unmanaged_procs(const void *r)
+{
+    return GPU(r)->rec.unmanaged_procs;
+}
+
 static const struct family gpu_families[] = {
     {"qvgpu_gpu_memory_total_bytes", "gauge", "Physical memory of the GPU.", false, g_mem_total,
      NULL},
@@ -82,6 +92,12 @@ static const struct family gpu_families[] = {
     {"qvgpu_gpu_leases_taken_back_total", "counter",
      "Compute leases taken back from holders that kept them past their end.", false, g_hung, NULL},
     {"qvgpu_gpu_vgpus", "gauge", "vGPUs placed on the GPU.", false, g_vgpus, NULL},
+    {"qvgpu_gpu_memory_unmanaged_bytes", "gauge",
+     "Memory held on the GPU by processes that are no tenant of its vGPUs (the audit's, "
+     "from NVML).",
+     false, g_unmanaged, NULL},
+    {"qvgpu_gpu_unmanaged_processes", "gauge",
+     "Processes on the GPU that are no tenant of its vGPUs.", false, g_unmanaged_procs, NULL},
 };
 
 static uint64_t v_quota(const void *r)
@@ -135,6 +151,21 @@ static uint64_t v_leases(const void *r)
     return VGPU(r)->leases;
 }
 
+static uint64_t v_real(const void *r)
+{
+    return VGPU(r)->info.memory_real;
+}
+
+static uint64_t v_unmanaged(const void *r)
+{
+    return VGPU(r)->info.memory_unmanaged;
+}
+
+static uint64_t v_unmanaged_procs(const void *r)
+{
+    return VGPU(r)->info.unmanaged_procs;
+}
+
 static const struct family vgpu_families[] = {
     {"qvgpu_vgpu_memory_quota_bytes", "gauge", "Memory quota of the vGPU.", false, v_quota, NULL},
     {"qvgpu_vgpu_memory_used_bytes", "gauge", "Device memory the vGPU's processes hold.", false,
@@ -158,6 +189,17 @@ static const struct family vgpu_families[] = {
     {"qvgpu_vgpu_leases_granted_total", "counter",
      "Compute leases granted to the vGPU's processes (extensions not counted).", false, v_leases,
      NULL},
+    {"qvgpu_vgpu_memory_real_bytes", "gauge",
+     "Device memory the vGPU's processes really hold as NVML sees it: their allocations, the "
+     "driver's memory for their contexts, and its unmanaged processes'.",
+     false, v_real, NULL},
+    {"qvgpu_vgpu_memory_unmanaged_bytes", "gauge",
+     "Of that, what processes with the vGPU's credentials but no session with the arbiter hold "
+     "(charged to its quota).",
+     false, v_unmanaged, NULL},
+    {"qvgpu_vgpu_unmanaged_processes", "gauge",
+     "Processes with the vGPU's credentials but no session with the arbiter (the shim dropped).",
+     false, v_unmanaged_procs, NULL},
 };
 
 /* Appends s as a label value: backslash, double quote and newline escaped. */
@@ -305,6 +347,20 @@ static void arbiter(qa_buf_t *b, const qa_view_t *view)
     qa_buf_printf(b, "qvgpu_arbiter_vgpus %u\n", view->totals.vgpus_total);
     header(b, "qvgpu_arbiter_vgpus_active", "gauge", "vGPUs with at least one live process.");
     qa_buf_printf(b, "qvgpu_arbiter_vgpus_active %u\n", view->totals.vgpus_active);
+    header(b, "qvgpu_arbiter_audit_kills_total", "counter",
+           "Processes the audit killed for using a GPU outside the rules ([audit] kill).");
+    qa_buf_printf(b, "qvgpu_arbiter_audit_kills_total %llu\n",
+                  (unsigned long long)view->totals.kills);
+    header(b, "qvgpu_arbiter_audit_findings", "gauge",
+           "What the audit finds outside the rules now, by kind (unmanaged: a process on a GPU "
+           "without a session; over_quota: a vGPU whose real use is past its quota).");
+    static const char *const kinds[] = {"unmanaged", "over_quota"};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        size_t n = 0;
+        for (size_t i = 0; i < view->nfindings; i++)
+            n += strcmp(view->findings[i].kind, kinds[k]) == 0;
+        qa_buf_printf(b, "qvgpu_arbiter_audit_findings{kind=\"%s\"} %zu\n", kinds[k], n);
+    }
     header(b, "qvgpu_arbiter_requests_total", "counter",
            "Requests handled, by endpoint and kind (malformed: undecodable, unknown or not "
            "allowed on that endpoint).");

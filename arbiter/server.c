@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -46,6 +47,8 @@ struct qa_server {
     const qa_log_t *log;    /* borrowed */
     char socket_dir[200];
     char tenant_dir[200];     /* where tenant.sock is: socket_dir unless --tenant-dir */
+    char tenant_real[PATH_MAX]; /* tenant_dir, absolute */
+    qa_cdi_t *cdi;            /* owned: CDI specs with --tenant-dir, else NULL */
     int lock_fd;              /* owned: flock'ed qarbiter.lock */
     qa_nvml_t *nvml;          /* owned */
     qa_host_t *host;          /* owned */
@@ -105,6 +108,16 @@ const qa_config_t *qa_server_config(const qa_server_t *self)
 const qa_log_t *qa_server_log(const qa_server_t *self)
 {
     return self->log;
+}
+
+qa_cdi_t *qa_server_cdi(qa_server_t *self)
+{
+    return self->cdi;
+}
+
+const char *qa_server_tenant_dir(const qa_server_t *self)
+{
+    return self->tenant_real;
 }
 
 uint64_t qa_server_new_session(qa_server_t *self)
@@ -637,6 +650,31 @@ static int open_endpoint(qa_server_t *self, qa_endpoint_t **out, qp_endpoint_t e
     return *out ? 0 : -EIO;
 }
 
+/* Starts the CDI specs of a --tenant-dir arbiter and writes them all. A tenant dir that
+ * is the socket dir would show admin.sock to every container: refused. */
+static int start_cdi(qa_server_t *self, const qa_cdi_opts_t *opts, char *err)
+{
+    static const qa_cdi_opts_t defaults = {NULL, NULL, NULL, false};
+    char sock_real[PATH_MAX], creds[PATH_MAX + 16];
+    if (realpath(self->socket_dir, sock_real) && strcmp(sock_real, self->tenant_real) == 0) {
+        snprintf(err, QP_ERR_LEN,
+                 "--tenant-dir %.150s is the socket dir: containers would see admin.sock "
+                 "(give a directory of its own)",
+                 self->tenant_dir);
+        return -EINVAL;
+    }
+    snprintf(creds, sizeof creds, "%s/vgpus", sock_real);
+    if (!(self->cdi = qa_cdi_new(opts ? opts : &defaults, self->tenant_real, creds, err)))
+        return -EINVAL;
+    unsigned written, removed;
+    char why[QP_ERR_LEN];
+    if (qa_cdi_sync(self->cdi, self->host, &written, &removed, why) < 0)
+        qa_log(self->log, QA_ERROR, "CDI specs: %s", why);
+    qa_log(self->log, QA_INFO, "CDI specs in %s: %u written, %u stale removed (bundle %s)",
+           qa_cdi_dir(self->cdi), written, removed, qa_cdi_bundle(self->cdi));
+    return 0;
+}
+
 qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
 {
     qa_server_t *self = calloc(1, sizeof *self);
@@ -684,6 +722,11 @@ qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
         check_dir(self->tenant_dir, "tenant dir", err) < 0 || take_lock(self, err) < 0 ||
         discover(self, err) < 0 || load_state(self, opts->state_dir, err) < 0)
         goto fail;
+    if (!realpath(self->tenant_dir, self->tenant_real)) {
+        snprintf(err, QP_ERR_LEN, "cannot resolve tenant dir %.150s: %s", self->tenant_dir,
+                 strerror(errno));
+        goto fail;
+    }
     if (!(self->sampler = qa_sampler_start(self->nvml, qa_host_ngpus(self->host), SAMPLE_MS)) ||
         !(self->loop = qa_loop_new()) ||
         !(self->compute = qa_compute_new(self, qa_host_ngpus(self->host))) ||
@@ -694,8 +737,10 @@ qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
     /* HTTP before the sockets, so that it serves once admin.sock says "ready". */
     if (start_http(self, opts, err) < 0)
         goto fail;
-    /* admin.sock last: its appearance tells that the arbiter is ready. */
+    /* admin.sock last: its appearance tells that the arbiter is ready. The CDI specs
+     * in between: once the tenant dir is known to be ours, and before anyone asks. */
     if (open_endpoint(self, &self->tenant, QP_TENANT, 0666, err) < 0 ||
+        (opts->tenant_dir && start_cdi(self, opts->cdi, err) < 0) ||
         open_endpoint(self, &self->admin, QP_ADMIN, 0600, err) < 0)
         goto fail;
     if (qa_loop_add_fd(self->loop, self->sig_fd, on_signal, self) < 0 ||
@@ -747,6 +792,7 @@ void qa_server_destroy(qa_server_t **self_p)
         qa_tenant_forget_ghosts(self->host);
     qa_ledger_close(&self->ledger);
     qa_store_close(&self->store);
+    qa_cdi_destroy(&self->cdi);
     qa_host_destroy(&self->host);
     qa_nvml_close(&self->nvml);
     free(self->samples);

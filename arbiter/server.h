@@ -11,6 +11,7 @@
 #ifndef QA_SERVER_H
 #define QA_SERVER_H
 
+#include "arbiter/cdi.h"
 #include "arbiter/config.h"
 #include "arbiter/host.h"
 #include "arbiter/log.h"
@@ -26,6 +27,7 @@ typedef struct qa_server qa_server_t;
 typedef struct qa_server_opts {
     const char *socket_dir; /* where admin.sock, tenant.sock and qarbiter.lock live */
     const char *tenant_dir; /* where tenant.sock lives instead, or NULL (docs/arbiter.md) */
+    const qa_cdi_opts_t *cdi; /* with tenant_dir: how CDI specs are written (cdi.h) */
     const char *state_dir;  /* where vGPUs persist */
     const qa_config_t *cfg; /* borrowed: must outlive the server */
     const qa_log_t *log;    /* borrowed: must outlive the server */
@@ -53,6 +55,11 @@ qa_loop_t *qa_server_loop(qa_server_t *self);
 struct qa_compute *qa_server_compute(qa_server_t *self);
 const qa_config_t *qa_server_config(const qa_server_t *self);
 const qa_log_t *qa_server_log(const qa_server_t *self);
+/* The CDI specs, or NULL when the arbiter has no --tenant-dir (and writes none). */
+qa_cdi_t *qa_server_cdi(qa_server_t *self);
+/* The directory that holds tenant.sock, absolute: what workloads need as
+ * QVGPU_SOCKET_DIR. */
+const char *qa_server_tenant_dir(const qa_server_t *self);
 /* A fresh session number. */
 uint64_t qa_server_new_session(qa_server_t *self);
 /* Whether the reconnect grace after the start still runs: the previous arbiter's

@@ -35,6 +35,7 @@ qa_view_t *qa_view_build(qa_host_t *host, const qa_metrics_t *metrics, size_t te
         qa_host_gpu_record(host, i, &v->gpus[i].rec);
         v->gpus[i].memory_total = g->desc.memory_total;
         v->gpus[i].memory_used = g->memory_used;
+        v->gpus[i].memory_unmanaged = g->memory_unmanaged;
     }
     v->nvgpus = nv;
     for (size_t i = 0; i < nv; i++) {

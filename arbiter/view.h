@@ -20,6 +20,7 @@ typedef struct qa_view_gpu {
     qp_gpu_t rec;          /* as the `gpus` request answers it (leased, hung included) */
     uint64_t memory_total; /* bytes */
     uint64_t memory_used;  /* bytes, NVML's latest sample (every process on the GPU) */
+    uint64_t memory_unmanaged; /* bytes, held by processes that are no tenant of its vGPUs */
 } qa_view_gpu_t;
 
 /* A vGPU. */

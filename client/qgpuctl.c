@@ -27,6 +27,8 @@ static const char usage[] =
     "  list | info ID | gpus | stats           show vGPUs, one vGPU, GPUs, totals\n"
     "  run ID -- CMD [ARGS...]                 run CMD inside the vGPU\n"
     "  env ID                                  print what run sets, as export lines\n"
+    "  cdi sync | cdi show ID | cdi devices ID rewrite the CDI specs; print one; print the\n"
+    "                                          --device flags of a container in vGPU ID\n"
     "  gc --vm-prefix PREFIX [--min-age S] [--dry-run] (LIVE... | -)\n"
     "                                          remove the vGPUs of VMs PREFIX<name> whose\n"
     "                                          name is not LIVE (- reads them from stdin)\n"
@@ -712,7 +714,11 @@ static int workload_env(const struct global *g, const char *id, char *vars[5])
     qv_disconnect(&c);
     if (rc < 0)
         return fail("cannot get vGPU '%s': %s", id, err);
-    const char *dir = g->socket_dir ? g->socket_dir : qv_default_socket_dir();
+    /* The arbiter says where tenant.sock is: with --tenant-dir, not in the socket dir
+     * (an arbiter before 0.2 does not say: then it is there). */
+    const char *dir = cr.tenant_dir[0]    ? cr.tenant_dir
+                      : g->socket_dir ? g->socket_dir
+                                      : qv_default_socket_dir();
     char abs[PATH_MAX];
     if (!realpath(dir, abs))
         snprintf(abs, sizeof abs, "%s", dir);
@@ -777,6 +783,66 @@ static int cmd_env(const struct global *g, int argc, char **argv)
     return 0;
 }
 
+/* ---- cdi --------------------------------------------------------------------------- */
+
+/* Prints the file at path to stdout. */
+static int print_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return fail("cannot read the CDI spec %s: %s (qgpuctl cdi sync writes it again)", path,
+                    strerror(errno));
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        fwrite(buf, 1, n, stdout);
+    fclose(f);
+    putchar('\n');
+    return 0;
+}
+
+/* cdi sync | cdi show ID | cdi devices ID (docs/containers.md). */
+static int cmd_cdi(const struct global *g, int argc, char **argv)
+{
+    bool sync = argc == 1 && strcmp(argv[0], "sync") == 0;
+    bool show = argc == 2 && strcmp(argv[0], "show") == 0;
+    bool devices = argc == 2 && strcmp(argv[0], "devices") == 0;
+    if (!sync && !show && !devices)
+        return bad_usage("cdi takes: sync, show ID, or devices ID");
+    qv_client_t *c = connect_or_say(g);
+    if (!c)
+        return 1;
+    char err[QV_ERR_LEN];
+    int rc;
+    if (sync) {
+        unsigned written, removed;
+        rc = qv_cdi_sync(c, &written, &removed, err);
+        qv_disconnect(&c);
+        if (rc < 0)
+            return fail("cannot write the CDI specs: %s", err);
+        if (g->json)
+            print_json(json_pack("{s:i, s:i}", "written", (int)written, "removed", (int)removed));
+        else
+            printf("CDI specs: %u written, %u stale removed\n", written, removed);
+        return 0;
+    }
+    qv_cdi_device_t d;
+    rc = qv_cdi_device(c, argv[1], &d, err);
+    qv_disconnect(&c);
+    if (rc < 0)
+        return fail("cannot show the CDI device of vGPU '%s': %s", argv[1], err);
+    if (show)
+        return print_file(d.spec_path);
+    if (g->json)
+        print_json(json_pack("{s:s, s:s, s:s}", "device", d.device, "driver_device",
+                             d.driver_device, "spec", d.spec_path));
+    else if (d.driver_device[0])
+        printf("--device %s --device %s\n", d.device, d.driver_device);
+    else
+        printf("--device %s\n", d.device);
+    return 0;
+}
+
 /* ---- main -------------------------------------------------------------------------- */
 
 static const struct {
@@ -785,7 +851,7 @@ static const struct {
 } commands[] = {
     {"create", cmd_create}, {"destroy", cmd_destroy}, {"resize", cmd_resize}, {"list", cmd_list},
     {"info", cmd_info},     {"gpus", cmd_gpus},       {"stats", cmd_stats},   {"run", cmd_run},
-    {"env", cmd_env},       {"gc", cmd_gc},
+    {"env", cmd_env},       {"gc", cmd_gc},           {"cdi", cmd_cdi},
 };
 
 int main(int argc, char **argv)

@@ -479,9 +479,63 @@ int qv_creds(qv_client_t *client, const char *id, qv_creds_t *out, char err[QV_E
         memcpy(out->id, vid, strlen(vid) + 1);
         memcpy(out->secret, secret, strlen(secret) + 1);
         memcpy(out->gpu_uuid, uuid, strlen(uuid) + 1);
+        const char *dir;
+        if (qp_msg_get_str(rep, "tenant_dir", &dir) == 0 && strlen(dir) < sizeof out->tenant_dir)
+            memcpy(out->tenant_dir, dir, strlen(dir) + 1);
     }
     qp_msg_destroy(&rep);
     return rc;
+}
+
+/* Copies string key of m into out (cap bytes); "" when absent. -EPROTO when too long or
+ * not a string. */
+static int copy_str(const qp_msg_t *m, const char *key, char *out, size_t cap)
+{
+    const char *v;
+    out[0] = '\0';
+    int rc = qp_msg_get_str(m, key, &v);
+    if (rc == -ENOENT)
+        return 0;
+    if (rc < 0 || strlen(v) >= cap)
+        return -EPROTO;
+    memcpy(out, v, strlen(v) + 1);
+    return 0;
+}
+
+int qv_cdi_device(qv_client_t *client, const char *id, qv_cdi_device_t *out,
+                  char err[QV_ERR_LEN])
+{
+    qp_msg_t *req = with_id("cdi", id), *rep;
+    if (req && qp_msg_set_str(req, "op", "show") < 0)
+        qp_msg_destroy(&req);
+    int rc = call(client, req, &rep, err);
+    if (rc < 0)
+        return rc;
+    if (copy_str(rep, "device", out->device, sizeof out->device) < 0 || !out->device[0] ||
+        copy_str(rep, "driver_device", out->driver_device, sizeof out->driver_device) < 0 ||
+        copy_str(rep, "path", out->spec_path, sizeof out->spec_path) < 0) {
+        snprintf(err, QV_ERR_LEN, "the arbiter's cdi reply is malformed");
+        rc = -EPROTO;
+    }
+    qp_msg_destroy(&rep);
+    return rc;
+}
+
+int qv_cdi_sync(qv_client_t *client, unsigned *written, unsigned *removed, char err[QV_ERR_LEN])
+{
+    qp_msg_t *req = qp_msg_new("cdi"), *rep;
+    if (req && qp_msg_set_str(req, "op", "sync") < 0)
+        qp_msg_destroy(&req);
+    int rc = call(client, req, &rep, err);
+    if (rc < 0)
+        return rc;
+    uint64_t w = 0, r = 0;
+    qp_msg_get_uint(rep, "written", &w);
+    qp_msg_get_uint(rep, "removed", &r);
+    *written = (unsigned)w;
+    *removed = (unsigned)r;
+    qp_msg_destroy(&rep);
+    return 0;
 }
 
 int qv_parse_size_mb(const char *text, uint64_t *mb, char err[QV_ERR_LEN])

@@ -151,6 +151,27 @@ static int read_dynamic(const struct image *im, const Elf64_Shdr *sh, const Elf6
     return 0;
 }
 
+/* The release in glibc's banner, "... release version 2.31.", or 0. */
+static unsigned banner_release(const struct image *im)
+{
+    static const char key[] = "release version ";
+    const unsigned char *p = im->p, *end = im->p + im->n;
+    while ((p = memmem(p, (size_t)(end - p), key, sizeof key - 1))) {
+        p += sizeof key - 1;
+        char v[32] = "GLIBC_";
+        size_t n = 6;
+        while (p < end && n < sizeof v - 1 && ((*p >= '0' && *p <= '9') || *p == '.'))
+            v[n++] = (char)*p++;
+        while (n > 6 && v[n - 1] == '.') /* the sentence's full stop */
+            n--;
+        v[n] = '\0';
+        unsigned r = qc_glibc_parse(v);
+        if (r)
+            return r;
+    }
+    return 0;
+}
+
 static int parse(const struct image *im, qc_elf_info_t *out)
 {
     Elf64_Ehdr eh;
@@ -178,6 +199,7 @@ static int parse(const struct image *im, qc_elf_info_t *out)
         if (rc < 0)
             return rc;
     }
+    out->glibc_release = banner_release(im);
     return 0;
 }
 

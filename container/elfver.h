@@ -1,6 +1,6 @@
 /* elfver.h - what an ELF shared object says about glibc, read from the file without
  * loading it: the GLIBC_x.y versions it needs (.gnu.version_r), the ones it defines
- * (.gnu.version_d: a libc.so.6 defines its own release's), and the libraries it names
+ * (.gnu.version_d), a libc.so.6's release (from its banner), and the libraries it names
  * (DT_NEEDED).
  *
  * Two users: test_bundle checks that the bundle needs nothing newer than its glibc floor,
@@ -21,6 +21,9 @@
 typedef struct qc_elf_info {
     unsigned glibc_needed;  /* highest GLIBC_x.y in .gnu.version_r, 0 for none */
     unsigned glibc_defined; /* highest GLIBC_x.y in .gnu.version_d, 0 for none */
+    unsigned glibc_release; /* a libc.so.6's own release, from its banner ("GNU C Library
+                             * ... release version 2.31."); 0 when it has none. Not the
+                             * same: 2.31 defines no GLIBC_2.31 */
     size_t nneeded;         /* entries of needed used (at most QC_MAX_NEEDED are kept) */
     char needed[QC_MAX_NEEDED][64]; /* DT_NEEDED names, in order */
 } qc_elf_info_t;

@@ -28,6 +28,7 @@ extern "C" {
 #define QV_ID_LEN 32     /* a vGPU id with its NUL */
 #define QV_SECRET_LEN 33 /* a vGPU secret (128 bits in hex) with its NUL */
 #define QV_UUID_LEN 96
+#define QV_PATH_LEN 4096 /* a path with its NUL */
 #define QV_DEFAULT_SOCKET_DIR "/run/qvgpu"
 
 typedef struct qv_client qv_client_t;
@@ -119,7 +120,17 @@ typedef struct qv_creds {
     char id[QV_ID_LEN];         /* QVGPU_VGPU */
     char secret[QV_SECRET_LEN]; /* QVGPU_SECRET */
     char gpu_uuid[QV_UUID_LEN]; /* CUDA_VISIBLE_DEVICES */
+    char tenant_dir[QV_PATH_LEN]; /* QVGPU_SOCKET_DIR: the arbiter's dir of tenant.sock
+                                   * (its --tenant-dir); "" from an arbiter before 0.2 */
 } qv_creds_t;
+
+/* A vGPU's CDI devices (docs/containers.md). */
+typedef struct qv_cdi_device {
+    char device[160];             /* "qvgpu.io/vgpu=vg-3" */
+    char driver_device[160];      /* NVIDIA's CDI device of its GPU to ask for too, or ""
+                                   * when the arbiter mounts the driver itself */
+    char spec_path[QV_PATH_LEN];  /* the spec file the arbiter keeps for it */
+} qv_cdi_device_t;
 
 /* A vGPU to create: a profile, or memory_mb and share. */
 typedef struct qv_create {
@@ -172,6 +183,13 @@ QV_EXPORT int qv_stats(qv_client_t *client, qv_stats_t **out, char err[QV_ERR_LE
 QV_EXPORT void qv_stats_free(qv_stats_t **stats_p);
 /* The credentials a workload of vGPU id needs (what qgpuctl run/env hand it). */
 QV_EXPORT int qv_creds(qv_client_t *client, const char *id, qv_creds_t *out, char err[QV_ERR_LEN]);
+/* The CDI devices and spec file of vGPU id. -EINVAL when the arbiter writes no CDI specs
+ * (it has no --tenant-dir). */
+QV_EXPORT int qv_cdi_device(qv_client_t *client, const char *id, qv_cdi_device_t *out,
+                            char err[QV_ERR_LEN]);
+/* Rewrites every vGPU's CDI spec and removes stale ones; *written and *removed count them. */
+QV_EXPORT int qv_cdi_sync(qv_client_t *client, unsigned *written, unsigned *removed,
+                          char err[QV_ERR_LEN]);
 
 /* Parses a memory size ("8GiB", "1536MiB", "512"; no unit means MiB) into whole MiB.
  * Returns 0 or -EINVAL with err. */

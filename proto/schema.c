@@ -92,6 +92,7 @@ static const struct field f_resize[] = {
     END,
 };
 static const struct field f_none[] = {END};
+static const struct field f_cdi[] = {{"op", F_STR, true}, {"vgpu", F_STR, false}, END};
 static const struct field f_reserve[] = {
     {"need", F_UINT, true},
     {"want", F_UINT, false},
@@ -129,6 +130,7 @@ static const struct request requests[] = {
     {"tok_req", QP_TENANT, f_none},
     {"tok_ext", QP_TENANT, f_tok_ext},
     {"tok_ret", QP_TENANT, f_tok_ret},
+    {"cdi", QP_ADMIN, f_cdi},
 };
 
 static int check_field(const qp_msg_t *m, const struct field *f, char err[QP_ERR_LEN])

@@ -52,9 +52,9 @@ int qp_check_request(const qp_msg_t *m, qp_endpoint_t ep, char err[QP_ERR_LEN]);
 
 /* ---- request kinds, for per-kind figures ------------------------------------------- */
 
-/* The request types of PROTOCOL.md (hello, create, ..., tok_ret), numbered from 0 in a
- * fixed order: the arbiter counts requests by kind. */
-#define QP_REQUEST_KINDS 15
+/* The request types of PROTOCOL.md (hello, create, ..., tok_ret, cdi), numbered from 0
+ * in a fixed order: the arbiter counts requests by kind. */
+#define QP_REQUEST_KINDS 16
 /* The kind of request type t, or -1 when t is none we know (or NULL). */
 int qp_request_kind(const char *t);
 /* The type of kind ("create"), static storage; NULL when kind is not below

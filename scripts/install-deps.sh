@@ -9,7 +9,8 @@ set -eu
 pkgs="build-essential pkg-config libzmq3-dev libmsgpack-dev libcriterion-dev libffi-dev
       libjansson-dev libinih-dev libmicrohttpd-dev libjs-chart.js python3 python3-pytest
       prometheus chromium
-      munge slurmctld slurmd slurm-client libslurm-dev"
+      munge slurmctld slurmd slurm-client libslurm-dev
+      podman runc crun mmdebstrap uidmap"
 libs="libzmq msgpack criterion libffi jansson inih libmicrohttpd"
 
 # Slurm (the SPANK plugin's headers; its tests run a real munged, slurmctld and slurmd).
@@ -21,10 +22,15 @@ have_slurm() {
 
 # What the HTTP and Python tests run: the dashboard's Chart.js (served by qarbiter),
 # Python with pytest (the qvgpu package), a Prometheus server and a headless browser.
+# The container tests (docs/containers.md): podman, runc and crun on root file systems
+# mmdebstrap builds (Debian 11 and 12, from deb.debian.org, cached in build/).
 have_tools() {
     [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import pytest' 2>/dev/null &&
         [ -x /usr/bin/prometheus ] && [ -x /usr/bin/chromium ] &&
-        ls /usr/share/javascript/chart.js/chart*.js >/dev/null 2>&1
+        ls /usr/share/javascript/chart.js/chart*.js >/dev/null 2>&1 &&
+        for c in podman runc crun mmdebstrap newuidmap; do
+            command -v "$c" >/dev/null || return 1
+        done
 }
 
 # A machine whose compiler and pkg-config already find every library needs nothing

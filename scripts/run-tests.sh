@@ -17,7 +17,12 @@ export QVGPU_BUILD
 driver=${QV_TEST_DRIVER:-sim}
 case "$driver" in
 sim) export LD_LIBRARY_PATH="$QVGPU_BUILD/sim${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;;
-real) export QV_TEST_DRIVER=real ;;
+real)
+    # Whatever the caller's environment says, the loader must not find build/sim.
+    LD_LIBRARY_PATH=$(printf '%s' "${LD_LIBRARY_PATH:-}" | tr ':' '\n' | grep -vx "$QVGPU_BUILD/sim" |
+        paste -sd: -)
+    export LD_LIBRARY_PATH QV_TEST_DRIVER=real
+    ;;
 *) echo "run-tests: QV_TEST_DRIVER must be sim or real, not '$driver'" >&2; exit 2 ;;
 esac
 sim_only=$(dirname "$0")/../tests/sim-only.list

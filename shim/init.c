@@ -7,7 +7,12 @@
 #include "shim/init.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "proto/container.h"
 
 #include "shim/agent.h"
 #include "shim/log.h"
@@ -31,15 +36,61 @@ QS_EARLY static bool env_copy(const char *name, char *buf, size_t cap)
     return true;
 }
 
+/* The value of NAME= on a line of text (n bytes), copied into buf (cap bytes); false
+ * when absent or too long. */
+QS_EARLY static bool line_copy(const char *text, size_t n, const char *name, char *buf,
+                               size_t cap)
+{
+    buf[0] = '\0';
+    for (size_t i = 0; i < n;) {
+        const char *line = text + i;
+        size_t len = 0;
+        while (i + len < n && line[len] != '\n')
+            len++;
+        i += len + 1;
+        size_t k = 0;
+        while (name[k] && k < len && line[k] == name[k])
+            k++;
+        if (!name[k] && k < len && line[k] == '=')
+            return qs_copy_early(buf, cap, line + k + 1, len - k - 1) && buf[0];
+    }
+    return false;
+}
+
+/* The vGPU of a container whose process lost its environment (env -i, su, sshd): the
+ * credentials file its CDI spec mounts read-only (proto/container.h). Raw system calls,
+ * as nothing here may call a libc function a sanitizer intercepts (early.h); the
+ * application's errno is kept. Returns whether the file names a vGPU. */
+QS_EARLY static bool read_vgpu_file(void)
+{
+    char text[1024];
+    int saved = errno;
+    long fd = syscall(SYS_openat, AT_FDCWD, QP_CTR_VGPU_FILE, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    long n = fd < 0 ? -1 : syscall(SYS_read, fd, text, sizeof text);
+    if (fd >= 0)
+        syscall(SYS_close, fd);
+    errno = saved;
+    if (n <= 0 || !line_copy(text, (size_t)n, "QVGPU_VGPU", qs_g.vgpu, sizeof qs_g.vgpu))
+        return false;
+    if (!line_copy(text, (size_t)n, "QVGPU_SECRET", qs_g.secret, sizeof qs_g.secret))
+        qs_g.env_problems |= QS_ENVP_NO_SECRET;
+    char visible[QS_UUID_LEN];
+    if (line_copy(text, (size_t)n, "CUDA_VISIBLE_DEVICES", visible, sizeof visible))
+        qs_uuid_from_visible(visible, qs_g.env_gpu, sizeof qs_g.env_gpu);
+    if (!env_copy("QVGPU_SOCKET_DIR", qs_g.socket_dir, sizeof qs_g.socket_dir))
+        qs_copy_early(qs_g.socket_dir, sizeof qs_g.socket_dir, QP_CTR_SOCKET_DIR, (size_t)-1);
+    return true;
+}
+
 /* The environment's part of qs_g. Runs in one thread, once. */
 QS_EARLY static int read_environment(void)
 {
     if (!env_copy("QVGPU_VGPU", qs_g.vgpu, sizeof qs_g.vgpu))
-        return QS_ENV_PASS;
+        return read_vgpu_file() ? QS_ENV_MANAGED : QS_ENV_PASS;
     if (!env_copy("QVGPU_SECRET", qs_g.secret, sizeof qs_g.secret))
         qs_g.env_problems |= QS_ENVP_NO_SECRET;
     if (!env_copy("QVGPU_SOCKET_DIR", qs_g.socket_dir, sizeof qs_g.socket_dir))
-        qs_copy_early(qs_g.socket_dir, sizeof qs_g.socket_dir, "/run/qvgpu", (size_t)-1);
+        qs_copy_early(qs_g.socket_dir, sizeof qs_g.socket_dir, QP_CTR_SOCKET_DIR, (size_t)-1);
     qs_uuid_from_visible(qs_env_value(environ, "CUDA_VISIBLE_DEVICES"), qs_g.env_gpu,
                          sizeof qs_g.env_gpu);
     return QS_ENV_MANAGED;

@@ -1108,21 +1108,23 @@ Test(qa_daemon, a_tenant_dir_holds_tenant_sock_alone_and_is_served_again_after_a
     char *sock = path_in(dir, "sock"), *state = path_in(dir, "state");
     char *tdir = path_in(dir, "tenant"), *other = path_in(dir, "other");
     char *admin = path_in(sock, "admin.sock"), *tsock = path_in(tdir, "tenant.sock");
-    const char *argv[] = {bin,  "--socket-dir", sock,  "--tenant-dir",
-                          tdir, "--state-dir",  state, NULL};
+    char *cdi = path_in(dir, "cdi");
+    const char *argv[] = {bin,   "--socket-dir", sock, "--tenant-dir", tdir, "--state-dir",
+                          state, "--cdi-dir",    cdi,  NULL};
     for (int round = 0; round < 2; round++) {
         unlink(admin); /* a killed arbiter leaves its files */
         qt_proc_t *p = qt_spawn(argv, NULL);
         cr_assert(qt_wait_until(file_exists, admin, 5000), "%s", qt_proc_stderr(p));
         cr_assert(exists(tdir, "tenant.sock"));
         cr_assert_not(exists(sock, "tenant.sock"));
-        cr_assert_eq(entries(tdir), 1, "tenant.sock alone: the directory to mount");
+        cr_assert(exists(tdir, "vgpu"), "the mount point of containers' credentials");
+        cr_assert_eq(entries(tdir), 2, "tenant.sock alone with it: the directory to mount");
         assert_tenant_sock_served(tsock);
         if (round == 0) {
             /* an arbiter of another socket dir must not take that tenant.sock */
             char *state2 = path_in(dir, "state2");
-            const char *again[] = {bin,  "--socket-dir", other,  "--tenant-dir",
-                                   tdir, "--state-dir",  state2, NULL};
+            const char *again[] = {bin,    "--socket-dir", other, "--tenant-dir", tdir,
+                                   "--state-dir", state2,  "--cdi-dir", cdi,      NULL};
             char *err;
             cr_assert_eq(qt_run(again, NULL, 5000, NULL, &err), 1);
             cr_assert(strstr(err, "another qarbiter serves"), "%s", err);
@@ -1135,5 +1137,5 @@ Test(qa_daemon, a_tenant_dir_holds_tenant_sock_alone_and_is_served_again_after_a
     }
     cr_assert_not(exists(tdir, "tenant.sock"), "a clean stop removes it");
     free(bin), free(dir), free(sock), free(state), free(tdir), free(other), free(admin);
-    free(tsock);
+    free(tsock), free(cdi);
 }

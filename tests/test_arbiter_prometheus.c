@@ -101,6 +101,46 @@ Test(qa_prom, shows_each_gpu_by_index_uuid_and_name)
     qa_host_destroy(&h);
 }
 
+Test(qa_prom, shows_real_use_and_what_the_audit_found)
+{
+    qa_host_t *h = view_host();
+    qa_vgpu_t *a = view_vgpu(h, "web-1", "Q2", 0);
+    a->mem_real = 700 * QP_MIB;
+    a->mem_unmanaged = 200 * QP_MIB;
+    a->procs_unmanaged = 1;
+    qa_gpu_t *g = qa_host_gpu(h, 1);
+    g->memory_unmanaged = 3000 * QP_MIB;
+    g->procs_unmanaged = 2;
+    qp_finding_t f[3] = {{.kind = "unmanaged", .gpu = 1},
+                         {.kind = "unmanaged", .gpu = 1},
+                         {.kind = "over_quota", .gpu = 0}};
+    qa_metrics_t m;
+    qa_metrics_init(&m);
+    qa_view_t *v = qa_view_build(h, &m, 0, f, 3, 5);
+    char *t;
+    size_t len;
+    cr_assert_eq(qa_prom_render(v, &t, &len), 0);
+    const char *l = "{vgpu=\"vg-1\",vm=\"web-1\",gpu=\"0\"}";
+    char s[256];
+    snprintf(s, sizeof s, "qvgpu_vgpu_memory_real_bytes%s", l);
+    cr_assert_eq(prom_value(t, s), 700.0 * QP_MIB);
+    snprintf(s, sizeof s, "qvgpu_vgpu_memory_unmanaged_bytes%s", l);
+    cr_assert_eq(prom_value(t, s), 200.0 * QP_MIB);
+    snprintf(s, sizeof s, "qvgpu_vgpu_unmanaged_processes%s", l);
+    cr_assert_eq(prom_value(t, s), 1);
+    const char *l1 = "{gpu=\"1\",uuid=\"GPU-bbbb\",name=\"NVIDIA GeForce GTX 1050\"}";
+    snprintf(s, sizeof s, "qvgpu_gpu_memory_unmanaged_bytes%s", l1);
+    cr_assert_eq(prom_value(t, s), 3000.0 * QP_MIB);
+    snprintf(s, sizeof s, "qvgpu_gpu_unmanaged_processes%s", l1);
+    cr_assert_eq(prom_value(t, s), 2);
+    cr_assert_eq(prom_value(t, "qvgpu_arbiter_audit_kills_total"), 5);
+    cr_assert_eq(prom_value(t, "qvgpu_arbiter_audit_findings{kind=\"unmanaged\"}"), 2);
+    cr_assert_eq(prom_value(t, "qvgpu_arbiter_audit_findings{kind=\"over_quota\"}"), 1);
+    free(t);
+    qa_view_unref(&v);
+    qa_host_destroy(&h);
+}
+
 Test(qa_prom, escapes_label_values)
 {
     qa_host_t *h = view_host();

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -75,6 +76,20 @@ Test(qa_tenant, a_wrong_or_missing_secret_or_unknown_vgpu_is_refused_alike)
         ctl_tenant_destroy(&t);
     }
     cr_assert_eq(ctl_info(f.admin, f.id).procs, 0);
+    teardown(&f);
+}
+
+Test(qa_tenant, a_refused_hello_is_logged_with_the_real_pid)
+{
+    struct fixture f = setup(NULL);
+    ctl_tenant_t *t = ctl_tenant_new(f.arb, f.id, "00000000000000000000000000000000");
+    char err[QP_ERR_LEN], want[64];
+    cr_assert_eq(qp_conn_open(t->conn, 3000, err), -EACCES, "%s", err);
+    ctl_tenant_destroy(&t);
+    /* The log line is written before the reply is sent. */
+    snprintf(want, sizeof want, "tenant hello refused (pid %d)", (int)getpid());
+    const char *log = qt_proc_stderr(qt_arbiter_proc(f.arb));
+    cr_assert(strstr(log, want), "no '%s' in the arbiter's log:\n%s", want, log);
     teardown(&f);
 }
 

@@ -7,6 +7,10 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,7 +73,9 @@ Test(bundle, reads_the_glibc_release_of_a_libc)
     cr_assert_not_null(rel, "%s", out);
     sscanf(rel + strlen("release version "), "%31[0-9.]", want);
     want[strcspn(want, "\0") - (want[strlen(want) - 1] == '.')] = '\0'; /* "2.36." */
-    cr_assert_str_eq(qc_glibc_format(info.glibc_defined, v, sizeof v), want);
+    cr_assert_str_eq(qc_glibc_format(info.glibc_release, v, sizeof v), want);
+    cr_assert_leq(info.glibc_defined, info.glibc_release);
+    cr_assert_geq(info.glibc_defined, QC_GLIBC(2, 34, 0), "this machine's libc defines GLIBC_2.34");
     free(out);
 }
 
@@ -133,4 +139,49 @@ Test(bundle, an_application_with_its_own_libzmq_and_libstdcxx_keeps_them)
     free(ctl);
     free(id);
     qt_arbiter_destroy(&arb);
+}
+
+/* Runs scripts/install-bundle.sh LIBDIR VERSION with the bundle's files of the build. */
+static void install_bundle(const char *libdir, const char *version)
+{
+    char *shim = qt_build_path("bundle/libqshim.so"), *hook = qt_build_path("bundle/qvgpu-container-hook");
+    char *pre = qt_build_path("bundle/ld.so.preload"), *script = NULL, *err = NULL;
+    script = qt_strf("%s/../scripts/install-bundle.sh", qt_build());
+    const char *argv[] = {script, libdir, version, shim, hook, pre, NULL};
+    cr_assert_eq(qt_run(argv, NULL, 10000, NULL, &err), 0, "%s", err);
+    free(err), free(script), free(shim), free(hook), free(pre);
+}
+
+Test(bundle, an_upgrade_never_rewrites_a_library_a_process_maps)
+{
+    char *lib = qt_tmpdir(), path[600], link[64] = "";
+    install_bundle(lib, "0.1.0");
+    snprintf(path, sizeof path, "%s/qvgpu/0.1.0/libqshim.so", lib);
+    int fd = open(path, O_RDONLY);
+    cr_assert_geq(fd, 0);
+    struct stat before;
+    cr_assert_eq(fstat(fd, &before), 0);
+    unsigned char *map = mmap(NULL, (size_t)before.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    cr_assert_neq(map, MAP_FAILED);
+    close(fd);
+    unsigned char *copy = malloc((size_t)before.st_size);
+    memcpy(copy, map, (size_t)before.st_size);
+    /* The same version again (a reinstall), then a new one. */
+    install_bundle(lib, "0.1.0");
+    install_bundle(lib, "0.2.0");
+    struct stat after;
+    cr_assert_eq(stat(path, &after), 0);
+    cr_assert_neq(after.st_ino, before.st_ino, "a new file, not the old one rewritten");
+    /* Truncated in place, reading the mapping would raise SIGBUS; rewritten, differ. */
+    cr_assert_eq(memcmp(map, copy, (size_t)before.st_size), 0);
+    snprintf(path, sizeof path, "%s/qvgpu/current", lib);
+    cr_assert_gt(readlink(path, link, sizeof link - 1), 0);
+    cr_assert_str_eq(link, "0.2.0");
+    snprintf(path, sizeof path, "%s/qvgpu/0.1.0/qvgpu-container-hook", lib);
+    cr_assert_eq(access(path, X_OK), 0, "the old version stays for the containers using it");
+    snprintf(path, sizeof path, "%s/qvgpu/0.2.0/.libqshim.so.tmp", lib);
+    cr_assert_eq(access(path, F_OK), -1, "no temporary file left");
+    munmap(map, (size_t)before.st_size);
+    free(copy);
+    free(lib);
 }

@@ -42,11 +42,11 @@ static char *run(const qts_env_t *e)
     return out;
 }
 
-/* The steps every run must get right, wherever it runs. */
-static void expect_steps(const char *out)
+/* The steps every run must get right, wherever it runs; devices: how many it must see. */
+static void expect_steps(const char *out, long long devices)
 {
     cr_assert_eq(qts_field(out, "count ", 0), 0);
-    cr_assert_eq(qts_field(out, "count ", 1), 1, "one device inside or out of a vGPU here");
+    cr_assert_eq(qts_field(out, "count ", 1), devices);
     cr_assert_eq(qts_field(out, "malloc ", 0), 0);
     cr_assert_eq(qts_field(out, "copy ", 0), 0);
     cr_assert_eq(qts_field(out, "copy ", 1), 1, "the bytes came back intact");
@@ -69,7 +69,9 @@ Test(cudart, a_cuda_cpp_program_runs_on_the_driver_without_the_shim, .timeout = 
     qts_env_plain(&e);
     qts_env_add(&e, "%s", qt_foreign_preload());
     char *out = run(&e);
-    expect_steps(out);
+    /* A real machine may have more GPUs than the simulator's default one. */
+    expect_steps(out, qt_driver_simulated() ? 1 : qts_field(out, "count ", 1));
+    cr_assert_geq(qts_field(out, "count ", 1), 1);
     if (qt_driver_simulated()) {
         /* The default simulated GPU: 8 GiB, of which the context and the 64 MiB taken. */
         cr_assert_eq(qts_field(out, "meminfo ", 2), 8ll << 30);
@@ -88,7 +90,7 @@ Test(cudart, inside_a_vgpu_it_sees_the_quota_and_is_refused_past_it, .timeout = 
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     char *out = run(&e);
-    expect_steps(out);
+    expect_steps(out, 1); /* a vGPU is one device */
     /* The vGPU's 2 GiB are the whole GPU to the runtime; its 64 MiB are charged. */
     cr_assert_eq(qts_field(out, "meminfo ", 2), 2ll << 30);
     long long free_b = qts_field(out, "meminfo ", 1);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void unreachable_vgpu(qts_env_t *e)
 {
@@ -158,4 +159,59 @@ Test(shim_init, a_program_that_never_touches_cuda_is_untouched)
     cr_assert_lt(qt_now_ns() - t0, 2000000000ull, "no wait for an arbiter");
     free(out);
     free(err);
+}
+
+/* Runs shim_work with the shim preloaded and no QVGPU_* or CUDA_VISIBLE_DEVICES in its
+ * environment, in a mount namespace of its own where /run/qvgpu is the tenant dir, with
+ * creds (NULL: none) mounted over its vgpu file, as a container's CDI spec mounts them. */
+static int run_scrubbed(const char *tenant, const char *creds, char **out, char **err)
+{
+    char *prog = qt_build_path("tests/progs/shim_work");
+    char *script = qt_strf("mount -t tmpfs tmpfs /run && mkdir /run/qvgpu && "
+                           "mount --bind '%s' /run/qvgpu && %s%s%s"
+                           "exec env -u QVGPU_VGPU -u QVGPU_SECRET -u QVGPU_SOCKET_DIR "
+                           "-u CUDA_VISIBLE_DEVICES '%s' init info:direct "
+                           "alloc:cuMemAlloc_v2:direct:768M alloc:cuMemAlloc_v2:direct:768M",
+                           tenant, creds ? "mount --bind '" : "", creds ? creds : "",
+                           creds ? "' /run/qvgpu/vgpu && " : "", prog);
+    const char *argv[] = {"unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                          NULL};
+    const char *env[] = {qt_shim_preload(), NULL};
+    int rc = qt_run(argv, env, 20000, out, err);
+    free(script);
+    free(prog);
+    return rc;
+}
+
+Test(shim_init, a_process_that_lost_its_environment_finds_its_vgpu_in_the_mounted_file)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root for a mount namespace");
+    qt_sim_private(NULL);
+    char *tenant = qt_tmpdir(), *cdi = qt_tmpdir();
+    const char *args[] = {"--tenant-dir", tenant, "--cdi-dir", cdi, NULL};
+    qt_arbiter_t *arb = qt_arbiter_start_args(NULL, NULL, args);
+    cr_assert_not_null(arb);
+    qts_vgpu_t v;
+    qts_vgpu_create(arb, &v, "--vm", "scrubbed", "--profile", "Q1", NULL);
+    char *creds = qt_strf("%s/vgpus/%s", qt_arbiter_socket_dir(arb), v.id);
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(run_scrubbed(tenant, creds, &out, &err), 0, "%s", err);
+    cr_assert_eq(qts_field(out, "info ", 2), 1024ll * QTS_MIB, "the vGPU's quota:\n%s\n%s", out,
+                 err);
+    cr_assert_eq(qts_field_at(out, "alloc cuMemAlloc_v2 direct ", 0, 0), 0);
+    cr_assert_eq(qts_field_at(out, "alloc cuMemAlloc_v2 direct ", 1, 0), 2, "past the quota");
+    free(out);
+    free(err);
+    /* Without the file (its empty mount point only), nothing is enforced: a process of
+     * no vGPU. */
+    cr_assert_eq(run_scrubbed(tenant, NULL, &out, &err), 0, "%s", err);
+    cr_assert_eq(qts_field(out, "info ", 2), 8192ll * QTS_MIB, "%s", out);
+    cr_assert_eq(qts_field_at(out, "alloc cuMemAlloc_v2 direct ", 1, 0), 0);
+    free(out);
+    free(err);
+    free(creds);
+    free(tenant);
+    free(cdi);
+    qt_arbiter_destroy(&arb);
 }

@@ -151,6 +151,18 @@ function render() {
       `updated ${state.lastOk.toLocaleTimeString()}`;
   renderGpus();
   renderTable();
+  renderFindings();
+}
+
+/* What the arbiter's audit finds outside the rules (a process that dropped the shim, a
+ * vGPU really past its quota), one line each. */
+function renderFindings() {
+  const f = state.stats.findings || [];
+  const box = $('findings');
+  box.hidden = f.length === 0;
+  box.replaceChildren(...f.slice(0, 5).map((x) => el('div', {}, x.detail)),
+                      ...(f.length > 5 ? [el('div', {}, `and ${f.length - 5} more ` +
+                                                     '(qgpuctl stats lists them)')] : []));
 }
 
 function gpuCard(g) {
@@ -244,6 +256,8 @@ function renderTable() {
                   el('td', {}, v.vm), el('td', {class: 'num'}, String(v.gpu)),
                   el('td', {}, v.profile), el('td', {class: 'num'}, mib(v.memory_mb, true)),
                   el('td', {class: 'num'}, mib(v.memory_used)),
+                  el('td', {class: v.memory_real > v.memory_mb * MIB ? 'num over' : 'num'},
+                     mib(v.memory_real || 0)),
                   el('td', {class: 'num'}, `${v.share}%`),
                   el('td', {class: 'num'}, v.limit ? `${v.limit}%` : 'none'),
                   el('td', {class: 'num'}, pct(v.util)),
