@@ -588,8 +588,8 @@ void qa_tenant_hello(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
         /* once per connection, a few per uid per 10 s: neither a retrying shim nor a
          * stranger connecting again and again floods the log */
         if (!p->warned && qa_server_may_warn(srv, p))
-            qa_log(qa_server_log(srv), QA_INFO, "tenant hello refused (uid %u, pid %d): %s",
-                   (unsigned)p->cred_uid, (int)p->cred_pid,
+            qa_log(qa_server_log(srv), QA_INFO, "tenant hello refused (pid %d) from uid %u: %s",
+                   (int)p->cred_pid, (unsigned)p->cred_uid,
                    !vid ? "no vGPU named"
                    : !v ? "unknown vGPU"
                         : "wrong secret");
