@@ -509,7 +509,11 @@ int qa_tenant_adopt_ghosts(qa_server_t *srv)
         struct qa_ghost *g = NULL;
         bool alive =
             e[i].pid == 0 || (qa_ledger_proc_start(e[i].pid, &start) == 0 && start == e[i].start);
-        if (v && alive && e[i].bytes && (g = calloc(1, sizeof *g))) {
+        if (v && alive && e[i].bytes && !(g = calloc(1, sizeof *g))) {
+            free(e); /* forgetting it could over-commit: better not start */
+            return -ENOMEM;
+        }
+        if (g) {
             g->pid = e[i].pid;
             g->start = e[i].start;
             g->bytes = e[i].bytes;
@@ -522,8 +526,7 @@ int qa_tenant_adopt_ghosts(qa_server_t *srv)
             kept++;
             bytes += g->bytes;
         } else {
-            /* gone, its vGPU too, or holding nothing (or no memory to remember it,
-             * which errs the unsafe way but only then) */
+            /* gone, its vGPU too, or holding nothing */
             qa_ledger_free(ledger, e[i].slot);
         }
     }
