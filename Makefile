@@ -305,10 +305,13 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-m
 # build-tests: everything `make test` runs, without running it (scripts/gpu-check.sh).
 build-tests: all $(TEST_BIN) $(TEST_PROGS) $(CU_PROGS) $(FLOOR_PROGS) $(BENCH_BIN)
 
-# make test also runs the fuzz target for FUZZ_SECONDS (20) when clang is there.
+# make test also runs the fuzz target for FUZZ_SECONDS (20) where clang can link a
+# libFuzzer program (Debian: clang and libclang-rt-dev, which clang only recommends).
 test: build-tests
-	@if command -v $(FUZZ_CC) >/dev/null 2>&1; then $(MAKE) --no-print-directory fuzz; \
-	 else echo "make test: no $(FUZZ_CC): the fuzz target is not built or run"; fi
+	@if printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }\n' | \
+	    $(FUZZ_CC) -fsanitize=fuzzer,address,undefined -x c -o /dev/null - >/dev/null 2>&1; \
+	 then $(MAKE) --no-print-directory fuzz; \
+	 else echo "make test: $(FUZZ_CC) cannot link libFuzzer programs here: the fuzz target is not built"; fi
 	@scripts/run-tests.sh $(BUILD)
 
 bench: all $(TEST_PROGS) $(BENCH_BIN)
