@@ -133,17 +133,12 @@ int main(int argc, char **argv)
         return qa_config_write(&cfg, stdout) < 0 ? 1 : 0;
     }
     qa_log_t log = {cfg.log_level, stderr};
-    qa_log(&log, QA_INFO, "qarbiter %s: settings from %s", QA_VERSION,
-           config ? config : "the built-in defaults");
     raise_fd_limit(&log);
     /* HTTP on the default address unless asked otherwise; only an address asked for
      * must be had (server.h) */
     const char *listen = !http ? QA_HTTP_DEFAULT : strcmp(http, "off") == 0 ? NULL : http;
-    if (!http && !qa_http_available()) {
-        qa_log(&log, QA_INFO, "no HTTP: this qarbiter was built without libmicrohttpd (no "
-                              "dashboard, /metrics or /api/v1)");
-        listen = NULL;
-    }
+    if (!http && !qa_http_available())
+        listen = NULL; /* said once it runs: a start that fails says one line */
     qa_server_opts_t opts = {socket_dir, tenant_dir, &cdi,       state_dir,
                              &cfg,       &log,       listen,     http != NULL};
     qa_server_t *srv = qa_server_new(&opts, err);
@@ -151,6 +146,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "qarbiter: %s\n", err);
         return 1;
     }
+    qa_log(&log, QA_INFO, "qarbiter %s: settings from %s", QA_VERSION,
+           config ? config : "the built-in defaults");
+    if (!http && !qa_http_available())
+        qa_log(&log, QA_INFO, "no HTTP: this qarbiter was built without libmicrohttpd (no "
+                              "dashboard, /metrics or /api/v1)");
     char status[300];
     snprintf(status, sizeof status, "serving %s", socket_dir);
     qa_notify_ready(&log, status);

@@ -208,9 +208,10 @@ Test(qa_notify, built_without_libmicrohttpd_it_refuses_an_http_address_and_runs_
     void *arg[] = {d.sock, p};
     qt_wait_until(admin_up_or_exited, arg, 10000);
     cr_assert(accepts(d.sock, "admin.sock"), "not serving:\n%s", qt_proc_stderr(p));
+    void *said[] = {p, "info: no HTTP: this qarbiter was built without libmicrohttpd"};
+    cr_assert(qt_wait_until(logged, said, 5000), "%s", qt_proc_stderr(p));
     err = qt_proc_stderr(p);
-    const char *line = strstr(err, "info: no HTTP: this qarbiter was built without libmicrohttpd");
-    cr_assert_not_null(line, "%s", err);
+    const char *line = strstr(err, said[1]);
     cr_assert_null(strstr(strchr(line, '\n'), "HTTP"), "more than one line on HTTP: %s", err);
     cr_assert_null(strstr(err, "warn"), "%s", err);
     qt_proc_kill(p, SIGTERM);
