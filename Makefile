@@ -4,6 +4,7 @@
 #                     spank_qvgpu.so (when libslurm-dev is installed)
 #   make test         builds, then runs the Criterion suite (scripts/run-tests.sh)
 #   make test SAN=1   the same under -fsanitize=address,undefined, in build-san/
+#   make fuzz         the libFuzzer target of the wire (clang), in BUILD/fuzz/
 #   make bench        builds, then runs the benchmarks in bench/ (scripts/run-bench.sh)
 #   make install      PREFIX (/usr/local) and DESTDIR honoured; the Python package qvgpu
 #                     goes to PYTHONDIR (Debian's dist-packages for PREFIX); the shim
@@ -27,6 +28,8 @@
 #   bench/*.c                      one benchmark program each
 #   slurm/*.c                      spank_qvgpu.so (slurm/spank_qvgpu.c holds the SPANK entry
 #                                  points; the other files are also linked into the tests)
+#   tests/fuzz/*.c                 one libFuzzer target each (make fuzz, clang), linked
+#                                  with proto/ but its client connection (conn.c, zmtp.c)
 
 CUDA_HOME ?= /usr/local/cuda
 PREFIX    ?= /usr/local
@@ -150,11 +153,11 @@ ifneq ($(HAVE_SLURM),)
 ARTIFACTS += $(BUILD)/spank_qvgpu.so
 endif
 
-.PHONY: all test build-tests bench install clean help
+.PHONY: all test build-tests bench fuzz install clean help
 all: $(ARTIFACTS)
 
 help:
-	@sed -n '3,8p' Makefile
+	@sed -n '3,10p' Makefile
 
 # ---- generated ----------------------------------------------------------------------
 $(BUILD)/gen/cuda_procaddr.h: scripts/gen-procaddr.sh
@@ -205,10 +208,11 @@ $(BUILD)/qgpuctl: $(QGPUCTL_OBJ) $(BUILD)/libqvgpu.so
 	$(CC) $(LDFLAGS) -o $@ $(QGPUCTL_OBJ) -L$(BUILD) -lqvgpu \
 	    -Wl,-rpath,'$$ORIGIN:$$ORIGIN/../lib' $(LIBS_JSON)
 
+# The arbiter speaks ZMTP itself too (proto/router.c): no libzmq.
 $(BUILD)/qarbiter: $(ARBITER_MAIN) $(ARBITER_OBJ) $(PROTO_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_WIRE) $(LIBS_JSON) $(LIBS_INI) $(LIBS_HTTP) \
-	    $(LIBS_SYSTEMD) -ldl -lpthread -lm
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_JSON) $(LIBS_INI) $(LIBS_HTTP) $(LIBS_SYSTEMD) \
+	    -ldl -lpthread -lm
 
 # The build options are in notify.o: it is made again when SYSTEMD changes.
 $(BUILD)/obj/arbiter/notify.o: CPPFLAGS += $(if $(filter 1,$(SYSTEMD)),-DQA_HAVE_SYSTEMD)
@@ -221,10 +225,10 @@ $(BUILD)/options.stamp: FORCE
 	@mkdir -p $(@D)
 	@echo 'HTTP=$(HTTP) SYSTEMD=$(SYSTEMD)' | cmp -s - $@ || echo 'HTTP=$(HTTP) SYSTEMD=$(SYSTEMD)' > $@
 
-# qarbiter as a machine without libmicrohttpd and libsystemd builds it (test_arbiter_build).
+# qarbiter as a machine without libmicrohttpd and libsystemd builds it (test_arbiter_notify).
 $(BUILD)/minimal/qarbiter: $(ARBITER_MAIN) $(ARBITER_MIN) $(PROTO_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_WIRE) $(LIBS_JSON) $(LIBS_INI) -ldl -lpthread -lm
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_JSON) $(LIBS_INI) -ldl -lpthread -lm
 
 $(BUILD)/qvgpu-container-hook: $(call obj,container/hook.c) $(CONTAINER_OBJ) $(PROTO_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_JSON)
@@ -339,11 +343,33 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-m
 build-tests: all $(TEST_BIN) $(TEST_PROGS) $(CU_PROGS) $(FLOOR_PROGS) $(BENCH_BIN) \
              $(BUILD)/minimal/qarbiter
 
+# make test also runs the fuzz target for FUZZ_SECONDS (20) where clang can link a
+# libFuzzer program (Debian: clang and libclang-rt-dev, which clang only recommends).
 test: build-tests
+	@if printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }\n' | \
+	    $(FUZZ_CC) -fsanitize=fuzzer,address,undefined -x c -o /dev/null - >/dev/null 2>&1; \
+	 then $(MAKE) --no-print-directory fuzz; \
+	 else echo "make test: $(FUZZ_CC) cannot link libFuzzer programs here: the fuzz target is not built"; fi
 	@scripts/run-tests.sh $(BUILD)
 
 bench: all $(TEST_PROGS) $(BENCH_BIN)
 	@scripts/run-bench.sh $(BUILD)
+
+# ---- fuzzing ------------------------------------------------------------------------
+# libFuzzer needs clang. The proto/ sources are built again with its instrumentation;
+# the client's connection (conn.c, zmtp.c) is not reachable from a peer's bytes and
+# stays out.
+FUZZ_CC   ?= clang
+FUZZ_BIN  := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/*.c))
+FUZZ_SRC  := $(filter-out proto/conn.c proto/zmtp.c,$(wildcard proto/*.c))
+FUZZ_FLAGS := -g -O1 -std=gnu11 -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
+              -fno-sanitize-recover=undefined -D_GNU_SOURCE -Iinclude -I.
+
+fuzz: $(FUZZ_BIN)
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) $(wildcard proto/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(PKG_CFLAGS) -o $@ $< $(FUZZ_SRC)
 
 # ---- install ------------------------------------------------------------------------
 install: all

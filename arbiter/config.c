@@ -39,6 +39,9 @@ void qa_config_defaults(qa_config_t *cfg)
     cfg->quantum_max_ms = 50;
     cfg->lease_grace_ms = 1000;
     cfg->max_tenant_connections = 4096;
+    cfg->max_pending_connections = 1024;
+    cfg->max_pending_per_uid = 128;
+    cfg->hello_timeout_ms = 3000;
     cfg->audit_unmanaged = QA_REPORT;
     cfg->audit_over_quota = QA_REPORT;
     cfg->audit_grace_ms = 2000;
@@ -101,6 +104,16 @@ static const struct key {
     {"max_tenant_connections", K_UINT, offsetof(qa_config_t, max_tenant_connections), 1, 1000000,
      "a number between 1 and 1000000",
      "tenant.sock connections kept open; more are closed at once (1-1000000)"},
+    {"max_pending_connections", K_UINT, offsetof(qa_config_t, max_pending_connections), 1,
+     1000000, "a number between 1 and 1000000",
+     "of them, without a session yet (1-1000000; at most a quarter of max_tenant_connections: "
+     "the rest is kept for sessions)"},
+    {"max_pending_per_uid", K_UINT, offsetof(qa_config_t, max_pending_per_uid), 0, 1000000,
+     "a number between 0 (no limit) and 1000000",
+     "of those, from one uid (0-1000000, 0: no limit; root and the arbiter's own user are not "
+     "limited per uid)"},
+    {"hello_timeout_ms", K_UINT, offsetof(qa_config_t, hello_timeout_ms), 100, 600000, NULL,
+     "a connection without a session this long is closed (100-600000 ms)"},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

@@ -51,6 +51,16 @@ int qc_oci_root(const json_t *config, const char *bundle, char *out, size_t cap)
     return 0;
 }
 
+/* Removes from list the objects whose string member key is value. */
+static void remove_where(json_t *list, const char *key, const char *value)
+{
+    for (size_t k = json_array_size(list); k-- > 0;) {
+        const char *v = json_string_value(json_object_get(json_array_get(list, k), key));
+        if (v && strcmp(v, value) == 0)
+            json_array_remove(list, k);
+    }
+}
+
 /* The object under key of o, made empty when absent; NULL when key holds something else. */
 static json_t *object_at(json_t *o, const char *key)
 {
@@ -119,11 +129,7 @@ static int apply_mounts(json_t *config, const json_t *mounts, char *err)
             snprintf(err, QC_ERR_LEN, "the spec's mount %zu lacks hostPath or containerPath", i);
             return -EINVAL;
         }
-        for (size_t k = json_array_size(list); k-- > 0;) {
-            const char *old = json_string_value(json_object_get(json_array_get(list, k), "destination"));
-            if (old && strcmp(old, dest) == 0)
-                json_array_remove(list, k);
-        }
+        remove_where(list, "destination", dest);
         json_t *om = json_pack("{s:s, s:s, s:s}", "destination", dest, "type", type ? type : "bind",
                                "source", host);
         if (options)
@@ -190,11 +196,7 @@ static int apply_nodes(json_t *config, const json_t *nodes, char *err)
         }
         const char *type = S_ISCHR(st.st_mode) ? "c" : "b";
         json_int_t major = major(st.st_rdev), minor = minor(st.st_rdev);
-        for (size_t k = json_array_size(devices); k-- > 0;) {
-            const char *old = json_string_value(json_object_get(json_array_get(devices, k), "path"));
-            if (old && strcmp(old, path) == 0)
-                json_array_remove(devices, k);
-        }
+        remove_where(devices, "path", path);
         json_array_append_new(devices,
                               json_pack("{s:s, s:s, s:I, s:I, s:i}", "path", path, "type", type,
                                         "major", major, "minor", minor, "fileMode",

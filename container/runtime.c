@@ -132,8 +132,10 @@ int main(int argc, char **argv)
         cdi_dir = "/var/run/cdi";
     args[0] = (char *)runtime;
     if (sub > 0 && (strcmp(args[sub], "create") == 0 || strcmp(args[sub], "run") == 0) &&
-        edit_bundle(bundle_of(n - sub - 1, args + sub + 1), cdi_dir) != 0)
+        edit_bundle(bundle_of(n - sub - 1, args + sub + 1), cdi_dir) != 0) {
+        free(args);
         return 1;
+    }
     /* The real runtime must not be this program (installed under runc's name, say). */
     char self[PATH_MAX], real[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -142,11 +144,13 @@ int main(int argc, char **argv)
         if (strcmp(self, real) == 0) {
             fprintf(stderr, NAME ": the real runtime %s is this wrapper itself (--qvgpu-runtime)\n",
                     runtime);
+            free(args);
             return 1;
         }
     }
     execvp(runtime, args);
     fprintf(stderr, NAME ": cannot run the real runtime '%s': %s (--qvgpu-runtime PATH)\n",
             runtime, strerror(errno));
+    free(args);
     return 127;
 }

@@ -39,6 +39,7 @@
 #define REFUSED_MS 5000      /* ...one that refused our hello, this often */
 #define SEND_MS 300          /* each such try waits this long for a connection and hello */
 #define REQUEST_WAIT_MS 4000 /* an application thread's bound on one request */
+#define RETRY_MARGIN_MS 300  /* a request asked again ends this long before that bound */
 #define MiB (1024ull * 1024ull)
 #define MS_NS 1000000ull
 #define SLICE_MS 1             /* pushes are read this often while a lease is held or awaited */
@@ -355,14 +356,32 @@ static void note_reach(struct qs_agent *a, int rc)
 
 /* Sends a heartbeat (with an id, so that the reply tells the vGPU's use). When no session
  * is open this is also how a new one is tried: the connection says hello first. */
+/* Sends one hb with an id and waits timeout_ms for the reply; *used receives the use it
+ * reported. Returns as qp_conn_call, or 1 when out of memory for the message (nothing
+ * was sent). */
+static int send_hb(struct qs_agent *a, int timeout_ms, uint64_t *used, qp_msg_t **rep)
+{
+    *used = qs_resv_used(&qs_g.resv);
+    qp_msg_t *m = qp_new_hb(*used, atomic_load_explicit(&qs_g.resv.reserved, memory_order_relaxed));
+    if (!m)
+        return 1;
+    return qp_conn_call(a->conn, &m, rep, timeout_ms, a->err);
+}
+
 static void heartbeat(struct qs_agent *a, int timeout_ms)
 {
-    uint64_t used = qs_resv_used(&qs_g.resv);
-    qp_msg_t *m = qp_new_hb(used, atomic_load_explicit(&qs_g.resv.reserved, memory_order_relaxed));
+    uint64_t used;
     qp_msg_t *rep = NULL;
-    if (!m)
+    int rc = send_hb(a, timeout_ms, &used, &rep);
+    /* The arbiter died under it (kill -9, restart): say hello to the next one at once,
+     * re-reporting what we hold, rather than RETRY_MS later; requests of application
+     * threads wait meanwhile (CALL_MS at most) instead of failing as if it were gone. */
+    if (rc == -ECONNRESET) {
+        qp_msg_destroy(&rep);
+        rc = send_hb(a, CALL_MS, &used, &rep);
+    }
+    if (rc == 1)
         return;
-    int rc = qp_conn_call(a->conn, &m, &rep, timeout_ms, a->err);
     if (rc == 0) {
         a->reported_used = used;
         note_vgpu_used(a, rep);
@@ -396,8 +415,10 @@ static void release(struct qs_agent *a, uint64_t keep)
     note_session(a);
 }
 
-/* Sends one mem_reserve so that n more bytes fit; *used receives the use it reported. */
-static int ask_reserve(struct qs_agent *a, uint64_t n, uint64_t *used, qp_msg_t **rep)
+/* Sends one mem_reserve so that n more bytes fit, waiting timeout_ms for the answer;
+ * *used receives the use it reported. */
+static int ask_reserve(struct qs_agent *a, uint64_t n, int timeout_ms, uint64_t *used,
+                       qp_msg_t **rep)
 {
     uint64_t need, want;
     *used = qs_resv_used(&qs_g.resv);
@@ -407,7 +428,7 @@ static int ask_reserve(struct qs_agent *a, uint64_t n, uint64_t *used, qp_msg_t 
     qp_msg_t *m = qp_new_mem_reserve(need, want, *used);
     if (!m)
         return -ENOMEM;
-    return qp_conn_call(a->conn, &m, rep, CALL_MS, a->err);
+    return qp_conn_call(a->conn, &m, rep, timeout_ms, a->err);
 }
 
 /* Grows the reservation so that n more bytes fit. Returns 0, -EDQUOT, -EACCES (the
@@ -419,16 +440,18 @@ static int reserve(struct qs_agent *a, uint64_t n)
         return 0; /* an earlier grant covers it */
     if (!atomic_load_explicit(&a->connected, memory_order_relaxed))
         return a->refused ? -EACCES : -ENOTCONN; /* fail fast; the heartbeat retries */
-    uint64_t used;
+    uint64_t used, asked = now_ms();
     qp_msg_t *rep = NULL;
-    int rc = ask_reserve(a, n, &used, &rep);
+    int rc = ask_reserve(a, n, CALL_MS, &used, &rep);
     /* The arbiter died under the request (kill -9, restart): no answer will come. Ask the
      * new one at once, in a new session whose hello re-reports what we hold, rather than
-     * fail the allocation for a restart. Once: the application thread waits
-     * REQUEST_WAIT_MS at most, which two CALL_MS fit in. */
-    if (rc == -ECONNRESET) {
+     * fail the allocation for a restart. Once, with what is left of the application
+     * thread's REQUEST_WAIT_MS (less a margin for the answer to reach it): the new arbiter
+     * may take a while to start, and then holds requests for its reconnect grace. */
+    uint64_t spent = now_ms() - asked;
+    if (rc == -ECONNRESET && spent + RETRY_MARGIN_MS + 200 < REQUEST_WAIT_MS) {
         qp_msg_destroy(&rep);
-        rc = ask_reserve(a, n, &used, &rep);
+        rc = ask_reserve(a, n, (int)(REQUEST_WAIT_MS - RETRY_MARGIN_MS - spent), &used, &rep);
     }
     uint64_t reserved;
     if (rc == 0 && qp_msg_get_uint(rep, "reserved", &reserved) == 0) {

@@ -173,6 +173,16 @@ Test(arbiter_cdi, a_vgpu_has_a_spec_from_its_creation_to_its_destruction)
     qt_arbiter_destroy(&c.arb);
 }
 
+/* Writes at path a spec of device name that mounts tenant at /run/qvgpu. */
+static void spec_mounting(const char *path, const char *name, const char *tenant)
+{
+    json_t *spec = json_pack("{s:s, s:s, s:[{s:s, s:{s:[{s:s, s:s}]}}]}", "cdiVersion", "0.5.0",
+                             "kind", "qvgpu.io/vgpu", "devices", "name", name, "containerEdits",
+                             "mounts", "hostPath", tenant, "containerPath", "/run/qvgpu");
+    cr_assert_eq(json_dump_file(spec, path, 0), 0);
+    json_decref(spec);
+}
+
 Test(arbiter_cdi, specs_are_rewritten_at_start_and_stale_ones_of_ours_removed)
 {
     struct cdi c;
@@ -187,17 +197,8 @@ Test(arbiter_cdi, specs_are_rewritten_at_start_and_stale_ones_of_ours_removed)
     char stale[600], other[600];
     snprintf(stale, sizeof stale, "%s/qvgpu-vg-99.json", c.dir);
     snprintf(other, sizeof other, "%s/qvgpu-vg-98.json", c.dir);
-    FILE *f = fopen(stale, "w");
-    fprintf(f, "{\"cdiVersion\":\"0.5.0\",\"kind\":\"qvgpu.io/vgpu\",\"devices\":[{\"name\":"
-               "\"vg-99\",\"containerEdits\":{\"mounts\":[{\"hostPath\":\"%s\",\"containerPath\":"
-               "\"/run/qvgpu\"}]}}]}",
-            c.tenant);
-    fclose(f);
-    f = fopen(other, "w");
-    fprintf(f, "{\"cdiVersion\":\"0.5.0\",\"kind\":\"qvgpu.io/vgpu\",\"devices\":[{\"name\":"
-               "\"vg-98\",\"containerEdits\":{\"mounts\":[{\"hostPath\":\"/elsewhere\","
-               "\"containerPath\":\"/run/qvgpu\"}]}}]}");
-    fclose(f);
+    spec_mounting(stale, "vg-99", c.tenant);
+    spec_mounting(other, "vg-98", "/elsewhere");
     cr_assert_eq(qt_arbiter_restart(c.arb), 0);
     cr_assert_eq(access(path, F_OK), 0, "the missing spec is written again");
     cr_assert_eq(access(stale, F_OK), -1, "a stale spec of ours is removed");

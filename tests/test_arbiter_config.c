@@ -55,6 +55,10 @@ Test(qa_config, defaults_are_the_contract_profiles_spread_and_no_oversubscriptio
     cr_assert_eq(cfg.lease_grace_ms, 1000);
     cr_assert_eq(cfg.max_tenant_connections, 4096);
     cr_assert_eq(cfg.reconnect_grace_ms, 800);
+    /* connections that have not said hello (docs/arbiter.md) */
+    cr_assert_eq(cfg.max_pending_connections, 1024);
+    cr_assert_eq(cfg.max_pending_per_uid, 128);
+    cr_assert_eq(cfg.hello_timeout_ms, 3000);
 }
 
 Test(qa_config, reads_every_setting_and_custom_profiles)
@@ -76,6 +80,9 @@ Test(qa_config, reads_every_setting_and_custom_profiles)
                   "quantum_max_ms = 20\n"
                   "lease_grace_ms = 400\n"
                   "max_tenant_connections = 100\n"
+                  "max_pending_connections = 20\n"
+                  "max_pending_per_uid = 0\n"
+                  "hello_timeout_ms = 250\n"
                   "reconnect_grace_ms = 0\n"
                   "\n"
                   "[profile Q16]\n"
@@ -99,6 +106,9 @@ Test(qa_config, reads_every_setting_and_custom_profiles)
     cr_assert_eq(cfg.quantum_max_ms, 20);
     cr_assert_eq(cfg.lease_grace_ms, 400);
     cr_assert_eq(cfg.max_tenant_connections, 100);
+    cr_assert_eq(cfg.max_pending_connections, 20);
+    cr_assert_eq(cfg.max_pending_per_uid, 0);
+    cr_assert_eq(cfg.hello_timeout_ms, 250);
     cr_assert_eq(cfg.reconnect_grace_ms, 0);
     const qa_profile_t *p = qa_config_profile(&cfg, "Q16");
     cr_assert_not_null(p);
@@ -131,6 +141,9 @@ Test(qa_config, names_file_line_and_problem)
         {"[arbiter]\nquantum_max_ms = 2s\n", 2, "quantum_max_ms '2s'"},
         {"[arbiter]\nlease_grace_ms = -1\n", 2, "lease_grace_ms '-1'"},
         {"[arbiter]\nmax_tenant_connections = 0\n", 2, "max_tenant_connections '0'"},
+        {"[arbiter]\nmax_pending_connections = 0\n", 2, "max_pending_connections '0'"},
+        {"[arbiter]\nmax_pending_per_uid = -1\n", 2, "max_pending_per_uid '-1'"},
+        {"[arbiter]\nhello_timeout_ms = 10\n", 2, "hello_timeout_ms '10'"},
         {"[arbiter]\nreconnect_grace_ms = 20000\n", 2, "reconnect_grace_ms '20000'"},
         {"[gpus]\nx = 1\n", 2, "unknown section [gpus]"},
         {"placement = pack\n", 1, "outside any section"},

@@ -62,15 +62,16 @@ static void check_work(const char *out, const char *err)
               100 * achieved, out);
 }
 
-Test(containers, a_podman_container_with_the_vgpu_device_gets_its_quota_and_share)
+/* Runs prog with WORK in a vGPU of 1536 MiB, share = limit = 30%, on Debian suite's root
+ * file system, and checks what it saw. */
+static void work_on(const char *suite, const char *prog)
 {
-    qct_require();
-    const char *root = qct_rootfs("bookworm");
+    const char *root = qct_rootfs(suite);
     qct_arbiter_t a;
     qct_arbiter_start(&a, NULL);
     char id[64];
-    qct_vgpu(&a, id, "--vm", "ctr", "--memory", "1536MiB", "--share", "30", "--limit", "30", NULL);
-    const char *cmd[] = {"/opt/qvgpu-test/progs/shim_work", WORK, NULL};
+    qct_vgpu(&a, id, "--vm", suite, "--memory", "1536MiB", "--share", "30", "--limit", "30", NULL);
+    const char *cmd[] = {prog, WORK, NULL};
     char *out = NULL, *err = NULL;
     cr_assert_eq(run_in(id, NULL, root, cmd, &out, &err), 0, "%s\n%s", out, err);
     check_work(out, err);
@@ -79,25 +80,20 @@ Test(containers, a_podman_container_with_the_vgpu_device_gets_its_quota_and_shar
     qt_arbiter_destroy(&a.arb);
 }
 
+Test(containers, a_podman_container_with_the_vgpu_device_gets_its_quota_and_share)
+{
+    qct_require();
+    work_on("bookworm", "/opt/qvgpu-test/progs/shim_work");
+}
+
 Test(containers, debian_11_without_libzmq_runs_the_shim_and_the_driver)
 {
     qct_require();
-    const char *root = qct_rootfs("bullseye");
-    char *zmq = qt_strf("%s/usr/lib/x86_64-linux-gnu/libzmq.so.5", root);
+    char *zmq = qt_strf("%s/usr/lib/x86_64-linux-gnu/libzmq.so.5", qct_rootfs("bullseye"));
     cr_assert_eq(access(zmq, F_OK), -1, "a minbase has no libzmq");
     free(zmq);
-    qct_arbiter_t a;
-    qct_arbiter_start(&a, NULL);
-    char id[64];
-    qct_vgpu(&a, id, "--vm", "old", "--memory", "1536MiB", "--share", "30", "--limit", "30", NULL);
     /* The workload built for glibc 2.31 too (tests/floor/start.c). */
-    const char *cmd[] = {"/opt/qvgpu-test/floor/shim_work", WORK, NULL};
-    char *out = NULL, *err = NULL;
-    cr_assert_eq(run_in(id, NULL, root, cmd, &out, &err), 0, "%s\n%s", out, err);
-    check_work(out, err);
-    free(out);
-    free(err);
-    qt_arbiter_destroy(&a.arb);
+    work_on("bullseye", "/opt/qvgpu-test/floor/shim_work");
 }
 
 Test(containers, a_container_whose_vgpu_was_destroyed_does_not_start_again)

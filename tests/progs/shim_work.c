@@ -28,6 +28,10 @@
  *   pool_destroy              pool_destroy <rc>        destroys it (allocations may be live)
  *   pool_trim:BYTES           pool_trim <rc>           cuMemPoolTrimTo on the default pool
  *   grab:BYTES                grab <n>                 cuMemAlloc_v2 until refused
+ *   churn:BYTES:MS            churn <rounds> <granted> <refused> <kernels> <failed>  for MS
+ *                             ms: cuMemAlloc_v2 of BYTES blocks until one is refused, a
+ *                             0.1 ms qsim_spin and a synchronisation after each grant,
+ *                             then every other block freed, and again (the chaos test)
  *   info:ROUTE                info <rc> <free> <total> cuMemGetInfo (v2; ROUTE v1: v1)
  *   totalmem:ROUTE            totalmem <rc> <bytes>    cuDeviceTotalMem of device 0
  *   nvml                      nvml <rc> <count> <total> <used> <free> <uuid>
@@ -811,6 +815,50 @@ static void cmd_spin(const char *arg)
         (unsigned long long)max_in);
 }
 
+static void cmd_churn(const char *arg)
+{
+    static CUdeviceptr held[4096];
+    const char *colon = strchr(arg, ':');
+    uint64_t bytes = parse_bytes(arg);
+    int ms = colon ? atoi(colon + 1) : 0;
+    CUfunction f = spin_function();
+    if (!bytes || ms <= 0 || !f) {
+        out("churn 0 0 0 0 bad");
+        return;
+    }
+    unsigned long long spin_ns = 100000;
+    void *params[] = {&spin_ns};
+    long rounds = 0, granted = 0, refused = 0, kernels = 0, failed = 0;
+    size_t n = 0;
+    uint64_t start = now_us();
+    while (now_us() - start < (uint64_t)ms * 1000u) {
+        while (n < sizeof held / sizeof *held && cuMemAlloc_v2(&held[n], bytes) == CUDA_SUCCESS) {
+            n++;
+            granted++;
+            if (cuLaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, NULL, params, NULL) == CUDA_SUCCESS &&
+                cuCtxSynchronize() == CUDA_SUCCESS)
+                kernels++;
+            else
+                failed++;
+        }
+        refused++;
+        size_t kept = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (i % 2 == 0)
+                held[kept++] = held[i];
+            else
+                cuMemFree_v2(held[i]);
+        }
+        n = kept;
+        rounds++;
+        struct timespec pause = {0, 5 * 1000000L}; /* refused: give the others a turn */
+        nanosleep(&pause, NULL);
+    }
+    while (n > 0)
+        cuMemFree_v2(held[--n]);
+    out("churn %ld %ld %ld %ld %ld", rounds, granted, refused, kernels, failed);
+}
+
 /* Which object each route's answer for sym lies in ("-" for none). */
 static void cmd_resolve(const char *sym)
 {
@@ -1196,6 +1244,8 @@ static void run(int argc, char **argv)
             while (n < 100000 && cuMemAlloc_v2(&p, bytes) == CUDA_SUCCESS)
                 n++;
             out("grab %d", n);
+        } else if (strcmp(cmd, "churn") == 0 && arg) {
+            cmd_churn(arg);
         } else if (strcmp(cmd, "info") == 0) {
             cmd_info(arg);
         } else if (strcmp(cmd, "totalmem") == 0) {
