@@ -49,17 +49,18 @@ typedef struct qa_peer {
     struct qa_sched_proc *proc;     /* its compute-lease state (compute.c), NULL if none */
     uint32_t slot;                  /* its ledger slot + 1 (tenant.c, ledger.h), 0 if none */
     /* what the host sees of its process through NVML (audit.c) */
-    uint64_t real;        /* bytes NVML lists for cred_pid on its vGPU's GPU; 0 if none */
-    uint64_t gap[3];      /* real - used in the last rounds that listed it */
-    unsigned ngap;        /* entries in gap (a ring) */
-    uint64_t overhead;    /* bytes charged beyond its allocations (tenant.c sets it) */
-    bool measured;        /* a round that began after its first mem_reserve has seen it */
-    struct {            /* its first mem_reserve, held until measured (tenant.c) */
-        bool active;    /* one is held */
-        uint64_t id;    /* its request id */
-        uint64_t need;  /* its need and want */
+    uint64_t real;     /* bytes NVML lists for cred_pid on its vGPU's GPU; 0 if none */
+    uint64_t gap[3];   /* real - used in the last rounds that listed it */
+    unsigned ngap;     /* entries in gap (a ring) */
+    uint64_t overhead; /* bytes charged beyond its allocations (tenant.c sets it) */
+    bool measured;     /* a round that began after its first mem_reserve has seen it */
+    struct {           /* its first mem_reserve, held until measured (tenant.c) */
+        bool active;   /* one is held */
+        uint64_t id;   /* its request id */
+        uint64_t need; /* its need and want */
         uint64_t want;
         uint64_t since; /* ns it arrived */
+        uint64_t until; /* ns it stops waiting for a measurement */
     } held;
     struct {
         bool active;   /* a mem_reserve waits for reclaimed memory */

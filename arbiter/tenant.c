@@ -14,9 +14,11 @@
 #include <string.h>
 
 /* How long a first mem_reserve waits for its measurement at most (hold_until_measured):
- * an NVML round takes milliseconds; a driver that hangs must not fail allocations. The
- * default reconnect grace and reclaim timeout leave this much of QA_REPLY_BUDGET_MS. */
-#define MEASURE_WAIT_NS 100000000ull
+ * an NVML round takes milliseconds; a driver that hangs must not fail allocations. Less
+ * when the reclaim timeout, which may follow, leaves less of QA_REPLY_BUDGET_MS, so that
+ * the shim's reply deadline always holds (no request is held for a measurement during
+ * the reconnect grace). */
+#define MEASURE_WAIT_MS 100u
 
 static uint64_t quota_of(const qa_vgpu_t *v)
 {
@@ -291,7 +293,12 @@ static bool hold_until_measured(qa_server_t *srv, qa_peer_t *p, uint64_t id, uin
 {
     /* During the reconnect grace everything waits anyway, and the grace is longer than a
      * sampling period. */
-    if (p->measured || !qa_server_config(srv)->charge_real || qa_server_in_grace(srv) ||
+    const qa_config_t *cfg = qa_server_config(srv);
+    unsigned spent = cfg->reclaim_timeout_ms;
+    unsigned wait = spent < QA_REPLY_BUDGET_MS ? QA_REPLY_BUDGET_MS - spent : 0;
+    if (wait > MEASURE_WAIT_MS)
+        wait = MEASURE_WAIT_MS;
+    if (p->measured || !cfg->charge_real || wait == 0 || qa_server_in_grace(srv) ||
         !qa_server_measure(srv))
         return false;
     p->held.active = true;
@@ -299,6 +306,7 @@ static bool hold_until_measured(qa_server_t *srv, qa_peer_t *p, uint64_t id, uin
     p->held.need = need;
     p->held.want = want;
     p->held.since = qa_now_ns();
+    p->held.until = p->held.since + wait * 1000000ull;
     return true;
 }
 
@@ -332,7 +340,7 @@ void qa_tenant_charge(qa_server_t *srv, qa_peer_t *p, uint64_t bytes)
 void qa_tenant_measured(qa_server_t *srv, qa_vgpu_t *v, uint64_t taken, uint64_t now)
 {
     for (qa_peer_t *s = v->sessions; s; s = s->next_in_vgpu) {
-        if (!s->held.active || (s->held.since >= taken && now - s->held.since < MEASURE_WAIT_NS))
+        if (!s->held.active || (s->held.since >= taken && now < s->held.until))
             continue;
         s->held.active = false;
         s->measured = true;

@@ -28,8 +28,8 @@
 /* Global options of runc and crun that take a value as the next argument. */
 static bool takes_value(const char *opt)
 {
-    static const char *const opts[] = {"--root", "--log", "--log-format", "--criu",
-                                       "--rootless", "--cgroup-manager"};
+    static const char *const opts[] = {"--root", "--log",      "--log-format",
+                                       "--criu", "--rootless", "--cgroup-manager"};
     for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
         if (strcmp(opt, opts[i]) == 0)
             return true;
@@ -86,14 +86,14 @@ static int edit_bundle(const char *bundle, const char *cdi_dir)
     if (!(spec = qc_json_load(spec_path, err))) {
         fprintf(stderr,
                 NAME ": vGPU %s has no usable CDI spec (%s): the container would run "
-                "unconfined (qgpuctl list; qgpuctl cdi sync)\n",
+                     "unconfined (qgpuctl list; qgpuctl cdi sync)\n",
                 id, err);
         goto out;
     }
     struct stat st;
     if (qc_oci_apply(config, spec, id, err) < 0 ||
-        qc_json_save(config, path, stat(path, &st) == 0 ? (int)(st.st_mode & 0777) : 0600,
-                     err) < 0) {
+        qc_json_save(config, path, stat(path, &st) == 0 ? (int)(st.st_mode & 0777) : 0600, err) <
+            0) {
         fprintf(stderr, NAME ": cannot put the container into vGPU %s: %s\n", id, err);
         goto out;
     }
@@ -149,8 +149,8 @@ int main(int argc, char **argv)
         }
     }
     execvp(runtime, args);
-    fprintf(stderr, NAME ": cannot run the real runtime '%s': %s (--qvgpu-runtime PATH)\n",
-            runtime, strerror(errno));
+    fprintf(stderr, NAME ": cannot run the real runtime '%s': %s (--qvgpu-runtime PATH)\n", runtime,
+            strerror(errno));
     free(args);
     return 127;
 }
