@@ -57,6 +57,8 @@
 #include <stdint.h>
 
 #define QA_MAX_PROFILES 64
+/* The file qarbiter reads when no --config is given, if it exists. */
+#define QA_CONFIG_DEFAULT "/etc/qvgpu/qarbiter.conf"
 /* The longest the arbiter may hold a tenant's memory request before answering: the shim
  * waits 1500 ms for any reply (PROTOCOL.md "Liveness"), less 100 ms for the round trip. */
 #define QA_REPLY_BUDGET_MS 1400
@@ -110,6 +112,11 @@ void qa_config_defaults(qa_config_t *cfg);
 /* Reads path over cfg (which holds defaults). Returns 0, or -EINVAL with err as
  * "PATH:LINE: problem" (or "PATH: problem" when it cannot be read). */
 int qa_config_load(qa_config_t *cfg, const char *path, char err[QP_ERR_LEN]);
+/* Writes cfg as a configuration file that reads back as cfg: [arbiter] and [audit] with
+ * every key, each after a comment saying what it does, then the custom profiles. What
+ * `qarbiter --print-config` prints, and what the packaged /etc/qvgpu/qarbiter.conf is made
+ * from (scripts/gen-conffile.sh). Returns 0 or -EIO when out cannot be written. */
+int qa_config_write(const qa_config_t *cfg, FILE *out);
 /* The profile called name, or NULL. Borrowed from cfg. */
 const qa_profile_t *qa_config_profile(const qa_config_t *cfg, const char *name);
 
