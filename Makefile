@@ -4,6 +4,7 @@
 #                     spank_qvgpu.so (when libslurm-dev is installed)
 #   make test         builds, then runs the Criterion suite (scripts/run-tests.sh)
 #   make test SAN=1   the same under -fsanitize=address,undefined, in build-san/
+#   make fuzz         the libFuzzer target of the wire (clang), in BUILD/fuzz/
 #   make bench        builds, then runs the benchmarks in bench/ (scripts/run-bench.sh)
 #   make install      PREFIX (/usr/local) and DESTDIR honoured; the Python package qvgpu
 #                     goes to PYTHONDIR (Debian's dist-packages for PREFIX); the shim
@@ -27,6 +28,8 @@
 #   bench/*.c                      one benchmark program each
 #   slurm/*.c                      spank_qvgpu.so (slurm/spank_qvgpu.c holds the SPANK entry
 #                                  points; the other files are also linked into the tests)
+#   tests/fuzz/*.c                 one libFuzzer target each (make fuzz, clang), linked
+#                                  with proto/ but its client connection (conn.c, zmtp.c)
 
 CUDA_HOME ?= /usr/local/cuda
 PREFIX    ?= /usr/local
@@ -48,8 +51,15 @@ SANFLAGS :=
 SANDEFS :=
 endif
 
-PKGS      := libzmq msgpack jansson inih libmicrohttpd
+PKGS      := libzmq msgpack jansson inih
 TEST_PKGS := criterion
+
+# Optional parts of qarbiter, built when their library is installed; HTTP=0 or SYSTEMD=0
+# leaves one out. Without libmicrohttpd qarbiter serves no HTTP (--http ADDR is refused,
+# the HTTP tests skip); without libsystemd it does not tell systemd it is ready (the
+# packaged unit, Type=notify, needs it: make deb refuses to build without).
+HTTP    ?= $(if $(shell pkg-config --exists libmicrohttpd 2>/dev/null && echo y),1,0)
+SYSTEMD ?= $(if $(shell pkg-config --exists libsystemd 2>/dev/null && echo y),1,0)
 
 # Stop early, in one line, when something the build needs is missing; but let
 # `make clean` and `make help` work on any machine.
@@ -60,6 +70,12 @@ endif
 ifneq ($(shell pkg-config --exists $(PKGS) && echo ok),ok)
 $(error missing libraries (pkg-config $(PKGS)): run scripts/install-deps.sh)
 endif
+ifeq ($(HTTP),0)
+$(info qarbiter is built without HTTP (no libmicrohttpd-dev, or HTTP=0): no dashboard, /metrics or /api/v1)
+endif
+ifeq ($(SYSTEMD),0)
+$(info qarbiter is built without libsystemd (no libsystemd-dev, or SYSTEMD=0): it will not notify systemd)
+endif
 endif
 
 CFLAGS ?= -O2 -g
@@ -68,18 +84,25 @@ override CPPFLAGS += -D_GNU_SOURCE $(SANDEFS) -Iinclude -I. -I$(BUILD)/gen \
                      -isystem $(CUDA_HOME)/include -MMD -MP
 override LDFLAGS += $(SANFLAGS)
 
-PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) $(if $(filter 1,$(HTTP)),libmicrohttpd) \
+                 2>/dev/null)
 LIBS_WIRE   := $(shell pkg-config --libs libzmq msgpack 2>/dev/null)
 LIBS_JSON   := $(shell pkg-config --libs jansson 2>/dev/null)
 LIBS_INI    := $(shell pkg-config --libs inih 2>/dev/null)
-LIBS_HTTP   := $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
+LIBS_HTTP   := $(if $(filter 1,$(HTTP)),$(shell pkg-config --libs libmicrohttpd 2>/dev/null))
+LIBS_SYSTEMD := $(if $(filter 1,$(SYSTEMD)),$(shell pkg-config --libs libsystemd 2>/dev/null))
 CUDA_STUB   := -L$(CUDA_HOME)/lib64/stubs -lcuda
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 PROTO_OBJ    := $(call obj,$(wildcard proto/*.c))
-ARBITER_OBJ  := $(call obj,$(filter-out arbiter/main.c,$(wildcard arbiter/*.c))) \
-                $(BUILD)/obj/gen/dashboard_assets.o
+# http.c (libmicrohttpd) or http_off.c (none) serves HTTP; notify.c is built with or
+# without libsystemd. minimal/qarbiter, for the tests, has neither.
+ARBITER_ALL  := $(call obj,$(filter-out arbiter/main.c arbiter/http.c arbiter/http_off.c \
+                  arbiter/notify.c,$(wildcard arbiter/*.c))) $(BUILD)/obj/gen/dashboard_assets.o
+ARBITER_OBJ  := $(ARBITER_ALL) $(BUILD)/obj/arbiter/notify.o \
+                $(BUILD)/obj/arbiter/$(if $(filter 1,$(HTTP)),http,http_off).o
+ARBITER_MIN  := $(ARBITER_ALL) $(BUILD)/obj/arbiter/notify_off.o $(BUILD)/obj/arbiter/http_off.o
 DASHBOARD    := $(sort $(wildcard arbiter/dashboard/*))
 ARBITER_MAIN := $(call obj,$(wildcard arbiter/main.c))
 CLIENT_OBJ   := $(call obj,$(filter-out client/qgpuctl.c,$(wildcard client/*.c)))
@@ -130,11 +153,11 @@ ifneq ($(HAVE_SLURM),)
 ARTIFACTS += $(BUILD)/spank_qvgpu.so
 endif
 
-.PHONY: all test build-tests bench install clean help
+.PHONY: all test build-tests bench fuzz install clean help
 all: $(ARTIFACTS)
 
 help:
-	@sed -n '3,8p' Makefile
+	@sed -n '3,10p' Makefile
 
 # ---- generated ----------------------------------------------------------------------
 $(BUILD)/gen/cuda_procaddr.h: scripts/gen-procaddr.sh
@@ -185,9 +208,27 @@ $(BUILD)/qgpuctl: $(QGPUCTL_OBJ) $(BUILD)/libqvgpu.so
 	$(CC) $(LDFLAGS) -o $@ $(QGPUCTL_OBJ) -L$(BUILD) -lqvgpu \
 	    -Wl,-rpath,'$$ORIGIN:$$ORIGIN/../lib' $(LIBS_JSON)
 
+# The arbiter speaks ZMTP itself too (proto/router.c): no libzmq.
 $(BUILD)/qarbiter: $(ARBITER_MAIN) $(ARBITER_OBJ) $(PROTO_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_WIRE) $(LIBS_JSON) $(LIBS_INI) $(LIBS_HTTP) -ldl -lpthread -lm
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_JSON) $(LIBS_INI) $(LIBS_HTTP) $(LIBS_SYSTEMD) \
+	    -ldl -lpthread -lm
+
+# The build options are in notify.o: it is made again when SYSTEMD changes.
+$(BUILD)/obj/arbiter/notify.o: CPPFLAGS += $(if $(filter 1,$(SYSTEMD)),-DQA_HAVE_SYSTEMD)
+$(BUILD)/obj/arbiter/notify.o: $(BUILD)/options.stamp
+$(BUILD)/obj/arbiter/notify_off.o: arbiter/notify.c | $(GEN)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/options.stamp: FORCE
+	@mkdir -p $(@D)
+	@echo 'HTTP=$(HTTP) SYSTEMD=$(SYSTEMD)' | cmp -s - $@ || echo 'HTTP=$(HTTP) SYSTEMD=$(SYSTEMD)' > $@
+
+# qarbiter as a machine without libmicrohttpd and libsystemd builds it (test_arbiter_notify).
+$(BUILD)/minimal/qarbiter: $(ARBITER_MAIN) $(ARBITER_MIN) $(PROTO_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_JSON) $(LIBS_INI) -ldl -lpthread -lm
 
 $(BUILD)/qvgpu-container-hook: $(call obj,container/hook.c) $(CONTAINER_OBJ) $(PROTO_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_JSON)
@@ -257,7 +298,7 @@ TEST_LINK := $(TEST_SUP_OBJ) $(ARBITER_OBJ) $(CLIENT_OBJ) $(CONTAINER_OBJ) $(SLU
              $(PROTO_OBJ)
 TEST_LIBS := -Wl,--as-needed $(CUDA_STUB) -L$(BUILD)/sim -lnvidia-ml -Wl,--no-as-needed \
              $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null) $(LIBS_WIRE) $(LIBS_JSON) \
-             $(LIBS_INI) $(LIBS_HTTP) -ldl -lpthread -lrt -lm
+             $(LIBS_INI) $(LIBS_HTTP) $(LIBS_SYSTEMD) -ldl -lpthread -lrt -lm
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-ml.so.1
 	@mkdir -p $(@D)
@@ -299,13 +340,36 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-m
 	$(CC) $(LDFLAGS) -o $@ $< $(TEST_LINK) $(TEST_LIBS)
 
 # build-tests: everything `make test` runs, without running it (scripts/gpu-check.sh).
-build-tests: all $(TEST_BIN) $(TEST_PROGS) $(CU_PROGS) $(FLOOR_PROGS) $(BENCH_BIN)
+build-tests: all $(TEST_BIN) $(TEST_PROGS) $(CU_PROGS) $(FLOOR_PROGS) $(BENCH_BIN) \
+             $(BUILD)/minimal/qarbiter
 
+# make test also runs the fuzz target for FUZZ_SECONDS (20) where clang can link a
+# libFuzzer program (Debian: clang and libclang-rt-dev, which clang only recommends).
 test: build-tests
+	@if printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }\n' | \
+	    $(FUZZ_CC) -fsanitize=fuzzer,address,undefined -x c -o /dev/null - >/dev/null 2>&1; \
+	 then $(MAKE) --no-print-directory fuzz; \
+	 else echo "make test: $(FUZZ_CC) cannot link libFuzzer programs here: the fuzz target is not built"; fi
 	@scripts/run-tests.sh $(BUILD)
 
 bench: all $(TEST_PROGS) $(BENCH_BIN)
 	@scripts/run-bench.sh $(BUILD)
+
+# ---- fuzzing ------------------------------------------------------------------------
+# libFuzzer needs clang. The proto/ sources are built again with its instrumentation;
+# the client's connection (conn.c, zmtp.c) is not reachable from a peer's bytes and
+# stays out.
+FUZZ_CC   ?= clang
+FUZZ_BIN  := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/*.c))
+FUZZ_SRC  := $(filter-out proto/conn.c proto/zmtp.c,$(wildcard proto/*.c))
+FUZZ_FLAGS := -g -O1 -std=gnu11 -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
+              -fno-sanitize-recover=undefined -D_GNU_SOURCE -Iinclude -I.
+
+fuzz: $(FUZZ_BIN)
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) $(wildcard proto/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(PKG_CFLAGS) -o $@ $< $(FUZZ_SRC)
 
 # ---- install ------------------------------------------------------------------------
 install: all
