@@ -427,10 +427,17 @@ endif
 # debian/ are removed first and after.
 deb: $(DEB)
 
-$(DEB): $(ARTIFACTS) $(wildcard debian/* debian/source/* dist/* man/* python/qvgpu/*.py) \
-        include/qvgpu.h scripts/install-bundle.sh README.md $(wildcard docs/*.md)
-	@[ "$(SAN)" = 0 ] || { echo "make deb: not from a sanitizer build (make deb, no SAN=1)" >&2; exit 1; }
-	@[ "$(SYSTEMD)" = 1 ] || { echo "make deb: qarbiter.service is Type=notify: qarbiter needs libsystemd (apt-get install libsystemd-dev)" >&2; exit 1; }
+# Not on the .pc and the Slurm plugin, which name PREFIX: debian/rules makes them again
+# for /usr (from their sources), and make for PREFIX after it, which must not make the
+# package again.
+$(DEB): $(filter-out $(BUILD)/qvgpu.pc $(BUILD)/spank_qvgpu.so,$(ARTIFACTS)) \
+        $(wildcard debian/* debian/source/* dist/* man/* python/qvgpu/*.py slurm/*.[ch]) \
+        scripts/qvgpu.pc.in include/qvgpu.h scripts/install-bundle.sh scripts/gen-conffile.sh \
+        README.md $(wildcard docs/*.md)
+	@[ "$(SAN)" = 0 ] || \
+	    { echo "make deb: not from a sanitizer build (make deb, no SAN=1)" >&2; exit 1; }
+	@[ "$(SYSTEMD)" = 1 ] || { echo "make deb: qarbiter.service is Type=notify: qarbiter" \
+	    "needs libsystemd (apt-get install libsystemd-dev)" >&2; exit 1; }
 	@command -v dh >/dev/null && command -v fakeroot >/dev/null || \
 	    { echo "make deb: needs debhelper and fakeroot (scripts/install-deps.sh)" >&2; exit 1; }
 	rm -rf $(DEB_WORK)
