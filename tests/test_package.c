@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -342,6 +343,37 @@ static bool serving(void *path)
     return accepts(path);
 }
 
+/* A fresh Debian 12 minbase (an overlay of the cached one) with the package in /tmp, the
+ * host's resolver and apt's lists of the archive. Caller frees. */
+static char *fresh_root(const char *deb)
+{
+    char *root = qct_overlay(qct_rootfs("bookworm"));
+    char *resolv = slurp("/etc/resolv.conf"), *resolv_to = qt_strf("%s/etc/resolv.conf", root);
+    unlink(resolv_to);
+    spill(resolv_to, resolv);
+    char *deb_in = qt_strf("%s/tmp/qvgpu.deb", root);
+    const char *cp[] = {"cp", deb, deb_in, NULL};
+    free(run_out(cp, 30000));
+    free(in_root_ok(root, "apt-get update -q -o Acquire::Languages=none", 300000));
+    free(resolv), free(resolv_to), free(deb_in);
+    return root;
+}
+
+/* Puts the simulated driver into root at /opt/qvgpu-sim. */
+static void add_simulator(const char *root)
+{
+    char *sim = qt_strf("%s/opt/qvgpu-sim", root);
+    cr_assert_eq(mkdir(sim, 0755), 0);
+    const char *libs[] = {"libcuda.so.1", "libnvidia-ml.so.1"};
+    for (size_t i = 0; i < 2; i++) {
+        char *from = qt_strf("%s/sim/%s", qt_build(), libs[i]);
+        const char *cp_lib[] = {"cp", from, sim, NULL};
+        free(run_out(cp_lib, 30000));
+        free(from);
+    }
+    free(sim);
+}
+
 /* The first mapping of a file whose path contains name in pid's address space, as
  * /proc/PID/map_files/START-END (whatever became of the path), or NULL. Caller frees. */
 static char *mapping(pid_t pid, const char *name)
@@ -393,20 +425,13 @@ Test(package, installs_into_a_fresh_debian_12_serves_and_upgrades_without_harm, 
     if (!have("mmdebstrap") || !have("chroot"))
         cr_skip_test("mmdebstrap is not installed (scripts/install-deps.sh)");
     const char *ns = qt_sim_private(NULL);
-    char *root = qct_overlay(qct_rootfs("bookworm"));
+    char *root = fresh_root(deb);
     root_dir = root;
     char *proc = qt_strf("%s/proc", root);
     cr_assert_eq(mount("proc", proc, "proc", 0, NULL), 0, "%s", strerror(errno));
     atexit(unmount_proc);
-    char *resolv = slurp("/etc/resolv.conf"), *resolv_to = qt_strf("%s/etc/resolv.conf", root);
-    unlink(resolv_to);
-    spill(resolv_to, resolv);
-    char *deb_in = qt_strf("%s/tmp/qvgpu.deb", root);
-    const char *cp[] = {"cp", deb, deb_in, NULL};
-    free(run_out(cp, 30000));
 
     /* dpkg -i, then apt brings what it depends on from the archive */
-    free(in_root_ok(root, "apt-get update -q -o Acquire::Languages=none", 300000));
     char *out = NULL, *err = NULL;
     in_root(root, "dpkg -i /tmp/qvgpu.deb", 120000, &out, &err);
     free(out), free(err);
@@ -441,15 +466,7 @@ Test(package, installs_into_a_fresh_debian_12_serves_and_upgrades_without_harm, 
     spill(conf, text);
 
     /* the arbiter as the unit starts it, on the simulated GPU, and a workload in a vGPU */
-    char *sim = qt_strf("%s/opt/qvgpu-sim", root);
-    cr_assert_eq(mkdir(sim, 0755), 0);
-    const char *libs[] = {"libcuda.so.1", "libnvidia-ml.so.1"};
-    for (size_t i = 0; i < 2; i++) {
-        char *from = qt_strf("%s/sim/%s", qt_build(), libs[i]);
-        const char *cp_lib[] = {"cp", from, sim, NULL};
-        free(run_out(cp_lib, 30000));
-        free(from);
-    }
+    add_simulator(root);
     char *sim_env = qt_strf("QSIM_NAMESPACE=%s", ns);
     const char *arbiter[] = {"chroot",
                              root,
@@ -539,9 +556,146 @@ Test(package, installs_into_a_fresh_debian_12_serves_and_upgrades_without_harm, 
                     "test ! -e /var/lib/qvgpu",
                     30000));
     qt_proc_destroy(&arb);
-    free(deb), free(proc), free(resolv), free(resolv_to), free(deb_in), free(conf), free(text),
-        free(sim), free(sim_env), free(admin), free(id), free(env_cmd), free(env), free(preload),
-        free(mapped), free(shim_path), free(before), free(next), free(deb2), free(deb2_in),
-        free(status), free(want), free(after_conf), free(dist), free(new_conf), free(settings),
-        free(mapped_now), free(still), free(listed), free(bundle);
+    free(deb), free(proc), free(conf), free(text), free(sim_env), free(admin), free(id),
+        free(env_cmd), free(env), free(preload), free(mapped), free(shim_path), free(before),
+        free(next), free(deb2), free(deb2_in), free(status), free(want), free(after_conf),
+        free(dist), free(new_conf), free(settings), free(mapped_now), free(still), free(listed),
+        free(bundle);
+}
+
+/* ---- the service under systemd ------------------------------------------------------ */
+
+/* Runs the shell command line cmd in container name. Returns its status. */
+static int in_box(const char *name, const char *cmd, int timeout_ms, char **out, char **err)
+{
+    const char *argv[] = {"podman", "exec", name, "/bin/sh", "-c", cmd, NULL};
+    return qt_run(argv, NULL, timeout_ms, out, err);
+}
+
+static char *in_box_ok(const char *name, const char *cmd, int timeout_ms)
+{
+    char *out = NULL, *err = NULL;
+    int rc = in_box(name, cmd, timeout_ms, &out, &err);
+    cr_assert_eq(rc, 0, "in the container: %s: status %d\n%s%s", cmd, rc, out, err);
+    free(err);
+    return out;
+}
+
+/* The first line of what cmd prints in container name. Caller frees. */
+static char *in_box_line(const char *name, const char *cmd, int timeout_ms)
+{
+    return trim(in_box_ok(name, cmd, timeout_ms));
+}
+
+static bool service_active(void *name)
+{
+    char *out = NULL;
+    in_box(name, "systemctl is-active qarbiter", 10000, &out, NULL);
+    bool active = out && strcmp(out, "active\n") == 0;
+    free(out);
+    return active;
+}
+
+Test(package, runs_as_a_service_under_systemd_ready_restarted_and_upgraded, .timeout = 900)
+{
+    char *deb = require_deb();
+    if (geteuid() != 0)
+        cr_skip_test("booting systemd in a container needs root");
+    if (!have("mmdebstrap") || !have("podman") || !have("runc"))
+        cr_skip_test("podman, runc or mmdebstrap is not installed (scripts/install-deps.sh)");
+    const char *ns = qt_sim_private(NULL);
+    char *name = qct_name(); /* removed at exit, before the overlay goes */
+    char *root = fresh_root(deb);
+    free(in_root_ok(root,
+                    "apt-get install -y -q --no-install-recommends systemd /tmp/qvgpu.deb "
+                    "&& cp /tmp/qvgpu.deb /root/",
+                    600000));
+    /* the simulated driver for the service, as a drop-in would give a driver's path */
+    add_simulator(root);
+    char *dropin = qt_strf("%s/etc/systemd/system/qarbiter.service.d", root);
+    const char *mk[] = {"mkdir", "-p", dropin, NULL};
+    free(run_out(mk, 5000));
+    char *conf = qt_strf("%s/sim.conf", dropin);
+    char *sim =
+        qt_strf("[Service]\nEnvironment=LD_LIBRARY_PATH=/opt/qvgpu-sim QSIM_NAMESPACE=%s\n", ns);
+    spill(conf, sim);
+
+    /* systemd as the container's init: the package enabled the service, it starts it */
+    struct rlimit nofile;
+    getrlimit(RLIMIT_NOFILE, &nofile);
+    char *ulimit = qt_strf("nofile=%llu:%llu", (unsigned long long)nofile.rlim_cur,
+                           (unsigned long long)nofile.rlim_max);
+    const char *boot[] = {"podman",
+                          "--runtime",
+                          "runc",
+                          "run",
+                          "-d",
+                          "--name",
+                          name,
+                          "--systemd=always",
+                          "--network",
+                          "none",
+                          "--ulimit",
+                          ulimit,
+                          "--ulimit",
+                          "nproc=4096:4096",
+                          "--rootfs",
+                          root,
+                          "/lib/systemd/systemd",
+                          NULL};
+    free(run_out(boot, 120000));
+    cr_assert(qt_wait_until(service_active, name, 60000), "qarbiter.service is not active: %s",
+              in_box_ok(name, "systemctl status qarbiter --no-pager; true", 30000));
+    char *shown =
+        in_box_ok(name, "systemctl show -p Type -p StatusText -p MainPID qarbiter", 30000);
+    cr_assert(strstr(shown, "Type=notify") && strstr(shown, "StatusText=serving /run/qvgpu"), "%s",
+              shown);
+    char *modes =
+        in_box_ok(name, "stat -c '%n %a %U' /run/qvgpu /run/qvgpu-tenant /var/lib/qvgpu", 30000);
+    cr_assert_str_eq(modes,
+                     "/run/qvgpu 755 root\n/run/qvgpu-tenant 755 root\n/var/lib/qvgpu 700 root\n");
+    char *id = in_box_line(name, "qgpuctl create --vm svc --profile Q1", 30000);
+
+    /* Type=notify: `systemctl restart` returns once the sockets serve, so the next command
+     * gets through at once; the tenant dir containers mount is the same directory */
+    char *inode = in_box_line(name, "stat -c %i /run/qvgpu-tenant", 30000);
+    for (int i = 0; i < 3; i++) {
+        char *listed = in_box_ok(name, "systemctl restart qarbiter && qgpuctl list", 60000);
+        cr_assert(strstr(listed, id), "right after a restart: %s", listed);
+        free(listed);
+    }
+    char *inode_now = in_box_line(name, "stat -c %i /run/qvgpu-tenant", 30000);
+    cr_assert_str_eq(inode_now, inode, "a restart made a new tenant dir");
+
+    /* killed, it is started again, with its vGPU */
+    free(in_box_ok(name, "systemctl kill -s KILL qarbiter", 30000));
+    qt_sleep_ms(500);
+    cr_assert(qt_wait_until(service_active, name, 30000), "not restarted after kill -9");
+    char *restarts = in_box_line(name, "systemctl show -p NRestarts --value qarbiter", 30000);
+    cr_assert_str_eq(restarts, "1");
+    char *listed = in_box_ok(name, "qgpuctl list", 30000);
+    cr_assert(strstr(listed, id), "%s", listed);
+
+    /* an upgrade restarts it (a new process), its vGPU served */
+    char *pid = in_box_line(name, "systemctl show -p MainPID --value qarbiter", 30000);
+    char *next = qt_strf("%s+rebuild1", version());
+    char *deb2 = rebuilt(deb, next), *deb2_in = qt_strf("%s/root/qvgpu2.deb", root);
+    const char *cp2[] = {"cp", deb2, deb2_in, NULL};
+    free(run_out(cp2, 30000));
+    free(in_box_ok(name, "dpkg -i /root/qvgpu2.deb", 120000));
+    cr_assert(service_active(name));
+    char *pid_now = in_box_line(name, "systemctl show -p MainPID --value qarbiter", 30000);
+    cr_assert_str_neq(pid_now, pid, "the upgrade did not restart the service");
+    free(listed);
+    listed = in_box_ok(name, "qgpuctl list", 30000);
+    cr_assert(strstr(listed, id), "%s", listed);
+
+    /* stopped by systemd, it stops cleanly */
+    free(in_box_ok(name, "systemctl stop qarbiter", 60000));
+    char *result = in_box_ok(name, "systemctl show -p Result -p ActiveState qarbiter", 30000);
+    cr_assert(strstr(result, "Result=success") && strstr(result, "ActiveState=inactive"), "%s",
+              result);
+    free(deb), free(name), free(root), free(dropin), free(conf), free(sim), free(ulimit),
+        free(shown), free(modes), free(id), free(inode), free(inode_now), free(restarts),
+        free(listed), free(pid), free(next), free(deb2), free(deb2_in), free(pid_now), free(result);
 }
