@@ -4,10 +4,12 @@
 #                     spank_qvgpu.so (when libslurm-dev is installed)
 #   make test         builds, then runs the Criterion suite (scripts/run-tests.sh)
 #   make test SAN=1   the same under -fsanitize=address,undefined, in build-san/
+#   make fuzz         the libFuzzer target of the wire (clang), in BUILD/fuzz/
 #   make bench        builds, then runs the benchmarks in bench/ (scripts/run-bench.sh)
 #   make install      PREFIX (/usr/local) and DESTDIR honoured; the Python package qvgpu
 #                     goes to PYTHONDIR (Debian's dist-packages for PREFIX); the shim
 #                     bundle to PREFIX/lib/qvgpu/VERSION, PREFIX/lib/qvgpu/current names it
+#   make deb          BUILD/qvgpu_VERSION_ARCH.deb (debian/, docs/install.md)
 #
 # Sources are found by directory, so a new module needs no edit here:
 #   proto/*.c                      the wire, linked into every program that speaks it
@@ -27,9 +29,15 @@
 #   bench/*.c                      one benchmark program each
 #   slurm/*.c                      spank_qvgpu.so (slurm/spank_qvgpu.c holds the SPANK entry
 #                                  points; the other files are also linked into the tests)
+#   tests/fuzz/*.c                 one libFuzzer target each (make fuzz, clang), linked
+#                                  with proto/ but its client connection (conn.c, zmtp.c)
 
 CUDA_HOME ?= /usr/local/cuda
 PREFIX    ?= /usr/local
+LIBDIR    ?= $(PREFIX)/lib
+MANDIR    ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+SLURMPLUGINDIR ?= $(LIBDIR)/slurm
 DESTDIR   ?=
 SAN       ?= 0
 # Where `make install` puts the Python package qvgpu: Debian's dist-packages for the
@@ -48,8 +56,15 @@ SANFLAGS :=
 SANDEFS :=
 endif
 
-PKGS      := libzmq msgpack jansson inih libmicrohttpd
+PKGS      := libzmq msgpack jansson inih
 TEST_PKGS := criterion
+
+# Optional parts of qarbiter, built when their library is installed; HTTP=0 or SYSTEMD=0
+# leaves one out. Without libmicrohttpd qarbiter serves no HTTP (--http ADDR is refused,
+# the HTTP tests skip); without libsystemd it does not tell systemd it is ready (the
+# packaged unit, Type=notify, needs it: make deb refuses to build without).
+HTTP    ?= $(if $(shell pkg-config --exists libmicrohttpd 2>/dev/null && echo y),1,0)
+SYSTEMD ?= $(if $(shell pkg-config --exists libsystemd 2>/dev/null && echo y),1,0)
 
 # Stop early, in one line, when something the build needs is missing; but let
 # `make clean` and `make help` work on any machine.
@@ -60,6 +75,12 @@ endif
 ifneq ($(shell pkg-config --exists $(PKGS) && echo ok),ok)
 $(error missing libraries (pkg-config $(PKGS)): run scripts/install-deps.sh)
 endif
+ifeq ($(HTTP),0)
+$(info qarbiter is built without HTTP (no libmicrohttpd-dev, or HTTP=0): no dashboard, /metrics or /api/v1)
+endif
+ifeq ($(SYSTEMD),0)
+$(info qarbiter is built without libsystemd (no libsystemd-dev, or SYSTEMD=0): it will not notify systemd)
+endif
 endif
 
 CFLAGS ?= -O2 -g
@@ -68,18 +89,25 @@ override CPPFLAGS += -D_GNU_SOURCE $(SANDEFS) -Iinclude -I. -I$(BUILD)/gen \
                      -isystem $(CUDA_HOME)/include -MMD -MP
 override LDFLAGS += $(SANFLAGS)
 
-PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_CFLAGS  := $(shell pkg-config --cflags $(PKGS) $(if $(filter 1,$(HTTP)),libmicrohttpd) \
+                 2>/dev/null)
 LIBS_WIRE   := $(shell pkg-config --libs libzmq msgpack 2>/dev/null)
 LIBS_JSON   := $(shell pkg-config --libs jansson 2>/dev/null)
 LIBS_INI    := $(shell pkg-config --libs inih 2>/dev/null)
-LIBS_HTTP   := $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
+LIBS_HTTP   := $(if $(filter 1,$(HTTP)),$(shell pkg-config --libs libmicrohttpd 2>/dev/null))
+LIBS_SYSTEMD := $(if $(filter 1,$(SYSTEMD)),$(shell pkg-config --libs libsystemd 2>/dev/null))
 CUDA_STUB   := -L$(CUDA_HOME)/lib64/stubs -lcuda
 
 obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
 
 PROTO_OBJ    := $(call obj,$(wildcard proto/*.c))
-ARBITER_OBJ  := $(call obj,$(filter-out arbiter/main.c,$(wildcard arbiter/*.c))) \
-                $(BUILD)/obj/gen/dashboard_assets.o
+# http.c (libmicrohttpd) or http_off.c (none) serves HTTP; notify.c is built with or
+# without libsystemd. minimal/qarbiter, for the tests, has neither.
+ARBITER_ALL  := $(call obj,$(filter-out arbiter/main.c arbiter/http.c arbiter/http_off.c \
+                  arbiter/notify.c,$(wildcard arbiter/*.c))) $(BUILD)/obj/gen/dashboard_assets.o
+ARBITER_OBJ  := $(ARBITER_ALL) $(BUILD)/obj/arbiter/notify.o \
+                $(BUILD)/obj/arbiter/$(if $(filter 1,$(HTTP)),http,http_off).o
+ARBITER_MIN  := $(ARBITER_ALL) $(BUILD)/obj/arbiter/notify_off.o $(BUILD)/obj/arbiter/http_off.o
 DASHBOARD    := $(sort $(wildcard arbiter/dashboard/*))
 ARBITER_MAIN := $(call obj,$(wildcard arbiter/main.c))
 CLIENT_OBJ   := $(call obj,$(filter-out client/qgpuctl.c,$(wildcard client/*.c)))
@@ -119,8 +147,18 @@ VERSION := $(shell sed -n 's/^\#define QA_VERSION "\(.*\)"/\1/p' arbiter/server.
 BUNDLE := $(BUILD)/bundle/libqshim.so $(BUILD)/bundle/qvgpu-container-hook \
           $(BUILD)/bundle/ld.so.preload
 
+# The Debian package (make deb, below). make test builds it where it can: test_package
+# skips otherwise, saying why.
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+DEB      := $(BUILD)/qvgpu_$(VERSION)_$(DEB_ARCH).deb
+DEB_WORK := debian/qvgpu debian/.debhelper debian/files debian/qvgpu.substvars \
+            debian/debhelper-build-stamp debian/qvgpu.debhelper.log debian/qvgpu.*.debhelper
+HAVE_DEB := $(and $(filter 0,$(SAN)),$(filter 1,$(SYSTEMD)),$(shell command -v dh >/dev/null \
+              2>&1 && command -v fakeroot >/dev/null 2>&1 && echo y))
+
 ARTIFACTS := $(BUILD)/libqshim.so $(BUILD)/qarbiter $(BUILD)/qgpuctl $(BUILD)/libqvgpu.so \
              $(BUILD)/sim/libcuda.so.1 $(BUILD)/sim/libnvidia-ml.so.1 $(BUILD)/qvgpu.pc \
+             $(BUILD)/qarbiter.conf \
              $(BUILD)/qvgpu-container-runtime $(BUILD)/qvgpu-container-hook $(BUNDLE)
 
 # The Slurm plugin is built where Slurm's headers are (libslurm-dev).
@@ -130,11 +168,11 @@ ifneq ($(HAVE_SLURM),)
 ARTIFACTS += $(BUILD)/spank_qvgpu.so
 endif
 
-.PHONY: all test build-tests bench install clean help
+.PHONY: all test build-tests bench fuzz install deb clean help
 all: $(ARTIFACTS)
 
 help:
-	@sed -n '3,8p' Makefile
+	@sed -n '3,10p' Makefile
 
 # ---- generated ----------------------------------------------------------------------
 $(BUILD)/gen/cuda_procaddr.h: scripts/gen-procaddr.sh
@@ -185,9 +223,27 @@ $(BUILD)/qgpuctl: $(QGPUCTL_OBJ) $(BUILD)/libqvgpu.so
 	$(CC) $(LDFLAGS) -o $@ $(QGPUCTL_OBJ) -L$(BUILD) -lqvgpu \
 	    -Wl,-rpath,'$$ORIGIN:$$ORIGIN/../lib' $(LIBS_JSON)
 
+# The arbiter speaks ZMTP itself too (proto/router.c): no libzmq.
 $(BUILD)/qarbiter: $(ARBITER_MAIN) $(ARBITER_OBJ) $(PROTO_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_WIRE) $(LIBS_JSON) $(LIBS_INI) $(LIBS_HTTP) -ldl -lpthread -lm
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_JSON) $(LIBS_INI) $(LIBS_HTTP) $(LIBS_SYSTEMD) \
+	    -ldl -lpthread -lm
+
+# The build options are in notify.o: it is made again when SYSTEMD changes.
+$(BUILD)/obj/arbiter/notify.o: CPPFLAGS += $(if $(filter 1,$(SYSTEMD)),-DQA_HAVE_SYSTEMD)
+$(BUILD)/obj/arbiter/notify.o: $(BUILD)/options.stamp
+$(BUILD)/obj/arbiter/notify_off.o: arbiter/notify.c | $(GEN)
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/options.stamp: FORCE
+	@mkdir -p $(@D)
+	@echo 'HTTP=$(HTTP) SYSTEMD=$(SYSTEMD)' | cmp -s - $@ || echo 'HTTP=$(HTTP) SYSTEMD=$(SYSTEMD)' > $@
+
+# qarbiter as a machine without libmicrohttpd and libsystemd builds it (test_arbiter_notify).
+$(BUILD)/minimal/qarbiter: $(ARBITER_MAIN) $(ARBITER_MIN) $(PROTO_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_JSON) $(LIBS_INI) -ldl -lpthread -lm
 
 $(BUILD)/qvgpu-container-hook: $(call obj,container/hook.c) $(CONTAINER_OBJ) $(PROTO_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_JSON)
@@ -217,17 +273,22 @@ $(BUILD)/sim/libnvidia-ml.so.1: $(SIM_NVML_OBJ) $(SIM_CORE_OBJ)
 	    $(LIBS_GLIBC_FLOOR) -lm
 	ln -sf libnvidia-ml.so.1 $(@D)/libnvidia-ml.so
 
-# The .pc names PREFIX, so it is made again whenever PREFIX is not the one it was made
-# with (prefix.stamp holds that one): `make install PREFIX=...` after a build with another
-# PREFIX installs a .pc that names where it is installed. '&', '|' and '\' are escaped
-# for sed.
-PC_PREFIX := $(subst |,\|,$(subst &,\&,$(subst \,\\,$(PREFIX))))
+# The .pc names PREFIX and LIBDIR, so it is made again whenever they are not the ones it
+# was made with (prefix.stamp holds those): `make install PREFIX=...` after a build with
+# another PREFIX installs a .pc that names where it is installed. '&', '|' and '\' are
+# escaped for sed.
+sed_escape = $(subst |,\|,$(subst &,\&,$(subst \,\\,$(1))))
 $(BUILD)/qvgpu.pc: scripts/qvgpu.pc.in $(BUILD)/prefix.stamp
-	sed -e 's|@PREFIX@|$(PC_PREFIX)|' $< > $@
+	sed -e 's|@PREFIX@|$(call sed_escape,$(PREFIX))|' \
+	    -e 's|@LIBDIR@|$(call sed_escape,$(LIBDIR))|' $< > $@
 
 $(BUILD)/prefix.stamp: FORCE
 	@mkdir -p $(@D)
-	@printf '%s\n' '$(PREFIX)' | cmp -s - $@ || printf '%s\n' '$(PREFIX)' > $@
+	@printf '%s\n' '$(PREFIX) $(LIBDIR)' | cmp -s - $@ || printf '%s\n' '$(PREFIX) $(LIBDIR)' > $@
+
+# The packaged /etc/qvgpu/qarbiter.conf: every key at its default, from qarbiter itself.
+$(BUILD)/qarbiter.conf: $(BUILD)/qarbiter scripts/gen-conffile.sh
+	scripts/gen-conffile.sh $(BUILD)/qarbiter $@
 
 .PHONY: FORCE
 FORCE:
@@ -257,7 +318,7 @@ TEST_LINK := $(TEST_SUP_OBJ) $(ARBITER_OBJ) $(CLIENT_OBJ) $(CONTAINER_OBJ) $(SLU
              $(PROTO_OBJ)
 TEST_LIBS := -Wl,--as-needed $(CUDA_STUB) -L$(BUILD)/sim -lnvidia-ml -Wl,--no-as-needed \
              $(shell pkg-config --libs $(TEST_PKGS) 2>/dev/null) $(LIBS_WIRE) $(LIBS_JSON) \
-             $(LIBS_INI) $(LIBS_HTTP) -ldl -lpthread -lrt -lm
+             $(LIBS_INI) $(LIBS_HTTP) $(LIBS_SYSTEMD) -ldl -lpthread -lrt -lm
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-ml.so.1
 	@mkdir -p $(@D)
@@ -299,35 +360,95 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-m
 	$(CC) $(LDFLAGS) -o $@ $< $(TEST_LINK) $(TEST_LIBS)
 
 # build-tests: everything `make test` runs, without running it (scripts/gpu-check.sh).
-build-tests: all $(TEST_BIN) $(TEST_PROGS) $(CU_PROGS) $(FLOOR_PROGS) $(BENCH_BIN)
+build-tests: all $(TEST_BIN) $(TEST_PROGS) $(CU_PROGS) $(FLOOR_PROGS) $(BENCH_BIN) \
+             $(BUILD)/minimal/qarbiter $(if $(HAVE_DEB),$(DEB))
 
+# make test also runs the fuzz target for FUZZ_SECONDS (20) where clang can link a
+# libFuzzer program (Debian: clang and libclang-rt-dev, which clang only recommends).
 test: build-tests
+	@if printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }\n' | \
+	    $(FUZZ_CC) -fsanitize=fuzzer,address,undefined -x c -o /dev/null - >/dev/null 2>&1; \
+	 then $(MAKE) --no-print-directory fuzz; \
+	 else echo "make test: $(FUZZ_CC) cannot link libFuzzer programs here: the fuzz target is not built"; fi
 	@scripts/run-tests.sh $(BUILD)
 
 bench: all $(TEST_PROGS) $(BENCH_BIN)
 	@scripts/run-bench.sh $(BUILD)
 
+# ---- fuzzing ------------------------------------------------------------------------
+# libFuzzer needs clang. The proto/ sources are built again with its instrumentation;
+# the client's connection (conn.c, zmtp.c) is not reachable from a peer's bytes and
+# stays out.
+FUZZ_CC   ?= clang
+FUZZ_BIN  := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/*.c))
+FUZZ_SRC  := $(filter-out proto/conn.c proto/zmtp.c,$(wildcard proto/*.c))
+FUZZ_FLAGS := -g -O1 -std=gnu11 -Wall -Wextra -Werror -fsanitize=fuzzer,address,undefined \
+              -fno-sanitize-recover=undefined -D_GNU_SOURCE -Iinclude -I.
+
+fuzz: $(FUZZ_BIN)
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) $(wildcard proto/*.h)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(PKG_CFLAGS) -o $@ $< $(FUZZ_SRC)
+
 # ---- install ------------------------------------------------------------------------
+# LIBDIR (PREFIX/lib; the package's is multiarch) gets libqvgpu.so, the .pc and
+# libqshim.so as a link into the bundle's current version, for LD_PRELOAD=libqshim.so;
+# qgpuctl run preloads the versioned file itself.
+SHIM_LINK = $(shell realpath -sm --relative-to=$(LIBDIR) $(PREFIX)/lib/qvgpu/current/libqshim.so)
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
-	    $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig \
+	    $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(BASHCOMPDIR)
 	install -m 0755 $(BUILD)/qarbiter $(BUILD)/qgpuctl $(BUILD)/qvgpu-container-runtime \
 	    $(DESTDIR)$(PREFIX)/bin/
 	scripts/install-bundle.sh $(DESTDIR)$(PREFIX)/lib $(VERSION) $(BUNDLE)
-	install -m 0755 $(BUILD)/libqvgpu.so $(BUILD)/libqshim.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 0755 $(BUILD)/libqvgpu.so $(DESTDIR)$(LIBDIR)/
+	ln -sfn $(SHIM_LINK) $(DESTDIR)$(LIBDIR)/.libqshim.so.tmp
+	mv -fT $(DESTDIR)$(LIBDIR)/.libqshim.so.tmp $(DESTDIR)$(LIBDIR)/libqshim.so
 	install -m 0644 include/qvgpu.h $(DESTDIR)$(PREFIX)/include/
-	install -m 0644 $(BUILD)/qvgpu.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -m 0644 $(BUILD)/qvgpu.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 0644 man/qgpuctl.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 man/libqvgpu.3 $(DESTDIR)$(MANDIR)/man3/
+	install -m 0644 man/qarbiter.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 dist/qgpuctl.bash-completion $(DESTDIR)$(BASHCOMPDIR)/qgpuctl
 	install -d $(DESTDIR)$(PYTHONDIR)/qvgpu
 	install -m 0644 python/qvgpu/*.py $(DESTDIR)$(PYTHONDIR)/qvgpu/
 	printf '"""Written by make install: where libqvgpu.so is."""\nLIBDIR = "%s"\n' \
-	    '$(PREFIX)/lib' > $(DESTDIR)$(PYTHONDIR)/qvgpu/_installed.py
+	    '$(LIBDIR)' > $(DESTDIR)$(PYTHONDIR)/qvgpu/_installed.py
 ifneq ($(HAVE_SLURM),)
-	install -d $(DESTDIR)$(PREFIX)/lib/slurm
-	install -m 0755 $(BUILD)/spank_qvgpu.so $(DESTDIR)$(PREFIX)/lib/slurm/
+	install -d $(DESTDIR)$(SLURMPLUGINDIR)
+	install -m 0755 $(BUILD)/spank_qvgpu.so $(DESTDIR)$(SLURMPLUGINDIR)/
 endif
 
+# ---- the Debian package -------------------------------------------------------------
+# From the build make test ran (debian/rules: `make install` into debian/qvgpu), never
+# a sanitizer build, and with libsystemd (the unit is Type=notify). dh's work files in
+# debian/ are removed first and after.
+deb: $(DEB)
+
+# Not on the .pc and the Slurm plugin, which name PREFIX: debian/rules makes them again
+# for /usr (from their sources), and make for PREFIX after it, which must not make the
+# package again.
+$(DEB): $(filter-out $(BUILD)/qvgpu.pc $(BUILD)/spank_qvgpu.so,$(ARTIFACTS)) \
+        $(wildcard debian/* debian/source/* dist/* man/* python/qvgpu/*.py slurm/*.[ch]) \
+        scripts/qvgpu.pc.in include/qvgpu.h scripts/install-bundle.sh scripts/gen-conffile.sh \
+        README.md $(wildcard docs/*.md)
+	@[ "$(SAN)" = 0 ] || \
+	    { echo "make deb: not from a sanitizer build (make deb, no SAN=1)" >&2; exit 1; }
+	@[ "$(SYSTEMD)" = 1 ] || { echo "make deb: qarbiter.service is Type=notify: qarbiter" \
+	    "needs libsystemd (apt-get install libsystemd-dev)" >&2; exit 1; }
+	@command -v dh >/dev/null && command -v fakeroot >/dev/null || \
+	    { echo "make deb: needs debhelper and fakeroot (scripts/install-deps.sh)" >&2; exit 1; }
+	rm -rf $(DEB_WORK)
+	@echo "fakeroot debian/rules binary > $(BUILD)/deb.log"
+	@fakeroot debian/rules binary > $(BUILD)/deb.log 2>&1 || \
+	    { cat $(BUILD)/deb.log; echo "make deb: dh failed (above)" >&2; exit 1; }
+	rm -rf $(DEB_WORK)
+	@test -f $@ || { echo "make deb: dh made no $@" >&2; exit 1; }
+
 clean:
-	rm -rf build build-san
+	rm -rf build build-san $(DEB_WORK)
 
 .SECONDARY:
 -include $(shell find $(BUILD)/obj $(BUILD)/obj-spank -name '*.d' 2>/dev/null)

@@ -288,6 +288,7 @@ static void gpus(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m, bool stats)
     if (stats) {
         qp_totals_t t;
         qa_host_totals(host, &t);
+        t.memory_used_mb = qa_tenant_host_used(srv) / QP_MIB;
         t.kills = qa_audit_kills(qa_server_audit(srv));
         qp_totals_put(rep, &t);
         size_t nf;

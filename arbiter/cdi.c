@@ -28,13 +28,13 @@ struct entry {
 };
 
 struct qa_cdi {
-    char dir[PATH_MAX];        /* the CDI dir */
-    char bundle[PATH_MAX];     /* the shim bundle, resolved: a versioned dir */
-    char tenant_dir[PATH_MAX]; /* the arbiter's tenant dir */
-    char creds_dir[PATH_MAX];  /* credentials files, one per vGPU (0700) */
-    bool preload;              /* ld.so.preload mode */
-    bool driver;               /* a driver is embedded (libs and nodes below) */
-    struct entry libs[MAX_DRIVER_FILES];  /* driver libraries: file and mount point */
+    char dir[PATH_MAX];                  /* the CDI dir */
+    char bundle[PATH_MAX];               /* the shim bundle, resolved: a versioned dir */
+    char tenant_dir[PATH_MAX];           /* the arbiter's tenant dir */
+    char creds_dir[PATH_MAX];            /* credentials files, one per vGPU (0700) */
+    bool preload;                        /* ld.so.preload mode */
+    bool driver;                         /* a driver is embedded (libs and nodes below) */
+    struct entry libs[MAX_DRIVER_FILES]; /* driver libraries: file and mount point */
     size_t nlibs;
     struct entry nodes[MAX_DRIVER_FILES]; /* device nodes: host node and path inside */
     size_t nnodes;
@@ -81,8 +81,11 @@ static int find_bundle(qa_cdi_t *self, const char *given, char *err)
 }
 
 /* Directories of a root where drivers keep their libraries. */
-static const char *const lib_dirs[] = {"usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu",
-                                       "usr/lib/aarch64-linux-gnu", "usr/lib64", "lib64",
+static const char *const lib_dirs[] = {"usr/lib/x86_64-linux-gnu",
+                                       "lib/x86_64-linux-gnu",
+                                       "usr/lib/aarch64-linux-gnu",
+                                       "usr/lib64",
+                                       "lib64",
                                        "usr/lib"};
 
 static bool driver_lib(const char *name)
@@ -267,8 +270,8 @@ static json_t *spec_json(const qa_cdi_t *self, const qa_vgpu_t *v, const char *g
     for (size_t i = 0; i < self->nlibs; i++)
         json_array_append_new(mounts, bind_mount(self->libs[i].host, self->libs[i].ctr));
     for (size_t i = 0; i < self->nnodes; i++)
-        json_array_append_new(nodes, json_pack("{s:s, s:s}", "path", self->nodes[i].ctr,
-                                               "hostPath", self->nodes[i].host));
+        json_array_append_new(nodes, json_pack("{s:s, s:s}", "path", self->nodes[i].ctr, "hostPath",
+                                               self->nodes[i].host));
     snprintf(path, sizeof path, "%s/%s", self->bundle, QP_BUNDLE_HOOK);
     json_t *args = json_pack("[s, s, s, s, s, s]", QP_BUNDLE_HOOK, "preflight", "--tenant-dir",
                              self->tenant_dir, "--shim", QP_CTR_SHIM);
@@ -276,8 +279,8 @@ static json_t *spec_json(const qa_cdi_t *self, const qa_vgpu_t *v, const char *g
         json_array_append_new(args, json_string("--preload"));
     /* An environment of its own: without one, runc hands the hook the container's,
      * LD_PRELOAD of the container's path included. */
-    json_t *hook = json_pack("{s:s, s:s, s:o, s:[s], s:i}", "hookName", "createContainer",
-                             "path", path, "args", args, "env",
+    json_t *hook = json_pack("{s:s, s:s, s:o, s:[s], s:i}", "hookName", "createContainer", "path",
+                             path, "args", args, "env",
                              "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                              "timeout", HOOK_TIMEOUT_S);
     json_t *edits = json_pack("{s:o, s:o, s:[o]}", "env", env, "mounts", mounts, "hooks", hook);

@@ -42,6 +42,9 @@ void qa_config_defaults(qa_config_t *cfg)
     cfg->burst_below_pct = 75;
     cfg->preempt_after_ms = 2;
     cfg->max_tenant_connections = 4096;
+    cfg->max_pending_connections = 1024;
+    cfg->max_pending_per_uid = 128;
+    cfg->hello_timeout_ms = 3000;
     cfg->audit_unmanaged = QA_REPORT;
     cfg->audit_over_quota = QA_REPORT;
     cfg->audit_grace_ms = 2000;
@@ -67,41 +70,76 @@ static const struct key {
     size_t off;      /* where the value goes in qa_config_t */
     double min, max; /* the range of a ratio or a number */
     const char *why; /* for K_UINT and K_ACTION: what the range is, after "must be" */
+    const char *doc; /* what it does, for qarbiter --print-config (the packaged config file) */
 } keys[] = {
-    {"placement", K_PLACEMENT, offsetof(qa_config_t, placement), 0, 0, NULL},
+    {"placement", K_PLACEMENT, offsetof(qa_config_t, placement), 0, 0, NULL,
+     "where a vGPU created without --gpu goes: spread (the least loaded GPU after adding it) or "
+     "pack (the most loaded that still fits)"},
     {"oversub_memory", K_RATIO, offsetof(qa_config_t, oversub_memory), 0.01, 100,
-     "a ratio between 0.01 and 100 (1.0: none)"},
+     "a ratio between 0.01 and 100 (1.0: none)",
+     "per GPU, vGPU memory quotas may sum to its memory x this (0.01-100; 1.0: no "
+     "oversubscription)"},
     {"oversub_share", K_RATIO, offsetof(qa_config_t, oversub_share), 0.01, 100,
-     "a ratio between 0.01 and 100 (1.0: none)"},
-    {"util_weight", K_RATIO, offsetof(qa_config_t, util_weight), 0, 10,
-     "a number between 0 and 10"},
-    {"log_level", K_LEVEL, offsetof(qa_config_t, log_level), 0, 0, NULL},
+     "a ratio between 0.01 and 100 (1.0: none)",
+     "per GPU, vGPU shares may sum to 100% x this (0.01-100; 1.0: no oversubscription)"},
+    {"util_weight", K_RATIO, offsetof(qa_config_t, util_weight), 0, 10, "a number between 0 and 10",
+     "weight of the measured utilisation in placement (0-10; 0 ignores it)"},
+    {"log_level", K_LEVEL, offsetof(qa_config_t, log_level), 0, 0, NULL,
+     "error, warn, info or debug"},
     /* The shim heartbeats every 500 ms: below two periods live tenants get dropped. */
     {"heartbeat_timeout_ms", K_UINT, offsetof(qa_config_t, heartbeat_timeout_ms), 1000, 600000,
-     "milliseconds between 1000 and 600000 (tenants heartbeat every 500 ms)"},
+     "milliseconds between 1000 and 600000 (tenants heartbeat every 500 ms)",
+     "a silent tenant process is dropped after this (1000-600000 ms)"},
     {"reclaim_timeout_ms", K_UINT, offsetof(qa_config_t, reclaim_timeout_ms), 10,
-     QA_REPLY_BUDGET_MS, NULL},
-    {"reconnect_grace_ms", K_UINT, offsetof(qa_config_t, reconnect_grace_ms), 0, 10000, NULL},
-    {"sched_window_ms", K_UINT, offsetof(qa_config_t, sched_window_ms), 10, 10000, NULL},
-    {"quantum_min_ms", K_UINT, offsetof(qa_config_t, quantum_min_ms), 1, 1000, NULL},
-    {"quantum_max_ms", K_UINT, offsetof(qa_config_t, quantum_max_ms), 1, 1000, NULL},
-    {"lease_grace_ms", K_UINT, offsetof(qa_config_t, lease_grace_ms), 10, 600000, NULL},
-    {"burst_ms", K_UINT, offsetof(qa_config_t, burst_ms), 0, 1000, NULL},
-    {"burst_below_pct", K_UINT, offsetof(qa_config_t, burst_below_pct), 1, 100, NULL},
-    {"preempt_after_ms", K_UINT, offsetof(qa_config_t, preempt_after_ms), 0, 1000, NULL},
+     QA_REPLY_BUDGET_MS, NULL,
+     "a memory request waits this long for siblings to give back (10-1400 ms)"},
+    {"reconnect_grace_ms", K_UINT, offsetof(qa_config_t, reconnect_grace_ms), 0, 10000, NULL,
+     "after a start, memory requests are held this long so that the previous arbiter's tenants "
+     "re-report first (0-10000 ms, 0: none; with reclaim_timeout_ms at most 1400)"},
+    {"sched_window_ms", K_UINT, offsetof(qa_config_t, sched_window_ms), 10, 10000, NULL,
+     "compute: n vGPUs competing get leases of at most this / n (10-10000 ms)"},
+    {"quantum_min_ms", K_UINT, offsetof(qa_config_t, quantum_min_ms), 1, 1000, NULL,
+     "compute: shortest lease (1-1000 ms, at most quantum_max_ms)"},
+    {"quantum_max_ms", K_UINT, offsetof(qa_config_t, quantum_max_ms), 1, 1000, NULL,
+     "compute: longest lease (1-1000 ms, at most sched_window_ms)"},
+    {"lease_grace_ms", K_UINT, offsetof(qa_config_t, lease_grace_ms), 10, 600000, NULL,
+     "compute: a lease not given back this long after its end is taken back (10-600000 ms)"},
+    {"burst_ms", K_UINT, offsetof(qa_config_t, burst_ms), 0, 1000, NULL,
+     "compute: a vGPU well below its share that asks while another holds the GPU runs a lease "
+     "this long beside it at once (0-1000 ms, at most quantum_max_ms; 0: never)"},
+    {"burst_below_pct", K_UINT, offsetof(qa_config_t, burst_below_pct), 1, 100, NULL,
+     "compute: \"well below\": its use over the last window under this percent of its share "
+     "(1-100)"},
+    {"preempt_after_ms", K_UINT, offsetof(qa_config_t, preempt_after_ms), 0, 1000, NULL,
+     "compute: a holder at or over its share runs at least this long before a waiting vGPU "
+     "below its share takes the GPU (0-1000 ms; 0: never)"},
     {"max_tenant_connections", K_UINT, offsetof(qa_config_t, max_tenant_connections), 1, 1000000,
-     "a number between 1 and 1000000"},
+     "a number between 1 and 1000000",
+     "tenant.sock connections kept open; more are closed at once (1-1000000)"},
+    {"max_pending_connections", K_UINT, offsetof(qa_config_t, max_pending_connections), 1,
+     1000000, "a number between 1 and 1000000",
+     "of them, without a session yet (1-1000000; at most a quarter of max_tenant_connections: "
+     "the rest is kept for sessions)"},
+    {"max_pending_per_uid", K_UINT, offsetof(qa_config_t, max_pending_per_uid), 0, 1000000,
+     "a number between 0 (no limit) and 1000000",
+     "of those, from one uid (0-1000000, 0: no limit; root and the arbiter's own user are not "
+     "limited per uid)"},
+    {"hello_timeout_ms", K_UINT, offsetof(qa_config_t, hello_timeout_ms), 100, 600000, NULL,
+     "a connection without a session this long is closed (100-600000 ms)"},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 
 /* The [audit] keys, read like the [arbiter] ones. */
 static const struct key audit_keys[] = {
     {"unmanaged", K_ACTION, offsetof(qa_config_t, audit_unmanaged), QA_IGNORE, QA_KILL,
-     "report, kill or ignore"},
+     "report, kill or ignore", "GPU processes that are no vGPU's tenants: report, kill or ignore"},
     {"over_quota", K_ACTION, offsetof(qa_config_t, audit_over_quota), QA_REPORT, QA_KILL,
-     "report or kill"},
-    {"grace_ms", K_UINT, offsetof(qa_config_t, audit_grace_ms), 500, 600000, NULL},
-    {"charge", K_CHARGE, offsetof(qa_config_t, charge_real), 0, 0, NULL},
+     "report or kill", "vGPUs whose processes really hold more than their quota: report or kill"},
+    {"grace_ms", K_UINT, offsetof(qa_config_t, audit_grace_ms), 500, 600000, NULL,
+     "a finding must last this long before it is reported or acted on (500-600000 ms)"},
+    {"charge", K_CHARGE, offsetof(qa_config_t, charge_real), 0, 0, NULL,
+     "what counts against a quota: real (allocations plus the driver's memory of each process, as "
+     "NVML reports it) or allocated (allocations through the shim only)"},
 };
 #define NAUDIT_KEYS (sizeof audit_keys / sizeof audit_keys[0])
 
@@ -184,13 +222,15 @@ static bool once(struct parse *p, int *line, const char *key, const char *where)
     return true;
 }
 
+/* The audit's actions as the file names them. */
+static const char *const action_names[] = {[QA_IGNORE] = "ignore", [QA_REPORT] = "report",
+                                           [QA_KILL] = "kill"};
+
 /* An action's name, or -1. */
 static int parse_action(const char *v)
 {
-    static const char *const names[] = {[QA_IGNORE] = "ignore", [QA_REPORT] = "report",
-                                        [QA_KILL] = "kill"};
-    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
-        if (strcmp(v, names[i]) == 0)
+    for (int i = 0; i < (int)(sizeof action_names / sizeof action_names[0]); i++)
+        if (strcmp(v, action_names[i]) == 0)
             return i;
     return -1;
 }
@@ -389,6 +429,81 @@ static int check_together(const qa_config_t *cfg, const char *path, char *err)
         return -EINVAL;
     }
     return 0;
+}
+
+/* Writes text as "# " comment lines of at most 90 columns, broken between words. */
+static void write_comment(FILE *out, const char *text)
+{
+    while (*text) {
+        size_t n = strlen(text);
+        if (n > 88) {
+            n = 88;
+            while (n > 0 && text[n] != ' ')
+                n--;
+            if (n == 0) /* one word longer than a line: keep it whole */
+                n = strcspn(text, " ");
+        }
+        fprintf(out, "# %.*s\n", (int)n, text);
+        text += n;
+        text += strspn(text, " ");
+    }
+}
+
+/* Writes a ratio so that it reads as one: 1.0, 0.5, 2.25. */
+static void write_ratio(FILE *out, double d)
+{
+    char num[64];
+    snprintf(num, sizeof num, "%g", d);
+    fprintf(out, "%s%s", num, strpbrk(num, ".e") ? "" : ".0");
+}
+
+static void write_keys(const qa_config_t *cfg, const char *section, const struct key *table,
+                       size_t n, FILE *out)
+{
+    fprintf(out, "[%s]\n", section);
+    for (size_t i = 0; i < n; i++) {
+        const struct key *k = &table[i];
+        const char *src = (const char *)cfg + k->off;
+        if (k->doc)
+            write_comment(out, k->doc);
+        fprintf(out, "%s = ", k->name);
+        switch (k->kind) {
+        case K_PLACEMENT:
+            fputs(*(const qa_policy_t *)src == QA_PACK ? "pack" : "spread", out);
+            break;
+        case K_RATIO:
+            write_ratio(out, *(const double *)src);
+            break;
+        case K_LEVEL:
+            fputs(qa_log_level_name(*(const qa_level_t *)src), out);
+            break;
+        case K_UINT:
+            fprintf(out, "%u", *(const unsigned *)src);
+            break;
+        case K_ACTION:
+            fputs(action_names[*(const qa_action_t *)src], out);
+            break;
+        case K_CHARGE:
+            fputs(*(const bool *)src ? "real" : "allocated", out);
+            break;
+        }
+        fputs(i + 1 < n ? "\n\n" : "\n", out);
+    }
+}
+
+int qa_config_write(const qa_config_t *cfg, FILE *out)
+{
+    write_keys(cfg, "arbiter", keys, NKEYS, out);
+    fputs("\n", out);
+    write_keys(cfg, "audit", audit_keys, NAUDIT_KEYS, out);
+    for (size_t i = NBUILTIN; i < cfg->nprofiles; i++) {
+        const qa_profile_t *pr = &cfg->profiles[i];
+        fprintf(out, "\n[profile %s]\nmemory = %lluMiB\nshare = %u\n", pr->name,
+                (unsigned long long)pr->memory_mb, pr->share);
+        if (pr->limit)
+            fprintf(out, "limit = %u\n", pr->limit);
+    }
+    return fflush(out) == 0 && !ferror(out) ? 0 : -EIO;
 }
 
 int qa_config_load(qa_config_t *cfg, const char *path, char err[QP_ERR_LEN])

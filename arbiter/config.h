@@ -25,8 +25,13 @@
  *   preempt_after_ms = 2           compute: a holder over its share runs at least this
  *                                  long before a waiting vGPU below its share takes the
  *                                  GPU from it (0: never)
- *   max_tenant_connections = 4096  tenant.sock connections kept open (at most a quarter
- *                                  of the arbiter's RLIMIT_NOFILE): more are closed at once
+ *   max_tenant_connections = 4096  tenant.sock connections kept open (at most half the
+ *                                  arbiter's RLIMIT_NOFILE): more are closed at once
+ *   max_pending_connections = 1024 of them, those without a session yet (at most a quarter
+ *                                  of max_tenant_connections: the rest is for sessions)
+ *   max_pending_per_uid = 128      of those, from one uid (SO_PEERCRED; 0: no limit;
+ *                                  root and the arbiter's own user are not limited)
+ *   hello_timeout_ms = 3000        a connection without a session this long is closed
  *
  *   [audit]                        what the host sees through NVML (docs/arbiter.md)
  *   unmanaged = report             GPU processes that are no vGPU's tenants (no shim, or
@@ -60,6 +65,8 @@
 #include <stdint.h>
 
 #define QA_MAX_PROFILES 64
+/* The file qarbiter reads when no --config is given, if it exists. */
+#define QA_CONFIG_DEFAULT "/etc/qvgpu/qarbiter.conf"
 /* The longest the arbiter may hold a tenant's memory request before answering: the shim
  * waits 1500 ms for any reply (PROTOCOL.md "Liveness"), less 100 ms for the round trip. */
 #define QA_REPLY_BUDGET_MS 1400
@@ -100,6 +107,9 @@ typedef struct qa_config {
     unsigned burst_below_pct;        /* who may burst: use under this percent of its share */
     unsigned preempt_after_ms;       /* a holder's minimum run before preemption; 0: none */
     unsigned max_tenant_connections; /* tenant.sock connections kept open */
+    unsigned max_pending_connections; /* of them, without a session (docs/arbiter.md) */
+    unsigned max_pending_per_uid;     /* of those, from one uid; 0: no limit */
+    unsigned hello_timeout_ms;        /* a connection without a session is closed after */
     qa_action_t audit_unmanaged;     /* [audit] unmanaged: processes outside the vGPUs */
     qa_action_t audit_over_quota;    /* [audit] over_quota: vGPUs past their quota */
     unsigned audit_grace_ms;         /* [audit] grace_ms: how long before acting */
@@ -113,6 +123,11 @@ void qa_config_defaults(qa_config_t *cfg);
 /* Reads path over cfg (which holds defaults). Returns 0, or -EINVAL with err as
  * "PATH:LINE: problem" (or "PATH: problem" when it cannot be read). */
 int qa_config_load(qa_config_t *cfg, const char *path, char err[QP_ERR_LEN]);
+/* Writes cfg as a configuration file that reads back as cfg: [arbiter] and [audit] with
+ * every key, each after a comment saying what it does, then the custom profiles. What
+ * `qarbiter --print-config` prints, and what the packaged /etc/qvgpu/qarbiter.conf is made
+ * from (scripts/gen-conffile.sh). Returns 0 or -EIO when out cannot be written. */
+int qa_config_write(const qa_config_t *cfg, FILE *out);
 /* The profile called name, or NULL. Borrowed from cfg. */
 const qa_profile_t *qa_config_profile(const qa_config_t *cfg, const char *name);
 

@@ -417,7 +417,8 @@ void qa_host_info(qa_host_t *self, const qa_vgpu_t *v, qp_info_t *out)
     out->share = v->share;
     out->limit = v->limit;
     out->util = v->util;
-    out->memory_used = v->mem_used;
+    /* the sum of its sessions' reports: never shown beyond what its GPU has (issue 8) */
+    out->memory_used = v->mem_used < g->desc.memory_total ? v->mem_used : g->desc.memory_total;
     out->memory_reserved = v->mem_reserved;
     out->procs = v->procs;
     out->created = v->created;
@@ -451,14 +452,19 @@ void qa_host_gpu_record(qa_host_t *self, size_t i, qp_gpu_t *out)
 
 void qa_host_totals(qa_host_t *self, qp_totals_t *out)
 {
+    uint64_t used[QA_MAX_GPUS] = {0}; /* per GPU; each report is at most its memory */
     memset(out, 0, sizeof *out);
     for (size_t i = 0; i < self->nvgpus; i++) {
         const qa_vgpu_t *v = self->vgpus[i];
         out->vgpus_total++;
         out->vgpus_active += v->procs > 0;
         out->memory_reserved_mb += v->memory_mb;
-        out->memory_used_mb += v->mem_used / QP_MIB;
         out->memory_real_mb += v->mem_real / QP_MIB;
+        used[v->gpu] += v->mem_used;
+    }
+    for (size_t g = 0; g < self->ngpus; g++) {
+        uint64_t most = self->gpus[g].desc.memory_total;
+        out->memory_used_mb += (used[g] < most ? used[g] : most) / QP_MIB;
     }
 }
 

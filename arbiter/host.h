@@ -148,7 +148,9 @@ void qa_host_skip_ids(qa_host_t *self, uint64_t n);
 void qa_host_info(qa_host_t *self, const qa_vgpu_t *v, qp_info_t *out);
 void qa_host_gpu_record(qa_host_t *self, size_t i, qp_gpu_t *out);
 void qa_host_limits(qa_host_t *self, const qa_vgpu_t *v, qp_limits_t *out);
-/* The host's totals, as `stats` answers them. O(vGPUs). */
+/* The host's totals. memory_used_mb sums the vGPUs' figures, each GPU's part at most its
+ * memory; qa_tenant_host_used (tenant.h) refines it, counting each process once however
+ * many sessions it reports on, and `stats` and the HTTP view use that. O(vGPUs). */
 void qa_host_totals(qa_host_t *self, qp_totals_t *out);
 
 #endif

@@ -460,6 +460,11 @@ static unsigned connection_limit(void)
     return eighth < MAX_CONNECTIONS ? (unsigned)(eighth ? eighth : 1) : MAX_CONNECTIONS;
 }
 
+bool qa_http_available(void)
+{
+    return true;
+}
+
 int qa_http_parse_listen(const char *text, struct sockaddr_storage *sa, socklen_t *len,
                          char err[QP_ERR_LEN])
 {

@@ -50,6 +50,11 @@ typedef struct qa_http_opts {
     "/usr/share/javascript/chart.js/chart.umd.js", "/usr/share/javascript/chart.js/chart.min.js",  \
         "/usr/share/javascript/chart.js/Chart.min.js"
 
+/* Whether this qarbiter serves HTTP: false when it was built without libmicrohttpd
+ * (make HTTP=0, or no libmicrohttpd-dev), where http_off.c stands in for http.c and every
+ * function below fails saying so. */
+bool qa_http_available(void);
+
 /* Parses "ADDR:PORT" ("127.0.0.1:8080", "[::1]:9100", "0.0.0.0:8080"; ADDR numeric,
  * PORT 0..65535) into *sa / *len. Returns 0 or -EINVAL with err as one line. */
 int qa_http_parse_listen(const char *text, struct sockaddr_storage *sa, socklen_t *len,

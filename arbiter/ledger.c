@@ -103,9 +103,14 @@ int qa_ledger_proc_start(pid_t pid, uint64_t *start)
     return 0;
 }
 
-/* Maps the file's n slots (after growing it to them). Returns 0 or -errno. */
+/* Maps the file's n slots (after growing it to them) and pushes the new ones on the free
+ * stack. Returns 0 or -errno, with nothing changed but a larger stack or file. */
 static int map_slots(qa_ledger_t *self, size_t n)
 {
+    uint32_t *f = realloc(self->free, n * sizeof *f);
+    if (!f)
+        return -ENOMEM;
+    self->free = f;
     size_t len = sizeof(struct header) + n * sizeof(struct slot);
     if (ftruncate(self->fd, (off_t)len) < 0)
         return -errno;
@@ -118,10 +123,6 @@ static int map_slots(qa_ledger_t *self, size_t n)
     }
     if (m == MAP_FAILED)
         return -errno;
-    uint32_t *f = realloc(self->free, n * sizeof *f);
-    if (!f)
-        return -ENOMEM; /* the mapping is larger than we use: harmless */
-    self->free = f;
     self->map = m;
     for (size_t i = n; i > self->nslots; i--) /* the new slots, lowest on top */
         self->free[self->nfree++] = (uint32_t)(i - 1);

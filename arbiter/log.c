@@ -38,3 +38,8 @@ int qa_log_parse_level(const char *s, qa_level_t *out)
     }
     return -EINVAL;
 }
+
+const char *qa_log_level_name(qa_level_t level)
+{
+    return (size_t)level < sizeof names / sizeof names[0] ? names[level] : "?";
+}

@@ -23,5 +23,7 @@ void qa_log(const qa_log_t *log, qa_level_t level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Parses "error", "warn", "info" or "debug". Returns 0 or -EINVAL. */
 int qa_log_parse_level(const char *s, qa_level_t *out);
+/* The name qa_log_parse_level reads: "error", "warn", "info" or "debug". */
+const char *qa_log_level_name(qa_level_t level);
 
 #endif

@@ -1,4 +1,4 @@
-/* loop.c - ppoll over ZeroMQ and plain descriptors, with a timer heap. Loop thread only. */
+/* loop.c - ppoll over a few descriptors, with a timer heap. Loop thread only. */
 #include "arbiter/loop.h"
 
 #include <errno.h>
@@ -6,17 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <zmq.h>
 
 #define MAX_WATCHES 16
-#define BURST 64 /* callback calls for one socket in one turn of the loop */
 
 struct watch {
-    void *zsock; /* the ZeroMQ socket, or NULL for a plain fd */
-    int fd;      /* the fd to poll: the socket's ZMQ_FD, or the plain fd */
+    int fd; /* the fd to poll */
     qa_io_fn *fn;
     void *arg;
-    bool check; /* zsock: ZMQ_EVENTS must be looked at before the loop sleeps */
 };
 
 struct qa_loop {
@@ -52,34 +48,12 @@ void qa_loop_destroy(qa_loop_t **self_p)
     *self_p = NULL;
 }
 
-static int add_watch(qa_loop_t *self, void *zsock, int fd, qa_io_fn *fn, void *arg)
+int qa_loop_add_fd(qa_loop_t *self, int fd, qa_io_fn *fn, void *arg)
 {
     if (self->nwatches == MAX_WATCHES)
         return -ENOMEM;
-    self->watches[self->nwatches++] = (struct watch){zsock, fd, fn, arg, zsock != NULL};
+    self->watches[self->nwatches++] = (struct watch){fd, fn, arg};
     return 0;
-}
-
-int qa_loop_add_zsock(qa_loop_t *self, void *zsock, qa_io_fn *fn, void *arg)
-{
-    int fd;
-    size_t len = sizeof fd;
-    if (zmq_getsockopt(zsock, ZMQ_FD, &fd, &len) < 0)
-        return -errno;
-    return add_watch(self, zsock, fd, fn, arg);
-}
-
-int qa_loop_add_fd(qa_loop_t *self, int fd, qa_io_fn *fn, void *arg)
-{
-    return add_watch(self, NULL, fd, fn, arg);
-}
-
-void qa_loop_touch(qa_loop_t *self, void *zsock)
-{
-    for (size_t i = 0; i < self->nwatches; i++) {
-        if (self->watches[i].zsock == zsock)
-            self->watches[i].check = true;
-    }
 }
 
 /* ---- timer heap -------------------------------------------------------------------- */
@@ -169,68 +143,33 @@ static void run_timers(qa_loop_t *self)
 
 /* ---- the loop ---------------------------------------------------------------------- */
 
-static bool zsock_readable(void *zsock)
-{
-    int events = 0;
-    size_t len = sizeof events;
-    return zmq_getsockopt(zsock, ZMQ_EVENTS, &events, &len) == 0 && (events & ZMQ_POLLIN);
-}
-
 int qa_loop_run(qa_loop_t *self)
 {
     self->stop = false;
     struct pollfd pfds[MAX_WATCHES];
     while (!self->stop) {
         run_timers(self);
-        /* ZMQ_FD only says that ZMQ_EVENTS must be looked at again: a socket whose fd
-         * woke us, whose callback ran or that was touched is asked, and its callback
-         * called while it has input, up to BURST times a turn so that one busy socket
-         * cannot starve the others; asking is a system call, so it is done only then. */
-        bool busy = false;
-        for (size_t i = 0; i < self->nwatches && !self->stop; i++) {
-            struct watch *w = &self->watches[i];
-            if (!w->zsock || !w->check)
-                continue;
-            int calls = 0;
-            w->check = false;
-            while (zsock_readable(w->zsock) && !self->stop) {
-                if (calls++ == BURST) {
-                    w->check = busy = true;
-                    break;
-                }
-                w->fn(w->arg);
-                w->check = false; /* what the callback did is covered by the next ask */
-            }
-        }
-        /* A callback may have touched a socket the pass had already looked at. */
-        for (size_t i = 0; i < self->nwatches; i++)
-            busy |= self->watches[i].check;
         if (self->stop)
             break;
         struct timespec ts = {0, 0}, *timeout = &ts;
-        if (!busy) {
-            if (self->nheap) {
-                uint64_t now = qa_now_ns(), at = self->heap[0]->deadline;
-                uint64_t wait = at > now ? at - now : 0;
-                ts.tv_sec = (time_t)(wait / 1000000000u);
-                ts.tv_nsec = (long)(wait % 1000000000u);
-            } else {
-                timeout = NULL;
-            }
+        if (self->nheap) {
+            uint64_t now = qa_now_ns(), at = self->heap[0]->deadline;
+            uint64_t wait = at > now ? at - now : 0;
+            ts.tv_sec = (time_t)(wait / 1000000000u);
+            ts.tv_nsec = (long)(wait % 1000000000u);
+        } else {
+            timeout = NULL;
         }
         for (size_t i = 0; i < self->nwatches; i++)
             pfds[i] = (struct pollfd){self->watches[i].fd, POLLIN, 0};
         int n = ppoll(pfds, self->nwatches, timeout, NULL);
         if (n < 0 && errno != EINTR)
             return -errno;
+        /* A callback handles a bounded batch and returns: an fd still readable wakes the
+         * next turn at once, after the timers due meanwhile. */
         for (size_t i = 0; n > 0 && i < self->nwatches && !self->stop; i++) {
-            struct watch *w = &self->watches[i];
-            if (!(pfds[i].revents & (POLLIN | POLLHUP | POLLERR)))
-                continue;
-            if (w->zsock)
-                w->check = true;
-            else
-                w->fn(w->arg);
+            if (pfds[i].revents & (POLLIN | POLLHUP | POLLERR))
+                self->watches[i].fn(self->watches[i].arg);
         }
     }
     return 0;

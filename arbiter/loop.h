@@ -1,11 +1,11 @@
-/* loop.h - the arbiter's event loop: ZeroMQ sockets, plain file descriptors and timers
- * with nanosecond deadlines, on one thread.
+/* loop.h - the arbiter's event loop: a few file descriptors and timers with nanosecond
+ * deadlines, on one thread.
  *
- * ZeroMQ sockets are watched through their ZMQ_FD and ZMQ_EVENTS, and the loop sleeps
- * in ppoll() with a timeout from the earliest timer, so timers are not rounded to
- * milliseconds as zmq_poll() would: a per-GPU scheduler can run sub-millisecond
- * quanta on the same loop. Timers are caller-owned structs kept in a binary heap:
- * starting and stopping cost O(log n) and no allocation once the heap has grown.
+ * The loop sleeps in ppoll() with a timeout from the earliest timer, so timers are not
+ * rounded to milliseconds: a per-GPU scheduler can run sub-millisecond quanta on the
+ * same loop. Each endpoint's many connections sit behind one epoll fd (endpoint.c), so
+ * the loop itself watches a handful. Timers are caller-owned structs kept in a binary
+ * heap: starting and stopping cost O(log n) and no allocation once the heap has grown.
  * Single-threaded: everything is called on the loop's thread. */
 #ifndef QA_LOOP_H
 #define QA_LOOP_H
@@ -16,10 +16,9 @@
 
 typedef struct qa_loop qa_loop_t;
 
-/* Called when a watched socket or fd may be read. For a ZeroMQ socket the callback
- * handles one message (receiving with ZMQ_DONTWAIT) and returns: the loop asks
- * ZMQ_EVENTS and calls again while the socket has input, a bounded number of times per
- * turn, so that one busy socket cannot starve others. */
+/* Called when a watched fd may be read. It handles a bounded amount (reading without
+ * blocking) and returns; while the fd stays readable it is called again every turn, so
+ * that one busy fd cannot starve the others or the timers. */
 typedef void qa_io_fn(void *arg);
 typedef void qa_timer_fn(void *arg);
 
@@ -35,16 +34,8 @@ qa_loop_t *qa_loop_new(void);
 /* Frees the loop (not the sockets, fds or timers it watched); sets *self_p to NULL. */
 void qa_loop_destroy(qa_loop_t **self_p);
 
-/* Watches a ZeroMQ socket / a file descriptor for input. Returns 0 or -ENOMEM. */
-int qa_loop_add_zsock(qa_loop_t *self, void *zsock, qa_io_fn *fn, void *arg);
+/* Watches a file descriptor for input. Returns 0 or -ENOMEM. */
 int qa_loop_add_fd(qa_loop_t *self, int fd, qa_io_fn *fn, void *arg);
-
-/* Says that zsock was operated on outside its own callback (a send from another
- * callback or a timer): ZeroMQ may then have consumed the wake-up of its ZMQ_FD, so the
- * loop must look at its ZMQ_EVENTS before sleeping. Sockets are otherwise only looked at
- * after their fd woke the loop or their callback ran, which saves the system calls that
- * asking every socket on every turn would cost. */
-void qa_loop_touch(qa_loop_t *self, void *zsock);
 
 /* CLOCK_MONOTONIC now, in nanoseconds. */
 uint64_t qa_now_ns(void);

@@ -3,6 +3,7 @@
 #include "arbiter/config.h"
 #include "arbiter/http.h"
 #include "arbiter/log.h"
+#include "arbiter/notify.h"
 #include "arbiter/server.h"
 
 #include <errno.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 static const char usage[] =
     "usage: qarbiter [--socket-dir DIR] [--tenant-dir DIR] [--state-dir DIR] [--config FILE]\n"
@@ -24,10 +26,13 @@ static const char usage[] =
     "                           asking for NVIDIA's own CDI device\n"
     "    --cdi-preload          load the shim through /etc/ld.so.preload, not LD_PRELOAD\n"
     "  --state-dir DIR   where vGPUs persist (default /var/lib/qvgpu)\n"
-    "  --config FILE     INI settings and custom profiles (see docs/configuration.md)\n"
+    "  --config FILE     INI settings and custom profiles (see docs/configuration.md);\n"
+    "                    default " QA_CONFIG_DEFAULT " if it exists; off: none\n"
+    "  --print-config    print the settings in force (after --config) and exit\n"
     "  --http ADDR:PORT  serve the dashboard, /metrics and /api/v1 there, read-only\n"
     "                    (default 127.0.0.1:8080; off: none; see docs/http.md)\n"
-    "Runs in the foreground and logs to stderr until SIGTERM or SIGINT.\n";
+    "Runs in the foreground and logs to stderr until SIGTERM or SIGINT; tells systemd\n"
+    "(Type=notify) when both sockets are served.\n";
 
 /* Raises the soft RLIMIT_NOFILE to the hard one: every tenant connection holds a
  * descriptor, and the usual soft 1024 would let a few hundred idle processes (or anyone
@@ -51,6 +56,7 @@ int main(int argc, char **argv)
 {
     const char *socket_dir = "/run/qvgpu", *state_dir = "/var/lib/qvgpu", *config = NULL;
     const char *tenant_dir = NULL, *http = NULL;
+    bool print_config = false;
     qa_cdi_opts_t cdi = {NULL, NULL, NULL, false};
     const char *cdi_option = NULL; /* one of them, to name when --tenant-dir is missing */
     for (int i = 1; i < argc; i++) {
@@ -59,6 +65,9 @@ int main(int argc, char **argv)
             cdi_option = argv[i];
         if (strcmp(argv[i], "--cdi-preload") == 0) {
             cdi.preload = true;
+            continue;
+        } else if (strcmp(argv[i], "--print-config") == 0) {
+            print_config = true;
             continue;
         } else if (strcmp(argv[i], "--cdi-dir") == 0)
             dst = &cdi.dir;
@@ -109,15 +118,27 @@ int main(int argc, char **argv)
         return 2;
     }
     qa_config_defaults(&cfg);
+    struct stat st;
+    if (!config && stat(QA_CONFIG_DEFAULT, &st) == 0)
+        config = QA_CONFIG_DEFAULT; /* the packaged one: a missing file is the defaults */
+    else if (config && strcmp(config, "off") == 0)
+        config = NULL;
     if (config && qa_config_load(&cfg, config, err) < 0) {
         fprintf(stderr, "qarbiter: %s\n", err);
         return 2;
+    }
+    if (print_config) {
+        printf("# qarbiter %s: the settings in force, from %s\n\n", QA_VERSION,
+               config ? config : "the built-in defaults");
+        return qa_config_write(&cfg, stdout) < 0 ? 1 : 0;
     }
     qa_log_t log = {cfg.log_level, stderr};
     raise_fd_limit(&log);
     /* HTTP on the default address unless asked otherwise; only an address asked for
      * must be had (server.h) */
     const char *listen = !http ? QA_HTTP_DEFAULT : strcmp(http, "off") == 0 ? NULL : http;
+    if (!http && !qa_http_available())
+        listen = NULL; /* said once it runs: a start that fails says one line */
     qa_server_opts_t opts = {socket_dir, tenant_dir, &cdi,       state_dir,
                              &cfg,       &log,       listen,     http != NULL};
     qa_server_t *srv = qa_server_new(&opts, err);
@@ -125,7 +146,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "qarbiter: %s\n", err);
         return 1;
     }
+    qa_log(&log, QA_INFO, "qarbiter %s: settings from %s", QA_VERSION,
+           config ? config : "the built-in defaults");
+    if (!http && !qa_http_available())
+        qa_log(&log, QA_INFO, "no HTTP: this qarbiter was built without libmicrohttpd (no "
+                              "dashboard, /metrics or /api/v1)");
+    char status[300];
+    snprintf(status, sizeof status, "serving %s", socket_dir);
+    qa_notify_ready(&log, status);
     int rc = qa_server_run(srv);
+    qa_notify_stopping(&log);
     if (rc < 0)
         qa_log(&log, QA_ERROR, "the event loop failed: %s", strerror(-rc));
     qa_server_destroy(&srv);

@@ -1,44 +1,73 @@
-/* peer.c - peers by routing id (chained hash table) and by fd (array). Loop thread. */
+/* peer.c - the peer table: every peer in a list, pending ones in arrival order in all and
+ * per uid, and the admission decision. Pure; the loop thread (see peer.h). */
 #include "arbiter/peer.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-struct qa_peers {
-    qa_peer_t **buckets; /* owned array; chains own their peers */
-    size_t nbuckets;     /* a power of two */
-    size_t count;        /* peers in the table */
-    qa_peer_t **by_fd;   /* owned array of borrowed peers, indexed by fd */
-    uint8_t *state;      /* owned, indexed by fd: enum fd_state of the last connection */
-    size_t nfd;          /* entries in by_fd and state */
-    size_t live;         /* connections accepted and not closed since */
+#define UID_BUCKETS 256 /* a power of two; few uids have connections pending at once */
+
+/* One uid with pending connections. */
+struct uid_slot {
+    uid_t uid;
+    size_t pending;          /* its pending peers */
+    qa_peer_t *first, *last; /* those peers, oldest first (uid_prev/uid_next) */
+    struct uid_slot *next;   /* hash chain */
 };
 
-/* What the socket monitor last said about the connection on an fd. */
-enum fd_state { FD_UNSEEN, FD_OPEN, FD_CLOSED };
+struct qa_peers {
+    qa_admission_t lim;
+    qa_peer_t *first, *last;            /* every peer, oldest first */
+    size_t count;                       /* peers in the table */
+    qa_peer_t *wait_first, *wait_last;  /* pending peers, oldest first */
+    size_t pending;                     /* pending peers */
+    struct uid_slot *uids[UID_BUCKETS]; /* owned: slots of uids with pending peers */
+};
 
-/* FNV-1a: routing ids are short (5 bytes by default) and not chosen by attackers in a
- * way that matters: a tenant can only connect more times, which costs it as much. */
-static size_t hash(const uint8_t *p, size_t len)
+/* Links node at the end of a list through the member pair named by prev/next. */
+#define LIST_APPEND(first, last, node, prev, next)                                                 \
+    do {                                                                                           \
+        (node)->prev = (last);                                                                     \
+        (node)->next = NULL;                                                                       \
+        if (last)                                                                                  \
+            (last)->next = (node);                                                                 \
+        else                                                                                       \
+            (first) = (node);                                                                      \
+        (last) = (node);                                                                           \
+    } while (0)
+
+#define LIST_UNLINK(first, last, node, prev, next)                                                 \
+    do {                                                                                           \
+        if ((node)->prev)                                                                          \
+            (node)->prev->next = (node)->next;                                                     \
+        else                                                                                       \
+            (first) = (node)->next;                                                                \
+        if ((node)->next)                                                                          \
+            (node)->next->prev = (node)->prev;                                                     \
+        else                                                                                       \
+            (last) = (node)->prev;                                                                 \
+        (node)->prev = (node)->next = NULL;                                                        \
+    } while (0)
+
+static size_t uid_hash(uid_t uid)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ p[i]) * 1099511628211ull;
-    return (size_t)h;
+    return ((size_t)uid * 2654435761u) & (UID_BUCKETS - 1);
 }
 
-qa_peers_t *qa_peers_new(void)
+static struct uid_slot *find_slot(const qa_peers_t *self, uid_t uid)
+{
+    struct uid_slot *s = self->uids[uid_hash(uid)];
+    while (s && s->uid != uid)
+        s = s->next;
+    return s;
+}
+
+qa_peers_t *qa_peers_new(const qa_admission_t *lim)
 {
     qa_peers_t *self = calloc(1, sizeof *self);
-    if (!self)
-        return NULL;
-    self->nbuckets = 64;
-    self->buckets = calloc(self->nbuckets, sizeof *self->buckets);
-    if (!self->buckets) {
-        free(self);
-        return NULL;
-    }
+    if (self)
+        self->lim = *lim;
     return self;
 }
 
@@ -47,181 +76,152 @@ void qa_peers_destroy(qa_peers_t **self_p)
     qa_peers_t *self = *self_p;
     if (!self)
         return;
-    for (size_t b = 0; b < self->nbuckets; b++) {
-        qa_peer_t *p = self->buckets[b];
-        while (p) {
-            qa_peer_t *next = p->hnext;
-            free(p);
-            p = next;
+    for (size_t b = 0; b < UID_BUCKETS; b++) {
+        while (self->uids[b]) {
+            struct uid_slot *s = self->uids[b];
+            self->uids[b] = s->next;
+            free(s);
         }
     }
-    free(self->buckets);
-    free(self->by_fd);
-    free(self->state);
     free(self);
     *self_p = NULL;
 }
 
-size_t qa_peers_live(const qa_peers_t *self)
+void qa_peers_set_limits(qa_peers_t *self, const qa_admission_t *lim)
 {
-    return self->live;
+    self->lim = *lim;
 }
 
-qa_peer_t *qa_peers_find(qa_peers_t *self, const void *rid, size_t len)
+const qa_admission_t *qa_peers_limits(const qa_peers_t *self)
 {
-    qa_peer_t *p = self->buckets[hash(rid, len) & (self->nbuckets - 1)];
-    while (p && (p->rid_len != len || memcmp(p->rid, rid, len) != 0))
-        p = p->hnext;
-    return p;
+    return &self->lim;
 }
 
-/* Doubles the buckets when the table is full; a failed grow only costs speed. */
-static void grow(qa_peers_t *self)
+size_t qa_peers_count(const qa_peers_t *self)
 {
-    size_t n = self->nbuckets * 2;
-    qa_peer_t **b = calloc(n, sizeof *b);
-    if (!b)
-        return;
-    for (size_t i = 0; i < self->nbuckets; i++) {
-        qa_peer_t *p = self->buckets[i];
-        while (p) {
-            qa_peer_t *next = p->hnext;
-            size_t h = hash(p->rid, p->rid_len) & (n - 1);
-            p->hnext = b[h];
-            b[h] = p;
-            p = next;
-        }
+    return self->count;
+}
+
+size_t qa_peers_pending(const qa_peers_t *self)
+{
+    return self->pending;
+}
+
+size_t qa_peers_pending_of(const qa_peers_t *self, uid_t uid)
+{
+    const struct uid_slot *s = find_slot(self, uid);
+    return s ? s->pending : 0;
+}
+
+qa_peer_t *qa_peers_oldest_pending(const qa_peers_t *self)
+{
+    return self->wait_first;
+}
+
+/* Makes p pending at now. Returns 0 or -ENOMEM. */
+static int make_pending(qa_peers_t *self, qa_peer_t *p, uint64_t now)
+{
+    struct uid_slot *s = find_slot(self, p->cred_uid);
+    if (!s) {
+        if (!(s = calloc(1, sizeof *s)))
+            return -ENOMEM;
+        s->uid = p->cred_uid;
+        s->next = self->uids[uid_hash(s->uid)];
+        self->uids[uid_hash(s->uid)] = s;
     }
-    free(self->buckets);
-    self->buckets = b;
-    self->nbuckets = n;
+    LIST_APPEND(s->first, s->last, p, uid_prev, uid_next);
+    s->pending++;
+    p->uid_slot = s;
+    LIST_APPEND(self->wait_first, self->wait_last, p, wait_prev, wait_next);
+    self->pending++;
+    p->pending_since = now;
+    return 0;
 }
 
-qa_peer_t *qa_peers_add(qa_peers_t *self, const void *rid, size_t len)
+/* Makes p, pending, no longer so; frees its uid's slot when p was its last. */
+static void end_pending(qa_peers_t *self, qa_peer_t *p)
 {
-    if (len > QA_RID_MAX)
-        return NULL;
-    if (self->count >= self->nbuckets)
-        grow(self);
-    qa_peer_t *p = calloc(1, sizeof *p);
-    if (!p)
-        return NULL;
-    memcpy(p->rid, rid, len);
-    p->rid_len = len;
-    p->fd = -1;
-    size_t h = hash(rid, len) & (self->nbuckets - 1);
-    p->hnext = self->buckets[h];
-    self->buckets[h] = p;
+    struct uid_slot *s = p->uid_slot;
+    LIST_UNLINK(self->wait_first, self->wait_last, p, wait_prev, wait_next);
+    self->pending--;
+    LIST_UNLINK(s->first, s->last, p, uid_prev, uid_next);
+    p->uid_slot = NULL;
+    if (--s->pending)
+        return;
+    struct uid_slot **pp = &self->uids[uid_hash(s->uid)];
+    while (*pp != s)
+        pp = &(*pp)->next;
+    *pp = s->next;
+    free(s);
+}
+
+int qa_peers_add(qa_peers_t *self, qa_peer_t *p, uint64_t now)
+{
+    int rc = make_pending(self, p, now);
+    if (rc < 0)
+        return rc;
+    LIST_APPEND(self->first, self->last, p, prev, next);
     self->count++;
-    return p;
+    return 0;
 }
 
 void qa_peers_remove(qa_peers_t *self, qa_peer_t *p)
 {
-    qa_peer_t **pp = &self->buckets[hash(p->rid, p->rid_len) & (self->nbuckets - 1)];
-    while (*pp && *pp != p)
-        pp = &(*pp)->hnext;
-    if (*pp)
-        *pp = p->hnext;
-    if (p->fd >= 0 && (size_t)p->fd < self->nfd && self->by_fd[p->fd] == p)
-        self->by_fd[p->fd] = NULL;
+    if (p->uid_slot)
+        end_pending(self, p);
+    LIST_UNLINK(self->first, self->last, p, prev, next);
     self->count--;
-    free(p);
 }
 
-qa_peer_t *qa_peers_by_fd(qa_peers_t *self, int fd)
+int qa_peers_set_session(qa_peers_t *self, qa_peer_t *p, bool session, uint64_t now)
 {
-    return fd >= 0 && (size_t)fd < self->nfd ? self->by_fd[fd] : NULL;
-}
-
-/* Makes the fd arrays hold fd. */
-static int grow_fds(qa_peers_t *self, int fd)
-{
-    if ((size_t)fd < self->nfd)
-        return 0;
-    size_t n = self->nfd ? self->nfd : 64;
-    while (n <= (size_t)fd)
-        n *= 2;
-    qa_peer_t **a = realloc(self->by_fd, n * sizeof *a);
-    if (!a)
-        return -ENOMEM;
-    self->by_fd = a;
-    uint8_t *c = realloc(self->state, n * sizeof *c);
-    if (!c)
-        return -ENOMEM;
-    self->state = c;
-    memset(a + self->nfd, 0, (n - self->nfd) * sizeof *a);
-    memset(c + self->nfd, 0, (n - self->nfd) * sizeof *c);
-    self->nfd = n;
+    if (session && p->uid_slot)
+        end_pending(self, p);
+    else if (!session && !p->uid_slot)
+        return make_pending(self, p, now);
     return 0;
 }
 
-int qa_peers_bind_fd(qa_peers_t *self, qa_peer_t *p, int fd)
+/* The uid slot with the most pending peers (the first found among equals), or NULL.
+ * O(uids with pending peers), at most max_pending: only when the table is full. */
+static struct uid_slot *heaviest(const qa_peers_t *self)
 {
-    if (fd < 0)
-        return 0;
-    if (grow_fds(self, fd) < 0)
-        return -ENOMEM;
-    qa_peers_unbind_fd(self, p);
-    self->by_fd[fd] = p;
-    p->fd = fd;
-    return 0;
-}
-
-void qa_peers_unbind_fd(qa_peers_t *self, qa_peer_t *p)
-{
-    if (p->fd >= 0 && (size_t)p->fd < self->nfd && self->by_fd[p->fd] == p)
-        self->by_fd[p->fd] = NULL;
-    p->fd = -1;
-}
-
-int qa_peers_fd_accepted(qa_peers_t *self, int fd)
-{
-    if (fd < 0)
-        return -EINVAL;
-    if (grow_fds(self, fd) < 0)
-        return -ENOMEM;
-    if (self->state[fd] != FD_OPEN)
-        self->live++;
-    self->state[fd] = FD_OPEN;
-    return 0;
-}
-
-void qa_peers_fd_disconnected(qa_peers_t *self, int fd)
-{
-    if (fd < 0)
-        return;
-    if (grow_fds(self, fd) < 0) {
-        /* Never seen open (its array would hold it): nothing to count down. A message
-         * of that connection is then taken for a live one's, which the heartbeat
-         * timeout or idleness ends. */
-        return;
+    struct uid_slot *best = NULL;
+    for (size_t b = 0; b < UID_BUCKETS; b++) {
+        for (struct uid_slot *s = self->uids[b]; s; s = s->next) {
+            if (!best || s->pending > best->pending)
+                best = s;
+        }
     }
-    if (self->state[fd] == FD_OPEN)
-        self->live--;
-    self->state[fd] = FD_CLOSED;
+    return best;
 }
 
-bool qa_peers_fd_closed(const qa_peers_t *self, int fd)
+qa_admit_t qa_peers_admit(qa_peers_t *self, uid_t uid, bool exempt, qa_peer_t **evict)
 {
-    return fd >= 0 && (size_t)fd < self->nfd && self->state[fd] == FD_CLOSED;
-}
-
-bool qa_rid_newer(const qa_peer_t *a, const qa_peer_t *b)
-{
-    if (a->rid_len != b->rid_len)
-        return a->rid_len > b->rid_len;
-    return memcmp(a->rid, b->rid, a->rid_len) > 0;
+    *evict = NULL;
+    size_t mine = qa_peers_pending_of(self, uid);
+    if (!exempt && self->lim.max_pending_per_uid && mine >= self->lim.max_pending_per_uid)
+        return QA_REFUSE_UID;
+    if (self->count < self->lim.max_conns && self->pending < self->lim.max_pending)
+        return QA_ADMIT;
+    /* Full. A pending connection yields its place when its uid holds clearly more than
+     * the newcomer's (the heaviest first: a flood from one uid makes room for others);
+     * when every uid holds about as many, the oldest yields to a uid that holds none,
+     * so that a new uid always gets in. Sessions never yield. */
+    struct uid_slot *h = heaviest(self);
+    if (h && h->pending >= mine + 2)
+        *evict = h->first;
+    else if (h && mine == 0)
+        *evict = self->wait_first;
+    return *evict ? QA_ADMIT : QA_REFUSE_FULL;
 }
 
 void qa_peers_each(qa_peers_t *self, void (*fn)(void *arg, qa_peer_t *p), void *arg)
 {
-    for (size_t b = 0; b < self->nbuckets; b++) {
-        qa_peer_t *p = self->buckets[b];
-        while (p) {
-            qa_peer_t *next = p->hnext; /* fn may free p */
-            fn(arg, p);
-            p = next;
-        }
+    qa_peer_t *p = self->first;
+    while (p) {
+        qa_peer_t *next = p->next; /* fn may remove p */
+        fn(arg, p);
+        p = next;
     }
 }

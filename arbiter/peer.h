@@ -1,10 +1,19 @@
-/* peer.h - the arbiter's peers: one per connection on an endpoint, found by the ROUTER
- * routing id of its messages (unique per connection and never reused by a socket) and
- * by the file descriptor of its connection (to act on the socket monitor's
- * "disconnected" events, which carry only the fd).
+/* peer.h - the arbiter's peers, one per connection accepted on an endpoint, and the
+ * admission policy that keeps connections which have proved nothing from crowding out
+ * those that have.
  *
- * A peer holds its session state; a tenant peer's memory reservation lives here too and
- * is maintained by tenant.c. Single-threaded: the loop thread. */
+ * A peer is "pending" from its accept until a hello opens a session, and again after its
+ * session ends while its connection stays. Pending connections cost the arbiter a
+ * descriptor and memory without any vGPU behind them, so they are limited: in all, per
+ * uid of the connecting process (SO_PEERCRED), and in time (endpoint.c closes one that
+ * is pending longer than the hello timeout). Peers with a session are never evicted:
+ * the connections beyond what pending ones may take are theirs (issue 8).
+ *
+ * Pure: no I/O and no clock (times are passed in), so that the policy is tested on a
+ * fake clock; endpoint.c is the shell that accepts, reads, writes and closes. The table
+ * links peers but does not own them: endpoint.c allocates each inside its connection.
+ * A peer also holds its session state, kept by tenant.c and compute.c.
+ * Single-threaded: the loop thread. */
 #ifndef QA_PEER_H
 #define QA_PEER_H
 
@@ -17,21 +26,18 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define QA_RID_MAX 256 /* ZeroMQ routing ids are at most 255 bytes */
-
 struct qa_server;
 struct qa_sched_proc;
+struct uid_slot;
 
 typedef struct qa_peer {
     struct qa_server *srv; /* the server it belongs to, for timer callbacks */
     qp_endpoint_t ep;      /* which endpoint it connected to */
-    uint8_t rid[QA_RID_MAX];
-    size_t rid_len;
-    int fd;             /* its connection's fd (ZMQ_SRCFD), -1 until known */
-    pid_t cred_pid;     /* the process at the other end (SO_PEERCRED), 0 if unknown */
-    uint64_t last_seen; /* ns of its last message */
-    bool session;       /* a hello succeeded */
-    bool warned;        /* a malformed message of it was logged: log no more */
+    uid_t cred_uid;        /* the process at the other end, when it connected (SO_PEERCRED) */
+    pid_t cred_pid;        /* its pid in the arbiter's pid namespace, 0 if unknown */
+    uint64_t last_seen;    /* ns of its last message */
+    bool session;          /* a hello succeeded */
+    bool warned;           /* a malformed message of it was logged: log no more */
     /* tenant session (tenant.c) */
     qa_vgpu_t *vgpu;                /* its vGPU, borrowed; NULL without a tenant session */
     struct qa_peer *next_in_vgpu;   /* next session of the same vGPU */
@@ -43,17 +49,18 @@ typedef struct qa_peer {
     struct qa_sched_proc *proc;     /* its compute-lease state (compute.c), NULL if none */
     uint32_t slot;                  /* its ledger slot + 1 (tenant.c, ledger.h), 0 if none */
     /* what the host sees of its process through NVML (audit.c) */
-    uint64_t real;        /* bytes NVML lists for cred_pid on its vGPU's GPU; 0 if none */
-    uint64_t gap[3];      /* real - used in the last rounds that listed it */
-    unsigned ngap;        /* entries in gap (a ring) */
-    uint64_t overhead;    /* bytes charged beyond its allocations (tenant.c sets it) */
-    bool measured;        /* a round that began after its first mem_reserve has seen it */
-    struct {            /* its first mem_reserve, held until measured (tenant.c) */
-        bool active;    /* one is held */
-        uint64_t id;    /* its request id */
-        uint64_t need;  /* its need and want */
+    uint64_t real;     /* bytes NVML lists for cred_pid on its vGPU's GPU; 0 if none */
+    uint64_t gap[3];   /* real - used in the last rounds that listed it */
+    unsigned ngap;     /* entries in gap (a ring) */
+    uint64_t overhead; /* bytes charged beyond its allocations (tenant.c sets it) */
+    bool measured;     /* a round that began after its first mem_reserve has seen it */
+    struct {           /* its first mem_reserve, held until measured (tenant.c) */
+        bool active;   /* one is held */
+        uint64_t id;   /* its request id */
+        uint64_t need; /* its need and want */
         uint64_t want;
         uint64_t since; /* ns it arrived */
+        uint64_t until; /* ns it stops waiting for a measurement */
     } held;
     struct {
         bool active;   /* a mem_reserve waits for reclaimed memory */
@@ -63,45 +70,66 @@ typedef struct qa_peer {
         uint64_t seq;     /* arrival order among the vGPU's waiting requests */
         qa_timer_t timer; /* gives up after the reclaim timeout */
     } pending;
-    struct qa_peer *hnext; /* hash chain (peer.c) */
+    /* the table (peer.c) */
+    struct qa_peer *prev, *next;           /* every peer, oldest first */
+    struct qa_peer *wait_prev, *wait_next; /* pending peers, in the order they became so */
+    struct qa_peer *uid_prev, *uid_next;   /* pending peers of the same uid, likewise */
+    struct uid_slot *uid_slot;             /* its uid's counts while pending, else NULL */
+    uint64_t pending_since;                /* ns it became pending */
 } qa_peer_t;
+
+/* What one endpoint admits. */
+typedef struct qa_admission {
+    size_t max_conns;           /* connections open in all */
+    size_t max_pending;         /* of them without a session */
+    size_t max_pending_per_uid; /* of them from one uid; 0: no limit per uid */
+    const char *why_conns;      /* static: what sets max_conns, for log lines */
+    const char *why_pending;    /* static: what sets max_pending, likewise */
+} qa_admission_t;
+
+/* The decision about a connection just accepted. */
+typedef enum qa_admit {
+    QA_ADMIT,       /* keep it (after closing the peer named to make room, if any) */
+    QA_REFUSE_UID,  /* its uid has max_pending_per_uid connections pending: close it */
+    QA_REFUSE_FULL, /* no room, and no pending connection yields it: close it */
+} qa_admit_t;
 
 typedef struct qa_peers qa_peers_t;
 
-qa_peers_t *qa_peers_new(void);
-/* Frees every peer and the table; sets *self_p to NULL. Timers must be stopped first. */
+/* An empty table under lim (copied). NULL when out of memory. */
+qa_peers_t *qa_peers_new(const qa_admission_t *lim);
+/* Frees the table (not the peers, which must have been removed); sets *self_p to NULL. */
 void qa_peers_destroy(qa_peers_t **self_p);
-/* Connections open: accepted and not disconnected since, as the socket monitor said
- * (qa_peers_fd_accepted, qa_peers_fd_disconnected). */
-size_t qa_peers_live(const qa_peers_t *self);
+/* Changes the limits; connections over new, lower ones stay until they close. */
+void qa_peers_set_limits(qa_peers_t *self, const qa_admission_t *lim);
+const qa_admission_t *qa_peers_limits(const qa_peers_t *self);
 
-/* The peer with routing id rid, or NULL. */
-qa_peer_t *qa_peers_find(qa_peers_t *self, const void *rid, size_t len);
-/* A new zeroed peer with that routing id (fd -1), owned by the table; NULL when out of
- * memory or len is over QA_RID_MAX. */
-qa_peer_t *qa_peers_add(qa_peers_t *self, const void *rid, size_t len);
-/* Removes and frees p. */
+/* Decides on a connection from uid, not in the table yet. exempt: the uid is not held to
+ * max_pending_per_uid (root and the arbiter's own user, who could stop the arbiter
+ * anyway). When the table is full, the oldest pending connection of the uid with most
+ * pending ones makes room if that uid has at least two more than uid; failing that, when
+ * uid has none pending, the oldest pending connection of all does; *evict then names the
+ * peer to remove (and close) before adding the new one; otherwise *evict is NULL. */
+qa_admit_t qa_peers_admit(qa_peers_t *self, uid_t uid, bool exempt, qa_peer_t **evict);
+/* Adds p (zeroed but for cred_uid and cred_pid) as a pending peer at now. Returns 0, or
+ * -ENOMEM (p is then not in the table). */
+int qa_peers_add(qa_peers_t *self, qa_peer_t *p, uint64_t now);
+/* Removes p, pending or not. */
 void qa_peers_remove(qa_peers_t *self, qa_peer_t *p);
+/* p's session opened (session true: it stops being pending) or ended while its
+ * connection stays (false: pending again from now, so its hello timeout starts over).
+ * Returns 0, or -ENOMEM when p cannot become pending (it is then left as it was). */
+int qa_peers_set_session(qa_peers_t *self, qa_peer_t *p, bool session, uint64_t now);
+/* The peer pending the longest, or NULL when none is: endpoint.c closes it once it has
+ * been pending longer than the hello timeout. */
+qa_peer_t *qa_peers_oldest_pending(const qa_peers_t *self);
 
-/* The peer whose connection is fd, or NULL. */
-qa_peer_t *qa_peers_by_fd(qa_peers_t *self, int fd);
-/* Records that p's connection is fd (p must have none bound yet, or the same).
- * Returns 0 or -ENOMEM. */
-int qa_peers_bind_fd(qa_peers_t *self, qa_peer_t *p, int fd);
-/* Forgets p's fd (p stays). */
-void qa_peers_unbind_fd(qa_peers_t *self, qa_peer_t *p);
-/* Records the socket monitor's events, in their order: a connection was accepted on fd
- * (returns 0, or -ENOMEM, -EINVAL for a negative fd) / the connection on fd closed. */
-int qa_peers_fd_accepted(qa_peers_t *self, int fd);
-void qa_peers_fd_disconnected(qa_peers_t *self, int fd);
-/* Whether the last connection seen on fd was closed (and no new one accepted since). */
-bool qa_peers_fd_closed(const qa_peers_t *self, int fd);
-/* Whether routing id a was given after b by the same ROUTER: libzmq numbers the ids it
- * makes (0x00 then a big-endian counter), so among the connections that held one fd in
- * turn the largest id is the latest. */
-bool qa_rid_newer(const qa_peer_t *a, const qa_peer_t *b);
+/* Peers in the table / pending / pending of uid. */
+size_t qa_peers_count(const qa_peers_t *self);
+size_t qa_peers_pending(const qa_peers_t *self);
+size_t qa_peers_pending_of(const qa_peers_t *self, uid_t uid);
 
-/* Calls fn on every peer; fn may remove the peer it is given, and no other. */
+/* Calls fn on every peer, oldest first; fn may remove the peer it is given, and no other. */
 void qa_peers_each(qa_peers_t *self, void (*fn)(void *arg, qa_peer_t *p), void *arg);
 
 #endif

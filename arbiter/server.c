@@ -5,6 +5,7 @@
 #include "arbiter/admin.h"
 #include "arbiter/audit.h"
 #include "arbiter/compute.h"
+#include "arbiter/endpoint.h"
 #include "arbiter/http.h"
 #include "arbiter/ledger.h"
 #include "arbiter/metrics.h"
@@ -15,6 +16,7 @@
 #include "arbiter/trust.h"
 #include "proto/records.h"
 #include "proto/schema.h"
+#include "proto/units.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stddef.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -33,30 +34,13 @@
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
-#include <zmq.h>
 
-#define BATCH 64                              /* messages read per wake-up of one socket */
 #define LIVENESS_NS 250000000ull              /* how often silent tenants are looked for */
 #define SAMPLE_MS 500                         /* NVML sampling period */
-#define IDLE_PEER_NS (600ull * 1000000000ull) /* an idle admin peer is forgotten */
+#define IDLE_PEER_NS (600ull * 1000000000ull) /* an idle admin connection is closed */
 #define EWMA_ALPHA 0.3
-#define HANDSHAKE_MS 3000                    /* a connection silent this long is closed */
-#define FLOOD_LOG_NS (10ull * 1000000000ull) /* one warning per burst of refusals */
-
-/* One endpoint: its socket, its monitor and its peers. */
-struct endpoint {
-    qa_server_t *srv;
-    qp_endpoint_t ep;
-    void *sock;             /* owned: ROUTER bound to path */
-    void *mon;              /* owned: PAIR receiving the ROUTER's monitor events */
-    qa_peers_t *peers;      /* owned */
-    char path[256];         /* the socket file */
-    bool bound;             /* path was bound by us: remove it at the end */
-    uint64_t refused;       /* connections closed for the cap since the last warning */
-    uint64_t warned;        /* ns of that warning, 0 if none yet */
-    uint64_t failed;        /* accepts that failed since the last warning about them */
-    uint64_t failed_warned; /* ns of that warning, 0 if none yet */
-};
+#define TENANT_MAX_OUT (256 * 1024)            /* replies and pushes a tenant may leave unread */
+#define ADMIN_MAX_OUT (2 * QP_MAX_REPLY_FRAME) /* an administrator: two of the largest replies */
 
 struct qa_server {
     const qa_config_t *cfg; /* borrowed */
@@ -75,15 +59,15 @@ struct qa_server {
     qa_gpu_sample_t *samples; /* owned, one per GPU: scratch for the latest round */
     uint64_t sample_round;    /* latest round taken */
     qa_audit_t *audit;        /* owned: real use and unmanaged processes, from the rounds */
-    void *zctx;               /* owned */
-    struct endpoint admin, tenant;
-    qa_loop_t *loop;     /* owned */
-    int sig_fd;          /* owned: signalfd for SIGTERM/SIGINT */
-    qa_timer_t liveness; /* looks for silent peers */
-    qa_timer_t sampling; /* takes NVML samples */
-    qa_timer_t grace;    /* runs during the reconnect grace after the start */
-    uint64_t sessions;   /* session numbers handed out */
-    uint64_t fd_limit;   /* RLIMIT_NOFILE now (re-read by the liveness timer) */
+    qa_endpoint_t *admin;     /* owned: admin.sock */
+    qa_endpoint_t *tenant;    /* owned: tenant.sock */
+    qa_loop_t *loop;          /* owned */
+    int sig_fd;               /* owned: signalfd for SIGTERM/SIGINT */
+    qa_timer_t liveness;      /* looks for silent peers */
+    qa_timer_t sampling;      /* takes NVML samples */
+    qa_timer_t grace;         /* runs during the reconnect grace after the start */
+    uint64_t sessions;        /* session numbers handed out */
+    uint64_t fd_limit;        /* RLIMIT_NOFILE now (re-read by the liveness timer) */
 
     qa_metrics_t metrics; /* requests by kind and their handling time */
     qa_http_t *http;      /* owned: the HTTP server, NULL when off */
@@ -146,9 +130,9 @@ bool qa_server_in_grace(const qa_server_t *self)
     return qa_timer_running(&self->grace);
 }
 
-static struct endpoint *endpoint_of(qa_server_t *self, const qa_peer_t *p)
+static qa_endpoint_t *endpoint_of(qa_server_t *self, const qa_peer_t *p)
 {
-    return p->ep == QP_ADMIN ? &self->admin : &self->tenant;
+    return p->ep == QP_ADMIN ? self->admin : self->tenant;
 }
 
 /* ---- sending ----------------------------------------------------------------------- */
@@ -163,12 +147,10 @@ void qa_server_send(qa_server_t *self, qa_peer_t *p, qp_msg_t **msg)
         qa_log(self->log, QA_ERROR, "cannot encode a reply: %s", strerror(-rc));
         return;
     }
-    void *sock = endpoint_of(self, p)->sock;
-    qa_loop_touch(self->loop, sock);
-    /* ROUTER without ROUTER_MANDATORY never blocks: a gone peer or a full queue drops. */
-    if (zmq_send(sock, p->rid, p->rid_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
-        zmq_send(sock, buf, len, ZMQ_DONTWAIT) < 0)
-        qa_log(self->log, QA_DEBUG, "a reply was dropped: %s", zmq_strerror(errno));
+    /* Never blocks: a peer that does not read loses messages rather than stall us. */
+    if (qa_endpoint_send(endpoint_of(self, p), p, buf, len) < 0)
+        qa_log(self->log, QA_DEBUG, "a message to pid %d was dropped: it does not read",
+               (int)p->cred_pid);
     free(buf);
 }
 
@@ -186,175 +168,61 @@ void qa_server_error(qa_server_t *self, qa_peer_t *p, uint64_t id, const char *c
 
 /* ---- peers ------------------------------------------------------------------------- */
 
-static void drop_peer(struct endpoint *e, qa_peer_t *p)
+void qa_server_set_session(qa_server_t *self, qa_peer_t *p, bool session)
 {
+    p->session = session;
+    qa_endpoint_set_session(endpoint_of(self, p), p, session);
+}
+
+bool qa_server_may_warn(qa_server_t *self, const qa_peer_t *p)
+{
+    return qa_endpoint_may_warn(endpoint_of(self, p), p);
+}
+
+/* The endpoint closes p's connection: a tenant's session ends and its memory returns. */
+static void on_closing(void *arg, qa_peer_t *p)
+{
+    qa_server_t *self = arg;
     if (p->ep == QP_TENANT)
-        qa_tenant_end(e->srv, p, false);
-    qa_peers_remove(e->peers, p);
+        qa_tenant_end(self, p, false);
 }
 
-/* The most tenant connections kept open: max_tenant_connections, and never more than a
- * quarter of the descriptors, so that the rest (admin connections, state files,
- * libzmq's own) stay available. The cap acts on connections libzmq has already
- * accepted, so the three quarters kept free also absorb a burst accepted before its
- * events are read: libzmq 4.3 aborts the process when accept() on an ipc socket fails
- * for want of a descriptor (EMFILE), and nothing outside libzmq can stop it accepting.
- * With the usual hard limits (65536 and up) that margin is far beyond any burst. */
-static uint64_t tenant_cap(const qa_server_t *self)
+/* What tenant.sock and admin.sock admit with the descriptors the arbiter may hold now
+ * (docs/arbiter.md "Connections"): tenant connections are kept to max_tenant_connections
+ * and half the descriptors, so that admin connections, state files and the rest always
+ * find one; a quarter of those at most may be pending (no session yet), the rest is
+ * kept for sessions. */
+static void admission(const qa_server_t *self, qa_admission_t *tenant, qa_admission_t *admin)
 {
-    uint64_t cap = self->cfg->max_tenant_connections, quarter = self->fd_limit / 4;
-    return quarter < cap ? quarter : cap;
-}
-
-/* Whether fd is a connection accepted on e's socket file. The monitor's events are read
- * after the fact: the fd may have closed and been reused since, even by the other
- * endpoint, whose connections must not be touched. */
-static bool is_connection_of(const struct endpoint *e, int fd)
-{
-    struct sockaddr_un sun;
-    socklen_t len = sizeof sun;
-    if (getsockname(fd, (struct sockaddr *)&sun, &len) < 0 || sun.sun_family != AF_UNIX ||
-        len <= offsetof(struct sockaddr_un, sun_path))
-        return false;
-    size_t n = len - offsetof(struct sockaddr_un, sun_path);
-    return strnlen(sun.sun_path, n) == strlen(e->path) && strncmp(sun.sun_path, e->path, n) == 0;
-}
-
-/* A connection was accepted on e's fd: counts it and closes it when the tenant cap is
- * reached. shutdown(), not close(): the fd stays libzmq's, which sees the end of the
- * connection, closes it and reports it disconnected like any other. */
-static void on_accepted(struct endpoint *e, int fd)
-{
-    qa_server_t *self = e->srv;
-    if (qa_peers_fd_accepted(e->peers, fd) < 0) {
-        qa_log(self->log, QA_ERROR, "out of memory to follow the connections on %s", e->path);
-        return;
+    uint64_t cap = self->cfg->max_tenant_connections, half = self->fd_limit / 2;
+    const char *why = "max_tenant_connections";
+    const char *why_pending = "a quarter of max_tenant_connections";
+    if (half < cap) {
+        cap = half ? half : 1;
+        why = "half the file descriptors the arbiter may hold: raise its RLIMIT_NOFILE";
+        why_pending = "a quarter of the connections that half the arbiter's file descriptors "
+                      "allow: raise its RLIMIT_NOFILE";
     }
-    uint64_t cap = tenant_cap(self), live = qa_peers_live(e->peers);
-    if (e->ep != QP_TENANT || live <= cap || !is_connection_of(e, fd))
-        return;
-    shutdown(fd, SHUT_RDWR);
-    e->refused++;
-    uint64_t now = qa_now_ns();
-    if (e->warned && now - e->warned < FLOOD_LOG_NS)
-        return;
-    if (cap == self->cfg->max_tenant_connections)
-        qa_log(self->log, QA_WARN,
-               "%s: max_tenant_connections (%llu) are open: new connections are closed "
-               "(%llu so far; next warning in 10 s at the earliest)",
-               e->path, (unsigned long long)cap, (unsigned long long)e->refused);
-    else
-        qa_log(self->log, QA_WARN,
-               "%s: %llu connections are open, a quarter of the %llu file descriptors the arbiter "
-               "may hold: new connections are closed (%llu so far; raise its RLIMIT_NOFILE; "
-               "next warning in 10 s at the earliest)",
-               e->path, (unsigned long long)cap, (unsigned long long)self->fd_limit,
-               (unsigned long long)e->refused);
-    e->warned = now;
-    e->refused = 0;
-}
-
-/* libzmq could not accept a connection on e (err: its errno), e.g. no descriptor left
- * (ENFILE: the whole system's): logged once per burst. */
-static void on_accept_failed(struct endpoint *e, int err)
-{
-    e->failed++;
-    uint64_t now = qa_now_ns();
-    if (e->failed_warned && now - e->failed_warned < FLOOD_LOG_NS)
-        return;
-    qa_log(e->srv->log, QA_WARN,
-           "cannot accept connections on %s: %s (%llu failed; file descriptors: %llu open "
-           "here, limit %llu; next warning in 10 s at the earliest)",
-           e->path, strerror(err), (unsigned long long)e->failed,
-           (unsigned long long)qa_peers_live(e->peers), (unsigned long long)e->srv->fd_limit);
-    e->failed_warned = now;
-    e->failed = 0;
-}
-
-/* Reads every monitor event queued for e: counts the connections, closes those over the
- * cap and drops the peers whose connection closed. */
-static void drain_monitor(struct endpoint *e)
-{
-    qa_loop_touch(e->srv->loop, e->mon);
-    for (;;) {
-        zmq_msg_t ev;
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, e->mon, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
-            return;
-        }
-        uint16_t event = 0;
-        int32_t fd = -1;
-        if (zmq_msg_size(&ev) >= 6) {
-            memcpy(&event, zmq_msg_data(&ev), 2);
-            memcpy(&fd, (char *)zmq_msg_data(&ev) + 2, 4);
-        }
-        bool more = zmq_msg_more(&ev);
-        zmq_msg_close(&ev);
-        while (more) { /* the endpoint address frame */
-            zmq_msg_init(&ev);
-            if (zmq_msg_recv(&ev, e->mon, ZMQ_DONTWAIT) < 0)
-                more = false;
-            else
-                more = zmq_msg_more(&ev);
-            zmq_msg_close(&ev);
-        }
-        if (event == ZMQ_EVENT_ACCEPTED) {
-            on_accepted(e, fd);
-            continue;
-        }
-        if (event == ZMQ_EVENT_ACCEPT_FAILED) {
-            on_accept_failed(e, fd); /* the event's value is the errno there */
-            continue;
-        }
-        if (event != ZMQ_EVENT_DISCONNECTED)
-            continue;
-        qa_peers_fd_disconnected(e->peers, fd);
-        qa_peer_t *p = qa_peers_by_fd(e->peers, fd);
-        if (p) {
-            qa_log(e->srv->log, QA_DEBUG, "%s peer (pid %d) disconnected", qp_endpoint_role(e->ep),
-                   (int)p->cred_pid);
-            drop_peer(e, p);
-        }
+    uint64_t pending = cap / 4 ? cap / 4 : 1;
+    if (self->cfg->max_pending_connections < pending) {
+        pending = self->cfg->max_pending_connections;
+        why_pending = "max_pending_connections";
     }
-}
-
-static void on_monitor(void *arg)
-{
-    drain_monitor(arg);
-}
-
-/* Binds p, which just opened a session and holds no fd, to its connection's fd (from
- * ZMQ_SRCFD), so that the monitor's "disconnected" event for that fd ends it at once.
- * The monitor was drained when p's message was taken (see
- * recv_one), so an event queued after that about fd is about p's connection or a later
- * one, either of which means p's is gone. Another peer may hold fd: the leftover hello
- * of a connection that closed after its events were read. Of the connections that held
- * one fd in turn the newest is the live one; the other keeps no fd and ends by the
- * heartbeat timeout (tenants) or idleness (admins), never by a wrong event. */
-static void bind_fd(struct endpoint *e, qa_peer_t *p, int fd)
-{
-    if (fd < 0 || p->fd >= 0)
-        return;
-    qa_peer_t *holder = qa_peers_by_fd(e->peers, fd);
-    if (holder && !qa_rid_newer(p, holder))
-        return;
-    if (holder)
-        qa_peers_unbind_fd(e->peers, holder);
-    if (qa_peers_bind_fd(e->peers, p, fd) < 0)
-        return;
-    if (p->ep == QP_TENANT) /* its pid was learnt before its hello (learn_pid) */
-        qa_tenant_identified(e->srv, p);
-}
-
-/* Learns the process behind p from its connection's fd (that of the message just read),
- * before its first message is handled: a refused hello is logged with it. */
-static void learn_pid(qa_peer_t *p, int fd)
-{
-    struct ucred cred;
-    socklen_t len = sizeof cred;
-    if (fd >= 0 && !p->cred_pid && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
-        p->cred_pid = cred.pid;
+    *tenant = (qa_admission_t){
+        .max_conns = cap,
+        .max_pending = pending,
+        .max_pending_per_uid = self->cfg->max_pending_per_uid,
+        .why_conns = why,
+        .why_pending = why_pending,
+    };
+    /* admin.sock is root's: no limit per uid; a quarter of the descriptors. */
+    uint64_t admins = self->fd_limit / 4 ? self->fd_limit / 4 : 1;
+    *admin = (qa_admission_t){
+        .max_conns = admins,
+        .max_pending = admins,
+        .why_conns = "a quarter of the file descriptors the arbiter may hold",
+        .why_pending = "a quarter of the file descriptors the arbiter may hold",
+    };
 }
 
 /* ---- requests ---------------------------------------------------------------------- */
@@ -381,7 +249,7 @@ static void on_hello(qa_server_t *self, qa_peer_t *p, const qp_msg_t *m)
         qa_tenant_hello(self, p, m);
         return;
     }
-    p->session = true;
+    qa_server_set_session(self, p, true);
     qp_msg_t *rep = qp_msg_new_ok(id);
     qp_msg_set_uint(rep, "proto", QP_PROTO_VERSION);
     qp_msg_set_str(rep, "arbiter", "qarbiter/" QA_VERSION);
@@ -389,13 +257,14 @@ static void on_hello(qa_server_t *self, qa_peer_t *p, const qp_msg_t *m)
 }
 
 /* Handles one message of peer p: body is its only frame unless extra is set. */
-static void handle(struct endpoint *e, qa_peer_t *p, const void *body, size_t len, bool extra)
+static void handle(qa_server_t *self, qa_peer_t *p, const void *body, size_t len, bool extra)
 {
     uint64_t started = qa_now_ns();
-    qa_server_t *self = e->srv;
     char err[QP_ERR_LEN];
     qp_msg_t *m = NULL;
     int rc;
+    p->srv = self;
+    p->last_seen = qa_now_ns();
     if (extra) {
         rc = -EPROTO;
         snprintf(err, sizeof err, "a message must be one frame");
@@ -403,98 +272,60 @@ static void handle(struct endpoint *e, qa_peer_t *p, const void *body, size_t le
         rc = qp_msg_decode(body, len, &qp_caps_request, &m, err);
     }
     if (rc < 0) {
-        if (!p->warned)
+        /* Once per connection, and a few per uid per 10 s: connecting again and again
+         * must not let anyone fill the log. */
+        if (!p->warned && qa_server_may_warn(self, p))
             qa_log(self->log, QA_WARN,
-                   "malformed message on %s from pid %d: %s (more from it "
-                   "are not logged)",
-                   qp_endpoint_file(e->ep), (int)p->cred_pid, err);
+                   "malformed message on %s from uid %u (pid %d): %s (more from this "
+                   "connection are not logged)",
+                   qp_endpoint_file(p->ep), (unsigned)p->cred_uid, (int)p->cred_pid, err);
         p->warned = true;
         qa_server_error(self, p, 0, QP_E_PROTO, "malformed message: %s", err);
-    } else if ((rc = qp_check_request(m, e->ep, err)) < 0) {
+    } else if ((rc = qp_check_request(m, p->ep, err)) < 0) {
         qa_server_error(self, p, qp_msg_id(m), rc == -EACCES ? QP_E_AUTH : QP_E_PROTO, "%s", err);
     } else if (strcmp(qp_msg_type(m), "hello") == 0) {
         on_hello(self, p, m);
     } else if (!p->session) {
         qa_server_error(self, p, qp_msg_id(m), QP_E_NOSESSION, "hello first");
-    } else if (e->ep == QP_ADMIN) {
+    } else if (p->ep == QP_ADMIN) {
         qa_admin_handle(self, p, m);
     } else {
         qa_tenant_request(self, p, m);
     }
-    qa_metrics_request(&self->metrics, e->ep, m, started);
+    qa_metrics_request(&self->metrics, p->ep, m, started);
     qp_msg_destroy(&m);
 }
 
-/* Reads one message from e's ROUTER. Returns false when there was none. */
-static bool recv_one(struct endpoint *e)
+static void on_message(void *arg, qa_peer_t *p, const void *body, size_t len)
 {
-    zmq_msg_t rid, body;
-    zmq_msg_init(&rid);
-    if (zmq_msg_recv(&rid, e->sock, ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close(&rid);
-        return false;
-    }
-    zmq_msg_init(&body);
-    bool got_body = zmq_msg_more(&rid) && zmq_msg_recv(&body, e->sock, ZMQ_DONTWAIT) >= 0;
-    bool extra = got_body && zmq_msg_more(&body);
-    int fd = got_body ? zmq_msg_get(&body, ZMQ_SRCFD) : -1;
-    for (bool more = extra; more;) { /* a peer sent several frames: read them all */
-        zmq_msg_t part;
-        zmq_msg_init(&part);
-        more = zmq_msg_recv(&part, e->sock, ZMQ_DONTWAIT) >= 0 && zmq_msg_more(&part);
-        zmq_msg_close(&part);
-    }
-    if (got_body) {
-        qa_peer_t *p = qa_peers_find(e->peers, zmq_msg_data(&rid), zmq_msg_size(&rid));
-        /* A peer not bound to its connection yet: read the monitor first, so that a
-         * message whose connection has closed since is known for one. */
-        if (!p || p->fd < 0)
-            drain_monitor(e);
-        if (fd >= 0 && (!p || p->fd < 0) && qa_peers_fd_closed(e->peers, fd)) {
-            qa_log(e->srv->log, QA_DEBUG, "a message of a closed connection was dropped");
-            if (p)
-                drop_peer(e, p);
-        } else if (!p && !(p = qa_peers_add(e->peers, zmq_msg_data(&rid), zmq_msg_size(&rid)))) {
-            qa_log(e->srv->log, QA_ERROR, "out of memory for a new peer: message dropped");
-        } else {
-            p->srv = e->srv;
-            p->ep = e->ep;
-            p->last_seen = qa_now_ns();
-            learn_pid(p, fd);
-            handle(e, p, zmq_msg_data(&body), zmq_msg_size(&body), extra);
-            if (p->session)
-                bind_fd(e, p, fd);
-        }
-    }
-    zmq_msg_close(&body);
-    zmq_msg_close(&rid);
-    return true;
+    handle(arg, p, body, len, false);
 }
 
-static void on_router(void *arg)
+static void on_multipart(void *arg, qa_peer_t *p)
 {
-    recv_one(arg);
+    handle(arg, p, NULL, 0, true);
 }
 
 /* ---- periodic work ----------------------------------------------------------------- */
 
 static void check_peer(void *arg, qa_peer_t *p)
 {
-    struct endpoint *e = arg;
+    qa_server_t *self = arg;
     uint64_t idle = qa_now_ns() - p->last_seen;
-    uint64_t limit = e->srv->cfg->heartbeat_timeout_ms * 1000000ull;
-    if (e->ep == QP_TENANT && p->session && idle > limit) {
-        qa_log(e->srv->log, QA_INFO,
+    uint64_t limit = self->cfg->heartbeat_timeout_ms * 1000000ull;
+    if (p->ep == QP_TENANT && p->session && idle > limit) {
+        /* The connection stays: a stopped process that resumes re-reports on it. */
+        qa_log(self->log, QA_INFO,
                "tenant pid %d of vGPU %s silent for %u ms: session dropped, %llu bytes freed",
-               (int)p->pid, p->vgpu ? p->vgpu->id : "?", e->srv->cfg->heartbeat_timeout_ms,
+               (int)p->pid, p->vgpu ? p->vgpu->id : "?", self->cfg->heartbeat_timeout_ms,
                (unsigned long long)p->reserved);
-        drop_peer(e, p);
-    } else if ((!p->session && idle > limit) || idle > IDLE_PEER_NS) {
-        drop_peer(e, p); /* never said hello, or an administrator long idle: forget it */
+        qa_tenant_end(self, p, false);
+    } else if (p->ep == QP_ADMIN && idle > IDLE_PEER_NS) {
+        qa_endpoint_close(self->admin, p); /* an administrator long idle: it reconnects */
     }
 }
 
-/* RLIMIT_NOFILE may be changed from outside (prlimit): the cap follows it. */
+/* RLIMIT_NOFILE may be changed from outside (prlimit): the caps follow it. */
 static void read_fd_limit(qa_server_t *self)
 {
     struct rlimit rl;
@@ -506,10 +337,14 @@ static void on_liveness(void *arg)
 {
     qa_server_t *self = arg;
     read_fd_limit(self);
-    drain_monitor(&self->tenant);
-    drain_monitor(&self->admin);
-    qa_peers_each(self->tenant.peers, check_peer, &self->tenant);
-    qa_peers_each(self->admin.peers, check_peer, &self->admin);
+    qa_admission_t tenant, admin;
+    admission(self, &tenant, &admin);
+    qa_endpoint_set_limits(self->tenant, &tenant);
+    qa_endpoint_set_limits(self->admin, &admin);
+    qa_endpoint_each(self->tenant, check_peer, self);
+    qa_endpoint_each(self->admin, check_peer, self);
+    qa_endpoint_tick(self->tenant);
+    qa_endpoint_tick(self->admin);
     qa_tenant_check_ghosts(self);
     qa_timer_start(self->loop, &self->liveness, qa_now_ns() + LIVENESS_NS, on_liveness, self);
 }
@@ -600,8 +435,11 @@ static qa_view_t *build_view(void *arg)
     qa_server_t *self = arg;
     size_t nf;
     const qp_finding_t *f = qa_audit_findings(self->audit, &nf);
-    return qa_view_build(self->host, &self->metrics, qa_peers_live(self->tenant.peers), f, nf,
-                         qa_audit_kills(self->audit));
+    qa_view_t *v = qa_view_build(self->host, &self->metrics, qa_endpoint_count(self->tenant), f, nf,
+                                 qa_audit_kills(self->audit));
+    if (v) /* what tenants report, each process counted once (host.h, tenant.h) */
+        v->totals.memory_used_mb = qa_tenant_host_used(self) / QP_MIB;
+    return v;
 }
 
 /* Starts the HTTP server when asked: an explicit address that fails stops the start,
@@ -630,7 +468,7 @@ static void on_grace_over(void *arg)
 {
     qa_server_t *self = arg;
     qa_log(self->log, QA_DEBUG, "reconnect grace over: %zu tenant connections open",
-           qa_peers_live(self->tenant.peers));
+           qa_endpoint_count(self->tenant));
     qa_tenant_grace_over(self);
 }
 
@@ -782,61 +620,34 @@ static bool socket_served(const char *path)
     return served;
 }
 
-/* Binds e's ROUTER on <its dir>/<file> with mode, and its monitor. */
-static int open_endpoint(qa_server_t *self, struct endpoint *e, qp_endpoint_t ep, mode_t mode,
+/* Binds the endpoint ep on <its dir>/<file> with mode into *out. */
+static int open_endpoint(qa_server_t *self, qa_endpoint_t **out, qp_endpoint_t ep, mode_t mode,
                          char *err)
 {
-    e->srv = self;
-    e->ep = ep;
-    snprintf(e->path, sizeof e->path, "%s/%s",
-             ep == QP_TENANT ? self->tenant_dir : self->socket_dir, qp_endpoint_file(ep));
-    if (!(e->peers = qa_peers_new()) || !(e->sock = zmq_socket(self->zctx, ZMQ_ROUTER)) ||
-        !(e->mon = zmq_socket(self->zctx, ZMQ_PAIR)))
-        goto fail;
-    int zero = 0, handshake = HANDSHAKE_MS;
-    int64_t max = QP_MAX_FRAME;
-    /* A connection that has not finished the ZMTP handshake within HANDSHAKE_MS holds a
-     * descriptor for nothing: libzmq closes it (its default waits 30 s). */
-    if (zmq_setsockopt(e->sock, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
-        zmq_setsockopt(e->sock, ZMQ_MAXMSGSIZE, &max, sizeof max) < 0 ||
-        zmq_setsockopt(e->sock, ZMQ_HANDSHAKE_IVL, &handshake, sizeof handshake) < 0)
-        goto fail;
-    char mon[64], ep_str[300];
-    snprintf(mon, sizeof mon, "inproc://qa-monitor-%s", qp_endpoint_role(ep));
-    /* No high-water mark on the monitor's pipe: a lost "disconnected" event would keep a
-     * dead peer's reservation until its heartbeat timeout. */
-    if (zmq_socket_monitor(e->sock, mon,
-                           ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_ACCEPT_FAILED | ZMQ_EVENT_DISCONNECTED) <
-            0 ||
-        zmq_setsockopt(e->mon, ZMQ_LINGER, &zero, sizeof zero) < 0 ||
-        zmq_setsockopt(e->mon, ZMQ_RCVHWM, &zero, sizeof zero) < 0 || zmq_connect(e->mon, mon) < 0)
-        goto fail;
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", ep == QP_TENANT ? self->tenant_dir : self->socket_dir,
+             qp_endpoint_file(ep));
     /* We hold the lock: a socket file in socket_dir is a dead arbiter's. One in another
      * tenant dir may be served by an arbiter of another socket dir: never take it. */
-    if (strcmp(self->tenant_dir, self->socket_dir) != 0 && ep == QP_TENANT &&
-        socket_served(e->path)) {
+    if (strcmp(self->tenant_dir, self->socket_dir) != 0 && ep == QP_TENANT && socket_served(path)) {
         snprintf(err, QP_ERR_LEN,
                  "another qarbiter serves %.160s: stop it first, or use another --tenant-dir",
-                 e->path);
+                 path);
         return -EBUSY;
     }
-    unlink(e->path);
-    snprintf(ep_str, sizeof ep_str, "ipc://%s", e->path);
-    mode_t old = umask((mode_t)(~mode & 0777));
-    int rc = zmq_bind(e->sock, ep_str);
-    umask(old);
-    if (rc < 0)
-        goto fail;
-    e->bound = true;
-    if (chmod(e->path, mode) < 0)
-        goto fail;
-    if (qa_loop_add_zsock(self->loop, e->sock, on_router, e) < 0 ||
-        qa_loop_add_zsock(self->loop, e->mon, on_monitor, e) < 0)
-        goto fail;
-    return 0;
-fail:
-    snprintf(err, QP_ERR_LEN, "cannot listen on %.200s: %s", e->path, zmq_strerror(errno));
-    return -EIO;
+    qa_admission_t tenant, admin;
+    admission(self, &tenant, &admin);
+    qa_endpoint_opts_t opts = {
+        .path = path,
+        .mode = mode,
+        .role = ep,
+        .limits = ep == QP_TENANT ? tenant : admin,
+        .hello_ns = self->cfg->hello_timeout_ms * 1000000ull,
+        .max_out = ep == QP_TENANT ? TENANT_MAX_OUT : ADMIN_MAX_OUT,
+    };
+    qa_endpoint_hooks_t hooks = {on_message, on_multipart, on_closing, self};
+    *out = qa_endpoint_new(self->loop, self->log, &opts, &hooks, err);
+    return *out ? 0 : -EIO;
 }
 
 /* Starts the CDI specs of a --tenant-dir arbiter and writes them all. A tenant dir that
@@ -917,7 +728,7 @@ qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
         goto fail;
     }
     if (!(self->sampler = qa_sampler_start(self->nvml, qa_host_ngpus(self->host), SAMPLE_MS)) ||
-        !(self->loop = qa_loop_new()) || !(self->zctx = zmq_ctx_new()) ||
+        !(self->loop = qa_loop_new()) ||
         !(self->compute = qa_compute_new(self, qa_host_ngpus(self->host))) ||
         !(self->audit = qa_audit_new(self->cfg, self->log, &audit_ops, self))) {
         snprintf(err, QP_ERR_LEN, "cannot start: out of memory or threads");
@@ -944,7 +755,8 @@ qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
         snprintf(err, QP_ERR_LEN, "cannot start: out of memory");
         goto fail;
     }
-    qa_log(self->log, QA_INFO, "serving %s and %s", self->admin.path, self->tenant.path);
+    qa_log(self->log, QA_INFO, "serving %s and %s", qa_endpoint_path(self->admin),
+           qa_endpoint_path(self->tenant));
     return self;
 
 fail:
@@ -955,30 +767,6 @@ fail:
 int qa_server_run(qa_server_t *self)
 {
     return qa_loop_run(self->loop);
-}
-
-static void stop_pending(void *arg, qa_peer_t *p)
-{
-    qa_timer_stop(arg, &p->pending.timer);
-}
-
-static void close_endpoint(qa_server_t *self, struct endpoint *e)
-{
-    if (e->peers)
-        qa_peers_each(e->peers, stop_pending, self->loop);
-    /* Stop the monitor before closing either socket: an event libzmq is still
-     * delivering to a closed PAIR is never freed (LeakSanitizer sees it at exit). */
-    if (e->sock && e->mon)
-        zmq_socket_monitor(e->sock, NULL, 0);
-    if (e->mon) {
-        drain_monitor(e);
-        zmq_close(e->mon);
-    }
-    if (e->sock)
-        zmq_close(e->sock);
-    if (e->bound)
-        unlink(e->path);
-    qa_peers_destroy(&e->peers);
 }
 
 void qa_server_destroy(qa_server_t **self_p)
@@ -992,12 +780,12 @@ void qa_server_destroy(qa_server_t **self_p)
         qa_timer_stop(self->loop, &self->sampling);
         qa_timer_stop(self->loop, &self->grace);
     }
-    close_endpoint(self, &self->admin);
-    close_endpoint(self, &self->tenant);
-    qa_compute_destroy(&self->compute); /* after the peers, which point into it */
+    /* Each connection's session ends as it closes, before the compute scheduler its
+     * peers point into goes. */
+    qa_endpoint_destroy(&self->admin);
+    qa_endpoint_destroy(&self->tenant);
+    qa_compute_destroy(&self->compute);
     qa_audit_destroy(&self->audit);
-    if (self->zctx)
-        zmq_ctx_term(self->zctx);
     qa_loop_destroy(&self->loop);
     qa_sampler_stop(&self->sampler);
     if (self->host)

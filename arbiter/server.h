@@ -1,8 +1,8 @@
 /* server.h - qarbiter's daemon: checks that nobody else can write its directories,
  * takes the socket dir's lock and removes a dead arbiter's admin.sock, discovers the
  * GPUs, loads the state (taking the state dir's lock), binds tenant.sock and then
- * admin.sock (whose appearance means "ready"), and serves both endpoints from one event
- * loop until SIGTERM or SIGINT.
+ * admin.sock (whose appearance means "ready"), and serves both endpoints (endpoint.h)
+ * from one event loop until SIGTERM or SIGINT.
  *
  * The loop thread does all the work; helper threads (store.c's syncer, sampler.c's NVML
  * sampler, http.c's HTTP threads) never touch the server's state: the HTTP side reads
@@ -71,6 +71,14 @@ bool qa_server_measure(qa_server_t *self);
 
 /* The audit of real use (audit.h): its findings for `stats`. */
 const struct qa_audit *qa_server_audit(const qa_server_t *self);
+
+/* p's session opened or ended (p->session is set to session). Every change of a
+ * session goes through here: a peer without one is "pending" for the endpoint's
+ * admission limits and hello timeout (peer.h). */
+void qa_server_set_session(qa_server_t *self, qa_peer_t *p, bool session);
+/* Whether a warning about p's connection may be logged now: a few per uid per 10 s; the
+ * endpoint sums up those held back. */
+bool qa_server_may_warn(qa_server_t *self, const qa_peer_t *p);
 
 /* Sends *msg (taken) to p without blocking: a peer that does not read loses messages
  * rather than stall the arbiter. */

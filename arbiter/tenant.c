@@ -14,9 +14,11 @@
 #include <string.h>
 
 /* How long a first mem_reserve waits for its measurement at most (hold_until_measured):
- * an NVML round takes milliseconds; a driver that hangs must not fail allocations. The
- * default reconnect grace and reclaim timeout leave this much of QA_REPLY_BUDGET_MS. */
-#define MEASURE_WAIT_NS 100000000ull
+ * an NVML round takes milliseconds; a driver that hangs must not fail allocations. Less
+ * when the reclaim timeout, which may follow, leaves less of QA_REPLY_BUDGET_MS, so that
+ * the shim's reply deadline always holds (no request is held for a measurement during
+ * the reconnect grace). */
+#define MEASURE_WAIT_MS 100u
 
 static uint64_t quota_of(const qa_vgpu_t *v)
 {
@@ -291,7 +293,12 @@ static bool hold_until_measured(qa_server_t *srv, qa_peer_t *p, uint64_t id, uin
 {
     /* During the reconnect grace everything waits anyway, and the grace is longer than a
      * sampling period. */
-    if (p->measured || !qa_server_config(srv)->charge_real || qa_server_in_grace(srv) ||
+    const qa_config_t *cfg = qa_server_config(srv);
+    unsigned spent = cfg->reclaim_timeout_ms;
+    unsigned wait = spent < QA_REPLY_BUDGET_MS ? QA_REPLY_BUDGET_MS - spent : 0;
+    if (wait > MEASURE_WAIT_MS)
+        wait = MEASURE_WAIT_MS;
+    if (p->measured || !cfg->charge_real || wait == 0 || qa_server_in_grace(srv) ||
         !qa_server_measure(srv))
         return false;
     p->held.active = true;
@@ -299,6 +306,7 @@ static bool hold_until_measured(qa_server_t *srv, qa_peer_t *p, uint64_t id, uin
     p->held.need = need;
     p->held.want = want;
     p->held.since = qa_now_ns();
+    p->held.until = p->held.since + wait * 1000000ull;
     return true;
 }
 
@@ -332,7 +340,7 @@ void qa_tenant_charge(qa_server_t *srv, qa_peer_t *p, uint64_t bytes)
 void qa_tenant_measured(qa_server_t *srv, qa_vgpu_t *v, uint64_t taken, uint64_t now)
 {
     for (qa_peer_t *s = v->sessions; s; s = s->next_in_vgpu) {
-        if (!s->held.active || (s->held.since >= taken && now - s->held.since < MEASURE_WAIT_NS))
+        if (!s->held.active || (s->held.since >= taken && now < s->held.until))
             continue;
         s->held.active = false;
         s->measured = true;
@@ -463,8 +471,9 @@ static void drop_ghost(qa_server_t *srv, qa_vgpu_t *v, struct qa_ghost **gp)
     free(g);
 }
 
-/* p's process is known (cred_pid): records it in p's slot, and takes the place of what
- * the previous arbiter's same process held, which p's hello re-reported. */
+/* p's process is known (cred_pid, from its connection, at its hello): records it in p's
+ * slot, and takes the place of what the previous arbiter's same process held, which p's
+ * hello re-reported. */
 static void identify(qa_server_t *srv, qa_peer_t *p)
 {
     qa_vgpu_t *v = p->vgpu;
@@ -492,12 +501,6 @@ static void identify(qa_server_t *srv, qa_peer_t *p)
         serve_waiting(srv, v);
 }
 
-void qa_tenant_identified(qa_server_t *srv, qa_peer_t *p)
-{
-    if (p->session && p->vgpu && p->cred_pid)
-        identify(srv, p);
-}
-
 int qa_tenant_adopt_ghosts(qa_server_t *srv)
 {
     qa_ledger_t *ledger = qa_server_ledger(srv);
@@ -514,7 +517,11 @@ int qa_tenant_adopt_ghosts(qa_server_t *srv)
         struct qa_ghost *g = NULL;
         bool alive =
             e[i].pid == 0 || (qa_ledger_proc_start(e[i].pid, &start) == 0 && start == e[i].start);
-        if (v && alive && e[i].bytes && (g = calloc(1, sizeof *g))) {
+        if (v && alive && e[i].bytes && !(g = calloc(1, sizeof *g))) {
+            free(e); /* forgetting it could over-commit: better not start */
+            return -ENOMEM;
+        }
+        if (g) {
             g->pid = e[i].pid;
             g->start = e[i].start;
             g->bytes = e[i].bytes;
@@ -527,8 +534,7 @@ int qa_tenant_adopt_ghosts(qa_server_t *srv)
             kept++;
             bytes += g->bytes;
         } else {
-            /* gone, its vGPU too, or holding nothing (or no memory to remember it,
-             * which errs the unsafe way but only then) */
+            /* gone, its vGPU too, or holding nothing */
             qa_ledger_free(ledger, e[i].slot);
         }
     }
@@ -590,9 +596,11 @@ void qa_tenant_hello(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
     qp_msg_get_uint(m, "mem_used", &used);
     qa_vgpu_t *v = vid ? qa_host_find(qa_server_host(srv), vid) : NULL;
     if (!v || !secret_ok(v->secret, secret)) {
-        if (!p->warned) /* once per connection: a retrying shim must not flood the log */
-            qa_log(qa_server_log(srv), QA_INFO, "tenant hello refused (pid %d): %s",
-                   (int)p->cred_pid,
+        /* once per connection, a few per uid per 10 s: neither a retrying shim nor a
+         * stranger connecting again and again floods the log */
+        if (!p->warned && qa_server_may_warn(srv, p))
+            qa_log(qa_server_log(srv), QA_INFO, "tenant hello refused (pid %d) from uid %u: %s",
+                   (int)p->cred_pid, (unsigned)p->cred_uid,
                    !vid ? "no vGPU named"
                    : !v ? "unknown vGPU"
                         : "wrong secret");
@@ -603,7 +611,7 @@ void qa_tenant_hello(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
     }
     if (!report_ok(srv, p, v, id, "mem_used", used))
         return;
-    p->session = true;
+    qa_server_set_session(srv, p, true);
     p->vgpu = v;
     p->next_in_vgpu = v->sessions;
     p->pprev_in_vgpu = &v->sessions;
@@ -627,7 +635,7 @@ void qa_tenant_hello(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
         qa_log(qa_server_log(srv), QA_ERROR,
                "out of memory for the compute lease of pid %d of vGPU %s: its tok_req will fail",
                (int)pid, v->id);
-    if (p->cred_pid) /* a new hello on a known connection: no bind follows */
+    if (p->cred_pid) /* known from the accept (SO_PEERCRED): 0 only if that failed */
         identify(srv, p);
     qa_log(qa_server_log(srv), QA_DEBUG, "tenant pid %d (host pid %d) joined vGPU %s", (int)pid,
            (int)p->cred_pid, v->id);
@@ -672,7 +680,8 @@ static void detach(qa_server_t *srv, qa_peer_t *p, bool tell)
     p->vgpu = NULL;
     p->next_in_vgpu = NULL;
     p->pprev_in_vgpu = NULL;
-    p->session = false;
+    if (p->session)
+        qa_server_set_session(srv, p, false);
     p->used = p->reserved = 0;
     p->measured = false;
     p->real = 0;
@@ -713,4 +722,64 @@ void qa_tenant_resized(qa_server_t *srv, qa_vgpu_t *v, uint64_t old_memory_mb)
         }
     }
     serve_waiting(srv, v);
+}
+
+/* One process's report, for qa_tenant_gpu_used. */
+struct proc_use {
+    pid_t pid;     /* as the arbiter sees it */
+    uint64_t used; /* one session's report */
+};
+
+static int by_pid(const void *a, const void *b)
+{
+    const struct proc_use *x = a, *y = b;
+    return (x->pid > y->pid) - (x->pid < y->pid);
+}
+
+uint64_t qa_tenant_gpu_used(qa_server_t *srv, unsigned gpu)
+{
+    qa_host_t *host = qa_server_host(srv);
+    const qa_gpu_t *g = qa_host_gpu(host, gpu);
+    if (!g)
+        return 0;
+    size_t n = 0;
+    for (size_t i = 0; i < qa_host_nvgpus(host); i++) {
+        const qa_vgpu_t *v = qa_host_vgpu(host, i);
+        n += v->gpu == gpu ? v->procs : 0;
+    }
+    struct proc_use *u = n ? malloc(n * sizeof *u) : NULL;
+    uint64_t total = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < qa_host_nvgpus(host); i++) {
+        const qa_vgpu_t *v = qa_host_vgpu(host, i);
+        if (v->gpu != gpu)
+            continue;
+        for (const qa_peer_t *s = v->sessions; s; s = s->next_in_vgpu) {
+            if (u && k < n)
+                u[k++] = (struct proc_use){s->cred_pid, s->used};
+            else /* out of memory: each session counted, still bounded below */
+                total += s->used;
+        }
+    }
+    if (u) {
+        qsort(u, k, sizeof *u, by_pid);
+        for (size_t i = 0; i < k;) {
+            uint64_t most = 0;
+            size_t j = i;
+            for (; j < k && u[j].pid == u[i].pid; j++)
+                most = u[j].used > most ? u[j].used : most;
+            total += most; /* each report is at most the GPU's memory: no overflow */
+            i = j;
+        }
+        free(u);
+    }
+    return total < g->desc.memory_total ? total : g->desc.memory_total;
+}
+
+uint64_t qa_tenant_host_used(qa_server_t *srv)
+{
+    uint64_t used = 0;
+    for (size_t i = 0; i < qa_host_ngpus(qa_server_host(srv)); i++)
+        used += qa_tenant_gpu_used(srv, (unsigned)i);
+    return used;
 }

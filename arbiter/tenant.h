@@ -44,9 +44,6 @@ void qa_tenant_vgpu_gone(qa_server_t *srv, qa_vgpu_t *v);
 /* The reconnect grace is over: serves the mem_reserve requests held during it, in
  * arrival order per vGPU, as if they had come now. */
 void qa_tenant_grace_over(qa_server_t *srv);
-/* p's process became known (its cred_pid, learnt from its connection after the hello):
- * it takes the place of what the previous arbiter's same process held. */
-void qa_tenant_identified(qa_server_t *srv, qa_peer_t *p);
 /* At the start, after the vGPUs are loaded: what the previous arbiter's processes may
  * still hold, as its ledger says (ledger.h), is charged to their vGPUs until each process
  * re-reports in a hello or is gone; a process whose pid is unknown is taken as gone after
@@ -67,6 +64,14 @@ void qa_tenant_charge(qa_server_t *srv, qa_peer_t *p, uint64_t bytes);
  * back unused reservations when the device turned out to hold more for them than their
  * quota leaves, and serves waiting requests when it holds less. */
 void qa_tenant_measured(qa_server_t *srv, qa_vgpu_t *v, uint64_t taken, uint64_t now);
+/* What the tenants of GPU gpu (an index of the host's) report holding, for the host-wide
+ * figures: each process counted once however many sessions it opened (the largest of
+ * its reports; a process is known by its pid as the arbiter sees it, SO_PEERCRED, not as
+ * it claims), and never more than the GPU's memory (issue 8: a tenant reporting on many
+ * connections showed 160 GiB used on an 8 GiB host). O(sessions log sessions). */
+uint64_t qa_tenant_gpu_used(qa_server_t *srv, unsigned gpu);
+/* The same over every GPU of the host: the `memory_used_mb` of the totals. */
+uint64_t qa_tenant_host_used(qa_server_t *srv);
 /* Tells v's processes and its GPU's scheduler its new limits; after a shrink below what is
  * reserved, asks them to give back what they do not use; after growth, serves waiting requests. */
 void qa_tenant_resized(qa_server_t *srv, qa_vgpu_t *v, uint64_t old_memory_mb);

@@ -12,6 +12,7 @@
  * machine's own noise does to them. */
 #include "qvgpu.h"
 #include "tests/harness.h"
+#include "arbiter/http.h"
 #include "tests/http_support.h"
 
 #include <pthread.h>
@@ -136,6 +137,10 @@ int main(void)
     bool control = env_long("QV_BENCH_CONTROL", 0) != 0;
     int pairs = (int)env_long("QV_BENCH_PAIRS", 8),
         window_s = (int)env_long("QV_BENCH_WINDOW_S", 4);
+    if (!qa_http_available()) {
+        printf("http_overhead: skipped: qarbiter was built without HTTP (no libmicrohttpd-dev)\n");
+        return 0;
+    }
     qt_sim_private("NVIDIA GeForce GTX 1080:8GiB:20,NVIDIA GeForce GTX 1080:8GiB:20");
     qt_arbiter_t *arb =
         qt_arbiter_start_http("[arbiter]\noversub_share = 100\n", NULL, "127.0.0.1:0");

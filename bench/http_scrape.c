@@ -10,6 +10,7 @@
 #include "proto/units.h"
 #include "qvgpu.h"
 #include "tests/harness.h"
+#include "arbiter/http.h"
 #include "tests/http_support.h"
 
 #include <stdio.h>
@@ -102,6 +103,10 @@ static void in_process(int nvgpus)
 int main(void)
 {
     int nvgpus = (int)env_long("QV_BENCH_VGPUS", 1000), n = (int)env_long("QV_BENCH_N", 50);
+    if (!qa_http_available()) {
+        printf("http_scrape: skipped: qarbiter was built without HTTP (no libmicrohttpd-dev)\n");
+        return 0;
+    }
     qt_sim_private("NVIDIA GeForce GTX 1080:8GiB:20,NVIDIA GeForce GTX 1080:8GiB:20");
     qt_arbiter_t *arb =
         qt_arbiter_start_http("[arbiter]\noversub_share = 100\n", NULL, "127.0.0.1:0");

@@ -660,7 +660,10 @@ static int cmd_stats(const struct global *g, int argc, char **argv)
 
 /* ---- run and env ------------------------------------------------------------------- */
 
-/* The path of libqshim.so: $QVGPU_SHIM, else next to this program, else in ../lib. */
+/* The path of libqshim.so: $QVGPU_SHIM, else next to this program (the build tree), else
+ * the installed bundle's (../lib/qvgpu/current, as make install and the package put it),
+ * else ../lib. Resolved: a workload, and what it starts later, keeps preloading its
+ * version's file, which upgrades leave in place, whatever `current` names by then. */
 static int find_shim(char out[PATH_MAX])
 {
     const char *env = getenv("QVGPU_SHIM");
@@ -675,14 +678,16 @@ static int find_shim(char out[PATH_MAX])
         return fail("cannot find this program's path: %s", strerror(errno));
     self[n] = '\0';
     const char *dir = dirname(self);
-    const char *tries[] = {"%s/libqshim.so", "%s/../lib/libqshim.so"};
-    for (size_t i = 0; i < 2; i++) {
+    const char *tries[] = {"%s/libqshim.so", "%s/../lib/qvgpu/current/libqshim.so",
+                           "%s/../lib/libqshim.so"};
+    for (size_t i = 0; i < sizeof tries / sizeof *tries; i++) {
         char path[PATH_MAX + 32];
         snprintf(path, sizeof path, tries[i], dir);
         if (access(path, R_OK) == 0 && realpath(path, out))
             return 0;
     }
-    return fail("cannot find libqshim.so next to qgpuctl or in ../lib (set QVGPU_SHIM)");
+    return fail("cannot find libqshim.so next to qgpuctl, in ../lib/qvgpu/current or in ../lib "
+                "(set QVGPU_SHIM)");
 }
 
 /* The environment a workload of vGPU id needs, as NAME=VALUE strings (5 of them, caller

@@ -16,15 +16,15 @@
 #define QC_MAX_NEEDED 32
 
 /* A glibc version as one number: 2.31 is 2031000, 2.2.5 is 2002005. */
-#define QC_GLIBC(major, minor, patch) ((major) * 1000000u + (minor) * 1000u + (patch))
+#define QC_GLIBC(major, minor, patch) ((major)*1000000u + (minor)*1000u + (patch))
 
 typedef struct qc_elf_info {
-    unsigned glibc_needed;  /* highest GLIBC_x.y in .gnu.version_r, 0 for none */
-    unsigned glibc_defined; /* highest GLIBC_x.y in .gnu.version_d, 0 for none */
-    unsigned glibc_release; /* a libc.so.6's own release, from its banner ("GNU C Library
-                             * ... release version 2.31."); 0 when it has none. Not the
-                             * same: 2.31 defines no GLIBC_2.31 */
-    size_t nneeded;         /* entries of needed used (at most QC_MAX_NEEDED are kept) */
+    unsigned glibc_needed;          /* highest GLIBC_x.y in .gnu.version_r, 0 for none */
+    unsigned glibc_defined;         /* highest GLIBC_x.y in .gnu.version_d, 0 for none */
+    unsigned glibc_release;         /* a libc.so.6's own release, from its banner ("GNU C Library
+                                     * ... release version 2.31."); 0 when it has none. Not the
+                                     * same: 2.31 defines no GLIBC_2.31 */
+    size_t nneeded;                 /* entries of needed used (at most QC_MAX_NEEDED are kept) */
     char needed[QC_MAX_NEEDED][64]; /* DT_NEEDED names, in order */
 } qc_elf_info_t;
 

@@ -111,7 +111,8 @@ static int preflight(const char *tenant_dir, const char *shim, bool preload)
         rc = refuse(id, "%s", err);
         goto out;
     }
-    const char *vgpu = qc_oci_env(config, "QVGPU_VGPU"), *secret = qc_oci_env(config, "QVGPU_SECRET");
+    const char *vgpu = qc_oci_env(config, "QVGPU_VGPU"),
+               *secret = qc_oci_env(config, "QVGPU_SECRET");
     if (!vgpu || !*vgpu || !secret || !*secret) {
         rc = refuse(id, "QVGPU_VGPU or QVGPU_SECRET is not in the container's environment");
         goto out;
@@ -126,13 +127,17 @@ static int preflight(const char *tenant_dir, const char *shim, bool preload)
     }
     int arb = ask_arbiter(tenant_dir, vgpu, secret, perr);
     if (arb == -EACCES) {
-        rc = refuse(id, "vGPU %.32s does not exist or its secret is wrong (qgpuctl list; qgpuctl "
-                    "cdi sync)", vgpu);
+        rc = refuse(id,
+                    "vGPU %.32s does not exist or its secret is wrong (qgpuctl list; qgpuctl "
+                    "cdi sync)",
+                    vgpu);
         goto out;
     }
     if (arb < 0)
-        fprintf(stderr, "qvgpu: warning: container %.64s starts without a word from the arbiter "
-                "(%s); its shim will keep trying\n", id ? id : "?", perr);
+        fprintf(stderr,
+                "qvgpu: warning: container %.64s starts without a word from the arbiter "
+                "(%s); its shim will keep trying\n",
+                id ? id : "?", perr);
     rc = 0;
 out:
     json_decref(config);

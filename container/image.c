@@ -25,10 +25,14 @@ int qc_image_open(int rootfd, const char *path)
 
 /* Where distributions keep libc.so.6, and musl its loader. */
 static const char *const glibc_paths[] = {
-    "/lib/x86_64-linux-gnu/libc.so.6",  "/usr/lib/x86_64-linux-gnu/libc.so.6",
-    "/lib64/libc.so.6",                 "/usr/lib64/libc.so.6",
-    "/lib/aarch64-linux-gnu/libc.so.6", "/usr/lib/aarch64-linux-gnu/libc.so.6",
-    "/lib/libc.so.6",                   "/usr/lib/libc.so.6",
+    "/lib/x86_64-linux-gnu/libc.so.6",
+    "/usr/lib/x86_64-linux-gnu/libc.so.6",
+    "/lib64/libc.so.6",
+    "/usr/lib64/libc.so.6",
+    "/lib/aarch64-linux-gnu/libc.so.6",
+    "/usr/lib/aarch64-linux-gnu/libc.so.6",
+    "/lib/libc.so.6",
+    "/usr/lib/libc.so.6",
 };
 static const char *const musl_paths[] = {
     "/lib/ld-musl-x86_64.so.1",
@@ -110,8 +114,10 @@ int qc_image_check(int rootfd, const char *shim_path, bool preload, char err[QC_
     }
     int fd = qc_image_open(rootfd, shim_path);
     if (fd < 0) {
-        snprintf(err, QC_ERR_LEN, "the shim is not in the container at %s (%s): is the bundle "
-                 "mounted?", shim_path, strerror(-fd));
+        snprintf(err, QC_ERR_LEN,
+                 "the shim is not in the container at %s (%s): is the bundle "
+                 "mounted?",
+                 shim_path, strerror(-fd));
         return -EPERM;
     }
     qc_elf_info_t shim;
@@ -134,8 +140,10 @@ int qc_image_check(int rootfd, const char *shim_path, bool preload, char err[QC_
         if (fd >= 0)
             close(fd);
         if (!ok) {
-            snprintf(err, QC_ERR_LEN, "/etc/ld.so.preload in the container does not load %s: "
-                     "is the bundle's ld.so.preload mounted over it?", shim_path);
+            snprintf(err, QC_ERR_LEN,
+                     "/etc/ld.so.preload in the container does not load %s: "
+                     "is the bundle's ld.so.preload mounted over it?",
+                     shim_path);
             return -EPERM;
         }
     }

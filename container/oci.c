@@ -34,8 +34,8 @@ const char *qc_oci_vgpu(const json_t *config)
 {
     const char *v = qc_oci_env(config, "QVGPU_VGPU");
     if (!v || !*v)
-        v = json_string_value(json_object_get(json_object_get(config, "annotations"),
-                                              QP_ANNOTATION_VGPU));
+        v = json_string_value(
+            json_object_get(json_object_get(config, "annotations"), QP_ANNOTATION_VGPU));
     return v && *v ? v : NULL;
 }
 
@@ -49,6 +49,16 @@ int qc_oci_root(const json_t *config, const char *bundle, char *out, size_t cap)
     else
         snprintf(out, cap, "%s/%s", bundle, p);
     return 0;
+}
+
+/* Removes from list the objects whose string member key is value. */
+static void remove_where(json_t *list, const char *key, const char *value)
+{
+    for (size_t k = json_array_size(list); k-- > 0;) {
+        const char *v = json_string_value(json_object_get(json_array_get(list, k), key));
+        if (v && strcmp(v, value) == 0)
+            json_array_remove(list, k);
+    }
 }
 
 /* The object under key of o, made empty when absent; NULL when key holds something else. */
@@ -75,7 +85,8 @@ static json_t *array_at(json_t *o, const char *key)
 
 static int apply_env(json_t *config, const json_t *env, char *err)
 {
-    json_t *process = object_at(config, "process"), *list = process ? array_at(process, "env") : NULL;
+    json_t *process = object_at(config, "process"),
+           *list = process ? array_at(process, "env") : NULL;
     if (!list) {
         snprintf(err, QC_ERR_LEN, "the config's process.env is not a list");
         return -EINVAL;
@@ -119,11 +130,7 @@ static int apply_mounts(json_t *config, const json_t *mounts, char *err)
             snprintf(err, QC_ERR_LEN, "the spec's mount %zu lacks hostPath or containerPath", i);
             return -EINVAL;
         }
-        for (size_t k = json_array_size(list); k-- > 0;) {
-            const char *old = json_string_value(json_object_get(json_array_get(list, k), "destination"));
-            if (old && strcmp(old, dest) == 0)
-                json_array_remove(list, k);
-        }
+        remove_where(list, "destination", dest);
         json_t *om = json_pack("{s:s, s:s, s:s}", "destination", dest, "type", type ? type : "bind",
                                "source", host);
         if (options)
@@ -184,21 +191,18 @@ static int apply_nodes(json_t *config, const json_t *nodes, char *err)
         struct stat st;
         if (!path || stat(host ? host : path, &st) < 0 ||
             (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode))) {
-            snprintf(err, QC_ERR_LEN, "the spec's device node %zu (%.160s) is not a device here",
-                     i, host ? host : path ? path : "no path");
+            snprintf(err, QC_ERR_LEN, "the spec's device node %zu (%.160s) is not a device here", i,
+                     host   ? host
+                     : path ? path
+                            : "no path");
             return -EINVAL;
         }
         const char *type = S_ISCHR(st.st_mode) ? "c" : "b";
         json_int_t major = major(st.st_rdev), minor = minor(st.st_rdev);
-        for (size_t k = json_array_size(devices); k-- > 0;) {
-            const char *old = json_string_value(json_object_get(json_array_get(devices, k), "path"));
-            if (old && strcmp(old, path) == 0)
-                json_array_remove(devices, k);
-        }
-        json_array_append_new(devices,
-                              json_pack("{s:s, s:s, s:I, s:I, s:i}", "path", path, "type", type,
-                                        "major", major, "minor", minor, "fileMode",
-                                        (int)(st.st_mode & 0777)));
+        remove_where(devices, "path", path);
+        json_array_append_new(devices, json_pack("{s:s, s:s, s:I, s:I, s:i}", "path", path, "type",
+                                                 type, "major", major, "minor", minor, "fileMode",
+                                                 (int)(st.st_mode & 0777)));
         json_array_append_new(allow, json_pack("{s:b, s:s, s:I, s:I, s:s}", "allow", 1, "type",
                                                type, "major", major, "minor", minor, "access",
                                                perms ? perms : "rwm"));
@@ -217,7 +221,7 @@ static int apply_edits(json_t *config, const json_t *edits, char *err)
     }
     static const char *const keys[] = {"env", "mounts", "hooks", "deviceNodes"};
     int (*const fns[])(json_t *, const json_t *, char *) = {apply_env, apply_mounts, apply_hooks,
-                                                           apply_nodes};
+                                                            apply_nodes};
     for (size_t k = 0; k < 4; k++) {
         json_t *v = json_object_get(edits, keys[k]);
         if (!v)

@@ -28,8 +28,8 @@
 /* Global options of runc and crun that take a value as the next argument. */
 static bool takes_value(const char *opt)
 {
-    static const char *const opts[] = {"--root", "--log", "--log-format", "--criu",
-                                       "--rootless", "--cgroup-manager"};
+    static const char *const opts[] = {"--root", "--log",      "--log-format",
+                                       "--criu", "--rootless", "--cgroup-manager"};
     for (size_t i = 0; i < sizeof opts / sizeof *opts; i++)
         if (strcmp(opt, opts[i]) == 0)
             return true;
@@ -86,14 +86,14 @@ static int edit_bundle(const char *bundle, const char *cdi_dir)
     if (!(spec = qc_json_load(spec_path, err))) {
         fprintf(stderr,
                 NAME ": vGPU %s has no usable CDI spec (%s): the container would run "
-                "unconfined (qgpuctl list; qgpuctl cdi sync)\n",
+                     "unconfined (qgpuctl list; qgpuctl cdi sync)\n",
                 id, err);
         goto out;
     }
     struct stat st;
     if (qc_oci_apply(config, spec, id, err) < 0 ||
-        qc_json_save(config, path, stat(path, &st) == 0 ? (int)(st.st_mode & 0777) : 0600,
-                     err) < 0) {
+        qc_json_save(config, path, stat(path, &st) == 0 ? (int)(st.st_mode & 0777) : 0600, err) <
+            0) {
         fprintf(stderr, NAME ": cannot put the container into vGPU %s: %s\n", id, err);
         goto out;
     }
@@ -132,8 +132,10 @@ int main(int argc, char **argv)
         cdi_dir = "/var/run/cdi";
     args[0] = (char *)runtime;
     if (sub > 0 && (strcmp(args[sub], "create") == 0 || strcmp(args[sub], "run") == 0) &&
-        edit_bundle(bundle_of(n - sub - 1, args + sub + 1), cdi_dir) != 0)
+        edit_bundle(bundle_of(n - sub - 1, args + sub + 1), cdi_dir) != 0) {
+        free(args);
         return 1;
+    }
     /* The real runtime must not be this program (installed under runc's name, say). */
     char self[PATH_MAX], real[PATH_MAX];
     ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
@@ -142,11 +144,13 @@ int main(int argc, char **argv)
         if (strcmp(self, real) == 0) {
             fprintf(stderr, NAME ": the real runtime %s is this wrapper itself (--qvgpu-runtime)\n",
                     runtime);
+            free(args);
             return 1;
         }
     }
     execvp(runtime, args);
-    fprintf(stderr, NAME ": cannot run the real runtime '%s': %s (--qvgpu-runtime PATH)\n",
-            runtime, strerror(errno));
+    fprintf(stderr, NAME ": cannot run the real runtime '%s': %s (--qvgpu-runtime PATH)\n", runtime,
+            strerror(errno));
+    free(args);
     return 127;
 }

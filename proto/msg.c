@@ -846,3 +846,13 @@ bool qp_msg_is_error(const qp_msg_t *self)
     const char *t = qp_msg_type(self);
     return t && strcmp(t, "error") == 0;
 }
+
+const char *qp_printable(char *dst, size_t cap, const void *src, size_t n)
+{
+    const uint8_t *s = src;
+    size_t i = 0;
+    for (; i < n && i + 1 < cap; i++)
+        dst[i] = s[i] >= 0x20 && s[i] < 0x7f ? (char)s[i] : '?';
+    dst[i] = '\0';
+    return dst;
+}

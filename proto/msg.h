@@ -118,4 +118,9 @@ uint64_t qp_msg_id(const qp_msg_t *self);
 /* True for {t:"error"}. */
 bool qp_msg_is_error(const qp_msg_t *self);
 
+/* Copies at most n bytes of src, as a peer sent them, into dst (cap > 0 bytes, always
+ * NUL-terminated) with every byte that is not printable ASCII as '?': what a peer sent
+ * goes into error texts and log lines, which must stay one line. Returns dst. */
+const char *qp_printable(char *dst, size_t cap, const void *src, size_t n);
+
 #endif

@@ -177,13 +177,16 @@ int qp_check_request(const qp_msg_t *m, qp_endpoint_t ep, char err[QP_ERR_LEN])
         return -EPROTO;
     }
     uint64_t id;
+    char shown[65];
     if (qp_msg_has(m, "id") && qp_msg_get_uint(m, "id", &id) < 0) {
-        snprintf(err, QP_ERR_LEN, "field 'id' of '%.64s' must be an unsigned integer", t);
+        snprintf(err, QP_ERR_LEN, "field 'id' of '%s' must be an unsigned integer",
+                 qp_printable(shown, sizeof shown, t, strlen(t)));
         return -EPROTO;
     }
     int r = qp_request_kind(t);
     if (r < 0) {
-        snprintf(err, QP_ERR_LEN, "unknown message type '%.64s'", t);
+        snprintf(err, QP_ERR_LEN, "unknown message type '%s'",
+                 qp_printable(shown, sizeof shown, t, strlen(t)));
         return -EPROTO;
     }
     if (!(requests[r].endpoints & ep)) {
@@ -331,8 +334,8 @@ static const struct {
     qp_tok_kind_t kind;
     const struct field *fields;
 } toks[] = {
-    {"tok_req", QP_TOK_REQ, f_none},         {"tok_grant", QP_TOK_GRANT, f_tok_grant},
-    {"tok_ext", QP_TOK_EXT, f_tok_ext},      {"tok_revoke", QP_TOK_REVOKE, f_tok_ext},
+    {"tok_req", QP_TOK_REQ, f_none},    {"tok_grant", QP_TOK_GRANT, f_tok_grant},
+    {"tok_ext", QP_TOK_EXT, f_tok_ext}, {"tok_revoke", QP_TOK_REVOKE, f_tok_ext},
     {"tok_ret", QP_TOK_RET, f_tok_ret},
 };
 
@@ -355,8 +358,10 @@ int qp_tok_get(const qp_msg_t *m, qp_tok_t *out, char err[QP_ERR_LEN])
 {
     int i = tok_index(m);
     if (i < 0) {
-        snprintf(err, QP_ERR_LEN, "'%.64s' is not a compute-token message",
-                 m && qp_msg_type(m) ? qp_msg_type(m) : "?");
+        const char *t = m && qp_msg_type(m) ? qp_msg_type(m) : "?";
+        char shown[65];
+        snprintf(err, QP_ERR_LEN, "'%s' is not a compute-token message",
+                 qp_printable(shown, sizeof shown, t, strlen(t)));
         return -ENOENT;
     }
     for (const struct field *f = toks[i].fields; f->key; f++) {

@@ -11,8 +11,8 @@
 #include <unistd.h>
 
 #define GREETING_LEN 64
-#define RETRY_MS 50          /* between connection attempts, as libzmq's reconnect interval */
-#define FLAG_MORE 0x01       /* frame flags (ZMTP 3.0 section "Framing") */
+#define RETRY_MS 50    /* between connection attempts, as libzmq's reconnect interval */
+#define FLAG_MORE 0x01 /* frame flags (ZMTP 3.0 section "Framing") */
 #define FLAG_LONG 0x02
 #define FLAG_COMMAND 0x04
 #define MAX_COMMAND 4096     /* the handshake's READY is a few dozen bytes */
@@ -214,8 +214,8 @@ static const unsigned char *property(const unsigned char *p, size_t n, const cha
         if (n < 1 + kl + 4)
             return NULL;
         const unsigned char *k = p + 1, *v = p + 1 + kl + 4;
-        size_t len = (size_t)p[1 + kl] << 24 | (size_t)p[2 + kl] << 16 |
-                     (size_t)p[3 + kl] << 8 | p[4 + kl];
+        size_t len =
+            (size_t)p[1 + kl] << 24 | (size_t)p[2 + kl] << 16 | (size_t)p[3 + kl] << 8 | p[4 + kl];
         if (n - (1 + kl + 4) < len)
             return NULL;
         if (kl == nl && strncasecmp((const char *)k, name, nl) == 0) {

@@ -5,8 +5,8 @@
  * Why not libzmq: the shim is loaded into workloads of any image (glibc 2.31 and up,
  * no libzmq or libstdc++ installed, or other versions of them that the application
  * uses itself), and libzmq is C++ that Debian ships neither position-independent nor
- * with its symbols hidden (docs/containers.md, "The shim bundle"). The arbiter keeps
- * libzmq's ROUTER, which sees an ordinary DEALER.
+ * with its symbols hidden (docs/containers.md, "The shim bundle"). The arbiter's side
+ * is proto/router.c; a libzmq ROUTER sees an ordinary DEALER too (test_proto_zmtp).
  *
  * Connecting is lazy and synchronous: a send connects first (retrying every 50 ms until
  * its deadline, as libzmq's reconnect with ZMQ_IMMEDIATE does) and completes the

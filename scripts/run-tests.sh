@@ -5,6 +5,11 @@
 #   QV_TEST_DRIVER=real   runs against the installed NVIDIA driver instead (no build/sim
 #               on the library path) and skips, listing them, the binaries that
 #               tests/sim-only.list names (scripts/gpu-check.sh sets it)
+#   FUZZ_SECONDS=N  how long each fuzz target in BUILD_DIR/fuzz runs at most (20; 0: not
+#               run); they run when built (make fuzz, which make test does when clang is
+#               there), from a fixed seed (FUZZ_SEED, 1) for FUZZ_RUNS inputs (500000) at
+#               most, so that a run is a prefix of the same sequence on any machine: what
+#               fails on a slow one fails on a fast one, and nothing fails by chance
 set -u
 b=${1:-build}
 QVGPU_BUILD=$(readlink -f "$b")
@@ -44,6 +49,27 @@ for t in "$b"/tests/test_*; do
     # clock, so they tolerate a busy machine but not an unbounded queue of processes.
     if ! timeout 900 "$t" --jobs "${QV_TEST_JOBS:-2}" --short-filename; then
         failed+=("$name")
+    fi
+done
+# The fuzz targets start from the committed seeds and write what they find new into
+# BUILD_DIR/fuzz/corpus-NAME (never into the repository); a crash is a failure, its
+# input saved beside them. README.md "Fuzzing" says how to run one for longer.
+for f in "$b"/fuzz/*; do
+    [ -f "$f" ] && [ -x "$f" ] || continue
+    name=$(basename "$f")
+    case "$name" in *"${T:-}"*) ;; *) continue ;; esac
+    [ "${FUZZ_SECONDS:-20}" -gt 0 ] || continue
+    ran=$((ran + 1))
+    echo "== $name (${FUZZ_SECONDS:-20} s)"
+    mkdir -p "$b/fuzz/corpus-$name"
+    if ! timeout $((${FUZZ_SECONDS:-20} + 60)) "$f" "$b/fuzz/corpus-$name" tests/fuzz/corpus \
+        -seed="${FUZZ_SEED:-1}" -runs="${FUZZ_RUNS:-500000}" \
+        -max_total_time="${FUZZ_SECONDS:-20}" -timeout=10 -rss_limit_mb=2048 \
+        -artifact_prefix="$b/fuzz/" >"$b/fuzz/$name.log" 2>&1; then
+        tail -40 "$b/fuzz/$name.log"
+        failed+=("$name")
+    else
+        grep -E '^Done [0-9]+ runs' "$b/fuzz/$name.log" || true
     fi
 done
 echo

@@ -5,6 +5,8 @@
 #include "sim/host.h"
 
 #include <assert.h>
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -313,6 +315,64 @@ void qsim_host_reap_locked(struct qsim_shm *s, bool force)
             reap_proc(s, p);
 }
 
+/* The inode of pid's pid namespace ("self": the caller's), 0 when /proc does not say. */
+static uint64_t pidns_of(const char *pid)
+{
+    char path[300];
+    struct stat st;
+    snprintf(path, sizeof path, "/proc/%s/ns/pid", pid);
+    return stat(path, &st) == 0 ? (uint64_t)st.st_ino : 0;
+}
+
+/* The innermost pid of /proc/<name>/status's NSpid line (its pid in its own namespace),
+ * or -1. */
+static int innermost_pid(const char *name)
+{
+    char path[300], line[256];
+    snprintf(path, sizeof path, "/proc/%s/status", name);
+    FILE *f = fopen(path, "re");
+    int pid = -1;
+    while (f && fgets(line, sizeof line, f)) {
+        if (strncmp(line, "NSpid:", 6) != 0)
+            continue;
+        char *last = strrchr(line, '\t');
+        pid = last ? atoi(last + 1) : -1;
+        break;
+    }
+    if (f)
+        fclose(f);
+    return pid;
+}
+
+int qsim_host_pid_seen_locked(struct qsim_proc *p)
+{
+    /* Not cached: a process does not change pid namespace, but this one may be a child
+     * forked after a caller of another namespace filled a cache. */
+    uint64_t mine = pidns_of("self");
+    if (!p->pidns || !mine || p->pidns == mine)
+        return p->pid;
+    if (p->seen_ns == mine)
+        return p->seen_pid;
+    /* Which of the processes this /proc shows is p: in p's namespace, with p's pid there.
+     * O(processes) once per process and namespace: the result is kept in the slot. */
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    int found = -1;
+    while (d && found < 0 && (e = readdir(d))) {
+        if (!isdigit((unsigned char)e->d_name[0]) || pidns_of(e->d_name) != p->pidns)
+            continue;
+        if (innermost_pid(e->d_name) == p->pid)
+            found = atoi(e->d_name);
+    }
+    if (d)
+        closedir(d);
+    if (found < 0)
+        return p->pid;
+    p->seen_ns = mine;
+    p->seen_pid = found;
+    return found;
+}
+
 int qsim_host_find_pid_locked(struct qsim_shm *s, int pid)
 {
     qsim_host_reap_locked(s, true);
@@ -417,6 +477,9 @@ int qsim_host_register(qsim_host_t *self, const qsim_config_t *cfg, int ndev, co
         goto out;
     }
     pr->pid = (int)getpid();
+    pr->pidns = pidns_of("self");
+    pr->seen_ns = 0;
+    pr->seen_pid = 0;
     pr->restore_tid = tid;
     pr->ndev = ndev;
     pr->ctx_mem = cfg->ctx_memory;

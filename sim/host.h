@@ -54,6 +54,12 @@ void qsim_host_uncharge_locked(struct qsim_shm *s, int p, int ord, uint64_t byte
 /* True while process slot p's memory counts on its devices (not checkpointed). */
 bool qsim_host_proc_charged(const struct qsim_proc *p);
 
+/* The pid of process slot p as the calling process's pid namespace numbers it, as a
+ * real driver reports host pids to the host: p->pid when both share a namespace; else
+ * the pid under which the caller's /proc shows it (a process in a container, seen from
+ * the host), remembered in the slot; p->pid when the caller cannot see it. */
+int qsim_host_pid_seen_locked(struct qsim_proc *p);
+
 /* The slot of the live process with host pid `pid`, or -1. Reaps first. */
 int qsim_host_find_pid_locked(struct qsim_shm *s, int pid);
 

@@ -485,7 +485,7 @@ static nvmlReturn_t running(nvmlDevice_t h, unsigned mode, unsigned *count, void
         if (!has_ctx)
             continue;
         if (n < *count)
-            put_proc(infos, l, n, (unsigned)s->proc[p].pid, bytes);
+            put_proc(infos, l, n, (unsigned)qsim_host_pid_seen_locked(&s->proc[p]), bytes);
         n++;
     }
     unlock_host();
@@ -600,7 +600,7 @@ QSIM_NVML_API nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t h,
             continue;
         if (util && n < *count) {
             nvmlProcessUtilizationSample_t *e = &util[n];
-            e->pid = (unsigned)pr->pid;
+            e->pid = (unsigned)qsim_host_pid_seen_locked(&s->proc[p]);
             e->timeStamp = now_us;
             e->smUtil = percent(busy, span);
             e->memUtil = 0;

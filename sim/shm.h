@@ -14,7 +14,7 @@
 #include <stdint.h>
 
 #define QSIM_SHM_MAGIC 0x3174736f686d7371ull /* "qsmhost1" */
-#define QSIM_SHM_LAYOUT 6u
+#define QSIM_SHM_LAYOUT 7u
 
 #define QSIM_MAX_DEVICES 16
 #define QSIM_MAX_PROCS 256
@@ -130,7 +130,10 @@ struct qsim_proc {
      * that gets EOWNERDEAD or succeeds means the process is gone (robust, shared). */
     pthread_mutex_t life;
     uint32_t state;      /* QSIM_SLOT_FREE or QSIM_SLOT_USED */
-    int32_t pid;         /* host pid */
+    int32_t pid;         /* pid in its own pid namespace */
+    uint64_t pidns;      /* inode of that namespace (/proc/self/ns/pid); 0: unknown */
+    uint64_t seen_ns;    /* the namespace seen_pid is valid in; 0: none yet */
+    int32_t seen_pid;    /* its pid there, found by a process of that namespace */
     int32_t restore_tid; /* thread id of its life thread (cuCheckpointProcessGetRestoreThreadId) */
     int32_t ndev;        /* CUDA ordinals it sees */
     int32_t ord_map[QSIM_MAX_DEVICES]; /* ordinal -> device index */

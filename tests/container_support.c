@@ -24,12 +24,12 @@
 /* What to undo at exit (this process: one Criterion test). */
 static struct {
     bool registered;
-    char *names[64];   /* containers to remove */
+    char *names[64]; /* containers to remove */
     size_t nnames;
-    char *mounts[8];   /* overlays to unmount */
+    char *mounts[8]; /* overlays to unmount */
     size_t nmounts;
-    char *tenant;      /* the tenant dir whose specs in CDI_DIR are ours */
-    int cdi_lock;      /* held until exit */
+    char *tenant; /* the tenant dir whose specs in CDI_DIR are ours */
+    int cdi_lock; /* held until exit */
 } undo = {.cdi_lock = -1};
 
 /* Whether the spec at path mounts tenant at /run/qvgpu: one of ours. */
@@ -128,8 +128,13 @@ const char *qct_rootfs(const char *suite)
         if (stat(path, &st) < 0) { /* nobody built it meanwhile */
             char *tmp = qt_strf("%s/.%s.%d", dir, suite, (int)getpid());
             const char *mirror = getenv("QVGPU_DEBIAN_MIRROR");
-            const char *argv[] = {"mmdebstrap", "--variant=minbase", "--mode=root", "--quiet",
-                                  suite, tmp, mirror ? mirror : "http://deb.debian.org/debian",
+            const char *argv[] = {"mmdebstrap",
+                                  "--variant=minbase",
+                                  "--mode=root",
+                                  "--quiet",
+                                  suite,
+                                  tmp,
+                                  mirror ? mirror : "http://deb.debian.org/debian",
                                   NULL};
             char *err = NULL;
             int rc = qt_run(argv, NULL, BUILD_MS, NULL, &err);
@@ -179,8 +184,8 @@ void qct_arbiter_start(qct_arbiter_t *a, const char *const extra[])
         free(to);
     }
     free(lib);
-    const char *args[16] = {"--tenant-dir", a->tenant, "--cdi-dir", CDI_DIR, "--cdi-driver-root",
-                            a->driver};
+    const char *args[16] = {"--tenant-dir", a->tenant,           "--cdi-dir",
+                            CDI_DIR,        "--cdi-driver-root", a->driver};
     for (int i = 0; extra && extra[i] && i < 9; i++)
         args[6 + i] = extra[i];
     a->arb = qt_arbiter_start_args(NULL, NULL, args);
@@ -235,10 +240,10 @@ const char **qct_podman_argv(const char *verb, const char *name, const char *con
         nc++;
     const char **argv = calloc(na + nc + 32, sizeof *argv);
     size_t n = 0;
-    const char *head[] = {"podman", "--runtime", "runc", verb, "--name", name,
-                          "--network", "none", "--ipc", "host", "--pid", "host",
-                          "--ulimit", fixed[0], "--ulimit", "nproc=4096:4096",
-                          "-e", fixed[1], "-v", fixed[2]};
+    const char *head[] = {
+        "podman",   "--runtime",       "runc", verb,     "--name", name,       "--network",
+        "none",     "--ipc",           "host", "--pid",  "host",   "--ulimit", fixed[0],
+        "--ulimit", "nproc=4096:4096", "-e",   fixed[1], "-v",     fixed[2]};
     for (size_t i = 0; i < sizeof head / sizeof *head; i++)
         argv[n++] = head[i];
     if (strcmp(verb, "run") == 0)

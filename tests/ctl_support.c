@@ -6,6 +6,7 @@
 #include "proto/schema.h"
 
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,4 +227,25 @@ qp_gpu_t ctl_gpu_record(const qt_arbiter_t *arb, int index)
     qp_msg_destroy(&rep);
     qp_conn_destroy(&c);
     return g;
+}
+
+int ctl_open_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    int n = 0;
+    DIR *d = opendir(path);
+    cr_assert_not_null(d, "%s", path);
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+int ctl_count_of(const char *s, const char *word)
+{
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, word)); p += strlen(word))
+        n++;
+    return n;
 }

@@ -71,6 +71,11 @@ qv_vgpu_t ctl_info(qv_client_t *c, const char *id);
 /* Polls until the vGPU id has procs processes (true) or ms pass (false). */
 bool ctl_wait_procs(qv_client_t *c, const char *id, unsigned procs, int ms);
 
+/* Descriptors process pid holds now (/proc/PID/fd). */
+int ctl_open_fds(pid_t pid);
+/* How many times word occurs in s. */
+int ctl_count_of(const char *s, const char *word);
+
 /* GPU index's record as the arbiter sends it in `gpus` (libqvgpu does not carry the
  * compute-lease fields `leased` and `hung`). Fails the test when it cannot be had. */
 qp_gpu_t ctl_gpu_record(const qt_arbiter_t *arb, int index);

@@ -461,10 +461,9 @@ static int arbiter_spawn(qt_arbiter_t *a)
     const char *argv[64] = {bin,         "--socket-dir", a->socket_dir, "--state-dir",
                             a->state_dir, "--http",      a->http};
     size_t n = 7;
-    if (a->config_path) {
-        argv[n++] = "--config";
-        argv[n++] = a->config_path;
-    }
+    /* never the host's /etc/qvgpu/qarbiter.conf, which an installed package brings */
+    argv[n++] = "--config";
+    argv[n++] = a->config_path ? a->config_path : "off";
     for (char **arg = a->args; *arg && n < 63; arg++)
         argv[n++] = *arg;
     argv[n] = NULL;

@@ -88,7 +88,7 @@ const char *qt_asan_runtime(void);
 typedef struct qt_arbiter qt_arbiter_t;
 
 /* Starts <build>/qarbiter with new socket and state directories, the given config file
- * contents (NULL: no --config), extra environment (as qt_spawn) and --http off, and
+ * contents (NULL: --config off, never the host's file), extra environment (as qt_spawn) and --http off, and
  * waits until it answers on its admin socket path. Returns NULL and prints its stderr if
  * it exits or does not come up within 5 s. Uses the simulated host of the calling test. */
 qt_arbiter_t *qt_arbiter_start(const char *config, const char *const env[]);

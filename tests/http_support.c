@@ -31,9 +31,17 @@ int http_address_of(qt_arbiter_t *arb, char addr[64])
     return 0;
 }
 
+void http_require(void)
+{
+    if (!qa_http_available())
+        cr_skip_test("qarbiter was built without HTTP (no libmicrohttpd-dev, or make HTTP=0): "
+                     "nothing to test over HTTP");
+}
+
 qt_arbiter_t *http_arbiter(const char *gpus, const char *config, const char *const env[],
                            char addr[64])
 {
+    http_require();
     qt_sim_private(gpus);
     qt_arbiter_t *a = qt_arbiter_start_http(config, env, "127.0.0.1:0");
     cr_assert_not_null(a, "qarbiter did not start");

@@ -11,6 +11,10 @@
 #include <jansson.h>
 #include <stddef.h>
 
+/* Skips the test when qarbiter was built without HTTP (no libmicrohttpd, or HTTP=0). A
+ * Criterion .init for suites of HTTP tests; http_arbiter calls it too. */
+void http_require(void);
+
 /* A private simulated host with gpus and a qarbiter on it with config (may be NULL)
  * and env (may be NULL) serving HTTP on 127.0.0.1 at a port the kernel picks; addr
  * receives "127.0.0.1:PORT" from its log. Fails the test when it does not start. */

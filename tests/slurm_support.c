@@ -296,9 +296,12 @@ cluster_t *cluster_start(int gpus, const char *plugin_args)
         snprintf(sim + strlen(sim), sizeof sim - strlen(sim), "%sNVIDIA GeForce GTX 1080:8GiB:20",
                  i ? "," : "");
     qt_sim_private(sim);
-    /* tenant.sock alone in a directory of its own, as a cluster would run it */
-    const char *args[] = {"--tenant-dir", c->tenant_dir, NULL};
+    /* tenant.sock alone in a directory of its own, as a cluster would run it; its CDI
+     * specs in a private dir, not the host's /var/run/cdi (test_containers uses that) */
+    char *cdi = qt_tmpdir();
+    const char *args[] = {"--tenant-dir", c->tenant_dir, "--cdi-dir", cdi, NULL};
     c->arbiter = qt_arbiter_start_args(NULL, NULL, args);
+    free(cdi);
     cr_assert_not_null(c->arbiter, "qarbiter did not start");
 
     start_munged(c);

@@ -962,27 +962,6 @@ static void flood_close(int *fds, int n)
         close(fds[i]);
 }
 
-static int open_fds(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
-    int n = 0;
-    DIR *d = opendir(path);
-    cr_assert_not_null(d);
-    for (struct dirent *e; (e = readdir(d));)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
-static int count_of(const char *s, const char *word)
-{
-    int n = 0;
-    for (const char *p = s; (p = strstr(p, word)); p += strlen(word))
-        n++;
-    return n;
-}
-
 /* A tenant opens and closes a session: the arbiter still serves tenant.sock. */
 static void assert_tenant_served(const qt_arbiter_t *arb, qv_client_t *c, const char *id,
                                  const char *secret)
@@ -1023,7 +1002,8 @@ Test(qa_daemon, running_out_of_file_descriptors_is_survived_and_admins_are_serve
     cr_assert_eq(qt_proc_wait(proc, 5000), 0);
     const char *log = qt_proc_stderr(proc);
     cr_assert(strstr(log, "descriptors"), "running out is logged: %s", log);
-    cr_assert_lt(count_of(log, "descriptors"), 20, "once per burst, not per connection: %s", log);
+    cr_assert_lt(ctl_count_of(log, "descriptors"), 20, "once per burst, not per connection: %s",
+                 log);
     qt_arbiter_destroy(&arb);
 }
 
@@ -1034,13 +1014,13 @@ Test(qa_daemon, tenant_connections_beyond_the_cap_are_closed_with_one_warning)
     char id[QV_ID_LEN], secret[QV_SECRET_LEN];
     ctl_create(c, "vm-f", "Q1", id, secret);
     pid_t pid = qt_proc_pid(qt_arbiter_proc(arb));
-    int before = open_fds(pid);
+    int before = ctl_open_fds(pid);
     enum { N = 300 };
     int fds[N];
     flood_connect(arb, "tenant.sock", fds, N);
     qt_sleep_ms(500);
     assert_serves(arb);
-    int during = open_fds(pid);
+    int during = ctl_open_fds(pid);
     cr_assert_lt(during, before + 50 + 20, "at most the cap stays open (%d, then %d)", before,
                  during);
     /* a connection closed by the arbiter reads end-of-file after libzmq's greeting */
@@ -1061,7 +1041,7 @@ Test(qa_daemon, tenant_connections_beyond_the_cap_are_closed_with_one_warning)
     cr_assert_eq(qt_proc_wait(proc, 5000), 0);
     const char *log = qt_proc_stderr(proc);
     cr_assert(strstr(log, "max_tenant_connections"), "the cap is logged: %s", log);
-    cr_assert_lt(count_of(log, "max_tenant_connections"), 5, "once per burst: %s", log);
+    cr_assert_lt(ctl_count_of(log, "max_tenant_connections"), 5, "once per burst: %s", log);
     qt_arbiter_destroy(&arb);
 }
 

@@ -675,3 +675,45 @@ Test(qa_audit, a_tenant_holding_more_than_its_quota_on_the_device_is_killed_when
     qt_proc_destroy(&p);
     qt_arbiter_destroy(&arb);
 }
+
+Test(qa_audit, a_tenant_in_a_pid_namespace_of_its_own_is_known_by_its_host_pid, .timeout = 60)
+{
+    /* As in a container: the shim says hello with pid 1, the connection shows the arbiter
+     * its host pid (SO_PEERCRED), and NVML lists it by that pid. */
+    qt_arbiter_t *arb = ctl_arbiter(NULL, "[audit]\ngrace_ms = 500\n");
+    qts_vgpu_t v;
+    qts_vgpu_create(arb, &v, "--vm", "vm-1", "--profile", "Q1", NULL);
+    qts_env_t e;
+    qts_env_of(&e, arb, &v);
+    char *work = qt_build_path("tests/progs/shim_work");
+    const char *argv[] = {"unshare",
+                          "--pid",
+                          "--fork",
+                          "--kill-child",
+                          work,
+                          "init",
+                          "alloc:cuMemAlloc_v2:direct:100M",
+                          "ready",
+                          "hold",
+                          NULL};
+    qt_proc_t *p = qt_spawn(argv, e.v);
+    cr_assert_not_null(p);
+    cr_assert(qts_wait_line(p, "ready", 10000), "%s", qt_proc_stderr(p));
+    cr_assert_eq(qts_field(qt_proc_stdout(p), "alloc cuMemAlloc_v2 direct ", 0), 0);
+    qv_client_t *c = ctl_client(arb);
+    qv_vgpu_t info = ctl_info(c, v.id);
+    for (int i = 0; i < 40 && info.memory_real != 100 * MiB + QTS_CTX; i++) {
+        qt_sleep_ms(100);
+        info = ctl_info(c, v.id);
+    }
+    cr_assert_eq(info.memory_real, 100 * MiB + QTS_CTX, "measured as its tenant");
+    cr_assert_eq(info.unmanaged_procs, 0);
+    qt_sleep_ms(1000); /* past the grace: still nothing to report */
+    qv_finding_t f;
+    cr_assert_not(find_finding(c, "unmanaged", "", &f, NULL), "%s", f.detail);
+    cr_assert_not(find_finding(c, "unmanaged", v.id, &f, NULL), "%s", f.detail);
+    free(work);
+    qt_proc_destroy(&p);
+    qv_disconnect(&c);
+    qt_arbiter_destroy(&arb);
+}

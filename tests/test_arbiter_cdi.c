@@ -44,8 +44,8 @@ static void start(struct cdi *c, ...)
 static void create(struct cdi *c, const char *vm, char id[64])
 {
     char *out = NULL, *err = NULL;
-    cr_assert_eq(qt_ctl(c->arb, &out, &err, "create", "--vm", vm, "--profile", "Q1", NULL), 0,
-                 "%s", err);
+    cr_assert_eq(qt_ctl(c->arb, &out, &err, "create", "--vm", vm, "--profile", "Q1", NULL), 0, "%s",
+                 err);
     snprintf(id, 64, "%.*s", (int)strcspn(out, "\n"), out);
     free(out);
     free(err);
@@ -72,8 +72,8 @@ static bool has_env(json_t *spec, const char *entry)
 {
     size_t i;
     json_t *e;
-    json_array_foreach(edits(spec, "env"), i, e) if (strcmp(json_string_value(e), entry) == 0)
-        return true;
+    json_array_foreach(edits(spec, "env"), i,
+                       e) if (strcmp(json_string_value(e), entry) == 0) return true;
     return false;
 }
 
@@ -173,6 +173,16 @@ Test(arbiter_cdi, a_vgpu_has_a_spec_from_its_creation_to_its_destruction)
     qt_arbiter_destroy(&c.arb);
 }
 
+/* Writes at path a spec of device name that mounts tenant at /run/qvgpu. */
+static void spec_mounting(const char *path, const char *name, const char *tenant)
+{
+    json_t *spec = json_pack("{s:s, s:s, s:[{s:s, s:{s:[{s:s, s:s}]}}]}", "cdiVersion", "0.5.0",
+                             "kind", "qvgpu.io/vgpu", "devices", "name", name, "containerEdits",
+                             "mounts", "hostPath", tenant, "containerPath", "/run/qvgpu");
+    cr_assert_eq(json_dump_file(spec, path, 0), 0);
+    json_decref(spec);
+}
+
 Test(arbiter_cdi, specs_are_rewritten_at_start_and_stale_ones_of_ours_removed)
 {
     struct cdi c;
@@ -187,17 +197,8 @@ Test(arbiter_cdi, specs_are_rewritten_at_start_and_stale_ones_of_ours_removed)
     char stale[600], other[600];
     snprintf(stale, sizeof stale, "%s/qvgpu-vg-99.json", c.dir);
     snprintf(other, sizeof other, "%s/qvgpu-vg-98.json", c.dir);
-    FILE *f = fopen(stale, "w");
-    fprintf(f, "{\"cdiVersion\":\"0.5.0\",\"kind\":\"qvgpu.io/vgpu\",\"devices\":[{\"name\":"
-               "\"vg-99\",\"containerEdits\":{\"mounts\":[{\"hostPath\":\"%s\",\"containerPath\":"
-               "\"/run/qvgpu\"}]}}]}",
-            c.tenant);
-    fclose(f);
-    f = fopen(other, "w");
-    fprintf(f, "{\"cdiVersion\":\"0.5.0\",\"kind\":\"qvgpu.io/vgpu\",\"devices\":[{\"name\":"
-               "\"vg-98\",\"containerEdits\":{\"mounts\":[{\"hostPath\":\"/elsewhere\","
-               "\"containerPath\":\"/run/qvgpu\"}]}}]}");
-    fclose(f);
+    spec_mounting(stale, "vg-99", c.tenant);
+    spec_mounting(other, "vg-98", "/elsewhere");
     cr_assert_eq(qt_arbiter_restart(c.arb), 0);
     cr_assert_eq(access(path, F_OK), 0, "the missing spec is written again");
     cr_assert_eq(access(stale, F_OK), -1, "a stale spec of ours is removed");
@@ -291,15 +292,16 @@ Test(arbiter_cdi, specs_need_a_tenant_dir_of_its_own)
     char *bin = qt_build_path("qarbiter"), *dir = qt_tmpdir(), *err = NULL, sock[600], st[600];
     snprintf(sock, sizeof sock, "%s/sock", dir);
     snprintf(st, sizeof st, "%s/state", dir);
-    const char *no_tenant[] = {bin, "--socket-dir", sock, "--state-dir", st, "--cdi-dir", dir, NULL};
+    const char *no_tenant[] = {bin, "--socket-dir", sock, "--state-dir",
+                               st,  "--cdi-dir",    dir,  NULL};
     cr_assert_eq(qt_run(no_tenant, NULL, 5000, NULL, &err), 2);
     cr_assert(strstr(err, "--cdi-dir needs --tenant-dir"), "%s", err);
     cr_assert_eq(strchr(err, '\n'), err + strlen(err) - 1, "one line: %s", err);
     free(err);
     mkdir(sock, 0755);
     qt_sim_private(NULL);
-    const char *same[] = {bin, "--socket-dir", sock, "--state-dir", st, "--tenant-dir", sock,
-                          "--cdi-dir", dir, NULL};
+    const char *same[] = {bin,  "--socket-dir", sock, "--state-dir", st, "--tenant-dir",
+                          sock, "--cdi-dir",    dir,  NULL};
     cr_assert_eq(qt_run(same, NULL, 5000, NULL, &err), 1);
     cr_assert(strstr(err, "admin.sock"), "%s", err);
     free(err);
@@ -330,8 +332,16 @@ Test(arbiter_cdi, run_and_env_give_workloads_the_tenant_dir)
     /* A workload started with qgpuctl run joins its vGPU: it sees the quota, not 0. */
     char *ctl = qt_build_path("qgpuctl"), *prog = qt_build_path("tests/progs/shim_work");
     char *out = NULL, *err = NULL;
-    const char *argv[] = {ctl,  "--socket-dir", qt_arbiter_socket_dir(c.arb), "run", id, "--",
-                          prog, "init",         "info:direct",                NULL};
+    const char *argv[] = {ctl,
+                          "--socket-dir",
+                          qt_arbiter_socket_dir(c.arb),
+                          "run",
+                          id,
+                          "--",
+                          prog,
+                          "init",
+                          "info:direct",
+                          NULL};
     cr_assert_eq(qt_run(argv, NULL, 20000, &out, &err), 0, "%s", err);
     cr_assert_eq(qts_field(out, "info ", 2), 1024ll << 20, "%s\n%s", out, err);
     free(out);

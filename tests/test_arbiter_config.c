@@ -58,6 +58,10 @@ Test(qa_config, defaults_are_the_contract_profiles_spread_and_no_oversubscriptio
     cr_assert_eq(cfg.preempt_after_ms, 2);
     cr_assert_eq(cfg.max_tenant_connections, 4096);
     cr_assert_eq(cfg.reconnect_grace_ms, 800);
+    /* connections that have not said hello (docs/arbiter.md) */
+    cr_assert_eq(cfg.max_pending_connections, 1024);
+    cr_assert_eq(cfg.max_pending_per_uid, 128);
+    cr_assert_eq(cfg.hello_timeout_ms, 3000);
 }
 
 Test(qa_config, reads_every_setting_and_custom_profiles)
@@ -82,6 +86,9 @@ Test(qa_config, reads_every_setting_and_custom_profiles)
                   "burst_below_pct = 50\n"
                   "preempt_after_ms = 5\n"
                   "max_tenant_connections = 100\n"
+                  "max_pending_connections = 20\n"
+                  "max_pending_per_uid = 0\n"
+                  "hello_timeout_ms = 250\n"
                   "reconnect_grace_ms = 0\n"
                   "\n"
                   "[profile Q16]\n"
@@ -108,6 +115,9 @@ Test(qa_config, reads_every_setting_and_custom_profiles)
     cr_assert_eq(cfg.burst_below_pct, 50);
     cr_assert_eq(cfg.preempt_after_ms, 5);
     cr_assert_eq(cfg.max_tenant_connections, 100);
+    cr_assert_eq(cfg.max_pending_connections, 20);
+    cr_assert_eq(cfg.max_pending_per_uid, 0);
+    cr_assert_eq(cfg.hello_timeout_ms, 250);
     cr_assert_eq(cfg.reconnect_grace_ms, 0);
     const qa_profile_t *p = qa_config_profile(&cfg, "Q16");
     cr_assert_not_null(p);
@@ -142,6 +152,9 @@ Test(qa_config, names_file_line_and_problem)
         {"[arbiter]\nburst_below_pct = 0\n", 2, "burst_below_pct '0'"},
         {"[arbiter]\npreempt_after_ms = 2000\n", 2, "preempt_after_ms '2000'"},
         {"[arbiter]\nmax_tenant_connections = 0\n", 2, "max_tenant_connections '0'"},
+        {"[arbiter]\nmax_pending_connections = 0\n", 2, "max_pending_connections '0'"},
+        {"[arbiter]\nmax_pending_per_uid = -1\n", 2, "max_pending_per_uid '-1'"},
+        {"[arbiter]\nhello_timeout_ms = 10\n", 2, "hello_timeout_ms '10'"},
         {"[arbiter]\nreconnect_grace_ms = 20000\n", 2, "reconnect_grace_ms '20000'"},
         {"[gpus]\nx = 1\n", 2, "unknown section [gpus]"},
         {"placement = pack\n", 1, "outside any section"},
@@ -287,4 +300,70 @@ Test(qa_config, settings_that_contradict_each_other_are_refused)
                       "reclaim_timeout_ms = 1400\n",
                       err),
                  0, "%s", err);
+}
+
+/* What `qarbiter --print-config` prints (and the packaged file is made from). */
+static char *written(const qa_config_t *cfg)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    cr_assert_eq(qa_config_write(cfg, f), 0);
+    fclose(f);
+    return text;
+}
+
+Test(qa_config, what_it_writes_reads_back_as_the_same_settings)
+{
+    qa_config_t defaults, back;
+    char err[QP_ERR_LEN];
+    qa_config_defaults(&defaults);
+    char *text = written(&defaults);
+    cr_assert_eq(load(&back, text, err), 0, "%s\n%s", err, text);
+    cr_assert_eq(memcmp(&defaults, &back, sizeof back), 0, "the defaults changed:\n%s", text);
+    free(text);
+
+    qa_config_t cfg;
+    cr_assert_eq(load(&cfg,
+                      "[arbiter]\nplacement = pack\noversub_memory = 1.5\noversub_share = 2\n"
+                      "util_weight = 0\nlog_level = debug\nheartbeat_timeout_ms = 3000\n"
+                      "reclaim_timeout_ms = 250\nsched_window_ms = 100\nquantum_min_ms = 1\n"
+                      "quantum_max_ms = 20\nlease_grace_ms = 400\nmax_tenant_connections = 100\n"
+                      "reconnect_grace_ms = 0\n"
+                      "[audit]\nunmanaged = ignore\nover_quota = kill\ngrace_ms = 900\n"
+                      "charge = allocated\n"
+                      "[profile Q16]\nmemory = 16GiB\nshare = 60\nlimit = 90\n"
+                      "[profile tiny.gpu]\nmemory = 256MiB\nshare = 5\n",
+                      err),
+                 0, "%s", err);
+    text = written(&cfg);
+    cr_assert_eq(load(&back, text, err), 0, "%s\n%s", err, text);
+    cr_assert_eq(memcmp(&cfg, &back, sizeof back), 0, "not the same settings:\n%s", text);
+    cr_assert(strstr(text, "placement = pack\n") && strstr(text, "oversub_memory = 1.5\n") &&
+                  strstr(text, "oversub_share = 2.0\n") && strstr(text, "charge = allocated\n") &&
+                  strstr(text, "[profile Q16]\nmemory = 16384MiB\nshare = 60\nlimit = 90\n") &&
+                  strstr(text, "[profile tiny.gpu]\nmemory = 256MiB\nshare = 5\n") &&
+                  !strstr(text, "limit = 0"),
+              "%s", text);
+    free(text);
+}
+
+Test(qa_config, every_key_it_writes_says_what_it_does)
+{
+    qa_config_t cfg;
+    qa_config_defaults(&cfg);
+    char *text = written(&cfg);
+    int keys = 0;
+    const char *prev = "";
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] != '#' && line[0] != '[') {
+            cr_assert(strstr(line, " = "), "%s", line);
+            cr_assert_eq(prev[0], '#', "no comment above '%s'", line);
+            keys++;
+        }
+        cr_assert_leq(strlen(line), 90, "a line longer than 90 columns: %s", line);
+        prev = line;
+    }
+    cr_assert_geq(keys, 17, "%d keys", keys);
+    free(text);
 }

@@ -109,6 +109,8 @@ static bool busy_both(void *arg)
     return busy == 2;
 }
 
+TestSuite(qa_dashboard, .init = http_require);
+
 Test(qa_dashboard, shows_a_row_and_a_live_chart_per_vgpu_while_two_workloads_run)
 {
     char addr[64], url[96];

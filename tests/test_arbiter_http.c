@@ -39,6 +39,8 @@ static bool leases_shown(void *arg)
     return ok;
 }
 
+TestSuite(qa_http, .init = http_require);
+
 Test(qa_http, metrics_show_the_memory_processes_and_refusals_qgpuctl_sees)
 {
     char addr[64];

@@ -1,6 +1,5 @@
 /* test_arbiter_loop.c - the event loop: timers in deadline order with nanosecond
- * deadlines, restart and stop from callbacks, plain fds, and ZeroMQ sockets served
- * while they have input. */
+ * deadlines, restart and stop from callbacks, and fds served while they have input. */
 #include <stdint.h>
 #include "arbiter/loop.h"
 
@@ -8,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zmq.h>
 
 struct rec {
     qa_loop_t *loop;
@@ -84,7 +82,6 @@ Test(qa_loop, sub_millisecond_timers_are_not_rounded_to_milliseconds)
 
 struct io {
     qa_loop_t *loop;
-    void *sock;
     int fd;
     int calls;
     int want;
@@ -95,16 +92,6 @@ static void on_fd(void *arg)
     struct io *io = arg;
     char c;
     if (read(io->fd, &c, 1) == 1 && ++io->calls == io->want)
-        qa_loop_stop(io->loop);
-}
-
-static void on_zsock(void *arg)
-{
-    struct io *io = arg;
-    char buf[16];
-    cr_assert_geq(zmq_recv(io->sock, buf, sizeof buf, ZMQ_DONTWAIT), 0,
-                  "called only with input queued");
-    if (++io->calls == io->want)
         qa_loop_stop(io->loop);
 }
 
@@ -121,24 +108,4 @@ Test(qa_loop, serves_a_plain_fd)
     close(p[0]);
     close(p[1]);
     qa_loop_destroy(&loop);
-}
-
-Test(qa_loop, serves_every_queued_message_of_a_zeromq_socket)
-{
-    void *ctx = zmq_ctx_new();
-    void *in = zmq_socket(ctx, ZMQ_PAIR), *out = zmq_socket(ctx, ZMQ_PAIR);
-    zmq_bind(in, "inproc://loop-test");
-    zmq_connect(out, "inproc://loop-test");
-    qa_loop_t *loop = qa_loop_new();
-    struct io io = {.loop = loop, .sock = in, .want = 200};
-    cr_assert_eq(qa_loop_add_zsock(loop, in, on_zsock, &io), 0);
-    /* more than one burst, queued before the loop runs: ZMQ_FD has signalled once */
-    for (int i = 0; i < 200; i++)
-        zmq_send(out, "m", 1, 0);
-    cr_assert_eq(qa_loop_run(loop), 0);
-    cr_assert_eq(io.calls, 200);
-    qa_loop_destroy(&loop);
-    zmq_close(in);
-    zmq_close(out);
-    zmq_ctx_term(ctx);
 }

@@ -592,3 +592,62 @@ Test(qa_tenant, totals_stay_exact_as_many_sessions_join_report_and_leave_in_any_
     cr_assert_eq(v.memory_reserved, 0);
     teardown(&f);
 }
+
+static uint64_t stats_used_mb(qv_client_t *c)
+{
+    qv_stats_t *s;
+    char err[QV_ERR_LEN];
+    cr_assert_eq(qv_stats(c, &s, err), 0, "%s", err);
+    uint64_t used = s->memory_used_mb;
+    qv_stats_free(&s);
+    return used;
+}
+
+/* Regression (issue 8 item 10): one tenant reporting false use on many connections showed
+ * 160 GiB used on an 8 GiB host. A process counts once however many connections it
+ * opens, and no figure exceeds what its GPU has. */
+Test(qa_tenant, false_reports_on_many_connections_cannot_inflate_the_host_figures)
+{
+    struct fixture f = setup(NULL); /* three GPUs: 8 + 8 + 4 GiB */
+    enum { N = 20 };
+    ctl_tenant_t *t[N];
+    for (int i = 0; i < N; i++) {
+        t[i] = ctl_tenant_new(f.arb, f.id, f.secret);
+        t[i]->used = 3 * GIB;
+        cr_assert_eq(ctl_tenant_hello(t[i]), 0);
+    }
+    cr_assert(ctl_wait_procs(f.admin, f.id, N, 2000));
+    cr_assert_eq(stats_used_mb(f.admin), 3072, "one process: its 3 GiB, once");
+    qv_vgpu_t v = ctl_info(f.admin, f.id);
+    cr_assert_eq(v.memory_used, 8 * GIB, "the vGPU's own figure stops at its GPU's 8 GiB");
+    /* another process is another 1 GiB */
+    int go[2], done[2];
+    cr_assert_eq(pipe(go), 0);
+    cr_assert_eq(pipe(done), 0);
+    pid_t child = fork();
+    cr_assert_geq(child, 0);
+    if (child == 0) {
+        ctl_tenant_t *c = ctl_tenant_new(f.arb, f.id, f.secret);
+        c->used = GIB;
+        char b = ctl_tenant_hello(c) == 0 ? 'y' : 'n';
+        if (write(done[1], &b, 1) != 1 || read(go[0], &b, 1) != 1)
+            _exit(1);
+        _exit(0);
+    }
+    char b = 0;
+    cr_assert_eq(read(done[0], &b, 1), 1);
+    cr_assert_eq(b, 'y');
+    cr_assert(ctl_wait_procs(f.admin, f.id, N + 1, 2000));
+    cr_assert_eq(stats_used_mb(f.admin), 4096);
+    /* and the sum of processes still stops at the GPU's memory */
+    for (int i = 0; i < N; i++) {
+        t[i]->used = 7 * GIB + 512 * MIB;
+        cr_assert_eq(ctl_tenant_hb(t[i], NULL), 0);
+    }
+    cr_assert_eq(stats_used_mb(f.admin), 8192, "7.5 + 1 GiB on an 8 GiB GPU");
+    cr_assert_eq(write(go[1], "x", 1), 1);
+    cr_assert_eq(waitpid(child, NULL, 0), child);
+    for (int i = 0; i < N; i++)
+        ctl_tenant_destroy(&t[i]);
+    teardown(&f);
+}

@@ -20,9 +20,9 @@
 /* Libraries every glibc system has (those below 2.34 hold what later moved into libc). */
 static bool from_glibc(const char *lib)
 {
-    static const char *const ok[] = {"libc.so.6",       "libdl.so.2",  "libpthread.so.0",
-                                     "librt.so.1",      "libm.so.6",   "ld-linux-x86-64.so.2",
-                                     "ld-linux-aarch64.so.1"};
+    static const char *const ok[] = {
+        "libc.so.6", "libdl.so.2",           "libpthread.so.0",      "librt.so.1",
+        "libm.so.6", "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1"};
     for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
         if (strcmp(lib, ok[i]) == 0)
             return true;
@@ -84,7 +84,9 @@ Test(bundle, refuses_what_is_not_an_elf_object)
     char *dir = qt_tmpdir(), path[512], err[QC_ERR_LEN];
     snprintf(path, sizeof path, "%s/libc.so.6", dir);
     FILE *f = fopen(path, "w");
-    fputs("\x7f" "ELF but not really", f);
+    fputs("\x7f"
+          "ELF but not really",
+          f);
     fclose(f);
     qc_elf_info_t info;
     cr_assert_eq(qc_elf_read(path, &info, err), -ENOEXEC);
@@ -127,8 +129,8 @@ Test(bundle, an_application_with_its_own_libzmq_and_libstdcxx_keeps_them)
     free(out);
     /* ...it gets with it too, and the quota holds. */
     char *ctl = qt_build_path("qgpuctl");
-    const char *argv[] = {ctl, "--socket-dir", qt_arbiter_socket_dir(arb), "run", id, "--", prog,
-                          "256", "512", NULL};
+    const char *argv[] = {
+        ctl, "--socket-dir", qt_arbiter_socket_dir(arb), "run", id, "--", prog, "256", "512", NULL};
     cr_assert_eq(qt_run(argv, NULL, 20000, &out, &err), 0, "%s", err);
     char line[128];
     snprintf(line, sizeof line, "zmq %s\nexchange 0\nalloc 256 0\nalloc 512 2\n", want);
@@ -144,7 +146,8 @@ Test(bundle, an_application_with_its_own_libzmq_and_libstdcxx_keeps_them)
 /* Runs scripts/install-bundle.sh LIBDIR VERSION with the bundle's files of the build. */
 static void install_bundle(const char *libdir, const char *version)
 {
-    char *shim = qt_build_path("bundle/libqshim.so"), *hook = qt_build_path("bundle/qvgpu-container-hook");
+    char *shim = qt_build_path("bundle/libqshim.so"),
+         *hook = qt_build_path("bundle/qvgpu-container-hook");
     char *pre = qt_build_path("bundle/ld.so.preload"), *script = NULL, *err = NULL;
     script = qt_strf("%s/../scripts/install-bundle.sh", qt_build());
     const char *argv[] = {script, libdir, version, shim, hook, pre, NULL};

@@ -17,17 +17,19 @@
 static char *bundle(const char *vgpu, const char *secret)
 {
     char *dir = qt_tmpdir(), *shim = qt_build_path("libqshim.so");
-    char *script = qt_strf("mkdir -p %s/rootfs/usr/lib/x86_64-linux-gnu %s/rootfs/opt/qvgpu && "
-                           "ln -s usr/lib %s/rootfs/lib && "
-                           "cp /lib/x86_64-linux-gnu/libc.so.6 %s/rootfs/usr/lib/x86_64-linux-gnu/ && "
-                           "cp %s %s/rootfs/opt/qvgpu/",
-                           dir, dir, dir, dir, shim, dir);
+    char *script =
+        qt_strf("mkdir -p %s/rootfs/usr/lib/x86_64-linux-gnu %s/rootfs/opt/qvgpu && "
+                "ln -s usr/lib %s/rootfs/lib && "
+                "cp /lib/x86_64-linux-gnu/libc.so.6 %s/rootfs/usr/lib/x86_64-linux-gnu/ && "
+                "cp %s %s/rootfs/opt/qvgpu/",
+                dir, dir, dir, dir, shim, dir);
     const char *sh[] = {"sh", "-c", script, NULL};
     cr_assert_eq(qt_run(sh, NULL, 10000, NULL, NULL), 0);
     char *config = qt_strf("%s/config.json", dir);
     FILE *f = fopen(config, "w");
-    fprintf(f, "{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"rootfs\"},\"process\":{\"args\":"
-               "[\"sh\"],\"env\":[\"QVGPU_VGPU=%s\",\"QVGPU_SECRET=%s\"]}}",
+    fprintf(f,
+            "{\"ociVersion\":\"1.0.2\",\"root\":{\"path\":\"rootfs\"},\"process\":{\"args\":"
+            "[\"sh\"],\"env\":[\"QVGPU_VGPU=%s\",\"QVGPU_SECRET=%s\"]}}",
             vgpu, secret);
     fclose(f);
     free(config), free(script), free(shim);
@@ -86,8 +88,8 @@ Test(container_hook, refuses_a_container_without_its_variables_or_state)
 {
     char *dir = bundle("", ""), *tenant = qt_tmpdir(), *err = NULL;
     cr_assert_eq(hook(dir, tenant, &err), 1);
-    cr_assert(strstr(err, "QVGPU_VGPU or QVGPU_SECRET is not in the container's environment"),
-              "%s", err);
+    cr_assert(strstr(err, "QVGPU_VGPU or QVGPU_SECRET is not in the container's environment"), "%s",
+              err);
     free(err);
     char *bin = qt_build_path("qvgpu-container-hook");
     char *script = qt_strf("echo '{}' | %s preflight --tenant-dir %s --shim /x", bin, tenant);

@@ -55,20 +55,22 @@ static void fake_glibc(const char *root, const char *rel, const char *release)
     snprintf(map, sizeof map, "%s/libc.map", dir);
     snprintf(out, sizeof out, "%s/%s", root, rel);
     FILE *f = fopen(src, "w");
-    fprintf(f, "__attribute__((used)) const char banner[] = \"GNU C Library (fake) stable "
-               "release version %s.\";\nint old_one(void) { return 1; }\nint new_one(void) "
-               "{ return 2; }\n",
+    fprintf(f,
+            "__attribute__((used)) const char banner[] = \"GNU C Library (fake) stable "
+            "release version %s.\";\nint old_one(void) { return 1; }\nint new_one(void) "
+            "{ return 2; }\n",
             release);
     fclose(f);
     f = fopen(map, "w");
-    fprintf(f, "GLIBC_2.2.5 { global: old_one; local: *; };\nGLIBC_%s { global: new_one; } "
-               "GLIBC_2.2.5;\n",
+    fprintf(f,
+            "GLIBC_2.2.5 { global: old_one; local: *; };\nGLIBC_%s { global: new_one; } "
+            "GLIBC_2.2.5;\n",
             release);
     fclose(f);
     char vs[700];
     snprintf(vs, sizeof vs, "-Wl,--version-script=%s", map);
-    const char *argv[] = {"cc", "-shared", "-fPIC", "-nostdlib", "-Wl,-soname,libc.so.6", vs,
-                          "-o", out, src, NULL};
+    const char *argv[] = {"cc", "-shared", "-fPIC", "-nostdlib", "-Wl,-soname,libc.so.6",
+                          vs,   "-o",      out,     src,         NULL};
     char *err = NULL;
     cr_assert_eq(qt_run(argv, NULL, 30000, NULL, &err), 0, "%s", err);
     free(err);

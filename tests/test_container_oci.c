@@ -91,7 +91,8 @@ Test(container_oci, a_missing_device_or_a_malformed_spec_is_an_error_that_says_s
     const char *bad[] = {
         "{\"devices\":[{\"name\":\"vg-7\",\"containerEdits\":{\"env\":\"A=1\"}}]}",
         "{\"devices\":[{\"name\":\"vg-7\",\"containerEdits\":{\"env\":[\"=1\"]}}]}",
-        "{\"devices\":[{\"name\":\"vg-7\",\"containerEdits\":{\"mounts\":[{\"hostPath\":\"/x\"}]}}]}",
+        "{\"devices\":[{\"name\":\"vg-7\",\"containerEdits\":{\"mounts\":[{\"hostPath\":\"/"
+        "x\"}]}}]}",
         "{\"devices\":[{\"name\":\"vg-7\",\"containerEdits\":{\"hooks\":[{\"hookName\":\"later\","
         "\"path\":\"/x\"}]}}]}",
         "{\"devices\":[{\"name\":\"vg-7\",\"containerEdits\":{\"deviceNodes\":[{\"path\":"

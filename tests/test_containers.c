@@ -44,8 +44,9 @@ static int run_in(const char *id, const char *const extra[], const char *rootfs,
 
 /* The quota, cuMemGetInfo and an allocation past the quota, then the share, from
  * shim_work's lines (commands below). */
-#define WORK "init", "info:direct", "alloc:cuMemAlloc_v2:direct:1024M", \
-             "alloc:cuMemAlloc_v2:direct:1024M", "spin:1000000:4:3000"
+#define WORK                                                                                       \
+    "init", "info:direct", "alloc:cuMemAlloc_v2:direct:1024M", "alloc:cuMemAlloc_v2:direct:1024M", \
+        "spin:1000000:4:3000"
 
 static void check_work(const char *out, const char *err)
 {
@@ -62,15 +63,16 @@ static void check_work(const char *out, const char *err)
               100 * achieved, out);
 }
 
-Test(containers, a_podman_container_with_the_vgpu_device_gets_its_quota_and_share)
+/* Runs prog with WORK in a vGPU of 1536 MiB, share = limit = 30%, on Debian suite's root
+ * file system, and checks what it saw. */
+static void work_on(const char *suite, const char *prog)
 {
-    qct_require();
-    const char *root = qct_rootfs("bookworm");
+    const char *root = qct_rootfs(suite);
     qct_arbiter_t a;
     qct_arbiter_start(&a, NULL);
     char id[64];
-    qct_vgpu(&a, id, "--vm", "ctr", "--memory", "1536MiB", "--share", "30", "--limit", "30", NULL);
-    const char *cmd[] = {"/opt/qvgpu-test/progs/shim_work", WORK, NULL};
+    qct_vgpu(&a, id, "--vm", suite, "--memory", "1536MiB", "--share", "30", "--limit", "30", NULL);
+    const char *cmd[] = {prog, WORK, NULL};
     char *out = NULL, *err = NULL;
     cr_assert_eq(run_in(id, NULL, root, cmd, &out, &err), 0, "%s\n%s", out, err);
     check_work(out, err);
@@ -79,25 +81,20 @@ Test(containers, a_podman_container_with_the_vgpu_device_gets_its_quota_and_shar
     qt_arbiter_destroy(&a.arb);
 }
 
+Test(containers, a_podman_container_with_the_vgpu_device_gets_its_quota_and_share)
+{
+    qct_require();
+    work_on("bookworm", "/opt/qvgpu-test/progs/shim_work");
+}
+
 Test(containers, debian_11_without_libzmq_runs_the_shim_and_the_driver)
 {
     qct_require();
-    const char *root = qct_rootfs("bullseye");
-    char *zmq = qt_strf("%s/usr/lib/x86_64-linux-gnu/libzmq.so.5", root);
+    char *zmq = qt_strf("%s/usr/lib/x86_64-linux-gnu/libzmq.so.5", qct_rootfs("bullseye"));
     cr_assert_eq(access(zmq, F_OK), -1, "a minbase has no libzmq");
     free(zmq);
-    qct_arbiter_t a;
-    qct_arbiter_start(&a, NULL);
-    char id[64];
-    qct_vgpu(&a, id, "--vm", "old", "--memory", "1536MiB", "--share", "30", "--limit", "30", NULL);
     /* The workload built for glibc 2.31 too (tests/floor/start.c). */
-    const char *cmd[] = {"/opt/qvgpu-test/floor/shim_work", WORK, NULL};
-    char *out = NULL, *err = NULL;
-    cr_assert_eq(run_in(id, NULL, root, cmd, &out, &err), 0, "%s\n%s", out, err);
-    check_work(out, err);
-    free(out);
-    free(err);
-    qt_arbiter_destroy(&a.arb);
+    work_on("bullseye", "/opt/qvgpu-test/floor/shim_work");
 }
 
 Test(containers, a_container_whose_vgpu_was_destroyed_does_not_start_again)
@@ -143,17 +140,22 @@ Test(containers, a_workload_reconnects_through_the_tenant_dir_when_the_arbiter_r
     snprintf(dev, sizeof dev, "qvgpu.io/vgpu=%s", id);
     const char *args[] = {"--device", dev, NULL};
     /* 100 MiB held across the restart, then 600 MiB more once the arbiter is back. */
-    const char *cmd[] = {"/opt/qvgpu-test/progs/shim_work", "init",
-                         "alloc:cuMemAlloc_v2:direct:100M", "ready", "sleep:1500",
-                         "alloc_retry:cuMemAlloc_v2:direct:600M:15000", "ready", "hold", NULL};
+    const char *cmd[] = {"/opt/qvgpu-test/progs/shim_work",
+                         "init",
+                         "alloc:cuMemAlloc_v2:direct:100M",
+                         "ready",
+                         "sleep:1500",
+                         "alloc_retry:cuMemAlloc_v2:direct:600M:15000",
+                         "ready",
+                         "hold",
+                         NULL};
     char *name = qct_name();
     const char **argv = qct_podman_argv("run", name, args, root, cmd);
     qt_proc_t *p = qt_spawn(argv, NULL);
     cr_assert(qts_wait_line(p, "ready", 30000), "%s\n%s", qt_proc_stdout(p), qt_proc_stderr(p));
     qt_arbiter_kill(a.arb, SIGKILL);
     cr_assert_eq(qt_arbiter_restart(a.arb), 0);
-    cr_assert(qts_wait_lines(p, "ready", 2, 30000), "%s\n%s", qt_proc_stdout(p),
-              qt_proc_stderr(p));
+    cr_assert(qts_wait_lines(p, "ready", 2, 30000), "%s\n%s", qt_proc_stdout(p), qt_proc_stderr(p));
     const char *o = qt_proc_stdout(p);
     cr_assert_eq(qts_field_at(o, "alloc cuMemAlloc_v2 direct ", 0, 0), 0);
     cr_assert_eq(qts_field_at(o, "alloc cuMemAlloc_v2 direct ", 1, 0), 0,
@@ -189,8 +191,10 @@ static char *fake_root(const char *glibc)
         char *src = qt_strf("%s/libc.c", root), *map = qt_strf("%s/libc.map", root);
         char *out = qt_strf("%s/libc.so.6", lib), *vs = qt_strf("-Wl,--version-script=%s", map);
         FILE *f = fopen(src, "w");
-        fprintf(f, "__attribute__((used)) const char b[] = \"GNU C Library (fake) stable "
-                   "release version %s.\";\nint f(void) { return 0; }\n", glibc);
+        fprintf(f,
+                "__attribute__((used)) const char b[] = \"GNU C Library (fake) stable "
+                "release version %s.\";\nint f(void) { return 0; }\n",
+                glibc);
         fclose(f);
         f = fopen(map, "w");
         fprintf(f, "GLIBC_2.2.5 { global: f; local: *; };\nGLIBC_%s { } GLIBC_2.2.5;\n", glibc);
@@ -256,9 +260,15 @@ Test(containers, in_preload_mode_a_process_with_an_emptied_environment_stays_con
     /* env -i drops LD_PRELOAD and QVGPU_*; the simulated driver's own variable stays, as
      * a real driver needs none. */
     snprintf(ns, sizeof ns, "QSIM_NAMESPACE=%s", getenv("QSIM_NAMESPACE"));
-    const char *cmd[] = {"env", "-i", ns, "/opt/qvgpu-test/progs/shim_work", "init",
-                         "info:direct", "alloc:cuMemAlloc_v2:direct:768M",
-                         "alloc:cuMemAlloc_v2:direct:768M", NULL};
+    const char *cmd[] = {"env",
+                         "-i",
+                         ns,
+                         "/opt/qvgpu-test/progs/shim_work",
+                         "init",
+                         "info:direct",
+                         "alloc:cuMemAlloc_v2:direct:768M",
+                         "alloc:cuMemAlloc_v2:direct:768M",
+                         NULL};
     char *out = NULL, *err = NULL;
     cr_assert_eq(run_in(id, NULL, root, cmd, &out, &err), 0, "%s\n%s", out, err);
     cr_assert_eq(qts_field(out, "info ", 2), 1024 * MIB, "the quota:\n%s\n%s", out, err);
@@ -320,19 +330,21 @@ static char *runc_bundle(const char *rootfs, const char *const cmd[], const char
     json_object_set_new(process, "args", args);
     for (int i = 0; env[i]; i++)
         json_array_append_new(json_object_get(process, "env"), json_string(env[i]));
-    json_t *mounts = json_object_get(c, "mounts"), *ns = json_object_get(json_object_get(c, "linux"), "namespaces");
+    json_t *mounts = json_object_get(c, "mounts"),
+           *ns = json_object_get(json_object_get(c, "linux"), "namespaces");
     for (size_t i = json_array_size(mounts); i-- > 0;) {
-        const char *d = json_string_value(json_object_get(json_array_get(mounts, i), "destination"));
+        const char *d =
+            json_string_value(json_object_get(json_array_get(mounts, i), "destination"));
         if (strcmp(d, "/dev/shm") == 0)
             json_array_remove(mounts, i);
     }
     char *tests = qt_strf("%s/tests", qt_build());
-    json_array_append_new(mounts, json_pack("{s:s, s:s, s:s, s:[s, s]}", "destination", "/dev/shm",
-                                            "type", "bind", "source", "/dev/shm", "options",
-                                            "rbind", "rw"));
-    json_array_append_new(mounts, json_pack("{s:s, s:s, s:s, s:[s, s]}", "destination",
-                                            "/opt/qvgpu-test", "type", "bind", "source", tests,
-                                            "options", "rbind", "ro"));
+    json_array_append_new(mounts,
+                          json_pack("{s:s, s:s, s:s, s:[s, s]}", "destination", "/dev/shm", "type",
+                                    "bind", "source", "/dev/shm", "options", "rbind", "rw"));
+    json_array_append_new(mounts,
+                          json_pack("{s:s, s:s, s:s, s:[s, s]}", "destination", "/opt/qvgpu-test",
+                                    "type", "bind", "source", tests, "options", "rbind", "ro"));
     for (size_t i = json_array_size(ns); i-- > 0;) {
         const char *t = json_string_value(json_object_get(json_array_get(ns, i), "type"));
         if (strcmp(t, "pid") == 0 || strcmp(t, "ipc") == 0)
@@ -343,8 +355,9 @@ static char *runc_bundle(const char *rootfs, const char *const cmd[], const char
     fputs("#!/bin/sh\ncat > \"$1\"\necho \"$@\" > \"$1.args\"\n", f);
     fclose(f);
     chmod(recorder, 0755);
-    json_object_set_new(c, "hooks", json_pack("{s:[{s:s, s:[s, s]}]}", "createContainer", "path",
-                                              recorder, "args", "recorder", record));
+    json_object_set_new(c, "hooks",
+                        json_pack("{s:[{s:s, s:[s, s]}]}", "createContainer", "path", recorder,
+                                  "args", "recorder", record));
     cr_assert_eq(json_dump_file(c, config, JSON_INDENT(1)), 0);
     json_decref(c);
     free(tests), free(recorder), free(config);
@@ -360,15 +373,19 @@ Test(containers, runc_through_the_wrapper_gets_the_same_edits_and_the_hook_its_s
     char id[64];
     qct_vgpu(&a, id, "--vm", "runc", "--profile", "Q1", NULL);
     char *rootfs = qct_overlay(root), *dir = qt_tmpdir(), *record = qt_strf("%s/state", dir);
-    char *vgpu = qt_strf("QVGPU_VGPU=%s", id), *ns = qt_strf("QSIM_NAMESPACE=%s", getenv("QSIM_NAMESPACE"));
-    const char *cmd[] = {"/opt/qvgpu-test/progs/shim_work", "init", "info:direct",
-                         "alloc:cuMemAlloc_v2:direct:768M", "alloc:cuMemAlloc_v2:direct:768M",
-                         NULL};
+    char *vgpu = qt_strf("QVGPU_VGPU=%s", id),
+         *ns = qt_strf("QSIM_NAMESPACE=%s", getenv("QSIM_NAMESPACE"));
+    const char *cmd[] = {
+        "/opt/qvgpu-test/progs/shim_work", "init", "info:direct", "alloc:cuMemAlloc_v2:direct:768M",
+        "alloc:cuMemAlloc_v2:direct:768M", NULL};
     const char *env[] = {vgpu, ns, NULL};
     char *bundle = runc_bundle(rootfs, cmd, env, record), *name = qct_name();
     char *wrapper = qt_build_path("qvgpu-container-runtime");
-    const char *run[] = {wrapper, "--qvgpu-runtime", "runc", "--qvgpu-cdi-dir", "/var/run/cdi",
-                         "run", "--bundle", bundle, name, NULL};
+    const char *run[] = {wrapper,        "--qvgpu-runtime",
+                         "runc",         "--qvgpu-cdi-dir",
+                         "/var/run/cdi", "run",
+                         "--bundle",     bundle,
+                         name,           NULL};
     char *out = NULL, *err = NULL;
     cr_assert_eq(qt_run(run, NULL, 60000, &out, &err), 0, "%s\n%s", out, err);
     cr_assert_eq(qts_field(out, "info ", 2), 1024 * MIB, "the quota:\n%s\n%s", out, err);
@@ -391,8 +408,8 @@ Test(containers, runc_through_the_wrapper_gets_the_same_edits_and_the_hook_its_s
     int found = 0;
     size_t i;
     json_t *e;
-    json_array_foreach(json_object_get(json_object_get(config, "process"), "env"), i, e)
-        found += strcmp(json_string_value(e), "LD_PRELOAD=/opt/qvgpu/libqshim.so") == 0;
+    json_array_foreach(json_object_get(json_object_get(config, "process"), "env"), i, e) found +=
+        strcmp(json_string_value(e), "LD_PRELOAD=/opt/qvgpu/libqshim.so") == 0;
     cr_assert_eq(found, 1);
     json_decref(config);
     /* Other calls go straight through to runc. */
@@ -409,16 +426,17 @@ Test(containers, the_wrapper_refuses_a_container_whose_vgpu_has_no_spec)
 {
     char *dir = qt_tmpdir(), *config = qt_strf("%s/config.json", dir);
     FILE *f = fopen(config, "w");
-    fputs("{\"ociVersion\":\"1.0.2\",\"process\":{\"args\":[\"true\"],\"env\":[\"QVGPU_VGPU=vg-404\"]},"
+    fputs("{\"ociVersion\":\"1.0.2\",\"process\":{\"args\":[\"true\"],\"env\":[\"QVGPU_VGPU=vg-"
+          "404\"]},"
           "\"root\":{\"path\":\"rootfs\"}}",
           f);
     fclose(f);
     char *cdi = qt_tmpdir(), *wrapper = qt_build_path("qvgpu-container-runtime"), *err = NULL;
-    const char *create[] = {wrapper, "--qvgpu-runtime", "/bin/false", "--qvgpu-cdi-dir", cdi,
-                            "create", "--bundle", dir, "never", NULL};
+    const char *create[] = {wrapper,  "--qvgpu-runtime", "/bin/false", "--qvgpu-cdi-dir", cdi,
+                            "create", "--bundle",        dir,          "never",           NULL};
     cr_assert_eq(qt_run(create, NULL, 10000, NULL, &err), 1);
-    cr_assert(strstr(err, "vGPU vg-404 has no usable CDI spec") && strstr(err, "unconfined"),
-              "%s", err);
+    cr_assert(strstr(err, "vGPU vg-404 has no usable CDI spec") && strstr(err, "unconfined"), "%s",
+              err);
     cr_assert_eq(strchr(err, '\n'), err + strlen(err) - 1, "one line: %s", err);
     free(err), free(wrapper), free(cdi), free(config), free(dir);
 }
@@ -432,13 +450,17 @@ Test(containers, crun_through_the_wrapper_gets_the_vgpu_too)
     char id[64];
     qct_vgpu(&a, id, "--vm", "crun", "--profile", "Q1", NULL);
     char *rootfs = qct_overlay(root), *dir = qt_tmpdir(), *record = qt_strf("%s/state", dir);
-    char *vgpu = qt_strf("QVGPU_VGPU=%s", id), *ns = qt_strf("QSIM_NAMESPACE=%s", getenv("QSIM_NAMESPACE"));
+    char *vgpu = qt_strf("QVGPU_VGPU=%s", id),
+         *ns = qt_strf("QSIM_NAMESPACE=%s", getenv("QSIM_NAMESPACE"));
     const char *cmd[] = {"/opt/qvgpu-test/progs/shim_work", "init", "info:direct", NULL};
     const char *env[] = {vgpu, ns, NULL};
     char *bundle = runc_bundle(rootfs, cmd, env, record), *name = qct_name();
     char *wrapper = qt_build_path("qvgpu-container-runtime");
-    const char *run[] = {wrapper, "--qvgpu-runtime", "crun", "--qvgpu-cdi-dir", "/var/run/cdi",
-                         "run", "--bundle", bundle, name, NULL};
+    const char *run[] = {wrapper,        "--qvgpu-runtime",
+                         "crun",         "--qvgpu-cdi-dir",
+                         "/var/run/cdi", "run",
+                         "--bundle",     bundle,
+                         name,           NULL};
     char *out = NULL, *err = NULL;
     int rc = qt_run(run, NULL, 60000, &out, &err);
     /* crun refuses every container on hosts whose cgroups are mounted "hybrid" (v1 with

@@ -98,3 +98,25 @@ Test(cudart, inside_a_vgpu_it_sees_the_quota_and_is_refused_past_it, .timeout = 
     free(out);
     qt_arbiter_destroy(&arb);
 }
+
+Test(cudart, the_runtime_accepts_the_driver_on_a_host_of_several_gpus, .timeout = 90)
+{
+    if (!qt_driver_simulated())
+        cr_skip_test("made-up GPUs: the simulator only");
+    /* The runtime's integrity check hashes every device the driver shows: three, then
+     * the one CUDA_VISIBLE_DEVICES leaves. */
+    qt_sim_private("NVIDIA A100-SXM4-40GB:40GiB:108,NVIDIA GeForce GTX 1080:8GiB:20,"
+                   "NVIDIA H100 80GB HBM3:80GiB:132");
+    qts_env_t e;
+    qts_env_plain(&e);
+    qts_env_add(&e, "%s", qt_foreign_preload());
+    char *out = run(&e);
+    expect_steps(out, 3);
+    cr_assert_eq(qts_field(out, "meminfo ", 2), 40ll << 30, "device 0 is the A100");
+    free(out);
+    qts_env_add(&e, "CUDA_VISIBLE_DEVICES=2");
+    out = run(&e);
+    expect_steps(out, 1);
+    cr_assert_eq(qts_field(out, "meminfo ", 2), 80ll << 30, "device 0 is now the H100");
+    free(out);
+}

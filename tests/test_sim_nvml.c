@@ -241,6 +241,52 @@ Test(sim_nvml, a_bad_context_cost_is_refused_in_one_line)
     nvmlShutdown();
 }
 
+/* Field `field` (1-based, counted after the command name) of /proc/pid/stat. */
+static long stat_field(unsigned pid, int field)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%u/stat", pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s", path);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')');
+    for (int i = 2; p && i < field; i++)
+        p = strchr(p + 1, ' ');
+    return p ? atol(p + 1) : -1;
+}
+
+Test(sim_nvml, a_process_in_a_pid_namespace_of_its_own_is_listed_by_the_pid_the_host_sees)
+{
+    /* As the real driver does: NVML names processes by host pid, whatever namespace they
+     * run in; the arbiter matches tenants in containers by it. */
+    qt_sim_private("Small:1GiB:4");
+    cr_assert_eq(nvmlInit_v2(), NVML_SUCCESS);
+    char *worker = qt_build_path("tests/progs/sim_worker");
+    const char *argv[] = {"unshare", "--pid",     "--fork", "--kill-child", worker, "alloc",
+                          "0",       "104857600", NULL};
+    qt_proc_t *u = qt_spawn(argv, NULL);
+    cr_assert_not_null(u);
+    free(worker);
+    sim_wait_line(u, "ready", 10000);
+    nvmlProcessInfo_t infos[4];
+    unsigned n = 4;
+    cr_assert_eq(nvmlDeviceGetComputeRunningProcesses_v3(handle(0), &n, infos), NVML_SUCCESS);
+    cr_assert_eq(n, 1);
+    unsigned pid = infos[0].pid;
+    cr_assert_neq(pid, 1, "not the pid it has in its own namespace");
+    cr_assert_eq(stat_field(pid, 4), (long)qt_proc_pid(u), "unshare's child: the worker");
+    cr_assert_eq(infos[0].usedGpuMemory, 100 * MiB + SIM_CTX);
+    nvmlProcessUtilizationSample_t util[4];
+    n = 4;
+    cr_assert_eq(nvmlDeviceGetProcessUtilization(handle(0), util, &n, 0), NVML_SUCCESS);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(util[0].pid, pid, "the same pid in every list");
+    qt_proc_destroy(&u);
+    nvmlShutdown();
+}
+
 static unsigned long long realtime_us(void)
 {
     struct timespec ts;

@@ -39,7 +39,7 @@ class Arbiter:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(BUILD / "qarbiter"), "--socket-dir", self.socket_dir, "--state-dir",
-                 self.state_dir, "--http", "off"], env=self.env, stderr=log)
+                 self.state_dir, "--http", "off", "--config", "off"], env=self.env, stderr=log)
         admin = os.path.join(self.socket_dir, "admin.sock")
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -51,12 +51,12 @@ __asm__(".text\n"
         ".type _start, @function\n"
         "_start:\n"
         "    xor %ebp, %ebp\n"
-        "    mov %rdx, %r9\n"                  /* rtld_fini */
-        "    pop %rsi\n"                       /* argc */
-        "    mov %rsp, %rdx\n"                 /* argv */
+        "    mov %rdx, %r9\n"  /* rtld_fini */
+        "    pop %rsi\n"       /* argc */
+        "    mov %rsp, %rdx\n" /* argv */
         "    and $-16, %rsp\n"
         "    push %rax\n"
-        "    push %rsp\n"                      /* stack_end */
+        "    push %rsp\n" /* stack_end */
         "    lea floor_init(%rip), %rcx\n"
         "    lea floor_fini(%rip), %r8\n"
         "    lea main(%rip), %rdi\n"
