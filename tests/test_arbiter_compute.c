@@ -37,11 +37,17 @@ struct two {
     ctl_tenant_t *a, *b;
 };
 
-/* Two vGPUs with share 50 on GPU 0 and one process of each, in session. */
-static struct two two(const char *config)
+/* Two vGPUs with share 50 on GPU 0 and one process of each, in session, on an arbiter
+ * with the [arbiter] keys given (may be NULL). Bursts and preemption are off unless keys
+ * says otherwise: these tests follow one lease at a time. */
+static struct two two(const char *keys)
 {
     struct two f;
+    char *config =
+        qt_strf("[arbiter]\n%s%s", keys ? keys : "",
+                keys && strstr(keys, "burst_ms") ? "" : "burst_ms = 0\npreempt_after_ms = 0\n");
     f.arb = ctl_arbiter(CTL_GPUS, config);
+    free(config);
     f.c = ctl_client(f.arb);
     vgpu_on_0(f.c, 50, 0, f.ida, f.sa);
     vgpu_on_0(f.c, 50, 0, f.idb, f.sb);
@@ -85,6 +91,26 @@ Test(qa_compute, a_tenant_that_asks_is_granted_a_lease)
     cr_assert_eq(ctl_tenant_send(f.a, qp_new_tok_ret(1, 1000, false)), 0);
     ask_and_get(f.a);
     cr_assert_eq(f.a->lease, 2);
+    two_done(&f);
+}
+
+/* With the defaults: b, well below its share, asks while a holds the GPU and is granted
+ * a burst of 2 ms at once; a keeps its lease; b's tok_ext is not answered (a burst runs to
+ * its end), and its return leaves a holding. */
+Test(qa_compute, a_vgpu_well_below_its_share_runs_a_burst_beside_the_holder)
+{
+    struct two f = two("burst_ms = 2\n");
+    ask_and_get(f.a);
+    ask_and_get(f.b);
+    cr_assert_eq(f.b->lease_ns, 2 * MS, "a burst");
+    cr_assert_eq(ctl_tenant_send(f.b, qp_new_tok_ext(f.b->lease)), 0);
+    ctl_tenant_pump(f.b, 100);
+    cr_assert_eq(f.b->grants + f.b->revokes, 1, "not extended, not revoked");
+    cr_assert_eq(ctl_tenant_send(f.b, qp_new_tok_ret(f.b->lease, 1 * MS, false)), 0);
+    ctl_tenant_pump(f.a, 100);
+    cr_assert_eq(f.a->revokes, 0, "a keeps its lease");
+    cr_assert_eq(ctl_tenant_send(f.a, qp_new_tok_ext(f.a->lease)), 0);
+    cr_assert(ctl_tenant_pump_until(f.a, &f.a->grants, 2, 3000), "and extends it");
     two_done(&f);
 }
 
@@ -133,7 +159,7 @@ Test(qa_compute, a_lone_tenant_is_extended_and_revoked_once_another_waits)
 
 Test(qa_compute, a_holder_that_never_returns_is_revoked_after_the_grace)
 {
-    struct two f = two("[arbiter]\nlease_grace_ms = 300\nquantum_max_ms = 10\n");
+    struct two f = two("lease_grace_ms = 300\nquantum_max_ms = 10\n");
     ask_and_get(f.a);
     uint64_t granted = f.a->granted_at;
     cr_assert_eq(ctl_tenant_send(f.b, qp_new_tok_req()), 0);
@@ -156,7 +182,7 @@ Test(qa_compute, a_holder_that_never_returns_is_revoked_after_the_grace)
 Test(qa_compute, a_killed_holder_gives_the_gpu_back_at_once)
 {
     /* The grace is long: only the end of the session can free the GPU in time. */
-    struct two f = two("[arbiter]\nlease_grace_ms = 60000\n");
+    struct two f = two("lease_grace_ms = 60000\n");
     int pfd[2];
     cr_assert_eq(pipe(pfd), 0);
     pid_t child = fork();
@@ -234,7 +260,7 @@ Test(qa_compute, info_reports_the_time_a_vgpu_held_leases)
 
 Test(qa_compute, gpus_report_time_under_lease_and_leases_taken_back)
 {
-    struct two f = two("[arbiter]\nlease_grace_ms = 100\nquantum_max_ms = 10\n");
+    struct two f = two("lease_grace_ms = 100\nquantum_max_ms = 10\n");
     ask_and_get(f.a); /* and never give it back */
     cr_assert(ctl_tenant_pump_until(f.a, &f.a->revokes, 1, 3000), "taken back");
     bool seen = false;
