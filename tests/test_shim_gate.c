@@ -18,13 +18,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-static qt_arbiter_t *arbiter(void)
+/* An arbiter on a private simulated GPU, with config (NULL: the defaults). */
+static qt_arbiter_t *arbiter_cfg(const char *config)
 {
     qt_sim_private(NULL);
-    qt_arbiter_t *arb = qt_arbiter_start(NULL, NULL);
+    qt_arbiter_t *arb = qt_arbiter_start(config, NULL);
     cr_assert_not_null(arb);
     return arb;
 }
+
+static qt_arbiter_t *arbiter(void)
+{
+    return arbiter_cfg(NULL);
+}
+
+/* For tests of a launch waiting at the gate: no burst beside the holder, no preemption,
+ * so that a second vGPU's launch waits for the holder's lease to end. */
+#define ONE_AT_A_TIME "[arbiter]\nburst_ms = 0\npreempt_after_ms = 0\n"
 
 /* A vGPU of 512 MiB with share percent of GPU 0, and the environment of its workloads. */
 static void vgpu(qt_arbiter_t *arb, qts_vgpu_t *v, qts_env_t *e, const char *vm, const char *share)
@@ -119,7 +129,7 @@ static const char *const routes[] = {"direct", "dlsym", "procaddr"};
 
 Test(shim_gate, every_launch_route_waits_for_the_lease)
 {
-    qt_arbiter_t *arb = arbiter();
+    qt_arbiter_t *arb = arbiter_cfg(ONE_AT_A_TIME);
     qts_vgpu_t a, b;
     qts_env_t ea, eb;
     vgpu(arb, &a, &ea, "a", "50");
@@ -161,7 +171,7 @@ Test(shim_gate, every_launch_route_waits_for_the_lease)
 
 Test(shim_gate, a_tenant_killed_while_holding_the_lease_does_not_block_another)
 {
-    qt_arbiter_t *arb = arbiter();
+    qt_arbiter_t *arb = arbiter_cfg(ONE_AT_A_TIME);
     qts_vgpu_t a, b;
     qts_env_t ea, eb;
     vgpu(arb, &a, &ea, "a", "50");
@@ -185,7 +195,7 @@ Test(shim_gate, a_tenant_killed_while_holding_the_lease_does_not_block_another)
 
 Test(shim_gate, a_stopped_holder_loses_the_lease_after_the_grace_and_resumes_later)
 {
-    qt_arbiter_t *arb = arbiter();
+    qt_arbiter_t *arb = arbiter_cfg(ONE_AT_A_TIME);
     qts_vgpu_t a, b;
     qts_env_t ea, eb;
     vgpu(arb, &a, &ea, "a", "50");
@@ -373,7 +383,7 @@ Test(shim_gate, threads_of_one_process_wait_for_and_share_its_lease)
 
 Test(shim_gate, a_thread_cancelled_while_waiting_at_the_gate_blocks_nobody)
 {
-    qt_arbiter_t *arb = arbiter();
+    qt_arbiter_t *arb = arbiter_cfg(ONE_AT_A_TIME);
     qts_vgpu_t a, b;
     qts_env_t ea, eb;
     vgpu(arb, &a, &ea, "a", "50");
