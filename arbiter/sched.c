@@ -45,7 +45,7 @@ struct qa_sched_ent {
     uint64_t last_active;   /* when it last held the GPU or had a process waiting */
     double recent;          /* ns charged, decayed with a time constant of one window */
     uint64_t recent_at;     /* when recent was last decayed */
-    unsigned nbursting;     /* its processes running a burst (0 or 1) */
+    unsigned nbursting;     /* its processes running a burst (0 or 1: one per GPU) */
     uint64_t bursts;        /* bursts granted to its processes */
 };
 
@@ -55,7 +55,8 @@ struct qa_sched {
     qa_sched_ent_t *ents;    /* owned, in creation order */
     uint64_t vclock;         /* least vtime of the active vGPUs, never going back */
     qa_sched_proc_t *holder; /* the process holding the GPU, or NULL */
-    qa_sched_proc_t *bursts; /* processes running a burst beside it (bnext) */
+    qa_sched_proc_t *bursts; /* the process running a burst beside it (bnext: at most one,
+                                kept as a list so that nothing assumes so but may_burst) */
     uint64_t lease_start;    /* when the holder's lease was granted */
     uint64_t grant_at;       /* when its latest grant or extension was sent */
     uint64_t lease_end;      /* grant_at + that grant's length */
@@ -318,12 +319,14 @@ static bool well_below(const qa_sched_t *self, qa_sched_ent_t *e, uint64_t now)
 }
 
 /* Whether p, which waits while another vGPU holds the GPU, may run a burst beside it now:
- * bursts are on, its vGPU runs none already, its bucket holds one, and it is well below
- * its share. */
+ * bursts are on, none runs (one at a time: beside the holder, two contexts share the GPU
+ * and both are charged in full; 63 tenants starting at once each bursting with 8 ms of
+ * work queued made every drain last 300 ms, charged to each), its bucket holds one, and
+ * it is well below its share. */
 static bool may_burst(qa_sched_t *self, qa_sched_proc_t *p, uint64_t now)
 {
     qa_sched_ent_t *e = p->ent;
-    if (!self->p.burst_ns || !self->holder || self->holder->ent == e || e->nbursting ||
+    if (!self->p.burst_ns || !self->holder || self->holder->ent == e || self->bursts ||
         p->state != P_WAITING)
         return false;
     refill(self, e, now);

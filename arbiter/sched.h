@@ -3,8 +3,8 @@
  *
  * Entities are vGPUs (a share and an optional limit, in percent of the GPU); each has
  * processes, and a process is idle, waiting for the GPU, or holding it under a
- * numbered lease. At most one process holds the GPU, beside which processes of other
- * vGPUs well below their share may run short bursts. Policy:
+ * numbered lease. At most one process holds the GPU, beside which a process of another
+ * vGPU well below its share may run a short burst. Policy:
  *   - the waiting vGPU with the least virtual time (charged ns x 100 / share) goes
  *     next, its waiting processes in turn (round robin); a vGPU that starts waiting
  *     after being idle for a window or more, or that its limit held back, joins at the
@@ -24,9 +24,9 @@
  *     with no more virtual time), or the holder's bucket is below quantum_min;
  *   - a burst: a process that asks while another vGPU holds the GPU, and whose vGPU is
  *     well below its share (its use over about the last window, an exponential average,
- *     under burst_below_pct% of its share) and has no burst already, is granted a lease
- *     of burst_ns at once, beside the holder (the GPU time-slices the two, as it does
- *     without us). A burst is charged like any lease (from its grant to the end of its
+ *     under burst_below_pct% of its share) is granted a lease of burst_ns at once,
+ *     beside the holder (the GPU time-slices the two, as it does without us), unless
+ *     another burst runs: one at a time, so that overlap stays between two contexts. A burst is charged like any lease (from its grant to the end of its
  *     drained work) but not extended; work left over waits in the queue. So an
  *     interactive vGPU gets its work running within a round trip instead of after the
  *     holder's lease, while a vGPU at or over its share never runs beside another;

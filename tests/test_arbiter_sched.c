@@ -914,3 +914,31 @@ Test(qa_sched, a_60_fps_tenant_beside_a_flooder_is_served_at_once_every_frame)
     cr_assert_eq(qa_sched_ent_charged(ie), frames * 1300 * US);
     qa_sched_destroy(&sc.s);
 }
+
+/* Tenants starting together beside a holder: each is well below its share, but only one
+ * bursts at a time (beside the holder two contexts share the GPU, and both are charged in
+ * full: 63 bursts at once made every one's queued work take 300 ms, charged to each). The
+ * others wait, or preempt a holder over its share. */
+Test(qa_sched, only_one_burst_runs_beside_the_holder_at_a_time)
+{
+    struct script sc;
+    script_new(&sc, &live);
+    struct who h, n[3];
+    who_new(&sc, &h, qa_sched_ent_new(sc.s, 40, 0, 0));
+    for (int k = 0; k < 3; k++)
+        who_new(&sc, &n[k], qa_sched_ent_new(sc.s, 20, 0, 0));
+    qa_sched_request(sc.s, h.p, 0);
+    sc.now = 1 * MS;
+    for (int k = 0; k < 3; k++)
+        qa_sched_request(sc.s, n[k].p, sc.now);
+    cr_assert_eq(n[0].grants, 1, "the first bursts");
+    cr_assert_eq(n[1].grants + n[2].grants, 0, "the others do not, meanwhile");
+    sc.now += 1500 * US;
+    cr_assert_eq(qa_sched_return(sc.s, n[0].p, n[0].lease, 1500 * US, false, sc.now), 0);
+    struct who later; /* once it ended, the next to ask bursts */
+    who_new(&sc, &later, qa_sched_ent_new(sc.s, 10, 0, sc.now));
+    qa_sched_request(sc.s, later.p, sc.now);
+    cr_assert_eq(later.grants, 1);
+    cr_assert_eq(later.ns, 2 * MS);
+    qa_sched_destroy(&sc.s);
+}
