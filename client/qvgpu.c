@@ -5,6 +5,7 @@
 #include "proto/conn.h"
 #include "proto/records.h"
 #include "proto/schema.h"
+#include "proto/sockpath.h"
 #include "proto/units.h"
 
 #include <errno.h>
@@ -41,18 +42,9 @@ const char *qv_default_socket_dir(void)
  * a restarting arbiter replaces it within a moment, so refusals are retried briefly. */
 static bool listening(const char *path, int wait_ms)
 {
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof sun.sun_path)
-        return true; /* qp_conn_new says what is wrong */
-    memcpy(sun.sun_path, path, strlen(path) + 1);
     for (int waited = 0;; waited += 20) {
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            return true;
-        bool refused = connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0 &&
-                       (errno == ECONNREFUSED || errno == ENOENT);
-        close(fd);
-        if (!refused)
+        int rc = qp_sockpath_probe(path); /* too long: qp_conn_new says what is wrong */
+        if (rc != -ECONNREFUSED && rc != -ENOENT)
             return true;
         if (waited >= wait_ms)
             return false;
