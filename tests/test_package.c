@@ -601,7 +601,7 @@ Test(package, runs_as_a_service_under_systemd_ready_restarted_and_upgraded, .tim
     char *name = qct_name(); /* removed at exit, before the overlay goes */
     char *root = fresh_root(deb);
     free(in_root_ok(root,
-                    "apt-get install -y -q --no-install-recommends systemd /tmp/qvgpu.deb "
+                    "apt-get install -y -q --no-install-recommends systemd python3 /tmp/qvgpu.deb "
                     "&& cp /tmp/qvgpu.deb /root/",
                     600000));
     /* the simulated driver for the service, as a drop-in would give a driver's path */
@@ -649,6 +649,14 @@ Test(package, runs_as_a_service_under_systemd_ready_restarted_and_upgraded, .tim
     cr_assert_str_eq(modes,
                      "/run/qvgpu 755 root\n/run/qvgpu-tenant 755 root\n/var/lib/qvgpu 700 root\n");
     char *id = in_box_line(name, "qgpuctl create --vm svc --profile Q1", 30000);
+
+    /* the Python package finds the multiarch libqvgpu by itself */
+    char *script = qt_strf("python3 -c 'from qvgpu import VGPUManager; "
+                           "print(VGPUManager().get_vgpu_info(\"%s\")[\"memory_mb\"])'",
+                           id);
+    char *py = in_box_line(name, script, 30000);
+    cr_assert_str_eq(py, "1024");
+    free(py), free(script);
 
     /* Type=notify: `systemctl restart` returns once the sockets serve, so the next command
      * gets through at once; the tenant dir containers mount is the same directory */
