@@ -4,12 +4,12 @@
  * Single-threaded. Exit status: 0 success, 1 the operation failed, 2 bad usage; `run`
  * exits with its command's status. */
 #include "qvgpu.h"
+#include "client/asan.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <libgen.h>
 #include <limits.h>
-#include <link.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -690,19 +690,6 @@ static int find_shim(char out[PATH_MAX])
                 "(set QVGPU_SHIM)");
 }
 
-#ifdef QV_SAN
-/* Under AddressSanitizer the runtime must be preloaded before an instrumented shim. */
-static int find_asan(struct dl_phdr_info *info, size_t size, void *data)
-{
-    (void)size;
-    if (info->dlpi_name && strstr(info->dlpi_name, "libasan.so")) {
-        *(const char **)data = info->dlpi_name;
-        return 1;
-    }
-    return 0;
-}
-#endif
-
 /* The environment a workload of vGPU id needs, as NAME=VALUE strings (5 of them, caller
  * frees each). */
 static int workload_env(const struct global *g, const char *id, char *vars[5])
@@ -729,12 +716,10 @@ static int workload_env(const struct global *g, const char *id, char *vars[5])
         snprintf(abs, sizeof abs, "%s", dir);
     /* LD_PRELOAD: what the caller preloads stays first, then the shim. */
     const char *old = getenv("LD_PRELOAD");
-    const char *asan = "";
-#ifdef QV_SAN
-    dl_iterate_phdr(find_asan, &asan);
+    /* Under AddressSanitizer the runtime must be preloaded before an instrumented shim. */
+    const char *asan = qv_asan_runtime();
     if (!asan || (old && strstr(old, "libasan.so")))
         asan = "";
-#endif
     bool have = old && strstr(old, shim);
     int ok = asprintf(&vars[0], "LD_PRELOAD=%s%s%s%s%s", asan, *asan ? ":" : "", old ? old : "",
                       old && *old && !have ? ":" : "", have ? "" : shim) > 0;
