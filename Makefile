@@ -172,7 +172,7 @@ endif
 all: $(ARTIFACTS)
 
 help:
-	@sed -n '3,10p' Makefile
+	@sed -n '3,12p' Makefile
 
 # ---- generated ----------------------------------------------------------------------
 $(BUILD)/gen/cuda_procaddr.h: scripts/gen-procaddr.sh
