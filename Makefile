@@ -9,6 +9,7 @@
 #   make install      PREFIX (/usr/local) and DESTDIR honoured; the Python package qvgpu
 #                     goes to PYTHONDIR (Debian's dist-packages for PREFIX); the shim
 #                     bundle to PREFIX/lib/qvgpu/VERSION, PREFIX/lib/qvgpu/current names it
+#   make deb          BUILD/qvgpu_VERSION_ARCH.deb (debian/, docs/install.md)
 #
 # Sources are found by directory, so a new module needs no edit here:
 #   proto/*.c                      the wire, linked into every program that speaks it
@@ -33,6 +34,10 @@
 
 CUDA_HOME ?= /usr/local/cuda
 PREFIX    ?= /usr/local
+LIBDIR    ?= $(PREFIX)/lib
+MANDIR    ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+SLURMPLUGINDIR ?= $(LIBDIR)/slurm
 DESTDIR   ?=
 SAN       ?= 0
 # Where `make install` puts the Python package qvgpu: Debian's dist-packages for the
@@ -144,8 +149,18 @@ VERSION := $(shell sed -n 's/^\#define QA_VERSION "\(.*\)"/\1/p' arbiter/server.
 BUNDLE := $(BUILD)/bundle/libqshim.so $(BUILD)/bundle/qvgpu-container-hook \
           $(BUILD)/bundle/ld.so.preload
 
+# The Debian package (make deb, below). make test builds it where it can: test_package
+# skips otherwise, saying why.
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null)
+DEB      := $(BUILD)/qvgpu_$(VERSION)_$(DEB_ARCH).deb
+DEB_WORK := debian/qvgpu debian/.debhelper debian/files debian/qvgpu.substvars \
+            debian/debhelper-build-stamp debian/qvgpu.debhelper.log debian/qvgpu.*.debhelper
+HAVE_DEB := $(and $(filter 0,$(SAN)),$(filter 1,$(SYSTEMD)),$(shell command -v dh >/dev/null \
+              2>&1 && command -v fakeroot >/dev/null 2>&1 && echo y))
+
 ARTIFACTS := $(BUILD)/libqshim.so $(BUILD)/qarbiter $(BUILD)/qgpuctl $(BUILD)/libqvgpu.so \
              $(BUILD)/sim/libcuda.so.1 $(BUILD)/sim/libnvidia-ml.so.1 $(BUILD)/qvgpu.pc \
+             $(BUILD)/qarbiter.conf \
              $(BUILD)/qvgpu-container-runtime $(BUILD)/qvgpu-container-hook $(BUNDLE)
 
 # The Slurm plugin is built where Slurm's headers are (libslurm-dev).
@@ -155,11 +170,11 @@ ifneq ($(HAVE_SLURM),)
 ARTIFACTS += $(BUILD)/spank_qvgpu.so
 endif
 
-.PHONY: all test build-tests bench fuzz install clean help
+.PHONY: all test build-tests bench fuzz install deb clean help
 all: $(ARTIFACTS)
 
 help:
-	@sed -n '3,10p' Makefile
+	@sed -n '3,12p' Makefile
 
 # ---- generated ----------------------------------------------------------------------
 $(BUILD)/gen/cuda_procaddr.h: scripts/gen-procaddr.sh $(BUILD)/flags.stamp
@@ -270,17 +285,22 @@ $(BUILD)/sim/libnvidia-ml.so.1: $(SIM_NVML_OBJ) $(SIM_CORE_OBJ)
 	    $(LIBS_GLIBC_FLOOR) -lm
 	ln -sf libnvidia-ml.so.1 $(@D)/libnvidia-ml.so
 
-# The .pc names PREFIX, so it is made again whenever PREFIX is not the one it was made
-# with (prefix.stamp holds that one): `make install PREFIX=...` after a build with another
-# PREFIX installs a .pc that names where it is installed. '&', '|' and '\' are escaped
-# for sed.
-PC_PREFIX := $(subst |,\|,$(subst &,\&,$(subst \,\\,$(PREFIX))))
+# The .pc names PREFIX and LIBDIR, so it is made again whenever they are not the ones it
+# was made with (prefix.stamp holds those): `make install PREFIX=...` after a build with
+# another PREFIX installs a .pc that names where it is installed. '&', '|' and '\' are
+# escaped for sed.
+sed_escape = $(subst |,\|,$(subst &,\&,$(subst \,\\,$(1))))
 $(BUILD)/qvgpu.pc: scripts/qvgpu.pc.in $(BUILD)/prefix.stamp
-	sed -e 's|@PREFIX@|$(PC_PREFIX)|' $< > $@
+	sed -e 's|@PREFIX@|$(call sed_escape,$(PREFIX))|' \
+	    -e 's|@LIBDIR@|$(call sed_escape,$(LIBDIR))|' $< > $@
 
 $(BUILD)/prefix.stamp: FORCE
 	@mkdir -p $(@D)
-	@printf '%s\n' '$(PREFIX)' | cmp -s - $@ || printf '%s\n' '$(PREFIX)' > $@
+	@printf '%s\n' '$(PREFIX) $(LIBDIR)' | cmp -s - $@ || printf '%s\n' '$(PREFIX) $(LIBDIR)' > $@
+
+# The packaged /etc/qvgpu/qarbiter.conf: every key at its default, from qarbiter itself.
+$(BUILD)/qarbiter.conf: $(BUILD)/qarbiter scripts/gen-conffile.sh
+	scripts/gen-conffile.sh $(BUILD)/qarbiter $@
 
 .PHONY: FORCE
 FORCE:
@@ -353,7 +373,7 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-m
 
 # build-tests: everything `make test` runs, without running it (scripts/gpu-check.sh).
 build-tests: all $(TEST_BIN) $(TEST_PROGS) $(CU_PROGS) $(FLOOR_PROGS) $(BENCH_BIN) \
-             $(BUILD)/minimal/qarbiter
+             $(BUILD)/minimal/qarbiter $(if $(HAVE_DEB),$(DEB))
 
 # make test also runs the fuzz target for FUZZ_SECONDS (20) where clang can link a
 # libFuzzer program (Debian: clang and libclang-rt-dev, which clang only recommends).
@@ -384,26 +404,63 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) $(wildcard proto/*.h) $(BUILD)/flags
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(PKG_CFLAGS) -o $@ $< $(FUZZ_SRC)
 
 # ---- install ------------------------------------------------------------------------
+# LIBDIR (PREFIX/lib; the package's is multiarch) gets libqvgpu.so, the .pc and
+# libqshim.so as a link into the bundle's current version, for LD_PRELOAD=libqshim.so;
+# qgpuctl run preloads the versioned file itself.
+SHIM_LINK = $(shell realpath -sm --relative-to=$(LIBDIR) $(PREFIX)/lib/qvgpu/current/libqshim.so)
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib \
-	    $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig \
+	    $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3 \
+	    $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(BASHCOMPDIR)
 	install -m 0755 $(BUILD)/qarbiter $(BUILD)/qgpuctl $(BUILD)/qvgpu-container-runtime \
 	    $(DESTDIR)$(PREFIX)/bin/
 	scripts/install-bundle.sh $(DESTDIR)$(PREFIX)/lib $(VERSION) $(BUNDLE)
-	install -m 0755 $(BUILD)/libqvgpu.so $(BUILD)/libqshim.so $(DESTDIR)$(PREFIX)/lib/
+	install -m 0755 $(BUILD)/libqvgpu.so $(DESTDIR)$(LIBDIR)/
+	ln -sfn $(SHIM_LINK) $(DESTDIR)$(LIBDIR)/.libqshim.so.tmp
+	mv -fT $(DESTDIR)$(LIBDIR)/.libqshim.so.tmp $(DESTDIR)$(LIBDIR)/libqshim.so
 	install -m 0644 include/qvgpu.h $(DESTDIR)$(PREFIX)/include/
-	install -m 0644 $(BUILD)/qvgpu.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
+	install -m 0644 $(BUILD)/qvgpu.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 0644 man/qgpuctl.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 man/libqvgpu.3 $(DESTDIR)$(MANDIR)/man3/
+	install -m 0644 man/qarbiter.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 dist/qgpuctl.bash-completion $(DESTDIR)$(BASHCOMPDIR)/qgpuctl
 	install -d $(DESTDIR)$(PYTHONDIR)/qvgpu
 	install -m 0644 python/qvgpu/*.py $(DESTDIR)$(PYTHONDIR)/qvgpu/
 	printf '"""Written by make install: where libqvgpu.so is."""\nLIBDIR = "%s"\n' \
-	    '$(PREFIX)/lib' > $(DESTDIR)$(PYTHONDIR)/qvgpu/_installed.py
+	    '$(LIBDIR)' > $(DESTDIR)$(PYTHONDIR)/qvgpu/_installed.py
 ifneq ($(HAVE_SLURM),)
-	install -d $(DESTDIR)$(PREFIX)/lib/slurm
-	install -m 0755 $(BUILD)/spank_qvgpu.so $(DESTDIR)$(PREFIX)/lib/slurm/
+	install -d $(DESTDIR)$(SLURMPLUGINDIR)
+	install -m 0755 $(BUILD)/spank_qvgpu.so $(DESTDIR)$(SLURMPLUGINDIR)/
 endif
 
+# ---- the Debian package -------------------------------------------------------------
+# From the build make test ran (debian/rules: `make install` into debian/qvgpu), never
+# a sanitizer build, and with libsystemd (the unit is Type=notify). dh's work files in
+# debian/ are removed first and after.
+deb: $(DEB)
+
+# Not on the .pc and the Slurm plugin, which name PREFIX: debian/rules makes them again
+# for /usr (from their sources), and make for PREFIX after it, which must not make the
+# package again.
+$(DEB): $(filter-out $(BUILD)/qvgpu.pc $(BUILD)/spank_qvgpu.so,$(ARTIFACTS)) \
+        $(wildcard debian/* debian/source/* dist/* man/* python/qvgpu/*.py slurm/*.[ch]) \
+        scripts/qvgpu.pc.in include/qvgpu.h scripts/install-bundle.sh scripts/gen-conffile.sh \
+        README.md $(wildcard docs/*.md)
+	@[ "$(SAN)" = 0 ] || \
+	    { echo "make deb: not from a sanitizer build (make deb, no SAN=1)" >&2; exit 1; }
+	@[ "$(SYSTEMD)" = 1 ] || { echo "make deb: qarbiter.service is Type=notify: qarbiter" \
+	    "needs libsystemd (apt-get install libsystemd-dev)" >&2; exit 1; }
+	@command -v dh >/dev/null && command -v fakeroot >/dev/null || \
+	    { echo "make deb: needs debhelper and fakeroot (scripts/install-deps.sh)" >&2; exit 1; }
+	rm -rf $(DEB_WORK)
+	@echo "fakeroot debian/rules binary > $(BUILD)/deb.log"
+	@fakeroot debian/rules binary > $(BUILD)/deb.log 2>&1 || \
+	    { cat $(BUILD)/deb.log; echo "make deb: dh failed (above)" >&2; exit 1; }
+	rm -rf $(DEB_WORK)
+	@test -f $@ || { echo "make deb: dh made no $@" >&2; exit 1; }
+
 clean:
-	rm -rf build build-san
+	rm -rf build build-san $(DEB_WORK)
 
 # What flags.stamp holds (see "objects"): every definition above is in.
 FLAGS_TEXT := $(CC) | $(CPPFLAGS) | $(CFLAGS) | $(PKG_CFLAGS) | $(FLOOR_CPPFLAGS) | \

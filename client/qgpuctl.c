@@ -4,6 +4,7 @@
  * Single-threaded. Exit status: 0 success, 1 the operation failed, 2 bad usage; `run`
  * exits with its command's status. */
 #include "qvgpu.h"
+#include "client/asan.h"
 
 #include "proto/records.h"
 
@@ -11,7 +12,6 @@
 #include <jansson.h>
 #include <libgen.h>
 #include <limits.h>
-#include <link.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -658,7 +658,10 @@ static int cmd_stats(const struct global *g, int argc, char **argv)
 
 /* ---- run and env ------------------------------------------------------------------- */
 
-/* The path of libqshim.so: $QVGPU_SHIM, else next to this program, else in ../lib. */
+/* The path of libqshim.so: $QVGPU_SHIM, else next to this program (the build tree), else
+ * the installed bundle's (../lib/qvgpu/current, as make install and the package put it),
+ * else ../lib. Resolved: a workload, and what it starts later, keeps preloading its
+ * version's file, which upgrades leave in place, whatever `current` names by then. */
 static int find_shim(char out[PATH_MAX])
 {
     const char *env = getenv("QVGPU_SHIM");
@@ -673,28 +676,17 @@ static int find_shim(char out[PATH_MAX])
         return fail("cannot find this program's path: %s", strerror(errno));
     self[n] = '\0';
     const char *dir = dirname(self);
-    const char *tries[] = {"%s/libqshim.so", "%s/../lib/libqshim.so"};
-    for (size_t i = 0; i < 2; i++) {
+    const char *tries[] = {"%s/libqshim.so", "%s/../lib/qvgpu/current/libqshim.so",
+                           "%s/../lib/libqshim.so"};
+    for (size_t i = 0; i < sizeof tries / sizeof *tries; i++) {
         char path[PATH_MAX + 32];
         snprintf(path, sizeof path, tries[i], dir);
         if (access(path, R_OK) == 0 && realpath(path, out))
             return 0;
     }
-    return fail("cannot find libqshim.so next to qgpuctl or in ../lib (set QVGPU_SHIM)");
+    return fail("cannot find libqshim.so next to qgpuctl, in ../lib/qvgpu/current or in ../lib "
+                "(set QVGPU_SHIM)");
 }
-
-#ifdef QV_SAN
-/* Under AddressSanitizer the runtime must be preloaded before an instrumented shim. */
-static int find_asan(struct dl_phdr_info *info, size_t size, void *data)
-{
-    (void)size;
-    if (info->dlpi_name && strstr(info->dlpi_name, "libasan.so")) {
-        *(const char **)data = info->dlpi_name;
-        return 1;
-    }
-    return 0;
-}
-#endif
 
 /* The environment a workload of vGPU id needs, as NAME=VALUE strings (5 of them, caller
  * frees each). */
@@ -722,12 +714,10 @@ static int workload_env(const struct global *g, const char *id, char *vars[5])
         snprintf(abs, sizeof abs, "%s", dir);
     /* LD_PRELOAD: what the caller preloads stays first, then the shim. */
     const char *old = getenv("LD_PRELOAD");
-    const char *asan = "";
-#ifdef QV_SAN
-    dl_iterate_phdr(find_asan, &asan);
+    /* Under AddressSanitizer the runtime must be preloaded before an instrumented shim. */
+    const char *asan = qv_asan_runtime();
     if (!asan || (old && strstr(old, "libasan.so")))
         asan = "";
-#endif
     bool have = old && strstr(old, shim);
     int ok = asprintf(&vars[0], "LD_PRELOAD=%s%s%s%s%s", asan, *asan ? ":" : "", old ? old : "",
                       old && *old && !have ? ":" : "", have ? "" : shim) > 0;

@@ -7,11 +7,14 @@
 set -eu
 
 pkgs="build-essential pkg-config libzmq3-dev libmsgpack-dev libcriterion-dev libffi-dev
-      libjansson-dev libinih-dev libmicrohttpd-dev libjs-chart.js python3 python3-pytest
-      prometheus chromium
+      libjansson-dev libinih-dev libmicrohttpd-dev libsystemd-dev libjs-chart.js python3
+      python3-pytest prometheus chromium
+      debhelper fakeroot dpkg-dev man-db bash-completion systemd
       munge slurmctld slurmd slurm-client libslurm-dev
       podman runc crun mmdebstrap uidmap"
-libs="libzmq msgpack criterion libffi jansson inih libmicrohttpd"
+# libmicrohttpd and libsystemd are optional (qarbiter is built without HTTP, or without
+# telling systemd it is ready, when they are missing): installed here, not required.
+libs="libzmq msgpack criterion libffi jansson inih"
 
 # Slurm (the SPANK plugin's headers; its tests run a real munged, slurmctld and slurmd).
 slurm_files="/usr/include/slurm/spank.h /usr/sbin/munged /usr/sbin/slurmctld /usr/sbin/slurmd
@@ -23,12 +26,15 @@ have_slurm() {
 # What the HTTP and Python tests run: the dashboard's Chart.js (served by qarbiter),
 # Python with pytest (the qvgpu package), a Prometheus server and a headless browser.
 # The container tests (docs/containers.md): podman, runc and crun on root file systems
-# mmdebstrap builds (Debian 11 and 12, from deb.debian.org, cached in build/).
+# mmdebstrap builds (Debian 11 and 12, from deb.debian.org, cached in build/). The
+# package tests: debhelper and fakeroot (make deb), man-db (man -l), systemd
+# (systemd-analyze verify) and bash-completion.
 have_tools() {
     [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import pytest' 2>/dev/null &&
         [ -x /usr/bin/prometheus ] && [ -x /usr/bin/chromium ] &&
         ls /usr/share/javascript/chart.js/chart*.js >/dev/null 2>&1 &&
-        for c in podman runc crun mmdebstrap newuidmap; do
+        [ -f /usr/share/bash-completion/bash_completion ] &&
+        for c in podman runc crun mmdebstrap newuidmap dh fakeroot dpkg-deb man systemd-analyze; do
             command -v "$c" >/dev/null || return 1
         done
 }

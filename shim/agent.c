@@ -1,17 +1,27 @@
-/* agent.c - the agent thread: this process's only link to the arbiter.
+/* agent.c - the agent thread: this process's only link to the arbiter, and the shell
+ * around its compute lease.
  *
- * Threads: the agent thread alone touches conn and the fields marked "agent"; it is
- * also the only writer of the reservation (shim/resv.h), of the quota and of the compute
- * gate (shim/gate.h). Application threads queue reservation requests under lock and wait
- * on `done`; a thread blocked at the gate counts itself in the gate and signals `wake`.
- * While idle the agent waits on `wake` between rounds, so a request is sent at once, and
- * reads pushes every POLL_MS; while a lease is held or awaited it waits on the socket in
- * slices of SLICE_MS instead, so that a grant opens the gate as it arrives. Hooks of the
- * connection (hello, session, push) run on the agent thread. */
+ * The lease's policy is shim/lease.c, a pure core: this file feeds it what happens (the
+ * arbiter's pushes, the outcome of sends, launches and waiters at the gate, drains that
+ * ended) and carries out what it decides (the gate's end, drains, tok_* messages). The
+ * memory reservation client (mem_reserve, mem_release, heartbeats, mem_reclaim) is this
+ * file's own.
+ *
+ * Threads: the agent thread alone touches conn, the lease core and the fields marked
+ * "agent"; it is also the only writer of the reservation (shim/resv.h), of the quota
+ * and of the compute gate (shim/gate.h). Application threads queue reservation requests
+ * under lock and wait on `done`; a thread blocked at the gate counts itself in the gate
+ * and signals `wake` through the waker (wake_for_gate). While idle the agent waits on
+ * `wake` between rounds, so a request is sent at once, and reads pushes every POLL_MS;
+ * while a lease is held or awaited it waits on the socket in slices of SLICE_MS instead,
+ * so that a grant opens the gate as it arrives. Hooks of the connection (hello,
+ * session, push) run on the agent thread. The agent's lock is the innermost: nothing is
+ * called under it but the gate's waiter count (an atomic). */
 #include "shim/agent.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/eventfd.h>
@@ -25,11 +35,14 @@
 
 #include "proto/conn.h"
 #include "proto/records.h"
+#include "shim/clock.h"
 #include "shim/device.h"
+#include "shim/drain.h"
 #include "shim/gate.h"
+#include "shim/init.h"
+#include "shim/lease.h"
 #include "shim/log.h"
 #include "shim/mem.h"
-#include "shim/state.h"
 
 #define CLIENT "qshim/0.1.0"
 #define POLL_MS 20           /* pushes (limits, mem_reclaim) are seen within this */
@@ -42,12 +55,10 @@
 #define RETRY_MARGIN_MS 300  /* a request asked again ends this long before that bound */
 #define MiB (1024ull * 1024ull)
 #define MS_NS 1000000ull
-#define SLICE_MS 1             /* pushes are read this often while a lease is held or awaited */
-#define EXT_NS (2 * MS_NS)     /* PROTOCOL.md: tok_ext about 2 ms before the lease ends */
-#define IDLE_NS (2 * MS_NS)    /* no launch this long (at most a quarter lease): the lease goes */
-#define BUSY_NS 100000ull      /* a drain this long found queued work: the process is busy */
-#define REASK_NS (500 * MS_NS) /* a request unanswered this long is sent again */
-#define MAX_LEASE_NS (60000ull * MS_NS) /* a longer grant is taken as this (hostile input) */
+#define SLICE_MS 1 /* pushes are read this often while a lease is held or awaited */
+#define OUTBOX 4   /* tok_* messages one look of the lease may ask for (it asks at most one) */
+
+_Static_assert(QS_LEASE_FREE == QS_GATE_FREE, "the lease core opens the gate for good");
 
 /* The arbiter's tenant socket as a peer sees it: the address it bound (which may differ
  * from our path to it: a symlink, a bind mount into a container) and the credentials of
@@ -58,10 +69,6 @@ struct qs_peer_sig {
     struct ucred cred;       /* SO_PEERCRED of a connection */
 };
 
-/* What the lease held is doing: in use; checking (with a drain, gate open) whether the
- * process went idle; being given back (gate closed, drain under way). */
-enum { L_HELD = 0, L_IDLE_CHECK, L_RETURNING };
-
 /* One application thread's request, on its stack while it waits. */
 struct qs_req {
     uint64_t n;          /* bytes the reservation must grow by */
@@ -71,38 +78,26 @@ struct qs_req {
 };
 
 struct qs_agent {
-    pthread_t thread;       /* the agent thread */
-    bool started;           /* thread was created */
-    pthread_mutex_t lock;   /* guards queue, hello_done, stop */
-    pthread_cond_t wake;    /* signalled for the agent: a request, or stop */
-    pthread_cond_t done;    /* broadcast for waiters: a request answered, hello done */
-    struct qs_req *queue;   /* pending requests (lock) */
-    bool hello_done;        /* the first session attempt finished (lock) */
-    bool stop;              /* the process is exiting (lock) */
-    atomic_int connected;   /* in session as of the last exchange: any thread reads */
-    qp_conn_t *conn;        /* owned; agent */
-    uint64_t reported_used; /* our use in our last report to the arbiter; agent */
-    bool refused;           /* the last hello was refused (auth); agent */
-    bool reclaim;           /* a mem_reclaim push awaits action; agent */
-    uint64_t reclaim_keep;  /* its keep; agent */
-    char err[QP_ERR_LEN];   /* the last failure; agent */
-    /* the compute lease (PROTOCOL.md "Compute tokens"); agent */
-    uint64_t lease;       /* the number of the lease held; 0: none */
-    uint64_t since;       /* monotonic ns its first grant arrived: `used` counts from here */
-    uint64_t end;         /* monotonic ns it ends */
-    uint64_t len;         /* ns of its latest grant */
-    uint64_t last_launch; /* monotonic ns the agent last saw a launch (or the grant) */
-    uint64_t highest;     /* the highest lease number had this session */
-    uint64_t asked;       /* monotonic ns of the last tok_req (or tok_ret with more) */
-    bool requested;       /* tok_req (or tok_ret with more) sent, no grant since */
-    bool ext_sent;        /* tok_ext sent for the current end */
-    bool revoked;         /* tok_revoke came for the lease held */
-    bool launched;        /* a launch went through during the lease held */
-    int phase;            /* L_*: what the lease held is doing */
-    uint64_t ticket;      /* the drain awaited (shim/gate.h) */
-    uint64_t idle_from;   /* monotonic ns the idle check began */
-    bool idle_return;     /* the lease goes back because launches stopped */
-    bool no_tokens;       /* the arbiter refused tok_req: nothing is enforced this session */
+    pthread_t thread;              /* the agent thread */
+    bool started;                  /* thread was created */
+    pthread_mutex_t lock;          /* guards queue, hello_done, stop */
+    pthread_cond_t wake;           /* signalled for the agent: a request, or stop */
+    pthread_cond_t done;           /* broadcast for waiters: a request answered, hello done */
+    struct qs_req *queue;          /* pending requests (lock) */
+    bool hello_done;               /* the first session attempt finished (lock) */
+    bool stop;                     /* the process is exiting (lock) */
+    atomic_int connected;          /* in session as of the last exchange: any thread reads */
+    qp_conn_t *conn;               /* owned; agent */
+    uint64_t reported_used;        /* our use in our last report to the arbiter; agent */
+    bool refused;                  /* the last hello was refused (auth); agent */
+    bool reclaim;                  /* a mem_reclaim push awaits action; agent */
+    uint64_t reclaim_keep;         /* its keep; agent */
+    char err[QP_ERR_LEN];          /* the last failure; agent */
+    qs_lease_t *lease;             /* owned: the compute lease's core; agent */
+    uint64_t ticket;               /* the drain the core asked for last (shim/drain.h); agent */
+    bool draining;                 /* that drain's end was not reported to the core yet; agent */
+    qs_lease_msg_t outbox[OUTBOX]; /* messages the core asked for, sent after its call; agent */
+    int nout;                      /* entries of outbox; agent */
     /* what a fork child closes: the agent writes sig with sig_ok cleared, then sets it
      * (release); the child of a fork in between sees it cleared and closes nothing */
     struct qs_peer_sig sig; /* learned by probe_arbiter() */
@@ -116,7 +111,16 @@ struct qs_agent {
  * too made 64 competing tenants hand the GPU over less well.) -1 until the agent starts. */
 static atomic_int kick_fd = -1;
 
-void qs_agent_nudge(void)
+/* The process's agent; NULL before it starts, when pass-through, and in a fork child
+ * until it starts its own. Never freed (see stop_agent()). */
+static struct qs_agent *agent0;
+
+/* Said once per process. */
+static atomic_int logged_agent, logged_refused;
+
+/* Wakes the agent thread without taking any lock: the drainer calls it when a drain ends.
+ * Keeps errno. */
+static void nudge(void)
 {
     int fd = atomic_load_explicit(&kick_fd, memory_order_acquire);
     if (fd < 0)
@@ -137,26 +141,6 @@ static void unnudge(void)
         return; /* EAGAIN: nothing was written */
 }
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
-static struct timespec deadline_in(int ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
 /* Reservation asked beyond need, so that the next allocations need no round trip: a
  * sixteenth of the quota, between 8 and 256 MiB. */
 static uint64_t headroom(void)
@@ -172,7 +156,7 @@ static uint64_t headroom(void)
 static bool probe_arbiter(struct qs_agent *a)
 {
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    int n = snprintf(sun.sun_path, sizeof sun.sun_path, "%s/tenant.sock", qs_g.socket_dir);
+    int n = snprintf(sun.sun_path, sizeof sun.sun_path, "%s/tenant.sock", qs_env_socket_dir());
     if (n < 0 || (size_t)n >= sizeof sun.sun_path)
         return true; /* qp_conn_new says what is wrong */
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -202,9 +186,7 @@ static void note_vgpu_used(struct qs_agent *a, const qp_msg_t *rep)
 {
     uint64_t vgpu_used;
     if (qp_msg_get_uint(rep, "vgpu_used", &vgpu_used) == 0)
-        atomic_store_explicit(&qs_g.vgpu_others,
-                              vgpu_used > a->reported_used ? vgpu_used - a->reported_used : 0,
-                              memory_order_relaxed);
+        qs_mem_set_others(vgpu_used > a->reported_used ? vgpu_used - a->reported_used : 0);
 }
 
 static void apply_limits(const qp_msg_t *map)
@@ -212,10 +194,10 @@ static void apply_limits(const qp_msg_t *map)
     qp_limits_t l;
     char err[QP_ERR_LEN];
     if (!map || qp_limits_get(map, &l, err) < 0) {
-        qs_log_once(&qs_g.logged.agent, "the arbiter sent malformed limits: %s", err);
+        qs_log_once(&logged_agent, "the arbiter sent malformed limits: %s", err);
         return;
     }
-    atomic_store_explicit(&qs_g.quota, l.memory_quota, memory_order_relaxed);
+    qs_mem_set_quota(l.memory_quota);
     qs_device_set_uuid(l.gpu_uuid);
 }
 
@@ -224,22 +206,8 @@ static void apply_limits(const qp_msg_t *map)
 static qp_msg_t *hello_hook(void *arg)
 {
     struct qs_agent *a = arg;
-    a->reported_used = qs_resv_reset_to_used(&qs_g.resv);
-    return qp_new_tenant_hello(CLIENT, qs_g.vgpu, qs_g.secret, getpid(), a->reported_used);
-}
-
-/* Forgets the lease (the session that granted it is gone) and closes the gate, or opens
- * it for good with free: nobody enforces shares without an arbiter. Waiting threads
- * re-request in the new session. */
-static void drop_lease(struct qs_agent *a, bool free)
-{
-    a->lease = 0;
-    a->phase = L_HELD; /* a drain under way finishes unheeded */
-    a->highest = 0;
-    a->requested = false;
-    a->revoked = false;
-    a->no_tokens = false;
-    qs_gate_set(free ? QS_GATE_FREE : 0);
+    a->reported_used = qs_resv_reset_to_used(qs_mem_resv());
+    return qp_new_tenant_hello(CLIENT, qs_env_vgpu(), qs_env_secret(), getpid(), a->reported_used);
 }
 
 static void session_hook(void *arg, const qp_msg_t *rep)
@@ -247,42 +215,12 @@ static void session_hook(void *arg, const qp_msg_t *rep)
     struct qs_agent *a = arg;
     apply_limits(qp_msg_get_map(rep, "vgpu"));
     note_vgpu_used(a, rep);
-    drop_lease(a, false);
+    qs_lease_session(a->lease);
     probe_arbiter(a); /* a new session may be a restarted arbiter: a new pid */
 }
 
-/* tok_grant: a new lease, or more time on the one held. The end counts from receipt.
- * Leases are numbered upwards per session (PROTOCOL.md): a grant is an extension of the
- * lease held or a lease numbered above every one had; anything else answers a tok_ext
- * that crossed our tok_ret, and is dropped. Taken for a new lease, it would let us launch
- * while the arbiter thinks the GPU free, and our tok_ret for it would be ignored, leaving
- * us waiting for a grant that never comes. An extension that crosses our decision to
- * give the lease back is dropped too: the gate stays closed for the drain. */
-static void grant(struct qs_agent *a, uint64_t lease, uint64_t ns)
-{
-    uint64_t now = qs_gate_now();
-    bool extension = a->lease && lease == a->lease;
-    if ((extension && a->phase == L_RETURNING) || (!extension && lease <= a->highest))
-        return;
-    if (ns > MAX_LEASE_NS)
-        ns = MAX_LEASE_NS;
-    if (!extension) {
-        a->lease = a->highest = lease;
-        a->phase = L_HELD;
-        a->since = now;
-        a->last_launch = now;
-        a->launched = false;
-        a->revoked = false;
-    }
-    a->end = now + ns;
-    a->len = ns;
-    a->ext_sent = false;
-    a->requested = false;
-    if (!a->revoked)
-        qs_gate_set(a->end);
-}
-
-/* Hook: a push. Runs inside a call on this connection, so it only records what to do. */
+/* Hook: a push. Runs inside a call on this connection, so it only records what to do
+ * (the lease core acts on tok_* at once; it sends nothing from here). */
 static void push_hook(void *arg, const qp_msg_t *m)
 {
     struct qs_agent *a = arg;
@@ -296,26 +234,21 @@ static void push_hook(void *arg, const qp_msg_t *m)
     } else if (qp_is_tok(m)) {
         qp_tok_t tok;
         char err[QP_ERR_LEN];
-        if (qp_tok_get(m, &tok, err) < 0) {
-            qs_log_once(&qs_g.logged.agent, "the arbiter sent a malformed %s: %s", t, err);
-        } else if (tok.kind == QP_TOK_GRANT && tok.lease != 0) {
-            grant(a, tok.lease, tok.ns);
-        } else if (tok.kind == QP_TOK_REVOKE && tok.lease == a->lease && a->lease) {
-            a->revoked = true;
-            qs_gate_set(0); /* stop submitting now; the agent drains and returns it */
-        }
-    } else if (qp_msg_is_error(m) && a->requested && !a->lease) {
+        if (qp_tok_get(m, &tok, err) < 0)
+            qs_log_once(&logged_agent, "the arbiter sent a malformed %s: %s", t, err);
+        else if (tok.kind == QP_TOK_GRANT)
+            qs_lease_grant(a->lease, tok.lease, tok.ns, qs_clock_now());
+        else if (tok.kind == QP_TOK_REVOKE)
+            qs_lease_revoke(a->lease, tok.lease);
+    } else if (qp_msg_is_error(m) && qs_lease_refused(a->lease)) {
         /* Errors without an id answer messages without one: here our tok_req, refused by
          * an arbiter that grants no leases. Launches then go as without an arbiter. */
         const char *msg = NULL;
         qp_msg_get_str(m, "msg", &msg);
-        qs_log_once(&qs_g.logged.agent,
+        qs_log_once(&logged_agent,
                     "the arbiter grants no compute leases (%s): "
                     "kernel launches are not gated",
                     msg ? msg : "no reason given");
-        a->requested = false;
-        a->no_tokens = true;
-        qs_gate_set(QS_GATE_FREE);
     }
 }
 
@@ -325,10 +258,10 @@ static void push_hook(void *arg, const qp_msg_t *m)
 static void note_refused(struct qs_agent *a)
 {
     a->refused = true;
-    qs_log_once(&qs_g.logged.refused,
+    qs_log_once(&logged_refused,
                 "the arbiter refuses this process for vGPU %s (%s): "
                 "it can allocate no GPU memory",
-                qs_g.vgpu, a->err);
+                qs_env_vgpu(), a->err);
 }
 
 /* Records the outcome of an exchange with the arbiter: whether we are in session. */
@@ -337,9 +270,9 @@ static void note_session(struct qs_agent *a)
     bool up = qp_conn_in_session(a->conn);
     int was = atomic_exchange_explicit(&a->connected, up, memory_order_relaxed);
     if (up && !was)
-        atomic_store_explicit(&qs_g.logged.unreachable, 0, memory_order_relaxed);
+        qs_mem_arbiter_back();
     if (!up)
-        drop_lease(a, true);
+        qs_lease_unreachable(a->lease);
 }
 
 /* The gate follows whether the arbiter can be reached, as told by an exchange's result
@@ -348,10 +281,9 @@ static void note_session(struct qs_agent *a)
 static void note_reach(struct qs_agent *a, int rc)
 {
     if (rc == -ENOTCONN)
-        drop_lease(a, true);
-    else if (rc == 0 && !a->no_tokens &&
-             atomic_load_explicit(&qs_g.gate.end, memory_order_relaxed) == QS_GATE_FREE)
-        qs_gate_set(0);
+        qs_lease_unreachable(a->lease);
+    else if (rc == 0)
+        qs_lease_reached(a->lease);
 }
 
 /* Sends a heartbeat (with an id, so that the reply tells the vGPU's use). When no session
@@ -361,8 +293,9 @@ static void note_reach(struct qs_agent *a, int rc)
  * was sent). */
 static int send_hb(struct qs_agent *a, int timeout_ms, uint64_t *used, qp_msg_t **rep)
 {
-    *used = qs_resv_used(&qs_g.resv);
-    qp_msg_t *m = qp_new_hb(*used, atomic_load_explicit(&qs_g.resv.reserved, memory_order_relaxed));
+    *used = qs_resv_used(qs_mem_resv());
+    qp_msg_t *m =
+        qp_new_hb(*used, atomic_load_explicit(&qs_mem_resv()->reserved, memory_order_relaxed));
     if (!m)
         return 1;
     return qp_conn_call(a->conn, &m, rep, timeout_ms, a->err);
@@ -398,13 +331,13 @@ static void heartbeat(struct qs_agent *a, int timeout_ms)
 /* Gives back reservation down to max(keep, what we use). */
 static void release(struct qs_agent *a, uint64_t keep)
 {
-    uint64_t used = qs_resv_used(&qs_g.resv);
-    uint64_t reserved = atomic_load_explicit(&qs_g.resv.reserved, memory_order_relaxed);
+    uint64_t used = qs_resv_used(qs_mem_resv());
+    uint64_t reserved = atomic_load_explicit(&qs_mem_resv()->reserved, memory_order_relaxed);
     uint64_t floor = keep > used ? keep : used;
-    if (reserved <= floor || qs_resv_take(&qs_g.resv, reserved - floor) == 0)
+    if (reserved <= floor || qs_resv_take(qs_mem_resv(), reserved - floor) == 0)
         return;
     qp_msg_t *m =
-        qp_new_mem_release(atomic_load_explicit(&qs_g.resv.reserved, memory_order_relaxed));
+        qp_new_mem_release(atomic_load_explicit(&qs_mem_resv()->reserved, memory_order_relaxed));
     qp_msg_t *rep = NULL;
     if (!m)
         return;
@@ -421,7 +354,7 @@ static int ask_reserve(struct qs_agent *a, uint64_t n, int timeout_ms, uint64_t 
                        qp_msg_t **rep)
 {
     uint64_t need, want;
-    *used = qs_resv_used(&qs_g.resv);
+    *used = qs_resv_used(qs_mem_resv());
     if (__builtin_add_overflow(*used, n, &need))
         return -EDQUOT;
     want = need + headroom() < need ? need : need + headroom();
@@ -436,11 +369,11 @@ static int ask_reserve(struct qs_agent *a, uint64_t n, int timeout_ms, uint64_t 
 static int reserve(struct qs_agent *a, uint64_t n)
 {
     if (n <= INT64_MAX &&
-        atomic_load_explicit(&qs_g.resv.avail, memory_order_relaxed) >= (int64_t)n)
+        atomic_load_explicit(&qs_mem_resv()->avail, memory_order_relaxed) >= (int64_t)n)
         return 0; /* an earlier grant covers it */
     if (!atomic_load_explicit(&a->connected, memory_order_relaxed))
         return a->refused ? -EACCES : -ENOTCONN; /* fail fast; the heartbeat retries */
-    uint64_t used, asked = now_ms();
+    uint64_t used, asked = qs_clock_now() / MS_NS;
     qp_msg_t *rep = NULL;
     int rc = ask_reserve(a, n, CALL_MS, &used, &rep);
     /* The arbiter died under the request (kill -9, restart): no answer will come. Ask the
@@ -448,7 +381,7 @@ static int reserve(struct qs_agent *a, uint64_t n)
      * fail the allocation for a restart. Once, with what is left of the application
      * thread's REQUEST_WAIT_MS (less a margin for the answer to reach it): the new arbiter
      * may take a while to start, and then holds requests for its reconnect grace. */
-    uint64_t spent = now_ms() - asked;
+    uint64_t spent = qs_clock_now() / MS_NS - asked;
     if (rc == -ECONNRESET && spent + RETRY_MARGIN_MS + 200 < REQUEST_WAIT_MS) {
         qp_msg_destroy(&rep);
         rc = ask_reserve(a, n, (int)(REQUEST_WAIT_MS - RETRY_MARGIN_MS - spent), &used, &rep);
@@ -457,10 +390,10 @@ static int reserve(struct qs_agent *a, uint64_t n)
     if (rc == 0 && qp_msg_get_uint(rep, "reserved", &reserved) == 0) {
         a->reported_used = used;
         note_vgpu_used(a, rep);
-        qs_resv_grant(&qs_g.resv, reserved);
+        qs_resv_grant(qs_mem_resv(), reserved);
     } else if (rc == 0) {
-        qs_log_once(&qs_g.logged.agent, "the arbiter answered mem_reserve without "
-                                        "'reserved'");
+        qs_log_once(&logged_agent, "the arbiter answered mem_reserve without "
+                                   "'reserved'");
         rc = -EPROTO;
     }
     qp_msg_destroy(&rep);
@@ -472,114 +405,71 @@ static int reserve(struct qs_agent *a, uint64_t n)
     return -ENOTCONN;
 }
 
-/* ---- the compute lease (agent thread) ------------------------------------------------ */
+/* ---- the compute lease's shell (agent thread) ----------------------------------------- */
 
-/* Sends *m (taken), a tok_* message: no id, no reply. Returns 0 or as qp_conn_send. */
-static int send_tok(struct qs_agent *a, qp_msg_t *m)
+/* The core's callbacks. They act at once on the gate and the drain, and keep messages in
+ * the outbox, which flush() sends once the core's call has returned: a send may open a
+ * session and read pushes, whose hooks call into the core. */
+static void lease_gate(void *arg, uint64_t end)
 {
-    if (!m)
-        return -ENOMEM;
-    int rc = qp_conn_send(a->conn, &m, SEND_MS, a->err);
-    note_session(a);
-    note_reach(a, rc);
-    return rc;
+    (void)arg;
+    qs_gate_set(end);
 }
 
-/* Ends the lease held: closes the gate and asks for a drain, which waits for the work
- * queued under it; finish_return() gives the lease back when it is done. idle says the
- * lease goes back because launches stopped. */
-static void begin_return(struct qs_agent *a, bool idle)
+static void lease_drain(void *arg)
 {
-    qs_gate_set(0);
-    a->ticket = qs_gate_drain_begin(); /* starts after the close: it sees every launch */
-    a->phase = L_RETURNING;
-    a->idle_return = idle;
+    struct qs_agent *a = arg;
+    a->ticket = qs_drain_begin(); /* starts after the gate's last change: it sees every launch */
+    a->draining = true;
 }
 
-/* The drain ended at done: gives the lease back with the time used from its grant to the
- * end of its work, and more (queue us again) when a thread waits at the gate or launched
- * lately (not counting launches before an idle return). */
-static void finish_return(struct qs_agent *a, uint64_t done)
+static void lease_send(void *arg, const qs_lease_msg_t *m)
 {
-    uint64_t lease = a->lease;
-    bool more = qs_gate_waiting() > 0 || qs_gate_launched() ||
-                (!a->idle_return && done > a->last_launch && done - a->last_launch < IDLE_NS);
-    a->lease = 0;
-    a->phase = L_HELD;
-    a->revoked = false;
-    if (send_tok(a, qp_new_tok_ret(lease, done > a->since ? done - a->since : 0, more)) == 0 &&
-        more) {
-        a->requested = true; /* tok_ret with more queues us again */
-        a->asked = qs_gate_now();
+    struct qs_agent *a = arg;
+    if (a->nout < OUTBOX)
+        a->outbox[a->nout++] = *m;
+}
+
+/* Sends what the core asked for; each outcome goes back to it. */
+static void flush(struct qs_agent *a)
+{
+    for (int i = 0; i < a->nout; i++) {
+        const qs_lease_msg_t *m = &a->outbox[i];
+        qp_msg_t *msg = m->kind == QS_LEASE_REQ   ? qp_new_tok_req()
+                        : m->kind == QS_LEASE_EXT ? qp_new_tok_ext(m->lease)
+                                                  : qp_new_tok_ret(m->lease, m->used, m->more);
+        int rc = -ENOMEM;
+        if (msg) {
+            rc = qp_conn_send(a->conn, &msg, SEND_MS, a->err);
+            note_session(a);
+            note_reach(a, rc);
+        }
+        qs_lease_sent(a->lease, m, rc, qs_clock_now());
     }
+    a->nout = 0;
 }
 
-/* The idle threshold of the lease held: IDLE_NS, at most a quarter of the lease. */
-static uint64_t idle_ns(const struct qs_agent *a)
-{
-    return a->len / 4 < IDLE_NS ? a->len / 4 : IDLE_NS;
-}
-
-/* One step of the lease: ask for one when a thread waits, extend it while launches go
- * on, give it back when it ends, is revoked, or the process went idle: no launch for
- * idle_ns and no work left queued. The queued work is waited for (a drain) with the gate
- * still open: a process that queued deep and waits for the result is busy, not idle (the
- * drain lasted), and one that launches meanwhile keeps its lease. Drains run on the
- * drainer thread; this one goes on reading the arbiter and sending heartbeats. */
+/* One look of the lease: the drain's end if it came, then what the launches did. Drains
+ * run on the drainer thread; this one goes on reading the arbiter and sending
+ * heartbeats. */
 static void tokens(struct qs_agent *a)
 {
-    if (a->no_tokens)
-        return;
-    uint64_t now = qs_gate_now(), end, took;
-    if (qs_gate_take_launched()) {
-        a->launched = true;
-        a->last_launch = now;
+    uint64_t end, took;
+    if (a->draining && qs_drain_done(a->ticket, &end, &took)) {
+        a->draining = false;
+        qs_lease_drained(a->lease, end, took);
     }
-    int waiting = qs_gate_waiting();
-    if (!a->lease) {
-        /* Asked again when unanswered for long: the arbiter ignores a second tok_req
-         * while we are queued, and a lost one must not leave threads waiting forever. */
-        bool ask = !a->requested || now - a->asked >= REASK_NS;
-        if (waiting && ask && send_tok(a, qp_new_tok_req()) == 0) {
-            a->requested = !a->lease; /* a hello inside the send may have reset us */
-            a->asked = now;
-        }
-        return;
-    }
-    if (a->phase == L_RETURNING) {
-        if (qs_gate_drain_done(a->ticket, &end, &took))
-            finish_return(a, end);
-        return;
-    }
-    bool over = a->revoked || now >= a->end;
-    if (!over && !a->ext_sent && now + EXT_NS >= a->end && (a->launched || waiting)) {
-        a->ext_sent = true;
-        send_tok(a, qp_new_tok_ext(a->lease));
-        if (!a->lease)
-            return; /* the send found the arbiter gone, or a new session */
-    }
-    if (over) {
-        begin_return(a, false);
-    } else if (a->phase == L_IDLE_CHECK) {
-        if (!qs_gate_drain_done(a->ticket, &end, &took))
-            return;
-        a->phase = L_HELD;
-        if (took >= BUSY_NS || a->last_launch > a->idle_from || waiting)
-            a->last_launch = end; /* busy: its queued work ran until now */
-        else
-            begin_return(a, true);
-    } else if (now - a->last_launch >= idle_ns(a) && !waiting) {
-        a->phase = L_IDLE_CHECK;
-        a->idle_from = now;
-        a->ticket = qs_gate_drain_begin();
-    }
+    uint64_t now = qs_clock_now();
+    bool launched = qs_gate_take_launched();
+    qs_lease_look(a->lease, now, launched, qs_gate_waiting());
+    flush(a);
 }
 
 /* Whether the agent must watch the socket closely: a lease is held or awaited. */
 static bool lease_active(struct qs_agent *a)
 {
-    return atomic_load_explicit(&a->connected, memory_order_relaxed) && !a->no_tokens &&
-           (a->lease || a->requested || qs_gate_waiting() > 0);
+    return atomic_load_explicit(&a->connected, memory_order_relaxed) &&
+           qs_lease_active(a->lease, qs_gate_waiting());
 }
 
 /* ---- the thread ---------------------------------------------------------------------- */
@@ -603,23 +493,23 @@ static void *agent_main(void *arg)
     struct qs_agent *a = arg;
     char err[QP_ERR_LEN];
     qp_conn_hooks_t hooks = {hello_hook, session_hook, push_hook, a};
-    a->conn = qp_conn_new(qs_g.socket_dir, QP_TENANT, &hooks, err);
+    a->conn = qp_conn_new(qs_env_socket_dir(), QP_TENANT, &hooks, err);
     if (!a->conn) {
-        qs_log_once(&qs_g.logged.agent, "cannot connect to the arbiter: %s", err);
+        qs_log_once(&logged_agent, "cannot connect to the arbiter: %s", err);
         /* No connection will ever exist: nobody can grant a lease, and launches waiting
          * for one would wait forever. */
-        qs_gate_set(QS_GATE_FREE);
+        qs_lease_unreachable(a->lease);
     } else
         heartbeat(a, probe_arbiter(a) ? CALL_MS : 0);
     pthread_mutex_lock(&a->lock);
     a->hello_done = true;
     pthread_cond_broadcast(&a->done);
-    uint64_t next_hb = now_ms() + HB_MS;
+    uint64_t next_hb = qs_clock_now() / MS_NS + HB_MS;
     while (!a->stop) {
         /* lease_active() reads the gate's waiters under our lock: a thread counts itself
          * there before it signals wake, so it is either seen here or wakes us. */
         if (!a->queue && !lease_active(a)) {
-            struct timespec until = deadline_in(POLL_MS);
+            struct timespec until = qs_clock_deadline_in(POLL_MS);
             pthread_cond_timedwait(&a->wake, &a->lock, &until);
         }
         struct qs_req *queue = a->queue;
@@ -640,14 +530,14 @@ static void *agent_main(void *arg)
                 a->reclaim = false;
                 release(a, a->reclaim_keep);
             }
-            uint64_t now = now_ms();
+            uint64_t now = qs_clock_now() / MS_NS;
             if (now >= next_hb) {
                 heartbeat(a, up ? CALL_MS : SEND_MS);
                 up = atomic_load_explicit(&a->connected, memory_order_relaxed);
                 /* Hoarding: more than twice the headroom unused goes back. */
-                int64_t avail = atomic_load_explicit(&qs_g.resv.avail, memory_order_relaxed);
+                int64_t avail = atomic_load_explicit(&qs_mem_resv()->avail, memory_order_relaxed);
                 if (up && avail > (int64_t)(2 * headroom()))
-                    release(a, qs_resv_used(&qs_g.resv) + headroom());
+                    release(a, qs_resv_used(qs_mem_resv()) + headroom());
                 next_hb = now + (up ? HB_MS : a->refused ? REFUSED_MS : RETRY_MS);
             }
         }
@@ -665,49 +555,13 @@ static void *agent_main(void *arg)
     return NULL;
 }
 
-int qs_agent_start(void)
+/* The gate's waker: a thread waits at the gate for a lease. Returns false when there is
+ * no agent thread (the launch then goes ungated). Takes the agent's lock, so that an
+ * agent about to sleep either saw the waiter counted or gets the signal; the gate holds
+ * no lock when it calls this. */
+static bool wake_for_gate(void)
 {
-    qs_gate_reset();
-    if (qs_gate_drainer_start() < 0)
-        qs_log_once(&qs_g.logged.agent, "cannot start the drainer thread: the agent waits "
-                                        "for GPU work itself");
-    if (atomic_load_explicit(&kick_fd, memory_order_relaxed) < 0) {
-        int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-        atomic_store_explicit(&kick_fd, fd, memory_order_release); /* -1: slices only */
-    }
-    struct qs_agent *a = calloc(1, sizeof *a);
-    if (!a) {
-        qs_gate_set(QS_GATE_FREE); /* no agent: nothing is enforced, no slow path either */
-        return -ENOMEM;
-    }
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_mutex_init(&a->lock, NULL);
-    pthread_cond_init(&a->wake, &ca);
-    pthread_cond_init(&a->done, &ca);
-    pthread_condattr_destroy(&ca);
-    /* The application's signals are for its own threads: the agent takes none. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&a->thread, NULL, agent_main, a);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (rc != 0) {
-        qs_log_once(&qs_g.logged.agent, "cannot start the agent thread: %s", strerror(rc));
-        a->hello_done = true;
-        qs_g.agent = a; /* requests are answered -ENOTCONN */
-        qs_gate_set(QS_GATE_FREE);
-        return -rc;
-    }
-    a->started = true;
-    qs_g.agent = a;
-    return 0;
-}
-
-bool qs_agent_kick(void)
-{
-    struct qs_agent *a = qs_g.agent;
+    struct qs_agent *a = agent0;
     if (!a || !a->started)
         return false;
     pthread_mutex_lock(&a->lock);
@@ -717,12 +571,53 @@ bool qs_agent_kick(void)
     return alive;
 }
 
+int qs_agent_start(void)
+{
+    struct qs_agent *a = calloc(1, sizeof *a);
+    qs_lease_ops_t ops = {lease_gate, lease_drain, lease_send, a};
+    if (!a || !(a->lease = qs_lease_new(&ops))) {
+        free(a);
+        qs_gate_set(QS_GATE_FREE); /* no agent: nothing is enforced, no slow path either */
+        return -ENOMEM;
+    }
+    if (qs_drain_start(nudge) < 0)
+        qs_log_once(&logged_agent, "cannot start the drainer thread: the agent waits "
+                                   "for GPU work itself");
+    if (atomic_load_explicit(&kick_fd, memory_order_relaxed) < 0) {
+        int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        atomic_store_explicit(&kick_fd, fd, memory_order_release); /* -1: slices only */
+    }
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&a->lock, NULL);
+    pthread_cond_init(&a->wake, &ca);
+    pthread_cond_init(&a->done, &ca);
+    pthread_condattr_destroy(&ca);
+    agent0 = a;
+    qs_gate_start(wake_for_gate); /* closed: launches wait for a lease from here on */
+    /* The application's signals are for its own threads: the agent takes none. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(&a->thread, NULL, agent_main, a);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        qs_log_once(&logged_agent, "cannot start the agent thread: %s", strerror(rc));
+        a->hello_done = true; /* requests are answered -ENOTCONN */
+        qs_gate_set(QS_GATE_FREE);
+        return -rc;
+    }
+    a->started = true;
+    return 0;
+}
+
 void qs_agent_wait_hello(int timeout_ms)
 {
-    struct qs_agent *a = qs_g.agent;
+    struct qs_agent *a = agent0;
     if (!a)
         return;
-    struct timespec until = deadline_in(timeout_ms);
+    struct timespec until = qs_clock_deadline_in(timeout_ms);
     int cancel; /* not a cancellation point: see qs_agent_reserve() */
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
     pthread_mutex_lock(&a->lock);
@@ -736,12 +631,12 @@ void qs_agent_wait_hello(int timeout_ms)
 
 int qs_agent_reserve(uint64_t n)
 {
-    struct qs_agent *a = qs_g.agent;
+    struct qs_agent *a = agent0;
     if (!a || !a->started)
         return -ENOTCONN;
     int saved = errno;
     struct qs_req req = {.n = n};
-    struct timespec until = deadline_in(REQUEST_WAIT_MS);
+    struct timespec until = qs_clock_deadline_in(REQUEST_WAIT_MS);
     /* An allocation is no cancellation point, and the wait must not become one: a thread
      * cancelled in pthread_cond_timedwait() would exit holding the agent's lock, req (on
      * its stack) still in the agent's hands, and the agent would block for good. */
@@ -815,27 +710,26 @@ void qs_agent_forget_after_fork(void)
     /* The parent's agent is left as it is: its thread, mutexes and ZeroMQ context belong to
      * a process image this one no longer shares. The child says its own hello. */
     int saved = errno; /* fork() must leave the application's errno as it was */
-    struct qs_agent *a = qs_g.agent;
+    struct qs_agent *a = agent0;
     if (a && atomic_load_explicit(&a->sig_ok, memory_order_acquire))
         close_inherited_connections(&a->sig);
-    qs_g.agent = NULL;
+    agent0 = NULL;
     /* The eventfd is shared with the parent: a read here would take the parent's wake-up. */
     int kfd = atomic_exchange_explicit(&kick_fd, -1, memory_order_acq_rel);
     if (kfd >= 0)
         close(kfd);
-    qs_gate_reset(); /* no lease: the parent's is the parent's */
     errno = saved;
 }
 
 /* At exit: stop the agent and close the connection, so that the arbiter takes back this
  * process's reservation (and lease) at once. Bounded, since exit must not hang on a stuck
  * arbiter. The agent itself is never freed: application threads run on while exit()
- * calls destructors, and one may have read qs_g.agent just before and be about to lock
+ * calls destructors, and one may have read agent0 just before and be about to lock
  * it. Stopped, it answers every request -ENOTCONN and opens the gate for good; the
  * memory goes with the process. */
 __attribute__((destructor)) static void stop_agent(void)
 {
-    struct qs_agent *a = qs_g.agent;
+    struct qs_agent *a = agent0;
     if (!a || !a->started)
         return;
     /* Threads still launching while the process exits must not wait for a grant that

@@ -1,11 +1,14 @@
 /* device.c - device visibility hooks: cuInit, cuDeviceGetCount, cuDeviceGet and
  * cuDeviceTotalMem (which reports the quota).
- * Threads: any; qs_g.dev_lock guards the mapping while it is made (once), dev_state is
- * then read with acquire loads. */
+ * Threads: any; dev0.lock guards the mapping while it is made (once), dev0.state is
+ * then read with acquire loads. State: dev0, this file's alone; a fork child keeps the
+ * mapping (the driver's state is copied with the process) and gets a new lock. */
 #include "shim/device.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,35 +21,59 @@
 #include "shim/real.h"
 #include "shim/uuid.h"
 
+/* The mapping of the vGPU's GPU to the driver's device. */
+static struct {
+    pthread_mutex_t lock;   /* guards the mapping below while it is made */
+    atomic_int state;       /* QS_DEV_*: release-stored once the mapping is made */
+    CUdevice dev;           /* the vGPU's GPU as the driver names it (QS_DEV_MAPPED) */
+    char uuid[QS_UUID_LEN]; /* its UUID, "GPU-xxxxxxxx-...": lock */
+    bool env_forced;        /* CUDA_VISIBLE_DEVICES was set to it before cuInit */
+    /* "CUDA_VISIBLE_DEVICES=<uuid>", the environment entry the shim put in place of the
+     * workload's: written once under lock, then lives as long as the process, as an
+     * environment entry must */
+    char visible_entry[sizeof "CUDA_VISIBLE_DEVICES=" + QS_UUID_LEN];
+    atomic_int logged; /* the GPU cannot be used: said once */
+} dev0 = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+void qs_device_reset_after_fork(void)
+{
+    pthread_mutex_init(&dev0.lock, NULL);
+}
+
+CUdevice qs_device(void)
+{
+    return dev0.dev;
+}
+
 void qs_device_set_uuid(const char *uuid)
 {
-    if (!uuid || !*uuid || strlen(uuid) >= sizeof qs_g.gpu_uuid)
+    if (!uuid || !*uuid || strlen(uuid) >= sizeof dev0.uuid)
         return;
-    pthread_mutex_lock(&qs_g.dev_lock);
-    if (atomic_load_explicit(&qs_g.dev_state, memory_order_relaxed) == QS_DEV_UNKNOWN &&
-        !qs_g.env_forced)
-        memcpy(qs_g.gpu_uuid, uuid, strlen(uuid) + 1);
-    else if (!qs_uuid_equal(uuid, qs_g.gpu_uuid))
-        qs_log_once(&qs_g.logged.no_device,
+    pthread_mutex_lock(&dev0.lock);
+    if (atomic_load_explicit(&dev0.state, memory_order_relaxed) == QS_DEV_UNKNOWN &&
+        !dev0.env_forced)
+        memcpy(dev0.uuid, uuid, strlen(uuid) + 1);
+    else if (!qs_uuid_equal(uuid, dev0.uuid))
+        qs_log_once(&dev0.logged,
                     "the arbiter places vGPU %s on %s, but this "
                     "process already uses %s",
-                    qs_g.vgpu, uuid, qs_g.gpu_uuid);
-    pthread_mutex_unlock(&qs_g.dev_lock);
+                    qs_env_vgpu(), uuid, dev0.uuid);
+    pthread_mutex_unlock(&dev0.lock);
 }
 
 /* dev_lock held. */
 static const char *chosen_uuid(void)
 {
-    if (!qs_g.gpu_uuid[0] && qs_g.env_gpu[0])
-        memcpy(qs_g.gpu_uuid, qs_g.env_gpu, sizeof qs_g.gpu_uuid);
-    return qs_g.gpu_uuid;
+    if (!dev0.uuid[0] && qs_env_gpu()[0])
+        snprintf(dev0.uuid, sizeof dev0.uuid, "%s", qs_env_gpu());
+    return dev0.uuid;
 }
 
 void qs_device_uuid(char *out, size_t cap)
 {
-    pthread_mutex_lock(&qs_g.dev_lock);
+    pthread_mutex_lock(&dev0.lock);
     snprintf(out, cap, "%s", chosen_uuid());
-    pthread_mutex_unlock(&qs_g.dev_lock);
+    pthread_mutex_unlock(&dev0.lock);
 }
 
 #define VISIBLE "CUDA_VISIBLE_DEVICES="
@@ -64,22 +91,22 @@ void qs_device_uuid(char *out, size_t cap)
  * found by UUID, as ordinal 0. */
 static void force_visible_devices(void)
 {
-    pthread_mutex_lock(&qs_g.dev_lock);
-    if (!qs_g.env_forced) {
+    pthread_mutex_lock(&dev0.lock);
+    if (!dev0.env_forced) {
         const char *uuid = chosen_uuid();
         for (char **e = environ; uuid[0] && e && *e; e++) {
             if (strncmp(*e, VISIBLE, strlen(VISIBLE)) != 0)
                 continue;
             if (strcmp(*e + strlen(VISIBLE), uuid) != 0) {
-                snprintf(qs_g.visible_entry, sizeof qs_g.visible_entry, VISIBLE "%s", uuid);
+                snprintf(dev0.visible_entry, sizeof dev0.visible_entry, VISIBLE "%s", uuid);
                 /* release: the string is written before a reader can reach it */
-                __atomic_store_n(e, qs_g.visible_entry, __ATOMIC_RELEASE);
+                __atomic_store_n(e, dev0.visible_entry, __ATOMIC_RELEASE);
             }
             break;
         }
-        qs_g.env_forced = true;
+        dev0.env_forced = true;
     }
-    pthread_mutex_unlock(&qs_g.dev_lock);
+    pthread_mutex_unlock(&dev0.lock);
 }
 
 /* Finds the vGPU's GPU among the devices the driver shows. dev_lock held. */
@@ -100,42 +127,42 @@ static int map_device(void)
             continue;
         qs_uuid_format((const unsigned char *)u.bytes, s);
         if (qs_uuid_equal(s, uuid)) {
-            qs_g.dev = d;
+            dev0.dev = d;
             return QS_DEV_MAPPED;
         }
     }
     if (uuid[0])
-        qs_log_once(&qs_g.logged.no_device,
+        qs_log_once(&dev0.logged,
                     "GPU %s of vGPU %s is not visible to this "
                     "process: it sees no CUDA device",
-                    uuid, qs_g.vgpu);
+                    uuid, qs_env_vgpu());
     else
-        qs_log_once(&qs_g.logged.no_device,
+        qs_log_once(&dev0.logged,
                     "no GPU is known for vGPU %s (no arbiter reply, "
                     "no CUDA_VISIBLE_DEVICES): it sees no CUDA device",
-                    qs_g.vgpu);
+                    qs_env_vgpu());
     return QS_DEV_NONE;
 }
 
 int qs_device_state(void)
 {
-    int st = atomic_load_explicit(&qs_g.dev_state, memory_order_acquire);
+    int st = atomic_load_explicit(&dev0.state, memory_order_acquire);
     if (st != QS_DEV_UNKNOWN)
         return st;
-    pthread_mutex_lock(&qs_g.dev_lock);
-    st = atomic_load_explicit(&qs_g.dev_state, memory_order_relaxed);
+    pthread_mutex_lock(&dev0.lock);
+    st = atomic_load_explicit(&dev0.state, memory_order_relaxed);
     if (st == QS_DEV_UNKNOWN) {
         st = map_device();
-        /* release: qs_g.dev is written before the state that says it is valid */
-        atomic_store_explicit(&qs_g.dev_state, st, memory_order_release);
+        /* release: dev0.dev is written before the state that says it is valid */
+        atomic_store_explicit(&dev0.state, st, memory_order_release);
     }
-    pthread_mutex_unlock(&qs_g.dev_lock);
+    pthread_mutex_unlock(&dev0.lock);
     return st;
 }
 
 bool qs_device_is_ours(CUdevice dev)
 {
-    return qs_device_state() == QS_DEV_MAPPED && dev == qs_g.dev;
+    return qs_device_state() == QS_DEV_MAPPED && dev == dev0.dev;
 }
 
 QS_EXPORT CUresult cuInit(unsigned int flags)
@@ -154,10 +181,10 @@ QS_EXPORT CUresult cuInit(unsigned int flags)
         char uuid[QS_UUID_LEN];
         qs_device_uuid(uuid, sizeof uuid);
         if (uuid[0])
-            qs_log_once(&qs_g.logged.no_device,
+            qs_log_once(&dev0.logged,
                         "GPU %s of vGPU %s is not visible to this "
                         "process: it sees no CUDA device",
-                        uuid, qs_g.vgpu);
+                        uuid, qs_env_vgpu());
     }
     return rc;
 }
@@ -191,7 +218,7 @@ QS_EXPORT CUresult cuDeviceGet(CUdevice *device, int ordinal)
         return real(device, ordinal); /* the driver's own answer: not initialised */
     if (st != QS_DEV_MAPPED || ordinal != 0)
         return CUDA_ERROR_INVALID_DEVICE;
-    *device = qs_g.dev;
+    *device = dev0.dev;
     return CUDA_SUCCESS;
 }
 

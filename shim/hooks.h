@@ -1,8 +1,8 @@
 /* hooks.h - the driver and NVML entry points the shim exports (its hooks) and the ones it
  * only calls, and the table that maps a symbol name to its hook.
  *
- * Threads: any. The tables are constant; the real entry points live in qs_g.real
- * (shim/state.h) and are resolved lazily by shim/real.c. */
+ * Threads: any. The tables are constant; the real entry points live in qs_real_fns
+ * (shim/real.h) and are resolved lazily by shim/real.c. */
 #ifndef QS_HOOKS_H
 #define QS_HOOKS_H
 

@@ -25,7 +25,7 @@
     {                                                                                              \
         /* acquire: see qs_real() */                                                               \
         QS_PFN_##name real =                                                                       \
-            (QS_PFN_##name)atomic_load_explicit(&qs_g.real[QS_H_##name], memory_order_acquire);    \
+            (QS_PFN_##name)atomic_load_explicit(&qs_real_fns[QS_H_##name], memory_order_acquire);  \
         if (__builtin_expect(real == NULL, 0))                                                     \
             return first_##name args;                                                              \
         CUresult gate = qs_gate_launch(stream);                                                    \

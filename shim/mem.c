@@ -1,7 +1,8 @@
 /* mem.c - charging and uncharging, plain allocations (cuMemAlloc, pitched, managed),
  * their frees, context destruction, and the virtual cuMemGetInfo.
  * Threads: any. The reservation is lock-free (shim/resv.h); the table is sharded
- * (shim/ptrtab.h); the agent is reached only when the reservation runs short. */
+ * (shim/ptrtab.h); the agent is reached only when the reservation runs short.
+ * State: mem0, this file's alone (shim/mem.h). */
 #include "shim/mem.h"
 
 #include <errno.h>
@@ -10,65 +11,87 @@
 
 #include "shim/agent.h"
 #include "shim/errors.h"
-#include "shim/gate.h"
+#include "shim/drain.h"
 #include "shim/init.h"
 #include "shim/log.h"
+#include "shim/pools.h"
 #include "shim/real.h"
 
 #define MiB (1024.0 * 1024.0)
 
+/* The process's memory accounting. */
+static struct {
+    struct qs_resv resv;           /* the reservation; shim/resv.h */
+    _Atomic uint64_t quota;        /* the vGPU's memory quota in bytes; the agent stores it */
+    _Atomic uint64_t others;       /* the vGPU's other processes' use, last reported; the agent */
+    qs_ptrtab_t *ptrs;             /* owned: live allocations; created by qs_mem_init() */
+    atomic_int logged_unreachable; /* per outage: cleared when the arbiter answers again */
+    atomic_int logged_quota;       /* first refusal past the quota */
+    atomic_int logged_table;       /* an allocation could not be remembered */
+} mem0;
+
+struct qs_resv *qs_mem_resv(void)
+{
+    return &mem0.resv;
+}
+
+void qs_mem_set_quota(uint64_t quota)
+{
+    atomic_store_explicit(&mem0.quota, quota, memory_order_relaxed);
+}
+
+void qs_mem_set_others(uint64_t bytes)
+{
+    atomic_store_explicit(&mem0.others, bytes, memory_order_relaxed);
+}
+
+void qs_mem_arbiter_back(void)
+{
+    atomic_store_explicit(&mem0.logged_unreachable, 0, memory_order_relaxed);
+}
+
 void qs_mem_init(void)
 {
-    if (!qs_g.ptrs)
-        qs_g.ptrs = qs_ptrtab_new();
-    if (!qs_g.ptrs)
-        qs_log_once(&qs_g.logged.table_full, "out of memory for the allocation table: frees "
-                                             "will not give memory back to the vGPU");
+    if (!mem0.ptrs)
+        mem0.ptrs = qs_ptrtab_new();
+    if (!mem0.ptrs)
+        qs_log_once(&mem0.logged_table, "out of memory for the allocation table: frees "
+                                        "will not give memory back to the vGPU");
 }
 
 void qs_mem_before_fork(void)
 {
-    if (qs_g.ptrs)
-        qs_ptrtab_lock_all(qs_g.ptrs);
-    qs_vmm_lock_for_fork();
+    if (mem0.ptrs)
+        qs_ptrtab_lock_all(mem0.ptrs);
 }
 
 void qs_mem_after_fork_parent(void)
 {
-    qs_vmm_unlock_after_fork();
-    if (qs_g.ptrs)
-        qs_ptrtab_unlock_all(qs_g.ptrs);
+    if (mem0.ptrs)
+        qs_ptrtab_unlock_all(mem0.ptrs);
 }
 
 void qs_mem_reset_after_fork(void)
 {
-    if (qs_g.ptrs)
-        qs_ptrtab_reset_after_fork(qs_g.ptrs);
-    qs_vmm_reset_after_fork();
-    atomic_store(&qs_g.resv.avail, 0);
-    atomic_store(&qs_g.resv.used, 0);
-    atomic_store(&qs_g.resv.reserved, 0);
-    atomic_store(&qs_g.vgpu_others, 0);
-    pthread_mutex_init(&qs_g.pools_lock, NULL);
-    for (int i = 0; i < QS_MAX_POOLS; i++) {
-        pthread_mutex_init(&qs_g.pools[i].lock, NULL);
-        qs_g.pools[i].charged = 0;
-        qs_g.pools[i].live = 0;
-        qs_g.pools[i].destroyed = false;
-    }
-    atomic_store(&qs_g.logged.unreachable, 0);
-    atomic_store(&qs_g.logged.quota, 0);
+    if (mem0.ptrs)
+        qs_ptrtab_reset_after_fork(mem0.ptrs);
+    atomic_store(&mem0.resv.avail, 0);
+    atomic_store(&mem0.resv.used, 0);
+    atomic_store(&mem0.resv.reserved, 0);
+    atomic_store(&mem0.others, 0);
+    atomic_store(&mem0.logged_unreachable, 0);
+    atomic_store(&mem0.logged_quota, 0);
 }
 
 uint64_t qs_mem_quota(void)
 {
-    return atomic_load_explicit(&qs_g.quota, memory_order_relaxed);
+    return atomic_load_explicit(&mem0.quota, memory_order_relaxed);
 }
 
 uint64_t qs_mem_vgpu_used(void)
 {
-    return atomic_load_explicit(&qs_g.vgpu_others, memory_order_relaxed) +
-           atomic_load_explicit(&qs_g.resv.used, memory_order_relaxed);
+    return atomic_load_explicit(&mem0.others, memory_order_relaxed) +
+           atomic_load_explicit(&mem0.resv.used, memory_order_relaxed);
 }
 
 int qs_mem_charge(uint64_t n)
@@ -79,24 +102,24 @@ int qs_mem_charge(uint64_t n)
      * This ends: each grant raises the reservation (the arbiter grants at least what is
      * used plus n), and the quota bounds it; the cap only guards against a broken peer. */
     for (int attempt = 0;; attempt++) {
-        if (qs_resv_try_charge(&qs_g.resv, n))
+        if (qs_resv_try_charge(&mem0.resv, n))
             return 0;
         if (attempt == 64)
             return -EDQUOT;
         int rc = qs_agent_reserve(n);
         if (rc == -ENOTCONN) {
-            qs_log_once(&qs_g.logged.unreachable,
+            qs_log_once(&mem0.logged_unreachable,
                         "arbiter unreachable (%s/tenant.sock): "
                         "allocations beyond this process's reservation (%.0f MiB) fail "
                         "until it is back",
-                        qs_g.socket_dir, (double)atomic_load(&qs_g.resv.reserved) / MiB);
+                        qs_env_socket_dir(), (double)atomic_load(&mem0.resv.reserved) / MiB);
             return rc;
         }
         if (rc == -EDQUOT) {
-            qs_log_once(&qs_g.logged.quota,
+            qs_log_once(&mem0.logged_quota,
                         "vGPU %s: allocation of %.1f MiB refused, past "
                         "its memory quota of %.0f MiB",
-                        qs_g.vgpu, (double)n / MiB, (double)qs_mem_quota() / MiB);
+                        qs_env_vgpu(), (double)n / MiB, (double)qs_mem_quota() / MiB);
             return rc;
         }
         if (rc < 0)
@@ -107,13 +130,13 @@ int qs_mem_charge(uint64_t n)
 void qs_mem_uncharge(uint64_t n)
 {
     if (n)
-        qs_resv_uncharge(&qs_g.resv, n);
+        qs_resv_uncharge(&mem0.resv, n);
 }
 
 void qs_mem_force(uint64_t n)
 {
     if (n)
-        qs_resv_force(&qs_g.resv, n);
+        qs_resv_force(&mem0.resv, n);
 }
 
 static const void *current_ctx(void)
@@ -129,8 +152,8 @@ static const void *current_ctx(void)
  * (or, for a pooled one, its destroyed pool's) outlives it, which errs on the safe side. */
 static void remember(qs_alloc_kind_t kind, uint64_t key, uint64_t bytes, const void *owner)
 {
-    if (!qs_g.ptrs || qs_ptrtab_put(qs_g.ptrs, kind, key, bytes, owner) < 0)
-        qs_log_once(&qs_g.logged.table_full,
+    if (!mem0.ptrs || qs_ptrtab_put(mem0.ptrs, kind, key, bytes, owner) < 0)
+        qs_log_once(&mem0.logged_table,
                     "cannot remember an allocation (out of memory, "
                     "or the driver returned a live pointer): its memory stays charged");
 }
@@ -148,12 +171,12 @@ void qs_mem_track_pooled(uint64_t dptr, struct qs_pool *pool)
 void qs_mem_free_begin(qs_alloc_kind_t kind, uint64_t key, struct qs_freeing *f)
 {
     *f = (struct qs_freeing){.kind = 0, .key = key};
-    if (!qs_g.ptrs)
+    if (!mem0.ptrs)
         return;
-    if (qs_ptrtab_take(qs_g.ptrs, kind, key, &f->bytes, &f->owner) == 0)
+    if (qs_ptrtab_take(mem0.ptrs, kind, key, &f->bytes, &f->owner) == 0)
         f->kind = kind;
     else if (kind == QS_ALLOC_DPTR &&
-             qs_ptrtab_take(qs_g.ptrs, QS_ALLOC_POOLED, key, &f->bytes, &f->owner) == 0)
+             qs_ptrtab_take(mem0.ptrs, QS_ALLOC_POOLED, key, &f->bytes, &f->owner) == 0)
         f->kind = QS_ALLOC_POOLED;
 }
 
@@ -173,8 +196,8 @@ CUresult qs_mem_free_end(CUresult r, const struct qs_freeing *f)
 
 void qs_mem_context_gone(CUcontext ctx)
 {
-    if (qs_g.ptrs && ctx)
-        qs_mem_uncharge(qs_ptrtab_take_ctx(qs_g.ptrs, ctx));
+    if (mem0.ptrs && ctx)
+        qs_mem_uncharge(qs_ptrtab_take_ctx(mem0.ptrs, ctx));
     qs_pools_reconcile();
 }
 
@@ -407,7 +430,7 @@ static CUresult end_context(CUresult (*call)(uintptr_t), uintptr_t arg, CUcontex
     {                                                                                              \
         if (!QS_REAL(name))                                                                        \
             return qs_cu_error(-ENOSYS);                                                           \
-        qs_gate_forget_context(ctx); /* first: the drainer must not be synchronising it */         \
+        qs_drain_forget_context(ctx); /* first: the drainer must not be synchronising it */        \
         return end_context(call_##name, (uintptr_t)ctx, qs_managed() ? ctx : NULL, false, 0);      \
     }
 

@@ -5,29 +5,50 @@
  * and remembers them under its pointer or handle, so that its free gives back exactly
  * that. Charging is an atomic compare-and-swap against this process's reservation; only
  * when the reservation runs short does the thread ask the agent for more (a round trip
- * to the arbiter). Threads: any. */
+ * to the arbiter). Threads: any.
+ *
+ * State: mem.c's own: the reservation, the quota and the vGPU's other processes' use (the
+ * agent stores what the arbiter says, through the functions below), and the table of
+ * what each allocation charged. Stream-ordered pools (shim/pools.h) and physical
+ * allocations (shim/vmm.h) keep their own records and charge through here. */
 #ifndef QS_MEM_H
 #define QS_MEM_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "shim/cuda.h"
 #include "shim/ptrtab.h"
-#include "shim/state.h"
+#include "shim/resv.h"
+
+struct qs_pool; /* a stream-ordered pool's record: shim/pools.c */
 
 /* Tenant set-up (the allocation table); called by qs_init_slow() once per process. */
 void qs_mem_init(void);
-/* Around fork (shim/init.c's handlers, init_lock held): the forking thread takes the
- * allocation tables' locks before it forks and drops them after, in the parent, so that
- * no table is caught half-changed in the child. */
+/* Around fork (shim/init.c's handlers): the forking thread takes the allocation table's
+ * locks before it forks and drops them after, in the parent, so that the table is not
+ * caught half-changed in the child. */
 void qs_mem_before_fork(void);
 void qs_mem_after_fork_parent(void);
-/* In a fork child: forget the parent's allocations, reservation and pools. */
+/* In a fork child: forget the parent's allocations and reservation. */
 void qs_mem_reset_after_fork(void);
 
 /* The vGPU's quota in bytes; 0 while the arbiter never answered (nothing can be charged). */
 uint64_t qs_mem_quota(void);
 /* What the vGPU's processes hold: the others' as the arbiter last reported, plus ours now. */
 uint64_t qs_mem_vgpu_used(void);
+
+/* ---- the agent's side (shim/agent.c): what the arbiter said ------------------------- */
+
+/* This process's reservation. Only the agent changes it (qs_resv_grant, _take,
+ * _reset_to_used); every thread charges against it through qs_mem_charge(). */
+struct qs_resv *qs_mem_resv(void);
+/* The vGPU's quota, from LIMITS. */
+void qs_mem_set_quota(uint64_t quota);
+/* What the vGPU's other processes hold, as the arbiter last reported. */
+void qs_mem_set_others(uint64_t bytes);
+/* The arbiter answers again: the next outage is said again. */
+void qs_mem_arbiter_back(void);
 
 /* Charges n bytes. Returns 0; -EDQUOT past the quota; -ENOTCONN when the reservation is
  * short and the arbiter unreachable (logged once per outage). */
@@ -62,17 +83,5 @@ CUresult qs_mem_free_end(CUresult r, const struct qs_freeing *f);
 
 /* The driver freed everything allocated in ctx (it was destroyed): uncharge it. */
 void qs_mem_context_gone(CUcontext ctx);
-
-/* Physical allocations (shim/vmm.c) across fork, for the three above. */
-void qs_vmm_lock_for_fork(void);
-void qs_vmm_unlock_after_fork(void);
-void qs_vmm_reset_after_fork(void);
-
-/* Stream-ordered pools (shim/pools.c): re-measures every charged pool and charges or
- * gives back the difference. Cheap when no pool was used. */
-void qs_pools_reconcile(void);
-/* An allocation from pool was freed: a pool destroyed while it had allocations gives its
- * memory back with the last of them, as the driver does. */
-void qs_pools_freed(struct qs_pool *pool);
 
 #endif

@@ -1,7 +1,10 @@
 /* nvml.c - NVML as a vGPU's workload sees it: one device, index 0, the vGPU's GPU, whose
  * memory is the quota. Other GPUs cannot be reached by index or UUID.
- * Threads: any; the handle is found once (nvml_state, release-stored) under dev_lock. */
+ * Threads: any; the handle is found once (nvml0.state, release-stored) under nvml0.lock. */
+#include "shim/nvml.h"
+
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "shim/device.h"
@@ -9,12 +12,25 @@
 #include "shim/init.h"
 #include "shim/mem.h"
 #include "shim/real.h"
+#include "shim/uuid.h"
+
+/* The GPU's NVML handle. */
+static struct {
+    pthread_mutex_t lock;      /* held while the handle is stored */
+    atomic_int state;          /* QS_DEV_*: release-stored once the handle is known */
+    _Atomic(nvmlDevice_t) dev; /* the GPU's NVML handle (QS_DEV_MAPPED) */
+} nvml0 = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+void qs_nvml_reset_after_fork(void)
+{
+    pthread_mutex_init(&nvml0.lock, NULL);
+}
 
 /* QS_DEV_MAPPED and *dev, QS_DEV_NONE, or the error NVML gave (not initialised) as a
  * negative nvmlReturn_t. */
 static int our_device(nvmlDevice_t *dev)
 {
-    int st = atomic_load_explicit(&qs_g.nvml_state, memory_order_acquire);
+    int st = atomic_load_explicit(&nvml0.state, memory_order_acquire);
     if (st == QS_DEV_UNKNOWN) {
         QS_PFN_nvmlDeviceGetHandleByUUID by_uuid = QS_REAL(nvmlDeviceGetHandleByUUID);
         char uuid[QS_UUID_LEN];
@@ -24,17 +40,17 @@ static int our_device(nvmlDevice_t *dev)
         nvmlReturn_t r = uuid[0] && by_uuid ? by_uuid(uuid, &h) : NVML_ERROR_NOT_FOUND;
         if (r == NVML_ERROR_UNINITIALIZED)
             return -(int)r;
-        pthread_mutex_lock(&qs_g.dev_lock);
-        st = atomic_load_explicit(&qs_g.nvml_state, memory_order_relaxed);
+        pthread_mutex_lock(&nvml0.lock);
+        st = atomic_load_explicit(&nvml0.state, memory_order_relaxed);
         if (st == QS_DEV_UNKNOWN) {
-            atomic_store_explicit(&qs_g.nvml_dev, h, memory_order_relaxed);
+            atomic_store_explicit(&nvml0.dev, h, memory_order_relaxed);
             st = r == NVML_SUCCESS ? QS_DEV_MAPPED : QS_DEV_NONE;
             /* release: the handle is stored before the state that says it is valid */
-            atomic_store_explicit(&qs_g.nvml_state, st, memory_order_release);
+            atomic_store_explicit(&nvml0.state, st, memory_order_release);
         }
-        pthread_mutex_unlock(&qs_g.dev_lock);
+        pthread_mutex_unlock(&nvml0.lock);
     }
-    *dev = atomic_load_explicit(&qs_g.nvml_dev, memory_order_relaxed);
+    *dev = atomic_load_explicit(&nvml0.dev, memory_order_relaxed);
     return st;
 }
 

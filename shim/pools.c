@@ -17,8 +17,12 @@
  * Threads: any; a pool's lock is held across its measurement and an allocation, so two
  * threads never count one growth twice. Pool records are added under pools_lock and
  * never removed (a dead one is reused), so readers scan them lock-free up to npools
- * (acquire); a record found that way is checked again under its lock. */
+ * (acquire); a record found that way is checked again under its lock.
+ * State: pools0, this file's alone (shim/pools.h). */
+#include "shim/pools.h"
+
 #include <errno.h>
+#include <pthread.h>
 
 #include "shim/device.h"
 #include "shim/errors.h"
@@ -28,6 +32,40 @@
 #include "shim/real.h"
 
 #define POOL_CHUNK (2ull << 20)
+#define MAX_POOLS 64
+
+/* A memory pool whose growth is charged (cuMemAllocAsync, cuMemAllocFromPoolAsync). */
+struct qs_pool {
+    /* the driver's handle: set before npools counts it; NULL once the pool is destroyed
+     * with allocations outstanding (the handle is dead, and may come back for a new
+     * pool, which gets a record of its own): stored under lock, read without */
+    _Atomic(CUmemoryPool) pool;
+    bool device;          /* its memory lives on the GPU (host pools are not charged): lock */
+    uint64_t charged;     /* bytes of it charged now, its reserved memory as last seen: lock */
+    uint64_t live;        /* allocations from it not yet freed: lock */
+    bool destroyed;       /* destroyed while live > 0: charged until the last is freed: lock */
+    pthread_mutex_t lock; /* held across an allocation's before/after measurement */
+};
+
+/* The pools seen. The records' locks start zeroed, which is PTHREAD_MUTEX_INITIALIZER in
+ * glibc: a hook may run before any constructor of ours. */
+static struct {
+    pthread_mutex_t lock;            /* serialises adding records */
+    struct qs_pool pools[MAX_POOLS]; /* records are never removed */
+    atomic_int npools;               /* records in use (release-stored after filling one) */
+    atomic_int logged_full;          /* "more than 64 pools" was said */
+} pools0 = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+void qs_pools_reset_after_fork(void)
+{
+    pthread_mutex_init(&pools0.lock, NULL);
+    for (int i = 0; i < MAX_POOLS; i++) {
+        pthread_mutex_init(&pools0.pools[i].lock, NULL);
+        pools0.pools[i].charged = 0;
+        pools0.pools[i].live = 0;
+        pools0.pools[i].destroyed = false;
+    }
+}
 
 static CUmemoryPool pool_of(struct qs_pool *rec)
 {
@@ -39,9 +77,9 @@ static CUmemoryPool pool_of(struct qs_pool *rec)
  * pools_lock held. */
 static struct qs_pool *new_record(CUmemoryPool pool, bool device)
 {
-    int n = atomic_load_explicit(&qs_g.npools, memory_order_relaxed);
+    int n = atomic_load_explicit(&pools0.npools, memory_order_relaxed);
     for (int i = 0; i < n; i++) {
-        struct qs_pool *rec = &qs_g.pools[i];
+        struct qs_pool *rec = &pools0.pools[i];
         if (pool_of(rec))
             continue;
         pthread_mutex_lock(&rec->lock);
@@ -56,9 +94,9 @@ static struct qs_pool *new_record(CUmemoryPool pool, bool device)
         if (reusable)
             return rec;
     }
-    if (n == QS_MAX_POOLS)
+    if (n == MAX_POOLS)
         return NULL;
-    struct qs_pool *rec = &qs_g.pools[n];
+    struct qs_pool *rec = &pools0.pools[n];
     pthread_mutex_lock(&rec->lock);
     rec->device = device;
     rec->charged = 0;
@@ -67,7 +105,7 @@ static struct qs_pool *new_record(CUmemoryPool pool, bool device)
     atomic_store_explicit(&rec->pool, pool, memory_order_relaxed);
     pthread_mutex_unlock(&rec->lock);
     /* release: the record is filled before readers can reach it */
-    atomic_store_explicit(&qs_g.npools, n + 1, memory_order_release);
+    atomic_store_explicit(&pools0.npools, n + 1, memory_order_release);
     return rec;
 }
 
@@ -77,26 +115,26 @@ static struct qs_pool *locked_record(CUmemoryPool pool, bool device, bool add)
 {
     for (;;) {
         struct qs_pool *rec = NULL;
-        int n = atomic_load_explicit(&qs_g.npools, memory_order_acquire);
+        int n = atomic_load_explicit(&pools0.npools, memory_order_acquire);
         for (int i = 0; i < n && !rec; i++) {
-            if (pool_of(&qs_g.pools[i]) == pool)
-                rec = &qs_g.pools[i];
+            if (pool_of(&pools0.pools[i]) == pool)
+                rec = &pools0.pools[i];
         }
         if (!rec && add) {
-            pthread_mutex_lock(&qs_g.pools_lock);
-            n = atomic_load_explicit(&qs_g.npools, memory_order_relaxed);
+            pthread_mutex_lock(&pools0.lock);
+            n = atomic_load_explicit(&pools0.npools, memory_order_relaxed);
             for (int i = 0; i < n && !rec; i++) {
-                if (pool_of(&qs_g.pools[i]) == pool)
-                    rec = &qs_g.pools[i];
+                if (pool_of(&pools0.pools[i]) == pool)
+                    rec = &pools0.pools[i];
             }
             if (!rec)
                 rec = new_record(pool, device);
-            pthread_mutex_unlock(&qs_g.pools_lock);
+            pthread_mutex_unlock(&pools0.lock);
             if (!rec)
-                qs_log_once(&qs_g.logged.pools_full,
+                qs_log_once(&pools0.logged_full,
                             "more than %d memory pools: allocations from "
                             "the others are charged one by one",
-                            QS_MAX_POOLS);
+                            MAX_POOLS);
         }
         if (!rec)
             return NULL;
@@ -132,9 +170,9 @@ static void settle(struct qs_pool *rec, uint64_t cur)
 
 void qs_pools_reconcile(void)
 {
-    int n = atomic_load_explicit(&qs_g.npools, memory_order_acquire);
+    int n = atomic_load_explicit(&pools0.npools, memory_order_acquire);
     for (int i = 0; i < n; i++) {
-        struct qs_pool *rec = &qs_g.pools[i];
+        struct qs_pool *rec = &pools0.pools[i];
         uint64_t cur;
         pthread_mutex_lock(&rec->lock);
         /* A destroyed pool cannot be measured: it keeps its charge until drained. */
@@ -267,7 +305,8 @@ static CUresult alloc_async(struct pool_call *c)
     if (!c->pool) {
         /* cuMemAllocAsync: the current pool of the stream's device, which is ours. */
         QS_PFN_cuDeviceGetMemPool get = QS_REAL(cuDeviceGetMemPool);
-        if (qs_device_state() != QS_DEV_MAPPED || !get || get(&c->pool, qs_g.dev) != CUDA_SUCCESS)
+        if (qs_device_state() != QS_DEV_MAPPED || !get ||
+            get(&c->pool, qs_device()) != CUDA_SUCCESS)
             return alloc_unmeasured(c);
     }
     return alloc_charged(c);
@@ -382,7 +421,7 @@ QS_EXPORT CUresult cuMemPoolTrimTo(CUmemoryPool pool, size_t minBytesToKeep)
         if (!real)                                                                                 \
             return qs_cu_error(-ENOSYS);                                                           \
         CUresult r = real args;                                                                    \
-        if (qs_managed() && atomic_load_explicit(&qs_g.npools, memory_order_relaxed))              \
+        if (qs_managed() && atomic_load_explicit(&pools0.npools, memory_order_relaxed))            \
             qs_pools_reconcile();                                                                  \
         return r;                                                                                  \
     }

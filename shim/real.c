@@ -1,6 +1,8 @@
 /* real.c - finds the real driver, NVML and glibc entry points the shim forwards to.
  * Threads: any. Every lazily found pointer is published with a release store; racing
- * threads find the same value, so a lost race costs a second lookup, nothing more. */
+ * threads find the same value, so a lost race costs a second lookup, nothing more.
+ * State: qs_real_fns (real.h) and real0 below, this file's alone; a fork child keeps
+ * them (the same libraries are mapped). */
 #include "shim/real.h"
 
 #include <dlfcn.h>
@@ -11,6 +13,17 @@
 #include "shim/elfsym.h"
 #include "shim/early.h"
 #include "shim/log.h"
+
+_Atomic(void *) qs_real_fns[QS_ENTRY_COUNT];
+
+/* The libraries and glibc's lookups, found once. */
+static struct {
+    _Atomic(void *) cuda_lib;                          /* dlopen handle of libcuda.so.1 */
+    _Atomic(void *) nvml_lib;                          /* dlopen handle of libnvidia-ml.so.1 */
+    _Atomic(void *) libc_dlsym;                        /* glibc's dlsym */
+    _Atomic(void *) libc_dlvsym;                       /* glibc's dlvsym */
+    atomic_int logged_dlsym, logged_cuda, logged_nvml; /* each said once */
+} real0;
 
 typedef void *(*dlsym_fn)(void *, const char *);
 typedef void *(*dlvsym_fn)(void *, const char *, const char *);
@@ -49,7 +62,7 @@ QS_EARLY static void *libc_fn(_Atomic(void *) *slot, const char *name)
     if (!fn) {
         fn = find_libc(name);
         if (!fn)
-            qs_log_once(&qs_g.logged.no_dlsym,
+            qs_log_once(&real0.logged_dlsym,
                         "cannot find glibc's %s: dynamic lookups of "
                         "CUDA entry points will fail",
                         name);
@@ -60,13 +73,13 @@ QS_EARLY static void *libc_fn(_Atomic(void *) *slot, const char *name)
 
 QS_EARLY void *qs_libc_dlsym(void *handle, const char *name)
 {
-    dlsym_fn fn = (dlsym_fn)libc_fn(&qs_g.libc_dlsym, "dlsym");
+    dlsym_fn fn = (dlsym_fn)libc_fn(&real0.libc_dlsym, "dlsym");
     return fn ? fn(handle, name) : NULL;
 }
 
 QS_EARLY void *qs_libc_dlvsym(void *handle, const char *name, const char *version)
 {
-    dlvsym_fn fn = (dlvsym_fn)libc_fn(&qs_g.libc_dlvsym, "dlvsym");
+    dlvsym_fn fn = (dlvsym_fn)libc_fn(&real0.libc_dlvsym, "dlvsym");
     return fn ? fn(handle, name, version) : NULL;
 }
 
@@ -74,13 +87,13 @@ QS_EARLY void *qs_libc_dlvsym(void *handle, const char *name, const char *versio
  * changes nothing the application sees: its own lookups go through the global scope. */
 static void *library(bool nvml)
 {
-    _Atomic(void *) *slot = nvml ? &qs_g.nvml_lib : &qs_g.cuda_lib;
+    _Atomic(void *) *slot = nvml ? &real0.nvml_lib : &real0.cuda_lib;
     void *h = atomic_load_explicit(slot, memory_order_acquire);
     if (!h) {
         const char *soname = nvml ? "libnvidia-ml.so.1" : "libcuda.so.1";
         h = dlopen(soname, RTLD_LAZY | RTLD_LOCAL);
         if (!h) {
-            qs_log_once(nvml ? &qs_g.logged.no_nvml : &qs_g.logged.no_cuda, "cannot load %s: %s",
+            qs_log_once(nvml ? &real0.logged_nvml : &real0.logged_cuda, "cannot load %s: %s",
                         soname, dlerror());
             return NULL;
         }
@@ -103,14 +116,14 @@ void *qs_real_resolve(int id)
     if (h)
         qs_real_offer(id, qs_libc_dlsym(h, name));
     errno = saved;
-    return atomic_load_explicit(&qs_g.real[id], memory_order_acquire);
+    return atomic_load_explicit(&qs_real_fns[id], memory_order_acquire);
 }
 
 QS_EARLY void qs_real_offer(int id, void *fn)
 {
     if (!fn || qs_hook_of(fn) >= 0)
         return;
-    atomic_store_explicit(&qs_g.real[id], fn, memory_order_release);
+    atomic_store_explicit(&qs_real_fns[id], fn, memory_order_release);
 }
 
 /* The file name of the object holding addr, without its directory, or NULL. */

@@ -1,7 +1,7 @@
 /* real.h - the real driver and NVML entry points behind the hooks, and glibc's own dlsym.
  *
  * Threads: any. A real entry point is looked up in the driver on first use and stored in
- * qs_g.real (release); hooks read it with one acquire load (a plain load on x86-64). A
+ * qs_real_fns (release); hooks read it with one acquire load (a plain load on x86-64). A
  * pointer the driver hands out through cuGetProcAddress or dlsym replaces the looked-up
  * one: that is the function the application would have called without the shim. */
 #ifndef QS_REAL_H
@@ -11,7 +11,10 @@
 #include <stdbool.h>
 
 #include "shim/hooks.h"
-#include "shim/state.h"
+
+/* The real entry points by id; NULL until looked up (or when the driver lacks one).
+ * Defined in real.c, read inline by every hook, written only by real.c's functions. */
+extern _Atomic(void *) qs_real_fns[QS_ENTRY_COUNT];
 
 /* Looks id up in the driver (or NVML) library, loading it if need be. Returns NULL when
  * the library or the symbol cannot be found; it says why once on stderr. */
@@ -22,7 +25,7 @@ static inline void *qs_real(int id)
 {
     /* acquire pairs with the release in qs_real_offer(): the library was loaded and
      * relocated before its address was published. */
-    void *fn = atomic_load_explicit(&qs_g.real[id], memory_order_acquire);
+    void *fn = atomic_load_explicit(&qs_real_fns[id], memory_order_acquire);
     if (__builtin_expect(fn == NULL, 0))
         fn = qs_real_resolve(id);
     return fn;

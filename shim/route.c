@@ -14,7 +14,9 @@
 #include "shim/init.h"
 #include "shim/procaddr.h"
 #include "shim/real.h"
-#include "shim/state.h"
+
+/* Said once per process: a driver variant newer than our table. */
+static atomic_int logged_newer_variant;
 
 QS_EARLY static bool driver_name(const char *name)
 {
@@ -95,7 +97,7 @@ static bool known_variant(const char *symbol, void *fn, int cuda_version, cuuint
     void *known = NULL;
     if (real && real(symbol, &known, CUDA_VERSION, flags, &st) == CUDA_SUCCESS && known == fn)
         return true;
-    qs_log_once(&qs_g.logged.newer_variant,
+    qs_log_once(&logged_newer_variant,
                 "the driver has a variant of %s newer than CUDA %d.%d: the shim does not "
                 "intercept it (rebuild the shim against a newer toolkit)",
                 symbol, CUDA_VERSION / 1000, CUDA_VERSION % 1000 / 10);

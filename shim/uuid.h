@@ -9,6 +9,7 @@
 #include "shim/early.h"
 
 #define QS_UUID_STR_LEN 41 /* "GPU-" + 36 + NUL */
+#define QS_UUID_LEN 96     /* room for a UUID as an environment or the arbiter may write it */
 
 /* Writes bytes as "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" (lower case) into out. */
 void qs_uuid_format(const unsigned char bytes[16], char out[QS_UUID_STR_LEN]);

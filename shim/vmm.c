@@ -7,11 +7,15 @@
  * cuMemRetainAllocationHandle are hooked only for that; address reservation allocates
  * nothing and passes through.
  *
- * Threads: any. vmm_lock guards the table and is held across the driver's call in every
+ * Threads: any. vmm0.lock guards the table and is held across the driver's call in every
  * hook but cuMemCreate's, so that a handle or address the driver frees cannot be handed
  * to another thread before the table forgets it. Lookups are linear: VMM calls are rare
- * (each maps at least a granule, 2 MiB) and never on the launch path. */
+ * (each maps at least a granule, 2 MiB) and never on the launch path.
+ * State: vmm0, this file's alone (shim/vmm.h). */
+#include "shim/vmm.h"
+
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 
 #include "shim/errors.h"
@@ -41,6 +45,12 @@ struct qs_vmm {
     struct vmm_map *maps; /* owned; nmaps used of cap_maps */
     size_t nmaps, cap_maps;
 };
+
+static struct {
+    pthread_mutex_t lock;   /* guards table; held across fork */
+    struct qs_vmm *table;   /* owned: charged allocations and mappings; made on first use */
+    atomic_int logged_lost; /* an allocation could not be remembered: said once */
+} vmm0 = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static bool on_device(const CUmemAllocationProp *prop)
 {
@@ -77,15 +87,15 @@ static int reserve_one(void **items, size_t *cap, size_t n, size_t item_size)
 /* The table, made on first use; NULL when out of memory. vmm_lock held. */
 static struct qs_vmm *table(void)
 {
-    if (!qs_g.vmm)
-        qs_g.vmm = calloc(1, sizeof *qs_g.vmm);
-    return qs_g.vmm;
+    if (!vmm0.table)
+        vmm0.table = calloc(1, sizeof *vmm0.table);
+    return vmm0.table;
 }
 
 /* The record of handle h, or NULL when h charged nothing. vmm_lock held. */
 static struct vmm_alloc *find(CUmemGenericAllocationHandle h)
 {
-    struct qs_vmm *t = qs_g.vmm;
+    struct qs_vmm *t = vmm0.table;
     for (size_t i = 0; t && i < t->nallocs; i++) {
         if (t->allocs[i].handle == h)
             return &t->allocs[i];
@@ -98,37 +108,37 @@ static void drop_if_unheld(struct vmm_alloc *a)
 {
     if (a->refs > 0 || a->maps > 0)
         return;
-    struct qs_vmm *t = qs_g.vmm;
+    struct qs_vmm *t = vmm0.table;
     qs_mem_uncharge(a->bytes);
     *a = t->allocs[--t->nallocs];
 }
 
 static void log_lost(void)
 {
-    qs_log_once(&qs_g.logged.table_full, "cannot remember an allocation (out of memory): its "
-                                         "memory stays charged");
+    qs_log_once(&vmm0.logged_lost, "cannot remember an allocation (out of memory): its "
+                                   "memory stays charged");
 }
 
-void qs_vmm_lock_for_fork(void)
+void qs_vmm_before_fork(void)
 {
-    pthread_mutex_lock(&qs_g.vmm_lock);
+    pthread_mutex_lock(&vmm0.lock);
 }
 
-void qs_vmm_unlock_after_fork(void)
+void qs_vmm_after_fork_parent(void)
 {
-    pthread_mutex_unlock(&qs_g.vmm_lock);
+    pthread_mutex_unlock(&vmm0.lock);
 }
 
 void qs_vmm_reset_after_fork(void)
 {
     /* The forking thread held vmm_lock: the table is whole, and the parent's. */
-    if (qs_g.vmm) {
-        free(qs_g.vmm->allocs);
-        free(qs_g.vmm->maps);
-        free(qs_g.vmm);
-        qs_g.vmm = NULL;
+    if (vmm0.table) {
+        free(vmm0.table->allocs);
+        free(vmm0.table->maps);
+        free(vmm0.table);
+        vmm0.table = NULL;
     }
-    pthread_mutex_init(&qs_g.vmm_lock, NULL);
+    pthread_mutex_init(&vmm0.lock, NULL);
 }
 
 QS_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size,
@@ -151,13 +161,13 @@ QS_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *handle, size_t size
         qs_mem_uncharge(n);
         return r;
     }
-    pthread_mutex_lock(&qs_g.vmm_lock);
+    pthread_mutex_lock(&vmm0.lock);
     struct qs_vmm *t = table();
     if (t && reserve_one((void **)&t->allocs, &t->cap_allocs, t->nallocs, sizeof *t->allocs) == 0)
         t->allocs[t->nallocs++] = (struct vmm_alloc){.handle = *handle, .bytes = n, .refs = 1};
     else
         log_lost();
-    pthread_mutex_unlock(&qs_g.vmm_lock);
+    pthread_mutex_unlock(&vmm0.lock);
     return r;
 }
 
@@ -168,14 +178,14 @@ QS_EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle handle)
         return qs_cu_error(-ENOSYS);
     if (!qs_managed())
         return real(handle);
-    pthread_mutex_lock(&qs_g.vmm_lock);
+    pthread_mutex_lock(&vmm0.lock);
     CUresult r = real(handle);
     struct vmm_alloc *a = r == CUDA_SUCCESS ? find(handle) : NULL;
     if (a && a->refs > 0) {
         a->refs--;
         drop_if_unheld(a); /* still mapped: charged until the last cuMemUnmap */
     }
-    pthread_mutex_unlock(&qs_g.vmm_lock);
+    pthread_mutex_unlock(&vmm0.lock);
     return r;
 }
 
@@ -186,12 +196,12 @@ QS_EXPORT CUresult cuMemRetainAllocationHandle(CUmemGenericAllocationHandle *han
         return qs_cu_error(-ENOSYS);
     if (!qs_managed() || !handle)
         return real(handle, addr);
-    pthread_mutex_lock(&qs_g.vmm_lock);
+    pthread_mutex_lock(&vmm0.lock);
     CUresult r = real(handle, addr);
     struct vmm_alloc *a = r == CUDA_SUCCESS ? find(*handle) : NULL;
     if (a)
         a->refs++;
-    pthread_mutex_unlock(&qs_g.vmm_lock);
+    pthread_mutex_unlock(&vmm0.lock);
     return r;
 }
 
@@ -203,11 +213,11 @@ QS_EXPORT CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
         return qs_cu_error(-ENOSYS);
     if (!qs_managed())
         return real(ptr, size, offset, handle, flags);
-    pthread_mutex_lock(&qs_g.vmm_lock);
+    pthread_mutex_lock(&vmm0.lock);
     CUresult r = real(ptr, size, offset, handle, flags);
     struct vmm_alloc *a = r == CUDA_SUCCESS ? find(handle) : NULL;
     if (a) {
-        struct qs_vmm *t = qs_g.vmm;
+        struct qs_vmm *t = vmm0.table;
         /* Unable to remember the mapping, the allocation is never seen unmapped: its
          * charge outlives it, which errs on the safe side. */
         if (reserve_one((void **)&t->maps, &t->cap_maps, t->nmaps, sizeof *t->maps) == 0)
@@ -216,7 +226,7 @@ QS_EXPORT CUresult cuMemMap(CUdeviceptr ptr, size_t size, size_t offset,
             log_lost();
         a->maps++;
     }
-    pthread_mutex_unlock(&qs_g.vmm_lock);
+    pthread_mutex_unlock(&vmm0.lock);
     return r;
 }
 
@@ -228,9 +238,9 @@ QS_EXPORT CUresult cuMemUnmap(CUdeviceptr ptr, size_t size)
         return qs_cu_error(-ENOSYS);
     if (!qs_managed())
         return real(ptr, size);
-    pthread_mutex_lock(&qs_g.vmm_lock);
+    pthread_mutex_lock(&vmm0.lock);
     CUresult r = real(ptr, size);
-    struct qs_vmm *t = r == CUDA_SUCCESS ? qs_g.vmm : NULL;
+    struct qs_vmm *t = r == CUDA_SUCCESS ? vmm0.table : NULL;
     for (size_t i = 0; t && i < t->nmaps;) {
         struct vmm_map m = t->maps[i];
         if (m.va < ptr || m.va - ptr >= size) {
@@ -244,6 +254,6 @@ QS_EXPORT CUresult cuMemUnmap(CUdeviceptr ptr, size_t size)
             drop_if_unheld(a);
         }
     }
-    pthread_mutex_unlock(&qs_g.vmm_lock);
+    pthread_mutex_unlock(&vmm0.lock);
     return r;
 }

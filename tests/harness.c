@@ -2,13 +2,13 @@
  * Single-threaded: the test's main thread calls it; atexit undoes what it made. */
 #include "tests/harness.h"
 
+#include "client/asan.h"
 #include "proto/sockpath.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <link.h>
 #include <limits.h>
 #include <signal.h>
 #include <spawn.h>
@@ -402,25 +402,9 @@ int qt_run(const char *const argv[], const char *const env[], int timeout_ms, ch
     return status;
 }
 
-#ifdef QV_SAN
-static int find_asan(struct dl_phdr_info *info, size_t size, void *data)
-{
-    (void)size;
-    if (info->dlpi_name && strstr(info->dlpi_name, "libasan.so")) {
-        *(const char **)data = info->dlpi_name;
-        return 1;
-    }
-    return 0;
-}
-#endif
-
 const char *qt_asan_runtime(void)
 {
-    const char *asan = NULL;
-#ifdef QV_SAN
-    dl_iterate_phdr(find_asan, &asan);
-#endif
-    return asan;
+    return qv_asan_runtime();
 }
 
 const char *qt_shim_preload(void)

@@ -278,3 +278,24 @@ long long qts_vgpu_used(qt_arbiter_t *arb, const qts_vgpu_t *v)
     free(out);
     return used;
 }
+
+bool qts_used_becomes(qt_arbiter_t *arb, const qts_vgpu_t *v, long long want, int ms)
+{
+    uint64_t end = qt_now_ns() + (uint64_t)ms * 1000000u;
+    for (;;) {
+        if (qts_vgpu_used(arb, v) == want)
+            return true;
+        if (qt_now_ns() >= end)
+            return false;
+        qt_sleep_ms(50);
+    }
+}
+
+qt_arbiter_t *qts_arbiter_with(qts_vgpu_t *v, const char *profile)
+{
+    qt_sim_private(NULL);
+    qt_arbiter_t *arb = qt_arbiter_start(NULL, NULL);
+    cr_assert_not_null(arb, "qarbiter did not start");
+    qts_vgpu_create(arb, v, "--vm", "vm-a", "--profile", profile, NULL);
+    return arb;
+}

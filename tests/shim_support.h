@@ -13,6 +13,7 @@
 
 #define QTS_MAX_ENV 24
 #define QTS_MIB (1024ull * 1024ull)
+#define QTS_GIB (1024ull * QTS_MIB)
 /* What each workload's CUDA context costs its device (QSIM_CONTEXT_MEMORY is left at its
  * default). The arbiter charges it to the vGPU's quota, as the device holds it: inside a
  * vGPU a process can allocate the quota less the contexts of the vGPU's processes. */
@@ -79,5 +80,11 @@ void qts_vgpu_create(qt_arbiter_t *arb, qts_vgpu_t *v, ...) __attribute__((senti
 void qts_env_of(qts_env_t *e, const qt_arbiter_t *arb, const qts_vgpu_t *v);
 /* `qgpuctl --json info ID`'s memory_used, in bytes; -1 when it cannot be read. */
 long long qts_vgpu_used(qt_arbiter_t *arb, const qts_vgpu_t *v);
+/* Waits up to ms until the arbiter reports v's use as want (the shim reports it in
+ * heartbeats, every 500 ms); false when it never did. */
+bool qts_used_becomes(qt_arbiter_t *arb, const qts_vgpu_t *v, long long want, int ms);
+/* A private simulated host and a qarbiter on it (default config) with one vGPU of profile
+ * (VM "vm-a") in *v; fails the test when either cannot be made. */
+qt_arbiter_t *qts_arbiter_with(qts_vgpu_t *v, const char *profile);
 
 #endif

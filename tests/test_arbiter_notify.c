@@ -54,6 +54,12 @@ static char *next_message(const listener_t *l, int ms)
     return strdup(buf);
 }
 
+static void listener_free(listener_t *l)
+{
+    close(l->fd);
+    free(l->path), free(l->env);
+}
+
 static bool accepts(const char *dir, const char *name)
 {
     char path[PATH_MAX];
@@ -85,12 +91,17 @@ static dirs_t make_dirs(void)
     return d;
 }
 
+static void dirs_free(dirs_t *d)
+{
+    free(d->root), free(d->sock), free(d->state);
+}
+
 static qt_proc_t *spawn(const char *program, const dirs_t *d, const char *const extra[],
                         const char *const env[])
 {
     char *bin = qt_build_path(program);
-    const char *argv[16] = {bin, "--socket-dir", d->sock, "--state-dir", d->state, "--config",
-                            "off"};
+    const char *argv[16] = {bin,      "--socket-dir", d->sock, "--state-dir",
+                            d->state, "--config",     "off"};
     size_t n = 7;
     for (size_t i = 0; extra && extra[i]; i++)
         argv[n++] = extra[i];
@@ -144,6 +155,7 @@ Test(qa_notify, says_ready_only_once_both_sockets_accept_connections_and_stoppin
     cr_assert_null(next_message(&l, 0), "a third message");
     qt_proc_destroy(&p);
     free(msg), free(stop), free(status), free(tenant);
+    listener_free(&l), dirs_free(&d);
 }
 
 Test(qa_notify, a_start_that_fails_never_says_ready_even_over_a_stale_admin_sock)
@@ -167,6 +179,7 @@ Test(qa_notify, a_start_that_fails_never_says_ready_even_over_a_stale_admin_sock
     cr_assert_neq(stat(admin, &st), 0, "the stale admin.sock is still there to say 'ready'");
     qt_proc_destroy(&p);
     free(admin);
+    listener_free(&l), dirs_free(&d);
 }
 
 Test(qa_notify, built_without_libsystemd_it_says_it_cannot_notify_and_serves)
@@ -188,6 +201,7 @@ Test(qa_notify, built_without_libsystemd_it_says_it_cannot_notify_and_serves)
     qt_proc_kill(p, SIGTERM);
     cr_assert_eq(qt_proc_wait(p, 5000), 0, "%s", qt_proc_stderr(p));
     qt_proc_destroy(&p);
+    listener_free(&l), dirs_free(&d);
 }
 
 Test(qa_notify, built_without_libmicrohttpd_it_refuses_an_http_address_and_runs_without)
@@ -215,4 +229,5 @@ Test(qa_notify, built_without_libmicrohttpd_it_refuses_an_http_address_and_runs_
     qt_proc_kill(p, SIGTERM);
     cr_assert_eq(qt_proc_wait(p, 5000), 0, "%s", qt_proc_stderr(p));
     qt_proc_destroy(&p);
+    dirs_free(&d);
 }

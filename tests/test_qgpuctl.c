@@ -5,7 +5,6 @@
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <signal.h>
-#include <link.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,29 +35,14 @@ static json_t *parse(const char *text)
     return doc;
 }
 
-#ifdef QV_SAN
-static int find_asan(struct dl_phdr_info *info, size_t size, void *data)
-{
-    (void)size;
-    if (info->dlpi_name && strstr(info->dlpi_name, "libasan.so")) {
-        *(const char **)data = info->dlpi_name;
-        return 1;
-    }
-    return 0;
-}
-#endif
-
 /* "<ASan runtime>:" under SAN=1, where it must be preloaded before anything instrumented;
  * "" otherwise. Static storage. */
 static const char *asan_first(void)
 {
     static char buf[512];
-#ifdef QV_SAN
-    const char *asan = NULL;
-    dl_iterate_phdr(find_asan, &asan);
+    const char *asan = qt_asan_runtime();
     if (asan)
         snprintf(buf, sizeof buf, "%s:", asan);
-#endif
     return buf;
 }
 

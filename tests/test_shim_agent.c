@@ -11,29 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define GiB (1024ull * QTS_MIB)
-
-static qt_arbiter_t *arbiter_with(qts_vgpu_t *v, const char *profile)
-{
-    qt_sim_private(NULL);
-    qt_arbiter_t *arb = qt_arbiter_start(NULL, NULL);
-    cr_assert_not_null(arb);
-    qts_vgpu_create(arb, v, "--vm", "vm-a", "--profile", profile, NULL);
-    return arb;
-}
-
-static bool used_becomes(qt_arbiter_t *arb, const qts_vgpu_t *v, long long want, int ms)
-{
-    uint64_t end = qt_now_ns() + (uint64_t)ms * 1000000u;
-    for (;;) {
-        if (qts_vgpu_used(arb, v) == want)
-            return true;
-        if (qt_now_ns() >= end)
-            return false;
-        qt_sleep_ms(50);
-    }
-}
-
 /* A process of e's vGPU (a Q1) that allocated 700 MiB and holds it: with its context's
  * 256 MiB, nearly the whole quota. */
 static qt_proc_t *hog_700(const qts_env_t *e)
@@ -47,7 +24,7 @@ static qt_proc_t *hog_700(const qts_env_t *e)
 Test(shim_agent, an_unreachable_arbiter_refuses_new_memory_with_one_line)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     qt_arbiter_kill(arb, SIGKILL);
@@ -73,7 +50,7 @@ Test(shim_agent, an_unreachable_arbiter_refuses_new_memory_with_one_line)
 Test(shim_agent, a_lost_arbiter_leaves_the_reservation_usable_and_is_found_again)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     /* 100 MiB reserves headroom beyond it: 16 MiB more fits without the arbiter; 600 MiB
@@ -96,7 +73,7 @@ Test(shim_agent, a_lost_arbiter_leaves_the_reservation_usable_and_is_found_again
     cr_assert_eq(qts_count_lines(qt_proc_stderr(p), "qvgpu: arbiter unreachable"), 1, "%s",
                  qt_proc_stderr(p));
     /* The new arbiter learnt what the process holds from its new hello and heartbeats. */
-    cr_assert(used_becomes(arb, &v, 716 * (long long)QTS_MIB, 3000), "used %lld",
+    cr_assert(qts_used_becomes(arb, &v, 716 * (long long)QTS_MIB, 3000), "used %lld",
               qts_vgpu_used(arb, &v));
     qt_proc_destroy(&p);
     qt_arbiter_destroy(&arb);
@@ -105,7 +82,7 @@ Test(shim_agent, a_lost_arbiter_leaves_the_reservation_usable_and_is_found_again
 Test(shim_agent, an_arbiter_restart_while_a_workload_allocates_loses_nothing)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     /* Four threads allocate and free within the process's reservation while the arbiter
@@ -124,7 +101,7 @@ Test(shim_agent, an_arbiter_restart_while_a_workload_allocates_loses_nothing)
                  o);
     cr_assert_eq(qts_field_at(o, "alloc cuMemAlloc_v2 direct ", 1, 0), 0);
     cr_assert_eq(qts_field_at(o, "alloc cuMemAlloc_v2 direct ", 2, 0), 0);
-    cr_assert(used_becomes(arb, &v, 700 * (long long)QTS_MIB, 3000), "used %lld",
+    cr_assert(qts_used_becomes(arb, &v, 700 * (long long)QTS_MIB, 3000), "used %lld",
               qts_vgpu_used(arb, &v));
     qt_proc_destroy(&p);
     qt_arbiter_destroy(&arb);
@@ -133,7 +110,7 @@ Test(shim_agent, an_arbiter_restart_while_a_workload_allocates_loses_nothing)
 Test(shim_agent, a_killed_process_gives_its_memory_back_within_two_seconds)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     qt_proc_t *hog = hog_700(&e);
@@ -158,7 +135,7 @@ Test(shim_agent, a_killed_process_gives_its_memory_back_within_two_seconds)
 Test(shim_agent, fork_and_exec_children_are_processes_of_the_vgpu_of_their_own)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     /* A child forked before the parent touches CUDA, then an exec'd one while the parent
@@ -176,7 +153,7 @@ Test(shim_agent, fork_and_exec_children_are_processes_of_the_vgpu_of_their_own)
     cr_assert_eq(qts_field_at(o, a, 0, 0), 0, "the parent's 400 MiB: %s", o);
     cr_assert_eq(qts_field_at(o, a, 1, 0), 2, "the exec'd child shares the quota: %s", o);
     cr_assert_eq(qts_field_at(o, a, 2, 0), 0, "%s", o);
-    cr_assert(used_becomes(arb, &v, 400 * (long long)QTS_MIB, 3000), "used %lld",
+    cr_assert(qts_used_becomes(arb, &v, 400 * (long long)QTS_MIB, 3000), "used %lld",
               qts_vgpu_used(arb, &v));
     qt_proc_destroy(&p);
     qt_arbiter_destroy(&arb);
@@ -190,7 +167,7 @@ Test(shim_agent, fork_and_exec_children_are_processes_of_the_vgpu_of_their_own)
 static void killed_parent_with_child(bool via_symlink)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     char *dir = qt_tmpdir(), link[512];
     snprintf(link, sizeof link, "%s/qvgpu", dir);
@@ -235,7 +212,7 @@ Test(shim_agent, a_forked_child_closes_the_parents_connection_reached_through_a_
 Test(shim_agent, fork_keeps_the_applications_errno)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     char *out = NULL, *err = NULL;
@@ -250,7 +227,7 @@ Test(shim_agent, fork_keeps_the_applications_errno)
 Test(shim_agent, a_process_exiting_while_threads_ask_the_agent_exits_cleanly)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     /* 2 GiB never fits a 1 GiB quota: every allocation waits for the arbiter's refusal,
@@ -269,7 +246,7 @@ Test(shim_agent, a_process_exiting_while_threads_ask_the_agent_exits_cleanly)
 Test(shim_agent, a_thread_cancelled_while_the_agent_asks_for_memory_blocks_nobody)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     /* The arbiter is stopped when a thread's allocation needs more reservation: the
@@ -303,7 +280,7 @@ Test(shim_agent, a_restart_under_a_request_in_flight_never_lets_a_vgpu_hold_more
     /* Q2: a's two 512 MiB and the two processes' contexts (256 MiB each) fit; b's
      * 1280 MiB does not fit beside a's first 512, whichever request is decided first. */
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q2");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q2");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     qt_proc_t *a = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:512M", "ready", "sleep:300",
@@ -331,7 +308,7 @@ Test(shim_agent, a_restart_under_a_request_in_flight_never_lets_a_vgpu_hold_more
      * not left half unused. */
     cr_assert_null(strstr(qt_proc_stderr(a), "arbiter unreachable"), "%s", qt_proc_stderr(a));
     cr_assert((a2 == 0) != (b1 == 0), "a's second allocation: %lld, b's: %lld", a2, b1);
-    cr_assert(used_becomes(arb, &v, held * (long long)QTS_MIB, 3000), "used %lld, not %lld MiB",
+    cr_assert(qts_used_becomes(arb, &v, held * (long long)QTS_MIB, 3000), "used %lld, not %lld MiB",
               qts_vgpu_used(arb, &v), held);
     qt_proc_destroy(&a);
     qt_proc_destroy(&b);
@@ -343,7 +320,7 @@ Test(shim_agent, a_restart_under_a_request_in_flight_never_lets_a_vgpu_hold_more
 Test(shim_agent, a_process_stopped_across_a_restart_keeps_its_memory_until_it_is_gone)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     qt_proc_t *a = hog_700(&e);
@@ -371,7 +348,7 @@ Test(shim_agent, a_process_stopped_across_a_restart_keeps_its_memory_until_it_is
 Test(shim_agent, what_a_process_gone_while_the_arbiter_was_down_held_is_free_at_once)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     qt_proc_t *a = hog_700(&e);

@@ -13,31 +13,6 @@
 #include <errno.h>
 #include <unistd.h>
 
-#define GiB (1024ull * QTS_MIB)
-
-/* A private host and arbiter with one vGPU of profile. */
-static qt_arbiter_t *arbiter_with(qts_vgpu_t *v, const char *profile)
-{
-    qt_sim_private(NULL);
-    qt_arbiter_t *arb = qt_arbiter_start(NULL, NULL);
-    cr_assert_not_null(arb);
-    qts_vgpu_create(arb, v, "--vm", "vm-a", "--profile", profile, NULL);
-    return arb;
-}
-
-/* Waits until the arbiter reports the vGPU's use as want (heartbeats every 500 ms). */
-static bool used_becomes(qt_arbiter_t *arb, const qts_vgpu_t *v, long long want, int ms)
-{
-    uint64_t end = qt_now_ns() + (uint64_t)ms * 1000000u;
-    for (;;) {
-        if (qts_vgpu_used(arb, v) == want)
-            return true;
-        if (qt_now_ns() >= end)
-            return false;
-        qt_sleep_ms(50);
-    }
-}
-
 static const char *const routes[] = {"direct", "dlsym", "next", "procaddr", "procaddr1"};
 #define NROUTES (sizeof routes / sizeof *routes)
 
@@ -47,7 +22,7 @@ static const char *const routes[] = {"direct", "dlsym", "next", "procaddr", "pro
 static void check_refusals(const char *const syms[], size_t nsyms)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     const char *cmds[128] = {"init"};
@@ -79,14 +54,14 @@ static void check_refusals(const char *const syms[], size_t nsyms)
         }
     }
     cr_assert_eq(qts_count_lines(out, "free 0"), (int)(2 * nsyms * NROUTES), "%s", out);
-    cr_assert_eq(qts_field(out, "info ", 1), (long long)(GiB - QTS_CTX),
+    cr_assert_eq(qts_field(out, "info ", 1), (long long)(QTS_GIB - QTS_CTX),
                  "all given back; its context stays charged: %s", out);
-    cr_assert_eq(qts_field(out, "info ", 2), (long long)GiB);
+    cr_assert_eq(qts_field(out, "info ", 2), (long long)QTS_GIB);
     cr_assert(strstr(err, "past its memory quota"), "one line says why: %s", err);
     cr_assert_eq(qts_count_lines(err, "qvgpu:"), 1, "%s", err);
     free(out);
     free(err);
-    cr_assert(used_becomes(arb, &v, 0, 3000), "the arbiter got everything back");
+    cr_assert(qts_used_becomes(arb, &v, 0, 3000), "the arbiter got everything back");
     qt_arbiter_destroy(&arb);
 }
 
@@ -113,7 +88,7 @@ Test(shim_mem, vmm_and_array_allocations_are_refused_past_the_quota_on_every_rou
 Test(shim_mem, physical_memory_is_charged_until_released_and_unmapped)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     char *out = NULL;
@@ -122,7 +97,7 @@ Test(shim_mem, physical_memory_is_charged_until_released_and_unmapped)
                          "map:64M", "free", "info", "unmap", "info", "unmap", "info", NULL),
                  0);
     /* free before any allocation: the quota less the context */
-    long long q = (long long)(GiB - QTS_CTX), M = (long long)QTS_MIB;
+    long long q = (long long)(QTS_GIB - QTS_CTX), M = (long long)QTS_MIB;
     cr_assert_eq(qts_count_lines(out, "map 0"), 2, "%s", out);
     cr_assert_eq(qts_field(out, "free ", 0), 0, "%s", out);
     cr_assert_eq(qts_count_lines(out, "unmap 0"), 2, "%s", out);
@@ -130,14 +105,14 @@ Test(shim_mem, physical_memory_is_charged_until_released_and_unmapped)
     cr_assert_eq(qts_field_at(out, "info ", 1, 1), q - 64 * M, "still mapped once: %s", out);
     cr_assert_eq(qts_field_at(out, "info ", 2, 1), q, "released and unmapped: %s", out);
     free(out);
-    cr_assert(used_becomes(arb, &v, 0, 3000), "the arbiter got it back");
+    cr_assert(qts_used_becomes(arb, &v, 0, 3000), "the arbiter got it back");
     qt_arbiter_destroy(&arb);
 }
 
 Test(shim_mem, a_pool_is_charged_what_it_holds_until_it_trims)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     char *out = NULL;
@@ -149,7 +124,7 @@ Test(shim_mem, a_pool_is_charged_what_it_holds_until_it_trims)
                          "pool_trim:0", "info", NULL),
                  0);
     /* free before any allocation: the quota less the context */
-    long long q = (long long)(GiB - QTS_CTX), M = (long long)QTS_MIB;
+    long long q = (long long)(QTS_GIB - QTS_CTX), M = (long long)QTS_MIB;
     cr_assert_eq(qts_field_at(out, "info ", 0, 1), q - 2 * M, "one granule: %s", out);
     cr_assert_eq(qts_field_at(out, "info ", 1, 1), q - 2 * M, "freed, still held: %s", out);
     cr_assert_eq(qts_field_at(out, "info ", 2, 1), q, "trimmed at sync: %s", out);
@@ -162,7 +137,7 @@ Test(shim_mem, a_pool_is_charged_what_it_holds_until_it_trims)
 Test(shim_mem, a_pool_destroyed_with_live_allocations_stays_charged_until_they_are_freed)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     char *out = NULL;
@@ -175,7 +150,7 @@ Test(shim_mem, a_pool_destroyed_with_live_allocations_stays_charged_until_they_a
                          "info", NULL),
                  0);
     /* free before any allocation: the quota less the context */
-    long long q = (long long)(GiB - QTS_CTX), M = (long long)QTS_MIB;
+    long long q = (long long)(QTS_GIB - QTS_CTX), M = (long long)QTS_MIB;
     cr_assert_eq(qts_count_lines(out, "pool_new 0"), 2, "%s", out);
     cr_assert_eq(qts_count_lines(out, "pool_destroy 0"), 2, "%s", out);
     cr_assert_eq(qts_count_lines(out, "free 0"), 3, "%s", out);
@@ -185,14 +160,14 @@ Test(shim_mem, a_pool_destroyed_with_live_allocations_stays_charged_until_they_a
     cr_assert_eq(qts_field_at(out, "info ", 3, 1), q - 2 * M, "a new pool: %s", out);
     cr_assert_eq(qts_field_at(out, "info ", 4, 1), q, "destroyed idle: %s", out);
     free(out);
-    cr_assert(used_becomes(arb, &v, 0, 3000), "the arbiter got it all back");
+    cr_assert(qts_used_becomes(arb, &v, 0, 3000), "the arbiter got it all back");
     qt_arbiter_destroy(&arb);
 }
 
 Test(shim_mem, charges_exactly_what_the_device_holds)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     char *out = NULL;
@@ -202,13 +177,13 @@ Test(shim_mem, charges_exactly_what_the_device_holds)
                  0);
     long long after_pitch = qts_field(out, "info ", 1);
     long long rows = 40 * QTS_MIB / 4096;
-    long long charged_pitch = (long long)(GiB - QTS_CTX) - after_pitch;
+    long long charged_pitch = (long long)(QTS_GIB - QTS_CTX) - after_pitch;
     cr_assert_geq(charged_pitch, rows * 4000, "%lld", charged_pitch);
     cr_assert_eq(charged_pitch % rows, 0, "a whole pitch per row: %lld", charged_pitch);
     cr_assert_leq(charged_pitch, rows * 4096 * 2);
     const char *second = strstr(strstr(out, "info "), "\ninfo ");
     cr_assert_not_null(second);
-    cr_assert_eq((long long)(GiB - QTS_CTX) - atoll(second + 8), 1000000,
+    cr_assert_eq((long long)(QTS_GIB - QTS_CTX) - atoll(second + 8), 1000000,
                  "a plain one holds its size");
     free(out);
     qt_arbiter_destroy(&arb);
@@ -217,7 +192,7 @@ Test(shim_mem, charges_exactly_what_the_device_holds)
 Test(shim_mem, an_array_is_charged_a_bound_of_its_layout_without_asking_the_driver)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     char *out = NULL;
@@ -228,7 +203,7 @@ Test(shim_mem, an_array_is_charged_a_bound_of_its_layout_without_asking_the_driv
                          NULL),
                  0);
     /* free before any allocation: the quota less the context */
-    long long q = (long long)(GiB - QTS_CTX), M = (long long)QTS_MIB, K = 1024;
+    long long q = (long long)(QTS_GIB - QTS_CTX), M = (long long)QTS_MIB, K = 1024;
     cr_assert_eq(qts_count_lines(out, "alloc cu"), 2, "%s", out);
     cr_assert_eq(qts_field(out, "alloc cuArrayCreate_v2 direct ", 0), 0, "%s", out);
     cr_assert_eq(qts_field(out, "alloc cuMipmappedArrayCreate direct ", 0), 0, "%s", out);
@@ -244,7 +219,7 @@ Test(shim_mem, an_array_is_charged_a_bound_of_its_layout_without_asking_the_driv
 Test(shim_mem, destroying_a_context_gives_its_memory_back)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     char *out = NULL;
@@ -252,7 +227,7 @@ Test(shim_mem, destroying_a_context_gives_its_memory_back)
                          "alloc:cuMemAlloc_v2:direct:700M", NULL),
                  0);
     cr_assert_eq(qts_field(out, "reset ", 0), 0);
-    cr_assert_eq(qts_field(out, "info ", 1), (long long)(GiB - QTS_CTX),
+    cr_assert_eq(qts_field(out, "info ", 1), (long long)(QTS_GIB - QTS_CTX),
                  "only the context's memory: %s", out);
     const char *second = strstr(strstr(out, "alloc ") + 1, "alloc ");
     cr_assert_not_null(second);
@@ -264,7 +239,7 @@ Test(shim_mem, destroying_a_context_gives_its_memory_back)
 Test(shim_mem, processes_of_one_vgpu_never_exceed_its_quota_together)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q2");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q2");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     enum { N = 4 };
@@ -283,7 +258,7 @@ Test(shim_mem, processes_of_one_vgpu_never_exceed_its_quota_together)
      * 32 chunks), and reclaim lets them fill it. */
     cr_assert_leq(chunks, 32, "over-committed: %lld chunks of 32 MiB", chunks);
     cr_assert_geq(chunks, 24, "reclaim should let them fill the quota: %lld", chunks);
-    cr_assert(used_becomes(arb, &v, chunks * 32 * (long long)QTS_MIB, 3000));
+    cr_assert(qts_used_becomes(arb, &v, chunks * 32 * (long long)QTS_MIB, 3000));
     for (int i = 0; i < N; i++)
         qt_proc_destroy(&p[i]);
     qt_arbiter_destroy(&arb);
@@ -316,18 +291,18 @@ Test(shim_mem, threads_of_one_process_racing_for_the_quota_get_all_of_it_and_no_
 Test(shim_mem, views_show_the_quota_and_the_whole_vgpus_use)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q2");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q2");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     qt_proc_t *holder = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:300M", "hold", NULL);
     cr_assert(qts_wait_line(holder, "ready", 10000));
-    cr_assert(used_becomes(arb, &v, 300 * QTS_MIB, 3000));
+    cr_assert(qts_used_becomes(arb, &v, 300 * QTS_MIB, 3000));
     char *out = NULL;
     cr_assert_eq(qts_run(&e, &out, NULL, "init", "alloc:cuMemAlloc_v2:direct:100M", "info",
                          "info:v1", "totalmem", "totalmem:v1", "nvml", NULL),
                  0);
     /* The vGPU's use: both processes' allocations and their two contexts. */
-    long long q = 2 * (long long)GiB, used = 400 * (long long)QTS_MIB + 2 * (long long)QTS_CTX;
+    long long q = 2 * (long long)QTS_GIB, used = 400 * (long long)QTS_MIB + 2 * (long long)QTS_CTX;
     cr_assert_eq(qts_field(out, "info ", 2), q);
     cr_assert_eq(qts_field(out, "info ", 1), q - used, "free = quota - the vGPU's use: %s", out);
     cr_assert_eq(qts_field(out, "totalmem ", 1), q);
@@ -346,7 +321,7 @@ Test(shim_mem, views_show_the_quota_and_the_whole_vgpus_use)
 Test(shim_mem, resize_below_use_kills_nothing_and_raising_applies_at_once)
 {
     qts_vgpu_t v;
-    qt_arbiter_t *arb = arbiter_with(&v, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&v, "Q1");
     qts_env_t e;
     qts_env_of(&e, arb, &v);
     const char *a = "alloc cuMemAlloc_v2 direct ";
@@ -370,7 +345,7 @@ Test(shim_mem, resize_below_use_kills_nothing_and_raising_applies_at_once)
     cr_assert_eq(qts_field_at(o, a, 2, 0), 0, "%s", o);
     /* Raised: applies at once. */
     cr_assert_eq(qts_field_at(o, a, 3, 0), 0, "%s", o);
-    cr_assert_eq(qts_field_at(o, "info ", 1, 2), 2 * (long long)GiB);
+    cr_assert_eq(qts_field_at(o, "info ", 1, 2), 2 * (long long)QTS_GIB);
     qt_proc_destroy(&p);
     qt_arbiter_destroy(&arb);
 }
@@ -378,7 +353,7 @@ Test(shim_mem, resize_below_use_kills_nothing_and_raising_applies_at_once)
 Test(shim_mem, a_workload_cannot_use_or_see_another_vgpus_quota)
 {
     qts_vgpu_t a, b;
-    qt_arbiter_t *arb = arbiter_with(&a, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&a, "Q1");
     qts_vgpu_create(arb, &b, "--vm", "vm-b", "--profile", "Q2", NULL);
     qts_env_t e;
     char *out = NULL, *err = NULL;
@@ -394,13 +369,14 @@ Test(shim_mem, a_workload_cannot_use_or_see_another_vgpus_quota)
     qts_env_of(&e, arb, &a);
     qt_proc_t *pa = qts_start(&e, "init", "alloc:cuMemAlloc_v2:direct:700M", "info", "hold", NULL);
     cr_assert(qts_wait_line(pa, "ready", 10000));
-    cr_assert_eq(qts_field(qt_proc_stdout(pa), "info ", 2), (long long)GiB);
+    cr_assert_eq(qts_field(qt_proc_stdout(pa), "info ", 2), (long long)QTS_GIB);
     qts_env_of(&e, arb, &b);
     cr_assert_eq(qts_run(&e, &out, NULL, "init", "info", "alloc:cuMemAlloc_v2:direct:1700M", NULL),
                  0);
-    cr_assert_eq(qts_field(out, "info ", 2), 2 * (long long)GiB);
+    cr_assert_eq(qts_field(out, "info ", 2), 2 * (long long)QTS_GIB);
     /* Nothing of A's; at most B's own context, once the arbiter has told it. */
-    cr_assert_geq(qts_field(out, "info ", 1), 2 * (long long)GiB - (long long)QTS_CTX, "%s", out);
+    cr_assert_geq(qts_field(out, "info ", 1), 2 * (long long)QTS_GIB - (long long)QTS_CTX, "%s",
+                  out);
     cr_assert_eq(qts_field(out, "alloc cuMemAlloc_v2 direct ", 0), 0);
     free(out);
     qt_proc_destroy(&pa);
@@ -423,7 +399,7 @@ Test(shim_mem, the_tenant_socket_neither_shows_nor_changes_any_quota)
     /* Everything a workload can reach: its shim's connection. Administrative requests
      * (resize, info, creds) are refused there, for its own vGPU as for another's. */
     qts_vgpu_t a, b;
-    qt_arbiter_t *arb = arbiter_with(&a, "Q1");
+    qt_arbiter_t *arb = qts_arbiter_with(&a, "Q1");
     qts_vgpu_create(arb, &b, "--vm", "vm-b", "--profile", "Q2", NULL);
     struct tenant t = {&a};
     qp_conn_hooks_t hooks = {.hello = tenant_hello, .arg = &t};

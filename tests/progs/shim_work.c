@@ -54,6 +54,8 @@
  *                             ROUTE, as a runtime initialising lazily does
  *   sync                      sync <rc>                cuCtxSynchronize
  *   sleep:MS                  sleep
+ *   await:PATH:MS             await <1|0>              waits until the file PATH exists (the
+ *                             test's go-ahead), at most MS: 1 when it came
  *   ready / hold              ready (then, for hold, sleeps until killed)
  *   setenv:NAME=VALUE         setenv
  *   unsetenv:NAME             unsetenv
@@ -1274,6 +1276,16 @@ static void run(int argc, char **argv)
             struct timespec ts = {atoi(arg) / 1000, (long)(atoi(arg) % 1000) * 1000000L};
             nanosleep(&ts, NULL);
             out("sleep");
+        } else if (strcmp(cmd, "await") == 0 && arg && strrchr(arg, ':')) {
+            char *ms = strrchr(arg, ':');
+            *ms++ = '\0';
+            int left = atoi(ms);
+            while (access(arg, F_OK) != 0 && left > 0) {
+                struct timespec ts = {0, 10000000L};
+                nanosleep(&ts, NULL);
+                left -= 10;
+            }
+            out("await %d", access(arg, F_OK) == 0);
         } else if (strcmp(cmd, "ready") == 0) {
             out("ready");
         } else if (strcmp(cmd, "hold") == 0) {

@@ -1,0 +1,11 @@
+/* nvml.h - NVML as a vGPU's workload sees it (the hooks are in nvml.c): one device,
+ * index 0, the vGPU's GPU, whose memory is the quota. State: the GPU's NVML handle,
+ * found once and then read lock-free, nvml.c's own. Threads: any. */
+#ifndef QS_NVML_H
+#define QS_NVML_H
+
+/* In a fork child: a new lock (the handle stays: NVML's state is copied with the
+ * process). */
+void qs_nvml_reset_after_fork(void);
+
+#endif
