@@ -42,7 +42,7 @@ typedef struct qa_gpu {
     unsigned procs_unmanaged;    /* those processes (audit.c) */
 } qa_gpu_t;
 
-struct qa_peer;
+struct qa_session;
 struct qa_sched_ent;
 struct qa_ghost;
 
@@ -58,7 +58,7 @@ typedef struct qa_vgpu {
     int64_t created;              /* unix seconds */
     /* runtime, never persisted */
     double util;              /* percent of its GPU's time its processes held leases, EWMA */
-    struct qa_peer *sessions; /* its tenant sessions: tenant.c's list */
+    struct qa_session *sessions; /* its tenant sessions: tenant.c's list */
     unsigned procs;           /* live sessions (tenant.c) */
     uint64_t mem_used;        /* bytes its processes reported holding (tenant.c) */
     uint64_t mem_reserved;    /* bytes reserved to its processes (tenant.c) */
