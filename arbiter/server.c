@@ -16,6 +16,7 @@
 #include "arbiter/trust.h"
 #include "proto/records.h"
 #include "proto/schema.h"
+#include "proto/sockpath.h"
 #include "proto/units.h"
 
 #include <errno.h>
@@ -606,20 +607,6 @@ static int load_state(qa_server_t *self, const char *dir, char *err)
     return 0;
 }
 
-/* Whether something accepts connections on the Unix socket path. */
-static bool socket_served(const char *path)
-{
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof sun.sun_path)
-        return false;
-    memcpy(sun.sun_path, path, strlen(path) + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    bool served = fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
-    if (fd >= 0)
-        close(fd);
-    return served;
-}
-
 /* Binds the endpoint ep on <its dir>/<file> with mode into *out. */
 static int open_endpoint(qa_server_t *self, qa_endpoint_t **out, qp_endpoint_t ep, mode_t mode,
                          char *err)
@@ -629,7 +616,8 @@ static int open_endpoint(qa_server_t *self, qa_endpoint_t **out, qp_endpoint_t e
              qp_endpoint_file(ep));
     /* We hold the lock: a socket file in socket_dir is a dead arbiter's. One in another
      * tenant dir may be served by an arbiter of another socket dir: never take it. */
-    if (strcmp(self->tenant_dir, self->socket_dir) != 0 && ep == QP_TENANT && socket_served(path)) {
+    if (strcmp(self->tenant_dir, self->socket_dir) != 0 && ep == QP_TENANT &&
+        qp_sockpath_probe(path) == 0) {
         snprintf(err, QP_ERR_LEN,
                  "another qarbiter serves %.160s: stop it first, or use another --tenant-dir",
                  path);

@@ -4,10 +4,12 @@
  * builds it (build/minimal/qarbiter): it says what it lacks, in one line, and serves. */
 #include "arbiter/http.h"
 #include "arbiter/notify.h"
+#include "proto/sockpath.h"
 #include "tests/harness.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -60,13 +62,9 @@ static void listener_free(listener_t *l)
 
 static bool accepts(const char *dir, const char *name)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s", dir, name);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return qp_sockpath_probe(path) == 0;
 }
 
 /* A socket file nobody serves, as kill -9 leaves one. */
