@@ -13,6 +13,7 @@
 #include "arbiter/loop.h"
 #include "arbiter/metrics.h"
 #include "arbiter/nvml.h"
+#include "arbiter/pidlock.h"
 #include "arbiter/procfs.h"
 #include "arbiter/reply.h"
 #include "arbiter/sampler.h"
@@ -32,7 +33,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -365,34 +365,18 @@ static int check_dir(const char *path, const char *what, char *err)
  * would say "ready" while this start is still under way, or after it failed. */
 static int take_lock(qa_server_t *self, char *err)
 {
-    char path[256];
+    char path[256], pid[QA_PIDLOCK_PID_LEN];
     snprintf(path, sizeof path, "%s/%s", self->socket_dir, QP_LOCK_FILE);
-    /* O_NOFOLLOW: a symlink planted here would make us truncate its target. */
-    self->lock_fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (self->lock_fd < 0) {
-        int e = errno;
-        snprintf(err, QP_ERR_LEN, "cannot open %.200s: %s%s", path, strerror(e),
-                 e == ELOOP ? " (a symlink: remove it)" : "");
-        return -e;
-    }
-    if (qa_trust_file(self->lock_fd, path, err) < 0)
-        return -EPERM;
-    if (flock(self->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        char pid[32] = "";
-        ssize_t n = pread(self->lock_fd, pid, sizeof pid - 1, 0);
-        pid[n > 0 ? n : 0] = '\0';
-        pid[strcspn(pid, "\n")] = '\0';
+    int rc = qa_pidlock_take(AT_FDCWD, path, path, 0644, pid, err);
+    if (rc == -EBUSY)
         snprintf(err, QP_ERR_LEN,
-                 "another qarbiter%s%s%s holds %.180s: stop it first, or use another "
+                 "another qarbiter%s%.20s%s holds %.160s: stop it first, or use another "
                  "--socket-dir",
                  pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "", path);
-        close(self->lock_fd);
-        self->lock_fd = -1;
-        return -EBUSY;
-    }
-    char pid[32];
-    int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-    if (ftruncate(self->lock_fd, 0) < 0 || pwrite(self->lock_fd, pid, (size_t)n, 0) != n)
+    if (rc < 0)
+        return rc;
+    self->lock_fd = rc;
+    if (qa_pidlock_note(self->lock_fd) < 0)
         qa_log(self->log, QA_WARN, "cannot write the pid into %s", path);
     snprintf(path, sizeof path, "%s/%s", self->socket_dir, qp_endpoint_file(QP_ADMIN));
     if (unlink(path) < 0 && errno != ENOENT) {
