@@ -158,7 +158,8 @@ qa_host_t *qt_host(size_t ngpus, const qa_config_t *cfg)
     for (size_t i = 0; i < ngpus; i++) {
         g[i] = (qa_gpu_desc_t){(unsigned)i, "", "NVIDIA GeForce GTX 1080", 8192ull << 20, 20,
                                2560};
-        snprintf(g[i].uuid, sizeof g[i].uuid, "GPU-%zu", i);
+        char c = (char)('a' + i);
+        snprintf(g[i].uuid, sizeof g[i].uuid, "GPU-%c%c%c%c", c, c, c, c);
     }
     qa_host_t *h = qa_host_new(g, ngpus, cfg);
     cr_assert_not_null(h);

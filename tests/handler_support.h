@@ -59,8 +59,8 @@ qa_peer_t *qt_peer(qp_endpoint_t ep, pid_t pid);
 qp_msg_t *qt_hello(const char *role, const char *vgpu, const char *secret, pid_t pid,
                    uint64_t mem_used);
 
-/* A host of ngpus GPUs of 8 GiB and 20 SMs ("GPU-0", ...), under cfg (defaults when NULL
- * ... the config is the caller's and must outlive the host). */
+/* A host of ngpus (at most 4) GTX 1080s of 8 GiB and 20 SMs, UUIDs "GPU-aaaa",
+ * "GPU-bbbb", ..., under cfg (the caller's: it must outlive the host). */
 qa_host_t *qt_host(size_t ngpus, const qa_config_t *cfg);
 /* Runs loop for ms milliseconds (its timers fire), then returns. */
 void qt_loop_for(qa_loop_t *loop, unsigned ms);

@@ -7,6 +7,7 @@
 #include "include/nvml_subset.h"
 #include "proto/units.h"
 #include "tests/ctl_support.h"
+#include "tests/handler_support.h"
 #include "tests/shim_support.h"
 
 #include <criterion/criterion.h>
@@ -86,11 +87,7 @@ static struct world *world_new(const char *config_lines)
         free(dir);
     }
     w->log = (qa_log_t){QA_DEBUG, stderr};
-    qa_gpu_desc_t g[2] = {
-        {0, "GPU-aaaa", "NVIDIA GeForce GTX 1080", 8192 * MiB, 20, 2560},
-        {1, "GPU-bbbb", "NVIDIA GeForce GTX 1080", 8192 * MiB, 20, 2560},
-    };
-    w->host = qa_host_new(g, 2, &w->cfg);
+    w->host = qt_host(2, &w->cfg);
     w->audit = qa_audit_new(&w->cfg, &w->log, &w_ops, w);
     cr_assert(w->host && w->audit);
     return w;
