@@ -136,14 +136,16 @@ GEN := $(BUILD)/gen/cuda_procaddr.h $(BUILD)/gen/glibc_compat.h
 GLIBC_FLOOR := 2.31
 FLOOR_OBJ := $(SHIM_OBJ) $(PROTO_OBJ) $(SIM_CUDA_OBJ) $(SIM_NVML_OBJ) $(SIM_CORE_OBJ) \
              $(SIM_STUB_OBJ)
-$(FLOOR_OBJ): CPPFLAGS += -include $(BUILD)/gen/glibc_compat.h
+FLOOR_CPPFLAGS := -include $(BUILD)/gen/glibc_compat.h
+$(FLOOR_OBJ): CPPFLAGS += $(FLOOR_CPPFLAGS)
 # route.c defines dlsym and dlvsym: they are the shim's own, not glibc's.
-$(BUILD)/obj/shim/route.o: CPPFLAGS += -DQV_GLIBC_OWN_dlsym -DQV_GLIBC_OWN_dlvsym
+ROUTE_CPPFLAGS := -DQV_GLIBC_OWN_dlsym -DQV_GLIBC_OWN_dlvsym
+$(BUILD)/obj/shim/route.o: CPPFLAGS += $(ROUTE_CPPFLAGS)
 LIBS_GLIBC_FLOOR := -Wl,--push-state,--no-as-needed -l:libpthread.so.0 -l:libdl.so.2 \
                     -l:librt.so.1 -Wl,--pop-state
 
 # The shim bundle: what a container mounts read-only, and the hook its CDI spec runs.
-VERSION := $(shell sed -n 's/^\#define QA_VERSION "\(.*\)"/\1/p' arbiter/server.h)
+VERSION := $(shell sed -n 's/^\#define QA_VERSION "\(.*\)"/\1/p' arbiter/version.h)
 BUNDLE := $(BUILD)/bundle/libqshim.so $(BUILD)/bundle/qvgpu-container-hook \
           $(BUILD)/bundle/ld.so.preload
 
@@ -172,18 +174,18 @@ endif
 all: $(ARTIFACTS)
 
 help:
-	@sed -n '3,10p' Makefile
+	@sed -n '3,12p' Makefile
 
 # ---- generated ----------------------------------------------------------------------
-$(BUILD)/gen/cuda_procaddr.h: scripts/gen-procaddr.sh
+$(BUILD)/gen/cuda_procaddr.h: scripts/gen-procaddr.sh $(BUILD)/flags.stamp
 	@mkdir -p $(@D)
 	scripts/gen-procaddr.sh $(CUDA_HOME) $@
 
-$(BUILD)/gen/glibc_compat.h: scripts/gen-glibc-compat.sh
+$(BUILD)/gen/glibc_compat.h: scripts/gen-glibc-compat.sh $(BUILD)/flags.stamp
 	@mkdir -p $(@D)
 	scripts/gen-glibc-compat.sh $(CC) $(GLIBC_FLOOR) $@
 
-$(BUILD)/gen/sim_stubs.c: scripts/gen-sim-stubs.sh
+$(BUILD)/gen/sim_stubs.c: scripts/gen-sim-stubs.sh $(BUILD)/flags.stamp
 	@mkdir -p $(@D)
 	scripts/gen-sim-stubs.sh $(CUDA_HOME) $@
 
@@ -192,16 +194,31 @@ $(BUILD)/gen/dashboard_assets.c: scripts/gen-assets.sh $(DASHBOARD)
 	scripts/gen-assets.sh $@ $(DASHBOARD)
 
 # ---- objects ------------------------------------------------------------------------
-$(BUILD)/obj/%.o: %.c | $(GEN)
+# Every object depends on flags.stamp, which holds the compiler and every flag an object
+# may be built with (the target-specific ones included): it is rewritten, and so every
+# object made again, only when one of them changes (CFLAGS=..., a new -include, HTTP or
+# SYSTEMD found or lost). A header an object includes, generated ones and -include'd ones
+# alike, is in its .d file (-MMD), so a header made again rebuilds what includes it; the
+# generated files depend on the stamp too (CC decides glibc_compat.h, CUDA_HOME the
+# others), and a new -include names its header in the flags, which changes the stamp.
+# The text is taken at the end of this file (FLAGS_TEXT), from the global values: a
+# target-specific flag would leak into the stamp's recipe through the target that asked
+# for it.
+TEST_CFLAGS := $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
+$(BUILD)/flags.stamp: FORCE
+	@mkdir -p $(@D)
+	@printf '%s\n' $(FLAGS_QUOTED) | cmp -s - $@ || printf '%s\n' $(FLAGS_QUOTED) > $@
+
+$(BUILD)/obj/%.o: %.c $(BUILD)/flags.stamp | $(GEN)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c | $(GEN)
+$(BUILD)/obj/gen/%.o: $(BUILD)/gen/%.c $(BUILD)/flags.stamp | $(GEN)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 # Tests and benches see the sim's and everyone's internals but export nothing.
-$(BUILD)/obj/tests/%.o $(BUILD)/obj/bench/%.o: CFLAGS += $(shell pkg-config --cflags $(TEST_PKGS) 2>/dev/null)
+$(BUILD)/obj/tests/%.o $(BUILD)/obj/bench/%.o: CFLAGS += $(TEST_CFLAGS)
 
 # ---- artifacts ----------------------------------------------------------------------
 # The shim must not depend on libcuda: it finds the driver at run time, so that a
@@ -229,16 +246,11 @@ $(BUILD)/qarbiter: $(ARBITER_MAIN) $(ARBITER_OBJ) $(PROTO_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS_JSON) $(LIBS_INI) $(LIBS_HTTP) $(LIBS_SYSTEMD) \
 	    -ldl -lpthread -lm
 
-# The build options are in notify.o: it is made again when SYSTEMD changes.
+# The build options are in notify.o: it is made again when SYSTEMD changes (flags.stamp).
 $(BUILD)/obj/arbiter/notify.o: CPPFLAGS += $(if $(filter 1,$(SYSTEMD)),-DQA_HAVE_SYSTEMD)
-$(BUILD)/obj/arbiter/notify.o: $(BUILD)/options.stamp
-$(BUILD)/obj/arbiter/notify_off.o: arbiter/notify.c | $(GEN)
+$(BUILD)/obj/arbiter/notify_off.o: arbiter/notify.c $(BUILD)/flags.stamp | $(GEN)
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
-
-$(BUILD)/options.stamp: FORCE
-	@mkdir -p $(@D)
-	@echo 'HTTP=$(HTTP) SYSTEMD=$(SYSTEMD)' | cmp -s - $@ || echo 'HTTP=$(HTTP) SYSTEMD=$(SYSTEMD)' > $@
 
 # qarbiter as a machine without libmicrohttpd and libsystemd builds it (test_arbiter_notify).
 $(BUILD)/minimal/qarbiter: $(ARBITER_MAIN) $(ARBITER_MIN) $(PROTO_OBJ)
@@ -302,7 +314,7 @@ SPANK_SRC    := $(wildcard slurm/*.c) proto/units.c
 SPANK_OBJ    := $(patsubst %.c,$(BUILD)/obj-spank/%.o,$(SPANK_SRC))
 SPANK_CFLAGS := -O2 -g -std=gnu11 -Wall -Wextra -Werror -fPIC -fvisibility=hidden
 
-$(BUILD)/obj-spank/%.o: %.c $(BUILD)/prefix.stamp
+$(BUILD)/obj-spank/%.o: %.c $(BUILD)/prefix.stamp $(BUILD)/flags.stamp
 	@mkdir -p $(@D)
 	$(CC) -D_GNU_SOURCE -Iinclude -I. -isystem $(SLURM_INCLUDE) -MMD -MP \
 	    -DQSL_DEFAULT_QGPUCTL='"$(PREFIX)/bin/qgpuctl"' $(SPANK_CFLAGS) -c $< -o $@
@@ -332,12 +344,12 @@ $(BUILD)/tests/progs/%: $(BUILD)/obj/tests/progs/%.o
 # The workload built to run on the glibc floor too, for the Debian 11 container tests:
 # bound to old symbol versions, started by tests/floor/start.c (docs there).
 FLOOR_PROGS := $(BUILD)/tests/floor/shim_work
-$(BUILD)/obj/tests/floor/%.o: tests/progs/%.c | $(GEN)
+$(BUILD)/obj/tests/floor/%.o: tests/progs/%.c $(BUILD)/flags.stamp | $(GEN)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -include $(BUILD)/gen/glibc_compat.h $(CFLAGS) -c $< -o $@
-$(BUILD)/obj/tests/floor/start.o: tests/floor/start.c | $(GEN)
+	$(CC) $(CPPFLAGS) $(FLOOR_CPPFLAGS) $(CFLAGS) -c $< -o $@
+$(BUILD)/obj/tests/floor/start.o: tests/floor/start.c $(BUILD)/flags.stamp | $(GEN)
 	@mkdir -p $(@D)
-	$(CC) $(CPPFLAGS) -include $(BUILD)/gen/glibc_compat.h $(CFLAGS) -c $< -o $@
+	$(CC) $(CPPFLAGS) $(FLOOR_CPPFLAGS) $(CFLAGS) -c $< -o $@
 $(BUILD)/tests/floor/%: $(BUILD)/obj/tests/floor/%.o $(BUILD)/obj/tests/floor/start.o
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -nostartfiles -o $@ $^ -Wl,--as-needed $(CUDA_STUB) -Wl,--no-as-needed \
@@ -387,7 +399,7 @@ FUZZ_FLAGS := -g -O1 -std=gnu11 -Wall -Wextra -Werror -fsanitize=fuzzer,address,
 
 fuzz: $(FUZZ_BIN)
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) $(wildcard proto/*.h)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(FUZZ_SRC) $(wildcard proto/*.h) $(BUILD)/flags.stamp
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_FLAGS) $(PKG_CFLAGS) -o $@ $< $(FUZZ_SRC)
 
@@ -449,6 +461,13 @@ $(DEB): $(filter-out $(BUILD)/qvgpu.pc $(BUILD)/spank_qvgpu.so,$(ARTIFACTS)) \
 
 clean:
 	rm -rf build build-san $(DEB_WORK)
+
+# What flags.stamp holds (see "objects"): every definition above is in.
+FLAGS_TEXT := $(CC) | $(CPPFLAGS) | $(CFLAGS) | $(PKG_CFLAGS) | $(FLOOR_CPPFLAGS) | \
+              $(ROUTE_CPPFLAGS) | $(TEST_CFLAGS) | HTTP=$(HTTP) SYSTEMD=$(SYSTEMD) | \
+              GLIBC_FLOOR=$(GLIBC_FLOOR) CUDA_HOME=$(CUDA_HOME) | \
+              $(FUZZ_CC) $(FUZZ_FLAGS) | $(SPANK_CFLAGS)
+FLAGS_QUOTED := '$(subst ','\'',$(FLAGS_TEXT))'
 
 .SECONDARY:
 -include $(shell find $(BUILD)/obj $(BUILD)/obj-spank -name '*.d' 2>/dev/null)

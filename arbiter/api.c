@@ -57,64 +57,43 @@ static void real(struct obj *o, const char *k, double v)
     qa_buf_json_real(o->b, v);
 }
 
+/* The records' fields (proto/records.h), in qgpuctl --json's order: the same lists make
+ * both, so the API keeps mirroring qgpuctl. */
+#define API_STR str
+#define API_UINT uint_
+#define API_INT int_
+#define API_INDEX int_
+#define API_FLOAT real
+#define API_FIELD(m, type, max, opt) API_##type(&o, #m, r->m);
+#define API_NONE(m, type, max, opt)
+
 static void gpu_json(qa_buf_t *b, const qa_view_gpu_t *vg)
 {
-    const qp_gpu_t *g = &vg->rec;
+    const qp_gpu_t *r = &vg->rec;
     struct obj o;
     open_obj(&o, b);
-    /* qgpuctl --json gpus' fields, in its order */
-    int_(&o, "index", g->index);
-    str(&o, "uuid", g->uuid);
-    str(&o, "name", g->name);
-    uint_(&o, "memory_total_mb", g->memory_total_mb);
-    uint_(&o, "memory_used_mb", g->memory_used_mb);
-    uint_(&o, "memory_reserved_mb", g->memory_reserved_mb);
-    real(&o, "memory_util", g->memory_util);
-    real(&o, "util", g->util);
-    uint_(&o, "sms", g->sms);
-    uint_(&o, "cuda_cores", g->cuda_cores);
-    uint_(&o, "share_reserved", g->share_reserved);
-    uint_(&o, "vgpus", g->vgpus);
-    uint_(&o, "memory_unmanaged_mb", g->memory_unmanaged_mb);
-    uint_(&o, "unmanaged_procs", g->unmanaged_procs);
+    QP_GPU_FIELDS(API_FIELD, API_NONE)
     /* the arbiter's own, then the product's names (CONTRACT.md): fractions 0..1 */
-    real(&o, "leased", g->leased);
-    uint_(&o, "hung", g->hung);
-    uint_(&o, "total_memory_mb", g->memory_total_mb);
-    uint_(&o, "used_memory_mb", g->memory_used_mb);
-    real(&o, "memory_utilization", g->memory_util / 100);
-    real(&o, "utilization", g->util / 100);
-    uint_(&o, "vgpu_count", g->vgpus);
+    real(&o, "leased", r->leased);
+    uint_(&o, "hung", r->hung);
+    uint_(&o, "total_memory_mb", r->memory_total_mb);
+    uint_(&o, "used_memory_mb", r->memory_used_mb);
+    real(&o, "memory_utilization", r->memory_util / 100);
+    real(&o, "utilization", r->util / 100);
+    uint_(&o, "vgpu_count", r->vgpus);
     qa_buf_add(b, "}", 1);
 }
 
 static void vgpu_json(qa_buf_t *b, const qa_view_vgpu_t *vv)
 {
-    const qp_info_t *v = &vv->info;
+    const qp_info_t *r = &vv->info;
     struct obj o;
     open_obj(&o, b);
-    /* qgpuctl --json info's fields, in its order */
-    str(&o, "id", v->id);
-    str(&o, "vm", v->vm);
-    int_(&o, "gpu", v->gpu);
-    str(&o, "gpu_uuid", v->gpu_uuid);
-    str(&o, "profile", v->profile);
-    uint_(&o, "memory_mb", v->memory_mb);
-    uint_(&o, "cuda_cores", v->cuda_cores);
-    uint_(&o, "share", v->share);
-    uint_(&o, "limit", v->limit);
-    real(&o, "util", v->util);
-    uint_(&o, "memory_used", v->memory_used);
-    uint_(&o, "memory_reserved", v->memory_reserved);
-    uint_(&o, "procs", v->procs);
-    int_(&o, "created", v->created);
-    uint_(&o, "memory_real", v->memory_real);
-    uint_(&o, "memory_unmanaged", v->memory_unmanaged);
-    uint_(&o, "unmanaged_procs", v->unmanaged_procs);
+    QP_INFO_FIELDS(API_FIELD)
     /* the product's names, then the counters only the arbiter has */
-    str(&o, "vm_id", v->vm);
-    real(&o, "utilization", v->util / 100);
-    uint_(&o, "memory_used_mb", v->memory_used / QP_MIB);
+    str(&o, "vm_id", r->vm);
+    real(&o, "utilization", r->util / 100);
+    uint_(&o, "memory_used_mb", r->memory_used / QP_MIB);
     uint_(&o, "allocations_refused", vv->refused);
     uint_(&o, "leases_granted", vv->leases);
     qa_buf_add(b, "}", 1);
@@ -131,42 +110,32 @@ static void gpus_json(qa_buf_t *b, const qa_view_t *view)
     qa_buf_add(b, "]", 1);
 }
 
+static void finding_json(qa_buf_t *b, const qp_finding_t *r)
+{
+    struct obj o;
+    open_obj(&o, b);
+    QP_FINDING_FIELDS(API_FIELD)
+    qa_buf_add(b, "}", 1);
+}
+
 static void stats_json(qa_buf_t *b, const qa_view_t *view)
 {
-    const qp_totals_t *t = &view->totals;
+    const qp_totals_t *r = &view->totals;
     struct obj o;
     open_obj(&o, b);
     key(&o, "gpus");
     gpus_json(b, view);
-    uint_(&o, "vgpus_total", t->vgpus_total);
-    uint_(&o, "vgpus_active", t->vgpus_active);
-    uint_(&o, "memory_reserved_mb", t->memory_reserved_mb);
-    uint_(&o, "memory_used_mb", t->memory_used_mb);
-    uint_(&o, "memory_real_mb", t->memory_real_mb);
-    uint_(&o, "kills", t->kills);
+    QP_TOTALS_FIELDS(API_FIELD)
     key(&o, "findings");
     qa_buf_add(b, "[", 1);
     for (size_t i = 0; i < view->nfindings; i++) {
-        const qp_finding_t *f = &view->findings[i];
-        struct obj fo;
         if (i)
             qa_buf_add(b, ",", 1);
-        open_obj(&fo, b); /* qgpuctl --json stats' fields, in its order */
-        str(&fo, "kind", f->kind);
-        int_(&fo, "gpu", f->gpu);
-        str(&fo, "vgpu", f->vgpu);
-        uint_(&fo, "pid", f->pid);
-        str(&fo, "name", f->name);
-        uint_(&fo, "memory", f->memory);
-        uint_(&fo, "quota", f->quota);
-        uint_(&fo, "since", f->since);
-        str(&fo, "action", f->action);
-        str(&fo, "detail", f->detail);
-        qa_buf_add(b, "}", 1);
+        finding_json(b, &view->findings[i]);
     }
     qa_buf_add(b, "]", 1);
-    uint_(&o, "total_vgpus", t->vgpus_total);
-    uint_(&o, "active_vgpus", t->vgpus_active);
+    uint_(&o, "total_vgpus", r->vgpus_total);
+    uint_(&o, "active_vgpus", r->vgpus_active);
     real(&o, "uptime_seconds", view->uptime_s);
     uint_(&o, "tenant_connections", view->tenant_connections);
     qa_buf_add(b, "}", 1);

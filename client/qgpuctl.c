@@ -6,6 +6,8 @@
 #include "qvgpu.h"
 #include "client/asan.h"
 
+#include "proto/records.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <libgen.h>
@@ -118,42 +120,41 @@ static void print_json(json_t *doc)
     json_decref(doc);
 }
 
-static json_t *vgpu_json(const qv_vgpu_t *v)
+/* JSON of the public structs, made from the records' field lists (proto/records.h): the
+ * keys are the wire's, in its order, and a field added there is printed here too. */
+#define JSON_STR(x) json_string(x)
+#define JSON_UINT(x) json_integer((json_int_t)(x))
+#define JSON_INT(x) json_integer((json_int_t)(x))
+#define JSON_INDEX(x) json_integer((json_int_t)(x))
+#define JSON_FLOAT(x) json_real(x)
+#define JSON_FIELD(m, type, max, opt) json_object_set_new(o, #m, JSON_##type(r->m));
+#define JSON_NONE(m, type, max, opt)
+
+static json_t *vgpu_json(const qv_vgpu_t *r)
 {
-    json_t *o = json_pack(
-        "{s:s, s:s, s:i, s:s, s:s, s:I, s:I, s:i, s:i, s:f, s:I, s:I, s:i, s:I}", "id", v->id,
-        "vm", v->vm, "gpu", v->gpu, "gpu_uuid", v->gpu_uuid, "profile", v->profile, "memory_mb",
-        (json_int_t)v->memory_mb, "cuda_cores", (json_int_t)v->cuda_cores, "share",
-        (int)v->share, "limit", (int)v->limit, "util", v->util, "memory_used",
-        (json_int_t)v->memory_used, "memory_reserved", (json_int_t)v->memory_reserved, "procs",
-        (int)v->procs, "created", (json_int_t)v->created);
-    json_object_set_new(o, "memory_real", json_integer((json_int_t)v->memory_real));
-    json_object_set_new(o, "memory_unmanaged", json_integer((json_int_t)v->memory_unmanaged));
-    json_object_set_new(o, "unmanaged_procs", json_integer(v->unmanaged_procs));
+    json_t *o = json_object();
+    QP_INFO_FIELDS(JSON_FIELD)
     return o;
 }
 
-static json_t *gpu_json(const qv_gpu_t *g)
+static json_t *gpu_json(const qv_gpu_t *r)
 {
-    json_t *o = json_pack(
-        "{s:i, s:s, s:s, s:I, s:I, s:I, s:f, s:f, s:i, s:i, s:i, s:i}", "index", g->index,
-        "uuid", g->uuid, "name", g->name, "memory_total_mb", (json_int_t)g->memory_total_mb,
-        "memory_used_mb", (json_int_t)g->memory_used_mb, "memory_reserved_mb",
-        (json_int_t)g->memory_reserved_mb, "memory_util", g->memory_util, "util", g->util, "sms",
-        (int)g->sms, "cuda_cores", (int)g->cuda_cores, "share_reserved", (int)g->share_reserved,
-        "vgpus", (int)g->vgpus);
-    json_object_set_new(o, "memory_unmanaged_mb",
-                        json_integer((json_int_t)g->memory_unmanaged_mb));
-    json_object_set_new(o, "unmanaged_procs", json_integer(g->unmanaged_procs));
+    json_t *o = json_object();
+    QP_GPU_FIELDS(JSON_FIELD, JSON_NONE)
     return o;
 }
 
-static json_t *finding_json(const qv_finding_t *f)
+static json_t *finding_json(const qv_finding_t *r)
 {
-    return json_pack("{s:s, s:i, s:s, s:i, s:s, s:I, s:I, s:I, s:s, s:s}", "kind", f->kind, "gpu",
-                     f->gpu, "vgpu", f->vgpu, "pid", (int)f->pid, "name", f->name, "memory",
-                     (json_int_t)f->memory, "quota", (json_int_t)f->quota, "since",
-                     (json_int_t)f->since, "action", f->action, "detail", f->detail);
+    json_t *o = json_object();
+    QP_FINDING_FIELDS(JSON_FIELD)
+    return o;
+}
+
+/* The totals of s into o. */
+static void totals_json(json_t *o, const qv_stats_t *r)
+{
+    QP_TOTALS_FIELDS(JSON_FIELD)
 }
 
 static json_t *gpus_json(const qv_gpu_t *gpus, size_t n)
@@ -633,13 +634,10 @@ static int cmd_stats(const struct global *g, int argc, char **argv)
         json_t *findings = json_array();
         for (size_t i = 0; i < s->nfindings; i++)
             json_array_append_new(findings, finding_json(&s->findings[i]));
-        print_json(json_pack("{s:o, s:i, s:i, s:I, s:I, s:I, s:I, s:o}", "gpus",
-                             gpus_json(s->gpus, s->ngpus), "vgpus_total", (int)s->vgpus_total,
-                             "vgpus_active", (int)s->vgpus_active, "memory_reserved_mb",
-                             (json_int_t)s->memory_reserved_mb, "memory_used_mb",
-                             (json_int_t)s->memory_used_mb, "memory_real_mb",
-                             (json_int_t)s->memory_real_mb, "kills", (json_int_t)s->kills,
-                             "findings", findings));
+        json_t *doc = json_pack("{s:o}", "gpus", gpus_json(s->gpus, s->ngpus));
+        totals_json(doc, s);
+        json_object_set_new(doc, "findings", findings);
+        print_json(doc);
     } else {
         char a[32], b[32], c[32];
         print_gpu_table(s->gpus, s->ngpus);

@@ -5,6 +5,7 @@
 #include "proto/conn.h"
 #include "proto/records.h"
 #include "proto/schema.h"
+#include "proto/sockpath.h"
 #include "proto/units.h"
 
 #include <errno.h>
@@ -41,18 +42,9 @@ const char *qv_default_socket_dir(void)
  * a restarting arbiter replaces it within a moment, so refusals are retried briefly. */
 static bool listening(const char *path, int wait_ms)
 {
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    if (strlen(path) >= sizeof sun.sun_path)
-        return true; /* qp_conn_new says what is wrong */
-    memcpy(sun.sun_path, path, strlen(path) + 1);
     for (int waited = 0;; waited += 20) {
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            return true;
-        bool refused = connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0 &&
-                       (errno == ECONNREFUSED || errno == ENOENT);
-        close(fd);
-        if (!refused)
+        int rc = qp_sockpath_probe(path); /* too long: qp_conn_new says what is wrong */
+        if (rc != -ECONNREFUSED && rc != -ENOENT)
             return true;
         if (waited >= wait_ms)
             return false;
@@ -149,76 +141,32 @@ static int call(qv_client_t *self, qp_msg_t *req, qp_msg_t **rep, char *err)
     return rc;
 }
 
-static qp_msg_t *with_id(const char *type, const char *id)
+static qp_msg_t *with_id(qp_req_t kind, const char *id)
 {
-    qp_msg_t *m = qp_msg_new(type);
+    qp_msg_t *m = qp_new_request(kind);
     if (m && qp_msg_set_str(m, "vgpu", id) < 0)
         qp_msg_destroy(&m);
     return m;
 }
 
-static void vgpu_from(const qp_info_t *i, qv_vgpu_t *o)
-{
-    memset(o, 0, sizeof *o);
-    _Static_assert(sizeof o->vm == sizeof i->vm && sizeof o->profile == sizeof i->profile,
-                   "same string sizes");
-    memcpy(o->id, i->id, sizeof o->id);
-    memcpy(o->vm, i->vm, sizeof o->vm);
-    o->gpu = i->gpu;
-    memcpy(o->gpu_uuid, i->gpu_uuid, sizeof o->gpu_uuid);
-    memcpy(o->profile, i->profile, sizeof o->profile);
-    o->memory_mb = i->memory_mb;
-    o->cuda_cores = i->cuda_cores;
-    o->share = i->share;
-    o->limit = i->limit;
-    o->util = i->util;
-    o->memory_used = i->memory_used;
-    o->memory_reserved = i->memory_reserved;
-    o->procs = i->procs;
-    o->created = i->created;
-    o->memory_real = i->memory_real;
-    o->memory_unmanaged = i->memory_unmanaged;
-    o->unmanaged_procs = i->unmanaged_procs;
-}
+/* The public structs read straight from the wire through records.h's field lists: the
+ * member names of qv_vgpu_t, qv_gpu_t, qv_finding_t and qv_stats_t's totals are the
+ * records' keys, and the fields qv_gpu_t leaves out are checked and not kept. */
+#define VGPU(m, t, max, opt) QP_FIELD(qv_vgpu_t, m, t, max, opt)
+#define GPU(m, t, max, opt) QP_FIELD(qv_gpu_t, m, t, max, opt)
+#define FINDING(m, t, max, opt) QP_FIELD(qv_finding_t, m, t, max, opt)
+#define TOTALS(m, t, max, opt) QP_FIELD(qv_stats_t, m, t, max, opt)
 
-static void gpu_from(const qp_gpu_t *g, qv_gpu_t *o)
-{
-    memset(o, 0, sizeof *o);
-    o->index = g->index;
-    memcpy(o->uuid, g->uuid, sizeof o->uuid);
-    _Static_assert(sizeof o->name == sizeof g->name, "same string sizes");
-    memcpy(o->name, g->name, sizeof o->name);
-    o->memory_total_mb = g->memory_total_mb;
-    o->memory_used_mb = g->memory_used_mb;
-    o->memory_reserved_mb = g->memory_reserved_mb;
-    o->memory_util = g->memory_util;
-    o->util = g->util;
-    o->sms = g->sms;
-    o->cuda_cores = g->cuda_cores;
-    o->share_reserved = g->share_reserved;
-    o->vgpus = g->vgpus;
-    o->memory_unmanaged_mb = g->memory_unmanaged_mb;
-    o->unmanaged_procs = g->unmanaged_procs;
-}
+static const qp_field_t vgpu_fields[] = {QP_INFO_FIELDS(VGPU)};
+static const qp_field_t gpu_fields[] = {QP_GPU_FIELDS(GPU, QP_FIELD_SKIP)};
+static const qp_field_t finding_fields[] = {QP_FINDING_FIELDS(FINDING)};
+static const qp_field_t totals_fields[] = {QP_TOTALS_FIELDS(TOTALS)};
 
-static void finding_from(const qp_finding_t *f, qv_finding_t *o)
-{
-    memset(o, 0, sizeof *o);
-    _Static_assert(sizeof o->kind == sizeof f->kind && sizeof o->vgpu == sizeof f->vgpu &&
-                       sizeof o->name == sizeof f->name && sizeof o->action == sizeof f->action &&
-                       sizeof o->detail == sizeof f->detail,
-                   "same string sizes");
-    memcpy(o->kind, f->kind, sizeof o->kind);
-    o->gpu = f->gpu;
-    memcpy(o->vgpu, f->vgpu, sizeof o->vgpu);
-    o->pid = f->pid;
-    memcpy(o->name, f->name, sizeof o->name);
-    o->memory = f->memory;
-    o->quota = f->quota;
-    o->since = f->since;
-    memcpy(o->action, f->action, sizeof o->action);
-    memcpy(o->detail, f->detail, sizeof o->detail);
-}
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+static const qp_record_desc_t qv_vgpu_desc = {"INFO", vgpu_fields, COUNT(vgpu_fields)};
+static const qp_record_desc_t qv_gpu_desc = {"GPU", gpu_fields, COUNT(gpu_fields)};
+static const qp_record_desc_t qv_finding_desc = {"FINDING", finding_fields, COUNT(finding_fields)};
+static const qp_record_desc_t qv_totals_desc = {"stats", totals_fields, COUNT(totals_fields)};
 
 /* Reads the `findings` array of rep, when there is one (older arbiters send none). */
 static int read_findings(const qp_msg_t *rep, qv_stats_t *s, char *err)
@@ -235,11 +183,11 @@ static int read_findings(const qp_msg_t *rep, qv_stats_t *s, char *err)
         return -ENOMEM;
     }
     for (size_t i = 0; i < n; i++) {
-        qp_finding_t f;
-        int rc = qp_finding_get(qp_msg_map_at(rep, "findings", i), &f, err);
+        int rc = qp_record_get(qp_msg_map_at(rep, "findings", i), &qv_finding_desc,
+                               &s->findings[i], err);
         if (rc < 0)
             return rc;
-        finding_from(&f, &s->findings[s->nfindings++]);
+        s->nfindings++;
     }
     return 0;
 }
@@ -247,17 +195,16 @@ static int read_findings(const qp_msg_t *rep, qv_stats_t *s, char *err)
 /* Reads the `vgpu` INFO of rep into out (may be NULL). */
 static int read_vgpu(const qp_msg_t *rep, qv_vgpu_t *out, char *err)
 {
-    qp_info_t info;
-    int rc = qp_info_get(qp_msg_get_map(rep, "vgpu"), &info, err);
-    if (rc == 0 && out)
-        vgpu_from(&info, out);
-    return rc;
+    qv_vgpu_t ignored;
+    qv_vgpu_t *v = out ? out : &ignored;
+    memset(v, 0, sizeof *v);
+    return qp_record_get(qp_msg_get_map(rep, "vgpu"), &qv_vgpu_desc, v, err);
 }
 
 int qv_create(qv_client_t *client, const qv_create_t *req, qv_vgpu_t *out,
               char secret[QV_SECRET_LEN], char err[QV_ERR_LEN])
 {
-    qp_msg_t *m = qp_msg_new("create"), *rep;
+    qp_msg_t *m = qp_new_request(QP_REQ_CREATE), *rep;
     qp_msg_set_str(m, "vm", req->vm ? req->vm : "");
     if (req->profile)
         qp_msg_set_str(m, "profile", req->profile);
@@ -289,7 +236,7 @@ int qv_create(qv_client_t *client, const qv_create_t *req, qv_vgpu_t *out,
 int qv_destroy(qv_client_t *client, const char *id, char err[QV_ERR_LEN])
 {
     qp_msg_t *rep;
-    int rc = call(client, with_id("destroy", id), &rep, err);
+    int rc = call(client, with_id(QP_REQ_DESTROY, id), &rep, err);
     qp_msg_destroy(&rep);
     return rc;
 }
@@ -297,7 +244,7 @@ int qv_destroy(qv_client_t *client, const char *id, char err[QV_ERR_LEN])
 int qv_resize(qv_client_t *client, const char *id, const qv_resize_t *req, qv_vgpu_t *out,
               char err[QV_ERR_LEN])
 {
-    qp_msg_t *m = with_id("resize", id), *rep;
+    qp_msg_t *m = with_id(QP_REQ_RESIZE, id), *rep;
     if (req->has_memory)
         qp_msg_set_uint(m, "memory_mb", req->memory_mb);
     if (req->has_share)
@@ -314,7 +261,7 @@ int qv_resize(qv_client_t *client, const char *id, const qv_resize_t *req, qv_vg
 int qv_info(qv_client_t *client, const char *id, qv_vgpu_t *out, char err[QV_ERR_LEN])
 {
     qp_msg_t *rep;
-    int rc = call(client, with_id("info", id), &rep, err);
+    int rc = call(client, with_id(QP_REQ_INFO, id), &rep, err);
     if (rc == 0)
         rc = read_vgpu(rep, out, err);
     qp_msg_destroy(&rep);
@@ -325,7 +272,7 @@ int qv_list(qv_client_t *client, qv_vgpu_list_t **out, char err[QV_ERR_LEN])
 {
     qp_msg_t *rep;
     *out = NULL;
-    int rc = call(client, qp_msg_new("list"), &rep, err);
+    int rc = call(client, qp_new_request(QP_REQ_LIST), &rep, err);
     size_t n = 0;
     if (rc == 0 && qp_msg_count_maps(rep, "vgpus", &n) < 0) {
         snprintf(err, QV_ERR_LEN, "the arbiter's list reply has no 'vgpus' array");
@@ -337,10 +284,9 @@ int qv_list(qv_client_t *client, qv_vgpu_list_t **out, char err[QV_ERR_LEN])
         rc = -ENOMEM;
     }
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        qp_info_t info;
-        rc = qp_info_get(qp_msg_map_at(rep, "vgpus", i), &info, err);
+        rc = qp_record_get(qp_msg_map_at(rep, "vgpus", i), &qv_vgpu_desc, &l->vgpus[i], err);
         if (rc == 0)
-            vgpu_from(&info, &l->vgpus[l->count++]);
+            l->count++;
     }
     qp_msg_destroy(&rep);
     if (rc < 0)
@@ -373,14 +319,14 @@ static int read_gpus(const qp_msg_t *rep, qv_gpu_t **gpus, size_t *count, char *
         return -ENOMEM;
     }
     for (size_t i = 0; i < n; i++) {
-        qp_gpu_t g;
-        int rc = qp_gpu_get(qp_msg_map_at(rep, "gpus", i), &g, err);
+        int rc = qp_record_get(qp_msg_map_at(rep, "gpus", i), &qv_gpu_desc, &(*gpus)[i], err);
         if (rc < 0) {
             free(*gpus);
             *gpus = NULL;
+            *count = 0;
             return rc;
         }
-        gpu_from(&g, &(*gpus)[(*count)++]);
+        (*count)++;
     }
     return 0;
 }
@@ -389,7 +335,7 @@ int qv_gpus(qv_client_t *client, qv_gpu_list_t **out, char err[QV_ERR_LEN])
 {
     qp_msg_t *rep;
     *out = NULL;
-    int rc = call(client, qp_msg_new("gpus"), &rep, err);
+    int rc = call(client, qp_new_request(QP_REQ_GPUS), &rep, err);
     if (rc < 0)
         return rc;
     qv_gpu_list_t *l = calloc(1, sizeof *l);
@@ -427,22 +373,15 @@ int qv_stats(qv_client_t *client, qv_stats_t **out, char err[QV_ERR_LEN])
 {
     qp_msg_t *rep;
     *out = NULL;
-    int rc = call(client, qp_msg_new("stats"), &rep, err);
+    int rc = call(client, qp_new_request(QP_REQ_STATS), &rep, err);
     if (rc < 0)
         return rc;
     qv_stats_t *s = calloc(1, sizeof *s);
-    qp_totals_t t;
     if (!s) {
         snprintf(err, QV_ERR_LEN, "out of memory");
         rc = -ENOMEM;
     } else if ((rc = read_gpus(rep, &s->gpus, &s->ngpus, err)) == 0 &&
-               (rc = qp_totals_get(rep, &t, err)) == 0) {
-        s->vgpus_total = t.vgpus_total;
-        s->vgpus_active = t.vgpus_active;
-        s->memory_reserved_mb = t.memory_reserved_mb;
-        s->memory_used_mb = t.memory_used_mb;
-        s->memory_real_mb = t.memory_real_mb;
-        s->kills = t.kills;
+               (rc = qp_record_get(rep, &qv_totals_desc, s, err)) == 0) {
         rc = read_findings(rep, s, err);
     }
     qp_msg_destroy(&rep);
@@ -465,7 +404,7 @@ void qv_stats_free(qv_stats_t **stats_p)
 int qv_creds(qv_client_t *client, const char *id, qv_creds_t *out, char err[QV_ERR_LEN])
 {
     qp_msg_t *rep;
-    int rc = call(client, with_id("creds", id), &rep, err);
+    int rc = call(client, with_id(QP_REQ_CREDS, id), &rep, err);
     if (rc < 0)
         return rc;
     const char *vid, *secret, *uuid;
@@ -505,7 +444,7 @@ static int copy_str(const qp_msg_t *m, const char *key, char *out, size_t cap)
 int qv_cdi_device(qv_client_t *client, const char *id, qv_cdi_device_t *out,
                   char err[QV_ERR_LEN])
 {
-    qp_msg_t *req = with_id("cdi", id), *rep;
+    qp_msg_t *req = with_id(QP_REQ_CDI, id), *rep;
     if (req && qp_msg_set_str(req, "op", "show") < 0)
         qp_msg_destroy(&req);
     int rc = call(client, req, &rep, err);
@@ -523,7 +462,7 @@ int qv_cdi_device(qv_client_t *client, const char *id, qv_cdi_device_t *out,
 
 int qv_cdi_sync(qv_client_t *client, unsigned *written, unsigned *removed, char err[QV_ERR_LEN])
 {
-    qp_msg_t *req = qp_msg_new("cdi"), *rep;
+    qp_msg_t *req = qp_new_request(QP_REQ_CDI), *rep;
     if (req && qp_msg_set_str(req, "op", "sync") < 0)
         qp_msg_destroy(&req);
     int rc = call(client, req, &rep, err);

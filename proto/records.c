@@ -1,269 +1,252 @@
-/* records.c - LIMITS, INFO, GPU, stats totals and FINDINGs to and from message maps. Pure. */
+/* records.c - LIMITS, INFO, GPU, stats totals and FINDINGs to and from message maps,
+ * through field tables made from the lists in records.h. Pure, no state. */
 #include "proto/records.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
-/* A reader walks the fields of one map and stops at the first bad one. */
-struct rd {
-    const qp_msg_t *map;
-    const char *what; /* "LIMITS", "INFO", ... for the error line */
-    char *err;
-    int rc; /* first failure, 0 while all is well */
-};
+/* ---- the tables ----------------------------------------------------------------------- */
 
-static void bad(struct rd *r, const char *key, const char *why)
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+#define LIMITS(m, t, max, opt) QP_FIELD(qp_limits_t, m, t, max, opt)
+#define INFO(m, t, max, opt) QP_FIELD(qp_info_t, m, t, max, opt)
+#define GPU(m, t, max, opt) QP_FIELD(qp_gpu_t, m, t, max, opt)
+#define TOTALS(m, t, max, opt) QP_FIELD(qp_totals_t, m, t, max, opt)
+#define FINDING(m, t, max, opt) QP_FIELD(qp_finding_t, m, t, max, opt)
+
+static const qp_field_t limits_fields[] = {QP_LIMITS_FIELDS(LIMITS)};
+static const qp_field_t info_fields[] = {QP_INFO_FIELDS(INFO)};
+static const qp_field_t gpu_fields[] = {QP_GPU_FIELDS(GPU, GPU)};
+static const qp_field_t totals_fields[] = {QP_TOTALS_FIELDS(TOTALS)};
+static const qp_field_t finding_fields[] = {QP_FINDING_FIELDS(FINDING)};
+
+const qp_record_desc_t qp_limits_desc = {"LIMITS", limits_fields, COUNT(limits_fields)};
+const qp_record_desc_t qp_info_desc = {"INFO", info_fields, COUNT(info_fields)};
+const qp_record_desc_t qp_gpu_desc = {"GPU", gpu_fields, COUNT(gpu_fields)};
+const qp_record_desc_t qp_totals_desc = {"stats", totals_fields, COUNT(totals_fields)};
+const qp_record_desc_t qp_finding_desc = {"FINDING", finding_fields, COUNT(finding_fields)};
+
+/* ---- writing -------------------------------------------------------------------------- */
+
+/* An integer member of f (4 or 8 bytes wide: asserted, the tables are ours). */
+static uint64_t get_u(const void *rec, const qp_field_t *f)
 {
-    if (r->rc == 0) {
-        snprintf(r->err, QP_ERR_LEN, "%s field '%s' %s", r->what, key, why);
-        r->rc = -EPROTO;
+    const char *p = (const char *)rec + f->offset;
+    assert(f->size == 4 || f->size == 8);
+    if (f->size == 4) {
+        uint32_t v;
+        memcpy(&v, p, 4);
+        return v;
     }
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
 }
 
-static void rd_str(struct rd *r, const char *key, char *out, size_t size)
+static int64_t get_i(const void *rec, const qp_field_t *f)
 {
-    const char *s;
-    if (r->rc)
-        return;
-    if (qp_msg_get_str(r->map, key, &s) < 0)
-        bad(r, key, "is missing or not a string");
-    else if (strlen(s) >= size)
-        bad(r, key, "is too long");
-    else
-        memcpy(out, s, strlen(s) + 1);
+    const char *p = (const char *)rec + f->offset;
+    assert(f->size == 4 || f->size == 8);
+    if (f->size == 4) {
+        int32_t v;
+        memcpy(&v, p, 4);
+        return v;
+    }
+    int64_t v;
+    memcpy(&v, p, 8);
+    return v;
 }
 
-static uint64_t rd_uint(struct rd *r, const char *key, uint64_t max)
+int qp_record_put(qp_msg_t *map, const qp_record_desc_t *desc, const void *rec)
 {
-    uint64_t v = 0;
-    if (r->rc)
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < desc->n; i++) {
+        const qp_field_t *f = &desc->fields[i];
+        const char *p = (const char *)rec + f->offset;
+        if (f->offset == QP_FIELD_UNKEPT)
+            continue;
+        switch (f->type) {
+        case QP_FT_STR:
+            rc = qp_msg_set_str(map, f->key, p);
+            break;
+        case QP_FT_UINT:
+            rc = qp_msg_set_uint(map, f->key, get_u(rec, f));
+            break;
+        case QP_FT_INT:
+        case QP_FT_INDEX:
+            rc = qp_msg_set_int(map, f->key, get_i(rec, f));
+            break;
+        case QP_FT_FLOAT: {
+            double d;
+            assert(f->size == sizeof d);
+            memcpy(&d, p, sizeof d);
+            rc = qp_msg_set_float(map, f->key, d);
+            break;
+        }
+        }
+    }
+    return rc;
+}
+
+/* ---- reading -------------------------------------------------------------------------- */
+
+static int bad(const qp_record_desc_t *desc, const qp_field_t *f, const char *why, char *err)
+{
+    snprintf(err, QP_ERR_LEN, "%s field '%s' %s", desc->what, f->key, why);
+    return -EPROTO;
+}
+
+/* Stores v into f's member of rec, unless f is kept nowhere. */
+static void store(void *rec, const qp_field_t *f, const void *v, size_t n)
+{
+    if (f->offset != QP_FIELD_UNKEPT)
+        memcpy((char *)rec + f->offset, v, n);
+}
+
+/* Reads an unsigned field into rec. Returns 0 or -EPROTO. */
+static int read_u(const qp_msg_t *map, const qp_record_desc_t *desc, const qp_field_t *f,
+                  void *rec, char *err)
+{
+    uint64_t v, max = f->size == 4 ? UINT32_MAX : UINT64_MAX;
+    if (f->max && f->max < max)
+        max = f->max;
+    if (qp_msg_get_uint(map, f->key, &v) < 0)
+        return bad(desc, f, "is missing or not an unsigned integer", err);
+    if (v > max)
+        return bad(desc, f, "is out of range", err);
+    if (f->size == 4) {
+        uint32_t n = (uint32_t)v;
+        store(rec, f, &n, 4);
+    } else {
+        store(rec, f, &v, 8);
+    }
+    return 0;
+}
+
+/* Reads a signed field into rec (from 0 for INDEX). Returns 0 or -EPROTO. */
+static int read_i(const qp_msg_t *map, const qp_record_desc_t *desc, const qp_field_t *f,
+                  void *rec, char *err)
+{
+    int64_t v, min = f->size == 4 ? INT32_MIN : INT64_MIN, max = f->size == 4 ? INT32_MAX
+                                                                              : INT64_MAX;
+    if (f->type == QP_FT_INDEX)
+        min = 0;
+    if (qp_msg_get_int(map, f->key, &v) < 0)
+        return bad(desc, f, "is missing or not an integer", err);
+    if (v < min || v > max)
+        return bad(desc, f, "is out of range", err);
+    if (f->size == 4) {
+        int32_t n = (int32_t)v;
+        store(rec, f, &n, 4);
+    } else {
+        store(rec, f, &v, 8);
+    }
+    return 0;
+}
+
+static int read_field(const qp_msg_t *map, const qp_record_desc_t *desc, const qp_field_t *f,
+                      void *rec, char *err)
+{
+    assert(f->offset == QP_FIELD_UNKEPT || f->type == QP_FT_STR || f->type == QP_FT_FLOAT ||
+           f->size == 4 || f->size == 8);
+    if (f->optional && !qp_msg_has(map, f->key)) {
+        if (f->offset != QP_FIELD_UNKEPT)
+            memset((char *)rec + f->offset, 0, f->size);
         return 0;
-    if (qp_msg_get_uint(r->map, key, &v) < 0)
-        bad(r, key, "is missing or not an unsigned integer");
-    else if (v > max)
-        bad(r, key, "is out of range");
-    return v;
-}
-
-/* An optional unsigned field: absent reads as 0, present is checked like rd_uint. */
-static uint64_t rd_uint_opt(struct rd *r, const char *key, uint64_t max)
-{
-    return r->rc == 0 && qp_msg_has(r->map, key) ? rd_uint(r, key, max) : 0;
-}
-
-static int64_t rd_int(struct rd *r, const char *key, int64_t min, int64_t max)
-{
-    int64_t v = 0;
-    if (r->rc)
+    }
+    switch (f->type) {
+    case QP_FT_STR: {
+        const char *s;
+        if (qp_msg_get_str(map, f->key, &s) < 0)
+            return bad(desc, f, "is missing or not a string", err);
+        if (f->offset != QP_FIELD_UNKEPT && strlen(s) >= f->size)
+            return bad(desc, f, "is too long", err);
+        store(rec, f, s, strlen(s) + 1);
         return 0;
-    if (qp_msg_get_int(r->map, key, &v) < 0)
-        bad(r, key, "is missing or not an integer");
-    else if (v < min || v > max)
-        bad(r, key, "is out of range");
-    return v;
+    }
+    case QP_FT_UINT:
+        return read_u(map, desc, f, rec, err);
+    case QP_FT_INT:
+    case QP_FT_INDEX:
+        return read_i(map, desc, f, rec, err);
+    case QP_FT_FLOAT: {
+        double d;
+        if (qp_msg_get_float(map, f->key, &d) < 0)
+            return bad(desc, f, "is missing or not a number", err);
+        store(rec, f, &d, sizeof d);
+        return 0;
+    }
+    }
+    return bad(desc, f, "has a type this reader does not know", err);
 }
 
-static double rd_float(struct rd *r, const char *key)
+int qp_record_get(const qp_msg_t *map, const qp_record_desc_t *desc, void *rec,
+                  char err[QP_ERR_LEN])
 {
-    double v = 0;
-    if (r->rc == 0 && qp_msg_get_float(r->map, key, &v) < 0)
-        bad(r, key, "is missing or not a number");
-    return v;
-}
-
-static int start(struct rd *r, const qp_msg_t *map, const char *what, char *err)
-{
-    *r = (struct rd){map, what, err, 0};
     if (!map) {
-        snprintf(err, QP_ERR_LEN, "%s map is missing", what);
-        r->rc = -EPROTO;
+        snprintf(err, QP_ERR_LEN, "%s map is missing", desc->what);
+        return -EPROTO;
     }
-    return r->rc;
+    for (size_t i = 0; i < desc->n; i++) {
+        int rc = read_field(map, desc, &desc->fields[i], rec, err);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
 }
 
-/* ---- LIMITS ------------------------------------------------------------------------ */
+/* ---- the records -------------------------------------------------------------------- */
 
 int qp_limits_put(qp_msg_t *map, const qp_limits_t *l)
 {
-    int rc = qp_msg_set_str(map, "id", l->id);
-    rc = rc ? rc : qp_msg_set_int(map, "gpu", l->gpu);
-    rc = rc ? rc : qp_msg_set_str(map, "gpu_uuid", l->gpu_uuid);
-    rc = rc ? rc : qp_msg_set_uint(map, "memory_quota", l->memory_quota);
-    rc = rc ? rc : qp_msg_set_uint(map, "share", l->share);
-    rc = rc ? rc : qp_msg_set_uint(map, "limit", l->limit);
-    return rc;
+    return qp_record_put(map, &qp_limits_desc, l);
+}
+
+int qp_info_put(qp_msg_t *map, const qp_info_t *i)
+{
+    return qp_record_put(map, &qp_info_desc, i);
+}
+
+int qp_gpu_put(qp_msg_t *map, const qp_gpu_t *g)
+{
+    return qp_record_put(map, &qp_gpu_desc, g);
+}
+
+int qp_totals_put(qp_msg_t *map, const qp_totals_t *t)
+{
+    return qp_record_put(map, &qp_totals_desc, t);
+}
+
+int qp_finding_put(qp_msg_t *map, const qp_finding_t *f)
+{
+    return qp_record_put(map, &qp_finding_desc, f);
 }
 
 int qp_limits_get(const qp_msg_t *map, qp_limits_t *l, char err[QP_ERR_LEN])
 {
-    struct rd r;
-    if (start(&r, map, "LIMITS", err) < 0)
-        return r.rc;
-    rd_str(&r, "id", l->id, sizeof l->id);
-    l->gpu = (int)rd_int(&r, "gpu", 0, INT_MAX);
-    rd_str(&r, "gpu_uuid", l->gpu_uuid, sizeof l->gpu_uuid);
-    l->memory_quota = rd_uint(&r, "memory_quota", UINT64_MAX);
-    l->share = (unsigned)rd_uint(&r, "share", 100);
-    l->limit = (unsigned)rd_uint(&r, "limit", 100);
-    return r.rc;
-}
-
-/* ---- INFO -------------------------------------------------------------------------- */
-
-int qp_info_put(qp_msg_t *map, const qp_info_t *i)
-{
-    int rc = qp_msg_set_str(map, "id", i->id);
-    rc = rc ? rc : qp_msg_set_str(map, "vm", i->vm);
-    rc = rc ? rc : qp_msg_set_int(map, "gpu", i->gpu);
-    rc = rc ? rc : qp_msg_set_str(map, "gpu_uuid", i->gpu_uuid);
-    rc = rc ? rc : qp_msg_set_str(map, "profile", i->profile);
-    rc = rc ? rc : qp_msg_set_uint(map, "memory_mb", i->memory_mb);
-    rc = rc ? rc : qp_msg_set_uint(map, "cuda_cores", i->cuda_cores);
-    rc = rc ? rc : qp_msg_set_uint(map, "share", i->share);
-    rc = rc ? rc : qp_msg_set_uint(map, "limit", i->limit);
-    rc = rc ? rc : qp_msg_set_float(map, "util", i->util);
-    rc = rc ? rc : qp_msg_set_uint(map, "memory_used", i->memory_used);
-    rc = rc ? rc : qp_msg_set_uint(map, "memory_reserved", i->memory_reserved);
-    rc = rc ? rc : qp_msg_set_uint(map, "procs", i->procs);
-    rc = rc ? rc : qp_msg_set_int(map, "created", i->created);
-    rc = rc ? rc : qp_msg_set_uint(map, "memory_real", i->memory_real);
-    rc = rc ? rc : qp_msg_set_uint(map, "memory_unmanaged", i->memory_unmanaged);
-    rc = rc ? rc : qp_msg_set_uint(map, "unmanaged_procs", i->unmanaged_procs);
-    return rc;
+    return qp_record_get(map, &qp_limits_desc, l, err);
 }
 
 int qp_info_get(const qp_msg_t *map, qp_info_t *i, char err[QP_ERR_LEN])
 {
-    struct rd r;
-    if (start(&r, map, "INFO", err) < 0)
-        return r.rc;
-    rd_str(&r, "id", i->id, sizeof i->id);
-    rd_str(&r, "vm", i->vm, sizeof i->vm);
-    i->gpu = (int)rd_int(&r, "gpu", 0, INT_MAX);
-    rd_str(&r, "gpu_uuid", i->gpu_uuid, sizeof i->gpu_uuid);
-    rd_str(&r, "profile", i->profile, sizeof i->profile);
-    i->memory_mb = rd_uint(&r, "memory_mb", UINT64_MAX);
-    i->cuda_cores = rd_uint(&r, "cuda_cores", UINT64_MAX);
-    i->share = (unsigned)rd_uint(&r, "share", 100);
-    i->limit = (unsigned)rd_uint(&r, "limit", 100);
-    i->util = rd_float(&r, "util");
-    i->memory_used = rd_uint(&r, "memory_used", UINT64_MAX);
-    i->memory_reserved = rd_uint(&r, "memory_reserved", UINT64_MAX);
-    i->procs = (unsigned)rd_uint(&r, "procs", UINT_MAX);
-    i->created = rd_int(&r, "created", INT64_MIN, INT64_MAX);
-    i->memory_real = rd_uint_opt(&r, "memory_real", UINT64_MAX);
-    i->memory_unmanaged = rd_uint_opt(&r, "memory_unmanaged", UINT64_MAX);
-    i->unmanaged_procs = (unsigned)rd_uint_opt(&r, "unmanaged_procs", UINT_MAX);
-    return r.rc;
-}
-
-/* ---- GPU --------------------------------------------------------------------------- */
-
-int qp_gpu_put(qp_msg_t *map, const qp_gpu_t *g)
-{
-    int rc = qp_msg_set_int(map, "index", g->index);
-    rc = rc ? rc : qp_msg_set_str(map, "uuid", g->uuid);
-    rc = rc ? rc : qp_msg_set_str(map, "name", g->name);
-    rc = rc ? rc : qp_msg_set_uint(map, "memory_total_mb", g->memory_total_mb);
-    rc = rc ? rc : qp_msg_set_uint(map, "memory_used_mb", g->memory_used_mb);
-    rc = rc ? rc : qp_msg_set_uint(map, "memory_reserved_mb", g->memory_reserved_mb);
-    rc = rc ? rc : qp_msg_set_float(map, "memory_util", g->memory_util);
-    rc = rc ? rc : qp_msg_set_float(map, "util", g->util);
-    rc = rc ? rc : qp_msg_set_uint(map, "sms", g->sms);
-    rc = rc ? rc : qp_msg_set_uint(map, "cuda_cores", g->cuda_cores);
-    rc = rc ? rc : qp_msg_set_uint(map, "share_reserved", g->share_reserved);
-    rc = rc ? rc : qp_msg_set_uint(map, "vgpus", g->vgpus);
-    rc = rc ? rc : qp_msg_set_float(map, "leased", g->leased);
-    rc = rc ? rc : qp_msg_set_uint(map, "hung", g->hung);
-    rc = rc ? rc : qp_msg_set_uint(map, "memory_unmanaged_mb", g->memory_unmanaged_mb);
-    rc = rc ? rc : qp_msg_set_uint(map, "unmanaged_procs", g->unmanaged_procs);
-    return rc;
+    return qp_record_get(map, &qp_info_desc, i, err);
 }
 
 int qp_gpu_get(const qp_msg_t *map, qp_gpu_t *g, char err[QP_ERR_LEN])
 {
-    struct rd r;
-    if (start(&r, map, "GPU", err) < 0)
-        return r.rc;
-    g->index = (int)rd_int(&r, "index", 0, INT_MAX);
-    rd_str(&r, "uuid", g->uuid, sizeof g->uuid);
-    rd_str(&r, "name", g->name, sizeof g->name);
-    g->memory_total_mb = rd_uint(&r, "memory_total_mb", UINT64_MAX);
-    g->memory_used_mb = rd_uint(&r, "memory_used_mb", UINT64_MAX);
-    g->memory_reserved_mb = rd_uint(&r, "memory_reserved_mb", UINT64_MAX);
-    g->memory_util = rd_float(&r, "memory_util");
-    g->util = rd_float(&r, "util");
-    g->sms = (unsigned)rd_uint(&r, "sms", UINT_MAX);
-    g->cuda_cores = (unsigned)rd_uint(&r, "cuda_cores", UINT_MAX);
-    g->share_reserved = (unsigned)rd_uint(&r, "share_reserved", UINT_MAX);
-    g->vgpus = (unsigned)rd_uint(&r, "vgpus", UINT_MAX);
-    g->leased = rd_float(&r, "leased");
-    g->hung = rd_uint(&r, "hung", UINT64_MAX);
-    g->memory_unmanaged_mb = rd_uint_opt(&r, "memory_unmanaged_mb", UINT64_MAX);
-    g->unmanaged_procs = (unsigned)rd_uint_opt(&r, "unmanaged_procs", UINT_MAX);
-    return r.rc;
-}
-
-/* ---- stats totals ------------------------------------------------------------------ */
-
-int qp_totals_put(qp_msg_t *map, const qp_totals_t *t)
-{
-    int rc = qp_msg_set_uint(map, "vgpus_total", t->vgpus_total);
-    rc = rc ? rc : qp_msg_set_uint(map, "vgpus_active", t->vgpus_active);
-    rc = rc ? rc : qp_msg_set_uint(map, "memory_reserved_mb", t->memory_reserved_mb);
-    rc = rc ? rc : qp_msg_set_uint(map, "memory_used_mb", t->memory_used_mb);
-    rc = rc ? rc : qp_msg_set_uint(map, "memory_real_mb", t->memory_real_mb);
-    rc = rc ? rc : qp_msg_set_uint(map, "kills", t->kills);
-    return rc;
+    return qp_record_get(map, &qp_gpu_desc, g, err);
 }
 
 int qp_totals_get(const qp_msg_t *map, qp_totals_t *t, char err[QP_ERR_LEN])
 {
-    struct rd r;
-    if (start(&r, map, "stats", err) < 0)
-        return r.rc;
-    t->vgpus_total = (unsigned)rd_uint(&r, "vgpus_total", UINT_MAX);
-    t->vgpus_active = (unsigned)rd_uint(&r, "vgpus_active", UINT_MAX);
-    t->memory_reserved_mb = rd_uint(&r, "memory_reserved_mb", UINT64_MAX);
-    t->memory_used_mb = rd_uint(&r, "memory_used_mb", UINT64_MAX);
-    t->memory_real_mb = rd_uint_opt(&r, "memory_real_mb", UINT64_MAX);
-    t->kills = rd_uint_opt(&r, "kills", UINT64_MAX);
-    return r.rc;
-}
-
-/* ---- FINDING ----------------------------------------------------------------------- */
-
-int qp_finding_put(qp_msg_t *map, const qp_finding_t *f)
-{
-    int rc = qp_msg_set_str(map, "kind", f->kind);
-    rc = rc ? rc : qp_msg_set_int(map, "gpu", f->gpu);
-    rc = rc ? rc : qp_msg_set_str(map, "vgpu", f->vgpu);
-    rc = rc ? rc : qp_msg_set_uint(map, "pid", f->pid);
-    rc = rc ? rc : qp_msg_set_str(map, "name", f->name);
-    rc = rc ? rc : qp_msg_set_uint(map, "memory", f->memory);
-    rc = rc ? rc : qp_msg_set_uint(map, "quota", f->quota);
-    rc = rc ? rc : qp_msg_set_uint(map, "since", f->since);
-    rc = rc ? rc : qp_msg_set_str(map, "action", f->action);
-    rc = rc ? rc : qp_msg_set_str(map, "detail", f->detail);
-    return rc;
+    return qp_record_get(map, &qp_totals_desc, t, err);
 }
 
 int qp_finding_get(const qp_msg_t *map, qp_finding_t *f, char err[QP_ERR_LEN])
 {
-    struct rd r;
-    if (start(&r, map, "FINDING", err) < 0)
-        return r.rc;
-    rd_str(&r, "kind", f->kind, sizeof f->kind);
-    f->gpu = (int)rd_int(&r, "gpu", 0, INT_MAX);
-    rd_str(&r, "vgpu", f->vgpu, sizeof f->vgpu);
-    f->pid = (unsigned)rd_uint(&r, "pid", UINT_MAX);
-    rd_str(&r, "name", f->name, sizeof f->name);
-    f->memory = rd_uint(&r, "memory", UINT64_MAX);
-    f->quota = rd_uint(&r, "quota", UINT64_MAX);
-    f->since = rd_uint(&r, "since", UINT64_MAX);
-    rd_str(&r, "action", f->action, sizeof f->action);
-    rd_str(&r, "detail", f->detail, sizeof f->detail);
-    return r.rc;
+    return qp_record_get(map, &qp_finding_desc, f, err);
 }

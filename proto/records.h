@@ -2,6 +2,12 @@
  * vGPU), INFO (an administrator's view of a vGPU), GPU (one physical GPU), the totals
  * of `stats` and its FINDINGs, as plain structs with a writer and a checked reader each.
  *
+ * Each record's fields are listed once, below (QP_*_FIELDS): the writers and readers
+ * here, libqvgpu's public structs (client/qvgpu.c) and the JSON that qgpuctl and the
+ * arbiter's HTTP API print are all made from those lists, through a field table
+ * (qp_field_t) and the generic qp_record_put/qp_record_get. A field added to a list is on
+ * the wire, in the API and in the JSON at once.
+ *
  * Readers copy strings into the struct, so a record outlives its message; they fail
  * with -EPROTO (err naming the field) when a field is missing, mistyped or too long;
  * fields marked optional may be missing (an older peer) and read as 0. Fields the reader
@@ -11,6 +17,8 @@
 
 #include "proto/msg.h"
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define QP_ID_LEN 32      /* a vGPU id with its NUL */
@@ -105,6 +113,127 @@ typedef struct qp_finding {
     char action[QP_ACTION_LEN];     /* "reported", "killed" or "kill failed" */
     char detail[QP_DETAIL_LEN];     /* one line for a person */
 } qp_finding_t;
+
+/* ---- the field lists ---------------------------------------------------------------
+ * X(member, type, max, optional) for each field, in wire order: the key on the wire is the
+ * member's name; type is STR (a char array, its NUL included), UINT (an unsigned of 4 or
+ * 8 bytes, at most max, or its width's largest when max is 0), INT (a signed integer of 4
+ * or 8 bytes), INDEX (the same, from 0) or FLOAT (a double); optional fields may be
+ * missing and read as 0. GPU's second list, Y, holds the fields libqvgpu's qv_gpu_t leaves
+ * out: its reader checks them and keeps nothing. */
+#define QP_LIMITS_FIELDS(X)                                                                        \
+    X(id, STR, 0, false)                                                                           \
+    X(gpu, INDEX, 0, false)                                                                        \
+    X(gpu_uuid, STR, 0, false)                                                                     \
+    X(memory_quota, UINT, 0, false)                                                                \
+    X(share, UINT, 100, false)                                                                     \
+    X(limit, UINT, 100, false)
+
+#define QP_INFO_FIELDS(X)                                                                          \
+    X(id, STR, 0, false)                                                                           \
+    X(vm, STR, 0, false)                                                                           \
+    X(gpu, INDEX, 0, false)                                                                        \
+    X(gpu_uuid, STR, 0, false)                                                                     \
+    X(profile, STR, 0, false)                                                                      \
+    X(memory_mb, UINT, 0, false)                                                                   \
+    X(cuda_cores, UINT, 0, false)                                                                  \
+    X(share, UINT, 100, false)                                                                     \
+    X(limit, UINT, 100, false)                                                                     \
+    X(util, FLOAT, 0, false)                                                                       \
+    X(memory_used, UINT, 0, false)                                                                 \
+    X(memory_reserved, UINT, 0, false)                                                             \
+    X(procs, UINT, 0, false)                                                                       \
+    X(created, INT, 0, false)                                                                      \
+    X(memory_real, UINT, 0, true)                                                                  \
+    X(memory_unmanaged, UINT, 0, true)                                                             \
+    X(unmanaged_procs, UINT, 0, true)
+
+#define QP_GPU_FIELDS(X, Y)                                                                        \
+    X(index, INDEX, 0, false)                                                                      \
+    X(uuid, STR, 0, false)                                                                         \
+    X(name, STR, 0, false)                                                                         \
+    X(memory_total_mb, UINT, 0, false)                                                             \
+    X(memory_used_mb, UINT, 0, false)                                                              \
+    X(memory_reserved_mb, UINT, 0, false)                                                          \
+    X(memory_util, FLOAT, 0, false)                                                                \
+    X(util, FLOAT, 0, false)                                                                       \
+    X(sms, UINT, 0, false)                                                                         \
+    X(cuda_cores, UINT, 0, false)                                                                  \
+    X(share_reserved, UINT, 0, false)                                                              \
+    X(vgpus, UINT, 0, false)                                                                       \
+    Y(leased, FLOAT, 0, false)                                                                     \
+    Y(hung, UINT, 0, false)                                                                        \
+    X(memory_unmanaged_mb, UINT, 0, true)                                                          \
+    X(unmanaged_procs, UINT, 0, true)
+
+#define QP_TOTALS_FIELDS(X)                                                                        \
+    X(vgpus_total, UINT, 0, false)                                                                 \
+    X(vgpus_active, UINT, 0, false)                                                                \
+    X(memory_reserved_mb, UINT, 0, false)                                                          \
+    X(memory_used_mb, UINT, 0, false)                                                              \
+    X(memory_real_mb, UINT, 0, true)                                                               \
+    X(kills, UINT, 0, true)
+
+#define QP_FINDING_FIELDS(X)                                                                       \
+    X(kind, STR, 0, false)                                                                         \
+    X(gpu, INDEX, 0, false)                                                                        \
+    X(vgpu, STR, 0, false)                                                                         \
+    X(pid, UINT, 0, false)                                                                         \
+    X(name, STR, 0, false)                                                                         \
+    X(memory, UINT, 0, false)                                                                      \
+    X(quota, UINT, 0, false)                                                                       \
+    X(since, UINT, 0, false)                                                                       \
+    X(action, STR, 0, false)                                                                       \
+    X(detail, STR, 0, false)
+
+/* ---- field tables --------------------------------------------------------------------- */
+
+typedef enum qp_ftype {
+    QP_FT_STR,
+    QP_FT_UINT,
+    QP_FT_INT,
+    QP_FT_INDEX,
+    QP_FT_FLOAT,
+} qp_ftype_t;
+
+/* offset of a field that is read (and checked) but kept nowhere */
+#define QP_FIELD_UNKEPT SIZE_MAX
+
+/* One field of a record as some struct holds it. */
+typedef struct qp_field {
+    const char *key;  /* on the wire, and in JSON */
+    qp_ftype_t type;  /* see the field lists */
+    size_t offset;    /* of the member in its struct; QP_FIELD_UNKEPT for none */
+    size_t size;      /* of the member: a string's capacity, an integer's width */
+    uint64_t max;     /* UINT: the largest value allowed; 0 for the width's largest */
+    bool optional;    /* may be missing: reads as 0 */
+} qp_field_t;
+
+/* A record as some struct holds it: what the field lists describe, for one struct. */
+typedef struct qp_record_desc {
+    const char *what;         /* "INFO", ...: names the record in error lines */
+    const qp_field_t *fields; /* n of them, in wire order */
+    size_t n;
+} qp_record_desc_t;
+
+/* The qp_field_t of member m (a field list's entry) in struct type T, and QP_FIELD_SKIP
+ * for an entry T leaves out. For table initialisers: X(m, t, max, opt) -> QP_FIELD(T, ...). */
+#define QP_FIELD(T, m, type, max, opt)                                                             \
+    {#m, QP_FT_##type, offsetof(T, m), sizeof(((T *)0)->m), max, opt},
+#define QP_FIELD_SKIP(m, type, max, opt) {#m, QP_FT_##type, QP_FIELD_UNKEPT, 0, max, opt},
+
+/* Writes every kept field of rec (a struct desc describes) into map. Returns 0 or the
+ * message's build error (qp_msg_set_*). */
+int qp_record_put(qp_msg_t *map, const qp_record_desc_t *desc, const void *rec);
+/* Reads map into rec (a struct desc describes), checking every field, kept or not; rec is
+ * written as far as the first bad field. Returns 0, or -EPROTO with err naming the record
+ * and field when map is NULL or a field is missing, mistyped, too long or out of range. */
+int qp_record_get(const qp_msg_t *map, const qp_record_desc_t *desc, void *rec,
+                  char err[QP_ERR_LEN]);
+
+/* The records' own tables (over the structs above). */
+extern const qp_record_desc_t qp_limits_desc, qp_info_desc, qp_gpu_desc, qp_totals_desc,
+    qp_finding_desc;
 
 /* Writers fill map (a map of a message being built); they return 0 or the message's
  * build error (qp_msg_set_*). */

@@ -2,23 +2,23 @@
  * byte codec. One thread at a time (see router.h); no global state. */
 #include "proto/router.h"
 
+#include "proto/frame.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
-#define GREETING 64     /* signature 10, version 2, mechanism 20, as-server 1, filler 31 */
+#define GREETING QP_FRAME_GREETING
 #define IN_MIN 1024     /* the least an input buffer is made: a read takes several frames */
 #define IN_KEEP 16384   /* an emptied input buffer larger than this is freed */
 #define OUT_KEEP 65536  /* an emptied output buffer larger than this is freed */
 #define PING_CONTEXT 16 /* bytes of context a PING may carry (37/ZMTP) */
 
-/* Frame flags (23/ZMTP "Framing"). */
-#define F_MORE 0x01
-#define F_LONG 0x02
-#define F_COMMAND 0x04
+#define F_MORE QP_FRAME_MORE
+#define F_LONG QP_FRAME_LONG
+#define F_COMMAND QP_FRAME_COMMAND
 
 enum state {
     S_GREETING,  /* reading the peer's 64-byte greeting */
@@ -76,20 +76,13 @@ static int out_reserve(qp_router_t *self, size_t n)
 /* Queues one frame of flags with body. */
 static int put_frame(qp_router_t *self, uint8_t flags, const void *body, size_t len)
 {
-    size_t header = len > 255 ? 9 : 2;
+    uint8_t hdr[QP_FRAME_HEADER_MAX];
+    size_t header = qp_frame_header(hdr, flags, len);
     int rc = out_reserve(self, header + len);
     if (rc < 0)
         return rc;
-    uint8_t *p = self->out + self->out_len;
-    if (len > 255) {
-        *p++ = flags | F_LONG;
-        for (int i = 7; i >= 0; i--)
-            *p++ = (uint8_t)((uint64_t)len >> (8 * i));
-    } else {
-        *p++ = flags;
-        *p++ = (uint8_t)len;
-    }
-    memcpy(p, body, len);
+    memcpy(self->out + self->out_len, hdr, header);
+    memcpy(self->out + self->out_len + header, body, len);
     self->out_len += header + len;
     return 0;
 }
@@ -125,9 +118,8 @@ qp_router_t *qp_router_new(size_t max_frame, size_t max_out)
     /* Our greeting (3.1, NULL, not as-server) and READY (Socket-Type ROUTER) go at once:
      * the peer waits for our signature before it sends its version, and the NULL
      * mechanism lets each side send READY as soon as the greetings are out. */
-    static const uint8_t greeting[GREETING] = {0xff, 0,    0, 0, 0,   0,   0,   0,
-                                               0,    0x7f, 3, 1, 'N', 'U', 'L', 'L'};
-    static const char ready[] = "\x05READY\x0bSocket-Type\x00\x00\x00\x06ROUTER";
+    uint8_t ready[64];
+    size_t ready_len = qp_frame_ready(ready, sizeof ready, "ROUTER");
     qp_router_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
@@ -138,9 +130,9 @@ qp_router_t *qp_router_new(size_t max_frame, size_t max_out)
         free(self);
         return NULL;
     }
-    memcpy(self->out, greeting, GREETING);
+    qp_frame_greeting(self->out, 1);
     self->out_len = GREETING;
-    if (put_frame(self, F_COMMAND, ready, sizeof ready - 1) < 0) {
+    if (put_frame(self, F_COMMAND, ready, ready_len) < 0) {
         qp_router_destroy(&self);
         return NULL;
     }
@@ -217,65 +209,21 @@ static int broken(qp_router_t *self, int error, char *err, const char *fmt, ...)
     return error;
 }
 
-static uint64_t get_be(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
-/* Checks the peer's greeting as far as it came (have bytes at g), so that a peer that
- * speaks something else is turned away at its first bytes, not after 64. */
-static int check_greeting(qp_router_t *self, const uint8_t *g, size_t have, char *err)
-{
-    static const uint8_t null_mech[20] = {'N', 'U', 'L', 'L'};
-    char text[40];
-    if (have >= 1 && g[0] != 0xff)
-        return broken(self, -EPROTO, err,
-                      "not ZMTP (first byte 0x%02x): only ZeroMQ DEALER sockets are served", g[0]);
-    if (have >= 10 && g[9] != 0x7f)
-        return broken(self, -EPROTO, err, "not a ZMTP 3 greeting (byte 10 is 0x%02x, not 0x7f)",
-                      g[9]);
-    if (have >= 11 && g[10] < 3)
-        return broken(self, -EPROTO, err,
-                      "ZMTP %u is too old: ZeroMQ 4 or later (ZMTP 3) is needed", g[10]);
-    if (have >= 32 && memcmp(g + 12, null_mech, sizeof null_mech) != 0)
-        return broken(self, -EPROTO, err,
-                      "security mechanism '%s' is not served: the NULL mechanism only",
-                      qp_printable(text, sizeof text, g + 12, strnlen((const char *)g + 12, 20)));
-    if (have >= 33 && g[32] != 0)
-        return broken(self, -EPROTO, err, "a NULL-mechanism peer must not be as-server");
-    return 0;
-}
-
 /* Reads READY's properties: Socket-Type must be DEALER; others (Identity included) are
  * read past. */
 static int check_ready(qp_router_t *self, const uint8_t *p, size_t n, char *err)
 {
-    bool dealer = false;
-    while (n > 0) {
-        size_t name_len = p[0];
-        if (name_len == 0 || n < 1 + name_len + 4)
-            return broken(self, -EPROTO, err, "malformed READY command");
-        const char *name = (const char *)p + 1;
-        uint64_t value_len = get_be(p + 1 + name_len, 4);
-        if (value_len > n - 1 - name_len - 4)
-            return broken(self, -EPROTO, err, "malformed READY command");
-        const char *value = (const char *)p + 1 + name_len + 4;
-        if (name_len == 11 && strncasecmp(name, "Socket-Type", 11) == 0) {
-            char text[40];
-            if (value_len != 6 || memcmp(value, "DEALER", 6) != 0)
-                return broken(self, -EPROTO, err,
-                              "a '%s' socket connected: only DEALER sockets are served",
-                              qp_printable(text, sizeof text, value, (size_t)value_len));
-            dealer = true;
-        }
-        p += 1 + name_len + 4 + value_len;
-        n -= 1 + name_len + 4 + (size_t)value_len;
-    }
-    if (!dealer)
+    const uint8_t *type;
+    size_t len;
+    int rc = qp_frame_property(p, n, "Socket-Type", &type, &len);
+    char text[40];
+    if (rc < 0)
+        return broken(self, -EPROTO, err, "malformed READY command");
+    if (rc == 0)
         return broken(self, -EPROTO, err, "READY without a Socket-Type");
+    if (len != 6 || memcmp(type, "DEALER", 6) != 0)
+        return broken(self, -EPROTO, err, "a '%s' socket connected: only DEALER sockets are served",
+                      qp_printable(text, sizeof text, type, len));
     return 0;
 }
 
@@ -344,9 +292,9 @@ int qp_router_next(qp_router_t *self, const void **body, size_t *len, char err[Q
         }
         if (self->state == S_GREETING) {
             self->need = GREETING;
-            int rc = check_greeting(self, p, have, err);
-            if (rc < 0)
-                return rc;
+            char why[QP_ERR_LEN];
+            if (qp_frame_check_greeting(p, have, why) < 0)
+                return broken(self, -EPROTO, err, "%s", why);
             if (have < GREETING)
                 return QP_ROUTER_NONE;
             self->in_pos += GREETING;
@@ -356,14 +304,14 @@ int qp_router_next(qp_router_t *self, const void **body, size_t *len, char err[Q
         self->need = 2;
         if (have < 1)
             return QP_ROUTER_NONE;
-        uint8_t flags = p[0];
-        if (flags & ~(F_MORE | F_LONG | F_COMMAND))
-            return broken(self, -EPROTO, err, "frame flags 0x%02x are not ZMTP 3", flags);
-        size_t header = flags & F_LONG ? 9 : 2;
-        self->need = header;
-        if (have < header)
+        if (p[0] & ~(F_MORE | F_LONG | F_COMMAND))
+            return broken(self, -EPROTO, err, "frame flags 0x%02x are not ZMTP 3", p[0]);
+        uint8_t flags;
+        uint64_t size;
+        size_t header = qp_frame_parse(p, have, &flags, &size);
+        self->need = p[0] & F_LONG ? 9 : 2;
+        if (!header)
             return QP_ROUTER_NONE;
-        uint64_t size = flags & F_LONG ? get_be(p + 1, 8) : p[1];
         if (size > self->max_frame)
             return broken(self, -EMSGSIZE, err, "a frame of %llu bytes is over the %zu-byte limit",
                           (unsigned long long)size, self->max_frame);

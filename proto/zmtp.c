@@ -2,6 +2,9 @@
  * time; no global state. */
 #include "proto/zmtp.h"
 
+#include "proto/frame.h"
+#include "proto/sockpath.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -10,11 +13,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define GREETING_LEN 64
-#define RETRY_MS 50    /* between connection attempts, as libzmq's reconnect interval */
-#define FLAG_MORE 0x01 /* frame flags (ZMTP 3.0 section "Framing") */
-#define FLAG_LONG 0x02
-#define FLAG_COMMAND 0x04
+#define GREETING_LEN QP_FRAME_GREETING
+#define RETRY_MS 50 /* between connection attempts, as libzmq's reconnect interval */
+#define FLAG_MORE QP_FRAME_MORE
+#define FLAG_COMMAND QP_FRAME_COMMAND
 #define MAX_COMMAND 4096     /* the handshake's READY is a few dozen bytes */
 #define SOCKET_TYPE "DEALER" /* ours; the arbiter's is ROUTER */
 
@@ -33,8 +35,10 @@ qp_zmtp_t *qp_zmtp_new(const char *path, size_t max_frame)
     qp_zmtp_t *self = calloc(1, sizeof *self);
     if (!self)
         return NULL;
-    self->addr.sun_family = AF_UNIX;
-    strncpy(self->addr.sun_path, path, sizeof self->addr.sun_path - 1);
+    if (qp_sockpath_fill(&self->addr, path) < 0) {
+        free(self);
+        return NULL;
+    }
     self->max_frame = max_frame;
     self->fd = -1;
     return self;
@@ -161,19 +165,11 @@ static int fill(qp_zmtp_t *self, uint64_t deadline)
  * protocol or our limit). */
 static int peek_frame(const qp_zmtp_t *self, size_t max, size_t *hdr, size_t *n)
 {
-    const unsigned char *p = self->rbuf + self->rpos;
     size_t have = self->rlen - self->rpos;
-    if (have < 2)
+    uint8_t flags;
+    uint64_t len;
+    if (!(*hdr = qp_frame_parse(self->rbuf + self->rpos, have, &flags, &len)))
         return 0;
-    *hdr = (p[0] & FLAG_LONG) ? 9 : 2;
-    if (have < *hdr)
-        return 0;
-    uint64_t len = p[1];
-    if (p[0] & FLAG_LONG) {
-        len = 0;
-        for (int i = 1; i <= 8; i++)
-            len = len << 8 | p[i];
-    }
     if (len > max)
         return -EPROTO;
     *n = (size_t)len;
@@ -203,58 +199,16 @@ static int next_frame(qp_zmtp_t *self, size_t max, int *flags, const unsigned ch
     return 1;
 }
 
-/* The value of property name in the metadata of a READY command (body after its name),
- * or NULL; *vlen gets its length. */
-static const unsigned char *property(const unsigned char *p, size_t n, const char *name,
-                                     size_t *vlen)
-{
-    size_t nl = strlen(name);
-    while (n > 0) {
-        size_t kl = p[0];
-        if (n < 1 + kl + 4)
-            return NULL;
-        const unsigned char *k = p + 1, *v = p + 1 + kl + 4;
-        size_t len =
-            (size_t)p[1 + kl] << 24 | (size_t)p[2 + kl] << 16 | (size_t)p[3 + kl] << 8 | p[4 + kl];
-        if (n - (1 + kl + 4) < len)
-            return NULL;
-        if (kl == nl && strncasecmp((const char *)k, name, nl) == 0) {
-            *vlen = len;
-            return v;
-        }
-        p = v + len;
-        n -= 1 + kl + 4 + len;
-    }
-    return NULL;
-}
-
-/* Our greeting and READY, as one buffer: signature, version 3.0, mechanism NULL, as
- * client, then a short command frame READY with Socket-Type=DEALER. */
+/* Our greeting and READY, as one buffer: version 3.0, mechanism NULL, as client, then a
+ * short command frame READY with Socket-Type=DEALER. */
 static size_t hello_bytes(unsigned char out[128])
 {
-    memset(out, 0, GREETING_LEN);
-    out[0] = 0xff;
-    out[9] = 0x7f;
-    out[10] = 3; /* major */
-    out[11] = 0; /* minor */
-    memcpy(out + 12, "NULL", 4);
-    unsigned char *c = out + GREETING_LEN;
-    size_t body = 1 + 5 + 1 + 11 + 4 + strlen(SOCKET_TYPE);
-    *c++ = FLAG_COMMAND;
-    *c++ = (unsigned char)body;
-    *c++ = 5;
-    memcpy(c, "READY", 5);
-    c += 5;
-    *c++ = 11;
-    memcpy(c, "Socket-Type", 11);
-    c += 11;
-    *c++ = 0;
-    *c++ = 0;
-    *c++ = 0;
-    *c++ = (unsigned char)strlen(SOCKET_TYPE);
-    memcpy(c, SOCKET_TYPE, strlen(SOCKET_TYPE));
-    c += strlen(SOCKET_TYPE);
-    return (size_t)(c - out);
+    uint8_t ready[64];
+    size_t n = qp_frame_ready(ready, sizeof ready, SOCKET_TYPE);
+    qp_frame_greeting(out, 0);
+    size_t h = qp_frame_header(out + GREETING_LEN, FLAG_COMMAND, n);
+    memcpy(out + GREETING_LEN + h, ready, n);
+    return GREETING_LEN + h + n;
 }
 
 /* Completes the handshake on a fresh connection until deadline: sends ours, then checks
@@ -269,8 +223,8 @@ static int handshake(qp_zmtp_t *self, uint64_t deadline)
         if (fill(self, deadline) <= 0)
             return -ENOTCONN;
     }
-    const unsigned char *g = self->rbuf + self->rpos;
-    if (g[0] != 0xff || g[9] != 0x7f || g[10] < 3 || memcmp(g + 12, "NULL", 5) != 0)
+    char why[QP_ERR_LEN];
+    if (qp_frame_check_greeting(self->rbuf + self->rpos, GREETING_LEN, why) < 0)
         return -ENOTCONN;
     self->rpos += GREETING_LEN;
     for (;;) {
@@ -289,8 +243,9 @@ static int handshake(qp_zmtp_t *self, uint64_t deadline)
         if (!(flags & FLAG_COMMAND) || size < 6 || body[0] != 5 || memcmp(body + 1, "READY", 5))
             return -ENOTCONN;
         size_t vlen;
-        const unsigned char *type = property(body + 6, size - 6, "Socket-Type", &vlen);
-        if (!type || vlen != 6 || memcmp(type, "ROUTER", 6) != 0)
+        const uint8_t *type;
+        if (qp_frame_property(body + 6, size - 6, "Socket-Type", &type, &vlen) != 1 ||
+            vlen != 6 || memcmp(type, "ROUTER", 6) != 0)
             return -ENOTCONN;
         return 0;
     }
@@ -344,18 +299,8 @@ int qp_zmtp_send(qp_zmtp_t *self, const void *buf, size_t len, uint64_t deadline
     for (int attempt = 0; attempt < 2; attempt++) {
         if (qp_zmtp_connect(self, deadline_ms) < 0)
             return -ENOTCONN;
-        unsigned char hdr[9];
-        size_t hl;
-        if (len <= 255) {
-            hdr[0] = 0;
-            hdr[1] = (unsigned char)len;
-            hl = 2;
-        } else {
-            hdr[0] = FLAG_LONG;
-            for (int i = 0; i < 8; i++)
-                hdr[1 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
-            hl = 9;
-        }
+        uint8_t hdr[QP_FRAME_HEADER_MAX];
+        size_t hl = qp_frame_header(hdr, 0, len);
         struct iovec iov[2] = {{hdr, hl}, {(void *)buf, len}};
         if (write_all(self->fd, iov, 2, deadline_ms) == 0)
             return 0;

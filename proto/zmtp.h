@@ -37,7 +37,7 @@ static inline uint64_t qp_now_ms(void)
 
 /* A DEALER for the Unix socket at path (copied; it must fit in sun_path, which the
  * caller checks), refusing incoming frames over max_frame bytes. Connects nothing yet.
- * NULL when out of memory. */
+ * NULL when out of memory or path does not fit. */
 qp_zmtp_t *qp_zmtp_new(const char *path, size_t max_frame);
 /* Closes the connection, frees *self_p and sets it to NULL; NULL is a no-op. */
 void qp_zmtp_destroy(qp_zmtp_t **self_p);

@@ -143,6 +143,32 @@ int qsim_config_parse_gpus(qsim_config_t *cfg, const char *list, char err[QSIM_E
     return 0;
 }
 
+/* Releases whose CUDA version and driver string are NVIDIA's (the first of each branch):
+ * the checkpoint API appeared in r570 (12080), restoring onto other GPUs (gpuPairs) in
+ * r580 (13000). */
+static const struct qsim_driver drivers[] = {
+    {12000, "525.60.13"}, {12020, "535.54.03"}, {12040, "550.54.14"}, {12060, "560.28.03"},
+    {12080, "570.86.10"}, {12090, "575.51.03"}, {13000, "580.65.06"},
+};
+
+const struct qsim_driver *qsim_config_driver(const char *text, char err[QSIM_ERR_LEN])
+{
+    size_t n = sizeof drivers / sizeof drivers[0];
+    if (!text || !*text)
+        return &drivers[n - 1];
+    unsigned v;
+    for (size_t i = 0; parse_uint(text, 1, 999999, &v) == 0 && i < n; i++) {
+        if ((unsigned)drivers[i].cuda == v)
+            return &drivers[i];
+    }
+    int len = snprintf(err, QSIM_ERR_LEN, "qsim: bad QSIM_DRIVER_VERSION \"%.40s\": want one of",
+                       text);
+    for (size_t i = 0; i < n && len > 0 && len < QSIM_ERR_LEN; i++)
+        len += snprintf(err + len, QSIM_ERR_LEN - (size_t)len, " %d (r%.3s)%s", drivers[i].cuda,
+                        drivers[i].release, i + 1 < n ? "," : "");
+    return NULL;
+}
+
 int qsim_config_from_env(qsim_config_t *cfg, char err[QSIM_ERR_LEN])
 {
     memset(cfg, 0, sizeof *cfg);
@@ -185,6 +211,11 @@ int qsim_config_from_env(qsim_config_t *cfg, char err[QSIM_ERR_LEN])
                  ctx);
         return -EINVAL;
     }
+
+    /* Per process too: every process of a real host runs the same driver, so give them
+     * all the same value. */
+    if (!(cfg->driver = qsim_config_driver(getenv("QSIM_DRIVER_VERSION"), err)))
+        return -EINVAL;
 
     const char *gpus = getenv("QSIM_GPUS");
     return qsim_config_parse_gpus(cfg, gpus ? gpus : QSIM_DEFAULT_GPUS, err);

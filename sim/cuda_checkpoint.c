@@ -4,14 +4,18 @@
  *   lock        closes the target's entry gate (its further driver calls block), waits
  *               for the calls already inside to leave and its queued work to drain
  *               (timeoutMs honoured: on timeout it is RUNNING again), then LOCKED
- *   checkpoint  LOCKED -> CHECKPOINTED: its device memory leaves its devices' accounting;
- *               the data stays in its address space
+ *   checkpoint  LOCKED -> CHECKPOINTED: its device memory is copied out (the time of a
+ *               device-to-host copy of its allocations, qsim_copy_ns) and then leaves its
+ *               devices' accounting; the data stays in its address space
  *   restore     CHECKPOINTED -> LOCKED: its memory is charged again, on the devices
  *               gpuPairs name instead of the old ones (same chip, every used GPU listed,
- *               CUDA_ERROR_OUT_OF_MEMORY when it does not fit); its contexts move along
+ *               CUDA_ERROR_OUT_OF_MEMORY when it does not fit), then copied in (a
+ *               host-to-device copy's time); its contexts move along
  *   unlock      LOCKED -> RUNNING: the gate opens
  * A transition from the wrong state is CUDA_ERROR_ILLEGAL_STATE, as documented; a pid
- * that is no CUDA process of the host is CUDA_ERROR_INVALID_VALUE. The simulator never
+ * that is no CUDA process of the host is CUDA_ERROR_INVALID_VALUE. Before r580 (a
+ * QSIM_DRIVER_VERSION below 13000) the restore arguments have no gpuPairs: their bytes
+ * are reserved and must be zero, as in that release's cuda.h. The simulator never
  * enters CU_PROCESS_STATE_FAILED.
  * Threads: any; the target's state under the host lock, its gate and in-call counter are
  * futex words. */
@@ -22,6 +26,7 @@
 
 #include "sim/clock.h"
 #include "sim/config.h"
+#include "sim/cuda_stream.h"
 #include "sim/engine.h"
 
 /* CUDA_SUCCESS when the caller may use the family (it called cuInit). */
@@ -178,6 +183,19 @@ QSIM_API CUresult cuCheckpointProcessUnlock(int pid, CUcheckpointUnlockArgs *arg
 
 /* ---- checkpoint and restore -------------------------------------------------------- */
 
+/* Bytes p's allocations hold on its devices: what a checkpoint copies out and a restore
+ * copies back. Its contexts' own memory (code, stacks, heaps) is made again, not copied.
+ * Host lock held. */
+static uint64_t allocated(const struct qsim_proc *p)
+{
+    uint64_t n = 0;
+    for (int o = 0; o < p->ndev; o++) {
+        uint64_t ctx = (uint64_t)p->nctx[o] * p->ctx_mem;
+        n += p->mem[o] > ctx ? p->mem[o] - ctx : 0;
+    }
+    return n;
+}
+
 QSIM_API CUresult cuCheckpointProcessCheckpoint(int pid, CUcheckpointCheckpointArgs *args)
 {
     CUresult rc = ready();
@@ -189,7 +207,19 @@ QSIM_API CUresult cuCheckpointProcessCheckpoint(int pid, CUcheckpointCheckpointA
     struct qsim_shm *s = qsim_g.shm;
     struct qsim_proc *p = &s->proc[slot];
     if (state_of(p) != QSIM_CKPT_LOCKED) {
-        rc = CUDA_ERROR_ILLEGAL_STATE;
+        qsim_unlock_host();
+        return CUDA_ERROR_ILLEGAL_STATE;
+    }
+    uint64_t bytes = allocated(p);
+    qsim_unlock_host();
+    /* The copy out: the memory stays the device's until it is done. */
+    qsim_sleep_until(qsim_now_ns() + qsim_copy_ns(QSIM_DTOH, bytes));
+    if (qsim_lock_host() != CUDA_SUCCESS)
+        return CUDA_ERROR_UNKNOWN;
+    if (p->state != QSIM_SLOT_USED || p->pid != pid) {
+        rc = CUDA_ERROR_INVALID_VALUE; /* it died meanwhile */
+    } else if (state_of(p) != QSIM_CKPT_LOCKED) {
+        rc = CUDA_ERROR_ILLEGAL_STATE; /* another caller checkpointed or unlocked it */
     } else {
         for (int o = 0; o < p->ndev; o++) {
             struct qsim_dev *d = &s->dev[p->ord_map[o]];
@@ -244,6 +274,9 @@ QSIM_API CUresult cuCheckpointProcessRestore(int pid, CUcheckpointRestoreArgs *a
         (!zeroed(args->reserved, sizeof args->reserved) || args->reserved1 ||
          (args->gpuPairsCount && !args->gpuPairs)))
         rc = CUDA_ERROR_INVALID_VALUE;
+    /* r570's restore arguments are 64 reserved bytes: gpuPairs came with r580. */
+    if (rc == CUDA_SUCCESS && args && qsim_driver()->cuda < 13000 && !zeroed(args, sizeof *args))
+        rc = CUDA_ERROR_INVALID_VALUE;
     int slot;
     if (rc != CUDA_SUCCESS || (rc = find(pid, &slot)) != CUDA_SUCCESS)
         return rc;
@@ -278,6 +311,10 @@ QSIM_API CUresult cuCheckpointProcessRestore(int pid, CUcheckpointRestoreArgs *a
         }
         atomic_store(&p->ckpt, QSIM_CKPT_LOCKED);
     }
+    uint64_t bytes = rc == CUDA_SUCCESS ? allocated(p) : 0;
     qsim_unlock_host();
+    /* The copy in, onto memory charged above: the target stays locked meanwhile. */
+    if (bytes)
+        qsim_sleep_until(qsim_now_ns() + qsim_copy_ns(QSIM_HTOD, bytes));
     return rc;
 }

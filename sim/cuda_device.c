@@ -160,11 +160,23 @@ QSIM_API CUresult cuInit(unsigned int Flags)
     return rc;
 }
 
+const struct qsim_driver *qsim_driver(void)
+{
+    const struct qsim_driver *d = atomic_load_explicit(&qsim_g.driver, memory_order_acquire);
+    if (!d) { /* two threads may both parse: they find the same static entry */
+        char err[QSIM_ERR_LEN];
+        if (!(d = qsim_config_driver(getenv("QSIM_DRIVER_VERSION"), err)))
+            d = qsim_config_driver(NULL, err);
+        atomic_store_explicit(&qsim_g.driver, d, memory_order_release);
+    }
+    return d;
+}
+
 QSIM_API CUresult cuDriverGetVersion(int *driverVersion)
 {
     if (!driverVersion)
         return CUDA_ERROR_INVALID_VALUE;
-    *driverVersion = QSIM_DRIVER_VERSION;
+    *driverVersion = qsim_driver()->cuda;
     return CUDA_SUCCESS;
 }
 

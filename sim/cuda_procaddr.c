@@ -66,9 +66,14 @@ static CUresult proc_address(const char *symbol, void **pfn, int cudaVersion, cu
     if (flags & ~known_flags)
         return CUDA_ERROR_INVALID_VALUE;
     *pfn = NULL;
-    bool known;
+    bool known, per_thread = flags & CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM;
+    /* A driver gives the newest variant it has for the version asked: an older driver
+     * knows nothing that came after it (no checkpointing before r570, for one). */
+    int drv = qsim_driver()->cuda;
     const struct qv_procaddr_entry *e =
-        pick(symbol, cudaVersion, flags & CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM, &known);
+        pick(symbol, cudaVersion < drv ? cudaVersion : drv, per_thread, &known);
+    if (!e && known)
+        known = pick(symbol, drv, per_thread, &known) != NULL;
     void *self = e ? self_handle() : NULL;
     void *p = self ? dlsym(self, e->symbol) : NULL;
     if (!p) {

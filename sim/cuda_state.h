@@ -26,7 +26,7 @@
 /* Marks an exported driver entry point (the build hides everything else). */
 #define QSIM_API __attribute__((visibility("default")))
 
-#define QSIM_DRIVER_VERSION 13000
+#define QSIM_DRIVER_VERSION 13000 /* the newest release simulated, its default */
 
 enum qsim_magic {
     QSIM_MAGIC_CTX = 0x51435458,    /* "QCTX" */
@@ -189,6 +189,8 @@ struct qsim_cuda {
                                         only uniqueness matters */
     pthread_key_t thread_key;           /* per-thread default streams, freed at thread exit */
     _Atomic(void *) self;               /* dlopen handle of this library, cuda_procaddr.c */
+    _Atomic(const struct qsim_driver *) driver; /* the release simulated, read once from
+                                                  QSIM_DRIVER_VERSION (qsim_driver()) */
 };
 extern struct qsim_cuda qsim_g;
 
@@ -200,6 +202,12 @@ struct qsim_thread {
     int depth;                              /* entries in stack */
 };
 extern __thread struct qsim_thread qsim_t;
+
+struct qsim_driver;
+/* The driver release this process simulates (QSIM_DRIVER_VERSION, sim/config.h): known
+ * before cuInit, as cuDriverGetVersion and cuGetProcAddress need none. A malformed value
+ * reads as the default here; cuInit refuses it. */
+const struct qsim_driver *qsim_driver(void);
 
 /* ---- entry and exit of every driver call ------------------------------------------ */
 

@@ -16,8 +16,6 @@
 #define QSIM_NVML_API __attribute__((visibility("default")))
 
 /* The driver release a CUDA 13.0 driver ships as. */
-#define DRIVER_VERSION "580.65.06"
-#define CUDA_DRIVER_VERSION 13000
 /* The window of nvmlDeviceGetUtilizationRates. */
 #define UTIL_WINDOW_NS 1000000000ull
 
@@ -30,6 +28,7 @@ static struct {
     pthread_mutex_t lock;                        /* guards the rest */
     int refs;                                    /* nvmlInit calls not yet shut down */
     qsim_host_t *host;                           /* set while refs > 0 */
+    const struct qsim_driver *driver;            /* the release simulated, set with host */
     struct nvmlDevice_st devs[QSIM_MAX_DEVICES]; /* the handles: &devs[i] */
 } nvml_g = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -48,6 +47,8 @@ static nvmlReturn_t init(void)
                    qsim_host_open(cfg, &nvml_g.host, err) < 0) {
             fprintf(stderr, "%s\n", err);
             rc = NVML_ERROR_DRIVER_NOT_LOADED; /* the simulated driver cannot start */
+        } else {
+            nvml_g.driver = cfg->driver;
         }
         free(cfg);
         for (int i = 0; i < QSIM_MAX_DEVICES; i++)
@@ -184,14 +185,20 @@ QSIM_NVML_API nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned in
 {
     if (!nvml_g.host)
         return NVML_ERROR_UNINITIALIZED;
-    return copy_string(version, length, DRIVER_VERSION);
+    return copy_string(version, length, nvml_g.driver->release);
 }
 
 static nvmlReturn_t cuda_driver_version(int *v)
 {
     if (!v)
         return NVML_ERROR_INVALID_ARGUMENT;
-    *v = CUDA_DRIVER_VERSION;
+    /* Answered before nvmlInit too, so from the environment (a bad value, which
+     * nvmlInit refuses, reads as the default). */
+    char err[QSIM_ERR_LEN];
+    const struct qsim_driver *d = qsim_config_driver(getenv("QSIM_DRIVER_VERSION"), err);
+    if (!d)
+        d = qsim_config_driver(NULL, err);
+    *v = d->cuda;
     return NVML_SUCCESS;
 }
 

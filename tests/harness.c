@@ -3,6 +3,7 @@
 #include "tests/harness.h"
 
 #include "client/asan.h"
+#include "proto/sockpath.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -434,16 +435,9 @@ const char *qt_foreign_preload(void)
  * nothing: a killed arbiter leaves it behind. */
 static bool admin_socket_accepts(const char *socket_dir)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    if ((size_t)snprintf(sa.sun_path, sizeof sa.sun_path, "%s/admin.sock", socket_dir) >=
-        sizeof sa.sun_path)
-        return false;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return false;
-    bool ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
-    close(fd);
-    return ok;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/admin.sock", socket_dir);
+    return qp_sockpath_probe(path) == 0;
 }
 
 static bool arbiter_up_or_gone(void *arg)

@@ -6,8 +6,25 @@
 
 #include <criterion/criterion.h>
 #include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+char *qh_read(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+    char *text = NULL;
+    size_t len = 0, n;
+    FILE *m = open_memstream(&text, &len);
+    char buf[65536];
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        fwrite(buf, 1, n, m);
+    fclose(f);
+    fclose(m);
+    return text;
+}
 
 void qh_add(qh_words_t *w, const char *word, size_t len)
 {

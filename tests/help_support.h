@@ -1,5 +1,5 @@
-/* help_support.h - what the tests of the manual pages and of bash completion read from
- * the programs' own --help, and sets of words to compare with it: kept as one sorted,
+/* help_support.h - what the tests of the manual pages, bash completion and the package
+ * read: files, the programs' own --help, and sets of words to compare with it: kept as one sorted,
  * space-separated string, so that a difference shows whole in an assertion's message.
  * Test-only; single-threaded. */
 #ifndef QV_HELP_SUPPORT_H
@@ -12,6 +12,8 @@ typedef struct {
     size_t n;     /* entries in v */
 } qh_words_t;
 
+/* The whole file at path (binary-safe; NUL-terminated), or the test fails. Caller frees. */
+char *qh_read(const char *path);
 /* Adds the first len bytes of word, unless it is there already. */
 void qh_add(qh_words_t *w, const char *word, size_t len);
 /* The words sorted and joined with spaces; w is left empty. Caller frees. */

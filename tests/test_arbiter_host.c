@@ -1,6 +1,7 @@
 /* test_arbiter_host.c - vGPU creation, resize and removal rules on made-up GPUs. */
 #include "arbiter/host.h"
 #include "proto/units.h"
+#include "tests/handler_support.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -11,13 +12,7 @@ static qa_config_t cfg;
 static qa_host_t *two_gpus(void)
 {
     qa_config_defaults(&cfg);
-    qa_gpu_desc_t g[2] = {
-        {0, "GPU-aaaa", "NVIDIA GeForce GTX 1080", 8192 * QP_MIB, 20, 2560},
-        {1, "GPU-bbbb", "NVIDIA GeForce GTX 1080", 8192 * QP_MIB, 20, 2560},
-    };
-    qa_host_t *h = qa_host_new(g, 2, &cfg);
-    cr_assert_not_null(h);
-    return h;
+    return qt_host(2, &cfg);
 }
 
 static qa_spec_t profile(const char *vm, const char *name)

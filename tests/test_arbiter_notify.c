@@ -4,10 +4,12 @@
  * builds it (build/minimal/qarbiter): it says what it lacks, in one line, and serves. */
 #include "arbiter/http.h"
 #include "arbiter/notify.h"
+#include "proto/sockpath.h"
 #include "tests/harness.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -60,13 +62,9 @@ static void listener_free(listener_t *l)
 
 static bool accepts(const char *dir, const char *name)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof sa.sun_path, "%s/%s", dir, name);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return qp_sockpath_probe(path) == 0;
 }
 
 /* A socket file nobody serves, as kill -9 leaves one. */
@@ -232,4 +230,33 @@ Test(qa_notify, built_without_libmicrohttpd_it_refuses_an_http_address_and_runs_
     cr_assert_eq(qt_proc_wait(p, 5000), 0, "%s", qt_proc_stderr(p));
     qt_proc_destroy(&p);
     dirs_free(&d);
+}
+
+/* ---- notify.c alone -------------------------------------------------------------------- */
+
+Test(qa_notify, ready_and_stopping_reach_the_socket_that_notify_socket_names)
+{
+    if (!qa_notify_built())
+        cr_skip_test("built without libsystemd: qarbiter does not notify");
+    char *dir = qt_tmpdir();
+    listener_t l = listen_notify(dir);
+    FILE *f = tmpfile();
+    qa_log_t log = {QA_DEBUG, f};
+    setenv("NOTIFY_SOCKET", l.path, 1);
+    qa_notify_ready(&log, "serving /run/qvgpu");
+    char *m = next_message(&l, 2000);
+    cr_assert_not_null(m, "READY came");
+    cr_assert_str_eq(m, "READY=1\nSTATUS=serving /run/qvgpu");
+    free(m);
+    qa_notify_stopping(&log);
+    m = next_message(&l, 2000);
+    cr_assert_not_null(m);
+    cr_assert_str_eq(m, "STOPPING=1");
+    free(m);
+    unsetenv("NOTIFY_SOCKET");
+    qa_notify_ready(&log, "serving"); /* not run by systemd: nobody to tell, nothing said */
+    cr_assert_null(next_message(&l, 100));
+    fclose(f);
+    listener_free(&l);
+    free(dir);
 }

@@ -13,21 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
-    char *text = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&text, &len);
-    int c;
-    while ((c = fgetc(f)) != EOF)
-        fputc(c, m);
-    fclose(f);
-    fclose(m);
-    return text;
-}
-
 /* A roff line as text: without its macro, fonts, quotes and escapes. Caller frees. */
 static char *plain(const char *line)
 {
@@ -121,7 +106,7 @@ Test(manpages, each_renders_without_a_warning)
     /* "qarbiter 0.1.0" -> the footer every page names: "qvgpu 0.1.0" */
     char *footer = qt_strf("\"qvgpu %s\"", version + strcspn(version, " ") + 1);
     for (size_t i = 0; i < 3; i++) {
-        char *page = slurp(pages[i]);
+        char *page = qh_read(pages[i]);
         char *th = strndup(page, strcspn(page, "\n"));
         cr_assert(strstr(th, footer), "%s: '%s' does not name %s", pages[i], th, footer);
         free(page), free(th);
@@ -138,7 +123,7 @@ Test(manpages, each_renders_without_a_warning)
 
 Test(manpages, qarbiter_has_exactly_the_options_of_its_help_and_the_keys_it_reads)
 {
-    char *page = slurp("man/qarbiter.8"), *bin = qt_build_path("qarbiter");
+    char *page = qh_read("man/qarbiter.8"), *bin = qt_build_path("qarbiter");
     const char *help_argv[] = {bin, "--help", NULL};
     char *help = run(help_argv);
     qh_words_t want = {.n = 0}, got = {.n = 0};
@@ -175,7 +160,7 @@ Test(manpages, qarbiter_has_exactly_the_options_of_its_help_and_the_keys_it_read
 
 Test(manpages, qgpuctl_has_the_commands_and_options_of_its_help)
 {
-    char *page = slurp("man/qgpuctl.1"), *bin = qt_build_path("qgpuctl");
+    char *page = qh_read("man/qgpuctl.1"), *bin = qt_build_path("qgpuctl");
     const char *help_argv[] = {bin, "--help", NULL};
     char *help = run(help_argv);
     qh_words_t want = {.n = 0}, entries = {.n = 0}, got = {.n = 0};
@@ -204,7 +189,7 @@ Test(manpages, qgpuctl_has_the_commands_and_options_of_its_help)
 
 Test(manpages, libqvgpu_declares_every_function_of_qvgpu_h)
 {
-    char *header = slurp("include/qvgpu.h"), *page = slurp("man/libqvgpu.3");
+    char *header = qh_read("include/qvgpu.h"), *page = qh_read("man/libqvgpu.3");
     qh_words_t want = {.n = 0}, got = {.n = 0};
     for (const char *p = header; (p = strstr(p, "QV_EXPORT "));) {
         p += strlen("QV_EXPORT ");
@@ -230,7 +215,7 @@ Test(manpages, libqvgpu_declares_every_function_of_qvgpu_h)
 
 Test(manpages, the_libqvgpu_example_builds_and_makes_a_vgpu)
 {
-    char *page = slurp("man/libqvgpu.3"), *ex = section(page, "EXAMPLES");
+    char *page = qh_read("man/libqvgpu.3"), *ex = section(page, "EXAMPLES");
     const char *from = strstr(ex, ".nf\n"), *to = strstr(ex, "\n.fi\n");
     cr_assert(from && to);
     char *dir = qt_tmpdir(), *src = qt_strf("%s/example.c", dir), *prog = qt_strf("%s/ex", dir);

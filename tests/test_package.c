@@ -7,6 +7,7 @@
  * workload maps. */
 #include "tests/container_support.h"
 #include "tests/harness.h"
+#include "tests/help_support.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -36,13 +37,28 @@ static const char *version(void)
     return v;
 }
 
-static char *run_out(const char *const argv[], int timeout_ms)
+/* What argv (run with env, as qt_spawn) prints; the test fails, naming the command and
+ * showing its output, when it does not exit 0. Caller frees. */
+static char *run_env(const char *const argv[], const char *const env[], int timeout_ms)
 {
     char *out = NULL, *err = NULL;
-    int rc = qt_run(argv, NULL, timeout_ms, &out, &err);
-    cr_assert_eq(rc, 0, "%s failed (%d): %s%s", argv[0], rc, out, err);
+    int rc = qt_run(argv, env, timeout_ms, &out, &err);
+    if (rc != 0) {
+        char *line = strdup("");
+        for (size_t i = 0; argv[i]; i++) {
+            char *t = qt_strf("%s %s", line, argv[i]);
+            free(line);
+            line = t;
+        }
+        cr_assert_fail("%s: status %d\n%s%s", line, rc, out, err);
+    }
     free(err);
     return out;
+}
+
+static char *run_out(const char *const argv[], int timeout_ms)
+{
+    return run_env(argv, NULL, timeout_ms);
 }
 
 static char *trim(char *s)
@@ -82,22 +98,6 @@ static char *multiarch(void)
 {
     const char *argv[] = {"dpkg-architecture", "-qDEB_HOST_MULTIARCH", NULL};
     return trim(run_out(argv, 5000));
-}
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
-    char *text = NULL;
-    size_t len = 0;
-    FILE *m = open_memstream(&text, &len);
-    char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        fwrite(buf, 1, n, m);
-    fclose(f);
-    fclose(m);
-    return text;
 }
 
 static void spill(const char *path, const char *text)
@@ -210,7 +210,7 @@ Test(package, systemd_accepts_its_unit)
     cr_assert_eq(rc, 0, "systemd-analyze verify: %s%s", out, err);
     cr_assert_str_empty(err, "systemd-analyze verify warns: %s", err);
     cr_assert_str_empty(out, "%s", out);
-    char *text = slurp(unit);
+    char *text = qh_read(unit);
     const char *facts[] = {
         "\nType=notify\n",
         "\nExecStart=/usr/bin/qarbiter --socket-dir /run/qvgpu --tenant-dir "
@@ -245,8 +245,8 @@ Test(package, its_configuration_file_shows_every_key_at_its_default)
     char *deb = require_deb();
     char *root = extracted(deb);
     char *conf = qt_strf("%s/etc/qvgpu/qarbiter.conf", root);
-    char *text = slurp(conf), *defaults = default_settings();
-    char *docs = slurp("docs/configuration.md");
+    char *text = qh_read(conf), *defaults = default_settings();
+    char *docs = qh_read("docs/configuration.md");
     int keys = 0;
     char *save = NULL;
     char *copy = strdup(defaults);
@@ -320,11 +320,8 @@ static int in_root(const char *root, const char *cmd, int timeout_ms, char **out
 
 static char *in_root_ok(const char *root, const char *cmd, int timeout_ms)
 {
-    char *out = NULL, *err = NULL;
-    int rc = in_root(root, cmd, timeout_ms, &out, &err);
-    cr_assert_eq(rc, 0, "in the root: %s: status %d\n%s%s", cmd, rc, out, err);
-    free(err);
-    return out;
+    const char *argv[] = {"chroot", root, "/bin/sh", "-c", cmd, NULL};
+    return run_env(argv, chroot_env, timeout_ms);
 }
 
 static bool accepts(const char *path)
@@ -348,7 +345,7 @@ static bool serving(void *path)
 static char *fresh_root(const char *deb)
 {
     char *root = qct_overlay(qct_rootfs("bookworm"));
-    char *resolv = slurp("/etc/resolv.conf"), *resolv_to = qt_strf("%s/etc/resolv.conf", root);
+    char *resolv = qh_read("/etc/resolv.conf"), *resolv_to = qt_strf("%s/etc/resolv.conf", root);
     unlink(resolv_to);
     spill(resolv_to, resolv);
     char *deb_in = qt_strf("%s/tmp/qvgpu.deb", root);
@@ -459,7 +456,7 @@ Test(package, installs_into_a_fresh_debian_12_serves_and_upgrades_without_harm, 
 
     /* the administrator edits the configuration */
     char *conf = qt_strf("%s/etc/qvgpu/qarbiter.conf", root);
-    char *text = slurp(conf);
+    char *text = qh_read(conf);
     char *at = strstr(text, "\n#log_level = info\n");
     cr_assert_not_null(at);
     memcpy(at + 1, "log_level = warn\n", strlen("log_level = warn\n")); /* same length */
@@ -501,7 +498,7 @@ Test(package, installs_into_a_fresh_debian_12_serves_and_upgrades_without_harm, 
               qt_proc_stderr(workload));
     char *mapped = mapping(pid, "libqshim.so");
     char *shim_path = qt_strf("%s%s", root, preload);
-    char *before = slurp(shim_path);
+    char *before = qh_read(shim_path);
     size_t before_len = (size_t)lseek(open(shim_path, O_RDONLY | O_CLOEXEC), 0, SEEK_END);
     struct stat was;
     cr_assert_eq(stat(mapped, &was), 0, "%s: %s", mapped, strerror(errno));
@@ -517,7 +514,7 @@ Test(package, installs_into_a_fresh_debian_12_serves_and_upgrades_without_harm, 
     cr_assert_str_eq(status, want);
 
     /* the edit is kept, without a copy of the package's version beside it */
-    char *after_conf = slurp(conf);
+    char *after_conf = qh_read(conf);
     cr_assert_str_eq(after_conf, text, "the upgrade changed the edited configuration");
     char *dist = qt_strf("%s.dpkg-dist", conf), *new_conf = qt_strf("%s.dpkg-new", conf);
     cr_assert(access(dist, F_OK) < 0 && access(new_conf, F_OK) < 0);
@@ -535,7 +532,7 @@ Test(package, installs_into_a_fresh_debian_12_serves_and_upgrades_without_harm, 
     cr_assert_neq(path_now.st_ino, is.st_ino,
                   "the upgrade wrote the new shim into the file the workload maps");
     cr_assert_eq((size_t)is.st_size, before_len);
-    char *still = slurp(mapped_now);
+    char *still = qh_read(mapped_now);
     cr_assert_eq(memcmp(still, before, before_len), 0, "the mapped shim's bytes changed");
     char *listed = in_root_ok(root, "qgpuctl list", 30000);
     cr_assert(strstr(listed, id), "the arbiter lost %s: %s", id, listed);
@@ -574,11 +571,8 @@ static int in_box(const char *name, const char *cmd, int timeout_ms, char **out,
 
 static char *in_box_ok(const char *name, const char *cmd, int timeout_ms)
 {
-    char *out = NULL, *err = NULL;
-    int rc = in_box(name, cmd, timeout_ms, &out, &err);
-    cr_assert_eq(rc, 0, "in the container: %s: status %d\n%s%s", cmd, rc, out, err);
-    free(err);
-    return out;
+    const char *argv[] = {"podman", "exec", name, "/bin/sh", "-c", cmd, NULL};
+    return run_env(argv, NULL, timeout_ms);
 }
 
 /* The first line of what cmd prints in container name. Caller frees. */
@@ -607,7 +601,7 @@ Test(package, runs_as_a_service_under_systemd_ready_restarted_and_upgraded, .tim
     char *name = qct_name(); /* removed at exit, before the overlay goes */
     char *root = fresh_root(deb);
     free(in_root_ok(root,
-                    "apt-get install -y -q --no-install-recommends systemd /tmp/qvgpu.deb "
+                    "apt-get install -y -q --no-install-recommends systemd python3 /tmp/qvgpu.deb "
                     "&& cp /tmp/qvgpu.deb /root/",
                     600000));
     /* the simulated driver for the service, as a drop-in would give a driver's path */
@@ -655,6 +649,14 @@ Test(package, runs_as_a_service_under_systemd_ready_restarted_and_upgraded, .tim
     cr_assert_str_eq(modes,
                      "/run/qvgpu 755 root\n/run/qvgpu-tenant 755 root\n/var/lib/qvgpu 700 root\n");
     char *id = in_box_line(name, "qgpuctl create --vm svc --profile Q1", 30000);
+
+    /* the Python package finds the multiarch libqvgpu by itself */
+    char *script = qt_strf("python3 -c 'from qvgpu import VGPUManager; "
+                           "print(VGPUManager().get_vgpu_info(\"%s\")[\"memory_mb\"])'",
+                           id);
+    char *py = in_box_line(name, script, 30000);
+    cr_assert_str_eq(py, "1024");
+    free(py), free(script);
 
     /* Type=notify: `systemctl restart` returns once the sockets serve, so the next command
      * gets through at once; the tenant dir containers mount is the same directory */

@@ -889,6 +889,67 @@ Test(qp_records, readers_name_the_bad_field)
     qp_msg_destroy(&m);
 }
 
+/* A GPU as a struct of another layout that leaves out the fields of the list's Y column,
+ * as libqvgpu's qv_gpu_t does: read through a table made from the same list. */
+struct my_gpu {
+    char name[8]; /* smaller than the wire's: a longer name is refused, not cut */
+    unsigned vgpus;
+    int index;
+    double util, memory_util;
+    char uuid[QP_UUID_LEN];
+    uint64_t memory_total_mb, memory_used_mb, memory_reserved_mb, memory_unmanaged_mb;
+    unsigned sms, cuda_cores, share_reserved, unmanaged_procs;
+};
+#define MY_GPU(m, t, max, opt) QP_FIELD(struct my_gpu, m, t, max, opt)
+static const qp_field_t my_gpu_fields[] = {QP_GPU_FIELDS(MY_GPU, QP_FIELD_SKIP)};
+static const qp_record_desc_t my_gpu_desc = {"GPU", my_gpu_fields,
+                                             sizeof my_gpu_fields / sizeof my_gpu_fields[0]};
+
+Test(qp_records, one_field_list_reads_into_any_struct_and_checks_what_it_leaves_out)
+{
+    qp_gpu_t gin = {.index = 2, .uuid = "GPU-z", .name = "GTX", .memory_total_mb = 8192,
+                    .util = 12.5, .sms = 20, .vgpus = 3, .leased = 7.5, .hung = 1,
+                    .memory_unmanaged_mb = 64};
+    qp_msg_t *m = qp_msg_new_ok(1);
+    qp_msg_t *map = qp_msg_add_map(m, "gpu");
+    cr_assert_eq(qp_gpu_put(map, &gin), 0);
+    struct my_gpu g;
+    char err[QP_ERR_LEN];
+    memset(&g, 0xff, sizeof g);
+    cr_assert_eq(qp_record_get(map, &my_gpu_desc, &g, err), 0, "%s", err);
+    cr_assert_eq(g.index, 2);
+    cr_assert_str_eq(g.uuid, "GPU-z");
+    cr_assert_str_eq(g.name, "GTX");
+    cr_assert_eq(g.memory_total_mb, 8192);
+    cr_assert_float_eq(g.util, 12.5, 1e-9);
+    cr_assert_eq(g.sms, 20);
+    cr_assert_eq(g.vgpus, 3);
+    cr_assert_eq(g.memory_unmanaged_mb, 64);
+    /* what the struct leaves out is still checked */
+    qp_msg_set_str(map, "hung", "one");
+    cr_assert_eq(qp_record_get(map, &my_gpu_desc, &g, err), -EPROTO);
+    cr_assert_str_eq(err, "GPU field 'hung' is missing or not an unsigned integer");
+    qp_msg_set_uint(map, "hung", 1);
+    /* and the struct's own sizes bound its strings */
+    qp_msg_set_str(map, "name", "NVIDIA GeForce GTX 1080");
+    cr_assert_eq(qp_record_get(map, &my_gpu_desc, &g, err), -EPROTO);
+    cr_assert_str_eq(err, "GPU field 'name' is too long");
+    /* written back from the struct: every kept field, in the list's order */
+    struct my_gpu back = {.name = "GTX", .index = 1, .uuid = "GPU-y", .vgpus = 4};
+    qp_msg_t *w = qp_msg_new_ok(2);
+    qp_msg_t *wmap = qp_msg_add_map(w, "gpu");
+    cr_assert_eq(qp_record_put(wmap, &my_gpu_desc, &back), 0);
+    cr_assert(!qp_msg_has(wmap, "leased") && !qp_msg_has(wmap, "hung"));
+    int64_t index;
+    uint64_t vgpus;
+    cr_assert_eq(qp_msg_get_int(wmap, "index", &index), 0);
+    cr_assert_eq(index, 1);
+    cr_assert_eq(qp_msg_get_uint(wmap, "vgpus", &vgpus), 0);
+    cr_assert_eq(vgpus, 4);
+    qp_msg_destroy(&w);
+    qp_msg_destroy(&m);
+}
+
 /* ---- sizes ------------------------------------------------------------------------- */
 
 Test(qp_units, parses_sizes_people_write)

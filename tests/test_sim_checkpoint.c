@@ -200,3 +200,146 @@ Test(sim_checkpoint, unknown_processes_and_bad_arguments_are_refused)
     cr_assert_eq(cuCheckpointProcessLock(getpid(), &la), CUDA_ERROR_INVALID_VALUE);
     cr_assert_eq(cuCheckpointProcessGetState(getpid(), NULL), CUDA_ERROR_INVALID_VALUE);
 }
+
+/* Share of device index's time process pid had over the last `ms` milliseconds, percent. */
+static unsigned sm_util(unsigned index, pid_t pid, unsigned ms)
+{
+    nvmlDevice_t d;
+    nvmlProcessUtilizationSample_t s[8];
+    unsigned n = 8;
+    cr_assert_eq(nvmlDeviceGetHandleByIndex_v2(index, &d), NVML_SUCCESS);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    unsigned long long since =
+        (unsigned long long)ts.tv_sec * 1000000u + ts.tv_nsec / 1000 - ms * 1000ull;
+    if (nvmlDeviceGetProcessUtilization(d, s, &n, since) != NVML_SUCCESS)
+        return 0;
+    for (unsigned i = 0; i < n; i++)
+        if (s[i].pid == (unsigned)pid)
+            return s[i].smUtil;
+    return 0;
+}
+
+Test(sim_checkpoint, a_moved_process_runs_its_kernels_on_the_new_gpu, .timeout = 60)
+{
+    qt_sim_private("X:1GiB:4,X:1GiB:4");
+    CU_OK(cuInit(0));
+    cr_assert_eq(nvmlInit_v2(), NVML_SUCCESS);
+    /* Floods GPU 0 with 1 ms kernels for 2 s, and fails on any error of the driver. */
+    const char *args[] = {"flood", "0", "2", "1000", NULL};
+    qt_proc_t *t = sim_worker_start(args, NULL);
+    sim_wait_line(t, "ready", 10000);
+    pid_t pid = qt_proc_pid(t);
+    qt_sleep_ms(300);
+    cr_assert_geq(sm_util(0, pid, 250), 80, "it keeps GPU 0 busy");
+
+    CU_OK(cuCheckpointProcessLock(pid, NULL));
+    CU_OK(cuCheckpointProcessCheckpoint(pid, NULL));
+    /* A whole permutation, as with the real driver: GPU 0 and 1 swapped. */
+    CUcheckpointGpuPair pairs[2];
+    CU_OK(cuDeviceGetUuid(&pairs[0].oldUuid, 0));
+    CU_OK(cuDeviceGetUuid(&pairs[0].newUuid, 1));
+    pairs[1].oldUuid = pairs[0].newUuid;
+    pairs[1].newUuid = pairs[0].oldUuid;
+    CUcheckpointRestoreArgs ra = {.gpuPairs = pairs, .gpuPairsCount = 2};
+    CU_OK(cuCheckpointProcessRestore(pid, &ra));
+    CU_OK(cuCheckpointProcessUnlock(pid, NULL));
+
+    qt_sleep_ms(400);
+    cr_assert_geq(sm_util(1, pid, 250), 80, "its kernels run on GPU 1 now");
+    cr_assert_eq(sm_util(0, pid, 250), 0, "and no longer on GPU 0");
+    cr_assert_eq(qt_proc_wait(t, 20000), 0, "no call failed: %s%s", qt_proc_stdout(t),
+                 qt_proc_stderr(t));
+    qt_proc_destroy(&t);
+    nvmlShutdown();
+}
+
+/* Milliseconds call took. */
+#define MS_OF(call)                                                                                \
+    ({                                                                                             \
+        uint64_t t0_ = qt_now_ns();                                                                \
+        CU_OK(call);                                                                               \
+        (double)(qt_now_ns() - t0_) / 1e6;                                                         \
+    })
+
+Test(sim_checkpoint, checkpoint_and_restore_take_the_time_to_copy_the_memory, .timeout = 60)
+{
+    qt_sim_private("X:2GiB:4,X:2GiB:4");
+    CU_OK(cuInit(0));
+    const char *args[] = {"target", "0", "629145600", NULL}; /* 600 MiB */
+    qt_proc_t *t = sim_worker_start(args, NULL);
+    sim_wait_line(t, "ready", 30000);
+    pid_t pid = qt_proc_pid(t);
+    CU_OK(cuCheckpointProcessLock(pid, NULL));
+    double out = MS_OF(cuCheckpointProcessCheckpoint(pid, NULL));
+    CUcheckpointGpuPair pair;
+    CU_OK(cuDeviceGetUuid(&pair.oldUuid, 0));
+    CU_OK(cuDeviceGetUuid(&pair.newUuid, 1));
+    CUcheckpointRestoreArgs ra = {.gpuPairs = &pair, .gpuPairsCount = 1};
+    double in = MS_OF(cuCheckpointProcessRestore(pid, &ra));
+    CU_OK(cuCheckpointProcessUnlock(pid, NULL));
+    /* 600 MiB at 12 GB/s, each way: 52 ms (its context's memory is made again, not
+     * copied); sleeps can only be late, and the bound above is for a loaded machine. */
+    cr_assert(out >= 52 && out < 2000, "checkpoint took %.1f ms", out);
+    cr_assert(in >= 52 && in < 2000, "restore took %.1f ms", in);
+    qt_proc_kill(t, SIGUSR1);
+    cr_assert_eq(qt_proc_wait(t, 20000), 0, "%s%s", qt_proc_stdout(t), qt_proc_stderr(t));
+    cr_assert(strstr(qt_proc_stdout(t), "verify ok"), "%s", qt_proc_stdout(t));
+    qt_proc_destroy(&t);
+}
+
+Test(sim_checkpoint, r570_has_no_restore_onto_other_gpus, .timeout = 60)
+{
+    qt_sim_private("X:1GiB:4,X:1GiB:4");
+    setenv("QSIM_DRIVER_VERSION", "12080", 1);
+    int v = 0;
+    CU_OK(cuDriverGetVersion(&v));
+    cr_assert_eq(v, 12080);
+    CU_OK(cuInit(0));
+    void *fn = NULL;
+    CUdriverProcAddressQueryResult st;
+    CU_OK(cuGetProcAddress_v2("cuCheckpointProcessRestore", &fn, 13000, 0, &st));
+    cr_assert_not_null(fn, "r570 has the checkpoint API");
+    const char *args[] = {"target", "0", "1048576", NULL};
+    qt_proc_t *t = sim_worker_start(args, NULL);
+    sim_wait_line(t, "ready", 10000);
+    pid_t pid = qt_proc_pid(t);
+    CU_OK(cuCheckpointProcessLock(pid, NULL));
+    CU_OK(cuCheckpointProcessCheckpoint(pid, NULL));
+    CUcheckpointGpuPair pair;
+    CU_OK(cuDeviceGetUuid(&pair.oldUuid, 0));
+    CU_OK(cuDeviceGetUuid(&pair.newUuid, 1));
+    CUcheckpointRestoreArgs ra = {.gpuPairs = &pair, .gpuPairsCount = 1};
+    cr_assert_eq(cuCheckpointProcessRestore(pid, &ra), CUDA_ERROR_INVALID_VALUE,
+                 "its restore arguments are all reserved");
+    CU_OK(cuCheckpointProcessRestore(pid, NULL));
+    CU_OK(cuCheckpointProcessUnlock(pid, NULL));
+    qt_proc_kill(t, SIGUSR1);
+    cr_assert_eq(qt_proc_wait(t, 20000), 0, "%s%s", qt_proc_stdout(t), qt_proc_stderr(t));
+    qt_proc_destroy(&t);
+}
+
+Test(sim_checkpoint, r550_has_no_checkpoint_api_and_says_its_version)
+{
+    qt_sim_private(NULL);
+    setenv("QSIM_DRIVER_VERSION", "12040", 1);
+    CU_OK(cuInit(0));
+    int v = 0;
+    CU_OK(cuDriverGetVersion(&v));
+    cr_assert_eq(v, 12040);
+    void *fn = (void *)1;
+    CUdriverProcAddressQueryResult st;
+    cr_assert_eq(cuGetProcAddress_v2("cuCheckpointProcessLock", &fn, 13000, 0, &st),
+                 CUDA_ERROR_NOT_FOUND);
+    cr_assert_null(fn);
+    cr_assert_eq(st, CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND, "unknown to that driver");
+    CU_OK(cuGetProcAddress_v2("cuMemAlloc", &fn, 13000, 0, &st));
+    cr_assert_not_null(fn, "what it has is found");
+    cr_assert_eq(nvmlInit_v2(), NVML_SUCCESS);
+    char rel[80];
+    cr_assert_eq(nvmlSystemGetDriverVersion(rel, sizeof rel), NVML_SUCCESS);
+    cr_assert_str_eq(rel, "550.54.14");
+    cr_assert_eq(nvmlSystemGetCudaDriverVersion(&v), NVML_SUCCESS);
+    cr_assert_eq(v, 12040);
+    nvmlShutdown();
+}

@@ -187,9 +187,11 @@ Test(sim_device, a_bad_qsim_gpus_fails_cuInit_with_one_line_naming_the_entry)
         "QSIM_GPUS=NoSMs:1GiB:0",
         "QSIM_GPUS=",
         "QSIM_TIMESLICE_US=abc",
+        "QSIM_DRIVER_VERSION=12345",
     };
     static const char *named[] = {"8XB",          "Broken",    "Zero:0GiB:4",
-                                  "NoSMs:1GiB:0", "QSIM_GPUS", "QSIM_TIMESLICE_US"};
+                                  "NoSMs:1GiB:0", "QSIM_GPUS", "QSIM_TIMESLICE_US",
+                                  "QSIM_DRIVER_VERSION \"12345\": want one of"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         const char *env[] = {bad[i], NULL};
         int status;
