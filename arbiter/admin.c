@@ -2,6 +2,8 @@
 #include "arbiter/admin.h"
 
 #include "arbiter/audit.h"
+#include "arbiter/balancer.h"
+#include "arbiter/mover.h"
 #include "arbiter/tenant.h"
 #include "proto/records.h"
 #include "proto/schema.h"
@@ -131,11 +133,22 @@ static void create(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
     reply_info(srv, p, id, v, true);
 }
 
+/* Whether v is moving to another GPU, after answering busy. */
+static bool moving(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m, const qa_vgpu_t *v,
+                   const char *what)
+{
+    if (!v->moving && !qa_mover_moving(qa_server_mover(srv), v))
+        return false;
+    qa_server_error(srv, p, qp_msg_id(m), QP_E_BUSY,
+                    "vGPU %s is moving to another GPU: %s it once that is done", v->id, what);
+    return true;
+}
+
 static void destroy(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
 {
     char err[QP_ERR_LEN];
     qa_vgpu_t *v = named(srv, p, m);
-    if (!v)
+    if (!v || moving(srv, p, m, v, "destroy"))
         return;
     /* The file goes first: if it cannot, nothing changed. */
     if (qa_store_remove(qa_server_store(srv), v->id, err) < 0) {
@@ -168,7 +181,7 @@ static void resize(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
         return;
     }
     qa_vgpu_t *v = named(srv, p, m);
-    if (!v)
+    if (!v || moving(srv, p, m, v, "resize"))
         return;
     if (!c.has_memory && !c.has_share && !c.has_limit) {
         qa_server_error(srv, p, id, QP_E_INVALID, "resize needs memory, share or limit");
@@ -273,6 +286,174 @@ static void cdi(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
     qa_server_send(srv, p, &rep);
 }
 
+/* ---- migrate and balance (docs/migration.md) --------------------------------------- */
+
+/* A request answered once its move (or its moves) ended. */
+struct wait {
+    qa_server_t *srv;
+    qa_peer_t *p;         /* who asked; the mover tells when it went away */
+    uint64_t id;          /* its request */
+    size_t n, left;       /* balance: the moves of its plan, and those not over yet */
+    bool dry;             /* balance: --dry-run */
+    bool orphan;          /* its connection closed */
+    qa_balance_step_t steps[QA_BALANCE_MAX_STEPS];
+    int rc[QA_BALANCE_MAX_STEPS];
+    char text[QA_BALANCE_MAX_STEPS][1024];
+};
+
+static const char *fate_name(qa_move_fate_t f)
+{
+    static const char *names[] = {"", "moved", "view", "back", "exited", "paused"};
+    return f <= QA_FATE_PAUSED ? names[f] : "";
+}
+
+/* {vgpu: INFO, from, to, ms, text, procs: [{pid, fate, paused_ms, bytes}]} */
+static void put_move(qa_server_t *srv, qp_msg_t *rep, const qa_mover_report_t *r)
+{
+    qa_vgpu_t *v = qa_host_find(qa_server_host(srv), r->vgpu);
+    if (v) {
+        qp_info_t info;
+        qa_host_info(qa_server_host(srv), v, &info);
+        qp_info_put(qp_msg_add_map(rep, "vgpu"), &info);
+    }
+    qp_msg_set_int(rep, "from", r->from);
+    qp_msg_set_int(rep, "to", r->to);
+    qp_msg_set_float(rep, "ms", (double)r->took_ns / 1e6);
+    qp_msg_set_str(rep, "text", r->text);
+    qp_msg_add_array(rep, "procs");
+    for (size_t i = 0; i < r->nprocs; i++) {
+        qp_msg_t *m = qp_msg_append_map(rep, "procs");
+        if (!m)
+            break;
+        qp_msg_set_int(m, "pid", r->procs[i].pid);
+        qp_msg_set_str(m, "fate", fate_name(r->procs[i].fate));
+        qp_msg_set_float(m, "paused_ms", (double)r->procs[i].paused_ns / 1e6);
+        qp_msg_set_uint(m, "bytes", r->procs[i].bytes);
+    }
+}
+
+static void migrated(void *arg, const qa_mover_report_t *r)
+{
+    struct wait *w = arg;
+    if (r->rc != -ECANCELED)
+        qa_log(qa_server_log(w->srv), r->rc == 0 ? QA_INFO : QA_WARN, "%s", r->text);
+    if (!r->orphan && r->rc != -ECANCELED) {
+        qp_msg_t *rep;
+        if (r->rc == 0) {
+            rep = qp_msg_new_ok(w->id);
+            put_move(w->srv, rep, r);
+        } else {
+            rep = qp_msg_new_error(w->id, qp_errno_code(r->rc), "%s", r->text);
+        }
+        qa_server_send(w->srv, w->p, &rep);
+    }
+    free(w);
+}
+
+static void migrate(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
+{
+    uint64_t id = qp_msg_id(m);
+    qa_vgpu_t *v = named(srv, p, m);
+    if (!v)
+        return;
+    int64_t gpu;
+    const char *uuid = NULL;
+    int to;
+    if (qp_msg_get_int(m, "gpu", &gpu) == 0) {
+        to = gpu < 0 || gpu > INT_MAX ? INT_MAX : (int)gpu; /* the mover names the range */
+    } else if (qp_msg_get_str(m, "gpu_uuid", &uuid) == 0) {
+        const qa_gpu_t *g = qa_host_gpu_by_uuid(qa_server_host(srv), uuid);
+        if (!g) {
+            qa_server_error(srv, p, id, QP_E_NOTFOUND,
+                            "there is no GPU %.96s here (qgpuctl gpus shows them)", uuid);
+            return;
+        }
+        to = (int)g->desc.index;
+    } else {
+        qa_server_error(srv, p, id, QP_E_INVALID, "migrate needs a GPU: gpu (an index) or gpu_uuid");
+        return;
+    }
+    struct wait *w = calloc(1, sizeof *w);
+    if (w)
+        *w = (struct wait){.srv = srv, .p = p, .id = id};
+    if (!w || qa_mover_move(qa_server_mover(srv), v->id, to, migrated, w, p) < 0) {
+        free(w);
+        qa_server_error(srv, p, id, QP_E_INTERNAL, "out of memory");
+    }
+}
+
+/* {dry_run, moves: [{vgpu, from, to, why, done, text}]}: done tells whether the move
+ * happened (never in a dry run). */
+static void reply_plan(struct wait *w)
+{
+    qp_msg_t *rep = qp_msg_new_ok(w->id);
+    qp_msg_set_bool(rep, "dry_run", w->dry);
+    qp_msg_add_array(rep, "moves");
+    for (size_t k = 0; k < w->n; k++) {
+        qp_msg_t *m = qp_msg_append_map(rep, "moves");
+        if (!m)
+            break;
+        qp_msg_set_str(m, "vgpu", w->steps[k].vgpu);
+        qp_msg_set_uint(m, "from", w->steps[k].from);
+        qp_msg_set_uint(m, "to", w->steps[k].to);
+        qp_msg_set_str(m, "why", w->steps[k].why);
+        qp_msg_set_bool(m, "done", !w->dry && w->rc[k] == 0);
+        if (!w->dry)
+            qp_msg_set_str(m, "text", w->text[k]);
+    }
+    qa_server_send(w->srv, w->p, &rep);
+}
+
+static void balanced(void *arg, const qa_mover_report_t *r)
+{
+    struct wait *w = arg;
+    for (size_t k = 0; k < w->n; k++) {
+        if (w->rc[k] == 1 && strcmp(w->steps[k].vgpu, r->vgpu) == 0) {
+            w->rc[k] = r->rc;
+            snprintf(w->text[k], sizeof w->text[k], "%s", r->text);
+            break;
+        }
+    }
+    if (r->rc != -ECANCELED)
+        qa_log(qa_server_log(w->srv), r->rc == 0 ? QA_INFO : QA_WARN, "balance: %s", r->text);
+    w->orphan |= r->orphan || r->rc == -ECANCELED;
+    if (--w->left)
+        return;
+    if (!w->orphan)
+        reply_plan(w);
+    free(w);
+}
+
+static void balance(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
+{
+    struct wait *w = calloc(1, sizeof *w);
+    if (!w) {
+        qa_server_error(srv, p, qp_msg_id(m), QP_E_INTERNAL, "out of memory");
+        return;
+    }
+    w->srv = srv;
+    w->p = p;
+    w->id = qp_msg_id(m);
+    qp_msg_get_bool(m, "dry_run", &w->dry);
+    w->n = qa_balancer_plan(qa_server_balancer(srv), w->steps, QA_BALANCE_MAX_STEPS);
+    size_t queued = 0;
+    for (size_t k = 0; !w->dry && k < w->n; k++) {
+        w->rc[k] = 1; /* not over yet */
+        if (qa_mover_move(qa_server_mover(srv), w->steps[k].vgpu, (int)w->steps[k].to, balanced, w,
+                          p) < 0) {
+            w->rc[k] = -ENOMEM;
+            snprintf(w->text[k], sizeof w->text[k], "out of memory");
+        } else {
+            queued++;
+        }
+    }
+    w->left = queued;
+    if (!queued) {
+        reply_plan(w);
+        free(w);
+    }
+}
+
 /* Replies with every GPU, plus the oversubscription ratios (gpus) or the totals (stats). */
 static void gpus(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m, bool stats)
 {
@@ -323,6 +504,10 @@ void qa_admin_handle(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
         creds(srv, p, m);
     } else if (strcmp(t, "cdi") == 0) {
         cdi(srv, p, m);
+    } else if (strcmp(t, "migrate") == 0) {
+        migrate(srv, p, m);
+    } else if (strcmp(t, "balance") == 0) {
+        balance(srv, p, m);
     } else if (strcmp(t, "gpus") == 0 || strcmp(t, "stats") == 0) {
         gpus(srv, p, m, t[0] == 's');
     } else {

@@ -1,6 +1,7 @@
 /* admin.h - the administrator's requests on admin.sock: create, destroy, resize, list,
- * info, creds, gpus, stats. A change is written to the state dir before it is answered
- * (store.c), and a change the store refuses is undone. Single-threaded: the loop. */
+ * info, creds, gpus, stats, cdi, migrate, balance. A change is written to the state dir
+ * before it is answered (store.c), and a change the store refuses is undone. migrate and
+ * balance are answered once their moves ended (mover.h). Single-threaded: the loop. */
 #ifndef QA_ADMIN_H
 #define QA_ADMIN_H
 

@@ -33,9 +33,20 @@ void qa_compute_leave(qa_compute_t *self, qa_peer_t *p);
 void qa_compute_message(qa_compute_t *self, qa_peer_t *p, const qp_msg_t *m);
 /* v's share or limit changed: the next pick uses them. */
 void qa_compute_resized(qa_compute_t *self, qa_vgpu_t *v);
-/* v is being destroyed; its sessions have left already. (Moving a vGPU to another GPU
- * would be: its sessions leave, this, then they join again on the new GPU.) */
+/* v is being destroyed; its sessions have left already. */
 void qa_compute_vgpu_gone(qa_compute_t *self, qa_vgpu_t *v);
+
+/* ---- a vGPU moving to another GPU (mover.h) ---------------------------------------- */
+
+/* hold: v's processes are granted no lease (the one held is revoked); !hold: they
+ * compete on v's GPU again. */
+void qa_compute_hold(qa_compute_t *self, qa_vgpu_t *v, bool hold);
+/* Whether no process of v holds a lease. */
+bool qa_compute_drained(const qa_compute_t *self, const qa_vgpu_t *v);
+/* v now lives on v->gpu, no longer on GPU from: its processes leave from's scheduler and
+ * join v->gpu's (a fresh entity, level with the others there, held with hold); those
+ * that waited for a lease wait there, their leases numbered on from where they were. */
+void qa_compute_move(qa_compute_t *self, qa_vgpu_t *v, unsigned from, bool hold);
 
 /* Takes a utilisation sample (call it periodically) and stores the figures in host:
  * each vGPU's util and leases, each GPU's leased and hung. */

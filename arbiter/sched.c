@@ -37,6 +37,7 @@ struct qa_sched_ent {
     qa_sched_proc_t *wtail; /* appended at the tail */
     unsigned nwaiting;      /* processes in the waiting queue */
     bool throttled;         /* waits, but its bucket is too low to be granted */
+    bool held;              /* granted nothing until released (its vGPU is moving) */
     uint64_t last_active;   /* when it last held the GPU or had a process waiting */
 };
 
@@ -79,7 +80,7 @@ static bool active(const qa_sched_t *self, const qa_sched_ent_t *e)
 /* Active and not held back by its limit: it competes by virtual time. */
 static bool competing(const qa_sched_t *self, const qa_sched_ent_t *e)
 {
-    return active(self, e) && !e->throttled;
+    return active(self, e) && !e->throttled && !e->held;
 }
 
 /* The bucket's cap: one window's worth of the limit, but never below one shortest
@@ -215,7 +216,7 @@ static void rejoin(qa_sched_t *self, qa_sched_ent_t *e)
 static bool eligible(qa_sched_t *self, qa_sched_ent_t *e, unsigned n, uint64_t now)
 {
     refill(self, e, now);
-    if (!e->nwaiting)
+    if (!e->nwaiting || e->held)
         return false;
     if (!bucket_ok(self, e, n)) {
         e->throttled = true;
@@ -378,6 +379,22 @@ void qa_sched_set(qa_sched_t *self, qa_sched_ent_t *e, unsigned share, unsigned 
     dispatch(self, now); /* a raised limit may make it eligible at once */
 }
 
+void qa_sched_hold(qa_sched_t *self, qa_sched_ent_t *e, bool hold, uint64_t now)
+{
+    e->held = hold;
+    if (hold && self->holder && self->holder->ent == e && !self->revoked) {
+        charge_lease(self, now, 0);
+        self->revoked = true;
+        self->ops.revoke(self->ops.arg, self->holder->owner, self->holder->lease);
+    }
+    if (!hold) {
+        /* The time it was held is not saved up as credit: it starts level. */
+        e->throttled = false;
+        rejoin(self, e);
+        dispatch(self, now);
+    }
+}
+
 qa_sched_proc_t *qa_sched_proc_new(qa_sched_t *self, qa_sched_ent_t *ent, void *owner)
 {
     (void)self;
@@ -443,7 +460,8 @@ int qa_sched_extend(qa_sched_t *self, qa_sched_proc_t *p, uint64_t lease, uint64
         return 0; /* already told to stop */
     qa_sched_ent_t *e = p->ent;
     charge_lease(self, now, 0);
-    if (would_go_first(self, e, now) || (e->limit && e->bucket < (int64_t)self->p.quantum_min_ns)) {
+    if (e->held || would_go_first(self, e, now) ||
+        (e->limit && e->bucket < (int64_t)self->p.quantum_min_ns)) {
         self->revoked = true;
         self->ops.revoke(self->ops.arg, p->owner, p->lease);
         return 0;
@@ -504,7 +522,7 @@ uint64_t qa_sched_deadline(const qa_sched_t *self)
     uint64_t when = UINT64_MAX;
     unsigned n = count_active(self);
     for (const qa_sched_ent_t *e = self->ents; e; e = e->next) {
-        if (!e->nwaiting)
+        if (!e->nwaiting || e->held)
             continue;
         if (bucket_ok(self, e, n))
             return e->refilled; /* cannot happen after a dispatch; be safe */
@@ -583,6 +601,31 @@ unsigned qa_sched_ent_active(const qa_sched_ent_t *ent)
     for (const qa_sched_proc_t *p = ent->procs; p; p = p->next)
         n += p->state == P_HOLDING;
     return n;
+}
+
+bool qa_sched_ent_holding(const qa_sched_ent_t *ent)
+{
+    for (const qa_sched_proc_t *p = ent->procs; p; p = p->next) {
+        if (p->state == P_HOLDING)
+            return true;
+    }
+    return false;
+}
+
+uint64_t qa_sched_proc_lease(const qa_sched_proc_t *proc)
+{
+    return proc->lease;
+}
+
+void qa_sched_proc_continue(qa_sched_proc_t *proc, uint64_t lease)
+{
+    if (lease > proc->lease)
+        proc->lease = lease;
+}
+
+bool qa_sched_proc_waiting(const qa_sched_proc_t *proc)
+{
+    return proc->state == P_WAITING;
 }
 
 uint64_t qa_sched_hung(const qa_sched_t *self)

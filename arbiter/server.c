@@ -4,11 +4,13 @@
 
 #include "arbiter/admin.h"
 #include "arbiter/audit.h"
+#include "arbiter/balancer.h"
 #include "arbiter/compute.h"
 #include "arbiter/endpoint.h"
 #include "arbiter/http.h"
 #include "arbiter/ledger.h"
 #include "arbiter/metrics.h"
+#include "arbiter/mover.h"
 #include "arbiter/nvml.h"
 #include "arbiter/procfs.h"
 #include "arbiter/sampler.h"
@@ -70,6 +72,9 @@ struct qa_server {
     uint64_t sessions;        /* session numbers handed out */
     uint64_t fd_limit;        /* RLIMIT_NOFILE now (re-read by the liveness timer) */
 
+    qa_mover_t *mover;        /* owned: vGPUs moving to other GPUs */
+    qa_balancer_t *balancer;  /* owned: auto-balancing */
+
     qa_metrics_t metrics; /* requests by kind and their handling time */
     qa_http_t *http;      /* owned: the HTTP server, NULL when off */
 };
@@ -114,6 +119,16 @@ const qa_log_t *qa_server_log(const qa_server_t *self)
 qa_cdi_t *qa_server_cdi(qa_server_t *self)
 {
     return self->cdi;
+}
+
+qa_mover_t *qa_server_mover(qa_server_t *self)
+{
+    return self->mover;
+}
+
+qa_balancer_t *qa_server_balancer(qa_server_t *self)
+{
+    return self->balancer;
 }
 
 const char *qa_server_tenant_dir(const qa_server_t *self)
@@ -186,6 +201,8 @@ static void on_closing(void *arg, qa_peer_t *p)
     qa_server_t *self = arg;
     if (p->ep == QP_TENANT)
         qa_tenant_end(self, p, false);
+    else if (self->mover)
+        qa_mover_forget(self->mover, p); /* its migrate or balance is answered to nobody */
 }
 
 /* What tenant.sock and admin.sock admit with the descriptors the arbiter may hold now
@@ -426,6 +443,8 @@ static void on_sampling(void *arg)
     qa_server_t *self = arg;
     take_round(self); /* in case its eventfd's wake-up was missed; and held requests time out */
     qa_compute_sample(self->compute, self->host);
+    if (self->balancer)
+        qa_balancer_sample(self->balancer);
     qa_timer_start(self->loop, &self->sampling, qa_now_ns() + SAMPLE_MS * 1000000ull, on_sampling,
                    self);
 }
@@ -663,6 +682,48 @@ static int start_cdi(qa_server_t *self, const qa_cdi_opts_t *opts, char *err)
     return 0;
 }
 
+static void on_moved(void *arg, qa_vgpu_t *v)
+{
+    qa_tenant_moved(arg, v);
+}
+
+/* The mover and the balancer (docs/migration.md). The checkpoint helper is this binary,
+ * started when a move first needs the driver. */
+static int start_mover(qa_server_t *self, const char *state_dir, char *err)
+{
+    const qa_config_t *cfg = self->cfg;
+    qa_mover_env_t env = {
+        .loop = self->loop,
+        .log = self->log,
+        .host = self->host,
+        .store = self->store,
+        .cdi = self->cdi,
+        .compute = self->compute,
+        .state_dir = state_dir,
+        .exe = "/proc/self/exe",
+        .params =
+            {
+                /* the lease held comes back at once, after the work queued under it */
+                .drain_ns = (cfg->lease_grace_ms + 1000ull) * 1000000ull,
+                .lock_ns = 2000ull * 1000000ull,
+                .op_ns = 10000ull * 1000000ull,
+                .ns_per_gib = 2000ull * 1000000ull, /* copies run at 12 GB/s and more */
+                .poll_ns = 1000000ull,
+                .retry_ns = 200ull * 1000000ull,
+                .retries = 5,
+            },
+        .moved = on_moved,
+        .arg = self,
+    };
+    qa_balancer_env_t benv = {self->loop, self->log, self->host, cfg, NULL};
+    if (!(self->mover = qa_mover_new(&env)) || !(benv.mover = self->mover) ||
+        !(self->balancer = qa_balancer_new(&benv))) {
+        snprintf(err, QP_ERR_LEN, "cannot start: out of memory");
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
 {
     qa_server_t *self = calloc(1, sizeof *self);
@@ -743,6 +804,8 @@ qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
         snprintf(err, QP_ERR_LEN, "cannot start: out of memory");
         goto fail;
     }
+    if (start_mover(self, opts->state_dir, err) < 0)
+        goto fail;
     qa_log(self->log, QA_INFO, "serving %s and %s", qa_endpoint_path(self->admin),
            qa_endpoint_path(self->tenant));
     return self;
@@ -772,6 +835,10 @@ void qa_server_destroy(qa_server_t **self_p)
      * peers point into goes. */
     qa_endpoint_destroy(&self->admin);
     qa_endpoint_destroy(&self->tenant);
+    /* A move under way is let go: its helper brings the processes to where the vGPU's
+     * record says, as after kill -9. */
+    qa_balancer_destroy(&self->balancer);
+    qa_mover_destroy(&self->mover);
     qa_compute_destroy(&self->compute);
     qa_audit_destroy(&self->audit);
     qa_loop_destroy(&self->loop);

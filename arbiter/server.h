@@ -69,6 +69,10 @@ bool qa_server_in_grace(const qa_server_t *self);
  * list the processes of the GPUs, so that nothing waits for a measurement. */
 bool qa_server_measure(qa_server_t *self);
 
+/* Moving vGPUs to other GPUs (mover.h) and balancing the GPUs (balancer.h). */
+struct qa_mover *qa_server_mover(qa_server_t *self);
+struct qa_balancer *qa_server_balancer(qa_server_t *self);
+
 /* The audit of real use (audit.h): its findings for `stats`. */
 const struct qa_audit *qa_server_audit(const qa_server_t *self);
 

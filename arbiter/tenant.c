@@ -611,6 +611,12 @@ void qa_tenant_hello(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m)
     }
     if (!report_ok(srv, p, v, id, "mem_used", used))
         return;
+    if (v->moving) {
+        /* A process starting now would start on the GPU the vGPU leaves: it waits. */
+        qa_server_error(srv, p, id, QP_E_BUSY, "vGPU %s is moving to GPU %u: try again shortly",
+                        v->id, v->moving - 1);
+        return;
+    }
     qa_server_set_session(srv, p, true);
     p->vgpu = v;
     p->next_in_vgpu = v->sessions;
@@ -705,16 +711,27 @@ void qa_tenant_vgpu_gone(qa_server_t *srv, qa_vgpu_t *v)
     qa_compute_vgpu_gone(qa_server_compute(srv), v);
 }
 
-void qa_tenant_resized(qa_server_t *srv, qa_vgpu_t *v, uint64_t old_memory_mb)
+/* Tells v's processes its limits and GPU now. */
+static void push_limits(qa_server_t *srv, qa_vgpu_t *v)
 {
     qp_limits_t lim;
     qa_host_limits(qa_server_host(srv), v, &lim);
-    qa_compute_resized(qa_server_compute(srv), v);
     for (qa_peer_t *s = v->sessions; s; s = s->next_in_vgpu) {
         qp_msg_t *m = qp_msg_new("limits");
         qp_limits_put(qp_msg_add_map(m, "vgpu"), &lim);
         qa_server_send(srv, s, &m);
     }
+}
+
+void qa_tenant_moved(qa_server_t *srv, qa_vgpu_t *v)
+{
+    push_limits(srv, v);
+}
+
+void qa_tenant_resized(qa_server_t *srv, qa_vgpu_t *v, uint64_t old_memory_mb)
+{
+    qa_compute_resized(qa_server_compute(srv), v);
+    push_limits(srv, v);
     if (v->memory_mb < old_memory_mb && v->mem_reserved > quota_of(v)) {
         for (qa_peer_t *s = v->sessions; s; s = s->next_in_vgpu) {
             if (s->reserved > s->used)

@@ -31,7 +31,8 @@
 #include "arbiter/server.h"
 #include "proto/msg.h"
 
-/* Authenticates a tenant hello on p (which has no session) and answers it. */
+/* Authenticates a tenant hello on p (which has no session) and answers it: `busy` while
+ * the vGPU moves to another GPU (the shim asks again). */
 void qa_tenant_hello(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m);
 /* Serves mem_reserve, mem_release, hb and tok_* of p, which has a session. */
 void qa_tenant_request(qa_server_t *srv, qa_peer_t *p, const qp_msg_t *m);
@@ -75,5 +76,9 @@ uint64_t qa_tenant_host_used(qa_server_t *srv);
 /* Tells v's processes and its GPU's scheduler its new limits; after a shrink below what is
  * reserved, asks them to give back what they do not use; after growth, serves waiting requests. */
 void qa_tenant_resized(qa_server_t *srv, qa_vgpu_t *v, uint64_t old_memory_mb);
+
+/* v now lives on another GPU (mover.h): its processes are told (a `limits` push with
+ * the new GPU's UUID), before they run again. */
+void qa_tenant_moved(qa_server_t *srv, qa_vgpu_t *v);
 
 #endif

@@ -36,10 +36,11 @@ const char *qp_endpoint_role(qp_endpoint_t ep);
 #define QP_E_QUOTA "quota"
 #define QP_E_INTERNAL "internal"
 #define QP_E_NOSESSION "nosession"
+#define QP_E_BUSY "busy"
 
 /* The negative errno a code stands for: proto -EPROTO, auth -EACCES, notfound -ENOENT,
  * invalid -EINVAL, nospace -ENOSPC, quota -EDQUOT, internal -EIO, nosession
- * -ECONNRESET; an unknown code (a newer arbiter) -EPROTO. */
+ * -ECONNRESET, busy -EBUSY; an unknown code (a newer arbiter) -EPROTO. */
 int qp_code_errno(const char *code);
 /* The code for a negative errno, the inverse of qp_code_errno (internal for others). */
 const char *qp_errno_code(int neg_errno);
@@ -52,9 +53,9 @@ int qp_check_request(const qp_msg_t *m, qp_endpoint_t ep, char err[QP_ERR_LEN]);
 
 /* ---- request kinds, for per-kind figures ------------------------------------------- */
 
-/* The request types of PROTOCOL.md (hello, create, ..., tok_ret, cdi), numbered from 0
- * in a fixed order: the arbiter counts requests by kind. */
-#define QP_REQUEST_KINDS 16
+/* The request types of PROTOCOL.md (hello, create, ..., tok_ret, cdi, migrate, balance),
+ * numbered from 0 in a fixed order: the arbiter counts requests by kind. */
+#define QP_REQUEST_KINDS 18
 /* The kind of request type t, or -1 when t is none we know (or NULL). */
 int qp_request_kind(const char *t);
 /* The type of kind ("create"), static storage; NULL when kind is not below

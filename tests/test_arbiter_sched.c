@@ -590,3 +590,33 @@ Test(qa_sched, a_lone_tenants_extensions_bank_no_credit_for_a_vgpu_that_was_idle
     cr_assert(got > 40 && got < 60, "b back from idle took %.1f%% of 2 s, not its half", got);
     sim_destroy(sim);
 }
+
+Test(qa_sched, a_held_vgpu_is_revoked_granted_nothing_and_competes_again_once_released)
+{
+    struct sim *sim = sim_new();
+    qa_sched_ent_t *ea = vgpu(sim, 50, 0), *eb = vgpu(sim, 50, 0);
+    struct tenant *a = tenant(sim, ea);
+    struct tenant *b = tenant(sim, eb);
+    run(sim, 1 * MS);
+    cr_assert_eq(sim->holder, a);
+    cr_assert(qa_sched_ent_holding(ea));
+    qa_sched_hold(sim->s, ea, true, sim->now);
+    cr_assert(sim->revoked, "its lease is revoked at once");
+    run(sim, 2 * MS); /* it gives the lease back (with more), and waits */
+    cr_assert(!qa_sched_ent_holding(ea), "drained");
+    cr_assert(qa_sched_proc_waiting(a->p), "it still asks");
+    uint64_t held_a = a->held;
+    run(sim, 500 * MS);
+    cr_assert_eq(a->held, held_a, "a held vGPU gets nothing, however long");
+    cr_assert_geq(b->held, 440 * MS, "the other has the GPU alone (its last lease of at most 50 ms still running): %llu",
+                  (unsigned long long)b->held);
+    cr_assert_eq(qa_sched_deadline(sim->s), sim->holder ? sim->end + S : UINT64_MAX);
+    qa_sched_hold(sim->s, ea, false, sim->now);
+    uint64_t a0 = a->held, b0 = b->held;
+    run(sim, 1500 * MS);
+    double share_a = pct(a->held - a0, 1000 * MS), share_b = pct(b->held - b0, 1000 * MS);
+    cr_assert(share_a > 45 && share_a < 55 && share_b > 45 && share_b < 55,
+              "released, they split the GPU again (and a banked nothing): %.1f%% / %.1f%%",
+              share_a, share_b);
+    sim_destroy(sim);
+}
