@@ -406,12 +406,14 @@ static void begin_head(qa_mover_t *self)
     /* Its processes, each once (a process may hold several sessions). */
     self->nprocs = 0;
     for (qa_peer_t *p = v->sessions; p; p = p->next_in_vgpu) {
+        /* what it allocated, as it reported, or what NVML saw it hold, contexts included */
+        uint64_t bytes = p->used > p->real ? p->used : p->real;
         size_t k = 0;
         while (k < self->nprocs && self->procs[k].pid != p->cred_pid)
             k++;
         if (k < self->nprocs) {
-            if (p->used > self->procs[k].bytes)
-                self->procs[k].bytes = p->used;
+            if (bytes > self->procs[k].bytes)
+                self->procs[k].bytes = bytes;
             continue;
         }
         if (!p->cred_pid) {
@@ -426,7 +428,7 @@ static void begin_head(qa_mover_t *self)
                         v->id, QA_MOVE_MAX_PROCS);
             return;
         }
-        self->procs[k] = (qa_move_proc_t){p->cred_pid, p->used};
+        self->procs[k] = (qa_move_proc_t){p->cred_pid, bytes};
         if (qa_ledger_proc_start(p->cred_pid, &self->starts[k]) < 0)
             self->starts[k] = 0;
         self->nprocs++;

@@ -3,7 +3,9 @@
  *
  *   migrate_work BYTES SECS KERNEL_US
  *
- * Holds BYTES of device memory written with a known pattern, then for SECS seconds
+ * Holds BYTES of device memory written with a known pattern (the first 4 KiB of every
+ * MiB, so that gigabytes cost the host little: the simulator copies what is charged,
+ * whatever was touched), then for SECS seconds
  * launches qsim_spin(KERNEL_US) kernels one after the other (each synchronised), and
  * watches the GPU it sees: CUDA's UUID of device 0, NVML's of index 0 (NVML opened with
  * dlopen, as monitoring libraries do) and CUDA_VISIBLE_DEVICES. Any failed driver call
@@ -103,8 +105,8 @@ int main(int argc, char **argv)
     CUfunction spin;
     CHECK(cuModuleLoadData(&mod, "qsim"));
     CHECK(cuModuleGetFunction(&spin, mod, "qsim_spin"));
-    /* The pattern, written in 1 MiB pieces from a buffer of that size. */
-    enum { PIECE = 1 << 20 };
+    /* The pattern: 4 KiB at the start of every MiB. */
+    enum { PIECE = 1 << 20, MARK = 4096 };
     unsigned char *buf = malloc(PIECE);
     CUdeviceptr p = 0;
     if (!buf)
@@ -112,7 +114,7 @@ int main(int argc, char **argv)
     if (bytes)
         CHECK(cuMemAlloc(&p, bytes));
     for (size_t off = 0; off < bytes; off += PIECE) {
-        size_t n = bytes - off < PIECE ? bytes - off : PIECE;
+        size_t n = bytes - off < MARK ? bytes - off : MARK;
         for (size_t i = 0; i < n; i++)
             buf[i] = (unsigned char)((off + i) * 7 + 3);
         CHECK(cuMemcpyHtoD(p + off, buf, n));
@@ -144,7 +146,7 @@ int main(int argc, char **argv)
     }
     size_t bad = 0;
     for (size_t off = 0; off < bytes; off += PIECE) {
-        size_t n = bytes - off < PIECE ? bytes - off : PIECE;
+        size_t n = bytes - off < MARK ? bytes - off : MARK;
         CHECK(cuMemcpyDtoH(buf, p + off, n));
         for (size_t i = 0; i < n; i++)
             bad += buf[i] != (unsigned char)((off + i) * 7 + 3);
