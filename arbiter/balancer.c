@@ -11,10 +11,14 @@
 #include <string.h>
 
 #define S_NS 1000000000ull
+/* The latest utilisation figures (EWMAs of 500 ms samples) lag a move by a few seconds:
+ * until they settle they would show its old GPU as busy and its new one as idle. */
+#define SETTLE_NS (5 * S_NS)
 
 struct qa_balancer {
     qa_balancer_env_t env;
-    qa_timer_t timer; /* every interval_s */
+    qa_timer_t timer;   /* every interval_s */
+    uint64_t began;     /* when the interval began */
 };
 
 void qa_balancer_sample(qa_balancer_t *self)
@@ -36,18 +40,21 @@ void qa_balancer_sample(qa_balancer_t *self)
 static void restart_interval(qa_balancer_t *self)
 {
     qa_host_t *h = self->env.host;
+    self->began = qa_now_ns();
     for (size_t i = 0; i < qa_host_ngpus(h); i++)
         qa_host_gpu(h, i)->util_sum = qa_host_gpu(h, i)->util_samples = 0;
     for (size_t i = 0; i < qa_host_nvgpus(h); i++)
         qa_host_vgpu(h, i)->util_sum = qa_host_vgpu(h, i)->util_samples = 0;
 }
 
-static double average(double sum, unsigned n, double latest)
+/* The interval's average when asked for and there are samples enough, else latest. */
+static double figure(bool averaged, double sum, unsigned n, double latest)
 {
-    return n >= 2 ? sum / n : latest;
+    return averaged && n >= 2 ? sum / n : latest;
 }
 
-size_t qa_balancer_plan(qa_balancer_t *self, qa_balance_step_t *out, size_t max)
+/* Plans from the interval's averages (averaged) or the latest figures. */
+static size_t plan(qa_balancer_t *self, bool averaged, qa_balance_step_t *out, size_t max)
 {
     qa_host_t *h = self->env.host;
     const qa_config_t *cfg = self->env.cfg;
@@ -63,7 +70,8 @@ size_t qa_balancer_plan(qa_balancer_t *self, qa_balance_step_t *out, size_t max)
         gpus[i] = (qa_bal_gpu_t){
             .index = g->desc.index,
             .chip = g->desc.name,
-            .util = average(g->util_sum, g->util_samples, g->util > g->leased ? g->util : g->leased),
+            .util = figure(averaged, g->util_sum, g->util_samples,
+                           g->util > g->leased ? g->util : g->leased),
             .memory_used = g->memory_used,
             .load = {g->desc.memory_total / QP_MIB, g->memory_reserved_mb, g->share_reserved,
                      g->util},
@@ -76,7 +84,7 @@ size_t qa_balancer_plan(qa_balancer_t *self, qa_balance_step_t *out, size_t max)
             .gpu = v->gpu,
             .memory_mb = v->memory_mb,
             .share = v->share,
-            .util = average(v->util_sum, v->util_samples, v->util),
+            .util = figure(averaged, v->util_sum, v->util_samples, v->util),
             .memory_used = v->mem_real > v->mem_used ? v->mem_real : v->mem_used,
             .moved_at = v->moved_at,
             .pinned = v->moving != 0 || qa_mover_moving(self->env.mover, v),
@@ -102,6 +110,25 @@ size_t qa_balancer_plan(qa_balancer_t *self, qa_balance_step_t *out, size_t max)
     return n;
 }
 
+/* Whether a vGPU moved at or after since. */
+static bool moved_since(qa_balancer_t *self, uint64_t since)
+{
+    qa_host_t *h = self->env.host;
+    for (size_t i = 0; i < qa_host_nvgpus(h); i++) {
+        if (qa_host_vgpu(h, i)->moved_at >= since)
+            return true;
+    }
+    return false;
+}
+
+size_t qa_balancer_plan(qa_balancer_t *self, qa_balance_step_t *out, size_t max)
+{
+    uint64_t now = qa_now_ns();
+    if (moved_since(self, now > SETTLE_NS ? now - SETTLE_NS : 0))
+        return 0;
+    return plan(self, false, out, max);
+}
+
 /* An automatic move ended: its one log line. */
 static void moved(void *arg, const qa_mover_report_t *r)
 {
@@ -114,10 +141,11 @@ static void moved(void *arg, const qa_mover_report_t *r)
 static void on_interval(void *arg)
 {
     qa_balancer_t *self = arg;
-    /* Moves still under way change the figures: this round waits for the next. */
-    if (!qa_mover_pending(self->env.mover)) {
+    /* Moves under way, or made in this interval, change the figures: the round waits
+     * for an interval measured after them. */
+    if (!qa_mover_pending(self->env.mover) && !moved_since(self, self->began)) {
         qa_balance_step_t steps[QA_BALANCE_MAX_STEPS];
-        size_t n = qa_balancer_plan(self, steps, QA_BALANCE_MAX_STEPS);
+        size_t n = plan(self, true, steps, QA_BALANCE_MAX_STEPS);
         for (size_t k = 0; k < n; k++) {
             if (qa_mover_move(self->env.mover, steps[k].vgpu, (int)steps[k].to, moved, self,
                               NULL) < 0)
@@ -139,6 +167,7 @@ qa_balancer_t *qa_balancer_new(const qa_balancer_env_t *env)
     if (!self)
         return NULL;
     self->env = *env;
+    self->began = qa_now_ns();
     if (env->cfg->balance_interval_s &&
         qa_timer_start(env->loop, &self->timer,
                        qa_now_ns() + env->cfg->balance_interval_s * S_NS, on_interval, self) < 0) {

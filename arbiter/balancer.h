@@ -43,8 +43,10 @@ qa_balancer_t *qa_balancer_new(const qa_balancer_env_t *env);
 void qa_balancer_destroy(qa_balancer_t **self_p);
 /* Takes a utilisation sample of every GPU and vGPU (after each compute sample). */
 void qa_balancer_sample(qa_balancer_t *self);
-/* Plans now, from the figures averaged since the interval began (the latest ones when
- * it just began): at most max steps into out. Returns how many. */
+/* Plans now, as `qgpuctl balance` asks: from the latest figures (the utilisation of the
+ * last few seconds, as `qgpuctl gpus` shows it), at most max steps into out. Returns how
+ * many: none within 5 s of a move, while those figures still lag it. (Every interval_s
+ * the balancer plans from the interval's averages instead.) */
 size_t qa_balancer_plan(qa_balancer_t *self, qa_balance_step_t *out, size_t max);
 
 #endif

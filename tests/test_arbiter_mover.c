@@ -1,4 +1,4 @@
-/* test_arbiter_migrate.c - moving a vGPU and its running processes to another GPU, on
+/* test_arbiter_mover.c - moving a vGPU and its running processes to another GPU, on
  * the simulated driver with a real qarbiter and the shim in every workload: a workload
  * that never stops launching keeps its data, quota and share and sees the new GPU; every
  * refusal; rollbacks; processes and the arbiter killed during a move; new processes that
@@ -14,6 +14,7 @@
 
 #include "include/nvml_subset.h"
 #include "tests/harness.h"
+#include "tests/move_support.h"
 #include "tests/shim_support.h"
 
 #define GPUS "X:4GiB:8,X:4GiB:8,Y:4GiB:8"
@@ -58,20 +59,6 @@ static void await_locked(pid_t pid)
                   (int)pid);
 }
 
-/* migrate_work BYTES SECS KERNEL_US in v (tests/progs/migrate_work.c). */
-static qt_proc_t *work(qt_arbiter_t *arb, const qts_vgpu_t *v, const char *bytes, const char *secs,
-                       const char *kernel_us)
-{
-    qts_env_t e;
-    qts_env_of(&e, arb, v);
-    char *prog = qt_build_path("tests/progs/migrate_work");
-    const char *argv[] = {prog, bytes, secs, kernel_us, NULL};
-    qt_proc_t *p = qt_spawn(argv, e.v);
-    free(prog);
-    cr_assert_not_null(p);
-    return p;
-}
-
 /* qgpuctl with args (NULL-terminated), not waited for. */
 static qt_proc_t *ctl_start(qt_arbiter_t *arb, ...) __attribute__((sentinel));
 static qt_proc_t *ctl_start(qt_arbiter_t *arb, ...)
@@ -92,21 +79,6 @@ static qt_proc_t *ctl_start(qt_arbiter_t *arb, ...)
     free(prog);
     cr_assert_not_null(p);
     return p;
-}
-
-/* `qgpuctl --json info ID`'s key, an integer; fails the test when it cannot be read. */
-static long long info_int(qt_arbiter_t *arb, const char *id, const char *key)
-{
-    char *out = NULL;
-    cr_assert_eq(qt_ctl(arb, &out, NULL, "--json", "info", id, NULL), 0);
-    json_t *doc = json_loads(out, 0, NULL);
-    cr_assert_not_null(doc, "%s", out);
-    json_t *v = json_object_get(doc, key);
-    cr_assert(json_is_integer(v), "%s in %s", key, out);
-    long long n = json_integer_value(v);
-    json_decref(doc);
-    free(out);
-    return n;
 }
 
 /* The GPU whose NVML process list shows pid, -1 when none does. */
@@ -164,7 +136,7 @@ static char *record(qt_arbiter_t *arb, const char *id)
 
 /* ---- a move ------------------------------------------------------------------------ */
 
-Test(migrate, a_workload_that_never_stops_launching_moves_with_its_data_quota_and_view,
+Test(mover, a_workload_that_never_stops_launching_moves_with_its_data_quota_and_view,
      .timeout = 120)
 {
     qt_arbiter_t *arb = host(NULL, NULL);
@@ -172,7 +144,7 @@ Test(migrate, a_workload_that_never_stops_launching_moves_with_its_data_quota_an
     qts_vgpu_create(arb, &v, "--vm", "a", "--memory", "1GiB", "--share", "40", "--gpu", "0",
                     NULL);
     /* 256 MiB of known bytes, 1 ms kernels back to back for 4 s */
-    qt_proc_t *w = work(arb, &v, "268435456", "4", "1000");
+    qt_proc_t *w = qtm_work(arb, &v, "268435456", "4", "1000");
     cr_assert(qts_wait_line(w, "ready ", 20000), "%s%s", qt_proc_stdout(w), qt_proc_stderr(w));
     qt_sleep_ms(500);
     cr_assert_eq(listed_on(qt_proc_pid(w)), 0);
@@ -187,7 +159,7 @@ Test(migrate, a_workload_that_never_stops_launching_moves_with_its_data_quota_an
     cr_assert_eq(strchr(out, '\n') - out + 1, (long)strlen(out), "one line: %s", out);
 
     /* everything follows the vGPU */
-    cr_assert_eq(info_int(arb, v.id, "gpu"), 1);
+    cr_assert_eq(qtm_info_int(arb, v.id, "gpu"), 1);
     cr_assert_eq(listed_on(qt_proc_pid(w)), 1, "its memory is on GPU 1");
     char *rec = record(arb, v.id);
     cr_assert(file_has(rec, uuids[1]), "the record names GPU 1");
@@ -230,7 +202,7 @@ Test(migrate, a_workload_that_never_stops_launching_moves_with_its_data_quota_an
     qt_arbiter_destroy(&arb);
 }
 
-Test(migrate, its_share_holds_on_the_target_beside_the_tenant_there, .timeout = 120)
+Test(mover, its_share_holds_on_the_target_beside_the_tenant_there, .timeout = 120)
 {
     qt_arbiter_t *arb = host(NULL, NULL);
     qts_vgpu_t a, b;
@@ -282,18 +254,18 @@ static void refused(qt_arbiter_t *arb, const qts_vgpu_t *v, const char *target, 
     cr_assert(strstr(err, want), "want '%s' in: %s", want, err);
     cr_assert_eq(strchr(err, '\n') - err + 1, (long)strlen(err), "one line: %s", err);
     cr_assert_str_eq(out, "");
-    cr_assert_eq(info_int(arb, v->id, "gpu"), gpu);
+    cr_assert_eq(qtm_info_int(arb, v->id, "gpu"), gpu);
     free(out);
     free(err);
 }
 
-Test(migrate, is_refused_up_front_with_one_line_and_nothing_moves, .timeout = 120)
+Test(mover, is_refused_up_front_with_one_line_and_nothing_moves, .timeout = 120)
 {
     qt_arbiter_t *arb = host(NULL, NULL);
     qts_vgpu_t v, big;
     qts_vgpu_create(arb, &v, "--vm", "a", "--memory", "1GiB", "--share", "40", "--gpu", "0",
                     NULL);
-    qt_proc_t *w = work(arb, &v, MIB_S, "30", "1000");
+    qt_proc_t *w = qtm_work(arb, &v, MIB_S, "30", "1000");
     cr_assert(qts_wait_line(w, "ready ", 20000));
     refused(arb, &v, "0", "is on GPU 0 already", 0);
     refused(arb, &v, "2", "GPU 2 is a Y and vGPU vg-1's GPU 0 a X: the driver moves processes "
@@ -324,21 +296,21 @@ Test(migrate, is_refused_up_front_with_one_line_and_nothing_moves, .timeout = 12
     cr_assert_eq(cuCheckpointProcessUnlock(qt_proc_pid(w), NULL), CUDA_SUCCESS);
     cr_assert_eq(qt_ctl(arb, NULL, NULL, "migrate", v.id, "--gpu", dest, NULL), 0,
                  "by UUID, once it is unlocked");
-    cr_assert_eq(info_int(arb, v.id, "gpu"), 1);
+    cr_assert_eq(qtm_info_int(arb, v.id, "gpu"), 1);
     free(why);
     free(dest);
     qt_proc_destroy(&w);
     qt_arbiter_destroy(&arb);
 }
 
-Test(migrate, a_driver_older_than_r580_is_refused_naming_the_version_needed, .timeout = 120)
+Test(mover, a_driver_older_than_r580_is_refused_naming_the_version_needed, .timeout = 120)
 {
     const char *env[] = {"QSIM_DRIVER_VERSION=12080", NULL};
     qt_arbiter_t *arb = host(NULL, env);
     qts_vgpu_t v, idle;
     qts_vgpu_create(arb, &v, "--vm", "a", "--profile", "Q1", "--gpu", "0", NULL);
     qts_vgpu_create(arb, &idle, "--vm", "b", "--profile", "Q1", "--gpu", "0", NULL);
-    qt_proc_t *w = work(arb, &v, MIB_S, "30", "1000");
+    qt_proc_t *w = qtm_work(arb, &v, MIB_S, "30", "1000");
     cr_assert(qts_wait_line(w, "ready ", 20000));
     refused(arb, &v, "1",
             "the CUDA driver supports CUDA 12.8, whose checkpoint API restores a process onto "
@@ -356,14 +328,14 @@ Test(migrate, a_driver_older_than_r580_is_refused_naming_the_version_needed, .ti
 
 /* ---- failures half-way: everything goes back ------------------------------------- */
 
-Test(migrate, a_target_that_fills_up_before_the_restore_rolls_back_to_the_source,
+Test(mover, a_target_that_fills_up_before_the_restore_rolls_back_to_the_source,
      .timeout = 120)
 {
     qt_arbiter_t *arb = host(NULL, NULL);
     qts_vgpu_t v;
     qts_vgpu_create(arb, &v, "--vm", "a", "--memory", "1GiB", "--share", "40", "--gpu", "0",
                     NULL);
-    qt_proc_t *w = work(arb, &v, "268435456", "4", "1000");
+    qt_proc_t *w = qtm_work(arb, &v, "268435456", "4", "1000");
     cr_assert(qts_wait_line(w, "ready ", 20000));
     /* A process outside every vGPU takes GPU 1's memory: the admission of the quota is
      * fine, the device is not. */
@@ -383,7 +355,7 @@ Test(migrate, a_target_that_fills_up_before_the_restore_rolls_back_to_the_source
                          (int)qt_proc_pid(w));
     cr_assert(strstr(err, want) && strstr(err, then), "want '%s...%s' in %s", want, then, err);
     free(then);
-    cr_assert_eq(info_int(arb, v.id, "gpu"), 0);
+    cr_assert_eq(qtm_info_int(arb, v.id, "gpu"), 0);
     char *rec = record(arb, v.id);
     cr_assert(file_has(rec, uuids[0]), "the record still names GPU 0");
     cr_assert_eq(listed_on(qt_proc_pid(w)), 0, "its memory is back on GPU 0");
@@ -404,7 +376,7 @@ Test(migrate, a_target_that_fills_up_before_the_restore_rolls_back_to_the_source
     qt_arbiter_destroy(&arb);
 }
 
-Test(migrate, work_that_does_not_drain_in_time_rolls_back, .timeout = 120)
+Test(mover, work_that_does_not_drain_in_time_rolls_back, .timeout = 120)
 {
     qt_arbiter_t *arb = host(NULL, NULL);
     qts_vgpu_t v;
@@ -412,7 +384,7 @@ Test(migrate, work_that_does_not_drain_in_time_rolls_back, .timeout = 120)
                     NULL);
     /* One kernel of 4 s: its lease is taken back 1 s after its end (lease_grace_ms), the
      * lock then waits 2 s for the kernel and gives up with more than a second left. */
-    qt_proc_t *w = work(arb, &v, MIB_S, "3", "4000000");
+    qt_proc_t *w = qtm_work(arb, &v, MIB_S, "3", "4000000");
     cr_assert(qts_wait_line(w, "ready ", 20000));
     qt_sleep_ms(300);
     char *err = NULL;
@@ -421,7 +393,7 @@ Test(migrate, work_that_does_not_drain_in_time_rolls_back, .timeout = 120)
                          "its queued GPU work did not finish (rolled back); pid %d back",
                          (int)qt_proc_pid(w), (int)qt_proc_pid(w));
     cr_assert(strstr(err, want), "want '%s' in %s", want, err);
-    cr_assert_eq(info_int(arb, v.id, "gpu"), 0);
+    cr_assert_eq(qtm_info_int(arb, v.id, "gpu"), 0);
     cr_assert_eq(listed_on(qt_proc_pid(w)), 0);
     cr_assert_eq(qt_proc_wait(w, 30000), 0, "%s%s", qt_proc_stdout(w), qt_proc_stderr(w));
     cr_assert(strstr(qt_proc_stdout(w), "verify=ok"));
@@ -433,15 +405,15 @@ Test(migrate, work_that_does_not_drain_in_time_rolls_back, .timeout = 120)
 
 /* ---- kill -9 during a move --------------------------------------------------------- */
 
-Test(migrate, a_process_killed_during_a_move_is_dropped_and_the_others_move, .timeout = 120)
+Test(mover, a_process_killed_during_a_move_is_dropped_and_the_others_move, .timeout = 120)
 {
     qt_arbiter_t *arb = host_of(BIG_GPUS, NULL, NULL);
     qts_vgpu_t v;
     qts_vgpu_create(arb, &v, "--vm", "a", "--memory", "10GiB", "--share", "40", "--gpu", "0",
                     NULL);
     /* 4 GiB each: each checkpoint and restore copies for about 360 ms */
-    qt_proc_t *a = work(arb, &v, "4294967296", "8", "1000");
-    qt_proc_t *b = work(arb, &v, "4294967296", "8", "1000");
+    qt_proc_t *a = qtm_work(arb, &v, "4294967296", "8", "1000");
+    qt_proc_t *b = qtm_work(arb, &v, "4294967296", "8", "1000");
     cr_assert(qts_wait_line(a, "ready ", 30000) && qts_wait_line(b, "ready ", 30000));
     qt_sleep_ms(300);
     qt_proc_t *m = ctl_start(arb, "migrate", v.id, "--gpu", "1", NULL);
@@ -453,7 +425,7 @@ Test(migrate, a_process_killed_during_a_move_is_dropped_and_the_others_move, .ti
     char *moved = qt_strf("pid %d moved", (int)qt_proc_pid(b));
     cr_assert(strstr(qt_proc_stdout(m), exited) && strstr(qt_proc_stdout(m), moved), "%s",
               qt_proc_stdout(m));
-    cr_assert_eq(info_int(arb, v.id, "gpu"), 1);
+    cr_assert_eq(qtm_info_int(arb, v.id, "gpu"), 1);
     cr_assert_eq(qt_proc_wait(b, 30000), 0, "%s%s", qt_proc_stdout(b), qt_proc_stderr(b));
     cr_assert(strstr(qt_proc_stdout(b), "verify=ok"));
     free(exited);
@@ -488,7 +460,7 @@ static bool agree(void *arg)
     return procs == 1 && listed_on(s->pid) == s->gpu;
 }
 
-Test(migrate, after_kill_9_of_the_arbiter_during_a_move_the_vgpu_and_its_process_are_on_one_gpu,
+Test(mover, after_kill_9_of_the_arbiter_during_a_move_the_vgpu_and_its_process_are_on_one_gpu,
      .timeout = 120)
 {
     qt_arbiter_t *arb = host_of(BIG_GPUS, NULL, NULL);
@@ -496,7 +468,7 @@ Test(migrate, after_kill_9_of_the_arbiter_during_a_move_the_vgpu_and_its_process
     qts_vgpu_create(arb, &v, "--vm", "a", "--memory", "6GiB", "--share", "40", "--gpu", "0",
                     NULL);
     /* 4 GiB: the checkpoint copies for about 360 ms, the restore as long */
-    qt_proc_t *w = work(arb, &v, "4294967296", "8", "1000");
+    qt_proc_t *w = qtm_work(arb, &v, "4294967296", "8", "1000");
     cr_assert(qts_wait_line(w, "ready ", 30000));
     qt_sleep_ms(300);
     qt_proc_t *m = ctl_start(arb, "migrate", v.id, "--gpu", "1", NULL);
@@ -525,19 +497,19 @@ Test(migrate, after_kill_9_of_the_arbiter_during_a_move_the_vgpu_and_its_process
 
 /* ---- newcomers wait ---------------------------------------------------------------- */
 
-Test(migrate, a_process_that_joins_during_a_move_waits_and_starts_on_the_new_gpu,
+Test(mover, a_process_that_joins_during_a_move_waits_and_starts_on_the_new_gpu,
      .timeout = 120)
 {
     qt_arbiter_t *arb = host_of(BIG_GPUS, NULL, NULL);
     qts_vgpu_t v;
     qts_vgpu_create(arb, &v, "--vm", "a", "--memory", "6GiB", "--share", "40", "--gpu", "0",
                     NULL);
-    qt_proc_t *old = work(arb, &v, "4294967296", "5", "1000");
+    qt_proc_t *old = qtm_work(arb, &v, "4294967296", "5", "1000");
     cr_assert(qts_wait_line(old, "ready ", 30000));
     qt_sleep_ms(300);
     qt_proc_t *m = ctl_start(arb, "migrate", v.id, "--gpu", "1", NULL);
     await_locked(qt_proc_pid(old)); /* the move copies 4 GiB twice: 720 ms */
-    qt_proc_t *late = work(arb, &v, MIB_S, "1", "1000");
+    qt_proc_t *late = qtm_work(arb, &v, MIB_S, "1", "1000");
     cr_assert_eq(qt_proc_wait(m, 30000), 0, "%s", qt_proc_stderr(m));
     const char *mo = qt_proc_stdout(m);
     char *one = qt_strf("pid %d moved, paused", (int)qt_proc_pid(old));
