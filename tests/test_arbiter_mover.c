@@ -14,6 +14,7 @@
 
 #include "include/nvml_subset.h"
 #include "tests/harness.h"
+#include "tests/http_support.h"
 #include "tests/move_support.h"
 #include "tests/shim_support.h"
 
@@ -526,5 +527,69 @@ Test(mover, a_process_that_joins_during_a_move_waits_and_starts_on_the_new_gpu,
     qt_proc_destroy(&m);
     qt_proc_destroy(&late);
     qt_proc_destroy(&old);
+    qt_arbiter_destroy(&arb);
+}
+
+/* ---- everything else follows: the HTTP API, the metrics, the CDI spec ------------- */
+
+struct http_view {
+    const char *addr, *path;
+    int gpu;
+};
+
+static bool http_says_gpu(void *arg)
+{
+    struct http_view *h = arg;
+    http_resp_t r = http_get(h->addr, h->path, 2000);
+    json_t *doc = r.status == 200 ? json_loads(r.body, 0, NULL) : NULL;
+    bool ok = doc && json_integer_value(json_object_get(doc, "gpu")) == h->gpu;
+    json_decref(doc);
+    http_resp_free(&r);
+    return ok;
+}
+
+Test(mover, the_http_api_and_the_metrics_follow_the_vgpu, .timeout = 60)
+{
+    char addr[64];
+    qt_arbiter_t *arb = http_arbiter(GPUS, NULL, NULL, addr);
+    cr_assert_eq(qts_gpu_uuids(uuids, 4), 3);
+    qts_vgpu_t v;
+    qts_vgpu_create(arb, &v, "--vm", "web", "--profile", "Q1", "--gpu", "0", NULL);
+    cr_assert_eq(qt_ctl(arb, NULL, NULL, "migrate", v.id, "--gpu", "1", NULL), 0);
+    char *path = qt_strf("/api/v1/vgpus/%s", v.id);
+    struct http_view h = {addr, path, 1};
+    cr_assert(qt_wait_until(http_says_gpu, &h, 5000), "the API shows it on GPU 1");
+    http_resp_t r = http_get(addr, "/metrics", 2000);
+    cr_assert_eq(r.status, 200);
+    char *series = qt_strf("qvgpu_vgpu_memory_quota_bytes{vgpu=\"%s\",vm=\"web\",gpu=\"1\"}", v.id);
+    cr_assert_eq(prom_value(r.body, series), 1073741824.0);
+    http_resp_free(&r);
+    free(series);
+    free(path);
+    qt_arbiter_destroy(&arb);
+}
+
+Test(mover, the_cdi_spec_names_the_new_gpu, .timeout = 60)
+{
+    qt_sim_private(GPUS);
+    cr_assert_eq(qts_gpu_uuids(uuids, 4), 3);
+    char *tmp = qt_tmpdir(), *tenant = qt_strf("%s/tenant", tmp), *cdi = qt_strf("%s/cdi", tmp);
+    const char *args[] = {"--tenant-dir", tenant, "--cdi-dir", cdi, NULL};
+    qt_arbiter_t *arb = qt_arbiter_start_args(NULL, NULL, args);
+    cr_assert_not_null(arb);
+    qts_vgpu_t v;
+    qts_vgpu_create(arb, &v, "--vm", "ctr", "--profile", "Q1", "--gpu", "0", NULL);
+    char *spec = qt_strf("%s/qvgpu-%s.json", cdi, v.id);
+    char *env0 = qt_strf("CUDA_VISIBLE_DEVICES=%s", uuids[0]);
+    char *env1 = qt_strf("CUDA_VISIBLE_DEVICES=%s", uuids[1]);
+    cr_assert(file_has(spec, env0), "%s", spec);
+    cr_assert_eq(qt_ctl(arb, NULL, NULL, "migrate", v.id, "--gpu", "1", NULL), 0);
+    cr_assert(file_has(spec, env1) && !file_has(spec, uuids[0]), "the spec names GPU 1 alone");
+    free(env0);
+    free(env1);
+    free(spec);
+    free(tenant);
+    free(cdi);
+    free(tmp);
     qt_arbiter_destroy(&arb);
 }
