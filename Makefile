@@ -145,7 +145,7 @@ LIBS_GLIBC_FLOOR := -Wl,--push-state,--no-as-needed -l:libpthread.so.0 -l:libdl.
                     -l:librt.so.1 -Wl,--pop-state
 
 # The shim bundle: what a container mounts read-only, and the hook its CDI spec runs.
-VERSION := $(shell sed -n 's/^\#define QA_VERSION "\(.*\)"/\1/p' arbiter/server.h)
+VERSION := $(shell sed -n 's/^\#define QA_VERSION "\(.*\)"/\1/p' arbiter/version.h)
 BUNDLE := $(BUILD)/bundle/libqshim.so $(BUILD)/bundle/qvgpu-container-hook \
           $(BUILD)/bundle/ld.so.preload
 

@@ -2,6 +2,8 @@
  * Pure; single-threaded: the loop thread (see audit.h). */
 #include "arbiter/audit.h"
 
+#include "arbiter/tenant.h"
+
 #include "proto/units.h"
 
 #include <errno.h>
@@ -42,7 +44,7 @@ struct tracked {
 /* A session's process, for finding sessions by pid. */
 struct sess {
     unsigned pid;
-    qa_peer_t *p;
+    qa_session_t *p;
 };
 
 struct qa_audit {
@@ -128,7 +130,7 @@ static int sess_cmp(const void *a, const void *b)
         return x->pid < y->pid ? -1 : 1;
     /* Two sessions of one pid (a connection that closed after its last message was
      * read, and its successor): the newer session wins. */
-    return x->p->session_id < y->p->session_id ? 1 : -1;
+    return x->p->id < y->p->id ? 1 : -1;
 }
 
 /* Every session whose pid the arbiter knows, sorted. Returns 0 or -ENOMEM. */
@@ -136,12 +138,12 @@ static int collect_sessions(qa_audit_t *self, qa_host_t *host)
 {
     self->nsess = 0;
     for (size_t i = 0; i < qa_host_nvgpus(host); i++) {
-        for (qa_peer_t *s = qa_host_vgpu(host, i)->sessions; s; s = s->next_in_vgpu) {
-            if (s->cred_pid <= 0)
+        for (qa_session_t *s = qa_host_vgpu(host, i)->sessions; s; s = s->next_in_vgpu) {
+            if (s->host_pid <= 0)
                 continue;
             if (reserve((void **)&self->sess, &self->capsess, self->nsess + 1, sizeof *self->sess))
                 return -ENOMEM;
-            self->sess[self->nsess++] = (struct sess){(unsigned)s->cred_pid, s};
+            self->sess[self->nsess++] = (struct sess){(unsigned)s->host_pid, s};
         }
     }
     if (self->nsess) /* qsort and bsearch want a real array even for 0 items */
@@ -149,7 +151,7 @@ static int collect_sessions(qa_audit_t *self, qa_host_t *host)
     return 0;
 }
 
-static qa_peer_t *session_of(const qa_audit_t *self, unsigned pid)
+static qa_session_t *session_of(const qa_audit_t *self, unsigned pid)
 {
     size_t lo = 0, hi = self->nsess;
     while (lo < hi) { /* the first entry with that pid: the newest session */
@@ -164,7 +166,7 @@ static qa_peer_t *session_of(const qa_audit_t *self, unsigned pid)
 
 /* ---- what sessions are charged --------------------------------------------------- */
 
-/* The least of a session's last gaps (p->ngap counts them, p->gap holds the last
+/* The least of a session's last gaps (p->seen.ngap counts them, p->seen.gap holds the last
  * three). A gap is NVML's figure for the process minus the use it last reported, taken
  * in one round: charged on top of the process's reservation, which covers that use, it
  * never lets what the process holds exceed what is charged, whichever way the report
@@ -172,26 +174,26 @@ static qa_peer_t *session_of(const qa_audit_t *self, unsigned pid)
  * new allocations makes a gap too large, and never three rounds in a row unless the
  * process keeps allocating without a heartbeat between: the least of three drops that
  * overcharge; a lasting rise (a new context) is charged after three rounds. */
-static uint64_t least_gap(const qa_peer_t *p)
+static uint64_t least_gap(const qa_session_t *p)
 {
-    uint64_t least = p->gap[0];
-    for (unsigned i = 1; i < p->ngap && i < 3; i++)
-        least = p->gap[i] < least ? p->gap[i] : least;
+    uint64_t least = p->seen.gap[0];
+    for (unsigned i = 1; i < p->seen.ngap && i < 3; i++)
+        least = p->seen.gap[i] < least ? p->seen.gap[i] : least;
     return least;
 }
 
 /* Session p was (listed) or was not listed with real bytes on its vGPU's GPU this round:
  * learns what the driver holds for it beyond its allocations and has that charged. */
-static void measure_session(qa_audit_t *self, qa_peer_t *p, bool listed, uint64_t real)
+static void measure_session(qa_audit_t *self, qa_session_t *p, bool listed, uint64_t real)
 {
-    p->real = listed ? real : 0;
+    p->seen.real = listed ? real : 0;
     if (listed) {
-        p->gap[p->ngap % 3] = real > p->used ? real - p->used : 0;
-        p->ngap = p->ngap == 5 ? 3 : p->ngap + 1; /* past 3 only the position matters */
+        p->seen.gap[p->seen.ngap % 3] = real > p->used ? real - p->used : 0;
+        p->seen.ngap = p->seen.ngap == 5 ? 3 : p->seen.ngap + 1; /* past 3 only the position matters */
     } else {
-        p->ngap = 0; /* no context: the driver holds nothing for it */
+        p->seen.ngap = 0; /* no context: the driver holds nothing for it */
     }
-    uint64_t charge = self->cfg->charge_real && p->ngap ? least_gap(p) : 0;
+    uint64_t charge = self->cfg->charge_real && p->seen.ngap ? least_gap(p) : 0;
     if (charge != p->overhead)
         self->ops.charge(self->arg, p, charge);
 }
@@ -227,7 +229,7 @@ static qa_vgpu_t *credentials_of(qa_host_t *host, const struct tracked *t)
  * charged to. */
 static void relate(qa_audit_t *self, qa_host_t *host, struct tracked *t)
 {
-    qa_peer_t *s = session_of(self, t->pid);
+    qa_session_t *s = session_of(self, t->pid);
     qa_vgpu_t *v = NULL;
     if (s) {
         t->why = W_ELSEWHERE;
@@ -371,11 +373,11 @@ static unsigned culprit(qa_audit_t *self, const qa_vgpu_t *v, uint64_t now, cons
 {
     unsigned pid = 0;
     *excess = 0;
-    for (const qa_peer_t *s = v->sessions; s; s = s->next_in_vgpu) {
-        if (s->real > s->reserved && s->real - s->reserved > *excess &&
-            !recently_killed(self, (unsigned)s->cred_pid, now)) {
-            *excess = s->real - s->reserved;
-            pid = (unsigned)s->cred_pid;
+    for (const qa_session_t *s = v->sessions; s; s = s->next_in_vgpu) {
+        if (s->seen.real > s->reserved && s->seen.real - s->reserved > *excess &&
+            !recently_killed(self, (unsigned)s->host_pid, now)) {
+            *excess = s->seen.real - s->reserved;
+            pid = (unsigned)s->host_pid;
             *name = "";
             *start = 0;
         }
@@ -530,7 +532,7 @@ void qa_audit_round(qa_audit_t *self, qa_host_t *host, const qa_gpu_sample_t *sa
         const qa_gpu_sample_t *s = &samples[g];
         for (size_t k = 0; k < s->nmem; k++) {
             const qa_proc_mem_t *m = &s->mem[k];
-            qa_peer_t *p = session_of(self, m->pid);
+            qa_session_t *p = session_of(self, m->pid);
             /* A vGPU moving to another GPU (mover.h) belongs on both until it is done. */
             if (p && (p->vgpu->gpu == g || p->vgpu->moving == g + 1)) {
                 p->vgpu->mem_real += m->bytes;
@@ -560,7 +562,7 @@ void qa_audit_round(qa_audit_t *self, qa_host_t *host, const qa_gpu_sample_t *sa
     }
     /* Sessions: what each really holds, and what the driver holds for it. */
     for (size_t i = 0; i < self->nsess; i++) {
-        qa_peer_t *p = self->sess[i].p;
+        qa_session_t *p = self->sess[i].p;
         unsigned g = p->vgpu->gpu;
         if (!measured(samples, n, g) || (i > 0 && self->sess[i - 1].pid == self->sess[i].pid))
             continue; /* an older session of the same pid holds nothing of its own */

@@ -28,7 +28,6 @@
 #include "arbiter/host.h"
 #include "arbiter/log.h"
 #include "arbiter/nvml.h"
-#include "arbiter/peer.h"
 #include "arbiter/procfs.h"
 #include "proto/records.h"
 
@@ -37,13 +36,21 @@
 
 typedef struct qa_audit qa_audit_t;
 
+/* What the audit keeps of a tenant session between rounds: a session (tenant.h) holds
+ * one, written by audit.c only. */
+typedef struct qa_audit_seen {
+    uint64_t real;   /* bytes NVML lists for its process on its vGPU's GPU; 0 if none */
+    uint64_t gap[3]; /* real - used in the last rounds that listed it */
+    unsigned ngap;   /* entries in gap (a ring) */
+} qa_audit_seen_t;
+
 typedef struct qa_audit_ops {
     /* Describes host pid (see qa_procfs_inspect): 0, -ENOENT, -EACCES. */
     int (*inspect)(void *arg, unsigned pid, qa_proc_info_t *out);
     /* Kills host pid if it is still the process that started at start (qa_procfs_kill). */
     int (*kill)(void *arg, unsigned pid, uint64_t start);
     /* What session p is charged beyond its allocations is now bytes. */
-    void (*charge)(void *arg, qa_peer_t *p, uint64_t bytes);
+    void (*charge)(void *arg, struct qa_session *s, uint64_t bytes);
 } qa_audit_ops_t;
 
 /* An audit ruled by cfg, logging to log (both borrowed), acting through ops (copied) on

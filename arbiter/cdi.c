@@ -1,7 +1,7 @@
 /* cdi.c - CDI spec files of the vGPUs (see cdi.h). Loop thread only. */
 #include "arbiter/cdi.h"
 
-#include "arbiter/server.h"
+#include "arbiter/version.h"
 #include "proto/container.h"
 
 #include <dirent.h>

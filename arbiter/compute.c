@@ -3,7 +3,7 @@
 #include "arbiter/compute.h"
 
 #include "arbiter/sched.h"
-#include "arbiter/server.h"
+#include "arbiter/tenant.h"
 #include "proto/schema.h"
 
 #include <errno.h>
@@ -19,25 +19,28 @@ struct gpu {
 };
 
 struct qa_compute {
-    qa_server_t *srv; /* borrowed: outlives us */
+    qa_compute_opts_t o; /* copied; what it points to is borrowed */
     size_t n;
     struct gpu *gpus; /* owned, n of them */
 };
 
 /* ---- pushes (sched.c's callbacks) -------------------------------------------------- */
 
+/* owner is the session a process of the scheduler stands for (qa_compute_join). */
 static void push_grant(void *arg, void *owner, uint64_t lease, uint64_t ns)
 {
     struct gpu *g = arg;
+    qa_session_t *s = owner;
     qp_msg_t *m = qp_new_tok_grant(lease, ns);
-    qa_server_send(g->owner->srv, owner, &m);
+    qa_reply_send(g->owner->o.reply, s->peer, &m);
 }
 
 static void push_revoke(void *arg, void *owner, uint64_t lease)
 {
     struct gpu *g = arg;
+    qa_session_t *s = owner;
     qp_msg_t *m = qp_new_tok_revoke(lease);
-    qa_server_send(g->owner->srv, owner, &m);
+    qa_reply_send(g->owner->o.reply, s->peer, &m);
 }
 
 /* ---- the timer --------------------------------------------------------------------- */
@@ -50,22 +53,22 @@ static void on_deadline(void *arg)
     uint64_t hung = qa_sched_hung(g->sched);
     qa_sched_tick(g->sched, qa_now_ns());
     if (qa_sched_hung(g->sched) != hung)
-        qa_log(qa_server_log(g->owner->srv), QA_WARN,
+        qa_log(g->owner->o.log, QA_WARN,
                "GPU %zu: a tenant kept its compute lease %u ms past its end: taken back",
-               (size_t)(g - g->owner->gpus), qa_server_config(g->owner->srv)->lease_grace_ms);
+               (size_t)(g - g->owner->gpus), g->owner->o.cfg->lease_grace_ms);
     arm(g);
 }
 
 /* Sets the timer to the scheduler's deadline: after every call into the scheduler. */
 static void arm(struct gpu *g)
 {
-    qa_loop_t *loop = qa_server_loop(g->owner->srv);
+    qa_loop_t *loop = g->owner->o.loop;
     uint64_t d = qa_sched_deadline(g->sched);
     if (d == UINT64_MAX) {
         qa_timer_stop(loop, &g->timer);
     } else if (qa_timer_start(loop, &g->timer, d, on_deadline, g) < 0) {
         /* Out of memory for the heap: the next message to this GPU arms it again. */
-        qa_log(qa_server_log(g->owner->srv), QA_ERROR, "GPU %zu: cannot arm the lease timer",
+        qa_log(g->owner->o.log, QA_ERROR, "GPU %zu: cannot arm the lease timer",
                (size_t)(g - g->owner->gpus));
     }
 }
@@ -77,15 +80,16 @@ static struct gpu *gpu_of(qa_compute_t *self, const qa_vgpu_t *v)
 
 /* ---- life cycle -------------------------------------------------------------------- */
 
-qa_compute_t *qa_compute_new(qa_server_t *srv, size_t ngpus)
+qa_compute_t *qa_compute_new(const qa_compute_opts_t *opts)
 {
-    const qa_config_t *cfg = qa_server_config(srv);
+    const qa_config_t *cfg = opts->cfg;
+    size_t ngpus = opts->ngpus;
     qa_compute_t *self = calloc(1, sizeof *self);
-    if (!self || !(self->gpus = calloc(ngpus, sizeof *self->gpus))) {
+    if (!self || !(self->gpus = calloc(ngpus ? ngpus : 1, sizeof *self->gpus))) {
         free(self);
         return NULL;
     }
-    self->srv = srv;
+    self->o = *opts;
     self->n = ngpus;
     qa_sched_params_t params = {
         .window_ns = cfg->sched_window_ms * MS,
@@ -111,7 +115,7 @@ void qa_compute_destroy(qa_compute_t **self_p)
     if (!self)
         return;
     for (size_t i = 0; i < self->n; i++) {
-        qa_timer_stop(qa_server_loop(self->srv), &self->gpus[i].timer);
+        qa_timer_stop(self->o.loop, &self->gpus[i].timer);
         qa_sched_destroy(&self->gpus[i].sched);
     }
     free(self->gpus);
@@ -121,59 +125,74 @@ void qa_compute_destroy(qa_compute_t **self_p)
 
 /* ---- sessions and vGPUs ------------------------------------------------------------ */
 
-int qa_compute_join(qa_compute_t *self, qa_peer_t *p)
+int qa_compute_join(qa_compute_t *self, qa_session_t *s)
 {
-    qa_vgpu_t *v = p->vgpu;
+    qa_vgpu_t *v = s->vgpu;
     struct gpu *g = gpu_of(self, v);
     if (!g)
         return -ENODEV;
     if (!v->ent && !(v->ent = qa_sched_ent_new(g->sched, v->share, v->limit, qa_now_ns())))
         return -ENOMEM;
-    if (!(p->proc = qa_sched_proc_new(g->sched, v->ent, p)))
+    if (!(s->proc = qa_sched_proc_new(g->sched, v->ent, s)))
         return -ENOMEM;
     return 0;
 }
 
-void qa_compute_leave(qa_compute_t *self, qa_peer_t *p)
+void qa_compute_leave(qa_compute_t *self, qa_session_t *s)
 {
-    struct gpu *g = p->vgpu ? gpu_of(self, p->vgpu) : NULL;
-    if (!g || !p->proc)
+    struct gpu *g = s->vgpu ? gpu_of(self, s->vgpu) : NULL;
+    if (!g || !s->proc)
         return;
-    qa_sched_proc_destroy(g->sched, &p->proc, qa_now_ns());
+    qa_sched_proc_destroy(g->sched, &s->proc, qa_now_ns());
     arm(g);
 }
 
-void qa_compute_message(qa_compute_t *self, qa_peer_t *p, const qp_msg_t *m)
+/* tok_req, tok_ext or tok_ret of p (checked by the schema; p has a session). */
+static void token(void *self, qa_peer_t *p, const qp_msg_t *m)
 {
+    qa_compute_t *c = self;
     char err[QP_ERR_LEN];
     qp_tok_t t;
-    struct gpu *g = gpu_of(self, p->vgpu);
+    qa_session_t *s = p->tenant;
+    struct gpu *g = s ? gpu_of(c, s->vgpu) : NULL;
     if (qp_tok_get(m, &t, err) < 0) { /* cannot happen after qp_check_request */
-        qa_server_error(self->srv, p, 0, QP_E_PROTO, "%s", err);
+        qa_reply_error(c->o.reply, p, 0, QP_E_PROTO, "%s", err);
         return;
     }
-    if (!g || !p->proc) {
-        qa_server_error(self->srv, p, 0, QP_E_INTERNAL,
-                        "the arbiter had no memory for this session's compute lease: "
-                        "reconnect");
+    if (!s) { /* cannot happen: the dispatcher checked the session */
+        qa_reply_error(c->o.reply, p, 0, QP_E_NOSESSION, "hello first");
+        return;
+    }
+    if (!g || !s->proc) {
+        qa_reply_error(c->o.reply, p, 0, QP_E_INTERNAL,
+                       "the arbiter had no memory for this session's compute lease: "
+                       "reconnect");
         return;
     }
     uint64_t now = qa_now_ns();
     switch (t.kind) {
     case QP_TOK_REQ:
-        qa_sched_request(g->sched, p->proc, now);
+        qa_sched_request(g->sched, s->proc, now);
         break;
     case QP_TOK_EXT:
-        qa_sched_extend(g->sched, p->proc, t.lease, now); /* another lease: ignored */
+        qa_sched_extend(g->sched, s->proc, t.lease, now); /* another lease: ignored */
         break;
     case QP_TOK_RET:
-        qa_sched_return(g->sched, p->proc, t.lease, t.used, t.more, now);
+        qa_sched_return(g->sched, s->proc, t.lease, t.used, t.more, now);
         break;
     default: /* grants and revokes are the arbiter's; the schema refuses them */
         return;
     }
     arm(g);
 }
+
+/* Every handler has the signature of qa_handler_fn: self is the compute. */
+const qa_route_t qa_compute_routes[] = {
+    {QP_REQ_TOK_REQ, QP_TENANT, QA_CHECK_SESSION, token},
+    {QP_REQ_TOK_EXT, QP_TENANT, QA_CHECK_SESSION, token},
+    {QP_REQ_TOK_RET, QP_TENANT, QA_CHECK_SESSION, token},
+};
+const size_t qa_compute_nroutes = sizeof qa_compute_routes / sizeof qa_compute_routes[0];
 
 void qa_compute_resized(qa_compute_t *self, qa_vgpu_t *v)
 {
@@ -220,11 +239,11 @@ void qa_compute_move(qa_compute_t *self, qa_vgpu_t *v, unsigned from, bool hold)
         bool waiting;
     } *was = NULL;
     size_t n = 0, i = 0;
-    for (qa_peer_t *p = v->sessions; p; p = p->next_in_vgpu)
+    for (qa_session_t *p = v->sessions; p; p = p->next_in_vgpu)
         n++;
     if (n)
         was = calloc(n, sizeof *was);
-    for (qa_peer_t *p = v->sessions; p; p = p->next_in_vgpu, i++) {
+    for (qa_session_t *p = v->sessions; p; p = p->next_in_vgpu, i++) {
         if (was && p->proc)
             was[i] = (struct was){qa_sched_proc_lease(p->proc), qa_sched_proc_waiting(p->proc)};
         qa_sched_proc_destroy(src->sched, &p->proc, now);
@@ -233,14 +252,14 @@ void qa_compute_move(qa_compute_t *self, qa_vgpu_t *v, unsigned from, bool hold)
         qa_sched_ent_destroy(src->sched, &v->ent);
     arm(src);
     if (!(v->ent = qa_sched_ent_new(dst->sched, v->share, v->limit, now)))
-        qa_log(qa_server_log(self->srv), QA_ERROR, "out of memory for vGPU %s's scheduling on GPU %u",
-               v->id, v->gpu);
+        qa_log(self->o.log, QA_ERROR, "out of memory for vGPU %s's scheduling on GPU %u", v->id,
+               v->gpu);
     else if (hold)
         qa_sched_hold(dst->sched, v->ent, true, now);
     i = 0;
-    for (qa_peer_t *p = v->sessions; p; p = p->next_in_vgpu, i++) {
+    for (qa_session_t *p = v->sessions; p; p = p->next_in_vgpu, i++) {
         if (qa_compute_join(self, p) < 0) {
-            qa_log(qa_server_log(self->srv), QA_ERROR,
+            qa_log(self->o.log, QA_ERROR,
                    "out of memory for the compute lease of pid %d of vGPU %s on GPU %u",
                    (int)p->pid, v->id, v->gpu);
             continue;

@@ -10,6 +10,10 @@
  * timeout, stops reading from a peer that does not read what it is sent, and writes at
  * most a few warning lines per connecting uid per 10 s (summing up the rest).
  *
+ * It knows nothing of what messages mean: each goes to the hooks given at creation (in
+ * the daemon, the dispatcher: dispatch.h), and what is sent back comes through
+ * qa_endpoint_send (the handlers' reply path, reply.h, in server.c's wiring).
+ *
  * All its descriptors sit in one epoll set, watched by the loop as one plain fd.
  * Single-threaded: the loop thread. */
 #ifndef QA_ENDPOINT_H

@@ -343,6 +343,7 @@ int qa_host_adopt(qa_host_t *self, const qa_vgpu_t *v, const char *gpu_uuid, cha
     copy->ghost_bytes = 0;
     copy->ent = NULL;
     copy->moving = 0;
+    copy->in_move = false;
     copy->moved_at = 0;
     copy->util_sum = 0;
     copy->util_samples = 0;
@@ -369,9 +370,9 @@ int qa_host_resize(qa_host_t *self, const char *id, const qa_change_t *change, q
         snprintf(err, QP_ERR_LEN, "there is no vGPU '%.32s'", id);
         return -ENOENT;
     }
-    if (v->moving) {
-        snprintf(err, QP_ERR_LEN, "vGPU %s is moving to GPU %u: resize it once that is done",
-                 v->id, v->moving - 1);
+    if (v->in_move) {
+        snprintf(err, QP_ERR_LEN, "vGPU %s is moving to another GPU: resize it once that is done",
+                 v->id);
         return -EBUSY;
     }
     uint64_t memory_mb = change->has_memory ? change->memory_mb : v->memory_mb;
@@ -407,8 +408,8 @@ int qa_host_move_begin(qa_host_t *self, qa_vgpu_t *v, int to, char err[QP_ERR_LE
     if (rc < 0)
         return rc;
     const qa_gpu_t *src = &self->gpus[v->gpu], *dst = &self->gpus[to];
-    if (v->moving) {
-        snprintf(err, QP_ERR_LEN, "vGPU %s is moving to GPU %u already", v->id, v->moving - 1);
+    if (v->in_move) {
+        snprintf(err, QP_ERR_LEN, "vGPU %s is moving to another GPU already", v->id);
         return -EBUSY;
     }
     if ((unsigned)to == v->gpu) {
@@ -426,6 +427,7 @@ int qa_host_move_begin(qa_host_t *self, qa_vgpu_t *v, int to, char err[QP_ERR_LE
     if ((rc = qa_admit(&l, to, v->memory_mb, v->share, self->cfg, err)) < 0)
         return rc;
     v->moving = (unsigned)to + 1;
+    v->in_move = true;
     charge_on(self, v, (unsigned)to, +1);
     return 0;
 }

@@ -1,9 +1,12 @@
 /* host.h - what the arbiter manages: the physical GPUs and the vGPUs placed on them.
  *
  * Validation, admission and placement of vGPU creations and resizes happen here; I/O
- * does not (persistence is store.c, the wire is server.c), so every rule can be tested
- * on made-up GPUs. The host owns its vGPUs; their session lists belong to tenant.c,
- * which keeps the runtime figures (mem_used, mem_reserved, procs) up to date.
+ * does not (persistence is store.c, the wire is endpoint.c, requests are admin.c's), so
+ * every rule can be tested on made-up GPUs. This is the host model handlers are given:
+ * the host owns its vGPUs; their session lists belong to tenant.c, which keeps the
+ * runtime figures (mem_used, mem_reserved, procs) up to date, and what follows each vGPU
+ * elsewhere hangs off it for its owner (ghosts: ghosts.c; ent: compute.c; the real-use
+ * figures: audit.c).
  * Single-threaded: the arbiter's loop thread. */
 #ifndef QA_HOST_H
 #define QA_HOST_H
@@ -45,7 +48,7 @@ typedef struct qa_gpu {
     unsigned util_samples;       /* how many */
 } qa_gpu_t;
 
-struct qa_peer;
+struct qa_session;
 struct qa_sched_ent;
 struct qa_ghost;
 
@@ -61,7 +64,7 @@ typedef struct qa_vgpu {
     int64_t created;              /* unix seconds */
     /* runtime, never persisted */
     double util;              /* percent of its GPU's time its processes held leases, EWMA */
-    struct qa_peer *sessions; /* its tenant sessions: tenant.c's list */
+    struct qa_session *sessions; /* its tenant sessions: tenant.c's list */
     unsigned procs;           /* live sessions (tenant.c) */
     uint64_t mem_used;        /* bytes its processes reported holding (tenant.c) */
     uint64_t mem_reserved;    /* bytes reserved to its processes (tenant.c) */
@@ -86,7 +89,10 @@ typedef struct qa_vgpu {
     struct qa_sched_ent *ent; /* its compute scheduler entity, NULL before a process came
                                * (compute.c's, owned by its GPU's scheduler) */
     unsigned moving;          /* 1 + the GPU it is moving to, whose admission counts it
-                               * too; 0 when it is not moving (qa_host_move_*) */
+                               * too, until the move commits; 0 otherwise (qa_host_move_*) */
+    bool in_move;             /* a move of it is under way, committed or not: it may be
+                               * neither destroyed nor resized (set by qa_host_move_begin,
+                               * cleared by mover.c when the move is over) */
     uint64_t moved_at;        /* when it last moved (monotonic ns), 0: never (mover.c) */
     double util_sum;          /* util samples summed over the balance interval (balancer.c) */
     unsigned util_samples;    /* how many */
@@ -167,7 +173,7 @@ void qa_host_info(qa_host_t *self, const qa_vgpu_t *v, qp_info_t *out);
 void qa_host_gpu_record(qa_host_t *self, size_t i, qp_gpu_t *out);
 void qa_host_limits(qa_host_t *self, const qa_vgpu_t *v, qp_limits_t *out);
 /* The host's totals. memory_used_mb sums the vGPUs' figures, each GPU's part at most its
- * memory; qa_tenant_host_used (tenant.h) refines it, counting each process once however
+ * memory; qa_tenants_host_used (tenant.h) refines it, counting each process once however
  * many sessions it reports on, and `stats` and the HTTP view use that. O(vGPUs). */
 void qa_host_totals(qa_host_t *self, qp_totals_t *out);
 

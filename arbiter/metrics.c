@@ -20,12 +20,10 @@ void qa_metrics_init(qa_metrics_t *self)
     self->started_ns = qa_now_ns();
 }
 
-void qa_metrics_request(qa_metrics_t *self, qp_endpoint_t ep, const qp_msg_t *m,
-                        uint64_t started_ns)
+void qa_metrics_request(qa_metrics_t *self, qp_endpoint_t ep, int kind, uint64_t started_ns)
 {
     assert(ep == QP_ADMIN || ep == QP_TENANT);
     uint64_t now = qa_now_ns(), ns = now > started_ns ? now - started_ns : 0;
-    int kind = m ? qp_request_kind(qp_msg_type(m)) : -1;
     if (kind >= 0 && !qp_request_kind_on((size_t)kind, ep))
         kind = -1; /* refused: another endpoint's request is counted with the malformed */
     qa_req_figures_t *f = &self->req[ep - 1][kind < 0 ? QA_KIND_MALFORMED : (size_t)kind];

@@ -37,11 +37,11 @@ typedef struct qa_metrics {
 /* Zeroes *self and notes the start as now. */
 void qa_metrics_init(qa_metrics_t *self);
 /* Counts a message of endpoint ep (QP_ADMIN or QP_TENANT), handled from started_ns
- * (CLOCK_MONOTONIC, see qa_now_ns) until now: m is the decoded request, or NULL when it
- * could not be decoded. Handling time is the arbiter's own, until its reply was sent
+ * (CLOCK_MONOTONIC, see qa_now_ns) until now: kind is the request's (qp_request_kind), or
+ * -1 when it could not be decoded or is of no kind we know; a kind of the other endpoint
+ * is counted with those. Handling time is the arbiter's own, until its reply was sent
  * or, for a request that waits (a mem_reserve waiting for reclaimed memory), queued. */
-void qa_metrics_request(qa_metrics_t *self, qp_endpoint_t ep, const qp_msg_t *m,
-                        uint64_t started_ns);
+void qa_metrics_request(qa_metrics_t *self, qp_endpoint_t ep, int kind, uint64_t started_ns);
 /* The figures of (ep, kind); kind up to QA_KIND_MALFORMED. */
 const qa_req_figures_t *qa_metrics_get(const qa_metrics_t *self, qp_endpoint_t ep, size_t kind);
 

@@ -5,7 +5,7 @@
 #include "arbiter/ckpt.h"
 #include "arbiter/compute.h"
 #include "arbiter/ledger.h"
-#include "arbiter/peer.h"
+#include "arbiter/tenant.h"
 #include "proto/units.h"
 
 #include <errno.h>
@@ -293,6 +293,7 @@ static void op_finish(void *arg, const qa_move_result_t *r)
     if (r->status != QA_MOVE_DONE)
         qa_host_move_end(self->env.host, v, false);
     qa_compute_hold(self->env.compute, v, false); /* on whichever GPU it is now */
+    v->in_move = false;
     if (r->status == QA_MOVE_STUCK) {
         /* Let go: once its hung call returns, it brings the processes home itself. */
         qa_ckpt_stop(&self->helper);
@@ -352,6 +353,7 @@ static void refuse_head(qa_mover_t *self, int rc, const char *fmt, ...)
     if (self->v) {
         if (self->v->moving)
             qa_host_move_end(self->env.host, self->v, false);
+        self->v->in_move = false;
         r.from = (int)self->v->gpu;
     }
     snprintf(r.vgpu, sizeof r.vgpu, "%s", j->id);
@@ -405,18 +407,18 @@ static void begin_head(qa_mover_t *self)
     self->from = v->gpu;
     /* Its processes, each once (a process may hold several sessions). */
     self->nprocs = 0;
-    for (qa_peer_t *p = v->sessions; p; p = p->next_in_vgpu) {
+    for (qa_session_t *p = v->sessions; p; p = p->next_in_vgpu) {
         /* what it allocated, as it reported, or what NVML saw it hold, contexts included */
-        uint64_t bytes = p->used > p->real ? p->used : p->real;
+        uint64_t bytes = p->used > p->seen.real ? p->used : p->seen.real;
         size_t k = 0;
-        while (k < self->nprocs && self->procs[k].pid != p->cred_pid)
+        while (k < self->nprocs && self->procs[k].pid != p->host_pid)
             k++;
         if (k < self->nprocs) {
             if (bytes > self->procs[k].bytes)
                 self->procs[k].bytes = bytes;
             continue;
         }
-        if (!p->cred_pid) {
+        if (!p->host_pid) {
             refuse_head(self, -EINVAL,
                         "a process of %s has no pid the arbiter can see (its connection did not "
                         "tell): it cannot be moved",
@@ -428,8 +430,8 @@ static void begin_head(qa_mover_t *self)
                         v->id, QA_MOVE_MAX_PROCS);
             return;
         }
-        self->procs[k] = (qa_move_proc_t){p->cred_pid, bytes};
-        if (qa_ledger_proc_start(p->cred_pid, &self->starts[k]) < 0)
+        self->procs[k] = (qa_move_proc_t){p->host_pid, bytes};
+        if (qa_ledger_proc_start(p->host_pid, &self->starts[k]) < 0)
             self->starts[k] = 0;
         self->nprocs++;
     }
@@ -505,6 +507,8 @@ void qa_mover_destroy(qa_mover_t **self_p)
     qa_ckpt_stop(&self->helper);
     if (self->v && self->v->moving) /* its record was not changed: it stays */
         qa_host_move_end(self->env.host, self->v, false);
+    if (self->v)
+        self->v->in_move = false;
     while (self->queue) {
         struct job *j = self->queue;
         qa_mover_report_t r = {.rc = -ECANCELED, .from = -1, .to = j->to};

@@ -12,13 +12,11 @@
  * Pure: no I/O and no clock (times are passed in), so that the policy is tested on a
  * fake clock; endpoint.c is the shell that accepts, reads, writes and closes. The table
  * links peers but does not own them: endpoint.c allocates each inside its connection.
- * A peer also holds its session state, kept by tenant.c and compute.c.
- * Single-threaded: the loop thread. */
+ * What a session holds is the module's that opened it: a tenant session (tenant.h) hangs
+ * off its peer. Single-threaded: the loop thread. */
 #ifndef QA_PEER_H
 #define QA_PEER_H
 
-#include "arbiter/host.h"
-#include "arbiter/loop.h"
 #include "proto/schema.h"
 
 #include <stdbool.h>
@@ -26,50 +24,17 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-struct qa_server;
-struct qa_sched_proc;
+struct qa_session;
 struct uid_slot;
 
 typedef struct qa_peer {
-    struct qa_server *srv; /* the server it belongs to, for timer callbacks */
     qp_endpoint_t ep;      /* which endpoint it connected to */
     uid_t cred_uid;        /* the process at the other end, when it connected (SO_PEERCRED) */
     pid_t cred_pid;        /* its pid in the arbiter's pid namespace, 0 if unknown */
-    uint64_t last_seen;    /* ns of its last message */
-    bool session;          /* a hello succeeded */
+    uint64_t last_seen;    /* ns of its last message (dispatch.c) */
+    bool session;          /* a hello succeeded (set through qa_reply_set_session) */
     bool warned;           /* a malformed message of it was logged: log no more */
-    /* tenant session (tenant.c) */
-    qa_vgpu_t *vgpu;                /* its vGPU, borrowed; NULL without a tenant session */
-    struct qa_peer *next_in_vgpu;   /* next session of the same vGPU */
-    struct qa_peer **pprev_in_vgpu; /* what points at it in that list: unlinks in O(1) */
-    uint64_t session_id;            /* number given in the hello reply */
-    pid_t pid;                      /* pid the tenant reported (its namespace's) */
-    uint64_t used;                  /* bytes it reported holding */
-    uint64_t reserved;              /* bytes reserved to it */
-    struct qa_sched_proc *proc;     /* its compute-lease state (compute.c), NULL if none */
-    uint32_t slot;                  /* its ledger slot + 1 (tenant.c, ledger.h), 0 if none */
-    /* what the host sees of its process through NVML (audit.c) */
-    uint64_t real;     /* bytes NVML lists for cred_pid on its vGPU's GPU; 0 if none */
-    uint64_t gap[3];   /* real - used in the last rounds that listed it */
-    unsigned ngap;     /* entries in gap (a ring) */
-    uint64_t overhead; /* bytes charged beyond its allocations (tenant.c sets it) */
-    bool measured;     /* a round that began after its first mem_reserve has seen it */
-    struct {           /* its first mem_reserve, held until measured (tenant.c) */
-        bool active;   /* one is held */
-        uint64_t id;   /* its request id */
-        uint64_t need; /* its need and want */
-        uint64_t want;
-        uint64_t since; /* ns it arrived */
-        uint64_t until; /* ns it stops waiting for a measurement */
-    } held;
-    struct {
-        bool active;   /* a mem_reserve waits for reclaimed memory */
-        uint64_t id;   /* its request id */
-        uint64_t need; /* its need and want */
-        uint64_t want;
-        uint64_t seq;     /* arrival order among the vGPU's waiting requests */
-        qa_timer_t timer; /* gives up after the reclaim timeout */
-    } pending;
+    struct qa_session *tenant; /* its tenant session (tenant.c's), NULL if none */
     /* the table (peer.c) */
     struct qa_peer *prev, *next;           /* every peer, oldest first */
     struct qa_peer *wait_prev, *wait_next; /* pending peers, in the order they became so */

@@ -2,7 +2,7 @@
  * family as the format requires. Pure; any thread. */
 #include "arbiter/prometheus.h"
 
-#include "arbiter/server.h"
+#include "arbiter/version.h"
 #include "arbiter/textbuf.h"
 #include "proto/units.h"
 

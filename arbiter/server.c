@@ -1,19 +1,26 @@
-/* server.c - qarbiter's sockets, peers, liveness and sampling around one event loop.
- * Threads: the loop thread only (see server.h). */
+/* server.c - qarbiter's start-up, the wiring of its modules around one event loop, the
+ * periodic work, and shutdown. Threads: the loop thread only (see server.h). */
 #include "arbiter/server.h"
 
 #include "arbiter/admin.h"
 #include "arbiter/audit.h"
 #include "arbiter/balancer.h"
 #include "arbiter/compute.h"
+#include "arbiter/migrate.h"
+#include "arbiter/mover.h"
+#include "arbiter/dispatch.h"
 #include "arbiter/endpoint.h"
+#include "arbiter/host.h"
 #include "arbiter/http.h"
 #include "arbiter/ledger.h"
+#include "arbiter/loop.h"
 #include "arbiter/metrics.h"
-#include "arbiter/mover.h"
 #include "arbiter/nvml.h"
+#include "arbiter/pidlock.h"
 #include "arbiter/procfs.h"
+#include "arbiter/reply.h"
 #include "arbiter/sampler.h"
+#include "arbiter/store.h"
 #include "arbiter/tenant.h"
 #include "arbiter/trust.h"
 #include "proto/records.h"
@@ -29,7 +36,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -56,143 +62,65 @@ struct qa_server {
     qa_nvml_t *nvml;          /* owned */
     qa_host_t *host;          /* owned */
     qa_compute_t *compute;    /* owned: a compute scheduler per GPU */
+    qa_tenants_t *tenants;    /* owned: the tenant sessions */
+    qa_admin_t *admin;        /* owned: the administrator's requests */
+    qa_mover_t *mover;        /* owned: vGPUs moving to other GPUs */
+    qa_balancer_t *balancer;  /* owned: auto-balancing */
+    qa_migrate_t *migrate;    /* owned: the migrate and balance requests */
+    qa_dispatch_t *dispatch;  /* owned: messages to the handlers of their kinds */
+    qa_reply_t reply;         /* the endpoints, as the handlers' reply path */
     qa_store_t *store;        /* owned */
     qa_ledger_t *ledger;      /* owned: what tenant processes may hold (tenant.c) */
     qa_sampler_t *sampler;    /* owned */
     qa_gpu_sample_t *samples; /* owned, one per GPU: scratch for the latest round */
     uint64_t sample_round;    /* latest round taken */
     qa_audit_t *audit;        /* owned: real use and unmanaged processes, from the rounds */
-    qa_endpoint_t *admin;     /* owned: admin.sock */
-    qa_endpoint_t *tenant;    /* owned: tenant.sock */
+    qa_endpoint_t *admin_ep;  /* owned: admin.sock */
+    qa_endpoint_t *tenant_ep; /* owned: tenant.sock */
     qa_loop_t *loop;          /* owned */
     int sig_fd;               /* owned: signalfd for SIGTERM/SIGINT */
     qa_timer_t liveness;      /* looks for silent peers */
     qa_timer_t sampling;      /* takes NVML samples */
-    qa_timer_t grace;         /* runs during the reconnect grace after the start */
-    uint64_t sessions;        /* session numbers handed out */
     uint64_t fd_limit;        /* RLIMIT_NOFILE now (re-read by the liveness timer) */
-
-    qa_mover_t *mover;        /* owned: vGPUs moving to other GPUs */
-    qa_balancer_t *balancer;  /* owned: auto-balancing */
 
     qa_metrics_t metrics; /* requests by kind and their handling time */
     qa_http_t *http;      /* owned: the HTTP server, NULL when off */
 };
 
-/* ---- accessors --------------------------------------------------------------------- */
-
-qa_host_t *qa_server_host(qa_server_t *self)
-{
-    return self->host;
-}
-
-qa_store_t *qa_server_store(qa_server_t *self)
-{
-    return self->store;
-}
-
-qa_ledger_t *qa_server_ledger(qa_server_t *self)
-{
-    return self->ledger;
-}
-
-qa_loop_t *qa_server_loop(qa_server_t *self)
-{
-    return self->loop;
-}
-
-qa_compute_t *qa_server_compute(qa_server_t *self)
-{
-    return self->compute;
-}
-
-const qa_config_t *qa_server_config(const qa_server_t *self)
-{
-    return self->cfg;
-}
-
-const qa_log_t *qa_server_log(const qa_server_t *self)
-{
-    return self->log;
-}
-
-qa_cdi_t *qa_server_cdi(qa_server_t *self)
-{
-    return self->cdi;
-}
-
-qa_mover_t *qa_server_mover(qa_server_t *self)
-{
-    return self->mover;
-}
-
-qa_balancer_t *qa_server_balancer(qa_server_t *self)
-{
-    return self->balancer;
-}
-
-const char *qa_server_tenant_dir(const qa_server_t *self)
-{
-    return self->tenant_real;
-}
-
-uint64_t qa_server_new_session(qa_server_t *self)
-{
-    return ++self->sessions;
-}
-
-bool qa_server_in_grace(const qa_server_t *self)
-{
-    return qa_timer_running(&self->grace);
-}
+/* ---- the reply path: the endpoints ------------------------------------------------ */
 
 static qa_endpoint_t *endpoint_of(qa_server_t *self, const qa_peer_t *p)
 {
-    return p->ep == QP_ADMIN ? self->admin : self->tenant;
+    return p->ep == QP_ADMIN ? self->admin_ep : self->tenant_ep;
 }
 
-/* ---- sending ----------------------------------------------------------------------- */
-
-void qa_server_send(qa_server_t *self, qa_peer_t *p, qp_msg_t **msg)
+static int reply_write(void *arg, qa_peer_t *p, const void *buf, size_t len)
 {
-    void *buf = NULL;
-    size_t len;
-    int rc = *msg ? qp_msg_encode(*msg, &qp_caps_reply, &buf, &len) : -ENOMEM;
-    qp_msg_destroy(msg);
-    if (rc < 0) {
-        qa_log(self->log, QA_ERROR, "cannot encode a reply: %s", strerror(-rc));
-        return;
-    }
-    /* Never blocks: a peer that does not read loses messages rather than stall us. */
-    if (qa_endpoint_send(endpoint_of(self, p), p, buf, len) < 0)
-        qa_log(self->log, QA_DEBUG, "a message to pid %d was dropped: it does not read",
-               (int)p->cred_pid);
-    free(buf);
+    return qa_endpoint_send(endpoint_of(arg, p), p, buf, len);
 }
 
-void qa_server_error(qa_server_t *self, qa_peer_t *p, uint64_t id, const char *code,
-                     const char *fmt, ...)
+static void reply_session(void *arg, qa_peer_t *p, bool open)
 {
-    char text[QP_ERR_LEN];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    qp_msg_t *m = qp_msg_new_error(id, code, "%s", text);
-    qa_server_send(self, p, &m);
+    qa_endpoint_set_session(endpoint_of(arg, p), p, open);
 }
 
-/* ---- peers ------------------------------------------------------------------------- */
-
-void qa_server_set_session(qa_server_t *self, qa_peer_t *p, bool session)
+static bool reply_may_warn(void *arg, const qa_peer_t *p)
 {
-    p->session = session;
-    qa_endpoint_set_session(endpoint_of(self, p), p, session);
+    return qa_endpoint_may_warn(endpoint_of(arg, p), p);
 }
 
-bool qa_server_may_warn(qa_server_t *self, const qa_peer_t *p)
+/* ---- the endpoints' hooks: the dispatcher, and the end of a tenant's session -------- */
+
+static void on_message(void *arg, qa_peer_t *p, const void *body, size_t len)
 {
-    return qa_endpoint_may_warn(endpoint_of(self, p), p);
+    qa_server_t *self = arg;
+    qa_dispatch_message(self->dispatch, p, body, len);
+}
+
+static void on_multipart(void *arg, qa_peer_t *p)
+{
+    qa_server_t *self = arg;
+    qa_dispatch_multipart(self->dispatch, p);
 }
 
 /* The endpoint closes p's connection: a tenant's session ends and its memory returns. */
@@ -200,9 +128,33 @@ static void on_closing(void *arg, qa_peer_t *p)
 {
     qa_server_t *self = arg;
     if (p->ep == QP_TENANT)
-        qa_tenant_end(self, p, false);
+        qa_tenants_end(self->tenants, p, false);
     else if (self->mover)
         qa_mover_forget(self->mover, p); /* its migrate or balance is answered to nobody */
+}
+
+/* ---- what admin.c asks of the others ---------------------------------------------- */
+
+static void vgpu_gone(void *arg, qa_vgpu_t *v)
+{
+    qa_server_t *self = arg;
+    qa_tenants_vgpu_gone(self->tenants, v);
+    qa_compute_vgpu_gone(self->compute, v);
+}
+
+static void vgpu_resized(void *arg, qa_vgpu_t *v, uint64_t old_memory_mb)
+{
+    qa_server_t *self = arg;
+    qa_compute_resized(self->compute, v);
+    qa_tenants_resized(self->tenants, v, old_memory_mb);
+}
+
+static void stats(void *arg, qp_totals_t *t, const qp_finding_t **findings, size_t *n)
+{
+    qa_server_t *self = arg;
+    t->memory_used_mb = qa_tenants_host_used(self->tenants) / QP_MIB;
+    t->kills = qa_audit_kills(self->audit);
+    *findings = qa_audit_findings(self->audit, n);
 }
 
 /* What tenant.sock and admin.sock admit with the descriptors the arbiter may hold now
@@ -243,104 +195,14 @@ static void admission(const qa_server_t *self, qa_admission_t *tenant, qa_admiss
     };
 }
 
-/* ---- requests ---------------------------------------------------------------------- */
-
-static void on_hello(qa_server_t *self, qa_peer_t *p, const qp_msg_t *m)
-{
-    uint64_t id = qp_msg_id(m), proto = 0;
-    const char *role = NULL;
-    qp_msg_get_uint(m, "proto", &proto);
-    qp_msg_get_str(m, "role", &role);
-    if (proto != QP_PROTO_VERSION) {
-        qa_server_error(self, p, id, QP_E_PROTO,
-                        "protocol version mismatch: client speaks %llu, arbiter speaks %d",
-                        (unsigned long long)proto, QP_PROTO_VERSION);
-        return;
-    }
-    if (strcmp(role, qp_endpoint_role(p->ep)) != 0) {
-        qa_server_error(self, p, id, QP_E_AUTH, "role '%.32s' is not served on %s", role,
-                        qp_endpoint_file(p->ep));
-        return;
-    }
-    if (p->ep == QP_TENANT) {
-        qa_tenant_end(self, p, true); /* a new hello replaces the session */
-        qa_tenant_hello(self, p, m);
-        return;
-    }
-    qa_server_set_session(self, p, true);
-    qp_msg_t *rep = qp_msg_new_ok(id);
-    qp_msg_set_uint(rep, "proto", QP_PROTO_VERSION);
-    qp_msg_set_str(rep, "arbiter", "qarbiter/" QA_VERSION);
-    qa_server_send(self, p, &rep);
-}
-
-/* Handles one message of peer p: body is its only frame unless extra is set. */
-static void handle(qa_server_t *self, qa_peer_t *p, const void *body, size_t len, bool extra)
-{
-    uint64_t started = qa_now_ns();
-    char err[QP_ERR_LEN];
-    qp_msg_t *m = NULL;
-    int rc;
-    p->srv = self;
-    p->last_seen = qa_now_ns();
-    if (extra) {
-        rc = -EPROTO;
-        snprintf(err, sizeof err, "a message must be one frame");
-    } else {
-        rc = qp_msg_decode(body, len, &qp_caps_request, &m, err);
-    }
-    if (rc < 0) {
-        /* Once per connection, and a few per uid per 10 s: connecting again and again
-         * must not let anyone fill the log. */
-        if (!p->warned && qa_server_may_warn(self, p))
-            qa_log(self->log, QA_WARN,
-                   "malformed message on %s from uid %u (pid %d): %s (more from this "
-                   "connection are not logged)",
-                   qp_endpoint_file(p->ep), (unsigned)p->cred_uid, (int)p->cred_pid, err);
-        p->warned = true;
-        qa_server_error(self, p, 0, QP_E_PROTO, "malformed message: %s", err);
-    } else if ((rc = qp_check_request(m, p->ep, err)) < 0) {
-        qa_server_error(self, p, qp_msg_id(m), rc == -EACCES ? QP_E_AUTH : QP_E_PROTO, "%s", err);
-    } else if (strcmp(qp_msg_type(m), "hello") == 0) {
-        on_hello(self, p, m);
-    } else if (!p->session) {
-        qa_server_error(self, p, qp_msg_id(m), QP_E_NOSESSION, "hello first");
-    } else if (p->ep == QP_ADMIN) {
-        qa_admin_handle(self, p, m);
-    } else {
-        qa_tenant_request(self, p, m);
-    }
-    qa_metrics_request(&self->metrics, p->ep, m, started);
-    qp_msg_destroy(&m);
-}
-
-static void on_message(void *arg, qa_peer_t *p, const void *body, size_t len)
-{
-    handle(arg, p, body, len, false);
-}
-
-static void on_multipart(void *arg, qa_peer_t *p)
-{
-    handle(arg, p, NULL, 0, true);
-}
-
 /* ---- periodic work ----------------------------------------------------------------- */
 
-static void check_peer(void *arg, qa_peer_t *p)
+/* An administrator long idle is closed: it reconnects. */
+static void check_admin(void *arg, qa_peer_t *p)
 {
     qa_server_t *self = arg;
-    uint64_t idle = qa_now_ns() - p->last_seen;
-    uint64_t limit = self->cfg->heartbeat_timeout_ms * 1000000ull;
-    if (p->ep == QP_TENANT && p->session && idle > limit) {
-        /* The connection stays: a stopped process that resumes re-reports on it. */
-        qa_log(self->log, QA_INFO,
-               "tenant pid %d of vGPU %s silent for %u ms: session dropped, %llu bytes freed",
-               (int)p->pid, p->vgpu ? p->vgpu->id : "?", self->cfg->heartbeat_timeout_ms,
-               (unsigned long long)p->reserved);
-        qa_tenant_end(self, p, false);
-    } else if (p->ep == QP_ADMIN && idle > IDLE_PEER_NS) {
-        qa_endpoint_close(self->admin, p); /* an administrator long idle: it reconnects */
-    }
+    if (qa_now_ns() - p->last_seen > IDLE_PEER_NS)
+        qa_endpoint_close(self->admin_ep, p);
 }
 
 /* RLIMIT_NOFILE may be changed from outside (prlimit): the caps follow it. */
@@ -357,13 +219,12 @@ static void on_liveness(void *arg)
     read_fd_limit(self);
     qa_admission_t tenant, admin;
     admission(self, &tenant, &admin);
-    qa_endpoint_set_limits(self->tenant, &tenant);
-    qa_endpoint_set_limits(self->admin, &admin);
-    qa_endpoint_each(self->tenant, check_peer, self);
-    qa_endpoint_each(self->admin, check_peer, self);
-    qa_endpoint_tick(self->tenant);
-    qa_endpoint_tick(self->admin);
-    qa_tenant_check_ghosts(self);
+    qa_endpoint_set_limits(self->tenant_ep, &tenant);
+    qa_endpoint_set_limits(self->admin_ep, &admin);
+    qa_tenants_tick(self->tenants, qa_now_ns());
+    qa_endpoint_each(self->admin_ep, check_admin, self);
+    qa_endpoint_tick(self->tenant_ep);
+    qa_endpoint_tick(self->admin_ep);
     qa_timer_start(self->loop, &self->liveness, qa_now_ns() + LIVENESS_NS, on_liveness, self);
 }
 
@@ -395,7 +256,8 @@ static void take_round(qa_server_t *self)
     for (size_t i = 0; i < qa_host_nvgpus(self->host); i++) {
         qa_vgpu_t *v = qa_host_vgpu(self->host, i);
         const qa_gpu_sample_t *s = v->gpu < n ? &self->samples[v->gpu] : NULL;
-        qa_tenant_measured(self, v, fresh && s && s->ok && s->mem_ok ? s->taken : 0, now);
+        qa_tenants_measured(self->tenants, v, fresh && s && s->ok && s->mem_ok ? s->taken : 0,
+                            now);
     }
 }
 
@@ -404,8 +266,10 @@ static void on_round(void *arg)
     take_round(arg);
 }
 
-bool qa_server_measure(qa_server_t *self)
+/* Asks for an NVML round now (tenant.h's measure). */
+static bool measure(void *arg)
 {
+    qa_server_t *self = arg;
     if (!qa_nvml_lists_processes(self->nvml))
         return false;
     qa_sampler_kick(self->sampler);
@@ -426,17 +290,13 @@ static int audit_kill(void *arg, unsigned pid, uint64_t start)
     return qa_procfs_kill(pid, start);
 }
 
-static void audit_charge(void *arg, qa_peer_t *p, uint64_t bytes)
+static void audit_charge(void *arg, qa_session_t *s, uint64_t bytes)
 {
-    qa_tenant_charge(arg, p, bytes);
+    (void)arg;
+    qa_tenants_charge(s, bytes);
 }
 
 static const qa_audit_ops_t audit_ops = {audit_inspect, audit_kill, audit_charge};
-
-const qa_audit_t *qa_server_audit(const qa_server_t *self)
-{
-    return self->audit;
-}
 
 static void on_sampling(void *arg)
 {
@@ -455,10 +315,10 @@ static qa_view_t *build_view(void *arg)
     qa_server_t *self = arg;
     size_t nf;
     const qp_finding_t *f = qa_audit_findings(self->audit, &nf);
-    qa_view_t *v = qa_view_build(self->host, &self->metrics, qa_endpoint_count(self->tenant), f, nf,
-                                 qa_audit_kills(self->audit));
+    qa_view_t *v = qa_view_build(self->host, &self->metrics, qa_endpoint_count(self->tenant_ep), f,
+                                 nf, qa_audit_kills(self->audit));
     if (v) /* what tenants report, each process counted once (host.h, tenant.h) */
-        v->totals.memory_used_mb = qa_tenant_host_used(self) / QP_MIB;
+        v->totals.memory_used_mb = qa_tenants_host_used(self->tenants) / QP_MIB;
     return v;
 }
 
@@ -482,14 +342,6 @@ static int start_http(qa_server_t *self, const qa_server_opts_t *opts, char *err
     qa_log(self->log, QA_INFO, "HTTP on http://%s/ (dashboard, /metrics, /api/v1/)",
            qa_http_address(self->http));
     return 0;
-}
-
-static void on_grace_over(void *arg)
-{
-    qa_server_t *self = arg;
-    qa_log(self->log, QA_DEBUG, "reconnect grace over: %zu tenant connections open",
-           qa_endpoint_count(self->tenant));
-    qa_tenant_grace_over(self);
 }
 
 static void on_signal(void *arg)
@@ -523,34 +375,18 @@ static int check_dir(const char *path, const char *what, char *err)
  * would say "ready" while this start is still under way, or after it failed. */
 static int take_lock(qa_server_t *self, char *err)
 {
-    char path[256];
+    char path[256], pid[QA_PIDLOCK_PID_LEN];
     snprintf(path, sizeof path, "%s/%s", self->socket_dir, QP_LOCK_FILE);
-    /* O_NOFOLLOW: a symlink planted here would make us truncate its target. */
-    self->lock_fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (self->lock_fd < 0) {
-        int e = errno;
-        snprintf(err, QP_ERR_LEN, "cannot open %.200s: %s%s", path, strerror(e),
-                 e == ELOOP ? " (a symlink: remove it)" : "");
-        return -e;
-    }
-    if (qa_trust_file(self->lock_fd, path, err) < 0)
-        return -EPERM;
-    if (flock(self->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        char pid[32] = "";
-        ssize_t n = pread(self->lock_fd, pid, sizeof pid - 1, 0);
-        pid[n > 0 ? n : 0] = '\0';
-        pid[strcspn(pid, "\n")] = '\0';
+    int rc = qa_pidlock_take(AT_FDCWD, path, path, 0644, pid, err);
+    if (rc == -EBUSY)
         snprintf(err, QP_ERR_LEN,
-                 "another qarbiter%s%s%s holds %.180s: stop it first, or use another "
+                 "another qarbiter%s%.20s%s holds %.160s: stop it first, or use another "
                  "--socket-dir",
                  pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "", path);
-        close(self->lock_fd);
-        self->lock_fd = -1;
-        return -EBUSY;
-    }
-    char pid[32];
-    int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-    if (ftruncate(self->lock_fd, 0) < 0 || pwrite(self->lock_fd, pid, (size_t)n, 0) != n)
+    if (rc < 0)
+        return rc;
+    self->lock_fd = rc;
+    if (qa_pidlock_note(self->lock_fd) < 0)
         qa_log(self->log, QA_WARN, "cannot write the pid into %s", path);
     snprintf(path, sizeof path, "%s/%s", self->socket_dir, qp_endpoint_file(QP_ADMIN));
     if (unlink(path) < 0 && errno != ENOENT) {
@@ -619,10 +455,18 @@ static int load_state(qa_server_t *self, const char *dir, char *err)
     qa_log(self->log, QA_INFO, "state: %zu vGPUs from %s", qa_host_nvgpus(self->host), dir);
     if (!(self->ledger = qa_ledger_open(dir, err)))
         return -EIO;
-    if (qa_tenant_adopt_ghosts(self) < 0) {
+    /* What the previous arbiter's processes may hold is charged before anything is served. */
+    qa_tenants_opts_t to = {self->host, self->ledger, NULL,    self->loop, self->cfg,
+                            self->log,  &self->reply, measure, self};
+    if (!(self->compute = qa_compute_new(&(qa_compute_opts_t){qa_host_ngpus(self->host),
+                                                             self->loop, self->cfg, self->log,
+                                                             &self->reply}))) {
         snprintf(err, QP_ERR_LEN, "out of memory");
         return -ENOMEM;
     }
+    to.compute = self->compute;
+    if (!(self->tenants = qa_tenants_new(&to, err)))
+        return -ENOMEM;
     return 0;
 }
 
@@ -682,14 +526,24 @@ static int start_cdi(qa_server_t *self, const qa_cdi_opts_t *opts, char *err)
     return 0;
 }
 
-static void on_moved(void *arg, qa_vgpu_t *v)
+/* Serves the n rows of table with arg through the dispatcher. */
+static int add_routes(qa_server_t *self, const qa_route_t *table, size_t n, void *arg, char *err)
 {
-    qa_tenant_moved(arg, v);
+    int rc = qa_dispatch_add(self->dispatch, table, n, arg);
+    if (rc < 0)
+        snprintf(err, QP_ERR_LEN, "cannot start: request handlers clash (%s)", strerror(-rc));
+    return rc;
 }
 
-/* The mover and the balancer (docs/migration.md). The checkpoint helper is this binary,
- * started when a move first needs the driver. */
-static int start_mover(qa_server_t *self, const char *state_dir, char *err)
+static void vgpu_moved(void *arg, qa_vgpu_t *v)
+{
+    qa_server_t *self = arg;
+    qa_tenants_moved(self->tenants, v);
+}
+
+/* Moving vGPUs (docs/migration.md): the mover, the balancer and their requests. The
+ * checkpoint helper is this binary, started when a move first needs the driver. */
+static int start_moves(qa_server_t *self, const char *state_dir, char *err)
 {
     const qa_config_t *cfg = self->cfg;
     qa_mover_env_t env = {
@@ -712,16 +566,39 @@ static int start_mover(qa_server_t *self, const char *state_dir, char *err)
                 .retry_ns = 200ull * 1000000ull,
                 .retries = 5,
             },
-        .moved = on_moved,
+        .moved = vgpu_moved,
         .arg = self,
     };
-    qa_balancer_env_t benv = {self->loop, self->log, self->host, cfg, NULL};
-    if (!(self->mover = qa_mover_new(&env)) || !(benv.mover = self->mover) ||
-        !(self->balancer = qa_balancer_new(&benv))) {
+    if (!(self->mover = qa_mover_new(&env)) ||
+        !(self->balancer = qa_balancer_new(&(qa_balancer_env_t){self->loop, self->log, self->host,
+                                                                cfg, self->mover})) ||
+        !(self->migrate = qa_migrate_new(&(qa_migrate_opts_t){self->host, self->mover,
+                                                              self->balancer, &self->reply,
+                                                              self->log}))) {
         snprintf(err, QP_ERR_LEN, "cannot start: out of memory");
         return -ENOMEM;
     }
-    return 0;
+    return add_routes(self, qa_migrate_routes, qa_migrate_nroutes, self->migrate, err);
+}
+
+/* The administrator's requests, once the CDI specs (if any) are there; then every
+ * request kind has its handler, or the start stops (a table left out). */
+static int start_admin(qa_server_t *self, char *err)
+{
+    qa_admin_opts_t o = {self->host, self->store,        self->cdi,    self->cfg,
+                         self->log,  &self->reply,        self->tenant_real,
+                         {vgpu_gone, vgpu_resized, stats, self}};
+    if (!(self->admin = qa_admin_new(&o))) {
+        snprintf(err, QP_ERR_LEN, "cannot start: out of memory");
+        return -ENOMEM;
+    }
+    int rc = add_routes(self, qa_admin_routes, qa_admin_nroutes, self->admin, err);
+    if (rc == 0 && (rc = qa_dispatch_check(self->dispatch, err)) < 0) {
+        char why[QP_ERR_LEN];
+        snprintf(why, sizeof why, "%s", err);
+        snprintf(err, QP_ERR_LEN, "cannot start: %.200s", why);
+    }
+    return rc;
 }
 
 qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
@@ -767,6 +644,12 @@ qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
         snprintf(err, QP_ERR_LEN, "cannot make a signalfd: %s", strerror(errno));
         goto fail;
     }
+    self->reply = (qa_reply_t){reply_write, reply_session, reply_may_warn, self, self->log};
+    if (!(self->loop = qa_loop_new()) ||
+        !(self->dispatch = qa_dispatch_new(&self->reply, self->log, &self->metrics))) {
+        snprintf(err, QP_ERR_LEN, "cannot start: out of memory");
+        goto fail;
+    }
     if (check_dir(self->socket_dir, "socket dir", err) < 0 ||
         check_dir(self->tenant_dir, "tenant dir", err) < 0 || take_lock(self, err) < 0 ||
         discover(self, err) < 0 || load_state(self, opts->state_dir, err) < 0)
@@ -777,37 +660,34 @@ qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
         goto fail;
     }
     if (!(self->sampler = qa_sampler_start(self->nvml, qa_host_ngpus(self->host), SAMPLE_MS)) ||
-        !(self->loop = qa_loop_new()) ||
-        !(self->compute = qa_compute_new(self, qa_host_ngpus(self->host))) ||
         !(self->audit = qa_audit_new(self->cfg, self->log, &audit_ops, self))) {
         snprintf(err, QP_ERR_LEN, "cannot start: out of memory or threads");
         goto fail;
     }
+    if (add_routes(self, qa_tenant_routes, qa_tenant_nroutes, self->tenants, err) < 0 ||
+        add_routes(self, qa_compute_routes, qa_compute_nroutes, self->compute, err) < 0)
+        goto fail;
     /* HTTP before the sockets, so that it serves once admin.sock says "ready". */
     if (start_http(self, opts, err) < 0)
         goto fail;
     /* admin.sock last: its appearance tells that the arbiter is ready. The CDI specs
      * in between: once the tenant dir is known to be ours, and before anyone asks. */
-    if (open_endpoint(self, &self->tenant, QP_TENANT, 0666, err) < 0 ||
+    if (open_endpoint(self, &self->tenant_ep, QP_TENANT, 0666, err) < 0 ||
         (opts->tenant_dir && start_cdi(self, opts->cdi, err) < 0) ||
-        open_endpoint(self, &self->admin, QP_ADMIN, 0600, err) < 0)
+        start_moves(self, opts->state_dir, err) < 0 || start_admin(self, err) < 0 ||
+        open_endpoint(self, &self->admin_ep, QP_ADMIN, 0600, err) < 0)
         goto fail;
     if (qa_loop_add_fd(self->loop, self->sig_fd, on_signal, self) < 0 ||
         qa_loop_add_fd(self->loop, qa_sampler_fd(self->sampler), on_round, self) < 0 ||
         qa_timer_start(self->loop, &self->liveness, qa_now_ns() + LIVENESS_NS, on_liveness, self) <
             0 ||
         qa_timer_start(self->loop, &self->sampling, qa_now_ns(), on_sampling, self) < 0 ||
-        (self->cfg->reconnect_grace_ms &&
-         qa_timer_start(self->loop, &self->grace,
-                        qa_now_ns() + self->cfg->reconnect_grace_ms * 1000000ull, on_grace_over,
-                        self) < 0)) {
+        qa_tenants_serve(self->tenants) < 0) {
         snprintf(err, QP_ERR_LEN, "cannot start: out of memory");
         goto fail;
     }
-    if (start_mover(self, opts->state_dir, err) < 0)
-        goto fail;
-    qa_log(self->log, QA_INFO, "serving %s and %s", qa_endpoint_path(self->admin),
-           qa_endpoint_path(self->tenant));
+    qa_log(self->log, QA_INFO, "serving %s and %s", qa_endpoint_path(self->admin_ep),
+           qa_endpoint_path(self->tenant_ep));
     return self;
 
 fail:
@@ -829,22 +709,23 @@ void qa_server_destroy(qa_server_t **self_p)
     if (self->loop) {
         qa_timer_stop(self->loop, &self->liveness);
         qa_timer_stop(self->loop, &self->sampling);
-        qa_timer_stop(self->loop, &self->grace);
     }
-    /* Each connection's session ends as it closes, before the compute scheduler its
-     * peers point into goes. */
-    qa_endpoint_destroy(&self->admin);
-    qa_endpoint_destroy(&self->tenant);
+    /* Each connection's session ends as it closes, before the tenants and the compute
+     * scheduler its session points into go. */
+    qa_endpoint_destroy(&self->admin_ep);
+    qa_endpoint_destroy(&self->tenant_ep);
     /* A move under way is let go: its helper brings the processes to where the vGPU's
-     * record says, as after kill -9. */
+     * record says, as after kill -9. Requests still waiting are freed with it. */
     qa_balancer_destroy(&self->balancer);
     qa_mover_destroy(&self->mover);
+    qa_migrate_destroy(&self->migrate);
+    qa_admin_destroy(&self->admin);
+    qa_tenants_destroy(&self->tenants); /* what the ghosts hold stays in the ledger */
     qa_compute_destroy(&self->compute);
     qa_audit_destroy(&self->audit);
+    qa_dispatch_destroy(&self->dispatch);
     qa_loop_destroy(&self->loop);
     qa_sampler_stop(&self->sampler);
-    if (self->host)
-        qa_tenant_forget_ghosts(self->host);
     qa_ledger_close(&self->ledger);
     qa_store_close(&self->store);
     qa_cdi_destroy(&self->cdi);

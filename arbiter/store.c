@@ -2,6 +2,7 @@
  * Threads: see store.h. */
 #include "arbiter/store.h"
 
+#include "arbiter/pidlock.h"
 #include "arbiter/trust.h"
 
 #include <dirent.h>
@@ -13,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -154,32 +154,19 @@ static void remove_temps(int dir_fd)
  * -EBUSY naming the holder's pid, or -EPERM/-EIO with err. */
 static int take_lock(qa_store_t *self, char *err)
 {
-    self->lock_fd =
-        openat(self->dir_fd, LOCK_FILE, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    char path[300];
+    char path[300], pid[QA_PIDLOCK_PID_LEN];
     snprintf(path, sizeof path, "%.200s/%s", self->dir, LOCK_FILE);
-    if (self->lock_fd < 0) {
-        snprintf(err, QP_ERR_LEN, "cannot open %.200s: %s%s", path, strerror(errno),
-                 errno == ELOOP ? " (a symlink: remove it)" : "");
-        return -EIO;
-    }
-    if (qa_trust_file(self->lock_fd, path, err) < 0)
-        return -EPERM;
-    if (flock(self->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        char pid[32] = "";
-        ssize_t n = pread(self->lock_fd, pid, sizeof pid - 1, 0);
-        pid[n > 0 ? n : 0] = '\0';
-        pid[strcspn(pid, "\n")] = '\0';
+    int rc = qa_pidlock_take(self->dir_fd, LOCK_FILE, path, 0600, pid, err);
+    if (rc == -EBUSY)
         snprintf(err, QP_ERR_LEN,
-                 "another qarbiter%s%s%s uses state dir %.150s: stop it first, or give each "
+                 "another qarbiter%s%.20s%s uses state dir %.130s: stop it first, or give each "
                  "arbiter its own --state-dir",
                  pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "", self->dir);
-        return -EBUSY;
-    }
-    char pid[32];
-    int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-    if (ftruncate(self->lock_fd, 0) < 0 || pwrite(self->lock_fd, pid, (size_t)n, 0) != n) {
-        snprintf(err, QP_ERR_LEN, "cannot write %.200s: %s", path, strerror(errno));
+    if (rc < 0)
+        return rc == -EBUSY || rc == -EPERM ? rc : -EIO;
+    self->lock_fd = rc;
+    if ((rc = qa_pidlock_note(self->lock_fd)) < 0) {
+        snprintf(err, QP_ERR_LEN, "cannot write %.200s: %s", path, strerror(-rc));
         return -EIO;
     }
     return 0;

@@ -11,6 +11,7 @@
  * QV_BENCH_CONTROL=1 leaves B windows unwatched too: the ratios then show what the
  * machine's own noise does to them. */
 #include "qvgpu.h"
+#include "tests/ctl_support.h"
 #include "tests/harness.h"
 #include "arbiter/http.h"
 #include "tests/http_support.h"
@@ -155,18 +156,8 @@ int main(void)
         return 1;
     }
     char id[QV_ID_LEN] = "";
-    for (int i = 0; i < nvgpus; i++) {
-        char vm[64];
-        snprintf(vm, sizeof vm, "bench-vm-%d", i);
-        qv_create_t req = {.vm = vm, .memory_mb = 8, .share = 1, .gpu = -1};
-        qv_vgpu_t v;
-        if (qv_create(c, &req, &v, NULL, err) < 0) {
-            fprintf(stderr, "http_overhead: create %d: %s\n", i, err);
-            return 1;
-        }
-        if (i == nvgpus / 2)
-            memcpy(id, v.id, sizeof id);
-    }
+    if (ctl_create_small(c, nvgpus, "http_overhead", nvgpus / 2, id) < 0)
+        return 1;
     pthread_t t;
     pthread_create(&t, NULL, watcher, NULL);
     printf("admin request latency (qv_info round trips), %d vGPUs, %d pairs of %d s windows, "

@@ -9,6 +9,7 @@
 #include "arbiter/view.h"
 #include "proto/units.h"
 #include "qvgpu.h"
+#include "tests/ctl_support.h"
 #include "tests/harness.h"
 #include "arbiter/http.h"
 #include "tests/http_support.h"
@@ -120,16 +121,8 @@ int main(void)
         fprintf(stderr, "http_scrape: %s\n", err);
         return 1;
     }
-    for (int i = 0; i < nvgpus; i++) {
-        char vm[64];
-        snprintf(vm, sizeof vm, "bench-vm-%d", i);
-        qv_create_t req = {.vm = vm, .memory_mb = 8, .share = 1, .gpu = -1};
-        qv_vgpu_t v;
-        if (qv_create(c, &req, &v, NULL, err) < 0) {
-            fprintf(stderr, "http_scrape: create %d: %s\n", i, err);
-            return 1;
-        }
-    }
+    if (ctl_create_small(c, nvgpus, "http_scrape", -1, NULL) < 0)
+        return 1;
     printf("GET /metrics, %d vGPUs on 2 simulated GPUs, one scrape every 200 ms "
            "(each one waits for a fresh view)\n",
            nvgpus);

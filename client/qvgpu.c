@@ -141,9 +141,9 @@ static int call(qv_client_t *self, qp_msg_t *req, qp_msg_t **rep, char *err)
     return rc;
 }
 
-static qp_msg_t *with_id(const char *type, const char *id)
+static qp_msg_t *with_id(qp_req_t kind, const char *id)
 {
-    qp_msg_t *m = qp_msg_new(type);
+    qp_msg_t *m = qp_new_request(kind);
     if (m && qp_msg_set_str(m, "vgpu", id) < 0)
         qp_msg_destroy(&m);
     return m;
@@ -204,7 +204,7 @@ static int read_vgpu(const qp_msg_t *rep, qv_vgpu_t *out, char *err)
 int qv_create(qv_client_t *client, const qv_create_t *req, qv_vgpu_t *out,
               char secret[QV_SECRET_LEN], char err[QV_ERR_LEN])
 {
-    qp_msg_t *m = qp_msg_new("create"), *rep;
+    qp_msg_t *m = qp_new_request(QP_REQ_CREATE), *rep;
     qp_msg_set_str(m, "vm", req->vm ? req->vm : "");
     if (req->profile)
         qp_msg_set_str(m, "profile", req->profile);
@@ -236,7 +236,7 @@ int qv_create(qv_client_t *client, const qv_create_t *req, qv_vgpu_t *out,
 int qv_destroy(qv_client_t *client, const char *id, char err[QV_ERR_LEN])
 {
     qp_msg_t *rep;
-    int rc = call(client, with_id("destroy", id), &rep, err);
+    int rc = call(client, with_id(QP_REQ_DESTROY, id), &rep, err);
     qp_msg_destroy(&rep);
     return rc;
 }
@@ -244,7 +244,7 @@ int qv_destroy(qv_client_t *client, const char *id, char err[QV_ERR_LEN])
 int qv_resize(qv_client_t *client, const char *id, const qv_resize_t *req, qv_vgpu_t *out,
               char err[QV_ERR_LEN])
 {
-    qp_msg_t *m = with_id("resize", id), *rep;
+    qp_msg_t *m = with_id(QP_REQ_RESIZE, id), *rep;
     if (req->has_memory)
         qp_msg_set_uint(m, "memory_mb", req->memory_mb);
     if (req->has_share)
@@ -261,7 +261,7 @@ int qv_resize(qv_client_t *client, const char *id, const qv_resize_t *req, qv_vg
 int qv_info(qv_client_t *client, const char *id, qv_vgpu_t *out, char err[QV_ERR_LEN])
 {
     qp_msg_t *rep;
-    int rc = call(client, with_id("info", id), &rep, err);
+    int rc = call(client, with_id(QP_REQ_INFO, id), &rep, err);
     if (rc == 0)
         rc = read_vgpu(rep, out, err);
     qp_msg_destroy(&rep);
@@ -272,7 +272,7 @@ int qv_list(qv_client_t *client, qv_vgpu_list_t **out, char err[QV_ERR_LEN])
 {
     qp_msg_t *rep;
     *out = NULL;
-    int rc = call(client, qp_msg_new("list"), &rep, err);
+    int rc = call(client, qp_new_request(QP_REQ_LIST), &rep, err);
     size_t n = 0;
     if (rc == 0 && qp_msg_count_maps(rep, "vgpus", &n) < 0) {
         snprintf(err, QV_ERR_LEN, "the arbiter's list reply has no 'vgpus' array");
@@ -335,7 +335,7 @@ int qv_gpus(qv_client_t *client, qv_gpu_list_t **out, char err[QV_ERR_LEN])
 {
     qp_msg_t *rep;
     *out = NULL;
-    int rc = call(client, qp_msg_new("gpus"), &rep, err);
+    int rc = call(client, qp_new_request(QP_REQ_GPUS), &rep, err);
     if (rc < 0)
         return rc;
     qv_gpu_list_t *l = calloc(1, sizeof *l);
@@ -373,7 +373,7 @@ int qv_stats(qv_client_t *client, qv_stats_t **out, char err[QV_ERR_LEN])
 {
     qp_msg_t *rep;
     *out = NULL;
-    int rc = call(client, qp_msg_new("stats"), &rep, err);
+    int rc = call(client, qp_new_request(QP_REQ_STATS), &rep, err);
     if (rc < 0)
         return rc;
     qv_stats_t *s = calloc(1, sizeof *s);
@@ -404,7 +404,7 @@ void qv_stats_free(qv_stats_t **stats_p)
 int qv_creds(qv_client_t *client, const char *id, qv_creds_t *out, char err[QV_ERR_LEN])
 {
     qp_msg_t *rep;
-    int rc = call(client, with_id("creds", id), &rep, err);
+    int rc = call(client, with_id(QP_REQ_CREDS, id), &rep, err);
     if (rc < 0)
         return rc;
     const char *vid, *secret, *uuid;
@@ -444,7 +444,7 @@ static int copy_str(const qp_msg_t *m, const char *key, char *out, size_t cap)
 int qv_cdi_device(qv_client_t *client, const char *id, qv_cdi_device_t *out,
                   char err[QV_ERR_LEN])
 {
-    qp_msg_t *req = with_id("cdi", id), *rep;
+    qp_msg_t *req = with_id(QP_REQ_CDI, id), *rep;
     if (req && qp_msg_set_str(req, "op", "show") < 0)
         qp_msg_destroy(&req);
     int rc = call(client, req, &rep, err);
@@ -462,7 +462,7 @@ int qv_cdi_device(qv_client_t *client, const char *id, qv_cdi_device_t *out,
 
 int qv_cdi_sync(qv_client_t *client, unsigned *written, unsigned *removed, char err[QV_ERR_LEN])
 {
-    qp_msg_t *req = qp_msg_new("cdi"), *rep;
+    qp_msg_t *req = qp_new_request(QP_REQ_CDI), *rep;
     if (req && qp_msg_set_str(req, "op", "sync") < 0)
         qp_msg_destroy(&req);
     int rc = call(client, req, &rep, err);
@@ -491,7 +491,7 @@ static int call_long(qv_client_t *self, qp_msg_t *req, qp_msg_t **rep, char *err
 int qv_migrate(qv_client_t *client, const char *id, int gpu, const char *gpu_uuid,
                qv_migration_t *out, char err[QV_ERR_LEN])
 {
-    qp_msg_t *req = with_id("migrate", id), *rep;
+    qp_msg_t *req = with_id(QP_REQ_MIGRATE, id), *rep;
     if (req && gpu_uuid)
         qp_msg_set_str(req, "gpu_uuid", gpu_uuid);
     else if (req)
@@ -534,7 +534,7 @@ int qv_migrate(qv_client_t *client, const char *id, int gpu, const char *gpu_uui
 int qv_balance(qv_client_t *client, int dry_run, qv_balance_plan_t **out, char err[QV_ERR_LEN])
 {
     *out = NULL;
-    qp_msg_t *req = qp_msg_new("balance"), *rep;
+    qp_msg_t *req = qp_new_request(QP_REQ_BALANCE), *rep;
     if (req)
         qp_msg_set_bool(req, "dry_run", dry_run != 0);
     int rc = call_long(client, req, &rep, err);

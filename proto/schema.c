@@ -121,25 +121,25 @@ static const struct field f_tok_ret[] = {
     END,
 };
 
-static const struct request requests[] = {
-    {"hello", QP_ADMIN | QP_TENANT, f_hello},
-    {"create", QP_ADMIN, f_create},
-    {"destroy", QP_ADMIN, f_vgpu},
-    {"resize", QP_ADMIN, f_resize},
-    {"list", QP_ADMIN, f_none},
-    {"info", QP_ADMIN, f_vgpu},
-    {"creds", QP_ADMIN, f_vgpu},
-    {"gpus", QP_ADMIN, f_none},
-    {"stats", QP_ADMIN, f_none},
-    {"mem_reserve", QP_TENANT, f_reserve},
-    {"mem_release", QP_TENANT, f_release},
-    {"hb", QP_TENANT, f_hb},
-    {"tok_req", QP_TENANT, f_none},
-    {"tok_ext", QP_TENANT, f_tok_ext},
-    {"tok_ret", QP_TENANT, f_tok_ret},
-    {"cdi", QP_ADMIN, f_cdi},
-    {"migrate", QP_ADMIN, f_migrate},
-    {"balance", QP_ADMIN, f_balance},
+static const struct request requests[QP_REQUEST_KINDS] = {
+    [QP_REQ_HELLO] = {"hello", QP_ADMIN | QP_TENANT, f_hello},
+    [QP_REQ_CREATE] = {"create", QP_ADMIN, f_create},
+    [QP_REQ_DESTROY] = {"destroy", QP_ADMIN, f_vgpu},
+    [QP_REQ_RESIZE] = {"resize", QP_ADMIN, f_resize},
+    [QP_REQ_LIST] = {"list", QP_ADMIN, f_none},
+    [QP_REQ_INFO] = {"info", QP_ADMIN, f_vgpu},
+    [QP_REQ_CREDS] = {"creds", QP_ADMIN, f_vgpu},
+    [QP_REQ_GPUS] = {"gpus", QP_ADMIN, f_none},
+    [QP_REQ_STATS] = {"stats", QP_ADMIN, f_none},
+    [QP_REQ_MEM_RESERVE] = {"mem_reserve", QP_TENANT, f_reserve},
+    [QP_REQ_MEM_RELEASE] = {"mem_release", QP_TENANT, f_release},
+    [QP_REQ_HB] = {"hb", QP_TENANT, f_hb},
+    [QP_REQ_TOK_REQ] = {"tok_req", QP_TENANT, f_none},
+    [QP_REQ_TOK_EXT] = {"tok_ext", QP_TENANT, f_tok_ext},
+    [QP_REQ_TOK_RET] = {"tok_ret", QP_TENANT, f_tok_ret},
+    [QP_REQ_CDI] = {"cdi", QP_ADMIN, f_cdi},
+    [QP_REQ_MIGRATE] = {"migrate", QP_ADMIN, f_migrate},
+    [QP_REQ_BALANCE] = {"balance", QP_ADMIN, f_balance},
 };
 
 static int check_field(const qp_msg_t *m, const struct field *f, char err[QP_ERR_LEN])
@@ -210,8 +210,6 @@ int qp_check_request(const qp_msg_t *m, qp_endpoint_t ep, char err[QP_ERR_LEN])
     return 0;
 }
 
-_Static_assert(sizeof requests / sizeof requests[0] == QP_REQUEST_KINDS,
-               "QP_REQUEST_KINDS must count the request table");
 
 int qp_request_kind(const char *t)
 {
@@ -234,6 +232,11 @@ bool qp_request_kind_on(size_t kind, qp_endpoint_t ep)
 
 /* ---- builders ---------------------------------------------------------------------- */
 
+qp_msg_t *qp_new_request(qp_req_t kind)
+{
+    return kind < QP_REQUEST_KINDS ? qp_msg_new(requests[kind].type) : NULL;
+}
+
 /* Returns m, or NULL (m destroyed) when building failed. */
 static qp_msg_t *built(qp_msg_t *m, int rc)
 {
@@ -244,7 +247,7 @@ static qp_msg_t *built(qp_msg_t *m, int rc)
 
 qp_msg_t *qp_new_admin_hello(const char *client)
 {
-    qp_msg_t *m = qp_msg_new("hello");
+    qp_msg_t *m = qp_new_request(QP_REQ_HELLO);
     if (!m)
         return NULL;
     int rc = qp_msg_set_uint(m, "proto", QP_PROTO_VERSION);
@@ -256,7 +259,7 @@ qp_msg_t *qp_new_admin_hello(const char *client)
 qp_msg_t *qp_new_tenant_hello(const char *client, const char *vgpu, const char *secret, pid_t pid,
                               uint64_t mem_used)
 {
-    qp_msg_t *m = qp_msg_new("hello");
+    qp_msg_t *m = qp_new_request(QP_REQ_HELLO);
     if (!m)
         return NULL;
     int rc = qp_msg_set_uint(m, "proto", QP_PROTO_VERSION);
@@ -271,7 +274,7 @@ qp_msg_t *qp_new_tenant_hello(const char *client, const char *vgpu, const char *
 
 qp_msg_t *qp_new_mem_reserve(uint64_t need, uint64_t want, uint64_t used)
 {
-    qp_msg_t *m = qp_msg_new("mem_reserve");
+    qp_msg_t *m = qp_new_request(QP_REQ_MEM_RESERVE);
     if (!m)
         return NULL;
     int rc = qp_msg_set_uint(m, "need", need);
@@ -282,13 +285,13 @@ qp_msg_t *qp_new_mem_reserve(uint64_t need, uint64_t want, uint64_t used)
 
 qp_msg_t *qp_new_mem_release(uint64_t reserved)
 {
-    qp_msg_t *m = qp_msg_new("mem_release");
+    qp_msg_t *m = qp_new_request(QP_REQ_MEM_RELEASE);
     return m ? built(m, qp_msg_set_uint(m, "reserved", reserved)) : NULL;
 }
 
 qp_msg_t *qp_new_hb(uint64_t mem_used, uint64_t mem_reserved)
 {
-    qp_msg_t *m = qp_msg_new("hb");
+    qp_msg_t *m = qp_new_request(QP_REQ_HB);
     if (!m)
         return NULL;
     int rc = qp_msg_set_uint(m, "mem_used", mem_used);
@@ -298,18 +301,18 @@ qp_msg_t *qp_new_hb(uint64_t mem_used, uint64_t mem_reserved)
 
 qp_msg_t *qp_new_tok_req(void)
 {
-    return qp_msg_new("tok_req");
+    return qp_new_request(QP_REQ_TOK_REQ);
 }
 
 qp_msg_t *qp_new_tok_ext(uint64_t lease)
 {
-    qp_msg_t *m = qp_msg_new("tok_ext");
+    qp_msg_t *m = qp_new_request(QP_REQ_TOK_EXT);
     return m ? built(m, qp_msg_set_uint(m, "lease", lease)) : NULL;
 }
 
 qp_msg_t *qp_new_tok_ret(uint64_t lease, uint64_t used, bool more)
 {
-    qp_msg_t *m = qp_msg_new("tok_ret");
+    qp_msg_t *m = qp_new_request(QP_REQ_TOK_RET);
     if (!m)
         return NULL;
     int rc = qp_msg_set_uint(m, "lease", lease);
@@ -338,21 +341,31 @@ qp_msg_t *qp_new_tok_revoke(uint64_t lease)
 
 static const struct field f_tok_grant[] = {{"lease", F_UINT, true}, {"ns", F_UINT, true}, END};
 
+/* The token messages: three requests (their types are the request table's) and the
+ * arbiter's two pushes. */
 static const struct {
-    const char *type;
+    int req;          /* a qp_req_t, or -1 for a push */
+    const char *push; /* a push's type */
     qp_tok_kind_t kind;
     const struct field *fields;
 } toks[] = {
-    {"tok_req", QP_TOK_REQ, f_none},    {"tok_grant", QP_TOK_GRANT, f_tok_grant},
-    {"tok_ext", QP_TOK_EXT, f_tok_ext}, {"tok_revoke", QP_TOK_REVOKE, f_tok_ext},
-    {"tok_ret", QP_TOK_RET, f_tok_ret},
+    {QP_REQ_TOK_REQ, NULL, QP_TOK_REQ, f_none},
+    {-1, "tok_grant", QP_TOK_GRANT, f_tok_grant},
+    {QP_REQ_TOK_EXT, NULL, QP_TOK_EXT, f_tok_ext},
+    {-1, "tok_revoke", QP_TOK_REVOKE, f_tok_ext},
+    {QP_REQ_TOK_RET, NULL, QP_TOK_RET, f_tok_ret},
 };
+
+static const char *tok_type(size_t i)
+{
+    return toks[i].req < 0 ? toks[i].push : requests[toks[i].req].type;
+}
 
 static int tok_index(const qp_msg_t *m)
 {
     const char *t = qp_msg_type(m);
     for (size_t i = 0; t && i < sizeof toks / sizeof toks[0]; i++) {
-        if (strcmp(toks[i].type, t) == 0)
+        if (strcmp(tok_type(i), t) == 0)
             return (int)i;
     }
     return -1;

@@ -51,11 +51,33 @@ const char *qp_errno_code(int neg_errno);
  * (a request of the other endpoint; err says so). */
 int qp_check_request(const qp_msg_t *m, qp_endpoint_t ep, char err[QP_ERR_LEN]);
 
-/* ---- request kinds, for per-kind figures ------------------------------------------- */
+/* ---- request kinds ------------------------------------------------------------------ */
 
-/* The request types of PROTOCOL.md (hello, create, ..., tok_ret, cdi, migrate, balance),
- * numbered from 0 in a fixed order: the arbiter counts requests by kind. */
-#define QP_REQUEST_KINDS 18
+/* The request types of PROTOCOL.md, each named once: its type string, endpoints and
+ * fields are in schema.c's table, in this order. The arbiter dispatches and counts
+ * requests by kind (arbiter/dispatch.h); peers build them by kind (qp_new_request). */
+typedef enum qp_req {
+    QP_REQ_HELLO,
+    QP_REQ_CREATE,
+    QP_REQ_DESTROY,
+    QP_REQ_RESIZE,
+    QP_REQ_LIST,
+    QP_REQ_INFO,
+    QP_REQ_CREDS,
+    QP_REQ_GPUS,
+    QP_REQ_STATS,
+    QP_REQ_MEM_RESERVE,
+    QP_REQ_MEM_RELEASE,
+    QP_REQ_HB,
+    QP_REQ_TOK_REQ,
+    QP_REQ_TOK_EXT,
+    QP_REQ_TOK_RET,
+    QP_REQ_CDI,
+    QP_REQ_MIGRATE,
+    QP_REQ_BALANCE,
+    QP_REQUEST_KINDS /* how many */
+} qp_req_t;
+
 /* The kind of request type t, or -1 when t is none we know (or NULL). */
 int qp_request_kind(const char *t);
 /* The type of kind ("create"), static storage; NULL when kind is not below
@@ -65,6 +87,9 @@ const char *qp_request_kind_name(size_t kind);
 bool qp_request_kind_on(size_t kind, qp_endpoint_t ep);
 
 /* ---- requests a peer sends (each NULL when out of memory) ---------------------------- */
+
+/* {t:KIND}: a request of kind with no field yet (the caller adds them). */
+qp_msg_t *qp_new_request(qp_req_t kind);
 
 /* {t:hello, proto, role:admin, client}. */
 qp_msg_t *qp_new_admin_hello(const char *client);

@@ -249,3 +249,21 @@ int ctl_count_of(const char *s, const char *word)
         n++;
     return n;
 }
+
+int ctl_create_small(qv_client_t *c, int n, const char *who, int keep, char id[QV_ID_LEN])
+{
+    char err[QV_ERR_LEN];
+    for (int i = 0; i < n; i++) {
+        char vm[64];
+        snprintf(vm, sizeof vm, "bench-vm-%d", i);
+        qv_create_t req = {.vm = vm, .memory_mb = 8, .share = 1, .gpu = -1};
+        qv_vgpu_t v;
+        if (qv_create(c, &req, &v, NULL, err) < 0) {
+            fprintf(stderr, "%s: create %d: %s\n", who, i, err);
+            return -1;
+        }
+        if (i == keep && id)
+            memcpy(id, v.id, QV_ID_LEN);
+    }
+    return 0;
+}

@@ -75,6 +75,10 @@ bool ctl_wait_procs(qv_client_t *c, const char *id, unsigned procs, int ms);
 int ctl_open_fds(pid_t pid);
 /* How many times word occurs in s. */
 int ctl_count_of(const char *s, const char *word);
+/* For benches: creates n vGPUs of 8 MiB and 1% (bench-vm-0, ...) wherever they fit, the
+ * id of the one numbered keep into id (unless NULL). Returns 0, or -1 after printing
+ * why to stderr, prefixed with who. No assertion: benches are no tests. */
+int ctl_create_small(qv_client_t *c, int n, const char *who, int keep, char id[QV_ID_LEN]);
 
 /* GPU index's record as the arbiter sends it in `gpus` (libqvgpu does not carry the
  * compute-lease fields `leased` and `hung`). Fails the test when it cannot be had. */

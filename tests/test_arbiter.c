@@ -39,6 +39,21 @@ static bool exists(const char *dir, const char *name)
     return ok;
 }
 
+/* An arbiter that made one Q1 vGPU and was killed with -9 (into *arb); the path of that
+ * vGPU's state file (caller frees). */
+static char *killed_with_a_vgpu(qt_arbiter_t **arb)
+{
+    *arb = ctl_arbiter(NULL, NULL);
+    qv_client_t *c = ctl_client(*arb);
+    char id[QV_ID_LEN], secret[QV_SECRET_LEN];
+    ctl_create(c, "vm", "Q1", id, secret);
+    qv_disconnect(&c);
+    qt_arbiter_kill(*arb, SIGKILL);
+    char *file;
+    cr_assert(asprintf(&file, "%s/vgpus/%s.json", qt_arbiter_state_dir(*arb), id) > 0);
+    return file;
+}
+
 static int count_lines(const char *s)
 {
     int n = 0;
@@ -273,14 +288,8 @@ Test(qa_daemon, every_vgpu_survives_kill_9_with_its_id_secret_and_limits)
 
 Test(qa_daemon, a_corrupt_state_file_stops_the_start_naming_it)
 {
-    qt_arbiter_t *arb = ctl_arbiter(NULL, NULL);
-    qv_client_t *c = ctl_client(arb);
-    char id[QV_ID_LEN], secret[QV_SECRET_LEN];
-    ctl_create(c, "vm", "Q1", id, secret);
-    qv_disconnect(&c);
-    qt_arbiter_kill(arb, SIGKILL);
-    char *file;
-    cr_assert(asprintf(&file, "%s/vgpus/%s.json", qt_arbiter_state_dir(arb), id) > 0);
+    qt_arbiter_t *arb;
+    char *file = killed_with_a_vgpu(&arb);
     FILE *f = fopen(file, "w");
     /* Not what a power cut leaves: a record someone must look at. */
     fputs("{\"id\": \"vg-1\", \"garbled\" ]", f);
@@ -407,14 +416,8 @@ Test(qa_daemon, a_lost_meta_file_stops_the_start_rather_than_hand_out_an_id_agai
  * served. */
 Test(qa_daemon, a_state_file_larger_than_its_gpu_stops_the_start)
 {
-    qt_arbiter_t *arb = ctl_arbiter(NULL, NULL);
-    qv_client_t *c = ctl_client(arb);
-    char id[QV_ID_LEN], secret[QV_SECRET_LEN];
-    ctl_create(c, "vm", "Q1", id, secret);
-    qv_disconnect(&c);
-    qt_arbiter_kill(arb, SIGKILL);
-    char *file, *text;
-    cr_assert(asprintf(&file, "%s/vgpus/%s.json", qt_arbiter_state_dir(arb), id) > 0);
+    qt_arbiter_t *arb;
+    char *text, *file = killed_with_a_vgpu(&arb);
     FILE *f = fopen(file, "r");
     cr_assert_not_null(f);
     char buf[1024];
@@ -461,15 +464,9 @@ Test(qa_daemon, a_second_arbiter_on_the_same_state_dir_refuses)
  * failed left it too. */
 Test(qa_daemon, a_dead_arbiters_admin_sock_is_gone_as_soon_as_the_next_one_starts)
 {
-    qt_arbiter_t *arb = ctl_arbiter(NULL, NULL);
-    qv_client_t *c = ctl_client(arb);
-    char id[QV_ID_LEN], secret[QV_SECRET_LEN];
-    ctl_create(c, "vm", "Q1", id, secret);
-    qv_disconnect(&c);
-    qt_arbiter_kill(arb, SIGKILL);
+    qt_arbiter_t *arb;
+    char *file = killed_with_a_vgpu(&arb);
     cr_assert(exists(qt_arbiter_socket_dir(arb), "admin.sock"), "kill -9 leaves it");
-    char *file;
-    cr_assert(asprintf(&file, "%s/vgpus/%s.json", qt_arbiter_state_dir(arb), id) > 0);
     FILE *f = fopen(file, "w");
     fputs("not json", f);
     fclose(f);
@@ -568,14 +565,8 @@ Test(qa_daemon, a_vgpu_file_the_arbiter_did_not_write_stops_the_start)
 {
     if (geteuid() != 0)
         cr_skip_test("needs root to give the file to another user");
-    qt_arbiter_t *arb = ctl_arbiter(NULL, NULL);
-    qv_client_t *c = ctl_client(arb);
-    char id[QV_ID_LEN], secret[QV_SECRET_LEN];
-    ctl_create(c, "vm", "Q1", id, secret);
-    qv_disconnect(&c);
-    qt_arbiter_kill(arb, SIGKILL);
-    char *file;
-    cr_assert(asprintf(&file, "%s/vgpus/%s.json", qt_arbiter_state_dir(arb), id) > 0);
+    qt_arbiter_t *arb;
+    char *file = killed_with_a_vgpu(&arb);
     cr_assert_eq(chown(file, 65534, 65534), 0);
     char *e;
     cr_assert_eq(start_on(arb, NULL, &e), 1, "%s", e);

@@ -3,9 +3,11 @@
  * that escape the shim, charging the driver's memory of each process to its vGPU's
  * quota, reporting in qgpuctl and killing when configured. */
 #include "arbiter/audit.h"
+#include "arbiter/tenant.h"
 #include "include/nvml_subset.h"
 #include "proto/units.h"
 #include "tests/ctl_support.h"
+#include "tests/handler_support.h"
 #include "tests/shim_support.h"
 
 #include <criterion/criterion.h>
@@ -27,8 +29,8 @@ struct world {
     qa_host_t *host;
     qa_audit_t *audit;
     qa_gpu_sample_t samples[2];
-    qa_peer_t peers[8]; /* sessions, linked into their vGPU's list by join() */
-    int npeers;
+    qa_session_t sessions[8]; /* linked into their vGPU's list by join() */
+    int nsessions;
     struct {
         unsigned pid;
         int rc;
@@ -61,12 +63,11 @@ static int w_kill(void *arg, unsigned pid, uint64_t start)
     return w->kill_rc;
 }
 
-/* As tenant.c does it. */
-static void w_charge(void *arg, qa_peer_t *p, uint64_t bytes)
+/* tenant.c's own charge. */
+static void w_charge(void *arg, qa_session_t *s, uint64_t bytes)
 {
     (void)arg;
-    p->vgpu->mem_overhead = p->vgpu->mem_overhead - p->overhead + bytes;
-    p->overhead = bytes;
+    qa_tenants_charge(s, bytes);
 }
 
 static const qa_audit_ops_t w_ops = {w_inspect, w_kill, w_charge};
@@ -86,11 +87,7 @@ static struct world *world_new(const char *config_lines)
         free(dir);
     }
     w->log = (qa_log_t){QA_DEBUG, stderr};
-    qa_gpu_desc_t g[2] = {
-        {0, "GPU-aaaa", "NVIDIA GeForce GTX 1080", 8192 * MiB, 20, 2560},
-        {1, "GPU-bbbb", "NVIDIA GeForce GTX 1080", 8192 * MiB, 20, 2560},
-    };
-    w->host = qa_host_new(g, 2, &w->cfg);
+    w->host = qt_host(2, &w->cfg);
     w->audit = qa_audit_new(&w->cfg, &w->log, &w_ops, w);
     cr_assert(w->host && w->audit);
     return w;
@@ -114,14 +111,13 @@ static qa_vgpu_t *vgpu(struct world *w, const char *profile, int gpu)
 }
 
 /* A session of v whose process is host pid, holding used of reserved. */
-static qa_peer_t *join(struct world *w, qa_vgpu_t *v, unsigned pid, uint64_t used,
-                       uint64_t reserved)
+static qa_session_t *join(struct world *w, qa_vgpu_t *v, unsigned pid, uint64_t used,
+                          uint64_t reserved)
 {
-    qa_peer_t *p = &w->peers[w->npeers++];
+    qa_session_t *p = &w->sessions[w->nsessions++];
     p->vgpu = v;
-    p->cred_pid = (pid_t)pid;
-    p->session = true;
-    p->session_id = (uint64_t)w->npeers;
+    p->host_pid = (pid_t)pid;
+    p->id = (uint64_t)w->nsessions;
     p->used = used;
     p->reserved = reserved;
     p->next_in_vgpu = v->sessions;
@@ -180,12 +176,12 @@ Test(qa_audit, a_tenants_context_memory_is_charged_to_its_vgpu_and_shown_as_real
 {
     struct world *w = world_new(NULL);
     qa_vgpu_t *v = vgpu(w, "Q2", 0);
-    qa_peer_t *p = join(w, v, 100, 0, 0);
+    qa_session_t *p = join(w, v, 100, 0, 0);
     sample(w, 0);
     sample(w, 1);
     listed(w, 0, 100, 256 * MiB); /* its context, nothing allocated yet */
     round_at(w, 1 * SEC);
-    cr_assert_eq(p->real, 256 * MiB);
+    cr_assert_eq(p->seen.real, 256 * MiB);
     cr_assert_eq(p->overhead, 256 * MiB, "charged beyond its allocations");
     cr_assert_eq(v->mem_overhead, 256 * MiB);
     cr_assert_eq(v->mem_real, 256 * MiB);
@@ -206,7 +202,7 @@ Test(qa_audit, a_report_lagging_behind_allocations_does_not_inflate_the_charge)
 {
     struct world *w = world_new(NULL);
     qa_vgpu_t *v = vgpu(w, "Q2", 0);
-    qa_peer_t *p = join(w, v, 100, 0, 512 * MiB);
+    qa_session_t *p = join(w, v, 100, 0, 512 * MiB);
     sample(w, 0);
     sample(w, 1);
     listed(w, 0, 100, 256 * MiB);
@@ -242,7 +238,7 @@ Test(qa_audit, charge_allocated_keeps_the_driver_s_memory_out_of_the_quota)
 {
     struct world *w = world_new("[audit]\ncharge = allocated\n");
     qa_vgpu_t *v = vgpu(w, "Q2", 0);
-    qa_peer_t *p = join(w, v, 100, 0, 0);
+    qa_session_t *p = join(w, v, 100, 0, 0);
     sample(w, 0);
     sample(w, 1);
     listed(w, 0, 100, 256 * MiB);
@@ -365,13 +361,13 @@ Test(qa_audit, a_tenant_on_a_gpu_other_than_its_vgpus_is_unmanaged_there)
     struct world *w = world_new(NULL);
     qa_vgpu_t *v = vgpu(w, "Q2", 0);
     proc(w, 100, 0, "prog", NULL, NULL);
-    qa_peer_t *p = join(w, v, 100, 0, 0);
+    qa_session_t *p = join(w, v, 100, 0, 0);
     sample(w, 0);
     sample(w, 1);
     listed(w, 1, 100, 300 * MiB);
     round_at(w, 1 * SEC);
     round_at(w, 2 * SEC);
-    cr_assert_eq(p->real, 0, "nothing on its own GPU");
+    cr_assert_eq(p->seen.real, 0, "nothing on its own GPU");
     cr_assert_eq(v->mem_unmanaged, 300 * MiB, "charged to its vGPU all the same");
     size_t n;
     const qp_finding_t *f = finding(w, "unmanaged", &n);
@@ -419,7 +415,7 @@ Test(qa_audit, a_gpu_whose_process_list_failed_keeps_its_figures)
 {
     struct world *w = world_new(NULL);
     qa_vgpu_t *v = vgpu(w, "Q2", 0);
-    qa_peer_t *p = join(w, v, 100, 0, 0);
+    qa_session_t *p = join(w, v, 100, 0, 0);
     sample(w, 0);
     sample(w, 1);
     listed(w, 0, 100, 256 * MiB);

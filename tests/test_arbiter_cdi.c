@@ -1,12 +1,16 @@
 /* test_arbiter_cdi.c - the CDI specs a --tenant-dir arbiter keeps, one per vGPU (what
  * podman reads: tests/test_containers.c), and qgpuctl's cdi, run and env commands on it.
- * A real qarbiter on the simulated GPU, its CDI dir a private one. */
+ * A real qarbiter on the simulated GPU, its CDI dir a private one; then cdi.c alone, on a
+ * made-up host. */
+#include "arbiter/cdi.h"
 #include "proto/container.h"
+#include "tests/handler_support.h"
 #include "tests/shim_support.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <jansson.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -349,4 +353,120 @@ Test(arbiter_cdi, run_and_env_give_workloads_the_tenant_dir)
     free(prog);
     free(ctl);
     qt_arbiter_destroy(&c.arb);
+}
+
+/* ---- cdi.c alone ------------------------------------------------------------------------
+ * The specs of vGPUs of a made-up host, written into private dirs, without a daemon. */
+
+struct alone {
+    char *tenant, *cdi, *creds; /* owned */
+    qa_config_t cfg;
+    qa_host_t *host;
+    qa_cdi_t *c;
+};
+
+static struct alone *alone_new(void)
+{
+    struct alone *a = calloc(1, sizeof *a);
+    char err[QP_ERR_LEN], *bundle = qt_build_path("bundle");
+    a->tenant = qt_tmpdir();
+    a->cdi = qt_tmpdir();
+    char *creds = qt_tmpdir();
+    a->creds = qt_strf("%s/vgpus", creds);
+    free(creds);
+    qa_config_defaults(&a->cfg);
+    a->host = qt_host(1, &a->cfg);
+    qa_cdi_opts_t o = {a->cdi, bundle, NULL, false};
+    a->c = qa_cdi_new(&o, a->tenant, a->creds, err);
+    cr_assert_not_null(a->c, "%s", err);
+    cr_assert_eq(mode_of(a->creds), 0700, "only root enters the credentials' dir");
+    free(bundle);
+    return a;
+}
+
+static void alone_free(struct alone *a)
+{
+    qa_cdi_destroy(&a->c);
+    cr_assert_null(a->c);
+    qa_host_destroy(&a->host);
+    free(a->tenant), free(a->cdi), free(a->creds), free(a);
+}
+
+static qa_vgpu_t *made(struct alone *a, const char *vm)
+{
+    qa_spec_t s = {.vm = vm, .profile = "Q1", .gpu = 0};
+    qa_vgpu_t *v;
+    char err[QP_ERR_LEN];
+    cr_assert_eq(qa_host_create(a->host, &s, 0, &v, err), 0, "%s", err);
+    return v;
+}
+
+Test(qa_cdi, a_spec_puts_a_container_into_its_vgpu_and_is_readable_by_root_only)
+{
+    struct alone *a = alone_new();
+    qa_vgpu_t *v = made(a, "ctr");
+    char err[QP_ERR_LEN], path[PATH_MAX], names[2][160];
+    cr_assert_eq(qa_cdi_put(a->c, v, "GPU-0", err), 0, "%s", err);
+    qa_cdi_path(a->c, v->id, path);
+    cr_assert_eq(mode_of(path), 0600, "it holds the secret");
+    json_error_t je;
+    json_t *spec = json_load_file(path, JSON_REJECT_DUPLICATES, &je);
+    cr_assert_not_null(spec, "%s", je.text);
+    cr_assert_str_eq(json_string_value(json_object_get(spec, "cdiVersion")), "0.5.0");
+    cr_assert_str_eq(json_string_value(json_object_get(spec, "kind")), "qvgpu.io/vgpu");
+    char want[128];
+    snprintf(want, sizeof want, "QVGPU_SECRET=%s", v->secret);
+    cr_assert(has_env(spec, want));
+    cr_assert(has_env(spec, "CUDA_VISIBLE_DEVICES=GPU-0"));
+    cr_assert_str_eq(mount_of(spec, QP_CTR_SOCKET_DIR), a->tenant);
+    json_decref(spec);
+    char *creds = qt_strf("%s/%s", a->creds, v->id);
+    cr_assert_eq(mode_of(creds), 0444, "readable once mounted");
+    cr_assert_eq(qa_cdi_devices(a->c, v, "GPU-0", names), 2);
+    cr_assert_str_eq(names[0], "qvgpu.io/vgpu=vg-1");
+    cr_assert_str_eq(names[1], "nvidia.com/gpu=GPU-0");
+
+    cr_assert_eq(qa_cdi_remove(a->c, v->id, err), 0, "%s", err);
+    cr_assert_neq(access(path, F_OK), 0);
+    cr_assert_neq(access(creds, F_OK), 0);
+    cr_assert_eq(qa_cdi_remove(a->c, v->id, err), 0, "removing what is gone is no error");
+    free(creds);
+    alone_free(a);
+}
+
+Test(qa_cdi, a_sync_writes_every_vgpus_spec_and_removes_ours_of_vgpus_gone_only)
+{
+    struct alone *a = alone_new();
+    char err[QP_ERR_LEN], path[PATH_MAX];
+    qa_vgpu_t *v1 = made(a, "one");
+    cr_assert_eq(qa_cdi_put(a->c, v1, "GPU-0", err), 0, "%s", err);
+    free(qa_host_take(a->host, v1->id)); /* destroyed while its spec stayed */
+    qa_vgpu_t *v2 = made(a, "two"), *v3 = made(a, "three");
+    char *foreign = qt_strf("%s/qvgpu-vg-9.json", a->cdi); /* another arbiter's */
+    FILE *f = fopen(foreign, "w");
+    fputs("{\"devices\":[{\"containerEdits\":{\"mounts\":[{\"containerPath\":\"" QP_CTR_SOCKET_DIR
+          "\",\"hostPath\":\"/elsewhere\"}]}}]}",
+          f);
+    fclose(f);
+    unsigned written, removed;
+    cr_assert_eq(qa_cdi_sync(a->c, a->host, &written, &removed, err), 0, "%s", err);
+    cr_assert_eq(written, 2);
+    cr_assert_geq(removed, 1, "vg-1's spec (and its credentials)");
+    cr_assert_eq(access(qa_cdi_path(a->c, "vg-1", path), F_OK), -1);
+    cr_assert_eq(access(qa_cdi_path(a->c, v2->id, path), F_OK), 0);
+    cr_assert_eq(access(qa_cdi_path(a->c, v3->id, path), F_OK), 0);
+    cr_assert_eq(access(foreign, F_OK), 0, "another arbiter's spec is left alone");
+    free(foreign);
+    alone_free(a);
+}
+
+Test(qa_cdi, a_bundle_without_the_shim_is_refused_in_one_line)
+{
+    char *tenant = qt_tmpdir(), *cdi = qt_tmpdir(), *empty = qt_tmpdir(), err[QP_ERR_LEN];
+    char *creds = qt_strf("%s/vgpus", cdi);
+    qa_cdi_opts_t o = {cdi, empty, NULL, false};
+    cr_assert_null(qa_cdi_new(&o, tenant, creds, err));
+    cr_assert(strstr(err, empty), "names the bundle: %s", err);
+    cr_assert_null(strchr(err, '\n'));
+    free(tenant), free(cdi), free(empty), free(creds);
 }

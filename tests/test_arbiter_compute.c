@@ -2,10 +2,14 @@
  * tenants speak tok_* on tenant.sock as the shim does; grants, turns, extensions and
  * their revocation, a hung holder, a killed holder, a destroyed vGPU, live resize and
  * the utilisation INFO reports. Timing only bounds from below (a lease is not taken
- * back before its grace) or with generous ceilings. */
+ * back before its grace) or with generous ceilings. Then compute.c alone, without a
+ * daemon: its handlers and pushes on sessions made by hand. */
+#include "arbiter/compute.h"
+#include "arbiter/tenant.h"
 #include "proto/records.h"
 #include "proto/schema.h"
 #include "tests/ctl_support.h"
+#include "tests/handler_support.h"
 
 #include <criterion/criterion.h>
 #include <signal.h>
@@ -249,4 +253,109 @@ Test(qa_compute, gpus_report_time_under_lease_and_leases_taken_back)
     cr_assert_eq(ctl_gpu_record(f.arb, 1).hung, 0);
     cr_assert_float_eq(ctl_gpu_record(f.arb, 1).leased, 0.0, 1e-9);
     two_done(&f);
+}
+
+/* ---- compute.c alone ----------------------------------------------------------------- */
+
+struct cw {
+    qa_config_t cfg;
+    qa_host_t *host;
+    qa_loop_t *loop;
+    qt_wire_t *w;
+    qa_compute_t *c;
+    qa_vgpu_t *v[2];        /* two vGPUs of share 50 on GPU 0 */
+    qa_peer_t peer[2];      /* a process of each ... */
+    qa_session_t session[2]; /* ... in session, as tenant.c opens one */
+};
+
+static struct cw *cw_new(void)
+{
+    struct cw *f = calloc(1, sizeof *f);
+    char err[QP_ERR_LEN];
+    qa_config_defaults(&f->cfg);
+    f->cfg.lease_grace_ms = 100;
+    f->host = qt_host(1, &f->cfg);
+    cr_assert_not_null(f->loop = qa_loop_new());
+    f->w = qt_wire_new();
+    qa_compute_opts_t o = {1, f->loop, &f->cfg, &f->w->log, &f->w->reply};
+    cr_assert_not_null(f->c = qa_compute_new(&o));
+    cr_assert_eq(qa_dispatch_add(f->w->dispatch, qa_compute_routes, qa_compute_nroutes, f->c), 0);
+    for (int i = 0; i < 2; i++) {
+        qa_spec_t spec = {.vm = "vm", .memory_mb = 512, .share = 50, .gpu = 0};
+        cr_assert_eq(qa_host_create(f->host, &spec, 0, &f->v[i], err), 0, "%s", err);
+        f->peer[i] = (qa_peer_t){.ep = QP_TENANT, .cred_pid = 100 + i, .session = true};
+        f->session[i] = (qa_session_t){.peer = &f->peer[i], .vgpu = f->v[i]};
+        f->peer[i].tenant = &f->session[i];
+        cr_assert_eq(qa_compute_join(f->c, &f->session[i]), 0);
+        cr_assert_not_null(f->session[i].proc);
+        cr_assert_not_null(f->v[i]->ent, "its entity comes with its first process");
+    }
+    return f;
+}
+
+static void cw_free(struct cw *f)
+{
+    for (int i = 0; i < 2; i++) {
+        qa_compute_leave(f->c, &f->session[i]);
+        cr_assert_null(f->session[i].proc);
+        qa_compute_vgpu_gone(f->c, f->v[i]);
+        cr_assert_null(f->v[i]->ent);
+    }
+    qa_compute_destroy(&f->c);
+    qt_wire_destroy(&f->w);
+    qa_loop_destroy(&f->loop);
+    qa_host_destroy(&f->host);
+    free(f);
+}
+
+/* The lease of the last tok_grant sent to process i, 0 if none. */
+static uint64_t granted(struct cw *f, int i)
+{
+    const qp_msg_t *m = qt_wire_last(f->w, &f->peer[i]);
+    qp_tok_t t;
+    char err[QP_ERR_LEN];
+    return m && qp_tok_get(m, &t, err) == 0 && t.kind == QP_TOK_GRANT ? t.lease : 0;
+}
+
+Test(qa_compute_alone, a_request_is_granted_and_a_return_hands_the_gpu_to_the_next_in_line)
+{
+    struct cw *f = cw_new();
+    qt_wire_request(f->w, &f->peer[0], qp_new_tok_req());
+    uint64_t a = granted(f, 0);
+    cr_assert_gt(a, 0, "a free GPU is granted at once");
+    qt_wire_request(f->w, &f->peer[1], qp_new_tok_req());
+    cr_assert_eq(granted(f, 1), 0, "the GPU is a's: b waits");
+    qt_wire_request(f->w, &f->peer[0], qp_new_tok_ret(a, 1000000, false));
+    cr_assert_gt(granted(f, 1), 0, "b's turn as soon as a returned");
+    cr_assert_eq(qt_wire_count(f->w, &f->peer[0], "tok_grant"), 1, "a asked for no more");
+    cr_assert_eq(qa_metrics_get(&f->w->metrics, QP_TENANT, QP_REQ_TOK_REQ)->count, 2);
+    cw_free(f);
+}
+
+Test(qa_compute_alone, a_holder_that_never_returns_is_taken_back_after_the_grace_and_logged)
+{
+    struct cw *f = cw_new();
+    qt_wire_request(f->w, &f->peer[0], qp_new_tok_req());
+    cr_assert_gt(granted(f, 0), 0);
+    qt_wire_request(f->w, &f->peer[1], qp_new_tok_req());
+    qt_loop_for(f->loop, 600); /* a lease of 50 ms at most, then lease_grace_ms 100 */
+    cr_assert_eq(qt_wire_count(f->w, &f->peer[0], "tok_revoke"), 1, "a's lease taken back");
+    cr_assert_eq(qt_wire_count(f->w, &f->peer[1], "tok_grant"), 1,
+                 "b got the GPU without a's return");
+    qa_compute_sample(f->c, f->host);
+    cr_assert_geq(qa_host_gpu(f->host, 0)->hung, 1, "a's lease, and b's if it ran out too");
+    cr_assert(strstr(qt_wire_log(f->w), "kept its compute lease 100 ms past its end: taken back"),
+              "%s", qt_wire_log(f->w));
+    cw_free(f);
+}
+
+Test(qa_compute_alone, a_session_without_lease_state_is_told_to_reconnect)
+{
+    struct cw *f = cw_new();
+    qa_compute_leave(f->c, &f->session[0]); /* as if joining had failed */
+    qt_wire_request(f->w, &f->peer[0], qp_new_tok_req());
+    const qp_msg_t *r = qt_wire_last(f->w, &f->peer[0]);
+    cr_assert_str_eq(qt_code(r), QP_E_INTERNAL);
+    cr_assert(strstr(qt_text(r), "reconnect"), "%s", qt_text(r));
+    cw_free(f);
 }

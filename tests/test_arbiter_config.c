@@ -122,13 +122,31 @@ Test(qa_config, reads_every_setting_and_custom_profiles)
 }
 
 /* Each bad file must fail naming the file, the right line and the problem. */
+/* A config text refused at line, in one line that says words. */
+struct bad {
+    const char *text;
+    int line;
+    const char *words;
+};
+
+static void refused(const struct bad *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        qa_config_t cfg;
+        char err[QP_ERR_LEN];
+        cr_assert_eq(load(&cfg, cases[i].text, err), -EINVAL, "case %zu accepted", i);
+        char where[32];
+        snprintf(where, sizeof where, "qarbiter.conf:%d: ", cases[i].line);
+        cr_assert(strstr(err, where), "case %zu: want line %d in: %s", i, cases[i].line, err);
+        cr_assert(strstr(err, cases[i].words), "case %zu: want '%s' in: %s", i, cases[i].words,
+                  err);
+        cr_assert_null(strchr(err, '\n'));
+    }
+}
+
 Test(qa_config, names_file_line_and_problem)
 {
-    struct {
-        const char *text;
-        int line;
-        const char *words;
-    } cases[] = {
+    static const struct bad cases[] = {
         {"[arbiter]\nplacement = random\n", 2, "placement 'random'"},
         {"[arbiter]\n\noversub_memory = -1\n", 3, "oversub_memory"},
         {"[arbiter]\noversub_share = lots\n", 2, "oversub_share"},
@@ -166,17 +184,7 @@ Test(qa_config, names_file_line_and_problem)
         {"[balance]\nhigh = 80\nhigh = 90\n", 3, "'high' is set twice"},
         {"[balance]\nrate = 1\n", 2, "unknown key 'rate' in [balance]"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        qa_config_t cfg;
-        char err[QP_ERR_LEN];
-        cr_assert_eq(load(&cfg, cases[i].text, err), -EINVAL, "case %zu accepted", i);
-        char where[32];
-        snprintf(where, sizeof where, "qarbiter.conf:%d: ", cases[i].line);
-        cr_assert(strstr(err, where), "case %zu: want line %d in: %s", i, cases[i].line, err);
-        cr_assert(strstr(err, cases[i].words), "case %zu: want '%s' in: %s", i, cases[i].words,
-                  err);
-        cr_assert_null(strchr(err, '\n'));
-    }
+    refused(cases, sizeof cases / sizeof cases[0]);
 }
 
 Test(qa_config, a_shortest_lease_above_the_longest_is_refused)
@@ -234,11 +242,7 @@ Test(qa_config, a_file_larger_than_any_config_is_refused)
 /* Regression: the second of two values silently won. */
 Test(qa_config, a_key_or_profile_given_twice_is_refused_naming_both_lines)
 {
-    struct {
-        const char *text;
-        int line;
-        const char *words;
-    } cases[] = {
+    static const struct bad cases[] = {
         {"[arbiter]\nplacement = pack\nplacement = spread\n", 3,
          "'placement' is set twice (first at line 2)"},
         {"[arbiter]\nquantum_max_ms = 40\n[profile a]\nmemory = 1GiB\nshare = 5\n"
@@ -251,16 +255,7 @@ Test(qa_config, a_key_or_profile_given_twice_is_refused_naming_both_lines)
          7, "profile a is defined twice (first at line 2)"},
         {"[arbiter]\nplacement = pack\n  spread\n", 3, "'placement' is set twice"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        qa_config_t cfg;
-        char err[QP_ERR_LEN];
-        cr_assert_eq(load(&cfg, cases[i].text, err), -EINVAL, "case %zu accepted", i);
-        char where[32];
-        snprintf(where, sizeof where, "qarbiter.conf:%d: ", cases[i].line);
-        cr_assert(strstr(err, where), "case %zu: want line %d in: %s", i, cases[i].line, err);
-        cr_assert(strstr(err, cases[i].words), "case %zu: want '%s' in: %s", i, cases[i].words,
-                  err);
-    }
+    refused(cases, sizeof cases / sizeof cases[0]);
 }
 
 /* Regression: sched_window_ms = 10 with quantum_min_ms = 1000 was accepted, and a

@@ -1,6 +1,7 @@
 /* test_arbiter_host.c - vGPU creation, resize and removal rules on made-up GPUs. */
 #include "arbiter/host.h"
 #include "proto/units.h"
+#include "tests/handler_support.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -11,13 +12,7 @@ static qa_config_t cfg;
 static qa_host_t *two_gpus(void)
 {
     qa_config_defaults(&cfg);
-    qa_gpu_desc_t g[2] = {
-        {0, "GPU-aaaa", "NVIDIA GeForce GTX 1080", 8192 * QP_MIB, 20, 2560},
-        {1, "GPU-bbbb", "NVIDIA GeForce GTX 1080", 8192 * QP_MIB, 20, 2560},
-    };
-    qa_host_t *h = qa_host_new(g, 2, &cfg);
-    cr_assert_not_null(h);
-    return h;
+    return qt_host(2, &cfg);
 }
 
 static qa_spec_t profile(const char *vm, const char *name)
@@ -240,12 +235,15 @@ Test(qa_host, a_move_is_admitted_on_its_target_which_keeps_its_room_until_the_en
     cr_assert_eq(qa_host_create(h, &big, 0, &w, err), -ENOSPC, "its room is kept");
 
     qa_host_move_end(h, v, false); /* rolled back */
+    v->in_move = false;            /* the mover's, once the move is over */
     cr_assert_eq(v->gpu, 0);
     cr_assert_eq(qa_host_gpu(h, 1)->memory_reserved_mb, 0);
     cr_assert_eq(qa_host_gpu(h, 0)->memory_reserved_mb, 4096);
 
     cr_assert_eq(qa_host_move_begin(h, v, 1, err), 0, "%s", err);
     qa_host_move_end(h, v, true);
+    cr_assert(v->in_move, "until the mover says the move is over");
+    v->in_move = false;
     cr_assert_eq(v->gpu, 1);
     cr_assert_eq(v->moving, 0);
     cr_assert_eq(qa_host_gpu(h, 0)->memory_reserved_mb, 0);

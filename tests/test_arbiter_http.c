@@ -1,15 +1,20 @@
 /* test_arbiter_http.c - qarbiter's HTTP server on the simulated GPU: /metrics and the
  * JSON API against qgpuctl for the same state, read-only, hostile and slow clients,
- * --http values, and what a taken port does. */
+ * --http values, and what a taken port does; then http.c alone, over a view function and
+ * a loop the test runs. */
+#include "arbiter/http.h"
 #include "proto/units.h"
+#include "tests/handler_support.h"
 #include "tests/http_support.h"
 #include "tests/shim_support.h"
+#include "tests/view_support.h"
 
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -604,4 +609,90 @@ Test(qa_http, off_serves_nothing)
     cr_assert_null(strstr(err, "HTTP"), "%s", err);
     cr_assert_null(strstr(err, "8080"), "%s", err);
     free(err);
+}
+
+/* ---- http.c alone -------------------------------------------------------------------------
+ * The server over a view function of the test's, its loop run by the test: no daemon. */
+
+struct alone_http {
+    qa_loop_t *loop;
+    qa_host_t *host;
+    qa_log_t log;
+    qa_http_t *http;
+    int views; /* views built, on the loop thread */
+};
+
+static qa_view_t *alone_view(void *arg)
+{
+    struct alone_http *a = arg;
+    a->views++;
+    return view_of(a->host);
+}
+
+struct get {
+    const char *addr, *path;
+    http_resp_t r;
+};
+
+static void *getter(void *arg)
+{
+    struct get *g = arg;
+    g->r = http_get(g->addr, g->path, 3000);
+    return NULL;
+}
+
+/* GET path while the loop runs (it builds the view the request waits for). */
+static http_resp_t get_while_looping(struct alone_http *a, const char *path)
+{
+    struct get g = {qa_http_address(a->http), path, {0}};
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, getter, &g), 0);
+    qt_loop_for(a->loop, 500);
+    pthread_join(t, NULL);
+    return g.r;
+}
+
+Test(qa_http_alone, serves_the_json_of_a_view_the_loop_builds_and_404_for_the_rest)
+{
+    http_require();
+    struct alone_http a = {0};
+    char err[QP_ERR_LEN];
+    a.loop = qa_loop_new();
+    a.host = view_host();
+    view_vgpu(a.host, "vm-h", "Q2", 0);
+    a.log = (qa_log_t){QA_WARN, stderr};
+    qa_http_opts_t o = {"127.0.0.1:0", a.loop, alone_view, &a, &a.log, NULL};
+    cr_assert_not_null(a.http = qa_http_new(&o, err), "%s", err);
+    cr_assert_neq(strcmp(qa_http_address(a.http), "127.0.0.1:0"), 0, "the port it really got");
+    http_resp_t r = get_while_looping(&a, "/api/v1/vgpus/vg-1");
+    cr_assert_eq(r.status, 200, "%s", r.body ? r.body : "");
+    json_t *doc = http_json(&r);
+    cr_assert_str_eq(json_string_value(json_object_get(doc, "vm")), "vm-h");
+    json_decref(doc);
+    http_resp_free(&r);
+    cr_assert_geq(a.views, 1, "built on the loop");
+    r = get_while_looping(&a, "/api/v1/vgpus/vg-2");
+    cr_assert_eq(r.status, 404);
+    http_resp_free(&r);
+    qa_http_destroy(&a.http);
+    cr_assert_null(a.http);
+    qa_host_destroy(&a.host);
+    qa_loop_destroy(&a.loop);
+}
+
+Test(qa_http_alone, listen_addresses_are_numeric_with_a_port_or_refused_in_one_line)
+{
+    struct sockaddr_storage sa;
+    socklen_t len;
+    char err[QP_ERR_LEN];
+    cr_assert_eq(qa_http_parse_listen("127.0.0.1:8080", &sa, &len, err), 0, "%s", err);
+    cr_assert_eq(sa.ss_family, AF_INET);
+    cr_assert_eq(qa_http_parse_listen("[::1]:9100", &sa, &len, err), 0, "%s", err);
+    cr_assert_eq(sa.ss_family, AF_INET6);
+    static const char *bad[] = {"localhost:8080", "127.0.0.1", "127.0.0.1:65536", ":80",
+                                "[::1]9100"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cr_assert_eq(qa_http_parse_listen(bad[i], &sa, &len, err), -EINVAL, "%s", bad[i]);
+        cr_assert_null(strchr(err, '\n'));
+    }
 }

@@ -16,8 +16,7 @@ Test(qa_metrics, counts_requests_by_endpoint_and_kind)
 {
     qa_metrics_t m;
     qa_metrics_init(&m);
-    qp_msg_t *create = qp_msg_new("create"), *hb = qp_msg_new("hb");
-    qp_msg_t *hello = qp_msg_new("hello");
+    int create = QP_REQ_CREATE, hb = QP_REQ_HB, hello = QP_REQ_HELLO;
     qa_metrics_request(&m, QP_ADMIN, create, qa_now_ns());
     qa_metrics_request(&m, QP_ADMIN, create, qa_now_ns());
     qa_metrics_request(&m, QP_TENANT, hb, qa_now_ns());
@@ -29,31 +28,27 @@ Test(qa_metrics, counts_requests_by_endpoint_and_kind)
     cr_assert_eq(qa_metrics_get(&m, QP_TENANT, (size_t)qp_request_kind("hello"))->count, 1,
                  "a hello is counted on the endpoint it came to");
     cr_assert_eq(qa_metrics_get(&m, QP_TENANT, (size_t)qp_request_kind("create"))->count, 0);
-    qp_msg_destroy(&create);
-    qp_msg_destroy(&hb);
-    qp_msg_destroy(&hello);
 }
 
 Test(qa_metrics, counts_undecodable_unknown_and_misdirected_messages_as_malformed)
 {
     qa_metrics_t m;
     qa_metrics_init(&m);
-    qp_msg_t *unknown = qp_msg_new("format_disk"), *create = qp_msg_new("create");
-    qa_metrics_request(&m, QP_TENANT, NULL, qa_now_ns());
+    int unknown = qp_request_kind("format_disk"), create = QP_REQ_CREATE;
+    cr_assert_eq(unknown, -1);
+    qa_metrics_request(&m, QP_TENANT, -1, qa_now_ns()); /* not decoded */
     qa_metrics_request(&m, QP_TENANT, unknown, qa_now_ns());
     qa_metrics_request(&m, QP_TENANT, create, qa_now_ns()); /* create is admin.sock's */
     cr_assert_eq(qa_metrics_get(&m, QP_TENANT, QA_KIND_MALFORMED)->count, 3);
     cr_assert_eq(qa_metrics_get(&m, QP_TENANT, (size_t)qp_request_kind("create"))->count, 0);
     cr_assert_eq(qa_metrics_get(&m, QP_ADMIN, QA_KIND_MALFORMED)->count, 0);
-    qp_msg_destroy(&unknown);
-    qp_msg_destroy(&create);
 }
 
 Test(qa_metrics, puts_each_request_in_the_bucket_of_its_handling_time)
 {
     qa_metrics_t m;
     qa_metrics_init(&m);
-    qp_msg_t *info = qp_msg_new("info");
+    int info = QP_REQ_INFO;
     qa_metrics_request(&m, QP_ADMIN, info, ago(5000));          /* 5 us: the first bucket */
     qa_metrics_request(&m, QP_ADMIN, info, ago(3000000));       /* 3 ms: (2.5 ms, 5 ms] */
     qa_metrics_request(&m, QP_ADMIN, info, ago(2000000000));    /* 2 s: past every bound */
@@ -73,7 +68,6 @@ Test(qa_metrics, puts_each_request_in_the_bucket_of_its_handling_time)
     cr_assert_eq(in, 4);
     cr_assert(f->sum_ns >= 2003005000ull && f->sum_ns < 2100000000ull, "sum %llu",
               (unsigned long long)f->sum_ns);
-    qp_msg_destroy(&info);
 }
 
 Test(qa_metrics, bounds_ascend)

@@ -231,3 +231,32 @@ Test(qa_notify, built_without_libmicrohttpd_it_refuses_an_http_address_and_runs_
     qt_proc_destroy(&p);
     dirs_free(&d);
 }
+
+/* ---- notify.c alone -------------------------------------------------------------------- */
+
+Test(qa_notify, ready_and_stopping_reach_the_socket_that_notify_socket_names)
+{
+    if (!qa_notify_built())
+        cr_skip_test("built without libsystemd: qarbiter does not notify");
+    char *dir = qt_tmpdir();
+    listener_t l = listen_notify(dir);
+    FILE *f = tmpfile();
+    qa_log_t log = {QA_DEBUG, f};
+    setenv("NOTIFY_SOCKET", l.path, 1);
+    qa_notify_ready(&log, "serving /run/qvgpu");
+    char *m = next_message(&l, 2000);
+    cr_assert_not_null(m, "READY came");
+    cr_assert_str_eq(m, "READY=1\nSTATUS=serving /run/qvgpu");
+    free(m);
+    qa_notify_stopping(&log);
+    m = next_message(&l, 2000);
+    cr_assert_not_null(m);
+    cr_assert_str_eq(m, "STOPPING=1");
+    free(m);
+    unsetenv("NOTIFY_SOCKET");
+    qa_notify_ready(&log, "serving"); /* not run by systemd: nobody to tell, nothing said */
+    cr_assert_null(next_message(&l, 100));
+    fclose(f);
+    listener_free(&l);
+    free(dir);
+}

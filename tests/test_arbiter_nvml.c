@@ -1,7 +1,6 @@
 /* test_arbiter_nvml.c - GPU discovery and sampling through the NVML loaded at run time,
- * here the simulated one, and the sampling thread. */
+ * here the simulated one. */
 #include "arbiter/nvml.h"
-#include "arbiter/sampler.h"
 #include "tests/ctl_support.h"
 
 #include <criterion/criterion.h>
@@ -47,30 +46,4 @@ Test(qa_nvml, cores_per_sm_follow_the_compute_capability)
     cr_assert_eq(qa_cores_per_sm(8, 6), 128, "Ampere GeForce");
     cr_assert_eq(qa_cores_per_sm(9, 0), 128, "H100");
     cr_assert_eq(qa_cores_per_sm(1, 0), 0, "unknown");
-}
-
-Test(qa_sampler, publishes_rounds_the_loop_can_take)
-{
-    qt_sim_private(CTL_GPUS);
-    char err[QP_ERR_LEN];
-    qa_nvml_t *n = qa_nvml_open(err);
-    cr_assert_not_null(n, "%s", err);
-    qa_sampler_t *s = qa_sampler_start(n, 3, 20);
-    cr_assert_not_null(s);
-    qa_gpu_sample_t out[3];
-    uint64_t seen = 0;
-    int rounds = 0;
-    for (int i = 0; i < 200 && rounds < 3; i++) {
-        if (qa_sampler_take(s, out, &seen)) {
-            rounds++;
-            cr_assert(out[0].ok && out[1].ok && out[2].ok);
-        }
-        qt_sleep_ms(5);
-    }
-    cr_assert_eq(rounds, 3, "a new round every period");
-    uint64_t before = seen;
-    cr_assert_not(qa_sampler_take(s, out, &seen) && seen == before, "no round twice");
-    qa_sampler_stop(&s);
-    cr_assert_null(s);
-    qa_nvml_close(&n);
 }

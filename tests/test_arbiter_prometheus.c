@@ -200,11 +200,9 @@ Test(qa_prom, shows_requests_by_kind_and_a_cumulative_latency_histogram)
     qa_host_t *h = view_host();
     qa_metrics_t m;
     qa_metrics_init(&m);
-    qp_msg_t *create = qp_msg_new("create");
     for (int i = 0; i < 3; i++)
-        qa_metrics_request(&m, QP_ADMIN, create, qa_now_ns() - 3000000); /* 3 ms each */
-    qa_metrics_request(&m, QP_TENANT, NULL, qa_now_ns());
-    qp_msg_destroy(&create);
+        qa_metrics_request(&m, QP_ADMIN, QP_REQ_CREATE, qa_now_ns() - 3000000); /* 3 ms each */
+    qa_metrics_request(&m, QP_TENANT, -1, qa_now_ns());
     qa_view_t *v = qa_view_build(h, &m, 0, NULL, 0, 0);
     char *t;
     size_t len;

@@ -1,10 +1,14 @@
 /* test_arbiter_tenant.c - the tenant side of a real qarbiter on the sim: the secret, the
  * vGPU's quota shared by its processes, reclaim, heartbeats, liveness (close, kill -9,
- * SIGSTOP), resize pushes, destroy, and the wall between tenants and the admin API. */
+ * SIGSTOP), resize pushes, destroy, and the wall between tenants and the admin API; then
+ * the tenants object alone (arbiter/tenant.c), without a daemon. */
+#include "arbiter/compute.h"
+#include "arbiter/tenant.h"
 #include "proto/records.h"
 #include "proto/schema.h"
 #include "proto/units.h"
 #include "tests/ctl_support.h"
+#include "tests/handler_support.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -650,4 +654,279 @@ Test(qa_tenant, false_reports_on_many_connections_cannot_inflate_the_host_figure
     for (int i = 0; i < N; i++)
         ctl_tenant_destroy(&t[i]);
     teardown(&f);
+}
+
+/* ---- the tenants object without a daemon ----------------------------------------------
+ * tenant.c's handlers on a made-up host, a real ledger and loop, answering through a
+ * recording reply path: each peer is nothing but its struct. */
+
+struct tw {
+    qa_config_t cfg;
+    char *dir;
+    qa_host_t *host;
+    qa_ledger_t *ledger;
+    qa_loop_t *loop;
+    qt_wire_t *w;
+    qa_compute_t *compute;
+    qa_tenants_t *tenants;
+    qa_vgpu_t *v; /* a Q2 vGPU: 2 GiB */
+    uint64_t next_id;
+};
+
+/* The previous arbiter's ledger in dir: process pid (its real start time) of vGPU vg-1
+ * may hold bytes. */
+static void previous_holding(const char *dir, pid_t pid, uint64_t bytes)
+{
+    char err[QP_ERR_LEN];
+    uint64_t start = 0;
+    qa_ledger_t *l = qa_ledger_open(dir, err);
+    cr_assert_not_null(l, "%s", err);
+    cr_assert_eq(qa_ledger_proc_start(pid, &start), 0);
+    cr_assert_geq(qa_ledger_add(l, "vg-1", pid, start, bytes), 0);
+    qa_ledger_close(&l);
+}
+
+static struct tw *tw_new(unsigned grace_ms, pid_t ghost_pid, uint64_t ghost_bytes)
+{
+    struct tw *t = calloc(1, sizeof *t);
+    char err[QP_ERR_LEN];
+    qa_config_defaults(&t->cfg);
+    t->cfg.reconnect_grace_ms = grace_ms;
+    t->cfg.reclaim_timeout_ms = 100;
+    t->cfg.charge_real = false; /* no NVML here: nothing waits for a measurement */
+    t->dir = qt_tmpdir();
+    t->host = qt_host(1, &t->cfg);
+    qa_spec_t spec = {.vm = "vm-u", .profile = "Q2", .gpu = -1};
+    cr_assert_eq(qa_host_create(t->host, &spec, 0, &t->v, err), 0, "%s", err);
+    if (ghost_bytes)
+        previous_holding(t->dir, ghost_pid, ghost_bytes);
+    cr_assert_not_null(t->ledger = qa_ledger_open(t->dir, err), "%s", err);
+    cr_assert_not_null(t->loop = qa_loop_new());
+    t->w = qt_wire_new();
+    qa_compute_opts_t co = {1, t->loop, &t->cfg, &t->w->log, &t->w->reply};
+    cr_assert_not_null(t->compute = qa_compute_new(&co));
+    qa_tenants_opts_t o = {t->host, t->ledger, t->compute, t->loop, &t->cfg, &t->w->log,
+                           &t->w->reply, NULL, NULL};
+    cr_assert_not_null(t->tenants = qa_tenants_new(&o, err), "%s", err);
+    cr_assert_eq(qa_tenants_serve(t->tenants), 0);
+    cr_assert_eq(qa_dispatch_add(t->w->dispatch, qa_tenant_routes, qa_tenant_nroutes, t->tenants),
+                 0);
+    cr_assert_eq(
+        qa_dispatch_add(t->w->dispatch, qa_compute_routes, qa_compute_nroutes, t->compute), 0);
+    return t;
+}
+
+static void tw_free(struct tw *t, qa_peer_t **peers, size_t n)
+{
+    for (size_t i = 0; i < n; i++) { /* as the endpoint closes each connection */
+        qa_tenants_end(t->tenants, peers[i], false);
+        free(peers[i]);
+    }
+    qa_tenants_destroy(&t->tenants);
+    cr_assert_null(t->tenants);
+    qa_compute_destroy(&t->compute);
+    qt_wire_destroy(&t->w);
+    qa_loop_destroy(&t->loop);
+    qa_ledger_close(&t->ledger);
+    qa_host_destroy(&t->host);
+    free(t->dir);
+    free(t);
+}
+
+/* A peer of pid that said hello to v (used bytes already held); asserts it was let in. */
+static qa_peer_t *joined(struct tw *t, pid_t pid, uint64_t used)
+{
+    qa_peer_t *p = qt_peer(QP_TENANT, pid);
+    qt_wire_request(t->w, p, qt_hello("tenant", t->v->id, t->v->secret, pid, used));
+    const qp_msg_t *r = qt_wire_last(t->w, p);
+    cr_assert_str_eq(qp_msg_type(r), "ok", "%s", qt_text(r));
+    cr_assert_not_null(p->tenant);
+    return p;
+}
+
+/* Sends p's mem_reserve for need (and as much as want); returns the reply, or NULL when
+ * none came (it waits). */
+static const qp_msg_t *reserve(struct tw *t, qa_peer_t *p, uint64_t need, uint64_t want)
+{
+    size_t before = qt_wire_count(t->w, p, NULL);
+    qp_msg_t *m = qp_new_mem_reserve(need, want, p->tenant ? p->tenant->used : 0);
+    qp_msg_set_uint(m, "id", ++t->next_id);
+    qt_wire_request(t->w, p, m);
+    const qp_msg_t *r = qt_wire_last(t->w, p);
+    return qt_wire_count(t->w, p, NULL) > before && qp_msg_id(r) == t->next_id ? r : NULL;
+}
+
+Test(qa_tenants, a_hello_with_the_secret_opens_a_numbered_session_and_a_new_one_replaces_it)
+{
+    struct tw *t = tw_new(0, 0, 0);
+    qa_peer_t *p = joined(t, getpid(), 0);
+    const qp_msg_t *r = qt_wire_last(t->w, p);
+    uint64_t session;
+    cr_assert_eq(qp_msg_get_uint(r, "session", &session), 0);
+    cr_assert_eq(session, 1);
+    qp_limits_t lim;
+    char err[QP_ERR_LEN];
+    cr_assert_eq(qp_limits_get(qp_msg_get_map(r, "vgpu"), &lim, err), 0, "%s", err);
+    cr_assert_eq(lim.memory_quota, 2 * GIB);
+    cr_assert_eq(t->v->procs, 1);
+    cr_assert_eq(t->v->sessions, p->tenant);
+    cr_assert_eq(qa_ledger_used(t->ledger), 1, "its holdings are in the ledger");
+    cr_assert(p->session);
+
+    qt_wire_request(t->w, p, qt_hello("tenant", t->v->id, t->v->secret, getpid(), 0));
+    cr_assert_eq(qp_msg_get_uint(qt_wire_last(t->w, p), "session", &session), 0);
+    cr_assert_eq(session, 2, "a new hello is a new session");
+    cr_assert_eq(t->v->procs, 1, "that replaces the old one");
+    cr_assert_eq(qa_ledger_used(t->ledger), 1);
+    tw_free(t, &p, 1);
+}
+
+Test(qa_tenants, a_wrong_secret_is_refused_and_logged_once_per_connection)
+{
+    struct tw *t = tw_new(0, 0, 0);
+    qa_peer_t *p = qt_peer(QP_TENANT, 4242);
+    for (int i = 0; i < 3; i++) {
+        qt_wire_request(t->w, p, qt_hello("tenant", t->v->id, "0123", 4242, 0));
+        const qp_msg_t *r = qt_wire_last(t->w, p);
+        cr_assert_str_eq(qt_code(r), QP_E_AUTH);
+        cr_assert_str_eq(qt_text(r), "authentication failed: unknown vGPU or wrong secret");
+    }
+    qt_wire_request(t->w, p, qt_hello("tenant", "vg-99", t->v->secret, 4242, 0));
+    cr_assert_str_eq(qt_code(qt_wire_last(t->w, p)), QP_E_AUTH, "an unknown vGPU alike");
+    const char *log = qt_wire_log(t->w);
+    const char *line = strstr(log, "tenant hello refused (pid 4242) from uid");
+    cr_assert_not_null(line, "%s", log);
+    cr_assert(strstr(line, "wrong secret"));
+    cr_assert_null(strstr(line + 1, "tenant hello refused"), "once per connection:\n%s", log);
+    cr_assert_null(p->tenant);
+    cr_assert_eq(t->v->procs, 0);
+    tw_free(t, &p, 1);
+}
+
+Test(qa_tenants, a_reservation_that_needs_a_siblings_unused_memory_waits_until_it_is_given_back)
+{
+    struct tw *t = tw_new(0, 0, 0);
+    qa_peer_t *ps[2] = {joined(t, 100, 0), joined(t, 101, 0)};
+    uint64_t got;
+    const qp_msg_t *r = reserve(t, ps[0], 256 * MIB, 1536 * MIB);
+    cr_assert_not_null(r);
+    cr_assert_eq(qp_msg_get_uint(r, "reserved", &got), 0);
+    cr_assert_eq(got, 1536 * MIB, "as much as it wanted, within the quota");
+    cr_assert_null(reserve(t, ps[1], 1 * GIB, 1 * GIB), "it waits for the sibling");
+    const qp_msg_t *push = qt_wire_last(t->w, ps[0]);
+    cr_assert_str_eq(qp_msg_type(push), "mem_reclaim");
+    uint64_t keep;
+    cr_assert_eq(qp_msg_get_uint(push, "keep", &keep), 0);
+    cr_assert_eq(keep, 1024 * MIB, "asked to keep what leaves room for 1 GiB");
+
+    qp_msg_t *rel = qp_new_mem_release(keep);
+    qp_msg_set_uint(rel, "id", ++t->next_id);
+    qt_wire_request(t->w, ps[0], rel);
+    r = qt_wire_last(t->w, ps[1]);
+    cr_assert_str_eq(qp_msg_type(r), "ok", "granted once the memory came back: %s", qt_text(r));
+    cr_assert_eq(qp_msg_get_uint(r, "reserved", &got), 0);
+    cr_assert_eq(got, 1 * GIB);
+    cr_assert_eq(t->v->mem_reserved, 2 * GIB);
+    tw_free(t, ps, 2);
+}
+
+Test(qa_tenants, a_reservation_is_refused_when_the_sibling_keeps_its_memory_past_the_timeout)
+{
+    struct tw *t = tw_new(0, 0, 0);
+    qa_peer_t *ps[2] = {joined(t, 100, 0), joined(t, 101, 0)};
+    cr_assert_not_null(reserve(t, ps[0], 2 * GIB, 2 * GIB));
+    cr_assert_null(reserve(t, ps[1], 512 * MIB, 512 * MIB));
+    uint64_t t0 = qa_now_ns();
+    qt_loop_for(t->loop, 300); /* reclaim_timeout_ms is 100 */
+    const qp_msg_t *r = qt_wire_last(t->w, ps[1]);
+    cr_assert_str_eq(qt_code(r), QP_E_QUOTA);
+    cr_assert(strstr(qt_text(r), "the other processes did not give back enough in time"), "%s",
+              qt_text(r));
+    cr_assert_lt(qa_now_ns() - t0, 2000000000ull);
+    cr_assert_eq(t->v->refused, 1);
+    const qp_msg_t *big = reserve(t, ps[1], 3 * GIB, 3 * GIB);
+    cr_assert_str_eq(qt_code(big), QP_E_QUOTA, "more than the quota, at once");
+    cr_assert(strstr(qt_text(big), "that is more than the whole quota"), "%s", qt_text(big));
+    tw_free(t, ps, 2);
+}
+
+Test(qa_tenants, during_the_reconnect_grace_reservations_are_held_then_decided_in_order)
+{
+    struct tw *t = tw_new(150, 0, 0);
+    qa_peer_t *ps[2] = {joined(t, 100, 0), joined(t, 101, 0)};
+    cr_assert(qa_tenants_in_grace(t->tenants));
+    cr_assert_null(reserve(t, ps[0], 1 * GIB, 1 * GIB), "held during the grace");
+    cr_assert_null(reserve(t, ps[1], 1536 * MIB, 1536 * MIB));
+    cr_assert_eq(qt_wire_count(t->w, NULL, "mem_reclaim"), 0, "nothing is decided yet");
+    qt_loop_for(t->loop, 200);
+    cr_assert_not(qa_tenants_in_grace(t->tenants));
+    cr_assert_eq(qt_wire_count(t->w, ps[0], "ok"), 2, "the first came first: granted");
+    cr_assert_eq(qt_wire_count(t->w, ps[1], "ok"), 1, "the second waits (its hello's ok only)");
+    cr_assert_eq(qt_wire_count(t->w, ps[0], "mem_reclaim"), 1,
+                 "the first is asked for what it does not use");
+    qt_loop_for(t->loop, 300); /* reclaim_timeout_ms is 100 */
+    cr_assert_str_eq(qt_code(qt_wire_last(t->w, ps[1])), QP_E_QUOTA, "it was not given back");
+    tw_free(t, ps, 2);
+}
+
+Test(qa_tenants, a_silent_session_is_dropped_and_its_memory_freed_while_its_connection_stays)
+{
+    struct tw *t = tw_new(0, 0, 0);
+    qa_peer_t *p = joined(t, 100, 0);
+    cr_assert_not_null(reserve(t, p, 1 * GIB, 1 * GIB));
+    qa_tenants_tick(t->tenants, qa_now_ns());
+    cr_assert_not_null(p->tenant, "not silent yet");
+    qa_tenants_tick(t->tenants, p->last_seen + (t->cfg.heartbeat_timeout_ms + 1) * 1000000ull);
+    cr_assert_null(p->tenant);
+    cr_assert_not(p->session, "pending again: its hello timeout starts over");
+    cr_assert_eq(t->v->mem_reserved, 0);
+    cr_assert_eq(t->v->procs, 0);
+    cr_assert(strstr(qt_wire_log(t->w), "silent for 1500 ms: session dropped, 1073741824 bytes"),
+              "%s", qt_wire_log(t->w));
+    qp_msg_t *hb = qp_new_hb(0, 0);
+    qp_msg_set_uint(hb, "id", 77);
+    qt_wire_request(t->w, p, hb);
+    cr_assert_str_eq(qt_code(qt_wire_last(t->w, p)), QP_E_NOSESSION, "it must say hello again");
+    tw_free(t, &p, 1);
+}
+
+Test(qa_tenants, a_request_waiting_when_its_session_ends_is_answered_nosession)
+{
+    struct tw *t = tw_new(0, 0, 0);
+    qa_peer_t *ps[2] = {joined(t, 100, 0), joined(t, 101, 0)};
+    cr_assert_not_null(reserve(t, ps[0], 2 * GIB, 2 * GIB));
+    cr_assert_null(reserve(t, ps[1], 1 * GIB, 1 * GIB));
+    qa_tenants_vgpu_gone(t->tenants, t->v);
+    cr_assert_str_eq(qt_code(qt_wire_last(t->w, ps[1])), QP_E_NOSESSION);
+    cr_assert_null(ps[0]->tenant);
+    cr_assert_null(ps[1]->tenant);
+    cr_assert_eq(t->v->mem_reserved, 0);
+    cr_assert_eq(qa_ledger_used(t->ledger), 0, "their ledger slots are free");
+    tw_free(t, ps, 2);
+}
+
+Test(qa_tenants, what_a_previous_arbiters_process_holds_stays_charged_until_it_says_hello)
+{
+    struct tw *t = tw_new(0, getpid(), 1536 * MIB);
+    cr_assert_eq(t->v->ghost_bytes, 1536 * MIB);
+    cr_assert_eq(t->v->mem_reserved, 1536 * MIB);
+    qa_peer_t *ps[2] = {joined(t, 100, 0), NULL};
+    cr_assert_null(reserve(t, ps[0], 1 * GIB, 1 * GIB), "waits for the old process");
+    /* the old process (this one) says hello again, re-reporting 1 GiB */
+    ps[1] = joined(t, getpid(), 1 * GIB);
+    cr_assert_eq(t->v->ghost_bytes, 0);
+    cr_assert_eq(t->v->mem_reserved, 2 * GIB, "its re-report took the ghost's place");
+    cr_assert_str_eq(qp_msg_type(qt_wire_last(t->w, ps[0])), "ok");
+    tw_free(t, ps, 2);
+}
+
+Test(qa_tenants, the_host_figure_counts_a_process_once_however_many_sessions_it_opened)
+{
+    struct tw *t = tw_new(0, 0, 0);
+    qa_peer_t *ps[3] = {joined(t, 100, 512 * MIB), joined(t, 100, 768 * MIB),
+                        joined(t, 101, 256 * MIB)};
+    cr_assert_eq(qa_tenants_gpu_used(t->tenants, 0), 1024 * MIB, "768 for pid 100, 256 for 101");
+    cr_assert_eq(qa_tenants_host_used(t->tenants), 1024 * MIB);
+    cr_assert_eq(qa_tenants_gpu_used(t->tenants, 7), 0, "no such GPU");
+    tw_free(t, ps, 3);
 }

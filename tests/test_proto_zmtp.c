@@ -64,6 +64,18 @@ static void router_send(struct router *r, zmq_msg_t *rid, const void *buf, size_
     zmq_send(r->sock, buf, len, more ? ZMQ_SNDMORE : 0);
 }
 
+/* A DEALER refusing frames over max_frame, connected to a libzmq ROUTER started in dir,
+ * which has seen it: rid is its routing id there. */
+static qp_zmtp_t *connected(struct router *r, const char *dir, size_t max_frame, zmq_msg_t *rid)
+{
+    size_t len;
+    router_start(r, dir);
+    qp_zmtp_t *z = qp_zmtp_new(r->path, max_frame);
+    cr_assert_eq(qp_zmtp_send(z, "x", 1, qp_now_ms() + 3000), 0);
+    free(router_recv(r, rid, &len));
+    return z;
+}
+
 Test(qp_zmtp, exchanges_short_and_long_messages_with_a_libzmq_router)
 {
     char *dir = qt_tmpdir();
@@ -109,12 +121,9 @@ Test(qp_zmtp, drops_multi_frame_messages_and_keeps_the_next)
 {
     char *dir = qt_tmpdir();
     struct router r;
-    router_start(&r, dir);
-    qp_zmtp_t *z = qp_zmtp_new(r.path, 4096);
-    cr_assert_eq(qp_zmtp_send(z, "x", 1, qp_now_ms() + 3000), 0);
     zmq_msg_t rid;
     size_t len;
-    free(router_recv(&r, &rid, &len));
+    qp_zmtp_t *z = connected(&r, dir, 4096, &rid);
     router_send(&r, &rid, "part1", 5, true);
     zmq_send(r.sock, "part2", 5, 0);
     router_send(&r, &rid, "whole", 5, false);
@@ -135,12 +144,9 @@ Test(qp_zmtp, a_frame_over_the_limit_ends_the_connection)
 {
     char *dir = qt_tmpdir();
     struct router r;
-    router_start(&r, dir);
-    qp_zmtp_t *z = qp_zmtp_new(r.path, 1000);
-    cr_assert_eq(qp_zmtp_send(z, "x", 1, qp_now_ms() + 3000), 0);
     zmq_msg_t rid;
     size_t len;
-    free(router_recv(&r, &rid, &len));
+    qp_zmtp_t *z = connected(&r, dir, 1000, &rid);
     char big[1001] = {0};
     router_send(&r, &rid, big, sizeof big, false);
     void *buf;
@@ -160,12 +166,9 @@ Test(qp_zmtp, a_router_that_goes_away_is_seen_and_raises_no_sigpipe)
     signal(SIGPIPE, SIG_DFL); /* a SIGPIPE would kill this test */
     char *dir = qt_tmpdir();
     struct router r;
-    router_start(&r, dir);
-    qp_zmtp_t *z = qp_zmtp_new(r.path, 4096);
-    cr_assert_eq(qp_zmtp_send(z, "x", 1, qp_now_ms() + 3000), 0);
     zmq_msg_t rid;
     size_t len;
-    free(router_recv(&r, &rid, &len));
+    qp_zmtp_t *z = connected(&r, dir, 4096, &rid);
     zmq_msg_close(&rid);
     router_stop(&r);
     void *buf;
