@@ -42,8 +42,6 @@ qa_ckpt_t *qa_ckpt_start(qa_loop_t *loop, const char *exe, const qa_ckpt_hooks_t
         free(self);
         return NULL;
     }
-    char fdarg[16];
-    snprintf(fdarg, sizeof fdarg, "%d", 3);
     pid_t pid = fork();
     if (pid < 0) {
         snprintf(err, QP_ERR_LEN, "cannot start the checkpoint helper: %s", strerror(errno));
@@ -59,7 +57,7 @@ qa_ckpt_t *qa_ckpt_start(qa_loop_t *loop, const char *exe, const qa_ckpt_hooks_t
         if (dup2(sv[1], 3) < 0)
             _exit(127);
         syscall(SYS_close_range, 4u, ~0u, 0u);
-        char *argv[] = {(char *)exe, (char *)QA_CKPT_ARG, fdarg, NULL};
+        char *argv[] = {(char *)exe, (char *)QA_CKPT_ARG, (char *)"3", NULL};
         execv(exe, argv);
         _exit(127);
     }

@@ -120,8 +120,8 @@ typedef struct qa_move_result {
     const qa_move_outcome_t *procs; /* borrowed for the finish callback only */
 } qa_move_result_t;
 
-/* What the core decided. Callbacks must not call qa_move_* functions, except that call
- * may not answer at once either: answers always come later, from the shell's loop. */
+/* What the core decided. Callbacks must not call qa_move_* functions: the answers
+ * (qa_move_answer, qa_move_committed) come later, from the shell's loop. */
 typedef struct qa_move_ops {
     /* No new leases for V; revoke the one held. */
     void (*freeze)(void *arg);

@@ -179,8 +179,9 @@ static void send_call(qa_mover_t *self)
         return;
     }
     req->kind = QA_CKPT_CALL;
-    req->seq = ++self->seq ? self->seq : ++self->seq; /* 0 is the hello's */
-    self->seq = req->seq;
+    if (++self->seq == 0) /* 0 is the hello's */
+        self->seq = 1;
+    req->seq = self->seq;
     req->op = self->call_op;
     req->pid = self->procs[self->call_i].pid;
     req->start = self->starts[self->call_i];
