@@ -143,6 +143,11 @@ static void destroy(void *self, qa_peer_t *p, const qp_msg_t *m)
     qa_vgpu_t *v = named(a, p, m);
     if (!v)
         return;
+    if (v->in_move) { /* its processes are in the middle of a move (mover.h) */
+        qa_reply_error(a->o.reply, p, qp_msg_id(m), QP_E_BUSY,
+                       "vGPU %s is moving to another GPU: destroy it once that is done", v->id);
+        return;
+    }
     /* The file goes first: if it cannot, nothing changed. */
     if (qa_store_remove(a->o.store, v->id, err) < 0) {
         qa_log(a->o.log, QA_ERROR, "destroy %s failed: %s", v->id, err);

@@ -533,7 +533,8 @@ void qa_audit_round(qa_audit_t *self, qa_host_t *host, const qa_gpu_sample_t *sa
         for (size_t k = 0; k < s->nmem; k++) {
             const qa_proc_mem_t *m = &s->mem[k];
             qa_session_t *p = session_of(self, m->pid);
-            if (p && p->vgpu->gpu == g) {
+            /* A vGPU moving to another GPU (mover.h) belongs on both until it is done. */
+            if (p && (p->vgpu->gpu == g || p->vgpu->moving == g + 1)) {
                 p->vgpu->mem_real += m->bytes;
                 continue; /* a tenant where it belongs: measured below */
             }
@@ -565,6 +566,8 @@ void qa_audit_round(qa_audit_t *self, qa_host_t *host, const qa_gpu_sample_t *sa
         unsigned g = p->vgpu->gpu;
         if (!measured(samples, n, g) || (i > 0 && self->sess[i - 1].pid == self->sess[i].pid))
             continue; /* an older session of the same pid holds nothing of its own */
+        if (p->vgpu->moving)
+            continue; /* its memory is on its way to another GPU: measured once there */
         const qa_gpu_sample_t *s = &samples[g];
         size_t k = 0;
         while (k < s->nmem && s->mem[k].pid != self->sess[i].pid)

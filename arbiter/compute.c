@@ -213,6 +213,70 @@ void qa_compute_vgpu_gone(qa_compute_t *self, qa_vgpu_t *v)
         qa_sched_ent_destroy(g->sched, &v->ent);
 }
 
+void qa_compute_hold(qa_compute_t *self, qa_vgpu_t *v, bool hold)
+{
+    struct gpu *g = gpu_of(self, v);
+    if (!g || !v->ent)
+        return;
+    qa_sched_hold(g->sched, v->ent, hold, qa_now_ns());
+    arm(g);
+}
+
+bool qa_compute_drained(const qa_compute_t *self, const qa_vgpu_t *v)
+{
+    (void)self;
+    return !v->ent || !qa_sched_ent_holding(v->ent);
+}
+
+void qa_compute_move(qa_compute_t *self, qa_vgpu_t *v, unsigned from, bool hold)
+{
+    if (from >= self->n || !gpu_of(self, v))
+        return;
+    struct gpu *src = &self->gpus[from], *dst = gpu_of(self, v);
+    uint64_t now = qa_now_ns();
+    /* Each process keeps its lease numbers (the shim drops a grant numbered below one it
+     * had) and, if it waited for a lease, waits on the new GPU at once: the shim would
+     * ask again only 500 ms later. Out of memory for the list, they ask again then. */
+    struct was {
+        uint64_t lease;
+        bool waiting;
+    } *was = NULL;
+    size_t n = 0, i = 0;
+    for (qa_session_t *p = v->sessions; p; p = p->next_in_vgpu)
+        n++;
+    if (n)
+        was = calloc(n, sizeof *was);
+    for (qa_session_t *p = v->sessions; p; p = p->next_in_vgpu, i++) {
+        if (was && p->proc)
+            was[i] = (struct was){qa_sched_proc_lease(p->proc), qa_sched_proc_waiting(p->proc)};
+        qa_sched_proc_destroy(src->sched, &p->proc, now);
+    }
+    if (v->ent)
+        qa_sched_ent_destroy(src->sched, &v->ent);
+    arm(src);
+    if (!(v->ent = qa_sched_ent_new(dst->sched, v->share, v->limit, now)))
+        qa_log(self->o.log, QA_ERROR, "out of memory for vGPU %s's scheduling on GPU %u", v->id,
+               v->gpu);
+    else if (hold)
+        qa_sched_hold(dst->sched, v->ent, true, now);
+    i = 0;
+    for (qa_session_t *p = v->sessions; p; p = p->next_in_vgpu, i++) {
+        if (qa_compute_join(self, p) < 0) {
+            qa_log(self->o.log, QA_ERROR,
+                   "out of memory for the compute lease of pid %d of vGPU %s on GPU %u",
+                   (int)p->pid, v->id, v->gpu);
+            continue;
+        }
+        if (!was)
+            continue;
+        qa_sched_proc_continue(p->proc, was[i].lease);
+        if (was[i].waiting)
+            qa_sched_request(dst->sched, p->proc, now);
+    }
+    free(was);
+    arm(dst);
+}
+
 /* ---- figures ----------------------------------------------------------------------- */
 
 void qa_compute_sample(qa_compute_t *self, qa_host_t *host)

@@ -9,9 +9,9 @@
  * (sched_* and lease_grace_ms) and the log, given at creation; sessions (tenant.h) join
  * and leave as tenant.c opens and ends them.
  *
- * Moving a vGPU to another GPU (issue 10) would be, for each session of it: leave,
- * then qa_compute_vgpu_gone on the old GPU's scheduler; the move in the host; then join
- * again, which makes its entity on the new GPU's. Single-threaded: the loop thread. */
+ * A vGPU moving to another GPU (mover.h) is held (no leases) during the move, then
+ * its sessions leave the old GPU's scheduler and join the new one's
+ * (qa_compute_move). Single-threaded: the loop thread. */
 #ifndef QA_COMPUTE_H
 #define QA_COMPUTE_H
 
@@ -58,6 +58,18 @@ void qa_compute_leave(qa_compute_t *self, struct qa_session *s);
 void qa_compute_resized(qa_compute_t *self, qa_vgpu_t *v);
 /* v is being destroyed; its sessions have left already. */
 void qa_compute_vgpu_gone(qa_compute_t *self, qa_vgpu_t *v);
+
+/* ---- a vGPU moving to another GPU (mover.h) ---------------------------------------- */
+
+/* hold: v's processes are granted no lease (the one held is revoked); !hold: they
+ * compete on v's GPU again. */
+void qa_compute_hold(qa_compute_t *self, qa_vgpu_t *v, bool hold);
+/* Whether no process of v holds a lease. */
+bool qa_compute_drained(const qa_compute_t *self, const qa_vgpu_t *v);
+/* v now lives on v->gpu, no longer on GPU from: its processes leave from's scheduler and
+ * join v->gpu's (a fresh entity, level with the others there, held with hold); those
+ * that waited for a lease wait there, their leases numbered on from where they were. */
+void qa_compute_move(qa_compute_t *self, qa_vgpu_t *v, unsigned from, bool hold);
 
 /* Takes a utilisation sample (call it periodically) and stores the figures in host:
  * each vGPU's util and leases, each GPU's leased and hung. */

@@ -49,6 +49,11 @@ void qa_config_defaults(qa_config_t *cfg)
     cfg->audit_over_quota = QA_REPORT;
     cfg->audit_grace_ms = 2000;
     cfg->charge_real = true;
+    cfg->balance_interval_s = 60;
+    cfg->balance_high = 80;
+    cfg->balance_low = 40;
+    cfg->balance_memory = true;
+    cfg->balance_cooldown = 3;
     memcpy(cfg->profiles, builtin, sizeof builtin);
     cfg->nprofiles = NBUILTIN;
 }
@@ -63,7 +68,7 @@ const qa_profile_t *qa_config_profile(const qa_config_t *cfg, const char *name)
 }
 
 /* The [arbiter] and [audit] keys, each named once: how its value is read and checked. */
-enum kind { K_PLACEMENT, K_RATIO, K_LEVEL, K_UINT, K_ACTION, K_CHARGE };
+enum kind { K_PLACEMENT, K_RATIO, K_LEVEL, K_UINT, K_ACTION, K_CHARGE, K_SWITCH };
 static const struct key {
     const char *name;
     enum kind kind;
@@ -143,6 +148,26 @@ static const struct key audit_keys[] = {
 };
 #define NAUDIT_KEYS (sizeof audit_keys / sizeof audit_keys[0])
 
+/* The [balance] keys, likewise. */
+static const struct key balance_keys[] = {
+    {"interval_s", K_UINT, offsetof(qa_config_t, balance_interval_s), 0, 86400,
+     "seconds between 0 (never by itself) and 86400",
+     "how often the GPUs are balanced: a vGPU moves from a GPU over 'high' to one under 'low' "
+     "(0-86400 s; 0: only when asked, qgpuctl balance)"},
+    {"high", K_UINT, offsetof(qa_config_t, balance_high), 1, 100,
+     "a percentage from 1 to 100",
+     "a GPU whose utilisation averaged over the interval (or memory in use) is above this "
+     "percent is overloaded (1-100)"},
+    {"low", K_UINT, offsetof(qa_config_t, balance_low), 0, 99, "a percentage from 0 to 99",
+     "a GPU below this percent can take a vGPU (0-99, below high)"},
+    {"memory", K_SWITCH, offsetof(qa_config_t, balance_memory), 0, 0, NULL,
+     "whether memory in use counts as load: on or off"},
+    {"cooldown_intervals", K_UINT, offsetof(qa_config_t, balance_cooldown), 0, 1000,
+     "a number of intervals from 0 to 1000",
+     "a vGPU that moved does not move again for this many intervals (0-1000)"},
+};
+#define NBALANCE_KEYS (sizeof balance_keys / sizeof balance_keys[0])
+
 /* A profile's keys, in the order of its `seen` lines. */
 static const char *const profile_keys[] = {"memory", "share", "limit"};
 #define NPROFILE_KEYS 3
@@ -157,7 +182,8 @@ struct parse {
     int line;                        /* lines read so far: the line the handler is called for */
     int err_line;                    /* first problem found by the handler, 0 if none */
     char err[200];                   /* its text */
-    int key_line[NKEYS + NAUDIT_KEYS]; /* where each [arbiter], then [audit], key was set */
+    int key_line[NKEYS + NAUDIT_KEYS + NBALANCE_KEYS]; /* where each [arbiter], [audit],
+                                                         * then [balance] key was set */
     int first_line[QA_MAX_PROFILES]; /* where each file profile's first key is */
     int profile_line[QA_MAX_PROFILES][NPROFILE_KEYS]; /* where its keys were set */
     char section[80];                                 /* the section of the previous key */
@@ -235,17 +261,18 @@ static int parse_action(const char *v)
     return -1;
 }
 
-/* A key of [arbiter] or [audit] (section). */
+/* A key of [arbiter], [audit] or [balance] (section). */
 static int setting_key(struct parse *p, const char *section, const char *key, const char *v)
 {
-    bool audit = strcmp(section, "audit") == 0;
-    const struct key *table = audit ? audit_keys : keys, *k = NULL;
-    size_t n = audit ? NAUDIT_KEYS : NKEYS;
+    bool audit = strcmp(section, "audit") == 0, balance = strcmp(section, "balance") == 0;
+    const struct key *table = audit ? audit_keys : balance ? balance_keys : keys, *k = NULL;
+    size_t n = audit ? NAUDIT_KEYS : balance ? NBALANCE_KEYS : NKEYS;
+    size_t first = audit ? NKEYS : balance ? NKEYS + NAUDIT_KEYS : 0;
     for (size_t i = 0; i < n && !k; i++)
         k = strcmp(table[i].name, key) == 0 ? &table[i] : NULL;
     if (!k)
         return problem(p, "unknown key '%s' in [%s]", key, section);
-    if (!once(p, &p->key_line[(audit ? NKEYS : 0) + (size_t)(k - table)], key, ""))
+    if (!once(p, &p->key_line[first + (size_t)(k - table)], key, ""))
         return 0;
     char *dst = (char *)p->cfg + k->off;
     switch (k->kind) {
@@ -284,6 +311,11 @@ static int setting_key(struct parse *p, const char *section, const char *key, co
         if (strcmp(v, "real") != 0 && strcmp(v, "allocated") != 0)
             return problem(p, "charge '%s' is neither 'real' nor 'allocated'", v);
         *(bool *)dst = strcmp(v, "real") == 0;
+        return 1;
+    case K_SWITCH:
+        if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+            return problem(p, "%s '%s' is neither 'on' nor 'off'", key, v);
+        *(bool *)dst = strcmp(v, "on") == 0;
         return 1;
     }
     return problem(p, "unknown key '%s' in [%s]", key, section); /* cannot happen */
@@ -359,13 +391,15 @@ static int handler(void *arg, const char *section, const char *key, const char *
     struct parse *p = arg;
     if (!new_section_ok(p, section))
         return 0;
-    if (strcmp(section, "arbiter") == 0 || strcmp(section, "audit") == 0)
+    if (strcmp(section, "arbiter") == 0 || strcmp(section, "audit") == 0 ||
+        strcmp(section, "balance") == 0)
         return setting_key(p, section, key, value);
     if (strncmp(section, "profile ", 8) == 0)
         return profile_key(p, section + 8, key, value);
     if (section[0] == '\0')
         return problem(p, "key '%s' outside any section (put it under [arbiter])", key);
-    return problem(p, "unknown section [%s] (use [arbiter], [audit] or [profile NAME])", section);
+    return problem(p, "unknown section [%s] (use [arbiter], [audit], [balance] or [profile NAME])",
+                   section);
 }
 
 /* Opens path for reading if it is a regular file of at most MAX_FILE bytes: a directory
@@ -417,6 +451,13 @@ static int check_together(const qa_config_t *cfg, const char *path, char *err)
         snprintf(err, QP_ERR_LEN,
                  "%.100s: burst_ms %u is above quantum_max_ms %u (a burst is a short lease)", path,
                  cfg->burst_ms, cfg->quantum_max_ms);
+        return -EINVAL;
+    }
+    if (cfg->balance_low >= cfg->balance_high) {
+        snprintf(err, QP_ERR_LEN,
+                 "%.100s: [balance] low %u is not below high %u (a GPU cannot be both overloaded "
+                 "and able to take more)",
+                 path, cfg->balance_low, cfg->balance_high);
         return -EINVAL;
     }
     /* A memory request may be held for the grace and then wait for reclaim: the shim
@@ -486,6 +527,9 @@ static void write_keys(const qa_config_t *cfg, const char *section, const struct
         case K_CHARGE:
             fputs(*(const bool *)src ? "real" : "allocated", out);
             break;
+        case K_SWITCH:
+            fputs(*(const bool *)src ? "on" : "off", out);
+            break;
         }
         fputs(i + 1 < n ? "\n\n" : "\n", out);
     }
@@ -496,6 +540,8 @@ int qa_config_write(const qa_config_t *cfg, FILE *out)
     write_keys(cfg, "arbiter", keys, NKEYS, out);
     fputs("\n", out);
     write_keys(cfg, "audit", audit_keys, NAUDIT_KEYS, out);
+    fputs("\n", out);
+    write_keys(cfg, "balance", balance_keys, NBALANCE_KEYS, out);
     for (size_t i = NBUILTIN; i < cfg->nprofiles; i++) {
         const qa_profile_t *pr = &cfg->profiles[i];
         fprintf(out, "\n[profile %s]\nmemory = %lluMiB\nshare = %u\n", pr->name,

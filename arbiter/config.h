@@ -45,6 +45,14 @@
  *                                  unmanaged processes with the vGPU's credentials, as
  *                                  NVML reports them) | allocated (allocations only)
  *
+ *   [balance]                      moving vGPUs off overloaded GPUs (docs/migration.md)
+ *   interval_s = 60                how often, in seconds (0: never by itself)
+ *   high = 80                      a GPU above this percent (utilisation averaged over the
+ *                                  interval, or memory in use) is overloaded
+ *   low = 40                       one below it can take a vGPU
+ *   memory = on                    memory in use counts as load: on | off
+ *   cooldown_intervals = 3         a vGPU that moved stays this many intervals
+ *
  *   [profile NAME]                 a custom profile, used as --profile NAME
  *   memory = 16GiB
  *   share = 60
@@ -114,6 +122,11 @@ typedef struct qa_config {
     qa_action_t audit_over_quota;    /* [audit] over_quota: vGPUs past their quota */
     unsigned audit_grace_ms;         /* [audit] grace_ms: how long before acting */
     bool charge_real;                /* [audit] charge = real (true) or allocated */
+    unsigned balance_interval_s;     /* [balance] interval_s: 0 = no automatic balancing */
+    unsigned balance_high;           /* [balance] high, percent */
+    unsigned balance_low;            /* [balance] low, percent (< high) */
+    bool balance_memory;             /* [balance] memory = on */
+    unsigned balance_cooldown;       /* [balance] cooldown_intervals */
     qa_profile_t profiles[QA_MAX_PROFILES]; /* Q1, Q2, Q4, Q8, then the file's */
     size_t nprofiles;                       /* entries in profiles */
 } qa_config_t;
@@ -123,7 +136,8 @@ void qa_config_defaults(qa_config_t *cfg);
 /* Reads path over cfg (which holds defaults). Returns 0, or -EINVAL with err as
  * "PATH:LINE: problem" (or "PATH: problem" when it cannot be read). */
 int qa_config_load(qa_config_t *cfg, const char *path, char err[QP_ERR_LEN]);
-/* Writes cfg as a configuration file that reads back as cfg: [arbiter] and [audit] with
+/* Writes cfg as a configuration file that reads back as cfg: [arbiter], [audit] and
+ * [balance] with
  * every key, each after a comment saying what it does, then the custom profiles. What
  * `qarbiter --print-config` prints, and what the packaged /etc/qvgpu/qarbiter.conf is made
  * from (scripts/gen-conffile.sh). Returns 0 or -EIO when out cannot be written. */

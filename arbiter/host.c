@@ -111,9 +111,10 @@ static qa_gpu_load_t load_of(const qa_gpu_t *g)
                            g->util};
 }
 
-static void charge(qa_host_t *self, const qa_vgpu_t *v, int sign)
+/* Charges (sign > 0) or uncharges v's quota and share on GPU gpu. */
+static void charge_on(qa_host_t *self, const qa_vgpu_t *v, unsigned gpu, int sign)
 {
-    qa_gpu_t *g = &self->gpus[v->gpu];
+    qa_gpu_t *g = &self->gpus[gpu];
     if (sign > 0) {
         g->memory_reserved_mb += v->memory_mb;
         g->share_reserved += v->share;
@@ -123,6 +124,13 @@ static void charge(qa_host_t *self, const qa_vgpu_t *v, int sign)
         g->share_reserved -= v->share;
         g->nvgpus--;
     }
+}
+
+static void charge(qa_host_t *self, const qa_vgpu_t *v, int sign)
+{
+    charge_on(self, v, v->gpu, sign);
+    if (v->moving)
+        charge_on(self, v, v->moving - 1, sign);
 }
 
 static bool printable(const char *s)
@@ -334,6 +342,11 @@ int qa_host_adopt(qa_host_t *self, const qa_vgpu_t *v, const char *gpu_uuid, cha
     copy->ghosts = NULL;
     copy->ghost_bytes = 0;
     copy->ent = NULL;
+    copy->moving = 0;
+    copy->in_move = false;
+    copy->moved_at = 0;
+    copy->util_sum = 0;
+    copy->util_samples = 0;
     copy->procs = 0;
     copy->mem_used = copy->mem_reserved = 0;
     /* Keep creation order across restarts: ids grow with time. */
@@ -356,6 +369,11 @@ int qa_host_resize(qa_host_t *self, const char *id, const qa_change_t *change, q
     if (!v) {
         snprintf(err, QP_ERR_LEN, "there is no vGPU '%.32s'", id);
         return -ENOENT;
+    }
+    if (v->in_move) {
+        snprintf(err, QP_ERR_LEN, "vGPU %s is moving to another GPU: resize it once that is done",
+                 v->id);
+        return -EBUSY;
     }
     uint64_t memory_mb = change->has_memory ? change->memory_mb : v->memory_mb;
     unsigned share = change->has_share ? change->share : v->share;
@@ -382,6 +400,50 @@ int qa_host_resize(qa_host_t *self, const char *id, const qa_change_t *change, q
     charge(self, v, +1);
     *out = v;
     return 0;
+}
+
+int qa_host_move_begin(qa_host_t *self, qa_vgpu_t *v, int to, char err[QP_ERR_LEN])
+{
+    int rc = gpu_range(self, to, err);
+    if (rc < 0)
+        return rc;
+    const qa_gpu_t *src = &self->gpus[v->gpu], *dst = &self->gpus[to];
+    if (v->in_move) {
+        snprintf(err, QP_ERR_LEN, "vGPU %s is moving to another GPU already", v->id);
+        return -EBUSY;
+    }
+    if ((unsigned)to == v->gpu) {
+        snprintf(err, QP_ERR_LEN, "vGPU %s is on GPU %d already", v->id, to);
+        return -EINVAL;
+    }
+    if (strcmp(src->desc.name, dst->desc.name) != 0) {
+        snprintf(err, QP_ERR_LEN,
+                 "GPU %d is a %.48s and vGPU %.24s's GPU %u a %.48s: the driver moves processes only "
+                 "between GPUs of one chip",
+                 to, dst->desc.name, v->id, v->gpu, src->desc.name);
+        return -EINVAL;
+    }
+    qa_gpu_load_t l = load_of(dst);
+    if ((rc = qa_admit(&l, to, v->memory_mb, v->share, self->cfg, err)) < 0)
+        return rc;
+    v->moving = (unsigned)to + 1;
+    v->in_move = true;
+    charge_on(self, v, (unsigned)to, +1);
+    return 0;
+}
+
+void qa_host_move_end(qa_host_t *self, qa_vgpu_t *v, bool commit)
+{
+    if (!v->moving)
+        return;
+    unsigned to = v->moving - 1;
+    v->moving = 0;
+    if (commit) {
+        charge_on(self, v, v->gpu, -1);
+        v->gpu = to;
+    } else {
+        charge_on(self, v, to, -1);
+    }
 }
 
 qa_vgpu_t *qa_host_take(qa_host_t *self, const char *id)

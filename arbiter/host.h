@@ -43,6 +43,9 @@ typedef struct qa_gpu {
     uint64_t memory_unmanaged;   /* bytes held by processes that are no tenant of its
                                   * vGPUs, NVML's latest round (audit.c) */
     unsigned procs_unmanaged;    /* those processes (audit.c) */
+    double util_sum;             /* utilisation samples summed over the balance interval,
+                                  * the larger of util and leased each (balancer.c) */
+    unsigned util_samples;       /* how many */
 } qa_gpu_t;
 
 struct qa_session;
@@ -85,6 +88,14 @@ typedef struct qa_vgpu {
     bool over_reported;       /* that was reported (audit.c) */
     struct qa_sched_ent *ent; /* its compute scheduler entity, NULL before a process came
                                * (compute.c's, owned by its GPU's scheduler) */
+    unsigned moving;          /* 1 + the GPU it is moving to, whose admission counts it
+                               * too, until the move commits; 0 otherwise (qa_host_move_*) */
+    bool in_move;             /* a move of it is under way, committed or not: it may be
+                               * neither destroyed nor resized (set by qa_host_move_begin,
+                               * cleared by mover.c when the move is over) */
+    uint64_t moved_at;        /* when it last moved (monotonic ns), 0: never (mover.c) */
+    double util_sum;          /* util samples summed over the balance interval (balancer.c) */
+    unsigned util_samples;    /* how many */
 } qa_vgpu_t;
 
 /* A create request. */
@@ -135,9 +146,19 @@ int qa_host_create(qa_host_t *self, const qa_spec_t *spec, int64_t now, qa_vgpu_
  * GPU is gone), -EEXIST, or -EINVAL (a bad value, or larger than its GPU), with err. */
 int qa_host_adopt(qa_host_t *self, const qa_vgpu_t *v, const char *gpu_uuid, char err[QP_ERR_LEN]);
 /* Applies change to the vGPU id after validation and admission on its GPU. Returns 0
- * with *out borrowed, or -ENOENT, -EINVAL, -ENOSPC with err. */
+ * with *out borrowed, or -ENOENT, -EINVAL, -ENOSPC, or -EBUSY (it is moving) with err. */
 int qa_host_resize(qa_host_t *self, const char *id, const qa_change_t *change, qa_vgpu_t **out,
                    char err[QP_ERR_LEN]);
+/* Begins v's move to GPU `to`: checks it and charges v's quota and share to `to` as well
+ * until qa_host_move_end, so that nothing else takes that room meanwhile. Returns 0, or
+ * with err as one line: -ENOENT (no such GPU), -EINVAL (v is there already, or `to` is
+ * of another chip: the driver moves processes only between GPUs of one chip), -ENOSPC
+ * (admission refuses v there), -EBUSY (v is moving already). */
+int qa_host_move_begin(qa_host_t *self, qa_vgpu_t *v, int to, char err[QP_ERR_LEN]);
+/* Ends v's move: with commit v lives on its target from now and its source's charge goes;
+ * without, the target's goes. */
+void qa_host_move_end(qa_host_t *self, qa_vgpu_t *v, bool commit);
+
 /* Removes the vGPU id from the host and returns it: the caller ends its sessions and
  * frees it. NULL when there is none. */
 qa_vgpu_t *qa_host_take(qa_host_t *self, const char *id);

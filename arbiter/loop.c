@@ -10,8 +10,8 @@
 #define MAX_WATCHES 16
 
 struct watch {
-    int fd; /* the fd to poll */
-    qa_io_fn *fn;
+    int fd;       /* the fd to poll */
+    qa_io_fn *fn; /* NULL: removed, dropped at the next turn */
     void *arg;
 };
 
@@ -48,12 +48,33 @@ void qa_loop_destroy(qa_loop_t **self_p)
     *self_p = NULL;
 }
 
+/* Drops the watches removed since the last turn. Not from a callback: the turn's
+ * indexes into watches must hold while it dispatches. */
+static void compact(qa_loop_t *self)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < self->nwatches; i++) {
+        if (self->watches[i].fn)
+            self->watches[k++] = self->watches[i];
+    }
+    self->nwatches = k;
+}
+
 int qa_loop_add_fd(qa_loop_t *self, int fd, qa_io_fn *fn, void *arg)
 {
+    compact(self);
     if (self->nwatches == MAX_WATCHES)
         return -ENOMEM;
     self->watches[self->nwatches++] = (struct watch){fd, fn, arg};
     return 0;
+}
+
+void qa_loop_remove_fd(qa_loop_t *self, int fd)
+{
+    for (size_t i = 0; i < self->nwatches; i++) {
+        if (self->watches[i].fd == fd)
+            self->watches[i].fn = NULL;
+    }
 }
 
 /* ---- timer heap -------------------------------------------------------------------- */
@@ -160,6 +181,7 @@ int qa_loop_run(qa_loop_t *self)
         } else {
             timeout = NULL;
         }
+        compact(self);
         for (size_t i = 0; i < self->nwatches; i++)
             pfds[i] = (struct pollfd){self->watches[i].fd, POLLIN, 0};
         int n = ppoll(pfds, self->nwatches, timeout, NULL);
@@ -168,7 +190,7 @@ int qa_loop_run(qa_loop_t *self)
         /* A callback handles a bounded batch and returns: an fd still readable wakes the
          * next turn at once, after the timers due meanwhile. */
         for (size_t i = 0; n > 0 && i < self->nwatches && !self->stop; i++) {
-            if (pfds[i].revents & (POLLIN | POLLHUP | POLLERR))
+            if (self->watches[i].fn && (pfds[i].revents & (POLLIN | POLLHUP | POLLERR)))
                 self->watches[i].fn(self->watches[i].arg);
         }
     }

@@ -36,6 +36,9 @@ void qa_loop_destroy(qa_loop_t **self_p);
 
 /* Watches a file descriptor for input. Returns 0 or -ENOMEM. */
 int qa_loop_add_fd(qa_loop_t *self, int fd, qa_io_fn *fn, void *arg);
+/* Stops watching fd (before the caller closes it); callable from any callback, its own
+ * included: it is not called again. */
+void qa_loop_remove_fd(qa_loop_t *self, int fd);
 
 /* CLOCK_MONOTONIC now, in nanoseconds. */
 uint64_t qa_now_ns(void);

@@ -1,5 +1,7 @@
 /* main.c - qarbiter: options, configuration, then the server until SIGTERM/SIGINT.
  * Single-threaded until the server starts its helpers. */
+#include "arbiter/ckpt.h"
+#include "arbiter/ckpt_helper.h"
 #include "arbiter/config.h"
 #include "arbiter/http.h"
 #include "arbiter/log.h"
@@ -54,6 +56,9 @@ static void raise_fd_limit(const qa_log_t *log)
 
 int main(int argc, char **argv)
 {
+    /* Run by a qarbiter as its checkpoint helper (ckpt.h), not by a person. */
+    if (argc == 3 && strcmp(argv[1], QA_CKPT_ARG) == 0 && strcmp(argv[2], "3") == 0)
+        return qa_ckpt_helper_main(3);
     const char *socket_dir = "/run/qvgpu", *state_dir = "/var/lib/qvgpu", *config = NULL;
     const char *tenant_dir = NULL, *http = NULL;
     bool print_config = false;

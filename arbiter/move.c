@@ -211,18 +211,32 @@ static void drop(struct proc *p, qa_move_fate_t fate)
     p->unlocked = 0;
 }
 
-/* The next call of the rollback for process i, or 0 when it needs none. */
+qa_move_op_t qa_move_next_home(qa_move_pstate_t state, bool on_home)
+{
+    switch (state) {
+    case QA_PSTATE_LOCKED:
+        return on_home ? QA_MOVE_UNLOCK : QA_MOVE_CHECKPOINT;
+    case QA_PSTATE_CHECKPOINTED:
+        return on_home ? QA_MOVE_RESTORE_STAY : QA_MOVE_RESTORE_SWAP;
+    case QA_PSTATE_RUNNING:
+        return on_home ? 0 : QA_MOVE_LOCK;
+    default:
+        return 0; /* failed: nothing the driver can do */
+    }
+}
+
+/* The next call of the rollback for p (home: the source), or 0 when it needs none. */
 static qa_move_op_t back_op(const struct proc *p)
 {
     switch (p->at) {
     case AT_ON_T:
-        return QA_MOVE_CHECKPOINT;
+        return qa_move_next_home(QA_PSTATE_LOCKED, false);
     case AT_CKPT_T:
-        return QA_MOVE_RESTORE_SWAP;
+        return qa_move_next_home(QA_PSTATE_CHECKPOINTED, false);
     case AT_CKPT:
-        return QA_MOVE_RESTORE_STAY;
+        return qa_move_next_home(QA_PSTATE_CHECKPOINTED, true);
     case AT_LOCKED:
-        return QA_MOVE_UNLOCK;
+        return qa_move_next_home(QA_PSTATE_LOCKED, true);
     default:
         return 0;
     }

@@ -120,8 +120,8 @@ typedef struct qa_move_result {
     const qa_move_outcome_t *procs; /* borrowed for the finish callback only */
 } qa_move_result_t;
 
-/* What the core decided. Callbacks must not call qa_move_* functions, except that call
- * may not answer at once either: answers always come later, from the shell's loop. */
+/* What the core decided. Callbacks must not call qa_move_* functions: the answers
+ * (qa_move_answer, qa_move_committed) come later, from the shell's loop. */
 typedef struct qa_move_ops {
     /* No new leases for V; revoke the one held. */
     void (*freeze)(void *arg);
@@ -132,7 +132,8 @@ typedef struct qa_move_ops {
     /* Record V on T; answer with qa_move_committed. */
     void (*commit)(void *arg);
     /* The move is over (r borrowed for the call): let V compete on T when r->status is
-     * QA_MOVE_DONE, else on S. The core may be destroyed from here on. */
+     * QA_MOVE_DONE, else on S. The core returns into itself after this: destroy it
+     * later, not from here. */
     void (*finish)(void *arg, const qa_move_result_t *r);
     void *arg;
 } qa_move_ops_t;
@@ -161,6 +162,12 @@ void qa_move_committed(qa_move_t *self, int rc, const char *err, uint64_t now);
 void qa_move_tick(qa_move_t *self, uint64_t now);
 /* When qa_move_tick must run next; UINT64_MAX when nothing is due. */
 uint64_t qa_move_deadline(const qa_move_t *self);
+/* The next call that brings a process the driver has in `state`, on the GPU its vGPU
+ * lives on (on_home) or on the other GPU of the move, back to running there: 0 when it
+ * is. After QA_MOVE_RESTORE_SWAP it is on the other GPU. The rollback's rule, and that
+ * of the checkpoint helper when the arbiter died during a move (ckpt.h). */
+qa_move_op_t qa_move_next_home(qa_move_pstate_t state, bool on_home);
+
 /* Whether the move is over (finish was called). */
 bool qa_move_over(const qa_move_t *self);
 

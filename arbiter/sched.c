@@ -42,6 +42,7 @@ struct qa_sched_ent {
     qa_sched_proc_t *wtail; /* appended at the tail */
     unsigned nwaiting;      /* processes in the waiting queue */
     bool throttled;         /* waits, but its bucket is too low to be granted */
+    bool held;              /* granted nothing until released (its vGPU is moving) */
     uint64_t last_active;   /* when it last held the GPU or had a process waiting */
     double recent;          /* ns charged, decayed with a time constant of one window */
     uint64_t recent_at;     /* when recent was last decayed */
@@ -92,7 +93,7 @@ static bool active(const qa_sched_t *self, const qa_sched_ent_t *e)
 /* Active and not held back by its limit: it competes by virtual time. */
 static bool competing(const qa_sched_t *self, const qa_sched_ent_t *e)
 {
-    return active(self, e) && !e->throttled;
+    return active(self, e) && !e->throttled && !e->held;
 }
 
 /* The bucket's cap: one window's worth of the limit, but never below one shortest
@@ -242,7 +243,7 @@ static void rejoin(qa_sched_t *self, qa_sched_ent_t *e)
 static bool eligible(qa_sched_t *self, qa_sched_ent_t *e, unsigned n, uint64_t now)
 {
     refill(self, e, now);
-    if (!e->nwaiting)
+    if (!e->nwaiting || e->held)
         return false;
     if (!bucket_ok(self, e, n)) {
         e->throttled = true;
@@ -327,7 +328,7 @@ static bool may_burst(qa_sched_t *self, qa_sched_proc_t *p, uint64_t now)
 {
     qa_sched_ent_t *e = p->ent;
     if (!self->p.burst_ns || !self->holder || self->holder->ent == e || self->bursts ||
-        p->state != P_WAITING)
+        p->state != P_WAITING || e->held)
         return false;
     refill(self, e, now);
     if (e->limit && e->bucket < (int64_t)self->p.burst_ns)
@@ -384,6 +385,18 @@ static void preempt(qa_sched_t *self, qa_sched_ent_t *e, uint64_t now)
     self->preempt_at = 0;
     self->revoked = true;
     self->ops.revoke(self->ops.arg, self->holder->owner, self->holder->lease);
+}
+
+/* p has just started waiting (or may run again): the GPU if free, else a burst beside
+ * the holder if p's vGPU is well below its share, else the holder is preempted if it owes
+ * p's vGPU time. */
+static void serve(qa_sched_t *self, qa_sched_proc_t *p, uint64_t now)
+{
+    dispatch(self, now);
+    if (may_burst(self, p, now))
+        grant_burst(self, p, now);
+    else if (p->state == P_WAITING)
+        preempt(self, p->ent, now);
 }
 
 /* Ends p's burst at now: charges max(now - its start, used) to its vGPU (the drain of its
@@ -504,6 +517,25 @@ void qa_sched_set(qa_sched_t *self, qa_sched_ent_t *e, unsigned share, unsigned 
     dispatch(self, now); /* a raised limit may make it eligible at once */
 }
 
+void qa_sched_hold(qa_sched_t *self, qa_sched_ent_t *e, bool hold, uint64_t now)
+{
+    e->held = hold;
+    if (hold && self->holder && self->holder->ent == e && !self->revoked) {
+        charge_lease(self, now, 0);
+        self->revoked = true;
+        self->ops.revoke(self->ops.arg, self->holder->owner, self->holder->lease);
+    }
+    if (!hold) {
+        /* The time it was held is not saved up as credit: it starts level. */
+        e->throttled = false;
+        rejoin(self, e);
+        if (e->whead)
+            serve(self, e->whead, now);
+        else
+            dispatch(self, now);
+    }
+}
+
 qa_sched_proc_t *qa_sched_proc_new(qa_sched_t *self, qa_sched_ent_t *ent, void *owner)
 {
     (void)self;
@@ -560,11 +592,7 @@ void qa_sched_request(qa_sched_t *self, qa_sched_proc_t *p, uint64_t now)
             rejoin(self, e);
     }
     enqueue(e, p);
-    dispatch(self, now);
-    if (may_burst(self, p, now))
-        grant_burst(self, p, now);
-    else if (p->state == P_WAITING)
-        preempt(self, e, now);
+    serve(self, p, now);
 }
 
 int qa_sched_extend(qa_sched_t *self, qa_sched_proc_t *p, uint64_t lease, uint64_t now)
@@ -577,7 +605,8 @@ int qa_sched_extend(qa_sched_t *self, qa_sched_proc_t *p, uint64_t lease, uint64
         return 0; /* already told to stop */
     qa_sched_ent_t *e = p->ent;
     charge_lease(self, now, 0);
-    if (would_go_first(self, e, now) || (e->limit && e->bucket < (int64_t)self->p.quantum_min_ns)) {
+    if (e->held || would_go_first(self, e, now) ||
+        (e->limit && e->bucket < (int64_t)self->p.quantum_min_ns)) {
         self->revoked = true;
         self->ops.revoke(self->ops.arg, p->owner, p->lease);
         return 0;
@@ -601,11 +630,7 @@ int qa_sched_return(qa_sched_t *self, qa_sched_proc_t *p, uint64_t lease, uint64
             /* A frame of several kernels: the next burst at once while still well below
              * its share; else its turn in the queue. */
             enqueue(p->ent, p);
-            dispatch(self, now);
-            if (may_burst(self, p, now))
-                grant_burst(self, p, now);
-            else if (p->state == P_WAITING)
-                preempt(self, p->ent, now);
+            serve(self, p, now);
             return 0;
         }
         dispatch(self, now);
@@ -676,7 +701,7 @@ uint64_t qa_sched_deadline(const qa_sched_t *self)
         return min_u64(when, self->lease_end + self->p.grace_ns);
     unsigned n = count_active(self);
     for (const qa_sched_ent_t *e = self->ents; e; e = e->next) {
-        if (!e->nwaiting)
+        if (!e->nwaiting || e->held)
             continue;
         if (bucket_ok(self, e, n))
             return min_u64(when, e->refilled); /* cannot happen after a dispatch; be safe */
@@ -759,6 +784,31 @@ unsigned qa_sched_ent_active(const qa_sched_ent_t *ent)
     for (const qa_sched_proc_t *p = ent->procs; p; p = p->next)
         n += p->state == P_HOLDING;
     return n;
+}
+
+bool qa_sched_ent_holding(const qa_sched_ent_t *ent)
+{
+    for (const qa_sched_proc_t *p = ent->procs; p; p = p->next) {
+        if (p->state == P_HOLDING || p->state == P_BURST)
+            return true;
+    }
+    return false;
+}
+
+uint64_t qa_sched_proc_lease(const qa_sched_proc_t *proc)
+{
+    return proc->lease;
+}
+
+void qa_sched_proc_continue(qa_sched_proc_t *proc, uint64_t lease)
+{
+    if (lease > proc->lease)
+        proc->lease = lease;
+}
+
+bool qa_sched_proc_waiting(const qa_sched_proc_t *proc)
+{
+    return proc->state == P_WAITING;
 }
 
 uint64_t qa_sched_hung(const qa_sched_t *self)

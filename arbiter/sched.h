@@ -93,6 +93,12 @@ void qa_sched_ent_destroy(qa_sched_t *self, qa_sched_ent_t **ent_p);
 void qa_sched_set(qa_sched_t *self, qa_sched_ent_t *ent, unsigned share, unsigned limit,
                   uint64_t now);
 
+/* hold: ent's processes are granted nothing (they may still ask, and wait), a lease one
+ * of them holds is revoked, and its extensions are refused; its vGPU is moving to
+ * another GPU. !hold: they compete again from now, level with the others (the time it
+ * was held is no credit). */
+void qa_sched_hold(qa_sched_t *self, qa_sched_ent_t *ent, bool hold, uint64_t now);
+
 /* Adds an idle process to ent; owner is handed to the callbacks. NULL when out of
  * memory. */
 qa_sched_proc_t *qa_sched_proc_new(qa_sched_t *self, qa_sched_ent_t *ent, void *owner);
@@ -141,6 +147,17 @@ uint64_t qa_sched_ent_grants(const qa_sched_ent_t *ent);
 uint64_t qa_sched_ent_quantum(const qa_sched_ent_t *ent);
 /* Processes of ent waiting for the GPU, or holding it or a burst. */
 unsigned qa_sched_ent_active(const qa_sched_ent_t *ent);
+/* Whether a process of ent holds the GPU or runs a burst now (a vGPU about to move
+ * waits for both to come back). */
+bool qa_sched_ent_holding(const qa_sched_ent_t *ent);
+/* The number of proc's current or last lease (0: none yet). */
+uint64_t qa_sched_proc_lease(const qa_sched_proc_t *proc);
+/* proc, just added, is a process that held leases up to `lease` under another scheduler
+ * (its vGPU moved here): its leases go on numbering from there, as the shim drops a grant
+ * numbered below one it had. */
+void qa_sched_proc_continue(qa_sched_proc_t *proc, uint64_t lease);
+/* Whether proc waits for the GPU (it asked and was not granted yet). */
+bool qa_sched_proc_waiting(const qa_sched_proc_t *proc);
 /* Leases taken back from hung holders since creation. */
 uint64_t qa_sched_hung(const qa_sched_t *self);
 /* Bursts granted to ent's processes since it was added (counted in its grants too). */

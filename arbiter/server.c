@@ -4,7 +4,10 @@
 
 #include "arbiter/admin.h"
 #include "arbiter/audit.h"
+#include "arbiter/balancer.h"
 #include "arbiter/compute.h"
+#include "arbiter/migrate.h"
+#include "arbiter/mover.h"
 #include "arbiter/dispatch.h"
 #include "arbiter/endpoint.h"
 #include "arbiter/host.h"
@@ -61,6 +64,9 @@ struct qa_server {
     qa_compute_t *compute;    /* owned: a compute scheduler per GPU */
     qa_tenants_t *tenants;    /* owned: the tenant sessions */
     qa_admin_t *admin;        /* owned: the administrator's requests */
+    qa_mover_t *mover;        /* owned: vGPUs moving to other GPUs */
+    qa_balancer_t *balancer;  /* owned: auto-balancing */
+    qa_migrate_t *migrate;    /* owned: the migrate and balance requests */
     qa_dispatch_t *dispatch;  /* owned: messages to the handlers of their kinds */
     qa_reply_t reply;         /* the endpoints, as the handlers' reply path */
     qa_store_t *store;        /* owned */
@@ -123,6 +129,8 @@ static void on_closing(void *arg, qa_peer_t *p)
     qa_server_t *self = arg;
     if (p->ep == QP_TENANT)
         qa_tenants_end(self->tenants, p, false);
+    else if (self->mover)
+        qa_mover_forget(self->mover, p); /* its migrate or balance is answered to nobody */
 }
 
 /* ---- what admin.c asks of the others ---------------------------------------------- */
@@ -295,6 +303,8 @@ static void on_sampling(void *arg)
     qa_server_t *self = arg;
     take_round(self); /* in case its eventfd's wake-up was missed; and held requests time out */
     qa_compute_sample(self->compute, self->host);
+    if (self->balancer)
+        qa_balancer_sample(self->balancer);
     qa_timer_start(self->loop, &self->sampling, qa_now_ns() + SAMPLE_MS * 1000000ull, on_sampling,
                    self);
 }
@@ -525,6 +535,52 @@ static int add_routes(qa_server_t *self, const qa_route_t *table, size_t n, void
     return rc;
 }
 
+static void vgpu_moved(void *arg, qa_vgpu_t *v)
+{
+    qa_server_t *self = arg;
+    qa_tenants_moved(self->tenants, v);
+}
+
+/* Moving vGPUs (docs/migration.md): the mover, the balancer and their requests. The
+ * checkpoint helper is this binary, started when a move first needs the driver. */
+static int start_moves(qa_server_t *self, const char *state_dir, char *err)
+{
+    const qa_config_t *cfg = self->cfg;
+    qa_mover_env_t env = {
+        .loop = self->loop,
+        .log = self->log,
+        .host = self->host,
+        .store = self->store,
+        .cdi = self->cdi,
+        .compute = self->compute,
+        .state_dir = state_dir,
+        .exe = "/proc/self/exe",
+        .params =
+            {
+                /* the lease held comes back at once, after the work queued under it */
+                .drain_ns = (cfg->lease_grace_ms + 1000ull) * 1000000ull,
+                .lock_ns = 2000ull * 1000000ull,
+                .op_ns = 10000ull * 1000000ull,
+                .ns_per_gib = 2000ull * 1000000ull, /* copies run at 12 GB/s and more */
+                .poll_ns = 1000000ull,
+                .retry_ns = 200ull * 1000000ull,
+                .retries = 5,
+            },
+        .moved = vgpu_moved,
+        .arg = self,
+    };
+    if (!(self->mover = qa_mover_new(&env)) ||
+        !(self->balancer = qa_balancer_new(&(qa_balancer_env_t){self->loop, self->log, self->host,
+                                                                cfg, self->mover})) ||
+        !(self->migrate = qa_migrate_new(&(qa_migrate_opts_t){self->host, self->mover,
+                                                              self->balancer, &self->reply,
+                                                              self->log}))) {
+        snprintf(err, QP_ERR_LEN, "cannot start: out of memory");
+        return -ENOMEM;
+    }
+    return add_routes(self, qa_migrate_routes, qa_migrate_nroutes, self->migrate, err);
+}
+
 /* The administrator's requests, once the CDI specs (if any) are there; then every
  * request kind has its handler, or the start stops (a table left out). */
 static int start_admin(qa_server_t *self, char *err)
@@ -617,7 +673,8 @@ qa_server_t *qa_server_new(const qa_server_opts_t *opts, char err[QP_ERR_LEN])
     /* admin.sock last: its appearance tells that the arbiter is ready. The CDI specs
      * in between: once the tenant dir is known to be ours, and before anyone asks. */
     if (open_endpoint(self, &self->tenant_ep, QP_TENANT, 0666, err) < 0 ||
-        (opts->tenant_dir && start_cdi(self, opts->cdi, err) < 0) || start_admin(self, err) < 0 ||
+        (opts->tenant_dir && start_cdi(self, opts->cdi, err) < 0) ||
+        start_moves(self, opts->state_dir, err) < 0 || start_admin(self, err) < 0 ||
         open_endpoint(self, &self->admin_ep, QP_ADMIN, 0600, err) < 0)
         goto fail;
     if (qa_loop_add_fd(self->loop, self->sig_fd, on_signal, self) < 0 ||
@@ -657,6 +714,11 @@ void qa_server_destroy(qa_server_t **self_p)
      * scheduler its session points into go. */
     qa_endpoint_destroy(&self->admin_ep);
     qa_endpoint_destroy(&self->tenant_ep);
+    /* A move under way is let go: its helper brings the processes to where the vGPU's
+     * record says, as after kill -9. Requests still waiting are freed with it. */
+    qa_balancer_destroy(&self->balancer);
+    qa_mover_destroy(&self->mover);
+    qa_migrate_destroy(&self->migrate);
     qa_admin_destroy(&self->admin);
     qa_tenants_destroy(&self->tenants); /* what the ghosts hold stays in the ledger */
     qa_compute_destroy(&self->compute);

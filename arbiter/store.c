@@ -524,6 +524,28 @@ static int parse_vgpu(json_t *doc, qa_vgpu_t *v, char uuid[QP_UUID_LEN])
     return 0;
 }
 
+int qa_store_peek_gpu(const char *dir, const char *id, char uuid[QP_UUID_LEN],
+                      char err[QP_ERR_LEN])
+{
+    char where[200], name[NAME_LEN];
+    snprintf(where, sizeof where, "%.150s/vgpus", dir);
+    snprintf(name, sizeof name, "%.*s.json", QP_ID_LEN - 1, id);
+    int fd = open(where, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf(err, QP_ERR_LEN, "cannot open %.150s: %s", where, strerror(errno));
+        return -EIO;
+    }
+    bool lost;
+    json_t *doc = read_json(fd, name, where, &lost, err);
+    close(fd);
+    qa_vgpu_t v;
+    int rc = doc && parse_vgpu(doc, &v, uuid) == 0 ? 0 : -EIO;
+    if (doc && rc < 0)
+        snprintf(err, QP_ERR_LEN, "%.150s/%.40s is no vGPU record", where, name);
+    json_decref(doc);
+    return rc;
+}
+
 /* Reads meta.json into self->ids_bound. A state dir is given one when it is made
  * (qa_store_open), and it is written durably, so one that is missing or damaged was lost
  * or reset: the ids handed out since are unknown, and taking them from the vGPU files

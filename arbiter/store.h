@@ -59,6 +59,13 @@ typedef int qa_store_each_fn(void *arg, const qa_vgpu_t *v, const char *gpu_uuid
 int qa_store_load(qa_store_t *self, qa_store_each_fn *each, void *arg, uint64_t *next_id,
                   char err[QP_ERR_LEN]);
 
+/* Reads, without the state dir's lock, the UUID of the GPU vGPU id lives on as its file
+ * in dir says now (a reader sees a whole file, old or new: store.h). For the checkpoint
+ * helper, which outlives an arbiter killed during a move (ckpt.h). Returns 0, or -EIO
+ * with err when there is no such file or it cannot be read. */
+int qa_store_peek_gpu(const char *dir, const char *id, char uuid[QP_UUID_LEN],
+                      char err[QP_ERR_LEN]);
+
 /* Writes v's file (gpu_uuid: where it lives). Returns 0 or -EIO with err. */
 int qa_store_put(qa_store_t *self, const qa_vgpu_t *v, const char *gpu_uuid, char err[QP_ERR_LEN]);
 /* Removes the file of vGPU id. Returns 0 (also when there was none) or -EIO. */

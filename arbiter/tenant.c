@@ -569,6 +569,12 @@ static void hello(void *self, qa_peer_t *p, const qp_msg_t *m)
     }
     if (!report_ok(t, p, v, id, "mem_used", used))
         return;
+    if (v->moving) {
+        /* A process starting now would start on the GPU the vGPU leaves: it waits. */
+        qa_reply_error(t->o.reply, p, id, QP_E_BUSY,
+                       "vGPU %s is moving to GPU %u: try again shortly", v->id, v->moving - 1);
+        return;
+    }
     qa_session_t *s = calloc(1, sizeof *s);
     if (!s) {
         qa_reply_error(t->o.reply, p, id, QP_E_INTERNAL, "out of memory");
@@ -624,7 +630,8 @@ void qa_tenants_vgpu_gone(qa_tenants_t *self, qa_vgpu_t *v)
     qa_ghosts_drop_all(v, self->o.ledger);
 }
 
-void qa_tenants_resized(qa_tenants_t *self, qa_vgpu_t *v, uint64_t old_memory_mb)
+/* Tells v's processes its limits and GPU now. */
+static void push_limits(qa_tenants_t *self, qa_vgpu_t *v)
 {
     qp_limits_t lim;
     qa_host_limits(self->o.host, v, &lim);
@@ -633,6 +640,16 @@ void qa_tenants_resized(qa_tenants_t *self, qa_vgpu_t *v, uint64_t old_memory_mb
         qp_limits_put(qp_msg_add_map(m, "vgpu"), &lim);
         send(self, s, &m);
     }
+}
+
+void qa_tenants_moved(qa_tenants_t *self, qa_vgpu_t *v)
+{
+    push_limits(self, v);
+}
+
+void qa_tenants_resized(qa_tenants_t *self, qa_vgpu_t *v, uint64_t old_memory_mb)
+{
+    push_limits(self, v);
     if (v->memory_mb < old_memory_mb && v->mem_reserved > quota_of(v)) {
         for (qa_session_t *s = v->sessions; s; s = s->next_in_vgpu) {
             if (s->reserved > s->used)

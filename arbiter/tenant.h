@@ -130,6 +130,10 @@ void qa_tenants_end(qa_tenants_t *self, qa_peer_t *p, bool tell);
 /* Ends every session of v, which is being destroyed (their waiting requests are
  * answered `nosession`), and forgets what the previous arbiter's processes held of it. */
 void qa_tenants_vgpu_gone(qa_tenants_t *self, qa_vgpu_t *v);
+/* v now lives on another GPU (mover.h): its processes are told (a `limits` push with
+ * the new GPU's UUID), before they run again. While a vGPU moves, a hello of a new
+ * process of it is answered `busy` (the shim asks again). */
+void qa_tenants_moved(qa_tenants_t *self, qa_vgpu_t *v);
 /* Tells v's processes their new limits; after a shrink below what is reserved, asks them
  * to give back what they do not use; after growth, serves waiting requests. */
 void qa_tenants_resized(qa_tenants_t *self, qa_vgpu_t *v, uint64_t old_memory_mb);

@@ -1,6 +1,6 @@
 /* qgpuctl.c - the administrator's command line over libqvgpu: create, destroy, resize,
- * list, info, gpus, stats, run/env to put a workload into a vGPU, and gc to remove the
- * vGPUs of VMs (Slurm jobs) that are gone.
+ * list, info, gpus, stats, run/env to put a workload into a vGPU, gc to remove the
+ * vGPUs of VMs (Slurm jobs) that are gone, migrate and balance to move vGPUs between GPUs.
  * Single-threaded. Exit status: 0 success, 1 the operation failed, 2 bad usage; `run`
  * exits with its command's status. */
 #include "qvgpu.h"
@@ -29,6 +29,9 @@ static const char usage[] =
     "  list | info ID | gpus | stats           show vGPUs, one vGPU, GPUs, totals\n"
     "  run ID -- CMD [ARGS...]                 run CMD inside the vGPU\n"
     "  env ID                                  print what run sets, as export lines\n"
+    "  migrate ID --gpu INDEX|UUID             move a vGPU and its running processes to\n"
+    "                                          another GPU (of the same chip)\n"
+    "  balance [--dry-run]                     move vGPUs off overloaded GPUs; print the plan\n"
     "  cdi sync | cdi show ID | cdi devices ID rewrite the CDI specs; print one; print the\n"
     "                                          --device flags of a container in vGPU ID\n"
     "  gc --vm-prefix PREFIX [--min-age S] [--dry-run] (LIVE... | -)\n"
@@ -831,6 +834,108 @@ static int cmd_cdi(const struct global *g, int argc, char **argv)
     return 0;
 }
 
+/* ---- moving vGPUs ----------------------------------------------------------------- */
+
+static int cmd_migrate(const struct global *g, int argc, char **argv)
+{
+    if (argc < 1 || argv[0][0] == '-')
+        return bad_usage("migrate needs a vGPU id first");
+    const char *target = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--gpu") == 0) {
+            if (!(target = value(argc, argv, &i)))
+                return USAGE;
+        } else {
+            return bad_usage("migrate: unknown option '%s'", argv[i]);
+        }
+    }
+    if (!target)
+        return bad_usage("migrate needs --gpu INDEX or --gpu UUID");
+    int gpu = -1;
+    const char *uuid = NULL;
+    char *end;
+    long v = strtol(target, &end, 10);
+    if (strncmp(target, "GPU-", 4) == 0)
+        uuid = target;
+    else if (end == target || *end || v < 0 || v > 1023)
+        return bad_usage("--gpu '%s' is neither a GPU index nor a GPU UUID (GPU-...)", target);
+    else
+        gpu = (int)v;
+    qv_client_t *c = connect_or_say(g);
+    if (!c)
+        return 1;
+    qv_migration_t *m = calloc(1, sizeof *m);
+    char err[QV_ERR_LEN];
+    int rc = m ? qv_migrate(c, argv[0], gpu, uuid, m, err) : -ENOMEM;
+    qv_disconnect(&c);
+    if (rc < 0) {
+        free(m);
+        return fail("cannot move vGPU '%s' to GPU %s: %s", argv[0], target,
+                    rc == -ENOMEM && !m ? "out of memory" : err);
+    }
+    if (g->json) {
+        json_t *procs = json_array();
+        for (size_t i = 0; i < m->nprocs; i++)
+            json_array_append_new(procs, json_pack("{s:i,s:s,s:f,s:I}", "pid", m->procs[i].pid,
+                                                   "fate", m->procs[i].fate, "paused_ms",
+                                                   m->procs[i].paused_ms, "bytes",
+                                                   (json_int_t)m->procs[i].bytes));
+        print_json(json_pack("{s:o,s:i,s:i,s:f,s:s,s:o}", "vgpu", vgpu_json(&m->vgpu), "from",
+                             m->from, "to", m->to, "ms", m->ms, "text", m->text, "procs", procs));
+    } else {
+        puts(m->text);
+    }
+    free(m);
+    return 0;
+}
+
+static int cmd_balance(const struct global *g, int argc, char **argv)
+{
+    bool dry = false;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--dry-run") == 0)
+            dry = true;
+        else
+            return bad_usage("balance: unknown option '%s'", argv[i]);
+    }
+    qv_client_t *c = connect_or_say(g);
+    if (!c)
+        return 1;
+    qv_balance_plan_t *plan;
+    char err[QV_ERR_LEN];
+    int rc = qv_balance(c, dry, &plan, err);
+    qv_disconnect(&c);
+    if (rc < 0)
+        return fail("cannot balance the GPUs: %s", err);
+    int failed = 0;
+    if (g->json) {
+        json_t *a = json_array();
+        for (size_t i = 0; i < plan->count; i++) {
+            const qv_balance_move_t *mv = &plan->moves[i];
+            json_t *o = json_pack("{s:s,s:i,s:i,s:s,s:b}", "vgpu", mv->vgpu, "from", mv->from,
+                                  "to", mv->to, "why", mv->why, "done", mv->done);
+            if (!plan->dry_run)
+                json_object_set_new(o, "text", json_string(mv->text));
+            json_array_append_new(a, o);
+        }
+        print_json(json_pack("{s:b,s:o}", "dry_run", plan->dry_run, "moves", a));
+    } else if (!plan->count) {
+        puts("nothing to move: no GPU is over the high mark while another is under the low one");
+    } else {
+        printf("%-10s %4s %4s  %s\n", "VGPU", "FROM", "TO", plan->dry_run ? "WHY" : "WHY / RESULT");
+        for (size_t i = 0; i < plan->count; i++) {
+            const qv_balance_move_t *mv = &plan->moves[i];
+            printf("%-10s %4d %4d  %s\n", mv->vgpu, mv->from, mv->to, mv->why);
+            if (!plan->dry_run)
+                printf("%-10s %4s %4s  %s\n", "", "", "", mv->text);
+        }
+    }
+    for (size_t i = 0; !plan->dry_run && i < plan->count; i++)
+        failed += !plan->moves[i].done;
+    qv_balance_plan_free(&plan);
+    return failed ? 1 : 0;
+}
+
 /* ---- main -------------------------------------------------------------------------- */
 
 static const struct {
@@ -840,6 +945,7 @@ static const struct {
     {"create", cmd_create}, {"destroy", cmd_destroy}, {"resize", cmd_resize}, {"list", cmd_list},
     {"info", cmd_info},     {"gpus", cmd_gpus},       {"stats", cmd_stats},   {"run", cmd_run},
     {"env", cmd_env},       {"gc", cmd_gc},           {"cdi", cmd_cdi},
+    {"migrate", cmd_migrate}, {"balance", cmd_balance},
 };
 
 int main(int argc, char **argv)

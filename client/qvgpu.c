@@ -477,6 +477,111 @@ int qv_cdi_sync(qv_client_t *client, unsigned *written, unsigned *removed, char 
     return 0;
 }
 
+/* call() with at least QV_MIGRATE_TIMEOUT_MS to wait: moves copy device memory. */
+static int call_long(qv_client_t *self, qp_msg_t *req, qp_msg_t **rep, char *err)
+{
+    int saved = self->timeout_ms;
+    if (self->timeout_ms < QV_MIGRATE_TIMEOUT_MS)
+        self->timeout_ms = QV_MIGRATE_TIMEOUT_MS;
+    int rc = call(self, req, rep, err);
+    self->timeout_ms = saved;
+    return rc;
+}
+
+int qv_migrate(qv_client_t *client, const char *id, int gpu, const char *gpu_uuid,
+               qv_migration_t *out, char err[QV_ERR_LEN])
+{
+    qp_msg_t *req = with_id(QP_REQ_MIGRATE, id), *rep;
+    if (req && gpu_uuid)
+        qp_msg_set_str(req, "gpu_uuid", gpu_uuid);
+    else if (req)
+        qp_msg_set_int(req, "gpu", gpu);
+    int rc = call_long(client, req, &rep, err);
+    if (rc < 0 || !out) {
+        qp_msg_destroy(&rep);
+        return rc;
+    }
+    memset(out, 0, sizeof *out);
+    int64_t from = -1, to = -1;
+    double ms = 0;
+    qp_msg_get_int(rep, "from", &from);
+    qp_msg_get_int(rep, "to", &to);
+    qp_msg_get_float(rep, "ms", &ms);
+    out->from = (int)from;
+    out->to = (int)to;
+    out->ms = ms;
+    copy_str(rep, "text", out->text, sizeof out->text);
+    rc = read_vgpu(rep, &out->vgpu, err);
+    size_t n = 0;
+    if (rc == 0 && qp_msg_has(rep, "procs") && qp_msg_count_maps(rep, "procs", &n) < 0) {
+        snprintf(err, QV_ERR_LEN, "the arbiter's 'procs' is not an array of maps");
+        rc = -EPROTO;
+    }
+    for (size_t i = 0; rc == 0 && i < n && i < QV_MAX_MOVED_PROCS; i++) {
+        const qp_msg_t *m = qp_msg_map_at(rep, "procs", i);
+        qv_moved_proc_t *p = &out->procs[out->nprocs++];
+        int64_t pid = 0;
+        qp_msg_get_int(m, "pid", &pid);
+        p->pid = (int)pid;
+        copy_str(m, "fate", p->fate, sizeof p->fate);
+        qp_msg_get_float(m, "paused_ms", &p->paused_ms);
+        qp_msg_get_uint(m, "bytes", &p->bytes);
+    }
+    qp_msg_destroy(&rep);
+    return rc;
+}
+
+int qv_balance(qv_client_t *client, int dry_run, qv_balance_plan_t **out, char err[QV_ERR_LEN])
+{
+    *out = NULL;
+    qp_msg_t *req = qp_new_request(QP_REQ_BALANCE), *rep;
+    if (req)
+        qp_msg_set_bool(req, "dry_run", dry_run != 0);
+    int rc = call_long(client, req, &rep, err);
+    if (rc < 0)
+        return rc;
+    size_t n = 0;
+    qv_balance_plan_t *plan = calloc(1, sizeof *plan);
+    if (!plan || (qp_msg_has(rep, "moves") && qp_msg_count_maps(rep, "moves", &n) < 0) ||
+        (n && !(plan->moves = calloc(n, sizeof *plan->moves)))) {
+        snprintf(err, QV_ERR_LEN, plan ? "the arbiter's balance reply is malformed" : "out of memory");
+        qp_msg_destroy(&rep);
+        qv_balance_plan_free(&plan);
+        return plan ? -EPROTO : -ENOMEM;
+    }
+    bool dry = false;
+    qp_msg_get_bool(rep, "dry_run", &dry);
+    plan->dry_run = dry;
+    for (size_t i = 0; i < n; i++) {
+        const qp_msg_t *m = qp_msg_map_at(rep, "moves", i);
+        qv_balance_move_t *mv = &plan->moves[plan->count++];
+        uint64_t from = 0, to = 0;
+        bool done = false;
+        copy_str(m, "vgpu", mv->vgpu, sizeof mv->vgpu);
+        qp_msg_get_uint(m, "from", &from);
+        qp_msg_get_uint(m, "to", &to);
+        qp_msg_get_bool(m, "done", &done);
+        mv->from = (int)from;
+        mv->to = (int)to;
+        mv->done = done;
+        copy_str(m, "why", mv->why, sizeof mv->why);
+        copy_str(m, "text", mv->text, sizeof mv->text);
+    }
+    qp_msg_destroy(&rep);
+    *out = plan;
+    return 0;
+}
+
+void qv_balance_plan_free(qv_balance_plan_t **plan_p)
+{
+    qv_balance_plan_t *plan = *plan_p;
+    if (!plan)
+        return;
+    free(plan->moves);
+    free(plan);
+    *plan_p = NULL;
+}
+
 int qv_parse_size_mb(const char *text, uint64_t *mb, char err[QV_ERR_LEN])
 {
     return qp_parse_size_mb(text, mb, err);

@@ -151,6 +151,43 @@ typedef struct qv_resize {
     unsigned limit;                       /* 0 removes the limit */
 } qv_resize_t;
 
+/* A process of a vGPU that was moved, or was to be (qv_migrate). */
+typedef struct qv_moved_proc {
+    int pid;          /* host pid */
+    char fate[16];    /* "moved"; "view" (it had no CUDA context: only what it sees changed);
+                       * "back" (the move was undone: it runs where it was); "exited";
+                       * "paused" (it could not be unlocked: see the text) */
+    double paused_ms; /* how long its launches were blocked: from the drain to its unlock */
+    uint64_t bytes;   /* device memory it held (its report) */
+} qv_moved_proc_t;
+
+#define QV_MAX_MOVED_PROCS 256
+
+/* What qv_migrate did. */
+typedef struct qv_migration {
+    qv_vgpu_t vgpu;   /* the vGPU, as it is now (on its new GPU) */
+    int from, to;     /* GPU indexes */
+    double ms;        /* how long the move took */
+    char text[1024];  /* one line for a person: what happened, each process's pause */
+    size_t nprocs;    /* entries in procs */
+    qv_moved_proc_t procs[QV_MAX_MOVED_PROCS];
+} qv_migration_t;
+
+/* One move of a balance plan. */
+typedef struct qv_balance_move {
+    char vgpu[QV_ID_LEN]; /* which vGPU */
+    int from, to;         /* from GPU, to GPU (indexes) */
+    char why[256];        /* why: the two GPUs' load and the vGPU's */
+    int done;             /* non-zero: it moved (never in a dry run) */
+    char text[1024];      /* how the move went ("" in a dry run) */
+} qv_balance_move_t;
+
+typedef struct qv_balance_plan {
+    int dry_run;              /* non-zero: planned only */
+    size_t count;             /* entries in moves; 0: the GPUs are balanced */
+    qv_balance_move_t *moves; /* in the order they were made */
+} qv_balance_plan_t;
+
 /* $QVGPU_SOCKET_DIR when set, else QV_DEFAULT_SOCKET_DIR. Borrowed. */
 QV_EXPORT const char *qv_default_socket_dir(void);
 
@@ -190,6 +227,23 @@ QV_EXPORT int qv_cdi_device(qv_client_t *client, const char *id, qv_cdi_device_t
 /* Rewrites every vGPU's CDI spec and removes stale ones; *written and *removed count them. */
 QV_EXPORT int qv_cdi_sync(qv_client_t *client, unsigned *written, unsigned *removed,
                           char err[QV_ERR_LEN]);
+
+/* Moves vGPU id and its running processes to GPU gpu (an index; or, with gpu_uuid not
+ * NULL, the GPU of that UUID), and waits until that is done or undone: at least
+ * QV_MIGRATE_TIMEOUT_MS, more when qv_set_timeout gave more. out (may be NULL) receives
+ * what happened. Besides the codes above: -EBUSY (the vGPU is moving already, or a
+ * process of it is locked by someone else), -EIO (a step failed and the move was rolled
+ * back, so nothing moved; or the driver cannot move processes: err says which driver it
+ * needs). */
+#define QV_MIGRATE_TIMEOUT_MS 600000
+QV_EXPORT int qv_migrate(qv_client_t *client, const char *id, int gpu, const char *gpu_uuid,
+                         qv_migration_t *out, char err[QV_ERR_LEN]);
+/* Balances the GPUs now (docs/migration.md "Auto-balance"): plans which vGPUs to move
+ * from overloaded GPUs to idle ones and, unless dry_run, moves them, waiting as
+ * qv_migrate does. *out is the caller's, freed with qv_balance_plan_free. */
+QV_EXPORT int qv_balance(qv_client_t *client, int dry_run, qv_balance_plan_t **out,
+                         char err[QV_ERR_LEN]);
+QV_EXPORT void qv_balance_plan_free(qv_balance_plan_t **plan_p);
 
 /* Parses a memory size ("8GiB", "1536MiB", "512"; no unit means MiB) into whole MiB.
  * Returns 0 or -EINVAL with err. */

@@ -21,7 +21,7 @@ static const struct {
 } codes[] = {
     {QP_E_PROTO, -EPROTO},   {QP_E_AUTH, -EACCES},          {QP_E_NOTFOUND, -ENOENT},
     {QP_E_INVALID, -EINVAL}, {QP_E_NOSPACE, -ENOSPC},       {QP_E_QUOTA, -EDQUOT},
-    {QP_E_INTERNAL, -EIO},   {QP_E_NOSESSION, -ECONNRESET},
+    {QP_E_INTERNAL, -EIO},   {QP_E_NOSESSION, -ECONNRESET}, {QP_E_BUSY, -EBUSY},
 };
 
 int qp_code_errno(const char *code)
@@ -92,6 +92,13 @@ static const struct field f_resize[] = {
     END,
 };
 static const struct field f_none[] = {END};
+static const struct field f_migrate[] = {
+    {"vgpu", F_STR, true},
+    {"gpu", F_INT, false},
+    {"gpu_uuid", F_STR, false},
+    END,
+};
+static const struct field f_balance[] = {{"dry_run", F_BOOL, false}, END};
 static const struct field f_cdi[] = {{"op", F_STR, true}, {"vgpu", F_STR, false}, END};
 static const struct field f_reserve[] = {
     {"need", F_UINT, true},
@@ -131,6 +138,8 @@ static const struct request requests[QP_REQUEST_KINDS] = {
     [QP_REQ_TOK_EXT] = {"tok_ext", QP_TENANT, f_tok_ext},
     [QP_REQ_TOK_RET] = {"tok_ret", QP_TENANT, f_tok_ret},
     [QP_REQ_CDI] = {"cdi", QP_ADMIN, f_cdi},
+    [QP_REQ_MIGRATE] = {"migrate", QP_ADMIN, f_migrate},
+    [QP_REQ_BALANCE] = {"balance", QP_ADMIN, f_balance},
 };
 
 static int check_field(const qp_msg_t *m, const struct field *f, char err[QP_ERR_LEN])

@@ -36,10 +36,11 @@ const char *qp_endpoint_role(qp_endpoint_t ep);
 #define QP_E_QUOTA "quota"
 #define QP_E_INTERNAL "internal"
 #define QP_E_NOSESSION "nosession"
+#define QP_E_BUSY "busy"
 
 /* The negative errno a code stands for: proto -EPROTO, auth -EACCES, notfound -ENOENT,
  * invalid -EINVAL, nospace -ENOSPC, quota -EDQUOT, internal -EIO, nosession
- * -ECONNRESET; an unknown code (a newer arbiter) -EPROTO. */
+ * -ECONNRESET, busy -EBUSY; an unknown code (a newer arbiter) -EPROTO. */
 int qp_code_errno(const char *code);
 /* The code for a negative errno, the inverse of qp_code_errno (internal for others). */
 const char *qp_errno_code(int neg_errno);
@@ -72,6 +73,8 @@ typedef enum qp_req {
     QP_REQ_TOK_EXT,
     QP_REQ_TOK_RET,
     QP_REQ_CDI,
+    QP_REQ_MIGRATE,
+    QP_REQ_BALANCE,
     QP_REQUEST_KINDS /* how many */
 } qp_req_t;
 

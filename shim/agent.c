@@ -56,6 +56,8 @@
 #define MiB (1024ull * 1024ull)
 #define MS_NS 1000000ull
 #define SLICE_MS 1 /* pushes are read this often while a lease is held or awaited */
+#define MOVE_WAIT_MS 120000 /* a new process of a vGPU that moves waits this long at most */
+#define MOVE_POLL_MS 50     /* asking again this often whether the move is over */
 #define OUTBOX 4   /* tok_* messages one look of the lease may ask for (it asks at most one) */
 
 _Static_assert(QS_LEASE_FREE == QS_GATE_FREE, "the lease core opens the gate for good");
@@ -90,6 +92,8 @@ struct qs_agent {
     qp_conn_t *conn;               /* owned; agent */
     uint64_t reported_used;        /* our use in our last report to the arbiter; agent */
     bool refused;                  /* the last hello was refused (auth); agent */
+    atomic_bool busy;              /* the last hello was answered `busy`: the vGPU is moving
+                                    * to another GPU (the agent writes, any thread reads) */
     bool reclaim;                  /* a mem_reclaim push awaits action; agent */
     uint64_t reclaim_keep;         /* its keep; agent */
     char err[QP_ERR_LEN];          /* the last failure; agent */
@@ -322,10 +326,25 @@ static void heartbeat(struct qs_agent *a, int timeout_ms)
     qp_msg_destroy(&rep);
     note_session(a);
     note_reach(a, rc);
+    atomic_store_explicit(&a->busy, rc == -EBUSY, memory_order_relaxed);
     if (rc == -EACCES)
         note_refused(a);
     else if (rc == 0)
         a->refused = false;
+}
+
+/* The vGPU is moving to another GPU (the hello was answered `busy`): a process that
+ * initialised CUDA now would start on the GPU it leaves, so the first hello waits for the
+ * move to end, asking again every MOVE_POLL_MS, at most MOVE_WAIT_MS. */
+static void wait_for_move(struct qs_agent *a)
+{
+    uint64_t until = qs_clock_now() / MS_NS + MOVE_WAIT_MS;
+    while (atomic_load_explicit(&a->busy, memory_order_relaxed) &&
+           qs_clock_now() / MS_NS < until) {
+        struct timespec ts = {0, MOVE_POLL_MS * 1000000L};
+        nanosleep(&ts, NULL);
+        heartbeat(a, CALL_MS);
+    }
 }
 
 /* Gives back reservation down to max(keep, what we use). */
@@ -499,8 +518,10 @@ static void *agent_main(void *arg)
         /* No connection will ever exist: nobody can grant a lease, and launches waiting
          * for one would wait forever. */
         qs_lease_unreachable(a->lease);
-    } else
+    } else {
         heartbeat(a, probe_arbiter(a) ? CALL_MS : 0);
+        wait_for_move(a);
+    }
     pthread_mutex_lock(&a->lock);
     a->hello_done = true;
     pthread_cond_broadcast(&a->done);
@@ -621,9 +642,15 @@ void qs_agent_wait_hello(int timeout_ms)
     int cancel; /* not a cancellation point: see qs_agent_reserve() */
     pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, &cancel);
     pthread_mutex_lock(&a->lock);
+    bool extended = false;
     while (!a->hello_done) {
-        if (pthread_cond_timedwait(&a->done, &a->lock, &until) == ETIMEDOUT)
+        if (pthread_cond_timedwait(&a->done, &a->lock, &until) != ETIMEDOUT)
+            continue;
+        /* Its vGPU is moving: wait for the move (the agent gives up after MOVE_WAIT_MS). */
+        if (extended || !atomic_load_explicit(&a->busy, memory_order_relaxed))
             break;
+        until = qs_clock_deadline_in(MOVE_WAIT_MS + CALL_MS);
+        extended = true;
     }
     pthread_mutex_unlock(&a->lock);
     pthread_setcancelstate(cancel, NULL);

@@ -18,7 +18,9 @@
 
 /* Starts the agent thread (it connects in the background). Returns 0 or -errno. */
 int qs_agent_start(void);
-/* Waits until the first hello was answered or failed, at most timeout_ms. */
+/* Waits until the first hello was answered or failed, at most timeout_ms; while the
+ * arbiter answers `busy` (the vGPU moves to another GPU: PROTOCOL.md), until the move
+ * is over, at most two minutes more. */
 void qs_agent_wait_hello(int timeout_ms);
 /* Asks the arbiter to grow this process's reservation so that n more bytes fit (plus
  * headroom, so that the next allocations need no round trip). Blocks at most about a

@@ -18,6 +18,7 @@
 #include "shim/init.h"
 #include "shim/log.h"
 #include "shim/mem.h"
+#include "shim/nvml.h"
 #include "shim/real.h"
 #include "shim/uuid.h"
 
@@ -45,6 +46,38 @@ CUdevice qs_device(void)
     return dev0.dev;
 }
 
+#define VISIBLE "CUDA_VISIBLE_DEVICES="
+
+/* Points the CUDA_VISIBLE_DEVICES entry of environ, if there is one, at entry: one
+ * aligned pointer store, which a concurrent reader sees whole, old or new (not setenv(),
+ * which may move environ from under another thread's getenv()). dev_lock held. */
+static void point_visible(char *entry)
+{
+    for (char **e = environ; e && *e; e++) {
+        if (strncmp(*e, VISIBLE, strlen(VISIBLE)) != 0)
+            continue;
+        if (strcmp(*e, entry) != 0)
+            /* release: the string is written before a reader can reach it */
+            __atomic_store_n(e, entry, __ATOMIC_RELEASE);
+        return;
+    }
+}
+
+/* The vGPU moved with this process to the GPU uuid. dev_lock held. */
+static void moved_to(const char *uuid)
+{
+    memcpy(dev0.uuid, uuid, strlen(uuid) + 1);
+    /* A new string each move, never freed: a reader may still hold the old one, and an
+     * environment entry lives as long as the process. A few moves cost a few bytes. */
+    size_t n = strlen(VISIBLE) + strlen(uuid) + 1;
+    char *entry = dev0.env_forced ? malloc(n) : NULL;
+    if (entry) {
+        snprintf(entry, n, VISIBLE "%s", uuid);
+        point_visible(entry);
+    }
+    qs_nvml_moved();
+}
+
 void qs_device_set_uuid(const char *uuid)
 {
     if (!uuid || !*uuid || strlen(uuid) >= sizeof dev0.uuid)
@@ -54,10 +87,7 @@ void qs_device_set_uuid(const char *uuid)
         !dev0.env_forced)
         memcpy(dev0.uuid, uuid, strlen(uuid) + 1);
     else if (!qs_uuid_equal(uuid, dev0.uuid))
-        qs_log_once(&dev0.logged,
-                    "the arbiter places vGPU %s on %s, but this "
-                    "process already uses %s",
-                    qs_env_vgpu(), uuid, dev0.uuid);
+        moved_to(uuid);
     pthread_mutex_unlock(&dev0.lock);
 }
 
@@ -76,8 +106,6 @@ void qs_device_uuid(char *out, size_t cap)
     pthread_mutex_unlock(&dev0.lock);
 }
 
-#define VISIBLE "CUDA_VISIBLE_DEVICES="
-
 /* Before the driver's first cuInit: make it enumerate the vGPU's GPU alone, as the real
  * driver and the simulated one both honour CUDA_VISIBLE_DEVICES at initialisation. The
  * workload may have changed the variable since it started; the vGPU decides.
@@ -94,15 +122,9 @@ static void force_visible_devices(void)
     pthread_mutex_lock(&dev0.lock);
     if (!dev0.env_forced) {
         const char *uuid = chosen_uuid();
-        for (char **e = environ; uuid[0] && e && *e; e++) {
-            if (strncmp(*e, VISIBLE, strlen(VISIBLE)) != 0)
-                continue;
-            if (strcmp(*e + strlen(VISIBLE), uuid) != 0) {
-                snprintf(dev0.visible_entry, sizeof dev0.visible_entry, VISIBLE "%s", uuid);
-                /* release: the string is written before a reader can reach it */
-                __atomic_store_n(e, dev0.visible_entry, __ATOMIC_RELEASE);
-            }
-            break;
+        if (uuid[0]) {
+            snprintf(dev0.visible_entry, sizeof dev0.visible_entry, VISIBLE "%s", uuid);
+            point_visible(dev0.visible_entry);
         }
         dev0.env_forced = true;
     }

@@ -1,7 +1,7 @@
 /* device.h - the one device a vGPU's workload sees: ordinal 0, the GPU the vGPU lives on.
  *
  * The GPU is named by UUID: the arbiter's hello reply (LIMITS.gpu_uuid), else the
- * CUDA_VISIBLE_DEVICES that `qgpuctl run` set. Before the driver initialises, the shim sets
+ * CUDA_VISIBLE_DEVICES that `qgpuctl run` set; after a move, the arbiter's `limits` push. Before the driver initialises, the shim sets
  * CUDA_VISIBLE_DEVICES to that UUID, whatever the workload put there, so the driver
  * enumerates that GPU alone; the hooks then guarantee a count of one and ordinal 0.
  * Threads: any; the mapping is made once under device.c's lock, then read lock-free.
@@ -25,7 +25,11 @@ int qs_device_state(void);
 CUdevice qs_device(void);
 /* Whether dev is the vGPU's GPU. */
 bool qs_device_is_ours(CUdevice dev);
-/* The agent learnt the GPU's UUID from the arbiter: use it if nothing is mapped yet. */
+/* The agent learnt the GPU's UUID from the arbiter (its hello reply or a `limits` push).
+ * Before the driver is initialised it is the GPU to use. After, a different UUID means the
+ * vGPU moved to another GPU with this process (docs/migration.md): the driver's ordinal
+ * stays and names the new GPU now, so the device mapping holds; the UUID the shim shows,
+ * NVML's handle and the CUDA_VISIBLE_DEVICES entry (for children it starts) follow. */
 void qs_device_set_uuid(const char *uuid);
 /* The UUID in use (the arbiter's, else the environment's), copied into out (cap bytes);
  * empty when none is known. */

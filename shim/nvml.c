@@ -21,6 +21,15 @@ static struct {
     _Atomic(nvmlDevice_t) dev; /* the GPU's NVML handle (QS_DEV_MAPPED) */
 } nvml0 = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
+void qs_nvml_moved(void)
+{
+    pthread_mutex_lock(&nvml0.lock);
+    /* release: a reader that sees UNKNOWN looks the handle up again, by the new UUID;
+     * one that read the old handle just before uses it once more, as a call in flight */
+    atomic_store_explicit(&nvml0.state, QS_DEV_UNKNOWN, memory_order_release);
+    pthread_mutex_unlock(&nvml0.lock);
+}
+
 void qs_nvml_reset_after_fork(void)
 {
     pthread_mutex_init(&nvml0.lock, NULL);

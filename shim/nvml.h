@@ -1,8 +1,12 @@
 /* nvml.h - NVML as a vGPU's workload sees it (the hooks are in nvml.c): one device,
  * index 0, the vGPU's GPU, whose memory is the quota. State: the GPU's NVML handle,
- * found once and then read lock-free, nvml.c's own. Threads: any. */
+ * found once (again after a move) and then read lock-free, nvml.c's own. Threads: any. */
 #ifndef QS_NVML_H
 #define QS_NVML_H
+
+/* The vGPU moved to another GPU (shim/device.h): the handle is found again, by the new
+ * UUID, at the next NVML call. */
+void qs_nvml_moved(void);
 
 /* In a fork child: a new lock (the handle stays: NVML's state is copied with the
  * process). */

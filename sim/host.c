@@ -376,8 +376,10 @@ int qsim_host_pid_seen_locked(struct qsim_proc *p)
 int qsim_host_find_pid_locked(struct qsim_shm *s, int pid)
 {
     qsim_host_reap_locked(s, true);
+    /* pid as the caller sees it, as the driver takes it: a process in a container is
+     * named by its pid in the caller's namespace (the host's, for the arbiter). */
     for (int p = 0; p < QSIM_MAX_PROCS; p++)
-        if (s->proc[p].state == QSIM_SLOT_USED && s->proc[p].pid == pid)
+        if (s->proc[p].state == QSIM_SLOT_USED && qsim_host_pid_seen_locked(&s->proc[p]) == pid)
             return p;
     return -1;
 }

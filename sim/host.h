@@ -60,7 +60,9 @@ bool qsim_host_proc_charged(const struct qsim_proc *p);
  * the host), remembered in the slot; p->pid when the caller cannot see it. */
 int qsim_host_pid_seen_locked(struct qsim_proc *p);
 
-/* The slot of the live process with host pid `pid`, or -1. Reaps first. */
+/* The slot of the live process the caller names pid (in its own pid namespace, as
+ * qsim_host_pid_seen_locked numbers them: checkpointing a container's process from the
+ * host), or -1. Reaps first. */
 int qsim_host_find_pid_locked(struct qsim_shm *s, int pid);
 
 /* Futex wait on a shared-memory word while it holds val, at most timeout_ns (0: no

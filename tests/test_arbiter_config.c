@@ -187,6 +187,13 @@ Test(qa_config, names_file_line_and_problem)
         {"[arbiter]\nplacement = pack\n[profile half]\nmemory = 4GiB\n", 4,
          "needs both 'memory' and 'share'"},
         {"[profile capped]\nmemory = 4GiB\nshare = 50\nlimit = 20\n", 2, "below its share"},
+        {"[balance]\ninterval_s = -5\n", 2, "interval_s '-5'"},
+        {"[balance]\nhigh = 101\n", 2, "high '101' must be a percentage from 1 to 100"},
+        {"[balance]\n\nlow = 100\n", 3, "low '100'"},
+        {"[balance]\nmemory = yes\n", 2, "memory 'yes' is neither 'on' nor 'off'"},
+        {"[balance]\ncooldown_intervals = many\n", 2, "cooldown_intervals 'many'"},
+        {"[balance]\nhigh = 80\nhigh = 90\n", 3, "'high' is set twice"},
+        {"[balance]\nrate = 1\n", 2, "unknown key 'rate' in [balance]"},
     };
     refused(cases, sizeof cases / sizeof cases[0]);
 }
@@ -308,6 +315,29 @@ static char *written(const qa_config_t *cfg)
     return text;
 }
 
+Test(qa_config, balance_defaults_to_every_minute_and_refuses_a_low_mark_at_or_over_the_high)
+{
+    qa_config_t cfg;
+    char err[QP_ERR_LEN];
+    qa_config_defaults(&cfg);
+    cr_assert_eq(cfg.balance_interval_s, 60);
+    cr_assert_eq(cfg.balance_high, 80);
+    cr_assert_eq(cfg.balance_low, 40);
+    cr_assert(cfg.balance_memory);
+    cr_assert_eq(cfg.balance_cooldown, 3);
+    cr_assert_eq(load(&cfg, "[balance]\ninterval_s = 0\nhigh = 90\nlow = 10\nmemory = off\n"
+                            "cooldown_intervals = 5\n",
+                      err),
+                 0, "%s", err);
+    cr_assert_eq(cfg.balance_interval_s, 0, "off");
+    cr_assert_eq(cfg.balance_high, 90);
+    cr_assert_eq(cfg.balance_low, 10);
+    cr_assert_not(cfg.balance_memory);
+    cr_assert_eq(cfg.balance_cooldown, 5);
+    cr_assert_eq(load(&cfg, "[balance]\nhigh = 50\nlow = 50\n", err), -EINVAL);
+    cr_assert(strstr(err, "[balance] low 50 is not below high 50"), "%s", err);
+}
+
 Test(qa_config, what_it_writes_reads_back_as_the_same_settings)
 {
     qa_config_t defaults, back;
@@ -327,6 +357,8 @@ Test(qa_config, what_it_writes_reads_back_as_the_same_settings)
                       "reconnect_grace_ms = 0\n"
                       "[audit]\nunmanaged = ignore\nover_quota = kill\ngrace_ms = 900\n"
                       "charge = allocated\n"
+                      "[balance]\ninterval_s = 30\nhigh = 70\nlow = 20\nmemory = off\n"
+                      "cooldown_intervals = 4\n"
                       "[profile Q16]\nmemory = 16GiB\nshare = 60\nlimit = 90\n"
                       "[profile tiny.gpu]\nmemory = 256MiB\nshare = 5\n",
                       err),
@@ -336,6 +368,7 @@ Test(qa_config, what_it_writes_reads_back_as_the_same_settings)
     cr_assert_eq(memcmp(&cfg, &back, sizeof back), 0, "not the same settings:\n%s", text);
     cr_assert(strstr(text, "placement = pack\n") && strstr(text, "oversub_memory = 1.5\n") &&
                   strstr(text, "oversub_share = 2.0\n") && strstr(text, "charge = allocated\n") &&
+                  strstr(text, "[balance]\n") && strstr(text, "memory = off\n") &&
                   strstr(text, "[profile Q16]\nmemory = 16384MiB\nshare = 60\nlimit = 90\n") &&
                   strstr(text, "[profile tiny.gpu]\nmemory = 256MiB\nshare = 5\n") &&
                   !strstr(text, "limit = 0"),

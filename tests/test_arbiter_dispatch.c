@@ -4,6 +4,7 @@
 #include "arbiter/admin.h"
 #include "arbiter/compute.h"
 #include "arbiter/dispatch.h"
+#include "arbiter/migrate.h"
 #include "arbiter/tenant.h"
 #include "tests/handler_support.h"
 
@@ -160,6 +161,7 @@ Test(qa_dispatch, the_arbiters_tables_serve_every_kind_the_schema_allows_once)
     cr_assert_eq(qa_dispatch_add(w->dispatch, qa_admin_routes, qa_admin_nroutes, &dummy), 0);
     cr_assert_eq(qa_dispatch_add(w->dispatch, qa_tenant_routes, qa_tenant_nroutes, &dummy), 0);
     cr_assert_eq(qa_dispatch_add(w->dispatch, qa_compute_routes, qa_compute_nroutes, &dummy), 0);
+    cr_assert_eq(qa_dispatch_add(w->dispatch, qa_migrate_routes, qa_migrate_nroutes, &dummy), 0);
     cr_assert_eq(qa_dispatch_check(w->dispatch, err), 0, "%s", err);
     qt_wire_destroy(&w);
 }

@@ -196,3 +196,66 @@ Test(qa_host, adopts_persisted_vgpus_by_gpu_uuid_and_keeps_counting)
     cr_assert_null(qa_host_find(h, "vg-4"));
     qa_host_destroy(&h);
 }
+
+Test(qa_host, a_move_is_admitted_on_its_target_which_keeps_its_room_until_the_end)
+{
+    qa_config_defaults(&cfg);
+    qa_gpu_desc_t g[3] = {
+        {0, "GPU-aaaa", "NVIDIA GeForce GTX 1080", 8192 * QP_MIB, 20, 2560},
+        {1, "GPU-bbbb", "NVIDIA GeForce GTX 1080", 8192 * QP_MIB, 20, 2560},
+        {2, "GPU-cccc", "NVIDIA A100", 8192 * QP_MIB, 108, 6912},
+    };
+    qa_host_t *h = qa_host_new(g, 3, &cfg);
+    qa_vgpu_t *v, *w;
+    char err[QP_ERR_LEN];
+    qa_spec_t s = profile("vm", "Q4");
+    s.gpu = 0;
+    cr_assert_eq(qa_host_create(h, &s, 0, &v, err), 0, "%s", err);
+    cr_assert_eq(qa_host_move_begin(h, v, 0, err), -EINVAL);
+    cr_assert_str_eq(err, "vGPU vg-1 is on GPU 0 already");
+    cr_assert_eq(qa_host_move_begin(h, v, 2, err), -EINVAL);
+    cr_assert_str_eq(err, "GPU 2 is a NVIDIA A100 and vGPU vg-1's GPU 0 a NVIDIA GeForce GTX "
+                          "1080: the driver moves processes only between GPUs of one chip");
+    cr_assert_eq(qa_host_move_begin(h, v, 7, err), -ENOENT);
+    s.gpu = 1;
+    s.profile = "Q8"; /* GPU 1: 8 GiB and 80% taken */
+    cr_assert_eq(qa_host_create(h, &s, 0, &w, err), 0, "%s", err);
+    cr_assert_eq(qa_host_move_begin(h, v, 1, err), -ENOSPC);
+    cr_assert_str_eq(err, "GPU 1 has 0 MiB and 20% free, 4096 MiB and 40% asked");
+    free(qa_host_take(h, w->id));
+
+    cr_assert_eq(qa_host_move_begin(h, v, 1, err), 0, "%s", err);
+    cr_assert_eq(qa_host_move_begin(h, v, 1, err), -EBUSY);
+    cr_assert_eq(qa_host_gpu(h, 0)->memory_reserved_mb, 4096, "the source keeps it");
+    cr_assert_eq(qa_host_gpu(h, 1)->memory_reserved_mb, 4096, "and the target holds it");
+    qa_change_t c = {.has_share = true, .share = 50};
+    cr_assert_eq(qa_host_resize(h, v->id, &c, &w, err), -EBUSY);
+    qa_spec_t big = profile("other", "Q8");
+    big.gpu = 1;
+    cr_assert_eq(qa_host_create(h, &big, 0, &w, err), -ENOSPC, "its room is kept");
+
+    qa_host_move_end(h, v, false); /* rolled back */
+    v->in_move = false;            /* the mover's, once the move is over */
+    cr_assert_eq(v->gpu, 0);
+    cr_assert_eq(qa_host_gpu(h, 1)->memory_reserved_mb, 0);
+    cr_assert_eq(qa_host_gpu(h, 0)->memory_reserved_mb, 4096);
+
+    cr_assert_eq(qa_host_move_begin(h, v, 1, err), 0, "%s", err);
+    qa_host_move_end(h, v, true);
+    cr_assert(v->in_move, "until the mover says the move is over");
+    v->in_move = false;
+    cr_assert_eq(v->gpu, 1);
+    cr_assert_eq(v->moving, 0);
+    cr_assert_eq(qa_host_gpu(h, 0)->memory_reserved_mb, 0);
+    cr_assert_eq(qa_host_gpu(h, 0)->nvgpus, 0);
+    cr_assert_eq(qa_host_gpu(h, 1)->memory_reserved_mb, 4096);
+    cr_assert_eq(qa_host_gpu(h, 1)->share_reserved, 40);
+    cr_assert_eq(qa_host_gpu(h, 1)->nvgpus, 1);
+    qp_info_t info;
+    qa_host_info(h, v, &info);
+    cr_assert_eq(info.gpu, 1);
+    cr_assert_str_eq(info.gpu_uuid, "GPU-bbbb");
+    free(qa_host_take(h, v->id));
+    cr_assert_eq(qa_host_gpu(h, 1)->memory_reserved_mb, 0);
+    qa_host_destroy(&h);
+}

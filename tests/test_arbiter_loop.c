@@ -109,3 +109,48 @@ Test(qa_loop, serves_a_plain_fd)
     close(p[1]);
     qa_loop_destroy(&loop);
 }
+
+/* Reads one byte, then stops watching its fd (from inside its own callback). */
+static void on_fd_once(void *arg)
+{
+    struct io *io = arg;
+    char c;
+    if (read(io->fd, &c, 1) == 1)
+        io->calls++;
+    qa_loop_remove_fd(io->loop, io->fd);
+}
+
+static void stop_loop(void *arg)
+{
+    qa_loop_stop(arg);
+}
+
+Test(qa_loop, an_fd_removed_from_its_callback_is_not_called_again_and_others_go_on)
+{
+    qa_loop_t *loop = qa_loop_new();
+    int a[2], b[2];
+    cr_assert_eq(pipe(a), 0);
+    cr_assert_eq(pipe(b), 0);
+    struct io once = {.loop = loop, .fd = a[0]};
+    struct io other = {.loop = loop, .fd = b[0], .want = 3};
+    cr_assert_eq(qa_loop_add_fd(loop, a[0], on_fd_once, &once), 0);
+    cr_assert_eq(qa_loop_add_fd(loop, b[0], on_fd, &other), 0);
+    cr_assert_eq(write(a[1], "xyz", 3), 3, "still readable after the first byte");
+    cr_assert_eq(write(b[1], "abc", 3), 3);
+    cr_assert_eq(qa_loop_run(loop), 0);
+    cr_assert_eq(once.calls, 1);
+    cr_assert_eq(other.calls, 3);
+    /* its slot is free again: with the other one, 16 watches fit */
+    for (int i = 0; i < 15; i++)
+        cr_assert_eq(qa_loop_add_fd(loop, a[0], on_fd_once, &once), 0);
+    qa_timer_t t = {0};
+    qa_timer_start(loop, &t, qa_now_ns() + 1000000, stop_loop, loop);
+    cr_assert_eq(qa_loop_run(loop), 0);
+    cr_assert_eq(once.calls, 2, "the remaining bytes are read once by the first of the new "
+                                "watches, which all go at once");
+    close(a[0]);
+    close(a[1]);
+    close(b[0]);
+    close(b[1]);
+    qa_loop_destroy(&loop);
+}

@@ -448,3 +448,32 @@ Test(qa_move, refuses_more_processes_than_it_can_hold)
     qa_move_ops_t ops = {w_freeze, w_drained, w_call, w_commit, w_finish, NULL};
     cr_assert_null(qa_move_new(&params, &ops, many, QA_MOVE_MAX_PROCS + 1, "vg-1", "a", "b"));
 }
+
+Test(qa_move, the_way_home_from_every_driver_state)
+{
+    /* on its home GPU */
+    cr_assert_eq(qa_move_next_home(QA_PSTATE_RUNNING, true), 0);
+    cr_assert_eq(qa_move_next_home(QA_PSTATE_LOCKED, true), QA_MOVE_UNLOCK);
+    cr_assert_eq(qa_move_next_home(QA_PSTATE_CHECKPOINTED, true), QA_MOVE_RESTORE_STAY);
+    /* on the other GPU of the move: copied back with the same swap */
+    cr_assert_eq(qa_move_next_home(QA_PSTATE_LOCKED, false), QA_MOVE_CHECKPOINT);
+    cr_assert_eq(qa_move_next_home(QA_PSTATE_CHECKPOINTED, false), QA_MOVE_RESTORE_SWAP);
+    cr_assert_eq(qa_move_next_home(QA_PSTATE_RUNNING, false), QA_MOVE_LOCK);
+    cr_assert_eq(qa_move_next_home(QA_PSTATE_FAILED, false), 0, "nothing the driver can do");
+    /* a walk from running on the other GPU ends running at home in four calls */
+    qa_move_pstate_t st = QA_PSTATE_RUNNING;
+    bool home = false;
+    int calls = 0;
+    for (qa_move_op_t op; (op = qa_move_next_home(st, home)) && calls < 10; calls++) {
+        if (op == QA_MOVE_LOCK || op == QA_MOVE_RESTORE_STAY)
+            st = QA_PSTATE_LOCKED;
+        else if (op == QA_MOVE_CHECKPOINT)
+            st = QA_PSTATE_CHECKPOINTED;
+        else if (op == QA_MOVE_RESTORE_SWAP)
+            st = QA_PSTATE_LOCKED, home = !home;
+        else
+            st = QA_PSTATE_RUNNING;
+    }
+    cr_assert_eq(calls, 4);
+    cr_assert(home && st == QA_PSTATE_RUNNING);
+}

@@ -942,3 +942,62 @@ Test(qa_sched, only_one_burst_runs_beside_the_holder_at_a_time)
     cr_assert_eq(later.ns, 2 * MS);
     qa_sched_destroy(&sc.s);
 }
+
+Test(qa_sched, a_held_vgpu_is_revoked_granted_nothing_and_competes_again_once_released)
+{
+    struct sim *sim = sim_new();
+    qa_sched_ent_t *ea = vgpu(sim, 50, 0), *eb = vgpu(sim, 50, 0);
+    struct tenant *a = tenant(sim, ea);
+    struct tenant *b = tenant(sim, eb);
+    run(sim, 1 * MS);
+    cr_assert_eq(sim->holder, a);
+    cr_assert(qa_sched_ent_holding(ea));
+    qa_sched_hold(sim->s, ea, true, sim->now);
+    cr_assert(sim->revoked, "its lease is revoked at once");
+    run(sim, 2 * MS); /* it gives the lease back (with more), and waits */
+    cr_assert(!qa_sched_ent_holding(ea), "drained");
+    cr_assert(qa_sched_proc_waiting(a->p), "it still asks");
+    uint64_t held_a = a->held;
+    run(sim, 500 * MS);
+    cr_assert_eq(a->held, held_a, "a held vGPU gets nothing, however long");
+    cr_assert_geq(b->held, 440 * MS, "the other has the GPU alone (its last lease of at most 50 ms still running): %llu",
+                  (unsigned long long)b->held);
+    cr_assert_eq(qa_sched_deadline(sim->s), sim->holder ? sim->end + S : UINT64_MAX);
+    qa_sched_hold(sim->s, ea, false, sim->now);
+    uint64_t a0 = a->held, b0 = b->held;
+    run(sim, 1500 * MS);
+    double share_a = pct(a->held - a0, 1000 * MS), share_b = pct(b->held - b0, 1000 * MS);
+    cr_assert(share_a > 45 && share_a < 55 && share_b > 45 && share_b < 55,
+              "released, they split the GPU again (and a banked nothing): %.1f%% / %.1f%%",
+              share_a, share_b);
+    sim_destroy(sim);
+}
+
+/* A vGPU about to move (held) gets no burst beside the holder, and one that was running
+ * a burst when it was held counts as holding until the burst comes back: the move waits
+ * for it before it locks the process. */
+Test(qa_sched, a_held_vgpu_gets_no_burst_and_its_running_burst_is_waited_for)
+{
+    struct script sc;
+    script_new(&sc, &live);
+    struct who f, i;
+    qa_sched_ent_t *fe = qa_sched_ent_new(sc.s, 80, 0, 0), *ie = qa_sched_ent_new(sc.s, 20, 0, 0);
+    who_new(&sc, &f, fe);
+    who_new(&sc, &i, ie);
+    qa_sched_request(sc.s, f.p, 0);
+    sc.now = 10 * MS;
+    qa_sched_request(sc.s, i.p, sc.now);
+    cr_assert_eq(i.ns, 2 * MS, "a burst");
+    qa_sched_hold(sc.s, ie, true, sc.now);
+    cr_assert(qa_sched_ent_holding(ie), "its burst still runs: not drained yet");
+    sc.now = 11 * MS;
+    cr_assert_eq(qa_sched_return(sc.s, i.p, i.lease, 1 * MS, true, sc.now), 0);
+    cr_assert(!qa_sched_ent_holding(ie), "drained once the burst came back");
+    unsigned grants = i.grants;
+    sc.now = 30 * MS;
+    qa_sched_request(sc.s, i.p, sc.now);
+    cr_assert_eq(i.grants, grants, "held: no burst, however far below its share");
+    qa_sched_hold(sc.s, ie, false, sc.now);
+    cr_assert_eq(i.grants, grants + 1, "released: it runs again");
+    qa_sched_destroy(&sc.s);
+}

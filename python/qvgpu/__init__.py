@@ -6,6 +6,8 @@
     info = mgr.get_vgpu_info(vgpu_id)         # memory_mb, cuda_cores, utilization, ...
     mgr.get_gpu_stats(gpu_id=0); mgr.get_global_stats(); mgr.list_vgpus()
     await mgr.resize_vgpu(vgpu_id, memory="3GiB", share=30)
+    await mgr.migrate_vgpu(vgpu_id, target_gpu_id=1)   # with its running processes
+    await mgr.auto_balance_gpus()             # move vGPUs off overloaded GPUs now
     await mgr.destroy_vgpu(vgpu_id)
 
 Calls go through libqvgpu (the C library qgpuctl is built on, loaded with ctypes), so
@@ -234,6 +236,59 @@ class VGPUManager:
             self._call(self._lib.qv_resize, str(vgpu_id).encode(), ctypes.byref(req),
                        ctypes.byref(out))
             return _vgpu(out)
+
+        return await asyncio.to_thread(call)
+
+    async def migrate_vgpu(self, vgpu_id, target_gpu_id):
+        """Moves a vGPU and its running processes to another GPU of the same chip:
+        target_gpu_id is a GPU index, or a GPU UUID ("GPU-..."). Returns what happened: a
+        dict with vgpu (its record, now on the target), from, to, ms, text (the line
+        qgpuctl migrate prints) and procs (each pid, its fate and how long its launches
+        were paused, paused_ms). A refused or failed move raises Error, and nothing moved
+        (docs/migration.md)."""
+        gpu, uuid = -1, None
+        if isinstance(target_gpu_id, str) and target_gpu_id.startswith("GPU-"):
+            uuid = target_gpu_id.encode()
+        elif isinstance(target_gpu_id, bool) or not isinstance(target_gpu_id, int) or \
+                target_gpu_id < 0:
+            raise Error(f"target_gpu_id {target_gpu_id!r} is neither a GPU index nor a GPU UUID",
+                        _errno.EINVAL)
+        else:
+            gpu = target_gpu_id
+        out = _lib.Migration()
+
+        def call():
+            self._call(self._lib.qv_migrate, str(vgpu_id).encode(), gpu, uuid, ctypes.byref(out))
+            return {
+                "vgpu": _vgpu(out.vgpu),
+                "from": out.from_,
+                "to": out.to,
+                "ms": out.ms,
+                "text": _text(out.text),
+                "procs": [{"pid": out.procs[i].pid, "fate": _text(out.procs[i].fate),
+                           "paused_ms": out.procs[i].paused_ms, "bytes": out.procs[i].bytes}
+                          for i in range(out.nprocs)],
+            }
+
+        return await asyncio.to_thread(call)
+
+    async def auto_balance_gpus(self, dry_run=False):
+        """Balances the GPUs now, as qgpuctl balance does: moves the least-used vGPUs
+        from GPUs over the arbiter's [balance] high mark to GPUs under its low mark
+        (dry_run: only plans). Returns the plan: a list of dicts with vgpu, from, to, why,
+        done (whether it moved) and, unless dry_run, text (how the move went); [] when
+        the GPUs are balanced."""
+        plan = ctypes.POINTER(_lib.BalancePlan)()
+
+        def call():
+            self._call(self._lib.qv_balance, 1 if dry_run else 0, ctypes.byref(plan))
+            try:
+                p = plan.contents
+                return [{"vgpu": _text(m.vgpu), "from": m.from_, "to": m.to,
+                         "why": _text(m.why), "done": bool(m.done), "text": _text(m.text)}
+                        for m in (p.moves[i] for i in range(p.count))]
+            finally:
+                self._lib.qv_balance_plan_free(ctypes.byref(plan))
 
         return await asyncio.to_thread(call)
 

@@ -123,6 +123,49 @@ class Resize(ctypes.Structure):
     ]
 
 
+MAX_MOVED_PROCS = 256
+
+
+class MovedProc(ctypes.Structure):
+    _fields_ = [
+        ("pid", ctypes.c_int),
+        ("fate", ctypes.c_char * 16),
+        ("paused_ms", ctypes.c_double),
+        ("bytes", ctypes.c_uint64),
+    ]
+
+
+class Migration(ctypes.Structure):
+    _fields_ = [
+        ("vgpu", VGpu),
+        ("from_", ctypes.c_int),
+        ("to", ctypes.c_int),
+        ("ms", ctypes.c_double),
+        ("text", ctypes.c_char * 1024),
+        ("nprocs", ctypes.c_size_t),
+        ("procs", MovedProc * MAX_MOVED_PROCS),
+    ]
+
+
+class BalanceMove(ctypes.Structure):
+    _fields_ = [
+        ("vgpu", ctypes.c_char * ID_LEN),
+        ("from_", ctypes.c_int),
+        ("to", ctypes.c_int),
+        ("why", ctypes.c_char * 256),
+        ("done", ctypes.c_int),
+        ("text", ctypes.c_char * 1024),
+    ]
+
+
+class BalancePlan(ctypes.Structure):
+    _fields_ = [
+        ("dry_run", ctypes.c_int),
+        ("count", ctypes.c_size_t),
+        ("moves", ctypes.POINTER(BalanceMove)),
+    ]
+
+
 def _candidates():
     """Where libqvgpu.so may be, most specific first."""
     env = os.environ.get("QVGPU_LIBRARY")
@@ -172,6 +215,11 @@ def load():
         "qv_stats": (ctypes.c_int, [client, ctypes.POINTER(ctypes.POINTER(Stats)), err]),
         "qv_stats_free": (None, [ctypes.POINTER(ctypes.POINTER(Stats))]),
         "qv_parse_size_mb": (ctypes.c_int, [ctypes.c_char_p, ctypes.POINTER(ctypes.c_uint64), err]),
+        "qv_migrate": (ctypes.c_int, [client, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                                      ctypes.POINTER(Migration), err]),
+        "qv_balance": (ctypes.c_int, [client, ctypes.c_int,
+                                      ctypes.POINTER(ctypes.POINTER(BalancePlan)), err]),
+        "qv_balance_plan_free": (None, [ctypes.POINTER(ctypes.POINTER(BalancePlan))]),
     }
     for name, (restype, argtypes) in proto.items():
         fn = getattr(lib, name)

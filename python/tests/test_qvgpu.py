@@ -12,7 +12,7 @@ import pytest
 
 import qvgpu
 from qvgpu import VGPUManager, _lib
-from conftest import BUILD, ROOT
+from conftest import BUILD, ROOT, Arbiter
 
 
 def run(coro):
@@ -236,6 +236,10 @@ def test_structures_match_the_c_header(tmp_path):
         "qv_vgpu_list_t": (_lib.VGpuList, ["vgpus"]),
         "qv_create_t": (_lib.Create, ["memory_mb", "has_limit", "gpu"]),
         "qv_resize_t": (_lib.Resize, ["memory_mb", "limit"]),
+        "qv_moved_proc_t": (_lib.MovedProc, ["fate", "paused_ms", "bytes"]),
+        "qv_migration_t": (_lib.Migration, ["to", "ms", "text", "nprocs", "procs"]),
+        "qv_balance_move_t": (_lib.BalanceMove, ["to", "why", "done", "text"]),
+        "qv_balance_plan_t": (_lib.BalancePlan, ["count", "moves"]),
     }
     src = ['#include <stdio.h>', '#include <stddef.h>', '#include "qvgpu.h"', 'int main(void){']
     for cname, (_, fields) in checks.items():
@@ -253,3 +257,39 @@ def test_structures_match_the_c_header(tmp_path):
         assert ctypes.sizeof(cls) == int(c[cname]), cname
         for f in fields:
             assert getattr(cls, f).offset == int(c[f"{cname}.{f}"]), f"{cname}.{f}"
+
+
+# ---- moving vGPUs ---------------------------------------------------------------------
+
+
+def test_a_move_between_gpus_of_two_chips_is_refused(mgr):
+    vid = run(mgr.create_vgpu("m", profile_name="Q1", gpu=0))
+    e = error_of(lambda: run(mgr.migrate_vgpu(vid, 1)))
+    assert "the driver moves processes only between GPUs of one chip" in str(e)
+    assert e.errno == errno.EINVAL
+    assert mgr.get_vgpu_info(vid)["gpu"] == 0
+    e = error_of(lambda: run(mgr.migrate_vgpu(vid, "gpu one")))
+    assert e.errno == errno.EINVAL
+
+
+def test_migrate_and_balance_on_gpus_of_one_chip(tmp_path):
+    a = Arbiter(tmp_path)
+    a.env["QSIM_GPUS"] = "NVIDIA GeForce GTX 1080:8GiB:20,NVIDIA GeForce GTX 1080:8GiB:20"
+    a.start()
+    try:
+        m = VGPUManager(socket_dir=a.socket_dir)
+        vid = run(m.create_vgpu("m", profile_name="Q2", gpu=0))
+        uuid1 = json.loads(a.ctl("--json", "gpus").stdout)["gpus"][1]["uuid"]
+        done = run(m.migrate_vgpu(vid, target_gpu_id=uuid1))
+        assert done["from"] == 0 and done["to"] == 1
+        assert done["text"].startswith(f"moved {vid} from GPU 0 to GPU 1 in ")
+        assert done["procs"] == []
+        assert done["vgpu"]["gpu"] == 1
+        assert m.get_vgpu_info(vid)["gpu_uuid"] == uuid1
+        back = run(m.migrate_vgpu(vid, 0))
+        assert back["to"] == 0
+        assert run(m.auto_balance_gpus(dry_run=True)) == [], "nothing is busy"
+        assert run(m.auto_balance_gpus()) == []
+        m.close()
+    finally:
+        a.cleanup()
