@@ -300,6 +300,8 @@ static struct cw *cw_new(void)
     char err[QP_ERR_LEN];
     qa_config_defaults(&f->cfg);
     f->cfg.lease_grace_ms = 100;
+    f->cfg.burst_ms = 0; /* lease by lease: the second vGPU waits (bursts: qa_compute) */
+    f->cfg.preempt_after_ms = 0;
     f->host = qt_host(1, &f->cfg);
     cr_assert_not_null(f->loop = qa_loop_new());
     f->w = qt_wire_new();
