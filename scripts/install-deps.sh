@@ -11,7 +11,8 @@ pkgs="build-essential pkg-config libzmq3-dev libmsgpack-dev libcriterion-dev lib
       python3-pytest prometheus chromium
       debhelper fakeroot dpkg-dev man-db bash-completion systemd
       munge slurmctld slurmd slurm-client libslurm-dev
-      podman runc crun mmdebstrap uidmap"
+      podman runc crun mmdebstrap uidmap
+      clang libclang-rt-14-dev"
 # libmicrohttpd and libsystemd are optional (qarbiter is built without HTTP, or without
 # telling systemd it is ready, when they are missing): installed here, not required.
 libs="libzmq msgpack criterion libffi jansson inih"
@@ -28,13 +29,14 @@ have_slurm() {
 # The container tests (docs/containers.md): podman, runc and crun on root file systems
 # mmdebstrap builds (Debian 11 and 12, from deb.debian.org, cached in build/). The
 # package tests: debhelper and fakeroot (make deb), man-db (man -l), systemd
-# (systemd-analyze verify) and bash-completion.
+# (systemd-analyze verify) and bash-completion. The fuzz target (make fuzz, and 20 s of it
+# in make test): clang with libFuzzer's runtime (libclang-rt-14-dev).
 have_tools() {
     [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import pytest' 2>/dev/null &&
         [ -x /usr/bin/prometheus ] && [ -x /usr/bin/chromium ] &&
         ls /usr/share/javascript/chart.js/chart*.js >/dev/null 2>&1 &&
         [ -f /usr/share/bash-completion/bash_completion ] &&
-        for c in podman runc crun mmdebstrap newuidmap dh fakeroot dpkg-deb man systemd-analyze; do
+        for c in podman runc crun mmdebstrap newuidmap dh fakeroot dpkg-deb man systemd-analyze clang; do
             command -v "$c" >/dev/null || return 1
         done
 }

@@ -1,8 +1,9 @@
 /* test_arbiter_mover.c - moving a vGPU and its running processes to another GPU, on
  * the simulated driver with a real qarbiter and the shim in every workload: a workload
- * that never stops launching keeps its data, quota and share and sees the new GPU; every
- * refusal; rollbacks; processes and the arbiter killed during a move; new processes that
- * come during one; and balancing. */
+ * that never stops launching keeps its data, quota and share and sees the new GPU; an
+ * interactive tenant moves while it bursts; every refusal, older drivers' included;
+ * rollbacks; processes and the arbiter killed during a move; a restart after one; new
+ * processes that come during one; the HTTP API, metrics and CDI spec. */
 #include <criterion/criterion.h>
 #include <cuda.h>
 #include <jansson.h>
@@ -164,6 +165,14 @@ Test(mover, a_workload_that_never_stops_launching_moves_with_its_data_quota_and_
     cr_assert_eq(listed_on(qt_proc_pid(w)), 1, "its memory is on GPU 1");
     char *rec = record(arb, v.id);
     cr_assert(file_has(rec, uuids[1]), "the record names GPU 1");
+    char *listed = NULL;
+    cr_assert_eq(qt_ctl(arb, &listed, NULL, "--json", "list", NULL), 0);
+    json_t *ldoc = json_loads(listed, 0, NULL);
+    json_t *lv = json_array_get(json_object_get(ldoc, "vgpus"), 0);
+    cr_assert_eq(json_integer_value(json_object_get(lv, "gpu")), 1, "list: %s", listed);
+    cr_assert_str_eq(json_string_value(json_object_get(lv, "gpu_uuid")), uuids[1]);
+    json_decref(ldoc);
+    free(listed);
     char *list = NULL;
     cr_assert_eq(qt_ctl(arb, &list, NULL, "--json", "gpus", NULL), 0);
     json_t *gpus = json_object_get(json_loads(list, 0, NULL), "gpus");
@@ -226,6 +235,11 @@ Test(mover, its_share_holds_on_the_target_beside_the_tenant_there, .timeout = 12
     qt_sleep_ms(300);
     char *err = NULL;
     cr_assert_eq(qt_ctl(arb, NULL, &err, "migrate", a.id, "--gpu", "1", NULL), 0, "%s", err);
+    clock_gettime(CLOCK_REALTIME, &ts);
+    cr_assert_lt((unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec,
+                 strtoull(at, NULL, 10), "the move ended before the window opened");
+    cr_assert_eq(qtm_info_int(arb, a.id, "gpu"), 1);
+    cr_assert_eq(listed_on(qt_proc_pid(wa)), 1);
     cr_assert_eq(qt_proc_wait(wa, 30000), 0, "%s", qt_proc_stderr(wa));
     cr_assert_eq(qt_proc_wait(wb, 30000), 0, "%s", qt_proc_stderr(wb));
     char la[256], lb[256];
@@ -240,6 +254,69 @@ Test(mover, its_share_holds_on_the_target_beside_the_tenant_there, .timeout = 12
     free(prog);
     qt_proc_destroy(&wa);
     qt_proc_destroy(&wb);
+    qt_arbiter_destroy(&arb);
+}
+
+/* An interactive tenant (a frame of 1 ms every 8 ms, well below its share) runs short
+ * bursts beside the tenant that floods its GPU; a move must wait for a burst under way as
+ * for a lease, and it keeps bursting beside the tenant flooding the other GPU. Moved back
+ * and forth four times, most moves catch a burst running. */
+Test(mover, an_interactive_tenant_bursting_beside_the_holder_moves_back_and_forth,
+     .timeout = 120)
+{
+    qt_arbiter_t *arb = host(NULL, NULL);
+    qts_vgpu_t f0, f1, i;
+    qts_vgpu_create(arb, &f0, "--vm", "f0", "--memory", "512MiB", "--share", "50", "--gpu", "0",
+                    NULL);
+    qts_vgpu_create(arb, &f1, "--vm", "f1", "--memory", "512MiB", "--share", "50", "--gpu", "1",
+                    NULL);
+    qts_vgpu_create(arb, &i, "--vm", "game", "--memory", "512MiB", "--share", "50", "--gpu", "0",
+                    NULL);
+    char *prog = qt_build_path("tests/progs/demo_worker");
+    const char *flood[] = {prog, "--seconds", "6", NULL};
+    const char *game[] = {prog, "--seconds", "6", "--frame-ms", "8", "--kernel-us", "1000", NULL};
+    qts_env_t e0, e1, ei;
+    qts_env_of(&e0, arb, &f0);
+    qts_env_of(&e1, arb, &f1);
+    qts_env_of(&ei, arb, &i);
+    qt_proc_t *w0 = qt_spawn(flood, e0.v), *w1 = qt_spawn(flood, e1.v), *wi = qt_spawn(game, ei.v);
+    cr_assert(qts_wait_line(w0, "ready", 20000) && qts_wait_line(w1, "ready", 20000) &&
+                  qts_wait_line(wi, "ready", 20000),
+              "%s%s%s", qt_proc_stderr(w0), qt_proc_stderr(w1), qt_proc_stderr(wi));
+    qt_sleep_ms(300);
+    char *moved = qt_strf("pid %d moved, paused ", (int)qt_proc_pid(wi));
+    for (int k = 0; k < 4; k++) {
+        const char *to = k % 2 ? "0" : "1";
+        char *out = NULL, *err = NULL;
+        cr_assert_eq(qt_ctl(arb, &out, &err, "migrate", i.id, "--gpu", to, NULL), 0,
+                     "move %d: %s%s", k, out, err);
+        const char *at = strstr(out, moved);
+        cr_assert_not_null(at, "move %d: %s", k, out);
+        /* its burst drains in 2 ms; a second means the move waited out a grace */
+        cr_assert_lt(atof(at + strlen(moved)), 1000.0, "move %d: %s", k, out);
+        cr_assert_eq(qtm_info_int(arb, i.id, "gpu"), atoi(to));
+        cr_assert_eq(listed_on(qt_proc_pid(wi)), atoi(to), "its memory went along");
+        free(out);
+        free(err);
+        qt_sleep_ms(200);
+    }
+    cr_assert_eq(qt_proc_wait(wi, 30000), 0, "no frame failed: %s%s", qt_proc_stdout(wi),
+                 qt_proc_stderr(wi));
+    char line[256];
+    cr_assert(qts_line(qt_proc_stdout(wi), "frames ", line, sizeof line), "%s",
+              qt_proc_stdout(wi));
+    /* 125 frames a second asked; four pauses of a few ms and a loaded machine cost some */
+    cr_assert_gt(atof(strstr(line, "fps=") + 4), 60.0, "%s", line);
+    /* it did burst: a frame waits about 1.5 ms, where waiting for the flooding tenant's
+     * lease to be preempted takes about 9 ms (burst_ms = 0) */
+    cr_assert_lt(atof(strstr(line, "p50_us=") + 7), 6000.0, "%s", line);
+    cr_assert_eq(qt_proc_wait(w0, 30000), 0, "%s", qt_proc_stderr(w0));
+    cr_assert_eq(qt_proc_wait(w1, 30000), 0, "%s", qt_proc_stderr(w1));
+    free(moved);
+    free(prog);
+    qt_proc_destroy(&wi);
+    qt_proc_destroy(&w0);
+    qt_proc_destroy(&w1);
     qt_arbiter_destroy(&arb);
 }
 
@@ -304,27 +381,43 @@ Test(mover, is_refused_up_front_with_one_line_and_nothing_moves, .timeout = 120)
     qt_arbiter_destroy(&arb);
 }
 
-Test(mover, a_driver_older_than_r580_is_refused_naming_the_version_needed, .timeout = 120)
+/* On a driver of CUDA version (QSIM_DRIVER_VERSION), a move of a vGPU with a running
+ * process is refused with want, and one without processes is done. */
+static void older_driver(const char *version, const char *want)
 {
-    const char *env[] = {"QSIM_DRIVER_VERSION=12080", NULL};
+    char *ver = qt_strf("QSIM_DRIVER_VERSION=%s", version);
+    const char *env[] = {ver, NULL};
     qt_arbiter_t *arb = host(NULL, env);
     qts_vgpu_t v, idle;
     qts_vgpu_create(arb, &v, "--vm", "a", "--profile", "Q1", "--gpu", "0", NULL);
     qts_vgpu_create(arb, &idle, "--vm", "b", "--profile", "Q1", "--gpu", "0", NULL);
     qt_proc_t *w = qtm_work(arb, &v, MIB_S, "30", "1000");
     cr_assert(qts_wait_line(w, "ready ", 20000));
-    refused(arb, &v, "1",
-            "the CUDA driver supports CUDA 12.8, whose checkpoint API restores a process onto "
-            "its own GPU only: moving a vGPU needs NVIDIA driver 580 (CUDA 13.0) or newer",
-            0);
+    refused(arb, &v, "1", want, 0);
     cr_assert_eq(kill(qt_proc_pid(w), 0), 0, "it still runs");
     /* a vGPU without processes needs no driver call */
     char *out = NULL;
     cr_assert_eq(qt_ctl(arb, &out, NULL, "migrate", idle.id, "--gpu", "1", NULL), 0);
     cr_assert(strstr(out, "moved vg-2 from GPU 0 to GPU 1"), "%s", out);
     free(out);
+    free(ver);
     qt_proc_destroy(&w);
     qt_arbiter_destroy(&arb);
+}
+
+Test(mover, a_driver_older_than_r580_is_refused_naming_the_version_needed, .timeout = 120)
+{
+    older_driver("12080",
+                 "the CUDA driver supports CUDA 12.8, whose checkpoint API restores a process "
+                 "onto its own GPU only: moving a vGPU needs NVIDIA driver 580 (CUDA 13.0) or "
+                 "newer");
+}
+
+Test(mover, a_driver_without_the_checkpoint_api_is_refused_naming_the_version_needed,
+     .timeout = 120)
+{
+    older_driver("12040", "the CUDA driver supports CUDA 12.4 and has no checkpoint API: moving "
+                          "a vGPU needs NVIDIA driver 580 (CUDA 13.0) or newer");
 }
 
 /* ---- failures half-way: everything goes back ------------------------------------- */
@@ -492,6 +585,46 @@ Test(mover, after_kill_9_of_the_arbiter_during_a_move_the_vgpu_and_its_process_a
     /* and the restarted arbiter moves it */
     free(on);
     qt_proc_destroy(&m);
+    qt_proc_destroy(&w);
+    qt_arbiter_destroy(&arb);
+}
+
+Test(mover, a_restarted_arbiter_finds_a_moved_vgpu_and_its_process_on_the_new_gpu,
+     .timeout = 120)
+{
+    qt_arbiter_t *arb = host(NULL, NULL);
+    qts_vgpu_t v;
+    qts_vgpu_create(arb, &v, "--vm", "a", "--memory", "1GiB", "--share", "40", "--gpu", "0",
+                    NULL);
+    qt_proc_t *w = qtm_work(arb, &v, "268435456", "5", "1000");
+    cr_assert(qts_wait_line(w, "ready ", 20000), "%s%s", qt_proc_stdout(w), qt_proc_stderr(w));
+    qt_sleep_ms(300);
+    cr_assert_eq(qt_ctl(arb, NULL, NULL, "migrate", v.id, "--gpu", "1", NULL), 0);
+    /* the state file is all the next arbiter has */
+    qt_arbiter_kill(arb, SIGKILL);
+    cr_assert_eq(qt_arbiter_restart(arb), 0);
+    struct settled s = {arb, &v, qt_proc_pid(w), -1};
+    cr_assert(qt_wait_until(agree, &s, 20000),
+              "the record says GPU %d, NVML shows pid %d on GPU %d", s.gpu, (int)s.pid,
+              listed_on(s.pid));
+    cr_assert_eq(s.gpu, 1);
+    char *list = NULL;
+    cr_assert_eq(qt_ctl(arb, &list, NULL, "--json", "gpus", NULL), 0);
+    json_t *doc = json_loads(list, 0, NULL), *gpus = json_object_get(doc, "gpus");
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(gpus, 1), "memory_reserved_mb")),
+                 1024, "its quota is held on GPU 1: %s", list);
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(gpus, 0), "memory_reserved_mb")),
+                 0, "%s", list);
+    json_decref(doc);
+    free(list);
+    /* its process said hello again and runs on, on GPU 1, with its data and quota */
+    cr_assert_eq(qt_proc_wait(w, 30000), 0, "%s%s", qt_proc_stdout(w), qt_proc_stderr(w));
+    const char *wo = qt_proc_stdout(w);
+    cr_assert(strstr(wo, "verify=ok") && strstr(wo, "over=CUDA_ERROR_OUT_OF_MEMORY"), "%s", wo);
+    char line[512], *on1 = view_on(1);
+    last_view(w, line, sizeof line);
+    cr_assert_str_eq(line, on1);
+    free(on1);
     qt_proc_destroy(&w);
     qt_arbiter_destroy(&arb);
 }

@@ -6,11 +6,25 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Bytes /proc/PID/environ holds now. */
+static size_t environ_size(pid_t pid)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    return n;
+}
 
 /* A child sleeping with env as its whole environment; its pid. */
 static pid_t sleeper(char *const env[])
@@ -22,10 +36,12 @@ static pid_t sleeper(char *const env[])
         _exit(127);
     }
     cr_assert_gt(pid, 0);
-    /* until exec has replaced the child's name */
+    /* until exec is done: the kernel renames the process before it sets up the new
+     * stack, and /proc/PID/environ reads empty in between (every env here has PATH) */
     qa_proc_info_t i;
     for (int t = 0; t < 200; t++) {
-        if (qa_procfs_inspect((unsigned)pid, &i) == 0 && strcmp(i.name, "sleep") == 0)
+        if (qa_procfs_inspect((unsigned)pid, &i) == 0 && strcmp(i.name, "sleep") == 0 &&
+            environ_size(pid) > 0)
             break;
         struct timespec ts = {0, 10000000};
         nanosleep(&ts, NULL);
