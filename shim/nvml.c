@@ -14,16 +14,37 @@
 #include "shim/real.h"
 #include "shim/uuid.h"
 
+/* The most GPUs whose handles a process may have been given before its moves. */
+#define FORMER_MAX 16
+
 /* The GPU's NVML handle. */
 static struct {
-    pthread_mutex_t lock;      /* held while the handle is stored */
+    pthread_mutex_t lock;      /* held while the handle or former is stored */
     atomic_int state;          /* QS_DEV_*: release-stored once the handle is known */
     _Atomic(nvmlDevice_t) dev; /* the GPU's NVML handle (QS_DEV_MAPPED) */
+    /* Handles of the GPUs the vGPU left, each once: the application may have kept one
+     * (monitoring libraries look theirs up once), and NVML is no part of the checkpoint,
+     * so it still names the old GPU. The calls hooked here answer for the vGPU through
+     * them; a lookup never returns one. Appended under lock, read lock-free. */
+    _Atomic(nvmlDevice_t) former[FORMER_MAX];
 } nvml0 = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 void qs_nvml_moved(void)
 {
     pthread_mutex_lock(&nvml0.lock);
+    if (atomic_load_explicit(&nvml0.state, memory_order_relaxed) == QS_DEV_MAPPED) {
+        nvmlDevice_t old = atomic_load_explicit(&nvml0.dev, memory_order_relaxed);
+        for (int i = 0; i < FORMER_MAX; i++) {
+            nvmlDevice_t f = atomic_load_explicit(&nvml0.former[i], memory_order_relaxed);
+            if (f == old)
+                break;
+            if (!f) {
+                /* relaxed: a handle is a value; a reader that misses it answers as NVML */
+                atomic_store_explicit(&nvml0.former[i], old, memory_order_relaxed);
+                break;
+            }
+        }
+    }
     /* release: a reader that sees UNKNOWN looks the handle up again, by the new UUID;
      * one that read the old handle just before uses it once more, as a call in flight */
     atomic_store_explicit(&nvml0.state, QS_DEV_UNKNOWN, memory_order_release);
@@ -67,6 +88,22 @@ static bool is_ours(nvmlDevice_t dev)
 {
     nvmlDevice_t ours;
     return our_device(&ours) == QS_DEV_MAPPED && dev == ours;
+}
+
+/* Whether dev is the vGPU's GPU's handle, or that of a GPU it moved away from: ours in
+ * the calls that take a handle, never in a lookup (the old GPU is not to be found). */
+static bool was_ours(nvmlDevice_t dev)
+{
+    if (is_ours(dev))
+        return true;
+    for (int i = 0; dev && i < FORMER_MAX; i++) {
+        nvmlDevice_t f = atomic_load_explicit(&nvml0.former[i], memory_order_relaxed);
+        if (!f)
+            break;
+        if (f == dev)
+            return true;
+    }
+    return false;
 }
 
 static nvmlReturn_t count(nvmlReturn_t r, unsigned int *n)
@@ -157,7 +194,7 @@ QS_EXPORT nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t device, unsigned int *ind
     QS_PFN_nvmlDeviceGetIndex real = QS_REAL(nvmlDeviceGetIndex);
     if (!real)
         return qs_nvml_error(-ENOSYS);
-    if (!qs_managed() || !index || !is_ours(device))
+    if (!qs_managed() || !index || !was_ours(device))
         return real(device, index);
     *index = 0;
     return NVML_SUCCESS;
@@ -178,7 +215,7 @@ QS_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t
     if (!real)
         return qs_nvml_error(-ENOSYS);
     nvmlReturn_t r = real(device, memory);
-    if (r == NVML_SUCCESS && qs_managed() && memory && is_ours(device))
+    if (r == NVML_SUCCESS && qs_managed() && memory && was_ours(device))
         view(&memory->total, &memory->used, &memory->free);
     return r;
 }
@@ -189,7 +226,7 @@ QS_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemor
     if (!real)
         return qs_nvml_error(-ENOSYS);
     nvmlReturn_t r = real(device, memory);
-    if (r == NVML_SUCCESS && qs_managed() && memory && is_ours(device)) {
+    if (r == NVML_SUCCESS && qs_managed() && memory && was_ours(device)) {
         view(&memory->total, &memory->used, &memory->free);
         memory->reserved = 0;
     }

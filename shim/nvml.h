@@ -5,7 +5,8 @@
 #define QS_NVML_H
 
 /* The vGPU moved to another GPU (shim/device.h): the handle is found again, by the new
- * UUID, at the next NVML call. */
+ * UUID, at the next NVML call; the old one, if the application kept it, still shows the
+ * vGPU's memory and index 0 (its other calls reach the old GPU: NVML does not move). */
 void qs_nvml_moved(void);
 
 /* In a fork child: a new lock (the handle stays: NVML's state is copied with the

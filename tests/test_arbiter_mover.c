@@ -189,6 +189,8 @@ Test(mover, a_workload_that_never_stops_launching_moves_with_its_data_quota_and_
     cr_assert(strstr(wo, "verify=ok"), "%s", wo);
     cr_assert(strstr(wo, "over=CUDA_ERROR_OUT_OF_MEMORY"), "its quota holds after: %s", wo);
     cr_assert(strstr(wo, "total=1073741824"), "the quota is its memory: %s", wo);
+    cr_assert(strstr(wo, "nvml_total=1073741824\n"),
+              "NVML shows the quota, through the handle it had before the move too: %s", wo);
     char line[512], *on1 = view_on(1), *on0 = view_on(0);
     last_view(w, line, sizeof line);
     cr_assert_str_eq(line, on1, "CUDA, NVML and CUDA_VISIBLE_DEVICES show GPU 1");

@@ -8,17 +8,21 @@
  * whatever was touched), then for SECS seconds
  * launches qsim_spin(KERNEL_US) kernels one after the other (each synchronised), and
  * watches the GPU it sees: CUDA's UUID of device 0, NVML's of index 0 (NVML opened with
- * dlopen, as monitoring libraries do) and CUDA_VISIBLE_DEVICES. Any failed driver call
+ * dlopen, as monitoring libraries do) and CUDA_VISIBLE_DEVICES; and, at the end, the
+ * memory NVML shows through the handle it looked up at the start (monitoring libraries
+ * keep theirs). Any failed driver call
  * ends it at once with exit status 1 and an "error" line. One line each, for the tests:
  *
  *   ready BYTES                      memory written, kernels about to start
  *   gpu cuda=UUID nvml=UUID env=VAL  at the start, and whenever one of them changes
  *   done kernels=N max_gap_us=G gap_at_ms=T verify=ok|bad free=F total=T over=RESULT
+ *        nvml_total=T
  *
  * max_gap_us: the longest time between two kernels' completions, the launch pause a
  * move caused (gap_at_ms: when it ended, from the start); over: what allocating one MiB
  * more than the memory cuMemGetInfo calls free returns at the end (the quota holds:
- * CUDA_ERROR_OUT_OF_MEMORY). Single-threaded. */
+ * CUDA_ERROR_OUT_OF_MEMORY); nvml_total: nvmlDeviceGetMemoryInfo's total through the
+ * first handle (0 when NVML cannot be reached). Single-threaded. */
 #include <cuda.h>
 #include <dlfcn.h>
 #include <inttypes.h>
@@ -50,6 +54,7 @@ static struct {
     int (*init)(void);
     int (*by_index)(unsigned, void **);
     int (*uuid)(void *, char *, unsigned);
+    int (*memory)(void *, unsigned long long[3]); /* nvmlMemory_t: total, free, used */
 } nv;
 
 static void nvml_open(void)
@@ -60,7 +65,8 @@ static void nvml_open(void)
     *(void **)&nv.init = dlsym(h, "nvmlInit_v2");
     *(void **)&nv.by_index = dlsym(h, "nvmlDeviceGetHandleByIndex_v2");
     *(void **)&nv.uuid = dlsym(h, "nvmlDeviceGetUUID");
-    if (!nv.init || !nv.by_index || !nv.uuid || nv.init() != 0)
+    *(void **)&nv.memory = dlsym(h, "nvmlDeviceGetMemoryInfo");
+    if (!nv.init || !nv.by_index || !nv.uuid || !nv.memory || nv.init() != 0)
         nv.init = NULL;
 }
 
@@ -121,6 +127,9 @@ int main(int argc, char **argv)
     }
     char view[256], last[256];
     seen(last, sizeof last);
+    void *first = NULL; /* NVML's handle as the process started */
+    if (nv.init && nv.by_index(0, &first) != 0)
+        first = NULL;
     printf("ready %zu\ngpu %s\n", bytes, last);
     void *params[] = {&ns};
     uint64_t start = now_ns(), end = start + (uint64_t)(secs * 1e9), prev = start;
@@ -160,9 +169,13 @@ int main(int argc, char **argv)
     seen(view, sizeof view);
     if (strcmp(view, last) != 0)
         printf("gpu %s\n", view);
+    unsigned long long mem[3] = {0, 0, 0};
+    if (first && nv.memory(first, mem) != 0)
+        mem[0] = 0;
     printf("done kernels=%" PRIu64 " max_gap_us=%" PRIu64 " gap_at_ms=%" PRIu64
-           " verify=%s free=%zu total=%zu over=%s\n",
-           kernels, max_gap / 1000, gap_at / 1000000, bad ? "bad" : "ok", free_b, total, oname);
+           " verify=%s free=%zu total=%zu over=%s nvml_total=%llu\n",
+           kernels, max_gap / 1000, gap_at / 1000000, bad ? "bad" : "ok", free_b, total, oname,
+           mem[0]);
     free(buf);
     return 0;
 }
