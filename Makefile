@@ -336,6 +336,15 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-m
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(TEST_LINK) $(TEST_LIBS)
 
+# http_off.c, what HTTP=0 links instead of http.c, is tested in every build: this test
+# links it in http.c's place.
+HTTP_OFF_LINK := $(filter-out $(BUILD)/obj/arbiter/http.o $(BUILD)/obj/arbiter/http_off.o, \
+                   $(TEST_LINK)) $(BUILD)/obj/arbiter/http_off.o
+$(BUILD)/tests/test_arbiter_http_off: $(BUILD)/obj/tests/test_arbiter_http_off.o \
+                                      $(HTTP_OFF_LINK) | $(BUILD)/sim/libnvidia-ml.so.1
+	@mkdir -p $(@D)
+	$(CC) $(LDFLAGS) -o $@ $< $(HTTP_OFF_LINK) $(TEST_LIBS)
+
 $(BUILD)/tests/progs/%: $(BUILD)/obj/tests/progs/%.o
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< -Wl,--as-needed $(CUDA_STUB) -Wl,--no-as-needed $(PROG_LIBS) \

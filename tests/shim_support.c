@@ -261,6 +261,17 @@ void qts_vgpu_create(qt_arbiter_t *arb, qts_vgpu_t *v, ...)
     free(err);
 }
 
+int qts_env_unreachable(qts_env_t *e, const char *vgpu)
+{
+    char uuids[4][64];
+    int n = qts_gpu_uuids(uuids, 4);
+    cr_assert_geq(n, 1);
+    char *dir = qt_tmpdir();
+    qts_env_vgpu(e, dir, vgpu, "00112233445566778899aabbccddeeff", uuids[0]);
+    free(dir); /* qts_env_vgpu copied it */
+    return n;
+}
+
 void qts_env_of(qts_env_t *e, const qt_arbiter_t *arb, const qts_vgpu_t *v)
 {
     qts_env_vgpu(e, qt_arbiter_socket_dir(arb), v->id, v->secret, v->gpu_uuid);

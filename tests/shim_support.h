@@ -34,6 +34,10 @@ void qts_env_passthrough(qts_env_t *e);
  * CUDA_VISIBLE_DEVICES=gpu_uuid (NULL: unset), as `qgpuctl run` sets them. */
 void qts_env_vgpu(qts_env_t *e, const char *socket_dir, const char *vgpu, const char *secret,
                   const char *gpu_uuid);
+/* The shim preloaded in vGPU vgpu on the private host's first GPU, its socket dir a new
+ * empty one: no arbiter serves it, so the process may allocate nothing and nobody grants
+ * leases. Returns how many GPUs the host has. */
+int qts_env_unreachable(qts_env_t *e, const char *vgpu);
 /* Adds "NAME=VALUE" (or a bare "NAME" to unset) to e. */
 void qts_env_add(qts_env_t *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

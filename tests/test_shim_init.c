@@ -9,21 +9,12 @@
 #include <string.h>
 #include <unistd.h>
 
-static void unreachable_vgpu(qts_env_t *e)
-{
-    char uuids[4][64];
-    cr_assert_geq(qts_gpu_uuids(uuids, 4), 1);
-    char *dir = qt_tmpdir();
-    qts_env_vgpu(e, dir, "vgpu-init", "00112233445566778899aabbccddeeff", uuids[0]);
-    free(dir);
-}
-
 Test(shim_init, many_threads_making_the_first_call_at_once_all_succeed)
 {
     qt_sim_private(NULL);
     qts_env_t e;
     char *out = NULL, *err = NULL;
-    unreachable_vgpu(&e);
+    qts_env_unreachable(&e, "vgpu-init");
     cr_assert_eq(qts_run(&e, &out, &err, "threads:16:init", "count", NULL), 0, "%s", err);
     cr_assert_eq(qts_field(out, "threads ", 0), 16, "%s", out);
     cr_assert_eq(qts_field(out, "count ", 1), 1);
@@ -54,7 +45,7 @@ Test(shim_init, fork_children_work_before_and_after_the_parent_uses_cuda)
     qt_sim_private(NULL);
     qts_env_t e;
     char *out = NULL, *err = NULL;
-    unreachable_vgpu(&e);
+    qts_env_unreachable(&e, "vgpu-init");
     /* A child forked before any CUDA call initialises on its own; one forked after only
      * exits (CUDA is not usable in a fork child of an initialised process) and must not
      * hang on its parent's agent at exit. */
@@ -149,7 +140,7 @@ Test(shim_init, a_program_that_never_touches_cuda_is_untouched)
 {
     qt_sim_private(NULL);
     qts_env_t e;
-    unreachable_vgpu(&e);
+    qts_env_unreachable(&e, "vgpu-init");
     const char *argv[] = {"/bin/sh", "-c", "echo hello; exit 3", NULL};
     char *out = NULL, *err = NULL;
     uint64_t t0 = qt_now_ns();

@@ -56,14 +56,10 @@ static void launch_all(const qts_env_t *e, const char *expect_obj)
 Test(shim_launch, every_launch_entry_point_runs_through_the_gate_in_a_vgpu)
 {
     qt_sim_private(NULL);
-    char uuids[4][64];
-    cr_assert_eq(qts_gpu_uuids(uuids, 4), 1);
-    char *dir = qt_tmpdir();
     qts_env_t e;
     /* Without an arbiter nobody grants leases, and launches run ungated. */
-    qts_env_vgpu(&e, dir, "vgpu-launch", "00", uuids[0]);
+    cr_assert_eq(qts_env_unreachable(&e, "vgpu-launch"), 1);
     launch_all(&e, "libqshim.so");
-    free(dir);
 }
 
 Test(shim_launch, every_launch_entry_point_runs_in_pass_through)
@@ -84,11 +80,8 @@ Test(shim_launch, deprecated_launch_entry_points_lead_to_the_shim_by_every_route
                                        "default=libqshim.so", "procaddr=libqshim.so",
                                        "procaddr1=libqshim.so"};
     qt_sim_private(NULL);
-    char uuids[4][64];
-    cr_assert_eq(qts_gpu_uuids(uuids, 4), 1);
-    char *dir = qt_tmpdir();
     qts_env_t e;
-    qts_env_vgpu(&e, dir, "vgpu-launch", "00", uuids[0]);
+    cr_assert_eq(qts_env_unreachable(&e, "vgpu-launch"), 1);
     char *out = NULL, *err = NULL;
     cr_assert_eq(qts_run(&e, &out, &err, "init", "resolve:cuLaunch", "resolve:cuLaunchGrid",
                          "resolve:cuLaunchGridAsync",
@@ -103,5 +96,4 @@ Test(shim_launch, deprecated_launch_entry_points_lead_to_the_shim_by_every_route
     }
     free(out);
     free(err);
-    free(dir);
 }

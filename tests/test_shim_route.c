@@ -11,16 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A vGPU environment whose arbiter is not running, on the private host's first GPU. */
-static void unreachable_vgpu(qts_env_t *e)
-{
-    char uuids[4][64];
-    cr_assert_geq(qts_gpu_uuids(uuids, 4), 1);
-    char *dir = qt_tmpdir();
-    qts_env_vgpu(e, dir, "vgpu-route", "00112233445566778899aabbccddeeff", uuids[0]);
-    free(dir);
-}
-
 /* Every charged variant, the 32-bit v1 ones included (the simulated driver does not
  * implement those, but the shim refuses before it asks the driver). */
 static const char *const alloc_symbols[] = {"cuMemAlloc_v2",
@@ -48,7 +38,7 @@ Test(shim_route, every_route_to_an_allocation_reaches_the_shim)
 {
     qt_sim_private(NULL);
     qts_env_t e;
-    unreachable_vgpu(&e);
+    qts_env_unreachable(&e, "vgpu-route");
     const char *cmds[120] = {"init"};
     size_t n = 1;
     static char bufs[120][96];
@@ -130,7 +120,7 @@ Test(shim_route, hands_out_its_hooks_for_every_variant_through_every_route)
 {
     qt_sim_private(NULL);
     qts_env_t e;
-    unreachable_vgpu(&e);
+    qts_env_unreachable(&e, "vgpu-route");
     const char *cmds[64] = {"init"};
     char bufs[64][96];
     size_t n = 1;
@@ -180,7 +170,7 @@ Test(shim_route, dlvsym_answers_as_glibc_does)
     qt_sim_private(NULL);
     qts_env_t e;
     char *out = NULL, obj[128];
-    unreachable_vgpu(&e);
+    qts_env_unreachable(&e, "vgpu-route");
     cr_assert_eq(qts_run(&e, &out, NULL, "init", "resolve:cuMemAlloc_v2", NULL), 0);
     resolved(out, "cuMemAlloc_v2", "dlvsym", obj, sizeof obj);
     cr_assert_str_eq(obj, "-");
@@ -200,7 +190,7 @@ Test(shim_route, rtld_next_for_other_names_still_means_next_after_the_caller)
     qt_sim_private(NULL);
     qts_env_t e;
     char *out = NULL;
-    unreachable_vgpu(&e);
+    qts_env_unreachable(&e, "vgpu-route");
     cr_assert_eq(qts_run(&e, &out, NULL, "nextsym:malloc", "nextsym:gnu_get_libc_version",
                          "nextsym:qvgpu_no_such_symbol", NULL),
                  0);
