@@ -1,6 +1,7 @@
 /* test_arbiter_balancer.c - balancing GPUs with a real qarbiter on the simulated GPU:
  * three busy vGPUs on one GPU and an idle one are spread after one interval, with one
- * log line per move and no move undone over the intervals after; `qgpuctl balance
+ * log line per move and no move undone over the intervals after; a lone busy vGPU never
+ * bounces between a busy GPU and an idle one; `qgpuctl balance
  * --dry-run` prints the plan and changes nothing; `qgpuctl balance` carries it out. The
  * planner's rules themselves are tested on made-up figures (test_arbiter_balance.c). */
 #include <criterion/criterion.h>
@@ -89,6 +90,41 @@ Test(balancer, three_busy_vgpus_on_one_gpu_are_spread_after_one_interval_and_sta
                      qt_proc_stdout(w[i]), qt_proc_stderr(w[i]));
         qt_proc_destroy(&w[i]);
     }
+    qt_arbiter_destroy(&arb);
+}
+
+/* The move that would bounce: one vGPU keeps GPU 0 busy and GPU 1 idles. Moving it would
+ * only swap the two GPUs, and the next interval would move it back: it stays. */
+Test(balancer, a_lone_busy_vgpu_stays_put_over_ten_intervals, .timeout = 120)
+{
+    qt_sim_private(GPUS);
+    qt_arbiter_t *arb =
+        qt_arbiter_start("[balance]\ninterval_s = 1\nhigh = 80\nlow = 40\ncooldown_intervals = 1\n",
+                         NULL);
+    cr_assert_not_null(arb);
+    qts_vgpu_t v;
+    qts_vgpu_create(arb, &v, "--vm", "lone", "--memory", "512MiB", "--share", "30", "--gpu", "0",
+                    NULL);
+    qts_env_t e;
+    qts_env_of(&e, arb, &v);
+    char *prog = qt_build_path("tests/progs/demo_worker");
+    const char *argv[] = {prog, "--seconds", "12", NULL};
+    qt_proc_t *w = qt_spawn(argv, e.v);
+    cr_assert(qts_wait_line(w, "ready", 20000), "%s", qt_proc_stderr(w));
+    qt_sleep_ms(11000);
+    char *out = NULL;
+    cr_assert_eq(qt_ctl(arb, &out, NULL, "--json", "gpus", NULL), 0);
+    json_t *doc = json_loads(out, 0, NULL);
+    json_t *g0 = json_array_get(json_object_get(doc, "gpus"), 0);
+    cr_assert_gt(json_number_value(json_object_get(g0, "util")), 80.0,
+                 "GPU 0 is busy all along: %s", out);
+    json_decref(doc);
+    free(out);
+    cr_assert_eq(log_lines(arb, "auto-balance:"), 0, "%s", qt_proc_stderr(qt_arbiter_proc(arb)));
+    cr_assert_eq(qtm_info_int(arb, v.id, "gpu"), 0);
+    cr_assert_eq(qt_proc_wait(w, 30000), 0, "%s", qt_proc_stderr(w));
+    free(prog);
+    qt_proc_destroy(&w);
     qt_arbiter_destroy(&arb);
 }
 

@@ -631,6 +631,42 @@ Test(mover, a_restarted_arbiter_finds_a_moved_vgpu_and_its_process_on_the_new_gp
     qt_arbiter_destroy(&arb);
 }
 
+Test(mover, a_second_move_waits_its_turn_and_the_moving_vgpu_is_neither_resized_nor_destroyed,
+     .timeout = 120)
+{
+    qt_arbiter_t *arb = host_of(BIG_GPUS, NULL, NULL);
+    qts_vgpu_t v;
+    qts_vgpu_create(arb, &v, "--vm", "a", "--memory", "6GiB", "--share", "40", "--gpu", "0",
+                    NULL);
+    qt_proc_t *w = qtm_work(arb, &v, "4294967296", "6", "1000");
+    cr_assert(qts_wait_line(w, "ready ", 30000));
+    qt_sleep_ms(300);
+    qt_proc_t *first = ctl_start(arb, "migrate", v.id, "--gpu", "1", NULL);
+    await_locked(qt_proc_pid(w)); /* the move copies 4 GiB twice: 720 ms */
+    qt_proc_t *second = ctl_start(arb, "migrate", v.id, "--gpu", "1", NULL);
+    char *out = NULL, *err = NULL;
+    cr_assert_eq(qt_ctl(arb, &out, &err, "resize", v.id, "--memory", "5GiB", NULL), 1, "%s", out);
+    cr_assert(strstr(err, "is moving to another GPU: resize it once that is done"), "%s", err);
+    free(out);
+    free(err);
+    cr_assert_eq(qt_ctl(arb, &out, &err, "destroy", v.id, NULL), 1, "%s", out);
+    cr_assert(strstr(err, "is moving to another GPU: destroy it once that is done"), "%s", err);
+    free(out);
+    free(err);
+    cr_assert_eq(qt_proc_wait(first, 30000), 0, "%s", qt_proc_stderr(first));
+    /* the second, taken up once the first is over, finds it there */
+    cr_assert_eq(qt_proc_wait(second, 30000), 1, "%s", qt_proc_stdout(second));
+    cr_assert(strstr(qt_proc_stderr(second), "is on GPU 1 already"), "%s",
+              qt_proc_stderr(second));
+    cr_assert_eq(qtm_info_int(arb, v.id, "gpu"), 1);
+    cr_assert_eq(qtm_info_int(arb, v.id, "memory_mb"), 6144, "the resize changed nothing");
+    cr_assert_eq(qt_proc_wait(w, 30000), 0, "%s%s", qt_proc_stdout(w), qt_proc_stderr(w));
+    qt_proc_destroy(&second);
+    qt_proc_destroy(&first);
+    qt_proc_destroy(&w);
+    qt_arbiter_destroy(&arb);
+}
+
 /* ---- newcomers wait ---------------------------------------------------------------- */
 
 Test(mover, a_process_that_joins_during_a_move_waits_and_starts_on_the_new_gpu,
