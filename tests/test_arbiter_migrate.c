@@ -1,20 +1,26 @@
 /* test_arbiter_migrate.c - the administrator's migrate and balance without a daemon: the
  * handlers of migrate.c over a real mover (mover.c), balancer (balancer.c), compute and
  * store on a made-up host of two GPUs, answering through a recording reply path, with
- * the loop run by the test. The vGPUs here have no processes, so no driver call is made:
- * what is tested is the request side (refusals, answers only once a move ended, a
- * connection gone meanwhile), the commit (record, host, the `moved` callback) and the
- * balancer's plan carried out or not. Moves of running processes: test_arbiter_mover.c;
- * the helper's driver calls: test_arbiter_ckpt.c. */
+ * the loop run by the test. Most vGPUs here have no processes, so no driver call is made:
+ * the request side (refusals, answers only once a move ended, a connection gone
+ * meanwhile), the commit (record, host, the `moved` callback) and the balancer's plan
+ * carried out or not. Then one sim_worker process in a session made by hand, moved by
+ * the real checkpoint helper on the simulated driver, or rolled back where the driver
+ * cannot restore it. Moves of shim workloads under a real qarbiter: test_arbiter_mover.c;
+ * the helper's calls one by one: test_arbiter_ckpt.c. */
 #include "arbiter/compute.h"
 #include "arbiter/migrate.h"
+#include "arbiter/tenant.h"
 #include "proto/records.h"
 #include "proto/schema.h"
 #include "tests/handler_support.h"
 #include "tests/harness.h"
+#include "tests/shim_support.h"
+#include "tests/sim_support.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,14 +47,15 @@ static void on_moved(void *arg, qa_vgpu_t *v)
     snprintf(f->moved, sizeof f->moved, "%s", v->id);
 }
 
-static struct fixture *setup(void)
+/* The fixture on host (NULL: qt_host's two made-up GPUs). */
+static struct fixture *setup_on(qa_host_t *(*host)(const qa_config_t *cfg))
 {
     struct fixture *f = calloc(1, sizeof *f);
     char err[QP_ERR_LEN];
     qa_config_defaults(&f->cfg);
     f->cfg.balance_interval_s = 0; /* only when asked: no timer of its own */
     f->dir = qt_tmpdir();
-    f->host = qt_host(2, &f->cfg);
+    f->host = host ? host(&f->cfg) : qt_host(2, &f->cfg);
     cr_assert_not_null(f->store = qa_store_open(f->dir, err), "%s", err);
     cr_assert_not_null(f->loop = qa_loop_new());
     f->w = qt_wire_new();
@@ -83,6 +90,11 @@ static struct fixture *setup(void)
     f->p = qt_peer(QP_ADMIN, 1);
     f->p->session = true;
     return f;
+}
+
+static struct fixture *setup(void)
+{
+    return setup_on(NULL);
 }
 
 static void teardown(struct fixture *f)
@@ -121,10 +133,11 @@ static qp_msg_t *migrate_req(const char *id, int64_t gpu)
     return m;
 }
 
-/* Runs the loop until p got n messages (at most 5 s); returns the last. */
+/* Runs the loop until p got n messages (at most 20 s: a move of a process starts the
+ * checkpoint helper); returns the last. */
 static const qp_msg_t *await(struct fixture *f, size_t n)
 {
-    for (int i = 0; i < 500 && qt_wire_count(f->w, f->p, NULL) < n; i++)
+    for (int i = 0; i < 2000 && qt_wire_count(f->w, f->p, NULL) < n; i++)
         qt_loop_for(f->loop, 10);
     cr_assert_eq(qt_wire_count(f->w, f->p, NULL), n, "%zu answers, not %zu",
                  qt_wire_count(f->w, f->p, NULL), n);
@@ -327,5 +340,136 @@ Test(qa_migrate, balance_on_a_quiet_host_answers_an_empty_plan)
     const qp_msg_t *r = await(f, 1);
     cr_assert_str_eq(qp_msg_type(r), "ok");
     cr_assert_eq(moves(r), 0);
+    teardown(f);
+}
+
+/* ---- a process moved by the checkpoint helper -------------------------------------- */
+
+static char sim_uuids[4][64];
+
+/* The two GPUs of the private simulated host, as the arbiter would describe them. */
+static qa_host_t *sim_host(const qa_config_t *cfg)
+{
+    qa_gpu_desc_t g[2];
+    for (unsigned i = 0; i < 2; i++) {
+        g[i] = (qa_gpu_desc_t){i, "", "X", 1024ull << 20, 4, 512};
+        snprintf(g[i].uuid, sizeof g[i].uuid, "%.63s", sim_uuids[i]);
+    }
+    qa_host_t *h = qa_host_new(g, 2, cfg);
+    cr_assert_not_null(h);
+    return h;
+}
+
+/* A sim_worker holding 1 MiB on GPU 0 as the one process of v, in a session made as
+ * tenant.c makes one and joined to the compute schedulers. */
+struct tenant {
+    qt_proc_t *w;
+    qa_peer_t peer;
+    qa_session_t s;
+};
+
+static void tenant_start(struct fixture *f, struct tenant *t, qa_vgpu_t *v)
+{
+    const char *args[] = {"target", "0", "1048576", NULL};
+    t->w = sim_worker_start(args, NULL);
+    sim_wait_line(t->w, "ready", 10000);
+    pid_t pid = qt_proc_pid(t->w);
+    t->peer = (qa_peer_t){.ep = QP_TENANT, .cred_pid = pid, .session = true};
+    t->s = (qa_session_t){.peer = &t->peer, .vgpu = v, .pid = pid, .host_pid = pid,
+                          .used = 1048576};
+    t->peer.tenant = &t->s;
+    t->s.pprev_in_vgpu = &v->sessions;
+    v->sessions = &t->s;
+    cr_assert_eq(qa_compute_join(f->compute, &t->s), 0);
+}
+
+static void tenant_stop(struct fixture *f, struct tenant *t, qa_vgpu_t *v)
+{
+    qa_compute_leave(f->compute, &t->s);
+    v->sessions = NULL;
+    qa_compute_vgpu_gone(f->compute, v);
+    qt_proc_destroy(&t->w);
+}
+
+/* Asks the worker to check its data; returns the GPU it says it is on (borrowed). */
+static const char *worker_gpu(struct tenant *t)
+{
+    qt_proc_kill(t->w, SIGUSR1);
+    sim_wait_line(t->w, "verify ok", 10000);
+    return sim_wait_line(t->w, "uuid ", 10000);
+}
+
+Test(qa_migrate, a_running_process_moves_with_its_vgpu_through_the_checkpoint_helper,
+     .timeout = 60)
+{
+    if (!qt_driver_simulated())
+        cr_skip_test("two GPUs of one chip of the simulated host");
+    qt_sim_private("X:1GiB:4,X:1GiB:4");
+    cr_assert_eq(qts_gpu_uuids(sim_uuids, 4), 2);
+    struct fixture *f = setup_on(sim_host);
+    qa_vgpu_t *v = vgpu(f, 0, 0);
+    struct tenant t;
+    tenant_start(f, &t, v);
+    qt_wire_request(f->w, f->p, migrate_req(v->id, 1));
+    const qp_msg_t *r = await(f, 1);
+    cr_assert_str_eq(qp_msg_type(r), "ok", "%s", qt_text(r));
+    size_t n = 0;
+    cr_assert_eq(qp_msg_count_maps(r, "procs", &n), 0);
+    cr_assert_eq(n, 1);
+    const qp_msg_t *proc = qp_msg_map_at(r, "procs", 0);
+    int64_t pid = 0;
+    const char *fate = NULL;
+    cr_assert_eq(qp_msg_get_int(proc, "pid", &pid), 0);
+    cr_assert_eq(pid, qt_proc_pid(t.w));
+    cr_assert_eq(qp_msg_get_str(proc, "fate", &fate), 0);
+    cr_assert_str_eq(fate, "moved");
+    const char *text = NULL;
+    cr_assert_eq(qp_msg_get_str(r, "text", &text), 0);
+    char *said = qt_strf("pid %d moved, paused ", (int)pid);
+    cr_assert(strstr(text, said), "%s", text);
+
+    cr_assert_eq(v->gpu, 1);
+    char uuid[QP_UUID_LEN], err[QP_ERR_LEN];
+    cr_assert_eq(qa_store_peek_gpu(f->dir, v->id, uuid, err), 0, "%s", err);
+    cr_assert_str_eq(uuid, sim_uuids[1]);
+    cr_assert_eq(f->nmoved, 1);
+    const char *on = worker_gpu(&t);
+    cr_assert_eq(strncmp(on, sim_uuids[1], strlen(sim_uuids[1])), 0,
+                 "the process runs on GPU 1 with its data: %s", on);
+    free(said);
+    tenant_stop(f, &t, v);
+    teardown(f);
+}
+
+Test(qa_migrate, a_move_the_driver_cannot_restore_is_rolled_back_and_the_process_runs_on,
+     .timeout = 60)
+{
+    if (!qt_driver_simulated())
+        cr_skip_test("two GPUs of one chip of the simulated host");
+    qt_sim_private("X:1GiB:4,X:1GiB:4");
+    cr_assert_eq(qts_gpu_uuids(sim_uuids, 4), 2);
+    /* The made-up host's UUIDs name no GPU the driver knows: it cannot restore there. */
+    struct fixture *f = setup();
+    qa_vgpu_t *v = vgpu(f, 0, 0);
+    struct tenant t;
+    tenant_start(f, &t, v);
+    qt_wire_request(f->w, f->p, migrate_req(v->id, 1));
+    const qp_msg_t *r = await(f, 1);
+    cr_assert(qp_msg_is_error(r));
+    char *back = qt_strf("pid %d back, paused ", (int)qt_proc_pid(t.w));
+    cr_assert(strstr(qt_text(r), "stays on GPU 0: ") && strstr(qt_text(r), "(rolled back)") &&
+                  strstr(qt_text(r), back),
+              "%s", qt_text(r));
+    cr_assert_eq(v->gpu, 0);
+    cr_assert_eq(v->moving, 0);
+    cr_assert_eq(qa_host_gpu(f->host, 1)->nvgpus, 0, "nothing left reserved on GPU 1");
+    char uuid[QP_UUID_LEN], err[QP_ERR_LEN];
+    cr_assert_neq(qa_store_peek_gpu(f->dir, v->id, uuid, err), 0, "no record was written");
+    cr_assert_eq(f->nmoved, 0);
+    const char *on = worker_gpu(&t);
+    cr_assert_eq(strncmp(on, sim_uuids[0], strlen(sim_uuids[0])), 0,
+                 "the process runs where it was with its data: %s", on);
+    free(back);
+    tenant_stop(f, &t, v);
     teardown(f);
 }
