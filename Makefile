@@ -336,14 +336,15 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_LINK) | $(BUILD)/sim/libnvidia-m
 	@mkdir -p $(@D)
 	$(CC) $(LDFLAGS) -o $@ $< $(TEST_LINK) $(TEST_LIBS)
 
-# http_off.c, what HTTP=0 links instead of http.c, is tested in every build: this test
-# links it in http.c's place.
-HTTP_OFF_LINK := $(filter-out $(BUILD)/obj/arbiter/http.o $(BUILD)/obj/arbiter/http_off.o, \
-                   $(TEST_LINK)) $(BUILD)/obj/arbiter/http_off.o
-$(BUILD)/tests/test_arbiter_http_off: $(BUILD)/obj/tests/test_arbiter_http_off.o \
-                                      $(HTTP_OFF_LINK) | $(BUILD)/sim/libnvidia-ml.so.1
+# What a build without libmicrohttpd or libsystemd links (http_off.c; notify.c without
+# QA_HAVE_SYSTEMD) is tested in every build: these tests link the arbiter as
+# minimal/qarbiter has it.
+OFF_TESTS := $(BUILD)/tests/test_arbiter_http_off $(BUILD)/tests/test_arbiter_notify_off
+OFF_LINK  := $(TEST_SUP_OBJ) $(ARBITER_MIN) $(CLIENT_OBJ) $(CONTAINER_OBJ) $(SLURM_OBJ) \
+             $(PROTO_OBJ)
+$(OFF_TESTS): $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(OFF_LINK) | $(BUILD)/sim/libnvidia-ml.so.1
 	@mkdir -p $(@D)
-	$(CC) $(LDFLAGS) -o $@ $< $(HTTP_OFF_LINK) $(TEST_LIBS)
+	$(CC) $(LDFLAGS) -o $@ $< $(OFF_LINK) $(TEST_LIBS)
 
 $(BUILD)/tests/progs/%: $(BUILD)/obj/tests/progs/%.o
 	@mkdir -p $(@D)
