@@ -22,6 +22,12 @@
 #include "shim/real.h"
 #include "shim/uuid.h"
 
+/* An environment entry a move made. */
+struct moved_entry {
+    struct moved_entry *next; /* the one before it */
+    char text[];              /* "CUDA_VISIBLE_DEVICES=<uuid>" */
+};
+
 /* The mapping of the vGPU's GPU to the driver's device. */
 static struct {
     pthread_mutex_t lock;   /* guards the mapping below while it is made */
@@ -33,6 +39,8 @@ static struct {
      * workload's: written once under lock, then lives as long as the process, as an
      * environment entry must */
     char visible_entry[sizeof "CUDA_VISIBLE_DEVICES=" + QS_UUID_LEN];
+    struct moved_entry *moved; /* the entries moves made, newest first: lock; owned, never
+                                  freed (moved_to), but held, as leak checkers see */
     atomic_int logged; /* the GPU cannot be used: said once */
 } dev0 = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -70,10 +78,12 @@ static void moved_to(const char *uuid)
     /* A new string each move, never freed: a reader may still hold the old one, and an
      * environment entry lives as long as the process. A few moves cost a few bytes. */
     size_t n = strlen(VISIBLE) + strlen(uuid) + 1;
-    char *entry = dev0.env_forced ? malloc(n) : NULL;
+    struct moved_entry *entry = dev0.env_forced ? malloc(sizeof *entry + n) : NULL;
     if (entry) {
-        snprintf(entry, n, VISIBLE "%s", uuid);
-        point_visible(entry);
+        snprintf(entry->text, n, VISIBLE "%s", uuid);
+        entry->next = dev0.moved;
+        dev0.moved = entry;
+        point_visible(entry->text);
     }
     qs_nvml_moved();
 }

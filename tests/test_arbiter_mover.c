@@ -175,13 +175,14 @@ Test(mover, a_workload_that_never_stops_launching_moves_with_its_data_quota_and_
     free(listed);
     char *list = NULL;
     cr_assert_eq(qt_ctl(arb, &list, NULL, "--json", "gpus", NULL), 0);
-    json_t *gpus = json_object_get(json_loads(list, 0, NULL), "gpus");
+    json_t *gdoc = json_loads(list, 0, NULL), *gpus = json_object_get(gdoc, "gpus");
     cr_assert_eq(json_integer_value(json_object_get(json_array_get(gpus, 0), "vgpus")), 0);
     cr_assert_eq(json_integer_value(json_object_get(json_array_get(gpus, 1), "vgpus")), 1);
     cr_assert_eq(json_integer_value(json_object_get(json_array_get(gpus, 1), "memory_reserved_mb")),
                  1024, "its quota is reserved on GPU 1 now");
     cr_assert_eq(json_integer_value(json_object_get(json_array_get(gpus, 0), "memory_reserved_mb")),
                  0);
+    json_decref(gdoc);
 
     /* the workload never failed a call, kept its bytes, and sees GPU 1 */
     cr_assert_eq(qt_proc_wait(w, 30000), 0, "%s%s", qt_proc_stdout(w), qt_proc_stderr(w));
