@@ -122,8 +122,10 @@ static uint64_t budget(const qa_move_t *self, const struct proc *p, qa_move_op_t
     uint64_t b = self->prm.op_ns;
     if (op == QA_MOVE_LOCK)
         b += self->prm.lock_ns;
-    if (op == QA_MOVE_CHECKPOINT || op == QA_MOVE_RESTORE_SWAP || op == QA_MOVE_RESTORE_STAY)
-        b += (p->in.bytes + GIB - 1) / GIB * self->prm.ns_per_gib;
+    if (op == QA_MOVE_CHECKPOINT || op == QA_MOVE_RESTORE_SWAP || op == QA_MOVE_RESTORE_STAY) {
+        uint64_t bytes = p->in.bytes > p->in.most ? p->in.bytes : p->in.most;
+        b += (bytes + GIB - 1) / GIB * self->prm.ns_per_gib;
+    }
     return b;
 }
 

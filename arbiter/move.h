@@ -84,7 +84,10 @@ typedef struct qa_move_params {
 /* A process of the vGPU, as the move begins. */
 typedef struct qa_move_proc {
     int pid;        /* host pid */
-    uint64_t bytes; /* what it holds on the device (its report): copy time, the result */
+    uint64_t bytes; /* what it holds on the device (its report): the result, copy time */
+    uint64_t most;  /* the most it may hold (its vGPU's quota), 0 if unknown: the copy's
+                       time budget is for max(bytes, most), as a process that has not
+                       reported yet may already hold its whole quota */
 } qa_move_proc_t;
 
 /* How the move ended. */

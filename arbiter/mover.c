@@ -431,7 +431,7 @@ static void begin_head(qa_mover_t *self)
                         v->id, QA_MOVE_MAX_PROCS);
             return;
         }
-        self->procs[k] = (qa_move_proc_t){p->host_pid, bytes};
+        self->procs[k] = (qa_move_proc_t){p->host_pid, bytes, v->memory_mb * QP_MIB};
         if (qa_ledger_proc_start(p->host_pid, &self->starts[k]) < 0)
             self->starts[k] = 0;
         self->nprocs++;

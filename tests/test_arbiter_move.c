@@ -163,7 +163,7 @@ static void setup(struct world *w, size_t n, uint64_t bytes)
     qa_move_proc_t procs[8];
     for (size_t i = 0; i < n; i++) {
         w->p[i] = (struct fproc){.pid = 11 + (int)i, .cuda = true};
-        procs[i] = (qa_move_proc_t){11 + (int)i, bytes};
+        procs[i] = (qa_move_proc_t){.pid = 11 + (int)i, .bytes = bytes};
     }
     w->m = qa_move_new(&params, &o, procs, n, "vg-3", "GPU 0", "GPU 1");
     cr_assert_not_null(w->m);
@@ -476,4 +476,27 @@ Test(qa_move, the_way_home_from_every_driver_state)
     }
     cr_assert_eq(calls, 4);
     cr_assert(home && st == QA_PSTATE_RUNNING);
+}
+
+/* A process that has not reported its memory yet (0 bytes) may hold its whole quota: the
+ * helper gets the time to copy that much before the move is declared stuck. */
+Test(qa_move, a_process_not_reported_yet_gets_the_time_to_copy_its_whole_quota)
+{
+    struct world w;
+    setup(&w, 1, 0);
+    qa_move_destroy(&w.m);
+    static const qa_move_ops_t ops = {w_freeze, w_drained, w_call, w_commit, w_finish, NULL};
+    qa_move_ops_t o = ops;
+    o.arg = &w;
+    qa_move_proc_t proc = {11, 0, 4 * GIB};
+    w.m = qa_move_new(&params, &o, &proc, 1, "vg-3", "GPU 0", "GPU 1");
+    cr_assert_not_null(w.m);
+    w.drain_at = 0;
+    qa_move_start(w.m, w.now);
+    answer(&w); /* state */
+    answer(&w); /* lock */
+    cr_assert_eq(w.pop, QA_MOVE_CHECKPOINT);
+    /* 5 s, plus 1 s per GiB of its 4 GiB quota (not 5 s for the 0 bytes it reported) */
+    cr_assert_eq(qa_move_deadline(w.m), w.now + 9000 * MS);
+    teardown_world(&w);
 }
