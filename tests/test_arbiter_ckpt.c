@@ -5,6 +5,7 @@
  * killed helper, and a helper whose arbiter leaves during a move bringing the process
  * it touched back to running on its home GPU. */
 #include "arbiter/ckpt.h"
+#include "arbiter/store.h"
 #include "arbiter/ledger.h"
 #include "tests/harness.h"
 #include "tests/shim_support.h"
@@ -238,9 +239,11 @@ Test(qa_ckpt, a_killed_helper_is_reported_gone_and_takes_no_more_requests)
 }
 
 /* The move of the process of vGPU "vg-1" from GPU 0 to GPU 1 is under way; the
- * arbiter's end closes (as when it is killed), with no record of vg-1 in its state
- * dir: the helper takes GPU 0 as home and returns the process there, running. */
-static void leave_mid_move(bool restored)
+ * arbiter's end closes (as when it is killed). With no record of vg-1 in its state dir
+ * the helper takes GPU 0 as home and returns the process there, running; with a record
+ * naming GPU 1 (the move was committed: the record is written first) the process stays
+ * on GPU 1 and runs there. */
+static void leave_mid_move(bool restored, bool committed)
 {
     qt_sim_private("X:1GiB:4,X:1GiB:4");
     char uuids[4][64];
@@ -256,6 +259,16 @@ static void leave_mid_move(bool restored)
     snprintf(begin.state_dir, sizeof begin.state_dir, "%s", dir);
     snprintf(begin.uuid[0], QP_UUID_LEN, "%s", uuids[0]);
     snprintf(begin.uuid[1], QP_UUID_LEN, "%s", uuids[1]);
+    if (committed) {
+        char err[QP_ERR_LEN];
+        qa_store_t *store = qa_store_open(dir, err);
+        cr_assert_not_null(store, "%s", err);
+        qa_vgpu_t v = {.id = "vg-1", .vm = "vm", .secret = "00112233445566778899aabbccddeeff",
+                       .profile = "Q1", .gpu = 1, .memory_mb = 1024, .share = 10,
+                       .created = 1};
+        cr_assert_eq(qa_store_put(store, &v, uuids[1], err), 0, "%s", err);
+        qa_store_close(&store);
+    }
     cr_assert_eq(qa_ckpt_send(e.ck, &begin), 0);
     cr_assert_eq(call(&e, QA_MOVE_LOCK, pid, st).result, QA_MOVE_OK);
     if (restored) {
@@ -281,18 +294,27 @@ static void leave_mid_move(bool restored)
     qt_proc_kill(w, SIGUSR1); /* it checks its data and says which GPU it is on */
     sim_wait_line(w, "verify ok", WAIT_MS);
     const char *on = sim_wait_line(w, "uuid ", WAIT_MS);
-    cr_assert_eq(strncmp(on, uuids[0], strlen(uuids[0])), 0, "home is GPU 0: %s", on);
+    const char *home = uuids[committed ? 1 : 0];
+    cr_assert_eq(strncmp(on, home, strlen(home)), 0, "home is GPU %d: %s", committed, on);
     qt_proc_destroy(&w);
     free(dir);
 }
 
 Test(qa_ckpt, a_locked_process_is_unlocked_when_the_arbiter_leaves_mid_move, .timeout = 60)
 {
-    leave_mid_move(false);
+    leave_mid_move(false, false);
 }
 
 Test(qa_ckpt, a_process_restored_onto_the_target_goes_home_when_the_arbiter_leaves,
      .timeout = 60)
 {
-    leave_mid_move(true);
+    leave_mid_move(true, false);
+}
+
+/* kill -9 of the arbiter between the commit and the unlock: the record names the target,
+ * and the process, restored there, is unlocked there. */
+Test(qa_ckpt, a_process_of_a_committed_move_runs_on_the_target_when_the_arbiter_leaves,
+     .timeout = 60)
+{
+    leave_mid_move(true, true);
 }
