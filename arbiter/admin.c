@@ -95,8 +95,10 @@ static void create(void *self, qa_peer_t *p, const qp_msg_t *m)
         if (gpu < -1) {
             snprintf(err, sizeof err, "gpu %lld is not a GPU index (-1: any)", (long long)gpu);
             rc = -EINVAL;
+        } else if (gpu > INT_MAX) {
+            rc = qa_host_gpu_check(a->o.host, gpu, err); /* no such GPU, named as asked */
         }
-        spec.gpu = gpu > INT_MAX ? INT_MAX : (int)gpu;
+        spec.gpu = rc == 0 ? (int)gpu : -1;
     }
     if (rc == 0 && has_share && spec.share == 0) {
         snprintf(err, sizeof err, "share 0%% is not a percentage from 1 to 100");

@@ -229,12 +229,12 @@ static int make_secret(char out[QP_SECRET_LEN])
     return 0;
 }
 
-static int gpu_range(const qa_host_t *self, int gpu, char *err)
+int qa_host_gpu_check(const qa_host_t *self, int64_t gpu, char err[QP_ERR_LEN])
 {
-    if (gpu >= 0 && (size_t)gpu < self->ngpus)
+    if (gpu >= 0 && (uint64_t)gpu < self->ngpus)
         return 0;
-    snprintf(err, QP_ERR_LEN, "there is no GPU %d (this host has GPUs 0 to %zu)", gpu,
-             self->ngpus - 1);
+    snprintf(err, QP_ERR_LEN, "there is no GPU %lld (this host has GPUs 0 to %zu)",
+             (long long)gpu, self->ngpus - 1);
     return -ENOENT;
 }
 
@@ -252,7 +252,7 @@ int qa_host_create(qa_host_t *self, const qa_spec_t *spec, int64_t now, qa_vgpu_
         rc = -ENOSPC;
     }
     if (rc == 0 && spec->gpu >= 0) {
-        rc = gpu_range(self, spec->gpu, err);
+        rc = qa_host_gpu_check(self, spec->gpu, err);
         if (rc == 0) {
             qa_gpu_load_t l = load_of(&self->gpus[spec->gpu]);
             rc = qa_admit(&l, spec->gpu, v->memory_mb, v->share, self->cfg, err);
@@ -404,7 +404,7 @@ int qa_host_resize(qa_host_t *self, const char *id, const qa_change_t *change, q
 
 int qa_host_move_begin(qa_host_t *self, qa_vgpu_t *v, int to, char err[QP_ERR_LEN])
 {
-    int rc = gpu_range(self, to, err);
+    int rc = qa_host_gpu_check(self, to, err);
     if (rc < 0)
         return rc;
     const qa_gpu_t *src = &self->gpus[v->gpu], *dst = &self->gpus[to];

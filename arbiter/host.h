@@ -126,6 +126,9 @@ qa_host_t *qa_host_new(const qa_gpu_desc_t *gpus, size_t n, const qa_config_t *c
 void qa_host_destroy(qa_host_t **self_p);
 
 size_t qa_host_ngpus(const qa_host_t *self);
+/* 0 if gpu is the index of one of this host's GPUs, else -ENOENT with a line that names
+ * it and the range (any int64_t a request may carry, before it is narrowed to an int). */
+int qa_host_gpu_check(const qa_host_t *self, int64_t gpu, char err[QP_ERR_LEN]);
 qa_gpu_t *qa_host_gpu(qa_host_t *self, size_t i);
 /* The GPU whose UUID is uuid, or NULL. */
 qa_gpu_t *qa_host_gpu_by_uuid(qa_host_t *self, const char *uuid);

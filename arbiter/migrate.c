@@ -6,7 +6,6 @@
 #include "proto/schema.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,12 +105,12 @@ static void migrate(void *arg, qa_peer_t *p, const qp_msg_t *m)
     int64_t gpu;
     int to;
     if (qp_msg_get_int(m, "gpu", &gpu) == 0) {
-        if (gpu < 0 || gpu > INT_MAX) {
-            qa_reply_error(self->o.reply, p, id, QP_E_NOTFOUND,
-                           "there is no GPU %lld (qgpuctl gpus shows them)", (long long)gpu);
+        char err[QP_ERR_LEN];
+        if (qa_host_gpu_check(self->o.host, gpu, err) < 0) {
+            qa_reply_error(self->o.reply, p, id, QP_E_NOTFOUND, "%s", err);
             return;
         }
-        to = (int)gpu; /* the mover names the range */
+        to = (int)gpu;
     } else if (qp_msg_get_str(m, "gpu_uuid", &uuid) == 0) {
         const qa_gpu_t *g = qa_host_gpu_by_uuid(self->o.host, uuid);
         if (!g) {

@@ -170,6 +170,20 @@ Test(qa_admin, bad_values_are_refused_in_one_line_and_nothing_is_made)
         cr_assert_str_eq(qt_code(r), QP_E_INVALID, "%s", bad[i].key);
         cr_assert_str_eq(qt_text(r), bad[i].says);
     }
+    /* a GPU that is not there, named as asked even past an int */
+    static const int64_t absent[] = {7, (int64_t)1 << 40};
+    static const char *const absent_says[] = {
+        "there is no GPU 7 (this host has GPUs 0 to 1)",
+        "there is no GPU 1099511627776 (this host has GPUs 0 to 1)"};
+    for (size_t i = 0; i < 2; i++) {
+        qp_msg_t *m = create_req("vm", "Q1");
+        qp_msg_set_int(m, "gpu", absent[i]);
+        qt_wire_request(f->w, f->p, m);
+        const qp_msg_t *r = qt_wire_last(f->w, f->p);
+        cr_assert_str_eq(qt_code(r), QP_E_NOTFOUND, "%s", qt_text(r));
+        cr_assert_str_eq(qt_text(r), absent_says[i]);
+    }
+    cr_assert_eq(qa_host_nvgpus(f->host), 0, "nothing made");
     qt_wire_request(f->w, f->p, create_req("vm", "Q8"));
     qt_wire_request(f->w, f->p, create_req("vm", "Q8"));
     qt_wire_request(f->w, f->p, create_req("vm", "Q8"));

@@ -190,9 +190,9 @@ Test(qa_migrate, what_cannot_move_is_refused_in_one_line_and_nothing_changes)
         {"vg-1", INT64_MAX, QP_E_INVALID, "migrate needs a GPU: gpu (an index) or gpu_uuid"},
         {"vg-1", 0, QP_E_INVALID, "vGPU vg-1 is on GPU 0 already"},
         {"vg-1", 7, QP_E_NOTFOUND, "there is no GPU 7 (this host has GPUs 0 to 1)"},
-        {"vg-1", -1, QP_E_NOTFOUND, "there is no GPU -1 (qgpuctl gpus shows them)"},
+        {"vg-1", -1, QP_E_NOTFOUND, "there is no GPU -1 (this host has GPUs 0 to 1)"},
         {"vg-1", (int64_t)1 << 40, QP_E_NOTFOUND,
-         "there is no GPU 1099511627776 (qgpuctl gpus shows them)"},
+         "there is no GPU 1099511627776 (this host has GPUs 0 to 1)"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         qp_msg_t *m = qp_new_request(QP_REQ_MIGRATE);
