@@ -152,7 +152,9 @@ static void answer(struct world *w)
     qa_move_answer(w->m, w->pi, r, p->state, r ? "CUDA_ERROR_ILLEGAL_STATE" : NULL, w->now);
 }
 
-static void setup(struct world *w, size_t n, uint64_t bytes)
+/* n processes each holding bytes, and each allowed at most `most` (its vGPU's quota; 0:
+ * unknown). */
+static void setup_most(struct world *w, size_t n, uint64_t bytes, uint64_t most)
 {
     static const qa_move_ops_t ops = {w_freeze, w_drained, w_call, w_commit, w_finish, NULL};
     qa_move_ops_t o = ops;
@@ -163,10 +165,15 @@ static void setup(struct world *w, size_t n, uint64_t bytes)
     qa_move_proc_t procs[8];
     for (size_t i = 0; i < n; i++) {
         w->p[i] = (struct fproc){.pid = 11 + (int)i, .cuda = true};
-        procs[i] = (qa_move_proc_t){.pid = 11 + (int)i, .bytes = bytes};
+        procs[i] = (qa_move_proc_t){.pid = 11 + (int)i, .bytes = bytes, .most = most};
     }
     w->m = qa_move_new(&params, &o, procs, n, "vg-3", "GPU 0", "GPU 1");
     cr_assert_not_null(w->m);
+}
+
+static void setup(struct world *w, size_t n, uint64_t bytes)
+{
+    setup_most(w, n, bytes, 0);
 }
 
 /* Runs the world until the move is over: each call answered after 1 ms (copies after
@@ -483,14 +490,7 @@ Test(qa_move, the_way_home_from_every_driver_state)
 Test(qa_move, a_process_not_reported_yet_gets_the_time_to_copy_its_whole_quota)
 {
     struct world w;
-    setup(&w, 1, 0);
-    qa_move_destroy(&w.m);
-    static const qa_move_ops_t ops = {w_freeze, w_drained, w_call, w_commit, w_finish, NULL};
-    qa_move_ops_t o = ops;
-    o.arg = &w;
-    qa_move_proc_t proc = {11, 0, 4 * GIB};
-    w.m = qa_move_new(&params, &o, &proc, 1, "vg-3", "GPU 0", "GPU 1");
-    cr_assert_not_null(w.m);
+    setup_most(&w, 1, 0, 4 * GIB);
     w.drain_at = 0;
     qa_move_start(w.m, w.now);
     answer(&w); /* state */
